@@ -1,0 +1,172 @@
+"""The API's request handlers: create a task, get a task.
+
+Routes (under the ``/apiv1`` prefix, like production ``https://ai.odkkk.com/apiv1``):
+
+- ``POST /apiv1/v1/images/generations``: validate, bill, reply with the pending task;
+- ``GET /apiv1/v1/tasks/{task_id}``: the task as it stands now.
+
+Both need ``Authorization: Bearer <key>`` with a configured key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from aiohttp import web
+
+from ._callbacks import CallbackDispatcher
+from ._clock import Clock
+from ._envelopes import ApiError, method_not_allowed, route_not_found, unauthorized
+from ._factory import TaskFactory
+from ._faults import BILLED_CREATE_FAULTS, FaultRule
+from ._http import abort_connection, error_response
+from ._injection import FaultInjector, error_reply, task_reply
+from ._ledger import Ledger, LedgerEntry
+from ._tasks import CREDITS_PER_TASK, ID_PREFIX, TaskRecord, TaskStore, task_body
+from ._validation import body_too_large, validate_create
+
+__all__ = ["API_PREFIX", "ApiHandlers", "api_error_renderer"]
+
+API_PREFIX = "/apiv1"
+_INVALID_TASK_ID = ApiError(
+    status=400,
+    code="invalid_task_id",
+    message="Invalid task ID format, must start with 'task-unified-'",
+    type="invalid_request_error",
+    param="task_id",
+)
+
+
+def _task_not_found(task_id: str) -> ApiError:
+    return ApiError(
+        status=404,
+        message=f"Task {task_id!r} was not found; check the id (tasks are not shared between "
+        "API keys or emulators).",
+        type="not_found_error",
+        param="task_id",
+    )
+
+
+def api_error_renderer(request: web.Request, status: int, reason: str) -> web.Response:
+    """Render router-level errors (404, 405, 413, 500) as JSON envelopes."""
+    if status == 404:
+        return error_response(route_not_found(request.path))
+    if status == 405:
+        return error_response(method_not_allowed(request.method, request.path))
+    if status == 413:
+        return error_response(body_too_large())
+    return error_response(ApiError(status=status, message=reason, type="internal_server_error"))
+
+
+class ApiHandlers:
+    """The two API endpoints, over the emulator's task store, ledger and fault plan."""
+
+    def __init__(
+        self,
+        *,
+        api_keys: Sequence[str],
+        store: TaskStore,
+        factory: TaskFactory,
+        ledger: Ledger,
+        faults: FaultInjector,
+        clock: Clock,
+        result_urls: Callable[[TaskRecord], Sequence[str]],
+        callbacks: CallbackDispatcher,
+        allow_loopback_callbacks: bool,
+    ) -> None:
+        self._keys = frozenset(api_keys)
+        self._store = store
+        self._factory = factory
+        self._ledger = ledger
+        self._faults = faults
+        self._clock = clock
+        self._result_urls = result_urls
+        self._callbacks = callbacks
+        self._allow_loopback = allow_loopback_callbacks
+
+    def routes(self) -> list[web.RouteDef]:
+        """Return the route table."""
+        return [
+            web.post(f"{API_PREFIX}/v1/images/generations", self.create, name="create"),
+            web.get(
+                f"{API_PREFIX}/v1/tasks/{{task_id}}", self.get_task, name="task", allow_head=False
+            ),
+        ]
+
+    def _authorized(self, request: web.Request) -> bool:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and key.strip() in self._keys
+
+    def body(self, record: TaskRecord, *, as_created: bool = False) -> dict[str, object]:
+        """Return the task JSON of *record* now (or as the create call answers it)."""
+        return task_body(
+            record, now=self._clock.now(), result_urls=self._result_urls, as_created=as_created
+        )
+
+    def _accept(self, record: TaskRecord, request_body: Mapping[str, object]) -> None:
+        self._store.add(record)
+        self._ledger.bill(
+            LedgerEntry(
+                task_id=record.task_id,
+                request_body=request_body,
+                created_at=record.created_at,
+                credits=CREDITS_PER_TASK,
+            )
+        )
+        if record.callback_url is not None:
+            self._callbacks.schedule(
+                task_id=record.task_id,
+                url=record.callback_url,
+                due_at=record.finished_at,
+                body=lambda: self.body(record),
+            )
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        """Handle ``POST /v1/images/generations``."""
+        if not self._authorized(request):
+            return error_response(unauthorized())
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return error_response(body_too_large())
+        accepted = validate_create(raw, allow_loopback_callbacks=self._allow_loopback)
+        if isinstance(accepted, ApiError):
+            return error_response(accepted)
+        rule = self._faults.draw("create")
+        if rule is not None and rule.kind == "slow" and not await self._faults.wait(rule):
+            return abort_connection(request)
+        if rule is not None and rule.kind not in BILLED_CREATE_FAULTS:
+            return self._fault_reply(request, rule)
+        record = self._factory.create(accepted, now=self._clock.now())
+        self._accept(record, accepted.body)
+        body = self.body(record, as_created=True)
+        if rule is not None and rule.kind in ("reset_after_create", "http_500_after_create"):
+            return self._fault_reply(request, rule)
+        return task_reply(body, rule)
+
+    def _fault_reply(self, request: web.Request, rule: FaultRule) -> web.StreamResponse:
+        if rule.kind in ("reset", "reset_after_create"):
+            return abort_connection(request)
+        reply = error_reply(rule)
+        assert reply is not None, rule.kind
+        return reply
+
+    async def get_task(self, request: web.Request) -> web.StreamResponse:
+        """Handle ``GET /v1/tasks/{task_id}``."""
+        if not self._authorized(request):
+            return error_response(unauthorized())
+        task_id = request.match_info["task_id"]
+        if not task_id.startswith(ID_PREFIX):
+            return error_response(_INVALID_TASK_ID)
+        record = self._store.get(task_id)
+        if record is None:
+            return error_response(_task_not_found(task_id))
+        terminal = record.status_at(self._clock.now()).is_terminal
+        rule = self._faults.draw("task", terminal_task=terminal)
+        if rule is not None and rule.kind == "slow":
+            if not await self._faults.wait(rule):
+                return abort_connection(request)
+            rule = None
+        if rule is not None and rule.kind.startswith(("http_", "reset")):
+            return self._fault_reply(request, rule)
+        return task_reply(self.body(record), rule)

@@ -1,0 +1,110 @@
+"""The JSON error envelopes the API answers with, as values.
+
+Every error reply of the API has the documented shape
+``{"error": {"code", "message", "type", "param"?, "fallback_suggestion"?}}``; this module
+holds that shape (:class:`ApiError`) and the canned errors for authentication, unknown
+routes and the transient statuses the fault plan injects.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = [
+    "ApiError",
+    "internal_error",
+    "method_not_allowed",
+    "rate_limited",
+    "route_not_found",
+    "service_unavailable",
+    "unauthorized",
+    "upstream_error",
+]
+
+
+@attrs.frozen(kw_only=True)
+class ApiError:
+    """One error reply: the HTTP status and the fields of the ``error`` object."""
+
+    status: int
+    message: str
+    type: str
+    code: int | str | None = None
+    param: str | None = None
+    fallback_suggestion: str | None = None
+
+    def body(self) -> dict[str, object]:
+        """Return the JSON body ``{"error": {...}}``, leaving out absent optional fields."""
+        error: dict[str, object] = {
+            "code": self.status if self.code is None else self.code,
+            "message": self.message,
+            "type": self.type,
+        }
+        if self.param is not None:
+            error["param"] = self.param
+        if self.fallback_suggestion is not None:
+            error["fallback_suggestion"] = self.fallback_suggestion
+        return {"error": error}
+
+
+def unauthorized() -> ApiError:
+    """Return the documented 401 for a missing, unknown or expired key."""
+    return ApiError(status=401, message="Invalid or expired token", type="authentication_error")
+
+
+def route_not_found(path: str) -> ApiError:
+    """Return a 404 for a path the API does not serve."""
+    return ApiError(
+        status=404,
+        message=f"There is no endpoint at {path!r}; see the API reference for the routes.",
+        type="not_found_error",
+    )
+
+
+def method_not_allowed(method: str, path: str) -> ApiError:
+    """Return a 405 for a known path called with the wrong method."""
+    return ApiError(
+        status=405,
+        message=f"The method {method} is not allowed for {path!r}.",
+        type="invalid_request_error",
+    )
+
+
+def rate_limited(*, suggestion: str | None) -> ApiError:
+    """Return the documented 429, with an optional ``fallback_suggestion``."""
+    return ApiError(
+        status=429,
+        message="Rate limit exceeded",
+        type="rate_limit_error",
+        fallback_suggestion=suggestion,
+    )
+
+
+def internal_error() -> ApiError:
+    """Return the documented 500."""
+    return ApiError(
+        status=500,
+        message="Internal server error",
+        type="internal_server_error",
+        fallback_suggestion="try again later",
+    )
+
+
+def upstream_error() -> ApiError:
+    """Return the documented 502."""
+    return ApiError(
+        status=502,
+        message="Upstream AI service unavailable",
+        type="upstream_error",
+        fallback_suggestion="try different model",
+    )
+
+
+def service_unavailable(*, suggestion: str = "retry after 30 seconds") -> ApiError:
+    """Return the documented 503 (its suggestion can be changed for quick tests)."""
+    return ApiError(
+        status=503,
+        message="Service temporarily unavailable",
+        type="service_unavailable_error",
+        fallback_suggestion=suggestion,
+    )

@@ -1,0 +1,118 @@
+"""Turning an accepted create request into a task record: id, seed, timeline and outcome.
+
+The duration comes from the prompt's ``[[duration:S]]`` directive, else the emulator's
+``task_duration`` (a number of clock seconds, or a callable given the request body). The
+task is pending for ``queue_delay`` seconds (default 10% of the duration, never more than
+the duration), then processing until the duration is up. Whether it fails comes from the
+prompt's ``[[fail:CODE]]`` directive, else from outcomes queued with ``fail_next``.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import random
+from collections.abc import Callable, Mapping
+
+import attrs
+
+from ._directives import REQUEST_FAULT_CODES, Directives, failure_message
+from ._tasks import TaskRecord, TaskStore, new_task_id
+from ._validation import MAX_SEED, CreateRequest
+
+__all__ = ["DurationSource", "QueuedFailure", "TaskFactory"]
+
+DurationSource = float | Callable[[Mapping[str, object]], float]
+_MAX_ID_DRAWS = 1000
+_ESTIMATE_FACTOR_RANGE = (0.7, 1.4)
+
+
+@attrs.frozen(kw_only=True)
+class QueuedFailure:
+    """An outcome queued with ``fail_next``: the error code and message."""
+
+    code: str
+    message: str
+
+
+def _check_seconds(name: str, value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number of seconds, at least 0; got {value!r}.")
+    return float(value)
+
+
+class TaskFactory:
+    """Makes task records for accepted requests, with the emulator's seeded randomness."""
+
+    def __init__(
+        self,
+        *,
+        store: TaskStore,
+        rng: random.Random,
+        task_duration: DurationSource,
+        queue_delay: float | None,
+        image_format: str,
+        images_per_task: int,
+    ) -> None:
+        if not callable(task_duration):
+            _check_seconds("task_duration", task_duration)
+        if queue_delay is not None:
+            _check_seconds("queue_delay", queue_delay)
+        self._store = store
+        self._rng = rng
+        self._task_duration = task_duration
+        self._queue_delay = queue_delay
+        self._image_format = image_format
+        self._images_per_task = images_per_task
+        self._failures: collections.deque[QueuedFailure] = collections.deque()
+
+    def fail_next(self, code: str, message: str | None, count: int) -> None:
+        """Queue *count* failures for the next accepted tasks."""
+        failure = QueuedFailure(code=code, message=message or failure_message(code))
+        self._failures.extend([failure] * count)
+
+    def _duration(self, request: CreateRequest, directives: Directives) -> float:
+        if directives.duration_seconds is not None:
+            return directives.duration_seconds
+        if callable(self._task_duration):
+            return _check_seconds("task_duration()", self._task_duration(request.body))
+        return float(self._task_duration)
+
+    def _new_id(self, created: int) -> str:
+        for _ in range(_MAX_ID_DRAWS):
+            task_id = new_task_id(created, self._rng)
+            if task_id not in self._store:
+                return task_id
+        raise RuntimeError("Could not draw a fresh task id.")
+
+    def create(self, request: CreateRequest, *, now: float) -> TaskRecord:
+        """Return the record of a new task created at clock time *now* (not yet stored)."""
+        directives = Directives.parse(request.prompt)
+        duration = self._duration(request, directives)
+        queue = duration * 0.1 if self._queue_delay is None else min(self._queue_delay, duration)
+        failure: QueuedFailure | None = None
+        if directives.fail_code is not None:
+            code = directives.fail_code
+            failure = QueuedFailure(code=code, message=failure_message(code))
+        elif self._failures:
+            failure = self._failures.popleft()
+        blamed_on_request = failure is not None and failure.code in REQUEST_FAULT_CODES
+        started_at = now + (duration if blamed_on_request else queue)
+        return TaskRecord(
+            task_id=self._new_id(math.floor(now)),
+            model=request.model,
+            prompt=request.prompt,
+            seed=request.seed if request.seed is not None else self._rng.randint(1, MAX_SEED),
+            width_pixels=request.width_pixels,
+            height_pixels=request.height_pixels,
+            image_format=self._image_format,
+            image_count=self._images_per_task,
+            created_at=now,
+            started_at=started_at,
+            finished_at=now + duration,
+            failure_code=failure.code if failure else None,
+            failure_message=failure.message if failure else None,
+            failure_progress=0 if blamed_on_request or duration == queue else 99,
+            callback_url=request.callback_url,
+            estimate_factor=self._rng.uniform(*_ESTIMATE_FACTOR_RANGE),
+        )

@@ -1,0 +1,123 @@
+"""Applying the fault plan to live requests: drawing, recording and building the replies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+
+from aiohttp import web
+
+from ._clock import Clock
+from ._envelopes import ApiError, internal_error, rate_limited, service_unavailable, upstream_error
+from ._faults import Endpoint, FaultLog, FaultPlan, FaultRecord, FaultRule, FaultState
+from ._http import error_response, json_response
+
+__all__ = ["FaultInjector", "error_reply", "malformed_reply", "task_reply", "with_unknown_fields"]
+
+_ERRORS = {
+    "http_500": internal_error,
+    "http_500_after_create": internal_error,
+    "http_502": upstream_error,
+    "http_503": service_unavailable,
+}
+
+
+def with_unknown_fields(body: dict[str, object]) -> dict[str, object]:
+    """Return *body* with extra fields a client must ignore, top-level and nested."""
+    extended = dict(body)
+    extended["x_emulator_trace"] = {"region": "emu-1", "hops": [1, 2], "nested": {"a": None}}
+    extended["priority"] = 5
+    task_info = body.get("task_info")
+    if isinstance(task_info, dict):
+        extended["task_info"] = {**task_info, "queue_position": 3, "worker": {"id": "w-7"}}
+    error = body.get("error")
+    if isinstance(error, dict):
+        extended["error"] = {**error, "details": {"retryable": None}}
+    return extended
+
+
+class FaultInjector:
+    """Holds the plan in use, draws faults for requests and records each injected fault."""
+
+    def __init__(self, *, plan: FaultPlan | None, rng: random.Random, clock: Clock) -> None:
+        self._state = FaultState(plan or FaultPlan())
+        self._rng = rng
+        self._clock = clock
+        self._closing = asyncio.Event()
+        self.log = FaultLog()
+
+    @property
+    def plan(self) -> FaultPlan:
+        """The plan in use."""
+        return self._state.plan
+
+    @plan.setter
+    def plan(self, plan: FaultPlan | None) -> None:
+        self._state = FaultState(plan or FaultPlan())
+
+    def draw(self, endpoint: Endpoint, *, terminal_task: bool = False) -> FaultRule | None:
+        """Return the fault for this request (recording it), or None.
+
+        ``unknown_status`` is not eligible for a *terminal_task*.
+        """
+
+        def eligible(rule: FaultRule) -> bool:
+            return not (terminal_task and rule.kind == "unknown_status")
+
+        rule = self._state.draw(endpoint, self._rng, eligible)
+        if rule is not None:
+            self.log.add(FaultRecord(kind=rule.kind, endpoint=endpoint, at=self._clock.now()))
+        return rule
+
+    async def wait(self, rule: FaultRule) -> bool:
+        """Wait a ``slow`` rule's delay; return False if cut short by shutdown."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), rule.delay_seconds)
+        return not self._closing.is_set()
+
+    def close(self) -> None:
+        """Cut every ``slow`` wait short."""
+        self._closing.set()
+
+    @property
+    def closing(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closing.is_set()
+
+
+def error_reply(rule: FaultRule) -> web.Response | None:
+    """Return the HTTP error reply for an ``http_*`` rule, or None for other kinds."""
+    if rule.kind == "http_503" and rule.retry_after_seconds is not None:
+        hint = f"retry after {rule.retry_after_seconds} seconds"
+        return error_response(service_unavailable(suggestion=hint))
+    if rule.kind == "http_429":
+        seconds = 60 if rule.retry_after_seconds is None else rule.retry_after_seconds
+        in_suggestion = rule.retry_after_in in ("suggestion", "both")
+        in_header = rule.retry_after_in in ("header", "both")
+        error: ApiError = rate_limited(
+            suggestion=f"retry after {seconds} seconds" if in_suggestion else None
+        )
+        return error_response(error, headers={"Retry-After": str(seconds)} if in_header else None)
+    factory = _ERRORS.get(rule.kind)
+    return error_response(factory()) if factory is not None else None
+
+
+def malformed_reply(body: dict[str, object]) -> web.Response:
+    """Return a 200 whose JSON body is cut in half."""
+    text = json.dumps(body, separators=(",", ":")).encode()
+    return web.Response(status=200, body=text[: len(text) // 2], content_type="application/json")
+
+
+def task_reply(body: dict[str, object], rule: FaultRule | None) -> web.Response:
+    """Return a task reply, altered by a body-level fault (or unchanged)."""
+    if rule is None:
+        return json_response(body)
+    if rule.kind == "malformed_json":
+        return malformed_reply(body)
+    if rule.kind == "unknown_fields":
+        return json_response(with_unknown_fields(body))
+    if rule.kind == "unknown_status":
+        return json_response({**body, "status": rule.status_value})
+    return json_response(body)

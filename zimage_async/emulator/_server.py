@@ -1,0 +1,417 @@
+"""The :class:`Emulator`: the API and the image origin on two loopback listeners."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import math
+import random
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Literal, TypeVar
+
+from aiohttp import web
+
+from ._api import API_PREFIX, ApiHandlers, api_error_renderer
+from ._callbacks import CallbackAttempt, CallbackDispatcher
+from ._clock import Clock, SystemClock
+from ._factory import DurationSource, TaskFactory
+from ._faults import FaultPlan, FaultRecord
+from ._http import ErrorRenderer, middleware
+from ._images import ImageCache, ImageFormat, Renderer, check_renderer
+from ._injection import FaultInjector
+from ._ledger import Ledger, LedgerEntry
+from ._links import FILE_EXTENSIONS, LinkSigner, file_path
+from ._origin import OriginHandlers, origin_error_renderer
+from ._records import RequestLog, RequestRecord
+from ._tasks import TaskRecord, TaskStore
+from ._validation import MAX_BODY_BYTES
+
+__all__ = ["DEFAULT_API_KEY", "Emulator"]
+
+DEFAULT_API_KEY = "zimage-emulator-key"
+CallbackMode = Literal["strict", "permissive"]
+_Self = TypeVar("_Self", bound="Emulator")
+_SHUTDOWN_TIMEOUT_SECONDS = 1.0
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _check_host(host: str) -> str:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is None or not address.is_loopback:
+        raise ValueError(
+            f"host must be a loopback address (127.0.0.0/8 or ::1), got {host!r}; "
+            "the emulator never listens on other interfaces."
+        )
+    return host
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _classify(request: web.Request) -> str:
+    route = request.match_info.route
+    name = route.name if route is not None else None
+    return name if name in ("create", "task", "image") else "other"
+
+
+class _Listener:
+    """One aiohttp application on one loopback port."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS,
+            handle_signals=False,
+        )
+        self.port: int | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def close(self) -> None:
+        await self._runner.cleanup()
+
+
+class Emulator:
+    """An offline stand-in for the Z-Image Turbo task API, for tests, demos and benchmarks.
+
+    It runs two real HTTP listeners on loopback: the **API** (``base_url``, the same
+    routes as production under ``/apiv1``) and an **image origin** (``image_base_url``)
+    serving the result images by signed, expiring links, like the provider's file host.
+    Use it as an async context manager, or call :meth:`start` and :meth:`close`::
+
+        async with Emulator(task_duration=0.05) as emulator:
+            headers = {"Authorization": f"Bearer {emulator.api_key}"}
+            ...  # POST f"{emulator.base_url}/v1/images/generations"
+
+    All options are keyword-only:
+
+    - ``api_keys``: accepted bearer keys (default ``("zimage-emulator-key",)``); the first
+      is :attr:`api_key`.
+    - ``host``: the loopback address to bind (127.0.0.0/8 or ``::1``; anything else is a
+      ``ValueError``). ``port`` / ``image_port``: the API's and the origin's ports; 0 (the
+      default) picks free ones.
+    - ``clock``: a :class:`Clock` for everything time-related (default
+      :class:`SystemClock`); :class:`ManualClock` makes tests deterministic.
+    - ``task_duration``: clock seconds from create to terminal state (default 3.0), or a
+      callable given the request body. The prompt directive ``[[duration:S]]`` overrides it.
+    - ``queue_delay``: clock seconds a task stays ``pending`` before ``processing``
+      (default None: 10% of its duration).
+    - ``link_ttl``: seconds an image link stays valid after the task completes
+      (default 86400.0, the documented 24 hours).
+    - ``image_format``: ``"png"`` (default), ``"jpeg"`` or ``"webp"``; the latter two need
+      Pillow. ``image_renderer``: ``"auto"`` (Pillow if installed), ``"pillow"`` or
+      ``"plain"`` (standard-library PNG). ``images_per_task``: results per task (default 1).
+      ``image_padding_bytes``: extra bytes in every image file, for download benchmarks.
+    - ``faults``: a :class:`FaultPlan` (replaceable later through :attr:`faults`).
+    - ``callback_mode``: ``"strict"`` (default) applies the documented https-only,
+      no-internal-address rules to ``callback_url``; ``"permissive"`` also accepts
+      ``http``/``https`` URLs to loopback addresses so tests can run a receiver.
+      ``callback_retry_delays``: clock seconds between delivery attempts (default
+      ``(1.0, 2.0, 4.0)``); ``callback_timeout``: real seconds per attempt (default 10.0).
+    - ``seed``: seeds the emulator's own randomness (task ids, chosen image seeds, estimate
+      noise, fault draws, link secret); None (the default) draws a fresh one.
+
+    Prompt directives: ``[[fail:CODE]]`` makes the task fail with ``CODE``;
+    ``[[duration:S]]`` sets its duration. See also :meth:`fail_next`.
+
+    For assertions: :attr:`ledger` (billed tasks), :attr:`requests` and
+    :attr:`request_counts` (what both listeners received), :attr:`faults_injected` and
+    :attr:`fault_log`, :attr:`callback_attempts` and :meth:`wait_for_callbacks`,
+    :meth:`task` (a task's JSON now), :meth:`image_bytes` (what the origin serves) and
+    :attr:`internal_errors` (should stay empty).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_keys: Sequence[str] = (DEFAULT_API_KEY,),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        image_port: int = 0,
+        clock: Clock | None = None,
+        task_duration: DurationSource = 3.0,
+        queue_delay: float | None = None,
+        link_ttl: float = 86_400.0,
+        image_format: ImageFormat = "png",
+        image_renderer: Renderer = "auto",
+        images_per_task: int = 1,
+        image_padding_bytes: int = 0,
+        faults: FaultPlan | None = None,
+        callback_mode: CallbackMode = "strict",
+        callback_retry_delays: Sequence[float] = (1.0, 2.0, 4.0),
+        callback_timeout: float = 10.0,
+        seed: int | None = None,
+    ) -> None:
+        keys = tuple(api_keys)
+        if not keys or not all(isinstance(key, str) and key.strip() == key and key for key in keys):
+            raise ValueError("api_keys must hold at least one non-empty key without spaces.")
+        if callback_mode not in ("strict", "permissive"):
+            raise ValueError(f"callback_mode must be 'strict' or 'permissive': {callback_mode!r}.")
+        if not 1 <= images_per_task <= 16:
+            raise ValueError(f"images_per_task must be from 1 to 16, got {images_per_task!r}.")
+        if not math.isfinite(link_ttl) or link_ttl <= 0:
+            raise ValueError(f"link_ttl must be a positive number of seconds, got {link_ttl!r}.")
+        if any(not math.isfinite(d) or d < 0 for d in callback_retry_delays):
+            raise ValueError("callback_retry_delays must be finite numbers of seconds >= 0.")
+        renderer = check_renderer(image_format, image_renderer, image_padding_bytes)
+        self._host = _check_host(host)
+        self._ports = (port, image_port)
+        self._keys = keys
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._rng = random.Random(seed)
+        self._signer = LinkSigner(secret=self._rng.randbytes(32), ttl_seconds=link_ttl)
+        self._image_format = image_format
+        self._store = TaskStore()
+        self._ledger = Ledger()
+        self._requests = RequestLog()
+        self._crashes: list[BaseException] = []
+        self._faults = FaultInjector(plan=faults, rng=self._rng, clock=self._clock)
+        self._factory = TaskFactory(
+            store=self._store,
+            rng=self._rng,
+            task_duration=task_duration,
+            queue_delay=queue_delay,
+            image_format=image_format,
+            images_per_task=images_per_task,
+        )
+        self._attempts: list[CallbackAttempt] = []
+        self._callbacks = CallbackDispatcher(
+            clock=self._clock,
+            retry_delays_seconds=callback_retry_delays,
+            timeout_seconds=callback_timeout,
+            on_attempt=self._record_attempt,
+        )
+        self._api = ApiHandlers(
+            api_keys=keys,
+            store=self._store,
+            factory=self._factory,
+            ledger=self._ledger,
+            faults=self._faults,
+            clock=self._clock,
+            result_urls=self._result_urls,
+            callbacks=self._callbacks,
+            allow_loopback_callbacks=callback_mode == "permissive",
+        )
+        self._origin = OriginHandlers(
+            store=self._store,
+            signer=self._signer,
+            images=ImageCache(),
+            faults=self._faults,
+            clock=self._clock,
+            renderer=renderer,
+            padding_bytes=image_padding_bytes,
+        )
+        self._listeners: list[_Listener] = []
+        self._state = _State.UNOPENED
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _app(self, routes: list[web.RouteDef], renderer: ErrorRenderer) -> web.Application:
+        app = web.Application(
+            client_max_size=MAX_BODY_BYTES,
+            middlewares=[
+                middleware(
+                    log=self._requests,
+                    classify=_classify,
+                    render_error=renderer,
+                    on_crash=self._crashes.append,
+                )
+            ],
+        )
+        app.add_routes(routes)
+        return app
+
+    async def start(self) -> None:
+        """Start both listeners (idempotent); raise RuntimeError after :meth:`close`."""
+        if self._state is _State.OPEN:
+            return
+        if self._state is _State.CLOSED:
+            raise RuntimeError("This emulator was closed; create a new one.")
+        self._state = _State.OPEN
+        try:
+            self._callbacks.open()
+            for routes, renderer, port in (
+                (self._api.routes(), api_error_renderer, self._ports[0]),
+                (self._origin.routes(), origin_error_renderer, self._ports[1]),
+            ):
+                listener = _Listener(self._app(routes, renderer))
+                self._listeners.append(listener)
+                await listener.start(self._host, port)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop the listeners, cancel pending callbacks and close the HTTP session (idempotent)."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        self._faults.close()
+        await self._callbacks.close()
+        for listener in self._listeners:
+            await listener.close()
+        await self._origin.drain()
+
+    async def __aenter__(self: _Self) -> _Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- addresses -------------------------------------------------------------------------
+
+    def _port(self, number: int) -> int:
+        if self._state is not _State.OPEN or len(self._listeners) <= number:
+            raise RuntimeError("The emulator is not running; use 'async with' or start().")
+        port = self._listeners[number].port
+        assert port is not None
+        return port
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL, e.g. ``http://127.0.0.1:8000/apiv1``."""
+        return f"http://{_url_host(self._host)}:{self._port(0)}{API_PREFIX}"
+
+    @property
+    def image_base_url(self) -> str:
+        """The image origin's URL, e.g. ``http://127.0.0.1:8001``."""
+        return f"http://{_url_host(self._host)}:{self._port(1)}"
+
+    @property
+    def api_key(self) -> str:
+        """The first configured API key."""
+        return self._keys[0]
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        """All configured API keys."""
+        return self._keys
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the emulator runs on."""
+        return self._clock
+
+    def _result_urls(self, record: TaskRecord) -> list[str]:
+        origin = self.image_base_url
+        expires = self._signer.expires(record.finished_at)
+        extension = FILE_EXTENSIONS[record.image_format]
+        return [
+            self._signer.link(origin, file_path(record.task_id, index, extension), expires)
+            for index in range(record.image_count)
+        ]
+
+    # -- faults and outcomes ---------------------------------------------------------------
+
+    @property
+    def faults(self) -> FaultPlan:
+        """The fault plan in use; assign a new plan (or None) to replace it and its scripts."""
+        return self._faults.plan
+
+    @faults.setter
+    def faults(self, plan: FaultPlan | None) -> None:
+        self._faults.plan = plan
+
+    def fail_next(self, code: str, message: str | None = None, *, count: int = 1) -> None:
+        """Make the next *count* accepted tasks fail with the error *code* (and *message*).
+
+        A ``[[fail:CODE]]`` directive in a prompt takes precedence and does not use one up.
+        """
+        if not code or count < 1:
+            raise ValueError("fail_next needs a non-empty code and a count of at least 1.")
+        self._factory.fail_next(code, message, count)
+
+    # -- inspection ------------------------------------------------------------------------
+
+    @property
+    def ledger(self) -> tuple[LedgerEntry, ...]:
+        """Billed tasks (one per accepted create call), oldest first."""
+        return self._ledger.entries
+
+    @property
+    def request_counts(self) -> dict[str, int]:
+        """Requests received per endpoint (create, task, image, other) and callback attempts."""
+        return self._requests.counts()
+
+    @property
+    def requests(self) -> tuple[RequestRecord, ...]:
+        """Every request received by both listeners, oldest first (Authorization redacted)."""
+        return self._requests.records
+
+    @property
+    def faults_injected(self) -> dict[str, int]:
+        """Injected faults counted by kind."""
+        return self._faults.log.counts()
+
+    @property
+    def fault_log(self) -> tuple[FaultRecord, ...]:
+        """Every injected fault (kind, endpoint, clock time), oldest first."""
+        return self._faults.log.records
+
+    @property
+    def callback_attempts(self) -> tuple[CallbackAttempt, ...]:
+        """Every callback delivery attempt, oldest first."""
+        return tuple(self._attempts)
+
+    @property
+    def internal_errors(self) -> tuple[BaseException, ...]:
+        """Unexpected exceptions a handler raised (answered with a 500); should stay empty."""
+        return tuple(self._crashes)
+
+    async def wait_for_callbacks(self) -> None:
+        """Wait until every scheduled callback delivery is delivered or given up.
+
+        Deliveries wait on the emulator's clock: on a :class:`ManualClock` this only
+        returns once the clock has been advanced past the tasks' ends and retry delays, so
+        wrap it in ``asyncio.wait_for`` in tests.
+        """
+        await self._callbacks.wait()
+
+    def _record_attempt(self, attempt: CallbackAttempt) -> None:
+        self._attempts.append(attempt)
+        self._requests.count("callback")
+
+    def _record(self, task_id: str) -> TaskRecord:
+        record = self._store.get(task_id)
+        if record is None:
+            raise KeyError(f"No task {task_id!r} in this emulator.")
+        return record
+
+    def task(self, task_id: str) -> dict[str, object]:
+        """Return the task JSON as ``GET /v1/tasks/{task_id}`` would now (no faults)."""
+        return self._api.body(self._record(task_id))
+
+    async def image_bytes(self, task_id: str, index: int = 0) -> bytes:
+        """Return the bytes the origin serves for image *index* of a task.
+
+        Works before the task completes; raises KeyError for an unknown task, a task that
+        fails (it has no images) or an index out of range.
+        """
+        record = self._record(task_id)
+        if record.failure_code is not None or not 0 <= index < record.image_count:
+            raise KeyError(f"Task {task_id!r} has no image {index}.")
+        return await self._origin.image_bytes(record, index)
+
+    def __repr__(self) -> str:
+        return f"<Emulator {self._state.value} tasks={len(self._store)}>"
