@@ -1,0 +1,205 @@
+"""Awaiting, polling, streaming and saving through TaskHandle, on the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import logging
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+
+from zimage_async import (
+    PollSchedule,
+    Session,
+    TaskFailedError,
+    TaskHandle,
+    TaskStatus,
+    WaitTimeoutError,
+)
+from zimage_async.emulator import Emulator
+
+from .conftest import FAST_RETRY
+
+
+async def test_submit_returns_a_pending_handle(zs: Session, emulator: Emulator) -> None:
+    """submit() creates one billed task and returns its first snapshot."""
+    handle = await zs.submit("a cute cat", size="16:9", seed=7)
+    assert isinstance(handle, TaskHandle)
+    assert handle.id.startswith("task-unified-")
+    assert handle.status is TaskStatus.PENDING
+    assert handle.progress == 0
+    assert [entry.task_id for entry in emulator.ledger] == [handle.id]
+
+
+async def test_await_returns_verified_image(zs: Session, emulator: Emulator) -> None:
+    """Awaiting a handle gives the image bytes the emulator serves, with their size."""
+    handle = await zs.submit("a cute cat", size="16:9", seed=7)
+    result = await handle
+    image = result.images[0]
+    assert result.task.status is TaskStatus.COMPLETED
+    assert image.data == await emulator.image_bytes(handle.id)
+    assert (image.content_type, image.width, image.height) == ("image/png", 1280, 720)
+    assert PILImage.open(io.BytesIO(image.data)).size == (1280, 720)
+
+
+async def test_custom_size_is_honoured(zs: Session) -> None:
+    """A WIDTHxHEIGHT size yields an image of exactly that size."""
+    result = await zs.generate("a wide field", size="640x400")
+    assert (result.image.width, result.image.height) == (640, 400)
+
+
+async def test_awaiting_twice_reuses_the_result(zs: Session, emulator: Emulator) -> None:
+    """A handle awaited twice downloads once and returns the same result."""
+    handle = await zs.submit("twice")
+    first = await handle
+    images_before = emulator.request_counts["image"]
+    assert await handle is first
+    assert emulator.request_counts["image"] == images_before
+
+
+async def test_concurrent_awaits_share_one_poll_loop(zs: Session, emulator: Emulator) -> None:
+    """Ten coroutines awaiting one handle poll no more than one would."""
+    handle = await zs.submit("shared")
+    results = await asyncio.gather(*(handle.wait() for _ in range(10)))
+    assert {r.id for r in results} == {handle.id}
+    alone = await zs.submit("alone")
+    polls_before = emulator.request_counts["task"]
+    await alone.wait()
+    polls_alone = emulator.request_counts["task"] - polls_before
+    assert polls_alone >= 1
+    assert polls_before <= polls_alone * 3
+
+
+async def test_gather_hundreds_bills_each_once(zs: Session, emulator: Emulator) -> None:
+    """A gather of 200 generations delivers 200 images and bills 200 tasks."""
+    prompts = [f"prompt number {n}" for n in range(200)]
+    results = await asyncio.gather(*(zs.generate(p, size="1:2") for p in prompts))
+    assert len(results) == 200
+    billed = [str(entry.request_body["prompt"]) for entry in emulator.ledger]
+    assert sorted(billed) == sorted(prompts)
+    for result in results[:5]:
+        assert result.image.data == await emulator.image_bytes(result.task.id)
+
+
+async def test_failed_task_raises_task_failed(zs: Session) -> None:
+    """A task failing with a known code raises TaskFailedError with its advice."""
+    handle = await zs.submit("a cat [[fail:content_policy_violation]]")
+    with pytest.raises(TaskFailedError) as info:
+        await handle
+    assert info.value.code == "content_policy_violation"
+    assert info.value.task_id == handle.id
+    assert info.value.resubmit_may_help is False
+    assert handle.status is TaskStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    ("code", "may_help"),
+    [
+        pytest.param("service_error", True, id="transient"),
+        pytest.param("generation_timeout", True, id="timeout"),
+        pytest.param("brand_new_code", False, id="unknown-code"),
+    ],
+)
+async def test_failure_codes_say_whether_to_resubmit(
+    zs: Session, code: str, may_help: bool
+) -> None:
+    """Each failure code says whether resubmitting can help; unknown codes are kept."""
+    with pytest.raises(TaskFailedError) as info:
+        await zs.generate(f"x [[fail:{code}]]")
+    assert info.value.code == code
+    assert info.value.resubmit_may_help is may_help
+
+
+async def test_deadline_raises_and_handle_resumes(emulator: Emulator) -> None:
+    """A wait past its deadline raises WaitTimeoutError; awaiting again finishes."""
+    async with Session(
+        api_key=emulator.api_key,
+        base_url=emulator.base_url,
+        retry=FAST_RETRY,
+        poll=PollSchedule(wait_min=0.01, wait_max=0.05, timeout=0.05),
+    ) as session:
+        handle = await session.submit("slow one [[duration:0.6]]")
+        with pytest.raises(WaitTimeoutError) as info:
+            await handle.wait()
+        assert isinstance(info.value, TimeoutError)
+        assert info.value.task_id == handle.id
+        task = await handle.wait(timeout=10.0)
+        assert task.status is TaskStatus.COMPLETED
+    assert len(emulator.ledger) == 1
+
+
+async def test_resume_from_stored_id(emulator: Emulator, zs: Session) -> None:
+    """A handle rebuilt from a stored id, in a new session, finishes the task."""
+    task_id = (await zs.submit("keep my id")).id
+    async with Session(api_key=emulator.api_key, base_url=emulator.base_url) as other:
+        handle = other.task(task_id)
+        assert handle.task is None and handle.status is None
+        result = await handle.result(timeout=10.0)
+    assert result.image.data == await emulator.image_bytes(task_id)
+    assert len(emulator.ledger) == 1
+
+
+async def test_updates_report_rising_progress(zs: Session) -> None:
+    """updates() yields snapshots with non-decreasing progress, ending completed."""
+    handle = await zs.submit("watch me [[duration:0.4]]")
+    seen = [task async for task in handle.updates()]
+    assert seen[0].status is TaskStatus.PENDING
+    assert seen[-1].status is TaskStatus.COMPLETED
+    progress = [task.progress for task in seen]
+    assert progress == sorted(progress)
+    assert len(seen) >= 3
+
+
+async def test_updates_end_on_failure_without_raising(zs: Session) -> None:
+    """A failed task ends updates() with its failed snapshot."""
+    handle = await zs.submit("x [[fail:service_error]]")
+    seen = [task async for task in handle.updates()]
+    assert seen[-1].status is TaskStatus.FAILED
+
+
+async def test_iter_bytes_streams_the_whole_image(zs: Session, emulator: Emulator) -> None:
+    """iter_bytes() yields chunks that add up to the served image."""
+    handle = await zs.submit("stream me", size="1:1")
+    digest = hashlib.sha256()
+    chunks = 0
+    async for chunk in handle.iter_bytes():
+        digest.update(chunk)
+        chunks += 1
+    assert digest.hexdigest() == hashlib.sha256(await emulator.image_bytes(handle.id)).hexdigest()
+    assert chunks >= 1
+
+
+async def test_save_to_directory_names_files_by_task(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """save() into a directory writes <task id>-0.png and nothing else."""
+    handle = await zs.submit("save me")
+    paths = await handle.save(f"{tmp_path}/out/")
+    assert paths == [tmp_path / "out" / f"{handle.id}-0.png"]
+    assert paths[0].read_bytes() == await emulator.image_bytes(handle.id)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{handle.id}-0.png"]
+
+
+async def test_save_to_file_path(zs: Session, emulator: Emulator, tmp_path: Path) -> None:
+    """save() to a file path writes exactly that file."""
+    handle = await zs.submit("save me here")
+    await handle
+    (path,) = await handle.save(tmp_path / "cat.png")
+    assert path == tmp_path / "cat.png"
+    assert path.read_bytes() == await emulator.image_bytes(handle.id)
+
+
+async def test_unknown_status_keeps_polling(
+    emulator: Emulator, zs: Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An undocumented status is logged and treated as not finished."""
+    from zimage_async.emulator import FaultPlan
+
+    emulator.faults = FaultPlan.script("task", ["unknown_status", "unknown_status"])
+    caplog.set_level(logging.WARNING, logger="zimage_async")
+    result = await zs.generate("forward compatible")
+    assert result.task.status is TaskStatus.COMPLETED
+    assert "unknown status 'queued'" in caplog.text

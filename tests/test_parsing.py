@@ -1,0 +1,256 @@
+"""Reading the API's answers: tasks, error envelopes, retry hints (no network)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from zimage_async import (
+    APIError,
+    BadRequestError,
+    InternalServerError,
+    MalformedResponseError,
+    NotFoundError,
+    RateLimitError,
+    ServiceUnavailableError,
+    TaskStatus,
+    UpstreamError,
+)
+from zimage_async._parsing import parse_error, parse_retry_after, parse_task, parse_task_reply
+
+COMPLETED: dict[str, Any] = {
+    "created": 1756817821,
+    "id": "task-unified-1756817821-4x3rx6ny",
+    "model": "z-image-turbo",
+    "object": "image.generation.task",
+    "progress": 100,
+    "results": ["https://files.example.com/task-unified-1756817821-4x3rx6ny/0.png"],
+    "status": "completed",
+    "task_info": {"can_cancel": False},
+    "type": "image",
+}
+
+
+def test_documented_completed_example_parses() -> None:
+    """The documented completed task parses with its result URL."""
+    task = parse_task(COMPLETED)
+    assert task.status is TaskStatus.COMPLETED
+    assert task.results == (COMPLETED["results"][0],)
+    assert task.task_info is not None and task.task_info.can_cancel is False
+
+
+def test_unknown_fields_are_ignored() -> None:
+    """Fields the SDK does not know are ignored, nested ones too."""
+    payload = {**COMPLETED, "future": {"x": 1}, "task_info": {"can_cancel": False, "new": 2}}
+    assert parse_task(payload).id == COMPLETED["id"]
+
+
+def test_unknown_status_is_kept_raw() -> None:
+    """An undocumented status reads as UNKNOWN and keeps its raw text."""
+    task = parse_task({"id": "task-unified-1-a", "status": "queued"})
+    assert task.status is TaskStatus.UNKNOWN
+    assert task.raw_status == "queued"
+    assert not task.is_terminal
+
+
+@pytest.mark.parametrize("raw", ["cancelled", "canceled", "CANCELLED"])
+def test_cancelled_is_terminal(raw: str) -> None:
+    """The cancelled status the callback text mentions ends a task."""
+    assert parse_task({"id": "task-unified-1-a", "status": raw}).is_terminal
+
+
+@pytest.mark.parametrize(
+    "code", [pytest.param("service_error", id="str"), pytest.param(500, id="int")]
+)
+def test_task_error_code_accepts_int_or_string(code: object) -> None:
+    """A failed task's error code is kept as text, whether sent as int or string."""
+    task = parse_task(
+        {"id": "task-unified-1-a", "status": "failed", "error": {"code": code, "message": "m"}}
+    )
+    assert task.error is not None and task.error.code == str(code)
+
+
+def test_failed_task_without_error_gets_unknown_error() -> None:
+    """A failed task with no error block still carries a code."""
+    task = parse_task({"id": "task-unified-1-a", "status": "failed"})
+    assert task.error is not None and task.error.code == "unknown_error"
+
+
+@pytest.mark.parametrize(
+    ("payload", "path"),
+    [
+        pytest.param({"status": "pending"}, "$.id", id="missing-id"),
+        pytest.param({"id": 5, "status": "pending"}, "$.id", id="int-id"),
+        pytest.param(
+            {"id": "task-unified-1-a", "status": "pending", "progress": "5"},
+            "$.progress",
+            id="string-progress",
+        ),
+        pytest.param(
+            {"id": "task-unified-1-a", "status": "completed"},
+            "$.results",
+            id="completed-without-results",
+        ),
+        pytest.param(
+            {"id": "task-unified-1-a", "status": "completed", "results": "http://x"},
+            "$.results",
+            id="results-not-a-list",
+        ),
+        pytest.param(
+            {"id": "task-unified-1-a", "status": "pending", "task_info": {"can_cancel": "yes"}},
+            "$.task_info.can_cancel",
+            id="string-bool",
+        ),
+        pytest.param([1, 2], "$", id="not-an-object"),
+    ],
+)
+def test_malformed_task_names_the_path(payload: object, path: str) -> None:
+    """A task that breaks the schema raises MalformedResponseError naming the bad path."""
+    with pytest.raises(MalformedResponseError) as info:
+        parse_task(payload)
+    assert info.value.path == path
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"id": "task-unified-1', id="cut-json"),
+        pytest.param(b"<html>oops</html>", id="html"),
+        pytest.param(b"\xff\xfe", id="binary"),
+        pytest.param(b"", id="empty"),
+    ],
+)
+def test_non_json_2xx_is_malformed(body: bytes) -> None:
+    """A 2xx answer that is not JSON raises MalformedResponseError."""
+    with pytest.raises(MalformedResponseError):
+        parse_task_reply(200, {}, body)
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=20,
+    )
+)
+def test_parser_raises_only_malformed_on_random_json(payload: object) -> None:
+    """Random JSON either parses or raises MalformedResponseError, nothing else."""
+    body = json.dumps(payload).encode()
+    with contextlib.suppress(MalformedResponseError):
+        parse_task_reply(200, {}, body)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "id",
+                "status",
+                "progress",
+                "results",
+                "error",
+                "task_info",
+                "usage",
+                "created",
+                "model",
+            ]
+        ),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.text()
+        | st.lists(st.text())
+        | st.dictionaries(st.text(), st.integers() | st.text()),
+    )
+)
+def test_parser_raises_only_malformed_on_task_like_json(payload: dict[str, object]) -> None:
+    """Task-shaped JSON with random values parses or raises MalformedResponseError."""
+    with contextlib.suppress(MalformedResponseError):
+        parse_task(payload)
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        pytest.param(400, BadRequestError, id="400"),
+        pytest.param(404, NotFoundError, id="404"),
+        pytest.param(429, RateLimitError, id="429"),
+        pytest.param(500, InternalServerError, id="500"),
+        pytest.param(502, UpstreamError, id="502"),
+        pytest.param(503, ServiceUnavailableError, id="503"),
+        pytest.param(418, APIError, id="undocumented"),
+    ],
+)
+def test_error_status_maps_to_class(status: int, cls: type[APIError]) -> None:
+    """Each documented status gets its own APIError subclass."""
+    error = parse_error(status, {}, b"{}")
+    assert type(error) is cls
+    assert error.status == status
+
+
+def test_error_envelope_fields_are_kept() -> None:
+    """The envelope's type, param, code and suggestion reach the exception."""
+    body = json.dumps(
+        {
+            "error": {
+                "code": "invalid_task_id",
+                "message": "bad id",
+                "type": "invalid_request_error",
+                "param": "task_id",
+            }
+        }
+    ).encode()
+    error = parse_error(400, {}, body, method="GET", path="/v1/tasks/x")
+    assert (error.code, error.type, error.param) == (
+        "invalid_task_id",
+        "invalid_request_error",
+        "task_id",
+    )
+    assert "bad id" in str(error) and "task_id" in str(error)
+
+
+def test_error_without_envelope_still_typed() -> None:
+    """An HTML error page from a proxy still gives the status's class, with no type."""
+    error = parse_error(502, {}, b"<html>Bad Gateway</html>")
+    assert isinstance(error, UpstreamError)
+    assert error.type is None
+
+
+@pytest.mark.parametrize(
+    ("header", "suggestion", "expected"),
+    [
+        pytest.param("7", None, 7.0, id="header-seconds"),
+        pytest.param(None, "retry after 60 seconds", 60.0, id="suggestion"),
+        pytest.param(None, "Retry after 2 minutes", 120.0, id="minutes"),
+        pytest.param("5", "retry after 30 seconds", 30.0, id="longest-wins"),
+        pytest.param(None, "try again later", None, id="no-number"),
+        pytest.param("soon", None, None, id="garbage-header"),
+        pytest.param("-3", None, None, id="negative"),
+        pytest.param("Wed, 21 Oct 2015 07:28:10 GMT", None, 10.0, id="http-date"),
+    ],
+)
+def test_retry_after(header: str | None, suggestion: str | None, expected: float | None) -> None:
+    """Retry-After headers and 'retry after N seconds' suggestions give the wait."""
+    now = 1445412480.0  # 07:28:00 GMT that day
+    assert parse_retry_after(header, suggestion, now=now) == expected
+
+
+def test_rate_limit_error_carries_retry_after() -> None:
+    """A 429 envelope's suggestion becomes the error's retry_after."""
+    body = json.dumps(
+        {
+            "error": {
+                "code": 429,
+                "message": "Rate limit exceeded",
+                "type": "rate_limit_error",
+                "fallback_suggestion": "retry after 60 seconds",
+            }
+        }
+    ).encode()
+    error = parse_error(429, {"Retry-After": "3"}, body)
+    assert error.retry_after == 60.0

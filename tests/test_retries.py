@@ -1,0 +1,154 @@
+"""Retries and billing honesty under injected faults, on the emulator."""
+
+from __future__ import annotations
+
+import random
+import socket
+
+import pytest
+
+from zimage_async import (
+    APIConnectionError,
+    InternalServerError,
+    RateLimitError,
+    RetryPolicy,
+    Session,
+    SubmissionUncertainError,
+    TaskStatus,
+)
+from zimage_async._api import RateGate
+from zimage_async.emulator import Emulator, FaultPlan, FaultRule
+
+from .conftest import FAST_POLL, FAST_RETRY
+
+QUICK_429 = FaultRule(kind="http_429", retry_after_seconds=0)
+QUICK_503 = FaultRule(kind="http_503", retry_after_seconds=0)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(QUICK_429, id="429"),
+        pytest.param(QUICK_503, id="503"),
+        pytest.param("http_502", id="502-from-api"),
+    ],
+)
+async def test_create_retried_when_no_task_was_made(
+    zs: Session, emulator: Emulator, fault: str | FaultRule
+) -> None:
+    """A create refused with 429, 503 or the API's own 502 is retried and billed once."""
+    emulator.faults = FaultPlan.script("create", [fault, fault])
+    handle = await zs.submit("retry me")
+    assert emulator.request_counts["create"] == 3
+    assert [entry.task_id for entry in emulator.ledger] == [handle.id]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param("http_500", id="500"),
+        pytest.param("http_500_after_create", id="500-after-create"),
+        pytest.param("reset", id="reset"),
+        pytest.param("reset_after_create", id="reset-after-create"),
+        pytest.param("malformed_json", id="malformed-200"),
+    ],
+)
+async def test_ambiguous_create_is_never_retried(
+    zs: Session, emulator: Emulator, fault: str
+) -> None:
+    """A create that may have made a task raises SubmissionUncertainError after one POST."""
+    emulator.faults = FaultPlan.script("create", [fault])
+    with pytest.raises(SubmissionUncertainError) as info:
+        await zs.submit("maybe billed")
+    assert "may have been created" in str(info.value)
+    assert emulator.request_counts["create"] == 1
+    assert len(emulator.ledger) <= 1
+
+
+async def test_ambiguous_500_keeps_its_cause(zs: Session, emulator: Emulator) -> None:
+    """The uncertain error carries the 500 it came from."""
+    emulator.faults = FaultPlan.script("create", ["http_500"])
+    with pytest.raises(SubmissionUncertainError) as info:
+        await zs.submit("maybe billed")
+    assert isinstance(info.value.cause, InternalServerError)
+    assert info.value.__cause__ is info.value.cause
+
+
+async def test_rate_limit_raised_when_retries_run_out(emulator: Emulator) -> None:
+    """Persistent 429s end in RateLimitError carrying the advised wait."""
+    emulator.faults = FaultPlan.script("create", [QUICK_429] * 3)
+    async with Session(
+        api_key=emulator.api_key,
+        base_url=emulator.base_url,
+        poll=FAST_POLL,
+        retry=RetryPolicy(wait_initial=0.01, wait_max=0.02, max_attempts=3),
+    ) as session:
+        with pytest.raises(RateLimitError) as info:
+            await session.submit("too fast")
+    assert info.value.retry_after == 0
+    assert len(emulator.ledger) == 0
+
+
+async def test_overlong_retry_after_is_not_waited_out(emulator: Emulator) -> None:
+    """A 429 asking for more than max_retry_after is raised at once, not slept on."""
+    emulator.faults = FaultPlan.script(
+        "create", [FaultRule(kind="http_429", retry_after_seconds=3600)]
+    )
+    async with Session(
+        api_key=emulator.api_key, base_url=emulator.base_url, retry=FAST_RETRY
+    ) as session:
+        with pytest.raises(RateLimitError) as info:
+            await session.submit("patience")
+    assert info.value.retry_after == 3600
+    assert emulator.request_counts["create"] == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(QUICK_429, id="429"),
+        pytest.param("http_500", id="500"),
+        pytest.param("http_502", id="502"),
+        pytest.param(QUICK_503, id="503"),
+        pytest.param("reset", id="reset"),
+        pytest.param("malformed_json", id="malformed-json"),
+        pytest.param("unknown_fields", id="unknown-fields"),
+    ],
+)
+async def test_polls_survive_faults(
+    zs: Session, emulator: Emulator, fault: str | FaultRule
+) -> None:
+    """Task reads retry through each transient fault and the task completes."""
+    emulator.faults = FaultPlan.script("task", [fault, fault])
+    result = await zs.generate("poll through faults")
+    assert result.task.status is TaskStatus.COMPLETED
+    assert len(emulator.ledger) == 1
+    kind = fault.kind if isinstance(fault, FaultRule) else fault
+    assert emulator.faults_injected.get(kind, 0) == 2
+
+
+async def test_rate_gate_holds_submissions_until_the_pause_ends() -> None:
+    """The session-wide gate stays shut for the advised time and is never cut short."""
+    now = [0.0]
+    gate = RateGate(rng=random.Random(0), clock=lambda: now[0])
+    gate.pause(2.0)
+    gate.pause(1.0)
+    assert gate.paused_for == 2.0
+    now[0] = 2.0
+    assert gate.paused_for == 0.0
+    await gate.wait()  # open: returns without sleeping
+
+
+async def test_connection_refused_is_a_connection_error() -> None:
+    """A server that is not there gives APIConnectionError, request not sent."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with Session(
+        api_key="k",
+        base_url=f"http://127.0.0.1:{port}/apiv1",
+        retry=RetryPolicy(wait_initial=0.01, max_attempts=2),
+    ) as session:
+        with pytest.raises(APIConnectionError) as info:
+            await session.submit("nobody home")
+    assert info.value.request_sent is False

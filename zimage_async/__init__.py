@@ -1,0 +1,85 @@
+"""zimage-async: the asyncio SDK for the Z-Image Turbo image-generation API.
+
+>>> import zimage_async
+>>> sorted(zimage_async.__all__)[:3]
+['APIConnectionError', 'APIError', 'APITimeoutError']
+
+Start with :class:`Session`; see the documentation for the whole tour.
+"""
+
+from __future__ import annotations
+
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ImageDownloadError,
+    ImageExpiredError,
+    InsufficientQuotaError,
+    InternalServerError,
+    InvalidRequestError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceUnavailableError,
+    SubmissionUncertainError,
+    TaskFailedError,
+    UpstreamError,
+    WaitTimeoutError,
+    ZImageError,
+)
+from ._handle import TaskHandle
+from ._models import (
+    GenerationRequest,
+    GenerationResult,
+    Image,
+    Task,
+    TaskErrorDetail,
+    TaskInfo,
+    TaskStatus,
+    Usage,
+)
+from ._schedule import PollSchedule, RetryPolicy
+from ._session import DEFAULT_BASE_URL, Session, SessionState
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "GenerationRequest",
+    "GenerationResult",
+    "Image",
+    "ImageDownloadError",
+    "ImageExpiredError",
+    "InsufficientQuotaError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PollSchedule",
+    "RateLimitError",
+    "RetryPolicy",
+    "ServiceUnavailableError",
+    "Session",
+    "SessionState",
+    "SubmissionUncertainError",
+    "Task",
+    "TaskErrorDetail",
+    "TaskFailedError",
+    "TaskHandle",
+    "TaskInfo",
+    "TaskStatus",
+    "UpstreamError",
+    "Usage",
+    "WaitTimeoutError",
+    "ZImageError",
+    "__version__",
+]

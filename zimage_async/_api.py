@@ -1,0 +1,214 @@
+"""The two documented API calls, with the retry rules that keep billing honest.
+
+``create`` (``POST /v1/images/generations``) is billed and has no idempotency key, so it
+is repeated only when the service certainly made no task: a 429, a 503, a 502 in the
+API's own error envelope (the API refused before creating anything; a bare 502 from a
+proxy in front of it proves nothing), or a connection that never opened. A 500, another
+5xx, a reset, a timeout after sending or an unreadable 2xx surface as
+:class:`~zimage_async.SubmissionUncertainError`. ``get_task`` is a plain read and is
+retried on every transient fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import backoff
+
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    MalformedResponseError,
+    RateLimitError,
+    ServiceUnavailableError,
+    SubmissionUncertainError,
+    UpstreamError,
+    ZImageError,
+)
+from ._models import GenerationRequest, Task
+from ._parsing import parse_error, parse_json, parse_task, parse_task_reply
+from ._schedule import RetryPolicy, retry_waits
+from ._secret import Secret
+from ._transport import Transport
+from ._validation import validate_task_id
+
+__all__ = ["APIClient", "RateGate"]
+
+logger = logging.getLogger("zimage_async")
+
+T = TypeVar("T")
+
+#: The largest JSON answer accepted from the API.
+MAX_API_BODY = 1 << 20
+
+
+class RateGate:
+    """Session-wide back-pressure: after a 429, new submissions wait out the advice.
+
+    Every create call passes through :meth:`wait`; any 429 calls :meth:`pause`. Waiters
+    released together are spread by a little jitter so they do not stampede.
+    """
+
+    def __init__(self, *, rng: random.Random, clock: Callable[[], float] = time.monotonic):
+        self._rng = rng
+        self._clock = clock
+        self._until = 0.0
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds until submissions may go again (0 when open)."""
+        return max(0.0, self._until - self._clock())
+
+    def pause(self, seconds: float) -> None:
+        """Hold new submissions for *seconds* from now (an earlier pause is never cut)."""
+        self._until = max(self._until, self._clock() + seconds)
+
+    async def wait(self) -> None:
+        """Return once no pause is in force."""
+        # A later 429 may extend the pause while we sleep, so re-check after each nap.
+        while (delay := self._until - self._clock()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(delay + self._rng.random() * min(1.0, delay * 0.1))
+
+
+def _create_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
+    if isinstance(exc, (RateLimitError, ServiceUnavailableError, UpstreamError)):
+        return policy.honours(exc.retry_after)
+    return isinstance(exc, APIConnectionError) and not exc.request_sent
+
+
+def _read_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
+    if isinstance(exc, APIError):
+        transient = exc.status == 429 or exc.status >= 500
+        return transient and policy.honours(exc.retry_after)
+    return isinstance(exc, (APIConnectionError, MalformedResponseError))
+
+
+class APIClient:
+    """Builds, sends and reads the API calls for one session."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        base_url: str,
+        api_key: Secret,
+        retry: RetryPolicy,
+        rng: random.Random,
+    ) -> None:
+        self._transport = transport
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._retry = retry
+        self._rng = rng
+        self.gate = RateGate(rng=rng)
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self._api_key.reveal()}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+
+    async def _with_retries(
+        self,
+        call: Callable[[int], Awaitable[T]],
+        *,
+        retryable: Callable[[BaseException, RetryPolicy], bool],
+        what: str,
+    ) -> T:
+        attempts = 0
+
+        async def once() -> T:
+            nonlocal attempts
+            attempts += 1
+            return await call(attempts)
+
+        def log_retry(details: Any) -> None:
+            logger.info(
+                "retrying %s (attempt %d failed: %s) in %.2f s",
+                what,
+                details["tries"],
+                details["exception"],
+                details["wait"],
+            )
+
+        policy = self._retry
+        retrying = backoff.on_exception(
+            functools.partial(retry_waits, policy, rng=self._rng),
+            ZImageError,
+            max_tries=policy.max_attempts,
+            giveup=lambda exc: not retryable(exc, policy),
+            jitter=None,
+            on_backoff=log_retry,
+            logger=None,
+        )(once)
+        result: T = await retrying()
+        return result
+
+    def _note_rate_limit(self, error: APIError) -> None:
+        if isinstance(error, RateLimitError):
+            self.gate.pause(error.retry_after or self._retry.wait_initial)
+
+    async def create(self, request: GenerationRequest) -> Task:
+        """``POST /v1/images/generations``: create (and pay for) one task."""
+        url = f"{self._base_url}/v1/images/generations"
+        body = json.dumps(request.to_json(), ensure_ascii=False).encode()
+
+        async def call(attempt: int) -> Task:
+            await self.gate.wait()
+            try:
+                reply = await self._transport.request(
+                    "POST",
+                    url,
+                    headers=self._headers(),
+                    body=body,
+                    max_body=MAX_API_BODY,
+                    attempt=attempt,
+                )
+            except APIConnectionError as exc:
+                if exc.request_sent:
+                    raise SubmissionUncertainError(exc) from exc
+                raise
+            except MalformedResponseError as exc:
+                raise SubmissionUncertainError(exc) from exc
+            if 200 <= reply.status < 300:
+                try:
+                    return parse_task(parse_json(reply.body, status=reply.status))
+                except MalformedResponseError as exc:
+                    raise SubmissionUncertainError(exc) from exc
+            error = parse_error(
+                reply.status, reply.headers, reply.body, method="POST", path=url, now=time.time()
+            )
+            self._note_rate_limit(error)
+            refused_by_api = error.status == 502 and error.type == "upstream_error"
+            if error.status >= 500 and error.status != 503 and not refused_by_api:
+                raise SubmissionUncertainError(error) from error
+            raise error
+
+        return await self._with_retries(call, retryable=_create_retryable, what="POST create")
+
+    async def get_task(self, task_id: str) -> Task:
+        """``GET /v1/tasks/{task_id}``: the task as it stands now."""
+        task_id = validate_task_id(task_id)
+        url = f"{self._base_url}/v1/tasks/{task_id}"
+
+        async def call(attempt: int) -> Task:
+            reply = await self._transport.request(
+                "GET", url, headers=self._headers(), max_body=MAX_API_BODY, attempt=attempt
+            )
+            try:
+                return parse_task_reply(
+                    reply.status, reply.headers, reply.body, method="GET", path=url, now=time.time()
+                )
+            except APIError as error:
+                self._note_rate_limit(error)
+                raise
+
+        return await self._with_retries(call, retryable=_read_retryable, what=f"GET {task_id}")

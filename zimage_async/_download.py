@@ -1,0 +1,221 @@
+"""Streaming one image with verification, retries and resumption.
+
+:func:`stream_image` yields the body chunk by chunk, never holding the whole image. It
+checks, before the first byte reaches the caller, that the bytes are PNG, JPEG or WebP
+and agree with the declared type, and, at the end, that the length matches what the
+server announced. A body cut short is fetched again from where it stopped
+(``Range: bytes=N-``; if the host ignores ranges, the bytes already delivered are
+skipped), so a truncated image is never returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+from collections.abc import AsyncGenerator
+
+import attrs
+
+from ._exceptions import APIConnectionError, ImageDownloadError, ImageExpiredError
+from ._imageinfo import SNIFF_BYTES, check_declared_type, image_dimensions, sniff_content_type
+from ._parsing import parse_retry_after
+from ._schedule import RetryPolicy
+from ._transport import Transport, redact_url
+
+__all__ = ["DownloadInfo", "ImageLimits", "stream_image"]
+
+logger = logging.getLogger("zimage_async")
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_HEAD_KEEP = 64 * 1024  # enough of the start to read JPEG dimensions after EXIF
+
+
+@attrs.frozen(kw_only=True)
+class ImageLimits:
+    """Bounds on downloads: largest image accepted, and the chunk size streamed."""
+
+    max_bytes: int = 64 * 1024 * 1024
+    chunk_size: int = 64 * 1024
+
+
+@attrs.define
+class DownloadInfo:
+    """Filled in while an image streams: its verified type, size and dimensions."""
+
+    content_type: str | None = None
+    size: int = 0
+    head: bytes = b""
+
+    @property
+    def dimensions(self) -> tuple[int, int] | None:
+        """``(width, height)`` read from the image header, if readable."""
+        return image_dimensions(self.head) if self.head else None
+
+
+class _Retryable(ImageDownloadError):
+    """A transient download failure; ``retry_after`` is the server's advice."""
+
+    retry_after: float | None = None
+
+
+@attrs.frozen
+class _Where:
+    """Which image a download is about, for the errors it raises."""
+
+    url: str
+    task_id: str | None
+    index: int | None
+
+    def fail(self, reason: str) -> ImageDownloadError:
+        return ImageDownloadError(reason, url=self.url, task_id=self.task_id, index=self.index)
+
+    def expired(self, reason: str, expires_at: float | None) -> ImageExpiredError:
+        return ImageExpiredError(
+            reason, url=self.url, task_id=self.task_id, index=self.index, expired_at=expires_at
+        )
+
+    def transient(self, reason: str, retry_after: float | None = None) -> _Retryable:
+        error = _Retryable(reason, url=self.url, task_id=self.task_id, index=self.index)
+        error.retry_after = retry_after
+        return error
+
+
+async def stream_image(
+    transport: Transport,
+    url: str,
+    *,
+    task_id: str | None,
+    index: int | None,
+    expires_at: float | None,
+    retry: RetryPolicy,
+    rng: random.Random,
+    limits: ImageLimits,
+    info: DownloadInfo,
+) -> AsyncGenerator[bytes, None]:
+    """Yield the verified bytes of the image at *url*, retrying transient faults.
+
+    Raises :class:`ImageExpiredError` without a request when *expires_at* (a Unix time)
+    has passed, or when the host answers 403, 404 or 410; :class:`ImageDownloadError`
+    for anything else that cannot be fixed by asking again.
+    """
+    label = redact_url(url)
+    where = _Where(label, task_id, index)
+    if expires_at is not None and time.time() >= expires_at:
+        raise where.expired(
+            "the link expired (image links are valid for 24 hours after completion); "
+            "nothing was requested",
+            expires_at,
+        )
+    total: int | None = None
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            headers = {"Range": f"bytes={info.size}-"} if info.size else {}
+            async with transport.stream(url, headers=headers) as response:
+                status = response.status
+                if status in (403, 404, 410):
+                    raise where.expired(
+                        f"the image host answered {status}: the link has expired or is gone",
+                        expires_at,
+                    )
+                if status == 429 or status >= 500:
+                    retry_after = parse_retry_after(
+                        response.headers.get("Retry-After"), None, now=time.time()
+                    )
+                    raise where.transient(f"the image host answered {status}", retry_after)
+                if status not in (200, 206):
+                    raise where.fail(f"the image host answered {status}")
+                skip, announced = _plan(
+                    status,
+                    response.headers.get("Content-Range"),
+                    response.content_length,
+                    info.size,
+                    where,
+                )
+                if total is None:
+                    total = announced
+                elif announced is not None and announced != total:
+                    raise where.fail("the image changed between attempts (its length differs)")
+                if total is not None and total > limits.max_bytes:
+                    raise where.fail(
+                        f"the image is {total} bytes, over the {limits.max_bytes}-byte limit"
+                    )
+                pending = b""
+                async for chunk in response.iter_chunks(limits.chunk_size):
+                    if skip:
+                        dropped = min(skip, len(chunk))
+                        chunk = chunk[dropped:]
+                        skip -= dropped
+                        if not chunk:
+                            continue
+                    if info.content_type is None:
+                        pending += chunk
+                        if len(pending) < SNIFF_BYTES:
+                            continue
+                        chunk, pending = pending, b""
+                        _verify_head(chunk, response.headers.get("Content-Type"), info, where)
+                    info.size += len(chunk)
+                    if info.size > limits.max_bytes:
+                        raise where.fail(f"the image exceeds the {limits.max_bytes}-byte limit")
+                    if len(info.head) < _HEAD_KEEP:
+                        info.head += chunk[: _HEAD_KEEP - len(info.head)]
+                    yield chunk
+                if pending:  # a body shorter than the sniffing window
+                    _verify_head(pending, response.headers.get("Content-Type"), info, where)
+                    info.size += len(pending)
+                    info.head += pending
+                    yield pending
+            if total is not None and info.size < total:
+                raise where.transient(f"the body was cut short ({info.size} of {total} bytes)")
+            if info.content_type is None:
+                raise where.fail("the image host sent an empty body")
+            return
+        except (_Retryable, APIConnectionError) as exc:
+            if attempt >= retry.max_attempts:
+                raise where.fail(f"gave up after {attempt} attempts: {exc}") from exc
+            retry_after = getattr(exc, "retry_after", None)
+            if not retry.honours(retry_after):
+                raise where.fail(f"the host asks to wait {retry_after:g} s") from exc
+            delay = retry.delay(attempt, rng=rng, retry_after=retry_after)
+            logger.info(
+                "retrying image download %s (attempt %d failed: %s) in %.2f s",
+                label,
+                attempt,
+                exc,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+
+def _plan(
+    status: int,
+    content_range: str | None,
+    content_length: int | None,
+    delivered: int,
+    where: _Where,
+) -> tuple[int, int | None]:
+    """Return (bytes to skip, total length) for a fresh or resumed answer."""
+    if status == 206:
+        match = _CONTENT_RANGE.fullmatch((content_range or "").strip())
+        if not match or int(match.group(1)) != delivered:
+            raise where.fail(f"the image host resumed at the wrong place ({content_range!r})")
+        size = match.group(3)
+        return 0, None if size == "*" else int(size)
+    return delivered, content_length
+
+
+def _verify_head(head: bytes, declared: str | None, info: DownloadInfo, where: _Where) -> None:
+    sniffed = sniff_content_type(head)
+    if sniffed is None:
+        looks = "an HTML page" if head.lstrip()[:1] == b"<" else "not an image"
+        raise where.fail(
+            f"the body is {looks}, not PNG, JPEG or WebP (declared {declared or 'no type'})"
+        )
+    problem = check_declared_type(declared, sniffed)
+    if problem is not None:
+        raise where.fail(problem)
+    info.content_type = sniffed

@@ -1,0 +1,354 @@
+"""The exceptions raised by zimage-async: one tree, rooted at :class:`ZImageError`.
+
+.. code-block:: text
+
+    ZImageError
+    ├── InvalidRequestError (ValueError)      bad input, raised before any request is sent
+    ├── APIError                              the API answered with an HTTP error
+    │   ├── BadRequestError                   400 invalid_request_error
+    │   ├── AuthenticationError               401 authentication_error
+    │   ├── InsufficientQuotaError            402 insufficient_quota_error
+    │   ├── PermissionDeniedError             403 permission_error
+    │   ├── NotFoundError                     404 not_found_error
+    │   ├── RateLimitError                    429 rate_limit_error
+    │   ├── InternalServerError               500 internal_server_error
+    │   ├── UpstreamError                     502 upstream_error
+    │   └── ServiceUnavailableError           503 service_unavailable_error
+    ├── APIConnectionError                    no usable HTTP answer (refused, reset, TLS, ...)
+    │   └── APITimeoutError (TimeoutError)    the HTTP exchange took too long
+    ├── SubmissionUncertainError              the create call failed *after* it may have made a task
+    ├── MalformedResponseError                an answer that does not parse as documented
+    ├── TaskFailedError                       the task ended with status ``failed``
+    ├── WaitTimeoutError (TimeoutError)       the task did not finish within the deadline
+    └── ImageDownloadError                    an image could not be fetched or failed checks
+        └── ImageExpiredError                 the image link has expired
+
+"The call failed" (:class:`APIError`, :class:`APIConnectionError`) is kept apart from
+"the task failed" (:class:`TaskFailedError`): the first says nothing about the task, the
+second is the service's verdict on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ImageDownloadError",
+    "ImageExpiredError",
+    "InsufficientQuotaError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServiceUnavailableError",
+    "SubmissionUncertainError",
+    "TaskFailedError",
+    "UpstreamError",
+    "WaitTimeoutError",
+    "ZImageError",
+    "api_error_class",
+]
+
+
+class ZImageError(Exception):
+    """Root of every exception that zimage-async raises on purpose.
+
+    Catch it to handle anything the SDK reports; the subclasses say what went wrong.
+    """
+
+
+class InvalidRequestError(ZImageError, ValueError):
+    """A request field breaks one of the API's documented rules.
+
+    Raised before anything is sent, so nothing was billed. ``field`` names the request
+    field (``"prompt"``, ``"size"``, ``"seed"``, ``"nsfw_check"``, ``"callback_url"``,
+    ``"task_id"``...) and ``rule`` states the rule it broke, in words.
+    """
+
+    def __init__(self, field: str, rule: str, problem: str) -> None:
+        self.field = field
+        self.rule = rule
+        self.problem = problem
+        super().__init__(f"{field}: {problem}; the rule is: {rule}.")
+
+
+class APIError(ZImageError):
+    """The API answered with an HTTP error status.
+
+    Attributes carry the documented error envelope: ``status`` (HTTP status), ``code``
+    (usually the status as an int, sometimes a string such as ``"invalid_task_id"``),
+    ``type`` (``"rate_limit_error"``...), ``param`` (the request field at fault, if
+    named), ``fallback_suggestion`` (the service's free-text hint), ``retry_after``
+    (seconds to wait, from the ``Retry-After`` header or a ``retry after N seconds``
+    suggestion, else ``None``), plus ``method`` and ``path`` of the call.
+    """
+
+    #: The HTTP status this class stands for (``0`` on the base class).
+    status_code: ClassVar[int] = 0
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: int | str | None = None,
+        type: str | None = None,  # the envelope's own field name
+        param: str | None = None,
+        fallback_suggestion: str | None = None,
+        retry_after: float | None = None,
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.type = type
+        self.param = param
+        self.fallback_suggestion = fallback_suggestion
+        self.retry_after = retry_after
+        self.method = method
+        self.path = path
+        parts = [f"{method} {path} answered {status}".strip()]
+        if type:
+            parts.append(f"({type})")
+        text = " ".join(parts) + f": {message}"
+        if param:
+            text += f" [param: {param}]"
+        if fallback_suggestion:
+            text += f" [suggestion: {fallback_suggestion}]"
+        super().__init__(text)
+
+
+class BadRequestError(APIError):
+    """400 ``invalid_request_error``: the service refused the request; fix it, never retry."""
+
+    status_code = 400
+
+
+class AuthenticationError(APIError):
+    """401 ``authentication_error``: the API key is missing, wrong or expired; never retried."""
+
+    status_code = 401
+
+
+class InsufficientQuotaError(APIError):
+    """402 ``insufficient_quota_error``: the account is out of credit; never retried."""
+
+    status_code = 402
+
+
+class PermissionDeniedError(APIError):
+    """403 ``permission_error``: the key has no access to the model; never retried."""
+
+    status_code = 403
+
+
+class NotFoundError(APIError):
+    """404 ``not_found_error``: unknown model, or an unknown or expired task id."""
+
+    status_code = 404
+
+
+class RateLimitError(APIError):
+    """429 ``rate_limit_error``: too many requests; retried after ``retry_after`` seconds.
+
+    Raised to the caller only once the retry policy is spent.
+    """
+
+    status_code = 429
+
+
+class InternalServerError(APIError):
+    """500 ``internal_server_error``: a transient fault at the service.
+
+    Safe reads are retried. For the create call a 500 is ambiguous (a task may exist),
+    so it surfaces as :class:`SubmissionUncertainError` with this error as its cause.
+    """
+
+    status_code = 500
+
+
+class UpstreamError(APIError):
+    """502 ``upstream_error``: the upstream model service is unavailable; transient."""
+
+    status_code = 502
+
+
+class ServiceUnavailableError(APIError):
+    """503 ``service_unavailable_error``: the service is overloaded or down; transient."""
+
+    status_code = 503
+
+
+_API_ERRORS: Mapping[int, type[APIError]] = {
+    cls.status_code: cls
+    for cls in (
+        BadRequestError,
+        AuthenticationError,
+        InsufficientQuotaError,
+        PermissionDeniedError,
+        NotFoundError,
+        RateLimitError,
+        InternalServerError,
+        UpstreamError,
+        ServiceUnavailableError,
+    )
+}
+
+
+def api_error_class(status: int) -> type[APIError]:
+    """Return the :class:`APIError` subclass for an HTTP *status* (the base class if none)."""
+    return _API_ERRORS.get(status, APIError)
+
+
+class APIConnectionError(ZImageError):
+    """No usable HTTP answer: the connection was refused, reset, or broke mid-reply.
+
+    ``request_sent`` is ``False`` only when the request certainly never left this
+    process (the connection could not be opened), which is what makes a create call
+    safe to retry.
+    """
+
+    def __init__(self, message: str, *, request_sent: bool, method: str = "", path: str = ""):
+        self.request_sent = request_sent
+        self.method = method
+        self.path = path
+        super().__init__(f"{method} {path}: {message}".strip(": "))
+
+
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """One HTTP exchange exceeded its timeout (connect, read or total)."""
+
+
+class SubmissionUncertainError(ZImageError):
+    """The create call failed in a way that leaves it unknown whether a task was made.
+
+    A 500, a reset or a timeout after the request was sent: the service may have created
+    (and billed) a task whose id we never received. The SDK never retries such a call,
+    because a second POST could bill the prompt twice. ``__cause__`` holds the underlying
+    error. Check your usage before resubmitting.
+    """
+
+    def __init__(self, cause: ZImageError) -> None:
+        self.cause = cause
+        super().__init__(
+            "the create request failed after it was sent, so a task may have been created "
+            f"and billed ({cause}); it was not retried, to avoid paying twice - check "
+            "before resubmitting"
+        )
+
+
+class MalformedResponseError(ZImageError):
+    """An answer did not match the documented shape.
+
+    ``path`` points at the bad part in JSONPath style (``$.task_info.estimated_time``,
+    ``$`` for the whole body); ``detail`` says what was wrong with it.
+    """
+
+    def __init__(self, detail: str, *, path: str = "$", status: int | None = None) -> None:
+        self.detail = detail
+        self.path = path
+        self.status = status
+        where = f" (HTTP {status})" if status is not None else ""
+        super().__init__(f"malformed response{where} at {path}: {detail}")
+
+
+# PROTOCOL.md's task error codes, with whether resubmitting the same request can help.
+_TASK_ERROR_KINDS: Mapping[str, tuple[str, bool]] = {
+    "content_policy_violation": ("change the prompt; do not resubmit it unchanged", False),
+    "invalid_parameters": ("fix the parameters", False),
+    "image_processing_error": ("change the input", False),
+    "image_dimension_mismatch": ("change the size", False),
+    "request_cancelled": ("the task was cancelled; resubmit if still wanted", True),
+    "generation_failed_no_content": ("the model produced nothing; try another prompt", False),
+    "service_error": ("a transient provider fault; resubmit later", True),
+    "generation_timeout": ("a transient provider fault; resubmit later", True),
+    "resource_exhausted": ("a transient provider fault; resubmit later", True),
+    "quota_exceeded": ("rate or quota reached; slow down and resubmit later", True),
+    "service_unavailable": ("a transient provider fault; resubmit later", True),
+    "resource_not_found": ("the task id is invalid or expired; check the id", False),
+    "unknown_error": ("unclassified; report it", False),
+}
+
+
+class TaskFailedError(ZImageError):
+    """The task ended with status ``failed``; the call itself worked.
+
+    ``task_id``, ``code`` (the service's business code, kept raw even when unknown),
+    ``message``; ``resubmit_may_help`` is ``True`` for transient provider-side codes
+    (``service_error``, ``generation_timeout``...) and ``False`` where the request itself
+    must change; ``advice`` is the sensible reaction from the protocol's table. The task
+    was billed either way.
+    """
+
+    def __init__(self, *, task_id: str, code: str, message: str) -> None:
+        self.task_id = task_id
+        self.code = code
+        self.message = message
+        advice, retry = _TASK_ERROR_KINDS.get(code, ("an unrecognised code; report it", False))
+        self.advice = advice
+        self.resubmit_may_help = retry
+        super().__init__(f"task {task_id} failed with {code}: {message} ({advice})")
+
+
+class WaitTimeoutError(ZImageError, TimeoutError):
+    """The task was not finished when the wait's deadline passed.
+
+    The task goes on at the service (and is billed); ``task_id`` and ``last_status`` say
+    where it stood. Resume with ``session.task(task_id)`` or by awaiting the same handle.
+    """
+
+    def __init__(self, *, task_id: str, timeout: float, last_status: str | None) -> None:
+        self.task_id = task_id
+        self.timeout = timeout
+        self.last_status = last_status
+        super().__init__(
+            f"task {task_id} was still {last_status or 'unknown'} after {timeout:g} s; it "
+            "keeps running at the service - await the handle again, or resume it later "
+            "with session.task(task_id)"
+        )
+
+
+class ImageDownloadError(ZImageError):
+    """An image could not be downloaded, or its bytes failed verification.
+
+    ``url`` is the link without its query string (signed links are credentials),
+    ``task_id`` and ``index`` say which image; ``reason`` says what went wrong.
+    """
+
+    def __init__(self, reason: str, *, url: str, task_id: str | None, index: int | None):
+        self.reason = reason
+        self.url = url
+        self.task_id = task_id
+        self.index = index
+        which = f"image {index} of task {task_id}" if task_id is not None else "image"
+        super().__init__(f"{which} from {url}: {reason}")
+
+
+class ImageExpiredError(ImageDownloadError):
+    """The image link has expired (links live 24 hours), so the bytes are gone.
+
+    Raised without a request once the handle knows the link is past its expiry, and
+    when the image host answers 403, 404 or 410. ``expired_at`` is the known expiry as
+    a Unix time, if any.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        url: str,
+        task_id: str | None,
+        index: int | None,
+        expired_at: float | None = None,
+    ) -> None:
+        self.expired_at = expired_at
+        super().__init__(reason, url=url, task_id=task_id, index=index)

@@ -1,0 +1,370 @@
+"""The awaitable :class:`TaskHandle`: poll a task to its end, then fetch its images."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import random
+import tempfile
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import backoff
+
+from ._download import DownloadInfo, ImageLimits, stream_image
+from ._exceptions import ImageDownloadError, TaskFailedError, WaitTimeoutError
+from ._links import link_expiry
+from ._models import GenerationResult, Image, Task, TaskStatus
+from ._schedule import PollSchedule, RetryPolicy, poll_waits
+
+if TYPE_CHECKING:
+    from ._api import APIClient
+    from ._transport import Transport
+
+__all__ = ["Runtime", "TaskHandle"]
+
+logger = logging.getLogger("zimage_async")
+
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+
+class _Default:
+    """Marks "use the session's poll schedule timeout"."""
+
+    def __repr__(self) -> str:
+        return "<session default>"
+
+
+#: Pass as ``timeout`` to use the session's :attr:`PollSchedule.timeout`.
+DEFAULT: Any = _Default()
+
+
+@attrs.frozen(kw_only=True)
+class Runtime:
+    """What every handle of one session shares: the API client and the policies."""
+
+    api: APIClient
+    transport: Transport
+    poll: PollSchedule
+    retry: RetryPolicy
+    limits: ImageLimits
+    link_ttl: float
+    rng: random.Random
+    check_open: Callable[[], None]
+
+
+class TaskHandle:
+    """One task at the service: await it for the result, or poll, stream and save.
+
+    Made by :meth:`Session.submit` (with the create call's snapshot) or
+    :meth:`Session.task` (from a stored id). ``await handle`` polls until the task is
+    completed or failed, then downloads every image: it returns a
+    :class:`GenerationResult` or raises :class:`TaskFailedError`. A handle can be
+    awaited any number of times and by many coroutines at once; they share one poll
+    loop, and the result is cached.
+
+    Stopping a wait (timeout or cancellation) stops local polling only: the task goes
+    on at the service and is billed. Await the handle again to resume.
+    """
+
+    def __init__(self, runtime: Runtime, task_id: str, snapshot: Task | None) -> None:
+        self._rt = runtime
+        self._id = task_id
+        self._task = snapshot
+        self._fresh = snapshot is not None  # the snapshot was just returned by create
+        self._lock = asyncio.Lock()
+        self._listeners: set[asyncio.Queue[Task]] = set()
+        self._completed_seen: float | None = None
+        self._result: GenerationResult | None = None
+        self._warned_status: set[str] = set()
+        if snapshot is not None:
+            self._observe(snapshot)
+
+    def __repr__(self) -> str:
+        status = self._task.raw_status if self._task is not None else "unknown"
+        progress = self._task.progress if self._task is not None else None
+        return f"<TaskHandle {self._id} status={status} progress={progress}>"
+
+    @property
+    def id(self) -> str:
+        """The task id (``task-unified-...``); store it to resume later."""
+        return self._id
+
+    @property
+    def task(self) -> Task | None:
+        """The last snapshot seen, or ``None`` for a resumed handle not yet polled."""
+        return self._task
+
+    @property
+    def status(self) -> TaskStatus | None:
+        """The last known status, or ``None`` if not known yet."""
+        return self._task.status if self._task is not None else None
+
+    @property
+    def progress(self) -> int | None:
+        """The last known progress (0-100), or ``None`` if not known yet."""
+        return self._task.progress if self._task is not None else None
+
+    @property
+    def expires_at(self) -> float | None:
+        """Unix time after which the image links stop working, once completed.
+
+        24 hours (the session's ``link_ttl``) after completion was first seen, or
+        earlier if a link states its own expiry.
+        """
+        if self._completed_seen is None or self._task is None:
+            return None
+        expiry = self._completed_seen + self._rt.link_ttl
+        for url in self._task.results:
+            stated = link_expiry(url)
+            if stated is not None:
+                expiry = min(expiry, stated)
+        return expiry
+
+    def _observe(self, task: Task) -> None:
+        self._task = task
+        if task.status is TaskStatus.COMPLETED and self._completed_seen is None:
+            self._completed_seen = time.time()
+        if task.status is TaskStatus.UNKNOWN and task.raw_status not in self._warned_status:
+            self._warned_status.add(task.raw_status)
+            logger.warning(
+                "task %s reported an unknown status %r; treating it as not finished",
+                self._id,
+                task.raw_status,
+            )
+        for queue in self._listeners:
+            queue.put_nowait(task)
+
+    async def refresh(self) -> Task:
+        """Fetch the task once (``GET /v1/tasks/{id}``) and return the new snapshot."""
+        self._rt.check_open()
+        task = await self._rt.api.get_task(self._id)
+        self._fresh = False
+        self._observe(task)
+        return task
+
+    async def _until_terminal(self, timeout: float | None) -> Task:
+        async with self._lock:
+            if self._task is not None and self._task.is_terminal:
+                return self._task
+            self._rt.check_open()
+            started = time.monotonic()
+
+            async def look() -> Task:
+                if self._fresh and self._task is not None:
+                    self._fresh = False
+                    return self._task
+                return await self.refresh()
+
+            def log_poll(details: Any) -> None:
+                logger.debug(
+                    "task %s is %s at %s%%; next poll in %.2f s",
+                    self._id,
+                    details["value"].raw_status,
+                    details["value"].progress,
+                    details["wait"],
+                )
+
+            schedule = attrs.evolve(self._rt.poll, timeout=timeout)
+            # Bound with partial: backoff would call any callable keyword (the clock).
+            waits = functools.partial(
+                poll_waits, schedule, rng=self._rt.rng, clock=time.monotonic, started=started
+            )
+            poll = backoff.on_predicate(
+                waits,
+                predicate=lambda task: not task.is_terminal,
+                max_time=timeout,
+                jitter=None,
+                on_backoff=log_poll,
+                logger=None,
+            )(look)
+            task: Task = await poll()
+            if not task.is_terminal:
+                raise WaitTimeoutError(
+                    task_id=self._id,
+                    timeout=timeout if timeout is not None else time.monotonic() - started,
+                    last_status=task.raw_status,
+                )
+            return task
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        return self._rt.poll.timeout if isinstance(timeout, _Default) else timeout
+
+    async def wait(self, *, timeout: float | None = DEFAULT) -> Task:
+        """Poll until the task finishes; return the completed :class:`Task`.
+
+        Raises :class:`TaskFailedError` if it failed or was cancelled, and
+        :class:`WaitTimeoutError` if it is still running after *timeout* seconds
+        (default: the session's poll schedule; ``None`` waits without limit).
+        """
+        task = await self._until_terminal(self._timeout(timeout))
+        if task.status is TaskStatus.COMPLETED:
+            return task
+        error = task.error
+        if error is not None:
+            raise TaskFailedError(task_id=self._id, code=error.code, message=error.message)
+        raise TaskFailedError(
+            task_id=self._id, code="request_cancelled", message="the task was cancelled"
+        )
+
+    async def updates(self, *, timeout: float | None = DEFAULT) -> AsyncIterator[Task]:
+        """Yield a snapshot each time the status or progress changes, ending when it ends.
+
+        The current snapshot, if any, comes first. A failed task ends the iteration
+        without raising (look at the last snapshot's status); failures of the calls
+        themselves, and :class:`WaitTimeoutError`, are raised.
+        """
+        queue: asyncio.Queue[Task] = asyncio.Queue()
+        self._listeners.add(queue)
+        waiter = asyncio.ensure_future(self._until_terminal(self._timeout(timeout)))
+        last: tuple[str, int] | None = None
+        try:
+            if self._task is not None:
+                queue.put_nowait(self._task)
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await getter
+                    if queue.empty():
+                        final = waiter.result()  # raises the wait's error, if any
+                        if (final.raw_status, final.progress) != last:
+                            yield final
+                        return
+                    continue
+                task = getter.result()
+                if (task.raw_status, task.progress) != last:
+                    last = (task.raw_status, task.progress)
+                    yield task
+                if task.is_terminal:
+                    return
+        finally:
+            self._listeners.discard(queue)
+            if not waiter.done():
+                waiter.cancel()
+            with contextlib.suppress(BaseException):
+                await waiter
+
+    async def _stream(
+        self, task: Task, index: int, info: DownloadInfo
+    ) -> AsyncGenerator[bytes, None]:
+        if not 0 <= index < len(task.results):
+            raise IndexError(f"task {self._id} has {len(task.results)} image(s); no index {index}")
+        self._rt.check_open()
+        async for chunk in stream_image(
+            self._rt.transport,
+            task.results[index],
+            task_id=self._id,
+            index=index,
+            expires_at=self.expires_at,
+            retry=self._rt.retry,
+            rng=self._rt.rng,
+            limits=self._rt.limits,
+            info=info,
+        ):
+            yield chunk
+
+    async def iter_bytes(
+        self, index: int = 0, *, timeout: float | None = DEFAULT
+    ) -> AsyncIterator[bytes]:
+        """Wait for completion, then stream image *index* in chunks, verified.
+
+        The whole image is never held in memory. A body cut short is fetched again
+        from where it stopped, so the chunks always add up to the complete image.
+        """
+        task = await self.wait(timeout=timeout)
+        async with contextlib.aclosing(self._stream(task, index, DownloadInfo())) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def _download(self, task: Task, index: int) -> Image:
+        info = DownloadInfo()
+        async with contextlib.aclosing(self._stream(task, index, info)) as chunks:
+            parts = [chunk async for chunk in chunks]
+        assert info.content_type is not None
+        dimensions = info.dimensions
+        return Image(
+            index=index,
+            url=task.results[index],
+            data=b"".join(parts),
+            content_type=info.content_type,
+            width=dimensions[0] if dimensions else None,
+            height=dimensions[1] if dimensions else None,
+        )
+
+    async def result(self, *, timeout: float | None = DEFAULT) -> GenerationResult:
+        """Wait for completion and download every image into memory (cached).
+
+        This is what ``await handle`` does.
+        """
+        if self._result is not None:
+            return self._result
+        task = await self.wait(timeout=timeout)
+        images = await asyncio.gather(*(self._download(task, i) for i in range(len(task.results))))
+        self._result = GenerationResult(task=task, images=tuple(images))
+        return self._result
+
+    def __await__(self) -> Generator[Any, None, GenerationResult]:
+        return self.result().__await__()
+
+    async def save(
+        self, dest: str | os.PathLike[str] = ".", *, timeout: float | None = DEFAULT
+    ) -> list[Path]:
+        """Wait for completion and write every image to disk; return the paths.
+
+        *dest* is a directory (existing, or given with a trailing ``/``; created if
+        needed), which receives ``<task id>-<n>.<ext>``, or a file path (a task with
+        several images then gets ``<stem>-<n><suffix>``). Each file is streamed to a
+        temporary file beside it and renamed into place, so no partial file is left,
+        whatever goes wrong. Existing files are replaced.
+        """
+        task = await self.wait(timeout=timeout)
+        target = Path(dest)
+        as_dir = target.is_dir() or str(dest).endswith(("/", os.sep))
+        folder = target if as_dir else target.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        return [
+            await self._save_one(task, index, target, as_dir, folder)
+            for index in range(len(task.results))
+        ]
+
+    async def _save_one(
+        self, task: Task, index: int, target: Path, as_dir: bool, folder: Path
+    ) -> Path:
+        cached = self._result.images[index] if self._result is not None else None
+        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=".zimage-", suffix=".part")
+        temp = Path(temp_name)
+        try:
+            info = DownloadInfo()
+            with os.fdopen(fd, "wb") as file:
+                if cached is not None:
+                    file.write(cached.data)
+                    info.content_type = cached.content_type
+                else:
+                    async with contextlib.aclosing(self._stream(task, index, info)) as chunks:
+                        async for chunk in chunks:
+                            file.write(chunk)
+            if info.content_type is None:
+                raise ImageDownloadError(
+                    "no bytes were received", url="", task_id=self._id, index=index
+                )
+            extension = _EXTENSIONS[info.content_type]
+            if as_dir:
+                final = folder / f"{self._id}-{index}.{extension}"
+            elif len(task.results) == 1:
+                final = target
+            else:
+                final = target.with_name(f"{target.stem}-{index}{target.suffix}")
+            os.replace(temp, final)
+            return final
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise

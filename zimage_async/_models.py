@@ -1,0 +1,192 @@
+"""Value objects: the request a user builds, and the task, images and result the API gives."""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from ._validation import (
+    validate_callback_url,
+    validate_model,
+    validate_nsfw_check,
+    validate_prompt,
+    validate_seed,
+    validate_size,
+)
+
+__all__ = [
+    "GenerationRequest",
+    "GenerationResult",
+    "Image",
+    "Task",
+    "TaskErrorDetail",
+    "TaskInfo",
+    "TaskStatus",
+    "Usage",
+]
+
+
+class TaskStatus(enum.Enum):
+    """Where a task stands, read from its raw ``status`` string.
+
+    ``PENDING``, ``PROCESSING``, ``COMPLETED`` and ``FAILED`` are documented.
+    ``CANCELLED`` stands for ``cancelled`` / ``canceled``, which the callback text
+    mentions; it is terminal. Anything else is ``UNKNOWN``: kept raw in
+    :attr:`Task.raw_status`, treated as not finished, and logged.
+    """
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def from_raw(cls, raw: str) -> TaskStatus:
+        """Map a status string from the wire to a member; unknown strings give ``UNKNOWN``."""
+        normalised = raw.strip().lower()
+        if normalised == "canceled":
+            return cls.CANCELLED
+        try:
+            return cls(normalised)
+        except ValueError:
+            return cls.UNKNOWN
+
+    @property
+    def is_terminal(self) -> bool:
+        """``True`` for statuses after which the task never changes again."""
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+@attrs.frozen(kw_only=True)
+class GenerationRequest:
+    """One image-generation request, checked against the API's rules when built.
+
+    Every field is validated on construction, so an invalid request raises
+    :class:`~zimage_async.InvalidRequestError` (a :class:`ValueError`) naming the field
+    and the rule, before anything is sent.
+
+    >>> GenerationRequest(prompt="a cute cat", size="16:9", seed=7)  # doctest: +ELLIPSIS
+    GenerationRequest(prompt='a cute cat', size='16:9', seed=7, ...)
+    >>> GenerationRequest(prompt="a cat", seed=0)
+    Traceback (most recent call last):
+    ...
+    zimage_async._exceptions.InvalidRequestError: seed: ...
+    """
+
+    prompt: str = attrs.field(converter=validate_prompt)
+    #: An aspect ratio (``"16:9"``) or ``"WIDTHxHEIGHT"`` with sides 376-1536; None: 1:1.
+    size: str | None = attrs.field(default=None, converter=validate_size)
+    #: 1..2147483647; None lets the service pick a random seed.
+    seed: int | None = attrs.field(default=None, converter=validate_seed)
+    #: Ask for the stricter NSFW check (the service defaults to False).
+    nsfw_check: bool | None = attrs.field(default=None, converter=validate_nsfw_check)
+    #: A public HTTPS URL the service POSTs the finished task to.
+    callback_url: str | None = attrs.field(default=None, converter=validate_callback_url)
+    model: str = attrs.field(default="z-image-turbo", converter=validate_model)
+
+    def to_json(self) -> dict[str, object]:
+        """Return the JSON body of the create call (omitted fields are left out)."""
+        body: dict[str, object] = {"model": self.model, "prompt": self.prompt}
+        if self.size is not None:
+            body["size"] = self.size
+        if self.seed is not None:
+            body["seed"] = self.seed
+        if self.nsfw_check is not None:
+            body["nsfw_check"] = self.nsfw_check
+        if self.callback_url is not None:
+            body["callback_url"] = self.callback_url
+        return body
+
+
+@attrs.frozen(kw_only=True)
+class TaskInfo:
+    """The ``task_info`` hints: whether the task can be cancelled, and seconds to go."""
+
+    can_cancel: bool | None = None
+    #: The service's estimate of the seconds left; a hint, not a promise.
+    estimated_time: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Usage:
+    """The ``usage`` block: how the task is billed."""
+
+    billing_rule: str | None = None
+    credits_reserved: float | None = None
+    user_group: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TaskErrorDetail:
+    """Why a task failed: the service's business ``code`` (kept raw) and ``message``."""
+
+    code: str
+    message: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class Task:
+    """A snapshot of a task as the API reported it.
+
+    Unknown fields in the reply are ignored; an unknown ``status`` is kept in
+    :attr:`raw_status` and reads as :attr:`TaskStatus.UNKNOWN`.
+    """
+
+    id: str
+    raw_status: str
+    progress: int = 0
+    created: int | None = None
+    model: str | None = None
+    results: tuple[str, ...] = ()
+    error: TaskErrorDetail | None = None
+    task_info: TaskInfo | None = None
+    usage: Usage | None = None
+
+    @property
+    def status(self) -> TaskStatus:
+        """The status as a :class:`TaskStatus` member."""
+        return TaskStatus.from_raw(self.raw_status)
+
+    @property
+    def is_terminal(self) -> bool:
+        """``True`` once the task is completed, failed or cancelled."""
+        return self.status.is_terminal
+
+    @property
+    def estimated_time(self) -> float | None:
+        """Shorthand for ``task_info.estimated_time``."""
+        return self.task_info.estimated_time if self.task_info is not None else None
+
+
+@attrs.frozen(kw_only=True)
+class Image:
+    """One downloaded image: its bytes and what was verified about them."""
+
+    index: int
+    url: str = attrs.field(repr=False)
+    data: bytes = attrs.field(repr=lambda data: f"<{len(data)} bytes>")
+    #: ``image/png``, ``image/jpeg`` or ``image/webp``, read from the bytes themselves.
+    content_type: str
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def extension(self) -> str:
+        """The file extension for this image's format, without the dot."""
+        return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}[self.content_type]
+
+
+@attrs.frozen(kw_only=True)
+class GenerationResult:
+    """A finished generation: the completed task and its downloaded images."""
+
+    task: Task
+    images: tuple[Image, ...]
+
+    @property
+    def image(self) -> Image:
+        """The first image (a task makes one image unless the service says otherwise)."""
+        return self.images[0]

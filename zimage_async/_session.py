@@ -1,0 +1,296 @@
+"""The :class:`Session`: configuration, connection pool and lifecycle; makes handles."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import os
+import random
+from collections.abc import Mapping
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from ._api import APIClient
+from ._download import ImageLimits
+from ._exceptions import InvalidRequestError
+from ._handle import DEFAULT, Runtime, TaskHandle
+from ._links import LINK_TTL
+from ._models import GenerationRequest, GenerationResult, Task
+from ._schedule import PollSchedule, RetryPolicy
+from ._secret import Secret
+from ._transport import Transport
+from ._validation import validate_task_id
+
+__all__ = ["DEFAULT_BASE_URL", "Session", "SessionState"]
+
+#: The production API's base URL.
+DEFAULT_BASE_URL = "https://ai.odkkk.com/apiv1"
+
+_NO_KEY = (
+    "no API key: pass Session(api_key=...) or set the ZIMAGE_API_KEY environment "
+    "variable (keys are issued at https://ai.odkkk.com/apiv1/dashboard/keys). To try "
+    "zimage-async without a key, run it against the bundled emulator: "
+    "`async with zimage_async.emulator.Emulator() as emu:` then "
+    "`Session(base_url=emu.base_url, api_key=emu.api_key)`"
+)
+
+
+class SessionState(enum.Enum):
+    """Where a :class:`Session` is in its life: it is opened once and closed once."""
+
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _check_base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidRequestError(
+            "base_url",
+            "an absolute http(s) URL such as https://ai.odkkk.com/apiv1",
+            f"{url[:60]!r} is not one",
+        )
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise InvalidRequestError(
+            "base_url",
+            "no credentials, query or fragment in the base URL",
+            "it has some",
+        )
+    if parts.scheme == "http":
+        host = parts.hostname
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise InvalidRequestError(
+                "base_url",
+                "https, except for loopback hosts such as the emulator (the API key "
+                "would travel in clear text)",
+                f"plain http to {host!r} is refused",
+            )
+    return url.rstrip("/")
+
+
+class Session:
+    """A connection to the Z-Image Turbo API; use it as ``async with Session() as zs:``.
+
+    Configuration, all keyword-only:
+
+    * ``api_key``: the bearer key; default ``$ZIMAGE_API_KEY``. Kept out of every repr,
+      log line and exception, and sent only to ``base_url``'s origin.
+    * ``base_url``: default ``$ZIMAGE_BASE_URL``, else :data:`DEFAULT_BASE_URL`. Plain
+      ``http`` is accepted only for loopback hosts (the emulator).
+    * ``timeout``: seconds for one API request, whole; ``connect_timeout`` for opening a
+      connection; ``read_timeout`` for a download stalling between chunks.
+    * ``poll``: a :class:`PollSchedule` (when to poll, and the default wait deadline).
+    * ``retry``: a :class:`RetryPolicy` (how failed requests are retried).
+    * ``max_connections``: the connection pool size (requests beyond it queue).
+    * ``http_session``: an ``aiohttp.ClientSession`` of yours to use instead of our own;
+      it is never closed by us.
+    * ``link_ttl``: seconds image links live after completion (24 h).
+    * ``max_image_bytes``: the largest image accepted.
+    * ``seed``: seeds the jitter of schedules, for reproducible runs.
+
+    >>> Session(api_key="sk-secret", base_url="https://api.example")
+    <Session https://api.example unopened>
+
+    A session is opened once and closed once; using it before opening or after
+    closing raises :class:`RuntimeError`.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        poll: PollSchedule | None = None,
+        retry: RetryPolicy | None = None,
+        max_connections: int = 100,
+        http_session: aiohttp.ClientSession | None = None,
+        link_ttl: float = LINK_TTL,
+        max_image_bytes: int = 64 * 1024 * 1024,
+        seed: int | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        key = api_key if api_key is not None else env.get("ZIMAGE_API_KEY")
+        if not key or not key.strip():
+            raise InvalidRequestError("api_key", "a non-empty API key", _NO_KEY)
+        if any(c.isspace() for c in key.strip()) or not key.isprintable():
+            raise InvalidRequestError(
+                "api_key", "a single token without spaces or control characters", "it has some"
+            )
+        for name, value in (
+            ("timeout", timeout),
+            ("connect_timeout", connect_timeout),
+            ("read_timeout", read_timeout),
+            ("link_ttl", link_ttl),
+        ):
+            if not value > 0:
+                raise InvalidRequestError(name, "a number of seconds above 0", f"got {value!r}")
+        if max_connections < 1:
+            raise InvalidRequestError("max_connections", "1 or more", f"got {max_connections!r}")
+        self._api_key = Secret(key.strip())
+        self._base_url = _check_base_url(base_url or env.get("ZIMAGE_BASE_URL") or DEFAULT_BASE_URL)
+        self._poll = poll or PollSchedule()
+        self._retry = retry or RetryPolicy()
+        self._transport = Transport(
+            http_session=http_session,
+            max_connections=max_connections,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+        self._rng = random.Random(seed)
+        self._state = SessionState.UNOPENED
+        self._runtime = Runtime(
+            api=APIClient(
+                self._transport,
+                base_url=self._base_url,
+                api_key=self._api_key,
+                retry=self._retry,
+                rng=self._rng,
+            ),
+            transport=self._transport,
+            poll=self._poll,
+            retry=self._retry,
+            limits=ImageLimits(max_bytes=max_image_bytes),
+            link_ttl=link_ttl,
+            rng=self._rng,
+            check_open=self._check_open,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Session {self._base_url} {self._state.value}>"
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL requests go to."""
+        return self._base_url
+
+    @property
+    def state(self) -> SessionState:
+        """Whether the session is unopened, open or closed."""
+        return self._state
+
+    @property
+    def poll(self) -> PollSchedule:
+        """The poll schedule handles use by default."""
+        return self._poll
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy for requests."""
+        return self._retry
+
+    def _check_open(self) -> None:
+        if self._state is SessionState.UNOPENED:
+            raise RuntimeError(
+                "the Session is not open yet; use `async with Session(...) as zs:` "
+                "(or `await zs.open()`)"
+            )
+        if self._state is SessionState.CLOSED:
+            raise RuntimeError("the Session is closed; create a new Session to make requests")
+
+    async def open(self) -> Session:
+        """Open the connection pool. ``async with`` does this for you."""
+        if self._state is SessionState.CLOSED:
+            raise RuntimeError("a closed Session cannot be reopened; create a new one")
+        if self._state is SessionState.UNOPENED:
+            self._transport.open()
+            self._state = SessionState.OPEN
+        return self
+
+    async def close(self) -> None:
+        """Close the connection pool (not a caller-owned ``http_session``). Idempotent."""
+        self._state = SessionState.CLOSED
+        await self._transport.close()
+
+    async def __aenter__(self) -> Session:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @staticmethod
+    def _request(
+        prompt: str | GenerationRequest,
+        *,
+        size: str | None,
+        seed: int | None,
+        nsfw_check: bool | None,
+        callback_url: str | None,
+    ) -> GenerationRequest:
+        if isinstance(prompt, GenerationRequest):
+            if any(v is not None for v in (size, seed, nsfw_check, callback_url)):
+                raise TypeError("pass either a GenerationRequest or keyword fields, not both")
+            return prompt
+        return GenerationRequest(
+            prompt=prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
+        )
+
+    async def submit(
+        self,
+        prompt: str | GenerationRequest,
+        *,
+        size: str | None = None,
+        seed: int | None = None,
+        nsfw_check: bool | None = None,
+        callback_url: str | None = None,
+    ) -> TaskHandle:
+        """Create a generation task (billed) and return its :class:`TaskHandle`.
+
+        *prompt* is the prompt text or a ready :class:`GenerationRequest`. Every field is
+        validated first (:class:`InvalidRequestError`, nothing sent). The create call is
+        retried only when the service certainly made no task; when that is unknown,
+        :class:`SubmissionUncertainError` is raised instead of paying twice.
+        """
+        request = self._request(
+            prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
+        )
+        self._check_open()
+        task = await self._runtime.api.create(request)
+        return TaskHandle(self._runtime, task.id, task)
+
+    async def generate(
+        self,
+        prompt: str | GenerationRequest,
+        *,
+        size: str | None = None,
+        seed: int | None = None,
+        nsfw_check: bool | None = None,
+        callback_url: str | None = None,
+        timeout: float | None = DEFAULT,
+    ) -> GenerationResult:
+        """Submit, wait and download in one call: ``await zs.generate("a cat")``.
+
+        Equivalent to ``await (await zs.submit(...)).result(timeout=timeout)``.
+        """
+        handle = await self.submit(
+            prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
+        )
+        return await handle.result(timeout=timeout)
+
+    def task(self, task_id: str) -> TaskHandle:
+        """Return a handle for an existing task, from its stored id (no request yet)."""
+        task_id = validate_task_id(task_id)
+        self._check_open()
+        return TaskHandle(self._runtime, task_id, None)
+
+    async def get_task(self, task_id: str) -> Task:
+        """Fetch a task's current snapshot once (``GET /v1/tasks/{id}``)."""
+        task_id = validate_task_id(task_id)
+        self._check_open()
+        return await self._runtime.api.get_task(task_id)
