@@ -183,6 +183,15 @@ async def test_save_to_directory_names_files_by_task(
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{handle.id}-0.png"]
 
 
+async def test_save_to_bare_name_makes_a_directory(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """save("out") with no extension treats out as a directory, created on demand."""
+    handle = await zs.submit("bare name")
+    (path,) = await handle.save(tmp_path / "out")
+    assert path == tmp_path / "out" / f"{handle.id}-0.png"
+
+
 async def test_save_to_file_path(zs: Session, emulator: Emulator, tmp_path: Path) -> None:
     """save() to a file path writes exactly that file."""
     handle = await zs.submit("save me here")

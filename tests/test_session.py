@@ -25,7 +25,10 @@ def test_public_names_match_all() -> None:
     public = {
         name
         for name, value in vars(zimage_async).items()
-        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
+        if not name.startswith("_")
+        and name.isidentifier()
+        and not inspect.ismodule(value)
+        and name != "annotations"
     }
     assert set(zimage_async.__all__) - {"__version__"} == public
 

@@ -32,6 +32,7 @@ __all__ = ["Runtime", "TaskHandle"]
 logger = logging.getLogger("zimage_async")
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+_FILE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 
 
 class _Default:
@@ -320,15 +321,21 @@ class TaskHandle:
     ) -> list[Path]:
         """Wait for completion and write every image to disk; return the paths.
 
-        *dest* is a directory (existing, or given with a trailing ``/``; created if
-        needed), which receives ``<task id>-<n>.<ext>``, or a file path (a task with
-        several images then gets ``<stem>-<n><suffix>``). Each file is streamed to a
+        *dest* is a file path if it ends in an image extension (``.png``, ``.jpg``,
+        ``.jpeg``, ``.webp``) and is not an existing directory; the name is used as given
+        (a task with several images gets ``<stem>-<n><suffix>``). Anything else is a
+        directory, created if needed, which receives ``<task id>-<n>.<ext>`` with the
+        extension of the format actually received. Each file is streamed to a
         temporary file beside it and renamed into place, so no partial file is left,
         whatever goes wrong. Existing files are replaced.
         """
         task = await self.wait(timeout=timeout)
         target = Path(dest)
-        as_dir = target.is_dir() or str(dest).endswith(("/", os.sep))
+        as_dir = (
+            target.is_dir()
+            or str(dest).endswith(("/", os.sep))
+            or target.suffix.lower() not in _FILE_SUFFIXES
+        )
         folder = target if as_dir else target.parent
         folder.mkdir(parents=True, exist_ok=True)
         return [

@@ -29,7 +29,7 @@ _NEUTRAL = ("", "application/octet-stream", "binary/octet-stream")
 def sniff_content_type(head: bytes) -> str | None:
     r"""Return the media type the leading bytes announce, or ``None`` if not an image.
 
-    >>> sniff_content_type(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(8))
+    >>> sniff_content_type(b"\x89PNG\r\n\x1a\n" + bytes(8))
     'image/png'
     >>> sniff_content_type(b"<!doctype html>") is None
     True

@@ -107,7 +107,7 @@ class PollSchedule:
     ``timeout`` is the total seconds a wait may take (``None``: no limit); past it the
     wait raises :class:`~zimage_async.WaitTimeoutError` and the handle stays usable.
 
-    >>> schedule = PollSchedule(jitter=0.0)
+    >>> schedule = PollSchedule(jitter=0.0, wait_max=30.0)
     >>> schedule.first_delay(estimated_time=10, rng=random.Random(0))
     8.5
     """

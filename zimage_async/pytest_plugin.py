@@ -22,6 +22,15 @@ Fixtures:
         async def test_slow_tasks(zimage_emulator_factory):
             emulator = await zimage_emulator_factory(task_duration=2.0)
 
+``zimage_session``
+    An open :class:`zimage_async.Session` pointed at ``zimage_emulator``, with poll and
+    retry schedules scaled to its fast tasks (polls every 10-50 ms, retries after
+    10-50 ms); it is closed after the test::
+
+        async def test_my_service(zimage_session):
+            result = await zimage_session.generate("a cat")
+            assert result.images[0].content_type == "image/png"
+
 Importing this module is cheap: the emulator (and aiohttp) is imported when a fixture is
 first used.
 """
@@ -34,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from zimage_async import Session
     from zimage_async.emulator import Emulator
 
 try:
@@ -43,7 +53,7 @@ try:
 except ImportError:  # pragma: no cover - pytest-asyncio is needed to run async fixtures
     _async_fixture = pytest.fixture
 
-__all__ = ["EmulatorFactory", "zimage_emulator", "zimage_emulator_factory"]
+__all__ = ["EmulatorFactory", "zimage_emulator", "zimage_emulator_factory", "zimage_session"]
 
 EmulatorFactory = Callable[..., Awaitable["Emulator"]]
 """The type of the ``zimage_emulator_factory`` fixture."""
@@ -80,3 +90,17 @@ async def zimage_emulator_factory() -> AsyncIterator[EmulatorFactory]:
 async def zimage_emulator(zimage_emulator_factory: EmulatorFactory) -> Emulator:
     """Return a started emulator with fast tasks, closed after the test."""
     return await zimage_emulator_factory()
+
+
+@_async_fixture
+async def zimage_session(zimage_emulator: Emulator) -> AsyncIterator[Session]:
+    """Yield an open Session on ``zimage_emulator`` with schedules fit for fast tasks."""
+    from zimage_async import PollSchedule, RetryPolicy, Session
+
+    async with Session(
+        api_key=zimage_emulator.api_key,
+        base_url=zimage_emulator.base_url,
+        poll=PollSchedule(wait_min=0.01, wait_max=0.05, timeout=30.0),
+        retry=RetryPolicy(wait_initial=0.01, wait_max=0.05),
+    ) as session:
+        yield session
