@@ -33,7 +33,9 @@ def _install(session: nox.Session, *groups: str, extras: str = "") -> None:
     requirements: list[str] = []
     for group in groups:
         requirements += nox.project.dependency_groups(PYPROJECT, group)
-    session.install(f".{extras}", *requirements)
+    # Editable, so that the doctests collected from zimage_async/ and the imported
+    # package are the same files.
+    session.install("-e", f".{extras}", *requirements)
 
 
 @nox.session(python=AVAILABLE)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
+import random
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
+from PIL import Image as PILImage
 
 from zimage_async import PollSchedule, RetryPolicy, Session
 from zimage_async.emulator import Emulator
@@ -30,5 +36,120 @@ async def zs(emulator: Emulator) -> AsyncIterator[Session]:
         poll=FAST_POLL,
         retry=FAST_RETRY,
         seed=1,
+    ) as session:
+        yield session
+
+
+KEY = "sk-test-0123456789"
+
+
+def _png(size: tuple[int, int] = (400, 400)) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", size, (200, 10, 10)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class OddHost:
+    """A loopback API + image host that misbehaves in chosen ways, recording headers.
+
+    The prompt of a create call picks the behaviour: the task it returns completes at
+    once, with one image link at ``/img/<prompt>``.
+    """
+
+    def __init__(self) -> None:
+        self.image_headers: list[dict[str, str]] = []
+        self.creates = 0
+        self.busy_images = 0
+        self.base = ""
+        self.app = web.Application()
+        self.app.router.add_post("/apiv1/v1/images/generations", self.create)
+        self.app.router.add_get("/apiv1/v1/tasks/{task_id}", self.task)
+        self.app.router.add_get("/img/{kind}", self.image)
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        self.creates += 1
+        body = await request.json()
+        kind = body["prompt"]
+        if kind == "redirect-api":
+            raise web.HTTPTemporaryRedirect(f"{self.base}/elsewhere")
+        if kind == "bare-503":
+            return web.Response(
+                status=503, text="<html>Service Unavailable</html>", content_type="text/html"
+            )
+        if kind == "in-pieces":
+            reply = web.StreamResponse()  # chunked: the body arrives in two writes
+            reply.content_type = "application/json"
+            await reply.prepare(request)
+            text = json.dumps({"id": "task-unified-1-ok", "status": "pending", "progress": 0})
+            await reply.write(text[:20].encode())
+            await asyncio.sleep(0.05)  # the scenario itself: a reply that trickles in
+            await reply.write(text[20:].encode())
+            await reply.write_eof()
+            return reply
+        return web.json_response(
+            {"id": f"task-unified-1-{kind}", "status": "pending", "progress": 0}
+        )
+
+    async def task(self, request: web.Request) -> web.Response:
+        kind = request.match_info["task_id"].removeprefix("task-unified-1-")
+        return web.json_response(
+            {
+                "id": request.match_info["task_id"],
+                "status": "completed",
+                "progress": 100,
+                "results": [f"{self.base}/img/{kind}"],
+            }
+        )
+
+    async def image(self, request: web.Request) -> web.StreamResponse:
+        self.image_headers.append(dict(request.headers))
+        kind = request.match_info["kind"]
+        if kind == "html":
+            return web.Response(text="<!doctype html><h1>Not here</h1>", content_type="text/html")
+        if kind == "mislabelled":
+            return web.Response(body=_png(), content_type="image/jpeg")
+        if kind == "huge":  # noise does not compress: about 480 kB
+            noise = PILImage.frombytes("RGB", (400, 400), random.Random(0).randbytes(480_000))
+            buffer = io.BytesIO()
+            noise.save(buffer, format="PNG")
+            return web.Response(body=buffer.getvalue(), content_type="image/png")
+        if kind == "forbidden":
+            return web.Response(status=403, text="<Error><Code>AccessDenied</Code></Error>")
+        if kind == "gone":
+            return web.Response(status=410, text="Gone")
+        if kind == "tiny":
+            return web.Response(body=b"\x89PN", content_type="image/png")
+        if kind == "busy" and self.busy_images < 2:
+            self.busy_images += 1
+            status = 429 if self.busy_images == 1 else 503
+            return web.Response(status=status, text="slow down", headers={"Retry-After": "0"})
+        if kind == "redirect":
+            raise web.HTTPFound(self.base.replace("127.0.0.1", "localhost") + "/img/ok")
+        return web.Response(body=_png(), content_type="image/png")
+
+
+@pytest.fixture
+async def odd_host() -> AsyncIterator[OddHost]:
+    host = OddHost()
+    runner = web.AppRunner(host.app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    host.base = f"http://127.0.0.1:{port}"
+    try:
+        yield host
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def odd_session(odd_host: OddHost) -> AsyncIterator[Session]:
+    async with Session(
+        api_key=KEY,
+        base_url=f"{odd_host.base}/apiv1",
+        poll=FAST_POLL,
+        retry=FAST_RETRY,
+        max_image_bytes=200_000,
     ) as session:
         yield session

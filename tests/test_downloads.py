@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import logging
-import random
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from PIL import Image as PILImage
 
 from zimage_async import (
     APIError,
@@ -21,96 +16,7 @@ from zimage_async import (
 )
 from zimage_async.emulator import Emulator, FaultPlan
 
-from .conftest import FAST_POLL, FAST_RETRY
-
-KEY = "sk-test-0123456789"
-
-
-def _png(size: tuple[int, int] = (400, 400)) -> bytes:
-    buffer = io.BytesIO()
-    PILImage.new("RGB", size, (200, 10, 10)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-class OddHost:
-    """A loopback API + image host that misbehaves in chosen ways, recording headers."""
-
-    def __init__(self) -> None:
-        self.image_headers: list[dict[str, str]] = []
-        self.base = ""
-        self.app = web.Application()
-        self.app.router.add_post("/apiv1/v1/images/generations", self.create)
-        self.app.router.add_get("/apiv1/v1/tasks/{task_id}", self.task)
-        self.app.router.add_get("/img/{kind}", self.image)
-
-    async def create(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        kind = body["prompt"]
-        if kind == "redirect-api":
-            raise web.HTTPTemporaryRedirect(f"{self.base}/elsewhere")
-        return web.json_response(
-            {"id": f"task-unified-1-{kind}", "status": "pending", "progress": 0}
-        )
-
-    async def task(self, request: web.Request) -> web.Response:
-        kind = request.match_info["task_id"].removeprefix("task-unified-1-")
-        return web.json_response(
-            {
-                "id": request.match_info["task_id"],
-                "status": "completed",
-                "progress": 100,
-                "results": [f"{self.base}/img/{kind}"],
-            }
-        )
-
-    async def image(self, request: web.Request) -> web.StreamResponse:
-        self.image_headers.append(dict(request.headers))
-        kind = request.match_info["kind"]
-        if kind == "html":
-            return web.Response(text="<!doctype html><h1>Not here</h1>", content_type="text/html")
-        if kind == "mislabelled":
-            return web.Response(body=_png(), content_type="image/jpeg")
-        if kind == "huge":  # noise does not compress: about 480 kB
-            noise = PILImage.frombytes("RGB", (400, 400), random.Random(0).randbytes(480_000))
-            buffer = io.BytesIO()
-            noise.save(buffer, format="PNG")
-            return web.Response(body=buffer.getvalue(), content_type="image/png")
-        if kind == "forbidden":
-            return web.Response(status=403, text="<Error><Code>AccessDenied</Code></Error>")
-        if kind == "gone":
-            return web.Response(status=410, text="Gone")
-        if kind == "tiny":
-            return web.Response(body=b"\x89PN", content_type="image/png")
-        if kind == "redirect":
-            raise web.HTTPFound(self.base.replace("127.0.0.1", "localhost") + "/img/ok")
-        return web.Response(body=_png(), content_type="image/png")
-
-
-@pytest.fixture
-async def odd_host() -> AsyncIterator[OddHost]:
-    host = OddHost()
-    runner = web.AppRunner(host.app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    host.base = f"http://127.0.0.1:{port}"
-    try:
-        yield host
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def odd_session(odd_host: OddHost) -> AsyncIterator[Session]:
-    async with Session(
-        api_key=KEY,
-        base_url=f"{odd_host.base}/apiv1",
-        poll=FAST_POLL,
-        retry=FAST_RETRY,
-        max_image_bytes=200_000,
-    ) as session:
-        yield session
+from .conftest import FAST_POLL, FAST_RETRY, KEY, OddHost
 
 
 @pytest.mark.parametrize(

@@ -209,6 +209,6 @@ async def test_unknown_status_keeps_polling(
 
     emulator.faults = FaultPlan.script("task", ["unknown_status", "unknown_status"])
     caplog.set_level(logging.WARNING, logger="zimage_async")
-    result = await zs.generate("forward compatible")
+    result = await zs.generate("forward compatible [[duration:0.5]]")
     assert result.task.status is TaskStatus.COMPLETED
     assert "unknown status 'queued'" in caplog.text

@@ -21,7 +21,13 @@ from zimage_async import (
     TaskStatus,
     UpstreamError,
 )
-from zimage_async._parsing import parse_error, parse_retry_after, parse_task, parse_task_reply
+from zimage_async._parsing import (
+    parse_error,
+    parse_retry_after,
+    parse_task,
+    parse_task_reply,
+    salvage_task_id,
+)
 
 COMPLETED: dict[str, Any] = {
     "created": 1756817821,
@@ -100,11 +106,6 @@ def test_failed_task_without_error_gets_unknown_error() -> None:
             {"id": "task-unified-1-a", "status": "completed", "results": "http://x"},
             "$.results",
             id="results-not-a-list",
-        ),
-        pytest.param(
-            {"id": "task-unified-1-a", "status": "pending", "task_info": {"can_cancel": "yes"}},
-            "$.task_info.can_cancel",
-            id="string-bool",
         ),
         pytest.param([1, 2], "$", id="not-an-object"),
     ],
@@ -254,3 +255,27 @@ def test_rate_limit_error_carries_retry_after() -> None:
     ).encode()
     error = parse_error(429, {"Retry-After": "3"}, body)
     assert error.retry_after == 60.0
+
+
+@pytest.mark.parametrize(
+    "hints",
+    [
+        pytest.param({"task_info": {"can_cancel": "yes"}}, id="string-bool"),
+        pytest.param({"task_info": {"estimated_time": "10"}}, id="string-estimate"),
+        pytest.param({"usage": "free"}, id="usage-not-object"),
+        pytest.param({"created": "yesterday"}, id="string-created"),
+    ],
+)
+def test_malformed_hints_are_dropped_not_fatal(hints: dict[str, object]) -> None:
+    """A task with garbled hint fields still parses; only the hints are lost."""
+    task = parse_task({"id": "task-unified-1-a", "status": "pending", **hints})
+    assert task.id == "task-unified-1-a"
+    assert task.task_info is None and task.usage is None and task.created is None
+
+
+def test_salvage_finds_only_complete_ids() -> None:
+    """An id is recovered from a cut answer only when it is complete."""
+    assert salvage_task_id(b'{"id": "task-unified-1757165031-uyujaw3d", "st') == (
+        "task-unified-1757165031-uyujaw3d"
+    )
+    assert salvage_task_id(b'{"id": "task-unified-1757165031-uyu') is None

@@ -33,10 +33,10 @@ from ._exceptions import (
     ZImageError,
 )
 from ._models import GenerationRequest, Task
-from ._parsing import parse_error, parse_json, parse_task, parse_task_reply
+from ._parsing import parse_error, parse_json, parse_task, parse_task_reply, salvage_task_id
 from ._schedule import RetryPolicy, retry_waits
 from ._secret import Secret
-from ._transport import Transport
+from ._transport import RedactedHeaders, Transport
 from ._validation import validate_task_id
 
 __all__ = ["APIClient", "RateGate"]
@@ -77,6 +77,20 @@ class RateGate:
             await asyncio.sleep(delay + self._rng.random() * min(1.0, delay * 0.1))
 
 
+#: The envelope types with which the API itself refuses a create before making a task.
+_REFUSALS = {502: "upstream_error", 503: "service_unavailable_error"}
+
+
+def _refused_before_creating(error: APIError) -> bool:
+    """Whether a 5xx answer is the API's own refusal, which made no task.
+
+    A 502 or 503 in the API's documented envelope is a refusal: its upstream model is
+    down, or it is overloaded. The same status without the envelope comes from a proxy
+    in front of it, which may have cut off an answer after the task was made.
+    """
+    return _REFUSALS.get(error.status) == error.type
+
+
 def _create_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
     if isinstance(exc, (RateLimitError, ServiceUnavailableError, UpstreamError)):
         return policy.honours(exc.retry_after)
@@ -109,12 +123,14 @@ class APIClient:
         self._rng = rng
         self.gate = RateGate(rng=rng)
 
-    def _headers(self) -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {self._api_key.reveal()}",
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-        }
+    def _headers(self) -> RedactedHeaders:
+        return RedactedHeaders(
+            {
+                "Authorization": f"Bearer {self._api_key.reveal()}",
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+            }
+        )
 
     async def _with_retries(
         self,
@@ -180,15 +196,18 @@ class APIClient:
                 raise SubmissionUncertainError(exc) from exc
             if 200 <= reply.status < 300:
                 try:
-                    return parse_task(parse_json(reply.body, status=reply.status))
+                    task = parse_task(parse_json(reply.body, status=reply.status))
                 except MalformedResponseError as exc:
-                    raise SubmissionUncertainError(exc) from exc
+                    raise SubmissionUncertainError(
+                        exc, task_id=salvage_task_id(reply.body)
+                    ) from exc
+                logger.info("created task %s (billed)", task.id)
+                return task
             error = parse_error(
                 reply.status, reply.headers, reply.body, method="POST", path=url, now=time.time()
             )
             self._note_rate_limit(error)
-            refused_by_api = error.status == 502 and error.type == "upstream_error"
-            if error.status >= 500 and error.status != 503 and not refused_by_api:
+            if error.status >= 500 and not _refused_before_creating(error):
                 raise SubmissionUncertainError(error) from error
             raise error
 

@@ -19,7 +19,12 @@ from collections.abc import AsyncGenerator
 
 import attrs
 
-from ._exceptions import APIConnectionError, ImageDownloadError, ImageExpiredError
+from ._exceptions import (
+    APIConnectionError,
+    ImageDownloadError,
+    ImageExpiredError,
+    MalformedResponseError,
+)
 from ._imageinfo import SNIFF_BYTES, check_declared_type, image_dimensions, sniff_content_type
 from ._parsing import parse_retry_after
 from ._schedule import RetryPolicy
@@ -174,6 +179,8 @@ async def stream_image(
             if info.content_type is None:
                 raise where.fail("the image host sent an empty body")
             return
+        except MalformedResponseError as exc:
+            raise where.fail(str(exc)) from exc
         except (_Retryable, APIConnectionError) as exc:
             if attempt >= retry.max_attempts:
                 raise where.fail(f"gave up after {attempt} attempts: {exc}") from exc

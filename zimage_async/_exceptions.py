@@ -234,15 +234,21 @@ class SubmissionUncertainError(ZImageError):
     A 500, a reset or a timeout after the request was sent: the service may have created
     (and billed) a task whose id we never received. The SDK never retries such a call,
     because a second POST could bill the prompt twice. ``__cause__`` holds the underlying
-    error. Check your usage before resubmitting.
+    error. ``task_id`` is the id of the task that was made, when it could be read from
+    a garbled answer (resume it with ``session.task(task_id)``), else ``None``. Check
+    your usage before resubmitting.
     """
 
-    def __init__(self, cause: ZImageError) -> None:
+    def __init__(self, cause: ZImageError, *, task_id: str | None = None) -> None:
         self.cause = cause
+        self.task_id = task_id
+        known = (
+            f"; the answer names task {task_id}, which session.task() can resume" if task_id else ""
+        )
         super().__init__(
             "the create request failed after it was sent, so a task may have been created "
             f"and billed ({cause}); it was not retried, to avoid paying twice - check "
-            "before resubmitting"
+            f"before resubmitting{known}"
         )
 
 

@@ -10,7 +10,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +80,7 @@ class TaskHandle:
         self._task = snapshot
         self._fresh = snapshot is not None  # the snapshot was just returned by create
         self._lock = asyncio.Lock()
-        self._listeners: set[asyncio.Queue[Task]] = set()
+        self._download_lock = asyncio.Lock()
         self._completed_seen: float | None = None
         self._result: GenerationResult | None = None
         self._warned_status: set[str] = set()
@@ -139,8 +139,6 @@ class TaskHandle:
                 self._id,
                 task.raw_status,
             )
-        for queue in self._listeners:
-            queue.put_nowait(task)
 
     async def refresh(self) -> Task:
         """Fetch the task once (``GET /v1/tasks/{id}``) and return the new snapshot."""
@@ -150,11 +148,33 @@ class TaskHandle:
         self._observe(task)
         return task
 
+    def _timed_out(self, timeout: float) -> WaitTimeoutError:
+        return WaitTimeoutError(
+            task_id=self._id,
+            timeout=timeout,
+            last_status=self._task.raw_status if self._task is not None else None,
+        )
+
     async def _until_terminal(self, timeout: float | None) -> Task:
+        """Poll (one loop per handle, however many waiters) until the task ends."""
+        if self._task is not None and self._task.is_terminal:
+            return self._task
+        self._rt.check_open()
+        if timeout is None:
+            return await self._poll_locked(None)
+        try:
+            # The deadline covers everything: waiting for another waiter's poll loop,
+            # and retries inside a poll, not only the sleeps between polls.
+            return await asyncio.wait_for(self._poll_locked(timeout), timeout)
+        except WaitTimeoutError:
+            raise
+        except asyncio.TimeoutError:
+            raise self._timed_out(timeout) from None
+
+    async def _poll_locked(self, timeout: float | None) -> Task:
         async with self._lock:
             if self._task is not None and self._task.is_terminal:
                 return self._task
-            self._rt.check_open()
             started = time.monotonic()
 
             async def look() -> Task:
@@ -172,10 +192,13 @@ class TaskHandle:
                     details["wait"],
                 )
 
-            schedule = attrs.evolve(self._rt.poll, timeout=timeout)
             # Bound with partial: backoff would call any callable keyword (the clock).
             waits = functools.partial(
-                poll_waits, schedule, rng=self._rt.rng, clock=time.monotonic, started=started
+                poll_waits,
+                attrs.evolve(self._rt.poll, timeout=timeout),
+                rng=self._rt.rng,
+                clock=time.monotonic,
+                started=started,
             )
             poll = backoff.on_predicate(
                 waits,
@@ -187,15 +210,17 @@ class TaskHandle:
             )(look)
             task: Task = await poll()
             if not task.is_terminal:
-                raise WaitTimeoutError(
-                    task_id=self._id,
-                    timeout=timeout if timeout is not None else time.monotonic() - started,
-                    last_status=task.raw_status,
-                )
+                raise self._timed_out(timeout if timeout is not None else 0.0)
             return task
 
     def _timeout(self, timeout: float | None) -> float | None:
-        return self._rt.poll.timeout if isinstance(timeout, _Default) else timeout
+        if timeout is DEFAULT:
+            return self._rt.poll.timeout
+        if timeout is not None and not timeout > 0:
+            raise ValueError(
+                f"timeout must be a number of seconds above 0, or None; got {timeout!r}"
+            )
+        return timeout
 
     async def wait(self, *, timeout: float | None = DEFAULT) -> Task:
         """Poll until the task finishes; return the completed :class:`Task`.
@@ -214,45 +239,44 @@ class TaskHandle:
             task_id=self._id, code="request_cancelled", message="the task was cancelled"
         )
 
-    async def updates(self, *, timeout: float | None = DEFAULT) -> AsyncIterator[Task]:
+    async def updates(self, *, timeout: float | None = DEFAULT) -> AsyncGenerator[Task, None]:
         """Yield a snapshot each time the status or progress changes, ending when it ends.
 
-        The current snapshot, if any, comes first. A failed task ends the iteration
-        without raising (look at the last snapshot's status); failures of the calls
-        themselves, and :class:`WaitTimeoutError`, are raised.
+        The current snapshot, if any, comes first. Polling happens only while you
+        iterate (nothing runs in the background), on the session's poll schedule. A
+        failed task ends the iteration without raising (look at the last snapshot's
+        status); failures of the calls themselves, and :class:`WaitTimeoutError`, are
+        raised.
         """
-        queue: asyncio.Queue[Task] = asyncio.Queue()
-        self._listeners.add(queue)
-        waiter = asyncio.ensure_future(self._until_terminal(self._timeout(timeout)))
+        limit = self._timeout(timeout)
+        started = time.monotonic()
+        waits = poll_waits(
+            attrs.evolve(self._rt.poll, timeout=limit),
+            rng=self._rt.rng,
+            clock=time.monotonic,
+            started=started,
+        )
+        waits.send(None)
         last: tuple[str, int] | None = None
-        try:
-            if self._task is not None:
-                queue.put_nowait(self._task)
-            while True:
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():
-                    getter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await getter
-                    if queue.empty():
-                        final = waiter.result()  # raises the wait's error, if any
-                        if (final.raw_status, final.progress) != last:
-                            yield final
-                        return
-                    continue
-                task = getter.result()
-                if (task.raw_status, task.progress) != last:
-                    last = (task.raw_status, task.progress)
-                    yield task
-                if task.is_terminal:
-                    return
-        finally:
-            self._listeners.discard(queue)
-            if not waiter.done():
-                waiter.cancel()
-            with contextlib.suppress(BaseException):
-                await waiter
+        task = self._task if self._fresh or self.is_done else None
+        while True:
+            if task is None:
+                task = await self.refresh()
+            if (task.raw_status, task.progress) != last:
+                last = (task.raw_status, task.progress)
+                yield task
+            if task.is_terminal:
+                return
+            delay = waits.send(task)
+            if limit is not None and time.monotonic() - started + delay > limit:
+                raise self._timed_out(limit)
+            await asyncio.sleep(delay)
+            task = None
+
+    @property
+    def is_done(self) -> bool:
+        """``True`` once the last snapshot is terminal (completed, failed or cancelled)."""
+        return self._task is not None and self._task.is_terminal
 
     async def _stream(
         self, task: Task, index: int, info: DownloadInfo
@@ -275,7 +299,7 @@ class TaskHandle:
 
     async def iter_bytes(
         self, index: int = 0, *, timeout: float | None = DEFAULT
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Wait for completion, then stream image *index* in chunks, verified.
 
         The whole image is never held in memory. A body cut short is fetched again
@@ -309,8 +333,12 @@ class TaskHandle:
         if self._result is not None:
             return self._result
         task = await self.wait(timeout=timeout)
-        images = await asyncio.gather(*(self._download(task, i) for i in range(len(task.results))))
-        self._result = GenerationResult(task=task, images=tuple(images))
+        async with self._download_lock:  # concurrent awaiters download once
+            if self._result is None:
+                images = await asyncio.gather(
+                    *(self._download(task, i) for i in range(len(task.results)))
+                )
+                self._result = GenerationResult(task=task, images=tuple(images))
         return self._result
 
     def __await__(self) -> Generator[Any, None, GenerationResult]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import math
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 import cattrs
@@ -29,7 +30,11 @@ __all__ = [
     "parse_retry_after",
     "parse_task",
     "parse_task_reply",
+    "salvage_task_id",
 ]
+
+
+T = TypeVar("T")
 
 
 def _strict_str(value: object, _: type) -> str:
@@ -81,6 +86,17 @@ def _progress(value: object, _: type) -> int:
     return min(100, max(0, round(_strict_float(value, float))))
 
 
+def _objects_only(structure: Callable[[Any, Any], T]) -> Callable[[Any, Any], T]:
+    """Wrap a generated hook so that only JSON objects are accepted (not "free")."""
+
+    def hook(value: Any, cls: Any) -> T:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {type(value).__name__}")
+        return structure(value, cls)
+
+    return hook
+
+
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=False)
     converter.register_structure_hook(str, _strict_str)
@@ -88,25 +104,28 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _strict_float)
     converter.register_structure_hook(bool, _strict_bool)
     converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _string_list)
-    converter.register_structure_hook(
-        TaskErrorDetail,
-        make_dict_structure_fn(TaskErrorDetail, converter, code=override(struct_hook=_error_code)),
-    )
-    converter.register_structure_hook(
-        Task,
-        make_dict_structure_fn(
+    hooks: dict[type, Callable[[Any, Any], Any]] = {
+        TaskErrorDetail: make_dict_structure_fn(
+            TaskErrorDetail, converter, code=override(struct_hook=_error_code)
+        ),
+        Task: make_dict_structure_fn(
             Task,
             converter,
             raw_status=override(rename="status"),
             progress=override(struct_hook=_progress),
         ),
-    )
-    for cls in (TaskInfo, Usage):
-        converter.register_structure_hook(cls, make_dict_structure_fn(cls, converter))
+        TaskInfo: make_dict_structure_fn(TaskInfo, converter),
+        Usage: make_dict_structure_fn(Usage, converter),
+    }
+    for cls, hook in hooks.items():
+        converter.register_structure_hook(cls, _objects_only(hook))
     return converter
 
 
 _CONVERTER = _make_converter()
+#: Fields whose malformation is logged and ignored rather than failing the task.
+_HINTS = frozenset({"task_info", "usage", "created", "model"})
+logger = logging.getLogger("zimage_async")
 _PATH_LINE = re.compile(r"@ (\$\S*)")
 
 
@@ -146,10 +165,16 @@ def parse_task(payload: object, *, status: int | None = None) -> Task:
     try:
         task = _CONVERTER.structure(payload, Task)
     except Exception as exc:  # cattrs reports every fault as an exception group
-        lines = cattrs.transform_error(exc, path="$")
-        raise MalformedResponseError(
-            "; ".join(lines[:3]) or str(exc), path=_first_path(exc), status=status
-        ) from None
+        # Hints are not worth losing a (billed) task over: try again without them.
+        essentials = {k: v for k, v in payload.items() if k not in _HINTS}
+        try:
+            task = _CONVERTER.structure(essentials, Task)
+        except Exception:
+            lines = cattrs.transform_error(exc, path="$")
+            raise MalformedResponseError(
+                "; ".join(lines[:3]) or str(exc), path=_first_path(exc), status=status
+            ) from None
+        logger.warning("ignored malformed hint fields in task %s: %s", task.id, _first_path(exc))
     if task.status is TaskStatus.COMPLETED and not task.results:
         raise MalformedResponseError(
             "a completed task must carry at least one result URL", path="$.results", status=status
@@ -159,6 +184,21 @@ def parse_task(payload: object, *, status: int | None = None) -> Task:
             task, error=TaskErrorDetail(code="unknown_error", message="no error was given")
         )
     return task
+
+
+_TASK_ID = re.compile(rb'"id"\s*:\s*"(task-unified-[0-9]+-[a-z0-9]{8})"')
+
+
+def salvage_task_id(body: bytes) -> str | None:
+    """Find a complete task id in a create answer too garbled to parse, if there is one.
+
+    >>> salvage_task_id(b'{"created":1,"id":"task-unified-17-abcd1234","sta')
+    'task-unified-17-abcd1234'
+    >>> salvage_task_id(b'{"created":1,"id":"task-unified-17-ab') is None
+    True
+    """
+    match = _TASK_ID.search(body)
+    return match.group(1).decode() if match else None
 
 
 _SUGGESTION_WAIT = re.compile(

@@ -84,8 +84,10 @@ class Session:
       log line and exception, and sent only to ``base_url``'s origin.
     * ``base_url``: default ``$ZIMAGE_BASE_URL``, else :data:`DEFAULT_BASE_URL`. Plain
       ``http`` is accepted only for loopback hosts (the emulator).
-    * ``timeout``: seconds for one API request, whole; ``connect_timeout`` for opening a
-      connection; ``read_timeout`` for a download stalling between chunks.
+    * ``timeout``: seconds an API answer may keep us waiting (for its first byte, or
+      between two reads); time spent queued for a free connection does not count.
+      ``connect_timeout``: seconds to open a connection. ``read_timeout``: seconds a
+      download may stall between chunks.
     * ``poll``: a :class:`PollSchedule` (when to poll, and the default wait deadline).
     * ``retry``: a :class:`RetryPolicy` (how failed requests are retried).
     * ``max_connections``: the connection pool size (requests beyond it queue).

@@ -41,6 +41,18 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
+class RedactedHeaders(dict[str, str]):
+    """Request headers whose repr hides the ``Authorization`` value.
+
+    Tracebacks that show local variables (pytest ``-l``, error trackers) print reprs;
+    this keeps the key out of them.
+    """
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k.lower() == "authorization" else v) for k, v in self.items()}
+        return f"RedactedHeaders({shown!r})"
+
+
 @attrs.frozen
 class Reply:
     """A complete HTTP answer: status, headers and the whole (size-capped) body."""
@@ -51,7 +63,13 @@ class Reply:
 
 
 def _translate(exc: BaseException, *, method: str, path: str) -> ZImageError:
-    """Map an aiohttp or asyncio exception to ours. The one place this happens."""
+    """Map an aiohttp or asyncio exception to ours. The one place this happens.
+
+    Callers raise the result ``from None``: aiohttp's exceptions carry the request's
+    headers, and with them the API key, so they are not chained.
+    """
+    if isinstance(exc, ZImageError):  # already ours (from a nested layer)
+        return exc
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return APITimeoutError(
             "timed out while connecting", request_sent=False, method=method, path=path
@@ -78,8 +96,12 @@ def _translate(exc: BaseException, *, method: str, path: str) -> ZImageError:
             method=method,
             path=path,
         )
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return APIConnectionError("too many redirects", request_sent=True, method=method, path=path)
     if isinstance(exc, aiohttp.ClientResponseError):
-        return MalformedResponseError(f"the HTTP answer could not be read ({exc.message})")
+        return MalformedResponseError(
+            f"the HTTP answer could not be read ({type(exc).__name__}: {exc.message})"
+        )
     if isinstance(exc, aiohttp.ClientOSError):
         return APIConnectionError(
             f"the connection failed ({exc.strerror or 'reset'})",
@@ -93,6 +115,18 @@ def _translate(exc: BaseException, *, method: str, path: str) -> ZImageError:
 
 
 _CAUGHT = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+async def _read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """Read a whole body, or the first ``limit + 1`` bytes of a longer one."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in content.iter_any():
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(parts)
 
 
 class ImageStream:
@@ -111,18 +145,22 @@ class ImageStream:
 
         A body shorter than its ``Content-Length`` raises :class:`APIConnectionError`.
         """
+        failure: ZImageError | None = None
         try:
             async for chunk in self._response.content.iter_chunked(chunk_size):
                 yield chunk
         except _CAUGHT as exc:
-            raise _translate(exc, method="GET", path=self._label) from exc
+            failure = _translate(exc, method="GET", path=self._label)
+        if failure is not None:
+            raise failure
 
     async def read(self, limit: int) -> bytes:
         """Read at most *limit* bytes of the body (for error pages)."""
         try:
-            return await self._response.content.read(limit)
+            return (await _read_capped(self._response.content, limit))[:limit]
         except _CAUGHT as exc:
-            raise _translate(exc, method="GET", path=self._label) from exc
+            failure = _translate(exc, method="GET", path=self._label)
+        raise failure
 
 
 class Transport:
@@ -145,8 +183,12 @@ class Transport:
         self._borrowed = http_session
         self._own: aiohttp.ClientSession | None = None
         self._max_connections = max_connections
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
-        # Downloads may take long in total; only a stalled read is a timeout.
+        # No total timeout: it would also count the wait for a free connection in the
+        # pool, and expire there as an ambiguous "timed out" for a request never sent.
+        # Opening a connection has its own limit; then the answer must not stall.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=timeout
+        )
         self._stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
@@ -202,14 +244,16 @@ class Transport:
                 timeout=self._timeout,
             ) as response:
                 status = response.status
-                data = await response.content.read(max_body + 1)
+                data = await _read_capped(response.content, max_body)
                 if len(data) > max_body:
                     raise MalformedResponseError(
                         f"the answer is larger than {max_body} bytes", status=response.status
                     )
                 return Reply(response.status, response.headers, data)
         except _CAUGHT as exc:
-            raise _translate(exc, method=method, path=path) from exc
+            # Raised below, outside this block: aiohttp's exception holds the request
+            # headers (the key), so it must not even be the implicit __context__.
+            failure = _translate(exc, method=method, path=path)
         finally:
             logger.debug(
                 "%s %s -> %s (attempt %d, %.1f ms)",
@@ -219,21 +263,25 @@ class Transport:
                 attempt,
                 (time.perf_counter() - started) * 1000,
             )
+        raise failure
 
     @asynccontextmanager
     async def stream(self, url: str, *, headers: Mapping[str, str]) -> AsyncIterator[ImageStream]:
         """Open a GET for streaming; no ``Authorization`` is ever sent with it."""
         label = redact_url(url)
         clean = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        # Identity encoding: lengths and Range offsets then count the image's own bytes.
+        clean["Accept-Encoding"] = "identity"
         started = time.perf_counter()
         response: aiohttp.ClientResponse | None = None
+        failure: ZImageError | None = None
         try:
             async with self._http.get(
                 url, headers=clean, timeout=self._stream_timeout, allow_redirects=True
             ) as response:
                 yield ImageStream(response, label=label)
         except _CAUGHT as exc:
-            raise _translate(exc, method="GET", path=label) from exc
+            failure = _translate(exc, method="GET", path=label)
         finally:
             logger.debug(
                 "GET %s -> %s (%.1f ms)",
@@ -241,6 +289,8 @@ class Transport:
                 response.status if response is not None else "error",
                 (time.perf_counter() - started) * 1000,
             )
+        if failure is not None:
+            raise failure
 
     async def __aenter__(self) -> Transport:
         self.open()
