@@ -12,6 +12,7 @@ from zimage_async import (
     APIError,
     ImageDownloadError,
     ImageExpiredError,
+    ImageSizeWarning,
     Session,
 )
 from zimage_async.emulator import Emulator, FaultPlan
@@ -135,3 +136,19 @@ async def test_debug_logs_never_show_the_key(
     assert "/apiv1/v1/tasks/" in caplog.text
     assert KEY not in caplog.text
     assert KEY not in str(info.value) and KEY not in repr(info.value)
+
+
+async def test_size_mismatch_warns(odd_session: Session, tmp_path: Path) -> None:
+    """An image of other dimensions than requested gives ImageSizeWarning, and is kept."""
+    with pytest.warns(ImageSizeWarning, match="asked for 640x400, got 400x400"):
+        result = await odd_session.generate("ok", size="640x400")
+    assert result.image.width == 400
+    handle = await odd_session.submit("ok", size="3:2")
+    with pytest.warns(ImageSizeWarning, match="asked for 3:2"):
+        await handle.save(tmp_path)
+
+
+async def test_matching_size_does_not_warn(odd_session: Session) -> None:
+    """A square image for a 1:1 request passes without a warning (warnings are errors)."""
+    result = await odd_session.generate("ok", size="1:1")
+    assert result.image.height == 400

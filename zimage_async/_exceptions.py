@@ -41,6 +41,7 @@ __all__ = [
     "BadRequestError",
     "ImageDownloadError",
     "ImageExpiredError",
+    "ImageSizeWarning",
     "InsufficientQuotaError",
     "InternalServerError",
     "InvalidRequestError",
@@ -358,3 +359,12 @@ class ImageExpiredError(ImageDownloadError):
     ) -> None:
         self.expired_at = expired_at
         super().__init__(reason, url=url, task_id=task_id, index=index)
+
+
+class ImageSizeWarning(UserWarning):
+    """An image's dimensions differ from the size the request asked for.
+
+    Issued with :func:`warnings.warn` (the image is still returned): ``WIDTHxHEIGHT``
+    sizes must match exactly, ratios by aspect within 2 %. Turn it into an error with
+    ``warnings.simplefilter("error", ImageSizeWarning)``.
+    """

@@ -10,6 +10,7 @@ import os
 import random
 import tempfile
 import time
+import warnings
 from collections.abc import AsyncGenerator, Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,9 +19,10 @@ import attrs
 import backoff
 
 from ._download import DownloadInfo, ImageLimits, stream_image
-from ._exceptions import ImageDownloadError, TaskFailedError, WaitTimeoutError
+from ._exceptions import ImageDownloadError, ImageSizeWarning, TaskFailedError, WaitTimeoutError
+from ._imageinfo import size_mismatch
 from ._links import link_expiry
-from ._models import GenerationResult, Image, Task, TaskStatus
+from ._models import GenerationRequest, GenerationResult, Image, Task, TaskStatus
 from ._schedule import PollSchedule, RetryPolicy, poll_waits
 
 if TYPE_CHECKING:
@@ -74,8 +76,15 @@ class TaskHandle:
     on at the service and is billed. Await the handle again to resume.
     """
 
-    def __init__(self, runtime: Runtime, task_id: str, snapshot: Task | None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        task_id: str,
+        snapshot: Task | None,
+        request: GenerationRequest | None = None,
+    ) -> None:
         self._rt = runtime
+        self._request = request
         self._id = task_id
         self._task = snapshot
         self._fresh = snapshot is not None  # the snapshot was just returned by create
@@ -310,12 +319,22 @@ class TaskHandle:
             async for chunk in chunks:
                 yield chunk
 
+    def _check_size(self, dimensions: tuple[int, int] | None, index: int) -> None:
+        if self._request is None or dimensions is None:
+            return
+        problem = size_mismatch(self._request.size, dimensions)
+        if problem is not None:
+            warnings.warn(
+                ImageSizeWarning(f"image {index} of task {self._id}: {problem}"), stacklevel=4
+            )
+
     async def _download(self, task: Task, index: int) -> Image:
         info = DownloadInfo()
         async with contextlib.aclosing(self._stream(task, index, info)) as chunks:
             parts = [chunk async for chunk in chunks]
         assert info.content_type is not None
         dimensions = info.dimensions
+        self._check_size(dimensions, index)
         return Image(
             index=index,
             url=task.results[index],
@@ -391,6 +410,8 @@ class TaskHandle:
                 raise ImageDownloadError(
                     "no bytes were received", url="", task_id=self._id, index=index
                 )
+            if cached is None:
+                self._check_size(info.dimensions, index)
             extension = _EXTENSIONS[info.content_type]
             if as_dir:
                 final = folder / f"{self._id}-{index}.{extension}"

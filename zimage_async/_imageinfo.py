@@ -14,6 +14,7 @@ __all__ = [
     "SNIFF_BYTES",
     "check_declared_type",
     "image_dimensions",
+    "size_mismatch",
     "sniff_content_type",
 ]
 
@@ -117,3 +118,30 @@ def _jpeg_dimensions(data: bytes) -> tuple[int, int] | None:
             return int(width), int(height)
         offset += 2 + length
     return None
+
+
+def size_mismatch(requested: str | None, actual: tuple[int, int]) -> str | None:
+    """Return how *actual* pixels differ from what the request's *size* asked, or ``None``.
+
+    ``WIDTHxHEIGHT`` must match exactly. A ratio (or no size, meaning ``1:1``) is
+    checked by aspect only, within 2 %, since the service's pixel sizes for ratios are
+    not documented.
+
+    >>> size_mismatch("1024x768", (1024, 768)) is None
+    True
+    >>> size_mismatch("1024x768", (1024, 1024))
+    'asked for 1024x768, got 1024x1024'
+    >>> size_mismatch("16:9", (1280, 720)) is None
+    True
+    >>> size_mismatch(None, (1280, 720))
+    'asked for 1:1, got 1280x720'
+    """
+    width, height = actual
+    wanted = requested or "1:1"
+    if "x" in wanted:
+        w, _, h = wanted.partition("x")
+        return None if (int(w), int(h)) == actual else f"asked for {wanted}, got {width}x{height}"
+    w, _, h = wanted.partition(":")
+    if height <= 0 or abs((width / height) / (int(w) / int(h)) - 1) <= 0.02:
+        return None
+    return f"asked for {wanted}, got {width}x{height}"

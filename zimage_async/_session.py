@@ -264,7 +264,7 @@ class Session:
         )
         self._check_open()
         task = await self._runtime.api.create(request)
-        return TaskHandle(self._runtime, task.id, task)
+        return TaskHandle(self._runtime, task.id, task, request)
 
     async def generate(
         self,
