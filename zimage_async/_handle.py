@@ -384,6 +384,8 @@ class TaskHandle:
             or target.suffix.lower() not in _FILE_SUFFIXES
         )
         folder = target if as_dir else target.parent
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"cannot save into {folder}: it is a file, not a folder")
         folder.mkdir(parents=True, exist_ok=True)
         return [
             await self._save_one(task, index, target, as_dir, folder)
