@@ -120,7 +120,7 @@ async def test_polls_survive_faults(
 ) -> None:
     """Task reads retry through each transient fault and the task completes."""
     emulator.faults = FaultPlan.script("task", [fault, fault])
-    result = await zs.generate("poll through faults")
+    result = await zs.generate("poll through faults [[duration:0.3]]")
     assert result.task.status is TaskStatus.COMPLETED
     assert len(emulator.ledger) == 1
     kind = fault.kind if isinstance(fault, FaultRule) else fault
