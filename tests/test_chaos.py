@@ -83,6 +83,7 @@ def _figures(
         "tasks submitted": len(outcomes),
         "tasks billed": len(emu.ledger),
         "delivered": sum(isinstance(o, GenerationResult) for o in outcomes),
+        "billed, id lost": len(emu.ledger) - sum(isinstance(o, GenerationResult) for o in outcomes),
         "errors": dict(errors),
         "requests": requests,
         "faults injected": faults,
@@ -137,9 +138,16 @@ async def test_chaos_run_loses_nothing_and_bills_once(
         unknown = [o for o in outcomes if isinstance(o, SubmissionUncertainError)]
         lost = [e for e in emu.ledger if e.task_id not in delivered_ids]
         assert len(lost) <= len(unknown)
+        # Exactly the tasks whose create answer was destroyed after billing stay unknown.
+        destroyed = sum(
+            emu.faults_injected.get(k, 0) for k in ("http_500_after_create", "reset_after_create")
+        )
+        assert len(lost) == destroyed
 
         # 4. The run really was chaotic: every kind, at least 15 % of requests.
-        figures = _figures(emu, list(outcomes), sum("retrying" in r.message for r in caplog.records))
+        figures = _figures(
+            emu, list(outcomes), sum("retrying" in r.message for r in caplog.records)
+        )
         requests = int(str(figures["requests"]))
         assert set(emu.faults_injected) == KINDS
         assert sum(emu.faults_injected.values()) >= 0.15 * requests
