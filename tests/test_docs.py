@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import os
+import re
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -10,8 +14,10 @@ import pytest
 
 import zimage_async
 import zimage_async.emulator
+from zimage_async.emulator import Emulator
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 
 
 def _public(module: ModuleType) -> list[str]:
@@ -52,10 +58,50 @@ def test_every_public_name_has_a_docstring(module: ModuleType) -> None:
             for attr, member in vars(value).items():
                 if (
                     attr.startswith("_")
-                    or not callable(member)
-                    and not isinstance(member, property)
+                    or (not callable(member)
+                    and not isinstance(member, property))
                 ):
                     continue
                 if not (getattr(member, "__doc__", None) or "").strip():
                     undocumented.append(f"{name}.{attr}")
     assert undocumented == []
+
+
+def _doc_blocks() -> list[tuple[str, str]]:
+    """Every ```python block of the docs, with whether it is marked as not run."""
+    blocks = []
+    for page in sorted(DOCS.glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        for number, match in enumerate(
+            re.finditer(r"(% not run: .+\n)?```python\n(.*?)```", text, re.S)
+        ):
+            blocks.append((f"{page.stem}-{number}", match.group(2) if not match.group(1) else ""))
+    return blocks
+
+
+def test_every_docs_example_runs_or_says_why_not() -> None:
+    """Each Python block in the docs either runs in the test below or is marked not run."""
+    assert any(source for _, source in _doc_blocks())
+
+
+@pytest.mark.parametrize(
+    "source", [pytest.param(source, id=name) for name, source in _doc_blocks() if source]
+)
+async def test_docs_example_runs(source: str, tmp_path: Path) -> None:
+    """A runnable docs example runs unchanged against an emulator named by the environment."""
+    async with Emulator(task_duration=0.2, seed=5) as emu:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZIMAGE_")}
+        env |= {"ZIMAGE_API_KEY": emu.api_key, "ZIMAGE_BASE_URL": emu.base_url}
+        env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
+        script = tmp_path / "example.py"
+        script.write_text(source, encoding="utf-8")
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(child.communicate(), timeout=120)
+    assert child.returncode == 0, err.decode()
