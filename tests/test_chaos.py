@@ -52,6 +52,19 @@ PLAN = FaultPlan.random(
     FaultRule(kind="unknown_status", endpoint="task", rate=0.05),
 )
 KINDS = {rule.kind for rule in PLAN.rules}
+#: Rates alone might skip a rare kind in one run; these scripted faults come first.
+EVERY_KIND_ONCE = (
+    FaultPlan.script(
+        "create",
+        [
+            FaultRule(kind="http_429", retry_after_seconds=0),
+            "http_500_after_create",
+            "reset_after_create",
+        ],
+    )
+    + FaultPlan.script("task", ["unknown_status", "malformed_json", "reset"])
+    + FaultPlan.script("image", ["truncate", FaultRule(kind="redirect", redirect_host="localhost")])
+)
 
 
 def _duration(rng: random.Random) -> float:
@@ -103,7 +116,7 @@ async def test_chaos_run_loses_nothing_and_bills_once(
     async with Emulator(
         api_keys=(KEY,),
         task_duration=lambda body: durations[str(body["prompt"])],
-        faults=PLAN,
+        faults=EVERY_KIND_ONCE + PLAN,
         seed=7,
         image_renderer="plain",
     ) as emu:

@@ -56,10 +56,8 @@ def test_every_public_name_has_a_docstring(module: ModuleType) -> None:
             undocumented.append(name)
         if inspect.isclass(value):
             for attr, member in vars(value).items():
-                if (
-                    attr.startswith("_")
-                    or (not callable(member)
-                    and not isinstance(member, property))
+                if attr.startswith("_") or (
+                    not callable(member) and not isinstance(member, property)
                 ):
                     continue
                 if not (getattr(member, "__doc__", None) or "").strip():

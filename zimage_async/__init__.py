@@ -9,6 +9,7 @@ Start with :class:`Session`; see the documentation for the whole tour.
 
 from __future__ import annotations
 
+from ._batch import Batch, BatchItem, BatchProgress, ItemState
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -22,6 +23,7 @@ from ._exceptions import (
     InternalServerError,
     InvalidRequestError,
     MalformedResponseError,
+    ManifestError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -46,6 +48,7 @@ from ._models import (
 from ._schedule import PollSchedule, RetryPolicy
 from ._session import DEFAULT_BASE_URL, Session, SessionState
 from ._version import __version__
+from ._webhooks import CallbackReceiver
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -54,6 +57,10 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
+    "BatchItem",
+    "BatchProgress",
+    "CallbackReceiver",
     "GenerationRequest",
     "GenerationResult",
     "Image",
@@ -63,7 +70,9 @@ __all__ = [
     "InsufficientQuotaError",
     "InternalServerError",
     "InvalidRequestError",
+    "ItemState",
     "MalformedResponseError",
+    "ManifestError",
     "NotFoundError",
     "PermissionDeniedError",
     "PollSchedule",

@@ -172,10 +172,16 @@ class APIClient:
         if isinstance(error, RateLimitError):
             self.gate.pause(error.retry_after or self._retry.wait_initial)
 
-    async def create(self, request: GenerationRequest) -> Task:
-        """``POST /v1/images/generations``: create (and pay for) one task."""
+    async def create(self, request: GenerationRequest, *, callback_url: str | None = None) -> Task:
+        """``POST /v1/images/generations``: create (and pay for) one task.
+
+        *callback_url*, already checked by the session, is sent when the request has none.
+        """
         url = f"{self._base_url}/v1/images/generations"
-        body = json.dumps(request.to_json(), ensure_ascii=False).encode()
+        fields = request.to_json()
+        if callback_url is not None:
+            fields.setdefault("callback_url", callback_url)
+        body = json.dumps(fields, ensure_ascii=False).encode()
 
         async def call(attempt: int) -> Task:
             await self.gate.wait()

@@ -4,6 +4,7 @@
 
     ZImageError
     ├── InvalidRequestError (ValueError)      bad input, raised before any request is sent
+    ├── ManifestError (ValueError)            a batch manifest that does not fit this batch
     ├── APIError                              the API answered with an HTTP error
     │   ├── BadRequestError                   400 invalid_request_error
     │   ├── AuthenticationError               401 authentication_error
@@ -46,6 +47,7 @@ __all__ = [
     "InternalServerError",
     "InvalidRequestError",
     "MalformedResponseError",
+    "ManifestError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -79,6 +81,19 @@ class InvalidRequestError(ZImageError, ValueError):
         self.rule = rule
         self.problem = problem
         super().__init__(f"{field}: {problem}; the rule is: {rule}.")
+
+
+class ManifestError(ZImageError, ValueError):
+    """A batch manifest cannot be used for this batch; raised before anything is submitted.
+
+    The file belongs to another batch, is not a manifest, cannot be opened, or holds
+    tasks for items whose request has since changed (``items`` lists their indexes), or
+    tasks that live at another base URL. Nothing was sent and nothing was mixed.
+    """
+
+    def __init__(self, message: str, *, items: tuple[int, ...] = ()) -> None:
+        self.items = items
+        super().__init__(message)
 
 
 class APIError(ZImageError):

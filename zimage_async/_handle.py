@@ -27,6 +27,7 @@ from ._schedule import PollSchedule, RetryPolicy, poll_waits
 
 if TYPE_CHECKING:
     from ._api import APIClient
+    from ._hints import HintBoard
     from ._transport import Transport
 
 __all__ = ["Runtime", "TaskHandle"]
@@ -60,6 +61,10 @@ class Runtime:
     link_ttl: float
     rng: random.Random
     check_open: Callable[[], None]
+    #: The session's callback receiver's hints, if it has a receiver.
+    hints: HintBoard | None = None
+    #: How much longer poll delays are while a callback is expected.
+    callback_poll_factor: float = 1.0
 
 
 class TaskHandle:
@@ -70,7 +75,9 @@ class TaskHandle:
     completed or failed, then downloads every image: it returns a
     :class:`GenerationResult` or raises :class:`TaskFailedError`. A handle can be
     awaited any number of times and by many coroutines at once; they share one poll
-    loop, and the result is cached.
+    loop, and the result is cached. When the session has a :class:`CallbackReceiver`, a
+    callback for the task wakes the wait at once (the task is then fetched, never taken
+    from the callback), and polling slows down while a callback is expected.
 
     Stopping a wait (timeout or cancellation) stops local polling only: the task goes
     on at the service and is billed. Await the handle again to resume.
@@ -82,9 +89,12 @@ class TaskHandle:
         task_id: str,
         snapshot: Task | None,
         request: GenerationRequest | None = None,
+        *,
+        expects_callback: bool = False,
     ) -> None:
         self._rt = runtime
         self._request = request
+        self._expects_callback = expects_callback and runtime.hints is not None
         self._id = task_id
         self._task = snapshot
         self._fresh = snapshot is not None  # the snapshot was just returned by create
@@ -181,6 +191,8 @@ class TaskHandle:
             raise self._timed_out(timeout) from None
 
     async def _poll_locked(self, timeout: float | None) -> Task:
+        if self._rt.hints is not None:
+            return await self._watch_locked(self._rt.hints, timeout)
         async with self._lock:
             if self._task is not None and self._task.is_terminal:
                 return self._task
@@ -220,6 +232,48 @@ class TaskHandle:
             task: Task = await poll()
             if not task.is_terminal:
                 raise self._timed_out(timeout if timeout is not None else 0.0)
+            return task
+
+    async def _watch_locked(self, hints: HintBoard, timeout: float | None) -> Task:
+        """Poll like :meth:`_poll_locked`, but wake early when a callback hint arrives.
+
+        A hint is only a reason to look: the task is fetched, and that answer alone
+        decides. While a callback is expected, the poll delays are stretched by the
+        session's ``callback_poll_factor``, so a lost callback costs time, not a hang.
+        Hints are acted on at most once per ``wait_min`` seconds, however many arrive.
+        (A loop of its own: the sleeps of ``backoff`` cannot be cut short by a hint.)
+        """
+        async with self._lock:
+            if self._task is not None and self._task.is_terminal:
+                return self._task
+            schedule = attrs.evolve(self._rt.poll, timeout=timeout)
+            factor = self._rt.callback_poll_factor if self._expects_callback else 1.0
+            started = time.monotonic()
+            waits = poll_waits(schedule, rng=self._rt.rng, clock=time.monotonic, started=started)
+            waits.send(None)
+            with hints.watch(self._id) as watch:
+                if self._fresh and self._task is not None:
+                    self._fresh = False
+                    task = self._task
+                else:
+                    task = await self.refresh()
+                last_look = time.monotonic()
+                while not task.is_terminal:
+                    delay = waits.send(task) * factor
+                    if timeout is not None:
+                        remaining = timeout - (time.monotonic() - started)
+                        if remaining <= 0:
+                            raise self._timed_out(timeout)
+                        delay = min(delay, remaining)
+                    if await watch.wait(delay):
+                        # A flood of hints (forged or duplicated) must not become a
+                        # flood of requests: keep at least wait_min between looks.
+                        spacing = last_look + schedule.wait_min - time.monotonic()
+                        await asyncio.sleep(max(0.0, spacing))
+                        logger.debug("task %s: a callback hint arrived; fetching it", self._id)
+                    task = await self.refresh()
+                    last_look = time.monotonic()
+                    logger.debug("task %s is %s at %s%%", self._id, task.raw_status, task.progress)
             return task
 
     def _timeout(self, timeout: float | None) -> float | None:

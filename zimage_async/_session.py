@@ -6,13 +6,14 @@ import enum
 import ipaddress
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from ._api import APIClient
+from ._batch import Batch, as_path, check_requests
 from ._download import ImageLimits
 from ._exceptions import InvalidRequestError
 from ._handle import DEFAULT, Runtime, TaskHandle
@@ -21,7 +22,8 @@ from ._models import GenerationRequest, GenerationResult, Task
 from ._schedule import PollSchedule, RetryPolicy
 from ._secret import Secret
 from ._transport import Transport
-from ._validation import validate_task_id
+from ._validation import validate_receiver_url, validate_task_id
+from ._webhooks import CallbackReceiver
 
 __all__ = ["DEFAULT_BASE_URL", "Session", "SessionState"]
 
@@ -96,6 +98,14 @@ class Session:
     * ``link_ttl``: seconds image links live after completion (24 h).
     * ``max_image_bytes``: the largest image accepted.
     * ``seed``: seeds the jitter of schedules, for reproducible runs.
+    * ``callbacks``: a :class:`CallbackReceiver` that your server runs, and
+      ``callback_url``: the public HTTPS URL it is reachable at. :meth:`submit` then
+      sends ``callback_url`` with every task, and awaiting a handle finishes as soon as
+      the callback arrives (and the task, fetched from the API, confirms it). Until then
+      the handle still polls, with every delay ``callback_poll_factor`` times longer
+      (default 10), so a lost callback delays the result but never loses it. A loopback
+      ``callback_url`` is accepted only while ``base_url`` is on loopback too (the
+      emulator). See :doc:`webhooks`.
 
     >>> Session(api_key="sk-secret", base_url="https://api.example")
     <Session https://api.example unopened>
@@ -120,6 +130,9 @@ class Session:
         max_image_bytes: int = 64 * 1024 * 1024,
         seed: int | None = None,
         environ: Mapping[str, str] | None = None,
+        callbacks: CallbackReceiver | None = None,
+        callback_url: str | None = None,
+        callback_poll_factor: float = 10.0,
     ) -> None:
         env = os.environ if environ is None else environ
         key = api_key if api_key is not None else env.get("ZIMAGE_API_KEY")
@@ -141,6 +154,21 @@ class Session:
             raise InvalidRequestError("max_connections", "1 or more", f"got {max_connections!r}")
         self._api_key = Secret(key.strip())
         self._base_url = _check_base_url(base_url or env.get("ZIMAGE_BASE_URL") or DEFAULT_BASE_URL)
+        if callback_url is not None and callbacks is None:
+            raise InvalidRequestError(
+                "callback_url",
+                "the URL of the CallbackReceiver given as callbacks=",
+                "no callbacks= receiver was given; without one, pass callback_url to submit()",
+            )
+        if not callback_poll_factor >= 1:
+            raise InvalidRequestError(
+                "callback_poll_factor", "a number of 1 or more", f"got {callback_poll_factor!r}"
+            )
+        self._callback_url = (
+            None
+            if callback_url is None
+            else validate_receiver_url(callback_url, base_url=self._base_url)
+        )
         self._poll = poll or PollSchedule()
         self._retry = retry or RetryPolicy()
         self._transport = Transport(
@@ -167,6 +195,8 @@ class Session:
             link_ttl=link_ttl,
             rng=self._rng,
             check_open=self._check_open,
+            hints=callbacks._board if callbacks is not None else None,
+            callback_poll_factor=callback_poll_factor,
         )
 
     def __repr__(self) -> str:
@@ -263,8 +293,9 @@ class Session:
             prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
         )
         self._check_open()
-        task = await self._runtime.api.create(request)
-        return TaskHandle(self._runtime, task.id, task, request)
+        task = await self._runtime.api.create(request, callback_url=self._callback_url)
+        expects = request.callback_url is not None or self._callback_url is not None
+        return TaskHandle(self._runtime, task.id, task, request, expects_callback=expects)
 
     async def generate(
         self,
@@ -284,6 +315,64 @@ class Session:
             prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
         )
         return await handle.result(timeout=timeout)
+
+    def generate_many(
+        self,
+        requests: Iterable[str | GenerationRequest],
+        *,
+        concurrency: int = 8,
+        output_dir: str | os.PathLike[str] | None = None,
+        manifest: str | os.PathLike[str] | None = None,
+        batch_id: str = "default",
+        timeout: float | None = DEFAULT,
+        resubmit_uncertain: bool = False,
+        resubmit_failed: bool = False,
+    ) -> Batch:
+        """Generate many images, at most *concurrency* at once; iterate for the outcomes.
+
+        *requests* are prompt strings or :class:`GenerationRequest` objects; all are
+        validated now (:class:`InvalidRequestError` names the item), before anything is
+        sent. The returned :class:`Batch` yields one :class:`BatchItem` per request, in
+        completion order; a failed item is an outcome with ``error`` set, never an
+        exception that stops the batch::
+
+            async with zs.generate_many(prompts, output_dir="out/") as batch:
+                async for item in batch:
+                    print(item.index, item.paths or item.error)
+
+        With *output_dir*, images are saved there (``<task id>-<n>.<ext>``, atomically)
+        and ``item.paths`` lists them; without it, ``item.result`` holds the bytes.
+        *timeout* bounds each item's wait (default: the session's poll schedule).
+
+        *manifest* is a file (SQLite) that records each item's task id, committed to
+        disk before the wait for it begins. Run the same batch again with the same
+        manifest after a crash or Ctrl-C and no item that has a task is submitted again:
+        pending tasks are polled, finished ones downloaded while their links live,
+        expired ones reported as :class:`ImageExpiredError`, saved ones reported as they
+        are. *batch_id* names the batch; a manifest of another batch, or one whose
+        items' requests have changed, raises :class:`ManifestError`. An item whose
+        create call ended ambiguously with no task id is reported as
+        :class:`SubmissionUncertainError` and not resubmitted unless
+        *resubmit_uncertain*; an item whose task failed is reported again unless
+        *resubmit_failed*.
+
+        .. versionadded:: 0.1.0
+        """
+        checked = check_requests(requests)
+        if concurrency < 1:
+            raise InvalidRequestError("concurrency", "1 or more", f"got {concurrency!r}")
+        self._check_open()
+        return Batch(
+            self,
+            checked,
+            concurrency=concurrency,
+            output_dir=as_path(output_dir),
+            manifest=as_path(manifest),
+            batch_id=batch_id,
+            timeout=timeout,
+            resubmit_uncertain=resubmit_uncertain,
+            resubmit_failed=resubmit_failed,
+        )
 
     def task(self, task_id: str) -> TaskHandle:
         """Return a handle for an existing task, from its stored id (no request yet)."""

@@ -10,6 +10,7 @@ a callback URL (which may carry a secret token) not even that.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import types
 import unicodedata
@@ -36,6 +37,7 @@ __all__ = [
     "validate_model",
     "validate_nsfw_check",
     "validate_prompt",
+    "validate_receiver_url",
     "validate_seed",
     "validate_size",
     "validate_task_id",
@@ -325,6 +327,56 @@ def validate_callback_url(value: object) -> str | None:
             "callback_url", _URL_HOST_RULE, f"its host {_quote(host)} is {reason}"
         )
     return value
+
+
+def _is_loopback(host: str | None) -> bool:
+    """Whether *host* is ``localhost`` or a loopback IP address, spelled plainly."""
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
+
+def validate_receiver_url(value: object, *, base_url: str) -> str:
+    """Check the callback URL a session's receiver serves (``Session(callback_url=...)``).
+
+    The rules of :func:`validate_callback_url`, with one exception for testing: when
+    *base_url* is itself on loopback (the emulator), an ``http`` or ``https`` URL to a
+    loopback host is accepted, since only a server on this machine could call it. The
+    real service is never on loopback, so this never loosens a production setup.
+
+    >>> validate_receiver_url("http://127.0.0.1:8080/", base_url="http://127.0.0.1:9000")
+    'http://127.0.0.1:8080/'
+    >>> validate_receiver_url("http://127.0.0.1:8080/", base_url="https://ai.odkkk.com/apiv1")
+    Traceback (most recent call last):
+    ...
+    zimage_async._exceptions.InvalidRequestError: callback_url: ...
+    """
+    if (
+        isinstance(value, str)
+        and len(value) <= CALLBACK_URL_MAX_CHARS
+        and value.isprintable()
+        and " " not in value
+        and _is_loopback(urllib.parse.urlsplit(base_url).hostname)
+    ):
+        try:
+            parts = urllib.parse.urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port outside 0..65535
+        except ValueError:
+            pass
+        else:
+            if (
+                parts.scheme.lower() in ("http", "https")
+                and "@" not in parts.netloc
+                and _is_loopback(parts.hostname)
+            ):
+                return value
+    checked = validate_callback_url(value)
+    if checked is None:
+        raise InvalidRequestError("callback_url", _URL_RULE, "it is None")
+    return checked
 
 
 def expected_dimensions(size: str | None) -> tuple[int, int] | None:

@@ -1,0 +1,297 @@
+"""Session.generate_many: concurrent batches, outcomes per item, cancellation and resume."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from zimage_async import (
+    BatchItem,
+    GenerationRequest,
+    ImageExpiredError,
+    InvalidRequestError,
+    ManifestError,
+    Session,
+    SubmissionUncertainError,
+    TaskFailedError,
+)
+from zimage_async._manifest import Manifest, RowState
+from zimage_async.emulator import Emulator, FaultPlan, FaultRule, ManualClock
+
+from .conftest import FAST_POLL, FAST_RETRY
+from .test_cancellation import _client_tasks
+
+
+async def _until(condition: Callable[[], bool], *, deadline: float = 10.0) -> None:
+    """Yield to the loop until *condition* holds; fail after *deadline* seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while not condition():
+        assert loop.time() < end, "condition not reached before the deadline"
+        await asyncio.sleep(0.005)
+
+
+async def _collect(
+    zs: Session, requests: Sequence[str | GenerationRequest], **options: object
+) -> list[BatchItem]:
+    async with zs.generate_many(requests, **options) as batch:  # type: ignore[arg-type]
+        return [item async for item in batch]
+
+
+def _billed_prompts(emulator: Emulator) -> Counter[object]:
+    return Counter(entry.request_body["prompt"] for entry in emulator.ledger)
+
+
+@pytest.fixture
+async def manual() -> AsyncIterator[tuple[Emulator, ManualClock]]:
+    """An emulator on a manual clock: its tasks finish only when the test advances it."""
+    clock = ManualClock(start=time.time())  # links carry their expiry in clock time
+    async with Emulator(clock=clock, task_duration=1.0, seed=2) as emu:
+        yield emu, clock
+
+
+@pytest.fixture
+async def manual_zs(manual: tuple[Emulator, ManualClock]) -> AsyncIterator[Session]:
+    """A fast-polling Session on the manual-clock emulator."""
+    emu, _ = manual
+    async with Session(
+        api_key=emu.api_key, base_url=emu.base_url, poll=FAST_POLL, retry=FAST_RETRY, seed=3
+    ) as session:
+        yield session
+
+
+async def test_every_item_has_one_outcome_and_a_failure_does_not_stop_the_batch(
+    zs: Session, tmp_path: Path
+) -> None:
+    """A failed task is that item's outcome; the other items are saved."""
+    prompts = ["a cat", "a dog [[fail:content_policy_violation]]", "a fox"]
+    items = await _collect(zs, prompts, output_dir=tmp_path, concurrency=3)
+    by_index = {item.index: item for item in items}
+    assert sorted(by_index) == [0, 1, 2]
+    assert isinstance(by_index[1].error, TaskFailedError)
+    assert by_index[1].task_id is not None
+    for index in (0, 2):
+        assert by_index[index].ok
+        (path,) = by_index[index].paths
+        assert path.read_bytes().startswith(b"\x89PNG")
+
+
+async def test_without_output_dir_items_carry_the_image_bytes(zs: Session) -> None:
+    """With no output directory the outcome holds the downloaded result."""
+    (item,) = await _collect(zs, [GenerationRequest(prompt="a cat", size="16:9")])
+    assert item.result is not None
+    assert item.result.image.width == 1280
+    assert item.paths == ()
+
+
+def test_an_invalid_item_is_refused_before_anything_is_sent(zs: Session) -> None:
+    """Validation names the item's index, at call time."""
+    with pytest.raises(InvalidRequestError, match=r"requests\[1\]\.prompt"):
+        zs.generate_many(["fine", ""])
+
+
+async def test_no_more_than_concurrency_tasks_are_submitted_at_once(
+    manual: tuple[Emulator, ManualClock], manual_zs: Session
+) -> None:
+    """With concurrency 2 and tasks that never finish, only two tasks are created."""
+    emu, _ = manual
+    async with manual_zs.generate_many([f"p{n}" for n in range(5)], concurrency=2) as batch:
+        consumer = asyncio.ensure_future(batch.__anext__())
+        await _until(lambda: emu.request_counts.get("task", 0) >= 10)
+        assert len(emu.ledger) == 2
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+
+
+async def test_breaking_out_cancels_work_in_flight_and_leaves_no_partial_file(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """Leaving the block after the first outcome stops every worker; no .part remains."""
+    prompts = ["quick"] + [f"slow {n} [[duration:30]]" for n in range(4)]
+    async with zs.generate_many(prompts, output_dir=tmp_path, concurrency=5) as batch:
+        async for item in batch:
+            assert item.index == 0
+            break
+    assert _client_tasks() == set()
+    assert list(tmp_path.glob("*.part")) == []
+    assert len(emulator.ledger) == 5
+
+
+async def test_cancelling_the_consumer_stops_the_batch_without_async_with(
+    zs: Session, emulator: Emulator
+) -> None:
+    """Cancelling a task iterating a bare batch cancels the batch's workers too."""
+
+    async def consume() -> None:
+        async for _ in zs.generate_many([f"slow {n} [[duration:30]]" for n in range(3)]):
+            pass
+
+    consumer = asyncio.ensure_future(consume())
+    await _until(lambda: len(emulator.ledger) == 3)
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    assert _client_tasks() == set()
+
+
+async def test_a_rerun_resumes_an_interrupted_batch_without_billing_twice(
+    manual: tuple[Emulator, ManualClock], manual_zs: Session, tmp_path: Path
+) -> None:
+    """Tasks recorded before the interruption are polled and saved, not submitted again."""
+    emu, clock = manual
+    prompts = [f"item {n}" for n in range(4)]
+    manifest = tmp_path / "m.sqlite"
+
+    async def first_run() -> None:
+        async for _ in manual_zs.generate_many(prompts, output_dir=tmp_path, manifest=manifest):
+            pass
+
+    run = asyncio.ensure_future(first_run())
+    await _until(lambda: len(emu.ledger) == 4 and emu.request_counts.get("task", 0) >= 8)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    clock.advance(5.0)
+    items = await _collect(manual_zs, prompts, output_dir=tmp_path, manifest=manifest)
+    assert all(item.ok and item.resumed for item in items), items
+    assert len(list(tmp_path.glob("*.png"))) == 4
+    assert _billed_prompts(emu) == Counter(prompts)
+
+
+async def test_a_rerun_of_a_finished_batch_sends_nothing(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """Saved items are reported from the manifest, with their files, and nothing is sent."""
+    manifest = tmp_path / "m.sqlite"
+    first = await _collect(zs, ["a", "b"], output_dir=tmp_path, manifest=manifest)
+    requests_before = len(emulator.requests)
+    again = await _collect(zs, ["a", "b"], output_dir=tmp_path, manifest=manifest)
+    assert {i.paths for i in again} == {i.paths for i in first}
+    assert all(item.resumed for item in again)
+    assert len(emulator.requests) == requests_before
+
+
+async def test_a_changed_request_for_an_item_with_a_task_is_refused(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """Editing an item that already has a task raises ManifestError before sending."""
+    manifest = tmp_path / "m.sqlite"
+    await _collect(zs, ["a", "b"], output_dir=tmp_path, manifest=manifest)
+    with pytest.raises(ManifestError, match=r"item index 1") as caught:
+        await _collect(zs, ["a", "B"], output_dir=tmp_path, manifest=manifest)
+    assert caught.value.items == (1,)
+    assert len(emulator.ledger) == 2
+
+
+async def test_a_manifest_of_another_batch_is_refused(zs: Session, tmp_path: Path) -> None:
+    """A batch id different from the manifest's raises ManifestError naming both."""
+    manifest = tmp_path / "m.sqlite"
+    await _collect(zs, ["a"], manifest=manifest, batch_id="cats")
+    with pytest.raises(ManifestError, match=r"another batch.*'cats'"):
+        await _collect(zs, ["a"], manifest=manifest, batch_id="dogs")
+
+
+async def test_an_item_added_to_the_batch_is_submitted_on_rerun(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """Appending items keeps the earlier ones and submits only the new one."""
+    manifest = tmp_path / "m.sqlite"
+    await _collect(zs, ["a"], output_dir=tmp_path, manifest=manifest)
+    items = await _collect(zs, ["a", "b"], output_dir=tmp_path, manifest=manifest)
+    assert sorted((i.index, i.resumed) for i in items) == [(0, True), (1, False)]
+    assert _billed_prompts(emulator) == Counter(["a", "b"])
+
+
+async def test_expired_links_of_an_earlier_run_are_reported(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A completed task whose links expired is an ImageExpiredError, never resubmitted."""
+    handle = await zs.submit("old")
+    await handle.wait()
+    manifest = Manifest.open(tmp_path / "m.sqlite", batch_id="default")
+    manifest.record(
+        0,
+        GenerationRequest(prompt="old"),
+        RowState.COMPLETED,
+        base_url=zs.base_url,
+        task_id=handle.id,
+        completed_at=time.time() - 2 * 86_400,
+    )
+    manifest.close()
+    (item,) = await _collect(zs, ["old"], output_dir=tmp_path, manifest=tmp_path / "m.sqlite")
+    assert isinstance(item.error, ImageExpiredError)
+    assert item.task_id == handle.id
+    assert len(emulator.ledger) == 1
+
+
+async def test_an_uncertain_item_is_not_resubmitted_without_permission(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A create that may have billed is reported; resubmit_uncertain submits it once."""
+    emulator.faults = FaultPlan.script("create", ["reset_after_create"])
+    manifest = tmp_path / "m.sqlite"
+    (first,) = await _collect(zs, ["maybe"], manifest=manifest)
+    assert isinstance(first.error, SubmissionUncertainError)
+    (second,) = await _collect(zs, ["maybe"], manifest=manifest)
+    assert isinstance(second.error, SubmissionUncertainError)
+    assert len(emulator.ledger) == 1
+    (third,) = await _collect(zs, ["maybe"], manifest=manifest, resubmit_uncertain=True)
+    assert third.ok
+    assert len(emulator.ledger) == 2
+
+
+async def test_a_garbled_create_that_names_its_task_is_resumed_not_resubmitted(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """SubmissionUncertainError.task_id is recorded and that task is waited for."""
+    emulator.faults = FaultPlan.script("create", ["malformed_json"])
+    (item,) = await _collect(zs, ["garbled"], output_dir=tmp_path, manifest=tmp_path / "m.db")
+    assert item.ok
+    assert item.task_id == emulator.ledger[0].task_id
+    assert len(emulator.ledger) == 1
+
+
+async def test_a_rate_limited_batch_still_completes_every_item(
+    zs: Session, emulator: Emulator
+) -> None:
+    """A 429 on create pauses submissions (the session's gate) and nothing is lost."""
+    emulator.faults = FaultPlan.script(
+        "create", [FaultRule(kind="http_429", retry_after_seconds=0)]
+    )
+    items = await _collect(zs, ["a", "b", "c"], concurrency=3)
+    assert all(item.ok for item in items)
+    assert _billed_prompts(emulator) == Counter(["a", "b", "c"])
+
+
+async def test_a_create_under_way_when_cancelled_is_recorded_and_resumed(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """Cancelling during a slow create waits for its answer, so the rerun resumes it."""
+    emulator.faults = FaultPlan.script("create", [FaultRule(kind="slow", delay_seconds=0.3)])
+    path = tmp_path / "m.sqlite"
+
+    def state() -> RowState | None:
+        manifest = Manifest.open(path, batch_id="default")
+        row = manifest.rows().get(0)
+        manifest.close()
+        return None if row is None else row.state
+
+    async def consume() -> None:
+        async for _ in zs.generate_many(["slow create"], manifest=path):
+            pass
+
+    consumer = asyncio.ensure_future(consume())
+    await _until(lambda: path.exists() and state() is RowState.SUBMITTING)
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    assert state() is RowState.CREATED
+    (item,) = await _collect(zs, ["slow create"], manifest=path)
+    assert item.ok and item.resumed
+    assert len(emulator.ledger) == 1

@@ -1,0 +1,448 @@
+"""Concurrent batches: :class:`Batch`, what :meth:`Session.generate_many` returns.
+
+A fixed number of workers (``concurrency``) take items in order; each item is
+submitted, waited for and downloaded, and its :class:`BatchItem` is handed to the
+consumer as soon as it is done (completion order). One item's failure is that item's
+outcome, never the batch's. Submissions pass the session's rate gate, so a 429 pauses
+every worker's next create call. With a manifest, every created task id is committed to
+disk before the wait for it begins, so a rerun resumes instead of paying twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._exceptions import (
+    APIConnectionError,
+    ImageExpiredError,
+    InvalidRequestError,
+    SubmissionUncertainError,
+    TaskFailedError,
+    ZImageError,
+)
+from ._handle import TaskHandle
+from ._manifest import Manifest, ManifestRow, RowState
+from ._models import GenerationRequest, GenerationResult, TaskStatus
+
+if TYPE_CHECKING:
+    from ._session import Session
+
+__all__ = ["Batch", "BatchItem", "BatchProgress", "ItemState"]
+
+#: Seconds a create call already under way may still take after cancellation, so that
+#: the task it made is recorded (and resumed later) rather than lost and paid again.
+CREATE_GRACE = 10.0
+
+
+class ItemState(enum.Enum):
+    """Where one item of a running batch stands."""
+
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    PENDING = "pending"
+    PROCESSING = "processing"
+    DOWNLOADING = "downloading"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@attrs.frozen(kw_only=True)
+class BatchItem:
+    """The outcome of one batch item: its paths or result, or the error that stopped it.
+
+    ``index`` is the item's position in the requests given to
+    :meth:`Session.generate_many`. ``task_id`` is set once a task exists (also on
+    failure). With ``output_dir``, ``paths`` lists the files written; without it,
+    ``result`` holds the downloaded images. ``error`` is the :class:`ZImageError` that
+    ended this item (then ``ok`` is false). ``resumed`` is true when the task was
+    created by an earlier run recorded in the manifest.
+    """
+
+    index: int
+    request: GenerationRequest
+    task_id: str | None = None
+    paths: tuple[Path, ...] = ()
+    result: GenerationResult | None = attrs.field(default=None, repr=False)
+    error: ZImageError | None = None
+    resumed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """``True`` when the item's images were delivered."""
+        return self.error is None
+
+
+@attrs.frozen(kw_only=True)
+class BatchProgress:
+    """A snapshot of a batch: how many items are in each :class:`ItemState`."""
+
+    total: int
+    counts: Mapping[ItemState, int]
+    #: Items finished in this run (resumed-and-saved ones included).
+    finished: int
+    #: Seconds since the batch started.
+    elapsed: float
+
+    def count(self, state: ItemState) -> int:
+        """How many items are in *state*."""
+        return self.counts.get(state, 0)
+
+
+class _Crash:
+    """A worker's unexpected exception, handed to the consumer to re-raise."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class Batch:
+    """A running batch: iterate it for :class:`BatchItem` outcomes in completion order.
+
+    Made by :meth:`Session.generate_many`; nothing is sent before the first
+    ``async for`` step (or ``async with``). Use it as ``async with zs.generate_many(...)
+    as batch:`` so that leaving the block early (``break``, an exception) cancels the
+    work in flight at once; cancellation of the consuming task does the same. Stopped
+    items keep their tasks at the service (billed): with a manifest, a rerun resumes
+    them.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        requests: Sequence[GenerationRequest],
+        *,
+        concurrency: int,
+        output_dir: Path | None,
+        manifest: Path | None,
+        batch_id: str,
+        timeout: float | None,
+        resubmit_uncertain: bool,
+        resubmit_failed: bool,
+    ) -> None:
+        self._session = session
+        self._requests = requests
+        self._concurrency = concurrency
+        self._output_dir = output_dir
+        self._manifest_path = manifest
+        self._batch_id = batch_id
+        self._timeout = timeout
+        self._resubmit_uncertain = resubmit_uncertain
+        self._resubmit_failed = resubmit_failed
+        self._states = [ItemState.QUEUED] * len(requests)
+        self._manifest: Manifest | None = None
+        self._rows: dict[int, ManifestRow] = {}
+        self._queue: deque[int] = deque(range(len(requests)))
+        self._outcomes: asyncio.Queue[BatchItem | _Crash] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self._yielded = 0
+        self._finished = 0
+        self._started: float | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Batch {len(self._requests)} items, {self._finished} finished>"
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    @property
+    def manifest_path(self) -> Path | None:
+        """The manifest file, if any."""
+        return self._manifest_path
+
+    @property
+    def progress(self) -> BatchProgress:
+        """How many items are in each state now."""
+        elapsed = 0.0 if self._started is None else time.monotonic() - self._started
+        return BatchProgress(
+            total=len(self._requests),
+            counts=dict(Counter(self._states)),
+            finished=self._finished,
+            elapsed=elapsed,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._closed:
+            raise RuntimeError("this batch was closed; call generate_many() again to rerun it")
+        if self._started is not None:
+            return
+        if self._manifest_path is not None:
+            manifest = Manifest.open(self._manifest_path, batch_id=self._batch_id)
+            try:
+                manifest.check(self._requests, base_url=self._session.base_url)
+            except BaseException:
+                manifest.close()
+                raise
+            self._manifest = manifest
+            self._rows = manifest.rows()
+        if self._output_dir is not None:
+            self._output_dir.mkdir(parents=True, exist_ok=True)
+        self._started = time.monotonic()
+        self._workers = [
+            asyncio.ensure_future(self._work())
+            for _ in range(min(self._concurrency, len(self._requests)))
+        ]
+
+    async def aclose(self) -> None:
+        """Cancel the work in flight, wait until it has stopped, close the manifest.
+
+        Idempotent. Tasks already created keep running at the service (and are billed);
+        the manifest records them for a rerun.
+        """
+        self._closed = True
+        for worker in self._workers:
+            worker.cancel()
+        if self._workers:
+            await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._manifest is not None:
+            self._manifest.close()
+
+    async def __aenter__(self) -> Batch:
+        self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Batch:
+        return self
+
+    async def __anext__(self) -> BatchItem:
+        if self._yielded == len(self._requests):
+            await self.aclose()
+            raise StopAsyncIteration
+        self._start()
+        try:
+            outcome = await self._outcomes.get()
+        except BaseException:
+            await self.aclose()
+            raise
+        if isinstance(outcome, _Crash):
+            await self.aclose()
+            raise outcome.exc
+        self._yielded += 1
+        return outcome
+
+    # -- work ------------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while self._queue:
+            index = self._queue.popleft()
+            try:
+                item = await self._run(index)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # a bug or a full disk: the consumer must see it
+                self._outcomes.put_nowait(_Crash(exc))
+                return
+            self._states[index] = ItemState.DONE if item.ok else ItemState.FAILED
+            self._finished += 1
+            self._outcomes.put_nowait(item)
+
+    def _record(self, index: int, state: RowState, **fields: object) -> None:
+        if self._manifest is not None:
+            self._manifest.record(
+                index,
+                self._requests[index],
+                state,
+                base_url=self._session.base_url,
+                **fields,  # type: ignore[arg-type]
+            )
+
+    async def _run(self, index: int) -> BatchItem:
+        request = self._requests[index]
+        row = self._rows.get(index)
+        task_id: str | None = row.task_id if row is not None else None
+        resumed = row is not None and row.state.has_task
+        try:
+            handle = self._resume(index, row)
+            if isinstance(handle, BatchItem):
+                return handle
+            if handle is None:
+                resumed = False
+                handle = await self._submit(index)
+            task_id = handle.id
+            return await self._finish(index, handle, row if resumed else None, resumed=resumed)
+        except ZImageError as exc:
+            return BatchItem(
+                index=index, request=request, task_id=task_id, error=exc, resumed=resumed
+            )
+
+    def _resume(self, index: int, row: ManifestRow | None) -> TaskHandle | BatchItem | None:
+        """Return the earlier run's task handle, a final outcome, or None to submit."""
+        request = self._requests[index]
+        if row is None or row.state is RowState.REJECTED:
+            return None
+        if row.state is RowState.SAVED and row.paths and all(p.exists() for p in row.paths):
+            return BatchItem(
+                index=index, request=request, task_id=row.task_id, paths=row.paths, resumed=True
+            )
+        if row.state is RowState.FAILED and not self._resubmit_failed:
+            return BatchItem(
+                index=index,
+                request=request,
+                task_id=row.task_id,
+                error=TaskFailedError(
+                    task_id=row.task_id or "?",
+                    code=row.error_code or "unknown_error",
+                    message=row.error_message or "",
+                ),
+                resumed=True,
+            )
+        if row.state is RowState.FAILED:
+            return None
+        if row.task_id is None:  # submitting or uncertain: a task may exist, id unknown
+            if self._resubmit_uncertain:
+                return None
+            cause = APIConnectionError(
+                "an earlier run's create call for this item ended without an answer "
+                "(resubmit with resubmit_uncertain=True, or --resubmit-uncertain, once "
+                "you have checked your usage)",
+                request_sent=True,
+            )
+            return BatchItem(
+                index=index, request=request, error=SubmissionUncertainError(cause), resumed=True
+            )
+        if row.completed_at is not None:
+            expired_at = row.completed_at + self._session._runtime.link_ttl
+            if time.time() > expired_at:
+                raise ImageExpiredError(
+                    "the task completed in an earlier run and its image links have expired "
+                    f"(they live {self._session._runtime.link_ttl:g} s); generate it again "
+                    "with a new batch",
+                    url="",
+                    task_id=row.task_id,
+                    index=0,
+                    expired_at=expired_at,
+                )
+        return self._session.task(row.task_id)
+
+    async def _submit(self, index: int) -> TaskHandle:
+        request = self._requests[index]
+        # Wait out a 429 pause before marking the item as submitting, so a cancellation
+        # during the pause does not leave it looking possibly billed.
+        await self._session._runtime.api.gate.wait()
+        self._states[index] = ItemState.SUBMITTING
+        self._record(index, RowState.SUBMITTING)
+        creating = asyncio.ensure_future(self._session.submit(request))
+        try:
+            handle = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            # The POST may already be at the service: learn the task's id so that a rerun
+            # resumes it instead of paying again.
+            with contextlib.suppress(BaseException):
+                handle = await asyncio.wait_for(creating, CREATE_GRACE)
+                self._record(index, RowState.CREATED, task_id=handle.id)
+            if not creating.done():
+                creating.cancel()
+            elif not creating.cancelled() and creating.exception() is not None:
+                exc = creating.exception()
+                if isinstance(exc, ZImageError):
+                    self._record_create_error(index, exc)
+            raise
+        except SubmissionUncertainError as exc:
+            if exc.task_id is None:
+                self._record_create_error(index, exc)
+                raise
+            self._record(index, RowState.CREATED, task_id=exc.task_id)
+            return self._session.task(exc.task_id)
+        except ZImageError as exc:
+            self._record_create_error(index, exc)
+            raise
+        self._record(index, RowState.CREATED, task_id=handle.id)
+        return handle
+
+    def _record_create_error(self, index: int, exc: ZImageError) -> None:
+        if isinstance(exc, SubmissionUncertainError):
+            if exc.task_id is not None:
+                self._record(index, RowState.CREATED, task_id=exc.task_id)
+            else:
+                self._record(index, RowState.UNCERTAIN, error_message=str(exc))
+        else:  # the service certainly made no task: a rerun may submit it again
+            self._record(
+                index, RowState.REJECTED, error_code=type(exc).__name__, error_message=str(exc)
+            )
+
+    async def _finish(
+        self, index: int, handle: TaskHandle, row: ManifestRow | None, *, resumed: bool
+    ) -> BatchItem:
+        request = self._requests[index]
+        self._states[index] = ItemState.PENDING
+        async with contextlib.aclosing(handle.updates(timeout=self._timeout)) as updates:
+            async for snapshot in updates:
+                if snapshot.status is TaskStatus.PROCESSING:
+                    self._states[index] = ItemState.PROCESSING
+        task = handle.task
+        assert task is not None
+        if task.status is not TaskStatus.COMPLETED:
+            try:
+                await handle.wait(timeout=self._timeout)
+            except TaskFailedError as exc:
+                self._record(
+                    index,
+                    RowState.FAILED,
+                    task_id=handle.id,
+                    error_code=exc.code,
+                    error_message=exc.message,
+                )
+                raise
+        completed_at = row.completed_at if row is not None else None
+        if completed_at is None:
+            completed_at = time.time()
+            self._record(index, RowState.COMPLETED, task_id=handle.id, completed_at=completed_at)
+        self._states[index] = ItemState.DOWNLOADING
+        if self._output_dir is None:
+            result = await handle.result(timeout=self._timeout)
+            return BatchItem(
+                index=index, request=request, task_id=handle.id, result=result, resumed=resumed
+            )
+        paths = await handle.save(self._output_dir, timeout=self._timeout)
+        self._record(
+            index, RowState.SAVED, task_id=handle.id, completed_at=completed_at, paths=paths
+        )
+        return BatchItem(
+            index=index, request=request, task_id=handle.id, paths=tuple(paths), resumed=resumed
+        )
+
+
+def check_requests(requests: Iterable[str | GenerationRequest]) -> list[GenerationRequest]:
+    """Turn prompts into requests; an invalid one raises naming its index."""
+    checked = []
+    for index, item in enumerate(requests):
+        if isinstance(item, GenerationRequest):
+            checked.append(item)
+            continue
+        if not isinstance(item, str):
+            raise TypeError(
+                f"requests[{index}] is a {type(item).__name__}; each item must be a prompt "
+                "string or a GenerationRequest"
+            )
+        try:
+            checked.append(GenerationRequest(prompt=item))
+        except InvalidRequestError as exc:
+            field = f"requests[{index}].{exc.field}"
+            raise InvalidRequestError(field, exc.rule, exc.problem) from exc
+    return checked
+
+
+def as_path(value: str | os.PathLike[str] | None) -> Path | None:
+    """``Path(value)``, keeping None."""
+    return None if value is None else Path(value)

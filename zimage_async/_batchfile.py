@@ -1,0 +1,120 @@
+"""Reading a batch file: one prompt per line, or one JSON object of request fields per line.
+
+Pure: text in, requests (with their line numbers) out. Every line is checked before
+anything is submitted, and an error names the line and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from ._exceptions import InvalidRequestError
+from ._models import GenerationRequest
+
+__all__ = ["BatchFileError", "BatchLine", "parse_batch_text", "read_batch_file"]
+
+#: The request fields a JSONL row may carry.
+FIELDS = ("prompt", "size", "seed", "nsfw_check", "callback_url", "model")
+
+
+class BatchFileError(ValueError):
+    """A batch file cannot be used; the message names the file, the line and the field."""
+
+
+@attrs.frozen(kw_only=True)
+class BatchLine:
+    """One item of a batch file: the 1-based line it came from, and its request."""
+
+    line: int
+    request: GenerationRequest
+
+
+def _is_jsonl(name: str, lines: list[str]) -> bool:
+    if name.endswith((".jsonl", ".ndjson")):
+        return True
+    for text in lines:
+        stripped = text.strip()
+        if stripped and not stripped.startswith("#"):
+            return stripped.startswith("{")
+    return False
+
+
+def _row(name: str, number: int, text: str, defaults: Mapping[str, object]) -> GenerationRequest:
+    where = f"{name} line {number}"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BatchFileError(
+            f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); each line of a JSONL "
+            'batch file is one object such as {"prompt": "a cat", "size": "16:9"}'
+        ) from None
+    if not isinstance(data, dict):
+        raise BatchFileError(f"{where}: a JSON object is needed, not {type(data).__name__}")
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise BatchFileError(
+            f"{where}: unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}"
+        )
+    if "prompt" not in data:
+        raise BatchFileError(f"{where}: field 'prompt' is missing; every row needs a prompt")
+    fields = {**defaults, **data}
+    try:
+        return GenerationRequest(**fields)
+    except InvalidRequestError as exc:
+        raise BatchFileError(f"{where}: field {exc.field!r}: {exc.problem}; {exc.rule}") from None
+
+
+def parse_batch_text(
+    text: str, *, name: str = "<batch>", defaults: Mapping[str, object] | None = None
+) -> list[BatchLine]:
+    """Parse a batch file's text; blank lines and lines starting with ``#`` are skipped.
+
+    *defaults* are request fields (``size``, ``nsfw_check``) for items that do not set
+    their own. Raises :class:`BatchFileError` on the first bad line, or if there is no
+    item at all.
+    """
+    lines = text.splitlines()
+    given = dict(defaults or {})
+    items = []
+    jsonl = _is_jsonl(name, lines)
+    for number, raw in enumerate(lines, start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if jsonl:
+            request = _row(name, number, stripped, given)
+        else:
+            try:
+                request = GenerationRequest(prompt=stripped, **given)
+            except InvalidRequestError as exc:
+                raise BatchFileError(
+                    f"{name} line {number}: field {exc.field!r}: {exc.problem}; {exc.rule}"
+                ) from None
+        items.append(BatchLine(line=number, request=request))
+    if not items:
+        raise BatchFileError(
+            f"{name} has no prompts (only blank lines or # comments); put one prompt per line"
+        )
+    return items
+
+
+def read_batch_file(path: Path, *, defaults: Mapping[str, object] | None = None) -> list[BatchLine]:
+    """Read and parse the batch file at *path* (UTF-8); see :func:`parse_batch_text`."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BatchFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BatchFileError(f"{path} is a directory; pass a text or JSONL file") from None
+    except OSError as exc:
+        raise BatchFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise BatchFileError(f"{path} line {line}: not UTF-8 text") from None
+    return parse_batch_text(text, name=str(path), defaults=defaults)

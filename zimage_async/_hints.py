@@ -1,0 +1,144 @@
+"""Callback hints: read a task id out of an untrusted callback body, and wake its waiters.
+
+The provider's callbacks are not signed, so a callback body is never believed: the only
+thing taken from it is *which* task may have changed. :func:`read_hint` extracts that id
+(pure: bytes in, id or ``None`` out); a :class:`HintBoard` passes it to the handles
+waiting on that id, which then fetch the task from the API themselves. Nothing here
+touches the network.
+
+A hint for an id nobody waits on yet is kept for a short while (``hint_ttl`` seconds, at
+most ``max_hints`` ids), because a fast task's callback can arrive before the create
+call's answer does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from ._exceptions import InvalidRequestError
+from ._validation import validate_task_id
+
+__all__ = ["HintBoard", "HintWatch", "read_hint"]
+
+
+def read_hint(body: bytes) -> str | None:
+    r"""Return the task id a callback body names, or ``None`` if it names none.
+
+    The body must be a JSON object whose ``"id"`` is a valid task id; every other field
+    (status, results, error) is ignored, since anybody can send them.
+
+    >>> read_hint(b'{"id": "task-unified-1-abc", "status": "completed"}')
+    'task-unified-1-abc'
+    >>> read_hint(b'{"id": "../../admin"}') is None
+    True
+    >>> read_hint(b"\xff not json") is None
+    True
+    """
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, or absurd nesting
+        return None
+    if not isinstance(payload, dict):
+        return None
+    try:
+        return validate_task_id(payload.get("id"))
+    except InvalidRequestError:
+        return None
+
+
+class HintWatch:
+    """One waiter's view of the hints for one task id (made by :meth:`HintBoard.watch`)."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        self._event = asyncio.Event()
+
+    def _notify(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> bool:
+        """Wait up to *seconds* for a hint; return whether one came (and consume it)."""
+        if not self._event.is_set():
+            try:
+                await asyncio.wait_for(self._event.wait(), seconds)
+            except asyncio.TimeoutError:
+                return False
+        self._event.clear()
+        return True
+
+
+class HintBoard:
+    """Routes callback hints to the handles waiting on their task ids.
+
+    :meth:`post` records a hint and wakes every :class:`HintWatch` on that id; a hint
+    nobody watches is kept for *hint_ttl* seconds (the oldest ids are dropped beyond
+    *max_hints*), and a watch opened in that time starts out woken.
+    """
+
+    def __init__(
+        self,
+        *,
+        hint_ttl: float = 60.0,
+        max_hints: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not hint_ttl > 0:
+            raise ValueError(f"hint_ttl must be a number of seconds above 0, got {hint_ttl!r}")
+        if max_hints < 1:
+            raise ValueError(f"max_hints must be 1 or more, got {max_hints!r}")
+        self._ttl = hint_ttl
+        self._max = max_hints
+        self._clock = clock
+        self._recent: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._watches: dict[str, set[HintWatch]] = {}
+
+    def _expire(self, now: float) -> None:
+        while self._recent:
+            task_id, seen = next(iter(self._recent.items()))
+            if now - seen < self._ttl and len(self._recent) <= self._max:
+                return
+            del self._recent[task_id]
+
+    def post(self, task_id: str) -> bool:
+        """Record a hint that *task_id* changed; return whether a handle was waiting on it."""
+        now = self._clock()
+        self._recent.pop(task_id, None)
+        self._recent[task_id] = now
+        self._expire(now)
+        watches = self._watches.get(task_id, ())
+        for watch in watches:
+            watch._notify()
+        return bool(watches)
+
+    def recent(self, task_id: str) -> bool:
+        """Whether a hint for *task_id* arrived within the last ``hint_ttl`` seconds."""
+        self._expire(self._clock())
+        return task_id in self._recent
+
+    @contextmanager
+    def watch(self, task_id: str) -> Iterator[HintWatch]:
+        """Watch *task_id* for the duration of a ``with`` block.
+
+        The watch starts out woken if a hint for the id is still kept.
+        """
+        watch = HintWatch(task_id)
+        if self.recent(task_id):
+            watch._notify()
+        self._watches.setdefault(task_id, set()).add(watch)
+        try:
+            yield watch
+        finally:
+            watches = self._watches[task_id]
+            watches.discard(watch)
+            if not watches:
+                del self._watches[task_id]
+
+    @property
+    def watched(self) -> int:
+        """The number of task ids with a handle waiting on them now."""
+        return len(self._watches)

@@ -1,0 +1,257 @@
+"""The batch manifest: a SQLite file that remembers which task each batch item became.
+
+SQLite (standard library) rather than JSONL because every change is one committed
+transaction: a ``kill -9`` or a power cut leaves the file at the last commit, never with
+a torn line, and an item's row is updated in place instead of replayed from a log.
+``synchronous=FULL`` makes each commit durable (fsynced) before :meth:`Manifest.record`
+returns, so a task id is on disk before anyone waits for the task.
+
+Item states, in order: ``submitting`` (the create call is being sent; if the process
+dies here the service may have billed a task whose id we never learnt), ``uncertain``
+(the create call failed ambiguously), ``rejected`` (the service certainly made no
+task), ``created`` (the task id is known), ``completed`` (the task finished; links
+are valid from ``completed_at``), ``saved`` (files written), ``failed`` (the task
+failed).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+
+from ._exceptions import ManifestError
+from ._models import GenerationRequest
+
+__all__ = ["Manifest", "ManifestRow", "RowState", "fingerprint"]
+
+_FORMAT = "zimage-batch-manifest/1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    idx INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    request TEXT NOT NULL,
+    state TEXT NOT NULL,
+    task_id TEXT,
+    base_url TEXT NOT NULL,
+    completed_at REAL,
+    paths TEXT NOT NULL DEFAULT '[]',
+    error_code TEXT,
+    error_message TEXT,
+    updated_at REAL NOT NULL
+);
+"""
+
+
+class RowState(enum.Enum):
+    """Where one batch item stands in the manifest."""
+
+    SUBMITTING = "submitting"
+    UNCERTAIN = "uncertain"
+    REJECTED = "rejected"
+    CREATED = "created"
+    COMPLETED = "completed"
+    SAVED = "saved"
+    FAILED = "failed"
+
+    @property
+    def has_task(self) -> bool:
+        """Whether a task was (or may have been) created and billed for the item."""
+        return self is not RowState.REJECTED
+
+
+def fingerprint(request: GenerationRequest) -> str:
+    """Return a stable digest of what is sent for *request* (its create-call body)."""
+    body = json.dumps(request.to_json(), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+@attrs.frozen(kw_only=True)
+class ManifestRow:
+    """One item as the manifest remembers it."""
+
+    index: int
+    fingerprint: str
+    request: str = attrs.field(repr=False)
+    state: RowState
+    task_id: str | None
+    base_url: str
+    completed_at: float | None
+    paths: tuple[Path, ...]
+    error_code: str | None
+    error_message: str | None
+
+
+class Manifest:
+    """A batch's manifest file; open it with :meth:`open`, close it with :meth:`close`."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, batch_id: str) -> None:
+        self.path = path
+        self.batch_id = batch_id
+        self._db = connection
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, batch_id: str) -> Manifest:
+        """Open (or create) the manifest at *path* for the batch named *batch_id*.
+
+        Raises :class:`ManifestError` if the file is not a manifest, or belongs to
+        another batch.
+        """
+        target = Path(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(target, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise ManifestError(f"cannot open the manifest {target}: {exc}") from exc
+        try:
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(_SCHEMA)
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if not meta:
+                with db:
+                    db.execute("BEGIN IMMEDIATE")
+                    db.executemany(
+                        "INSERT OR IGNORE INTO meta VALUES (?, ?)",
+                        [
+                            ("format", _FORMAT),
+                            ("batch_id", batch_id),
+                            ("created", str(time.time())),
+                        ],
+                    )
+                meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise ManifestError(
+                f"{target} is not a zimage batch manifest ({exc}); pass another manifest path"
+            ) from exc
+        if meta.get("format") != _FORMAT:
+            db.close()
+            raise ManifestError(
+                f"{target} is not a zimage batch manifest (format {meta.get('format')!r}); "
+                "pass another manifest path"
+            )
+        if meta.get("batch_id") != batch_id:
+            db.close()
+            raise ManifestError(
+                f"the manifest {target} belongs to another batch ({meta.get('batch_id')!r}, "
+                f"not {batch_id!r}); its tasks cannot be mixed with this one's - use another "
+                "output directory or manifest path for this batch"
+            )
+        return cls(target, db, batch_id)
+
+    def close(self) -> None:
+        """Close the file (every change is already committed). Idempotent."""
+        self._db.close()
+
+    def rows(self) -> dict[int, ManifestRow]:
+        """Every item recorded so far, by index."""
+        found = {}
+        for row in self._db.execute(
+            "SELECT idx, fingerprint, request, state, task_id, base_url, completed_at, paths,"
+            " error_code, error_message FROM items"
+        ):
+            found[row[0]] = ManifestRow(
+                index=row[0],
+                fingerprint=row[1],
+                request=row[2],
+                state=RowState(row[3]),
+                task_id=row[4],
+                base_url=row[5],
+                completed_at=row[6],
+                paths=tuple(Path(p) for p in json.loads(row[7])),
+                error_code=row[8],
+                error_message=row[9],
+            )
+        return found
+
+    def check(self, requests: Sequence[GenerationRequest], *, base_url: str | None) -> None:
+        """Refuse to go on if an item that has a task changed, or its tasks live elsewhere.
+
+        Raises :class:`ManifestError` naming the items, before anything is submitted.
+        A *base_url* of None skips the check of where the tasks live.
+        """
+        changed = []
+        elsewhere = []
+        for index, row in self.rows().items():
+            if not row.state.has_task:
+                continue
+            if index >= len(requests) or fingerprint(requests[index]) != row.fingerprint:
+                changed.append(index)
+            elif (
+                base_url is not None
+                and row.base_url not in (base_url,)
+                and row.state is not RowState.SAVED
+            ):
+                elsewhere.append(index)
+        if changed:
+            shown = ", ".join(str(i) for i in changed[:10]) + (" ..." if len(changed) > 10 else "")
+            raise ManifestError(
+                f"the manifest {self.path} holds tasks for {len(changed)} item(s) whose "
+                f"request has changed or is gone (item index {shown}); a task is never "
+                "mixed with another request - restore those items, or use another "
+                "manifest path for the changed batch",
+                items=tuple(changed),
+            )
+        if elsewhere:
+            other = self.rows()[elsewhere[0]].base_url
+            raise ManifestError(
+                f"the manifest {self.path} holds {len(elsewhere)} unfinished task(s) "
+                f"created at {other}, not at {base_url}; resume against the same service",
+                items=tuple(elsewhere),
+            )
+
+    def forget_unfinished(self, *, base_url: str) -> int:
+        """Drop unfinished items whose tasks live at another *base_url*; return how many.
+
+        For tasks of an emulator that has stopped: they can never be resumed or billed.
+        """
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            cursor = self._db.execute(
+                "DELETE FROM items WHERE base_url != ? AND state != ?",
+                (base_url, RowState.SAVED.value),
+            )
+        return cursor.rowcount
+
+    def record(
+        self,
+        index: int,
+        request: GenerationRequest,
+        state: RowState,
+        *,
+        base_url: str,
+        task_id: str | None = None,
+        completed_at: float | None = None,
+        paths: Sequence[Path] = (),
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        """Write the item's new state, committed and fsynced before returning."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    index,
+                    fingerprint(request),
+                    json.dumps(request.to_json(), ensure_ascii=False),
+                    state.value,
+                    task_id,
+                    base_url,
+                    completed_at,
+                    json.dumps([str(p) for p in paths]),
+                    error_code,
+                    error_message,
+                    time.time(),
+                ),
+            )

@@ -1,0 +1,155 @@
+"""The :class:`CallbackReceiver`: an aiohttp endpoint for the provider's task callbacks.
+
+The provider POSTs the finished task to ``callback_url``, unsigned. The receiver reads
+only the task id from the body (bounded in size), answers at once, and wakes the handles
+waiting on that id; they fetch ``GET /v1/tasks/{id}`` themselves and believe only that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ._hints import HintBoard, read_hint
+
+__all__ = ["CallbackReceiver"]
+
+logger = logging.getLogger("zimage_async")
+
+
+class CallbackReceiver:
+    """Receives the provider's task callbacks and wakes the handles waiting for them.
+
+    Give it to a :class:`Session` together with the public URL it is reachable at::
+
+        receiver = CallbackReceiver()
+        app.router.add_post("/hooks/zimage", receiver.receive)   # in your aiohttp app
+        async with Session(callback_url="https://example.com/hooks/zimage",
+                           callbacks=receiver) as zs:
+            result = await zs.generate("a cat")   # done as soon as the callback lands
+
+    Mount it as a route (:meth:`receive`), as a sub-application (:meth:`app`), or run it
+    on its own (:meth:`serve`).
+
+    **Zero trust.** A callback is unsigned, so its body is only a hint of *which* task
+    changed: the receiver takes the ``id`` and nothing else, and the handle waiting on
+    that id fetches the task from the API with your key and acts on what the API says. A
+    forged "completed" body with other result URLs therefore changes nothing.
+
+    **Replies.** The reply never depends on what the fetch will show, because the fetch
+    happens after the reply (so it is fast, well within the provider's 10 s timeout):
+
+    * ``202`` for any body naming a well-formed task id, known or not. An id nobody waits
+      on yet is kept for ``hint_ttl`` seconds (a fast task's callback may arrive before
+      the create call's answer); answering the same for known and unknown ids tells a
+      prober nothing about which tasks exist. Duplicates are harmless: a handle fetches
+      at most once per hint, and not more often than its poll schedule's ``wait_min``.
+    * ``400`` for a body that is not a JSON object with a valid task id, and ``413`` for
+      one over ``max_body_bytes``. The provider never sends either, so a 4xx can only
+      reach a misconfigured or hostile sender, and it tells them nothing new.
+
+    Options, keyword-only: ``max_body_bytes`` (default 64 KiB; a task is a few hundred
+    bytes), ``hint_ttl`` (seconds a hint for an id nobody waits on is kept, default 60)
+    and ``max_hints`` (how many such ids are kept at most, the oldest dropped first).
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        *,
+        max_body_bytes: int = 64 * 1024,
+        hint_ttl: float = 60.0,
+        max_hints: int = 4096,
+    ) -> None:
+        if max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be 1 or more, got {max_body_bytes!r}")
+        self._max_body = max_body_bytes
+        self._board = HintBoard(hint_ttl=hint_ttl, max_hints=max_hints)
+        self._accepted = 0
+        self._refused = 0
+
+    def __repr__(self) -> str:
+        return f"<CallbackReceiver accepted={self._accepted} refused={self._refused}>"
+
+    @property
+    def accepted(self) -> int:
+        """Callbacks answered 202 so far (each a hint, verified by a fetch later)."""
+        return self._accepted
+
+    @property
+    def refused(self) -> int:
+        """Callbacks answered 4xx so far (malformed, without a valid id, or too large)."""
+        return self._refused
+
+    async def _read(self, request: web.Request) -> bytes | None:
+        """Read the body; return ``None`` if it is larger than ``max_body_bytes``."""
+        if request.content_length is not None and request.content_length > self._max_body:
+            return None
+        body = await request.content.read(self._max_body + 1)
+        while len(body) <= self._max_body:
+            more = await request.content.read(self._max_body + 1 - len(body))
+            if not more:
+                return body
+            body += more
+        return None
+
+    def _refuse(self, status: int, reason: str) -> web.Response:
+        self._refused += 1
+        logger.info("refused a task callback: %s", reason)
+        return web.Response(status=status, text=f"{reason}\n")
+
+    async def receive(self, request: web.Request) -> web.Response:
+        """Handle one callback POST: an aiohttp handler for ``router.add_post``.
+
+        Reads at most ``max_body_bytes``, takes the task id, wakes the handles waiting on
+        it and answers, without any request of its own.
+        """
+        body = await self._read(request)
+        if body is None:
+            return self._refuse(413, f"the body is larger than {self._max_body} bytes")
+        task_id = read_hint(body)
+        if task_id is None:
+            return self._refuse(400, "the body is not a JSON task object with a valid id")
+        self._accepted += 1
+        waiting = self._board.post(task_id)
+        # The body is not logged: its result links are capabilities, and it is untrusted.
+        logger.debug(
+            "callback hint for task %s (%s)",
+            task_id,
+            "a handle will fetch it" if waiting else "no handle waits on it yet; kept",
+        )
+        return web.Response(status=202, text="accepted\n")
+
+    def app(self) -> web.Application:
+        """Return an aiohttp application serving ``POST /`` with :meth:`receive`.
+
+        Mount it in yours with ``app.add_subapp("/hooks/zimage", receiver.app())``; the
+        callback URL is then ``https://<your host>/hooks/zimage/``.
+        """
+        app = web.Application(client_max_size=self._max_body)
+        app.router.add_post("/", self.receive)
+        return app
+
+    @contextlib.asynccontextmanager
+    async def serve(self, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Run the receiver on its own listener; yield the URL it listens on.
+
+        ``async with receiver.serve(host="0.0.0.0", port=8080) as url:`` serves
+        ``POST /`` until the block ends (port 0 picks a free port). The yielded URL is the
+        local address; the provider needs your public HTTPS address (behind a TLS proxy)
+        unless you test against the emulator.
+        """
+        runner = web.AppRunner(self.app(), access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            bound_host, bound_port = runner.addresses[0][:2]
+            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+            yield f"http://{shown}:{bound_port}/"
+        finally:
+            await runner.cleanup()
