@@ -1,0 +1,119 @@
+"""Run the benchmarks and print their tables: ``python -m benchmarks [--quick] [--only W]``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+
+from ._common import BenchmarkError, Options, Table
+
+__all__ = ["main"]
+
+WORKLOADS = ("overhead", "scale", "polling", "downloads", "imports")
+
+
+def _runner(name: str) -> Callable[[Options], list[Table]]:
+    if name == "overhead":
+        from ._overhead import run
+    elif name == "scale":
+        from ._scale import run
+    elif name == "polling":
+        from ._polling import run
+    elif name == "downloads":
+        from ._downloads import run
+    else:
+        from ._imports import run
+    return run
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark zimage_async against raw aiohttp loops on the local emulator.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, one round: a smoke test (< 1 min)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=WORKLOADS,
+        metavar="WORKLOAD",
+        help=f"run only this workload (repeatable): {', '.join(WORKLOADS)}",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="A/B rounds of every workload (default: overhead 5, scale 2, polling 3, downloads 5)",
+    )
+    parser.add_argument("--scale-tasks", type=int, help="concurrent tasks for 'scale' (10000)")
+    parser.add_argument(
+        "--scale-duration", type=float, help="task seconds for 'scale' (default 10)"
+    )
+    parser.add_argument("--seed", type=int, help="seed of the emulator and the durations")
+    return parser
+
+
+def _options(args: argparse.Namespace) -> Options:
+    options = Options.quick() if args.quick else Options()
+    changes = {
+        field: value
+        for field, value in (
+            ("rounds", args.rounds),
+            ("overhead_rounds", args.rounds),
+            ("scale_rounds", args.rounds),
+            ("download_rounds", args.rounds),
+            ("scale_tasks", args.scale_tasks),
+            ("scale_duration", args.scale_duration),
+            ("seed", args.seed),
+        )
+        if value is not None
+    }
+    if any(not value > 0 for name, value in changes.items() if name != "seed"):
+        raise SystemExit("--rounds, --scale-tasks and --scale-duration must be above 0")
+    return dataclasses.replace(options, **changes)
+
+
+def _header() -> str:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"zimage-async {metadata.version('zimage-async')} benchmarks, {now}\n"
+        f"{os.cpu_count()} cores ({platform.machine()}, {platform.system()} "
+        f"{platform.release()}), Python {platform.python_version()}, "
+        f"aiohttp {metadata.version('aiohttp')}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the chosen workloads in order and print a table for each."""
+    args = _parser().parse_args(argv)
+    options = _options(args)
+    chosen = [name for name in WORKLOADS if not args.only or name in args.only]
+    print(_header(), flush=True)
+    print(f"options: {options}\n", flush=True)
+    started = time.perf_counter()
+    failed = False
+    for name in chosen:
+        began = time.perf_counter()
+        try:
+            tables = _runner(name)(options)
+        except BenchmarkError as exc:
+            print(f"{name}: FAILED: {exc}\n", flush=True)
+            failed = True
+            continue
+        for table in tables:
+            print(table.render())
+        print(f"  ({name}: {time.perf_counter() - began:.0f} s)\n", flush=True)
+    print(f"total {time.perf_counter() - started:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
