@@ -108,16 +108,17 @@ def test_poll_without_hints_backs_off_to_the_cap() -> None:
 
 
 def test_poll_aims_at_the_predicted_finish() -> None:
-    """Progress observed at two times predicts the finish; the poll lands just after."""
+    """Progress seen at two looks predicts the finish; the poll lands just after it."""
     now = [100.0]
     schedule = PollSchedule(jitter=0.0, finish_margin=0.05, wait_max=10.0)
     waits = poll_waits(schedule, rng=random.Random(0), clock=lambda: now[0], started=100.0)
     waits.send(None)
-    assert waits.send(_task("pending", 0, estimated=4)) == pytest.approx(3.4)  # 0.85 x 4
+    assert waits.send(_task("pending", 0, estimated=4)) == pytest.approx(2.0)  # 0.5 x 4
     now[0] = 102.0
-    waits.send(_task("processing", 20))  # 20 % in 2 s since the first look
+    # The first look at the running task: look again halfway through its estimate.
+    assert waits.send(_task("processing", 20, estimated=3)) == pytest.approx(1.55)
     now[0] = 103.0
-    # 10 more points in 1 s: 70 points left take 7 s, plus the margin.
+    # 10 points in 1 s: 70 points left take 7 s, plus the margin.
     assert waits.send(_task("processing", 30)) == pytest.approx(7.05)
 
 

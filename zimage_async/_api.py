@@ -25,6 +25,7 @@ import backoff
 from ._exceptions import (
     APIConnectionError,
     APIError,
+    InvalidRequestError,
     MalformedResponseError,
     RateLimitError,
     ServiceUnavailableError,
@@ -104,6 +105,22 @@ def _read_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
     return isinstance(exc, (APIConnectionError, MalformedResponseError))
 
 
+async def _attempt(call: Callable[[int], Awaitable[T]], what: str, tries: list[int]) -> T:
+    """Make one try of *call*, numbering it (*what* names the call for the retry log)."""
+    tries[0] += 1
+    return await call(tries[0])
+
+
+def _log_retry(details: Any) -> None:
+    logger.info(
+        "retrying %s (attempt %d failed: %s) in %.2f s",
+        details["args"][1],
+        details["tries"],
+        details["exception"],
+        details["wait"],
+    )
+
+
 class APIClient:
     """Builds, sends and reads the API calls for one session."""
 
@@ -122,6 +139,10 @@ class APIClient:
         self._retry = retry
         self._rng = rng
         self.gate = RateGate(rng=rng)
+        # The retry loops are built once: building a backoff decorator per call costs
+        # more than the rest of the call.
+        self._create_retrying = self._retrier(_create_retryable)
+        self._read_retrying = self._retrier(_read_retryable)
 
     def _headers(self) -> RedactedHeaders:
         return RedactedHeaders(
@@ -132,40 +153,30 @@ class APIClient:
             }
         )
 
-    async def _with_retries(
-        self,
-        call: Callable[[int], Awaitable[T]],
-        *,
-        retryable: Callable[[BaseException, RetryPolicy], bool],
-        what: str,
-    ) -> T:
-        attempts = 0
-
-        async def once() -> T:
-            nonlocal attempts
-            attempts += 1
-            return await call(attempts)
-
-        def log_retry(details: Any) -> None:
-            logger.info(
-                "retrying %s (attempt %d failed: %s) in %.2f s",
-                what,
-                details["tries"],
-                details["exception"],
-                details["wait"],
-            )
-
+    def _retrier(
+        self, retryable: Callable[[BaseException, RetryPolicy], bool]
+    ) -> Callable[..., Awaitable[Any]]:
+        """Build, once, the backoff loop that retries calls judged by *retryable*."""
         policy = self._retry
-        retrying = backoff.on_exception(
+        retrying: Callable[..., Awaitable[Any]] = backoff.on_exception(
             functools.partial(retry_waits, policy, rng=self._rng),
             ZImageError,
             max_tries=policy.max_attempts,
             giveup=lambda exc: not retryable(exc, policy),
             jitter=None,
-            on_backoff=log_retry,
+            on_backoff=_log_retry,
             logger=None,
-        )(once)
-        result: T = await retrying()
+        )(_attempt)
+        return retrying
+
+    async def _with_retries(
+        self,
+        call: Callable[[int], Awaitable[T]],
+        *,
+        retrying: Callable[..., Awaitable[Any]],
+        what: str,
+    ) -> T:
+        result: T = await retrying(call, what, [0])
         return result
 
     def _note_rate_limit(self, error: APIError) -> None:
@@ -207,6 +218,12 @@ class APIClient:
                     raise SubmissionUncertainError(
                         exc, task_id=salvage_task_id(reply.body)
                     ) from exc
+                try:
+                    validate_task_id(task.id)  # it goes into every poll's URL
+                except InvalidRequestError as exc:
+                    raise SubmissionUncertainError(
+                        MalformedResponseError(exc.problem, path="$.id", status=reply.status)
+                    ) from None
                 logger.info("created task %s (billed)", task.id)
                 return task
             error = parse_error(
@@ -217,11 +234,14 @@ class APIClient:
                 raise SubmissionUncertainError(error) from error
             raise error
 
-        return await self._with_retries(call, retryable=_create_retryable, what="POST create")
+        return await self._with_retries(call, retrying=self._create_retrying, what="POST create")
 
     async def get_task(self, task_id: str) -> Task:
-        """``GET /v1/tasks/{task_id}``: the task as it stands now."""
-        task_id = validate_task_id(task_id)
+        """``GET /v1/tasks/{task_id}``: the task as it stands now.
+
+        *task_id* must already be valid (``Session.task`` and ``Session.get_task`` check
+        it), since this runs on every poll.
+        """
         url = f"{self._base_url}/v1/tasks/{task_id}"
 
         async def call(attempt: int) -> Task:
@@ -236,4 +256,4 @@ class APIClient:
                 self._note_rate_limit(error)
                 raise
 
-        return await self._with_retries(call, retryable=_read_retryable, what=f"GET {task_id}")
+        return await self._with_retries(call, retrying=self._read_retrying, what=f"GET {task_id}")

@@ -95,10 +95,11 @@ class PollSchedule:
     """When to poll a running task: informed by its hints, then backing off.
 
     * The first poll comes after ``first_poll_fraction`` of ``task_info.estimated_time``
-      (within ``[wait_min, wait_max]``), since polling earlier only spends requests.
-    * While the task reports progress, the next poll aims at the predicted finish:
-      the observed rate of progress gives the seconds left, and the poll lands
-      ``finish_margin`` seconds after it.
+      (within ``[wait_min, wait_max]``): early enough to catch a task that runs faster
+      than estimated, late enough not to waste requests.
+    * At the first look at a running task, the next one comes after half of its
+      estimate of the time left. From then on, the rate of progress between the last
+      two looks predicts the finish, and the poll lands ``finish_margin`` seconds after it.
     * Without usable hints it backs off exponentially from ``wait_min`` by
       ``wait_exp_base``, capped at ``wait_max``.
     * Each delay is varied by up to ``jitter`` (a fraction) so that many handles
@@ -109,13 +110,13 @@ class PollSchedule:
 
     >>> schedule = PollSchedule(jitter=0.0, wait_max=30.0)
     >>> schedule.first_delay(estimated_time=10, rng=random.Random(0))
-    8.5
+    5.0
     """
 
     wait_min: float = attrs.field(default=0.2, validator=_positive)
     wait_max: float = attrs.field(default=5.0, validator=_positive)
     wait_exp_base: float = attrs.field(default=1.6, validator=_positive)
-    first_poll_fraction: float = attrs.field(default=0.85, validator=_fraction)
+    first_poll_fraction: float = attrs.field(default=0.5, validator=_fraction)
     finish_margin: float = attrs.field(default=0.05, validator=_non_negative)
     jitter: float = attrs.field(default=0.1, validator=_fraction)
     timeout: float | None = attrs.field(default=600.0)
@@ -175,10 +176,14 @@ class _ProgressTracker:
             return task.estimated_time
         if task.status is not TaskStatus.PROCESSING or not 0 < task.progress < 100:
             return None
-        # The latest stretch with progress measures the current rate best.
-        start = previous if previous is not None and previous[1] > 0 else self.first
-        elapsed = now - start[0]
-        gained = task.progress - start[1]
+        if previous is None or previous[1] <= 0:
+            # One look at the work itself: progress only starts after the queue, so a
+            # rate measured from submission would predict the end too late. Look again
+            # halfway through the service's estimate, then measure.
+            estimate = task.estimated_time
+            return None if estimate is None else estimate * 0.5
+        elapsed = now - previous[0]
+        gained = task.progress - previous[1]
         if elapsed <= 0 or gained <= 0:
             return task.estimated_time
         return elapsed * (100 - task.progress) / gained

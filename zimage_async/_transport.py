@@ -231,7 +231,6 @@ class Transport:
         Redirects are not followed: API answers come from the API's origin, so the
         ``Authorization`` header never travels anywhere else.
         """
-        path = urlsplit(url).path
         started = time.perf_counter()
         status: int | str = "error"
         try:
@@ -253,16 +252,17 @@ class Transport:
         except _CAUGHT as exc:
             # Raised below, outside this block: aiohttp's exception holds the request
             # headers (the key), so it must not even be the implicit __context__.
-            failure = _translate(exc, method=method, path=path)
+            failure = _translate(exc, method=method, path=urlsplit(url).path)
         finally:
-            logger.debug(
-                "%s %s -> %s (attempt %d, %.1f ms)",
-                method,
-                path,
-                status,
-                attempt,
-                (time.perf_counter() - started) * 1000,
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s -> %s (attempt %d, %.1f ms)",
+                    method,
+                    urlsplit(url).path,
+                    status,
+                    attempt,
+                    (time.perf_counter() - started) * 1000,
+                )
         raise failure
 
     @asynccontextmanager
