@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import attrs
 import backoff
 
 from ._exceptions import (
@@ -105,10 +106,25 @@ def _read_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
     return isinstance(exc, (APIConnectionError, MalformedResponseError))
 
 
-async def _attempt(call: Callable[[int], Awaitable[T]], what: str, tries: list[int]) -> T:
-    """Make one try of *call*, numbering it (*what* names the call for the retry log)."""
-    tries[0] += 1
-    return await call(tries[0])
+@attrs.define
+class _Tries:
+    """The state of one call's retries: tries made, and a failure to hand to backoff."""
+
+    made: int
+    failure: ZImageError | None
+
+
+async def _attempt(call: Callable[[int], Awaitable[T]], what: str, tries: _Tries) -> T:
+    """Make one try of *call* (*what* names the call for the retry log).
+
+    The first try runs outside the backoff loop (most calls succeed, and the loop costs
+    more than the call); its failure is replayed here, so backoff schedules the retry.
+    """
+    failure, tries.failure = tries.failure, None
+    if failure is not None:
+        raise failure
+    tries.made += 1
+    return await call(tries.made)
 
 
 def _log_retry(details: Any) -> None:
@@ -141,8 +157,8 @@ class APIClient:
         self.gate = RateGate(rng=rng)
         # The retry loops are built once: building a backoff decorator per call costs
         # more than the rest of the call.
-        self._create_retrying = self._retrier(_create_retryable)
-        self._read_retrying = self._retrier(_read_retryable)
+        self._create_retries = (_create_retryable, self._retrier(_create_retryable))
+        self._read_retries = (_read_retryable, self._retrier(_read_retryable))
 
     def _headers(self) -> RedactedHeaders:
         return RedactedHeaders(
@@ -173,10 +189,17 @@ class APIClient:
         self,
         call: Callable[[int], Awaitable[T]],
         *,
-        retrying: Callable[..., Awaitable[Any]],
+        retries: tuple[Callable[[BaseException, RetryPolicy], bool], Callable[..., Awaitable[Any]]],
         what: str,
     ) -> T:
-        result: T = await retrying(call, what, [0])
+        retryable, retrying = retries
+        try:
+            return await call(1)
+        except ZImageError as exc:
+            if not retryable(exc, self._retry) or self._retry.max_attempts == 1:
+                raise
+            failure = exc
+        result: T = await retrying(call, what, _Tries(made=1, failure=failure))
         return result
 
     def _note_rate_limit(self, error: APIError) -> None:
@@ -234,7 +257,7 @@ class APIClient:
                 raise SubmissionUncertainError(error) from error
             raise error
 
-        return await self._with_retries(call, retrying=self._create_retrying, what="POST create")
+        return await self._with_retries(call, retries=self._create_retries, what="POST create")
 
     async def get_task(self, task_id: str) -> Task:
         """``GET /v1/tasks/{task_id}``: the task as it stands now.
@@ -256,4 +279,4 @@ class APIClient:
                 self._note_rate_limit(error)
                 raise
 
-        return await self._with_retries(call, retrying=self._read_retrying, what=f"GET {task_id}")
+        return await self._with_retries(call, retries=self._read_retries, what=f"GET {task_id}")
