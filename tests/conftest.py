@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import random
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -14,6 +17,8 @@ from PIL import Image as PILImage
 
 from zimage_async import PollSchedule, RetryPolicy, Session
 from zimage_async.emulator import Emulator
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: Polls and retries fast enough for tests on an emulator whose tasks take 50 ms.
 FAST_POLL = PollSchedule(wait_min=0.01, wait_max=0.05, timeout=20.0)
@@ -157,3 +162,26 @@ async def odd_session(odd_host: OddHost) -> AsyncIterator[Session]:
         max_image_bytes=200_000,
     ) as session:
         yield session
+
+
+async def run_example(source: str, tmp_path: Path) -> tuple[int, str, int]:
+    """Run *source* as a script with ZIMAGE_* pointing at a fresh emulator.
+
+    Returns the exit code, the standard error, and how many tasks the emulator billed.
+    """
+    async with Emulator(task_duration=0.2, seed=4) as emu:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZIMAGE_")}
+        env |= {"ZIMAGE_API_KEY": emu.api_key, "ZIMAGE_BASE_URL": emu.base_url}
+        env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
+        script = tmp_path / "example.py"
+        script.write_text(source, encoding="utf-8")
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(child.communicate(), timeout=120)
+        return child.returncode or 0, err.decode(), len(emu.ledger)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import os
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,7 +11,8 @@ import pytest
 
 import zimage_async
 import zimage_async.emulator
-from zimage_async.emulator import Emulator
+
+from .conftest import run_example
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -87,19 +85,5 @@ def test_every_docs_example_runs_or_says_why_not() -> None:
 )
 async def test_docs_example_runs(source: str, tmp_path: Path) -> None:
     """A runnable docs example runs unchanged against an emulator named by the environment."""
-    async with Emulator(task_duration=0.2, seed=5) as emu:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ZIMAGE_")}
-        env |= {"ZIMAGE_API_KEY": emu.api_key, "ZIMAGE_BASE_URL": emu.base_url}
-        env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
-        script = tmp_path / "example.py"
-        script.write_text(source, encoding="utf-8")
-        child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(script),
-            cwd=tmp_path,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await asyncio.wait_for(child.communicate(), timeout=120)
-    assert child.returncode == 0, err.decode()
+    returncode, stderr, _ = await run_example(source, tmp_path)
+    assert returncode == 0, stderr

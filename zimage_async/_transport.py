@@ -13,7 +13,6 @@ import platform
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from types import TracebackType
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -291,15 +290,3 @@ class Transport:
             )
         if failure is not None:
             raise failure
-
-    async def __aenter__(self) -> Transport:
-        self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
