@@ -20,7 +20,7 @@ import backoff
 
 from ._download import DownloadInfo, ImageLimits, stream_image
 from ._exceptions import ImageDownloadError, ImageSizeWarning, TaskFailedError, WaitTimeoutError
-from ._imageinfo import size_mismatch
+from ._imageinfo import EXTENSIONS, size_mismatch
 from ._links import link_expiry
 from ._models import GenerationRequest, GenerationResult, Image, Task, TaskStatus
 from ._schedule import PollSchedule, RetryPolicy, poll_waits
@@ -34,7 +34,6 @@ __all__ = ["Runtime", "TaskHandle"]
 
 logger = logging.getLogger("zimage_async")
 
-_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 _FILE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 
 
@@ -468,7 +467,7 @@ class TaskHandle:
                 )
             if cached is None:
                 self._check_size(info.dimensions, index)
-            extension = _EXTENSIONS[info.content_type]
+            extension = EXTENSIONS[info.content_type]
             if as_dir:
                 final = folder / f"{self._id}-{index}.{extension}"
             elif len(task.results) == 1:

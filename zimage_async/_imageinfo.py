@@ -8,9 +8,10 @@ error page served with status 200, is refused.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 
 __all__ = [
-    "CONTENT_TYPES",
+    "EXTENSIONS",
     "SNIFF_BYTES",
     "check_declared_type",
     "image_dimensions",
@@ -18,8 +19,8 @@ __all__ = [
     "sniff_content_type",
 ]
 
-#: The image types accepted, by the media type they are reported as.
-CONTENT_TYPES = ("image/png", "image/jpeg", "image/webp")
+#: The image types accepted, by media type, with the file extension each is saved under.
+EXTENSIONS: Mapping[str, str] = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 #: How many leading bytes suffice to recognise the format and read PNG/WebP sizes.
 SNIFF_BYTES = 32
 

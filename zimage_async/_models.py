@@ -6,6 +6,7 @@ import enum
 
 import attrs
 
+from ._imageinfo import EXTENSIONS
 from ._validation import (
     validate_callback_url,
     validate_model,
@@ -176,7 +177,7 @@ class Image:
     @property
     def extension(self) -> str:
         """The file extension for this image's format, without the dot."""
-        return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}[self.content_type]
+        return EXTENSIONS[self.content_type]
 
 
 @attrs.frozen(kw_only=True)

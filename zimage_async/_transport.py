@@ -153,14 +153,6 @@ class ImageStream:
         if failure is not None:
             raise failure
 
-    async def read(self, limit: int) -> bytes:
-        """Read at most *limit* bytes of the body (for error pages)."""
-        try:
-            return (await _read_capped(self._response.content, limit))[:limit]
-        except _CAUGHT as exc:
-            failure = _translate(exc, method="GET", path=self._label)
-        raise failure
-
 
 class Transport:
     """Sends HTTP requests over one ``aiohttp.ClientSession``, owned or borrowed.
