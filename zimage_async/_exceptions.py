@@ -20,9 +20,11 @@
     ├── SubmissionUncertainError              the create call failed *after* it may have made a task
     ├── MalformedResponseError                an answer that does not parse as documented
     ├── TaskFailedError                       the task ended with status ``failed``
+    ├── NoResultsError                        the task completed without any image link
     ├── WaitTimeoutError (TimeoutError)       the task did not finish within the deadline
     └── ImageDownloadError                    an image could not be fetched or failed checks
-        └── ImageExpiredError                 the image link has expired
+        ├── ImageExpiredError                 the image link has expired
+        └── ImageBlockedError                 the image host refused a link that is still valid
 
 "The call failed" (:class:`APIError`, :class:`APIConnectionError`) is kept apart from
 "the task failed" (:class:`TaskFailedError`): the first says nothing about the task, the
@@ -40,6 +42,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ImageBlockedError",
     "ImageDownloadError",
     "ImageExpiredError",
     "ImageSizeWarning",
@@ -48,6 +51,7 @@ __all__ = [
     "InvalidRequestError",
     "MalformedResponseError",
     "ManifestError",
+    "NoResultsError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -247,23 +251,44 @@ class APITimeoutError(APIConnectionError, TimeoutError):
 class SubmissionUncertainError(ZImageError):
     """The create call failed in a way that leaves it unknown whether a task was made.
 
-    A 500, a reset or a timeout after the request was sent: the service may have created
-    (and billed) a task whose id we never received. The SDK never retries such a call,
-    because a second POST could bill the prompt twice. ``__cause__`` holds the underlying
-    error. ``task_id`` is the id of the task that was made, when it could be read from
-    a garbled answer (resume it with ``session.task(task_id)``), else ``None``. Check
-    your usage before resubmitting.
+    A 5xx that is not the API's own typed refusal, a reset or a timeout after the request
+    was sent, an unreadable 2xx: the service may have created (and billed) a task whose id
+    we never received. The SDK does not send such a call again on its own, except where
+    the retry policy allows it with the *same* ``Idempotency-Key``, which the gateway uses
+    to answer with the task it already made.
+
+    ``__cause__`` holds the underlying error. ``task_id`` is the id of the task that was
+    made, when it could be read from a garbled answer (resume it with
+    ``session.task(task_id)``), else ``None``. ``idempotency_key`` is the key the create
+    was sent with and ``request`` the request itself: :meth:`Session.resubmit
+    <zimage_async.Session.resubmit>` sends it again with that key, so a gateway that
+    honours keys returns the original task instead of billing a second one.
     """
 
-    def __init__(self, cause: ZImageError, *, task_id: str | None = None) -> None:
+    def __init__(
+        self,
+        cause: ZImageError,
+        *,
+        task_id: str | None = None,
+        idempotency_key: str | None = None,
+        request: object | None = None,
+    ) -> None:
         self.cause = cause
         self.task_id = task_id
-        known = (
-            f"; the answer names task {task_id}, which session.task() can resume" if task_id else ""
-        )
+        self.idempotency_key = idempotency_key
+        self.request = request
+        if task_id:
+            known = f"; the answer names task {task_id}, which session.task() can resume"
+        elif idempotency_key:
+            known = (
+                "; session.resubmit(error) sends it again with the same idempotency key, "
+                "which returns the original task where the gateway honours keys"
+            )
+        else:
+            known = ""
         super().__init__(
             "the create request failed after it was sent, so a task may have been created "
-            f"and billed ({cause}); it was not retried, to avoid paying twice - check "
+            f"and billed ({cause}); it was not sent again, to avoid paying twice - check "
             f"before resubmitting{known}"
         )
 
@@ -311,14 +336,37 @@ class TaskFailedError(ZImageError):
     was billed either way.
     """
 
-    def __init__(self, *, task_id: str, code: str, message: str) -> None:
+    def __init__(
+        self, *, task_id: str, code: str, message: str, raw_error: object = None
+    ) -> None:
         self.task_id = task_id
         self.code = code
         self.message = message
+        #: The ``error`` field exactly as the service sent it (``None`` when absent), kept
+        #: for reporting when it was not the documented ``{code, message}`` object.
+        self.raw_error = raw_error
         advice, retry = _TASK_ERROR_KINDS.get(code, ("an unrecognised code; report it", False))
         self.advice = advice
         self.resubmit_may_help = retry
         super().__init__(f"task {task_id} failed with {code}: {message} ({advice})")
+
+
+class NoResultsError(ZImageError):
+    """The task ended ``completed`` but its ``results`` hold no image link.
+
+    The answer will not change, so it is raised at once, without retries. The task was
+    billed; ``task_id`` names it and ``task`` is the task as the service sent it. Report
+    it to the provider, or submit the request again if you still want an image.
+    """
+
+    def __init__(self, *, task_id: str, task: object | None = None) -> None:
+        self.task_id = task_id
+        self.task = task
+        super().__init__(
+            f"task {task_id} completed without any image link; the service will not add "
+            "one later - report the task id to the provider, or submit again if you still "
+            "want the image"
+        )
 
 
 class WaitTimeoutError(ZImageError, TimeoutError):
@@ -383,3 +431,26 @@ class ImageSizeWarning(UserWarning):
     sizes must match exactly, ratios by aspect within 2 %. Turn it into an error with
     ``warnings.simplefilter("error", ImageSizeWarning)``.
     """
+
+
+class ImageBlockedError(ImageDownloadError):
+    """The image host refused (403) a link whose expiry is still ahead.
+
+    That looks like the host blocking this client, not like expiry: CDNs in front of the
+    provider's file host refuse clients whose ``User-Agent`` looks like a script
+    (Cloudflare error 1010). The SDK sends ``zimage-async/<version>``; set another with
+    ``Session(user_agent=...)``. ``expires_at`` is the link's own expiry (Unix time),
+    when known.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        url: str,
+        task_id: str | None,
+        index: int | None,
+        expires_at: float | None = None,
+    ) -> None:
+        self.expires_at = expires_at
+        super().__init__(reason, url=url, task_id=task_id, index=index)
