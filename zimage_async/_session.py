@@ -21,7 +21,7 @@ from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task
 from ._schedule import PollSchedule, RetryPolicy
 from ._secret import Secret
-from ._transport import Transport
+from ._transport import DEFAULT_USER_AGENT, Transport
 from ._validation import validate_receiver_url, validate_task_id
 from ._webhooks import CallbackReceiver
 
@@ -98,6 +98,8 @@ class Session:
     * ``link_ttl``: seconds image links live after completion (24 h).
     * ``max_image_bytes``: the largest image accepted.
     * ``seed``: seeds the jitter of schedules, for reproducible runs.
+    * ``user_agent``: the ``User-Agent`` sent to the image host (default
+      ``zimage-async/<version>``); CDNs in front of it may block script-like ones.
     * ``callbacks``: a :class:`CallbackReceiver` that your server runs, and
       ``callback_url``: the public HTTPS URL it is reachable at. :meth:`submit` then
       sends ``callback_url`` with every task, and awaiting a handle finishes as soon as
@@ -133,6 +135,7 @@ class Session:
         callbacks: CallbackReceiver | None = None,
         callback_url: str | None = None,
         callback_poll_factor: float = 10.0,
+        user_agent: str = DEFAULT_USER_AGENT,
     ) -> None:
         env = os.environ if environ is None else environ
         key = api_key if api_key is not None else env.get("ZIMAGE_API_KEY")
@@ -150,6 +153,10 @@ class Session:
         ):
             if not value > 0:
                 raise InvalidRequestError(name, "a number of seconds above 0", f"got {value!r}")
+        if not user_agent.strip() or not user_agent.isprintable():
+            raise InvalidRequestError(
+                "user_agent", "a non-empty header value without control characters", "it is not"
+            )
         if max_connections < 1:
             raise InvalidRequestError("max_connections", "1 or more", f"got {max_connections!r}")
         self._api_key = Secret(key.strip())
@@ -177,6 +184,7 @@ class Session:
             timeout=timeout,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
+            user_agent=user_agent,
         )
         self._rng = random.Random(seed)
         self._state = SessionState.UNOPENED

@@ -21,13 +21,16 @@ import attrs
 from ._exceptions import APIConnectionError, APITimeoutError, MalformedResponseError, ZImageError
 from ._version import __version__
 
-__all__ = ["ImageStream", "Reply", "Transport", "redact_url"]
+__all__ = ["DEFAULT_USER_AGENT", "ImageStream", "Reply", "Transport", "redact_url"]
 
 logger = logging.getLogger("zimage_async")
 
 USER_AGENT = (
     f"zimage-async/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
 )
+#: The image host's default ``User-Agent``: a product token, never one that looks like a
+#: script (CDNs in front of the file host block those, Cloudflare error 1010).
+DEFAULT_USER_AGENT = f"zimage-async/{__version__}"
 
 
 def redact_url(url: str) -> str:
@@ -170,8 +173,11 @@ class Transport:
         timeout: float,
         connect_timeout: float,
         read_timeout: float,
+        user_agent: str = DEFAULT_USER_AGENT,
     ) -> None:
         self._borrowed = http_session
+        #: The ``User-Agent`` sent to the image host (a plain product token by default).
+        self.user_agent = user_agent
         self._own: aiohttp.ClientSession | None = None
         self._max_connections = max_connections
         # No total timeout: it would also count the wait for a free connection in the
