@@ -336,9 +336,7 @@ class TaskFailedError(ZImageError):
     was billed either way.
     """
 
-    def __init__(
-        self, *, task_id: str, code: str, message: str, raw_error: object = None
-    ) -> None:
+    def __init__(self, *, task_id: str, code: str, message: str, raw_error: object = None) -> None:
         self.task_id = task_id
         self.code = code
         self.message = message
