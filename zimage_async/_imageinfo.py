@@ -1,18 +1,21 @@
-"""Recognising image bytes: format from magic bytes, dimensions from the header. Pure.
+"""Recognising image bytes: format from magic bytes, dimensions, where the image ends. Pure.
 
 The protocol promises no content type for images (PNG, JPEG and WebP all occur), so
 the bytes themselves are the authority. A body that is none of these, such as an HTML
-error page served with status 200, is refused.
+error page served with status 200, is refused. An image is complete when its own framing
+says so (:class:`ImageFraming`), not when the connection happens to end.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Mapping
 
 __all__ = [
     "EXTENSIONS",
     "SNIFF_BYTES",
+    "ImageFraming",
     "check_declared_type",
     "image_dimensions",
     "size_mismatch",
@@ -146,3 +149,186 @@ def size_mismatch(requested: str | None, actual: tuple[int, int]) -> str | None:
     if height <= 0 or abs((width / height) / (int(w) / int(h)) - 1) <= 0.02:
         return None
     return f"asked for {wanted}, got {width}x{height}"
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHUNK_HEAD = struct.Struct(">I4s")
+#: In JPEG entropy-coded data, a 0xFF followed by anything but a stuffed 0x00, an RST
+#: marker (0xD0-0xD7) or another 0xFF (fill) is the next marker.
+_JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_NAMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WebP"}
+_ENDS = {"image/png": "IEND chunk", "image/jpeg": "EOI marker", "image/webp": "RIFF size"}
+_START, _SEGMENTS, _ENTROPY = range(3)
+
+
+class ImageFraming:
+    r"""Follows an image's own framing as its bytes arrive, to tell where the image ends.
+
+    A PNG ends with its ``IEND`` chunk (chunk lengths are walked from the signature;
+    CRCs are not checked), a JPEG with its ``EOI`` marker (marker segments are walked;
+    the entropy-coded data after ``SOS`` is scanned for the next marker, past stuffed
+    ``FF 00`` bytes and ``RST`` markers), a WebP at its RIFF size + 8. Feed the body in
+    chunks of any size with :meth:`feed`; between chunks only a few bytes are kept, and
+    the insides of chunks and segments are skipped unread, so memory and work stay flat
+    whatever the image's size.
+
+    ``end`` is the image's length once its framing tells it, ``received`` the bytes fed,
+    ``problem`` a sentence when the bytes break the format's structure. The image is
+    :attr:`complete` when all three agree; bytes past ``end`` are :attr:`excess`.
+
+    >>> framing = ImageFraming("image/webp")
+    >>> framing.feed(b"RIFF\x04\x00\x00\x00WEBP")
+    >>> framing.complete, framing.end
+    (True, 12)
+    >>> framing.feed(b"<html>")
+    >>> framing.complete, framing.excess
+    (False, 6)
+    """
+
+    __slots__ = ("_carry", "_skip", "_state", "end", "kind", "problem", "received")
+
+    def __init__(self, kind: str) -> None:
+        if kind not in _NAMES:
+            raise ValueError(f"no framing is known for {kind!r}")
+        self.kind = kind
+        self.received = 0
+        self.end: int | None = None
+        self.problem: str | None = None
+        self._carry = b""  # an incomplete header or marker, waiting for the next chunk
+        self._skip = 0  # bytes inside a chunk or segment, still to come and not read
+        self._state = _START
+
+    @property
+    def complete(self) -> bool:
+        """``True`` when the bytes fed are exactly the image, up to its end marker."""
+        return self.problem is None and self.end == self.received
+
+    @property
+    def excess(self) -> int:
+        """How many bytes were fed past the image's end (0 while the end is unknown)."""
+        return 0 if self.end is None else max(0, self.received - self.end)
+
+    def missing(self) -> str:
+        """Say what an incomplete image still lacks, as a phrase for error messages."""
+        name, end = _NAMES[self.kind], _ENDS[self.kind]
+        if self.end is None:
+            return f"the {name} has not reached its {end} after {self.received} bytes"
+        return f"the {name} ends at byte {self.end} (its {end}), but {self.received} arrived"
+
+    def feed(self, data: bytes) -> None:
+        """Take the next bytes of the body."""
+        self.received += len(data)
+        if self.end is not None or self.problem is not None:
+            return
+        skip = self._skip
+        if skip >= len(data):
+            self._skip = skip - len(data)
+            return
+        # A carry is only kept while no skip is pending, so one of the two is empty.
+        buf = self._carry + data if self._carry else data
+        self._carry = b""
+        self._skip = 0
+        origin = self.received - len(buf)
+        if self.kind == "image/png":
+            self._png(buf, skip, origin)
+        elif self.kind == "image/jpeg":
+            self._jpeg(buf, skip, origin)
+        else:
+            self._webp(buf, origin)
+
+    def _wait(self, buf: bytes, pos: int) -> None:
+        """Keep what is left of *buf* from *pos*, or note how far *pos* lies beyond it."""
+        if pos > len(buf):
+            self._skip = pos - len(buf)
+        else:
+            self._carry = buf[pos:]
+
+    def _png(self, buf: bytes, pos: int, origin: int) -> None:
+        if self._state == _START:
+            if len(buf) < 8:
+                self._carry = buf
+                return
+            if not buf.startswith(_PNG_SIGNATURE):
+                self.problem = "the PNG signature is wrong"
+                return
+            pos, self._state = 8, _SEGMENTS
+        limit = len(buf) - 8
+        while pos <= limit:
+            length, kind = _PNG_CHUNK_HEAD.unpack_from(buf, pos)
+            if length > 0x7FFFFFFF or not kind.isalpha():
+                self.problem = f"the PNG has no valid chunk at byte {origin + pos}"
+                return
+            pos += 12 + length  # length, type, data, CRC
+            if kind == b"IEND":
+                self.end = origin + pos
+                return
+        self._wait(buf, pos)
+
+    def _jpeg(self, buf: bytes, pos: int, origin: int) -> None:
+        size = len(buf)
+        if self._state == _START:
+            if size < 2:
+                self._carry = buf
+                return
+            if not buf.startswith(b"\xff\xd8"):
+                self.problem = "the JPEG does not start with SOI"
+                return
+            pos, self._state = 2, _SEGMENTS
+        while True:
+            if self._state == _ENTROPY:
+                found = _JPEG_NEXT_MARKER.search(buf, pos)
+                if found is None:
+                    if buf[-1] == 0xFF and size > pos:  # it may start the next marker
+                        self._carry = b"\xff"
+                    return
+                pos, self._state = found.start(), _SEGMENTS
+            if pos + 2 > size:
+                self._wait(buf, pos)
+                return
+            if buf[pos] != 0xFF:
+                self.problem = (
+                    f"the JPEG has no marker at byte {origin + pos} (found 0x{buf[pos]:02x})"
+                )
+                return
+            marker = buf[pos + 1]
+            if marker == 0xFF:  # fill byte before a marker
+                pos += 1
+            elif marker == 0xD9:
+                self.end = origin + pos + 2
+                return
+            elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length follows
+                pos += 2
+            elif marker in (0x00, 0xD8):
+                self.problem = (
+                    f"the JPEG has a misplaced marker 0x{marker:02x} at byte {origin + pos}"
+                )
+                return
+            else:
+                if pos + 4 > size:
+                    self._carry = buf[pos:]
+                    return
+                length = buf[pos + 2] << 8 | buf[pos + 3]
+                if length < 2:
+                    self.problem = (
+                        f"the JPEG has a segment of length {length} at byte {origin + pos}"
+                    )
+                    return
+                pos += 2 + length
+                if marker == 0xDA:  # start of scan: entropy-coded data follows
+                    self._state = _ENTROPY
+                if pos > size:
+                    self._skip = pos - size
+                    return
+
+    def _webp(self, buf: bytes, origin: int) -> None:
+        if len(buf) < 12:
+            self._carry = buf
+            return
+        if buf[:4] != b"RIFF" or buf[8:12] != b"WEBP":
+            self.problem = "the WebP does not start with a RIFF WEBP header"
+            return
+        size = int.from_bytes(buf[4:8], "little")
+        if size < 4:
+            self.problem = f"the WebP's RIFF size ({size}) is too small"
+            return
+        self.end = origin + 8 + size
