@@ -17,7 +17,7 @@ from zimage_async._imageinfo import (
     image_dimensions,
     sniff_content_type,
 )
-from zimage_async._links import link_expiry
+from zimage_async._links import link_expiry, refusal_is_block
 from zimage_async._secret import Secret
 
 
@@ -95,6 +95,35 @@ def test_jpg_alias_is_accepted() -> None:
 def test_link_expiry_is_read_from_the_url(url: str, expected: float | None) -> None:
     """Links that state their expiry give it as a Unix time."""
     assert link_expiry(url) == expected
+
+
+_CLOUDFLARE_1010 = (
+    b"<!DOCTYPE html><html><head><title>Access denied | cdn.example used Cloudflare to "
+    b"restrict access</title></head><body><h1>Error 1010</h1><p>The owner of this website "
+    b"has banned your access based on your browser's signature.</p></body></html>"
+)
+_ACCESS_DENIED = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+_S3_EXPIRED = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+
+
+@pytest.mark.parametrize(
+    ("body", "stated", "blocked"),
+    [
+        pytest.param(_CLOUDFLARE_1010, None, True, id="cloudflare-page-no-expiry"),
+        pytest.param(b"error code: 1010", None, True, id="cloudflare-plain-no-expiry"),
+        pytest.param(_CLOUDFLARE_1010, 50.0, True, id="cloudflare-page-past-expiry"),
+        pytest.param(_ACCESS_DENIED, None, False, id="denied-no-expiry"),
+        pytest.param(b"", None, False, id="empty-no-expiry"),
+        pytest.param(_ACCESS_DENIED, 200.0, True, id="denied-before-expiry"),
+        pytest.param(_ACCESS_DENIED, 50.0, False, id="denied-past-expiry"),
+        pytest.param(_S3_EXPIRED, 200.0, False, id="host-says-expired-before-our-expiry"),
+    ],
+)
+def test_refusal_is_told_apart_from_expiry(
+    body: bytes, stated: float | None, blocked: bool
+) -> None:
+    """A 403 is a block when it says Cloudflare/1010 or comes before the link's own expiry."""
+    assert refusal_is_block(body, stated, now=100.0) is blocked
 
 
 def test_secret_never_prints() -> None:

@@ -3,15 +3,19 @@
 Links are valid for 24 hours after the task completes. A link may also say so itself:
 an ``expires`` / ``Expires`` / ``exp`` query parameter holding a Unix time, or the
 ``X-Amz-Date`` + ``X-Amz-Expires`` pair of presigned URLs. The earlier of the two wins.
+
+A host that refuses a link (403) may mean it expired, or may be blocking this client:
+:func:`refusal_is_block` tells the two apart.
 """
 
 from __future__ import annotations
 
 import calendar
+import re
 import time
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["LINK_TTL", "link_expiry"]
+__all__ = ["LINK_TTL", "REFUSAL_SAMPLE_BYTES", "link_expiry", "refusal_is_block"]
 
 #: How long the service keeps image links valid after completion, in seconds.
 LINK_TTL = 24 * 60 * 60.0
@@ -50,3 +54,37 @@ def link_expiry(url: str) -> float | None:
             return None
         return start + lifetime
     return None
+
+
+#: How much of a refusal's body :func:`refusal_is_block` looks at.
+REFUSAL_SAMPLE_BYTES = 4096
+_BLOCK_SIGNS = re.compile(
+    rb"cloudflare|\b(?:error|code)\W{0,16}10[0-2]\d\b|browser.{0,3}s signature|bot protection",
+    re.IGNORECASE,
+)
+_EXPIRY_SIGNS = re.compile(rb"expired", re.IGNORECASE)
+
+
+def refusal_is_block(body: bytes, stated_expiry: float | None, *, now: float) -> bool:
+    """Return whether a 403 from the image host is a block of this client, not expiry.
+
+    A block when the answer is a Cloudflare page (error 1010 bans a client by its
+    browser signature, that is its ``User-Agent``; 1012 and 1020 are other access
+    rules), whatever the link's age. Otherwise a block when the link states its own
+    expiry (*stated_expiry*, from :func:`link_expiry`) and that is still ahead of *now*,
+    unless the host itself says the link expired (clocks disagree). A link that states
+    no expiry and a plain refusal: expired, as the 24-hour lifetime may well be over.
+
+    >>> refusal_is_block(b"error code: 1010", None, now=0.0)
+    True
+    >>> refusal_is_block(b"<Code>AccessDenied</Code>", None, now=0.0)
+    False
+    >>> refusal_is_block(b"<Code>AccessDenied</Code>", 60.0, now=0.0)
+    True
+    """
+    sample = body[:REFUSAL_SAMPLE_BYTES]
+    if _BLOCK_SIGNS.search(sample):
+        return True
+    if stated_expiry is None or now >= stated_expiry:
+        return False
+    return _EXPIRY_SIGNS.search(sample) is None
