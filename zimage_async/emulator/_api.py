@@ -5,12 +5,13 @@ Routes (under the ``/apiv1`` prefix, like production ``https://ai.odkkk.com/apiv
 - ``POST /apiv1/v1/images/generations``: validate, bill, reply with the pending task;
 - ``GET /apiv1/v1/tasks/{task_id}``: the task as it stands now.
 
-Both need ``Authorization: Bearer <key>`` with a configured key.
+Both need ``Authorization: Bearer <key>`` with a configured key. The create call honours
+an ``Idempotency-Key`` header unless the emulator ignores it (see ``_idempotency``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -18,12 +19,21 @@ from ._callbacks import CallbackDispatcher
 from ._clock import Clock
 from ._envelopes import ApiError, method_not_allowed, route_not_found, unauthorized
 from ._factory import TaskFactory
-from ._faults import BILLED_CREATE_FAULTS, FaultRule
+from ._faults import AFTER_CREATE_FAULTS, BILLED_CREATE_FAULTS, REPLACING_FAULTS, FaultRule
 from ._http import abort_connection, error_response
-from ._injection import FaultInjector, error_reply, task_reply
+from ._idempotency import (
+    IDEMPOTENCY_HEADER,
+    REPLAYED_HEADER,
+    IdempotencyLedger,
+    IdempotencyMode,
+    body_fingerprint,
+    check_key,
+    key_conflict,
+)
+from ._injection import FaultInjector, altered_body, error_reply, task_reply
 from ._ledger import Ledger, LedgerEntry
 from ._tasks import CREDITS_PER_TASK, ID_PREFIX, TaskRecord, TaskStore, task_body
-from ._validation import body_too_large, validate_create
+from ._validation import CreateRequest, body_too_large, validate_create
 
 __all__ = ["API_PREFIX", "ApiHandlers", "api_error_renderer"]
 
@@ -73,6 +83,7 @@ class ApiHandlers:
         result_urls: Callable[[TaskRecord], Sequence[str]],
         callbacks: CallbackDispatcher,
         allow_loopback_callbacks: bool,
+        idempotency: IdempotencyMode = "honour",
     ) -> None:
         self._keys = frozenset(api_keys)
         self._store = store
@@ -83,6 +94,8 @@ class ApiHandlers:
         self._result_urls = result_urls
         self._callbacks = callbacks
         self._allow_loopback = allow_loopback_callbacks
+        self._honour_keys = idempotency == "honour"
+        self.keys = IdempotencyLedger()
 
     def routes(self) -> list[web.RouteDef]:
         """Return the route table."""
@@ -103,28 +116,63 @@ class ApiHandlers:
             record, now=self._clock.now(), result_urls=self._result_urls, as_created=as_created
         )
 
-    def _accept(self, record: TaskRecord, request_body: Mapping[str, object]) -> None:
+    def callback_body(self, record: TaskRecord) -> dict[str, object]:
+        """Return the body of a callback delivery, altered by a ``callback`` fault if drawn."""
+        body = self.body(record)
+        status = body["status"]
+        rule = self._faults.draw("callback", status=status if isinstance(status, str) else None)
+        return altered_body(body, rule)
+
+    def _accept(
+        self, record: TaskRecord, request: CreateRequest, idempotency_key: str | None
+    ) -> None:
         self._store.add(record)
         self._ledger.bill(
             LedgerEntry(
                 task_id=record.task_id,
-                request_body=request_body,
+                request_body=request.body,
                 created_at=record.created_at,
                 credits=CREDITS_PER_TASK,
+                idempotency_key=idempotency_key,
             )
         )
+        if idempotency_key is not None and self._honour_keys:
+            self.keys.remember(
+                idempotency_key,
+                fingerprint=body_fingerprint(request.body),
+                task_id=record.task_id,
+                now=record.created_at,
+            )
         if record.callback_url is not None:
             self._callbacks.schedule(
                 task_id=record.task_id,
                 url=record.callback_url,
                 due_at=record.finished_at,
-                body=lambda: self.body(record),
+                body=lambda: self.callback_body(record),
             )
+
+    def _replayed(self, key: str | None, request: CreateRequest) -> TaskRecord | ApiError | None:
+        """Return the task *key* already made for this body, a 409, or None for a new task."""
+        if key is None or not self._honour_keys:
+            return None
+        use = self.keys.lookup(key, now=self._clock.now())
+        if use is None:
+            return None
+        if use.fingerprint != body_fingerprint(request.body):
+            return key_conflict(key, use.task_id)
+        record = self._store.get(use.task_id)
+        assert record is not None, use.task_id
+        return record
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         """Handle ``POST /v1/images/generations``."""
         if not self._authorized(request):
             return error_response(unauthorized())
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is not None and self._honour_keys:
+            refused = check_key(key)
+            if refused is not None:
+                return error_response(refused)
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -132,17 +180,28 @@ class ApiHandlers:
         accepted = validate_create(raw, allow_loopback_callbacks=self._allow_loopback)
         if isinstance(accepted, ApiError):
             return error_response(accepted)
-        rule = self._faults.draw("create")
+        conflict = self._replayed(key, accepted)
+        if isinstance(conflict, ApiError):
+            return error_response(conflict)
+        rule = self._faults.draw("create", status="pending")
         if rule is not None and rule.kind == "slow" and not await self._faults.wait(rule):
             return abort_connection(request)
         if rule is not None and rule.kind not in BILLED_CREATE_FAULTS:
             return self._fault_reply(request, rule)
-        record = self._factory.create(accepted, now=self._clock.now())
-        self._accept(record, accepted.body)
-        body = self.body(record, as_created=True)
-        if rule is not None and rule.kind in ("reset_after_create", "http_500_after_create"):
+        replayed = self._replayed(key, accepted)  # again: a slow fault may have waited
+        if isinstance(replayed, ApiError):
+            return error_response(replayed)
+        if replayed is not None:
+            body = self.body(replayed)
+            headers: dict[str, str] | None = {REPLAYED_HEADER: "true"}
+        else:
+            record = self._factory.create(accepted, now=self._clock.now())
+            self._accept(record, accepted, key)
+            body = self.body(record, as_created=True)
+            headers = None
+        if rule is not None and rule.kind in AFTER_CREATE_FAULTS:
             return self._fault_reply(request, rule)
-        return task_reply(body, rule)
+        return task_reply(body, rule, headers=headers)
 
     def _fault_reply(self, request: web.Request, rule: FaultRule) -> web.StreamResponse:
         if rule.kind in ("reset", "reset_after_create"):
@@ -161,12 +220,12 @@ class ApiHandlers:
         record = self._store.get(task_id)
         if record is None:
             return error_response(_task_not_found(task_id))
-        terminal = record.status_at(self._clock.now()).is_terminal
-        rule = self._faults.draw("task", terminal_task=terminal)
+        status = record.status_at(self._clock.now()).value
+        rule = self._faults.draw("task", status=status)
         if rule is not None and rule.kind == "slow":
             if not await self._faults.wait(rule):
                 return abort_connection(request)
             rule = None
-        if rule is not None and rule.kind.startswith(("http_", "reset")):
+        if rule is not None and rule.kind in REPLACING_FAULTS:
             return self._fault_reply(request, rule)
         return task_reply(self.body(record), rule)

@@ -6,6 +6,12 @@
   sentence chosen for the code.
 - ``[[duration:SECONDS]]`` sets this task's duration in clock seconds (0 to 86400), overriding
   the emulator's ``task_duration``.
+- ``[[cancel]]`` makes the task end in the status ``cancelled`` (seen in the gateway family)
+  with ``error: {"code": "request_cancelled", ...}``: it stays pending, progress 0, until it
+  is cancelled at the end of its duration; it is billed like any accepted task. It takes
+  precedence over ``[[fail:CODE]]``.
+- ``[[results:empty]]``, ``[[results:missing]]``, ``[[results:null]]``: the task completes
+  without result links: ``"results": []``, no ``results`` field, or ``"results": null``.
 
 Directives stay part of the prompt (they are drawn into the image like the rest of it).
 The first occurrence of each directive wins.
@@ -15,15 +21,28 @@ from __future__ import annotations
 
 import re
 from types import MappingProxyType
+from typing import Literal, cast
 
 import attrs
 
-__all__ = ["MAX_DIRECTIVE_DURATION_SECONDS", "TASK_ERROR_MESSAGES", "Directives", "failure_message"]
+__all__ = [
+    "MAX_DIRECTIVE_DURATION_SECONDS",
+    "TASK_ERROR_MESSAGES",
+    "Directives",
+    "ResultsShape",
+    "failure_message",
+]
 
 MAX_DIRECTIVE_DURATION_SECONDS = 86_400.0
 
 _FAIL = re.compile(r"\[\[fail:([A-Za-z0-9_.\-]{1,64})\]\]")
 _DURATION = re.compile(r"\[\[duration:([0-9]{1,6}(?:\.[0-9]{1,6})?)\]\]")
+_CANCEL = re.compile(r"\[\[cancel\]\]")
+_RESULTS = re.compile(r"\[\[results:(empty|missing|null)\]\]")
+
+ResultsShape = Literal["links", "empty", "missing", "null"]
+"""How a completed task carries its results: links (normal), ``[]``, absent or ``null``."""
+CANCEL_CODE = "request_cancelled"
 
 TASK_ERROR_MESSAGES: MappingProxyType[str, str] = MappingProxyType(
     {
@@ -66,17 +85,27 @@ class Directives:
 
     fail_code: str | None = None
     duration_seconds: float | None = None
+    cancel: bool = False
+    results: ResultsShape = "links"
 
     @classmethod
     def parse(cls, prompt: str) -> Directives:
         """Find the directives in *prompt*.
 
         >>> Directives.parse("a cat [[fail:service_error]] [[duration:2.5]]")
-        Directives(fail_code='service_error', duration_seconds=2.5)
+        Directives(fail_code='service_error', duration_seconds=2.5, cancel=False, results='links')
+        >>> Directives.parse("a cat [[cancel]] [[results:empty]]").cancel
+        True
         """
         fail = _FAIL.search(prompt)
         duration = _DURATION.search(prompt)
+        results = _RESULTS.search(prompt)
         seconds = None
         if duration is not None:
             seconds = min(float(duration.group(1)), MAX_DIRECTIVE_DURATION_SECONDS)
-        return cls(fail_code=fail.group(1) if fail else None, duration_seconds=seconds)
+        return cls(
+            fail_code=fail.group(1) if fail else None,
+            duration_seconds=seconds,
+            cancel=_CANCEL.search(prompt) is not None,
+            results=cast("ResultsShape", results.group(1)) if results else "links",
+        )

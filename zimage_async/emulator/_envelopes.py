@@ -3,7 +3,9 @@
 Every error reply of the API has the documented shape
 ``{"error": {"code", "message", "type", "param"?, "fallback_suggestion"?}}``; this module
 holds that shape (:class:`ApiError`) and the canned errors for authentication, unknown
-routes and the transient statuses the fault plan injects.
+routes and the statuses the fault plan injects, including the gateway family's pre-charge
+refusals (402 and 403 with a string ``code`` such as ``insufficient_quota``) and its
+envelopes without ``type`` (``type=None``).
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import attrs
 
 __all__ = [
     "ApiError",
+    "insufficient_quota",
     "internal_error",
     "method_not_allowed",
+    "permission_denied",
     "rate_limited",
     "route_not_found",
     "service_unavailable",
+    "typeless_error",
     "unauthorized",
     "upstream_error",
 ]
@@ -28,7 +33,7 @@ class ApiError:
 
     status: int
     message: str
-    type: str
+    type: str | None
     code: int | str | None = None
     param: str | None = None
     fallback_suggestion: str | None = None
@@ -38,8 +43,9 @@ class ApiError:
         error: dict[str, object] = {
             "code": self.status if self.code is None else self.code,
             "message": self.message,
-            "type": self.type,
         }
+        if self.type is not None:
+            error["type"] = self.type
         if self.param is not None:
             error["param"] = self.param
         if self.fallback_suggestion is not None:
@@ -108,3 +114,42 @@ def service_unavailable(*, suggestion: str = "retry after 30 seconds") -> ApiErr
         type="service_unavailable_error",
         fallback_suggestion=suggestion,
     )
+
+
+_QUOTA_MESSAGES = {
+    "insufficient_quota": "Insufficient quota; top up the balance of this account to continue.",
+    "quota_not_enough": "The remaining quota is not enough for this request.",
+}
+_PERMISSION_MESSAGES = {
+    "key_model_not_allowed": "This API key is not allowed to use the model 'z-image-turbo'.",
+    "key_disabled": "This API key is disabled.",
+    "key_expired": "This API key has expired.",
+    "user_disabled": "This account is disabled.",
+}
+
+
+def insufficient_quota(code: str = "insufficient_quota") -> ApiError:
+    """Return the gateway's 402 pre-charge refusal with the string *code* (nothing billed)."""
+    return ApiError(
+        status=402,
+        code=code,
+        message=_QUOTA_MESSAGES.get(code, f"The request was refused before charging: {code}."),
+        type="insufficient_quota_error",
+        fallback_suggestion="https://ai.odkkk.com/apiv1/dashboard/billing",
+    )
+
+
+def permission_denied(code: str = "key_model_not_allowed") -> ApiError:
+    """Return the gateway's 403 refusal with the string *code*."""
+    return ApiError(
+        status=403,
+        code=code,
+        message=_PERMISSION_MESSAGES.get(code, f"Access denied: {code}."),
+        type="permission_error",
+        param="model" if code == "key_model_not_allowed" else None,
+    )
+
+
+def typeless_error(status: int, reason: str) -> ApiError:
+    """Return a *status* envelope without ``type``, as some gateways in the family send."""
+    return ApiError(status=status, message=reason, type=None)

@@ -4,7 +4,9 @@ The duration comes from the prompt's ``[[duration:S]]`` directive, else the emul
 ``task_duration`` (a number of clock seconds, or a callable given the request body). The
 task is pending for ``queue_delay`` seconds (default 10% of the duration, never more than
 the duration), then processing until the duration is up. Whether it fails comes from the
-prompt's ``[[fail:CODE]]`` directive, else from outcomes queued with ``fail_next``.
+prompt's ``[[fail:CODE]]`` directive, else from outcomes queued with ``fail_next``;
+``[[cancel]]`` makes it end ``cancelled`` instead, and ``[[results:...]]`` sets how a
+completed task carries its links.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
-from ._directives import REQUEST_FAULT_CODES, Directives, failure_message
+from ._directives import CANCEL_CODE, REQUEST_FAULT_CODES, Directives, failure_message
 from ._tasks import TaskRecord, TaskStore, new_task_id
 from ._validation import MAX_SEED, CreateRequest
 
@@ -91,12 +93,16 @@ class TaskFactory:
         duration = self._duration(request, directives)
         queue = duration * 0.1 if self._queue_delay is None else min(self._queue_delay, duration)
         failure: QueuedFailure | None = None
-        if directives.fail_code is not None:
+        if directives.cancel:
+            failure = QueuedFailure(code=CANCEL_CODE, message=failure_message(CANCEL_CODE))
+        elif directives.fail_code is not None:
             code = directives.fail_code
             failure = QueuedFailure(code=code, message=failure_message(code))
         elif self._failures:
             failure = self._failures.popleft()
-        blamed_on_request = failure is not None and failure.code in REQUEST_FAULT_CODES
+        blamed_on_request = failure is not None and (
+            directives.cancel or failure.code in REQUEST_FAULT_CODES
+        )
         started_at = now + (duration if blamed_on_request else queue)
         return TaskRecord(
             task_id=self._new_id(math.floor(now)),
@@ -114,5 +120,7 @@ class TaskFactory:
             failure_message=failure.message if failure else None,
             failure_progress=0 if blamed_on_request or duration == queue else 99,
             callback_url=request.callback_url,
+            cancelled=directives.cancel,
+            results_shape=directives.results,
             estimate_factor=self._rng.uniform(*_ESTIMATE_FACTOR_RANGE),
         )

@@ -36,7 +36,41 @@ kind                        endpoints           effect
 ``redirect``                image               302 to the same file, on ``redirect_host`` if
                                                 set (a host name that reaches the same
                                                 listener, e.g. ``localhost``)
+``html_5xx``                all                 a proxy's HTML page (``text/html``, no JSON
+                                                envelope) with status ``http_status``
+                                                (default 502; 500-504 look like nginx,
+                                                520-524 like Cloudflare); on create, no task
+``html_5xx_after_create``   create              the task IS created and billed, then the
+                                                proxy's HTML page
+``typeless_5xx``            create, task        a JSON envelope without ``type``
+                                                (``{"error": {"code", "message"}}``), status
+                                                ``http_status`` (default 500); on create, no
+                                                task
+``typeless_5xx_after_create`` create            the task IS created and billed, then the
+                                                envelope without ``type``
+``http_402``                create              402 ``insufficient_quota_error`` with the
+                                                gateway code ``error_code`` (default
+                                                ``insufficient_quota``; e.g.
+                                                ``quota_not_enough``); a pre-charge refusal:
+                                                no task, nothing billed
+``http_403``                create, task        403 ``permission_error`` with the gateway code
+                                                ``error_code`` (default
+                                                ``key_model_not_allowed``); on create, no task
+``null_fields``             create, task,       optional fields sent as ``null``, in the shape
+                            callback            ``null_shape`` (see ``_nulls``; default
+                                                ``absent``); waits for a body the shape applies
+                                                to; on create the task IS created and billed
+``truncate_close``          image               no ``Content-Length``: ``body_framing``
+                                                ``"close"`` (default; the body ends when the
+                                                connection closes) or ``"chunked"``; a part of
+                                                the bytes (``truncate_fraction``), then a clean
+                                                close
+``trailing_garbage``        image               ``garbage_bytes`` junk bytes after the image's
+                                                end, counted in ``Content-Length``
 ==========================  ==================  ===============================================
+
+``unknown_fields`` and ``null_fields`` also apply to the ``callback`` endpoint: the body of
+one callback delivery (all its attempts) is drawn once, when the task ends.
 
 Example::
 
@@ -56,8 +90,14 @@ from typing import Literal, get_args
 
 import attrs
 
+from ._framing import BodyFraming
+from ._nulls import NULL_SHAPES, NullShape
+
 __all__ = [
+    "AFTER_CREATE_FAULTS",
     "BILLED_CREATE_FAULTS",
+    "REPLACING_FAULTS",
+    "BodyFraming",
     "Endpoint",
     "FaultKind",
     "FaultLog",
@@ -82,12 +122,22 @@ FaultKind = Literal[
     "unknown_fields",
     "unknown_status",
     "redirect",
+    "html_5xx",
+    "html_5xx_after_create",
+    "typeless_5xx",
+    "typeless_5xx_after_create",
+    "http_402",
+    "http_403",
+    "null_fields",
+    "truncate_close",
+    "trailing_garbage",
 ]
-Endpoint = Literal["create", "task", "image"]
-RuleEndpoint = Literal["create", "task", "image", "any"]
+Endpoint = Literal["create", "task", "image", "callback"]
+RuleEndpoint = Literal["create", "task", "image", "callback", "any"]
 RetryAfterIn = Literal["header", "suggestion", "both"]
 
 _ALL: frozenset[str] = frozenset({"create", "task", "image"})
+_SCRIPTABLE: frozenset[str] = _ALL | {"callback"}
 FAULT_ENDPOINTS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "http_429": _ALL,
@@ -100,17 +150,63 @@ FAULT_ENDPOINTS: Mapping[str, frozenset[str]] = MappingProxyType(
         "truncate": frozenset({"image"}),
         "malformed_json": frozenset({"create", "task"}),
         "slow": _ALL,
-        "unknown_fields": frozenset({"create", "task"}),
+        "unknown_fields": frozenset({"create", "task", "callback"}),
         "unknown_status": frozenset({"task"}),
         "redirect": frozenset({"image"}),
+        "html_5xx": _ALL,
+        "html_5xx_after_create": frozenset({"create"}),
+        "typeless_5xx": frozenset({"create", "task"}),
+        "typeless_5xx_after_create": frozenset({"create"}),
+        "http_402": frozenset({"create"}),
+        "http_403": frozenset({"create", "task"}),
+        "null_fields": frozenset({"create", "task", "callback"}),
+        "truncate_close": frozenset({"image"}),
+        "trailing_garbage": frozenset({"image"}),
     }
 )
 """The endpoints each fault kind can hit."""
 
-BILLED_CREATE_FAULTS: frozenset[str] = frozenset(
-    {"http_500_after_create", "reset_after_create", "malformed_json", "slow", "unknown_fields"}
+AFTER_CREATE_FAULTS: frozenset[str] = frozenset(
+    {
+        "http_500_after_create",
+        "reset_after_create",
+        "html_5xx_after_create",
+        "typeless_5xx_after_create",
+    }
 )
+"""Fault kinds that create (and bill) a task, then answer something else than the task."""
+
+BILLED_CREATE_FAULTS: frozenset[str] = AFTER_CREATE_FAULTS | {
+    "malformed_json",
+    "slow",
+    "unknown_fields",
+    "null_fields",
+}
 """Fault kinds that still create (and bill) a task when they hit the create call."""
+
+REPLACING_FAULTS: frozenset[str] = frozenset(
+    {
+        "http_429",
+        "http_500",
+        "http_502",
+        "http_503",
+        "http_402",
+        "http_403",
+        "html_5xx",
+        "typeless_5xx",
+        "reset",
+    }
+)
+"""Fault kinds answered instead of the reply (on create: before any task is made)."""
+
+_GATEWAY_STATUS_DEFAULTS = MappingProxyType(
+    {
+        "html_5xx": 502,
+        "html_5xx_after_create": 502,
+        "typeless_5xx": 500,
+        "typeless_5xx_after_create": 500,
+    }
+)
 
 
 def _check_kind(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -138,7 +234,17 @@ class FaultRule:
     for ``slow``; ``retry_after_seconds`` (default: the documented 60 for 429, 30 for 503)
     and ``retry_after_in`` for ``http_429``, ``retry_after_seconds`` for ``http_503``;
     ``status_value`` for ``unknown_status``; ``truncate_fraction`` for ``truncate``;
-    ``redirect_host`` for ``redirect``.
+    ``redirect_host`` for ``redirect``; ``http_status`` (500-599) for ``html_5xx*`` and
+    ``typeless_5xx*`` (default: 502 for HTML, 500 for typeless); ``error_code`` (the
+    envelope's gateway code) for ``http_402`` and ``http_403``; ``null_shape`` for
+    ``null_fields``; ``body_framing`` and ``truncate_fraction`` for ``truncate_close``;
+    ``garbage_bytes`` for ``trailing_garbage``.
+
+    Example::
+
+        FaultRule(kind="html_5xx", http_status=522)
+        FaultRule(kind="http_402", error_code="quota_not_enough")
+        FaultRule(kind="null_fields", null_shape="error_string")
     """
 
     kind: FaultKind = attrs.field(validator=_check_kind)
@@ -150,11 +256,46 @@ class FaultRule:
     status_value: str = "queued"
     truncate_fraction: float = attrs.field(default=0.5, validator=_check_fraction)
     redirect_host: str | None = None
+    http_status: int | None = attrs.field(default=None)
+    error_code: str | None = None
+    null_shape: NullShape = attrs.field(default="absent")
+    body_framing: BodyFraming = attrs.field(default="close")
+    garbage_bytes: int = attrs.field(default=32)
+
+    @property
+    def gateway_status(self) -> int:
+        """The HTTP status of an ``html_5xx*`` or ``typeless_5xx*`` reply."""
+        if self.http_status is not None:
+            return self.http_status
+        return _GATEWAY_STATUS_DEFAULTS.get(self.kind, 500)
+
+    @http_status.validator
+    def _check_http_status(self, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+        if value is not None and not (isinstance(value, int) and 500 <= value <= 599):
+            raise ValueError(f"http_status must be a 5xx status from 500 to 599, got {value!r}.")
+
+    @null_shape.validator
+    def _check_null_shape(self, attribute: attrs.Attribute[str], value: str) -> None:
+        if value not in NULL_SHAPES:
+            shapes = ", ".join(sorted(NULL_SHAPES))
+            raise ValueError(f"Unknown null_shape {value!r}; use one of: {shapes}.")
+
+    @body_framing.validator
+    def _check_body_framing(self, attribute: attrs.Attribute[str], value: str) -> None:
+        if value not in ("close", "chunked"):
+            raise ValueError(f"body_framing must be 'close' or 'chunked', got {value!r}.")
+
+    @garbage_bytes.validator
+    def _check_garbage_bytes(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if not (isinstance(value, int) and 1 <= value <= 1_048_576):
+            raise ValueError(f"garbage_bytes must be from 1 to 1048576, got {value!r}.")
 
     @endpoint.validator
     def _check_endpoint(self, attribute: attrs.Attribute[str], value: str) -> None:
         if value not in get_args(RuleEndpoint):
-            raise ValueError(f"endpoint must be 'create', 'task', 'image' or 'any', got {value!r}.")
+            raise ValueError(
+                f"endpoint must be 'create', 'task', 'image', 'callback' or 'any', got {value!r}."
+            )
         if value != "any" and value not in FAULT_ENDPOINTS[self.kind]:
             allowed = ", ".join(sorted(FAULT_ENDPOINTS[self.kind]))
             raise ValueError(f"The fault {self.kind!r} applies to {allowed}, not {value!r}.")
@@ -200,8 +341,10 @@ class FaultPlan:
 
         A step is a fault kind, a :class:`FaultRule` for options, or ``"ok"``.
         """
-        if endpoint not in _ALL:
-            raise ValueError(f"A script needs the endpoint create, task or image: {endpoint!r}.")
+        if endpoint not in _SCRIPTABLE:
+            raise ValueError(
+                f"A script needs the endpoint create, task, image or callback: {endpoint!r}."
+            )
         script = FaultScript(endpoint=endpoint, steps=tuple(_step(endpoint, s) for s in steps))
         return cls(scripts=(script,))
 

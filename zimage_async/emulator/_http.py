@@ -15,7 +15,15 @@ from aiohttp.typedefs import Middleware
 from ._envelopes import ApiError
 from ._records import RequestLog, RequestRecord
 
-__all__ = ["ErrorRenderer", "abort_connection", "error_response", "json_response", "middleware"]
+__all__ = [
+    "ErrorRenderer",
+    "RawReply",
+    "abort_connection",
+    "error_response",
+    "json_response",
+    "middleware",
+    "send_raw",
+]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ErrorRenderer = Callable[[web.Request, int, str], web.Response]
@@ -45,6 +53,23 @@ def abort_connection(request: web.Request) -> web.Response:
     if transport is not None:
         transport.abort()
     return web.Response(status=499)
+
+
+class RawReply(web.Response):
+    """Stands for a reply already written to the connection by :func:`send_raw`."""
+
+    def __init__(self, sent_status: int) -> None:
+        super().__init__(status=499)
+        self.sent_status = sent_status
+
+
+def send_raw(request: web.Request, data: bytes, *, status: int) -> web.Response:
+    """Write the bytes of a whole reply to the connection, then close it cleanly."""
+    transport = request.transport
+    if transport is not None:
+        transport.write(data)
+        transport.close()
+    return RawReply(status)
 
 
 def _connection_dropped(request: web.Request) -> bool:
@@ -77,6 +102,8 @@ def middleware(
             on_crash(exc)
             response = render_error(request, 500, "Internal server error")
         status = None if _connection_dropped(request) else response.status
+        if isinstance(response, RawReply):
+            status = response.sent_status
         log.add(
             RequestRecord(
                 endpoint=classify(request),
@@ -84,6 +111,7 @@ def middleware(
                 path=request.path_qs,
                 status=status,
                 headers=tuple(request.headers.items()),
+                replayed=response.headers.get("idempotency-replayed") == "true",
             )
         )
         return response

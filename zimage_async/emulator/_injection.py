@@ -10,11 +10,29 @@ import random
 from aiohttp import web
 
 from ._clock import Clock
-from ._envelopes import ApiError, internal_error, rate_limited, service_unavailable, upstream_error
+from ._envelopes import (
+    ApiError,
+    insufficient_quota,
+    internal_error,
+    permission_denied,
+    rate_limited,
+    service_unavailable,
+    typeless_error,
+    upstream_error,
+)
 from ._faults import Endpoint, FaultLog, FaultPlan, FaultRecord, FaultRule, FaultState
 from ._http import error_response, json_response
+from ._nulls import null_shape_applies, with_nulls
+from ._proxy_pages import proxy_error_page, proxy_reason
 
-__all__ = ["FaultInjector", "error_reply", "malformed_reply", "task_reply", "with_unknown_fields"]
+__all__ = [
+    "FaultInjector",
+    "altered_body",
+    "error_reply",
+    "malformed_reply",
+    "task_reply",
+    "with_unknown_fields",
+]
 
 _ERRORS = {
     "http_500": internal_error,
@@ -57,14 +75,20 @@ class FaultInjector:
     def plan(self, plan: FaultPlan | None) -> None:
         self._state = FaultState(plan or FaultPlan())
 
-    def draw(self, endpoint: Endpoint, *, terminal_task: bool = False) -> FaultRule | None:
+    def draw(self, endpoint: Endpoint, *, status: str | None = None) -> FaultRule | None:
         """Return the fault for this request (recording it), or None.
 
-        ``unknown_status`` is not eligible for a *terminal_task*.
+        *status* is that of the task body about to be sent, if any: ``unknown_status`` is
+        not eligible for a finished task, nor ``null_fields`` for a body its shape does not
+        change.
         """
 
         def eligible(rule: FaultRule) -> bool:
-            return not (terminal_task and rule.kind == "unknown_status")
+            if rule.kind == "unknown_status":
+                return status not in ("completed", "failed", "cancelled")
+            if rule.kind == "null_fields":
+                return null_shape_applies(rule.null_shape, status)
+            return True
 
         rule = self._state.draw(endpoint, self._rng, eligible)
         if rule is not None:
@@ -100,24 +124,55 @@ def error_reply(rule: FaultRule) -> web.Response | None:
             suggestion=f"retry after {seconds} seconds" if in_suggestion else None
         )
         return error_response(error, headers={"Retry-After": str(seconds)} if in_header else None)
+    if rule.kind in ("html_5xx", "html_5xx_after_create"):
+        status = rule.gateway_status
+        return web.Response(
+            status=status,
+            text=proxy_error_page(status),
+            content_type="text/html",
+            headers={"Server": "cloudflare" if status >= 520 else "nginx"},
+        )
+    if rule.kind in ("typeless_5xx", "typeless_5xx_after_create"):
+        status = rule.gateway_status
+        return error_response(typeless_error(status, proxy_reason(status)))
+    if rule.kind == "http_402":
+        return error_response(insufficient_quota(rule.error_code or "insufficient_quota"))
+    if rule.kind == "http_403":
+        return error_response(permission_denied(rule.error_code or "key_model_not_allowed"))
     factory = _ERRORS.get(rule.kind)
     return error_response(factory()) if factory is not None else None
 
 
-def malformed_reply(body: dict[str, object]) -> web.Response:
+def malformed_reply(
+    body: dict[str, object], *, headers: dict[str, str] | None = None
+) -> web.Response:
     """Return a 200 whose JSON body is cut in half."""
     text = json.dumps(body, separators=(",", ":")).encode()
-    return web.Response(status=200, body=text[: len(text) // 2], content_type="application/json")
+    return web.Response(
+        status=200,
+        body=text[: len(text) // 2],
+        content_type="application/json",
+        headers=headers,
+    )
 
 
-def task_reply(body: dict[str, object], rule: FaultRule | None) -> web.Response:
-    """Return a task reply, altered by a body-level fault (or unchanged)."""
+def altered_body(body: dict[str, object], rule: FaultRule | None) -> dict[str, object]:
+    """Return a task body altered by a body-level fault (or unchanged)."""
     if rule is None:
-        return json_response(body)
-    if rule.kind == "malformed_json":
-        return malformed_reply(body)
+        return body
     if rule.kind == "unknown_fields":
-        return json_response(with_unknown_fields(body))
+        return with_unknown_fields(body)
     if rule.kind == "unknown_status":
-        return json_response({**body, "status": rule.status_value})
-    return json_response(body)
+        return {**body, "status": rule.status_value}
+    if rule.kind == "null_fields":
+        return with_nulls(body, rule.null_shape)
+    return body
+
+
+def task_reply(
+    body: dict[str, object], rule: FaultRule | None, *, headers: dict[str, str] | None = None
+) -> web.Response:
+    """Return a task reply, altered by a body-level fault (or unchanged)."""
+    if rule is not None and rule.kind == "malformed_json":
+        return malformed_reply(body, headers=headers)
+    return json_response(altered_body(body, rule), headers=headers)

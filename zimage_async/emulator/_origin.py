@@ -7,23 +7,37 @@ Answers: 200 with the bytes (``Content-Type`` image/png, image/jpeg or image/web
 XML ``AccessDenied`` body for a missing or wrong signature or an expired link (never stale
 bytes); 404 with an XML ``NoSuchKey`` body for an unknown task, index or file. It never
 looks at ``Authorization``.
+
+Options seen in the gateway family's file hosts: ``image_framing`` sends bodies without
+``Content-Length`` (``"chunked"``, or ``"close"``: the body ends when the connection
+closes), and ``block_script_user_agents`` answers a Cloudflare-style 403 (error 1010, an
+HTML page) before anything else to a request whose ``User-Agent`` is missing or mentions
+``python``, ``aiohttp``, ``requests`` or ``curl``, unless it starts with
+``zimage-async/<version>``.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from aiohttp import web
 
 from ._clock import Clock
 from ._faults import FaultRule
-from ._http import abort_connection
+from ._framing import BodyFraming, framed_reply
+from ._http import abort_connection, send_raw
 from ._images import CONTENT_TYPES, ImageCache, ImageSpec
 from ._injection import FaultInjector, error_reply
 from ._links import FILE_EXTENSIONS, LinkSigner, file_path
+from ._proxy_pages import script_blocked_page, user_agent_is_blocked
 from ._tasks import TaskRecord, TaskStatus, TaskStore
 
-__all__ = ["OriginHandlers", "origin_error_renderer"]
+__all__ = ["ImageFraming", "OriginHandlers", "origin_error_renderer"]
+
+ImageFraming = Literal["length", "chunked", "close"]
+"""How the origin delimits image bodies: ``Content-Length`` (default), chunked, or close."""
+_GARBAGE = b"\x00<!-- trailing bytes after the image -->\n"
 
 _FILE_NAME = re.compile(r"([0-9]{1,4})\.([a-z]{3,4})")
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
@@ -80,6 +94,8 @@ class OriginHandlers:
         clock: Clock,
         renderer: str,
         padding_bytes: int,
+        framing: ImageFraming = "length",
+        block_script_user_agents: bool = False,
     ) -> None:
         self._store = store
         self._signer = signer
@@ -88,6 +104,8 @@ class OriginHandlers:
         self._clock = clock
         self._renderer = renderer
         self._padding = padding_bytes
+        self._framing = framing
+        self._block_scripts = block_script_user_agents
 
     def routes(self) -> list[web.RouteDef]:
         """Return the route table."""
@@ -126,6 +144,13 @@ class OriginHandlers:
 
     async def serve_file(self, request: web.Request) -> web.StreamResponse:
         """Handle ``GET /files/{task_id}/{index}.{ext}``."""
+        if self._block_scripts and user_agent_is_blocked(request.headers.get("User-Agent")):
+            return web.Response(
+                status=403,
+                text=script_blocked_page(),
+                content_type="text/html",
+                headers={"Server": "cloudflare", "CF-RAY": "8f1e2d3c4b5a6979-FRA"},
+            )
         match = _FILE_NAME.fullmatch(request.match_info["name"])
         record = self._store.get(request.match_info["task_id"])
         if match is None or record is None:
@@ -144,11 +169,14 @@ class OriginHandlers:
                 return abort_connection(request)
             rule = None
         if rule is not None and (
-            rule.kind in ("reset", "redirect") or rule.kind.startswith("http_")
+            rule.kind in ("reset", "redirect", "html_5xx") or rule.kind.startswith("http_")
         ):
             return self._fault_reply(request, rule)
         data = await self.image_bytes(record, index)
-        return await self._send(request, record, data, truncate=rule)
+        if rule is not None and rule.kind == "trailing_garbage":
+            data += (_GARBAGE * (rule.garbage_bytes // len(_GARBAGE) + 1))[: rule.garbage_bytes]
+            rule = None
+        return await self._send(request, record, data, fault=rule)
 
     def _fault_reply(self, request: web.Request, rule: FaultRule) -> web.StreamResponse:
         if rule.kind == "reset":
@@ -163,7 +191,7 @@ class OriginHandlers:
         return reply
 
     async def _send(
-        self, request: web.Request, record: TaskRecord, data: bytes, *, truncate: FaultRule | None
+        self, request: web.Request, record: TaskRecord, data: bytes, *, fault: FaultRule | None
     ) -> web.StreamResponse:
         headers = {
             "Content-Type": CONTENT_TYPES[record.image_format],
@@ -181,11 +209,33 @@ class OriginHandlers:
                 start, end = span
                 status, payload = 206, data[start : end + 1]
                 headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-        if truncate is None:
+        if fault is not None and fault.kind == "truncate_close" and request.method == "GET":
+            return self._send_unframed(
+                request, status, headers, payload, fault.body_framing, fault.truncate_fraction
+            )
+        if fault is None and self._framing != "length" and request.method == "GET":
+            return self._send_unframed(request, status, headers, payload, self._framing, None)
+        if fault is None or fault.kind != "truncate":
             return web.Response(status=status, body=payload, headers=headers)
+        truncate = fault
         headers["Content-Length"] = str(len(payload))
         response = web.StreamResponse(status=status, headers=headers)
         await response.prepare(request)
         await response.write(payload[: int(len(payload) * truncate.truncate_fraction)])
         abort_connection(request)
         return response
+
+    def _send_unframed(
+        self,
+        request: web.Request,
+        status: int,
+        headers: dict[str, str],
+        payload: bytes,
+        framing: BodyFraming,
+        fraction: float | None,
+    ) -> web.StreamResponse:
+        cut_at = None if fraction is None else int(len(payload) * fraction)
+        data = framed_reply(
+            status=status, headers=headers, payload=payload, framing=framing, cut_at=cut_at
+        )
+        return send_raw(request, data, status=status)

@@ -28,7 +28,8 @@ def _redact(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
 class RequestRecord:
     """One request received: endpoint, method, path, the status answered and the headers.
 
-    ``status`` is None when no reply was sent (an injected connection reset).
+    ``status`` is None when no reply was sent (an injected connection reset). ``replayed``
+    tells whether the reply was an idempotent replay (``idempotency-replayed: true``).
     """
 
     endpoint: str
@@ -36,6 +37,7 @@ class RequestRecord:
     path: str
     status: int | None
     headers: tuple[tuple[str, str], ...] = attrs.field(converter=_redact)
+    replayed: bool = False
 
     def header(self, name: str) -> str | None:
         """Return the first value of header *name* (any case), or None."""

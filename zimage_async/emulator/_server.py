@@ -8,7 +8,7 @@ import math
 import random
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, get_args
 
 from aiohttp import web
 
@@ -18,11 +18,12 @@ from ._clock import Clock, SystemClock
 from ._factory import DurationSource, TaskFactory
 from ._faults import FaultPlan, FaultRecord
 from ._http import ErrorRenderer, middleware
+from ._idempotency import IdempotencyMode
 from ._images import ImageCache, ImageFormat, Renderer, check_renderer
 from ._injection import FaultInjector
-from ._ledger import Ledger, LedgerEntry
+from ._ledger import Ledger, LedgerEntry, LedgerGrouping
 from ._links import FILE_EXTENSIONS, LinkSigner, file_path
-from ._origin import OriginHandlers, origin_error_renderer
+from ._origin import ImageFraming, OriginHandlers, origin_error_renderer
 from ._records import RequestLog, RequestRecord
 from ._tasks import TaskRecord, TaskStore
 from ._validation import MAX_BODY_BYTES
@@ -125,11 +126,24 @@ class Emulator:
       ``(1.0, 2.0, 4.0)``); ``callback_timeout``: real seconds per attempt (default 10.0).
     - ``seed``: seeds the emulator's own randomness (task ids, chosen image seeds, estimate
       noise, fault draws, link secret); None (the default) draws a fresh one.
+    - ``idempotency``: ``"honour"`` (default) answers a create carrying an
+      ``Idempotency-Key`` it has seen within 24 clock hours with the same body with that
+      key's task (header ``idempotency-replayed: true``, not billed again), refuses the
+      same key with another body (409 ``idempotency_error``) and keys not 16 to 96
+      characters long (400); ``"ignore"`` bills every create, like the provider's page.
+    - ``image_framing``: ``"length"`` (default, ``Content-Length``), ``"chunked"`` or
+      ``"close"`` (no length: the body ends when the origin closes the connection).
+    - ``block_script_user_agents``: the origin answers a Cloudflare-style 403 (error 1010)
+      to a missing ``User-Agent`` or one mentioning python, aiohttp, requests or curl,
+      unless it starts with ``zimage-async/<version>`` (default False).
 
     Prompt directives: ``[[fail:CODE]]`` makes the task fail with ``CODE``;
-    ``[[duration:S]]`` sets its duration. See also :meth:`fail_next`.
+    ``[[duration:S]]`` sets its duration; ``[[cancel]]`` ends it ``cancelled``;
+    ``[[results:empty]]`` / ``[[results:missing]]`` / ``[[results:null]]`` complete it
+    without links. See also :meth:`fail_next`.
 
-    For assertions: :attr:`ledger` (billed tasks), :attr:`requests` and
+    For assertions: :attr:`ledger` (billed tasks), :meth:`billed_tasks` and
+    :meth:`billed_counts` (per prompt or idempotency key), :attr:`requests` and
     :attr:`request_counts` (what both listeners received), :attr:`faults_injected` and
     :attr:`fault_log`, :attr:`callback_attempts` and :meth:`wait_for_callbacks`,
     :meth:`task` (a task's JSON now), :meth:`image_bytes` (what the origin serves) and
@@ -156,12 +170,21 @@ class Emulator:
         callback_retry_delays: Sequence[float] = (1.0, 2.0, 4.0),
         callback_timeout: float = 10.0,
         seed: int | None = None,
+        idempotency: IdempotencyMode = "honour",
+        image_framing: ImageFraming = "length",
+        block_script_user_agents: bool = False,
     ) -> None:
         keys = tuple(api_keys)
         if not keys or not all(isinstance(key, str) and key.strip() == key and key for key in keys):
             raise ValueError("api_keys must hold at least one non-empty key without spaces.")
         if callback_mode not in ("strict", "permissive"):
             raise ValueError(f"callback_mode must be 'strict' or 'permissive': {callback_mode!r}.")
+        if idempotency not in get_args(IdempotencyMode):
+            raise ValueError(f"idempotency must be 'honour' or 'ignore', got {idempotency!r}.")
+        if image_framing not in get_args(ImageFraming):
+            raise ValueError(
+                f"image_framing must be 'length', 'chunked' or 'close', got {image_framing!r}."
+            )
         if not 1 <= images_per_task <= 16:
             raise ValueError(f"images_per_task must be from 1 to 16, got {images_per_task!r}.")
         if not math.isfinite(link_ttl) or link_ttl <= 0:
@@ -206,6 +229,7 @@ class Emulator:
             result_urls=self._result_urls,
             callbacks=self._callbacks,
             allow_loopback_callbacks=callback_mode == "permissive",
+            idempotency=idempotency,
         )
         self._origin = OriginHandlers(
             store=self._store,
@@ -215,6 +239,8 @@ class Emulator:
             clock=self._clock,
             renderer=renderer,
             padding_bytes=image_padding_bytes,
+            framing=image_framing,
+            block_script_user_agents=block_script_user_agents,
         )
         self._listeners: list[_Listener] = []
         self._state = _State.UNOPENED
@@ -348,6 +374,28 @@ class Emulator:
     def ledger(self) -> tuple[LedgerEntry, ...]:
         """Billed tasks (one per accepted create call), oldest first."""
         return self._ledger.entries
+
+    def billed_tasks(
+        self, *, prompt: str | None = None, idempotency_key: str | None = None
+    ) -> tuple[LedgerEntry, ...]:
+        """Return the billed tasks with this *prompt* and/or *idempotency_key*, oldest first.
+
+        ``len(emulator.billed_tasks(idempotency_key=key))`` is how often a key was billed:
+        1 however many times it was replayed (0 if never billed).
+        """
+        return self._ledger.select(prompt=prompt, idempotency_key=idempotency_key)
+
+    def billed_counts(self, *, by: LedgerGrouping = "prompt") -> dict[str | None, int]:
+        """Return the number of billed tasks per prompt (``by="prompt"``) or per key.
+
+        With ``by="idempotency_key"``, creates sent without a key are counted under None.
+        """
+        return self._ledger.counts(by)
+
+    @property
+    def replayed_requests(self) -> tuple[RequestRecord, ...]:
+        """The create calls answered with an idempotent replay, oldest first."""
+        return tuple(record for record in self._requests.records if record.replayed)
 
     @property
     def request_counts(self) -> dict[str, int]:

@@ -7,7 +7,9 @@ whenever it is queried, so 10,000 tasks cost a dictionary and no timers:
 - before ``started_at``: ``pending``, progress 0, ``can_cancel: true``;
 - from ``started_at`` to ``finished_at``: ``processing``, progress rising linearly 1..99;
 - from ``finished_at``: ``completed`` (progress 100, ``results``, ``task_info:
-  {"can_cancel": false}``) or ``failed`` (``error: {code, message}``, no ``task_info``).
+  {"can_cancel": false}``), ``failed`` (``error: {code, message}``, no ``task_info``) or,
+  for a ``[[cancel]]`` prompt, ``cancelled`` (like failed, with the code
+  ``request_cancelled``; a status seen in the gateway family, not on the provider's page).
 
 A task failing for a reason blamed on the request (content policy and the like) never
 starts processing: it is pending until it fails, with progress 0, like the documented
@@ -42,17 +44,18 @@ _ID_SUFFIX_CHARS = 8
 
 
 class TaskStatus(enum.Enum):
-    """The four documented task statuses."""
+    """The four documented task statuses, and ``cancelled`` from the gateway family."""
 
     PENDING = "pending"
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def is_terminal(self) -> bool:
         """Whether the task will not change any more."""
-        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 @attrs.frozen(kw_only=True)
@@ -75,6 +78,8 @@ class TaskRecord:
     failure_progress: int
     callback_url: str | None
     estimate_factor: float
+    cancelled: bool = False
+    results_shape: str = "links"
 
     @property
     def created(self) -> int:
@@ -84,6 +89,8 @@ class TaskRecord:
     def status_at(self, now: float) -> TaskStatus:
         """Return the task's status at clock time *now*."""
         if now >= self.finished_at:
+            if self.cancelled:
+                return TaskStatus.CANCELLED
             return TaskStatus.FAILED if self.failure_code is not None else TaskStatus.COMPLETED
         if now >= self.started_at:
             return TaskStatus.PROCESSING
@@ -96,7 +103,7 @@ class TaskRecord:
             return 0
         if status is TaskStatus.COMPLETED:
             return 100
-        if status is TaskStatus.FAILED:
+        if status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
             return self.failure_progress
         fraction = (now - self.started_at) / (self.finished_at - self.started_at)
         return min(99, max(1, 1 + math.floor(98 * fraction)))
@@ -130,9 +137,14 @@ def task_body(
         "type": "image",
     }
     if status is TaskStatus.COMPLETED:
-        body["results"] = list(result_urls(record))
+        if record.results_shape == "links":
+            body["results"] = list(result_urls(record))
+        elif record.results_shape == "empty":
+            body["results"] = []
+        elif record.results_shape == "null":
+            body["results"] = None
         body["task_info"] = {"can_cancel": False}
-    elif status is TaskStatus.FAILED:
+    elif status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
         body["error"] = {"code": record.failure_code, "message": record.failure_message}
     else:
         body["task_info"] = {

@@ -1,0 +1,120 @@
+"""The idempotency ledger: which task each ``Idempotency-Key`` made, for replays.
+
+Not on the provider's page; seen in the gateway family, whose newest official client sends
+``Idempotency-Key`` (16 to 96 characters) on every paid POST. With the emulator's
+``idempotency="honour"`` (the default):
+
+- a key of another length is refused with ``400 invalid_request_error``,
+  ``param: "Idempotency-Key"``;
+- a key used within the last 24 hours (on the emulator's clock) with the same body
+  (compared as parsed JSON, so key order and spacing do not matter) answers 200 with the
+  task that key made, *as it stands now*, and the response header
+  ``idempotency-replayed: true``; nothing is billed;
+- the same key with another body is refused with ``409 idempotency_error``, naming the key's
+  task;
+- a key is remembered as soon as its task is billed, even when the reply is then lost to a
+  fault (``http_500_after_create``, ``reset_after_create``, ``html_5xx_after_create``, ...),
+  so a retry with the same key gets that task back.
+
+With ``idempotency="ignore"`` the header is not looked at and every create bills, like the
+provider's page describes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Literal
+
+import attrs
+
+from ._envelopes import ApiError
+
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "MAX_KEY_CHARS",
+    "MIN_KEY_CHARS",
+    "REPLAYED_HEADER",
+    "REPLAY_WINDOW_SECONDS",
+    "IdempotencyLedger",
+    "IdempotencyMode",
+    "KeyUse",
+    "body_fingerprint",
+    "check_key",
+    "key_conflict",
+]
+
+IdempotencyMode = Literal["honour", "ignore"]
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "idempotency-replayed"
+MIN_KEY_CHARS = 16
+MAX_KEY_CHARS = 96
+REPLAY_WINDOW_SECONDS = 86_400.0
+
+
+def body_fingerprint(body: Mapping[str, object]) -> str:
+    """Return a canonical text of a create body, equal for equal JSON objects.
+
+    >>> body_fingerprint({"b": 1, "a": "x"}) == body_fingerprint({"a": "x", "b": 1})
+    True
+    """
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def check_key(key: str) -> ApiError | None:
+    """Return the 400 refusal for a key of the wrong length, or None for a usable key."""
+    if MIN_KEY_CHARS <= len(key) <= MAX_KEY_CHARS:
+        return None
+    return ApiError(
+        status=400,
+        message=f"The {IDEMPOTENCY_HEADER} header must be {MIN_KEY_CHARS} to {MAX_KEY_CHARS} "
+        f"characters long, got {len(key)}; send a longer random value such as a UUID.",
+        type="invalid_request_error",
+        param=IDEMPOTENCY_HEADER,
+    )
+
+
+def key_conflict(key: str, task_id: str) -> ApiError:
+    """Return the 409 refusal for a key reused with a different body."""
+    return ApiError(
+        status=409,
+        message=f"The {IDEMPOTENCY_HEADER} {key!r} was already used within 24 hours with a "
+        f"different request body (it made the task {task_id!r}); send the same body to get "
+        "that task back, or use a new key for a new request.",
+        type="idempotency_error",
+        param=IDEMPOTENCY_HEADER,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class KeyUse:
+    """The first billed use of a key: the body's fingerprint, the task and the clock time."""
+
+    key: str
+    fingerprint: str
+    task_id: str
+    at: float
+
+
+class IdempotencyLedger:
+    """Keys of billed creates, each with the task it made."""
+
+    def __init__(self, *, window_seconds: float = REPLAY_WINDOW_SECONDS) -> None:
+        self._window = window_seconds
+        self._uses: dict[str, KeyUse] = {}
+
+    def lookup(self, key: str, *, now: float) -> KeyUse | None:
+        """Return the use of *key* still within the replay window at *now*, or None."""
+        use = self._uses.get(key)
+        if use is None or now - use.at >= self._window:
+            return None
+        return use
+
+    def remember(self, key: str, *, fingerprint: str, task_id: str, now: float) -> None:
+        """Record that *key* made *task_id* at *now* (replacing an expired use)."""
+        self._uses[key] = KeyUse(key=key, fingerprint=fingerprint, task_id=task_id, at=now)
+
+    @property
+    def uses(self) -> tuple[KeyUse, ...]:
+        """Every remembered key use, oldest first."""
+        return tuple(sorted(self._uses.values(), key=lambda use: use.at))
