@@ -97,10 +97,12 @@ def test_failed_task_without_error_gets_unknown_error() -> None:
             "$.progress",
             id="string-progress",
         ),
+        pytest.param({"id": None, "status": "pending"}, "$.id", id="null-id"),
+        pytest.param({"id": "task-unified-1-a", "status": None}, "$.status", id="null-status"),
         pytest.param(
-            {"id": "task-unified-1-a", "status": "completed"},
+            {"id": "task-unified-1-a", "status": "completed", "results": [None]},
             "$.results",
-            id="completed-without-results",
+            id="null-result-link",
         ),
         pytest.param(
             {"id": "task-unified-1-a", "status": "completed", "results": "http://x"},
@@ -267,10 +269,12 @@ def test_rate_limit_error_carries_retry_after() -> None:
     ],
 )
 def test_malformed_hints_are_dropped_not_fatal(hints: dict[str, object]) -> None:
-    """A task with garbled hint fields still parses; only the hints are lost."""
+    """A task with garbled hint fields still parses; only the garbled values are lost."""
     task = parse_task({"id": "task-unified-1-a", "status": "pending", **hints})
     assert task.id == "task-unified-1-a"
-    assert task.task_info is None and task.usage is None and task.created is None
+    assert task.estimated_time is None and task.created is None
+    assert task.task_info is None or task.task_info.can_cancel is None
+    assert task.usage is None
 
 
 def test_salvage_finds_only_complete_ids() -> None:
@@ -279,3 +283,180 @@ def test_salvage_finds_only_complete_ids() -> None:
         "task-unified-1757165031-uyujaw3d"
     )
     assert salvage_task_id(b'{"id": "task-unified-1757165031-uyu') is None
+
+
+PENDING: dict[str, Any] = {
+    "id": "task-unified-1757165031-uyujaw3d",
+    "status": "pending",
+    "progress": 0,
+    "created": 1757165031,
+    "model": "z-image-turbo",
+    "task_info": {"can_cancel": True, "estimated_time": 12},
+    "usage": {"billing_rule": "per_image", "credits_reserved": 2.5, "user_group": "default"},
+}
+OPTIONAL_FIELDS = ["progress", "results", "error", "created", "model", "task_info", "usage"]
+
+
+@pytest.mark.parametrize("field", OPTIONAL_FIELDS)
+def test_null_optional_field_reads_as_absent(field: str) -> None:
+    """Each optional task field sent as null parses as if it were left out."""
+    absent = {k: v for k, v in PENDING.items() if k != field}
+    assert parse_task({**PENDING, field: None}) == parse_task(absent)
+
+
+@pytest.mark.parametrize(
+    ("block", "field"),
+    [
+        pytest.param("task_info", "can_cancel", id="can_cancel"),
+        pytest.param("task_info", "estimated_time", id="estimated_time"),
+        pytest.param("usage", "billing_rule", id="billing_rule"),
+        pytest.param("usage", "credits_reserved", id="credits_reserved"),
+        pytest.param("usage", "user_group", id="user_group"),
+    ],
+)
+def test_null_hint_subfield_reads_as_absent(block: str, field: str) -> None:
+    """A null inside task_info or usage reads as absent and keeps the block's other fields."""
+    inner = {k: v for k, v in PENDING[block].items() if k != field}
+    nulled = parse_task({**PENDING, block: {**inner, field: None}})
+    assert nulled == parse_task({**PENDING, block: inner})
+    assert getattr(getattr(nulled, block), field) is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "kept"),
+    [
+        pytest.param(
+            {"task_info": {"can_cancel": True, "estimated_time": "soon"}},
+            {"task_info": {"can_cancel": True}},
+            id="bad-estimate-keeps-can-cancel",
+        ),
+        pytest.param(
+            {"task_info": {"can_cancel": "yes", "estimated_time": 3}},
+            {"task_info": {"estimated_time": 3}},
+            id="bad-can-cancel-keeps-estimate",
+        ),
+        pytest.param(
+            {"usage": {"credits_reserved": "lots", "billing_rule": "per_image"}},
+            {"usage": {"billing_rule": "per_image"}},
+            id="bad-credits-keep-rule",
+        ),
+        pytest.param(
+            {"task_info": [], "usage": {"credits_reserved": 1}, "model": "z-image-turbo"},
+            {"usage": {"credits_reserved": 1}, "model": "z-image-turbo"},
+            id="bad-block-keeps-other-blocks",
+        ),
+        pytest.param(
+            {"created": "yesterday", "model": "z-image-turbo", "usage": {"user_group": "vip"}},
+            {"model": "z-image-turbo", "usage": {"user_group": "vip"}},
+            id="bad-created-keeps-model-and-usage",
+        ),
+    ],
+)
+def test_bad_hint_drops_only_itself(
+    payload: dict[str, object], kept: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A malformed hint value is dropped with a warning; its siblings are kept."""
+    base = {"id": "task-unified-1-a", "status": "pending"}
+    assert parse_task({**base, **payload}) == parse_task({**base, **kept})
+    assert "ignored malformed hint" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "message"),
+    [
+        pytest.param("gpu on fire", "unknown_error", "gpu on fire", id="bare-string"),
+        pytest.param({"message": "it broke"}, "unknown_error", "it broke", id="no-code"),
+        pytest.param(
+            {"code": None, "message": "it broke"}, "unknown_error", "it broke", id="null-code"
+        ),
+        pytest.param(
+            {"code": True, "message": "it broke"}, "unknown_error", "it broke", id="bool-code"
+        ),
+        pytest.param(
+            {"code": {"x": 1}}, "unknown_error", "the service gave no error code", id="dict-code"
+        ),
+        pytest.param({"code": ""}, "unknown_error", "the service gave no error code", id="empty"),
+        pytest.param(42, "unknown_error", "the service gave no error code", id="number"),
+        pytest.param(
+            {"code": "service_error", "message": None}, "service_error", "", id="null-message"
+        ),
+        pytest.param(
+            {"code": "service_error", "message": ["m"]}, "service_error", "", id="list-message"
+        ),
+    ],
+)
+def test_failed_task_unusable_error_becomes_unknown_error(
+    error: object, code: str, message: str
+) -> None:
+    """A failed task whose error is not {code, message} gets a usable code; the raw value stays."""
+    task = parse_task({"id": "task-unified-1-a", "status": "failed", "error": error})
+    assert task.error is not None
+    assert (task.error.code, task.error.message) == (code, message)
+    assert task.raw_error == error
+
+
+def test_raw_error_is_not_part_of_equality_or_repr() -> None:
+    """Two snapshots that differ only in the raw error value compare equal."""
+    first = parse_task({"id": "task-unified-1-a", "status": "failed", "error": "a"})
+    second = parse_task({"id": "task-unified-1-a", "status": "failed", "error": {"message": "a"}})
+    assert first == second
+    assert "raw_error" not in repr(first)
+
+
+def test_cancelled_with_unusable_error_keeps_request_cancelled() -> None:
+    """A cancelled task with a bare-string error reads as request_cancelled with that text."""
+    task = parse_task({"id": "task-unified-1-a", "status": "cancelled", "error": "by user"})
+    assert task.error is not None
+    assert (task.error.code, task.error.message) == ("request_cancelled", "by user")
+
+
+@pytest.mark.parametrize(
+    "results",
+    [
+        pytest.param({"results": None}, id="null"),
+        pytest.param({"results": []}, id="empty"),
+        pytest.param({}, id="missing"),
+    ],
+)
+def test_completed_without_results_parses(results: dict[str, object]) -> None:
+    """A completed task without links is a valid answer (the handle decides what it means)."""
+    task = parse_task({"id": "task-unified-1-a", "status": "completed", **results})
+    assert task.status is TaskStatus.COMPLETED
+    assert task.results == ()
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.sets(st.sampled_from(OPTIONAL_FIELDS)))
+def test_any_nulls_read_as_absent(nulled: set[str]) -> None:
+    """Whatever set of optional fields is null, the task equals the one without them."""
+    with_nulls = {**PENDING, **dict.fromkeys(nulled)}
+    without = {k: v for k, v in PENDING.items() if k not in nulled}
+    assert parse_task(with_nulls) == parse_task(without)
+
+
+@given(_JSON)
+def test_failed_task_always_has_a_code(error: object) -> None:
+    """A failed task parses with a non-empty error code, whatever its error value is."""
+    task = parse_task({"id": "task-unified-1-a", "status": "failed", "error": error})
+    assert task.error is not None and task.error.code
+    assert task.raw_error is error
+
+
+@given(_JSON, _JSON)
+def test_hint_values_never_fail_a_task(estimate: object, usage: object) -> None:
+    """Any JSON in hint fields leaves a parsable task that keeps its good hint values."""
+    task = parse_task(
+        {
+            "id": "task-unified-1-a",
+            "status": "pending",
+            "task_info": {"can_cancel": False, "estimated_time": estimate},
+            "usage": usage,
+        }
+    )
+    assert task.task_info is not None and task.task_info.can_cancel is False

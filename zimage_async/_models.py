@@ -122,7 +122,14 @@ class Usage:
 
 @attrs.frozen(kw_only=True)
 class TaskErrorDetail:
-    """Why a task failed: the service's business ``code`` (kept raw) and ``message``."""
+    """Why a task failed: the service's business ``code`` (kept raw) and ``message``.
+
+    A failed task always has one. When the service sent no usable ``error`` (missing,
+    ``null``, a bare string, an object without a string or integer ``code``), ``code``
+    is ``"unknown_error"`` (``"request_cancelled"`` for a cancelled task), ``message``
+    is the bare string or the object's ``message`` if there was one, and the value as
+    sent is kept in :attr:`Task.raw_error`.
+    """
 
     code: str
     message: str = ""
@@ -132,8 +139,11 @@ class TaskErrorDetail:
 class Task:
     """A snapshot of a task as the API reported it.
 
-    Unknown fields in the reply are ignored; an unknown ``status`` is kept in
-    :attr:`raw_status` and reads as :attr:`TaskStatus.UNKNOWN`.
+    Unknown fields in the reply are ignored, and ``null`` reads as absent for every
+    field but ``id`` and ``status`` (so ``progress: null`` is 0 and ``results: null``
+    is ``()``). An unknown ``status`` is kept in :attr:`raw_status` and reads as
+    :attr:`TaskStatus.UNKNOWN`. A ``completed`` task may have no :attr:`results`: the
+    handle then raises :class:`~zimage_async.NoResultsError`.
     """
 
     id: str
@@ -145,6 +155,10 @@ class Task:
     error: TaskErrorDetail | None = None
     task_info: TaskInfo | None = None
     usage: Usage | None = None
+    #: The ``error`` field exactly as the service sent it (``None`` when absent or
+    #: ``null``), for reporting an error that was not the documented ``{code, message}``
+    #: object; :attr:`error` is the usable reading of it. Left out of ``==`` and ``repr``.
+    raw_error: object = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def status(self) -> TaskStatus:
