@@ -19,7 +19,13 @@ import attrs
 import backoff
 
 from ._download import DownloadInfo, ImageLimits, stream_image
-from ._exceptions import ImageDownloadError, ImageSizeWarning, TaskFailedError, WaitTimeoutError
+from ._exceptions import (
+    ImageDownloadError,
+    ImageSizeWarning,
+    NoResultsError,
+    TaskFailedError,
+    WaitTimeoutError,
+)
 from ._imageinfo import EXTENSIONS, size_mismatch
 from ._links import link_expiry
 from ._models import GenerationRequest, GenerationResult, Image, Task, TaskStatus
@@ -287,18 +293,29 @@ class TaskHandle:
     async def wait(self, *, timeout: float | None = DEFAULT) -> Task:
         """Poll until the task finishes; return the completed :class:`Task`.
 
-        Raises :class:`TaskFailedError` if it failed or was cancelled, and
-        :class:`WaitTimeoutError` if it is still running after *timeout* seconds
-        (default: the session's poll schedule; ``None`` waits without limit).
+        The returned task always has at least one result link. Raises
+        :class:`TaskFailedError` if it failed or was cancelled (with the ``error`` as
+        sent in ``raw_error``), :class:`NoResultsError` at once if it completed without
+        any link (the answer will not change, so it is neither retried nor polled
+        again), and :class:`WaitTimeoutError` if it is still running after *timeout*
+        seconds (default: the session's poll schedule; ``None`` waits without limit).
+        ``result()``, ``save()``, ``iter_bytes()`` and ``await handle`` raise the same.
         """
         task = await self._until_terminal(self._timeout(timeout))
         if task.status is TaskStatus.COMPLETED:
+            if not task.results:
+                raise NoResultsError(task_id=self._id, task=task)
             return task
         error = task.error
         if error is not None:
-            raise TaskFailedError(task_id=self._id, code=error.code, message=error.message)
+            raise TaskFailedError(
+                task_id=self._id, code=error.code, message=error.message, raw_error=task.raw_error
+            )
         raise TaskFailedError(
-            task_id=self._id, code="request_cancelled", message="the task was cancelled"
+            task_id=self._id,
+            code="request_cancelled",
+            message="the task was cancelled",
+            raw_error=task.raw_error,
         )
 
     async def updates(self, *, timeout: float | None = DEFAULT) -> AsyncGenerator[Task, None]:
