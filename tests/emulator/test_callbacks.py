@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp import web
 
-from zimage_async.emulator import ManualClock
+from zimage_async.emulator import FaultPlan, FaultRule, ManualClock
 
 if TYPE_CHECKING:
     from tests.emulator.conftest import Api, ApiFactory
@@ -130,3 +130,26 @@ async def test_close_cancels_pending_callbacks(api_factory: ApiFactory, receiver
     await api.emulator.close()
     assert receiver.bodies == []
     assert api.emulator.callback_attempts == ()
+
+
+async def test_callback_body_can_carry_a_null_shape(
+    api_factory: ApiFactory, receiver: Receiver
+) -> None:
+    """A null_fields rule on the callback endpoint changes the delivered body."""
+    rule = FaultRule(kind="null_fields", null_shape="error_without_code")
+    api = await api_factory(faults=FaultPlan.script("callback", [rule]))
+    created = await api.create_task(
+        prompt="a cat [[fail:service_error]]", callback_url=receiver.url
+    )
+    (body,) = await receiver.wait_for(1)
+    assert body["id"] == created["id"]
+    assert body["error"] == {"message": "The generation service failed; try again later."}
+    assert api.emulator.fault_log[0].endpoint == "callback"
+
+
+async def test_cancelled_task_is_called_back(api: Api, receiver: Receiver) -> None:
+    """A task ending cancelled is POSTed to its callback_url like a failed one."""
+    created = await api.create_task(prompt="a cat [[cancel]]", callback_url=receiver.url)
+    (body,) = await receiver.wait_for(1)
+    assert (body["id"], body["status"]) == (created["id"], "cancelled")
+    assert body["error"]["code"] == "request_cancelled"

@@ -12,7 +12,7 @@ from zimage_async.emulator import FaultPlan, FaultRule, ManualClock
 if TYPE_CHECKING:
     from tests.emulator.conftest import Api, ApiFactory, SchemaCheck
 
-TASK_STATUSES = {"pending", "processing", "completed", "failed"}
+TASK_STATUSES = {"pending", "processing", "completed", "failed", "cancelled"}
 
 
 def check_task_shape(body: dict[str, Any]) -> None:
@@ -24,7 +24,7 @@ def check_task_shape(body: dict[str, Any]) -> None:
         assert body["progress"] == 100
         assert body["results"]
         assert "estimated_time" not in body.get("task_info", {})
-    if body["status"] == "failed":
+    if body["status"] in ("failed", "cancelled"):
         assert set(body["error"]) == {"code", "message"}
         assert "results" not in body
     if body["status"] in ("pending", "processing"):
@@ -47,6 +47,8 @@ def _examples(openapi: dict[str, Any]) -> list[tuple[str, int, dict[str, Any]]]:
             for status, response in operation["responses"].items():
                 if "$ref" in response:
                     response = responses[response["$ref"].rsplit("/", 1)[1]]
+                if not status.isdigit():
+                    continue  # a range such as 5XX: proxy pages, checked on their own
                 content = response["content"]["application/json"]
                 schema = content["schema"]["$ref"].rsplit("/", 1)[1]
                 examples = [content["example"]] if "example" in content else []
@@ -158,3 +160,73 @@ async def test_unknown_status_violates_only_the_status_enum(
         validate("Task", body)
     assert list(caught.value.absolute_path) == ["status"]
     validate("Task", {**body, "status": "pending"})
+
+
+def test_proxy_replies_are_documented_as_html_or_typeless(openapi: dict[str, Any]) -> None:
+    """Both endpoints document 5XX proxy replies: an HTML page or an envelope without type."""
+    proxy = openapi["components"]["responses"]["ProxyError"]["content"]
+    assert set(proxy) == {"text/html", "application/json"}
+    assert "type" not in proxy["application/json"]["example"]["error"]
+    for path in openapi["paths"].values():
+        for operation in path.values():
+            assert operation["responses"]["5XX"] == {"$ref": "#/components/responses/ProxyError"}
+
+
+async def test_gateway_refusals_conform(api_factory: ApiFactory, validate: SchemaCheck) -> None:
+    """402, 403, 409 and the typeless 5xx envelope validate against ErrorResponse."""
+    plan = FaultPlan.script("create", ["http_402", "http_403", "typeless_5xx", "ok"])
+    api = await api_factory(faults=plan)
+    replies = [await api.create() for _ in range(3)]
+    headers = {**api.auth(), "Content-Type": "application/json", "Idempotency-Key": "k" * 20}
+    await api.create_raw(b'{"model": "z-image-turbo", "prompt": "a"}', headers=headers)
+    replies.append(
+        await api.create_raw(b'{"model": "z-image-turbo", "prompt": "b"}', headers=headers)
+    )
+    assert [reply.status for reply in replies] == [402, 403, 500, 409]
+    for reply in replies:
+        validate("ErrorResponse", reply.json())
+    for reply in (replies[0], replies[1], replies[3]):
+        check_error_shape(reply.json(), reply.status)
+
+
+async def test_cancelled_and_linkless_tasks_conform(
+    manual_api: Api, clock: ManualClock, validate: SchemaCheck
+) -> None:
+    """Cancelled tasks and completed tasks without links validate against the Task schema."""
+    prompts = ["a [[cancel]]", "a [[results:empty]]", "a [[results:null]]", "a [[results:missing]]"]
+    created = [await manual_api.create_task(prompt=prompt) for prompt in prompts]
+    clock.advance(10.0)
+    bodies = [await manual_api.task_body(task["id"]) for task in created]
+    assert [body["status"] for body in bodies] == ["cancelled"] + ["completed"] * 3
+    for body in bodies:
+        validate("Task", body)
+    check_task_shape(bodies[0])
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "absent",
+        "results",
+        "progress",
+        "task_info",
+        "usage",
+        "error",
+        "error_message",
+        "error_code",
+        "error_without_code",
+        "error_string",
+    ],
+)
+async def test_null_shapes_conform(
+    api_factory: ApiFactory, clock: ManualClock, validate: SchemaCheck, shape: str
+) -> None:
+    """Every null shape still validates against the (nullable) Task schema."""
+    rule = FaultRule(kind="null_fields", null_shape=shape)  # type: ignore[arg-type]
+    api = await api_factory(clock=clock, task_duration=1.0, faults=FaultPlan.random(rule))
+    running = await api.create_task()
+    failing = await api.create_task(prompt="a [[fail:service_error]]")
+    clock.advance(1.0)
+    bodies = [running, await api.task_body(running["id"]), await api.task_body(failing["id"])]
+    for body in bodies:
+        validate("Task", body)

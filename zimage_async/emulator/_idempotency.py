@@ -58,7 +58,17 @@ def body_fingerprint(body: Mapping[str, object]) -> str:
     >>> body_fingerprint({"b": 1, "a": "x"}) == body_fingerprint({"a": "x", "b": 1})
     True
     """
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(
+        dict(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain
+    )
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"Cannot fingerprint a {type(value).__name__}.")
 
 
 def check_key(key: str) -> ApiError | None:
