@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,52 @@ def test_a_bad_batch_file_names_the_line_and_field(text: str, message: str) -> N
     """The error says where and what, before anything could be submitted."""
     with pytest.raises(BatchFileError, match=message):
         parse_batch_text(text, name="f.jsonl")
+
+
+_FIRST_FORMAT = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE items (
+    idx INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL, request TEXT NOT NULL,
+    state TEXT NOT NULL, task_id TEXT, base_url TEXT NOT NULL, completed_at REAL,
+    paths TEXT NOT NULL DEFAULT '[]', error_code TEXT, error_message TEXT,
+    updated_at REAL NOT NULL
+);
+INSERT INTO meta VALUES ('format', 'zimage-batch-manifest/1'), ('batch_id', 'b');
+INSERT INTO items VALUES (0, 'f', '{}', 'created', 'task-1', 'http://x', NULL, '[]',
+    NULL, NULL, 0);
+"""
+
+
+def test_a_manifest_without_key_column_gains_it(tmp_path: Path) -> None:
+    """A manifest written before idempotency keys opens, keeps its rows, and stores keys."""
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(_FIRST_FORMAT)
+    manifest = Manifest.open(path, batch_id="b")
+    try:
+        assert manifest.rows()[0].task_id == "task-1"
+        assert manifest.rows()[0].idempotency_key is None
+        request = GenerationRequest(prompt="a fox")
+        manifest.record(
+            1, request, RowState.SUBMITTING, base_url="http://x", idempotency_key="k" * 20
+        )
+        assert manifest.rows()[1].idempotency_key == "k" * 20
+    finally:
+        manifest.close()
+
+
+def test_a_later_state_keeps_the_key(tmp_path: Path) -> None:
+    """Recording a new state without a key keeps the key written with ``submitting``."""
+    manifest = Manifest.open(tmp_path / "m.sqlite", batch_id="b")
+    try:
+        request = GenerationRequest(prompt="a fox")
+        manifest.record(0, request, RowState.SUBMITTING, base_url="x", idempotency_key="k" * 20)
+        manifest.record(0, request, RowState.CREATED, base_url="x", task_id="task-1")
+        row = manifest.rows()[0]
+        assert (row.state, row.task_id, row.idempotency_key) == (
+            RowState.CREATED,
+            "task-1",
+            "k" * 20,
+        )
+    finally:
+        manifest.close()

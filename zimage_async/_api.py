@@ -1,12 +1,13 @@
 """The two documented API calls, with the retry rules that keep billing honest.
 
-``create`` (``POST /v1/images/generations``) is billed and has no idempotency key, so it
-is repeated only when the service certainly made no task: a 429, a 503, a 502 in the
-API's own error envelope (the API refused before creating anything; a bare 502 from a
-proxy in front of it proves nothing), or a connection that never opened. A 500, another
-5xx, a reset, a timeout after sending or an unreadable 2xx surface as
-:class:`~zimage_async.SubmissionUncertainError`. ``get_task`` is a plain read and is
-retried on every transient fault.
+``create`` (``POST /v1/images/generations``) is billed. Every create carries an
+``Idempotency-Key`` (one per logical submission, the same on each retry). Whether a
+failed create is sent again is decided by :func:`~zimage_async._outcome.judge_create`:
+only when the service certainly made no task (a connection that never opened, the API's
+own typed 429/502/503). Anything else that may have made a task surfaces as
+:class:`~zimage_async.SubmissionUncertainError`, carrying the key so that a later
+resubmission can reuse it. ``get_task`` is a plain read and is retried on every
+transient fault.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from ._exceptions import (
     InvalidRequestError,
     MalformedResponseError,
     RateLimitError,
-    ServiceUnavailableError,
     SubmissionUncertainError,
-    UpstreamError,
     ZImageError,
 )
+from ._idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, new_key
 from ._models import GenerationRequest, Task
+from ._outcome import CreateVerdict, Stage, judge_create
 from ._parsing import parse_error, parse_json, parse_task, parse_task_reply, salvage_task_id
 from ._schedule import RetryPolicy, retry_waits
 from ._secret import Secret
@@ -79,23 +80,12 @@ class RateGate:
             await asyncio.sleep(delay + self._rng.random() * min(1.0, delay * 0.1))
 
 
-#: The envelope types with which the API itself refuses a create before making a task.
-_REFUSALS = {502: "upstream_error", 503: "service_unavailable_error"}
-
-
-def _refused_before_creating(error: APIError) -> bool:
-    """Whether a 5xx answer is the API's own refusal, which made no task.
-
-    A 502 or 503 in the API's documented envelope is a refusal: its upstream model is
-    down, or it is overloaded. The same status without the envelope comes from a proxy
-    in front of it, which may have cut off an answer after the task was made.
-    """
-    return _REFUSALS.get(error.status) == error.type
-
-
 def _create_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
-    if isinstance(exc, (RateLimitError, ServiceUnavailableError, UpstreamError)):
-        return policy.honours(exc.retry_after)
+    if isinstance(exc, APIError):
+        verdict = judge_create(
+            Stage.ANSWERED, status=exc.status, error_type=exc.type, error_code=exc.code
+        )
+        return verdict is CreateVerdict.RETRY and policy.honours(exc.retry_after)
     return isinstance(exc, APIConnectionError) and not exc.request_sent
 
 
@@ -160,14 +150,17 @@ class APIClient:
         self._create_retries = (_create_retryable, self._retrier(_create_retryable))
         self._read_retries = (_read_retryable, self._retrier(_read_retryable))
 
-    def _headers(self) -> RedactedHeaders:
-        return RedactedHeaders(
+    def _headers(self, idempotency_key: str | None = None) -> RedactedHeaders:
+        headers = RedactedHeaders(
             {
                 "Authorization": f"Bearer {self._api_key.reveal()}",
                 "Accept": "application/json",
                 "Content-Type": "application/json",
             }
         )
+        if idempotency_key is not None:
+            headers[IDEMPOTENCY_HEADER] = idempotency_key
+        return headers
 
     def _retrier(
         self, retryable: Callable[[BaseException, RetryPolicy], bool]
@@ -206,55 +199,75 @@ class APIClient:
         if isinstance(error, RateLimitError):
             self.gate.pause(error.retry_after or self._retry.wait_initial)
 
-    async def create(self, request: GenerationRequest, *, callback_url: str | None = None) -> Task:
+    async def create(
+        self,
+        request: GenerationRequest,
+        *,
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Task:
         """``POST /v1/images/generations``: create (and pay for) one task.
 
         *callback_url*, already checked by the session, is sent when the request has none.
+        *idempotency_key* (already checked) is sent on every try; a new one is made when
+        it is None.
         """
         url = f"{self._base_url}/v1/images/generations"
         fields = request.to_json()
         if callback_url is not None:
             fields.setdefault("callback_url", callback_url)
         body = json.dumps(fields, ensure_ascii=False).encode()
+        key = idempotency_key if idempotency_key is not None else new_key()
+        headers = self._headers(key)
+
+        def uncertain(cause: ZImageError, task_id: str | None = None) -> SubmissionUncertainError:
+            return SubmissionUncertainError(
+                cause, task_id=task_id, idempotency_key=key, request=request
+            )
 
         async def call(attempt: int) -> Task:
             await self.gate.wait()
             try:
                 reply = await self._transport.request(
-                    "POST",
-                    url,
-                    headers=self._headers(),
-                    body=body,
-                    max_body=MAX_API_BODY,
-                    attempt=attempt,
+                    "POST", url, headers=headers, body=body, max_body=MAX_API_BODY, attempt=attempt
                 )
             except APIConnectionError as exc:
-                if exc.request_sent:
-                    raise SubmissionUncertainError(exc) from exc
+                if judge_create(Stage.SENT if exc.request_sent else Stage.NOT_SENT) is (
+                    CreateVerdict.UNCERTAIN
+                ):
+                    raise uncertain(exc) from exc
                 raise
             except MalformedResponseError as exc:
-                raise SubmissionUncertainError(exc) from exc
+                raise uncertain(exc) from exc
             if 200 <= reply.status < 300:
                 try:
                     task = parse_task(parse_json(reply.body, status=reply.status))
                 except MalformedResponseError as exc:
-                    raise SubmissionUncertainError(
-                        exc, task_id=salvage_task_id(reply.body)
-                    ) from exc
+                    raise uncertain(exc, salvage_task_id(reply.body)) from exc
                 try:
                     validate_task_id(task.id)  # it goes into every poll's URL
                 except InvalidRequestError as exc:
-                    raise SubmissionUncertainError(
+                    raise uncertain(
                         MalformedResponseError(exc.problem, path="$.id", status=reply.status)
                     ) from None
-                logger.info("created task %s (billed)", task.id)
+                if reply.headers.get(REPLAYED_HEADER, "").strip().lower() == "true":
+                    logger.info(
+                        "the gateway replayed task %s: it was made earlier under the same "
+                        "idempotency key, and is not billed again",
+                        task.id,
+                    )
+                else:
+                    logger.info("created task %s (billed)", task.id)
                 return task
             error = parse_error(
                 reply.status, reply.headers, reply.body, method="POST", path=url, now=time.time()
             )
             self._note_rate_limit(error)
-            if error.status >= 500 and not _refused_before_creating(error):
-                raise SubmissionUncertainError(error) from error
+            verdict = judge_create(
+                Stage.ANSWERED, status=error.status, error_type=error.type, error_code=error.code
+            )
+            if verdict is CreateVerdict.UNCERTAIN:
+                raise uncertain(error) from error
             raise error
 
         return await self._with_retries(call, retries=self._create_retries, what="POST create")

@@ -32,6 +32,7 @@ from ._exceptions import (
     ZImageError,
 )
 from ._handle import TaskHandle
+from ._idempotency import new_key
 from ._manifest import Manifest, ManifestRow, RowState
 from ._models import GenerationRequest, GenerationResult, TaskStatus
 
@@ -341,8 +342,12 @@ class Batch:
         # during the pause does not leave it looking possibly billed.
         await self._session._runtime.api.gate.wait()
         self._states[index] = ItemState.SUBMITTING
-        self._record(index, RowState.SUBMITTING)
-        creating = asyncio.ensure_future(self._session.submit(request))
+        # An item sent before (refused, or uncertain and resubmitted on request) keeps
+        # its key, so a gateway that honours keys returns a task the first try made.
+        row = self._rows.get(index)
+        key = row.idempotency_key if row is not None and row.idempotency_key else new_key()
+        self._record(index, RowState.SUBMITTING, idempotency_key=key)
+        creating = asyncio.ensure_future(self._session.submit(request, idempotency_key=key))
         try:
             handle = await asyncio.shield(creating)
         except asyncio.CancelledError:

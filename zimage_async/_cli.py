@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resubmit-uncertain",
         action="store_true",
         help="submit again items whose earlier create call may have made a task whose id "
-        "is unknown (check your usage first: it may be billed twice)",
+        "is unknown, with their original idempotency key (check your usage first: a "
+        "gateway that ignores keys bills them again)",
     )
     batch.add_argument(
         "--resubmit-failed",

@@ -11,6 +11,7 @@
     │   ├── InsufficientQuotaError            402 insufficient_quota_error
     │   ├── PermissionDeniedError             403 permission_error
     │   ├── NotFoundError                     404 not_found_error
+    │   ├── ConflictError                     409 the idempotency key was used for another request
     │   ├── RateLimitError                    429 rate_limit_error
     │   ├── InternalServerError               500 internal_server_error
     │   ├── UpstreamError                     502 upstream_error
@@ -42,6 +43,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ConflictError",
     "ImageBlockedError",
     "ImageDownloadError",
     "ImageExpiredError",
@@ -177,6 +179,16 @@ class NotFoundError(APIError):
     status_code = 404
 
 
+class ConflictError(APIError):
+    """409: the create's ``Idempotency-Key`` was already used for a different request.
+
+    Nothing new was made or billed. Send the new request with a new key (the default),
+    or the original request with this key.
+    """
+
+    status_code = 409
+
+
 class RateLimitError(APIError):
     """429 ``rate_limit_error``: too many requests; retried after ``retry_after`` seconds.
 
@@ -216,6 +228,7 @@ _API_ERRORS: Mapping[int, type[APIError]] = {
         InsufficientQuotaError,
         PermissionDeniedError,
         NotFoundError,
+        ConflictError,
         RateLimitError,
         InternalServerError,
         UpstreamError,

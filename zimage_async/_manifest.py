@@ -12,6 +12,10 @@ dies here the service may have billed a task whose id we never learnt), ``uncert
 task), ``created`` (the task id is known), ``completed`` (the task finished; links
 are valid from ``completed_at``), ``saved`` (files written), ``failed`` (the task
 failed).
+
+Each row also keeps the ``Idempotency-Key`` of the item's create call, written in the
+same commit as ``submitting``, before the request is sent: a rerun that sends the item
+again (after an uncertain or refused create) sends it with the same key.
 """
 
 from __future__ import annotations
@@ -47,9 +51,14 @@ CREATE TABLE IF NOT EXISTS items (
     paths TEXT NOT NULL DEFAULT '[]',
     error_code TEXT,
     error_message TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    idempotency_key TEXT
 );
 """
+
+#: Columns added since the first format, with their declarations: an older manifest
+#: gains them when opened (their values are NULL for the rows it already holds).
+_ADDED_COLUMNS = {"idempotency_key": "TEXT"}
 
 
 class RowState(enum.Enum):
@@ -89,6 +98,8 @@ class ManifestRow:
     paths: tuple[Path, ...]
     error_code: str | None
     error_message: str | None
+    #: The key the item's create was (or is being) sent with; None in older manifests.
+    idempotency_key: str | None = None
 
 
 class Manifest:
@@ -116,6 +127,10 @@ class Manifest:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(_SCHEMA)
+            have = {row[1] for row in db.execute("PRAGMA table_info(items)")}
+            for column, declaration in _ADDED_COLUMNS.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE items ADD COLUMN {column} {declaration}")
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             if not meta:
                 with db:
@@ -158,7 +173,7 @@ class Manifest:
         found = {}
         for row in self._db.execute(
             "SELECT idx, fingerprint, request, state, task_id, base_url, completed_at, paths,"
-            " error_code, error_message FROM items"
+            " error_code, error_message, idempotency_key FROM items"
         ):
             found[row[0]] = ManifestRow(
                 index=row[0],
@@ -171,6 +186,7 @@ class Manifest:
                 paths=tuple(Path(p) for p in json.loads(row[7])),
                 error_code=row[8],
                 error_message=row[9],
+                idempotency_key=row[10],
             )
         return found
 
@@ -235,12 +251,19 @@ class Manifest:
         paths: Sequence[Path] = (),
         error_code: str | None = None,
         error_message: str | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
-        """Write the item's new state, committed and fsynced before returning."""
+        """Write the item's new state, committed and fsynced before returning.
+
+        An *idempotency_key* of None keeps the key the row already has.
+        """
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
-                "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO items (idx, fingerprint, request, state, task_id,"
+                " base_url, completed_at, paths, error_code, error_message, updated_at,"
+                " idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " COALESCE(?, (SELECT idempotency_key FROM items WHERE idx = ?)))",
                 (
                     index,
                     fingerprint(request),
@@ -253,5 +276,7 @@ class Manifest:
                     error_code,
                     error_message,
                     time.time(),
+                    idempotency_key,
+                    index,
                 ),
             )

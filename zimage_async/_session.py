@@ -15,8 +15,9 @@ import aiohttp
 from ._api import APIClient
 from ._batch import Batch, as_path, check_requests
 from ._download import ImageLimits
-from ._exceptions import InvalidRequestError
+from ._exceptions import InvalidRequestError, SubmissionUncertainError
 from ._handle import DEFAULT, Runtime, TaskHandle
+from ._idempotency import validate_idempotency_key
 from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task
 from ._schedule import PollSchedule, RetryPolicy
@@ -289,6 +290,7 @@ class Session:
         seed: int | None = None,
         nsfw_check: bool | None = None,
         callback_url: str | None = None,
+        idempotency_key: str | None = None,
     ) -> TaskHandle:
         """Create a generation task (billed) and return its :class:`TaskHandle`.
 
@@ -296,12 +298,21 @@ class Session:
         validated first (:class:`InvalidRequestError`, nothing sent). The create call is
         retried only when the service certainly made no task; when that is unknown,
         :class:`SubmissionUncertainError` is raised instead of paying twice.
+
+        Each call sends an ``Idempotency-Key`` header, the same on every retry; pass
+        *idempotency_key* (16-96 letters, digits and ``. _ : -``) to choose it, e.g. an id
+        from your own database, so that a repeated submission of the same work returns
+        the task the key already made wherever the gateway honours keys.
         """
         request = self._request(
             prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
         )
+        if idempotency_key is not None:
+            idempotency_key = validate_idempotency_key(idempotency_key)
         self._check_open()
-        task = await self._runtime.api.create(request, callback_url=self._callback_url)
+        task = await self._runtime.api.create(
+            request, callback_url=self._callback_url, idempotency_key=idempotency_key
+        )
         expects = request.callback_url is not None or self._callback_url is not None
         return TaskHandle(self._runtime, task.id, task, request, expects_callback=expects)
 
@@ -314,15 +325,47 @@ class Session:
         nsfw_check: bool | None = None,
         callback_url: str | None = None,
         timeout: float | None = DEFAULT,
+        idempotency_key: str | None = None,
     ) -> GenerationResult:
         """Submit, wait and download in one call: ``await zs.generate("a cat")``.
 
         Equivalent to ``await (await zs.submit(...)).result(timeout=timeout)``.
         """
         handle = await self.submit(
-            prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
+            prompt,
+            size=size,
+            seed=seed,
+            nsfw_check=nsfw_check,
+            callback_url=callback_url,
+            idempotency_key=idempotency_key,
         )
         return await handle.result(timeout=timeout)
+
+    async def resubmit(self, error: SubmissionUncertainError) -> TaskHandle:
+        """Send an uncertain create again, with its original ``Idempotency-Key``.
+
+        Where the gateway honours keys, this returns the task the first attempt made
+        (if it made one) instead of billing a second; where it ignores them, it is a new
+        billed task, so check your usage first. When the error names a task id, that task
+        is resumed instead and nothing is sent::
+
+            try:
+                handle = await zs.submit("a fox")
+            except SubmissionUncertainError as exc:
+                handle = await zs.resubmit(exc)
+
+        .. versionadded:: 0.1.0
+        """
+        if error.task_id is not None:
+            return self.task(error.task_id)
+        if not isinstance(error.request, GenerationRequest) or error.idempotency_key is None:
+            raise InvalidRequestError(
+                "error",
+                "a SubmissionUncertainError raised by Session.submit, which carries its "
+                "request and idempotency key",
+                "this one has no request or key to send again",
+            )
+        return await self.submit(error.request, idempotency_key=error.idempotency_key)
 
     def generate_many(
         self,
@@ -362,7 +405,8 @@ class Session:
         create call ended ambiguously with no task id is reported as
         :class:`SubmissionUncertainError` and not resubmitted unless
         *resubmit_uncertain*; an item whose task failed is reported again unless
-        *resubmit_failed*.
+        *resubmit_failed*. Each item's ``Idempotency-Key`` is in the manifest before its
+        create is sent, and an item sent again (refused earlier, or resubmitted) reuses it.
 
         .. versionadded:: 0.1.0
         """

@@ -1,0 +1,53 @@
+"""Idempotency keys for the billed create call.
+
+The provider's page documents no idempotency key, but the gateway family's newest
+official client sends ``Idempotency-Key`` (16-96 characters) on every paid POST and
+the gateway answers a repeated key with the task it already made (marked
+``idempotency-replayed: true``). Sending one costs nothing where it is ignored, and
+where it is honoured it turns every uncertain create into a safe one: the SDK sends
+one key per logical submission, the same on each retry and on any later resubmission.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from ._exceptions import InvalidRequestError
+
+__all__ = ["IDEMPOTENCY_HEADER", "REPLAYED_HEADER", "new_key", "validate_idempotency_key"]
+
+#: The request header that carries the key.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: The response header with which the gateway says it returned an earlier task.
+REPLAYED_HEADER = "idempotency-replayed"
+
+_KEY = re.compile(r"[A-Za-z0-9._:-]{16,96}")
+_RULE = "16 to 96 characters, each a letter, digit or one of . _ : -"
+
+
+def new_key() -> str:
+    """Return a fresh key: unique across processes and machines (a random UUID).
+
+    >>> len(new_key())
+    39
+    """
+    return f"zimage-{uuid.uuid4().hex}"
+
+
+def validate_idempotency_key(key: object) -> str:
+    """Return *key* if it is a usable idempotency key; else raise naming the rule.
+
+    >>> validate_idempotency_key("order-4711-image-0001")
+    'order-4711-image-0001'
+    """
+    if not isinstance(key, str):
+        raise InvalidRequestError("idempotency_key", _RULE, f"got a {type(key).__name__}")
+    if not _KEY.fullmatch(key):
+        problem = (
+            f"it has {len(key)} characters"
+            if not 16 <= len(key) <= 96
+            else "it has a character outside that set"
+        )
+        raise InvalidRequestError("idempotency_key", _RULE, problem)
+    return key

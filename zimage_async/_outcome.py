@@ -1,0 +1,114 @@
+"""The create call's outcome policy: one pure function over what the answer was.
+
+The create call (``POST /v1/images/generations``) is billed. Whether a failed one may be
+sent again depends on whether the service could have made a task. :func:`judge_create`
+decides that from the transport stage, the HTTP status and the error envelope's
+``type`` and ``code``, and nothing else, so the table in the docs (``protocol.md``,
+"What a failed create means") is tested row by row against it.
+
+The rules, most specific first:
+
+* The request never left (the connection did not open): no task; retry.
+* The request left but no complete answer came (reset, timeout, stall): uncertain.
+* A 2xx is a task (an unreadable one is uncertain; the caller salvages the id).
+* A redirect (not followed) says the request was not handled here: refused; except
+  303 See Other, the answer a server gives *after* handling a POST: uncertain.
+* Anything that is not the API's own typed envelope (an HTML page from a proxy, text,
+  an empty body, JSON without ``error.type``) is never a certain refusal: uncertain.
+* An envelope ``code`` from the gateway's admission checks (quota, balance, key and
+  account codes) is a refusal before charging, whatever the status: refused.
+* 429 ``rate_limit_error``, 502 ``upstream_error`` and 503 ``service_unavailable_error``
+  in the API's own envelope are refusals before creating: retry (with the same key).
+* 500 and every other 5xx: uncertain, as the provider's page says of the 500.
+* Every other typed 4xx (400, 401, 402, 403, 404, 409 ...): refused.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["PRE_CHARGE_REFUSALS", "CreateVerdict", "Stage", "judge_create"]
+
+
+class Stage(enum.Enum):
+    """How far one create request got."""
+
+    #: The connection never opened: the request certainly did not leave this process.
+    NOT_SENT = "not sent"
+    #: The request was written, but no complete answer came back.
+    SENT = "sent"
+    #: A complete HTTP answer came back.
+    ANSWERED = "answered"
+
+
+class CreateVerdict(enum.Enum):
+    """What a create request's outcome means for the task and for sending it again."""
+
+    #: A task was made and its id is known.
+    CREATED = "created"
+    #: Certainly no task; sending again (with the same idempotency key) may succeed.
+    RETRY = "retry"
+    #: Certainly no task; sending the same request again cannot help.
+    REFUSED = "refused"
+    #: A task may have been made and billed; never sent again automatically.
+    UNCERTAIN = "uncertain"
+
+
+#: Envelope codes of the gateway's admission checks, which refuse before charging.
+PRE_CHARGE_REFUSALS = frozenset(
+    {
+        "insufficient_quota",
+        "quota_not_enough",
+        "insufficient_balance",
+        "key_disabled",
+        "key_expired",
+        "key_model_not_allowed",
+        "user_disabled",
+    }
+)
+
+#: The API's own refusals-before-creating that waiting can cure, by status.
+_RETRYABLE_REFUSALS = {
+    429: "rate_limit_error",
+    502: "upstream_error",
+    503: "service_unavailable_error",
+}
+
+
+def judge_create(
+    stage: Stage,
+    *,
+    status: int | None = None,
+    error_type: str | None = None,
+    error_code: int | str | None = None,
+) -> CreateVerdict:
+    """Return what a create request's outcome means.
+
+    *status*, *error_type* and *error_code* describe a complete answer (the envelope's
+    ``error.type`` and ``error.code``, ``None`` when absent or not the documented
+    envelope); they are ignored for the other stages.
+
+    >>> judge_create(Stage.ANSWERED, status=520).value
+    'uncertain'
+    >>> judge_create(Stage.ANSWERED, status=503, error_type="service_unavailable_error").value
+    'retry'
+    >>> judge_create(Stage.ANSWERED, status=429, error_type="x", error_code="insufficient_quota")
+    <CreateVerdict.REFUSED: 'refused'>
+    """
+    if stage is Stage.NOT_SENT:
+        return CreateVerdict.RETRY
+    if stage is Stage.SENT or status is None:
+        return CreateVerdict.UNCERTAIN
+    if 200 <= status < 300:
+        return CreateVerdict.CREATED
+    if 300 <= status < 400:
+        return CreateVerdict.UNCERTAIN if status == 303 else CreateVerdict.REFUSED
+    if not error_type:
+        return CreateVerdict.UNCERTAIN
+    if isinstance(error_code, str) and error_code in PRE_CHARGE_REFUSALS:
+        return CreateVerdict.REFUSED
+    if _RETRYABLE_REFUSALS.get(status) == error_type:
+        return CreateVerdict.RETRY
+    if not 400 <= status < 500:
+        return CreateVerdict.UNCERTAIN
+    return CreateVerdict.REFUSED
