@@ -17,7 +17,7 @@ from zimage_async._imageinfo import (
     image_dimensions,
     sniff_content_type,
 )
-from zimage_async._links import link_expiry, refusal_is_block
+from zimage_async._links import block_evidence, link_expiry
 from zimage_async._secret import Secret
 
 
@@ -123,7 +123,7 @@ def test_refusal_is_told_apart_from_expiry(
     body: bytes, stated: float | None, blocked: bool
 ) -> None:
     """A 403 is a block when it says Cloudflare/1010 or comes before the link's own expiry."""
-    assert refusal_is_block(body, stated, now=100.0) is blocked
+    assert (block_evidence(body, stated, now=100.0) is not None) is blocked
 
 
 def test_secret_never_prints() -> None:

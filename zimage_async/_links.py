@@ -5,7 +5,7 @@ an ``expires`` / ``Expires`` / ``exp`` query parameter holding a Unix time, or t
 ``X-Amz-Date`` + ``X-Amz-Expires`` pair of presigned URLs. The earlier of the two wins.
 
 A host that refuses a link (403) may mean it expired, or may be blocking this client:
-:func:`refusal_is_block` tells the two apart.
+:func:`block_evidence` tells the two apart.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 import time
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["LINK_TTL", "REFUSAL_SAMPLE_BYTES", "link_expiry", "refusal_is_block"]
+__all__ = ["LINK_TTL", "REFUSAL_SAMPLE_BYTES", "block_evidence", "link_expiry"]
 
 #: How long the service keeps image links valid after completion, in seconds.
 LINK_TTL = 24 * 60 * 60.0
@@ -56,7 +56,7 @@ def link_expiry(url: str) -> float | None:
     return None
 
 
-#: How much of a refusal's body :func:`refusal_is_block` looks at.
+#: How much of a refusal's body :func:`block_evidence` looks at.
 REFUSAL_SAMPLE_BYTES = 4096
 _BLOCK_SIGNS = re.compile(
     rb"cloudflare|\b(?:error|code)\W{0,16}10[0-2]\d\b|browser.{0,3}s signature|bot protection",
@@ -65,26 +65,27 @@ _BLOCK_SIGNS = re.compile(
 _EXPIRY_SIGNS = re.compile(rb"expired", re.IGNORECASE)
 
 
-def refusal_is_block(body: bytes, stated_expiry: float | None, *, now: float) -> bool:
-    """Return whether a 403 from the image host is a block of this client, not expiry.
+def block_evidence(body: bytes, stated_expiry: float | None, *, now: float) -> str | None:
+    """Say why a 403 from the image host looks like a block of this client, else ``None``.
 
     A block when the answer is a Cloudflare page (error 1010 bans a client by its
-    browser signature, that is its ``User-Agent``; 1012 and 1020 are other access
-    rules), whatever the link's age. Otherwise a block when the link states its own
-    expiry (*stated_expiry*, from :func:`link_expiry`) and that is still ahead of *now*,
-    unless the host itself says the link expired (clocks disagree). A link that states
-    no expiry and a plain refusal: expired, as the 24-hour lifetime may well be over.
+    browser signature, that is its ``User-Agent``; other codes are other access rules),
+    whatever the link's age. Otherwise a block when the link states its own expiry
+    (*stated_expiry*, from :func:`link_expiry`) and that is still ahead of *now*, unless
+    the host itself says the link expired (then the clocks disagree). ``None`` (expiry)
+    for a plain refusal of a link that states no expiry: its 24 hours may well be over.
 
-    >>> refusal_is_block(b"error code: 1010", None, now=0.0)
+    >>> block_evidence(b"error code: 1010", None, now=0.0)
+    'the answer is a Cloudflare access-denied page'
+    >>> block_evidence(b"<Code>AccessDenied</Code>", None, now=0.0) is None
     True
-    >>> refusal_is_block(b"<Code>AccessDenied</Code>", None, now=0.0)
-    False
-    >>> refusal_is_block(b"<Code>AccessDenied</Code>", 60.0, now=0.0)
-    True
+    >>> block_evidence(b"<Code>AccessDenied</Code>", 86400.0, now=0.0)
+    'the link states it is valid until 1970-01-02 00:00:00 UTC'
     """
     sample = body[:REFUSAL_SAMPLE_BYTES]
     if _BLOCK_SIGNS.search(sample):
-        return True
-    if stated_expiry is None or now >= stated_expiry:
-        return False
-    return _EXPIRY_SIGNS.search(sample) is None
+        return "the answer is a Cloudflare access-denied page"
+    if stated_expiry is None or now >= stated_expiry or _EXPIRY_SIGNS.search(sample):
+        return None
+    until = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(stated_expiry))
+    return f"the link states it is valid until {until} UTC"
