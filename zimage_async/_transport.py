@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import platform
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -25,11 +24,9 @@ __all__ = ["DEFAULT_USER_AGENT", "ImageStream", "Reply", "Transport", "redact_ur
 
 logger = logging.getLogger("zimage_async")
 
-USER_AGENT = (
-    f"zimage-async/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
-)
-#: The image host's default ``User-Agent``: a product token, never one that looks like a
-#: script (CDNs in front of the file host block those, Cloudflare error 1010).
+#: The default ``User-Agent`` of every request: a plain product token. Nothing that looks
+#: like a script (``python``, ``aiohttp``): CDNs in front of the file host, and of the
+#: gateway, block those (Cloudflare error 1010).
 DEFAULT_USER_AGENT = f"zimage-async/{__version__}"
 
 
@@ -156,13 +153,24 @@ class ImageStream:
         if failure is not None:
             raise failure
 
+    async def sample(self, limit: int) -> bytes:
+        """Return the first *limit* bytes of the body, or fewer if it is shorter.
+
+        For reading an error page as evidence: a body that fails to arrive is ``b""``.
+        """
+        try:
+            return (await _read_capped(self._response.content, limit))[:limit]
+        except _CAUGHT:
+            return b""
+
 
 class Transport:
     """Sends HTTP requests over one ``aiohttp.ClientSession``, owned or borrowed.
 
     A session passed in by the caller is used as is and never closed here; otherwise
     :meth:`open` creates one with a connection pool of *max_connections* and
-    :meth:`close` closes it.
+    :meth:`close` closes it. Every request sends *user_agent*, also over a borrowed
+    session (whose own default, ``Python/... aiohttp/...``, looks like a script).
     """
 
     def __init__(
@@ -176,7 +184,7 @@ class Transport:
         user_agent: str = DEFAULT_USER_AGENT,
     ) -> None:
         self._borrowed = http_session
-        #: The ``User-Agent`` sent to the image host (a plain product token by default).
+        #: The ``User-Agent`` of every request (a plain product token by default).
         self.user_agent = user_agent
         self._own: aiohttp.ClientSession | None = None
         self._max_connections = max_connections
@@ -195,7 +203,7 @@ class Transport:
         if self._borrowed is None and self._own is None:
             self._own = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
-                headers={"User-Agent": USER_AGENT},
+                headers={"User-Agent": self.user_agent},
                 auto_decompress=True,
                 trust_env=False,
             )
@@ -226,10 +234,13 @@ class Transport:
         """Send one request and read the whole answer (at most *max_body* bytes).
 
         Redirects are not followed: API answers come from the API's origin, so the
-        ``Authorization`` header never travels anywhere else.
+        ``Authorization`` header never travels anywhere else. ``User-Agent`` is this
+        transport's unless *headers* set one.
         """
         started = time.perf_counter()
         status: int | str = "error"
+        if self._borrowed is not None and "User-Agent" not in headers:
+            headers = RedactedHeaders({"User-Agent": self.user_agent, **headers})
         try:
             async with self._http.request(
                 method,
@@ -264,9 +275,15 @@ class Transport:
 
     @asynccontextmanager
     async def stream(self, url: str, *, headers: Mapping[str, str]) -> AsyncIterator[ImageStream]:
-        """Open a GET for streaming; no ``Authorization`` is ever sent with it."""
+        """Open a GET for streaming; no ``Authorization`` is ever sent with it.
+
+        The ``User-Agent`` is always this transport's, never a borrowed session's.
+        """
         label = redact_url(url)
-        clean = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        clean = {
+            k: v for k, v in headers.items() if k.lower() not in ("authorization", "user-agent")
+        }
+        clean["User-Agent"] = self.user_agent
         # Identity encoding: lengths and Range offsets then count the image's own bytes.
         clean["Accept-Encoding"] = "identity"
         started = time.perf_counter()
