@@ -2,10 +2,16 @@
 
 :func:`stream_image` yields the body chunk by chunk, never holding the whole image. It
 checks, before the first byte reaches the caller, that the bytes are PNG, JPEG or WebP
-and agree with the declared type, and, at the end, that the length matches what the
-server announced. A body cut short is fetched again from where it stopped
-(``Range: bytes=N-``; if the host ignores ranges, the bytes already delivered are
-skipped), so a truncated image is never returned.
+and agree with the declared type; as they stream, that they follow the format's own
+framing (:class:`~zimage_async._imageinfo.ImageFraming`), with no byte after the image's
+end; and, at the end, that the image is complete by its framing and the length matches
+what the server announced. A body cut short, even one that ends cleanly without any
+announced length, is fetched again from where it stopped (``Range: bytes=N-``; if the
+host ignores ranges, the bytes already delivered are skipped), so a truncated image is
+never returned.
+
+A 403 is told apart: expiry (:class:`ImageExpiredError`, as for 404 and 410) or a block
+of this client (:class:`ImageBlockedError`), by :func:`~zimage_async._links.block_evidence`.
 """
 
 from __future__ import annotations
@@ -21,11 +27,19 @@ import attrs
 
 from ._exceptions import (
     APIConnectionError,
+    ImageBlockedError,
     ImageDownloadError,
     ImageExpiredError,
     MalformedResponseError,
 )
-from ._imageinfo import SNIFF_BYTES, check_declared_type, image_dimensions, sniff_content_type
+from ._imageinfo import (
+    SNIFF_BYTES,
+    ImageFraming,
+    check_declared_type,
+    image_dimensions,
+    sniff_content_type,
+)
+from ._links import REFUSAL_SAMPLE_BYTES, block_evidence, link_expiry
 from ._parsing import parse_retry_after
 from ._schedule import RetryPolicy
 from ._transport import Transport, redact_url
@@ -82,6 +96,19 @@ class _Where:
             reason, url=self.url, task_id=self.task_id, index=self.index, expired_at=expires_at
         )
 
+    def blocked(
+        self, evidence: str, user_agent: str, expires_at: float | None
+    ) -> ImageBlockedError:
+        reason = (
+            f"the image host refused the link (403) although {evidence}: this looks like a "
+            "block of this client, not expiry (bot protection such as Cloudflare error 1010 "
+            f"refuses User-Agents that look like scripts). The request sent User-Agent "
+            f"{user_agent!r}; set another with Session(user_agent=...)"
+        )
+        return ImageBlockedError(
+            reason, url=self.url, task_id=self.task_id, index=self.index, expires_at=expires_at
+        )
+
     def transient(self, reason: str, retry_after: float | None = None) -> _Retryable:
         error = _Retryable(reason, url=self.url, task_id=self.task_id, index=self.index)
         error.retry_after = retry_after
@@ -103,8 +130,11 @@ async def stream_image(
     """Yield the verified bytes of the image at *url*, retrying transient faults.
 
     Raises :class:`ImageExpiredError` without a request when *expires_at* (a Unix time)
-    has passed, or when the host answers 403, 404 or 410; :class:`ImageDownloadError`
-    for anything else that cannot be fixed by asking again.
+    has passed, or when the host answers 404, 410 or a 403 that looks like expiry;
+    :class:`ImageBlockedError` for a 403 that looks like a block of this client;
+    :class:`ImageDownloadError` for anything else that cannot be fixed by asking again,
+    including an image that is not complete by its own framing or that has bytes after
+    its end.
     """
     label = redact_url(url)
     where = _Where(label, task_id, index)
@@ -115,6 +145,7 @@ async def stream_image(
             expires_at,
         )
     total: int | None = None
+    framing: ImageFraming | None = None
     attempt = 0
     while True:
         attempt += 1
@@ -122,6 +153,12 @@ async def stream_image(
             headers = {"Range": f"bytes={info.size}-"} if info.size else {}
             async with transport.stream(url, headers=headers) as response:
                 status = response.status
+                if status == 403:
+                    body = await response.sample(REFUSAL_SAMPLE_BYTES)
+                    stated = link_expiry(url)
+                    evidence = block_evidence(body, stated, now=time.time())
+                    if evidence is not None:
+                        raise where.blocked(evidence, transport.user_agent, stated)
                 if status in (403, 404, 410):
                     raise where.expired(
                         f"the image host answered {status}: the link has expired or is gone",
@@ -132,6 +169,11 @@ async def stream_image(
                         response.headers.get("Retry-After"), None, now=time.time()
                     )
                     raise where.transient(f"the image host answered {status}", retry_after)
+                if status == 416 and framing is not None:
+                    raise where.fail(
+                        f"the image host's copy is incomplete: it has no bytes after the "
+                        f"{info.size} sent (it answered 416), but {framing.missing()}"
+                    )
                 if status not in (200, 206):
                     raise where.fail(f"the image host answered {status}")
                 skip, announced = _plan(
@@ -157,27 +199,44 @@ async def stream_image(
                         skip -= dropped
                         if not chunk:
                             continue
-                    if info.content_type is None:
+                    if framing is None:
                         pending += chunk
                         if len(pending) < SNIFF_BYTES:
                             continue
                         chunk, pending = pending, b""
-                        _verify_head(chunk, response.headers.get("Content-Type"), info, where)
+                        framing = _verify_head(
+                            chunk, response.headers.get("Content-Type"), info, where
+                        )
                     info.size += len(chunk)
                     if info.size > limits.max_bytes:
                         raise where.fail(f"the image exceeds the {limits.max_bytes}-byte limit")
                     if len(info.head) < _HEAD_KEEP:
                         info.head += chunk[: _HEAD_KEEP - len(info.head)]
+                    framing.feed(chunk)
+                    if framing.excess or framing.problem is not None:
+                        raise _malformed(framing, where)
                     yield chunk
                 if pending:  # a body shorter than the sniffing window
-                    _verify_head(pending, response.headers.get("Content-Type"), info, where)
+                    framing = _verify_head(
+                        pending, response.headers.get("Content-Type"), info, where
+                    )
                     info.size += len(pending)
                     info.head += pending
+                    framing.feed(pending)
+                    if framing.excess or framing.problem is not None:
+                        raise _malformed(framing, where)
                     yield pending
             if total is not None and info.size < total:
                 raise where.transient(f"the body was cut short ({info.size} of {total} bytes)")
-            if info.content_type is None:
+            if framing is None:
                 raise where.fail("the image host sent an empty body")
+            if not framing.complete:
+                if total is not None:
+                    raise where.fail(
+                        f"the image host's copy is incomplete: it sent the {total} bytes it "
+                        f"announced, but {framing.missing()}"
+                    )
+                raise where.transient(f"the body ended early: {framing.missing()}")
             return
         except MalformedResponseError as exc:
             raise where.fail(str(exc)) from exc
@@ -215,7 +274,18 @@ def _plan(
     return delivered, content_length
 
 
-def _verify_head(head: bytes, declared: str | None, info: DownloadInfo, where: _Where) -> None:
+def _malformed(framing: ImageFraming, where: _Where) -> ImageDownloadError:
+    if framing.problem is not None:
+        return where.fail(f"the body is not a well-formed image: {framing.problem}")
+    return where.fail(
+        f"the body goes on after the image's end (byte {framing.end}, by its own framing); "
+        "bytes after an image are not part of it"
+    )
+
+
+def _verify_head(
+    head: bytes, declared: str | None, info: DownloadInfo, where: _Where
+) -> ImageFraming:
     sniffed = sniff_content_type(head)
     if sniffed is None:
         looks = "an HTML page" if head.lstrip()[:1] == b"<" else "not an image"
@@ -226,3 +296,4 @@ def _verify_head(head: bytes, declared: str | None, info: DownloadInfo, where: _
     if problem is not None:
         raise where.fail(problem)
     info.content_type = sniffed
+    return ImageFraming(sniffed)
