@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from zimage_async.emulator import Emulator, main, serve
+from zimage_async.emulator._cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,3 +99,18 @@ async def test_serve_runs_until_the_stop_event(session: aiohttp.ClientSession) -
 def test_main_refuses_a_public_host() -> None:
     """main() exits with status 2 and a message for a non-loopback --host."""
     assert main(["--host", "0.0.0.0", "--port", "0"]) == 2  # noqa: S104 - refused
+
+
+def test_parser_takes_the_gateway_family_options() -> None:
+    """The command line offers --idempotency, --image-framing and --block-script-user-agents."""
+    args = build_parser().parse_args(
+        ["--idempotency", "ignore", "--image-framing", "close", "--block-script-user-agents"]
+    )
+    assert (args.idempotency, args.image_framing, args.block_script_user_agents) == (
+        "ignore",
+        "close",
+        True,
+    )
+    defaults = build_parser().parse_args([])
+    assert (defaults.idempotency, defaults.image_framing) == ("honour", "length")
+    assert defaults.block_script_user_agents is False

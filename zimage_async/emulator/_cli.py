@@ -91,6 +91,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-padding-bytes", type=int, default=0)
     parser.add_argument("--callback-mode", choices=("strict", "permissive"), default="strict")
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible runs")
+    parser.add_argument(
+        "--idempotency",
+        choices=("honour", "ignore"),
+        default="honour",
+        help="honour Idempotency-Key headers (replays, 409 on a changed body) or ignore them",
+    )
+    parser.add_argument(
+        "--image-framing",
+        choices=("length", "chunked", "close"),
+        default="length",
+        help="how image bodies end: Content-Length, chunked, or the connection's close",
+    )
+    parser.add_argument(
+        "--block-script-user-agents",
+        action="store_true",
+        help="answer Cloudflare-style 403 (error 1010) to script-like User-Agents on images",
+    )
     return parser
 
 
@@ -112,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             image_padding_bytes=args.image_padding_bytes,
             callback_mode=args.callback_mode,
             seed=args.seed,
+            idempotency=args.idempotency,
+            image_framing=args.image_framing,
+            block_script_user_agents=args.block_script_user_agents,
         )
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
