@@ -233,7 +233,11 @@ async def test_expired_links_of_an_earlier_run_are_reported(
 async def test_an_uncertain_item_is_not_resubmitted_without_permission(
     zs: Session, emulator: Emulator, tmp_path: Path
 ) -> None:
-    """A create that may have billed is reported; resubmit_uncertain submits it once."""
+    """A create that may have billed is reported; resubmit_uncertain resends it with its key.
+
+    The emulator honours idempotency keys, so the resubmission returns the task the first
+    create made instead of billing a second one.
+    """
     emulator.faults = FaultPlan.script("create", ["reset_after_create"])
     manifest = tmp_path / "m.sqlite"
     (first,) = await _collect(zs, ["maybe"], manifest=manifest)
@@ -243,7 +247,8 @@ async def test_an_uncertain_item_is_not_resubmitted_without_permission(
     assert len(emulator.ledger) == 1
     (third,) = await _collect(zs, ["maybe"], manifest=manifest, resubmit_uncertain=True)
     assert third.ok
-    assert len(emulator.ledger) == 2
+    assert third.task_id == emulator.ledger[0].task_id
+    assert len(emulator.ledger) == 1
 
 
 async def test_a_garbled_create_that_names_its_task_is_resumed_not_resubmitted(

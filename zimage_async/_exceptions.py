@@ -418,7 +418,8 @@ class ImageExpiredError(ImageDownloadError):
     """The image link has expired (links live 24 hours), so the bytes are gone.
 
     Raised without a request once the handle knows the link is past its expiry, and
-    when the image host answers 403, 404 or 410. ``expired_at`` is the known expiry as
+    when the image host answers 404, 410, or a 403 that does not look like a block of
+    this client (see :class:`ImageBlockedError`). ``expired_at`` is the known expiry as
     a Unix time, if any.
     """
 

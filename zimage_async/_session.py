@@ -99,8 +99,9 @@ class Session:
     * ``link_ttl``: seconds image links live after completion (24 h).
     * ``max_image_bytes``: the largest image accepted.
     * ``seed``: seeds the jitter of schedules, for reproducible runs.
-    * ``user_agent``: the ``User-Agent`` sent to the image host (default
-      ``zimage-async/<version>``); CDNs in front of it may block script-like ones.
+    * ``user_agent``: the ``User-Agent`` sent with every request (default
+      ``zimage-async/<version>``); CDNs in front of the image host block script-like
+      ones (:class:`ImageBlockedError`).
     * ``callbacks``: a :class:`CallbackReceiver` that your server runs, and
       ``callback_url``: the public HTTPS URL it is reachable at. :meth:`submit` then
       sends ``callback_url`` with every task, and awaiting a handle finishes as soon as
