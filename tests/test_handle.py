@@ -12,6 +12,7 @@ import pytest
 from PIL import Image as PILImage
 
 from zimage_async import (
+    NoResultsError,
     PollSchedule,
     Session,
     TaskFailedError,
@@ -19,7 +20,7 @@ from zimage_async import (
     TaskStatus,
     WaitTimeoutError,
 )
-from zimage_async.emulator import Emulator
+from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
 from .conftest import FAST_RETRY
 
@@ -212,3 +213,48 @@ async def test_unknown_status_keeps_polling(
     result = await zs.generate("forward compatible [[duration:0.5]]")
     assert result.task.status is TaskStatus.COMPLETED
     assert "unknown status 'queued'" in caplog.text
+
+
+@pytest.mark.parametrize("shape", ["null", "empty", "missing"])
+async def test_completed_without_links_raises_no_results(
+    zs: Session, emulator: Emulator, shape: str
+) -> None:
+    """A task that completes without links raises NoResultsError, and no poll follows it."""
+    handle = await zs.submit(f"a cat [[results:{shape}]]")
+    with pytest.raises(NoResultsError) as info:
+        await handle
+    assert info.value.task_id == handle.id
+    assert handle.status is TaskStatus.COMPLETED
+    polls = emulator.request_counts["task"]
+    with pytest.raises(NoResultsError):
+        await handle.save()
+    assert emulator.request_counts["task"] == polls
+    assert emulator.request_counts.get("image", 0) == 0
+
+
+async def test_cancelled_task_raises_request_cancelled(zs: Session) -> None:
+    """A task the service cancels ends the wait with TaskFailedError request_cancelled."""
+    handle = await zs.submit("a cat [[cancel]]")
+    with pytest.raises(TaskFailedError) as info:
+        await handle
+    assert info.value.code == "request_cancelled"
+    assert handle.status is TaskStatus.CANCELLED
+
+
+async def test_null_fields_on_every_poll_still_complete(zs: Session, emulator: Emulator) -> None:
+    """Every optional field sent as null on every reply still ends in the image."""
+    emulator.faults = FaultPlan.random(FaultRule(kind="null_fields", null_shape="absent"))
+    result = await zs.generate("a cat")
+    assert result.image.data == await emulator.image_bytes(result.task.id)
+
+
+async def test_error_as_string_keeps_raw_error(zs: Session, emulator: Emulator) -> None:
+    """A failed task whose error is a bare string raises unknown_error with the raw value."""
+    emulator.faults = FaultPlan.script(
+        "task", [FaultRule(kind="null_fields", null_shape="error_string")]
+    )
+    with pytest.raises(TaskFailedError) as info:
+        await zs.generate("a cat [[fail:service_error]]")
+    assert info.value.code == "unknown_error"
+    assert isinstance(info.value.raw_error, str)
+    assert info.value.message == info.value.raw_error
