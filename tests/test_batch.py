@@ -16,6 +16,7 @@ from zimage_async import (
     ImageExpiredError,
     InvalidRequestError,
     ManifestError,
+    NoResultsError,
     Session,
     SubmissionUncertainError,
     TaskFailedError,
@@ -299,4 +300,21 @@ async def test_a_create_under_way_when_cancelled_is_recorded_and_resumed(
     assert state() is RowState.CREATED
     (item,) = await _collect(zs, ["slow create"], manifest=path)
     assert item.ok and item.resumed
+    assert len(emulator.ledger) == 1
+
+
+async def test_a_task_without_links_is_recorded_and_not_fetched_again(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A completed task without links fails its item, and a rerun reports it without asking."""
+    manifest = tmp_path / "m.sqlite"
+    prompt = "nothing [[results:empty]]"
+    (first,) = await _collect(zs, [prompt], output_dir=tmp_path, manifest=manifest)
+    assert isinstance(first.error, NoResultsError)
+    assert first.task_id == emulator.ledger[0].task_id
+    reads = emulator.request_counts.get("task", 0)
+    (second,) = await _collect(zs, [prompt], output_dir=tmp_path, manifest=manifest)
+    assert isinstance(second.error, NoResultsError)
+    assert second.resumed
+    assert emulator.request_counts.get("task", 0) == reads
     assert len(emulator.ledger) == 1

@@ -318,6 +318,41 @@ SERVER_CASES: list[tuple[Case, Scenario]] = [
     ),
     (
         Case(
+            "reply-create-cloudflare-524",
+            "server reply",
+            "Cloudflare 524 page after the task was made",
+            zimage_async.SubmissionUncertainError,
+        ),
+        lambda e, h, t: _with_faults(
+            e,
+            FaultPlan.script("create", [FaultRule(kind="html_5xx_after_create", http_status=524)]),
+        ),
+    ),
+    (
+        Case(
+            "reply-create-typeless-503",
+            "server reply",
+            "503 envelope without type on create",
+            zimage_async.SubmissionUncertainError,
+        ),
+        lambda e, h, t: _with_faults(
+            e, FaultPlan.script("create", [FaultRule(kind="typeless_5xx", http_status=503)])
+        ),
+    ),
+    (
+        Case(
+            "reply-create-quota",
+            "server reply",
+            "402 quota_not_enough on create",
+            zimage_async.InsufficientQuotaError,
+        ),
+        lambda e, h, t: _with_faults(
+            e,
+            FaultPlan.script("create", [FaultRule(kind="http_402", error_code="quota_not_enough")]),
+        ),
+    ),
+    (
+        Case(
             "reply-create-bad-json",
             "server reply",
             "200 with cut JSON on create",
@@ -367,7 +402,7 @@ SERVER_CASES: list[tuple[Case, Scenario]] = [
             "reply-no-results",
             "server reply",
             "completed task without results",
-            zimage_async.MalformedResponseError,
+            zimage_async.NoResultsError,
         ),
         lambda e, h, t: _odd(h, "noresults"),
     ),

@@ -298,3 +298,18 @@ async def test_the_key_never_reaches_cli_output(
     assert "AuthenticationError" in stderr.decode()
     assert "POST /apiv1/v1/images/generations -> 401" in stderr.decode()
     assert secret not in stdout.decode() + stderr.decode()
+
+
+async def test_task_wait_fails_for_a_task_without_links(emulator: Emulator) -> None:
+    """`zimage task ID --wait` exits 1 when the task completed without any image link."""
+    async with aiohttp.ClientSession() as http:
+        reply = await http.post(
+            f"{emulator.base_url}/v1/images/generations",
+            json={"model": "z-image-turbo", "prompt": "a cat [[results:missing]]"},
+            headers={"Authorization": f"Bearer {emulator.api_key}"},
+        )
+        task_id = (await reply.json())["id"]
+    waited = await _zimage_against(emulator, "task", task_id, "--wait")
+    stdout, _ = await waited.communicate()
+    assert waited.returncode == 1
+    assert stdout.decode().startswith(f"{task_id} completed")

@@ -27,6 +27,7 @@ from ._exceptions import (
     APIConnectionError,
     ImageExpiredError,
     InvalidRequestError,
+    NoResultsError,
     SubmissionUncertainError,
     TaskFailedError,
     ZImageError,
@@ -44,6 +45,9 @@ __all__ = ["Batch", "BatchItem", "BatchProgress", "ItemState"]
 #: Seconds a create call already under way may still take after cancellation, so that
 #: the task it made is recorded (and resumed later) rather than lost and paid again.
 CREATE_GRACE = 10.0
+
+#: The manifest's error code for a task that completed without any image link.
+_NO_RESULTS = "completed_without_results"
 
 
 class ItemState(enum.Enum):
@@ -297,16 +301,17 @@ class Batch:
                 index=index, request=request, task_id=row.task_id, paths=row.paths, resumed=True
             )
         if row.state is RowState.FAILED and not self._resubmit_failed:
-            return BatchItem(
-                index=index,
-                request=request,
-                task_id=row.task_id,
-                error=TaskFailedError(
+            error: ZImageError
+            if row.error_code == _NO_RESULTS:
+                error = NoResultsError(task_id=row.task_id or "?")
+            else:
+                error = TaskFailedError(
                     task_id=row.task_id or "?",
                     code=row.error_code or "unknown_error",
                     message=row.error_message or "",
-                ),
-                resumed=True,
+                )
+            return BatchItem(
+                index=index, request=request, task_id=row.task_id, error=error, resumed=True
             )
         if row.state is RowState.FAILED:
             return None
@@ -395,20 +400,20 @@ class Batch:
             async for snapshot in updates:
                 if snapshot.status is TaskStatus.PROCESSING:
                     self._states[index] = ItemState.PROCESSING
-        task = handle.task
-        assert task is not None
-        if task.status is not TaskStatus.COMPLETED:
-            try:
-                await handle.wait(timeout=self._timeout)
-            except TaskFailedError as exc:
-                self._record(
-                    index,
-                    RowState.FAILED,
-                    task_id=handle.id,
-                    error_code=exc.code,
-                    error_message=exc.message,
-                )
-                raise
+        try:
+            await handle.wait(timeout=self._timeout)
+        except TaskFailedError as exc:
+            self._record(
+                index,
+                RowState.FAILED,
+                task_id=handle.id,
+                error_code=exc.code,
+                error_message=exc.message,
+            )
+            raise
+        except NoResultsError:
+            self._record(index, RowState.FAILED, task_id=handle.id, error_code=_NO_RESULTS)
+            raise
         completed_at = row.completed_at if row is not None else None
         if completed_at is None:
             completed_at = time.time()

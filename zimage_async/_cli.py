@@ -27,7 +27,7 @@ from ._batch import Batch, BatchItem, ItemState
 from ._batchfile import BatchFileError, BatchLine, read_batch_file
 from ._exceptions import InvalidRequestError, ManifestError, ZImageError
 from ._manifest import Manifest
-from ._models import GenerationRequest, Task
+from ._models import GenerationRequest, Task, TaskStatus
 from ._session import Session
 from ._validation import validate_task_id
 from ._version import __version__
@@ -258,7 +258,11 @@ async def _task(args: argparse.Namespace) -> int:
         else:
             task = await handle.refresh()
         print(_describe(task), flush=True)
-        return 1 if task.error is not None else 0
+        if task.error is not None:
+            return 1
+        # Waited, yet not delivered: still running at the deadline, or no image link.
+        delivered = task.status is TaskStatus.COMPLETED and bool(task.results)
+        return 1 if args.wait and not delivered else 0
 
 
 # -- batch --------------------------------------------------------------------------------
