@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -10,6 +11,7 @@ import random
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -137,19 +139,30 @@ class OddHost:
         return web.Response(body=_png(), content_type="image/png")
 
 
-@pytest.fixture
-async def odd_host() -> AsyncIterator[OddHost]:
-    host = OddHost()
-    runner = web.AppRunner(host.app)
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve *app* on 127.0.0.1 at a free port; yield its base URL, stop it on exit."""
+    runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
-    host.base = f"http://127.0.0.1:{port}"
     try:
-        yield host
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+def loopback_session(base: str, **options: Any) -> Session:
+    """A Session with the test key and fast schedules for a server at *base* (``/apiv1``)."""
+    schedules: dict[str, Any] = {"poll": FAST_POLL, "retry": FAST_RETRY}
+    return Session(api_key=KEY, base_url=f"{base}/apiv1", **(schedules | options))
+
+
+@pytest.fixture
+async def odd_host() -> AsyncIterator[OddHost]:
+    host = OddHost()
+    async with serving(host.app) as host.base:
+        yield host
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from zimage_async import (
     TaskStatus,
 )
 
-from .conftest import FAST_POLL, FAST_RETRY, KEY
+from .conftest import loopback_session, serving
 
 TASK_ID = "task-unified-1757165031-uyujaw3d"
 IMAGE = "{base}/img/0.png"
@@ -74,22 +74,13 @@ class Gateway:
 @pytest.fixture
 async def gateway() -> AsyncIterator[Gateway]:
     host = Gateway()
-    runner = web.AppRunner(host.app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serving(host.app) as host.base:
         yield host
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
 async def session(gateway: Gateway) -> AsyncIterator[Session]:
-    async with Session(
-        api_key=KEY, base_url=f"{gateway.base}/apiv1", poll=FAST_POLL, retry=FAST_RETRY
-    ) as zs:
+    async with loopback_session(gateway.base) as zs:
         yield zs
 
 

@@ -22,7 +22,7 @@ from zimage_async import (
     __version__,
 )
 
-from .conftest import FAST_POLL, FAST_RETRY, KEY
+from .conftest import FAST_POLL, FAST_RETRY, KEY, serving
 
 PRODUCT_UA = f"zimage-async/{__version__}"
 CLOUDFLARE_1010 = (
@@ -155,19 +155,14 @@ class FramedHost:
 @pytest.fixture
 async def host() -> AsyncIterator[FramedHost]:
     framed = FramedHost()
-    runner = web.AppRunner(framed.app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    framed.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    raw = await asyncio.start_server(framed.raw_image, "127.0.0.1", 0)
-    framed.raw_base = f"http://127.0.0.1:{raw.sockets[0].getsockname()[1]}"
-    try:
-        yield framed
-    finally:
-        raw.close()
-        await raw.wait_closed()
-        await runner.cleanup()
+    async with serving(framed.app) as framed.base:
+        raw = await asyncio.start_server(framed.raw_image, "127.0.0.1", 0)
+        framed.raw_base = f"http://127.0.0.1:{raw.sockets[0].getsockname()[1]}"
+        try:
+            yield framed
+        finally:
+            raw.close()
+            await raw.wait_closed()
 
 
 def _session(host: FramedHost, **options: object) -> Session:

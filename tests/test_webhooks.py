@@ -33,7 +33,7 @@ from zimage_async._hints import HintBoard, read_hint
 from zimage_async._validation import validate_receiver_url
 from zimage_async.emulator import Emulator, ManualClock
 
-from .conftest import FAST_POLL, FAST_RETRY
+from .conftest import FAST_POLL, FAST_RETRY, serving
 
 #: While a callback is expected, polls come this many times later: with FAST_POLL's
 #: delays of 10-50 ms that is 10-50 s, so within a test only a callback can finish a task.
@@ -92,15 +92,9 @@ async def cb_emulator() -> AsyncIterator[Emulator]:
 async def hooks() -> AsyncIterator[Hooks]:
     """The test's web app with a receiver mounted, listening on 127.0.0.1."""
     hooks = Hooks(CallbackReceiver())
-    runner = web.AppRunner(hooks.app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    hooks.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/zimage"
-    try:
+    async with serving(hooks.app) as base:
+        hooks.url = f"{base}/hooks/zimage"
         yield hooks
-    finally:
-        await runner.cleanup()
 
 
 def _session(
@@ -269,15 +263,8 @@ async def test_receiver_mounts_as_a_sub_application() -> None:
     receiver = CallbackReceiver()
     outer = web.Application()
     outer.add_subapp("/hooks/zimage", receiver.app())
-    runner = web.AppRunner(outer)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/zimage/"
-        assert await _post(url, b'{"id": "task-unified-1-a"}') == 202
-    finally:
-        await runner.cleanup()
+    async with serving(outer) as base:
+        assert await _post(f"{base}/hooks/zimage/", b'{"id": "task-unified-1-a"}') == 202
     assert receiver.accepted == 1
 
 
