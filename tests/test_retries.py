@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
 
@@ -137,6 +138,40 @@ async def test_rate_gate_holds_submissions_until_the_pause_ends() -> None:
     now[0] = 2.0
     assert gate.paused_for == 0.0
     await gate.wait()  # open: returns without sleeping
+
+
+async def test_an_overlong_429_advice_does_not_freeze_the_gate() -> None:
+    """Advice beyond max_retry_after is refused to waiting calls, for that long at most."""
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    gate = RateGate(rng=random.Random(0), clock=lambda: now[0], sleep=sleep, max_pause=120.0)
+    gate.pause(999_999.0)
+    with pytest.raises(RateLimitError) as caught:
+        await gate.wait()
+    assert caught.value.retry_after == pytest.approx(999_999.0)
+    assert "refused for 120 s" in str(caught.value)
+    now[0] = 120.0
+    await gate.wait()  # open again by itself, without having slept
+    assert slept == []
+
+
+async def test_a_session_recovers_from_an_absurd_retry_after(
+    zs: Session, emulator: Emulator
+) -> None:
+    """After a 429 asking for 11 days, the next submit fails at once instead of hanging."""
+    emulator.faults = FaultPlan.script(
+        "create", [FaultRule(kind="http_429", retry_after_seconds=999_999)]
+    )
+    with pytest.raises(RateLimitError):
+        await zs.submit("first")
+    # Bounded here only so that the defect fails the test instead of hanging it.
+    with pytest.raises(RateLimitError):
+        await asyncio.wait_for(zs.submit("second"), 10)
+    assert len(emulator.ledger) == 0
 
 
 async def test_connection_refused_is_a_connection_error() -> None:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from zimage_async import PollSchedule, RetryPolicy, Task
 from zimage_async._parsing import parse_task
-from zimage_async._schedule import poll_waits, retry_waits
+from zimage_async._schedule import PollState
 
 
 def _task(status: str, progress: int, estimated: int | None = None) -> Task:
@@ -58,16 +58,21 @@ def test_retry_delay_within_bounds(
     assert base * (1 - jitter) - 1e-9 <= delay <= base + 1e-9
 
 
-def test_retry_waits_reads_retry_after_from_the_exception() -> None:
-    """The backoff generator honours the retry_after of the failure sent in."""
-
-    class Limited(Exception):
-        retry_after = 9.0
-
-    waits = retry_waits(RetryPolicy(jitter=0.0), rng=random.Random(0))
-    waits.send(None)
-    assert waits.send(Limited()) == 9.0
-    assert waits.send(ValueError()) == 1.0  # second attempt: 0.5 * 2
+@pytest.mark.parametrize(
+    ("attempt", "floor", "expected"),
+    [
+        pytest.param(1, 0.0, 0.5, id="backoff"),
+        pytest.param(2, 0.0, 1.0, id="grows"),
+        pytest.param(1, 9.0, 9.0, id="advice-is-a-floor"),
+        pytest.param(1, None, None, id="never-retried"),
+        pytest.param(5, 0.0, None, id="tries-spent"),
+        pytest.param(1, 121.0, None, id="advice-too-long"),
+    ],
+)
+def test_the_one_retry_decision(attempt: int, floor: float | None, expected: float | None) -> None:
+    """RetryPolicy.after gives the delay before the next try, or None to give up."""
+    policy = RetryPolicy(jitter=0.0, max_attempts=5, max_retry_after=120.0)
+    assert policy.after(attempt, floor, rng=random.Random(0)) == expected
 
 
 @pytest.mark.parametrize(
@@ -109,27 +114,63 @@ def test_poll_without_hints_backs_off_to_the_cap() -> None:
 
 def test_poll_aims_at_the_predicted_finish() -> None:
     """Progress seen at two looks predicts the finish; the poll lands just after it."""
-    now = [100.0]
     schedule = PollSchedule(jitter=0.0, finish_margin=0.05, wait_max=10.0)
-    waits = poll_waits(schedule, rng=random.Random(0), clock=lambda: now[0], started=100.0)
-    waits.send(None)
-    assert waits.send(_task("pending", 0, estimated=4)) == pytest.approx(2.0)  # 0.5 x 4
-    now[0] = 102.0
+    state = PollState(schedule, rng=random.Random(0), deadline=None)
+    assert state.after(_task("pending", 0, estimated=4), 100.0) == pytest.approx(2.0)
     # The first look at the running task: look again halfway through its estimate.
-    assert waits.send(_task("processing", 20, estimated=3)) == pytest.approx(1.55)
-    now[0] = 103.0
+    assert state.after(_task("processing", 20, estimated=3), 102.0) == pytest.approx(1.55)
     # 10 points in 1 s: 70 points left take 7 s, plus the margin.
-    assert waits.send(_task("processing", 30)) == pytest.approx(7.05)
+    assert state.after(_task("processing", 30), 103.0) == pytest.approx(7.05)
 
 
 def test_poll_never_passes_the_deadline() -> None:
-    """A poll delay is cut to the time left before the wait's timeout."""
-    now = [0.0]
-    schedule = PollSchedule(jitter=0.0, wait_max=10.0, timeout=5.0)
-    waits = poll_waits(schedule, rng=random.Random(0), clock=lambda: now[0], started=0.0)
-    waits.send(None)
-    now[0] = 4.0
-    assert waits.send(_task("pending", 0, estimated=100)) == pytest.approx(1.0)
+    """A poll delay is cut to the time left before the wait's deadline; then it ends."""
+    schedule = PollSchedule(jitter=0.0, wait_max=10.0)
+    state = PollState(schedule, rng=random.Random(0), deadline=5.0)
+    assert state.after(_task("pending", 0, estimated=100), 4.0) == pytest.approx(1.0)
+    assert state.after(_task("pending", 0, estimated=100), 5.0) is None
+
+
+@pytest.mark.parametrize(
+    ("task", "why"),
+    [
+        pytest.param(_task("pending", 0, estimated=0), "estimate-exhausted", id="estimate-0"),
+        pytest.param(_task("processing", 99, estimated=1), "stuck-at-99", id="stuck-99"),
+    ],
+)
+def test_an_overdue_task_backs_off_to_wait_max(task: Task, why: str) -> None:
+    """A task past its estimate, not moving, is polled ever less often, up to wait_max."""
+    schedule = PollSchedule(jitter=0.0, wait_min=0.2, wait_max=5.0)
+    state = PollState(schedule, rng=random.Random(0), deadline=600.0)
+    now, reads = 0.0, 0
+    while (delay := state.after(task, now)) is not None:
+        now += delay
+        reads += 1
+    # Five reads a second for ten minutes would be 3,000; backing off to 5 s, about 130.
+    assert reads < 150, why
+    assert delay is None and now == pytest.approx(600.0)
+
+
+def test_progress_resets_the_overdue_backoff() -> None:
+    """Once an overdue task moves again, polls follow its progress, not the backoff."""
+    schedule = PollSchedule(jitter=0.0, wait_min=0.2, wait_max=5.0, finish_margin=0.0)
+    state = PollState(schedule, rng=random.Random(0), deadline=None)
+    stuck = _task("processing", 50, estimated=0)
+    now = 0.0
+    for _ in range(8):
+        now += state.after(stuck, now) or 0.0
+    assert state.overdue > 3
+    state.after(_task("processing", 60, estimated=0), now)
+    assert state.overdue == 0
+
+
+def test_a_stretched_state_polls_slower() -> None:
+    """While a callback is expected, every delay is stretched by the factor."""
+    schedule = PollSchedule(jitter=0.0, wait_max=30.0)
+    plain = PollState(schedule, rng=random.Random(0), deadline=None)
+    stretched = PollState(schedule, rng=random.Random(0), deadline=None, stretch=10.0)
+    task = _task("pending", 0, estimated=4)
+    assert stretched.after(task, 0.0) == pytest.approx(10 * (plain.after(task, 0.0) or 0))
 
 
 @given(

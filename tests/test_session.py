@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -24,13 +27,21 @@ def test_public_names_match_all() -> None:
     """__all__ lists exactly the public names of the package, sorted."""
     public = {
         name
-        for name, value in vars(zimage_async).items()
+        for name in dir(zimage_async)
         if not name.startswith("_")
-        and name.isidentifier()
-        and not inspect.ismodule(value)
+        and not inspect.ismodule(getattr(zimage_async, name))
         and name != "annotations"
     }
     assert set(zimage_async.__all__) - {"__version__"} == public
+
+
+def test_import_does_not_load_the_web_server() -> None:
+    """``import zimage_async`` leaves aiohttp.web unloaded until CallbackReceiver is used."""
+    code = (
+        "import sys, zimage_async; assert 'aiohttp.web' not in sys.modules; "
+        "zimage_async.CallbackReceiver; assert 'aiohttp.web' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 
 def test_missing_key_says_how_to_set_one() -> None:

@@ -9,6 +9,8 @@ Start with :class:`Session`; see the documentation for the whole tour.
 
 from __future__ import annotations
 
+import typing as _typing
+
 from ._batch import Batch, BatchItem, BatchProgress, ItemState
 from ._exceptions import (
     APIConnectionError,
@@ -51,7 +53,9 @@ from ._models import (
 from ._schedule import PollSchedule, RetryPolicy
 from ._session import DEFAULT_BASE_URL, Session, SessionState
 from ._version import __version__
-from ._webhooks import CallbackReceiver
+
+if _typing.TYPE_CHECKING:
+    from ._webhooks import CallbackReceiver
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -100,3 +104,17 @@ __all__ = [
     "ZImageError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # CallbackReceiver needs aiohttp.web (a server), which most users never load: it is
+    # imported on first use, so `import zimage_async` stays cheap.
+    if name == "CallbackReceiver":
+        from ._webhooks import CallbackReceiver
+
+        return CallbackReceiver
+    raise AttributeError(f"module 'zimage_async' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "CallbackReceiver"})

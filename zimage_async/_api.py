@@ -13,36 +13,30 @@ transient fault.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-
-import attrs
-import backoff
+from typing import TypeVar
 
 from ._exceptions import (
     APIConnectionError,
     APIError,
-    InvalidRequestError,
     MalformedResponseError,
     RateLimitError,
     SubmissionUncertainError,
     ZImageError,
 )
-from ._idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, new_key
+from ._idempotency import IDEMPOTENCY_HEADER, new_key
 from ._models import GenerationRequest, Task
-from ._outcome import CreateVerdict, Stage, judge_create
-from ._parsing import parse_error, parse_json, parse_task, parse_task_reply, salvage_task_id
-from ._schedule import RetryPolicy, retry_waits
+from ._outcome import CreateVerdict, Stage, judge_create, read_create_reply
+from ._parsing import parse_task_reply
+from ._schedule import RetryPolicy
 from ._secret import Secret
 from ._transport import RedactedHeaders, Transport
-from ._validation import validate_task_id
 
-__all__ = ["APIClient", "RateGate"]
+__all__ = ["APIClient", "RateGate", "judge_create_failure", "judge_read_failure"]
 
 logger = logging.getLogger("zimage_async")
 
@@ -51,80 +45,103 @@ T = TypeVar("T")
 #: The largest JSON answer accepted from the API.
 MAX_API_BODY = 1 << 20
 
+#: A judge's verdict on a failure: None never retries it, a float is the least wait.
+Judge = Callable[[ZImageError], "float | None"]
+
+
+def judge_create_failure(exc: ZImageError) -> float | None:
+    """Whether a failed create may be sent again (see :func:`judge_create`), and how soon.
+
+    >>> judge_create_failure(APIConnectionError("refused", request_sent=False))
+    0.0
+    >>> judge_create_failure(APIConnectionError("reset", request_sent=True)) is None
+    True
+    """
+    if isinstance(exc, APIError):
+        verdict = judge_create(
+            Stage.ANSWERED, status=exc.status, error_type=exc.type, error_code=exc.code
+        )
+        return (exc.retry_after or 0.0) if verdict is CreateVerdict.RETRY else None
+    if isinstance(exc, APIConnectionError) and not exc.request_sent:
+        return 0.0
+    return None
+
+
+def judge_read_failure(exc: ZImageError) -> float | None:
+    """Whether a failed task read may be repeated, and how soon: every transient fault.
+
+    >>> judge_read_failure(MalformedResponseError("cut short"))
+    0.0
+    """
+    if isinstance(exc, APIError):
+        transient = exc.status == 429 or exc.status >= 500
+        return (exc.retry_after or 0.0) if transient else None
+    if isinstance(exc, (APIConnectionError, MalformedResponseError)):
+        return 0.0
+    return None
+
 
 class RateGate:
     """Session-wide back-pressure: after a 429, new submissions wait out the advice.
 
     Every create call passes through :meth:`wait`; any 429 calls :meth:`pause`. Waiters
-    released together are spread by a little jitter so they do not stampede.
+    released together are spread by a little jitter so they do not stampede. No pause is
+    longer than *max_pause* (the retry policy's ``max_retry_after``): for a longer advice
+    the gate does not make callers sleep; for *max_pause* seconds it raises
+    :class:`RateLimitError` to the calls that would have to wait, and then opens again
+    by itself, so one absurd ``Retry-After`` cannot freeze a session.
     """
 
-    def __init__(self, *, rng: random.Random, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_pause: float = 120.0,
+    ):
         self._rng = rng
         self._clock = clock
+        self._sleep = sleep
+        self._max_pause = max_pause
         self._until = 0.0
+        self._refusing_until = 0.0
+        self._advice_until = 0.0
 
     @property
     def paused_for(self) -> float:
         """Seconds until submissions may go again (0 when open)."""
-        return max(0.0, self._until - self._clock())
+        return max(0.0, self._until - self._clock(), self._refusing_until - self._clock())
 
     def pause(self, seconds: float) -> None:
         """Hold new submissions for *seconds* from now (an earlier pause is never cut)."""
-        self._until = max(self._until, self._clock() + seconds)
+        now = self._clock()
+        if seconds > self._max_pause:
+            self._refusing_until = max(self._refusing_until, now + self._max_pause)
+            self._advice_until = max(self._advice_until, now + seconds)
+        else:
+            self._until = max(self._until, now + seconds)
 
     async def wait(self) -> None:
-        """Return once no pause is in force."""
+        """Return once no pause is in force; raise RateLimitError during a refused one."""
         # A later 429 may extend the pause while we sleep, so re-check after each nap.
-        while (delay := self._until - self._clock()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(delay + self._rng.random() * min(1.0, delay * 0.1))
-
-
-def _create_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
-    if isinstance(exc, APIError):
-        verdict = judge_create(
-            Stage.ANSWERED, status=exc.status, error_type=exc.type, error_code=exc.code
-        )
-        return verdict is CreateVerdict.RETRY and policy.honours(exc.retry_after)
-    return isinstance(exc, APIConnectionError) and not exc.request_sent
-
-
-def _read_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
-    if isinstance(exc, APIError):
-        transient = exc.status == 429 or exc.status >= 500
-        return transient and policy.honours(exc.retry_after)
-    return isinstance(exc, (APIConnectionError, MalformedResponseError))
-
-
-@attrs.define
-class _Tries:
-    """The state of one call's retries: tries made, and a failure to hand to backoff."""
-
-    made: int
-    failure: ZImageError | None
-
-
-async def _attempt(call: Callable[[int], Awaitable[T]], what: str, tries: _Tries) -> T:
-    """Make one try of *call* (*what* names the call for the retry log).
-
-    The first try runs outside the backoff loop (most calls succeed, and the loop costs
-    more than the call); its failure is replayed here, so backoff schedules the retry.
-    """
-    failure, tries.failure = tries.failure, None
-    if failure is not None:
-        raise failure
-    tries.made += 1
-    return await call(tries.made)
-
-
-def _log_retry(details: Any) -> None:
-    logger.info(
-        "retrying %s (attempt %d failed: %s) in %.2f s",
-        details["args"][1],
-        details["tries"],
-        details["exception"],
-        details["wait"],
-    )
+        while True:
+            now = self._clock()
+            if now < self._refusing_until:
+                advice = self._advice_until - now
+                raise RateLimitError(
+                    f"the service asked to wait {advice:.0f} s more, longer than the "
+                    f"{self._max_pause:g} s this session waits (RetryPolicy.max_retry_after); "
+                    f"new calls are refused for {self._refusing_until - now:.0f} s more, then "
+                    "tried again",
+                    status=429,
+                    type="rate_limit_error",
+                    retry_after=advice,
+                )
+            delay = self._until - now
+            if delay <= 0:
+                return
+            await self._sleep(delay + self._rng.random() * min(1.0, delay * 0.1))
 
 
 class APIClient:
@@ -138,17 +155,16 @@ class APIClient:
         api_key: Secret,
         retry: RetryPolicy,
         rng: random.Random,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._transport = transport
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._retry = retry
         self._rng = rng
-        self.gate = RateGate(rng=rng)
-        # The retry loops are built once: building a backoff decorator per call costs
-        # more than the rest of the call.
-        self._create_retries = (_create_retryable, self._retrier(_create_retryable))
-        self._read_retries = (_read_retryable, self._retrier(_read_retryable))
+        self._sleep = sleep
+        self.gate = RateGate(rng=rng, clock=clock, sleep=sleep, max_pause=retry.max_retry_after)
 
     def _headers(self, idempotency_key: str | None = None) -> RedactedHeaders:
         headers = RedactedHeaders(
@@ -162,38 +178,21 @@ class APIClient:
             headers[IDEMPOTENCY_HEADER] = idempotency_key
         return headers
 
-    def _retrier(
-        self, retryable: Callable[[BaseException, RetryPolicy], bool]
-    ) -> Callable[..., Awaitable[Any]]:
-        """Build, once, the backoff loop that retries calls judged by *retryable*."""
-        policy = self._retry
-        retrying: Callable[..., Awaitable[Any]] = backoff.on_exception(
-            functools.partial(retry_waits, policy, rng=self._rng),
-            ZImageError,
-            max_tries=policy.max_attempts,
-            giveup=lambda exc: not retryable(exc, policy),
-            jitter=None,
-            on_backoff=_log_retry,
-            logger=None,
-        )(_attempt)
-        return retrying
-
-    async def _with_retries(
-        self,
-        call: Callable[[int], Awaitable[T]],
-        *,
-        retries: tuple[Callable[[BaseException, RetryPolicy], bool], Callable[..., Awaitable[Any]]],
-        what: str,
-    ) -> T:
-        retryable, retrying = retries
-        try:
-            return await call(1)
-        except ZImageError as exc:
-            if not retryable(exc, self._retry) or self._retry.max_attempts == 1:
-                raise
-            failure = exc
-        result: T = await retrying(call, what, _Tries(made=1, failure=failure))
-        return result
+    async def _call(self, call: Callable[[int], Awaitable[T]], judge: Judge, what: str) -> T:
+        """Run *call* in the API's one retry loop: try, ask the policy, wait, try again."""
+        attempt = 1
+        while True:
+            try:
+                return await call(attempt)
+            except ZImageError as exc:
+                delay = self._retry.after(attempt, judge(exc), rng=self._rng)
+                if delay is None:
+                    raise
+                logger.info(
+                    "retrying %s (attempt %d failed: %s) in %.2f s", what, attempt, exc, delay
+                )
+            await self._sleep(delay)
+            attempt += 1
 
     def _note_rate_limit(self, error: APIError) -> None:
         if isinstance(error, RateLimitError):
@@ -220,57 +219,34 @@ class APIClient:
         key = idempotency_key if idempotency_key is not None else new_key()
         headers = self._headers(key)
 
-        def uncertain(cause: ZImageError, task_id: str | None = None) -> SubmissionUncertainError:
-            return SubmissionUncertainError(
-                cause, task_id=task_id, idempotency_key=key, request=request
-            )
-
         async def call(attempt: int) -> Task:
             await self.gate.wait()
             try:
                 reply = await self._transport.request(
                     "POST", url, headers=headers, body=body, max_body=MAX_API_BODY, attempt=attempt
                 )
-            except APIConnectionError as exc:
-                if judge_create(Stage.SENT if exc.request_sent else Stage.NOT_SENT) is (
-                    CreateVerdict.UNCERTAIN
-                ):
-                    raise uncertain(exc) from exc
+            except (APIConnectionError, MalformedResponseError) as exc:
+                sent = not isinstance(exc, APIConnectionError) or exc.request_sent
+                if judge_create(Stage.SENT if sent else Stage.NOT_SENT) is CreateVerdict.UNCERTAIN:
+                    raise SubmissionUncertainError(
+                        exc, idempotency_key=key, request=request
+                    ) from exc
                 raise
-            except MalformedResponseError as exc:
-                raise uncertain(exc) from exc
-            if 200 <= reply.status < 300:
-                try:
-                    task = parse_task(parse_json(reply.body, status=reply.status))
-                except MalformedResponseError as exc:
-                    raise uncertain(exc, salvage_task_id(reply.body)) from exc
-                try:
-                    validate_task_id(task.id)  # it goes into every poll's URL
-                except InvalidRequestError as exc:
-                    raise uncertain(
-                        MalformedResponseError(exc.problem, path="$.id", status=reply.status)
-                    ) from None
-                if reply.headers.get(REPLAYED_HEADER, "").strip().lower() == "true":
-                    logger.info(
-                        "the gateway replayed task %s: it was made earlier under the same "
-                        "idempotency key, and is not billed again",
-                        task.id,
-                    )
-                else:
-                    logger.info("created task %s (billed)", task.id)
-                return task
-            error = parse_error(
-                reply.status, reply.headers, reply.body, method="POST", path=url, now=time.time()
-            )
-            self._note_rate_limit(error)
-            verdict = judge_create(
-                Stage.ANSWERED, status=error.status, error_type=error.type, error_code=error.code
-            )
-            if verdict is CreateVerdict.UNCERTAIN:
-                raise uncertain(error) from error
-            raise error
+            try:
+                return read_create_reply(
+                    reply.status,
+                    reply.headers,
+                    reply.body,
+                    url=url,
+                    idempotency_key=key,
+                    request=request,
+                    now=time.time(),
+                )
+            except APIError as error:
+                self._note_rate_limit(error)
+                raise
 
-        return await self._with_retries(call, retries=self._create_retries, what="POST create")
+        return await self._call(call, judge_create_failure, "POST create")
 
     async def get_task(self, task_id: str) -> Task:
         """``GET /v1/tasks/{task_id}``: the task as it stands now.
@@ -292,4 +268,4 @@ class APIClient:
                 self._note_rate_limit(error)
                 raise
 
-        return await self._with_retries(call, retries=self._read_retries, what=f"GET {task_id}")
+        return await self._call(call, judge_read_failure, f"GET {task_id}")

@@ -16,13 +16,13 @@ import enum
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import attrs
 
+from ._batchplan import Resume, plan_resume
 from ._exceptions import (
     APIConnectionError,
     ImageExpiredError,
@@ -36,9 +36,6 @@ from ._handle import TaskHandle
 from ._idempotency import new_key
 from ._manifest import Manifest, ManifestRow, RowState
 from ._models import GenerationRequest, GenerationResult, TaskStatus
-
-if TYPE_CHECKING:
-    from ._session import Session
 
 __all__ = ["Batch", "BatchItem", "BatchProgress", "ItemState"]
 
@@ -111,6 +108,22 @@ class _Crash:
         self.exc = exc
 
 
+@attrs.frozen(kw_only=True)
+class BatchServices:
+    """What a batch needs of its session (and no more): made by the session."""
+
+    #: Create a task: ``submit(request, idempotency_key=...)``.
+    submit: Callable[..., Awaitable[TaskHandle]]
+    #: A handle for an existing task id.
+    task: Callable[[str], TaskHandle]
+    #: Wait until the session's rate gate lets a create go.
+    gate_wait: Callable[[], Awaitable[None]]
+    #: Where the tasks live (a manifest's tasks must live there too).
+    base_url: str
+    #: Seconds the image links stay valid after completion.
+    link_ttl: float
+
+
 class Batch:
     """A running batch: iterate it for :class:`BatchItem` outcomes in completion order.
 
@@ -124,7 +137,7 @@ class Batch:
 
     def __init__(
         self,
-        session: Session,
+        services: BatchServices,
         requests: Sequence[GenerationRequest],
         *,
         concurrency: int,
@@ -135,7 +148,7 @@ class Batch:
         resubmit_uncertain: bool,
         resubmit_failed: bool,
     ) -> None:
-        self._session = session
+        self._services = services
         self._requests = requests
         self._concurrency = concurrency
         self._output_dir = output_dir
@@ -187,7 +200,7 @@ class Batch:
         if self._manifest_path is not None:
             manifest = Manifest.open(self._manifest_path, batch_id=self._batch_id)
             try:
-                manifest.check(self._requests, base_url=self._session.base_url)
+                manifest.check(self._requests, base_url=self._services.base_url)
             except BaseException:
                 manifest.close()
                 raise
@@ -268,7 +281,7 @@ class Batch:
                 index,
                 self._requests[index],
                 state,
-                base_url=self._session.base_url,
+                base_url=self._services.base_url,
                 **fields,  # type: ignore[arg-type]
             )
 
@@ -294,65 +307,73 @@ class Batch:
     def _resume(self, index: int, row: ManifestRow | None) -> TaskHandle | BatchItem | None:
         """Return the earlier run's task handle, a final outcome, or None to submit."""
         request = self._requests[index]
-        if row is None or row.state is RowState.REJECTED:
+        plan = plan_resume(
+            row,
+            files_present=row is not None and all(p.exists() for p in row.paths),
+            now=time.time(),
+            link_ttl=self._services.link_ttl,
+            resubmit_uncertain=self._resubmit_uncertain,
+            resubmit_failed=self._resubmit_failed,
+        )
+        if plan is Resume.SUBMIT:
             return None
-        if row.state is RowState.SAVED and row.paths and all(p.exists() for p in row.paths):
+        assert row is not None
+        if plan is Resume.RESUME:
+            assert row.task_id is not None
+            return self._services.task(row.task_id)
+        if plan is Resume.REPORT_SAVED:
             return BatchItem(
                 index=index, request=request, task_id=row.task_id, paths=row.paths, resumed=True
             )
-        if row.state is RowState.FAILED and not self._resubmit_failed:
-            error: ZImageError
-            if row.error_code == _NO_RESULTS:
-                error = NoResultsError(task_id=row.task_id or "?")
-            else:
-                error = TaskFailedError(
-                    task_id=row.task_id or "?",
-                    code=row.error_code or "unknown_error",
-                    message=row.error_message or "",
-                )
-            return BatchItem(
-                index=index, request=request, task_id=row.task_id, error=error, resumed=True
+        return BatchItem(
+            index=index,
+            request=request,
+            task_id=row.task_id,
+            error=self._reported(plan, row),
+            resumed=True,
+        )
+
+    def _reported(self, plan: Resume, row: ManifestRow) -> ZImageError:
+        """Return the error a rerun reports for an item it does not send again."""
+        if plan is Resume.REPORT_FAILED and row.error_code == _NO_RESULTS:
+            return NoResultsError(task_id=row.task_id or "?")
+        if plan is Resume.REPORT_FAILED:
+            return TaskFailedError(
+                task_id=row.task_id or "?",
+                code=row.error_code or "unknown_error",
+                message=row.error_message or "",
             )
-        if row.state is RowState.FAILED:
-            return None
-        if row.task_id is None:  # submitting or uncertain: a task may exist, id unknown
-            if self._resubmit_uncertain:
-                return None
+        if plan is Resume.REPORT_UNCERTAIN:
             cause = APIConnectionError(
                 "an earlier run's create call for this item ended without an answer "
                 "(resubmit with resubmit_uncertain=True, or --resubmit-uncertain, once "
-                "you have checked your usage)",
+                "you have checked your usage; it is sent with its original idempotency key)",
                 request_sent=True,
             )
-            return BatchItem(
-                index=index, request=request, error=SubmissionUncertainError(cause), resumed=True
-            )
-        if row.completed_at is not None:
-            expired_at = row.completed_at + self._session._runtime.link_ttl
-            if time.time() > expired_at:
-                raise ImageExpiredError(
-                    "the task completed in an earlier run and its image links have expired "
-                    f"(they live {self._session._runtime.link_ttl:g} s); generate it again "
-                    "with a new batch",
-                    url="",
-                    task_id=row.task_id,
-                    index=0,
-                    expired_at=expired_at,
-                )
-        return self._session.task(row.task_id)
+            return SubmissionUncertainError(cause, idempotency_key=row.idempotency_key)
+        ttl = self._services.link_ttl
+        assert row.completed_at is not None
+        return ImageExpiredError(
+            f"task {row.task_id} completed in an earlier run and its image links have "
+            f"expired (they live {ttl:g} s); generate it again with a new batch",
+            url="",
+            task_id=row.task_id,
+            index=0,
+            expired_at=row.completed_at + ttl,
+        )
 
     async def _submit(self, index: int) -> TaskHandle:
         request = self._requests[index]
         # Wait out a 429 pause before marking the item as submitting, so a cancellation
         # during the pause does not leave it looking possibly billed.
-        await self._session._runtime.api.gate.wait()
+        await self._services.gate_wait()
         self._states[index] = ItemState.SUBMITTING
         # An item sent before (refused, or uncertain and resubmitted on request) keeps
         # its key, so a gateway that honours keys returns a task the first try made.
         row = self._rows.get(index)
         key = row.idempotency_key if row is not None and row.idempotency_key else new_key()
         self._record(index, RowState.SUBMITTING, idempotency_key=key)
-        creating = asyncio.ensure_future(self._session.submit(request, idempotency_key=key))
+        creating = asyncio.ensure_future(self._services.submit(request, idempotency_key=key))
         try:
             handle = await asyncio.shield(creating)
         except asyncio.CancelledError:
@@ -373,7 +394,7 @@ class Batch:
                 self._record_create_error(index, exc)
                 raise
             self._record(index, RowState.CREATED, task_id=exc.task_id)
-            return self._session.task(exc.task_id)
+            return self._services.task(exc.task_id)
         except ZImageError as exc:
             self._record_create_error(index, exc)
             raise

@@ -381,20 +381,30 @@ class NoResultsError(ZImageError):
 
 
 class WaitTimeoutError(ZImageError, TimeoutError):
-    """The task was not finished when the wait's deadline passed.
+    """The operation's deadline passed: the task was not finished, or not downloaded.
 
-    The task goes on at the service (and is billed); ``task_id`` and ``last_status`` say
-    where it stood. Resume with ``session.task(task_id)`` or by awaiting the same handle.
+    ``stage`` is ``"wait"`` when the task was still running, ``"download"`` when it had
+    completed but its images were not all fetched in time. The task goes on at the
+    service (and is billed); ``task_id`` and ``last_status`` say where it stood. Resume
+    with ``session.task(task_id)`` or by awaiting the same handle.
     """
 
-    def __init__(self, *, task_id: str, timeout: float, last_status: str | None) -> None:
+    def __init__(
+        self, *, task_id: str, timeout: float, last_status: str | None, stage: str = "wait"
+    ) -> None:
         self.task_id = task_id
         self.timeout = timeout
         self.last_status = last_status
+        self.stage = stage
+        if stage == "download":
+            what = f"the images of task {task_id} were not all downloaded within {timeout:g} s"
+            then = "it is billed and its links live 24 hours"
+        else:
+            what = f"task {task_id} was still {last_status or 'unknown'} after {timeout:g} s"
+            then = "it keeps running at the service"
         super().__init__(
-            f"task {task_id} was still {last_status or 'unknown'} after {timeout:g} s; it "
-            "keeps running at the service - await the handle again, or resume it later "
-            "with session.task(task_id)"
+            f"{what}; {then} - await the handle again, or collect it later with "
+            f"session.task({task_id!r}) (or `zimage task {task_id} -o DIR`)"
         )
 
 

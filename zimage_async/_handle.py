@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import random
-import tempfile
 import time
 import warnings
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import backoff
 
 from ._download import DownloadInfo, ImageLimits, stream_image
 from ._exceptions import (
@@ -26,21 +23,21 @@ from ._exceptions import (
     TaskFailedError,
     WaitTimeoutError,
 )
-from ._imageinfo import EXTENSIONS, size_mismatch
+from ._imageinfo import size_mismatch
 from ._links import link_expiry
 from ._models import GenerationRequest, GenerationResult, Image, Task, TaskStatus
-from ._schedule import PollSchedule, RetryPolicy, poll_waits
+from ._polling import DeadlineReached, Nap, bounded, deadline_after, snapshots
+from ._saving import SavePlan, plan_save, prepare_folder, write_atomically
+from ._schedule import PollSchedule, PollState, RetryPolicy
 
 if TYPE_CHECKING:
     from ._api import APIClient
-    from ._hints import HintBoard
+    from ._hints import HintSource
     from ._transport import Transport
 
-__all__ = ["Runtime", "TaskHandle"]
+__all__ = ["DEFAULT", "Runtime", "TaskHandle"]
 
 logger = logging.getLogger("zimage_async")
-
-_FILE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 
 
 class _Default:
@@ -56,7 +53,7 @@ DEFAULT: Any = _Default()
 
 @attrs.frozen(kw_only=True)
 class Runtime:
-    """What every handle of one session shares: the API client and the policies."""
+    """What every handle of one session shares: the API client, the policies, the clock."""
 
     api: APIClient
     transport: Transport
@@ -66,10 +63,16 @@ class Runtime:
     link_ttl: float
     rng: random.Random
     check_open: Callable[[], None]
-    #: The session's callback receiver's hints, if it has a receiver.
-    hints: HintBoard | None = None
+    #: The session's callback receiver, if it has one: callbacks wake waits.
+    hints: HintSource | None = None
     #: How much longer poll delays are while a callback is expected.
     callback_poll_factor: float = 1.0
+    #: Monotonic seconds: the event loop's clock (deadlines are set on it).
+    clock: Callable[[], float] = time.monotonic
+    #: Sleeps between polls.
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    #: Unknown statuses already warned about (once per session and status).
+    warned_statuses: set[str] = attrs.field(factory=set)
 
 
 class TaskHandle:
@@ -106,8 +109,9 @@ class TaskHandle:
         self._lock = asyncio.Lock()
         self._download_lock = asyncio.Lock()
         self._completed_seen: float | None = None
+        self._stated_expiry: float | None = None
         self._result: GenerationResult | None = None
-        self._warned_status: set[str] = set()
+        self._saves: dict[SavePlan, _Shared] = {}
         if snapshot is not None:
             self._observe(snapshot)
 
@@ -143,26 +147,32 @@ class TaskHandle:
         24 hours (the session's ``link_ttl``) after completion was first seen, or
         earlier if a link states its own expiry.
         """
-        if self._completed_seen is None or self._task is None:
+        if self._completed_seen is None:
             return None
         expiry = self._completed_seen + self._rt.link_ttl
-        for url in self._task.results:
-            stated = link_expiry(url)
-            if stated is not None:
-                expiry = min(expiry, stated)
+        if self._stated_expiry is not None:
+            expiry = min(expiry, self._stated_expiry)
         return expiry
 
     def _observe(self, task: Task) -> None:
         self._task = task
         if task.status is TaskStatus.COMPLETED and self._completed_seen is None:
             self._completed_seen = time.time()
-        if task.status is TaskStatus.UNKNOWN and task.raw_status not in self._warned_status:
-            self._warned_status.add(task.raw_status)
-            logger.warning(
-                "task %s reported an unknown status %r; treating it as not finished",
-                self._id,
-                task.raw_status,
-            )
+            # Each link is read once, when completion is first seen (not once per image).
+            stated = [e for e in map(link_expiry, task.results) if e is not None]
+            self._stated_expiry = min(stated) if stated else None
+        if task.status is TaskStatus.UNKNOWN:
+            warned = self._rt.warned_statuses
+            if task.raw_status not in warned:
+                warned.add(task.raw_status)
+                logger.warning(
+                    "task %s reported an unknown status %r; treating it as not finished "
+                    "(said once per session; later ones are logged at debug level)",
+                    self._id,
+                    task.raw_status,
+                )
+            else:
+                logger.debug("task %s has unknown status %r", self._id, task.raw_status)
 
     async def refresh(self) -> Task:
         """Fetch the task once (``GET /v1/tasks/{id}``) and return the new snapshot."""
@@ -172,114 +182,13 @@ class TaskHandle:
         self._observe(task)
         return task
 
-    def _timed_out(self, timeout: float) -> WaitTimeoutError:
+    def _timed_out(self, timeout: float | None, *, stage: str = "wait") -> WaitTimeoutError:
         return WaitTimeoutError(
             task_id=self._id,
-            timeout=timeout,
+            timeout=timeout or 0.0,
             last_status=self._task.raw_status if self._task is not None else None,
+            stage=stage,
         )
-
-    async def _until_terminal(self, timeout: float | None) -> Task:
-        """Poll (one loop per handle, however many waiters) until the task ends."""
-        if self._task is not None and self._task.is_terminal:
-            return self._task
-        self._rt.check_open()
-        if timeout is None:
-            return await self._poll_locked(None)
-        try:
-            # The deadline covers everything: waiting for another waiter's poll loop,
-            # and retries inside a poll, not only the sleeps between polls.
-            return await asyncio.wait_for(self._poll_locked(timeout), timeout)
-        except WaitTimeoutError:
-            raise
-        except asyncio.TimeoutError:
-            raise self._timed_out(timeout) from None
-
-    async def _poll_locked(self, timeout: float | None) -> Task:
-        if self._rt.hints is not None:
-            return await self._watch_locked(self._rt.hints, timeout)
-        async with self._lock:
-            if self._task is not None and self._task.is_terminal:
-                return self._task
-            started = time.monotonic()
-
-            async def look() -> Task:
-                if self._fresh and self._task is not None:
-                    self._fresh = False
-                    return self._task
-                return await self.refresh()
-
-            def log_poll(details: Any) -> None:
-                logger.debug(
-                    "task %s is %s at %s%%; next poll in %.2f s",
-                    self._id,
-                    details["value"].raw_status,
-                    details["value"].progress,
-                    details["wait"],
-                )
-
-            # Bound with partial: backoff would call any callable keyword (the clock).
-            waits = functools.partial(
-                poll_waits,
-                attrs.evolve(self._rt.poll, timeout=timeout),
-                rng=self._rt.rng,
-                clock=time.monotonic,
-                started=started,
-            )
-            poll = backoff.on_predicate(
-                waits,
-                predicate=lambda task: not task.is_terminal,
-                max_time=timeout,
-                jitter=None,
-                on_backoff=log_poll,
-                logger=None,
-            )(look)
-            task: Task = await poll()
-            if not task.is_terminal:
-                raise self._timed_out(timeout if timeout is not None else 0.0)
-            return task
-
-    async def _watch_locked(self, hints: HintBoard, timeout: float | None) -> Task:
-        """Poll like :meth:`_poll_locked`, but wake early when a callback hint arrives.
-
-        A hint is only a reason to look: the task is fetched, and that answer alone
-        decides. While a callback is expected, the poll delays are stretched by the
-        session's ``callback_poll_factor``, so a lost callback costs time, not a hang.
-        Hints are acted on at most once per ``wait_min`` seconds, however many arrive.
-        (A loop of its own: the sleeps of ``backoff`` cannot be cut short by a hint.)
-        """
-        async with self._lock:
-            if self._task is not None and self._task.is_terminal:
-                return self._task
-            schedule = attrs.evolve(self._rt.poll, timeout=timeout)
-            factor = self._rt.callback_poll_factor if self._expects_callback else 1.0
-            started = time.monotonic()
-            waits = poll_waits(schedule, rng=self._rt.rng, clock=time.monotonic, started=started)
-            waits.send(None)
-            with hints.watch(self._id) as watch:
-                if self._fresh and self._task is not None:
-                    self._fresh = False
-                    task = self._task
-                else:
-                    task = await self.refresh()
-                last_look = time.monotonic()
-                while not task.is_terminal:
-                    delay = waits.send(task) * factor
-                    if timeout is not None:
-                        remaining = timeout - (time.monotonic() - started)
-                        if remaining <= 0:
-                            raise self._timed_out(timeout)
-                        delay = min(delay, remaining)
-                    if await watch.wait(delay):
-                        # A flood of hints (forged or duplicated) must not become a
-                        # flood of requests: keep at least wait_min between looks.
-                        spacing = last_look + schedule.wait_min - time.monotonic()
-                        await asyncio.sleep(max(0.0, spacing))
-                        logger.debug("task %s: a callback hint arrived; fetching it", self._id)
-                    task = await self.refresh()
-                    last_look = time.monotonic()
-                    logger.debug("task %s is %s at %s%%", self._id, task.raw_status, task.progress)
-            return task
 
     def _timeout(self, timeout: float | None) -> float | None:
         if timeout is DEFAULT:
@@ -290,18 +199,85 @@ class TaskHandle:
             )
         return timeout
 
-    async def wait(self, *, timeout: float | None = DEFAULT) -> Task:
-        """Poll until the task finishes; return the completed :class:`Task`.
+    @contextlib.asynccontextmanager
+    async def _nap(self) -> AsyncIterator[Nap]:
+        """How to sleep between looks: plainly, or until a callback hint for this task.
 
-        The returned task always has at least one result link. Raises
-        :class:`TaskFailedError` if it failed or was cancelled (with the ``error`` as
-        sent in ``raw_error``), :class:`NoResultsError` at once if it completed without
-        any link (the answer will not change, so it is neither retried nor polled
-        again), and :class:`WaitTimeoutError` if it is still running after *timeout*
-        seconds (default: the session's poll schedule; ``None`` waits without limit).
-        ``result()``, ``save()``, ``iter_bytes()`` and ``await handle`` raise the same.
+        A hint is only a reason to look: the task is fetched, and that answer alone
+        decides. A flood of hints (forged or duplicated) must not become a flood of
+        requests, so after a hint the next look still waits until ``wait_min`` has
+        passed since the nap began (which is when the last look ended).
         """
-        task = await self._until_terminal(self._timeout(timeout))
+        rt = self._rt
+        if rt.hints is None:
+            yield rt.sleep
+            return
+        spacing = rt.poll.wait_min
+        with rt.hints.watch(self._id) as watch:
+
+            async def nap(seconds: float) -> None:
+                began = rt.clock()
+                if await watch.wait(seconds):
+                    logger.debug("task %s: a callback hint arrived; fetching it", self._id)
+                    rest = began + spacing - rt.clock()
+                    if rest > 0:
+                        await rt.sleep(rest)
+
+            yield nap
+
+    async def _look(self) -> Task:
+        task = await self.refresh()
+        logger.debug("task %s is %s at %s%%", self._id, task.raw_status, task.progress)
+        return task
+
+    async def _snapshots(self, deadline: float | None) -> AsyncGenerator[Task, None]:
+        """Run the handle's one poll loop: every way of waiting drains this generator.
+
+        Concurrent waiters take turns on the handle's lock, so they share one loop: the
+        one that gets the lock next finds the task already ended. While a callback is
+        expected, every delay is stretched by the session's ``callback_poll_factor``.
+        Raises :class:`DeadlineReached` at *deadline* (the loop's clock).
+        """
+        async with bounded(deadline):
+            await self._lock.acquire()
+        try:
+            if self._task is not None and self._task.is_terminal:
+                yield self._task
+                return
+            self._rt.check_open()
+            first = self._task if self._fresh else None
+            self._fresh = False
+            state = PollState(
+                self._rt.poll,
+                rng=self._rt.rng,
+                deadline=deadline,
+                stretch=self._rt.callback_poll_factor if self._expects_callback else 1.0,
+            )
+            async with self._nap() as nap:
+                polls = snapshots(
+                    self._look, state, first=first, nap=nap, clock=self._rt.clock, deadline=deadline
+                )
+                async with contextlib.aclosing(polls):
+                    async for task in polls:
+                        yield task
+        finally:
+            self._lock.release()
+
+    async def _until_terminal(self, deadline: float | None, timeout: float | None) -> Task:
+        task = self._task
+        if task is not None and task.is_terminal:
+            return task
+        try:
+            async with contextlib.aclosing(self._snapshots(deadline)) as polls:
+                async for task in polls:  # noqa: B007 - the last one is the answer
+                    pass
+        except DeadlineReached:
+            raise self._timed_out(timeout) from None
+        assert task is not None
+        return task
+
+    def _verdict(self, task: Task) -> Task:
+        """Return the completed task, or raise the error its end means."""
         if task.status is TaskStatus.COMPLETED:
             if not task.results:
                 raise NoResultsError(task_id=self._id, task=task)
@@ -318,39 +294,40 @@ class TaskHandle:
             raw_error=task.raw_error,
         )
 
+    async def wait(self, *, timeout: float | None = DEFAULT) -> Task:
+        """Poll until the task finishes; return the completed :class:`Task`.
+
+        The returned task always has at least one result link. Raises
+        :class:`TaskFailedError` if it failed or was cancelled (with the ``error`` as
+        sent in ``raw_error``), :class:`NoResultsError` at once if it completed without
+        any link (the answer will not change, so it is neither retried nor polled
+        again), and :class:`WaitTimeoutError` if it is still running after *timeout*
+        seconds (default: the session's poll schedule; ``None`` waits without limit).
+        ``result()``, ``save()``, ``iter_bytes()`` and ``await handle`` raise the same.
+        """
+        limit = self._timeout(timeout)
+        return self._verdict(await self._until_terminal(deadline_after(limit), limit))
+
     async def updates(self, *, timeout: float | None = DEFAULT) -> AsyncGenerator[Task, None]:
         """Yield a snapshot each time the status or progress changes, ending when it ends.
 
-        The current snapshot, if any, comes first. Polling happens only while you
-        iterate (nothing runs in the background), on the session's poll schedule. A
-        failed task ends the iteration without raising (look at the last snapshot's
-        status); failures of the calls themselves, and :class:`WaitTimeoutError`, are
-        raised.
+        The snapshot the create call returned, if not looked at yet, comes first.
+        Polling happens only while you iterate (nothing runs in the background), in the
+        same loop as :meth:`wait` (callback hints included). A failed task ends the
+        iteration without raising (look at the last snapshot's status); failures of the
+        calls themselves, and :class:`WaitTimeoutError`, are raised. Close it early with
+        ``contextlib.aclosing`` (or let ``async for`` run to the end).
         """
         limit = self._timeout(timeout)
-        started = time.monotonic()
-        waits = poll_waits(
-            attrs.evolve(self._rt.poll, timeout=limit),
-            rng=self._rt.rng,
-            clock=time.monotonic,
-            started=started,
-        )
-        waits.send(None)
         last: tuple[str, int] | None = None
-        task = self._task if self._fresh or self.is_done else None
-        while True:
-            if task is None:
-                task = await self.refresh()
-            if (task.raw_status, task.progress) != last:
-                last = (task.raw_status, task.progress)
-                yield task
-            if task.is_terminal:
-                return
-            delay = waits.send(task)
-            if limit is not None and time.monotonic() - started + delay > limit:
-                raise self._timed_out(limit)
-            await asyncio.sleep(delay)
-            task = None
+        try:
+            async with contextlib.aclosing(self._snapshots(deadline_after(limit))) as polls:
+                async for task in polls:
+                    if (task.raw_status, task.progress) != last:
+                        last = (task.raw_status, task.progress)
+                        yield task
+        except DeadlineReached:
+            raise self._timed_out(limit) from None
 
     @property
     def is_done(self) -> bool:
@@ -383,10 +360,21 @@ class TaskHandle:
 
         The whole image is never held in memory. A body cut short is fetched again
         from where it stopped, so the chunks always add up to the complete image.
+        *timeout* bounds the wait and the download together (not the time your code
+        spends between chunks).
         """
-        task = await self.wait(timeout=timeout)
+        limit = self._timeout(timeout)
+        deadline = deadline_after(limit)
+        task = self._verdict(await self._until_terminal(deadline, limit))
         async with contextlib.aclosing(self._stream(task, index, DownloadInfo())) as chunks:
-            async for chunk in chunks:
+            while True:
+                try:
+                    async with bounded(deadline):
+                        chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    return
+                except DeadlineReached:
+                    raise self._timed_out(limit, stage="download") from None
                 yield chunk
 
     def _check_size(self, dimensions: tuple[int, int] | None, index: int) -> None:
@@ -414,21 +402,31 @@ class TaskHandle:
             height=dimensions[1] if dimensions else None,
         )
 
-    async def result(self, *, timeout: float | None = DEFAULT) -> GenerationResult:
-        """Wait for completion and download every image into memory (cached).
-
-        This is what ``await handle`` does.
-        """
-        if self._result is not None:
-            return self._result
-        task = await self.wait(timeout=timeout)
+    async def _fetch_all(self, task: Task) -> GenerationResult:
         async with self._download_lock:  # concurrent awaiters download once
             if self._result is None:
-                images = await asyncio.gather(
-                    *(self._download(task, i) for i in range(len(task.results)))
+                images = await _all_or_none(
+                    [self._download(task, i) for i in range(len(task.results))]
                 )
                 self._result = GenerationResult(task=task, images=tuple(images))
         return self._result
+
+    async def result(self, *, timeout: float | None = DEFAULT) -> GenerationResult:
+        """Wait for completion and download every image into memory (cached).
+
+        This is what ``await handle`` does. *timeout* bounds the wait and the downloads
+        together; if one image fails, the downloads of the others are stopped.
+        """
+        if self._result is not None:
+            return self._result
+        limit = self._timeout(timeout)
+        deadline = deadline_after(limit)
+        task = self._verdict(await self._until_terminal(deadline, limit))
+        try:
+            async with bounded(deadline):
+                return await self._fetch_all(task)
+        except DeadlineReached:
+            raise self._timed_out(limit, stage="download") from None
 
     def __await__(self) -> Generator[Any, None, GenerationResult]:
         return self.result().__await__()
@@ -444,55 +442,87 @@ class TaskHandle:
         directory, created if needed, which receives ``<task id>-<n>.<ext>`` with the
         extension of the format actually received. Each file is streamed to a
         temporary file beside it and renamed into place, so no partial file is left,
-        whatever goes wrong. Existing files are replaced.
+        whatever goes wrong. Existing files are replaced. *timeout* bounds the wait and
+        the downloads together. Concurrent calls for the same *dest* share one download.
         """
-        task = await self.wait(timeout=timeout)
-        target = Path(dest)
-        as_dir = (
-            target.is_dir()
-            or str(dest).endswith(("/", os.sep))
-            or target.suffix.lower() not in _FILE_SUFFIXES
-        )
-        folder = target if as_dir else target.parent
-        if folder.exists() and not folder.is_dir():
-            raise NotADirectoryError(f"cannot save into {folder}: it is a file, not a folder")
-        folder.mkdir(parents=True, exist_ok=True)
-        return [
-            await self._save_one(task, index, target, as_dir, folder)
-            for index in range(len(task.results))
-        ]
-
-    async def _save_one(
-        self, task: Task, index: int, target: Path, as_dir: bool, folder: Path
-    ) -> Path:
-        cached = self._result.images[index] if self._result is not None else None
-        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=".zimage-", suffix=".part")
-        temp = Path(temp_name)
+        limit = self._timeout(timeout)
+        deadline = deadline_after(limit)
+        task = self._verdict(await self._until_terminal(deadline, limit))
+        plan = plan_save(dest)
+        prepare_folder(plan)
+        shared = self._saves.get(plan)
+        if shared is None:
+            shared = _Shared(asyncio.ensure_future(self._save_all(task, plan)))
+            self._saves[plan] = shared
+            shared.future.add_done_callback(lambda _: self._saves.pop(plan, None))
+        shared.waiters += 1
         try:
-            info = DownloadInfo()
-            with os.fdopen(fd, "wb") as file:
-                if cached is not None:
-                    file.write(cached.data)
-                    info.content_type = cached.content_type
-                else:
-                    async with contextlib.aclosing(self._stream(task, index, info)) as chunks:
-                        async for chunk in chunks:
-                            file.write(chunk)
+            async with bounded(deadline):
+                return list(await asyncio.shield(shared.future))
+        except DeadlineReached:
+            raise self._timed_out(limit, stage="download") from None
+        finally:
+            shared.waiters -= 1
+            if shared.waiters == 0 and not shared.future.done():
+                shared.future.cancel()  # the last caller left: nobody wants these files
+
+    async def _save_all(self, task: Task, plan: SavePlan) -> list[Path]:
+        return await _all_or_none(
+            [self._save_one(task, index, plan) for index in range(len(task.results))]
+        )
+
+    async def _save_one(self, task: Task, index: int, plan: SavePlan) -> Path:
+        cached = self._result.images[index] if self._result is not None else None
+        info = DownloadInfo()
+        if cached is not None:
+            chunks: AsyncIterator[bytes] = _one_chunk(cached.data)
+            info.content_type = cached.content_type
+        else:
+            chunks = self._stream(task, index, info)
+        async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+            temp = await write_atomically(plan.folder, chunks)
+        try:
             if info.content_type is None:
                 raise ImageDownloadError(
                     "no bytes were received", url="", task_id=self._id, index=index
                 )
             if cached is None:
                 self._check_size(info.dimensions, index)
-            extension = EXTENSIONS[info.content_type]
-            if as_dir:
-                final = folder / f"{self._id}-{index}.{extension}"
-            elif len(task.results) == 1:
-                final = target
-            else:
-                final = target.with_name(f"{target.stem}-{index}{target.suffix}")
+            final = plan.path(
+                task_id=self._id,
+                index=index,
+                count=len(task.results),
+                content_type=info.content_type,
+            )
             os.replace(temp, final)
             return final
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+
+
+async def _one_chunk(data: bytes) -> AsyncGenerator[bytes, None]:
+    yield data
+
+
+@attrs.define
+class _Shared:
+    """One save in progress, and how many ``save()`` calls wait for it."""
+
+    future: asyncio.Future[list[Path]]
+    waiters: int = 0
+
+
+async def _all_or_none(jobs: list[Awaitable[Any]]) -> list[Any]:
+    """Run *jobs* together; if one fails, cancel the others and raise its error."""
+    if len(jobs) == 1:
+        return [await jobs[0]]
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return [task.result() for task in tasks]

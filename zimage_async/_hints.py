@@ -6,24 +6,28 @@ thing taken from it is *which* task may have changed. :func:`read_hint` extracts
 waiting on that id, which then fetch the task from the API themselves. Nothing here
 touches the network.
 
-A hint for an id nobody waits on yet is kept for a short while (``hint_ttl`` seconds, at
-most ``max_hints`` ids), because a fast task's callback can arrive before the create
-call's answer does.
+A hint for an id nobody waits on yet is kept for a short while (``hint_ttl`` seconds),
+because a fast task's callback can arrive before the create call's answer does. It is kept
+in a fixed-size table of time stamps (a Bloom filter whose slots hold the last time they
+were set), so a flood of forged callbacks for made-up ids cannot push a genuine early hint
+out; at worst it makes a few ids look hinted that were not, which costs one early look.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
-import collections
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
 
 from ._exceptions import InvalidRequestError
 from ._validation import validate_task_id
 
-__all__ = ["HintBoard", "HintWatch", "read_hint"]
+__all__ = ["HintBoard", "HintSource", "HintWatch", "read_hint"]
 
 
 def read_hint(body: bytes) -> str | None:
@@ -72,13 +76,28 @@ class HintWatch:
         return True
 
 
+class HintSource(Protocol):
+    """Where a handle learns of callbacks: a :class:`HintBoard`, or a receiver's face of it."""
+
+    def watch(self, task_id: str) -> AbstractContextManager[HintWatch]:
+        """Watch *task_id* for hints while a ``with`` block runs."""
+        ...
+
+
 class HintBoard:
     """Routes callback hints to the handles waiting on their task ids.
 
     :meth:`post` records a hint and wakes every :class:`HintWatch` on that id; a hint
-    nobody watches is kept for *hint_ttl* seconds (the oldest ids are dropped beyond
-    *max_hints*), and a watch opened in that time starts out woken.
+    nobody watches is remembered for *hint_ttl* seconds, and a watch opened in that time
+    starts out woken. Remembering takes a fixed table sized for *max_hints* ids at a time
+    (about 128 bytes an id): beyond that, ids start to look hinted that were not (each
+    then costs one early look), but no hint is ever forgotten early.
     """
+
+    #: Slots set per id.
+    _HASHES = 4
+    #: Slots per id the table is sized for.
+    _SLOTS_PER_HINT = 16
 
     def __init__(
         self,
@@ -92,33 +111,35 @@ class HintBoard:
         if max_hints < 1:
             raise ValueError(f"max_hints must be 1 or more, got {max_hints!r}")
         self._ttl = hint_ttl
-        self._max = max_hints
         self._clock = clock
-        self._recent: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._stamps = array.array("d", [-float("inf")]) * (max_hints * self._SLOTS_PER_HINT)
         self._watches: dict[str, set[HintWatch]] = {}
 
-    def _expire(self, now: float) -> None:
-        while self._recent:
-            task_id, seen = next(iter(self._recent.items()))
-            if now - seen < self._ttl and len(self._recent) <= self._max:
-                return
-            del self._recent[task_id]
+    def _slots(self, task_id: str) -> list[int]:
+        digest = hashlib.blake2b(task_id.encode(), digest_size=8 * self._HASHES).digest()
+        size = len(self._stamps)
+        return [
+            int.from_bytes(digest[8 * n : 8 * n + 8], "little") % size for n in range(self._HASHES)
+        ]
 
     def post(self, task_id: str) -> bool:
         """Record a hint that *task_id* changed; return whether a handle was waiting on it."""
         now = self._clock()
-        self._recent.pop(task_id, None)
-        self._recent[task_id] = now
-        self._expire(now)
+        for slot in self._slots(task_id):
+            self._stamps[slot] = now
         watches = self._watches.get(task_id, ())
         for watch in watches:
             watch._notify()
         return bool(watches)
 
     def recent(self, task_id: str) -> bool:
-        """Whether a hint for *task_id* arrived within the last ``hint_ttl`` seconds."""
-        self._expire(self._clock())
-        return task_id in self._recent
+        """Whether a hint for *task_id* arrived within the last ``hint_ttl`` seconds.
+
+        Never wrong about a hint that did arrive; may say yes for one that did not, once
+        far more than ``max_hints`` ids were posted within ``hint_ttl``.
+        """
+        oldest = min(self._stamps[slot] for slot in self._slots(task_id))
+        return self._clock() - oldest < self._ttl
 
     @contextmanager
     def watch(self, task_id: str) -> Iterator[HintWatch]:

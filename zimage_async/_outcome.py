@@ -26,8 +26,28 @@ The rules, most specific first:
 from __future__ import annotations
 
 import enum
+import logging
+from collections.abc import Mapping
 
-__all__ = ["PRE_CHARGE_REFUSALS", "CreateVerdict", "Stage", "judge_create"]
+from ._exceptions import (
+    InvalidRequestError,
+    MalformedResponseError,
+    SubmissionUncertainError,
+)
+from ._idempotency import REPLAYED_HEADER
+from ._models import GenerationRequest, Task
+from ._parsing import parse_error, parse_json, parse_task, salvage_task_id
+from ._validation import validate_task_id
+
+__all__ = [
+    "PRE_CHARGE_REFUSALS",
+    "CreateVerdict",
+    "Stage",
+    "judge_create",
+    "read_create_reply",
+]
+
+logger = logging.getLogger("zimage_async")
 
 
 class Stage(enum.Enum):
@@ -112,3 +132,58 @@ def judge_create(
     if not 400 <= status < 500:
         return CreateVerdict.UNCERTAIN
     return CreateVerdict.REFUSED
+
+
+def read_create_reply(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    url: str,
+    idempotency_key: str,
+    request: GenerationRequest,
+    now: float,
+) -> Task:
+    """Read a complete answer to the create call: the task, or the error it means (pure).
+
+    A 2xx is the task (a replayed one, marked ``idempotency-replayed: true``, is logged as
+    not billed again); an unreadable 2xx is :class:`SubmissionUncertainError`, with the
+    task id when it can still be read; an error status raises the :class:`APIError`
+    subclass, or :class:`SubmissionUncertainError` wrapping it when :func:`judge_create`
+    says a task may exist.
+    """
+
+    def uncertain(cause: MalformedResponseError, task_id: str | None = None) -> Exception:
+        return SubmissionUncertainError(
+            cause, task_id=task_id, idempotency_key=idempotency_key, request=request
+        )
+
+    if 200 <= status < 300:
+        try:
+            task = parse_task(parse_json(body, status=status))
+        except MalformedResponseError as exc:
+            raise uncertain(exc, salvage_task_id(body)) from exc
+        try:
+            validate_task_id(task.id)  # it goes into every poll's URL
+        except InvalidRequestError as exc:
+            raise uncertain(
+                MalformedResponseError(exc.problem, path="$.id", status=status)
+            ) from None
+        if headers.get(REPLAYED_HEADER, "").strip().lower() == "true":
+            logger.info(
+                "the gateway replayed task %s: it was made earlier under the same "
+                "idempotency key, and is not billed again",
+                task.id,
+            )
+        else:
+            logger.info("created task %s (billed)", task.id)
+        return task
+    error = parse_error(status, headers, body, method="POST", path=url, now=now)
+    verdict = judge_create(
+        Stage.ANSWERED, status=error.status, error_type=error.type, error_code=error.code
+    )
+    if verdict is CreateVerdict.UNCERTAIN:
+        raise SubmissionUncertainError(
+            error, idempotency_key=idempotency_key, request=request
+        ) from error
+    raise error

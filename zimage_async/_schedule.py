@@ -1,22 +1,22 @@
 """Retry and poll schedules as data: every delay is a pure function of its inputs.
 
 :class:`RetryPolicy` says how often and how long to wait before repeating a failed
-request; :class:`PollSchedule` says when to look at a running task again. Both take an
-injected :class:`random.Random` for jitter, so tests assert exact delays. The
-generators at the bottom feed these delays to ``backoff``, which drives the loops in
-the I/O layer (the only place that sleeps).
+request, and :meth:`RetryPolicy.after` is the one retry decision every loop asks;
+:class:`PollSchedule` says when to look at a running task again, and :class:`PollState`
+applies it to one wait, fed ``(task, now)``. All take an injected
+:class:`random.Random` for jitter, so tests assert exact delays; only the I/O layer
+sleeps.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Generator
 
 import attrs
 
 from ._models import Task, TaskStatus
 
-__all__ = ["PollSchedule", "RetryPolicy", "poll_waits", "retry_waits"]
+__all__ = ["PollSchedule", "PollState", "RetryPolicy"]
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -88,6 +88,27 @@ class RetryPolicy:
     def honours(self, retry_after: float | None) -> bool:
         """Whether a server-advised wait is short enough to wait it out and retry."""
         return retry_after is None or retry_after <= self.max_retry_after
+
+    def after(self, attempt: int, floor: float | None, *, rng: random.Random) -> float | None:
+        """Decide whether to retry: seconds to wait before try ``attempt + 1``, or None.
+
+        *floor* is a judge's verdict on the failure of try number *attempt*: ``None``
+        when it must never be retried, else the least wait the server advised (``0.0``
+        for none). None comes back too when the tries are spent, or when the advice is
+        longer than ``max_retry_after`` (the failure is then raised at once).
+
+        >>> policy = RetryPolicy(max_attempts=3, jitter=0.0)
+        >>> rng = random.Random(0)
+        >>> policy.after(1, 0.0, rng=rng), policy.after(1, 4.0, rng=rng)
+        (0.5, 4.0)
+        >>> policy.after(3, 0.0, rng=random.Random(0)) is None  # tries spent
+        True
+        >>> policy.after(1, None, rng=random.Random(0)) is None  # never retried
+        True
+        """
+        if floor is None or attempt >= self.max_attempts or not self.honours(floor):
+            return None
+        return self.delay(attempt, rng=rng, retry_after=floor or None)
 
 
 @attrs.frozen(kw_only=True)
@@ -164,14 +185,11 @@ class PollSchedule:
 class _ProgressTracker:
     """Predicts seconds left from successive ``(time, progress)`` observations."""
 
-    first: tuple[float, int] | None = None
     last: tuple[float, int] | None = None
 
     def observe(self, now: float, task: Task) -> float | None:
         previous = self.last
         self.last = (now, task.progress)
-        if self.first is None:
-            self.first = self.last
         if task.status is TaskStatus.PENDING:
             return task.estimated_time
         if task.status is not TaskStatus.PROCESSING or not 0 < task.progress < 100:
@@ -189,47 +207,67 @@ class _ProgressTracker:
         return elapsed * (100 - task.progress) / gained
 
 
-def poll_waits(
-    schedule: PollSchedule,
-    *,
-    rng: random.Random,
-    clock: Callable[[], float],
-    started: float,
-) -> Generator[float, Task | None, None]:
-    """Yield poll delays for ``backoff.on_predicate``, which sends each new snapshot in.
+@attrs.define
+class PollState:
+    """One wait's poll schedule: fed each snapshot and the time, it says when to look next.
 
-    The snapshots drive the predictions; *clock* (monotonic seconds) and *started* (the
-    wait's start on that clock) bound every delay by the schedule's ``timeout``.
+    Pure (no clock, no sleep): *now* and *deadline* are seconds on one monotonic clock
+    that the caller owns. :meth:`after` returns the delay before the next look, never past
+    the deadline, or ``None`` once the deadline is reached. ``stretch`` multiplies every
+    delay (a handle expecting a callback polls that much slower).
+
+    A task that is overdue, still unfinished and without progress after the time that was
+    predicted for it (an ``estimated_time`` of 0, progress stuck at 99 %), is polled at
+    growing intervals from ``wait_min`` up to ``wait_max``, and any progress resets that.
+
+    >>> from zimage_async import Task
+    >>> state = PollState(PollSchedule(jitter=0.0), rng=random.Random(0), deadline=30.0)
+    >>> stuck = Task(id="task-unified-1-a", raw_status="pending", task_info=None)
+    >>> now, delays = 0.0, []
+    >>> for _ in range(9):
+    ...     delays.append(round(state.after(stuck, now), 2))
+    ...     now += delays[-1]
+    >>> delays  # no estimate, no progress: from wait_min up to wait_max
+    [0.2, 0.2, 0.32, 0.51, 0.82, 1.31, 2.1, 3.36, 5.0]
     """
-    tracker = _ProgressTracker()
-    task = yield 0.0  # backoff primes the generator with None
-    attempt = 0
-    while True:
-        attempt += 1
-        now = clock()
-        remaining = None if schedule.timeout is None else schedule.timeout - (now - started)
-        seconds_left = tracker.observe(now, task) if task is not None else None
-        if attempt == 1 and task is not None and task.progress == 0:
-            delay = schedule.first_delay(estimated_time=task.estimated_time, rng=rng)
-            if remaining is not None:
-                delay = max(0.0, min(delay, remaining))
+
+    schedule: PollSchedule
+    rng: random.Random = attrs.field(kw_only=True)
+    deadline: float | None = attrs.field(kw_only=True)
+    stretch: float = attrs.field(default=1.0, kw_only=True)
+    looks: int = attrs.field(default=0, init=False)
+    overdue: int = attrs.field(default=0, init=False)
+    _promised: float | None = attrs.field(default=None, init=False)
+    _progress: tuple[str, int] | None = attrs.field(default=None, init=False)
+    _tracker: _ProgressTracker = attrs.field(factory=_ProgressTracker, init=False)
+
+    def after(self, task: Task, now: float) -> float | None:
+        """Seconds from *now* until the next look at *task*, or None at the deadline."""
+        schedule = self.schedule
+        self.looks += 1
+        seconds_left = self._tracker.observe(now, task)
+        moved = (task.raw_status, task.progress) != self._progress
+        self._progress = (task.raw_status, task.progress)
+        if moved:
+            self.overdue = 0
+        elif self._promised is None or now >= self._promised:
+            self.overdue += 1
+        if self.looks == 1 and task.progress == 0:
+            delay = schedule.first_delay(estimated_time=task.estimated_time, rng=self.rng)
+            self._promised = now + delay
+        elif self.overdue == 0 and seconds_left is not None and seconds_left > 0:
+            delay = schedule.next_delay(attempt=self.looks, seconds_left=seconds_left, rng=self.rng)
+            self._promised = now + seconds_left
         else:
+            # Overdue or without a usable prediction: back off towards wait_max.
             delay = schedule.next_delay(
-                attempt=attempt, seconds_left=seconds_left, rng=rng, remaining=remaining
+                attempt=max(1, self.overdue), seconds_left=None, rng=self.rng
             )
-        task = yield delay
-
-
-def retry_waits(
-    policy: RetryPolicy, *, rng: random.Random
-) -> Generator[float, BaseException | None, None]:
-    """Yield retry delays for ``backoff.on_exception``, which sends each failure in.
-
-    A failure's ``retry_after`` attribute (set on API errors) is honoured as a floor.
-    """
-    exc = yield 0.0  # backoff primes the generator with None
-    attempt = 0
-    while True:
-        attempt += 1
-        retry_after = getattr(exc, "retry_after", None)
-        exc = yield policy.delay(attempt, rng=rng, retry_after=retry_after)
+            self._promised = None
+        delay *= self.stretch
+        if self.deadline is not None:
+            remaining = self.deadline - now
+            if remaining <= 0:
+                return None
+            delay = min(delay, remaining)
+        return delay

@@ -8,12 +8,13 @@ import os
 import random
 from collections.abc import Iterable, Mapping
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from ._api import APIClient
-from ._batch import Batch, as_path, check_requests
+from ._batch import Batch, BatchServices, as_path, check_requests
 from ._download import ImageLimits
 from ._exceptions import InvalidRequestError, SubmissionUncertainError
 from ._handle import DEFAULT, Runtime, TaskHandle
@@ -24,7 +25,9 @@ from ._schedule import PollSchedule, RetryPolicy
 from ._secret import Secret
 from ._transport import DEFAULT_USER_AGENT, Transport
 from ._validation import validate_receiver_url, validate_task_id
-from ._webhooks import CallbackReceiver
+
+if TYPE_CHECKING:
+    from ._webhooks import CallbackReceiver
 
 __all__ = ["DEFAULT_BASE_URL", "Session", "SessionState"]
 
@@ -159,6 +162,12 @@ class Session:
             raise InvalidRequestError(
                 "user_agent", "a non-empty header value without control characters", "it is not"
             )
+        if isinstance(max_image_bytes, bool) or not (
+            isinstance(max_image_bytes, int) and max_image_bytes > 0
+        ):
+            raise InvalidRequestError(
+                "max_image_bytes", "a whole number of bytes above 0", f"got {max_image_bytes!r}"
+            )
         if max_connections < 1:
             raise InvalidRequestError("max_connections", "1 or more", f"got {max_connections!r}")
         self._api_key = Secret(key.strip())
@@ -205,7 +214,7 @@ class Session:
             link_ttl=link_ttl,
             rng=self._rng,
             check_open=self._check_open,
-            hints=callbacks._board if callbacks is not None else None,
+            hints=callbacks,
             callback_poll_factor=callback_poll_factor,
         )
 
@@ -415,8 +424,15 @@ class Session:
         if concurrency < 1:
             raise InvalidRequestError("concurrency", "1 or more", f"got {concurrency!r}")
         self._check_open()
+        services = BatchServices(
+            submit=self.submit,
+            task=self.task,
+            gate_wait=self._runtime.api.gate.wait,
+            base_url=self._base_url,
+            link_ttl=self._runtime.link_ttl,
+        )
         return Batch(
-            self,
+            services,
             checked,
             concurrency=concurrency,
             output_dir=as_path(output_dir),

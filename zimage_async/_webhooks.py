@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ._hints import HintBoard, read_hint
+from ._hints import HintBoard, HintWatch, read_hint
 
 __all__ = ["CallbackReceiver"]
 
@@ -84,6 +84,20 @@ class CallbackReceiver:
     def refused(self) -> int:
         """Callbacks answered 4xx so far (malformed, without a valid id, or too large)."""
         return self._refused
+
+    @property
+    def watched(self) -> int:
+        """How many task ids handles are waiting on through this receiver now."""
+        return self._board.watched
+
+    def watch(self, task_id: str) -> contextlib.AbstractContextManager[HintWatch]:
+        """Watch *task_id* for callbacks while a ``with`` block runs (used by handles).
+
+        The watch's ``wait(seconds)`` returns ``True`` as soon as a callback for the id
+        arrives (or one arrived in the last ``hint_ttl`` seconds), else ``False`` after
+        *seconds*.
+        """
+        return self._board.watch(task_id)
 
     async def _read(self, request: web.Request) -> bytes | None:
         """Read the body; return ``None`` if it is larger than ``max_body_bytes``."""

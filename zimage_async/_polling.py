@@ -1,0 +1,93 @@
+"""The one poll loop: every way of waiting for a task goes through :func:`snapshots`.
+
+``await handle``, :meth:`~zimage_async.TaskHandle.wait`, ``updates()``, ``result()``,
+``save()``, ``iter_bytes()``, batches and the command line all drain the same generator.
+What differs is passed in: how to *look* (one ``GET /v1/tasks/{id}``), how to *nap*
+between looks (a plain sleep, or a sleep that a callback hint cuts short), and the pure
+:class:`~zimage_async._schedule.PollState` that says how long each nap is. One deadline,
+on the event loop's monotonic clock, bounds the whole wait: the schedule never naps past
+it, and :func:`bounded` cuts short a look still running when it passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from ._models import Task
+from ._schedule import PollState
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout_at
+else:  # pragma: no cover - aiohttp installs async-timeout below 3.11
+    from async_timeout import timeout_at  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["DeadlineReached", "bounded", "deadline_after", "snapshots"]
+
+T = TypeVar("T")
+
+#: Sleeps up to the given seconds; what it returns is ignored.
+Nap = Callable[[float], Awaitable[object]]
+
+
+class DeadlineReached(Exception):
+    """The wait's deadline passed; the handle turns it into WaitTimeoutError."""
+
+
+def deadline_after(seconds: float | None) -> float | None:
+    """Return the deadline *seconds* from now on the running loop's clock (None: none)."""
+    return None if seconds is None else asyncio.get_running_loop().time() + seconds
+
+
+@asynccontextmanager
+async def bounded(deadline: float | None) -> AsyncIterator[None]:
+    """Cut the block short at *deadline* (loop time) with :class:`DeadlineReached`.
+
+    Only the deadline's own expiry becomes ``DeadlineReached``: a request's timeout inside
+    the block (an ``APITimeoutError``, also a ``TimeoutError``) passes through as it is.
+    """
+    if deadline is None:
+        yield
+        return
+    scope = timeout_at(deadline)
+    try:
+        async with scope:
+            yield
+    except (TimeoutError, asyncio.TimeoutError):  # distinct classes before 3.11
+        expired = scope.expired
+        if expired() if callable(expired) else expired:
+            raise DeadlineReached from None
+        raise
+
+
+async def snapshots(
+    look: Callable[[], Awaitable[Task]],
+    state: PollState,
+    *,
+    first: Task | None,
+    nap: Nap,
+    clock: Callable[[], float],
+    deadline: float | None,
+) -> AsyncGenerator[Task, None]:
+    """Yield each snapshot of a task until it is terminal (that one included).
+
+    *first* is a snapshot already in hand (the create call's answer), used instead of a
+    first look. Raises :class:`DeadlineReached` when *deadline* (on *clock*, the loop's
+    clock) passes first.
+    """
+    task = first
+    while True:
+        if task is None:
+            async with bounded(deadline):
+                task = await look()
+        yield task
+        if task.is_terminal:
+            return
+        delay = state.after(task, clock())
+        if delay is None:
+            raise DeadlineReached
+        await nap(delay)
+        task = None
