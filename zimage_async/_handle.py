@@ -6,73 +6,26 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
-import time
-import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
-from ._download import DownloadInfo, ImageLimits, stream_image
-from ._exceptions import (
-    ImageDownloadError,
-    ImageSizeWarning,
-    NoResultsError,
-    TaskFailedError,
-    WaitTimeoutError,
-)
-from ._imageinfo import size_mismatch
+from ._delivery import Delivery
+from ._download import DownloadInfo
+from ._exceptions import NoResultsError, TaskFailedError, WaitTimeoutError
 from ._links import link_expiry
-from ._models import GenerationRequest, GenerationResult, Image, Task, TaskStatus
+from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
 from ._polling import DeadlineReached, Nap, bounded, deadline_after, snapshots
-from ._saving import SavePlan, plan_save, prepare_folder, write_atomically
-from ._schedule import PollSchedule, PollState, RetryPolicy
+from ._runtime import DEFAULT, Runtime
+from ._saving import plan_save, prepare_folder
+from ._schedule import PollState
 
 if TYPE_CHECKING:
-    from ._api import APIClient
-    from ._hints import HintSource
-    from ._transport import Transport
+    pass
 
-__all__ = ["DEFAULT", "Runtime", "TaskHandle"]
+__all__ = ["TaskHandle"]
 
 logger = logging.getLogger("zimage_async")
-
-
-class _Default:
-    """Marks "use the session's poll schedule timeout"."""
-
-    def __repr__(self) -> str:
-        return "<session default>"
-
-
-#: Pass as ``timeout`` to use the session's :attr:`PollSchedule.timeout`.
-DEFAULT: Any = _Default()
-
-
-@attrs.frozen(kw_only=True)
-class Runtime:
-    """What every handle of one session shares: the API client, the policies, the clock."""
-
-    api: APIClient
-    transport: Transport
-    poll: PollSchedule
-    retry: RetryPolicy
-    limits: ImageLimits
-    link_ttl: float
-    rng: random.Random
-    check_open: Callable[[], None]
-    #: The session's callback receiver, if it has one: callbacks wake waits.
-    hints: HintSource | None = None
-    #: How much longer poll delays are while a callback is expected.
-    callback_poll_factor: float = 1.0
-    #: Monotonic seconds: the event loop's clock (deadlines are set on it).
-    clock: Callable[[], float] = time.monotonic
-    #: Sleeps between polls.
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    #: Unknown statuses already warned about (once per session and status).
-    warned_statuses: set[str] = attrs.field(factory=set)
 
 
 class TaskHandle:
@@ -107,11 +60,9 @@ class TaskHandle:
         self._task = snapshot
         self._fresh = snapshot is not None  # the snapshot was just returned by create
         self._lock = asyncio.Lock()
-        self._download_lock = asyncio.Lock()
         self._completed_seen: float | None = None
         self._stated_expiry: float | None = None
-        self._result: GenerationResult | None = None
-        self._saves: dict[SavePlan, _Shared] = {}
+        self._delivery = Delivery(runtime, task_id, request, lambda: self.expires_at)
         if snapshot is not None:
             self._observe(snapshot)
 
@@ -157,7 +108,7 @@ class TaskHandle:
     def _observe(self, task: Task) -> None:
         self._task = task
         if task.status is TaskStatus.COMPLETED and self._completed_seen is None:
-            self._completed_seen = time.time()
+            self._completed_seen = self._rt.now()
             # Each link is read once, when completion is first seen (not once per image).
             stated = [e for e in map(link_expiry, task.results) if e is not None]
             self._stated_expiry = min(stated) if stated else None
@@ -334,25 +285,6 @@ class TaskHandle:
         """``True`` once the last snapshot is terminal (completed, failed or cancelled)."""
         return self._task is not None and self._task.is_terminal
 
-    async def _stream(
-        self, task: Task, index: int, info: DownloadInfo
-    ) -> AsyncGenerator[bytes, None]:
-        if not 0 <= index < len(task.results):
-            raise IndexError(f"task {self._id} has {len(task.results)} image(s); no index {index}")
-        self._rt.check_open()
-        async for chunk in stream_image(
-            self._rt.transport,
-            task.results[index],
-            task_id=self._id,
-            index=index,
-            expires_at=self.expires_at,
-            retry=self._rt.retry,
-            rng=self._rt.rng,
-            limits=self._rt.limits,
-            info=info,
-        ):
-            yield chunk
-
     async def iter_bytes(
         self, index: int = 0, *, timeout: float | None = DEFAULT
     ) -> AsyncGenerator[bytes, None]:
@@ -366,7 +298,8 @@ class TaskHandle:
         limit = self._timeout(timeout)
         deadline = deadline_after(limit)
         task = self._verdict(await self._until_terminal(deadline, limit))
-        async with contextlib.aclosing(self._stream(task, index, DownloadInfo())) as chunks:
+        stream = self._delivery.stream(task, index, DownloadInfo())
+        async with contextlib.aclosing(stream) as chunks:
             while True:
                 try:
                     async with bounded(deadline):
@@ -377,54 +310,20 @@ class TaskHandle:
                     raise self._timed_out(limit, stage="download") from None
                 yield chunk
 
-    def _check_size(self, dimensions: tuple[int, int] | None, index: int) -> None:
-        if self._request is None or dimensions is None:
-            return
-        problem = size_mismatch(self._request.size, dimensions)
-        if problem is not None:
-            warnings.warn(
-                ImageSizeWarning(f"image {index} of task {self._id}: {problem}"), stacklevel=4
-            )
-
-    async def _download(self, task: Task, index: int) -> Image:
-        info = DownloadInfo()
-        async with contextlib.aclosing(self._stream(task, index, info)) as chunks:
-            parts = [chunk async for chunk in chunks]
-        assert info.content_type is not None
-        dimensions = info.dimensions
-        self._check_size(dimensions, index)
-        return Image(
-            index=index,
-            url=task.results[index],
-            data=b"".join(parts),
-            content_type=info.content_type,
-            width=dimensions[0] if dimensions else None,
-            height=dimensions[1] if dimensions else None,
-        )
-
-    async def _fetch_all(self, task: Task) -> GenerationResult:
-        async with self._download_lock:  # concurrent awaiters download once
-            if self._result is None:
-                images = await _all_or_none(
-                    [self._download(task, i) for i in range(len(task.results))]
-                )
-                self._result = GenerationResult(task=task, images=tuple(images))
-        return self._result
-
     async def result(self, *, timeout: float | None = DEFAULT) -> GenerationResult:
         """Wait for completion and download every image into memory (cached).
 
         This is what ``await handle`` does. *timeout* bounds the wait and the downloads
         together; if one image fails, the downloads of the others are stopped.
         """
-        if self._result is not None:
-            return self._result
+        if self._delivery.result is not None:
+            return self._delivery.result
         limit = self._timeout(timeout)
         deadline = deadline_after(limit)
         task = self._verdict(await self._until_terminal(deadline, limit))
         try:
             async with bounded(deadline):
-                return await self._fetch_all(task)
+                return await self._delivery.fetch_all(task)
         except DeadlineReached:
             raise self._timed_out(limit, stage="download") from None
 
@@ -450,79 +349,8 @@ class TaskHandle:
         task = self._verdict(await self._until_terminal(deadline, limit))
         plan = plan_save(dest)
         prepare_folder(plan)
-        shared = self._saves.get(plan)
-        if shared is None:
-            shared = _Shared(asyncio.ensure_future(self._save_all(task, plan)))
-            self._saves[plan] = shared
-            shared.future.add_done_callback(lambda _: self._saves.pop(plan, None))
-        shared.waiters += 1
         try:
             async with bounded(deadline):
-                return list(await asyncio.shield(shared.future))
+                return await self._delivery.save(task, plan)
         except DeadlineReached:
             raise self._timed_out(limit, stage="download") from None
-        finally:
-            shared.waiters -= 1
-            if shared.waiters == 0 and not shared.future.done():
-                shared.future.cancel()  # the last caller left: nobody wants these files
-
-    async def _save_all(self, task: Task, plan: SavePlan) -> list[Path]:
-        return await _all_or_none(
-            [self._save_one(task, index, plan) for index in range(len(task.results))]
-        )
-
-    async def _save_one(self, task: Task, index: int, plan: SavePlan) -> Path:
-        cached = self._result.images[index] if self._result is not None else None
-        info = DownloadInfo()
-        if cached is not None:
-            chunks: AsyncIterator[bytes] = _one_chunk(cached.data)
-            info.content_type = cached.content_type
-        else:
-            chunks = self._stream(task, index, info)
-        async with contextlib.aclosing(chunks):  # type: ignore[type-var]
-            temp = await write_atomically(plan.folder, chunks)
-        try:
-            if info.content_type is None:
-                raise ImageDownloadError(
-                    "no bytes were received", url="", task_id=self._id, index=index
-                )
-            if cached is None:
-                self._check_size(info.dimensions, index)
-            final = plan.path(
-                task_id=self._id,
-                index=index,
-                count=len(task.results),
-                content_type=info.content_type,
-            )
-            os.replace(temp, final)
-            return final
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-
-
-async def _one_chunk(data: bytes) -> AsyncGenerator[bytes, None]:
-    yield data
-
-
-@attrs.define
-class _Shared:
-    """One save in progress, and how many ``save()`` calls wait for it."""
-
-    future: asyncio.Future[list[Path]]
-    waiters: int = 0
-
-
-async def _all_or_none(jobs: list[Awaitable[Any]]) -> list[Any]:
-    """Run *jobs* together; if one fails, cancel the others and raise its error."""
-    if len(jobs) == 1:
-        return [await jobs[0]]
-    tasks = [asyncio.ensure_future(job) for job in jobs]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return [task.result() for task in tasks]

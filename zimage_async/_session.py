@@ -17,10 +17,11 @@ from ._api import APIClient
 from ._batch import Batch, BatchServices, as_path, check_requests
 from ._download import ImageLimits
 from ._exceptions import InvalidRequestError, SubmissionUncertainError
-from ._handle import DEFAULT, Runtime, TaskHandle
+from ._handle import TaskHandle
 from ._idempotency import validate_idempotency_key
 from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task
+from ._runtime import DEFAULT, Runtime
 from ._schedule import PollSchedule, RetryPolicy
 from ._secret import Secret
 from ._transport import DEFAULT_USER_AGENT, Transport

@@ -1,0 +1,185 @@
+"""Delivering a finished task's images: into memory, to disk, or as a stream.
+
+A :class:`Delivery` belongs to one :class:`~zimage_async.TaskHandle` and is used once the
+task has completed: it downloads each image once however many coroutines ask (the result
+is cached), shares one save per destination among concurrent ``save()`` calls, and stops
+the other downloads of a task as soon as one of its images fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import warnings
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._download import DownloadInfo, stream_image
+from ._exceptions import ImageDownloadError, ImageSizeWarning
+from ._imageinfo import size_mismatch
+from ._models import GenerationRequest, GenerationResult, Image, Task
+from ._saving import SavePlan, write_atomically
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+__all__ = ["Delivery"]
+
+
+@attrs.define
+class _Shared:
+    """One save in progress, and how many ``save()`` calls wait for it."""
+
+    future: asyncio.Future[list[Path]]
+    waiters: int = 0
+
+
+class Delivery:
+    """Fetches the images of one task (see the module docstring)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        task_id: str,
+        request: GenerationRequest | None,
+        expires_at: Callable[[], float | None],
+    ) -> None:
+        self._rt = runtime
+        self._id = task_id
+        self._request = request
+        self._expires_at = expires_at
+        self._lock = asyncio.Lock()
+        self.result: GenerationResult | None = None
+        self._saves: dict[SavePlan, _Shared] = {}
+
+    async def stream(
+        self, task: Task, index: int, info: DownloadInfo
+    ) -> AsyncGenerator[bytes, None]:
+        """Yield the verified bytes of image *index*, filling *info* as they come."""
+        if not 0 <= index < len(task.results):
+            raise IndexError(f"task {self._id} has {len(task.results)} image(s); no index {index}")
+        self._rt.check_open()
+        async for chunk in stream_image(
+            self._rt.transport,
+            task.results[index],
+            task_id=self._id,
+            index=index,
+            expires_at=self._expires_at(),
+            retry=self._rt.retry,
+            rng=self._rt.rng,
+            limits=self._rt.limits,
+            info=info,
+        ):
+            yield chunk
+
+    def _check_size(self, dimensions: tuple[int, int] | None, index: int) -> None:
+        if self._request is None or dimensions is None:
+            return
+        problem = size_mismatch(self._request.size, dimensions)
+        if problem is not None:
+            warnings.warn(
+                ImageSizeWarning(f"image {index} of task {self._id}: {problem}"), stacklevel=5
+            )
+
+    async def _download(self, task: Task, index: int) -> Image:
+        info = DownloadInfo()
+        async with contextlib.aclosing(self.stream(task, index, info)) as chunks:
+            parts = [chunk async for chunk in chunks]
+        assert info.content_type is not None
+        dimensions = info.dimensions
+        self._check_size(dimensions, index)
+        return Image(
+            index=index,
+            url=task.results[index],
+            data=b"".join(parts),
+            content_type=info.content_type,
+            width=dimensions[0] if dimensions else None,
+            height=dimensions[1] if dimensions else None,
+        )
+
+    async def fetch_all(self, task: Task) -> GenerationResult:
+        """Download every image into memory, once (concurrent callers share it)."""
+        async with self._lock:
+            if self.result is None:
+                images = await _all_or_none(
+                    [self._download(task, i) for i in range(len(task.results))]
+                )
+                self.result = GenerationResult(task=task, images=tuple(images))
+        return self.result
+
+    async def save(self, task: Task, plan: SavePlan) -> list[Path]:
+        """Write every image as *plan* says; concurrent calls for one plan share the work.
+
+        The save goes on while any caller still waits for it, and is cancelled when the
+        last one leaves.
+        """
+        shared = self._saves.get(plan)
+        if shared is None:
+            shared = _Shared(asyncio.ensure_future(self._save_all(task, plan)))
+            self._saves[plan] = shared
+            shared.future.add_done_callback(lambda _: self._saves.pop(plan, None))
+        shared.waiters += 1
+        try:
+            return list(await asyncio.shield(shared.future))
+        finally:
+            shared.waiters -= 1
+            if shared.waiters == 0 and not shared.future.done():
+                shared.future.cancel()  # the last caller left: nobody wants these files
+
+    async def _save_all(self, task: Task, plan: SavePlan) -> list[Path]:
+        return await _all_or_none(
+            [self._save_one(task, index, plan) for index in range(len(task.results))]
+        )
+
+    async def _save_one(self, task: Task, index: int, plan: SavePlan) -> Path:
+        cached = self.result.images[index] if self.result is not None else None
+        info = DownloadInfo()
+        chunks: AsyncGenerator[bytes, None]
+        if cached is not None:
+            chunks = _one_chunk(cached.data)
+            info.content_type = cached.content_type
+        else:
+            chunks = self.stream(task, index, info)
+        async with contextlib.aclosing(chunks):
+            temp = await write_atomically(plan.folder, chunks)
+        try:
+            if info.content_type is None:
+                raise ImageDownloadError(
+                    "no bytes were received", url="", task_id=self._id, index=index
+                )
+            if cached is None:
+                self._check_size(info.dimensions, index)
+            final = plan.path(
+                task_id=self._id,
+                index=index,
+                count=len(task.results),
+                content_type=info.content_type,
+            )
+            os.replace(temp, final)
+            return final
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+
+
+async def _one_chunk(data: bytes) -> AsyncGenerator[bytes, None]:
+    yield data
+
+
+async def _all_or_none(jobs: list[Awaitable[Any]]) -> list[Any]:
+    """Run *jobs* together; if one fails, cancel the others and raise its error."""
+    if len(jobs) == 1:
+        return [await jobs[0]]
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return [task.result() for task in tasks]

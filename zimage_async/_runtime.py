@@ -1,0 +1,58 @@
+"""What every handle of one session shares: the API client, the policies, the clocks."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._download import ImageLimits
+from ._schedule import PollSchedule, RetryPolicy
+
+if TYPE_CHECKING:
+    from ._api import APIClient
+    from ._hints import HintSource
+    from ._transport import Transport
+
+__all__ = ["DEFAULT", "Runtime"]
+
+
+class _Default:
+    """Marks "use the session's poll schedule timeout"."""
+
+    def __repr__(self) -> str:
+        return "<session default>"
+
+
+#: Pass as ``timeout`` to use the session's :attr:`PollSchedule.timeout`.
+DEFAULT: Any = _Default()
+
+
+@attrs.frozen(kw_only=True)
+class Runtime:
+    """What every handle of one session shares: the API client, the policies, the clock."""
+
+    api: APIClient
+    transport: Transport
+    poll: PollSchedule
+    retry: RetryPolicy
+    limits: ImageLimits
+    link_ttl: float
+    rng: random.Random
+    check_open: Callable[[], None]
+    #: The session's callback receiver, if it has one: callbacks wake waits.
+    hints: HintSource | None = None
+    #: How much longer poll delays are while a callback is expected.
+    callback_poll_factor: float = 1.0
+    #: Monotonic seconds: the event loop's clock (deadlines are set on it).
+    clock: Callable[[], float] = time.monotonic
+    #: Unix time, for link lifetimes.
+    now: Callable[[], float] = time.time
+    #: Sleeps between polls.
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    #: Unknown statuses already warned about (once per session and status).
+    warned_statuses: set[str] = attrs.field(factory=set)
