@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from types import ModuleType
 
@@ -87,3 +90,62 @@ async def test_docs_example_runs(source: str, tmp_path: Path) -> None:
     """A runnable docs example runs unchanged against an emulator named by the environment."""
     returncode, stderr, _ = await run_example(source, tmp_path)
     assert returncode == 0, stderr
+
+
+def _install_commands() -> list[tuple[str, str]]:
+    """Every console command of the README and the docs that installs this package."""
+    commands = []
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        for block in re.findall(r"```console\n(.*?)```", text, re.S):
+            for line in block.splitlines():
+                command = line.removeprefix("$ ")
+                names_us = "zimage" in command.replace("nox", "")
+                if "pip install" in command and (names_us or ".[" in command):
+                    commands.append((page.name, command))
+    return commands
+
+
+def test_the_docs_show_how_to_install() -> None:
+    """The README and the quickstart both give a command that installs the package."""
+    assert {page for page, _ in _install_commands()} >= {"README.md", "quickstart.md"}
+
+
+@pytest.mark.parametrize(
+    "command", [pytest.param(command, id=page) for page, command in _install_commands()]
+)
+def test_install_command_runs_as_written_in_a_fresh_clone(command: str, tmp_path: Path) -> None:
+    """Each documented install command works in a copy of the checkout, in a new venv."""
+    clone = tmp_path / "zimage-async"
+    shutil.copytree(
+        ROOT,
+        clone,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".nox", "_build", "__pycache__", ".*_cache", ".hypothesis", "out"
+        ),
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZIMAGE_", "VIRTUAL_ENV"))}
+    script = f"set -e\n{command}\n. .venv/bin/activate && python -c 'import zimage_async'"
+    done = subprocess.run(  # noqa: S603 - the documented command, run as a user would
+        [shutil.which("bash") or "/bin/bash", "-c", script],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_the_package_index_name_is_only_offered_as_future() -> None:
+    """`zimage-async[...]` from the index is only mentioned as working once published."""
+    files = [ROOT / "README.md", *DOCS.glob("*.md"), *(ROOT / "zimage_async").glob("_cli*.py")]
+    offending = [
+        f"{path.name}: {line.strip()}"
+        for path in files
+        if path.name != "changelog.md"
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if "zimage-async[" in line and "published" not in line
+    ]
+    assert offending == []

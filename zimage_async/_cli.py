@@ -39,7 +39,11 @@ PROG = "zimage"
 MANIFEST_NAME = "zimage-manifest.sqlite"
 #: Task duration of the in-process emulator, in seconds.
 EMULATOR_TASK_DURATION = 2.0
-_CLI_EXTRA = 'pip install "zimage-async[cli]"'
+#: How to get the optional dependencies, from a clone (the package is not on the index yet).
+_CLI_EXTRA = (
+    'pip install ".[cli]" in a clone of the repository; '
+    'pip install "zimage-async[cli]" once it is published'
+)
 
 
 class UsageError(Exception):
