@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
@@ -67,12 +69,12 @@ def test_every_public_name_has_a_docstring(module: ModuleType) -> None:
 
 
 def _doc_blocks() -> list[tuple[str, str]]:
-    """Every ```python block of the docs, with whether it is marked as not run."""
+    """Every ```python block of the docs; empty when marked as not run or run by pytest."""
     blocks = []
     for page in sorted(DOCS.glob("*.md")):
         text = page.read_text(encoding="utf-8")
         for number, match in enumerate(
-            re.finditer(r"(% not run: .+\n)?```python\n(.*?)```", text, re.S)
+            re.finditer(r"(% (?:not run|run by pytest): [^\n]+\n)?```python\n(.*?)```", text, re.S)
         ):
             blocks.append((f"{page.stem}-{number}", match.group(2) if not match.group(1) else ""))
     return blocks
@@ -149,3 +151,58 @@ def test_the_package_index_name_is_only_offered_as_future() -> None:
         if "zimage-async[" in line and "published" not in line
     ]
     assert offending == []
+
+
+def _pytest_blocks() -> tuple[list[str], str]:
+    """The test files of docs/testing.md run by pytest, and its pytest configuration."""
+    text = (DOCS / "testing.md").read_text(encoding="utf-8")
+    tests = re.findall(r"% run by pytest: [^\n]+\n```python\n(.*?)```", text, re.S)
+    config = re.findall(r"```toml\n(\[tool\.pytest\.ini_options\]\n.*?)```", text, re.S)
+    return tests, config[0] if config else ""
+
+
+def _pytest(directory: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    registered = any(
+        entry.name == "zimage_async" for entry in metadata.entry_points(group="pytest11")
+    )
+    plugin = [] if registered else ["-p", "zimage_async.pytest_plugin"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZIMAGE_", "PYTEST_"))}
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    return subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, *options],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_testing_page_shows_tests_and_their_configuration() -> None:
+    """docs/testing.md has a strict-mode test, an auto-mode test and the pytest settings."""
+    tests, config = _pytest_blocks()
+    assert len(tests) == 2
+    assert 'asyncio_mode = "auto"' in config
+
+
+def test_the_testing_page_marked_example_passes_in_strict_mode(tmp_path: Path) -> None:
+    """The page's first test file passes as written with no configuration (strict mode)."""
+    tests, _ = _pytest_blocks()
+    (tmp_path / "test_mine.py").write_text(tests[0], encoding="utf-8")
+    done = _pytest(tmp_path, "-o", "asyncio_mode=strict")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
+def test_the_testing_page_examples_pass_with_the_documented_configuration(
+    tmp_path: Path,
+) -> None:
+    """With the page's pyproject.toml settings, both of its test files pass as written."""
+    tests, config = _pytest_blocks()
+    (tmp_path / "pyproject.toml").write_text(config, encoding="utf-8")
+    for number, source in enumerate(tests):
+        (tmp_path / f"test_mine_{number}.py").write_text(source, encoding="utf-8")
+    done = _pytest(tmp_path, "-W", "error")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(tests)} passed" in done.stdout
