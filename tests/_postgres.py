@@ -117,7 +117,10 @@ def throwaway_server() -> Iterator[PostgresServer]:
             pwd.getpwnam(SERVER_USER)
         except KeyError:
             _unavailable(f"running as root, and there is no {SERVER_USER!r} user to run as")
-        prefix = ["runuser", "-u", SERVER_USER, "--"]
+        runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+        if runuser is None:
+            _unavailable("running as root, and runuser (util-linux) is not installed")
+        prefix = [str(runuser), "-u", SERVER_USER, "--"]
     base = Path(tempfile.mkdtemp(prefix="zimage-pg-"))
     try:
         if prefix:
