@@ -711,7 +711,7 @@ async def open_journal(target: str | os.PathLike[str]) -> Journal:
 
     A path opens an SQLite file (an existing batch manifest is taken over: its items
     join the journal under the manifest's batch id). A ``postgresql://`` URL needs the
-    ``postgres`` extra (``pip install 'zimage-async[postgres]'``). Raises
+    ``postgres`` extra (asyncpg). Raises
     :class:`JournalError` if the journal cannot be opened.
     """
     if is_postgres_url(target):

@@ -1,7 +1,7 @@
 """The PostgreSQL journal: one database shared by any number of workers.
 
 Opened for ``postgresql://`` (or ``postgres://``) URLs through asyncpg, which is
-imported only then (``pip install 'zimage-async[postgres]'``). A small connection pool
+imported only then (the ``postgres`` extra installs it). A small connection pool
 (at most :data:`POOL_SIZE` connections) serves one process.
 
 Concurrency is the database's job:
@@ -158,8 +158,8 @@ def _load_asyncpg() -> ModuleType:
         import asyncpg
     except ImportError as exc:
         raise JournalError(
-            "a postgresql:// journal needs asyncpg: install the postgres extra, "
-            "pip install 'zimage-async[postgres]'"
+            "a postgresql:// journal needs asyncpg: install zimage-async with its postgres "
+            "extra (pip install '.[postgres]' in a checkout), or pip install asyncpg"
         ) from exc
     return asyncpg
 
