@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import shutil
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
@@ -64,12 +69,12 @@ def test_every_public_name_has_a_docstring(module: ModuleType) -> None:
 
 
 def _doc_blocks() -> list[tuple[str, str]]:
-    """Every ```python block of the docs, with whether it is marked as not run."""
+    """Every ```python block of the docs; empty when marked as not run or run by pytest."""
     blocks = []
     for page in sorted(DOCS.glob("*.md")):
         text = page.read_text(encoding="utf-8")
         for number, match in enumerate(
-            re.finditer(r"(% not run: .+\n)?```python\n(.*?)```", text, re.S)
+            re.finditer(r"(% (?:not run|run by pytest): [^\n]+\n)?```python\n(.*?)```", text, re.S)
         ):
             blocks.append((f"{page.stem}-{number}", match.group(2) if not match.group(1) else ""))
     return blocks
@@ -87,3 +92,117 @@ async def test_docs_example_runs(source: str, tmp_path: Path) -> None:
     """A runnable docs example runs unchanged against an emulator named by the environment."""
     returncode, stderr, _ = await run_example(source, tmp_path)
     assert returncode == 0, stderr
+
+
+def _install_commands() -> list[tuple[str, str]]:
+    """Every console command of the README and the docs that installs this package."""
+    commands = []
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        for block in re.findall(r"```console\n(.*?)```", text, re.S):
+            for line in block.splitlines():
+                command = line.removeprefix("$ ")
+                names_us = "zimage" in command.replace("nox", "")
+                if "pip install" in command and (names_us or ".[" in command):
+                    commands.append((page.name, command))
+    return commands
+
+
+def test_the_docs_show_how_to_install() -> None:
+    """The README and the quickstart both give a command that installs the package."""
+    assert {page for page, _ in _install_commands()} >= {"README.md", "quickstart.md"}
+
+
+@pytest.mark.parametrize(
+    "command", [pytest.param(command, id=page) for page, command in _install_commands()]
+)
+def test_install_command_runs_as_written_in_a_fresh_clone(command: str, tmp_path: Path) -> None:
+    """Each documented install command works in a copy of the checkout, in a new venv."""
+    clone = tmp_path / "zimage-async"
+    shutil.copytree(
+        ROOT,
+        clone,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".nox", "_build", "__pycache__", ".*_cache", ".hypothesis", "out"
+        ),
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZIMAGE_", "VIRTUAL_ENV"))}
+    script = f"set -e\n{command}\n. .venv/bin/activate && python -c 'import zimage_async'"
+    done = subprocess.run(  # noqa: S603 - the documented command, run as a user would
+        [shutil.which("bash") or "/bin/bash", "-c", script],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_the_package_index_name_is_only_offered_as_future() -> None:
+    """`zimage-async[...]` from the index is only mentioned as working once published."""
+    files = [ROOT / "README.md", *DOCS.glob("*.md"), *(ROOT / "zimage_async").glob("_cli*.py")]
+    offending = [
+        f"{path.name}: {line.strip()}"
+        for path in files
+        if path.name != "changelog.md"
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if "zimage-async[" in line and "published" not in line
+    ]
+    assert offending == []
+
+
+def _pytest_blocks() -> tuple[list[str], str]:
+    """The test files of docs/testing.md run by pytest, and its pytest configuration."""
+    text = (DOCS / "testing.md").read_text(encoding="utf-8")
+    tests = re.findall(r"% run by pytest: [^\n]+\n```python\n(.*?)```", text, re.S)
+    config = re.findall(r"```toml\n(\[tool\.pytest\.ini_options\]\n.*?)```", text, re.S)
+    return tests, config[0] if config else ""
+
+
+def _pytest(directory: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    registered = any(
+        entry.name == "zimage_async" for entry in metadata.entry_points(group="pytest11")
+    )
+    plugin = [] if registered else ["-p", "zimage_async.pytest_plugin"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZIMAGE_", "PYTEST_"))}
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    return subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, *options],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_testing_page_shows_tests_and_their_configuration() -> None:
+    """docs/testing.md has a strict-mode test, an auto-mode test and the pytest settings."""
+    tests, config = _pytest_blocks()
+    assert len(tests) == 2
+    assert 'asyncio_mode = "auto"' in config
+
+
+def test_the_testing_page_marked_example_passes_in_strict_mode(tmp_path: Path) -> None:
+    """The page's first test file passes as written with no configuration (strict mode)."""
+    tests, _ = _pytest_blocks()
+    (tmp_path / "test_mine.py").write_text(tests[0], encoding="utf-8")
+    done = _pytest(tmp_path, "-o", "asyncio_mode=strict")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
+def test_the_testing_page_examples_pass_with_the_documented_configuration(
+    tmp_path: Path,
+) -> None:
+    """With the page's pyproject.toml settings, both of its test files pass as written."""
+    tests, config = _pytest_blocks()
+    (tmp_path / "pyproject.toml").write_text(config, encoding="utf-8")
+    for number, source in enumerate(tests):
+        (tmp_path / f"test_mine_{number}.py").write_text(source, encoding="utf-8")
+    done = _pytest(tmp_path, "-W", "error")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(tests)} passed" in done.stdout

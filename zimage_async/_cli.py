@@ -1,4 +1,4 @@
-"""The ``zimage`` command line: generate, batch, task and emulator.
+"""The ``zimage`` command line: its parser and entry point; one module per command.
 
 Without ``ZIMAGE_API_KEY`` (or with ``--emulator``) every command runs against an
 emulator started in this process, and says so on stderr. Exit status: 0 when all went
@@ -11,40 +11,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import shlex
 import signal
 import sys
-import tempfile
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
 
-from ._batch import Batch, BatchItem, ItemState
-from ._batchfile import BatchFileError, BatchLine, read_batch_file
-from ._exceptions import InvalidRequestError, ManifestError, ZImageError
-from ._manifest import Manifest
-from ._models import GenerationRequest, Task, TaskStatus
-from ._session import Session
-from ._validation import validate_task_id
+from ._cli_batch import MANIFEST_NAME, run_batch
+from ._cli_common import (
+    EMULATOR_TASK_DURATION,
+    PROG,
+    Interruption,
+    ServiceError,
+    UsageError,
+    say,
+)
+from ._cli_generate import run_generate, run_task
+from ._exceptions import ZImageError
 from ._version import __version__
 
 __all__ = ["build_parser", "main"]
-
-PROG = "zimage"
-#: The manifest's file name inside the output directory, unless --manifest says otherwise.
-MANIFEST_NAME = "zimage-manifest.sqlite"
-#: Task duration of the in-process emulator, in seconds.
-EMULATOR_TASK_DURATION = 2.0
-_CLI_EXTRA = 'pip install "zimage-async[cli]"'
-
-
-class UsageError(Exception):
-    """A problem with the command line or its inputs; nothing was submitted."""
-
 
 # -- the parser ---------------------------------------------------------------------------
 
@@ -100,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(nothing submitted), 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbose_before",
+        action="count",
+        default=0,
+        help="as -v after the command",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     generate = commands.add_parser(
@@ -112,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         default=".",
         metavar="PATH",
-        help="a directory (default: .) or a file name ending in .png/.jpg/.webp",
+        help="a directory (default: .) or a file name ending in .png/.jpg/.jpeg/.webp",
+    )
+    generate.add_argument(
+        "--json", action="store_true", help="print the task id, status and paths as JSON"
     )
 
     batch = commands.add_parser(
@@ -171,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="wait, then save the images to this directory or file name",
     )
+    task.add_argument("--json", action="store_true", help="print the task as JSON")
+
+    info = commands.add_parser("info", help="show the generation metadata an image file carries")
+    info.add_argument("image", metavar="FILE", type=Path, help="a PNG, JPEG or WebP file")
+    info.add_argument("--json", action="store_true", help="print the fields as a JSON object")
 
     emulator = commands.add_parser(
         "emulator",
@@ -181,378 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# -- shared helpers -----------------------------------------------------------------------
-
-
-def _say(text: str) -> None:
-    print(f"{PROG}: {text}", file=sys.stderr, flush=True)
-
-
-@contextlib.asynccontextmanager
-async def _session(args: argparse.Namespace) -> AsyncIterator[tuple[Session, bool]]:
-    """Open a Session on the real API, or on an in-process emulator; yield (session, emulated)."""
-    if args.emulator or not os.environ.get("ZIMAGE_API_KEY", "").strip():
-        from .emulator import Emulator
-
-        why = "--emulator given" if args.emulator else "no ZIMAGE_API_KEY set"
-        async with Emulator(task_duration=args.emulator_task_duration) as emu:
-            _say(
-                f"{why}: using an in-process emulator at {emu.base_url} (placeholder "
-                "images, nothing billed); set ZIMAGE_API_KEY to use the real service"
-            )
-            async with Session(api_key=emu.api_key, base_url=emu.base_url) as zs:
-                yield zs, True
-        return
-    async with Session() as zs:
-        _say(f"using the Z-Image API at {zs.base_url} (each new task is billed)")
-        yield zs, False
-
-
-def _request(args: argparse.Namespace) -> GenerationRequest:
-    try:
-        return GenerationRequest(
-            prompt=args.prompt, size=args.size, seed=args.seed, nsfw_check=args.nsfw_check
-        )
-    except InvalidRequestError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _describe(task: Task) -> str:
-    text = f"{task.id} {task.raw_status} {task.progress}%"
-    if task.error is not None:
-        text += f" error {task.error.code}: {task.error.message}"
-    if task.results:
-        text += f" ({len(task.results)} image link(s))"
-    return text
-
-
-# -- generate and task --------------------------------------------------------------------
-
-
-async def _generate(args: argparse.Namespace) -> int:
-    request = _request(args)
-    async with _session(args) as (zs, _):
-        handle = await zs.submit(request)
-        _say(f"created task {handle.id}; waiting")
-        for path in await handle.save(args.output):
-            print(path, flush=True)
-    return 0
-
-
-async def _task(args: argparse.Namespace) -> int:
-    try:
-        task_id = validate_task_id(args.task_id)
-    except InvalidRequestError as exc:
-        raise UsageError(str(exc)) from None
-    async with _session(args) as (zs, _):
-        handle = zs.task(task_id)
-        if args.output is not None:
-            for path in await handle.save(args.output):
-                print(path, flush=True)
-            return 0
-        if args.wait:
-            with contextlib.suppress(ZImageError):
-                await handle.wait()
-            task = handle.task
-            assert task is not None
-        else:
-            task = await handle.refresh()
-        print(_describe(task), flush=True)
-        if task.error is not None:
-            return 1
-        # Waited, yet not delivered: still running at the deadline, or no image link.
-        delivered = task.status is TaskStatus.COMPLETED and bool(task.results)
-        return 1 if args.wait and not delivered else 0
-
-
-# -- batch --------------------------------------------------------------------------------
-
-
-def _check_writable(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write to the output directory {directory}: {exc.strerror or exc}"
-        ) from None
-
-
-def _check_contact_sheet(path: Path | None) -> None:
-    if path is None:
-        return
-    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise UsageError(f"--contact-sheet {path}: the name must end in .png, .jpg or .webp")
-    try:
-        import PIL  # noqa: F401
-    except ImportError:
-        raise UsageError(f"--contact-sheet needs Pillow: {_CLI_EXTRA}") from None
-    _check_writable(path.parent)
-
-
-class _Reporter:
-    """Shows a batch's progress: rich on a terminal, plain lines otherwise, or JSON."""
-
-    def __init__(self, lines: Sequence[BatchLine], *, mode: str, out: IO[str]) -> None:
-        self.lines = lines
-        self.mode = mode
-        self.out = out
-        self.saved = 0
-        self.failed = 0
-        self.resumed = 0
-        self._live: Any = None
-        self._batch: Batch | None = None
-
-    def start(self, batch: Batch) -> None:
-        self._batch = batch
-        if self.mode != "rich":
-            return
-        from rich.console import Console
-        from rich.live import Live
-
-        self._live = Live(self, console=Console(file=self.out), refresh_per_second=8)
-        self._live.start()
-
-    def stop(self) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-
-    def __rich__(self) -> Any:
-        from rich.console import Group
-        from rich.progress_bar import ProgressBar
-        from rich.table import Table
-        from rich.text import Text
-
-        assert self._batch is not None
-        progress = self._batch.progress
-        done = progress.count(ItemState.DONE) + progress.count(ItemState.FAILED)
-        eta = "-"
-        if 0 < progress.finished < progress.total:
-            left = progress.elapsed / progress.finished * (progress.total - progress.finished)
-            eta = f"{left:.0f} s"
-        states = "  ".join(
-            f"{state.value} {progress.count(state)}"
-            for state in (
-                ItemState.QUEUED,
-                ItemState.SUBMITTING,
-                ItemState.PENDING,
-                ItemState.PROCESSING,
-                ItemState.DOWNLOADING,
-            )
-        )
-        failed = f"[red]failed {self.failed}[/]" if self.failed else "failed 0"
-        summary = Text.from_markup(
-            f" {done}/{progress.total}  [green]saved {self.saved}[/]  {failed}  ETA {eta}"
-        )
-        bar = Table.grid()
-        bar.add_row(ProgressBar(total=progress.total, completed=done, width=30), summary)
-        return Group(bar, Text(states, style="dim"))
-
-    def item(self, item: BatchItem) -> None:
-        line = self.lines[item.index].line
-        self.resumed += item.resumed
-        if item.ok:
-            self.saved += 1
-        else:
-            self.failed += 1
-        if self.mode == "json":
-            record = {
-                "event": "item",
-                "index": item.index,
-                "line": line,
-                "prompt": item.request.prompt,
-                "status": "saved" if item.ok else "failed",
-                "task_id": item.task_id,
-                "paths": [str(p) for p in item.paths],
-                "resumed": item.resumed,
-                "error": None
-                if item.error is None
-                else {"type": type(item.error).__name__, "message": str(item.error)},
-            }
-            print(json.dumps(record, ensure_ascii=False), file=self.out, flush=True)
-            return
-        total = len(self.lines)
-        count = f"[{self.saved + self.failed}/{total}]"
-        again = " (resumed)" if item.resumed else ""
-        if item.ok:
-            text = f"{count} saved line {line}{again}: {', '.join(map(str, item.paths))}"
-        else:
-            error = f"{type(item.error).__name__}: {item.error}"
-            text = f"{count} FAILED line {line}{again} (task {item.task_id or '-'}): {error}"
-        if self._live is not None:
-            self._live.console.print(text, markup=False, highlight=False)
-        else:
-            print(text, file=self.out, flush=True)
-
-
-def _output_mode(args: argparse.Namespace, out: IO[str]) -> str:
-    if args.json:
-        return "json"
-    if not out.isatty():
-        return "plain"
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        _say(f"plain progress lines: install rich for a live display ({_CLI_EXTRA})")
-        return "plain"
-    return "rich"
-
-
-async def _batch(
-    args: argparse.Namespace, interrupted: Callable[[], bool], argv: Sequence[str]
-) -> int:
-    defaults: dict[str, object] = {}
-    if args.size is not None:
-        defaults["size"] = args.size
-    if args.nsfw_check is not None:
-        defaults["nsfw_check"] = args.nsfw_check
-    if args.concurrency < 1:
-        raise UsageError(f"--concurrency must be 1 or more, not {args.concurrency}")
-    try:
-        lines = read_batch_file(args.file, defaults=defaults)
-    except BatchFileError as exc:
-        raise UsageError(str(exc)) from None
-    out_dir: Path = args.output_dir
-    _check_writable(out_dir)
-    _check_contact_sheet(args.contact_sheet)
-    manifest = args.manifest if args.manifest is not None else out_dir / MANIFEST_NAME
-    batch_id = str(args.file.resolve())
-    requests = [entry.request for entry in lines]
-    reporter = _Reporter(lines, mode=_output_mode(args, sys.stdout), out=sys.stdout)
-    started = time.monotonic()
-    paths: dict[int, tuple[Path, ...]] = {}
-    if manifest.exists():  # a manifest of another batch is refused before anything starts
-        _precheck(manifest, batch_id, requests)
-    async with _session(args) as (zs, emulated):
-        if emulated and manifest.exists():
-            _forget_emulated(manifest, batch_id, zs.base_url)
-        batch = zs.generate_many(
-            requests,
-            concurrency=args.concurrency,
-            output_dir=out_dir,
-            manifest=manifest,
-            batch_id=batch_id,
-            resubmit_uncertain=args.resubmit_uncertain,
-            resubmit_failed=args.resubmit_failed,
-        )
-        try:
-            async with batch:
-                reporter.start(batch)
-                async for item in batch:
-                    reporter.item(item)
-                    if item.ok:
-                        paths[item.index] = item.paths
-        except ManifestError as exc:
-            raise UsageError(str(exc)) from None
-        except asyncio.CancelledError:
-            if not interrupted():
-                raise
-            reporter.stop()
-            if reporter.mode == "json":
-                summary = _summary(reporter, len(lines), out_dir, manifest, None, started)
-                print(json.dumps(summary | {"interrupted": True}), flush=True)
-            _say(_interrupted_message(reporter, manifest, argv, emulated=emulated))
-            return 130
-        finally:
-            reporter.stop()
-    sheet = None
-    if args.contact_sheet is not None:
-        sheet = _contact_sheet([p for i in sorted(paths) for p in paths[i]], args.contact_sheet)
-    summary = _summary(reporter, len(lines), out_dir, manifest, sheet, started)
-    if reporter.mode == "json":
-        print(json.dumps(summary | {"interrupted": False}), flush=True)
-    else:
-        text = (
-            f"{len(lines)} item(s): {reporter.saved} saved, {reporter.failed} failed"
-            f" ({reporter.resumed} from an earlier run) in {summary['elapsed_seconds']} s;"
-            f" images in {out_dir}"
-        )
-        if sheet is not None:
-            text += f"; contact sheet {sheet}"
-        print(text, flush=True)
-    return 0 if reporter.failed == 0 else 1
-
-
-def _summary(
-    reporter: _Reporter,
-    total: int,
-    out_dir: Path,
-    manifest: Path,
-    sheet: Path | None,
-    started: float,
-) -> dict[str, object]:
-    return {
-        "event": "summary",
-        "total": total,
-        "saved": reporter.saved,
-        "failed": reporter.failed,
-        "resumed": reporter.resumed,
-        "output_dir": str(out_dir),
-        "manifest": str(manifest),
-        "contact_sheet": None if sheet is None else str(sheet),
-        "elapsed_seconds": round(time.monotonic() - started, 3),
-    }
-
-
-def _precheck(manifest: Path, batch_id: str, requests: list[GenerationRequest]) -> None:
-    try:
-        opened = Manifest.open(manifest, batch_id=batch_id)
-        try:
-            opened.check(requests, base_url=None)
-        finally:
-            opened.close()
-    except ManifestError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _forget_emulated(manifest: Path, batch_id: str, base_url: str) -> None:
-    """Drop tasks of an earlier in-process emulator: they ended with its process."""
-    try:
-        opened = Manifest.open(manifest, batch_id=batch_id)
-    except ManifestError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        dropped = opened.forget_unfinished(base_url=base_url)
-    finally:
-        opened.close()
-    if dropped:
-        _say(
-            f"{dropped} unfinished item(s) of an earlier emulator run will be generated "
-            "again (an in-process emulator's tasks end with its process)"
-        )
-
-
-def _contact_sheet(images: list[Path], dest: Path) -> Path | None:
-    from ._contact_sheet import make_contact_sheet
-
-    if not images:
-        _say("no image was saved, so no contact sheet was written")
-        return None
-    return make_contact_sheet(images, dest)
-
-
-def _interrupted_message(
-    reporter: _Reporter, manifest: Path, argv: Sequence[str], *, emulated: bool
-) -> str:
-    text = (
-        f"interrupted: {reporter.saved} image(s) saved, {reporter.failed} failed. Every "
-        f"task created so far is recorded in {manifest}; "
-    )
-    if emulated:
-        text += (
-            "the in-process emulator's tasks ended with it, so the same command "
-            "generates the unfinished items again and keeps the saved ones:"
-        )
-    else:
-        text += (
-            "they keep running at the service (and are billed). Run the same command "
-            "again to resume them without paying twice:"
-        )
-    return f"{text}\n  {shlex.join([PROG, *argv])}"
-
-
 # -- entry point --------------------------------------------------------------------------
 
 
@@ -561,6 +191,7 @@ async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     me = asyncio.current_task()
     assert me is not None
     flag = {"interrupted": False}
+    interruption = Interruption()
 
     def interrupt() -> None:
         flag["interrupted"] = True
@@ -573,18 +204,26 @@ async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             installed.append(signum)
     try:
         if args.command == "generate":
-            return await _generate(args)
+            return await run_generate(args, interruption)
         if args.command == "task":
-            return await _task(args)
-        return await _batch(args, lambda: flag["interrupted"], argv)
+            return await run_task(args)
+        return await run_batch(args, lambda: flag["interrupted"], argv)
     except asyncio.CancelledError:
         if not flag["interrupted"]:
             raise
-        _say("interrupted")
+        say("interrupted" if interruption.hint is None else f"interrupted: {interruption.hint}")
         return 130
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+
+
+def _log_to_stderr(verbosity: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(message)s"))
+    logger = logging.getLogger("zimage_async")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -598,19 +237,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return emulator_main(["--port", str(args.port), *extra])
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "info":
+        from ._cli_info import run_info
+
+        return run_info(args)
+    args.verbose = getattr(args, "verbose", 0) + args.verbose_before
     if args.verbose:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("zimage: %(levelname)s %(message)s"))
-        logger = logging.getLogger("zimage_async")
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO)
+        _log_to_stderr(args.verbose)
     try:
         return asyncio.run(_run(args, arguments))
     except UsageError as exc:
-        _say(f"error: {exc}")
+        say(f"error: {exc}")
         return 2
+    except ServiceError as exc:
+        say(f"error: {exc}")
+        return 1
     except ZImageError as exc:
-        _say(f"error: {type(exc).__name__}: {exc}")
+        say(f"error: {type(exc).__name__}: {exc}")
         return 1
     except KeyboardInterrupt:
         return 130

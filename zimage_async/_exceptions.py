@@ -5,6 +5,8 @@
     ZImageError
     ├── InvalidRequestError (ValueError)      bad input, raised before any request is sent
     ├── ManifestError (ValueError)            a batch manifest that does not fit this batch
+    ├── JournalError                          the journal cannot be opened, read or written
+    ├── SpendLimitError                       a create would go over max_credits; nothing sent
     ├── APIError                              the API answered with an HTTP error
     │   ├── BadRequestError                   400 invalid_request_error
     │   ├── AuthenticationError               401 authentication_error
@@ -51,6 +53,7 @@ __all__ = [
     "InsufficientQuotaError",
     "InternalServerError",
     "InvalidRequestError",
+    "JournalError",
     "MalformedResponseError",
     "ManifestError",
     "NoResultsError",
@@ -58,6 +61,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ServiceUnavailableError",
+    "SpendLimitError",
     "SubmissionUncertainError",
     "TaskFailedError",
     "UpstreamError",
@@ -476,3 +480,39 @@ class ImageBlockedError(ImageDownloadError):
     ) -> None:
         self.expires_at = expires_at
         super().__init__(reason, url=url, task_id=task_id, index=index)
+
+
+class JournalError(ZImageError):
+    """The journal cannot be opened, read or written, or refuses a change.
+
+    Raised when the journal's file or database is unusable (not a journal, unreachable,
+    the ``postgres`` extra missing for a ``postgresql://`` URL), when a create is begun
+    with a key the journal holds for another request or for a task that already exists,
+    or when a batch worker acts on an item whose lease it no longer holds. Nothing was
+    sent for the create concerned.
+    """
+
+
+class SpendLimitError(ZImageError):
+    """Creating one more task would reserve more credits than ``max_credits`` allows.
+
+    Raised before the create request is sent, so nothing was billed. ``max_credits`` is
+    the limit, ``reserved`` what the journal already counts (uncertain creates included),
+    ``expected`` the expected cost of the refused create, and ``batch_id`` the batch the
+    limit belongs to (``None`` for the limit on the whole journal).
+    """
+
+    def __init__(
+        self, *, max_credits: float, reserved: float, expected: float, batch_id: str | None
+    ) -> None:
+        self.max_credits = max_credits
+        self.reserved = reserved
+        self.expected = expected
+        self.batch_id = batch_id
+        scope = f"batch {batch_id!r}" if batch_id is not None else "the journal"
+        super().__init__(
+            f"creating this task would reserve {expected:g} credit(s) on top of the "
+            f"{reserved:g} already reserved in {scope} (uncertain creates included), over "
+            f"max_credits={max_credits:g}; nothing was sent - raise max_credits, or wait "
+            "for uncertain creates to be resolved"
+        )

@@ -16,6 +16,10 @@ failed).
 Each row also keeps the ``Idempotency-Key`` of the item's create call, written in the
 same commit as ``submitting``, before the request is sent: a rerun that sends the item
 again (after an uncertain or refused create) sends it with the same key.
+
+The journal (:mod:`._journal`) supersedes the manifest: a manifest file opened as an
+SQLite journal is taken over (:func:`read_manifest` gives the journal its batch id and
+rows), and a journal file opened as a manifest is refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ import attrs
 from ._exceptions import ManifestError
 from ._models import GenerationRequest
 
-__all__ = ["Manifest", "ManifestRow", "RowState", "fingerprint"]
+__all__ = ["Manifest", "ManifestRow", "RowState", "fingerprint", "read_manifest"]
 
 _FORMAT = "zimage-batch-manifest/1"
+#: The table that marks an SQLite file as a journal (see :mod:`._journal_sqlite`).
+JOURNAL_MARKER = "zimage_journal_meta"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -123,6 +129,13 @@ class Manifest:
             db = sqlite3.connect(target, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise ManifestError(f"cannot open the manifest {target}: {exc}") from exc
+        tables = _tables(db)
+        if JOURNAL_MARKER in tables and "meta" not in tables:
+            db.close()
+            raise ManifestError(
+                f"{target} is a zimage journal, not a batch manifest; pass it as the "
+                "journal (Session(journal=...), zimage --journal) instead of as a manifest"
+            )
         try:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
@@ -170,25 +183,7 @@ class Manifest:
 
     def rows(self) -> dict[int, ManifestRow]:
         """Every item recorded so far, by index."""
-        found = {}
-        for row in self._db.execute(
-            "SELECT idx, fingerprint, request, state, task_id, base_url, completed_at, paths,"
-            " error_code, error_message, idempotency_key FROM items"
-        ):
-            found[row[0]] = ManifestRow(
-                index=row[0],
-                fingerprint=row[1],
-                request=row[2],
-                state=RowState(row[3]),
-                task_id=row[4],
-                base_url=row[5],
-                completed_at=row[6],
-                paths=tuple(Path(p) for p in json.loads(row[7])),
-                error_code=row[8],
-                error_message=row[9],
-                idempotency_key=row[10],
-            )
-        return found
+        return _rows(self._db)
 
     def check(self, requests: Sequence[GenerationRequest], *, base_url: str | None) -> None:
         """Refuse to go on if an item that has a task changed, or its tasks live elsewhere.
@@ -280,3 +275,54 @@ class Manifest:
                     index,
                 ),
             )
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    try:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError:
+        return set()  # not a database: the schema step below says so
+
+
+_ROWS = (
+    "SELECT idx, fingerprint, request, state, task_id, base_url, completed_at, paths,"
+    " error_code, error_message, idempotency_key FROM items"
+)
+#: For a manifest of the first format, read before it gains the key column.
+_ROWS_WITHOUT_KEYS = _ROWS.replace("idempotency_key FROM", "NULL FROM")
+
+
+def _rows(db: sqlite3.Connection) -> dict[int, ManifestRow]:
+    have = {row[1] for row in db.execute("PRAGMA table_info(items)")}
+    query = _ROWS if "idempotency_key" in have else _ROWS_WITHOUT_KEYS
+    found = {}
+    for row in db.execute(query):
+        found[row[0]] = ManifestRow(
+            index=row[0],
+            fingerprint=row[1],
+            request=row[2],
+            state=RowState(row[3]),
+            task_id=row[4],
+            base_url=row[5],
+            completed_at=row[6],
+            paths=tuple(Path(p) for p in json.loads(row[7])),
+            error_code=row[8],
+            error_message=row[9],
+            idempotency_key=row[10],
+        )
+    return found
+
+
+def read_manifest(db: sqlite3.Connection) -> tuple[str, dict[int, ManifestRow]] | None:
+    """Return the batch id and rows of the manifest in *db*, or None if it holds none.
+
+    For the SQLite journal, which takes over a manifest file it is pointed at: the rows
+    become the batch's items and creates (their states and keys are the journal's own).
+    Reads only; an older manifest without keys gives rows whose key is None.
+    """
+    if not {"meta", "items"} <= _tables(db):
+        return None
+    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    if meta.get("format") != _FORMAT or "batch_id" not in meta:
+        return None
+    return str(meta["batch_id"]), _rows(db)

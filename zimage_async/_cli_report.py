@@ -1,0 +1,123 @@
+"""The display of ``zimage batch``: a live rich view on a terminal, plain lines, or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import IO, Any
+
+from ._batch import Batch, BatchItem, ItemState
+from ._batchfile import BatchLine
+from ._cli_common import CLI_EXTRA, say
+
+__all__ = ["Reporter", "output_mode"]
+
+
+class Reporter:
+    """Shows a batch's progress: rich on a terminal, plain lines otherwise, or JSON."""
+
+    def __init__(self, lines: Sequence[BatchLine], *, mode: str, out: IO[str]) -> None:
+        self.lines = lines
+        self.mode = mode
+        self.out = out
+        self.saved = 0
+        self.failed = 0
+        self.resumed = 0
+        self._live: Any = None
+        self._batch: Batch | None = None
+
+    def start(self, batch: Batch) -> None:
+        self._batch = batch
+        if self.mode != "rich":
+            return
+        from rich.console import Console
+        from rich.live import Live
+
+        self._live = Live(self, console=Console(file=self.out), refresh_per_second=8)
+        self._live.start()
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def __rich__(self) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        assert self._batch is not None
+        progress = self._batch.progress
+        done = progress.count(ItemState.DONE) + progress.count(ItemState.FAILED)
+        eta = "-"
+        if 0 < progress.finished < progress.total:
+            left = progress.elapsed / progress.finished * (progress.total - progress.finished)
+            eta = f"{left:.0f} s"
+        states = "  ".join(
+            f"{state.value} {progress.count(state)}"
+            for state in (
+                ItemState.QUEUED,
+                ItemState.SUBMITTING,
+                ItemState.PENDING,
+                ItemState.PROCESSING,
+                ItemState.DOWNLOADING,
+            )
+        )
+        failed = f"[red]failed {self.failed}[/]" if self.failed else "failed 0"
+        summary = Text.from_markup(
+            f" {done}/{progress.total}  [green]saved {self.saved}[/]  {failed}  ETA {eta}"
+        )
+        bar = Table.grid()
+        bar.add_row(ProgressBar(total=progress.total, completed=done, width=30), summary)
+        return Group(bar, Text(states, style="dim"))
+
+    def item(self, item: BatchItem) -> None:
+        line = self.lines[item.index].line
+        self.resumed += item.resumed
+        if item.ok:
+            self.saved += 1
+        else:
+            self.failed += 1
+        if self.mode == "json":
+            record = {
+                "event": "item",
+                "index": item.index,
+                "line": line,
+                "prompt": item.request.prompt,
+                "status": "saved" if item.ok else "failed",
+                "task_id": item.task_id,
+                "paths": [str(p) for p in item.paths],
+                "resumed": item.resumed,
+                "error": None
+                if item.error is None
+                else {"type": type(item.error).__name__, "message": str(item.error)},
+            }
+            print(json.dumps(record, ensure_ascii=False), file=self.out, flush=True)
+            return
+        total = len(self.lines)
+        count = f"[{self.saved + self.failed}/{total}]"
+        again = " (resumed)" if item.resumed else ""
+        if item.ok:
+            text = f"{count} saved line {line}{again}: {', '.join(map(str, item.paths))}"
+        else:
+            error = f"{type(item.error).__name__}: {item.error}"
+            text = f"{count} FAILED line {line}{again} (task {item.task_id or '-'}): {error}"
+        if self._live is not None:
+            self._live.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=self.out, flush=True)
+
+
+def output_mode(args: argparse.Namespace, out: IO[str]) -> str:
+    if args.json:
+        return "json"
+    if not out.isatty():
+        return "plain"
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        say(f"plain progress lines: install rich for a live display ({CLI_EXTRA})")
+        return "plain"
+    return "rich"

@@ -1,0 +1,588 @@
+"""The SQLite journal: one file, the embedded default.
+
+Every call runs in the journal's own thread (one connection, one thread), so a write
+never blocks the event loop. Every write is one ``BEGIN IMMEDIATE`` transaction,
+committed with ``synchronous=FULL`` (fsynced) before the call returns; ``BEGIN
+IMMEDIATE`` also serialises writers across processes sharing the file, which is what
+makes the spend check and batch claims atomic here. Lease times come from the injected
+*clock* (Unix seconds).
+
+A file that holds a batch manifest of an earlier version is taken over: the journal's
+tables are added beside the manifest's, and its rows become the batch's items and
+creates, in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from ._exceptions import JournalError
+from ._idempotency import new_key
+from ._journal import (
+    ITEM_COLUMNS,
+    RECORD_COLUMNS,
+    Journal,
+    JournalItem,
+    JournalRecord,
+    JournalState,
+    Spend,
+    SpendLimit,
+    begin_refusal,
+    changed_items,
+    check_lease_seconds,
+    check_spend,
+    item_from_row,
+    lease_refusal,
+    price_key,
+    record_from_row,
+    refuse_changed,
+    request_from_json,
+    summarize_spend,
+)
+from ._manifest import ManifestRow, RowState, fingerprint, read_manifest
+from ._models import GenerationRequest
+
+__all__ = ["SqliteJournal"]
+
+_T = TypeVar("_T")
+
+FORMAT = "zimage-journal/1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS zimage_journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS zimage_creates (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    request TEXT NOT NULL,
+    model TEXT NOT NULL,
+    size TEXT NOT NULL,
+    state TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    expected_cost REAL,
+    credits_reserved REAL,
+    task_id TEXT,
+    completed_at REAL,
+    paths TEXT NOT NULL DEFAULT '[]',
+    error_code TEXT,
+    error_message TEXT,
+    batch_id TEXT,
+    item_index INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS zimage_creates_state ON zimage_creates (state);
+CREATE INDEX IF NOT EXISTS zimage_creates_batch ON zimage_creates (batch_id, item_index);
+CREATE TABLE IF NOT EXISTS zimage_prices (
+    model TEXT NOT NULL,
+    size TEXT NOT NULL,
+    credits REAL NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (model, size)
+);
+CREATE TABLE IF NOT EXISTS zimage_batch_items (
+    batch_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    request TEXT NOT NULL,
+    key TEXT NOT NULL,
+    claimed_by TEXT,
+    lease_until REAL,
+    settled INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (batch_id, idx)
+);
+"""
+
+_SPEND = (
+    "SELECT model, size, SUM(COALESCE(credits_reserved, expected_cost)),"
+    " SUM(credits_reserved IS NULL AND expected_cost IS NULL), COUNT(*),"
+    " SUM(state IN ('submitting', 'uncertain'))"
+    " FROM zimage_creates WHERE state != 'rejected' AND key != ? {scope} GROUP BY model, size"
+)
+
+
+class SqliteJournal(Journal):
+    """The journal in one SQLite file; open it with :meth:`open` or ``open_journal(path)``."""
+
+    def __init__(
+        self,
+        path: Path,
+        executor: concurrent.futures.ThreadPoolExecutor,
+        db: sqlite3.Connection,
+        clock: Callable[[], float],
+    ) -> None:
+        self.path = path
+        self.location = str(path)
+        self._executor = executor
+        self._db = db
+        self._clock = clock
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<SqliteJournal {self.location}>"
+
+    @classmethod
+    async def open(cls, path: Path, *, clock: Callable[[], float] = time.time) -> SqliteJournal:
+        """Open (or create) the journal file at *path*; see :func:`open_journal`."""
+        executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="zimage-journal"
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            db = await loop.run_in_executor(executor, functools.partial(_connect, path, clock))
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(path, executor, db, clock)
+
+    async def close(self) -> None:
+        """Close the file (every change is already committed). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._db.close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        if self._closed:
+            raise JournalError(f"the journal {self.location} is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, work, self._db)
+        except sqlite3.Error as exc:
+            raise JournalError(f"the journal {self.location} failed: {exc}") from exc
+
+    # -- creates -------------------------------------------------------------------------
+
+    async def begin(
+        self,
+        record: JournalRecord,
+        *,
+        limits: Sequence[SpendLimit] = (),
+        worker_id: str | None = None,
+    ) -> JournalRecord:
+        """See :meth:`Journal.begin`."""
+        return await self._run(functools.partial(self._begin, record, tuple(limits), worker_id))
+
+    def _begin(
+        self,
+        record: JournalRecord,
+        limits: tuple[SpendLimit, ...],
+        worker_id: str | None,
+        db: sqlite3.Connection,
+    ) -> JournalRecord:
+        with _transaction(db):
+            now = self._clock()
+            existing = _get(db, record.key)
+            refusal = begin_refusal(existing, record)
+            if refusal is not None:
+                raise JournalError(refusal)
+            if worker_id is not None and record.batch_id is not None:
+                row = db.execute(
+                    "SELECT claimed_by, lease_until, key FROM zimage_batch_items"
+                    " WHERE batch_id = ? AND idx = ?",
+                    (record.batch_id, record.item_index),
+                ).fetchone()
+                holder, lease_until, item_key = row or (None, None, None)
+                refused = lease_refusal(record, worker_id, holder, lease_until, item_key, now)
+                if refused is not None:
+                    raise refused
+            prices = _prices(db)
+            expected = record.expected_cost
+            if expected is None:
+                expected = prices.get(price_key(record.model, record.size))
+            for limit in limits:
+                reserved = _spend(db, prices, batch_id=limit.batch_id, excluding=record.key)
+                error = check_spend(limit, reserved=reserved.credits, expected=expected)
+                if error is not None:
+                    raise error
+            db.execute(
+                f"INSERT OR REPLACE INTO zimage_creates ({RECORD_COLUMNS})"  # noqa: S608 (column lists are constants)
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.key,
+                    record.fingerprint,
+                    record.request_json,
+                    record.model,
+                    record.size or "",
+                    JournalState.SUBMITTING.value,
+                    record.base_url,
+                    expected,
+                    None,
+                    None,
+                    None,
+                    "[]",
+                    None,
+                    None,
+                    record.batch_id,
+                    record.item_index,
+                    existing.created_at if existing is not None else now,
+                    now,
+                ),
+            )
+            stored = _get(db, record.key)
+        assert stored is not None
+        return stored
+
+    async def update(
+        self,
+        key: str,
+        state: JournalState,
+        *,
+        task_id: str | None = None,
+        credits_reserved: float | None = None,
+        completed_at: float | None = None,
+        paths: Sequence[Path] | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> JournalRecord:
+        """See :meth:`Journal.update`."""
+        values = (
+            state.value,
+            task_id,
+            credits_reserved,
+            completed_at,
+            None if paths is None else json.dumps([str(p) for p in paths]),
+            error_code,
+            error_message,
+        )
+        return await self._run(functools.partial(self._update, key, values))
+
+    def _update(
+        self, key: str, values: tuple[object, ...], db: sqlite3.Connection
+    ) -> JournalRecord:
+        with _transaction(db):
+            now = self._clock()
+            cursor = db.execute(
+                "UPDATE zimage_creates SET state = ?, task_id = COALESCE(?, task_id),"
+                " credits_reserved = COALESCE(?, credits_reserved),"
+                " completed_at = COALESCE(?, completed_at), paths = COALESCE(?, paths),"
+                " error_code = COALESCE(?, error_code),"
+                " error_message = COALESCE(?, error_message), updated_at = ? WHERE key = ?",
+                (*values, now, key),
+            )
+            if cursor.rowcount == 0:
+                raise JournalError(f"the journal {self.location} has no create with key {key!r}")
+            stored = _get(db, key)
+            assert stored is not None
+            if values[2] is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO zimage_prices VALUES (?, ?, ?, ?)",
+                    (stored.model, stored.size or "", values[2], now),
+                )
+        return stored
+
+    async def get(self, key: str) -> JournalRecord | None:
+        """See :meth:`Journal.get`."""
+        return await self._run(functools.partial(_get, key=key))
+
+    async def records(
+        self,
+        *,
+        batch_id: str | None = None,
+        states: Collection[JournalState] | None = None,
+    ) -> list[JournalRecord]:
+        """See :meth:`Journal.records`."""
+        where, args = ["1"], []
+        if batch_id is not None:
+            where.append("batch_id = ?")
+            args.append(batch_id)
+        if states is not None:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            args.extend(s.value for s in states)
+        query = (
+            f"SELECT {RECORD_COLUMNS} FROM zimage_creates WHERE {' AND '.join(where)}"  # noqa: S608 (column lists are constants)
+            " ORDER BY created_at, key"
+        )
+        return await self._run(lambda db: [record_from_row(row) for row in db.execute(query, args)])
+
+    async def spent(self, *, batch_id: str | None = None) -> Spend:
+        """See :meth:`Journal.spent`."""
+        return await self._run(lambda db: _spend(db, _prices(db), batch_id=batch_id))
+
+    async def last_price(self, model: str, size: str | None) -> float | None:
+        """See :meth:`Journal.last_price`."""
+        return await self._run(lambda db: _prices(db).get(price_key(model, size)))
+
+    # -- batches -------------------------------------------------------------------------
+
+    async def enqueue(self, batch_id: str, requests: Sequence[GenerationRequest]) -> int:
+        """See :meth:`Journal.enqueue`."""
+        rows = [
+            (
+                index,
+                fingerprint(request),
+                json.dumps(request.to_json(), sort_keys=True, ensure_ascii=False),
+            )
+            for index, request in enumerate(requests)
+        ]
+        return await self._run(functools.partial(self._enqueue, batch_id, requests, rows))
+
+    def _enqueue(
+        self,
+        batch_id: str,
+        requests: Sequence[GenerationRequest],
+        rows: list[tuple[int, str, str]],
+        db: sqlite3.Connection,
+    ) -> int:
+        with _transaction(db):
+            stored = {
+                index: (print_, None if state is None else JournalState(state))
+                for index, print_, state in db.execute(
+                    "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
+                    " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = ?",
+                    (batch_id,),
+                )
+            }
+            replace, refuse = changed_items(stored, requests)
+            if refuse:
+                raise refuse_changed(self.location, batch_id, refuse)
+            for index in replace:
+                _, print_, body = rows[index]
+                db.execute(
+                    "UPDATE zimage_batch_items SET fingerprint = ?, request = ?, key = ?,"
+                    " settled = 0 WHERE batch_id = ? AND idx = ?",
+                    (print_, body, new_key(), batch_id, index),
+                )
+            new = [row for row in rows if row[0] not in stored]
+            db.executemany(
+                "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(batch_id, index, print_, body, new_key()) for index, print_, body in new],
+            )
+        return len(new)
+
+    async def reopen(self, batch_id: str, states: Collection[JournalState]) -> int:
+        """See :meth:`Journal.reopen`."""
+        wanted = frozenset(states)
+        return await self._run(functools.partial(self._reopen, batch_id, wanted))
+
+    def _reopen(
+        self, batch_id: str, states: frozenset[JournalState], db: sqlite3.Connection
+    ) -> int:
+        with _transaction(db):
+            found = db.execute(
+                "SELECT i.idx, c.state FROM zimage_batch_items i JOIN zimage_creates c"
+                " ON c.key = i.key WHERE i.batch_id = ? AND i.settled = 1",
+                (batch_id,),
+            ).fetchall()
+            count = 0
+            for index, state in found:
+                if JournalState(state) not in states:
+                    continue
+                fresh = JournalState(state) is JournalState.FAILED
+                db.execute(
+                    "UPDATE zimage_batch_items SET settled = 0,"
+                    " key = CASE WHEN ? THEN ? ELSE key END WHERE batch_id = ? AND idx = ?",
+                    (fresh, new_key(), batch_id, index),
+                )
+                count += 1
+        return count
+
+    async def claim(
+        self, batch_id: str, worker_id: str, *, lease_seconds: float, limit: int
+    ) -> list[JournalItem]:
+        """See :meth:`Journal.claim`."""
+        lease = check_lease_seconds(lease_seconds)
+        return await self._run(functools.partial(self._claim, batch_id, worker_id, lease, limit))
+
+    def _claim(
+        self, batch_id: str, worker_id: str, lease: float, limit: int, db: sqlite3.Connection
+    ) -> list[JournalItem]:
+        with _transaction(db):
+            now = self._clock()
+            indexes = [
+                row[0]
+                for row in db.execute(
+                    "SELECT idx FROM zimage_batch_items WHERE batch_id = ? AND settled = 0"
+                    " AND (claimed_by IS NULL OR lease_until <= ?) ORDER BY idx LIMIT ?",
+                    (batch_id, now, limit),
+                )
+            ]
+            db.executemany(
+                "UPDATE zimage_batch_items SET claimed_by = ?, lease_until = ?"
+                " WHERE batch_id = ? AND idx = ?",
+                [(worker_id, now + lease, batch_id, index) for index in indexes],
+            )
+            return [item for item in _items(db, batch_id) if item.index in set(indexes)]
+
+    async def renew(self, batch_id: str, worker_id: str, *, lease_seconds: float) -> int:
+        """See :meth:`Journal.renew`."""
+        lease = check_lease_seconds(lease_seconds)
+
+        def work(db: sqlite3.Connection) -> int:
+            with _transaction(db):
+                now = self._clock()
+                cursor = db.execute(
+                    "UPDATE zimage_batch_items SET lease_until = ? WHERE batch_id = ?"
+                    " AND claimed_by = ? AND lease_until > ? AND settled = 0",
+                    (now + lease, batch_id, worker_id, now),
+                )
+            return cursor.rowcount
+
+        return await self._run(work)
+
+    async def release(self, batch_id: str, worker_id: str, index: int, *, settled: bool) -> bool:
+        """See :meth:`Journal.release`."""
+
+        def work(db: sqlite3.Connection) -> bool:
+            with _transaction(db):
+                cursor = db.execute(
+                    "UPDATE zimage_batch_items SET claimed_by = NULL, lease_until = NULL,"
+                    " settled = ? WHERE batch_id = ? AND idx = ? AND claimed_by = ?",
+                    (settled, batch_id, index, worker_id),
+                )
+            return cursor.rowcount == 1
+
+        return await self._run(work)
+
+    async def items(self, batch_id: str) -> list[JournalItem]:
+        """See :meth:`Journal.items`."""
+        return await self._run(functools.partial(_items, batch_id=batch_id))
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _connect(path: Path, clock: Callable[[], float]) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise JournalError(f"cannot open the journal {path}: {exc}") from exc
+    try:
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=30000")
+        db.executescript(SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise JournalError(
+            f"{path} is not a zimage journal ({exc}); pass another journal path"
+        ) from exc
+    try:
+        with _transaction(db):
+            meta = dict(db.execute("SELECT key, value FROM zimage_journal_meta").fetchall())
+            if not meta:
+                meta = {"format": FORMAT, "created": str(clock())}
+                manifest = read_manifest(db)
+                if manifest is not None:
+                    meta["imported_manifest"] = manifest[0]
+                    _import_manifest(db, *manifest, now=clock())
+                db.executemany("INSERT INTO zimage_journal_meta VALUES (?, ?)", meta.items())
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise JournalError(f"cannot set up the journal {path}: {exc}") from exc
+    if meta.get("format") != FORMAT:
+        db.close()
+        raise JournalError(
+            f"{path} is a zimage journal of format {meta.get('format')!r}, which this version "
+            f"does not read (it reads {FORMAT!r}); upgrade zimage-async or pass another path"
+        )
+    return db
+
+
+_MANIFEST_STATES = {state: JournalState(state.value) for state in RowState}
+_SETTLED = frozenset(
+    {JournalState.SAVED, JournalState.FAILED, JournalState.UNCERTAIN, JournalState.REJECTED}
+)
+
+
+def _import_manifest(
+    db: sqlite3.Connection, batch_id: str, rows: dict[int, ManifestRow], *, now: float
+) -> None:
+    """Make a manifest's rows the items and creates of *batch_id* (inside a transaction)."""
+    for index, row in sorted(rows.items()):
+        request = request_from_json(row.request)
+        record = JournalRecord.for_request(
+            request, key=row.idempotency_key or new_key(), base_url=row.base_url
+        )
+        state = _MANIFEST_STATES[row.state]
+        db.execute(
+            "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key,"
+            " settled) VALUES (?, ?, ?, ?, ?, ?)",
+            (batch_id, index, row.fingerprint, record.request_json, record.key, state in _SETTLED),
+        )
+        db.execute(
+            f"INSERT OR REPLACE INTO zimage_creates ({RECORD_COLUMNS})"  # noqa: S608 (column lists are constants)
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.key,
+                row.fingerprint,
+                record.request_json,
+                record.model,
+                record.size or "",
+                state.value,
+                row.base_url,
+                None,
+                None,
+                row.task_id,
+                row.completed_at,
+                json.dumps([str(p) for p in row.paths]),
+                row.error_code,
+                row.error_message,
+                batch_id,
+                index,
+                now,
+                now,
+            ),
+        )
+
+
+def _get(db: sqlite3.Connection, key: str) -> JournalRecord | None:
+    query = f"SELECT {RECORD_COLUMNS} FROM zimage_creates WHERE key = ?"  # noqa: S608 (constants)
+    row = db.execute(query, (key,)).fetchone()
+    return None if row is None else record_from_row(row)
+
+
+def _prices(db: sqlite3.Connection) -> dict[tuple[str, str], float]:
+    return {
+        (model, size): float(credits)
+        for model, size, credits in db.execute("SELECT model, size, credits FROM zimage_prices")
+    }
+
+
+def _spend(
+    db: sqlite3.Connection,
+    prices: dict[tuple[str, str], float],
+    *,
+    batch_id: str | None,
+    excluding: str = "",
+) -> Spend:
+    if batch_id is None:
+        rows = db.execute(_SPEND.format(scope=""), (excluding,))
+    else:
+        rows = db.execute(_SPEND.format(scope="AND batch_id = ?"), (excluding, batch_id))
+    return summarize_spend(rows, prices)
+
+
+def _items(db: sqlite3.Connection, batch_id: str) -> list[JournalItem]:
+    columns = ", ".join(f"i.{c.strip()}" for c in ITEM_COLUMNS.split(","))
+    record_columns = ", ".join(f"c.{c.strip()}" for c in RECORD_COLUMNS.split(","))
+    found = []
+    for row in db.execute(
+        f"SELECT {columns}, {record_columns} FROM zimage_batch_items i"  # noqa: S608 (column lists are constants)
+        " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = ? ORDER BY i.idx",
+        (batch_id,),
+    ):
+        record = None if row[8] is None else record_from_row(row[8:])
+        found.append(item_from_row(row[:8], record))
+    return found
