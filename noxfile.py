@@ -75,6 +75,23 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=MAIN_PYTHON)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks (not part of CI) and print their tables."""
-    _install(session, "tests", extras="[images,cli]")
-    session.run("python", "-m", "benchmarks", *session.posargs)
+    """Run the benchmarks (not part of CI); chart them into docs/benchmarks.md.
+
+    With arguments (``nox -s bench -- --quick``), runs only ``python -m benchmarks ARGS``.
+    """
+    _install(session, "tests", "bench", extras="[images,cli]")
+    if session.posargs:
+        session.run("python", "-m", "benchmarks", *session.posargs)
+        return
+    out = ROOT / "docs" / "_static" / "bench"
+    session.run(
+        "python",
+        "-m",
+        "benchmarks",
+        "--save-results",
+        str(out / "results.json"),
+        "--report",
+        str(out),
+        "--page",
+        str(ROOT / "docs" / "benchmarks.md"),
+    )

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import json
 import os
 import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
+from pathlib import Path
+from typing import Any
 
 from ._common import BenchmarkError, Options, Table
 
@@ -58,6 +61,24 @@ def _parser() -> argparse.ArgumentParser:
         "--scale-duration", type=float, help="task seconds for 'scale' (default 10)"
     )
     parser.add_argument("--seed", type=int, help="seed of the emulator and the durations")
+    parser.add_argument(
+        "--save-results", type=Path, metavar="FILE", help="also write the tables as JSON"
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="draw the SVG charts and raw.txt into DIR (needs matplotlib: the bench group)",
+    )
+    parser.add_argument(
+        "--page", type=Path, metavar="FILE", help="with --report: rewrite this page's tables"
+    )
+    parser.add_argument(
+        "--from-results",
+        type=Path,
+        metavar="FILE",
+        help="run nothing: make the --report of a saved results file",
+    )
     return parser
 
 
@@ -91,27 +112,52 @@ def _header() -> str:
     )
 
 
+def _report(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    if args.save_results is not None:
+        args.save_results.parent.mkdir(parents=True, exist_ok=True)
+        args.save_results.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    if args.report is not None:
+        from ._report import write_report
+
+        for path in write_report(results, args.report, page=args.page):
+            print(f"wrote {path}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen workloads in order and print a table for each."""
     args = _parser().parse_args(argv)
+    if args.from_results is not None:
+        from ._report import read_results
+
+        _report(args, read_results(args.from_results))
+        return 0
     options = _options(args)
     chosen = [name for name in WORKLOADS if not args.only or name in args.only]
-    print(_header(), flush=True)
-    print(f"options: {options}\n", flush=True)
+    output: list[str] = []
+
+    def emit(text: str) -> None:
+        output.append(text)
+        print(text, flush=True)
+
+    emit(_header())
+    emit(f"options: {options}\n")
     started = time.perf_counter()
     failed = False
+    tables: list[dict[str, Any]] = []
     for name in chosen:
         began = time.perf_counter()
         try:
-            tables = _runner(name)(options)
+            made = _runner(name)(options)
         except BenchmarkError as exc:
-            print(f"{name}: FAILED: {exc}\n", flush=True)
+            emit(f"{name}: FAILED: {exc}\n")
             failed = True
             continue
-        for table in tables:
-            print(table.render())
-        print(f"  ({name}: {time.perf_counter() - began:.0f} s)\n", flush=True)
-    print(f"total {time.perf_counter() - started:.0f} s")
+        for table in made:
+            emit(table.render())
+            tables.append({"workload": name, **dataclasses.asdict(table)})
+        emit(f"  ({name}: {time.perf_counter() - began:.0f} s)\n")
+    emit(f"total {time.perf_counter() - started:.0f} s")
+    _report(args, {"header": output[0], "raw": "\n".join(output) + "\n", "tables": tables})
     return 1 if failed else 0
 
 

@@ -18,6 +18,8 @@ import pytest
 from zimage_async.emulator import Emulator, ManualClock
 
 FAST = ["--emulator-task-duration", "0.05"]
+#: Long enough for the progress display to show a running task.
+SLOW = ["--emulator-task-duration", "0.5"]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -87,8 +89,7 @@ def test_generate_shows_progress_on_a_terminal(tmp_path: Path) -> None:
     """With stderr on a terminal, generate shows the task's status and progress."""
     leader, follower = pty.openpty()
     with subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed argv
-        [sys.executable, "-m", "zimage_async", "generate", "a cat", "-o", str(tmp_path)]
-        + ["--emulator-task-duration", "0.5"],
+        [sys.executable, "-m", "zimage_async", "generate", "a cat", "-o", str(tmp_path), *SLOW],
         stdout=subprocess.PIPE,
         stderr=follower,
         env=_env(COLUMNS="100"),

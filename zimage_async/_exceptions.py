@@ -27,7 +27,8 @@
     ├── WaitTimeoutError (TimeoutError)       the task did not finish within the deadline
     └── ImageDownloadError                    an image could not be fetched or failed checks
         ├── ImageExpiredError                 the image link has expired
-        └── ImageBlockedError                 the image host refused a link that is still valid
+        ├── ImageBlockedError                 the image host refused a link that is still valid
+        └── ImageLinkRefusedError             the link or a redirect points where the SDK never goes
 
 "The call failed" (:class:`APIError`, :class:`APIConnectionError`) is kept apart from
 "the task failed" (:class:`TaskFailedError`): the first says nothing about the task, the
@@ -39,6 +40,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+from ._secret import redact_text
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -49,6 +52,7 @@ __all__ = [
     "ImageBlockedError",
     "ImageDownloadError",
     "ImageExpiredError",
+    "ImageLinkRefusedError",
     "ImageSizeWarning",
     "InsufficientQuotaError",
     "InternalServerError",
@@ -115,6 +119,10 @@ class APIError(ZImageError):
     named), ``fallback_suggestion`` (the service's free-text hint), ``retry_after``
     (seconds to wait, from the ``Retry-After`` header or a ``retry after N seconds``
     suggestion, else ``None``), plus ``method`` and ``path`` of the call.
+
+    Text from the service (``message``, ``param``, ``fallback_suggestion``) is stored
+    with every ``Bearer <token>`` masked, so an envelope that echoes the request's
+    ``Authorization`` header cannot carry the key into logs or error reports.
     """
 
     #: The HTTP status this class stands for (``0`` on the base class).
@@ -133,9 +141,13 @@ class APIError(ZImageError):
         method: str = "",
         path: str = "",
     ) -> None:
+        message = redact_text(message)
+        param = None if param is None else redact_text(param)
+        if fallback_suggestion is not None:
+            fallback_suggestion = redact_text(fallback_suggestion)
         self.message = message
         self.status = status
-        self.code = code
+        self.code = code if not isinstance(code, str) else redact_text(code)
         self.type = type
         self.param = param
         self.fallback_suggestion = fallback_suggestion
@@ -516,3 +528,15 @@ class SpendLimitError(ZImageError):
             f"max_credits={max_credits:g}; nothing was sent - raise max_credits, or wait "
             "for uncertain creates to be resolved"
         )
+
+
+class ImageLinkRefusedError(ImageDownloadError):
+    """The image link, or a redirect from it, points where the SDK never fetches from.
+
+    Raised before connecting, and never retried (asking again cannot change the answer):
+    a scheme other than ``https`` (plain ``http`` only while the API itself is on
+    loopback), user info in the URL, an internal target (loopback, private, link-local
+    such as the cloud metadata address ``169.254.169.254``) unless the API itself is on
+    such an address, a host name that resolves to such an address, more redirects than
+    allowed, or a redirect loop. ``reason`` says which.
+    """

@@ -15,10 +15,22 @@ import re
 import time
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["LINK_TTL", "REFUSAL_SAMPLE_BYTES", "block_evidence", "link_expiry"]
+__all__ = ["LINK_TTL", "REFUSAL_SAMPLE_BYTES", "block_evidence", "link_expiry", "redact_url"]
 
 #: How long the service keeps image links valid after completion, in seconds.
 LINK_TTL = 24 * 60 * 60.0
+
+
+def redact_url(url: str) -> str:
+    """Return *url* without user info, query string or fragment (signed links are credentials).
+
+    For every message, log line and repr that names a link.
+
+    >>> redact_url("https://user:pw@cdn.example/x/0.png?sig=secret#frag")
+    'https://cdn.example/x/0.png'
+    """
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def _number(values: list[str] | None) -> float | None:

@@ -6,6 +6,7 @@ import enum
 
 import attrs
 
+from . import _links
 from ._imageinfo import EXTENSIONS
 from ._validation import (
     validate_callback_url,
@@ -28,13 +29,33 @@ __all__ = [
 ]
 
 
-class TaskStatus(enum.Enum):
+class TaskStatus(str, enum.Enum):
     """Where a task stands, read from its raw ``status`` string.
+
+    A ``str``: each member equals its wire value and prints as it
+    (``TaskStatus.COMPLETED == "completed"``, ``print(TaskStatus.COMPLETED)`` shows
+    ``completed``); compare with ``is`` or with the string, as you like.
 
     ``PENDING``, ``PROCESSING``, ``COMPLETED`` and ``FAILED`` are documented.
     ``CANCELLED`` stands for ``cancelled`` / ``canceled``, which the callback text
-    mentions; it is terminal. Anything else is ``UNKNOWN``: kept raw in
-    :attr:`Task.raw_status`, treated as not finished, and logged.
+    mentions; it is terminal. Spellings that other gateways of the family use for the
+    same outcomes read as those members, with the raw value kept in
+    :attr:`Task.raw_status`:
+
+    * ``succeeded``, ``success``, ``successful``, ``complete`` read as ``COMPLETED``
+      (the task's links are then used as for ``completed``);
+    * ``error``, ``errored``, ``failure`` and ``expired`` read as ``FAILED`` (terminal:
+      waiting longer cannot help; an ``expired`` task without an ``error`` gets the
+      code ``resource_not_found``);
+    * ``canceled`` reads as ``CANCELLED``.
+
+    Anything else is ``UNKNOWN``: kept raw in :attr:`Task.raw_status`, treated as not
+    finished, and logged.
+
+    >>> TaskStatus.from_raw("Succeeded") == "completed"
+    True
+    >>> print(TaskStatus.from_raw("queued"))
+    unknown
     """
 
     PENDING = "pending"
@@ -44,12 +65,19 @@ class TaskStatus(enum.Enum):
     CANCELLED = "cancelled"
     UNKNOWN = "unknown"
 
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
     @classmethod
     def from_raw(cls, raw: str) -> TaskStatus:
         """Map a status string from the wire to a member; unknown strings give ``UNKNOWN``."""
         normalised = raw.strip().lower()
-        if normalised == "canceled":
-            return cls.CANCELLED
+        alias = _STATUS_ALIASES.get(normalised)
+        if alias is not None:
+            return alias
         try:
             return cls(normalised)
         except ValueError:
@@ -59,6 +87,25 @@ class TaskStatus(enum.Enum):
     def is_terminal(self) -> bool:
         """``True`` for statuses after which the task never changes again."""
         return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+#: Other spellings of the documented outcomes (see :class:`TaskStatus`).
+_STATUS_ALIASES = {
+    "canceled": TaskStatus.CANCELLED,
+    "succeeded": TaskStatus.COMPLETED,
+    "success": TaskStatus.COMPLETED,
+    "successful": TaskStatus.COMPLETED,
+    "complete": TaskStatus.COMPLETED,
+    "error": TaskStatus.FAILED,
+    "errored": TaskStatus.FAILED,
+    "failure": TaskStatus.FAILED,
+    "expired": TaskStatus.FAILED,
+}
+
+
+def _links_repr(links: tuple[str, ...]) -> str:
+    """Show result links without their query strings: signed links are credentials."""
+    return repr(tuple(_links.redact_url(link) for link in links))
 
 
 @attrs.frozen(kw_only=True)
@@ -135,6 +182,9 @@ class TaskErrorDetail:
     message: str = ""
 
 
+_NOT_READ = object()
+
+
 @attrs.frozen(kw_only=True)
 class Task:
     """A snapshot of a task as the API reported it.
@@ -151,7 +201,8 @@ class Task:
     progress: int = 0
     created: int | None = None
     model: str | None = None
-    results: tuple[str, ...] = ()
+    #: The image links. Their repr leaves out the query strings (signatures).
+    results: tuple[str, ...] = attrs.field(default=(), repr=_links_repr)
     error: TaskErrorDetail | None = None
     task_info: TaskInfo | None = None
     usage: Usage | None = None
@@ -159,6 +210,23 @@ class Task:
     #: ``null``), for reporting an error that was not the documented ``{code, message}``
     #: object; :attr:`error` is the usable reading of it. Left out of ``==`` and ``repr``.
     raw_error: object = attrs.field(default=None, eq=False, repr=False)
+    # The links' own earliest expiry, read once on first use (see stated_expiry).
+    _stated_expiry: object = attrs.field(init=False, default=_NOT_READ, eq=False, repr=False)
+
+    @property
+    def stated_expiry(self) -> float | None:
+        """The earliest expiry that any result link states itself (Unix time), or ``None``.
+
+        Read from the links' query strings (``expires=``, ``X-Amz-Date`` +
+        ``X-Amz-Expires``...) on first use and kept: each link is parsed once per task,
+        however often this is asked.
+        """
+        if self._stated_expiry is _NOT_READ:
+            stated = [_links.link_expiry(url) for url in self.results]
+            known = [value for value in stated if value is not None]
+            object.__setattr__(self, "_stated_expiry", min(known) if known else None)
+        value = self._stated_expiry
+        return value if isinstance(value, float) else None
 
     @property
     def status(self) -> TaskStatus:

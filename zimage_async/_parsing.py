@@ -175,13 +175,18 @@ def _present(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in payload.items() if value is not None}
 
 
-def _hint(value: object, kind: Any, path: str, dropped: list[str]) -> Any:
+def _hint(value: object, kind: Any, path: str, dropped: list[str], unusable: list[str]) -> Any:
     """Read one hint value as *kind*, or drop it (noting *path*) when it is malformed.
 
     A hint block (``task_info``, ``usage``) is read field by field, so one bad field
-    loses only itself.
+    loses only itself. A NaN or infinite number is not malformed but means nothing (an
+    estimate of "infinity" is no estimate): it is dropped too, noted in *unusable*
+    (logged at DEBUG only, since such a service sends it on every poll).
     """
     fields = _BLOCK_FIELDS.get(kind)
+    if isinstance(value, float) and not math.isfinite(value):
+        unusable.append(f"{path} ({value!r})")
+        return None
     if fields is None:
         try:
             return _CONVERTER.structure(value, kind)
@@ -192,7 +197,7 @@ def _hint(value: object, kind: Any, path: str, dropped: list[str]) -> Any:
         dropped.append(path)
         return None
     kept = {
-        name: _hint(item, fields[name], f"{path}.{name}", dropped)
+        name: _hint(item, fields[name], f"{path}.{name}", dropped, unusable)
         for name, item in _present(value).items()
         if name in fields
     }
@@ -203,13 +208,14 @@ _NO_ERROR = "no error was given"
 _NO_CODE = "the service gave no error code"
 
 
-def _task_error(raw: object, status: TaskStatus) -> TaskErrorDetail | None:
+def _task_error(raw: object, status: TaskStatus, raw_status: str) -> TaskErrorDetail | None:
     """Read a task's ``error`` the way the gateway's clients do: ``code ?? "unknown_error"``.
 
     A documented ``{code, message}`` (a string or integer code; ``null`` message reads
     as ``""``) is kept as sent, whatever the status. For a failed or cancelled task an
     unusable value still gives a detail: ``unknown_error`` (``request_cancelled`` when
-    cancelled), with a bare string as the message; other statuses ignore it.
+    cancelled, ``resource_not_found`` when the raw status is ``expired``), with a bare
+    string as the message; other statuses ignore it.
     """
     message = ""
     if isinstance(raw, dict):
@@ -226,6 +232,8 @@ def _task_error(raw: object, status: TaskStatus) -> TaskErrorDetail | None:
         return None if raw is None else TaskErrorDetail(code="request_cancelled", message=message)
     if status is not TaskStatus.FAILED:
         return None
+    if raw_status.strip().lower() == "expired":
+        return TaskErrorDetail(code="resource_not_found", message=message or "the task expired")
     if raw is None:
         return TaskErrorDetail(code="unknown_error", message=_NO_ERROR)
     return TaskErrorDetail(code="unknown_error", message=message or _NO_CODE)
@@ -262,16 +270,23 @@ def parse_task(payload: object, *, status: int | None = None) -> Task:
             "; ".join(lines[:3]) or str(exc), path=_first_path(lines), status=status
         ) from None
     dropped: list[str] = []
+    unusable: list[str] = []
     hints = {
-        name: _hint(present[name], kind, f"$.{name}", dropped)
+        name: _hint(present[name], kind, f"$.{name}", dropped, unusable)
         for name, kind in _HINTS.items()
         if name in present
     }
     if dropped:
         logger.warning("ignored malformed hint fields in task %s: %s", task.id, ", ".join(dropped))
+    if unusable:
+        # Sent on every poll by a service that has no estimate: not worth a warning.
+        logger.debug("ignored non-finite hint values in task %s: %s", task.id, ", ".join(unusable))
     raw_error = present.get("error")
     return attrs.evolve(
-        task, error=_task_error(raw_error, task.status), raw_error=raw_error, **hints
+        task,
+        error=_task_error(raw_error, task.status, task.raw_status),
+        raw_error=raw_error,
+        **hints,
     )
 
 
@@ -291,9 +306,13 @@ def salvage_task_id(body: bytes) -> str | None:
 
 
 _SUGGESTION_WAIT = re.compile(
-    r"retry\s+after\s+(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?)?",
+    r"retry\s+after\s+(\d+(?:\.\d+)?(?:e[+-]?\d+)?)\s*"
+    r"(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?)?\b",
     re.IGNORECASE,
 )
+#: The longest wait read from advice (about 3,000 years): larger values, and ones too
+#: large for a float, read as this, so a wait is always a finite number.
+MAX_ADVISED_WAIT = 1e11
 
 
 def parse_retry_after(
@@ -302,11 +321,14 @@ def parse_retry_after(
     """Return the seconds to wait that the server advised, or ``None`` if it gave no hint.
 
     Reads the ``Retry-After`` header (seconds, or an HTTP date compared with *now*, a Unix
-    time) and the envelope's ``fallback_suggestion`` (``"retry after 60 seconds"``); when
-    both are present the longer wait wins.
+    time) and the envelope's ``fallback_suggestion`` (``"retry after 60 seconds"``,
+    ``"retry after 1e9 seconds"``); when both are present the longer wait wins. A wait
+    is read as the number written, exponent included, up to :data:`MAX_ADVISED_WAIT`.
 
     >>> parse_retry_after("5", "retry after 60 seconds")
     60.0
+    >>> parse_retry_after(None, "retry after 1e9 seconds")
+    1000000000.0
     >>> parse_retry_after(None, "try again later") is None
     True
     """
@@ -324,19 +346,19 @@ def parse_retry_after(
             if when is not None and now is not None:
                 waits.append(max(0.0, when.timestamp() - now))
         else:
-            if math.isfinite(seconds) and seconds >= 0:
+            if not math.isnan(seconds) and seconds >= 0:
                 waits.append(seconds)
     if suggestion:
         match = _SUGGESTION_WAIT.search(suggestion)
         if match:
             amount = float(match.group(1))
             unit = (match.group(2) or "s").lower()
-            if unit.startswith("m") and not unit.startswith("ms") and unit != "milliseconds":
-                amount *= 60
-            elif unit in ("ms", "millisecond", "milliseconds"):
+            if unit == "ms" or unit.startswith("milli"):
                 amount /= 1000
+            elif unit.startswith("m"):
+                amount *= 60
             waits.append(amount)
-    return max(waits) if waits else None
+    return min(max(waits), MAX_ADVISED_WAIT) if waits else None
 
 
 def parse_error(

@@ -1,10 +1,18 @@
-"""A wrapper that keeps the API key out of reprs, logs, tracebacks and pickles."""
+"""Keeping the API key out of reprs, logs, tracebacks, pickles and echoed error text."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import NoReturn
 
-__all__ = ["Secret"]
+__all__ = ["MASK", "Secret", "redact_text"]
+
+#: What a masked secret reads as.
+MASK = "***"
+
+# "Bearer <token>" and "Basic <token>" as an Authorization value would carry them.
+_AUTH_TOKEN = re.compile(r"\b(Bearer|Basic)(\s+)[A-Za-z0-9\-._~+/=:]+", re.IGNORECASE)
 
 
 class Secret:
@@ -43,3 +51,19 @@ class Secret:
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("a Secret cannot be pickled")
+
+
+def redact_text(text: str, *, secrets: Iterable[str] = ()) -> str:
+    """Return *text* with every one of *secrets* and every ``Bearer <token>`` masked.
+
+    For text that comes from elsewhere (an error envelope that echoes the request's
+    ``Authorization`` header, say) before it goes into an exception or a log line.
+    Secrets shorter than 4 characters are not searched for (they would mask noise).
+
+    >>> redact_text("bad key sk-123456 (Bearer sk-123456)", secrets=["sk-123456"])
+    'bad key *** (Bearer ***)'
+    """
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, MASK)
+    return _AUTH_TOKEN.sub(lambda match: f"{match.group(1)}{match.group(2)}{MASK}", text)
