@@ -12,6 +12,15 @@ never returned.
 
 A 403 is told apart: expiry (:class:`ImageExpiredError`, as for 404 and 410) or a block
 of this client (:class:`ImageBlockedError`), by :func:`~zimage_async._links.block_evidence`.
+Right after completion a CDN may not have the file yet: a 403 or 404 within
+:attr:`ImageLimits.fresh_link_grace` seconds of completion is asked again (twice at
+most) before it counts as expiry.
+
+Bounds: :attr:`ImageLimits.max_bytes` per image, a :class:`ByteBudget` shared by the
+images of one task (:attr:`ImageLimits.max_task_bytes`), and
+:attr:`ImageLimits.total_timeout` seconds per image, retries included. Failures that
+asking again cannot change (a refused link or redirect, a malformed body, a limit) are
+never retried.
 """
 
 from __future__ import annotations
@@ -27,9 +36,11 @@ import attrs
 
 from ._exceptions import (
     APIConnectionError,
+    APITimeoutError,
     ImageBlockedError,
     ImageDownloadError,
     ImageExpiredError,
+    ImageLinkRefusedError,
     MalformedResponseError,
 )
 from ._imageinfo import (
@@ -39,12 +50,12 @@ from ._imageinfo import (
     image_dimensions,
     sniff_content_type,
 )
-from ._links import REFUSAL_SAMPLE_BYTES, block_evidence, link_expiry
+from ._links import REFUSAL_SAMPLE_BYTES, block_evidence, link_expiry, redact_url
 from ._parsing import parse_retry_after
 from ._schedule import RetryPolicy
-from ._transport import Transport, redact_url
+from ._transport import Transport
 
-__all__ = ["DownloadInfo", "ImageLimits", "stream_image"]
+__all__ = ["ByteBudget", "DownloadInfo", "ImageLimits", "stream_image"]
 
 logger = logging.getLogger("zimage_async")
 
@@ -52,12 +63,54 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _HEAD_KEEP = 64 * 1024  # enough of the start to read JPEG dimensions after EXIF
 
 
+#: How many times a 403 or 404 right after completion is asked again.
+FRESH_LINK_RETRIES = 2
+
+
 @attrs.frozen(kw_only=True)
 class ImageLimits:
-    """Bounds on downloads: largest image accepted, and the chunk size streamed."""
+    """Bounds on downloads, and the chunk size streamed.
+
+    * ``max_bytes``: the largest image accepted.
+    * ``max_task_bytes``: the most bytes the images of one task may hold in memory
+      together (checked through the :class:`ByteBudget` the caller shares between
+      them); ``None`` for no bound beyond ``max_bytes`` per image.
+    * ``total_timeout``: seconds one image's download may take in all, redirects,
+      retries and waits included (a host trickling a byte at a time cannot hold it
+      longer).
+    * ``fresh_link_grace``: seconds after completion during which a 403 or 404 from
+      the image host is taken for a CDN that has not got the file yet, and asked again
+      (:data:`FRESH_LINK_RETRIES` times at most) before it counts as expiry.
+    """
 
     max_bytes: int = 64 * 1024 * 1024
     chunk_size: int = 64 * 1024
+    max_task_bytes: int | None = None
+    total_timeout: float = 600.0
+    fresh_link_grace: float = 10.0
+
+    def budget(self) -> ByteBudget | None:
+        """Return a new :class:`ByteBudget` for one task's images (``None`` if unbounded)."""
+        return None if self.max_task_bytes is None else ByteBudget(self.max_task_bytes)
+
+
+class ByteBudget:
+    """Bytes that the images of one task may still hold in memory; share one per task.
+
+    >>> budget = ByteBudget(10)
+    >>> budget.charge(4); budget.remaining
+    6
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.remaining = limit
+
+    def charge(self, size: int) -> None:
+        """Take *size* bytes from the budget; raise :class:`OverflowError` past the limit."""
+        self.remaining -= size
+        if self.remaining < 0:
+            raise OverflowError(f"the task's images exceed the {self.limit}-byte limit")
 
 
 @attrs.define
@@ -109,6 +162,14 @@ class _Where:
             reason, url=self.url, task_id=self.task_id, index=self.index, expires_at=expires_at
         )
 
+    def refused(self, reason: str) -> ImageLinkRefusedError:
+        return ImageLinkRefusedError(
+            f"{reason}; not fetched, and not retried",
+            url=self.url,
+            task_id=self.task_id,
+            index=self.index,
+        )
+
     def transient(self, reason: str, retry_after: float | None = None) -> _Retryable:
         error = _Retryable(reason, url=self.url, task_id=self.task_id, index=self.index)
         error.retry_after = retry_after
@@ -126,11 +187,18 @@ async def stream_image(
     rng: random.Random,
     limits: ImageLimits,
     info: DownloadInfo,
+    budget: ByteBudget | None = None,
+    completed_at: float | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Yield the verified bytes of the image at *url*, retrying transient faults.
 
+    *budget*, shared by the images of one task, bounds the bytes they hold together;
+    *completed_at* (a Unix time) is when the task was first seen completed, for the
+    grace given to a CDN that answers 403 or 404 right after completion.
+
     Raises :class:`ImageExpiredError` without a request when *expires_at* (a Unix time)
     has passed, or when the host answers 404, 410 or a 403 that looks like expiry;
+    :class:`ImageLinkRefusedError` for a link or redirect the link policy refuses;
     :class:`ImageBlockedError` for a 403 that looks like a block of this client;
     :class:`ImageDownloadError` for anything else that cannot be fixed by asking again,
     including an image that is not complete by its own framing or that has bytes after
@@ -147,11 +215,16 @@ async def stream_image(
     total: int | None = None
     framing: ImageFraming | None = None
     attempt = 0
+    graced = 0
+    deadline = time.monotonic() + limits.total_timeout
     while True:
         attempt += 1
         try:
             headers = {"Range": f"bytes={info.size}-"} if info.size else {}
-            async with transport.stream(url, headers=headers) as response:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise where.fail(_over_time(limits))
+            async with transport.stream(url, headers=headers, total_timeout=remaining) as response:
                 status = response.status
                 if status == 403:
                     body = await response.sample(REFUSAL_SAMPLE_BYTES)
@@ -159,6 +232,16 @@ async def stream_image(
                     evidence = block_evidence(body, stated, now=time.time())
                     if evidence is not None:
                         raise where.blocked(evidence, transport.user_agent, stated)
+                fresh = completed_at is not None and (
+                    time.time() - completed_at <= limits.fresh_link_grace
+                )
+                if status in (403, 404) and fresh and graced < FRESH_LINK_RETRIES:
+                    graced += 1
+                    attempt -= 1  # the grace does not use up the retry policy's attempts
+                    raise where.transient(
+                        f"the image host answered {status} right after completion (the "
+                        "file may not have reached it yet)"
+                    )
                 if status in (403, 404, 410):
                     raise where.expired(
                         f"the image host answered {status}: the link has expired or is gone",
@@ -210,6 +293,7 @@ async def stream_image(
                     info.size += len(chunk)
                     if info.size > limits.max_bytes:
                         raise where.fail(f"the image exceeds the {limits.max_bytes}-byte limit")
+                    _charge(budget, len(chunk), where)
                     if len(info.head) < _HEAD_KEEP:
                         info.head += chunk[: _HEAD_KEEP - len(info.head)]
                     framing.feed(chunk)
@@ -221,6 +305,7 @@ async def stream_image(
                         pending, response.headers.get("Content-Type"), info, where
                     )
                     info.size += len(pending)
+                    _charge(budget, len(pending), where)
                     info.head += pending
                     framing.feed(pending)
                     if framing.excess or framing.problem is not None:
@@ -240,13 +325,19 @@ async def stream_image(
             return
         except MalformedResponseError as exc:
             raise where.fail(str(exc)) from exc
+        except ImageLinkRefusedError as exc:
+            raise where.refused(exc.reason) from None
         except (_Retryable, APIConnectionError) as exc:
+            if isinstance(exc, APITimeoutError) and time.monotonic() >= deadline:
+                raise where.fail(_over_time(limits)) from None
             if attempt >= retry.max_attempts:
                 raise where.fail(f"gave up after {attempt} attempts: {exc}") from exc
             retry_after = getattr(exc, "retry_after", None)
             if not retry.honours(retry_after):
                 raise where.fail(f"the host asks to wait {retry_after:g} s") from exc
-            delay = retry.delay(attempt, rng=rng, retry_after=retry_after)
+            delay = retry.delay(max(attempt, 1), rng=rng, retry_after=retry_after)
+            if time.monotonic() + delay >= deadline:
+                raise where.fail(_over_time(limits)) from exc
             logger.info(
                 "retrying image download %s (attempt %d failed: %s) in %.2f s",
                 label,
@@ -255,6 +346,22 @@ async def stream_image(
                 delay,
             )
             await asyncio.sleep(delay)
+
+
+def _over_time(limits: ImageLimits) -> str:
+    return (
+        f"the download took longer than its {limits.total_timeout:g} s total limit for one "
+        "image (ImageLimits.total_timeout); a host this slow is not waited for"
+    )
+
+
+def _charge(budget: ByteBudget | None, size: int, where: _Where) -> None:
+    if budget is None:
+        return
+    try:
+        budget.charge(size)
+    except OverflowError as exc:
+        raise where.fail(f"{exc} (ImageLimits.max_task_bytes)") from None
 
 
 def _plan(

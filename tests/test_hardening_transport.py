@@ -1,0 +1,481 @@
+"""Hardening of the transport: limits, fresh creates, borrowed sessions, proxies, CA bundles.
+
+Every packet goes to 127.0.0.0/8: test host names resolve there through MapResolver, or
+through the test's own proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import ssl
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiohttp.abc
+import pytest
+import trustme
+from aiohttp import web
+
+from zimage_async import (
+    APITimeoutError,
+    GenerationRequest,
+    ImageDownloadError,
+    RateLimitError,
+    RetryPolicy,
+    SubmissionUncertainError,
+)
+from zimage_async._api import APIClient
+from zimage_async._download import DownloadInfo, ImageLimits, stream_image
+from zimage_async._secret import Secret
+from zimage_async._transport import RedactedHeaders, Transport
+
+from .conftest import KEY, OddHost, _png, loopback_session, serving
+
+ONE_TRY = RetryPolicy(max_attempts=1)
+FAST = RetryPolicy(wait_initial=0.01, wait_max=0.02, max_attempts=3)
+
+
+class MapResolver(aiohttp.abc.AbstractResolver):
+    """Resolves the test's own host names to loopback addresses; any other name fails."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        self.asked.append(host)
+        if host not in self.names:
+            raise OSError(f"{host} is not a test host name")
+        return [
+            {
+                "hostname": host,
+                "host": self.names[host],
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+def transport(**options: Any) -> Transport:
+    settings: dict[str, Any] = {
+        "http_session": None,
+        "max_connections": 10,
+        "timeout": 5.0,
+        "connect_timeout": 5.0,
+        "read_timeout": 5.0,
+    }
+    return Transport(**(settings | options))
+
+
+@contextlib.asynccontextmanager
+async def opened(t: Transport) -> AsyncIterator[Transport]:
+    t.open()
+    try:
+        yield t
+    finally:
+        await t.close()
+
+
+def headers() -> RedactedHeaders:
+    return RedactedHeaders({"Authorization": f"Bearer {KEY}", "Accept": "application/json"})
+
+
+@contextlib.asynccontextmanager
+async def raw_server(
+    answer: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[int]:
+    """A raw TCP server on 127.0.0.1 running *answer* per connection; yields its port.
+
+    On exit, unfinished handlers are cancelled and every connection is closed.
+    """
+    handlers: set[asyncio.Task[None]] = set()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await answer(reader, writer)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        for writer in writers:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        await server.wait_closed()
+
+
+def trickler(prefix: bytes, length: int) -> Callable[..., Awaitable[None]]:
+    """A server that sends *prefix*, then a body of *length* bytes one byte at a time."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (length, prefix))
+        with contextlib.suppress(ConnectionError):
+            for _ in range(length - len(prefix)):
+                writer.write(b" ")  # the scenario itself: a host that trickles
+                await writer.drain()
+                await asyncio.sleep(0.02)
+            writer.close()
+
+    return answer
+
+
+# -- 3. every exchange has a total limit ---------------------------------------------------
+
+
+async def test_trickling_answer_hits_the_total_limit() -> None:
+    """An API answer trickling one byte at a time is cut off by the total limit."""
+    async with raw_server(trickler(b"{", 200)) as port, opened(transport(total_timeout=0.3)) as t:
+        with pytest.raises(APITimeoutError) as info:
+            await t.request(
+                "GET", f"http://127.0.0.1:{port}/v1/tasks/x", headers=headers(), max_body=1000
+            )
+    assert "0.3" in str(info.value) and "total" in str(info.value)
+
+
+async def test_trickling_create_is_uncertain_after_the_total_limit() -> None:
+    """A billed create whose answer trickles is cut off by the total limit, as uncertain."""
+    async with raw_server(trickler(b"{", 200)) as port, opened(transport(total_timeout=0.3)) as t:
+        api = APIClient(
+            t,
+            base_url=f"http://127.0.0.1:{port}",
+            api_key=Secret(KEY),
+            retry=ONE_TRY,
+            rng=random.Random(0),
+        )
+        with pytest.raises(SubmissionUncertainError) as info:
+            await api.create(GenerationRequest(prompt="a cat"))
+    assert isinstance(info.value.cause, APITimeoutError)
+
+
+async def test_trickling_image_hits_the_per_image_total() -> None:
+    """An image that trickles in is cut off by the per-image total, and not retried."""
+    png = _png()
+    hits = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal hits
+        hits += 1
+        await trickler(png[:64], len(png))(reader, writer)
+
+    async with raw_server(answer) as port:
+        api = f"http://127.0.0.1:{port}"  # a loopback API, so loopback images are allowed
+        async with opened(transport(api_base_url=api)) as t:
+            with pytest.raises(ImageDownloadError) as info:
+                async for _ in stream_image(
+                    t,
+                    f"http://127.0.0.1:{port}/img/0.png",
+                    task_id="task-unified-1-abcdefgh",
+                    index=0,
+                    expires_at=None,
+                    retry=FAST,
+                    rng=random.Random(0),
+                    limits=ImageLimits(total_timeout=0.3),
+                    info=DownloadInfo(),
+                ):
+                    pass
+    assert "0.3" in str(info.value)
+    assert hits == 1
+
+
+# -- 4. a create never goes out on a connection the server may have closed ----------------
+
+
+class OneAnswerPerConnection:
+    """Answers the first request on each connection; closes the connection on the next one.
+
+    That is what a client sees when the server's idle timer fires just as a request is
+    written to a pooled connection: the request is never answered.
+    """
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.answered = 0
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            ),
+            0,
+        )
+        await reader.readexactly(length)
+        self.answered += 1
+        body = b'{"id": "task-unified-1-abcd%04d", "status": "pending"}' % self.answered
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")  # a second request on this connection
+        writer.close()
+
+
+async def test_creates_never_reuse_a_pooled_connection() -> None:
+    """Eight creates in a row all succeed on a server that drops reused connections."""
+    server = OneAnswerPerConnection()
+    async with raw_server(server) as port, opened(transport()) as t:
+        api = APIClient(
+            t,
+            base_url=f"http://127.0.0.1:{port}",
+            api_key=Secret(KEY),
+            retry=ONE_TRY,
+            rng=random.Random(0),
+        )
+        tasks = [await api.create(GenerationRequest(prompt=f"cat {i}")) for i in range(8)]
+    assert len({task.id for task in tasks}) == 8
+    assert server.answered == 8
+    assert server.connections == 8  # the cost: one new connection per create
+
+
+async def test_creates_a_second_apart_against_a_one_second_keep_alive() -> None:
+    """Creates about 1 s apart to a server with a 1 s keep-alive are never uncertain."""
+    posts = 0
+    connections: set[object] = set()
+
+    async def create(request: web.Request) -> web.Response:
+        nonlocal posts
+        posts += 1
+        connections.add(request.transport)
+        return web.json_response({"id": f"task-unified-1-abcd{posts:04d}", "status": "pending"})
+
+    app = web.Application()
+    app.router.add_post("/apiv1/v1/images/generations", create)
+    runner = web.AppRunner(app, keepalive_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        outcomes: list[object] = []
+        async with loopback_session(base, retry=ONE_TRY) as session:
+            for i in range(8):
+                if i:
+                    await asyncio.sleep(1.0)  # the scenario: idle as long as the keep-alive
+                try:
+                    outcomes.append(await session.submit(f"cat {i}"))
+                except SubmissionUncertainError as exc:
+                    outcomes.append(exc)
+    finally:
+        await runner.cleanup()
+    assert not [o for o in outcomes if isinstance(o, SubmissionUncertainError)]
+    assert posts == 8
+
+
+# -- 8. borrowed sessions, event loops ----------------------------------------------------
+
+
+async def test_borrowed_session_raising_for_status_still_reads_a_429(
+    odd_host: OddHost,
+) -> None:
+    """A borrowed session with raise_for_status=True: a 429 on create is a RateLimitError."""
+
+    async def limited(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"error": {"code": 429, "type": "rate_limit_error", "message": "slow down"}},
+            status=429,
+            headers={"Retry-After": "0"},
+        )
+
+    app = web.Application()
+    app.router.add_post("/apiv1/v1/images/generations", limited)
+    async with (
+        serving(app) as base,
+        aiohttp.ClientSession(raise_for_status=True) as borrowed,
+        loopback_session(base, retry=ONE_TRY, http_session=borrowed) as session,
+    ):
+        with pytest.raises(RateLimitError):
+            await session.submit("a cat")
+
+
+async def test_borrowed_session_default_authorization_never_reaches_images(
+    odd_host: OddHost,
+) -> None:
+    """A borrowed session's default Authorization header is not sent to the image host."""
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as borrowed,
+        loopback_session(f"{odd_host.base}", http_session=borrowed) as session,
+    ):
+        await session.generate("ok")
+    assert odd_host.image_headers
+    assert all("Authorization" not in h for h in odd_host.image_headers)
+
+
+async def test_session_used_from_another_event_loop_names_the_problem(
+    odd_host: OddHost,
+) -> None:
+    """A session used from another thread's event loop fails with a clear RuntimeError."""
+    failures: list[BaseException] = []
+    async with loopback_session(odd_host.base) as session:
+
+        def elsewhere() -> None:
+            try:
+                asyncio.run(session.get_task("task-unified-1-abcdefgh"))
+            except BaseException as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        await asyncio.to_thread(thread.join)
+    (failure,) = failures
+    assert isinstance(failure, RuntimeError)
+    assert "another event loop" in str(failure)
+
+
+# -- 8. proxies and CA bundles ------------------------------------------------------------
+
+
+class TinyProxy:
+    """A forward proxy on 127.0.0.1: absolute-form HTTP requests and CONNECT tunnels.
+
+    It resolves the test's host names itself, from *names* (host -> 127.0.0.x).
+    """
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
+        self.seen: list[str] = []
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ")
+        self.seen.append(f"{method} {target}")
+        if method == "CONNECT":
+            host, _, port = target.rpartition(":")
+        else:
+            authority = target.split("/", 3)[2]
+            host, _, port = authority.rpartition(":")
+        up_reader, up_writer = await asyncio.open_connection(self.names[host], int(port))
+        if method == "CONNECT":
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            path = "/" + target.split("/", 3)[3]
+            rest = head.split(b"\r\n", 1)[1]
+            up_writer.write(f"{method} {path} HTTP/1.1\r\n".encode() + rest)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def hello(request: web.Request) -> web.Response:
+    return web.Response(text="hello")
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@contextlib.asynccontextmanager
+async def tls_server(ca: trustme.CA, *names: str) -> AsyncIterator[int]:
+    """An HTTPS server on 127.0.0.1 with a certificate for *names*, from the test CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*names).configure_cert(context)
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+async def test_http_proxy_from_the_environment_forwards_plain_requests() -> None:
+    """HTTP_PROXY is honoured: a plain http request to a named host goes via the proxy."""
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    async with serving(app) as origin:
+        port = int(origin.rpartition(":")[2])
+        proxy = TinyProxy({"api.test": "127.0.0.1"})
+        async with raw_server(proxy) as proxy_port:
+            env = {"HTTP_PROXY": f"http://127.0.0.1:{proxy_port}"}
+            resolver = MapResolver({})
+            async with opened(transport(environ=env, resolver=resolver)) as t:
+                reply = await t.request(
+                    "GET", f"http://api.test:{port}/hello", headers=headers(), max_body=100
+                )
+    assert reply.body == b"hello"
+    assert proxy.seen == [f"GET http://api.test:{port}/hello"]
+    assert resolver.asked == []  # the proxy resolved the name, not the SDK
+
+
+async def test_https_proxy_tunnels_with_a_custom_ca_bundle(ca: trustme.CA, ca_file: str) -> None:
+    """HTTPS_PROXY is honoured with CONNECT, and ca_bundle verifies the origin's certificate."""
+    async with tls_server(ca, "api.test") as port:
+        proxy = TinyProxy({"api.test": "127.0.0.1"})
+        async with raw_server(proxy) as proxy_port:
+            env = {"HTTPS_PROXY": f"http://127.0.0.1:{proxy_port}"}
+            async with opened(
+                transport(environ=env, ca_bundle=ca_file, resolver=MapResolver({}))
+            ) as t:
+                reply = await t.request(
+                    "GET", f"https://api.test:{port}/hello", headers=headers(), max_body=100
+                )
+    assert reply.body == b"hello"
+    assert proxy.seen == [f"CONNECT api.test:{port}"]
+
+
+async def test_ssl_cert_file_is_honoured(ca: trustme.CA, ca_file: str) -> None:
+    """SSL_CERT_FILE in the environment names the CA bundle that verifies servers."""
+    async with tls_server(ca, "api.test") as port:
+        resolver = MapResolver({"api.test": "127.0.0.1"})
+        env = {"SSL_CERT_FILE": ca_file}
+        async with opened(transport(environ=env, resolver=resolver)) as t:
+            reply = await t.request(
+                "GET", f"https://api.test:{port}/hello", headers=headers(), max_body=100
+            )
+    assert reply.body == b"hello"
+
+
+async def test_proxy_opt_out_connects_directly(ca: trustme.CA, ca_file: str) -> None:
+    """With trust_env=False the proxy variables are ignored."""
+    async with tls_server(ca, "api.test") as port:
+        resolver = MapResolver({"api.test": "127.0.0.1"})
+        env = {"HTTPS_PROXY": "http://127.0.0.1:9"}  # would be refused if it were used
+        async with opened(
+            transport(environ=env, trust_env=False, ca_bundle=ca_file, resolver=resolver)
+        ) as t:
+            reply = await t.request(
+                "GET", f"https://api.test:{port}/hello", headers=headers(), max_body=100
+            )
+    assert reply.body == b"hello"

@@ -1,0 +1,130 @@
+"""Which proxy a request goes through, read from the environment. Pure.
+
+``HTTPS_PROXY`` / ``https_proxy`` for ``https`` URLs, ``HTTP_PROXY`` / ``http_proxy``
+for ``http`` ones (``ALL_PROXY`` for both when those are unset), ``NO_PROXY`` /
+``no_proxy`` for exceptions, as curl and the standard library read them: the
+lower-case name wins, and ``HTTP_PROXY`` is ignored when ``REQUEST_METHOD`` is set
+(a CGI process, where a request header could set it: "httpoxy"). Loopback hosts are
+never proxied. Only ``http://`` proxies are supported (the CONNECT method carries
+``https`` through them); a proxy URL of another scheme is ignored with a warning.
+Nothing is read from ``.netrc``: proxy credentials, if any, come from the proxy URL.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import urllib.parse
+from collections.abc import Mapping
+
+import attrs
+
+from ._urlpolicy import is_loopback_host
+
+__all__ = ["ProxyConfig"]
+
+logger = logging.getLogger("zimage_async")
+
+
+def _read(environ: Mapping[str, str], name: str) -> str:
+    value = environ.get(name.lower())
+    if value is None:
+        value = environ.get(name.upper(), "")
+    return value.strip()
+
+
+def _proxy_url(value: str, name: str) -> str | None:
+    if not value:
+        return None
+    if "://" not in value:
+        value = f"http://{value}"
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme.lower() != "http" or not parts.hostname:
+        logger.warning(
+            "ignoring %s: only http:// proxies are supported (got a %r URL)", name, parts.scheme
+        )
+        return None
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class ProxyConfig:
+    """The proxies to use, by URL scheme, and the hosts that bypass them.
+
+    >>> config = ProxyConfig.from_environ(
+    ...     {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": ".internal.example,10.0.0.0/8"}
+    ... )
+    >>> config.proxy_for("https://ai.odkkk.com/apiv1")
+    'http://proxy:3128'
+    >>> config.proxy_for("https://files.internal.example/0.png") is None
+    True
+    >>> config.proxy_for("https://127.0.0.1:8080/") is None
+    True
+    """
+
+    https: str | None = None
+    http: str | None = None
+    no_proxy: tuple[str, ...] = ()
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ProxyConfig:
+        """Read the proxy variables from *environ* (usually ``os.environ``)."""
+        everything = _read(environ, "all_proxy")
+        https = _read(environ, "https_proxy") or everything
+        if "REQUEST_METHOD" in environ:
+            http = environ.get("http_proxy", "").strip() or everything
+        else:
+            http = _read(environ, "http_proxy") or everything
+        no_proxy = tuple(
+            entry.strip().lower()
+            for entry in _read(environ, "no_proxy").split(",")
+            if entry.strip()
+        )
+        return cls(
+            https=_proxy_url(https, "HTTPS_PROXY"),
+            http=_proxy_url(http, "HTTP_PROXY"),
+            no_proxy=no_proxy,
+        )
+
+    def proxy_for(self, url: str) -> str | None:
+        """Return the proxy URL for a request to *url*, or ``None`` to connect directly."""
+        parts = urllib.parse.urlsplit(url)
+        proxy = self.https if parts.scheme.lower() == "https" else self.http
+        if proxy is None or is_loopback_host(parts.hostname):
+            return None
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        return None if self._bypassed(parts.hostname or "", port) else proxy
+
+    def _bypassed(self, host: str, port: int) -> bool:
+        host = host.lower().rstrip(".")
+        try:
+            address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(
+                host
+            )
+        except ValueError:
+            address = None
+        for entry in self.no_proxy:
+            if entry == "*":
+                return True
+            name, _, entry_port = entry.rpartition(":") if _has_port(entry) else (entry, "", "")
+            if entry_port and str(port) != entry_port:
+                continue
+            name = name.strip("[]").lstrip("*").rstrip(".")
+            if address is not None:
+                try:
+                    if address in ipaddress.ip_network(name, strict=False):
+                        return True
+                except ValueError:
+                    pass
+                continue
+            name = name.lstrip(".")
+            if name and (host == name or host.endswith("." + name)):
+                return True
+        return False
+
+
+def _has_port(entry: str) -> bool:
+    """Whether a ``NO_PROXY`` entry ends in ``:port`` (not an IPv6 address's last group)."""
+    if entry.startswith("["):
+        return "]:" in entry
+    return entry.count(":") == 1
