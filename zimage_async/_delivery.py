@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._download import DownloadInfo, stream_image
+from ._download import ByteBudget, DownloadInfo, stream_image
 from ._exceptions import ImageDownloadError, ImageSizeWarning
 from ._imageinfo import size_mismatch
 from ._models import GenerationRequest, GenerationResult, Image, Task
@@ -46,20 +46,26 @@ class Delivery:
         runtime: Runtime,
         task_id: str,
         request: GenerationRequest | None,
+        *,
         expires_at: Callable[[], float | None],
+        completed_at: Callable[[], float | None],
     ) -> None:
         self._rt = runtime
         self._id = task_id
         self._request = request
         self._expires_at = expires_at
+        self._completed_at = completed_at
         self._lock = asyncio.Lock()
         self.result: GenerationResult | None = None
         self._saves: dict[SavePlan, _Shared] = {}
 
     async def stream(
-        self, task: Task, index: int, info: DownloadInfo
+        self, task: Task, index: int, info: DownloadInfo, budget: ByteBudget | None = None
     ) -> AsyncGenerator[bytes, None]:
-        """Yield the verified bytes of image *index*, filling *info* as they come."""
+        """Yield the verified bytes of image *index*, filling *info* as they come.
+
+        *budget* is shared by the images of one task fetched together (the per-task cap).
+        """
         if not 0 <= index < len(task.results):
             raise IndexError(f"task {self._id} has {len(task.results)} image(s); no index {index}")
         self._rt.check_open()
@@ -73,6 +79,9 @@ class Delivery:
             rng=self._rt.rng,
             limits=self._rt.limits,
             info=info,
+            budget=budget,
+            completed_at=self._completed_at(),
+            sleep=self._rt.sleep,
         ):
             yield chunk
 
@@ -85,9 +94,9 @@ class Delivery:
                 ImageSizeWarning(f"image {index} of task {self._id}: {problem}"), stacklevel=5
             )
 
-    async def _download(self, task: Task, index: int) -> Image:
+    async def _download(self, task: Task, index: int, budget: ByteBudget | None) -> Image:
         info = DownloadInfo()
-        async with contextlib.aclosing(self.stream(task, index, info)) as chunks:
+        async with contextlib.aclosing(self.stream(task, index, info, budget)) as chunks:
             parts = [chunk async for chunk in chunks]
         assert info.content_type is not None
         dimensions = info.dimensions
@@ -105,8 +114,9 @@ class Delivery:
         """Download every image into memory, once (concurrent callers share it)."""
         async with self._lock:
             if self.result is None:
+                budget = self._rt.limits.budget()
                 images = await _all_or_none(
-                    [self._download(task, i) for i in range(len(task.results))]
+                    [self._download(task, i, budget) for i in range(len(task.results))]
                 )
                 self.result = GenerationResult(task=task, images=tuple(images))
         return self.result
@@ -131,11 +141,14 @@ class Delivery:
                 shared.future.cancel()  # the last caller left: nobody wants these files
 
     async def _save_all(self, task: Task, plan: SavePlan) -> list[Path]:
+        budget = self._rt.limits.budget()
         return await _all_or_none(
-            [self._save_one(task, index, plan) for index in range(len(task.results))]
+            [self._save_one(task, index, plan, budget) for index in range(len(task.results))]
         )
 
-    async def _save_one(self, task: Task, index: int, plan: SavePlan) -> Path:
+    async def _save_one(
+        self, task: Task, index: int, plan: SavePlan, budget: ByteBudget | None
+    ) -> Path:
         cached = self.result.images[index] if self.result is not None else None
         info = DownloadInfo()
         chunks: AsyncGenerator[bytes, None]
@@ -143,7 +156,7 @@ class Delivery:
             chunks = _one_chunk(cached.data)
             info.content_type = cached.content_type
         else:
-            chunks = self.stream(task, index, info)
+            chunks = self.stream(task, index, info, budget)
         async with contextlib.aclosing(chunks):
             temp = await write_atomically(plan.folder, chunks)
         try:

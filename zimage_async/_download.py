@@ -30,7 +30,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import attrs
 
@@ -50,7 +50,8 @@ from ._imageinfo import (
     image_dimensions,
     sniff_content_type,
 )
-from ._links import REFUSAL_SAMPLE_BYTES, block_evidence, link_expiry, redact_url
+from ._imagereply import ImageVerdict, judge_image_reply
+from ._links import REFUSAL_SAMPLE_BYTES, link_expiry, redact_url
 from ._parsing import parse_retry_after
 from ._schedule import RetryPolicy
 from ._transport import Transport
@@ -189,6 +190,7 @@ async def stream_image(
     info: DownloadInfo,
     budget: ByteBudget | None = None,
     completed_at: float | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AsyncGenerator[bytes, None]:
     """Yield the verified bytes of the image at *url*, retrying transient faults.
 
@@ -226,38 +228,46 @@ async def stream_image(
                 raise where.fail(_over_time(limits))
             async with transport.stream(url, headers=headers, total_timeout=remaining) as response:
                 status = response.status
-                if status == 403:
-                    body = await response.sample(REFUSAL_SAMPLE_BYTES)
-                    stated = link_expiry(url)
-                    evidence = block_evidence(body, stated, now=time.time())
-                    if evidence is not None:
-                        raise where.blocked(evidence, transport.user_agent, stated)
-                fresh = completed_at is not None and (
-                    time.time() - completed_at <= limits.fresh_link_grace
+                now = time.time()
+                stated = link_expiry(url)
+                reply = judge_image_reply(
+                    status,
+                    sample=await response.sample(REFUSAL_SAMPLE_BYTES) if status == 403 else b"",
+                    stated_expiry=stated,
+                    now=now,
+                    fresh=completed_at is not None
+                    and now - completed_at <= limits.fresh_link_grace
+                    and graced < FRESH_LINK_RETRIES,
+                    resuming=framing is not None,
                 )
-                if status in (403, 404) and fresh and graced < FRESH_LINK_RETRIES:
+                verdict = reply.verdict
+                if verdict is ImageVerdict.BLOCKED:
+                    assert reply.evidence is not None
+                    raise where.blocked(reply.evidence, transport.user_agent, stated)
+                if verdict is ImageVerdict.GRACE:
                     graced += 1
                     attempt -= 1  # the grace does not use up the retry policy's attempts
                     raise where.transient(
                         f"the image host answered {status} right after completion (the "
                         "file may not have reached it yet)"
                     )
-                if status in (403, 404, 410):
+                if verdict is ImageVerdict.EXPIRED:
                     raise where.expired(
                         f"the image host answered {status}: the link has expired or is gone",
                         expires_at,
                     )
-                if status == 429 or status >= 500:
+                if verdict is ImageVerdict.TRANSIENT:
                     retry_after = parse_retry_after(
-                        response.headers.get("Retry-After"), None, now=time.time()
+                        response.headers.get("Retry-After"), None, now=now
                     )
                     raise where.transient(f"the image host answered {status}", retry_after)
-                if status == 416 and framing is not None:
+                if verdict is ImageVerdict.INCOMPLETE_COPY:
+                    assert framing is not None
                     raise where.fail(
                         f"the image host's copy is incomplete: it has no bytes after the "
                         f"{info.size} sent (it answered 416), but {framing.missing()}"
                     )
-                if status not in (200, 206):
+                if verdict is ImageVerdict.FAIL:
                     raise where.fail(f"the image host answered {status}")
                 skip, announced = _plan(
                     status,
@@ -330,12 +340,12 @@ async def stream_image(
         except (_Retryable, APIConnectionError) as exc:
             if isinstance(exc, APITimeoutError) and time.monotonic() >= deadline:
                 raise where.fail(_over_time(limits)) from None
-            if attempt >= retry.max_attempts:
-                raise where.fail(f"gave up after {attempt} attempts: {exc}") from exc
-            retry_after = getattr(exc, "retry_after", None)
-            if not retry.honours(retry_after):
-                raise where.fail(f"the host asks to wait {retry_after:g} s") from exc
-            delay = retry.delay(max(attempt, 1), rng=rng, retry_after=retry_after)
+            floor = getattr(exc, "retry_after", None) or 0.0
+            delay = retry.after(max(attempt, 1), floor, rng=rng)
+            if delay is None:
+                if attempt >= retry.max_attempts:
+                    raise where.fail(f"gave up after {attempt} attempts: {exc}") from exc
+                raise where.fail(f"the host asks to wait {floor:g} s") from exc
             if time.monotonic() + delay >= deadline:
                 raise where.fail(_over_time(limits)) from exc
             logger.info(
@@ -345,7 +355,7 @@ async def stream_image(
                 exc,
                 delay,
             )
-            await asyncio.sleep(delay)
+            await sleep(delay)
 
 
 def _over_time(limits: ImageLimits) -> str:

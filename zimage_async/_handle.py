@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from ._delivery import Delivery
 from ._download import DownloadInfo
 from ._exceptions import NoResultsError, TaskFailedError, WaitTimeoutError
-from ._links import link_expiry
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
 from ._polling import DeadlineReached, Nap, bounded, deadline_after, snapshots
 from ._runtime import DEFAULT, Runtime
@@ -61,8 +60,9 @@ class TaskHandle:
         self._fresh = snapshot is not None  # the snapshot was just returned by create
         self._lock = asyncio.Lock()
         self._completed_seen: float | None = None
-        self._stated_expiry: float | None = None
-        self._delivery = Delivery(runtime, task_id, request, lambda: self.expires_at)
+        self._delivery = Delivery(
+            runtime, task_id, request, expires_at=lambda: self.expires_at, completed_at=self._seen
+        )
         if snapshot is not None:
             self._observe(snapshot)
 
@@ -98,20 +98,19 @@ class TaskHandle:
         24 hours (the session's ``link_ttl``) after completion was first seen, or
         earlier if a link states its own expiry.
         """
-        if self._completed_seen is None:
+        if self._completed_seen is None or self._task is None:
             return None
         expiry = self._completed_seen + self._rt.link_ttl
-        if self._stated_expiry is not None:
-            expiry = min(expiry, self._stated_expiry)
-        return expiry
+        stated = self._task.stated_expiry  # each link read once per task, not per image
+        return expiry if stated is None else min(expiry, stated)
+
+    def _seen(self) -> float | None:
+        return self._completed_seen
 
     def _observe(self, task: Task) -> None:
         self._task = task
         if task.status is TaskStatus.COMPLETED and self._completed_seen is None:
             self._completed_seen = self._rt.now()
-            # Each link is read once, when completion is first seen (not once per image).
-            stated = [e for e in map(link_expiry, task.results) if e is not None]
-            self._stated_expiry = min(stated) if stated else None
         if task.status is TaskStatus.UNKNOWN:
             warned = self._rt.warned_statuses
             if task.raw_status not in warned:

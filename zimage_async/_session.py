@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import enum
-import ipaddress
 import os
 import random
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from ._api import APIClient
 from ._batch import Batch, BatchServices, as_path, check_requests
+from ._config import check_api_key, check_base_url, check_settings
 from ._download import ImageLimits
 from ._exceptions import InvalidRequestError, SubmissionUncertainError
 from ._handle import TaskHandle
@@ -35,14 +34,6 @@ __all__ = ["DEFAULT_BASE_URL", "Session", "SessionState"]
 #: The production API's base URL.
 DEFAULT_BASE_URL = "https://ai.odkkk.com/apiv1"
 
-_NO_KEY = (
-    "no API key: pass Session(api_key=...) or set the ZIMAGE_API_KEY environment "
-    "variable (keys are issued at https://ai.odkkk.com/apiv1/dashboard/keys). To try "
-    "zimage-async without a key, run it against the bundled emulator: "
-    "`async with zimage_async.emulator.Emulator() as emu:` then "
-    "`Session(base_url=emu.base_url, api_key=emu.api_key)`"
-)
-
 
 class SessionState(enum.Enum):
     """Where a :class:`Session` is in its life: it is opened once and closed once."""
@@ -50,36 +41,6 @@ class SessionState(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSED = "closed"
-
-
-def _check_base_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InvalidRequestError(
-            "base_url",
-            "an absolute http(s) URL such as https://ai.odkkk.com/apiv1",
-            f"{url[:60]!r} is not one",
-        )
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise InvalidRequestError(
-            "base_url",
-            "no credentials, query or fragment in the base URL",
-            "it has some",
-        )
-    if parts.scheme == "http":
-        host = parts.hostname
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = host == "localhost"
-        if not loopback:
-            raise InvalidRequestError(
-                "base_url",
-                "https, except for loopback hosts such as the emulator (the API key "
-                "would travel in clear text)",
-                f"plain http to {host!r} is refused",
-            )
-    return url.rstrip("/")
 
 
 class Session:
@@ -103,6 +64,13 @@ class Session:
     * ``link_ttl``: seconds image links live after completion (24 h).
     * ``max_image_bytes``: the largest image accepted.
     * ``seed``: seeds the jitter of schedules, for reproducible runs.
+    * ``total_timeout``: seconds one API exchange may take in all (a reply trickling in
+      cannot hold a call longer); ``image_timeout``: the same for one image download,
+      retries included; ``max_task_bytes``: the most bytes one task's images may hold in
+      memory together (default: only ``max_image_bytes`` per image).
+    * ``trust_env``: honour ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (loopback is
+      never proxied, ``.netrc`` never read) and ``SSL_CERT_FILE``; ``ca_bundle``: a CA
+      file to trust, e.g. for a TLS-inspecting proxy. See :doc:`configuration`.
     * ``user_agent``: the ``User-Agent`` sent with every request (default
       ``zimage-async/<version>``); CDNs in front of the image host block script-like
       ones (:class:`ImageBlockedError`).
@@ -142,46 +110,36 @@ class Session:
         callback_url: str | None = None,
         callback_poll_factor: float = 10.0,
         user_agent: str = DEFAULT_USER_AGENT,
+        total_timeout: float = 120.0,
+        image_timeout: float = 600.0,
+        max_task_bytes: int | None = None,
+        trust_env: bool = True,
+        ca_bundle: str | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
-        key = api_key if api_key is not None else env.get("ZIMAGE_API_KEY")
-        if not key or not key.strip():
-            raise InvalidRequestError("api_key", "a non-empty API key", _NO_KEY)
-        if any(c.isspace() for c in key.strip()) or not key.isprintable():
-            raise InvalidRequestError(
-                "api_key", "a single token without spaces or control characters", "it has some"
-            )
-        for name, value in (
-            ("timeout", timeout),
-            ("connect_timeout", connect_timeout),
-            ("read_timeout", read_timeout),
-            ("link_ttl", link_ttl),
-        ):
-            if not value > 0:
-                raise InvalidRequestError(name, "a number of seconds above 0", f"got {value!r}")
-        if not user_agent.strip() or not user_agent.isprintable():
-            raise InvalidRequestError(
-                "user_agent", "a non-empty header value without control characters", "it is not"
-            )
-        if isinstance(max_image_bytes, bool) or not (
-            isinstance(max_image_bytes, int) and max_image_bytes > 0
-        ):
-            raise InvalidRequestError(
-                "max_image_bytes", "a whole number of bytes above 0", f"got {max_image_bytes!r}"
-            )
-        if max_connections < 1:
-            raise InvalidRequestError("max_connections", "1 or more", f"got {max_connections!r}")
-        self._api_key = Secret(key.strip())
-        self._base_url = _check_base_url(base_url or env.get("ZIMAGE_BASE_URL") or DEFAULT_BASE_URL)
+        key = check_api_key(api_key if api_key is not None else env.get("ZIMAGE_API_KEY"))
+        check_settings(
+            seconds={
+                "timeout": timeout,
+                "connect_timeout": connect_timeout,
+                "read_timeout": read_timeout,
+                "link_ttl": link_ttl,
+                "total_timeout": total_timeout,
+                "image_timeout": image_timeout,
+            },
+            max_image_bytes=max_image_bytes,
+            max_task_bytes=max_task_bytes,
+            user_agent=user_agent,
+            max_connections=max_connections,
+            callback_poll_factor=callback_poll_factor,
+        )
+        self._api_key = Secret(key)
+        self._base_url = check_base_url(base_url or env.get("ZIMAGE_BASE_URL") or DEFAULT_BASE_URL)
         if callback_url is not None and callbacks is None:
             raise InvalidRequestError(
                 "callback_url",
                 "the URL of the CallbackReceiver given as callbacks=",
                 "no callbacks= receiver was given; without one, pass callback_url to submit()",
-            )
-        if not callback_poll_factor >= 1:
-            raise InvalidRequestError(
-                "callback_poll_factor", "a number of 1 or more", f"got {callback_poll_factor!r}"
             )
         self._callback_url = (
             None
@@ -197,6 +155,11 @@ class Session:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             user_agent=user_agent,
+            total_timeout=total_timeout,
+            api_base_url=self._base_url,
+            trust_env=trust_env,
+            environ=env,
+            ca_bundle=ca_bundle,
         )
         self._rng = random.Random(seed)
         self._state = SessionState.UNOPENED
@@ -211,7 +174,11 @@ class Session:
             transport=self._transport,
             poll=self._poll,
             retry=self._retry,
-            limits=ImageLimits(max_bytes=max_image_bytes),
+            limits=ImageLimits(
+                max_bytes=max_image_bytes,
+                max_task_bytes=max_task_bytes,
+                total_timeout=image_timeout,
+            ),
             link_ttl=link_ttl,
             rng=self._rng,
             check_open=self._check_open,
