@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import urllib.parse
 from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -29,25 +28,30 @@ from typing import TYPE_CHECKING, Any
 
 from ._exceptions import JournalError
 from ._idempotency import new_key
-from ._journal import (
-    ITEM_COLUMNS,
-    RECORD_COLUMNS,
-    Journal,
+from ._journal_records import (
     JournalItem,
     JournalRecord,
     JournalState,
-    Spend,
-    SpendLimit,
     begin_refusal,
+    price_key,
+)
+from ._journal_rows import (
+    RECORD_COLUMNS,
     changed_items,
     check_lease_seconds,
-    check_spend,
     item_from_row,
     lease_refusal,
-    price_key,
     record_from_row,
     refuse_changed,
+)
+from ._journal_spend import (
+    Spend,
+    SpendLimit,
+    check_spend,
     summarize_spend,
+)
+from ._journal_store import (
+    Journal,
 )
 from ._manifest import fingerprint
 from ._models import GenerationRequest
@@ -58,121 +62,24 @@ if TYPE_CHECKING:
 
     _Connection = PoolConnectionProxy[Any]
 
+from ._journal_postgres_sql import (
+    CLAIM,
+    FORMAT,
+    GET,
+    ITEMS,
+    NOW,
+    POOL_SIZE,
+    SCHEMA,
+    SCHEMA_LOCK,
+    SPEND,
+    SPEND_LOCK,
+    UPDATE,
+    UPSERT,
+    load_asyncpg,
+    without_password,
+)
+
 __all__ = ["PostgresJournal"]
-
-#: The most connections one process opens to the journal's database.
-POOL_SIZE = 4
-#: The advisory lock that serialises begins (and so the spend check) across workers.
-SPEND_LOCK = 0x7A696D67  # "zimg"
-#: The advisory lock held while the schema is created.
-SCHEMA_LOCK = SPEND_LOCK + 1
-FORMAT = "zimage-journal/1"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS zimage_journal_meta (key text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE IF NOT EXISTS zimage_creates (
-    key text PRIMARY KEY,
-    fingerprint text NOT NULL,
-    request text NOT NULL,
-    model text NOT NULL,
-    size text NOT NULL,
-    state text NOT NULL,
-    base_url text NOT NULL,
-    expected_cost double precision,
-    credits_reserved double precision,
-    task_id text,
-    completed_at double precision,
-    paths text NOT NULL DEFAULT '[]',
-    error_code text,
-    error_message text,
-    batch_id text,
-    item_index integer,
-    created_at double precision NOT NULL,
-    updated_at double precision NOT NULL
-);
-CREATE INDEX IF NOT EXISTS zimage_creates_state ON zimage_creates (state);
-CREATE INDEX IF NOT EXISTS zimage_creates_batch ON zimage_creates (batch_id, item_index);
-CREATE TABLE IF NOT EXISTS zimage_prices (
-    model text NOT NULL,
-    size text NOT NULL,
-    credits double precision NOT NULL,
-    seen_at double precision NOT NULL,
-    PRIMARY KEY (model, size)
-);
-CREATE TABLE IF NOT EXISTS zimage_batch_items (
-    batch_id text NOT NULL,
-    idx integer NOT NULL,
-    fingerprint text NOT NULL,
-    request text NOT NULL,
-    key text NOT NULL,
-    claimed_by text,
-    lease_until double precision,
-    settled boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (batch_id, idx)
-);
-"""
-
-_NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
-_GET = f"SELECT {RECORD_COLUMNS} FROM zimage_creates WHERE key = $1"  # noqa: S608 (constants)
-_UPSERT = (
-    f"INSERT INTO zimage_creates ({RECORD_COLUMNS}) VALUES"  # noqa: S608 (constants)
-    " ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL, '[]', NULL, NULL, $9, $10, $11, $11)"
-    " ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, base_url = EXCLUDED.base_url,"
-    " expected_cost = EXCLUDED.expected_cost, batch_id = EXCLUDED.batch_id,"
-    " item_index = EXCLUDED.item_index, updated_at = EXCLUDED.updated_at"
-)
-_UPDATE = (
-    "UPDATE zimage_creates SET state = $1, task_id = COALESCE($2, task_id),"  # noqa: S608
-    " credits_reserved = COALESCE($3, credits_reserved),"
-    " completed_at = COALESCE($4, completed_at), paths = COALESCE($5, paths),"
-    " error_code = COALESCE($6, error_code), error_message = COALESCE($7, error_message),"
-    f" updated_at = ({_NOW}) WHERE key = $8 RETURNING {RECORD_COLUMNS}"
-)
-_SPEND = (
-    "SELECT model, size, SUM(COALESCE(credits_reserved, expected_cost)),"
-    " COUNT(*) FILTER (WHERE credits_reserved IS NULL AND expected_cost IS NULL), COUNT(*),"
-    " COUNT(*) FILTER (WHERE state IN ('submitting', 'uncertain'))"
-    " FROM zimage_creates WHERE state <> 'rejected' AND key <> $1"
-    " AND ($2::text IS NULL OR batch_id = $2) GROUP BY model, size"
-)
-_ITEMS = (  # noqa: S608 (constants)
-    "SELECT {items}, {records} FROM zimage_batch_items i"
-    " LEFT JOIN zimage_creates c ON c.key = i.key"
-    " WHERE i.batch_id = $1 AND ($2::int[] IS NULL OR i.idx = ANY($2)) ORDER BY i.idx"
-).format(
-    items=", ".join(f"i.{c.strip()}" for c in ITEM_COLUMNS.split(",")),
-    records=", ".join(f"c.{c.strip()}" for c in RECORD_COLUMNS.split(",")),
-)
-_CLAIM = (
-    "WITH picked AS ("
-    " SELECT idx FROM zimage_batch_items WHERE batch_id = $1 AND NOT settled"
-    " AND (claimed_by IS NULL OR lease_until <= $2)"
-    " ORDER BY idx LIMIT $3 FOR UPDATE SKIP LOCKED)"
-    " UPDATE zimage_batch_items t SET claimed_by = $4, lease_until = $2 + $5"
-    " FROM picked WHERE t.batch_id = $1 AND t.idx = picked.idx RETURNING t.idx"
-)
-
-
-def _load_asyncpg() -> ModuleType:
-    try:
-        import asyncpg
-    except ImportError as exc:
-        raise JournalError(
-            "a postgresql:// journal needs asyncpg: install zimage-async with its postgres "
-            "extra (pip install '.[postgres]' in a checkout), or pip install asyncpg"
-        ) from exc
-    return asyncpg
-
-
-def _without_password(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    user = f"{parts.username}@" if parts.username else ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}{host}"))
 
 
 class PostgresJournal(Journal):
@@ -190,8 +97,8 @@ class PostgresJournal(Journal):
     @classmethod
     async def open(cls, url: str) -> PostgresJournal:
         """Connect to the database at *url* and create the journal's tables if needed."""
-        driver = _load_asyncpg()
-        location = _without_password(url)
+        driver = load_asyncpg()
+        location = without_password(url)
         try:
             pool = await driver.create_pool(url, min_size=1, max_size=POOL_SIZE)
         except (OSError, driver.PostgresError, driver.InterfaceError) as exc:
@@ -249,8 +156,8 @@ class PostgresJournal(Journal):
         """See :meth:`Journal.begin`."""
         async with self._transaction() as db:
             await db.execute("SELECT pg_advisory_xact_lock($1)", SPEND_LOCK)
-            now = float(await db.fetchval(_NOW))
-            row = await db.fetchrow(_GET + " FOR UPDATE", record.key)
+            now = float(await db.fetchval(NOW))
+            row = await db.fetchrow(GET + " FOR UPDATE", record.key)
             existing = None if row is None else record_from_row(tuple(row))
             refusal = begin_refusal(existing, record)
             if refusal is not None:
@@ -276,7 +183,7 @@ class PostgresJournal(Journal):
                 if error is not None:
                     raise error
             await db.execute(
-                _UPSERT,
+                UPSERT,
                 record.key,
                 record.fingerprint,
                 record.request_json,
@@ -289,7 +196,7 @@ class PostgresJournal(Journal):
                 record.item_index,
                 now,
             )
-            stored = await db.fetchrow(_GET, record.key)
+            stored = await db.fetchrow(GET, record.key)
         assert stored is not None
         return record_from_row(tuple(stored))
 
@@ -308,7 +215,7 @@ class PostgresJournal(Journal):
         """See :meth:`Journal.update`."""
         async with self._transaction() as db:
             row = await db.fetchrow(
-                _UPDATE,
+                UPDATE,
                 state.value,
                 task_id,
                 None if credits_reserved is None else float(credits_reserved),
@@ -335,7 +242,7 @@ class PostgresJournal(Journal):
     async def get(self, key: str) -> JournalRecord | None:
         """See :meth:`Journal.get`."""
         async with self._transaction() as db:
-            row = await db.fetchrow(_GET, key)
+            row = await db.fetchrow(GET, key)
         return None if row is None else record_from_row(tuple(row))
 
     async def records(
@@ -438,9 +345,9 @@ class PostgresJournal(Journal):
         """See :meth:`Journal.claim`."""
         lease = check_lease_seconds(lease_seconds)
         async with self._transaction() as db:
-            now = float(await db.fetchval(_NOW))
+            now = float(await db.fetchval(NOW))
             claimed = await db.fetch(
-                _CLAIM,
+                CLAIM,
                 batch_id,
                 now,
                 limit,
@@ -453,7 +360,7 @@ class PostgresJournal(Journal):
         """See :meth:`Journal.renew`."""
         lease = check_lease_seconds(lease_seconds)
         async with self._transaction() as db:
-            now = float(await db.fetchval(_NOW))
+            now = float(await db.fetchval(NOW))
             renewed = await db.fetch(
                 "UPDATE zimage_batch_items SET lease_until = $1 WHERE batch_id = $2"
                 " AND claimed_by = $3 AND lease_until > $4 AND NOT settled RETURNING idx",
@@ -496,13 +403,13 @@ async def _spend(
     batch_id: str | None,
     excluding: str = "",
 ) -> Spend:
-    rows = await db.fetch(_SPEND, excluding, batch_id)
+    rows = await db.fetch(SPEND, excluding, batch_id)
     return summarize_spend((tuple(row) for row in rows), prices)
 
 
 async def _items(db: _Connection, batch_id: str, indexes: list[int] | None) -> list[JournalItem]:
     found = []
-    for row in await db.fetch(_ITEMS, batch_id, indexes):
+    for row in await db.fetch(ITEMS, batch_id, indexes):
         values = tuple(row)
         record = None if values[8] is None else record_from_row(values[8:])
         found.append(item_from_row(values[:8], record))

@@ -16,97 +16,47 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import functools
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from ._exceptions import JournalError
 from ._idempotency import new_key
-from ._journal import (
-    ITEM_COLUMNS,
-    RECORD_COLUMNS,
-    Journal,
+from ._journal_records import (
     JournalItem,
     JournalRecord,
     JournalState,
-    Spend,
-    SpendLimit,
     begin_refusal,
+    price_key,
+)
+from ._journal_rows import (
+    RECORD_COLUMNS,
     changed_items,
     check_lease_seconds,
-    check_spend,
-    item_from_row,
     lease_refusal,
-    price_key,
     record_from_row,
     refuse_changed,
-    request_from_json,
-    summarize_spend,
 )
-from ._manifest import ManifestRow, RowState, fingerprint, read_manifest
+from ._journal_spend import Spend, SpendLimit, check_spend
+from ._journal_sqlite_file import (
+    connect,
+    get_record,
+    item_rows,
+    price_table,
+    spend_of,
+    transaction,
+)
+from ._journal_store import Journal
+from ._manifest import fingerprint
 from ._models import GenerationRequest
 
 __all__ = ["SqliteJournal"]
 
 _T = TypeVar("_T")
-
-FORMAT = "zimage-journal/1"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS zimage_journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS zimage_creates (
-    key TEXT PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    request TEXT NOT NULL,
-    model TEXT NOT NULL,
-    size TEXT NOT NULL,
-    state TEXT NOT NULL,
-    base_url TEXT NOT NULL,
-    expected_cost REAL,
-    credits_reserved REAL,
-    task_id TEXT,
-    completed_at REAL,
-    paths TEXT NOT NULL DEFAULT '[]',
-    error_code TEXT,
-    error_message TEXT,
-    batch_id TEXT,
-    item_index INTEGER,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS zimage_creates_state ON zimage_creates (state);
-CREATE INDEX IF NOT EXISTS zimage_creates_batch ON zimage_creates (batch_id, item_index);
-CREATE TABLE IF NOT EXISTS zimage_prices (
-    model TEXT NOT NULL,
-    size TEXT NOT NULL,
-    credits REAL NOT NULL,
-    seen_at REAL NOT NULL,
-    PRIMARY KEY (model, size)
-);
-CREATE TABLE IF NOT EXISTS zimage_batch_items (
-    batch_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    fingerprint TEXT NOT NULL,
-    request TEXT NOT NULL,
-    key TEXT NOT NULL,
-    claimed_by TEXT,
-    lease_until REAL,
-    settled INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (batch_id, idx)
-);
-"""
-
-_SPEND = (
-    "SELECT model, size, SUM(COALESCE(credits_reserved, expected_cost)),"
-    " SUM(credits_reserved IS NULL AND expected_cost IS NULL), COUNT(*),"
-    " SUM(state IN ('submitting', 'uncertain'))"
-    " FROM zimage_creates WHERE state != 'rejected' AND key != ? {scope} GROUP BY model, size"
-)
 
 
 class SqliteJournal(Journal):
@@ -137,7 +87,7 @@ class SqliteJournal(Journal):
         )
         loop = asyncio.get_running_loop()
         try:
-            db = await loop.run_in_executor(executor, functools.partial(_connect, path, clock))
+            db = await loop.run_in_executor(executor, functools.partial(connect, path, clock))
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -182,9 +132,9 @@ class SqliteJournal(Journal):
         worker_id: str | None,
         db: sqlite3.Connection,
     ) -> JournalRecord:
-        with _transaction(db):
+        with transaction(db):
             now = self._clock()
-            existing = _get(db, record.key)
+            existing = get_record(db, record.key)
             refusal = begin_refusal(existing, record)
             if refusal is not None:
                 raise JournalError(refusal)
@@ -198,12 +148,12 @@ class SqliteJournal(Journal):
                 refused = lease_refusal(record, worker_id, holder, lease_until, item_key, now)
                 if refused is not None:
                     raise refused
-            prices = _prices(db)
+            prices = price_table(db)
             expected = record.expected_cost
             if expected is None:
                 expected = prices.get(price_key(record.model, record.size))
             for limit in limits:
-                reserved = _spend(db, prices, batch_id=limit.batch_id, excluding=record.key)
+                reserved = spend_of(db, prices, batch_id=limit.batch_id, excluding=record.key)
                 error = check_spend(limit, reserved=reserved.credits, expected=expected)
                 if error is not None:
                     raise error
@@ -231,7 +181,7 @@ class SqliteJournal(Journal):
                     now,
                 ),
             )
-            stored = _get(db, record.key)
+            stored = get_record(db, record.key)
         assert stored is not None
         return stored
 
@@ -262,7 +212,7 @@ class SqliteJournal(Journal):
     def _update(
         self, key: str, values: tuple[object, ...], db: sqlite3.Connection
     ) -> JournalRecord:
-        with _transaction(db):
+        with transaction(db):
             now = self._clock()
             cursor = db.execute(
                 "UPDATE zimage_creates SET state = ?, task_id = COALESCE(?, task_id),"
@@ -274,7 +224,7 @@ class SqliteJournal(Journal):
             )
             if cursor.rowcount == 0:
                 raise JournalError(f"the journal {self.location} has no create with key {key!r}")
-            stored = _get(db, key)
+            stored = get_record(db, key)
             assert stored is not None
             if values[2] is not None:
                 db.execute(
@@ -285,7 +235,7 @@ class SqliteJournal(Journal):
 
     async def get(self, key: str) -> JournalRecord | None:
         """See :meth:`Journal.get`."""
-        return await self._run(functools.partial(_get, key=key))
+        return await self._run(functools.partial(get_record, key=key))
 
     async def records(
         self,
@@ -309,11 +259,11 @@ class SqliteJournal(Journal):
 
     async def spent(self, *, batch_id: str | None = None) -> Spend:
         """See :meth:`Journal.spent`."""
-        return await self._run(lambda db: _spend(db, _prices(db), batch_id=batch_id))
+        return await self._run(lambda db: spend_of(db, price_table(db), batch_id=batch_id))
 
     async def last_price(self, model: str, size: str | None) -> float | None:
         """See :meth:`Journal.last_price`."""
-        return await self._run(lambda db: _prices(db).get(price_key(model, size)))
+        return await self._run(lambda db: price_table(db).get(price_key(model, size)))
 
     # -- batches -------------------------------------------------------------------------
 
@@ -336,7 +286,7 @@ class SqliteJournal(Journal):
         rows: list[tuple[int, str, str]],
         db: sqlite3.Connection,
     ) -> int:
-        with _transaction(db):
+        with transaction(db):
             stored = {
                 index: (print_, None if state is None else JournalState(state))
                 for index, print_, state in db.execute(
@@ -371,7 +321,7 @@ class SqliteJournal(Journal):
     def _reopen(
         self, batch_id: str, states: frozenset[JournalState], db: sqlite3.Connection
     ) -> int:
-        with _transaction(db):
+        with transaction(db):
             found = db.execute(
                 "SELECT i.idx, c.state FROM zimage_batch_items i JOIN zimage_creates c"
                 " ON c.key = i.key WHERE i.batch_id = ? AND i.settled = 1",
@@ -400,7 +350,7 @@ class SqliteJournal(Journal):
     def _claim(
         self, batch_id: str, worker_id: str, lease: float, limit: int, db: sqlite3.Connection
     ) -> list[JournalItem]:
-        with _transaction(db):
+        with transaction(db):
             now = self._clock()
             indexes = [
                 row[0]
@@ -415,14 +365,14 @@ class SqliteJournal(Journal):
                 " WHERE batch_id = ? AND idx = ?",
                 [(worker_id, now + lease, batch_id, index) for index in indexes],
             )
-            return [item for item in _items(db, batch_id) if item.index in set(indexes)]
+            return [item for item in item_rows(db, batch_id) if item.index in set(indexes)]
 
     async def renew(self, batch_id: str, worker_id: str, *, lease_seconds: float) -> int:
         """See :meth:`Journal.renew`."""
         lease = check_lease_seconds(lease_seconds)
 
         def work(db: sqlite3.Connection) -> int:
-            with _transaction(db):
+            with transaction(db):
                 now = self._clock()
                 cursor = db.execute(
                     "UPDATE zimage_batch_items SET lease_until = ? WHERE batch_id = ?"
@@ -437,7 +387,7 @@ class SqliteJournal(Journal):
         """See :meth:`Journal.release`."""
 
         def work(db: sqlite3.Connection) -> bool:
-            with _transaction(db):
+            with transaction(db):
                 cursor = db.execute(
                     "UPDATE zimage_batch_items SET claimed_by = NULL, lease_until = NULL,"
                     " settled = ? WHERE batch_id = ? AND idx = ? AND claimed_by = ?",
@@ -449,140 +399,4 @@ class SqliteJournal(Journal):
 
     async def items(self, batch_id: str) -> list[JournalItem]:
         """See :meth:`Journal.items`."""
-        return await self._run(functools.partial(_items, batch_id=batch_id))
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def _connect(path: Path, clock: Callable[[], float]) -> sqlite3.Connection:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, isolation_level=None)
-    except (OSError, sqlite3.Error) as exc:
-        raise JournalError(f"cannot open the journal {path}: {exc}") from exc
-    try:
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=30000")
-        db.executescript(SCHEMA)
-    except sqlite3.DatabaseError as exc:
-        db.close()
-        raise JournalError(
-            f"{path} is not a zimage journal ({exc}); pass another journal path"
-        ) from exc
-    try:
-        with _transaction(db):
-            meta = dict(db.execute("SELECT key, value FROM zimage_journal_meta").fetchall())
-            if not meta:
-                meta = {"format": FORMAT, "created": str(clock())}
-                manifest = read_manifest(db)
-                if manifest is not None:
-                    meta["imported_manifest"] = manifest[0]
-                    _import_manifest(db, *manifest, now=clock())
-                db.executemany("INSERT INTO zimage_journal_meta VALUES (?, ?)", meta.items())
-    except sqlite3.DatabaseError as exc:
-        db.close()
-        raise JournalError(f"cannot set up the journal {path}: {exc}") from exc
-    if meta.get("format") != FORMAT:
-        db.close()
-        raise JournalError(
-            f"{path} is a zimage journal of format {meta.get('format')!r}, which this version "
-            f"does not read (it reads {FORMAT!r}); upgrade zimage-async or pass another path"
-        )
-    return db
-
-
-_MANIFEST_STATES = {state: JournalState(state.value) for state in RowState}
-_SETTLED = frozenset(
-    {JournalState.SAVED, JournalState.FAILED, JournalState.UNCERTAIN, JournalState.REJECTED}
-)
-
-
-def _import_manifest(
-    db: sqlite3.Connection, batch_id: str, rows: dict[int, ManifestRow], *, now: float
-) -> None:
-    """Make a manifest's rows the items and creates of *batch_id* (inside a transaction)."""
-    for index, row in sorted(rows.items()):
-        request = request_from_json(row.request)
-        record = JournalRecord.for_request(
-            request, key=row.idempotency_key or new_key(), base_url=row.base_url
-        )
-        state = _MANIFEST_STATES[row.state]
-        db.execute(
-            "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key,"
-            " settled) VALUES (?, ?, ?, ?, ?, ?)",
-            (batch_id, index, row.fingerprint, record.request_json, record.key, state in _SETTLED),
-        )
-        db.execute(
-            f"INSERT OR REPLACE INTO zimage_creates ({RECORD_COLUMNS})"  # noqa: S608 (column lists are constants)
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                record.key,
-                row.fingerprint,
-                record.request_json,
-                record.model,
-                record.size or "",
-                state.value,
-                row.base_url,
-                None,
-                None,
-                row.task_id,
-                row.completed_at,
-                json.dumps([str(p) for p in row.paths]),
-                row.error_code,
-                row.error_message,
-                batch_id,
-                index,
-                now,
-                now,
-            ),
-        )
-
-
-def _get(db: sqlite3.Connection, key: str) -> JournalRecord | None:
-    query = f"SELECT {RECORD_COLUMNS} FROM zimage_creates WHERE key = ?"  # noqa: S608 (constants)
-    row = db.execute(query, (key,)).fetchone()
-    return None if row is None else record_from_row(row)
-
-
-def _prices(db: sqlite3.Connection) -> dict[tuple[str, str], float]:
-    return {
-        (model, size): float(credits)
-        for model, size, credits in db.execute("SELECT model, size, credits FROM zimage_prices")
-    }
-
-
-def _spend(
-    db: sqlite3.Connection,
-    prices: dict[tuple[str, str], float],
-    *,
-    batch_id: str | None,
-    excluding: str = "",
-) -> Spend:
-    if batch_id is None:
-        rows = db.execute(_SPEND.format(scope=""), (excluding,))
-    else:
-        rows = db.execute(_SPEND.format(scope="AND batch_id = ?"), (excluding, batch_id))
-    return summarize_spend(rows, prices)
-
-
-def _items(db: sqlite3.Connection, batch_id: str) -> list[JournalItem]:
-    columns = ", ".join(f"i.{c.strip()}" for c in ITEM_COLUMNS.split(","))
-    record_columns = ", ".join(f"c.{c.strip()}" for c in RECORD_COLUMNS.split(","))
-    found = []
-    for row in db.execute(
-        f"SELECT {columns}, {record_columns} FROM zimage_batch_items i"  # noqa: S608 (column lists are constants)
-        " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = ? ORDER BY i.idx",
-        (batch_id,),
-    ):
-        record = None if row[8] is None else record_from_row(row[8:])
-        found.append(item_from_row(row[:8], record))
-    return found
+        return await self._run(functools.partial(item_rows, batch_id=batch_id))

@@ -1,0 +1,140 @@
+"""The PostgreSQL journal's SQL: its schema, statements, and how asyncpg is loaded."""
+
+from __future__ import annotations
+
+import urllib.parse
+from types import ModuleType
+
+from ._exceptions import JournalError
+from ._journal_rows import ITEM_COLUMNS, RECORD_COLUMNS
+
+__all__ = [
+    "CLAIM",
+    "FORMAT",
+    "GET",
+    "ITEMS",
+    "NOW",
+    "POOL_SIZE",
+    "SCHEMA",
+    "SCHEMA_LOCK",
+    "SPEND",
+    "SPEND_LOCK",
+    "UPDATE",
+    "UPSERT",
+    "load_asyncpg",
+    "without_password",
+]
+
+#: The most connections one process opens to the journal's database.
+POOL_SIZE = 4
+#: The advisory lock that serialises begins (and so the spend check) across workers.
+SPEND_LOCK = 0x7A696D67  # "zimg"
+#: The advisory lock held while the schema is created.
+SCHEMA_LOCK = SPEND_LOCK + 1
+FORMAT = "zimage-journal/1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS zimage_journal_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS zimage_creates (
+    key text PRIMARY KEY,
+    fingerprint text NOT NULL,
+    request text NOT NULL,
+    model text NOT NULL,
+    size text NOT NULL,
+    state text NOT NULL,
+    base_url text NOT NULL,
+    expected_cost double precision,
+    credits_reserved double precision,
+    task_id text,
+    completed_at double precision,
+    paths text NOT NULL DEFAULT '[]',
+    error_code text,
+    error_message text,
+    batch_id text,
+    item_index integer,
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL
+);
+CREATE INDEX IF NOT EXISTS zimage_creates_state ON zimage_creates (state);
+CREATE INDEX IF NOT EXISTS zimage_creates_batch ON zimage_creates (batch_id, item_index);
+CREATE TABLE IF NOT EXISTS zimage_prices (
+    model text NOT NULL,
+    size text NOT NULL,
+    credits double precision NOT NULL,
+    seen_at double precision NOT NULL,
+    PRIMARY KEY (model, size)
+);
+CREATE TABLE IF NOT EXISTS zimage_batch_items (
+    batch_id text NOT NULL,
+    idx integer NOT NULL,
+    fingerprint text NOT NULL,
+    request text NOT NULL,
+    key text NOT NULL,
+    claimed_by text,
+    lease_until double precision,
+    settled boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (batch_id, idx)
+);
+"""
+
+NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
+GET = f"SELECT {RECORD_COLUMNS} FROM zimage_creates WHERE key = $1"  # noqa: S608 (constants)
+UPSERT = (
+    f"INSERT INTO zimage_creates ({RECORD_COLUMNS}) VALUES"  # noqa: S608 (constants)
+    " ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL, '[]', NULL, NULL, $9, $10, $11, $11)"
+    " ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, base_url = EXCLUDED.base_url,"
+    " expected_cost = EXCLUDED.expected_cost, batch_id = EXCLUDED.batch_id,"
+    " item_index = EXCLUDED.item_index, updated_at = EXCLUDED.updated_at"
+)
+UPDATE = (
+    "UPDATE zimage_creates SET state = $1, task_id = COALESCE($2, task_id),"  # noqa: S608
+    " credits_reserved = COALESCE($3, credits_reserved),"
+    " completed_at = COALESCE($4, completed_at), paths = COALESCE($5, paths),"
+    " error_code = COALESCE($6, error_code), error_message = COALESCE($7, error_message),"
+    f" updated_at = ({NOW}) WHERE key = $8 RETURNING {RECORD_COLUMNS}"
+)
+SPEND = (
+    "SELECT model, size, SUM(COALESCE(credits_reserved, expected_cost)),"
+    " COUNT(*) FILTER (WHERE credits_reserved IS NULL AND expected_cost IS NULL), COUNT(*),"
+    " COUNT(*) FILTER (WHERE state IN ('submitting', 'uncertain'))"
+    " FROM zimage_creates WHERE state <> 'rejected' AND key <> $1"
+    " AND ($2::text IS NULL OR batch_id = $2) GROUP BY model, size"
+)
+ITEMS = (  # noqa: S608 (constants)
+    "SELECT {items}, {records} FROM zimage_batch_items i"
+    " LEFT JOIN zimage_creates c ON c.key = i.key"
+    " WHERE i.batch_id = $1 AND ($2::int[] IS NULL OR i.idx = ANY($2)) ORDER BY i.idx"
+).format(
+    items=", ".join(f"i.{c.strip()}" for c in ITEM_COLUMNS.split(",")),
+    records=", ".join(f"c.{c.strip()}" for c in RECORD_COLUMNS.split(",")),
+)
+CLAIM = (
+    "WITH picked AS ("
+    " SELECT idx FROM zimage_batch_items WHERE batch_id = $1 AND NOT settled"
+    " AND (claimed_by IS NULL OR lease_until <= $2)"
+    " ORDER BY idx LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    " UPDATE zimage_batch_items t SET claimed_by = $4, lease_until = $2 + $5"
+    " FROM picked WHERE t.batch_id = $1 AND t.idx = picked.idx RETURNING t.idx"
+)
+
+
+def load_asyncpg() -> ModuleType:
+    try:
+        import asyncpg
+    except ImportError as exc:
+        raise JournalError(
+            "a postgresql:// journal needs asyncpg: install zimage-async with its postgres "
+            "extra (pip install '.[postgres]' in a checkout), or pip install asyncpg"
+        ) from exc
+    return asyncpg
+
+
+def without_password(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    user = f"{parts.username}@" if parts.username else ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}{host}"))

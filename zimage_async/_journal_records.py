@@ -1,0 +1,265 @@
+"""The journal's values: the states of a paid create, its record, a batch item, resume.
+
+See :mod:`._journal` for the whole journal; this module is pure (no I/O).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from pathlib import Path
+
+import attrs
+
+from ._idempotency import validate_idempotency_key
+from ._manifest import fingerprint
+from ._models import GenerationRequest
+
+__all__ = [
+    "UNFINISHED",
+    "JournalItem",
+    "JournalRecord",
+    "JournalState",
+    "ResumeAction",
+    "begin_refusal",
+    "price_key",
+    "request_from_json",
+    "resume_action",
+]
+
+
+class JournalState(enum.Enum):
+    """Where one paid create stands; the values are what the journal stores."""
+
+    #: The create is being sent; if the process dies here a task may exist, id unknown.
+    SUBMITTING = "submitting"
+    #: The create failed ambiguously: a task may exist; its key can resend it safely.
+    UNCERTAIN = "uncertain"
+    #: The service certainly made no task (a 4xx refusal, a connection never opened).
+    REJECTED = "rejected"
+    #: The task id is known; the task is being waited for.
+    CREATED = "created"
+    #: The task finished; its image links are valid from ``completed_at`` for 24 h.
+    COMPLETED = "completed"
+    #: The images were delivered: written to ``paths``, or handed to the caller.
+    SAVED = "saved"
+    #: The task failed (``error_code``, ``error_message``); it was billed.
+    FAILED = "failed"
+
+    @property
+    def counts_as_spent(self) -> bool:
+        """Whether the create may have reserved credits (every state but ``rejected``)."""
+        return self is not JournalState.REJECTED
+
+    @property
+    def unfinished(self) -> bool:
+        """Whether the create was (or may have been) made and is not yet delivered."""
+        return self in UNFINISHED
+
+    @property
+    def has_task(self) -> bool:
+        """Whether a task id is known for this state (``created`` and later)."""
+        return self in _WITH_TASK
+
+
+UNFINISHED = frozenset(
+    {
+        JournalState.SUBMITTING,
+        JournalState.UNCERTAIN,
+        JournalState.CREATED,
+        JournalState.COMPLETED,
+    }
+)
+_WITH_TASK = frozenset(
+    {JournalState.CREATED, JournalState.COMPLETED, JournalState.SAVED, JournalState.FAILED}
+)
+
+
+def price_key(model: str, size: str | None) -> tuple[str, str]:
+    """Return the key under which the journal keeps a price: ``(model, size or "")``."""
+    return (model, size or "")
+
+
+@attrs.frozen(kw_only=True)
+class JournalRecord:
+    """One paid create as the journal remembers it, keyed by its idempotency key."""
+
+    #: The create's ``Idempotency-Key``; unique in the journal.
+    key: str
+    fingerprint: str = attrs.field(repr=False)
+    #: The create-call body as JSON text.
+    request_json: str = attrs.field(repr=False)
+    model: str
+    size: str | None
+    state: JournalState
+    base_url: str
+    #: The credits this create was expected to reserve when it was begun, if known.
+    expected_cost: float | None = None
+    #: The credits the service reported (``usage.credits_reserved``), once known.
+    credits_reserved: float | None = None
+    task_id: str | None = None
+    completed_at: float | None = None
+    paths: tuple[Path, ...] = ()
+    error_code: str | None = None
+    error_message: str | None = attrs.field(default=None, repr=False)
+    batch_id: str | None = None
+    item_index: int | None = None
+    #: Unix times, set by the store.
+    created_at: float = attrs.field(default=0.0, repr=False)
+    updated_at: float = attrs.field(default=0.0, repr=False)
+
+    @classmethod
+    def for_request(
+        cls,
+        request: GenerationRequest,
+        *,
+        key: str,
+        base_url: str,
+        expected_cost: float | None = None,
+        batch_id: str | None = None,
+        item_index: int | None = None,
+    ) -> JournalRecord:
+        """Return the ``submitting`` record to :meth:`Journal.begin` before sending *request*.
+
+        >>> record = JournalRecord.for_request(
+        ...     GenerationRequest(prompt="a cat", size="16:9"),
+        ...     key="order-4711-image-0001",
+        ...     base_url="https://api.example",
+        ... )
+        >>> record.state, record.model, record.size
+        (<JournalState.SUBMITTING: 'submitting'>, 'z-image-turbo', '16:9')
+        """
+        return cls(
+            key=validate_idempotency_key(key),
+            fingerprint=fingerprint(request),
+            request_json=json.dumps(request.to_json(), sort_keys=True, ensure_ascii=False),
+            model=request.model,
+            size=request.size,
+            state=JournalState.SUBMITTING,
+            base_url=base_url,
+            expected_cost=expected_cost,
+            batch_id=batch_id,
+            item_index=item_index,
+        )
+
+    def request(self) -> GenerationRequest:
+        """Rebuild the request the create was (or is to be) sent with."""
+        return request_from_json(self.request_json)
+
+    @property
+    def cost(self) -> float | None:
+        """``credits_reserved`` if the service reported it, else ``expected_cost``."""
+        return self.credits_reserved if self.credits_reserved is not None else self.expected_cost
+
+
+def request_from_json(text: str) -> GenerationRequest:
+    """Rebuild a :class:`GenerationRequest` from the create-call body stored as *text*."""
+    body = json.loads(text)
+    fields = ("prompt", "size", "seed", "nsfw_check", "callback_url", "model")
+    return GenerationRequest(**{name: body[name] for name in fields if name in body})
+
+
+@attrs.frozen(kw_only=True)
+class JournalItem:
+    """One item of a batch kept in the journal, with its lease and its current create."""
+
+    batch_id: str
+    index: int
+    fingerprint: str = attrs.field(repr=False)
+    request_json: str = attrs.field(repr=False)
+    #: The key the item's create is sent with; kept across takeovers and resubmissions.
+    key: str
+    #: The worker holding the item, and until when (Unix time, the store's clock).
+    claimed_by: str | None = None
+    lease_until: float | None = None
+    #: Whether the item has reached its outcome for this run (claimed no more).
+    settled: bool = False
+    #: The create under ``key``, once it has been begun.
+    record: JournalRecord | None = None
+
+    def request(self) -> GenerationRequest:
+        """Rebuild the item's request."""
+        return request_from_json(self.request_json)
+
+    @property
+    def state(self) -> JournalState | None:
+        """The state of the item's create, or None if it was never begun."""
+        return None if self.record is None else self.record.state
+
+
+def begin_refusal(existing: JournalRecord | None, record: JournalRecord) -> str | None:
+    """Return why *record* may not be begun over *existing* (same key), or None.
+
+    A key may be begun again (sent again, with the same key) while its create has no
+    known task: ``submitting``, ``uncertain`` or ``rejected``. A key that already has a
+    task is resumed by task id, never sent again; a key is never reused for another
+    request.
+    """
+    if existing is None:
+        return None
+    if existing.fingerprint != record.fingerprint:
+        return (
+            f"the idempotency key {record.key!r} was used for another request; send this "
+            "request with a new key"
+        )
+    if existing.state.has_task:
+        return (
+            f"the create with key {record.key!r} already made task {existing.task_id} "
+            f"({existing.state.value}); resume that task by its id instead of sending again"
+        )
+    return None
+
+
+class ResumeAction(enum.Enum):
+    """What to do with a journal record after a restart (see :func:`resume_action`)."""
+
+    #: Never sent, or certainly refused: send it (with the record's key).
+    SUBMIT = "submit"
+    #: A task may exist but its id is unknown: send it again with the *same* key.
+    RESUBMIT = "resubmit"
+    #: The task id is known: wait for it by id, then deliver (save) its images.
+    WAIT = "wait"
+    #: Delivered already: report the paths.
+    DONE = "done"
+    #: A task may exist, id unknown, and resubmitting was not asked for: report it.
+    REPORT_UNCERTAIN = "report_uncertain"
+    #: The task failed and resubmitting was not asked for: report the failure.
+    REPORT_FAILED = "report_failed"
+    #: The task failed: send a *new* create (a new key), as asked.
+    SUBMIT_NEW = "submit_new"
+    #: The task completed but its image links expired before delivery: report it.
+    EXPIRED = "expired"
+
+
+def resume_action(
+    record: JournalRecord | None,
+    *,
+    now: float,
+    link_ttl: float,
+    resubmit_uncertain: bool = False,
+    resubmit_failed: bool = False,
+    files_present: bool = True,
+) -> ResumeAction:
+    """Decide how to resume *record* (None: never begun) at Unix time *now*.
+
+    Nothing is ever sent that could make a second paid task for a create that may have
+    one: a create whose task id is unknown is resent only with its own key, and only
+    with *resubmit_uncertain*; a failed task is replaced (new key) only with
+    *resubmit_failed*. *files_present* says whether a ``saved`` record's files are all
+    still there (if not, they are saved again while the links are valid).
+
+    >>> resume_action(None, now=0.0, link_ttl=86400.0)
+    <ResumeAction.SUBMIT: 'submit'>
+    """
+    if record is None or record.state is JournalState.REJECTED:
+        return ResumeAction.SUBMIT
+    state = record.state
+    if state is JournalState.FAILED:
+        return ResumeAction.SUBMIT_NEW if resubmit_failed else ResumeAction.REPORT_FAILED
+    if record.task_id is None:  # submitting or uncertain
+        return ResumeAction.RESUBMIT if resubmit_uncertain else ResumeAction.REPORT_UNCERTAIN
+    if state is JournalState.SAVED and files_present:
+        return ResumeAction.DONE
+    if record.completed_at is not None and now > record.completed_at + link_ttl:
+        return ResumeAction.EXPIRED
+    return ResumeAction.WAIT

@@ -1,0 +1,142 @@
+"""How the journal's stores turn rows into values, and the checks they share.
+
+Both stores (SQLite and PostgreSQL) select the same columns in the same order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ._exceptions import JournalError
+from ._journal_records import JournalItem, JournalRecord, JournalState
+from ._manifest import fingerprint
+from ._models import GenerationRequest
+
+__all__ = [
+    "ITEM_COLUMNS",
+    "RECORD_COLUMNS",
+    "changed_items",
+    "check_lease_seconds",
+    "item_from_row",
+    "lease_refusal",
+    "record_from_row",
+    "refuse_changed",
+]
+
+
+#: The columns of a create, in the order :func:`record_from_row` reads them.
+RECORD_COLUMNS = (
+    "key, fingerprint, request, model, size, state, base_url, expected_cost,"
+    " credits_reserved, task_id, completed_at, paths, error_code, error_message, batch_id,"
+    " item_index, created_at, updated_at"
+)
+#: The columns of a batch item, in the order :func:`item_from_row` reads them.
+ITEM_COLUMNS = "batch_id, idx, fingerprint, request, key, claimed_by, lease_until, settled"
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def record_from_row(row: Sequence[object]) -> JournalRecord:
+    """Build a record from a row of :data:`RECORD_COLUMNS` (either store's)."""
+    paths = json.loads(str(row[11]))
+    return JournalRecord(
+        key=str(row[0]),
+        fingerprint=str(row[1]),
+        request_json=str(row[2]),
+        model=str(row[3]),
+        size=str(row[4]) or None,
+        state=JournalState(row[5]),
+        base_url=str(row[6]),
+        expected_cost=_float(row[7]),
+        credits_reserved=_float(row[8]),
+        task_id=None if row[9] is None else str(row[9]),
+        completed_at=_float(row[10]),
+        paths=tuple(Path(p) for p in paths),
+        error_code=None if row[12] is None else str(row[12]),
+        error_message=None if row[13] is None else str(row[13]),
+        batch_id=None if row[14] is None else str(row[14]),
+        item_index=None if row[15] is None else int(row[15]),  # type: ignore[call-overload]
+        created_at=float(row[16]),  # type: ignore[arg-type]
+        updated_at=float(row[17]),  # type: ignore[arg-type]
+    )
+
+
+def item_from_row(row: Sequence[object], record: JournalRecord | None) -> JournalItem:
+    """Build an item from a row of :data:`ITEM_COLUMNS` and the item's current create."""
+    return JournalItem(
+        batch_id=str(row[0]),
+        index=int(row[1]),  # type: ignore[call-overload]
+        fingerprint=str(row[2]),
+        request_json=str(row[3]),
+        key=str(row[4]),
+        claimed_by=None if row[5] is None else str(row[5]),
+        lease_until=_float(row[6]),
+        settled=bool(row[7]),
+        record=record,
+    )
+
+
+def changed_items(
+    stored: Mapping[int, tuple[str, JournalState | None]],
+    requests: Sequence[GenerationRequest],
+) -> tuple[list[int], list[int]]:
+    """Split stored items whose request differs from *requests* by whether it may be changed.
+
+    *stored* maps each index to the stored fingerprint and the state of the item's
+    create. Returns (indexes that may take the new request, indexes that may not because
+    their create may have a task; an index past the end of *requests* counts as changed).
+    """
+    replace, refuse = [], []
+    for index, (stored_fingerprint, state) in sorted(stored.items()):
+        if index < len(requests) and fingerprint(requests[index]) == stored_fingerprint:
+            continue
+        if state is None or state is JournalState.REJECTED:
+            if index < len(requests):
+                replace.append(index)
+        else:
+            refuse.append(index)
+    return replace, refuse
+
+
+def refuse_changed(location: str, batch_id: str, refused: Sequence[int]) -> JournalError:
+    """Return the error for batch items whose request changed after their create was sent."""
+    shown = ", ".join(str(i) for i in refused[:10]) + (" ..." if len(refused) > 10 else "")
+    return JournalError(
+        f"the journal {location} holds creates for {len(refused)} item(s) of batch "
+        f"{batch_id!r} whose request has changed or is gone (item index {shown}); a task "
+        "is never mixed with another request - restore those items, or use another batch id"
+    )
+
+
+def lease_refusal(
+    record: JournalRecord,
+    worker_id: str,
+    claimed_by: object,
+    lease_until: object,
+    key: object,
+    now: float,
+) -> JournalError | None:
+    """Return the error refusing *worker_id* to begin *record* for a batch item, or None."""
+    if claimed_by != worker_id or lease_until is None or float(lease_until) <= now:  # type: ignore[arg-type]
+        return JournalError(
+            f"worker {worker_id!r} does not hold the lease on item {record.item_index} of "
+            f"batch {record.batch_id!r} (held by {claimed_by!r}); nothing was sent - claim "
+            "the item again"
+        )
+    if key != record.key:
+        return JournalError(
+            f"item {record.item_index} of batch {record.batch_id!r} is sent with key "
+            f"{key!r}, not {record.key!r}; begin the item's create with the item's key"
+        )
+    return None
+
+
+def check_lease_seconds(lease_seconds: float) -> float:
+    """Return *lease_seconds* if usable (a number >= 0), else raise ValueError."""
+    if isinstance(lease_seconds, bool) or not lease_seconds >= 0:
+        raise ValueError(f"lease_seconds must be a number of seconds >= 0, got {lease_seconds!r}")
+    return float(lease_seconds)

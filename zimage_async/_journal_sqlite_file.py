@@ -1,0 +1,230 @@
+"""The SQLite journal's file: its schema, how it is opened, and manifest takeover.
+
+Used by :mod:`._journal_sqlite`; the statements here run in the journal's own thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ._exceptions import JournalError
+from ._idempotency import new_key
+from ._journal_records import (
+    JournalItem,
+    JournalRecord,
+    JournalState,
+    request_from_json,
+)
+from ._journal_rows import (
+    ITEM_COLUMNS,
+    RECORD_COLUMNS,
+    item_from_row,
+    record_from_row,
+)
+from ._journal_spend import Spend, summarize_spend
+from ._manifest import ManifestRow, RowState, read_manifest
+
+__all__ = [
+    "FORMAT",
+    "SCHEMA",
+    "SPEND",
+    "connect",
+    "get_record",
+    "item_rows",
+    "price_table",
+    "spend_of",
+    "transaction",
+]
+
+FORMAT = "zimage-journal/1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS zimage_journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS zimage_creates (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    request TEXT NOT NULL,
+    model TEXT NOT NULL,
+    size TEXT NOT NULL,
+    state TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    expected_cost REAL,
+    credits_reserved REAL,
+    task_id TEXT,
+    completed_at REAL,
+    paths TEXT NOT NULL DEFAULT '[]',
+    error_code TEXT,
+    error_message TEXT,
+    batch_id TEXT,
+    item_index INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS zimage_creates_state ON zimage_creates (state);
+CREATE INDEX IF NOT EXISTS zimage_creates_batch ON zimage_creates (batch_id, item_index);
+CREATE TABLE IF NOT EXISTS zimage_prices (
+    model TEXT NOT NULL,
+    size TEXT NOT NULL,
+    credits REAL NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (model, size)
+);
+CREATE TABLE IF NOT EXISTS zimage_batch_items (
+    batch_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    request TEXT NOT NULL,
+    key TEXT NOT NULL,
+    claimed_by TEXT,
+    lease_until REAL,
+    settled INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (batch_id, idx)
+);
+"""
+
+SPEND = (
+    "SELECT model, size, SUM(COALESCE(credits_reserved, expected_cost)),"
+    " SUM(credits_reserved IS NULL AND expected_cost IS NULL), COUNT(*),"
+    " SUM(state IN ('submitting', 'uncertain'))"
+    " FROM zimage_creates WHERE state != 'rejected' AND key != ? {scope} GROUP BY model, size"
+)
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def connect(path: Path, clock: Callable[[], float]) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise JournalError(f"cannot open the journal {path}: {exc}") from exc
+    try:
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=30000")
+        db.executescript(SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise JournalError(
+            f"{path} is not a zimage journal ({exc}); pass another journal path"
+        ) from exc
+    try:
+        with transaction(db):
+            meta = dict(db.execute("SELECT key, value FROM zimage_journal_meta").fetchall())
+            if not meta:
+                meta = {"format": FORMAT, "created": str(clock())}
+                manifest = read_manifest(db)
+                if manifest is not None:
+                    meta["imported_manifest"] = manifest[0]
+                    _import_manifest(db, *manifest, now=clock())
+                db.executemany("INSERT INTO zimage_journal_meta VALUES (?, ?)", meta.items())
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise JournalError(f"cannot set up the journal {path}: {exc}") from exc
+    if meta.get("format") != FORMAT:
+        db.close()
+        raise JournalError(
+            f"{path} is a zimage journal of format {meta.get('format')!r}, which this version "
+            f"does not read (it reads {FORMAT!r}); upgrade zimage-async or pass another path"
+        )
+    return db
+
+
+_MANIFEST_STATES = {state: JournalState(state.value) for state in RowState}
+_SETTLED = frozenset(
+    {JournalState.SAVED, JournalState.FAILED, JournalState.UNCERTAIN, JournalState.REJECTED}
+)
+
+
+def _import_manifest(
+    db: sqlite3.Connection, batch_id: str, rows: dict[int, ManifestRow], *, now: float
+) -> None:
+    """Make a manifest's rows the items and creates of *batch_id* (inside a transaction)."""
+    for index, row in sorted(rows.items()):
+        request = request_from_json(row.request)
+        record = JournalRecord.for_request(
+            request, key=row.idempotency_key or new_key(), base_url=row.base_url
+        )
+        state = _MANIFEST_STATES[row.state]
+        db.execute(
+            "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key,"
+            " settled) VALUES (?, ?, ?, ?, ?, ?)",
+            (batch_id, index, row.fingerprint, record.request_json, record.key, state in _SETTLED),
+        )
+        db.execute(
+            f"INSERT OR REPLACE INTO zimage_creates ({RECORD_COLUMNS})"  # noqa: S608 (column lists are constants)
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.key,
+                row.fingerprint,
+                record.request_json,
+                record.model,
+                record.size or "",
+                state.value,
+                row.base_url,
+                None,
+                None,
+                row.task_id,
+                row.completed_at,
+                json.dumps([str(p) for p in row.paths]),
+                row.error_code,
+                row.error_message,
+                batch_id,
+                index,
+                now,
+                now,
+            ),
+        )
+
+
+def get_record(db: sqlite3.Connection, key: str) -> JournalRecord | None:
+    query = f"SELECT {RECORD_COLUMNS} FROM zimage_creates WHERE key = ?"  # noqa: S608 (constants)
+    row = db.execute(query, (key,)).fetchone()
+    return None if row is None else record_from_row(row)
+
+
+def price_table(db: sqlite3.Connection) -> dict[tuple[str, str], float]:
+    return {
+        (model, size): float(credits)
+        for model, size, credits in db.execute("SELECT model, size, credits FROM zimage_prices")
+    }
+
+
+def spend_of(
+    db: sqlite3.Connection,
+    prices: dict[tuple[str, str], float],
+    *,
+    batch_id: str | None,
+    excluding: str = "",
+) -> Spend:
+    if batch_id is None:
+        rows = db.execute(SPEND.format(scope=""), (excluding,))
+    else:
+        rows = db.execute(SPEND.format(scope="AND batch_id = ?"), (excluding, batch_id))
+    return summarize_spend(rows, prices)
+
+
+def item_rows(db: sqlite3.Connection, batch_id: str) -> list[JournalItem]:
+    columns = ", ".join(f"i.{c.strip()}" for c in ITEM_COLUMNS.split(","))
+    record_columns = ", ".join(f"c.{c.strip()}" for c in RECORD_COLUMNS.split(","))
+    found = []
+    for row in db.execute(
+        f"SELECT {columns}, {record_columns} FROM zimage_batch_items i"  # noqa: S608 (column lists are constants)
+        " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = ? ORDER BY i.idx",
+        (batch_id,),
+    ):
+        record = None if row[8] is None else record_from_row(row[8:])
+        found.append(item_from_row(row[:8], record))
+    return found
