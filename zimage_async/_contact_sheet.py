@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._saving import publish_mode
+
 __all__ = ["make_contact_sheet"]
 
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
@@ -48,6 +50,7 @@ def make_contact_sheet(
     fd, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=".zimage-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as file:
+            publish_mode(Path(temp_name))
             sheet.save(file, format=fmt)
         os.replace(temp_name, dest)
     except BaseException:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -21,6 +22,7 @@ import attrs
 from ._download import ByteBudget, DownloadInfo, stream_image
 from ._exceptions import ImageDownloadError, ImageSizeWarning
 from ._imageinfo import size_mismatch
+from ._metadata import embed_metadata
 from ._models import GenerationRequest, GenerationResult, Image, Task
 from ._saving import SavePlan, write_atomically
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from ._runtime import Runtime
 
 __all__ = ["Delivery"]
+
+logger = logging.getLogger("zimage_async")
 
 
 @attrs.define
@@ -146,6 +150,21 @@ class Delivery:
             [self._save_one(task, index, plan, budget) for index in range(len(task.results))]
         )
 
+    def metadata_fields(self, task: Task) -> dict[str, str]:
+        """Return what is known of how *task*'s images were made, as metadata fields."""
+        request = self._request
+        fields = {"task_id": self._id}
+        model = task.model or (request.model if request is not None else None)
+        if model:
+            fields["model"] = model
+        if request is not None:
+            fields["prompt"] = request.prompt
+            if request.seed is not None:
+                fields["seed"] = str(request.seed)
+            if request.size is not None:
+                fields["size"] = str(request.size)
+        return fields
+
     async def _save_one(
         self, task: Task, index: int, plan: SavePlan, budget: ByteBudget | None
     ) -> Path:
@@ -157,6 +176,8 @@ class Delivery:
             info.content_type = cached.content_type
         else:
             chunks = self.stream(task, index, info, budget)
+        if plan.metadata:
+            chunks = self._with_metadata(task, chunks, info)
         async with contextlib.aclosing(chunks):
             temp = await write_atomically(plan.folder, chunks)
         try:
@@ -166,17 +187,38 @@ class Delivery:
                 )
             if cached is None:
                 self._check_size(info.dimensions, index)
+            request = self._request
             final = plan.path(
                 task_id=self._id,
                 index=index,
                 count=len(task.results),
                 content_type=info.content_type,
+                prompt=None if request is None else request.prompt,
+                seed=None if request is None else request.seed,
             )
+            if plan.target is not None and final.suffix != plan.target.suffix:
+                logger.warning(
+                    "task %s sent a %s image; saving it as %s instead of %s",
+                    self._id,
+                    info.content_type,
+                    final.name,
+                    plan.target.name,
+                )
             os.replace(temp, final)
             return final
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+
+    async def _with_metadata(
+        self, task: Task, chunks: AsyncGenerator[bytes, None], info: DownloadInfo
+    ) -> AsyncGenerator[bytes, None]:
+        """Yield the whole image at once, with the generation metadata embedded in it."""
+        async with contextlib.aclosing(chunks):
+            data = b"".join([chunk async for chunk in chunks])
+        if info.content_type is None or not data:
+            return
+        yield embed_metadata(data, info.content_type, self.metadata_fields(task))
 
 
 async def _one_chunk(data: bytes) -> AsyncGenerator[bytes, None]:

@@ -330,23 +330,39 @@ class TaskHandle:
         return self.result().__await__()
 
     async def save(
-        self, dest: str | os.PathLike[str] = ".", *, timeout: float | None = DEFAULT
+        self,
+        dest: str | os.PathLike[str] = ".",
+        *,
+        name: str | None = None,
+        number: int | None = None,
+        metadata: bool = False,
+        timeout: float | None = DEFAULT,
     ) -> list[Path]:
         """Wait for completion and write every image to disk; return the paths.
 
         *dest* is a file path if it ends in an image extension (``.png``, ``.jpg``,
         ``.jpeg``, ``.webp``) and is not an existing directory; the name is used as given
-        (a task with several images gets ``<stem>-<n><suffix>``). Anything else is a
-        directory, created if needed, which receives ``<task id>-<n>.<ext>`` with the
-        extension of the format actually received. Each file is streamed to a
-        temporary file beside it and renamed into place, so no partial file is left,
-        whatever goes wrong. Existing files are replaced. *timeout* bounds the wait and
-        the downloads together. Concurrent calls for the same *dest* share one download.
+        (a task with several images gets ``<stem>-<n><suffix>``), except that a suffix
+        naming another format than the one received is replaced by the right one
+        (``fox.jpg`` receiving PNG becomes ``fox.png``, with a warning in the log): use
+        the returned paths. Anything else is a directory, created if needed, which
+        receives ``<task id>-<n>.<ext>`` with the extension of the format actually
+        received, or the *name* template's name (fields ``{task_id}``, ``{index}``,
+        ``{seed}``, ``{slug}`` and ``{number}``, the latter being *number*); a bad
+        template raises :class:`InvalidRequestError` before anything is awaited.
+
+        With *metadata*, the prompt, seed, size, model and task id are embedded in each
+        file (PNG text chunks, XMP in JPEG and WebP; ``zimage info`` reads them);
+        without it the files hold exactly the bytes the service sent. Each file is
+        streamed to a temporary file beside it and renamed into place, so no partial
+        file is left, whatever goes wrong; it gets the mode the umask gives new files.
+        Existing files are replaced. *timeout* bounds the wait and the downloads
+        together. Concurrent calls for the same *dest* share one download.
         """
+        plan = plan_save(dest, name=name, number=number, metadata=metadata)
         limit = self._timeout(timeout)
         deadline = deadline_after(limit)
         task = self._verdict(await self._until_terminal(deadline, limit))
-        plan = plan_save(dest)
         prepare_folder(plan)
         try:
             async with bounded(deadline):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,48 +11,120 @@ from pathlib import Path
 import attrs
 
 from ._imageinfo import EXTENSIONS
+from ._naming import DEFAULT_TEMPLATE, NameFields, check_template, render_name
 
-__all__ = ["SavePlan", "plan_save", "prepare_folder", "write_atomically"]
+__all__ = [
+    "SavePlan",
+    "current_umask",
+    "fitting_suffix",
+    "plan_save",
+    "prepare_folder",
+    "publish_mode",
+    "write_atomically",
+]
 
-_FILE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+#: The image suffixes a file *dest* may end in, and the format each one names.
+_FILE_SUFFIXES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+_FILE_SUFFIXES[".webp"] = "image/webp"
 
 
-@attrs.frozen
+def fitting_suffix(target: Path, content_type: str) -> Path:
+    """Return *target*, or *target* with the suffix of *content_type* if its own names another.
+
+    >>> fitting_suffix(Path("fox.jpg"), "image/png")
+    PosixPath('fox.png')
+    >>> fitting_suffix(Path("fox.JPEG"), "image/jpeg")
+    PosixPath('fox.JPEG')
+    """
+    if _FILE_SUFFIXES.get(target.suffix.lower()) == content_type:
+        return target
+    return target.with_suffix(f".{EXTENSIONS[content_type]}")
+
+
+@attrs.frozen(kw_only=True)
 class SavePlan:
-    """Where the images of one ``save(dest)`` call go.
+    """Where (and how) the images of one ``save(dest)`` call go.
 
     *dest* is a file path if it ends in an image extension and is not an existing
-    directory; anything else is a directory.
+    directory; anything else is a directory, whose files are named by the ``name``
+    template (default ``{task_id}-{index}``) plus the extension of the format received.
     """
 
     folder: Path
     #: The file name given, or None when *dest* is a directory.
     target: Path | None
+    #: The name template for files in the folder (None: the default).
+    name: str | None = None
+    #: The caller's item number, for ``{number}``.
+    number: int | None = None
+    #: Whether to embed the generation metadata in each file.
+    metadata: bool = False
 
-    def path(self, *, task_id: str, index: int, count: int, content_type: str) -> Path:
-        """Return the final path of image *index* (of *count*) in the format received."""
+    def path(
+        self,
+        *,
+        task_id: str,
+        index: int,
+        count: int,
+        content_type: str,
+        prompt: str | None = None,
+        seed: int | None = None,
+    ) -> Path:
+        """Return the final path of image *index* (of *count*) in the format received.
+
+        A file *dest* whose suffix names another format than the one received gets the
+        right suffix instead (``fox.jpg`` receiving PNG bytes becomes ``fox.png``).
+        """
         if self.target is None:
-            return self.folder / f"{task_id}-{index}.{EXTENSIONS[content_type]}"
+            template = self.name or DEFAULT_TEMPLATE
+            if count > 1 and not re.search(r"\{index[:}]", template):
+                template += "-{index}"  # several images must not share one name
+            fields = NameFields(task_id=task_id, index=index, prompt=prompt, seed=seed)
+            stem = render_name(template, attrs.evolve(fields, number=self.number))
+            return self.folder / f"{stem}.{EXTENSIONS[content_type]}"
+        target = fitting_suffix(self.target, content_type)
         if count == 1:
-            return self.target
-        return self.target.with_name(f"{self.target.stem}-{index}{self.target.suffix}")
+            return target
+        return target.with_name(f"{target.stem}-{index}{target.suffix}")
 
 
-def plan_save(dest: str | os.PathLike[str]) -> SavePlan:
+def plan_save(
+    dest: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    number: int | None = None,
+    metadata: bool = False,
+) -> SavePlan:
     """Decide where ``save(dest)`` writes (pure: looks at the file system, changes nothing).
 
-    >>> plan_save("out/cat.png")
-    SavePlan(folder=PosixPath('out'), target=PosixPath('out/cat.png'))
-    >>> plan_save("out/")
-    SavePlan(folder=PosixPath('out'), target=None)
+    A *name* template is checked here, before anything is fetched; it only applies to a
+    folder *dest* (with a file *dest*, :class:`InvalidRequestError` says to choose one).
+
+    >>> plan_save("out/cat.png")  # doctest: +NORMALIZE_WHITESPACE
+    SavePlan(folder=PosixPath('out'), target=PosixPath('out/cat.png'), name=None,
+             number=None, metadata=False)
+    >>> plan_save("out/").target is None
+    True
     """
+    from ._exceptions import InvalidRequestError
+
     target = Path(dest)
     as_dir = (
         target.is_dir()
         or str(dest).endswith(("/", os.sep))
         or target.suffix.lower() not in _FILE_SUFFIXES
     )
-    return SavePlan(folder=target, target=None) if as_dir else SavePlan(target.parent, target)
+    if name is not None:
+        check_template(name, number=number)
+        if not as_dir:
+            raise InvalidRequestError(
+                "name",
+                "a name template names files in a folder",
+                f"dest {str(dest)!r} is already a file name; pass a folder, or drop name=",
+            )
+    if as_dir:
+        return SavePlan(folder=target, target=None, name=name, number=number, metadata=metadata)
+    return SavePlan(folder=target.parent, target=target, metadata=metadata)
 
 
 def prepare_folder(plan: SavePlan) -> None:
@@ -61,16 +134,45 @@ def prepare_folder(plan: SavePlan) -> None:
     plan.folder.mkdir(parents=True, exist_ok=True)
 
 
+def current_umask() -> int:
+    """Return the process umask without changing it where the system can tell it.
+
+    Linux states it in ``/proc/self/status``; elsewhere it is read by setting and
+    restoring it at once (a short window in which another thread's new file could get
+    the wrong mode, which only this fallback risks).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def publish_mode(path: Path) -> None:
+    """Give a file made by ``mkstemp`` (mode 600) the mode a plain ``open()`` would give it.
+
+    That is ``0o666 & ~umask``: 644 under the usual umask 022.
+    """
+    path.chmod(0o666 & ~current_umask())
+
+
 async def write_atomically(folder: Path, chunks: AsyncIterator[bytes]) -> Path:
     """Stream *chunks* into a hidden temporary file in *folder*; return its path.
 
-    The caller renames it into place (``os.replace``) once the bytes are verified; on any
-    failure, cancellation included, the temporary file is removed here.
+    The file gets the mode the umask gives a new file (not ``mkstemp``'s 600). The caller
+    renames it into place (``os.replace``) once the bytes are verified; on any failure,
+    cancellation included, the temporary file is removed here.
     """
     fd, temp_name = tempfile.mkstemp(dir=folder, prefix=".zimage-", suffix=".part")
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as file:
+            publish_mode(temp)
             async for chunk in chunks:
                 file.write(chunk)
     except BaseException:
