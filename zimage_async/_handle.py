@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._delivery import Delivery
 from ._download import DownloadInfo
@@ -18,9 +18,6 @@ from ._polling import DeadlineReached, Nap, bounded, deadline_after, snapshots
 from ._runtime import DEFAULT, Runtime
 from ._saving import plan_save, prepare_folder
 from ._schedule import PollState
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["TaskHandle"]
 
@@ -60,6 +57,8 @@ class TaskHandle:
         self._fresh = snapshot is not None  # the snapshot was just returned by create
         self._lock = asyncio.Lock()
         self._completed_seen: float | None = None
+        self._state: PollState | None = None  # the running wait's schedule
+        self._stall_told = False
         self._delivery = Delivery(
             runtime, task_id, request, expires_at=lambda: self.expires_at, completed_at=self._seen
         )
@@ -103,6 +102,32 @@ class TaskHandle:
         expiry = self._completed_seen + self._rt.link_ttl
         stated = self._task.stated_expiry  # each link read once per task, not per image
         return expiry if stated is None else min(expiry, stated)
+
+    @property
+    def eta(self) -> float | None:
+        """Unix time at which the task is predicted to finish, or ``None`` when unknown.
+
+        The poll schedule's own prediction, from the service's estimate and then from
+        the rate of progress between looks; ``None`` before the first look, while the
+        task is overdue (it has outlived its prediction), and once it has ended.
+        """
+        state = self._state
+        if state is None or state.predicted_finish is None or self.is_done:
+            return None
+        return self._rt.now() + (state.predicted_finish - self._rt.clock())
+
+    def _tell_if_stalled(self) -> None:
+        state = self._state
+        if self._stall_told or state is None or not state.stalled(self._rt.clock()):
+            return
+        self._stall_told = True
+        logger.warning(
+            "task %s has not moved for over %g times the service's estimate of %g s; "
+            "still waiting (said once per handle)",
+            self._id,
+            self._rt.poll.stall_factor,
+            state.estimate,
+        )
 
     def _seen(self) -> float | None:
         return self._completed_seen
@@ -176,6 +201,7 @@ class TaskHandle:
             yield nap
 
     async def _look(self) -> Task:
+        self._tell_if_stalled()
         task = await self.refresh()
         logger.debug("task %s is %s at %s%%", self._id, task.raw_status, task.progress)
         return task
@@ -203,6 +229,7 @@ class TaskHandle:
                 deadline=deadline,
                 stretch=self._rt.callback_poll_factor if self._expects_callback else 1.0,
             )
+            self._state = state
             async with self._nap() as nap:
                 polls = snapshots(
                     self._look, state, first=first, nap=nap, clock=self._rt.clock, deadline=deadline

@@ -126,6 +126,9 @@ class PollSchedule:
     * Each delay is varied by up to ``jitter`` (a fraction) so that many handles
       created together do not poll in lockstep, and never ends past the deadline.
 
+    A task whose status and progress stand still for ``stall_factor`` times the
+    service's estimate is said to be stalled: the handle logs one warning and waits on.
+
     ``timeout`` is the total seconds a wait may take (``None``: no limit); past it the
     wait raises :class:`~zimage_async.WaitTimeoutError` and the handle stays usable.
 
@@ -141,6 +144,9 @@ class PollSchedule:
     finish_margin: float = attrs.field(default=0.05, validator=_non_negative)
     jitter: float = attrs.field(default=0.1, validator=_fraction)
     timeout: float | None = attrs.field(default=600.0)
+    #: A task is stalled (and a warning logged) when neither its status nor its progress
+    #: has changed for this many times the service's estimate.
+    stall_factor: float = attrs.field(default=3.0, validator=_positive)
 
     @timeout.validator
     def _check_timeout(self, attribute: attrs.Attribute[float | None], value: float | None) -> None:
@@ -183,11 +189,22 @@ class PollSchedule:
 
 @attrs.define
 class _ProgressTracker:
-    """Predicts seconds left from successive ``(time, progress)`` observations."""
+    """Predicts seconds left from successive ``(time, progress)`` observations.
+
+    ``finish`` is the predicted finish (on the observations' clock), or ``None`` when
+    there is no prediction; it differs from the returned seconds left at the first look
+    at the work, where the poll comes halfway through the estimate on purpose.
+    """
 
     last: tuple[float, int] | None = None
+    finish: float | None = None
 
     def observe(self, now: float, task: Task) -> float | None:
+        left = self._left(now, task)
+        self.finish = None if left is None else now + left
+        return left
+
+    def _left(self, now: float, task: Task) -> float | None:
         previous = self.last
         self.last = (now, task.progress)
         if task.status is TaskStatus.PENDING:
@@ -199,7 +216,10 @@ class _ProgressTracker:
             # rate measured from submission would predict the end too late. Look again
             # halfway through the service's estimate, then measure.
             estimate = task.estimated_time
-            return None if estimate is None else estimate * 0.5
+            if estimate is None:
+                return None
+            self.finish = now + estimate * (100 - task.progress) / 100
+            return estimate * 0.5
         elapsed = now - previous[0]
         gained = task.progress - previous[1]
         if elapsed <= 0 or gained <= 0:
@@ -229,6 +249,10 @@ class PollState:
     ...     now += delays[-1]
     >>> delays  # no estimate, no progress: from wait_min up to wait_max
     [0.2, 0.2, 0.32, 0.51, 0.82, 1.31, 2.1, 3.36, 5.0]
+
+    ``predicted_finish`` is the finish the schedule expects (``None`` when it has no
+    prediction, or the task is overdue or ended), and :meth:`stalled` says whether
+    progress has stood still for several times the service's estimate.
     """
 
     schedule: PollSchedule
@@ -237,19 +261,46 @@ class PollState:
     stretch: float = attrs.field(default=1.0, kw_only=True)
     looks: int = attrs.field(default=0, init=False)
     overdue: int = attrs.field(default=0, init=False)
+    #: When the task is predicted to finish (on the caller's clock), or None if unknown.
+    predicted_finish: float | None = attrs.field(default=None, init=False)
+    #: When the status or progress last changed (on the caller's clock).
+    moved_at: float | None = attrs.field(default=None, init=False)
+    #: The service's last estimate of the task's duration, in seconds.
+    estimate: float | None = attrs.field(default=None, init=False)
     _promised: float | None = attrs.field(default=None, init=False)
     _progress: tuple[str, int] | None = attrs.field(default=None, init=False)
     _tracker: _ProgressTracker = attrs.field(factory=_ProgressTracker, init=False)
+
+    def stalled(self, now: float) -> bool:
+        """Whether nothing has moved for more than ``stall_factor`` times the estimate.
+
+        ``False`` while the service gave no estimate, or before the first look.
+
+        >>> from zimage_async import Task, TaskInfo
+        >>> state = PollState(PollSchedule(), rng=random.Random(0), deadline=None)
+        >>> task = Task(id="task-unified-1-a", raw_status="processing", progress=40,
+        ...             task_info=TaskInfo(estimated_time=10))
+        >>> _ = state.after(task, 0.0)
+        >>> state.stalled(30.0), state.stalled(30.5)
+        (False, True)
+        """
+        if self.moved_at is None or self.estimate is None:
+            return False
+        return now - self.moved_at > self.schedule.stall_factor * self.estimate
 
     def after(self, task: Task, now: float) -> float | None:
         """Seconds from *now* until the next look at *task*, or None at the deadline."""
         schedule = self.schedule
         self.looks += 1
         seconds_left = self._tracker.observe(now, task)
+        finish = self._tracker.finish
         moved = (task.raw_status, task.progress) != self._progress
         self._progress = (task.raw_status, task.progress)
+        if task.estimated_time is not None and task.estimated_time > 0:
+            self.estimate = task.estimated_time
         if moved:
             self.overdue = 0
+            self.moved_at = now
         elif self._promised is None or now >= self._promised:
             self.overdue += 1
         if self.looks == 1 and task.progress == 0:
@@ -264,6 +315,8 @@ class PollState:
                 attempt=max(1, self.overdue), seconds_left=None, rng=self.rng
             )
             self._promised = None
+            finish = None
+        self.predicted_finish = None if task.is_terminal else finish
         delay *= self.stretch
         if self.deadline is not None:
             remaining = self.deadline - now
