@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import os
 import stat
@@ -11,6 +13,10 @@ from pathlib import Path
 import pytest
 
 from zimage_async import GenerationRequest, InvalidRequestError, Session
+from zimage_async._cli import build_parser
+from zimage_async._cli_common import Interruption
+from zimage_async._cli_generate import add_save_options, run_generate
+from zimage_async._cli_info import run_info
 from zimage_async._metadata import read_metadata
 from zimage_async.emulator import Emulator
 
@@ -103,3 +109,21 @@ async def test_metadata_is_embedded_on_request(zs: Session, tmp_path: Path) -> N
     assert fields["size"] == "1:1"
     assert fields["task_id"] == handle.id
     assert fields["model"] == "z-image-turbo"
+
+
+async def test_cli_generate_embeds_metadata_that_info_reads_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The generate command with --embed-metadata and --name writes what info reads back."""
+    argv = ["generate", "a fox in snow", "--seed", "5", "-o", str(tmp_path), "--emulator"]
+    args = build_parser().parse_args([*argv, "--emulator-task-duration", "0.05", "--json"])
+    save_options = argparse.ArgumentParser()
+    add_save_options(save_options)
+    save_options.parse_args(["--embed-metadata", "--name", "{slug}-{seed}"], namespace=args)
+    assert await run_generate(args, Interruption()) == 0
+    (path,) = json.loads(capsys.readouterr().out)["paths"]
+    assert Path(path) == tmp_path / "a-fox-in-snow-5.png"
+    assert run_info(argparse.Namespace(image=Path(path), json=True)) == 0
+    fields = json.loads(capsys.readouterr().out)["fields"]
+    assert fields["prompt"] == "a fox in snow"
+    assert fields["seed"] == "5"

@@ -24,9 +24,37 @@ from ._cli_common import (
 from ._exceptions import InvalidRequestError, ZImageError
 from ._handle import TaskHandle
 from ._models import GenerationRequest, Task, TaskStatus
+from ._saving import plan_save
 from ._validation import validate_task_id
 
-__all__ = ["run_generate", "run_task"]
+__all__ = ["add_save_options", "run_generate", "run_task"]
+
+
+def add_save_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--name TEMPLATE`` and ``--embed-metadata`` to the ``generate`` parser."""
+    parser.add_argument(
+        "--name",
+        metavar="TEMPLATE",
+        help="file names in the -o folder, e.g. '{slug}-{seed}' (fields: task_id, index, "
+        "seed, slug, number); default: '{task_id}-{index}'",
+    )
+    parser.add_argument(
+        "--embed-metadata",
+        action="store_true",
+        help="write the prompt, seed, size, model and task id into the image file "
+        "(read them back with `zimage info FILE`)",
+    )
+
+
+def _save_options(args: argparse.Namespace) -> tuple[str | None, bool]:
+    """Return the --name template (checked before anything is sent) and the metadata flag."""
+    name: str | None = getattr(args, "name", None)
+    if name is not None:
+        try:
+            plan_save(args.output, name=name, number=0)
+        except InvalidRequestError as exc:
+            raise UsageError(str(exc)) from None
+    return name, bool(getattr(args, "embed_metadata", False))
 
 
 def _request(args: argparse.Namespace) -> GenerationRequest:
@@ -141,6 +169,7 @@ async def run_generate(args: argparse.Namespace, interruption: Interruption) -> 
     """Submit one task, show its progress, save its images; print their paths."""
     request = _request(args)
     check_output_path(args.output)
+    name, metadata = _save_options(args)
     progress = Progress(enabled=not args.json, err=sys.stderr)
     async with open_session(args) as target:
         handle = await target.session.submit(request)
@@ -155,7 +184,7 @@ async def run_generate(args: argparse.Namespace, interruption: Interruption) -> 
         try:
             with progress.shown():
                 await _follow(handle, progress)
-                paths = await handle.save(args.output)
+                paths = await handle.save(args.output, name=name, number=0, metadata=metadata)
                 progress.update("completed, saved", 100)
         except ZImageError as exc:
             if args.json:
