@@ -25,9 +25,11 @@ import attrs
 from ._batchplan import Resume, plan_resume
 from ._exceptions import (
     APIConnectionError,
+    AuthenticationError,
     ImageExpiredError,
     InvalidRequestError,
     NoResultsError,
+    PermissionDeniedError,
     SubmissionUncertainError,
     TaskFailedError,
     ZImageError,
@@ -68,7 +70,8 @@ class BatchItem:
     failure). With ``output_dir``, ``paths`` lists the files written; without it,
     ``result`` holds the downloaded images. ``error`` is the :class:`ZImageError` that
     ended this item (then ``ok`` is false). ``resumed`` is true when the task was
-    created by an earlier run recorded in the manifest.
+    created by an earlier run recorded in the manifest. ``sent`` is false when the
+    batch stopped (:attr:`Batch.stopped_by`) before this item's create was sent.
     """
 
     index: int
@@ -78,6 +81,9 @@ class BatchItem:
     result: GenerationResult | None = attrs.field(default=None, repr=False)
     error: ZImageError | None = None
     resumed: bool = False
+    #: False when the item's create was never sent because the batch stopped first
+    #: (an authentication or permission refusal, or a spend limit).
+    sent: bool = True
 
     @property
     def ok(self) -> bool:
@@ -147,6 +153,7 @@ class Batch:
         timeout: float | None,
         resubmit_uncertain: bool,
         resubmit_failed: bool,
+        resubmit_expired: bool = False,
     ) -> None:
         self._services = services
         self._requests = requests
@@ -157,6 +164,8 @@ class Batch:
         self._timeout = timeout
         self._resubmit_uncertain = resubmit_uncertain
         self._resubmit_failed = resubmit_failed
+        self._resubmit_expired = resubmit_expired
+        self._fresh: set[int] = set()
         self._states = [ItemState.QUEUED] * len(requests)
         self._manifest: Manifest | None = None
         self._rows: dict[int, ManifestRow] = {}
@@ -167,6 +176,7 @@ class Batch:
         self._finished = 0
         self._started: float | None = None
         self._closed = False
+        self._stopped_by: ZImageError | None = None
 
     def __repr__(self) -> str:
         return f"<Batch {len(self._requests)} items, {self._finished} finished>"
@@ -178,6 +188,17 @@ class Batch:
     def manifest_path(self) -> Path | None:
         """The manifest file, if any."""
         return self._manifest_path
+
+    @property
+    def stopped_by(self) -> ZImageError | None:
+        """The refusal that stopped the batch from sending more creates, if any.
+
+        The first :class:`AuthenticationError` or :class:`PermissionDeniedError` of a
+        create stops the batch at once: no further create is sent, items already
+        created finish, and the items not yet sent are reported with ``sent=False``
+        and an error of the same type that says to check ``ZIMAGE_API_KEY``.
+        """
+        return self._stopped_by
 
     @property
     def progress(self) -> BatchProgress:
@@ -296,6 +317,8 @@ class Batch:
                 return handle
             if handle is None:
                 resumed = False
+                if self._stopped_by is not None:
+                    return self._not_sent(index)
                 handle = await self._submit(index)
             task_id = handle.id
             return await self._finish(index, handle, row if resumed else None, resumed=resumed)
@@ -303,6 +326,13 @@ class Batch:
             return BatchItem(
                 index=index, request=request, task_id=task_id, error=exc, resumed=resumed
             )
+
+    def _not_sent(self, index: int) -> BatchItem:
+        """Return the outcome of an item left unsent because the batch was stopped."""
+        assert self._stopped_by is not None
+        return BatchItem(
+            index=index, request=self._requests[index], error=self._stopped_by, sent=False
+        )
 
     def _resume(self, index: int, row: ManifestRow | None) -> TaskHandle | BatchItem | None:
         """Return the earlier run's task handle, a final outcome, or None to submit."""
@@ -314,8 +344,11 @@ class Batch:
             link_ttl=self._services.link_ttl,
             resubmit_uncertain=self._resubmit_uncertain,
             resubmit_failed=self._resubmit_failed,
+            resubmit_expired=self._resubmit_expired,
         )
-        if plan is Resume.SUBMIT:
+        if plan is Resume.SUBMIT_NEW:
+            self._fresh.add(index)
+        if plan in (Resume.SUBMIT, Resume.SUBMIT_NEW):
             return None
         assert row is not None
         if plan is Resume.RESUME:
@@ -355,7 +388,8 @@ class Batch:
         assert row.completed_at is not None
         return ImageExpiredError(
             f"task {row.task_id} completed in an earlier run and its image links have "
-            f"expired (they live {ttl:g} s); generate it again with a new batch",
+            f"expired (they live {ttl:g} s); to generate it again (a new, billed task), "
+            "rerun the batch with resubmit_expired=True (zimage batch --resubmit-expired)",
             url="",
             task_id=row.task_id,
             index=0,
@@ -370,7 +404,9 @@ class Batch:
         self._states[index] = ItemState.SUBMITTING
         # An item sent before (refused, or uncertain and resubmitted on request) keeps
         # its key, so a gateway that honours keys returns a task the first try made.
-        row = self._rows.get(index)
+        # A failed or expired item resubmitted on request gets a new key: the old one
+        # would only bring back the old task.
+        row = None if index in self._fresh else self._rows.get(index)
         key = row.idempotency_key if row is not None and row.idempotency_key else new_key()
         self._record(index, RowState.SUBMITTING, idempotency_key=key)
         creating = asyncio.ensure_future(self._services.submit(request, idempotency_key=key))
@@ -395,6 +431,11 @@ class Batch:
                 raise
             self._record(index, RowState.CREATED, task_id=exc.task_id)
             return self._services.task(exc.task_id)
+        except (AuthenticationError, PermissionDeniedError) as exc:
+            self._record_create_error(index, exc)
+            if self._stopped_by is None:
+                self._stopped_by = stop_error(exc)
+            raise self._stopped_by from exc
         except ZImageError as exc:
             self._record_create_error(index, exc)
             raise
@@ -452,6 +493,24 @@ class Batch:
         return BatchItem(
             index=index, request=request, task_id=handle.id, paths=tuple(paths), resumed=resumed
         )
+
+
+def stop_error(exc: AuthenticationError | PermissionDeniedError) -> ZImageError:
+    """Return *exc* restated as the refusal that stops a batch, naming the fix."""
+    fix = "the batch stopped sending creates; check ZIMAGE_API_KEY (or api_key=): " + (
+        "the key is missing, wrong or expired"
+        if isinstance(exc, AuthenticationError)
+        else "the key may not use this model or endpoint"
+    )
+    return type(exc)(
+        f"{exc.message} - {fix}",
+        status=exc.status,
+        code=exc.code,
+        type=exc.type,
+        param=exc.param,
+        method=exc.method,
+        path=exc.path,
+    )
 
 
 def check_requests(requests: Iterable[str | GenerationRequest]) -> list[GenerationRequest]:

@@ -10,12 +10,12 @@ the item was                                the rerun
 ==========================================  =========================================
 not in the manifest, or refused             ``SUBMIT`` (with its stored key, if any)
 saved, every file present                   ``REPORT_SAVED``, sends nothing
-failed                                      ``REPORT_FAILED``; ``SUBMIT`` when
-                                            resubmitting failed items
+failed                                      ``REPORT_FAILED``; ``SUBMIT_NEW`` (a new
+                                            key) when resubmitting failed items
 uncertain or cut off while submitting       ``REPORT_UNCERTAIN``; ``SUBMIT`` (same key)
                                             when resubmitting uncertain items
-completed (or saved, files gone), links     ``REPORT_EXPIRED``
-past their lifetime
+completed (or saved, files gone), links     ``REPORT_EXPIRED``; ``SUBMIT_NEW`` when
+past their lifetime                         resubmitting expired items
 any other with a task id                    ``RESUME``: poll it, download, save
 ==========================================  =========================================
 """
@@ -33,6 +33,8 @@ class Resume(enum.Enum):
     """What the rerun does with one item."""
 
     SUBMIT = "submit"
+    #: Send a new create under a new key: the item's task failed or its links expired.
+    SUBMIT_NEW = "submit new"
     RESUME = "resume"
     REPORT_SAVED = "report saved"
     REPORT_FAILED = "report failed"
@@ -48,6 +50,7 @@ def plan_resume(
     link_ttl: float,
     resubmit_uncertain: bool,
     resubmit_failed: bool,
+    resubmit_expired: bool = False,
 ) -> Resume:
     """Decide what a rerun does with the item *row* describes (None: a new item).
 
@@ -64,9 +67,9 @@ def plan_resume(
     if row.state is RowState.SAVED and row.paths and files_present:
         return Resume.REPORT_SAVED
     if row.state is RowState.FAILED:
-        return Resume.SUBMIT if resubmit_failed else Resume.REPORT_FAILED
+        return Resume.SUBMIT_NEW if resubmit_failed else Resume.REPORT_FAILED
     if row.task_id is None:  # submitting or uncertain: a task may exist, id unknown
         return Resume.SUBMIT if resubmit_uncertain else Resume.REPORT_UNCERTAIN
     if row.completed_at is not None and now > row.completed_at + link_ttl:
-        return Resume.REPORT_EXPIRED
+        return Resume.SUBMIT_NEW if resubmit_expired else Resume.REPORT_EXPIRED
     return Resume.RESUME

@@ -153,7 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--resubmit-failed",
         action="store_true",
-        help="submit again items whose task failed in an earlier run (billed again)",
+        help="submit again items whose task failed in an earlier run (a new key; billed again)",
+    )
+    batch.add_argument(
+        "--resubmit-expired",
+        action="store_true",
+        help="submit again items whose images were never saved (or were deleted) and whose "
+        "links have expired (a new key; billed again)",
     )
     _request_options(batch, batch=True)
 

@@ -85,6 +85,7 @@ async def run_batch(
             batch_id=batch_id,
             resubmit_uncertain=args.resubmit_uncertain,
             resubmit_failed=args.resubmit_failed,
+            resubmit_expired=args.resubmit_expired,
         )
         try:
             async with batch:

@@ -86,7 +86,7 @@ class Reporter:
                 "index": item.index,
                 "line": line,
                 "prompt": item.request.prompt,
-                "status": "saved" if item.ok else "failed",
+                "status": "saved" if item.ok else "failed" if item.sent else "not_sent",
                 "task_id": item.task_id,
                 "paths": [str(p) for p in item.paths],
                 "resumed": item.resumed,
@@ -103,7 +103,8 @@ class Reporter:
             text = f"{count} saved line {line}{again}: {', '.join(map(str, item.paths))}"
         else:
             error = f"{type(item.error).__name__}: {item.error}"
-            text = f"{count} FAILED line {line}{again} (task {item.task_id or '-'}): {error}"
+            verdict = "FAILED" if item.sent else "NOT SENT"
+            text = f"{count} {verdict} line {line}{again} (task {item.task_id or '-'}): {error}"
         if self._live is not None:
             self._live.console.print(text, markup=False, highlight=False)
         else:

@@ -356,6 +356,7 @@ class Session:
         timeout: float | None = DEFAULT,
         resubmit_uncertain: bool = False,
         resubmit_failed: bool = False,
+        resubmit_expired: bool = False,
     ) -> Batch:
         """Generate many images, at most *concurrency* at once; iterate for the outcomes.
 
@@ -383,8 +384,11 @@ class Session:
         create call ended ambiguously with no task id is reported as
         :class:`SubmissionUncertainError` and not resubmitted unless
         *resubmit_uncertain*; an item whose task failed is reported again unless
-        *resubmit_failed*. Each item's ``Idempotency-Key`` is in the manifest before its
-        create is sent, and an item sent again (refused earlier, or resubmitted) reuses it.
+        *resubmit_failed* (then it is sent as a new task, under a new key); an item
+        whose links expired before its images were saved is reported as
+        :class:`ImageExpiredError` unless *resubmit_expired*. Each item's
+        ``Idempotency-Key`` is in the manifest before its create is sent, and an item
+        sent again (refused earlier, or resubmitted uncertain) reuses it.
 
         .. versionadded:: 0.1.0
         """
@@ -409,6 +413,7 @@ class Session:
             timeout=timeout,
             resubmit_uncertain=resubmit_uncertain,
             resubmit_failed=resubmit_failed,
+            resubmit_expired=resubmit_expired,
         )
 
     def task(self, task_id: str) -> TaskHandle:
