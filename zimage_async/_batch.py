@@ -30,6 +30,7 @@ from ._exceptions import (
     InvalidRequestError,
     NoResultsError,
     PermissionDeniedError,
+    SpendLimitError,
     SubmissionUncertainError,
     TaskFailedError,
     ZImageError,
@@ -107,6 +108,10 @@ class BatchProgress:
         return self.counts.get(state, 0)
 
 
+class _NotSent(Exception):
+    """The item's create was refused before sending (a spend limit)."""
+
+
 class _Crash:
     """A worker's unexpected exception, handed to the consumer to re-raise."""
 
@@ -118,8 +123,8 @@ class _Crash:
 class BatchServices:
     """What a batch needs of its session (and no more): made by the session."""
 
-    #: Create a task: ``submit(request, idempotency_key=...)``.
-    submit: Callable[..., Awaitable[TaskHandle]]
+    #: Create the item's task: ``submit(request, idempotency_key, index)``.
+    submit: Callable[[GenerationRequest, str, int], Awaitable[TaskHandle]]
     #: A handle for an existing task id.
     task: Callable[[str], TaskHandle]
     #: Wait until the session's rate gate lets a create go.
@@ -194,9 +199,10 @@ class Batch:
         """The refusal that stopped the batch from sending more creates, if any.
 
         The first :class:`AuthenticationError` or :class:`PermissionDeniedError` of a
-        create stops the batch at once: no further create is sent, items already
-        created finish, and the items not yet sent are reported with ``sent=False``
-        and an error of the same type that says to check ``ZIMAGE_API_KEY``.
+        create, or a :class:`SpendLimitError` before one, stops the batch at once: no
+        further create is sent, items already created finish, and the items not yet
+        sent are reported with ``sent=False`` and that error (a refusal's says to check
+        ``ZIMAGE_API_KEY``).
         """
         return self._stopped_by
 
@@ -319,7 +325,10 @@ class Batch:
                 resumed = False
                 if self._stopped_by is not None:
                     return self._not_sent(index)
-                handle = await self._submit(index)
+                try:
+                    handle = await self._submit(index)
+                except _NotSent:
+                    return self._not_sent(index)
             task_id = handle.id
             return await self._finish(index, handle, row if resumed else None, resumed=resumed)
         except ZImageError as exc:
@@ -409,7 +418,7 @@ class Batch:
         row = None if index in self._fresh else self._rows.get(index)
         key = row.idempotency_key if row is not None and row.idempotency_key else new_key()
         self._record(index, RowState.SUBMITTING, idempotency_key=key)
-        creating = asyncio.ensure_future(self._services.submit(request, idempotency_key=key))
+        creating = asyncio.ensure_future(self._services.submit(request, key, index))
         try:
             handle = await asyncio.shield(creating)
         except asyncio.CancelledError:
@@ -436,6 +445,11 @@ class Batch:
             if self._stopped_by is None:
                 self._stopped_by = stop_error(exc)
             raise self._stopped_by from exc
+        except SpendLimitError as exc:  # nothing was sent: the item is not sent
+            self._record_create_error(index, exc)
+            if self._stopped_by is None:
+                self._stopped_by = exc
+            raise _NotSent from exc
         except ZImageError as exc:
             self._record_create_error(index, exc)
             raise
@@ -510,6 +524,24 @@ def stop_error(exc: AuthenticationError | PermissionDeniedError) -> ZImageError:
         param=exc.param,
         method=exc.method,
         path=exc.path,
+    )
+
+
+def build_request(
+    prompt: str | GenerationRequest,
+    *,
+    size: str | None,
+    seed: int | None,
+    nsfw_check: bool | None,
+    callback_url: str | None,
+) -> GenerationRequest:
+    """Return *prompt* as a request: a ready one as it is, else one from the fields."""
+    if isinstance(prompt, GenerationRequest):
+        if any(v is not None for v in (size, seed, nsfw_check, callback_url)):
+            raise TypeError("pass either a GenerationRequest or keyword fields, not both")
+        return prompt
+    return GenerationRequest(
+        prompt=prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
     )
 
 

@@ -5,19 +5,22 @@ from __future__ import annotations
 import enum
 import os
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import aiohttp
 
 from ._api import APIClient
-from ._batch import Batch, BatchServices, as_path, check_requests
+from ._batch import Batch, BatchServices, as_path, build_request, check_requests
 from ._config import check_api_key, check_base_url, check_settings
 from ._download import ImageLimits
 from ._exceptions import InvalidRequestError, SubmissionUncertainError
 from ._handle import TaskHandle
-from ._idempotency import validate_idempotency_key
+from ._idempotency import new_key, validate_idempotency_key
+from ._journal_records import JournalRecord
+from ._journal_spend import Spend, SpendLimit
+from ._journaling import Bookkeeper, check_max_credits
 from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task
 from ._runtime import DEFAULT, Runtime
@@ -82,6 +85,11 @@ class Session:
       (default 10), so a lost callback delays the result but never loses it. A loopback
       ``callback_url`` is accepted only while ``base_url`` is on loopback too (the
       emulator). See :doc:`webhooks`.
+    * ``journal``: a file path (SQLite) or a ``postgresql://`` URL: every create is
+      recorded there before it is sent and after each change of state, for
+      :meth:`unfinished`, :meth:`recover` and :meth:`spent`; ``max_credits``: refuse
+      (:class:`SpendLimitError`, nothing sent) a create that would take what the journal
+      counts as reserved over this many credits. See :doc:`journal`.
 
     >>> Session(api_key="sk-secret", base_url="https://api.example")
     <Session https://api.example unopened>
@@ -115,6 +123,8 @@ class Session:
         max_task_bytes: int | None = None,
         trust_env: bool = True,
         ca_bundle: str | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        max_credits: float | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         key = check_api_key(api_key if api_key is not None else env.get("ZIMAGE_API_KEY"))
@@ -162,6 +172,8 @@ class Session:
             ca_bundle=ca_bundle,
         )
         self._rng = random.Random(seed)
+        limit = check_max_credits(max_credits, journal=journal, name="max_credits")
+        self._book = None if journal is None else Bookkeeper(journal, max_credits=limit)
         self._state = SessionState.UNOPENED
         self._runtime = Runtime(
             api=APIClient(
@@ -223,6 +235,8 @@ class Session:
         if self._state is SessionState.CLOSED:
             raise RuntimeError("a closed Session cannot be reopened; create a new one")
         if self._state is SessionState.UNOPENED:
+            if self._book is not None:
+                await self._book.open()
             self._transport.open()
             self._state = SessionState.OPEN
         return self
@@ -230,7 +244,11 @@ class Session:
     async def close(self) -> None:
         """Close the connection pool (not a caller-owned ``http_session``). Idempotent."""
         self._state = SessionState.CLOSED
-        await self._transport.close()
+        try:
+            await self._transport.close()
+        finally:
+            if self._book is not None:
+                await self._book.close()
 
     async def __aenter__(self) -> Session:
         return await self.open()
@@ -243,23 +261,6 @@ class Session:
     ) -> None:
         await self.close()
 
-    @staticmethod
-    def _request(
-        prompt: str | GenerationRequest,
-        *,
-        size: str | None,
-        seed: int | None,
-        nsfw_check: bool | None,
-        callback_url: str | None,
-    ) -> GenerationRequest:
-        if isinstance(prompt, GenerationRequest):
-            if any(v is not None for v in (size, seed, nsfw_check, callback_url)):
-                raise TypeError("pass either a GenerationRequest or keyword fields, not both")
-            return prompt
-        return GenerationRequest(
-            prompt=prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
-        )
-
     async def submit(
         self,
         prompt: str | GenerationRequest,
@@ -269,6 +270,7 @@ class Session:
         nsfw_check: bool | None = None,
         callback_url: str | None = None,
         idempotency_key: str | None = None,
+        cost: float | None = None,
     ) -> TaskHandle:
         """Create a generation task (billed) and return its :class:`TaskHandle`.
 
@@ -281,15 +283,59 @@ class Session:
         *idempotency_key* (16-96 letters, digits and ``. _ : -``) to choose it, e.g. an id
         from your own database, so that a repeated submission of the same work returns
         the task the key already made wherever the gateway honours keys.
+
+        With a ``journal``, the create is recorded before it is sent (checked against
+        ``max_credits`` with *cost*, its expected credits, else the last price seen) and
+        the handle records the task's outcome.
         """
-        request = self._request(
+        request = build_request(
             prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
         )
         if idempotency_key is not None:
             idempotency_key = validate_idempotency_key(idempotency_key)
         self._check_open()
+        return await self._send(request, idempotency_key, cost=cost)
+
+    async def _send(
+        self,
+        request: GenerationRequest,
+        key: str | None,
+        *,
+        cost: float | None = None,
+        limits: Sequence[SpendLimit] = (),
+        batch_id: str | None = None,
+        item_index: int | None = None,
+    ) -> TaskHandle:
+        """Send the create, through the journal if there is one."""
+        if self._book is None:
+            return await self._create(request, key)
+        sent_key = key or new_key()
+        handle = await self._book.create(
+            request,
+            key=sent_key,
+            base_url=self._base_url,
+            cost=cost,
+            send=lambda: self._create(request, sent_key),
+            limits=limits,
+            batch_id=batch_id,
+            item_index=item_index,
+        )
+        return self._journaled(handle.id, handle.task, request, sent_key)
+
+    def _journaled(
+        self, task_id: str, task: Task | None, request: GenerationRequest | None, key: str
+    ) -> TaskHandle:
+        assert self._book is not None
+        expects = self._callback_url is not None or (
+            request is not None and request.callback_url is not None
+        )
+        return self._book.handle(
+            self._runtime, task_id, task, request, key=key, expects_callback=expects
+        )
+
+    async def _create(self, request: GenerationRequest, key: str | None) -> TaskHandle:
         task = await self._runtime.api.create(
-            request, callback_url=self._callback_url, idempotency_key=idempotency_key
+            request, callback_url=self._callback_url, idempotency_key=key
         )
         expects = request.callback_url is not None or self._callback_url is not None
         return TaskHandle(self._runtime, task.id, task, request, expects_callback=expects)
@@ -357,6 +403,7 @@ class Session:
         resubmit_uncertain: bool = False,
         resubmit_failed: bool = False,
         resubmit_expired: bool = False,
+        max_credits: float | None = None,
     ) -> Batch:
         """Generate many images, at most *concurrency* at once; iterate for the outcomes.
 
@@ -374,37 +421,35 @@ class Session:
         and ``item.paths`` lists them; without it, ``item.result`` holds the bytes.
         *timeout* bounds each item's wait (default: the session's poll schedule).
 
-        *manifest* is a file (SQLite) that records each item's task id, committed to
-        disk before the wait for it begins. Run the same batch again with the same
-        manifest after a crash or Ctrl-C and no item that has a task is submitted again:
-        pending tasks are polled, finished ones downloaded while their links live,
-        expired ones reported as :class:`ImageExpiredError`, saved ones reported as they
-        are. *batch_id* names the batch; a manifest of another batch, or one whose
-        items' requests have changed, raises :class:`ManifestError`. An item whose
-        create call ended ambiguously with no task id is reported as
-        :class:`SubmissionUncertainError` and not resubmitted unless
-        *resubmit_uncertain*; an item whose task failed is reported again unless
-        *resubmit_failed* (then it is sent as a new task, under a new key); an item
-        whose links expired before its images were saved is reported as
-        :class:`ImageExpiredError` unless *resubmit_expired*. Each item's
-        ``Idempotency-Key`` is in the manifest before its create is sent, and an item
-        sent again (refused earlier, or resubmitted uncertain) reuses it.
+        *manifest* (a file) makes the batch resumable: a rerun with the same manifest
+        never pays twice for an item that has a task. *batch_id* names the batch;
+        *resubmit_uncertain*, *resubmit_failed* and *resubmit_expired* say which items
+        a rerun sends again; see :doc:`batches` for the whole table. *max_credits*
+        limits what this batch may reserve (the session's ``journal`` counts it, and
+        must be set): the batch stops sending creates at the limit, while the items
+        already sent finish, and the rest are reported with ``sent=False``.
 
         .. versionadded:: 0.1.0
         """
         checked = check_requests(requests)
         if concurrency < 1:
             raise InvalidRequestError("concurrency", "1 or more", f"got {concurrency!r}")
+        journal = None if self._book is None else "session"
+        limit = check_max_credits(max_credits, journal=journal, name="max_credits")
+        limits = [] if limit is None else [SpendLimit(max_credits=limit, batch_id=batch_id)]
         self._check_open()
-        services = BatchServices(
-            submit=self.submit,
-            task=self.task,
-            gate_wait=self._runtime.api.gate.wait,
-            base_url=self._base_url,
-            link_ttl=self._runtime.link_ttl,
-        )
+
+        def send(request: GenerationRequest, key: str, index: int) -> Awaitable[TaskHandle]:
+            return self._send(request, key, limits=limits, batch_id=batch_id, item_index=index)
+
         return Batch(
-            services,
+            BatchServices(
+                submit=send,
+                task=self.task,
+                gate_wait=self._runtime.api.gate.wait,
+                base_url=self._base_url,
+                link_ttl=self._runtime.link_ttl,
+            ),
             checked,
             concurrency=concurrency,
             output_dir=as_path(output_dir),
@@ -427,3 +472,40 @@ class Session:
         task_id = validate_task_id(task_id)
         self._check_open()
         return await self._runtime.api.get_task(task_id)
+
+    # -- the journal -------------------------------------------------------------------
+
+    def _bookkeeper(self) -> Bookkeeper:
+        self._check_open()
+        if self._book is None:
+            raise InvalidRequestError(
+                "journal", "a Session opened with journal=", "this Session keeps no journal"
+            )
+        return self._book
+
+    async def unfinished(self, *, batch_id: str | None = None) -> list[JournalRecord]:
+        """List the journal's creates made (or maybe made) and not yet delivered.
+
+        ``submitting`` and ``uncertain`` records carry their idempotency keys (a task may
+        exist, its id unknown); ``created`` and ``completed`` ones their task ids.
+        """
+        return await self._bookkeeper().unfinished(batch_id=batch_id)
+
+    async def spent(self, *, batch_id: str | None = None) -> Spend:
+        """Return what the journal (or one batch) counts as reserved, uncertain included."""
+        return await self._bookkeeper().spent(batch_id=batch_id)
+
+    async def recover(self, *, resubmit_uncertain: bool = False) -> list[TaskHandle]:
+        """Return handles for the unfinished creates, to wait for and save.
+
+        A create with a task id is resumed by that id (nothing is sent). One whose task
+        id is unknown (``submitting``, ``uncertain``) is sent again only with
+        *resubmit_uncertain*, and then with its original idempotency key; otherwise it
+        is left in :meth:`unfinished`. Completed records whose links have expired are
+        skipped.
+        """
+        return await self._bookkeeper().recover(
+            link_ttl=self._runtime.link_ttl,
+            resume=lambda r: self._journaled(str(r.task_id), None, None, r.key),
+            resend=(lambda r: self._send(r.request(), r.key)) if resubmit_uncertain else None,
+        )

@@ -1,0 +1,238 @@
+"""How a :class:`Session` keeps its journal: every paid create recorded around its sending.
+
+:class:`Bookkeeper` owns the session's :class:`Journal` (opened in ``Session.open()``,
+closed in ``Session.close()``). Before a create is sent it begins the record (state
+``submitting``, with the idempotency key) under the session's spend limit, so a create
+over the limit raises :class:`SpendLimitError` and nothing is sent; after the answer it
+records ``created`` (task id and ``credits_reserved``), ``uncertain`` or ``rejected``.
+The handle it returns, a :class:`JournaledHandle`, records ``completed``, ``failed``
+and ``saved`` as its waits and downloads end. Journal stores never block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import (
+    InvalidRequestError,
+    NoResultsError,
+    SubmissionUncertainError,
+    TaskFailedError,
+    ZImageError,
+)
+from ._handle import TaskHandle
+from ._journal import Journal, open_journal
+from ._journal_records import JournalRecord, JournalState
+from ._journal_spend import Spend, SpendLimit
+from ._models import GenerationRequest, GenerationResult, Task
+from ._runtime import Runtime
+
+__all__ = ["Bookkeeper", "JournaledHandle", "check_max_credits"]
+
+#: The error code a ``failed`` record gets for a task that completed without any link.
+NO_RESULTS = "completed_without_results"
+
+
+def check_max_credits(
+    max_credits: float | None, *, journal: str | os.PathLike[str] | None, name: str
+) -> float | None:
+    """Return *max_credits* if usable; a limit needs a journal to count what was spent.
+
+    A limit kept only in memory would start from zero after every restart and would not
+    see what other processes spend, which is the very thing it must not forget; so a
+    limit without a journal is refused rather than honoured halfway.
+    """
+    if max_credits is None:
+        return None
+    if isinstance(max_credits, bool) or not max_credits >= 0:
+        raise InvalidRequestError(name, "a number of credits >= 0", f"got {max_credits!r}")
+    if journal is None:
+        raise InvalidRequestError(
+            name,
+            "a spend limit counted in a journal",
+            "no journal was given; pass journal= (a file path or a postgresql:// URL) so "
+            "that what was spent is remembered across restarts and processes",
+        )
+    return float(max_credits)
+
+
+class JournaledHandle(TaskHandle):
+    """A :class:`TaskHandle` whose outcome (completed, failed, saved) goes to the journal."""
+
+    def _journaled(self, book: Bookkeeper, key: str) -> JournaledHandle:
+        self._book = book
+        self._key = key
+        return self
+
+    async def _watch(self, work: Awaitable[Any], *, saved: bool) -> Any:
+        try:
+            outcome = await work
+        except TaskFailedError as exc:
+            await self._book.note(
+                self._key, JournalState.FAILED, error_code=exc.code, error_message=exc.message
+            )
+            raise
+        except NoResultsError:
+            await self._book.note(self._key, JournalState.FAILED, error_code=NO_RESULTS)
+            raise
+        if saved:
+            paths = outcome if isinstance(outcome, list) else []
+            await self._book.note(
+                self._key, JournalState.SAVED, completed_at=time.time(), paths=paths
+            )
+        else:
+            await self._book.note(self._key, JournalState.COMPLETED, completed_at=time.time())
+        return outcome
+
+    async def wait(self, *args: Any, **kwargs: Any) -> Task:
+        """Wait as :meth:`TaskHandle.wait` does; record ``completed`` or ``failed``."""
+        task: Task = await self._watch(super().wait(*args, **kwargs), saved=False)
+        return task
+
+    async def result(self, *args: Any, **kwargs: Any) -> GenerationResult:
+        """Download as :meth:`TaskHandle.result` does; record ``saved`` (delivered)."""
+        result: GenerationResult = await self._watch(super().result(*args, **kwargs), saved=True)
+        return result
+
+    async def save(self, *args: Any, **kwargs: Any) -> list[Path]:
+        """Save as :meth:`TaskHandle.save` does; record ``saved`` with the paths."""
+        paths: list[Path] = await self._watch(super().save(*args, **kwargs), saved=True)
+        return paths
+
+
+class Bookkeeper:
+    """The session's journal and spend limit; see the module docstring."""
+
+    def __init__(self, target: str | os.PathLike[str], *, max_credits: float | None) -> None:
+        self._target = target
+        self._max_credits = max_credits
+        self._journal: Journal | None = None
+
+    @property
+    def journal(self) -> Journal:
+        """The open journal store."""
+        if self._journal is None:
+            raise RuntimeError("the journal is not open; open the Session first")
+        return self._journal
+
+    def limits(self, extra: Sequence[SpendLimit] = ()) -> list[SpendLimit]:
+        """Return the session's limit (if any) and *extra* ones, e.g. a batch's."""
+        own = [] if self._max_credits is None else [SpendLimit(max_credits=self._max_credits)]
+        return own + list(extra)
+
+    async def open(self) -> None:
+        """Open the journal (creating it if needed)."""
+        if self._journal is None:
+            self._journal = await open_journal(self._target)
+
+    async def close(self) -> None:
+        """Close the journal; every change is already committed. Idempotent."""
+        if self._journal is not None:
+            await self._journal.close()
+
+    async def note(self, key: str, state: JournalState, **fields: Any) -> None:
+        """Record the create under *key* as now in *state* (fields as in ``update``)."""
+        await self.journal.update(key, state, **fields)
+
+    async def create(
+        self,
+        request: GenerationRequest,
+        *,
+        key: str,
+        base_url: str,
+        cost: float | None,
+        send: Callable[[], Awaitable[TaskHandle]],
+        limits: Sequence[SpendLimit] = (),
+        batch_id: str | None = None,
+        item_index: int | None = None,
+    ) -> TaskHandle:
+        """Begin the record, run *send* (the create call), record its answer.
+
+        Raises :class:`SpendLimitError` before sending when the create would go over a
+        limit; re-raises whatever *send* raises once the record says what it means.
+        """
+        record = JournalRecord.for_request(
+            request,
+            key=key,
+            base_url=base_url,
+            expected_cost=cost,
+            batch_id=batch_id,
+            item_index=item_index,
+        )
+        await self.journal.begin(record, limits=self.limits(limits))
+        try:
+            handle = await send()
+        except SubmissionUncertainError as exc:
+            if exc.task_id is not None:
+                await self.note(key, JournalState.CREATED, task_id=exc.task_id)
+            else:
+                await self.note(key, JournalState.UNCERTAIN, error_message=str(exc))
+            raise
+        except ZImageError as exc:
+            await self.note(
+                key, JournalState.REJECTED, error_code=type(exc).__name__, error_message=str(exc)
+            )
+            raise
+        except asyncio.CancelledError:
+            await asyncio.shield(
+                self.note(key, JournalState.UNCERTAIN, error_message="cancelled while sending")
+            )
+            raise
+        usage = handle.task.usage if handle.task is not None else None
+        await self.note(
+            key,
+            JournalState.CREATED,
+            task_id=handle.id,
+            credits_reserved=None if usage is None else usage.credits_reserved,
+        )
+        return handle
+
+    def handle(
+        self,
+        runtime: Runtime,
+        task_id: str,
+        task: Task | None,
+        request: GenerationRequest | None,
+        *,
+        key: str,
+        expects_callback: bool,
+    ) -> JournaledHandle:
+        """Return a handle for *task_id* that records its outcome under *key*."""
+        handle = JournaledHandle(runtime, task_id, task, request, expects_callback=expects_callback)
+        return handle._journaled(self, key)
+
+    async def recover(
+        self,
+        *,
+        link_ttl: float,
+        resume: Callable[[JournalRecord], TaskHandle],
+        resend: Callable[[JournalRecord], Awaitable[TaskHandle]] | None,
+    ) -> list[TaskHandle]:
+        """Return a handle for each unfinished create.
+
+        *resume* those with a task id
+        (links still valid), *resend* (if given) those without one.
+        """
+        handles: list[TaskHandle] = []
+        now = time.time()
+        for record in await self.unfinished():
+            if record.task_id is not None:
+                ended = record.completed_at
+                if ended is None or now <= ended + link_ttl:
+                    handles.append(resume(record))
+            elif resend is not None:
+                handles.append(await resend(record))
+        return handles
+
+    async def unfinished(self, *, batch_id: str | None = None) -> list[JournalRecord]:
+        """Return the creates made (or maybe made) and not yet delivered, oldest first."""
+        return await self.journal.unfinished(batch_id=batch_id)
+
+    async def spent(self, *, batch_id: str | None = None) -> Spend:
+        """Return what the journal (or one batch) has reserved."""
+        return await self.journal.spent(batch_id=batch_id)
