@@ -5,27 +5,28 @@ from __future__ import annotations
 import enum
 import os
 import random
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import aiohttp
 
 from ._api import APIClient
-from ._batch import Batch, BatchServices, as_path, build_request, check_requests
+from ._batch import Batch
+from ._batchitems import BatchServices, as_path, build_request, check_requests
 from ._config import check_api_key, check_base_url, check_settings
 from ._download import ImageLimits
 from ._exceptions import InvalidRequestError, SubmissionUncertainError
 from ._handle import TaskHandle
-from ._idempotency import new_key, validate_idempotency_key
-from ._journal_records import JournalRecord
-from ._journal_spend import Spend, SpendLimit
+from ._idempotency import validate_idempotency_key
+from ._journal_spend import SpendLimit
 from ._journaling import Bookkeeper, check_max_credits
 from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task
 from ._runtime import DEFAULT, Runtime
 from ._schedule import PollSchedule, RetryPolicy
 from ._secret import Secret
+from ._session_journal import JournalMethods
 from ._transport import DEFAULT_USER_AGENT, Transport
 from ._validation import validate_receiver_url, validate_task_id
 
@@ -46,7 +47,7 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-class Session:
+class Session(JournalMethods):
     """A connection to the Z-Image Turbo API; use it as ``async with Session() as zs:``.
 
     Configuration, all keyword-only:
@@ -296,50 +297,6 @@ class Session:
         self._check_open()
         return await self._send(request, idempotency_key, cost=cost)
 
-    async def _send(
-        self,
-        request: GenerationRequest,
-        key: str | None,
-        *,
-        cost: float | None = None,
-        limits: Sequence[SpendLimit] = (),
-        batch_id: str | None = None,
-        item_index: int | None = None,
-    ) -> TaskHandle:
-        """Send the create, through the journal if there is one."""
-        if self._book is None:
-            return await self._create(request, key)
-        sent_key = key or new_key()
-        handle = await self._book.create(
-            request,
-            key=sent_key,
-            base_url=self._base_url,
-            cost=cost,
-            send=lambda: self._create(request, sent_key),
-            limits=limits,
-            batch_id=batch_id,
-            item_index=item_index,
-        )
-        return self._journaled(handle.id, handle.task, request, sent_key)
-
-    def _journaled(
-        self, task_id: str, task: Task | None, request: GenerationRequest | None, key: str
-    ) -> TaskHandle:
-        assert self._book is not None
-        expects = self._callback_url is not None or (
-            request is not None and request.callback_url is not None
-        )
-        return self._book.handle(
-            self._runtime, task_id, task, request, key=key, expects_callback=expects
-        )
-
-    async def _create(self, request: GenerationRequest, key: str | None) -> TaskHandle:
-        task = await self._runtime.api.create(
-            request, callback_url=self._callback_url, idempotency_key=key
-        )
-        expects = request.callback_url is not None or self._callback_url is not None
-        return TaskHandle(self._runtime, task.id, task, request, expects_callback=expects)
-
     async def generate(
         self,
         prompt: str | GenerationRequest,
@@ -472,40 +429,3 @@ class Session:
         task_id = validate_task_id(task_id)
         self._check_open()
         return await self._runtime.api.get_task(task_id)
-
-    # -- the journal -------------------------------------------------------------------
-
-    def _bookkeeper(self) -> Bookkeeper:
-        self._check_open()
-        if self._book is None:
-            raise InvalidRequestError(
-                "journal", "a Session opened with journal=", "this Session keeps no journal"
-            )
-        return self._book
-
-    async def unfinished(self, *, batch_id: str | None = None) -> list[JournalRecord]:
-        """List the journal's creates made (or maybe made) and not yet delivered.
-
-        ``submitting`` and ``uncertain`` records carry their idempotency keys (a task may
-        exist, its id unknown); ``created`` and ``completed`` ones their task ids.
-        """
-        return await self._bookkeeper().unfinished(batch_id=batch_id)
-
-    async def spent(self, *, batch_id: str | None = None) -> Spend:
-        """Return what the journal (or one batch) counts as reserved, uncertain included."""
-        return await self._bookkeeper().spent(batch_id=batch_id)
-
-    async def recover(self, *, resubmit_uncertain: bool = False) -> list[TaskHandle]:
-        """Return handles for the unfinished creates, to wait for and save.
-
-        A create with a task id is resumed by that id (nothing is sent). One whose task
-        id is unknown (``submitting``, ``uncertain``) is sent again only with
-        *resubmit_uncertain*, and then with its original idempotency key; otherwise it
-        is left in :meth:`unfinished`. Completed records whose links have expired are
-        skipped.
-        """
-        return await self._bookkeeper().recover(
-            link_ttl=self._runtime.link_ttl,
-            resume=lambda r: self._journaled(str(r.task_id), None, None, r.key),
-            resend=(lambda r: self._send(r.request(), r.key)) if resubmit_uncertain else None,
-        )

@@ -1,0 +1,211 @@
+"""The values of a batch: items, their states and outcomes, and the checks on its input.
+
+:mod:`._batch` runs batches; this module holds what they are made of and report.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+
+import attrs
+
+from ._batchplan import Resume
+from ._exceptions import (
+    APIConnectionError,
+    AuthenticationError,
+    ImageExpiredError,
+    InvalidRequestError,
+    NoResultsError,
+    PermissionDeniedError,
+    SubmissionUncertainError,
+    TaskFailedError,
+    ZImageError,
+)
+from ._handle import TaskHandle
+from ._manifest import ManifestRow
+from ._models import GenerationRequest, GenerationResult
+
+__all__ = [
+    "NO_RESULTS",
+    "BatchItem",
+    "BatchProgress",
+    "BatchServices",
+    "ItemState",
+    "as_path",
+    "build_request",
+    "check_requests",
+    "reported_error",
+    "stop_error",
+]
+
+#: The manifest's error code for a task that completed without any image link.
+NO_RESULTS = "completed_without_results"
+
+
+class ItemState(enum.Enum):
+    """Where one item of a running batch stands."""
+
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    PENDING = "pending"
+    PROCESSING = "processing"
+    DOWNLOADING = "downloading"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@attrs.frozen(kw_only=True)
+class BatchItem:
+    """The outcome of one batch item: its paths or result, or the error that stopped it.
+
+    ``index`` is the item's position in the requests given to
+    :meth:`Session.generate_many`. ``task_id`` is set once a task exists (also on
+    failure). With ``output_dir``, ``paths`` lists the files written; without it,
+    ``result`` holds the downloaded images. ``error`` is the :class:`ZImageError` that
+    ended this item (then ``ok`` is false). ``resumed`` is true when the task was
+    created by an earlier run recorded in the manifest. ``sent`` is false when the
+    batch stopped (:attr:`Batch.stopped_by`) before this item's create was sent.
+    """
+
+    index: int
+    request: GenerationRequest
+    task_id: str | None = None
+    paths: tuple[Path, ...] = ()
+    result: GenerationResult | None = attrs.field(default=None, repr=False)
+    error: ZImageError | None = None
+    resumed: bool = False
+    #: False when the item's create was never sent because the batch stopped first
+    #: (an authentication or permission refusal, or a spend limit).
+    sent: bool = True
+
+    @property
+    def ok(self) -> bool:
+        """``True`` when the item's images were delivered."""
+        return self.error is None
+
+
+@attrs.frozen(kw_only=True)
+class BatchProgress:
+    """A snapshot of a batch: how many items are in each :class:`ItemState`."""
+
+    total: int
+    counts: Mapping[ItemState, int]
+    #: Items finished in this run (resumed-and-saved ones included).
+    finished: int
+    #: Seconds since the batch started.
+    elapsed: float
+
+    def count(self, state: ItemState) -> int:
+        """How many items are in *state*."""
+        return self.counts.get(state, 0)
+
+
+@attrs.frozen(kw_only=True)
+class BatchServices:
+    """What a batch needs of its session (and no more): made by the session."""
+
+    #: Create the item's task: ``submit(request, idempotency_key, index)``.
+    submit: Callable[[GenerationRequest, str, int], Awaitable[TaskHandle]]
+    #: A handle for an existing task id.
+    task: Callable[[str], TaskHandle]
+    #: Wait until the session's rate gate lets a create go.
+    gate_wait: Callable[[], Awaitable[None]]
+    #: Where the tasks live (a manifest's tasks must live there too).
+    base_url: str
+    #: Seconds the image links stay valid after completion.
+    link_ttl: float
+
+
+def reported_error(plan: Resume, row: ManifestRow, *, link_ttl: float) -> ZImageError:
+    """Return the error a rerun reports for an item it does not send again."""
+    if plan is Resume.REPORT_FAILED and row.error_code == NO_RESULTS:
+        return NoResultsError(task_id=row.task_id or "?")
+    if plan is Resume.REPORT_FAILED:
+        return TaskFailedError(
+            task_id=row.task_id or "?",
+            code=row.error_code or "unknown_error",
+            message=row.error_message or "",
+        )
+    if plan is Resume.REPORT_UNCERTAIN:
+        cause = APIConnectionError(
+            "an earlier run's create call for this item ended without an answer "
+            "(resubmit with resubmit_uncertain=True, or --resubmit-uncertain, once "
+            "you have checked your usage; it is sent with its original idempotency key)",
+            request_sent=True,
+        )
+        return SubmissionUncertainError(cause, idempotency_key=row.idempotency_key)
+    ttl = link_ttl
+    assert row.completed_at is not None
+    return ImageExpiredError(
+        f"task {row.task_id} completed in an earlier run and its image links have "
+        f"expired (they live {ttl:g} s); to generate it again (a new, billed task), "
+        "rerun the batch with resubmit_expired=True (zimage batch --resubmit-expired)",
+        url="",
+        task_id=row.task_id,
+        index=0,
+        expired_at=row.completed_at + ttl,
+    )
+
+
+def stop_error(exc: AuthenticationError | PermissionDeniedError) -> ZImageError:
+    """Return *exc* restated as the refusal that stops a batch, naming the fix."""
+    fix = "the batch stopped sending creates; check ZIMAGE_API_KEY (or api_key=): " + (
+        "the key is missing, wrong or expired"
+        if isinstance(exc, AuthenticationError)
+        else "the key may not use this model or endpoint"
+    )
+    return type(exc)(
+        f"{exc.message} - {fix}",
+        status=exc.status,
+        code=exc.code,
+        type=exc.type,
+        param=exc.param,
+        method=exc.method,
+        path=exc.path,
+    )
+
+
+def build_request(
+    prompt: str | GenerationRequest,
+    *,
+    size: str | None,
+    seed: int | None,
+    nsfw_check: bool | None,
+    callback_url: str | None,
+) -> GenerationRequest:
+    """Return *prompt* as a request: a ready one as it is, else one from the fields."""
+    if isinstance(prompt, GenerationRequest):
+        if any(v is not None for v in (size, seed, nsfw_check, callback_url)):
+            raise TypeError("pass either a GenerationRequest or keyword fields, not both")
+        return prompt
+    return GenerationRequest(
+        prompt=prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
+    )
+
+
+def check_requests(requests: Iterable[str | GenerationRequest]) -> list[GenerationRequest]:
+    """Turn prompts into requests; an invalid one raises naming its index."""
+    checked = []
+    for index, item in enumerate(requests):
+        if isinstance(item, GenerationRequest):
+            checked.append(item)
+            continue
+        if not isinstance(item, str):
+            raise TypeError(
+                f"requests[{index}] is a {type(item).__name__}; each item must be a prompt "
+                "string or a GenerationRequest"
+            )
+        try:
+            checked.append(GenerationRequest(prompt=item))
+        except InvalidRequestError as exc:
+            field = f"requests[{index}].{exc.field}"
+            raise InvalidRequestError(field, exc.rule, exc.problem) from exc
+    return checked
+
+
+def as_path(value: str | os.PathLike[str] | None) -> Path | None:
+    """``Path(value)``, keeping None."""
+    return None if value is None else Path(value)

@@ -1,0 +1,114 @@
+"""The journal's part of :class:`Session`: sending creates through it, and recovery.
+
+:class:`JournalMethods` is a base of :class:`Session`; the journal itself is kept by
+:class:`._journaling.Bookkeeper`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._exceptions import InvalidRequestError
+from ._handle import TaskHandle
+from ._idempotency import new_key
+from ._journal_records import JournalRecord
+from ._journal_spend import Spend
+from ._journaling import Bookkeeper
+from ._models import GenerationRequest, Task
+from ._runtime import Runtime
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from ._journal_spend import SpendLimit
+
+__all__ = ["JournalMethods"]
+
+
+class JournalMethods:
+    """What a Session with ``journal=`` can tell and resume; mixed into Session."""
+
+    _book: Bookkeeper | None
+    _runtime: Runtime
+    _callback_url: str | None
+    _check_open: Callable[[], None]
+    _base_url: str
+
+    async def _send(
+        self,
+        request: GenerationRequest,
+        key: str | None,
+        *,
+        cost: float | None = None,
+        limits: Sequence[SpendLimit] = (),
+        batch_id: str | None = None,
+        item_index: int | None = None,
+    ) -> TaskHandle:
+        """Send the create, through the journal if there is one."""
+        if self._book is None:
+            return await self._create(request, key)
+        sent_key = key or new_key()
+        handle = await self._book.create(
+            request,
+            key=sent_key,
+            base_url=self._base_url,
+            cost=cost,
+            send=lambda: self._create(request, sent_key),
+            limits=limits,
+            batch_id=batch_id,
+            item_index=item_index,
+        )
+        return self._journaled(handle.id, handle.task, request, sent_key)
+
+    async def _create(self, request: GenerationRequest, key: str | None) -> TaskHandle:
+        task = await self._runtime.api.create(
+            request, callback_url=self._callback_url, idempotency_key=key
+        )
+        expects = request.callback_url is not None or self._callback_url is not None
+        return TaskHandle(self._runtime, task.id, task, request, expects_callback=expects)
+
+    def _journaled(
+        self, task_id: str, task: Task | None, request: GenerationRequest | None, key: str
+    ) -> TaskHandle:
+        assert self._book is not None
+        expects = self._callback_url is not None or (
+            request is not None and request.callback_url is not None
+        )
+        return self._book.handle(
+            self._runtime, task_id, task, request, key=key, expects_callback=expects
+        )
+
+    def _bookkeeper(self) -> Bookkeeper:
+        self._check_open()
+        if self._book is None:
+            raise InvalidRequestError(
+                "journal", "a Session opened with journal=", "this Session keeps no journal"
+            )
+        return self._book
+
+    async def unfinished(self, *, batch_id: str | None = None) -> list[JournalRecord]:
+        """List the journal's creates made (or maybe made) and not yet delivered.
+
+        ``submitting`` and ``uncertain`` records carry their idempotency keys (a task may
+        exist, its id unknown); ``created`` and ``completed`` ones their task ids.
+        """
+        return await self._bookkeeper().unfinished(batch_id=batch_id)
+
+    async def spent(self, *, batch_id: str | None = None) -> Spend:
+        """Return what the journal (or one batch) counts as reserved, uncertain included."""
+        return await self._bookkeeper().spent(batch_id=batch_id)
+
+    async def recover(self, *, resubmit_uncertain: bool = False) -> list[TaskHandle]:
+        """Return handles for the unfinished creates, to wait for and save.
+
+        A create with a task id is resumed by that id (nothing is sent). One whose task
+        id is unknown (``submitting``, ``uncertain``) is sent again only with
+        *resubmit_uncertain*, and then with its original idempotency key; otherwise it
+        is left in :meth:`unfinished`. Completed records whose links have expired are
+        skipped.
+        """
+        return await self._bookkeeper().recover(
+            link_ttl=self._runtime.link_ttl,
+            resume=lambda r: self._journaled(str(r.task_id), None, None, r.key),
+            resend=(lambda r: self._send(r.request(), r.key)) if resubmit_uncertain else None,
+        )
