@@ -9,7 +9,7 @@ import json
 import os
 import random
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from PIL import Image as PILImage
 
 from zimage_async import PollSchedule, RetryPolicy, Session
 from zimage_async.emulator import Emulator
+from zimage_async.pytest_plugin import EmulatorFactory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,10 +29,31 @@ FAST_RETRY = RetryPolicy(wait_initial=0.01, wait_max=0.05, max_attempts=5)
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    """An emulator whose tasks finish in about 50 ms."""
-    async with Emulator(task_duration=0.05, seed=1) as emu:
-        yield emu
+async def emulator(zimage_emulator_factory: EmulatorFactory) -> Emulator:
+    """An emulator whose tasks finish in about 50 ms (the shipped plugin's factory)."""
+    return await zimage_emulator_factory(task_duration=0.05, seed=1, callback_mode="strict")
+
+
+async def until(condition: Callable[[], bool], *, deadline: float = 10.0) -> None:
+    """Yield to the loop until *condition* holds; fail after *deadline* seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while not condition():
+        assert loop.time() < end, "condition not reached before the deadline"
+        await asyncio.sleep(0.005)
+
+
+async def settled(count: Callable[[], int], *, quiet: float, deadline: float = 10.0) -> int:
+    """Return *count* once it has not changed for *quiet* seconds (fail after *deadline*)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    value, since = count(), loop.time()
+    while loop.time() - since < quiet:
+        assert loop.time() < end, "the count kept changing until the deadline"
+        await asyncio.sleep(0.005)
+        if count() != value:
+            value, since = count(), loop.time()
+    return value
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,27 +11,7 @@ import pytest
 from zimage_async import Session, TaskStatus
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
-
-async def _until(condition: Callable[[], bool], *, deadline: float = 10.0) -> None:
-    """Yield to the loop until *condition* holds; fail after *deadline* seconds."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while not condition():
-        assert loop.time() < end, "condition not reached before the deadline"
-        await asyncio.sleep(0.005)
-
-
-async def _settled(count: Callable[[], int], *, quiet: float, deadline: float = 10.0) -> int:
-    """Return *count* once it has not changed for *quiet* seconds (fail after *deadline*)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    value, since = count(), loop.time()
-    while loop.time() - since < quiet:
-        assert loop.time() < end, "the count kept changing until the deadline"
-        await asyncio.sleep(0.005)
-        if count() != value:
-            value, since = count(), loop.time()
-    return value
+from .conftest import settled, until
 
 
 def _client_tasks() -> set[asyncio.Task[object]]:
@@ -52,17 +31,17 @@ async def test_cancelling_a_gather_of_waits_stops_all_polling(
     """Cancelling 100 pending waits leaves no task polling and no request in flight."""
     handles = [await zs.submit(f"long task {n} [[duration:30]]") for n in range(100)]
     waits = asyncio.gather(*(h.wait() for h in handles))
-    await _until(lambda: emulator.request_counts.get("task", 0) >= 100)
+    await until(lambda: emulator.request_counts.get("task", 0) >= 100)
     waits.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waits
     assert _client_tasks() == set()
     # Reads already on the wire when the waits were cancelled may still land; after that,
     # over four poll intervals (FAST_POLL.wait_max is 0.05 s), none may follow.
-    polls = await _settled(lambda: emulator.request_counts["task"], quiet=0.2)
+    polls = await settled(lambda: emulator.request_counts["task"], quiet=0.2)
     # Every handle can still be used afterwards: the task goes on at the service.
     assert (await handles[0].refresh()).status in (TaskStatus.PENDING, TaskStatus.PROCESSING)
-    assert await _settled(lambda: emulator.request_counts["task"], quiet=0.2) == polls + 1
+    assert await settled(lambda: emulator.request_counts["task"], quiet=0.2) == polls + 1
     assert len(emulator.ledger) == 100
 
 
@@ -84,7 +63,7 @@ async def test_cancelled_save_leaves_no_partial_file(
     await handle.wait()
     emulator.faults = FaultPlan.script("image", [FaultRule(kind="slow", delay_seconds=30)])
     saving = asyncio.ensure_future(handle.save(tmp_path))
-    await _until(lambda: any(tmp_path.iterdir()))  # the temporary file exists
+    await until(lambda: any(tmp_path.iterdir()))  # the temporary file exists
     saving.cancel()
     with pytest.raises(asyncio.CancelledError):
         await saving
@@ -100,7 +79,7 @@ async def test_closing_the_session_mid_download_leaves_no_partial_file(
     await handle.wait(timeout=10.0)
     emulator.faults = FaultPlan.script("image", [FaultRule(kind="slow", delay_seconds=30)])
     saving = asyncio.ensure_future(handle.save(tmp_path))
-    await _until(lambda: any(tmp_path.iterdir()))
+    await until(lambda: any(tmp_path.iterdir()))
     await session.close()
     with pytest.raises(Exception):  # noqa: B017, PT011 - whichever error the close causes
         await saving

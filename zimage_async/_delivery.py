@@ -129,13 +129,18 @@ class Delivery:
         """Write every image as *plan* says; concurrent calls for one plan share the work.
 
         The save goes on while any caller still waits for it, and is cancelled when the
-        last one leaves.
+        last one leaves. A later call for the same plan whose files are all still there
+        gets them without a download; a failed or cancelled save is not remembered.
         """
         shared = self._saves.get(plan)
+        if shared is not None and shared.future.done():
+            written = _written(shared.future)
+            if written is not None and all(path.exists() for path in written):
+                return list(written)
+            shared = None
         if shared is None:
             shared = _Shared(asyncio.ensure_future(self._save_all(task, plan)))
             self._saves[plan] = shared
-            shared.future.add_done_callback(lambda _: self._saves.pop(plan, None))
         shared.waiters += 1
         try:
             return list(await asyncio.shield(shared.future))
@@ -219,6 +224,13 @@ class Delivery:
         if info.content_type is None or not data:
             return
         yield embed_metadata(data, info.content_type, self.metadata_fields(task))
+
+
+def _written(future: asyncio.Future[list[Path]]) -> list[Path] | None:
+    """Return the paths a finished save wrote, or None if it failed or was cancelled."""
+    if future.cancelled() or future.exception() is not None:
+        return None
+    return future.result()
 
 
 async def _one_chunk(data: bytes) -> AsyncGenerator[bytes, None]:
