@@ -41,7 +41,7 @@ def _install(session: nox.Session, *groups: str, extras: str = "") -> None:
 @nox.session(python=AVAILABLE)
 def tests(session: nox.Session) -> None:
     """Run the test suite (chaos runs included) against the emulator on 127.0.0.1."""
-    _install(session, "tests", extras="[images,cli,postgres]")
+    _install(session, "tests", extras="[images,cli,postgres,otel]")
     session.run("pytest", *(session.posargs or ["-q"]))
 
 
@@ -56,7 +56,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=MAIN_PYTHON)
 def typecheck(session: nox.Session) -> None:
     """Type-check the package, the tests and this file with mypy --strict."""
-    _install(session, "typecheck", "tests", extras="[images,cli,postgres]")
+    _install(session, "typecheck", "tests", extras="[images,cli,postgres,otel]")
     session.install("nox")
     session.run("mypy")
 

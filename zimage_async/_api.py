@@ -34,6 +34,7 @@ from ._outcome import CreateVerdict, Stage, judge_create, read_create_reply
 from ._parsing import parse_task_reply
 from ._schedule import RetryPolicy
 from ._secret import Secret
+from ._telemetry import NO_SPAN, TaskSpan, child_span, task_span
 from ._transport import RedactedHeaders, Transport
 
 __all__ = ["APIClient", "RateGate", "judge_create_failure", "judge_read_failure"]
@@ -165,6 +166,8 @@ class APIClient:
         self._rng = rng
         self._sleep = sleep
         self.gate = RateGate(rng=rng, clock=clock, sleep=sleep, max_pause=retry.max_retry_after)
+        #: Task spans started by create calls, until the task's handle takes them.
+        self.task_spans: dict[str, TaskSpan] = {}
 
     def _headers(self, idempotency_key: str | None = None) -> RedactedHeaders:
         headers = RedactedHeaders(
@@ -178,12 +181,24 @@ class APIClient:
             headers[IDEMPOTENCY_HEADER] = idempotency_key
         return headers
 
-    async def _call(self, call: Callable[[int], Awaitable[T]], judge: Judge, what: str) -> T:
-        """Run *call* in the API's one retry loop: try, ask the policy, wait, try again."""
+    async def _call(
+        self,
+        call: Callable[[int], Awaitable[T]],
+        judge: Judge,
+        what: str,
+        span: TaskSpan = NO_SPAN,
+        *,
+        span_name: str,
+    ) -> T:
+        """Run *call* in the API's one retry loop: try, ask the policy, wait, try again.
+
+        Each try is a child span of *span* (else of the current span) when telemetry is on.
+        """
         attempt = 1
         while True:
             try:
-                return await call(attempt)
+                with child_span(span_name, parent=span, **{"zimage.attempt": attempt}):
+                    return await call(attempt)
             except ZImageError as exc:
                 delay = self._retry.after(attempt, judge(exc), rng=self._rng)
                 if delay is None:
@@ -191,6 +206,7 @@ class APIClient:
                 logger.info(
                     "retrying %s (attempt %d failed: %s) in %.2f s", what, attempt, exc, delay
                 )
+            span.retries += 1
             await self._sleep(delay)
             attempt += 1
 
@@ -246,13 +262,31 @@ class APIClient:
                 self._note_rate_limit(error)
                 raise
 
-        return await self._call(call, judge_create_failure, "POST create")
+        span = task_span()
+        try:
+            task = await self._call(
+                call,
+                judge_create_failure,
+                "POST create",
+                span,
+                span_name="POST /v1/images/generations",
+            )
+        except ZImageError as exc:
+            span.end(
+                "not created" if not isinstance(exc, SubmissionUncertainError) else "uncertain",
+                error=exc,
+            )
+            raise
+        if span.recording:
+            span.set("task_id", task.id)
+            self.task_spans[task.id] = span
+        return task
 
-    async def get_task(self, task_id: str) -> Task:
+    async def get_task(self, task_id: str, *, span: TaskSpan = NO_SPAN) -> Task:
         """``GET /v1/tasks/{task_id}``: the task as it stands now.
 
         *task_id* must already be valid (``Session.task`` and ``Session.get_task`` check
-        it), since this runs on every poll.
+        it), since this runs on every poll. *span* is the task's span, for telemetry.
         """
         url = f"{self._base_url}/v1/tasks/{task_id}"
 
@@ -268,4 +302,6 @@ class APIClient:
                 self._note_rate_limit(error)
                 raise
 
-        return await self._call(call, judge_read_failure, f"GET {task_id}")
+        return await self._call(
+            call, judge_read_failure, f"GET {task_id}", span, span_name="GET /v1/tasks/{id}"
+        )

@@ -25,6 +25,7 @@ from ._imageinfo import size_mismatch
 from ._metadata import embed_metadata
 from ._models import GenerationRequest, GenerationResult, Image, Task
 from ._saving import SavePlan, write_atomically
+from ._telemetry import NO_SPAN, TaskSpan, child_span
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -53,12 +54,14 @@ class Delivery:
         *,
         expires_at: Callable[[], float | None],
         completed_at: Callable[[], float | None],
+        span: TaskSpan = NO_SPAN,
     ) -> None:
         self._rt = runtime
         self._id = task_id
         self._request = request
         self._expires_at = expires_at
         self._completed_at = completed_at
+        self._span = span
         self._lock = asyncio.Lock()
         self.result: GenerationResult | None = None
         self._saves: dict[SavePlan, _Shared] = {}
@@ -73,21 +76,24 @@ class Delivery:
         if not 0 <= index < len(task.results):
             raise IndexError(f"task {self._id} has {len(task.results)} image(s); no index {index}")
         self._rt.check_open()
-        async for chunk in stream_image(
-            self._rt.transport,
-            task.results[index],
-            task_id=self._id,
-            index=index,
-            expires_at=self._expires_at(),
-            retry=self._rt.retry,
-            rng=self._rt.rng,
-            limits=self._rt.limits,
-            info=info,
-            budget=budget,
-            completed_at=self._completed_at(),
-            sleep=self._rt.sleep,
-        ):
-            yield chunk
+        with child_span("GET image", parent=self._span, **{"zimage.image_index": index}) as span:
+            async for chunk in stream_image(
+                self._rt.transport,
+                task.results[index],
+                task_id=self._id,
+                index=index,
+                expires_at=self._expires_at(),
+                retry=self._rt.retry,
+                rng=self._rt.rng,
+                limits=self._rt.limits,
+                info=info,
+                budget=budget,
+                completed_at=self._completed_at(),
+                sleep=self._rt.sleep,
+            ):
+                yield chunk
+            if span is not None:
+                span.set_attribute("zimage.image_bytes", info.size)
 
     def _check_size(self, dimensions: tuple[int, int] | None, index: int) -> None:
         if self._request is None or dimensions is None:

@@ -18,6 +18,7 @@ from ._polling import DeadlineReached, Nap, bounded, deadline_after, snapshots
 from ._runtime import DEFAULT, Runtime
 from ._saving import plan_save, prepare_folder
 from ._schedule import PollState
+from ._telemetry import task_span
 
 __all__ = ["TaskHandle"]
 
@@ -59,8 +60,17 @@ class TaskHandle:
         self._completed_seen: float | None = None
         self._state: PollState | None = None  # the running wait's schedule
         self._stall_told = False
+        span = runtime.api.task_spans.pop(task_id, None)
+        self._span = span if span is not None else task_span()
+        self._span.set("task_id", task_id)
+        self._running_seen: float | None = None
         self._delivery = Delivery(
-            runtime, task_id, request, expires_at=lambda: self.expires_at, completed_at=self._seen
+            runtime,
+            task_id,
+            request,
+            expires_at=lambda: self.expires_at,
+            completed_at=self._seen,
+            span=self._span,
         )
         if snapshot is not None:
             self._observe(snapshot)
@@ -136,6 +146,8 @@ class TaskHandle:
         self._task = task
         if task.status is TaskStatus.COMPLETED and self._completed_seen is None:
             self._completed_seen = self._rt.now()
+        if self._span.recording:
+            self._trace(task)
         if task.status is TaskStatus.UNKNOWN:
             warned = self._rt.warned_statuses
             if task.raw_status not in warned:
@@ -149,10 +161,23 @@ class TaskHandle:
             else:
                 logger.debug("task %s has unknown status %r", self._id, task.raw_status)
 
+    def _trace(self, task: Task) -> None:
+        """Put what this snapshot tells onto the task's span."""
+        now = self._rt.clock()
+        if task.usage is not None:
+            self._span.set("credits_reserved", task.usage.credits_reserved)
+        if not task.is_terminal:
+            self._running_seen = now
+        elif self._running_seen is not None:
+            # The task ended between the last look that saw it running and this one.
+            self._span.set("detection_lag_max_s", now - self._running_seen)
+            self._running_seen = None
+
     async def refresh(self) -> Task:
         """Fetch the task once (``GET /v1/tasks/{id}``) and return the new snapshot."""
         self._rt.check_open()
-        task = await self._rt.api.get_task(self._id)
+        task = await self._rt.api.get_task(self._id, span=self._span)
+        self._span.polls += 1
         self._fresh = False
         self._observe(task)
         return task
@@ -255,21 +280,27 @@ class TaskHandle:
 
     def _verdict(self, task: Task) -> Task:
         """Return the completed task, or raise the error its end means."""
-        if task.status is TaskStatus.COMPLETED:
-            if not task.results:
-                raise NoResultsError(task_id=self._id, task=task)
+        if task.status is TaskStatus.COMPLETED and task.results:
             return task
-        error = task.error
-        if error is not None:
-            raise TaskFailedError(
-                task_id=self._id, code=error.code, message=error.message, raw_error=task.raw_error
+        failure: NoResultsError | TaskFailedError
+        if task.status is TaskStatus.COMPLETED:
+            failure = NoResultsError(task_id=self._id, task=task)
+        elif task.error is not None:
+            failure = TaskFailedError(
+                task_id=self._id,
+                code=task.error.code,
+                message=task.error.message,
+                raw_error=task.raw_error,
             )
-        raise TaskFailedError(
-            task_id=self._id,
-            code="request_cancelled",
-            message="the task was cancelled",
-            raw_error=task.raw_error,
-        )
+        else:
+            failure = TaskFailedError(
+                task_id=self._id,
+                code="request_cancelled",
+                message="the task was cancelled",
+                raw_error=task.raw_error,
+            )
+        self._span.end(task.raw_status, error=failure)
+        raise failure
 
     async def wait(self, *, timeout: float | None = DEFAULT) -> Task:
         """Poll until the task finishes; return the completed :class:`Task`.
@@ -349,9 +380,12 @@ class TaskHandle:
         task = self._verdict(await self._until_terminal(deadline, limit))
         try:
             async with bounded(deadline):
-                return await self._delivery.fetch_all(task)
+                result = await self._delivery.fetch_all(task)
         except DeadlineReached:
             raise self._timed_out(limit, stage="download") from None
+
+        self._span.end("delivered")
+        return result
 
     def __await__(self) -> Generator[Any, None, GenerationResult]:
         return self.result().__await__()
@@ -393,6 +427,8 @@ class TaskHandle:
         prepare_folder(plan)
         try:
             async with bounded(deadline):
-                return await self._delivery.save(task, plan)
+                paths = await self._delivery.save(task, plan)
         except DeadlineReached:
             raise self._timed_out(limit, stage="download") from None
+        self._span.end("saved")
+        return paths

@@ -1,0 +1,138 @@
+"""OpenTelemetry spans, when the ``otel`` extra is installed; nothing at all otherwise.
+
+One span per task, ``zimage.task``, from the create call to the delivered (or failed)
+result, with a child span per HTTP call made for it: the create's tries, each task read,
+each image download. The task span carries the task id, the number of polls and
+retries, an upper bound of the detection lag (the time between the last look that saw
+the task running and the one that saw it end), the credits reserved and the outcome.
+
+``opentelemetry-api`` is imported on the first span, never by ``import zimage_async``;
+without it every function here returns at once. Whether spans are recorded and where
+they go is the application's choice, through the OpenTelemetry SDK.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["NO_SPAN", "TaskSpan", "child_span", "current_span", "task_span"]
+
+_NAME = "zimage_async"
+
+
+@functools.lru_cache(maxsize=1)
+def _api() -> Any:
+    """Return ``opentelemetry.trace``, or None when the extra is not installed."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+    return trace
+
+
+def _tracer() -> Any:
+    trace = _api()
+    if trace is None:
+        return None
+    from ._version import __version__
+
+    return trace.get_tracer(_NAME, __version__)
+
+
+class TaskSpan:
+    """The span of one task (a stand-in that does nothing when telemetry is off)."""
+
+    def __init__(self, span: Any) -> None:
+        self._span = span
+        self.polls = 0
+        self.retries = 0
+        self._ended = False
+
+    @property
+    def recording(self) -> bool:
+        """Whether there is a real span behind this one."""
+        return self._span is not None
+
+    def set(self, key: str, value: object) -> None:
+        """Set attribute ``zimage.<key>`` (ignored for None values)."""
+        if self._span is not None and value is not None:
+            self._span.set_attribute(f"zimage.{key}", value)
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        """Make this span the current one for the block (its HTTP calls become children).
+
+        The block must not span a ``yield`` of an async generator.
+        """
+        if self._span is None:
+            yield
+            return
+        with _api().use_span(self._span, end_on_exit=False):
+            yield
+
+    def end(self, outcome: str, *, error: BaseException | None = None) -> None:
+        """End the span once, with its counters and *outcome*."""
+        if self._span is None or self._ended:
+            return
+        self._ended = True
+        self.set("polls", self.polls)
+        self.set("retries", self.retries)
+        self.set("outcome", outcome)
+        if error is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            self._span.record_exception(error)
+            self._span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        self._span.end()
+
+
+#: A task span that records nothing.
+NO_SPAN = TaskSpan(None)
+
+
+def task_span() -> TaskSpan:
+    """Start a ``zimage.task`` span (not made current), or return the no-op one."""
+    tracer = _tracer()
+    if tracer is None:
+        return NO_SPAN
+    return TaskSpan(tracer.start_span("zimage.task"))
+
+
+def current_span() -> Any:
+    """Return the current OpenTelemetry span, or None when telemetry is off."""
+    trace = _api()
+    return None if trace is None else trace.get_current_span()
+
+
+@contextlib.contextmanager
+def child_span(name: str, *, parent: TaskSpan | None = None, **attributes: object) -> Iterator[Any]:
+    """Open a span for one HTTP call, a child of *parent* (else of the current span).
+
+    Yields the span (or None when telemetry is off) so the caller can add the status; an
+    exception leaving the block marks it as an error.
+    """
+    tracer = _tracer()
+    if tracer is None:
+        yield None
+        return
+    context = None
+    if parent is not None and parent.recording:
+        context = _api().set_span_in_context(parent._span)
+    # Not made current: the block may be the body of an async generator.
+    span = tracer.start_span(name, context=context)
+    try:
+        for key, value in attributes.items():
+            if value is not None:
+                span.set_attribute(key, value)
+        yield span
+    except BaseException as exc:
+        from opentelemetry.trace import Status, StatusCode
+
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        raise
+    finally:
+        span.end()
