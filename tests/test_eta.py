@@ -107,10 +107,13 @@ async def test_eta_is_known_while_running_and_none_at_the_end() -> None:
     ):
         started = time.time()
         handle = await session.submit("a slow fox")
-        assert handle.eta is None  # no look scheduled yet
+        before: float | None = handle.eta
+        assert before is None  # no look scheduled yet
         etas = [handle.eta async for _ in handle.updates()]
         assert any(eta is not None and eta > started for eta in etas)
-        assert handle.is_done and handle.eta is None
+        after: float | None = handle.eta
+        assert handle.is_done
+        assert after is None
 
 
 async def test_stalled_task_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
