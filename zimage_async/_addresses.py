@@ -14,6 +14,7 @@ party that resolves and connects can check that.
 from __future__ import annotations
 
 import codecs
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -119,6 +120,7 @@ def parse_legacy_ipv4(text: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(number)
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and asked for every image link and address
 def internal_host_reason(host: str) -> str | None:
     """Say why *host* is an internal address, or return ``None`` for a public host.
 

@@ -109,7 +109,7 @@ class LinkPolicy:
         >>> LinkPolicy().refusal("https://169.254.169.254/latest/meta-data")
         'its host is a link-local address (169.254.0.0/16)'
         """
-        if any(char in _AMBIGUOUS or not char.isprintable() for char in url):
+        if not url.isprintable() or not _AMBIGUOUS.isdisjoint(url):
             return "it contains spaces, backslashes or control characters"
         try:
             parts = urllib.parse.urlsplit(url)
