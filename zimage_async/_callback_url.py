@@ -1,0 +1,219 @@
+"""The callback URL rules: https, public hosts only, however an address is spelled.
+
+:func:`validate_callback_url` checks the ``callback_url`` a request sends (the provider
+refuses internal addresses, so a refusal here saves a billed task that could never call
+back); :func:`validate_receiver_url` checks the URL of a :class:`CallbackReceiver`, which
+may be on loopback while the API itself is (the emulator). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import unicodedata
+import urllib.parse
+
+from ._addresses import internal_host_reason
+from ._exceptions import InvalidRequestError
+from ._quoting import describe_char, quote, wrong_type
+
+__all__ = ["CALLBACK_URL_MAX_CHARS", "validate_callback_url", "validate_receiver_url"]
+
+#: The longest callback URL the service accepts.
+CALLBACK_URL_MAX_CHARS = 2048
+
+_HOST_ASCII_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._")
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zs", "Zl", "Zp"})
+_URL_RULE = (
+    f"an absolute https URL of at most {CALLBACK_URL_MAX_CHARS} characters, "
+    "without spaces or control characters, or omitted"
+)
+_URL_SCHEME_RULE = "the callback URL must use https; http and every other scheme are refused"
+_URL_CREDENTIALS_RULE = (
+    "no user name or password before the host, because credentials in the URL hide the "
+    "real host (https://api.example.com@10.0.0.1/ goes to 10.0.0.1)"
+)
+_URL_HOST_RULE = (
+    "a public host name or IP address: the service refuses loopback, private, link-local "
+    "and other internal addresses, however they are spelled"
+)
+_URL_HOST_SYNTAX_RULE = (
+    "the host is a name, an IPv4 address, or an IPv6 address in brackets (without a zone id), "
+    "optionally followed by ':port'"
+)
+_URL_PORT_RULE = "a port, if given, is a number from 1 to 65535"
+
+
+def validate_callback_url(value: object) -> str | None:
+    """Check a callback URL: absolute, https, and pointing at a public host.
+
+    Refused, before anything is sent: anything but ``https`` (case does not matter); more
+    than 2048 characters; whitespace, control or invisible characters anywhere; a missing
+    host; credentials before the host (``https://api.example.com@10.0.0.1/`` goes to
+    ``10.0.0.1``, so any ``user@`` or ``user:pass@`` is refused); characters a host
+    cannot hold (``%``, a backslash...); a port outside 1..65535; and a host that
+    :func:`~zimage_async._addresses.internal_host_reason` calls internal, however it is
+    spelled (``127.1``, ``2130706433``, ``[::ffff:7f00:1]``, ``LOCALHOST.``...).
+    International host names and public IPv4 and IPv6 literals are accepted. The URL is
+    returned unchanged.
+
+    A public name that *resolves* to an internal address cannot be detected without a
+    DNS lookup, which this pure check does not make; the service applies its own check
+    when it calls back. Messages name the host but never quote the whole URL, since its
+    query string may carry a secret for the receiver.
+
+    >>> validate_callback_url("https://example.com/hooks/zimage?x=1")
+    'https://example.com/hooks/zimage?x=1'
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequestError("callback_url", _URL_RULE, wrong_type(value))
+    if len(value) > CALLBACK_URL_MAX_CHARS:
+        raise InvalidRequestError(
+            "callback_url",
+            _URL_RULE,
+            f"it is {len(value)} characters long, over the maximum of {CALLBACK_URL_MAX_CHARS}",
+        )
+    if not value:
+        raise InvalidRequestError("callback_url", _URL_RULE, "it is empty")
+    for position, char in enumerate(value):
+        if char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            raise InvalidRequestError(
+                "callback_url",
+                _URL_RULE,
+                f"it contains {describe_char(char)} at position {position}",
+            )
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError as exc:
+        raise InvalidRequestError(
+            "callback_url", _URL_RULE, f"it does not parse as a URL ({exc})"
+        ) from exc
+    if not parts.scheme:
+        raise InvalidRequestError("callback_url", _URL_SCHEME_RULE, "it has no scheme")
+    if parts.scheme.lower() != "https":
+        raise InvalidRequestError(
+            "callback_url", _URL_SCHEME_RULE, f"its scheme is {quote(parts.scheme)}"
+        )
+    if not parts.netloc:
+        raise InvalidRequestError(
+            "callback_url", _URL_RULE, "it has no host (write https://host/path)"
+        )
+    if "@" in parts.netloc:
+        after = parts.netloc.rpartition("@")[2]
+        raise InvalidRequestError(
+            "callback_url",
+            _URL_CREDENTIALS_RULE,
+            f"it carries credentials before '@', and the host it really names is {quote(after)}",
+        )
+    host = _split_host_port(parts.netloc)
+    reason = internal_host_reason(host)
+    if reason is not None:
+        raise InvalidRequestError(
+            "callback_url", _URL_HOST_RULE, f"its host {quote(host)} is {reason}"
+        )
+    return value
+
+
+def _is_loopback(host: str | None) -> bool:
+    """Whether *host* is ``localhost`` or a loopback IP address, spelled plainly."""
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
+
+def validate_receiver_url(value: object, *, base_url: str) -> str:
+    """Check the callback URL a session's receiver serves (``Session(callback_url=...)``).
+
+    The rules of :func:`validate_callback_url`, with one exception for testing: when
+    *base_url* is itself on loopback (the emulator), an ``http`` or ``https`` URL to a
+    loopback host is accepted, since only a server on this machine could call it. The
+    real service is never on loopback, so this never loosens a production setup.
+
+    >>> validate_receiver_url("http://127.0.0.1:8080/", base_url="http://127.0.0.1:9000")
+    'http://127.0.0.1:8080/'
+    >>> validate_receiver_url("http://127.0.0.1:8080/", base_url="https://ai.odkkk.com/apiv1")
+    Traceback (most recent call last):
+    ...
+    zimage_async._exceptions.InvalidRequestError: callback_url: ...
+    """
+    if (
+        isinstance(value, str)
+        and len(value) <= CALLBACK_URL_MAX_CHARS
+        and value.isprintable()
+        and " " not in value
+        and _is_loopback(urllib.parse.urlsplit(base_url).hostname)
+    ):
+        try:
+            parts = urllib.parse.urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port outside 0..65535
+        except ValueError:
+            pass
+        else:
+            if (
+                parts.scheme.lower() in ("http", "https")
+                and "@" not in parts.netloc
+                and _is_loopback(parts.hostname)
+            ):
+                return value
+    checked = validate_callback_url(value)
+    if checked is None:
+        raise InvalidRequestError("callback_url", _URL_RULE, "it is None")
+    return checked
+
+
+def _split_host_port(netloc: str) -> str:
+    """Return the host of *netloc* (credentials already refused); check host and port."""
+    if netloc.startswith("["):
+        inner, bracket, port = netloc[1:].partition("]")
+        if not bracket:
+            raise InvalidRequestError(
+                "callback_url", _URL_HOST_SYNTAX_RULE, "its IPv6 host has no closing ']'"
+            )
+        host = f"[{inner}]"
+        if "%" in inner:
+            raise InvalidRequestError(
+                "callback_url",
+                _URL_HOST_SYNTAX_RULE,
+                f"its host {quote(host)} has a zone id, which only means something on this machine",
+            )
+        if port and not port.startswith(":"):
+            raise InvalidRequestError(
+                "callback_url", _URL_HOST_SYNTAX_RULE, f"{quote(port)} follows the IPv6 host"
+            )
+        _check_port(port[1:])
+        return host
+    host, colon, port = netloc.partition(":")
+    if colon:
+        if ":" in port:
+            raise InvalidRequestError(
+                "callback_url",
+                _URL_HOST_SYNTAX_RULE,
+                f"its host {quote(netloc)} has several ':'; write an IPv6 address in "
+                "brackets, as in https://[2001:db8::1]/",
+            )
+        _check_port(port)
+    if not host:
+        raise InvalidRequestError("callback_url", _URL_RULE, "it has no host")
+    for char in unicodedata.normalize("NFKC", host).lower():
+        if char.isascii() and char not in _HOST_ASCII_CHARS:
+            raise InvalidRequestError(
+                "callback_url",
+                _URL_HOST_SYNTAX_RULE,
+                f"its host {quote(host)} contains {describe_char(char)}, which a host "
+                "name cannot hold",
+            )
+    return host
+
+
+def _check_port(port: str) -> None:
+    """Refuse a port that is not a number from 1 to 65535 (an empty port is the default)."""
+    if not port:
+        return
+    if not (port.isascii() and port.isdigit()) or len(port) > 5 or not 1 <= int(port) <= 65535:
+        raise InvalidRequestError(
+            "callback_url", _URL_PORT_RULE, f"its port {quote(port)} is not valid"
+        )

@@ -1,0 +1,51 @@
+"""Quoting values in error messages: never a whole value, never a broken repr."""
+
+from __future__ import annotations
+
+__all__ = ["describe_char", "int_text", "quote", "wrong_type"]
+
+_QUOTE_MAX_CHARS = 60
+
+
+def wrong_type(value: object) -> str:
+    """Describe a value of the wrong type, quoting a short start of its repr."""
+    return f"got a value of type {type(value).__name__}: {_shorten(_safe_repr(value))}"
+
+
+def _safe_repr(value: object) -> str:
+    """Return ``repr(value)``, or a placeholder if that fails or is an over-long int."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int_text(value)
+    try:
+        return repr(value)
+    except Exception:  # a broken __repr__ must not hide the real problem
+        return f"<{type(value).__name__} object>"
+
+
+def int_text(value: int) -> str:
+    """Write an integer in full if it is short, else describe its size."""
+    if abs(value) < 10**30:
+        return str(value)
+    sign = "-" if value < 0 else ""
+    return f"a {sign}{value.bit_length()}-bit integer"
+
+
+def quote(text: str) -> str:
+    """Return ``repr(text)``, cut to its first 60 characters with a note of its length."""
+    if len(text) <= _QUOTE_MAX_CHARS:
+        return repr(text)
+    return f"{text[:_QUOTE_MAX_CHARS]!r}... ({len(text)} characters)"
+
+
+def _shorten(text: str) -> str:
+    """Cut an already-quoted text to about 60 characters."""
+    if len(text) <= _QUOTE_MAX_CHARS:
+        return text
+    return text[:_QUOTE_MAX_CHARS] + "..."
+
+
+def describe_char(char: str) -> str:
+    """Name a character for a message: ``'/'``, or ``U+000A`` for invisible ones."""
+    if char.isprintable() and not char.isspace():
+        return f"the character {char!r}"
+    return f"the character U+{ord(char):04X}"
