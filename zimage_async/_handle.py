@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Generator
+from collections.abc import AsyncGenerator, Generator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from ._delivery import Delivery
 from ._download import DownloadInfo
 from ._exceptions import NoResultsError, TaskFailedError, WaitTimeoutError
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
-from ._polling import DeadlineReached, Nap, bounded, deadline_after, snapshots
+from ._polling import DeadlineReached, bounded, deadline_after, naps, snapshots
 from ._runtime import DEFAULT, Runtime
 from ._saving import plan_save, prepare_folder
 from ._schedule import PollState
@@ -199,32 +199,6 @@ class TaskHandle:
             )
         return timeout
 
-    @contextlib.asynccontextmanager
-    async def _nap(self) -> AsyncIterator[Nap]:
-        """How to sleep between looks: plainly, or until a callback hint for this task.
-
-        A hint is only a reason to look: the task is fetched, and that answer alone
-        decides. A flood of hints (forged or duplicated) must not become a flood of
-        requests, so after a hint the next look still waits until ``wait_min`` has
-        passed since the nap began (which is when the last look ended).
-        """
-        rt = self._rt
-        if rt.hints is None:
-            yield rt.sleep
-            return
-        spacing = rt.poll.wait_min
-        with rt.hints.watch(self._id) as watch:
-
-            async def nap(seconds: float) -> None:
-                began = rt.clock()
-                if await watch.wait(seconds):
-                    logger.debug("task %s: a callback hint arrived; fetching it", self._id)
-                    rest = began + spacing - rt.clock()
-                    if rest > 0:
-                        await rt.sleep(rest)
-
-            yield nap
-
     async def _look(self) -> Task:
         self._tell_if_stalled()
         task = await self.refresh()
@@ -255,7 +229,13 @@ class TaskHandle:
                 stretch=self._rt.callback_poll_factor if self._expects_callback else 1.0,
             )
             self._state = state
-            async with self._nap() as nap:
+            async with naps(
+                self._rt.hints,
+                self._id,
+                sleep=self._rt.sleep,
+                clock=self._rt.clock,
+                spacing=self._rt.poll.wait_min,
+            ) as nap:
                 polls = snapshots(
                     self._look, state, first=first, nap=nap, clock=self._rt.clock, deadline=deadline
                 )

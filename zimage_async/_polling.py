@@ -12,22 +12,28 @@ it, and :func:`bounded` cuts short a look still running when it passes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ._models import Task
 from ._schedule import PollState
+
+if TYPE_CHECKING:
+    from ._hints import HintSource
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout_at
 else:  # pragma: no cover - aiohttp installs async-timeout below 3.11
     from async_timeout import timeout_at  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["DeadlineReached", "bounded", "deadline_after", "snapshots"]
+__all__ = ["DeadlineReached", "bounded", "deadline_after", "naps", "snapshots"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("zimage_async")
 
 #: Sleeps up to the given seconds; what it returns is ignored.
 Nap = Callable[[float], Awaitable[object]]
@@ -91,3 +97,35 @@ async def snapshots(
             raise DeadlineReached
         await nap(delay)
         task = None
+
+
+@asynccontextmanager
+async def naps(
+    hints: HintSource | None,
+    task_id: str,
+    *,
+    sleep: Callable[[float], Awaitable[None]],
+    clock: Callable[[], float],
+    spacing: float,
+) -> AsyncIterator[Nap]:
+    """Yield how to sleep between looks: plainly, or until a callback hint for *task_id*.
+
+    A hint is only a reason to look: the task is fetched, and that answer alone decides.
+    A flood of hints (forged or duplicated) must not become a flood of requests, so after
+    a hint the next look still waits until *spacing* seconds have passed since the nap
+    began (which is when the last look ended).
+    """
+    if hints is None:
+        yield sleep
+        return
+    with hints.watch(task_id) as watch:
+
+        async def nap(seconds: float) -> None:
+            began = clock()
+            if await watch.wait(seconds):
+                logger.debug("task %s: a callback hint arrived; fetching it", task_id)
+                rest = began + spacing - clock()
+                if rest > 0:
+                    await sleep(rest)
+
+        yield nap
