@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from zimage_async import (
     InsufficientQuotaError,
     InvalidRequestError,
+    ManifestError,
     RateLimitError,
     Session,
     SubmissionUncertainError,
@@ -391,3 +392,38 @@ def test_a_pre_charge_code_is_always_refused(status: int, error_type: str) -> No
             Stage.ANSWERED, status=status, error_type=error_type, error_code=code
         )
         assert verdict is CreateVerdict.REFUSED
+
+
+async def test_a_task_that_cannot_be_recorded_is_named_in_the_error(
+    gateway: Gateway, gs: Session, tmp_path: Path
+) -> None:
+    """If the manifest cannot take a created task's id, the error names the billed task."""
+    manifest = tmp_path / "m.sqlite"
+    lock = sqlite3.connect(manifest, timeout=0, isolation_level=None)
+
+    def hold_the_manifest() -> None:  # another process holding it, as a full disk would
+        lock.execute("BEGIN EXCLUSIVE")
+
+    gateway.on_post = hold_the_manifest
+    try:
+        with pytest.raises(ManifestError) as caught:
+            async with gs.generate_many(["a fox"], output_dir=tmp_path, manifest=manifest) as b:
+                [item async for item in b]
+    finally:
+        lock.close()
+    assert gateway.tasks[0] in str(caught.value)
+    assert f"zimage task {gateway.tasks[0]}" in str(caught.value)
+
+
+async def test_a_manifest_row_that_cannot_be_read_is_a_manifest_error(
+    gs: Session, tmp_path: Path
+) -> None:
+    """A damaged row gives ManifestError naming the file, not a raw traceback."""
+    manifest = tmp_path / "m.sqlite"
+    async with gs.generate_many(["a fox"], output_dir=tmp_path, manifest=manifest) as batch:
+        [item async for item in batch]
+    with sqlite3.connect(manifest) as db:
+        db.execute("UPDATE items SET state = 'bogus'")
+    with pytest.raises(ManifestError, match="cannot be read"):
+        async with gs.generate_many(["a fox"], output_dir=tmp_path, manifest=manifest) as batch:
+            [item async for item in batch]

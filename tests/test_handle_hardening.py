@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from zimage_async import ImageDownloadError, Session, WaitTimeoutError
+from zimage_async import ImageDownloadError, Session, WaitTimeoutError, ZImageError
+from zimage_async._saving import STALE_PART_SECONDS, remove_stale_parts
 
 from .conftest import _png, loopback_session, serving
 
@@ -124,3 +127,34 @@ async def test_an_unknown_status_is_warned_once_per_session(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "queued" in warnings[0].getMessage()
+
+
+class BrokenReads(SlowHost):
+    """A host whose task reads answer a proxy's HTML 502 once the task is created."""
+
+    async def task(self, request: web.Request) -> web.Response:
+        return web.Response(status=502, text="<html>bad gateway</html>", content_type="text/html")
+
+
+async def test_an_error_after_the_create_names_the_billed_task() -> None:
+    """When polling fails for good after the create, the error carries the task id."""
+    host = BrokenReads()
+    async with serving(host.app) as host.base, loopback_session(host.base) as session:
+        with pytest.raises(ZImageError) as caught:
+            await session.generate("ok-1")
+    assert caught.value.task_id == "task-unified-1-ok-1"
+    assert "zimage task task-unified-1-ok-1" in str(caught.value)
+    assert "generating it again" in str(caught.value)
+
+
+def test_stale_partial_files_are_removed_and_fresh_ones_kept(tmp_path: Path) -> None:
+    """A rerun removes the .part files of a killed process, not those being written."""
+    old = tmp_path / ".zimage-killed.part"
+    fresh = tmp_path / ".zimage-live.part"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    an_hour_ago = time.time() - STALE_PART_SECONDS - 1
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    assert remove_stale_parts(tmp_path) == [old]
+    assert not old.exists()
+    assert fresh.exists()

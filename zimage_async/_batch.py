@@ -30,6 +30,7 @@ from ._batchitems import (
 from ._batchplan import Resume, plan_resume
 from ._exceptions import (
     AuthenticationError,
+    ManifestError,
     NoResultsError,
     PermissionDeniedError,
     SpendLimitError,
@@ -41,6 +42,7 @@ from ._handle import TaskHandle
 from ._idempotency import new_key
 from ._manifest import Manifest, ManifestRow, RowState
 from ._models import GenerationRequest, TaskStatus
+from ._saving import remove_stale_parts
 
 __all__ = ["Batch", "BatchItem", "BatchProgress", "ItemState"]
 
@@ -160,6 +162,7 @@ class Batch:
             self._rows = manifest.rows()
         if self._output_dir is not None:
             self._output_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_parts(self._output_dir)
         self._started = time.monotonic()
         self._workers = [
             asyncio.ensure_future(self._work())
@@ -228,7 +231,9 @@ class Batch:
             self._outcomes.put_nowait(item)
 
     def _record(self, index: int, state: RowState, **fields: object) -> None:
-        if self._manifest is not None:
+        if self._manifest is None:
+            return
+        try:
             self._manifest.record(
                 index,
                 self._requests[index],
@@ -236,6 +241,16 @@ class Batch:
                 base_url=self._services.base_url,
                 **fields,  # type: ignore[arg-type]
             )
+        except ManifestError as exc:
+            task_id = fields.get("task_id")
+            if task_id is None:
+                raise
+            # The billed task must not live only in a log line: say it, and how to get it.
+            raise ManifestError(
+                f"{exc}; task {task_id} (item {index}) was created and is billed but could "
+                f"not be recorded - collect it with `zimage task {task_id} -o DIR` or "
+                f"session.task({task_id!r}), do not submit the item again"
+            ) from exc
 
     async def _run(self, index: int) -> BatchItem:
         request = self._requests[index]
@@ -256,6 +271,8 @@ class Batch:
                     return self._not_sent(index)
             task_id = handle.id
             return await self._finish(index, handle, row if resumed else None, resumed=resumed)
+        except ManifestError:
+            raise  # the manifest cannot be used: the whole batch stops, and says why
         except ZImageError as exc:
             return BatchItem(
                 index=index, request=request, task_id=task_id, error=exc, resumed=resumed

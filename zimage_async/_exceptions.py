@@ -72,6 +72,7 @@ __all__ = [
     "WaitTimeoutError",
     "ZImageError",
     "api_error_class",
+    "note_task",
 ]
 
 
@@ -79,7 +80,30 @@ class ZImageError(Exception):
     """Root of every exception that zimage-async raises on purpose.
 
     Catch it to handle anything the SDK reports; the subclasses say what went wrong.
+    ``task_id`` names the billed task an error concerns, when there is one: an error met
+    while waiting for a task that was already created carries it (and its message says
+    how to collect the task), so that nobody pays for the same image twice.
     """
+
+    #: The id of the (billed) task this error concerns, or None.
+    task_id: str | None = None
+
+
+def note_task(error: ZImageError, task_id: str) -> ZImageError:
+    """Attach *task_id* to an error met after the task was created, saying how to collect it.
+
+    An error that already names a task is returned unchanged.
+    """
+    if error.task_id is None:
+        error.task_id = task_id
+        hint = (
+            f" [task {task_id} was created and is billed: collect it later with "
+            f"session.task({task_id!r}) or `zimage task {task_id} -o DIR` instead of "
+            "generating it again]"
+        )
+        first = str(error.args[0]) if error.args else ""
+        error.args = (first + hint, *error.args[1:])
+    return error
 
 
 class InvalidRequestError(ZImageError, ValueError):

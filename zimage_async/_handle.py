@@ -12,7 +12,13 @@ from typing import Any
 
 from ._delivery import Delivery
 from ._download import DownloadInfo
-from ._exceptions import NoResultsError, TaskFailedError, WaitTimeoutError
+from ._exceptions import (
+    NoResultsError,
+    TaskFailedError,
+    WaitTimeoutError,
+    ZImageError,
+    note_task,
+)
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
 from ._polling import DeadlineReached, bounded, deadline_after, naps, snapshots
 from ._runtime import DEFAULT, Runtime
@@ -255,6 +261,8 @@ class TaskHandle:
                     pass
         except DeadlineReached:
             raise self._timed_out(timeout) from None
+        except ZImageError as exc:  # a read failed for good: the task itself goes on
+            raise note_task(exc, self._id)
         assert task is not None
         return task
 

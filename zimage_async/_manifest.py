@@ -182,8 +182,15 @@ class Manifest:
         self._db.close()
 
     def rows(self) -> dict[int, ManifestRow]:
-        """Every item recorded so far, by index."""
-        return _rows(self._db)
+        """Every item recorded so far, by index (a row that cannot be read: ManifestError)."""
+        try:
+            return _rows(self._db)
+        except (sqlite3.Error, ValueError, TypeError, IndexError) as exc:
+            raise ManifestError(
+                f"the manifest {self.path} has a row that cannot be read ({exc}); restore "
+                "it from a backup, or use another manifest path (its tasks are then not "
+                "resumed)"
+            ) from exc
 
     def check(self, requests: Sequence[GenerationRequest], *, base_url: str | None) -> None:
         """Refuse to go on if an item that has a task changed, or its tasks live elsewhere.
@@ -250,8 +257,33 @@ class Manifest:
     ) -> None:
         """Write the item's new state, committed and fsynced before returning.
 
-        An *idempotency_key* of None keeps the key the row already has.
+        An *idempotency_key* of None keeps the key the row already has. A write that
+        fails (a full disk, a read-only file) raises :class:`ManifestError`.
         """
+        try:
+            self._write(
+                index, request, state, base_url, task_id, completed_at, paths,
+                error_code, error_message, idempotency_key,
+            )  # fmt: skip
+        except (sqlite3.Error, OSError) as exc:
+            raise ManifestError(
+                f"cannot write to the manifest {self.path} ({exc}); is the disk full or "
+                "the file read-only?"
+            ) from exc
+
+    def _write(
+        self,
+        index: int,
+        request: GenerationRequest,
+        state: RowState,
+        base_url: str,
+        task_id: str | None,
+        completed_at: float | None,
+        paths: Sequence[Path],
+        error_code: str | None,
+        error_message: str | None,
+        idempotency_key: str | None,
+    ) -> None:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(

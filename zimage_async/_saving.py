@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,12 +15,14 @@ from ._imageinfo import EXTENSIONS
 from ._naming import DEFAULT_TEMPLATE, NameFields, check_template, render_name
 
 __all__ = [
+    "STALE_PART_SECONDS",
     "SavePlan",
     "current_umask",
     "fitting_suffix",
     "plan_save",
     "prepare_folder",
     "publish_mode",
+    "remove_stale_parts",
     "write_atomically",
 ]
 
@@ -179,3 +182,28 @@ async def write_atomically(folder: Path, chunks: AsyncIterator[bytes]) -> Path:
         temp.unlink(missing_ok=True)
         raise
     return temp
+
+
+#: A partial file untouched for this long is left by a process that died mid-download
+#: (a live download writes every few seconds, and gives up after ``image_timeout``).
+STALE_PART_SECONDS = 3600.0
+
+
+def remove_stale_parts(folder: Path, *, now: float | None = None) -> list[Path]:
+    """Remove the ``.zimage-*.part`` files a killed process left in *folder*; return them.
+
+    Only files untouched for :data:`STALE_PART_SECONDS` go: another process saving into
+    the same folder right now keeps its own.
+    """
+    cutoff = (time.time() if now is None else now) - STALE_PART_SECONDS
+    return [part for part in folder.glob(".zimage-*.part") if _remove_if_older(part, cutoff)]
+
+
+def _remove_if_older(part: Path, cutoff: float) -> bool:
+    try:
+        if part.stat().st_mtime >= cutoff:
+            return False
+        part.unlink()
+    except OSError:  # gone already, or not ours to remove
+        return False
+    return True
