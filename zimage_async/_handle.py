@@ -262,7 +262,8 @@ class TaskHandle:
         except DeadlineReached:
             raise self._timed_out(timeout) from None
         except ZImageError as exc:  # a read failed for good: the task itself goes on
-            raise note_task(exc, self._id)
+            note_task(exc, self._id)
+            raise
         assert task is not None
         return task
 
