@@ -56,7 +56,11 @@ def test_batch_saves_every_image_and_a_contact_sheet(tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = zimage("batch", prompts, "-o", out, "--contact-sheet", out / "sheet.png", *FAST)
     assert done.returncode == 0, done.stderr
-    assert len(list(out.glob("task-*.png"))) == 3
+    assert sorted(p.name for p in out.glob("0*.png")) == [
+        "0001-a-cat-0.png",
+        "0003-a-dog-0.png",
+        "0005-a-fox-0.png",
+    ]
     with PILImage.open(out / "sheet.png") as sheet:
         assert sheet.width > 256 and sheet.height > 256
     assert "in-process emulator" in done.stderr
@@ -206,7 +210,7 @@ async def test_ctrl_c_leaves_a_manifest_that_the_rerun_resumes_without_paying_tw
     stdout, stderr = await rerun.communicate()
     assert rerun.returncode == 0, stderr.decode()
     assert json.loads(stdout.splitlines()[-1])["resumed"] == 4
-    assert len(list(out.glob("task-*.png"))) == 4
+    assert len(list(out.glob("0*.png"))) == 4
     billed = Counter(entry.request_body["prompt"] for entry in emu.ledger)
     assert billed == Counter(f"prompt {n}" for n in range(4))
 

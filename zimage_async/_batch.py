@@ -86,8 +86,12 @@ class Batch:
         resubmit_uncertain: bool,
         resubmit_failed: bool,
         resubmit_expired: bool = False,
+        name: str | None = None,
+        numbers: Sequence[int] | None = None,
     ) -> None:
         self._services = services
+        self._name = name
+        self._numbers = numbers
         self._requests = requests
         self._concurrency = concurrency
         self._output_dir = output_dir
@@ -304,7 +308,7 @@ class Batch:
         assert row is not None
         if plan is Resume.RESUME:
             assert row.task_id is not None
-            return self._services.task(row.task_id)
+            return self._services.task(row.task_id, request=request)
         if plan is Resume.REPORT_SAVED:
             return BatchItem(
                 index=index, request=request, task_id=row.task_id, paths=row.paths, resumed=True
@@ -351,7 +355,7 @@ class Batch:
                 self._record_create_error(index, exc)
                 raise
             self._record(index, RowState.CREATED, task_id=exc.task_id)
-            return self._services.task(exc.task_id)
+            return self._services.task(exc.task_id, request=request)
         except (AuthenticationError, PermissionDeniedError) as exc:
             self._record_create_error(index, exc)
             if self._stopped_by is None:
@@ -412,7 +416,10 @@ class Batch:
             return BatchItem(
                 index=index, request=request, task_id=handle.id, result=result, resumed=resumed
             )
-        paths = await handle.save(self._output_dir, timeout=self._timeout)
+        number = self._numbers[index] if self._numbers is not None else index + 1
+        paths = await handle.save(
+            self._output_dir, name=self._name, number=number, timeout=self._timeout
+        )
         self._record(
             index, RowState.SAVED, task_id=handle.id, completed_at=completed_at, paths=paths
         )

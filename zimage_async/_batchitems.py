@@ -110,7 +110,7 @@ class BatchServices:
     #: Create the item's task: ``submit(request, idempotency_key, index)``.
     submit: Callable[[GenerationRequest, str, int], Awaitable[TaskHandle]]
     #: A handle for an existing task id.
-    task: Callable[[str], TaskHandle]
+    task: Callable[..., TaskHandle]
     #: Wait until the session's rate gate lets a create go.
     gate_wait: Callable[[], Awaitable[None]]
     #: Where the tasks live (a manifest's tasks must live there too).

@@ -26,8 +26,9 @@ from ._cli_common import (
     UsageError,
     say,
 )
-from ._cli_generate import run_generate, run_task
+from ._cli_generate import add_save_options, run_generate, run_task
 from ._exceptions import ZImageError
+from ._naming import BATCH_NAME
 from ._version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--json", action="store_true", help="print the task id, status and paths as JSON"
     )
+    add_save_options(generate)
 
     batch = commands.add_parser(
         "batch", parents=[common], help="generate every prompt of a file, concurrently"
@@ -160,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="submit again items whose images were never saved (or were deleted) and whose "
         "links have expired (a new key; billed again)",
+    )
+    batch.add_argument(
+        "--name",
+        metavar="TEMPLATE",
+        default=BATCH_NAME,
+        help="file names in -o DIR (fields: number = the line number, slug, seed, task_id, "
+        "index); default: '{number:04d}-{slug}-{index}'",
     )
     _request_options(batch, batch=True)
 

@@ -86,6 +86,8 @@ async def run_batch(
             resubmit_uncertain=args.resubmit_uncertain,
             resubmit_failed=args.resubmit_failed,
             resubmit_expired=args.resubmit_expired,
+            name=args.name,
+            numbers=[entry.line for entry in lines],
         )
         try:
             async with batch:

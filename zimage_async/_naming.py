@@ -30,6 +30,7 @@ import attrs
 from ._exceptions import InvalidRequestError
 
 __all__ = [
+    "BATCH_NAME",
     "DEFAULT_TEMPLATE",
     "NAME_FIELDS",
     "NameFields",
@@ -42,6 +43,8 @@ __all__ = [
 NAME_FIELDS = ("task_id", "index", "seed", "slug", "number")
 #: The name ``save()`` gives without a template: ``<task id>-<n>``.
 DEFAULT_TEMPLATE = "{task_id}-{index}"
+#: The name a batch gives: the item's number, a slug of its prompt, the image index.
+BATCH_NAME = "{number:04d}-{slug}-{index}"
 #: The longest slug, in characters.
 SLUG_MAX = 40
 

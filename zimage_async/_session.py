@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import os
 import random
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ from ._journal_spend import SpendLimit
 from ._journaling import Bookkeeper, check_max_credits
 from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task
+from ._naming import BATCH_NAME, check_template
 from ._runtime import DEFAULT, Runtime
 from ._schedule import PollSchedule, RetryPolicy
 from ._secret import Secret
@@ -361,6 +362,8 @@ class Session(JournalMethods):
         resubmit_failed: bool = False,
         resubmit_expired: bool = False,
         max_credits: float | None = None,
+        name: str | None = BATCH_NAME,
+        numbers: Sequence[int] | None = None,
     ) -> Batch:
         """Generate many images, at most *concurrency* at once; iterate for the outcomes.
 
@@ -374,8 +377,12 @@ class Session(JournalMethods):
                 async for item in batch:
                     print(item.index, item.paths or item.error)
 
-        With *output_dir*, images are saved there (``<task id>-<n>.<ext>``, atomically)
-        and ``item.paths`` lists them; without it, ``item.result`` holds the bytes.
+        With *output_dir*, images are saved there atomically and ``item.paths`` lists
+        them; without it, ``item.result`` holds the bytes. Files are named by the *name*
+        template (default ``{number:04d}-{slug}-{index}``: the item's number, counting
+        from 1 or taken from *numbers*, a slug of its prompt, the image index; the fields
+        are ``number``, ``slug``, ``seed``, ``task_id`` and ``index``), so a file says
+        which prompt made it; ``name=None`` gives ``<task id>-<n>``.
         *timeout* bounds each item's wait (default: the session's poll schedule).
 
         *manifest* (a file) makes the batch resumable: a rerun with the same manifest
@@ -389,6 +396,12 @@ class Session(JournalMethods):
         .. versionadded:: 0.1.0
         """
         checked = check_requests(requests)
+        if name is not None:
+            check_template(name, number=1)
+        if numbers is not None and len(numbers) != len(checked):
+            raise InvalidRequestError(
+                "numbers", "one number per request", f"got {len(numbers)} for {len(checked)}"
+            )
         if concurrency < 1:
             raise InvalidRequestError("concurrency", "1 or more", f"got {concurrency!r}")
         journal = None if self._book is None else "session"
@@ -416,13 +429,19 @@ class Session(JournalMethods):
             resubmit_uncertain=resubmit_uncertain,
             resubmit_failed=resubmit_failed,
             resubmit_expired=resubmit_expired,
+            name=name,
+            numbers=numbers,
         )
 
-    def task(self, task_id: str) -> TaskHandle:
-        """Return a handle for an existing task, from its stored id (no request yet)."""
+    def task(self, task_id: str, *, request: GenerationRequest | None = None) -> TaskHandle:
+        """Return a handle for an existing task, from its stored id (no request yet).
+
+        *request*, the request the task was made from, if you kept it, lets the handle
+        check image sizes, name files by its prompt and embed it as metadata.
+        """
         task_id = validate_task_id(task_id)
         self._check_open()
-        return TaskHandle(self._runtime, task_id, None)
+        return TaskHandle(self._runtime, task_id, None, request)
 
     async def get_task(self, task_id: str) -> Task:
         """Fetch a task's current snapshot once (``GET /v1/tasks/{id}``)."""
