@@ -82,11 +82,14 @@ def check_renderer(image_format: str, renderer: str, padding_bytes: int) -> Rend
         renderer = "pillow" if has_pillow else "plain"
     if renderer == "pillow" and not has_pillow:
         raise RuntimeError(
-            "The emulator needs Pillow to draw images: pip install 'zimage-async[images]'."
+            "The emulator needs Pillow to draw images: pip install '.[images]' in a clone of "
+            "the repository ('zimage-async[images]' once it is published), or pip install "
+            "Pillow."
         )
     if image_format != "png" and renderer == "plain":
         raise RuntimeError(
-            f"image_format={image_format!r} needs Pillow (pip install 'zimage-async[images]'); "
+            f"image_format={image_format!r} needs Pillow (pip install '.[images]' in a clone, "
+            "or pip install Pillow); "
             "without it the emulator can only make PNG images."
         )
     if image_format == "webp" and not _webp_available():
