@@ -184,6 +184,21 @@ class _PolicyResolver(aiohttp.abc.AbstractResolver):
         return None
 
 
+def _scrub(exc: BaseException) -> None:
+    """Drop the frames of *exc* and of every exception it chains to.
+
+    aiohttp's frames hold the request's header dictionary (the key) as a local. Python
+    3.10 may still link the caught exception to ours as ``__context__`` although ours is
+    raised outside the ``except`` block, so the chain must hold no frames at all.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+
+
 def _translate(
     exc: BaseException, *, method: str, path: str, limits: tuple[float | None, float | None]
 ) -> ZImageError:
@@ -196,6 +211,7 @@ def _translate(
     stall, total = limits
     if isinstance(exc, ZImageError):  # already ours (from a nested layer)
         return exc
+    _scrub(exc)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return APITimeoutError(
             "timed out while connecting", request_sent=False, method=method, path=path
@@ -306,7 +322,7 @@ class ImageStream:
         except _WIRE as exc:
             failure = _translate(exc, method="GET", path=self._label, limits=self._limits)
         if failure is not None:
-            raise failure
+            raise failure from None
 
     async def sample(self, limit: int) -> bytes:
         """Return the first *limit* bytes of the body, or fewer if it is shorter.
@@ -529,7 +545,7 @@ class Transport:
                     attempt,
                     (time.perf_counter() - started) * 1000,
                 )
-        raise failure
+        raise failure from None
 
     def _proxy(self, url: str) -> str | None:
         return None if self._borrowed is not None else self._proxies.proxy_for(url)
@@ -623,4 +639,4 @@ class Transport:
                     (time.perf_counter() - started) * 1000,
                 )
         if failure is not None:
-            raise failure
+            raise failure from None
