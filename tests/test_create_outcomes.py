@@ -7,6 +7,7 @@ comes from the emulator, so a mistake the emulator shares with the SDK cannot hi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -301,7 +302,7 @@ async def test_the_manifest_holds_the_key_before_the_create_is_sent(
     seen: list[object] = []
 
     def look() -> None:
-        with sqlite3.connect(manifest) as db:
+        with contextlib.closing(sqlite3.connect(manifest)) as db, db:
             seen.extend(row[0] for row in db.execute("SELECT idempotency_key FROM items"))
 
     gateway.on_post = look
@@ -422,7 +423,7 @@ async def test_a_manifest_row_that_cannot_be_read_is_a_manifest_error(
     manifest = tmp_path / "m.sqlite"
     async with gs.generate_many(["a fox"], output_dir=tmp_path, manifest=manifest) as batch:
         [item async for item in batch]
-    with sqlite3.connect(manifest) as db:
+    with contextlib.closing(sqlite3.connect(manifest)) as db, db:
         db.execute("UPDATE items SET state = 'bogus'")
     with pytest.raises(ManifestError, match="cannot be read"):
         async with gs.generate_many(["a fox"], output_dir=tmp_path, manifest=manifest) as batch:

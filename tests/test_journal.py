@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import sys
 from pathlib import Path
@@ -484,7 +485,8 @@ def test_a_journal_file_given_as_a_manifest_is_refused_with_a_message(tmp_path: 
     asyncio.run(_make_journal(path))
     with pytest.raises(ManifestError, match="is a zimage journal, not a batch manifest"):
         Manifest.open(path, batch_id="b")
-    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
     assert "meta" not in tables
 
 

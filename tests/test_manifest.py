@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -92,7 +93,7 @@ INSERT INTO items VALUES (0, 'f', '{}', 'created', 'task-1', 'http://x', NULL, '
 def test_a_manifest_without_key_column_gains_it(tmp_path: Path) -> None:
     """A manifest written before idempotency keys opens, keeps its rows, and stores keys."""
     path = tmp_path / "old.sqlite"
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.executescript(_FIRST_FORMAT)
     manifest = Manifest.open(path, batch_id="b")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -57,7 +58,7 @@ async def test_an_image_deleted_after_its_links_expired_says_how_to_get_it_back(
     out, manifest = tmp_path / "out", tmp_path / "batch.db"
     first = await _collect(zs, ["a cat"], output_dir=out, manifest=manifest)
     first[0].paths[0].unlink()
-    with sqlite3.connect(manifest) as db:  # the task completed two days ago
+    with contextlib.closing(sqlite3.connect(manifest)) as db, db:  # the task completed two days ago
         db.execute("UPDATE items SET completed_at = completed_at - 172800")
     db.close()
     expired = await _collect(zs, ["a cat"], output_dir=out, manifest=manifest)
