@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import zimage_async
 
 project = "zimage-async"
@@ -38,3 +40,23 @@ from zimage_async._parsing import parse_json, parse_retry_after, parse_task
 html_theme = "furo"
 html_title = f"zimage-async {release}"
 # No intersphinx: the docs build offline, and -W would turn a failed fetch into an error.
+
+
+def _exception_source(app: object, modname: str, attribute: str) -> str | None:
+    """Point [source] links of exceptions at the module that defines each class.
+
+    Every exception class names ``zimage_async._exceptions`` as its module, which
+    re-exports them from the modules that define them.
+    """
+    from zimage_async import _exceptions_base, _exceptions_image, _exceptions_task
+
+    name = attribute.split(".")[0]
+    for module in (_exceptions_base, _exceptions_image, _exceptions_task):
+        if name in module.__all__:
+            return module.__name__
+    return None
+
+
+def setup(app: Any) -> None:
+    """Register the documentation's own hooks."""
+    app.connect("viewcode-follow-imported", _exception_source)

@@ -33,6 +33,11 @@
 "The call failed" (:class:`APIError`, :class:`APIConnectionError`) is kept apart from
 "the task failed" (:class:`TaskFailedError`): the first says nothing about the task, the
 second is the service's verdict on it.
+
+The root and the request, storage and HTTP errors are defined here; the errors about one
+task live in :mod:`zimage_async._exceptions_task` and the image download errors in
+:mod:`zimage_async._exceptions_image`. This module re-exports them all, and every class
+names this module as its own (``__module__``), wherever it is defined.
 """
 
 from __future__ import annotations
@@ -40,6 +45,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+from ._exceptions_base import ZImageError, note_task
+from ._exceptions_image import (
+    ImageBlockedError,
+    ImageDownloadError,
+    ImageExpiredError,
+    ImageLinkRefusedError,
+    ImageSizeWarning,
+)
+from ._exceptions_task import (
+    NoResultsError,
+    SubmissionUncertainError,
+    TaskFailedError,
+    WaitTimeoutError,
+)
 from ._secret import redact_text
 
 __all__ = [
@@ -74,36 +93,6 @@ __all__ = [
     "api_error_class",
     "note_task",
 ]
-
-
-class ZImageError(Exception):
-    """Root of every exception that zimage-async raises on purpose.
-
-    Catch it to handle anything the SDK reports; the subclasses say what went wrong.
-    ``task_id`` names the billed task an error concerns, when there is one: an error met
-    while waiting for a task that was already created carries it (and its message says
-    how to collect the task), so that nobody pays for the same image twice.
-    """
-
-    #: The id of the (billed) task this error concerns, or None.
-    task_id: str | None = None
-
-
-def note_task(error: ZImageError, task_id: str) -> ZImageError:
-    """Attach *task_id* to an error met after the task was created, saying how to collect it.
-
-    An error that already names a task is returned unchanged.
-    """
-    if error.task_id is None:
-        error.task_id = task_id
-        hint = (
-            f" [task {task_id} was created and is billed: collect it later with "
-            f"session.task({task_id!r}) or `zimage task {task_id} -o DIR` instead of "
-            "generating it again]"
-        )
-        first = str(error.args[0]) if error.args else ""
-        error.args = (first + hint, *error.args[1:])
-    return error
 
 
 class InvalidRequestError(ZImageError, ValueError):
@@ -301,51 +290,6 @@ class APITimeoutError(APIConnectionError, TimeoutError):
     """One HTTP exchange exceeded its timeout (connect, read or total)."""
 
 
-class SubmissionUncertainError(ZImageError):
-    """The create call failed in a way that leaves it unknown whether a task was made.
-
-    A 5xx that is not the API's own typed refusal, a reset or a timeout after the request
-    was sent, an unreadable 2xx: the service may have created (and billed) a task whose id
-    we never received. The SDK does not send such a call again on its own, except where
-    the retry policy allows it with the *same* ``Idempotency-Key``, which the gateway uses
-    to answer with the task it already made.
-
-    ``__cause__`` holds the underlying error. ``task_id`` is the id of the task that was
-    made, when it could be read from a garbled answer (resume it with
-    ``session.task(task_id)``), else ``None``. ``idempotency_key`` is the key the create
-    was sent with and ``request`` the request itself: :meth:`Session.resubmit
-    <zimage_async.Session.resubmit>` sends it again with that key, so a gateway that
-    honours keys returns the original task instead of billing a second one.
-    """
-
-    def __init__(
-        self,
-        cause: ZImageError,
-        *,
-        task_id: str | None = None,
-        idempotency_key: str | None = None,
-        request: object | None = None,
-    ) -> None:
-        self.cause = cause
-        self.task_id = task_id
-        self.idempotency_key = idempotency_key
-        self.request = request
-        if task_id:
-            known = f"; the answer names task {task_id}, which session.task() can resume"
-        elif idempotency_key:
-            known = (
-                "; session.resubmit(error) sends it again with the same idempotency key, "
-                "which returns the original task where the gateway honours keys"
-            )
-        else:
-            known = ""
-        super().__init__(
-            "the create request failed after it was sent, so a task may have been created "
-            f"and billed ({cause}); it was not sent again, to avoid paying twice - check "
-            f"before resubmitting{known}"
-        )
-
-
 class MalformedResponseError(ZImageError):
     """An answer did not match the documented shape.
 
@@ -359,163 +303,6 @@ class MalformedResponseError(ZImageError):
         self.status = status
         where = f" (HTTP {status})" if status is not None else ""
         super().__init__(f"malformed response{where} at {path}: {detail}")
-
-
-# PROTOCOL.md's task error codes, with whether resubmitting the same request can help.
-_TASK_ERROR_KINDS: Mapping[str, tuple[str, bool]] = {
-    "content_policy_violation": ("change the prompt; do not resubmit it unchanged", False),
-    "invalid_parameters": ("fix the parameters", False),
-    "image_processing_error": ("change the input", False),
-    "image_dimension_mismatch": ("change the size", False),
-    "request_cancelled": ("the task was cancelled; resubmit if still wanted", True),
-    "generation_failed_no_content": ("the model produced nothing; try another prompt", False),
-    "service_error": ("a transient provider fault; resubmit later", True),
-    "generation_timeout": ("a transient provider fault; resubmit later", True),
-    "resource_exhausted": ("a transient provider fault; resubmit later", True),
-    "quota_exceeded": ("rate or quota reached; slow down and resubmit later", True),
-    "service_unavailable": ("a transient provider fault; resubmit later", True),
-    "resource_not_found": ("the task id is invalid or expired; check the id", False),
-    "unknown_error": ("unclassified; report it", False),
-}
-
-
-class TaskFailedError(ZImageError):
-    """The task ended with status ``failed``; the call itself worked.
-
-    ``task_id``, ``code`` (the service's business code, kept raw even when unknown),
-    ``message``; ``resubmit_may_help`` is ``True`` for transient provider-side codes
-    (``service_error``, ``generation_timeout``...) and ``False`` where the request itself
-    must change; ``advice`` is the sensible reaction from the protocol's table. The task
-    was billed either way.
-    """
-
-    def __init__(self, *, task_id: str, code: str, message: str, raw_error: object = None) -> None:
-        self.task_id = task_id
-        self.code = code
-        self.message = message
-        #: The ``error`` field exactly as the service sent it (``None`` when absent), kept
-        #: for reporting when it was not the documented ``{code, message}`` object.
-        self.raw_error = raw_error
-        advice, retry = _TASK_ERROR_KINDS.get(code, ("an unrecognised code; report it", False))
-        self.advice = advice
-        self.resubmit_may_help = retry
-        super().__init__(f"task {task_id} failed with {code}: {message} ({advice})")
-
-
-class NoResultsError(ZImageError):
-    """The task ended ``completed`` but its ``results`` hold no image link.
-
-    The answer will not change, so it is raised at once, without retries. The task was
-    billed; ``task_id`` names it and ``task`` is the task as the service sent it. Report
-    it to the provider, or submit the request again if you still want an image.
-    """
-
-    def __init__(self, *, task_id: str, task: object | None = None) -> None:
-        self.task_id = task_id
-        self.task = task
-        super().__init__(
-            f"task {task_id} completed without any image link; the service will not add "
-            "one later - report the task id to the provider, or submit again if you still "
-            "want the image"
-        )
-
-
-class WaitTimeoutError(ZImageError, TimeoutError):
-    """The operation's deadline passed: the task was not finished, or not downloaded.
-
-    ``stage`` is ``"wait"`` when the task was still running, ``"download"`` when it had
-    completed but its images were not all fetched in time. The task goes on at the
-    service (and is billed); ``task_id`` and ``last_status`` say where it stood. Resume
-    with ``session.task(task_id)`` or by awaiting the same handle.
-    """
-
-    def __init__(
-        self, *, task_id: str, timeout: float, last_status: str | None, stage: str = "wait"
-    ) -> None:
-        self.task_id = task_id
-        self.timeout = timeout
-        self.last_status = last_status
-        self.stage = stage
-        if stage == "download":
-            what = f"the images of task {task_id} were not all downloaded within {timeout:g} s"
-            then = "it is billed and its links live 24 hours"
-        else:
-            what = f"task {task_id} was still {last_status or 'unknown'} after {timeout:g} s"
-            then = "it keeps running at the service"
-        super().__init__(
-            f"{what}; {then} - await the handle again, or collect it later with "
-            f"session.task({task_id!r}) (or `zimage task {task_id} -o DIR`)"
-        )
-
-
-class ImageDownloadError(ZImageError):
-    """An image could not be downloaded, or its bytes failed verification.
-
-    ``url`` is the link without its query string (signed links are credentials),
-    ``task_id`` and ``index`` say which image; ``reason`` says what went wrong.
-    """
-
-    def __init__(self, reason: str, *, url: str, task_id: str | None, index: int | None):
-        self.reason = reason
-        self.url = url
-        self.task_id = task_id
-        self.index = index
-        which = f"image {index} of task {task_id}" if task_id is not None else "image"
-        super().__init__(f"{which} from {url}: {reason}")
-
-
-class ImageExpiredError(ImageDownloadError):
-    """The image link has expired (links live 24 hours), so the bytes are gone.
-
-    Raised without a request once the handle knows the link is past its expiry, and
-    when the image host answers 404, 410, or a 403 that does not look like a block of
-    this client (see :class:`ImageBlockedError`). ``expired_at`` is the known expiry as
-    a Unix time, if any.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        url: str,
-        task_id: str | None,
-        index: int | None,
-        expired_at: float | None = None,
-    ) -> None:
-        self.expired_at = expired_at
-        super().__init__(reason, url=url, task_id=task_id, index=index)
-
-
-class ImageSizeWarning(UserWarning):
-    """An image's dimensions differ from the size the request asked for.
-
-    Issued with :func:`warnings.warn` (the image is still returned): ``WIDTHxHEIGHT``
-    sizes must match exactly, ratios by aspect within 2 %. Turn it into an error with
-    ``warnings.simplefilter("error", ImageSizeWarning)``.
-    """
-
-
-class ImageBlockedError(ImageDownloadError):
-    """The image host refused (403) a link whose expiry is still ahead.
-
-    That looks like the host blocking this client, not like expiry: CDNs in front of the
-    provider's file host refuse clients whose ``User-Agent`` looks like a script
-    (Cloudflare error 1010). The SDK sends ``zimage-async/<version>``; set another with
-    ``Session(user_agent=...)``. ``expires_at`` is the link's own expiry (Unix time),
-    when known.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        url: str,
-        task_id: str | None,
-        index: int | None,
-        expires_at: float | None = None,
-    ) -> None:
-        self.expires_at = expires_at
-        super().__init__(reason, url=url, task_id=task_id, index=index)
 
 
 class JournalError(ZImageError):
@@ -552,15 +339,3 @@ class SpendLimitError(ZImageError):
             f"max_credits={max_credits:g}; nothing was sent - raise max_credits, or wait "
             "for uncertain creates to be resolved"
         )
-
-
-class ImageLinkRefusedError(ImageDownloadError):
-    """The image link, or a redirect from it, points where the SDK never fetches from.
-
-    Raised before connecting, and never retried (asking again cannot change the answer):
-    a scheme other than ``https`` (plain ``http`` only while the API itself is on
-    loopback), user info in the URL, an internal target (loopback, private, link-local
-    such as the cloud metadata address ``169.254.169.254``) unless the API itself is on
-    such an address, a host name that resolves to such an address, more redirects than
-    allowed, or a redirect loop. ``reason`` says which.
-    """

@@ -1,0 +1,49 @@
+"""The root of the exception tree, and the note an error gets once its task exists.
+
+Every exception class of zimage-async derives from :class:`ZImageError`; they are all
+shown (in tracebacks, reprs, pickles) as members of :mod:`zimage_async._exceptions`,
+which re-exports them and draws the whole tree, wherever the class is defined.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SHOWN_MODULE", "ZImageError", "note_task"]
+
+#: The module every exception class names as its own (``__module__``): the one that
+#: draws the tree and re-exports every class, so that tracebacks, pickles and error
+#: reports name each class by one stable path, whichever module defines it.
+SHOWN_MODULE = "zimage_async._exceptions"
+
+
+class ZImageError(Exception):
+    """Root of every exception that zimage-async raises on purpose.
+
+    Catch it to handle anything the SDK reports; the subclasses say what went wrong.
+    ``task_id`` names the billed task an error concerns, when there is one: an error met
+    while waiting for a task that was already created carries it (and its message says
+    how to collect the task), so that nobody pays for the same image twice.
+
+    Attributes:
+        task_id (str | None): The id of the (billed) task this error concerns, or None.
+    """
+
+    __module__ = SHOWN_MODULE
+
+    task_id: str | None = None
+
+
+def note_task(error: ZImageError, task_id: str) -> ZImageError:
+    """Attach *task_id* to an error met after the task was created, saying how to collect it.
+
+    An error that already names a task is returned unchanged.
+    """
+    if error.task_id is None:
+        error.task_id = task_id
+        hint = (
+            f" [task {task_id} was created and is billed: collect it later with "
+            f"session.task({task_id!r}) or `zimage task {task_id} -o DIR` instead of "
+            "generating it again]"
+        )
+        first = str(error.args[0]) if error.args else ""
+        error.args = (first + hint, *error.args[1:])
+    return error
