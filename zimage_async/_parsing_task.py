@@ -1,0 +1,280 @@
+"""Reading a task object of the API into a :class:`~zimage_async.Task`. Pure, no I/O.
+
+A private cattrs converter (never the global one) structures the JSON: unknown fields are
+ignored, primitive types are checked strictly (``"7"`` is not an int, ``1`` is not a
+bool), and a malformed payload becomes :class:`~zimage_async.MalformedResponseError`
+naming the bad path.
+
+Task replies are read the way the gateway family's own clients read them: ``null`` is
+absent for every optional field (``results ?? []``, ``progress ?? 0``); only ``id``,
+``status``, ``progress`` and ``results`` can make a reply malformed. The hints
+(``created``, ``model``, ``task_info``, ``usage`` and each of their fields) are read one
+value at a time: a malformed one is logged and dropped alone. A failed task's ``error``
+is read leniently (``error.code ?? "unknown_error"``) and kept raw beside.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from ._exceptions import MalformedResponseError
+from ._models import Task, TaskErrorDetail, TaskInfo, TaskStatus, Usage
+
+__all__ = ["parse_task", "salvage_task_id"]
+
+
+T = TypeVar("T")
+
+
+def _strict_str(value: object, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _strict_int(value: object, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"expected an integer, got {value!r}")
+        return int(value)
+    return value
+
+
+def _strict_float(value: object, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return result
+
+
+def _strict_bool(value: object, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a boolean, got {type(value).__name__}")
+    return value
+
+
+def _string_list(value: object, _: type) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list of strings, got {type(value).__name__}")
+    return tuple(_strict_str(item, str) for item in value)
+
+
+def _progress(value: object, _: type) -> int:
+    # Clamp rather than refuse: a progress of 101 is no reason to lose a task.
+    return min(100, max(0, round(_strict_float(value, float))))
+
+
+def _objects_only(structure: Callable[[Any, Any], T]) -> Callable[[Any, Any], T]:
+    """Wrap a generated hook so that only JSON objects are accepted (not "free")."""
+
+    def hook(value: Any, cls: Any) -> T:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {type(value).__name__}")
+        return structure(value, cls)
+
+    return hook
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=False)
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(float, _strict_float)
+    converter.register_structure_hook(bool, _strict_bool)
+    converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _string_list)
+    # The generated hook reads the essentials only; parse_task reads the rest leniently.
+    task_hook = make_dict_structure_fn(
+        Task,
+        converter,
+        raw_status=override(rename="status"),
+        progress=override(struct_hook=_progress),
+        created=override(omit=True),
+        model=override(omit=True),
+        task_info=override(omit=True),
+        usage=override(omit=True),
+        error=override(omit=True),
+        raw_error=override(omit=True),
+    )
+    converter.register_structure_hook(Task, _objects_only(task_hook))
+    return converter
+
+
+#: Fields whose malformation is logged and ignored rather than failing the task; each
+#: is read on its own, and a block's fields one by one.
+_HINTS: Mapping[str, Any] = {
+    "created": int,
+    "model": str,
+    "task_info": TaskInfo,
+    "usage": Usage,
+}
+#: The field types of the hint blocks, for reading them one field at a time.
+_BLOCK_FIELDS: Mapping[type, Mapping[str, Any]] = {
+    cls: typing.get_type_hints(cls) for cls in (TaskInfo, Usage)
+}
+_CONVERTER = _make_converter()
+logger = logging.getLogger("zimage_async")
+_PATH_LINE = re.compile(r"@ (\$\S*)")
+
+
+def _fault_lines(exc: Exception) -> list[str]:
+    # cattrs names a missing renamed field by its attribute; the wire calls it "status".
+    return [
+        line.replace("@ $.raw_status", "@ $.status")
+        for line in cattrs.transform_error(exc, path="$")
+    ]
+
+
+def _first_path(lines: list[str]) -> str:
+    for line in lines:
+        match = _PATH_LINE.search(line)
+        if match:
+            return match.group(1)
+    return "$"
+
+
+def _present(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep the fields of a JSON object that are not ``null``: null reads as absent."""
+    return {key: value for key, value in payload.items() if value is not None}
+
+
+def _hint(value: object, kind: Any, path: str, dropped: list[str], unusable: list[str]) -> Any:
+    """Read one hint value as *kind*, or drop it (noting *path*) when it is malformed.
+
+    A hint block (``task_info``, ``usage``) is read field by field, so one bad field
+    loses only itself. A NaN or infinite number is not malformed but means nothing (an
+    estimate of "infinity" is no estimate): it is dropped too, noted in *unusable*
+    (logged at DEBUG only, since such a service sends it on every poll).
+    """
+    fields = _BLOCK_FIELDS.get(kind)
+    if isinstance(value, float) and not math.isfinite(value):
+        unusable.append(f"{path} ({value!r})")
+        return None
+    if fields is None:
+        try:
+            return _CONVERTER.structure(value, kind)
+        except Exception:  # cattrs reports every fault as an exception (group)
+            dropped.append(path)
+            return None
+    if not isinstance(value, dict):
+        dropped.append(path)
+        return None
+    kept = {
+        name: _hint(item, fields[name], f"{path}.{name}", dropped, unusable)
+        for name, item in _present(value).items()
+        if name in fields
+    }
+    return kind(**{name: item for name, item in kept.items() if item is not None})
+
+
+_NO_ERROR = "no error was given"
+_NO_CODE = "the service gave no error code"
+
+
+def _task_error(raw: object, status: TaskStatus, raw_status: str) -> TaskErrorDetail | None:
+    """Read a task's ``error`` the way the gateway's clients do: ``code ?? "unknown_error"``.
+
+    A documented ``{code, message}`` (a string or integer code; ``null`` message reads
+    as ``""``) is kept as sent, whatever the status. For a failed or cancelled task an
+    unusable value still gives a detail: ``unknown_error`` (``request_cancelled`` when
+    cancelled, ``resource_not_found`` when the raw status is ``expired``), with a bare
+    string as the message; other statuses ignore it.
+    """
+    message = ""
+    if isinstance(raw, dict):
+        code = raw.get("code")
+        text = raw.get("message")
+        message = text if isinstance(text, str) else ""
+        if (isinstance(code, str) and code) or (
+            isinstance(code, int) and not isinstance(code, bool)
+        ):
+            return TaskErrorDetail(code=str(code), message=message)
+    elif isinstance(raw, str):
+        message = raw
+    if status is TaskStatus.CANCELLED:
+        return None if raw is None else TaskErrorDetail(code="request_cancelled", message=message)
+    if status is not TaskStatus.FAILED:
+        return None
+    if raw_status.strip().lower() == "expired":
+        return TaskErrorDetail(code="resource_not_found", message=message or "the task expired")
+    if raw is None:
+        return TaskErrorDetail(code="unknown_error", message=_NO_ERROR)
+    return TaskErrorDetail(code="unknown_error", message=message or _NO_CODE)
+
+
+def parse_task(payload: object, *, status: int | None = None) -> Task:
+    """Structure a decoded task object into a :class:`Task`.
+
+    ``null`` reads as absent everywhere. Only ``id`` and ``status`` are required, and
+    only they, ``progress`` and ``results`` can make the task malformed; a malformed hint
+    (``created``, ``model``, a field of ``task_info`` or ``usage``) is logged and dropped
+    alone. A failed task always gets an :attr:`~Task.error` (``unknown_error`` when the
+    service sent none usable), and the ``error`` value as sent is kept in
+    :attr:`~Task.raw_error`. A ``completed`` task without results is returned as it is:
+    deciding what that means is the caller's business.
+
+    >>> parse_task({"id": "task-unified-1-abc", "status": "queued", "extra": 1}).raw_status
+    'queued'
+    >>> parse_task({"id": "task-unified-1-abc", "status": "pending", "progress": None}).progress
+    0
+    >>> parse_task({"id": "task-unified-1-abc", "status": "failed", "error": "boom"}).error
+    TaskErrorDetail(code='unknown_error', message='boom')
+    """
+    if not isinstance(payload, dict):
+        raise MalformedResponseError(
+            f"expected a task object, got {type(payload).__name__}", status=status
+        )
+    present = _present(payload)
+    try:
+        task = _CONVERTER.structure(present, Task)
+    except Exception as exc:  # cattrs reports every fault as an exception group
+        lines = _fault_lines(exc)
+        raise MalformedResponseError(
+            "; ".join(lines[:3]) or str(exc), path=_first_path(lines), status=status
+        ) from None
+    dropped: list[str] = []
+    unusable: list[str] = []
+    hints = {
+        name: _hint(present[name], kind, f"$.{name}", dropped, unusable)
+        for name, kind in _HINTS.items()
+        if name in present
+    }
+    if dropped:
+        logger.warning("ignored malformed hint fields in task %s: %s", task.id, ", ".join(dropped))
+    if unusable:
+        # Sent on every poll by a service that has no estimate: not worth a warning.
+        logger.debug("ignored non-finite hint values in task %s: %s", task.id, ", ".join(unusable))
+    raw_error = present.get("error")
+    return attrs.evolve(
+        task,
+        error=_task_error(raw_error, task.status, task.raw_status),
+        raw_error=raw_error,
+        **hints,
+    )
+
+
+_TASK_ID = re.compile(rb'"id"\s*:\s*"(task-unified-[0-9]+-[a-z0-9]{8})"')
+
+
+def salvage_task_id(body: bytes) -> str | None:
+    """Find a complete task id in a create answer too garbled to parse, if there is one.
+
+    >>> salvage_task_id(b'{"created":1,"id":"task-unified-17-abcd1234","sta')
+    'task-unified-17-abcd1234'
+    >>> salvage_task_id(b'{"created":1,"id":"task-unified-17-ab') is None
+    True
+    """
+    match = _TASK_ID.search(body)
+    return match.group(1).decode() if match else None
