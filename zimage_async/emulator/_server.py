@@ -3,88 +3,37 @@
 from __future__ import annotations
 
 import enum
-import ipaddress
-import math
 import random
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Literal, TypeVar, get_args
-
-from aiohttp import web
+from typing import TypeVar
 
 from ._api import API_PREFIX, ApiHandlers, api_error_renderer
 from ._callbacks import CallbackAttempt, CallbackDispatcher
 from ._clock import Clock, SystemClock
 from ._factory import DurationSource, TaskFactory
 from ._faults import FaultPlan, FaultRecord
-from ._http import ErrorRenderer, middleware
 from ._idempotency import IdempotencyMode
 from ._images import ImageCache, ImageFormat, Renderer, check_renderer
 from ._injection import FaultInjector
 from ._ledger import Ledger, LedgerEntry, LedgerGrouping
 from ._links import FILE_EXTENSIONS, LinkSigner, file_path
+from ._listeners import Listener, check_host, listener_app, url_host
+from ._options import CallbackMode, check_options
 from ._origin import ImageFraming, OriginHandlers, origin_error_renderer
 from ._records import RequestLog, RequestRecord
 from ._tasks import TaskRecord, TaskStore
-from ._validation import MAX_BODY_BYTES
 
 __all__ = ["DEFAULT_API_KEY", "Emulator"]
 
 DEFAULT_API_KEY = "zimage-emulator-key"
-CallbackMode = Literal["strict", "permissive"]
 _Self = TypeVar("_Self", bound="Emulator")
-_SHUTDOWN_TIMEOUT_SECONDS = 1.0
 
 
 class _State(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSED = "closed"
-
-
-def _check_host(host: str) -> str:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if address is None or not address.is_loopback:
-        raise ValueError(
-            f"host must be a loopback address (127.0.0.0/8 or ::1), got {host!r}; "
-            "the emulator never listens on other interfaces."
-        )
-    return host
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def _classify(request: web.Request) -> str:
-    route = request.match_info.route
-    name = route.name if route is not None else None
-    return name if name in ("create", "task", "image") else "other"
-
-
-class _Listener:
-    """One aiohttp application on one loopback port."""
-
-    def __init__(self, app: web.Application) -> None:
-        self._runner = web.AppRunner(
-            app,
-            access_log=None,
-            shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS,
-            handle_signals=False,
-        )
-        self.port: int | None = None
-
-    async def start(self, host: str, port: int) -> None:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-
-    async def close(self) -> None:
-        await self._runner.cleanup()
 
 
 class Emulator:
@@ -174,25 +123,17 @@ class Emulator:
         image_framing: ImageFraming = "length",
         block_script_user_agents: bool = False,
     ) -> None:
-        keys = tuple(api_keys)
-        if not keys or not all(isinstance(key, str) and key.strip() == key and key for key in keys):
-            raise ValueError("api_keys must hold at least one non-empty key without spaces.")
-        if callback_mode not in ("strict", "permissive"):
-            raise ValueError(f"callback_mode must be 'strict' or 'permissive': {callback_mode!r}.")
-        if idempotency not in get_args(IdempotencyMode):
-            raise ValueError(f"idempotency must be 'honour' or 'ignore', got {idempotency!r}.")
-        if image_framing not in get_args(ImageFraming):
-            raise ValueError(
-                f"image_framing must be 'length', 'chunked' or 'close', got {image_framing!r}."
-            )
-        if not 1 <= images_per_task <= 16:
-            raise ValueError(f"images_per_task must be from 1 to 16, got {images_per_task!r}.")
-        if not math.isfinite(link_ttl) or link_ttl <= 0:
-            raise ValueError(f"link_ttl must be a positive number of seconds, got {link_ttl!r}.")
-        if any(not math.isfinite(d) or d < 0 for d in callback_retry_delays):
-            raise ValueError("callback_retry_delays must be finite numbers of seconds >= 0.")
+        keys = check_options(
+            api_keys=api_keys,
+            callback_mode=callback_mode,
+            idempotency=idempotency,
+            image_framing=image_framing,
+            images_per_task=images_per_task,
+            link_ttl=link_ttl,
+            callback_retry_delays=callback_retry_delays,
+        )
         renderer = check_renderer(image_format, image_renderer, image_padding_bytes)
-        self._host = _check_host(host)
+        self._host = check_host(host)
         self._ports = (port, image_port)
         self._keys = keys
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -242,25 +183,10 @@ class Emulator:
             framing=image_framing,
             block_script_user_agents=block_script_user_agents,
         )
-        self._listeners: list[_Listener] = []
+        self._listeners: list[Listener] = []
         self._state = _State.UNOPENED
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    def _app(self, routes: list[web.RouteDef], renderer: ErrorRenderer) -> web.Application:
-        app = web.Application(
-            client_max_size=MAX_BODY_BYTES,
-            middlewares=[
-                middleware(
-                    log=self._requests,
-                    classify=_classify,
-                    render_error=renderer,
-                    on_crash=self._crashes.append,
-                )
-            ],
-        )
-        app.add_routes(routes)
-        return app
 
     async def start(self) -> None:
         """Start both listeners (idempotent); raise RuntimeError after :meth:`close`."""
@@ -275,7 +201,10 @@ class Emulator:
                 (self._api.routes(), api_error_renderer, self._ports[0]),
                 (self._origin.routes(), origin_error_renderer, self._ports[1]),
             ):
-                listener = _Listener(self._app(routes, renderer))
+                app = listener_app(
+                    routes, renderer, log=self._requests, on_crash=self._crashes.append
+                )
+                listener = Listener(app)
                 self._listeners.append(listener)
                 await listener.start(self._host, port)
         except BaseException:
@@ -317,12 +246,12 @@ class Emulator:
     @property
     def base_url(self) -> str:
         """The API base URL, e.g. ``http://127.0.0.1:8000/apiv1``."""
-        return f"http://{_url_host(self._host)}:{self._port(0)}{API_PREFIX}"
+        return f"http://{url_host(self._host)}:{self._port(0)}{API_PREFIX}"
 
     @property
     def image_base_url(self) -> str:
         """The image origin's URL, e.g. ``http://127.0.0.1:8001``."""
-        return f"http://{_url_host(self._host)}:{self._port(1)}"
+        return f"http://{url_host(self._host)}:{self._port(1)}"
 
     @property
     def api_key(self) -> str:
