@@ -21,13 +21,16 @@ from ._cli_batch import MANIFEST_NAME, run_batch
 from ._cli_common import (
     EMULATOR_TASK_DURATION,
     PROG,
+    SPEND_LIMIT_EXIT,
     Interruption,
     ServiceError,
     UsageError,
+    add_journal_options,
     say,
 )
-from ._cli_generate import add_save_options, run_generate, run_task
-from ._exceptions import ZImageError
+from ._cli_generate import add_save_options, run_generate, run_task, seconds
+from ._cli_tasks import add_tasks_parser, run_tasks
+from ._exceptions import SpendLimitError, ZImageError
 from ._naming import BATCH_NAME
 from ._version import __version__
 
@@ -84,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
             "ZIMAGE_BASE_URL); without a key, runs against a built-in emulator."
         ),
         epilog="exit status: 0 all saved, 1 some item or task failed, 2 usage error "
-        "(nothing submitted), 130 interrupted",
+        "(nothing submitted), 3 over the spend limit (nothing submitted), 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -113,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the task id, status and paths as JSON"
     )
     add_save_options(generate)
+    generate.add_argument(
+        "--timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help="how long to wait for the task and its images (default 600); the task goes on "
+        "running after, and the message says how to collect it",
+    )
+    add_journal_options(generate)
 
     batch = commands.add_parser(
         "batch", parents=[common], help="generate every prompt of a file, concurrently"
@@ -184,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait, then save the images to this directory or file name",
     )
     task.add_argument("--json", action="store_true", help="print the task as JSON")
+    add_journal_options(task, spend_limit=False)
+
+    add_tasks_parser(commands, common)
 
     info = commands.add_parser("info", help="show the generation metadata an image file carries")
     info.add_argument("image", metavar="FILE", type=Path, help="a PNG, JPEG or WebP file")
@@ -222,6 +236,8 @@ async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             return await run_generate(args, interruption)
         if args.command == "task":
             return await run_task(args)
+        if args.command == "tasks":
+            return await run_tasks(args, interruption)
         return await run_batch(args, lambda: flag["interrupted"], argv)
     except asyncio.CancelledError:
         if not flag["interrupted"]:
@@ -267,6 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServiceError as exc:
         say(f"error: {exc}")
         return 1
+    except SpendLimitError as exc:
+        say(f"over the spend limit: {exc} (see `zimage tasks spend`)")
+        return SPEND_LIMIT_EXIT
     except ZImageError as exc:
         say(f"error: {type(exc).__name__}: {exc}")
         return 1

@@ -1,19 +1,27 @@
-"""What every ``zimage`` command shares: messages, usage errors, the session, output paths."""
+"""What every ``zimage`` command shares: messages, usage errors, the session, output paths.
+
+Also the journal options (``--journal``, ``--no-journal``, ``--max-credits``): where the
+journal of paid creates lives by default, and the commands that collect a billed task.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import ipaddress
+import math
 import os
+import shlex
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import attrs
 
-from ._exceptions import APIConnectionError, InvalidRequestError, NotFoundError
+from ._exceptions import APIConnectionError, InvalidRequestError, JournalError, NotFoundError
+from ._journal import is_postgres_url
+from ._journal_postgres_sql import without_password
 from ._session import Session
 
 PROG = "zimage"
@@ -26,6 +34,10 @@ CLI_EXTRA = (
 )
 #: The names ``-o`` may end in to be a file; anything else with a suffix is refused.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+#: The environment variable naming the default journal (a file path or a postgresql:// URL).
+JOURNAL_VARIABLE = "ZIMAGE_JOURNAL"
+#: Exit status when a spend limit refused a create (nothing was sent).
+SPEND_LIMIT_EXIT = 3
 
 
 class UsageError(Exception):
@@ -45,10 +57,12 @@ class Interruption:
 
 @attrs.frozen
 class Target:
-    """The open session of a command, and whether it is an in-process emulator."""
+    """The open session of a command, whether it is an in-process emulator, its journal."""
 
     session: Session
     emulated: bool
+    #: The journal the session keeps (a path or URL), or None.
+    journal: str | None = None
 
 
 def say(text: str) -> None:
@@ -74,11 +88,17 @@ def is_loopback(url: str) -> bool:
 async def open_session(args: argparse.Namespace) -> AsyncIterator[Target]:
     """Open a Session on the API, or on an in-process emulator, and say which.
 
-    Configuration errors become :class:`UsageError`, and a service that cannot be
-    reached, or a 404 at a base URL without ``/apiv1``, a :class:`ServiceError` or
-    :class:`UsageError` that names the host and ``ZIMAGE_BASE_URL``.
+    The session keeps the journal :func:`journal_target` names, with the spend limit of
+    ``--max-credits``, when the command has the journal options. Configuration errors
+    (a journal that cannot be opened included) become :class:`UsageError`, and a
+    service that cannot be reached, or a 404 at a base URL without ``/apiv1``, a
+    :class:`ServiceError` or :class:`UsageError` that names the host and
+    ``ZIMAGE_BASE_URL``.
     """
-    if wants_emulator(args):
+    emulated = wants_emulator(args)
+    journal = journal_target(args, emulated=emulated)
+    max_credits: float | None = getattr(args, "max_credits", None)
+    if emulated:
         from .emulator import Emulator
 
         why = "--emulator given" if args.emulator else "no ZIMAGE_API_KEY set"
@@ -87,21 +107,27 @@ async def open_session(args: argparse.Namespace) -> AsyncIterator[Target]:
                 f"{why}: using an in-process emulator at {emu.base_url} (placeholder "
                 "images, nothing billed); set ZIMAGE_API_KEY to use the real service"
             )
-            async with Session(api_key=emu.api_key, base_url=emu.base_url) as zs:
-                yield Target(zs, emulated=True)
+            session = Session(
+                api_key=emu.api_key,
+                base_url=emu.base_url,
+                journal=journal,
+                max_credits=max_credits,
+            )
+            async with await _opened(session, journal) as zs:
+                yield Target(zs, emulated=True, journal=journal)
         return
     try:
-        session = Session()
+        session = Session(journal=journal, max_credits=max_credits)
     except InvalidRequestError as exc:
         source = "ZIMAGE_BASE_URL" if exc.field == "base_url" else "ZIMAGE_API_KEY"
         raise UsageError(f"check {source}: {exc}") from None
-    async with session as zs:
+    async with await _opened(session, journal) as zs:
         if is_loopback(zs.base_url):
             say(f"using the API at {zs.base_url} (a loopback address, such as an emulator)")
         else:
             say(f"using the Z-Image API at {zs.base_url} (each new task is billed)")
         try:
-            yield Target(zs, emulated=False)
+            yield Target(zs, emulated=False, journal=journal)
         except APIConnectionError as exc:
             host = urlsplit(zs.base_url).netloc
             raise ServiceError(
@@ -116,6 +142,152 @@ async def open_session(args: argparse.Namespace) -> AsyncIterator[Target]:
                 "/apiv1: the API lives under /apiv1 (such as https://ai.odkkk.com/apiv1); "
                 "check ZIMAGE_BASE_URL"
             ) from None
+
+
+async def _opened(session: Session, journal: str | None) -> Session:
+    """Open *session*; a journal that cannot be opened is a usage error (nothing sent)."""
+    try:
+        return await session.open()
+    except JournalError as exc:
+        await session.close()
+        raise UsageError(
+            f"{exc} (the journal comes from --journal, else ${JOURNAL_VARIABLE}, else "
+            f"{journal_label(journal or '')}; --no-journal keeps none)"
+        ) from None
+
+
+# -- the journal --------------------------------------------------------------------------
+
+
+def default_journal(environ: Mapping[str, str] | None = None) -> str:
+    """Return the journal a command keeps when none is named on its command line.
+
+    ``$ZIMAGE_JOURNAL`` if set (a file path or a ``postgresql://`` URL), else
+    ``journal.sqlite`` in the user's state directory: ``$XDG_STATE_HOME/zimage/``, or
+    ``~/.local/state/zimage/`` when ``XDG_STATE_HOME`` is unset or not absolute
+    (``zimage`` in ``%LOCALAPPDATA%`` on Windows).
+    """
+    env = os.environ if environ is None else environ
+    named = env.get(JOURNAL_VARIABLE, "").strip()
+    if named:
+        return named
+    local = env.get("LOCALAPPDATA", "")
+    if os.name == "nt" and local:
+        return str(Path(local) / "zimage" / "journal.sqlite")
+    state = env.get("XDG_STATE_HOME", "")
+    base = Path(state) if os.path.isabs(state) else Path.home() / ".local" / "state"
+    return str(base / "zimage" / "journal.sqlite")
+
+
+def credits_amount(text: str) -> float:
+    """Parse ``--max-credits``: a finite number of credits >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"a number of credits >= 0, not {text!r}")
+    return value
+
+
+def add_journal_options(
+    parser: argparse.ArgumentParser, *, optional: bool = True, spend_limit: bool = True
+) -> None:
+    """Add ``--journal`` to *parser*; :func:`journal_target` reads the options back.
+
+    With *optional*, also ``--no-journal``; with *spend_limit*, ``--max-credits``.
+    """
+    group = parser.add_mutually_exclusive_group() if optional else parser
+    group.add_argument(
+        "--journal",
+        metavar="PATH|URL",
+        help=f"the journal of paid creates: an SQLite file or a postgresql:// URL "
+        f"(default: ${JOURNAL_VARIABLE}, else $XDG_STATE_HOME/zimage/journal.sqlite, "
+        "~/.local/state/zimage/journal.sqlite without XDG_STATE_HOME)",
+    )
+    if optional:
+        group.add_argument(
+            "--no-journal",
+            action="store_true",
+            help="keep no journal (no --max-credits, and `zimage tasks` cannot see the task)",
+        )
+    if spend_limit:
+        parser.add_argument(
+            "--max-credits",
+            type=credits_amount,
+            metavar="N",
+            help="refuse (exit 3, nothing sent) a create that would take the credits the "
+            "journal counts as reserved, uncertain creates included, over N",
+        )
+
+
+def journal_target(args: argparse.Namespace, *, emulated: bool) -> str | None:
+    """Return the journal the command keeps (a path or URL), or None; check it first.
+
+    ``--no-journal``: none. ``--journal``: that one. Otherwise :func:`default_journal`,
+    except with an in-process emulator (*emulated*), whose tasks end with the process and
+    must not mix with billed ones: none. ``--max-credits`` without a journal, and a
+    journal URL that is not ``postgresql://``, are usage errors.
+    """
+    target: str | None
+    if getattr(args, "no_journal", False):
+        target = None
+    elif getattr(args, "journal", None) is not None:
+        target = str(args.journal)
+        if not target.strip():
+            raise UsageError("--journal: a file path or a postgresql:// URL, not ''")
+        if "://" in target and not is_postgres_url(target):
+            raise UsageError(
+                f"--journal {journal_label(target)}: a file path or a postgresql:// URL"
+            )
+    else:
+        target = None if emulated else default_journal()
+    if getattr(args, "max_credits", None) is not None and target is None:
+        why = (
+            "--no-journal was given"
+            if getattr(args, "no_journal", False)
+            else "the in-process emulator keeps none unless --journal PATH is given"
+        )
+        raise UsageError(
+            f"--max-credits needs a journal to count what was spent across runs, and {why}"
+        )
+    return target
+
+
+def journal_label(target: str) -> str:
+    """Return *target* fit to print: a postgresql:// URL loses its password."""
+    return without_password(target) if is_postgres_url(target) else target
+
+
+def journal_exists(target: str) -> bool:
+    """Whether the journal *target* may hold records (a database, or an existing file)."""
+    return is_postgres_url(target) or Path(target).exists()
+
+
+def tasks_command(journal: str, *args: str) -> str:
+    """Return ``zimage tasks ARGS``, naming *journal* when it is not the default."""
+    command = [PROG, "tasks", *args]
+    if journal != default_journal():
+        command += ["--journal", journal_label(journal)]
+    return shlex.join(command)
+
+
+def collect_commands(task_id: str, output: str | None, journal: str | None) -> list[str]:
+    """Return the commands that collect task *task_id* into *output* without a new task.
+
+    ``zimage task ID -o OUTPUT`` always; with a journal, ``zimage tasks collect -o DIR``
+    too (naming the journal when it is not the default).
+    """
+    task = [PROG, "task", task_id, "-o", output or "."]
+    if journal is not None and journal != default_journal():
+        task += ["--journal", journal_label(journal)]
+    commands = [shlex.join(task)]
+    if journal is not None:
+        folder = output or "."
+        if Path(folder).suffix.lower() in IMAGE_SUFFIXES and not folder.endswith(("/", os.sep)):
+            folder = str(Path(folder).parent)
+        commands.append(tasks_command(journal, "collect", "-o", folder))
+    return commands
 
 
 def check_output_path(text: str | None) -> None:

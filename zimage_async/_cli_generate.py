@@ -3,31 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
-import shlex
+import math
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ._cli_common import (
     CLI_EXTRA,
     PROG,
     Interruption,
+    Target,
     UsageError,
     check_output_path,
+    collect_commands,
     is_loopback,
+    journal_exists,
+    journal_target,
     open_session,
     say,
+    tasks_command,
     wants_emulator,
 )
-from ._exceptions import InvalidRequestError, ZImageError
+from ._exceptions import InvalidRequestError, WaitTimeoutError, ZImageError
 from ._handle import TaskHandle
 from ._models import GenerationRequest, Task, TaskStatus
 from ._saving import plan_save
 from ._validation import validate_task_id
 
-__all__ = ["add_save_options", "run_generate", "run_task"]
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["add_save_options", "run_generate", "run_task", "seconds"]
+
+
+def seconds(text: str) -> float:
+    """Parse ``--timeout``: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"a number of seconds > 0, not {text!r}")
+    return value
 
 
 def add_save_options(parser: argparse.ArgumentParser) -> None:
@@ -143,60 +163,110 @@ class Progress:
         self._last = status
 
 
-async def _follow(handle: TaskHandle, progress: Progress) -> None:
-    with contextlib.suppress(ZImageError):  # the save that follows raises it again
-        async for task in handle.updates():
+async def _follow(handle: TaskHandle, progress: Progress, timeout: float | None) -> None:
+    try:
+        async for task in handle.updates(timeout=timeout):
             progress.update(task.raw_status, task.progress)
+    except WaitTimeoutError:
+        raise
+    except ZImageError:  # the save that follows raises it again
+        pass
     if handle.status is TaskStatus.COMPLETED:
         progress.update("downloading", 100)
 
 
-def _collect_hint(task_id: str, output: str | None, *, emulated: bool, billed: bool) -> str:
+def _collect_hint(
+    task_id: str, output: str | None, *, emulated: bool, billed: bool, journal: str | None
+) -> str:
+    """Say that task *task_id* goes on, and how to collect it without another task."""
     if emulated:
         return (
             f"task {task_id} ended with the in-process emulator (nothing was billed); "
             "run the command again for a new one"
         )
-    command = [PROG, "task", task_id, "-o", output or "."]
-    where = "at the service (it is billed)" if billed else "at its server"
-    return (
+    where = "at the service, where it is billed" if billed else "at its server"
+    first, *more = collect_commands(task_id, output, journal)
+    text = (
         f"task {task_id} keeps running {where}. Collect its image(s) later, without "
-        f"creating another task, with:\n  {shlex.join(command)}"
+        f"creating another task, with:\n  {first}"
     )
+    for command in more:
+        text += f"\nor collect every unfinished task of the journal with:\n  {command}"
+    return text
+
+
+def _uncertain_hint(journal: str | None) -> str | None:
+    """Return what to say when the create is interrupted before its answer came back."""
+    if journal is None:
+        return None
+    return (
+        "interrupted while creating the task. If the create request went out, a task may "
+        "exist whose id is unknown: the journal then lists it, with the create's key, in\n  "
+        f"{tasks_command(journal, 'list')}\nand this sends it again with that same key "
+        "(where keys are honoured, that returns the task already made, not a new one):\n  "
+        f"{tasks_command(journal, 'collect', '-o', '.', '--resubmit-uncertain')}"
+    )
+
+
+def _timed_out(exc: WaitTimeoutError, hint: str) -> str:
+    if exc.stage == "download":
+        what = f"the images of task {exc.task_id} were not all downloaded within {exc.timeout:g} s"
+    else:
+        last = exc.last_status or "unknown"
+        what = f"task {exc.task_id} was still {last} after {exc.timeout:g} s (--timeout)"
+    return f"timed out: {what}; {hint}"
+
+
+def _print_failure(handle: TaskHandle, exc: ZImageError) -> None:
+    task = handle.task
+    _print_json(
+        {
+            "task_id": handle.id,
+            "status": None if task is None else task.raw_status,
+            "paths": [],
+            "error": {"type": type(exc).__name__, "message": str(exc)},
+        }
+    )
+
+
+async def _wait_and_save(
+    handle: TaskHandle, args: argparse.Namespace, progress: Progress
+) -> list[Path]:
+    name, metadata = _save_options(args)
+    loop = asyncio.get_running_loop()
+    end = None if args.timeout is None else loop.time() + args.timeout
+    with progress.shown():
+        await _follow(handle, progress, args.timeout)
+        left = None if end is None else max(end - loop.time(), 0.001)
+        paths = await handle.save(args.output, name=name, number=0, metadata=metadata, timeout=left)
+        progress.update("completed, saved", 100)
+    return paths
 
 
 async def run_generate(args: argparse.Namespace, interruption: Interruption) -> int:
     """Submit one task, show its progress, save its images; print their paths."""
     request = _request(args)
     check_output_path(args.output)
-    name, metadata = _save_options(args)
+    _save_options(args)
+    journal_target(args, emulated=wants_emulator(args))  # checked before anything starts
     progress = Progress(enabled=not args.json, err=sys.stderr)
     async with open_session(args) as target:
+        interruption.hint = None if target.emulated else _uncertain_hint(target.journal)
         handle = await target.session.submit(request)
-        interruption.hint = _collect_hint(
-            handle.id,
-            args.output,
-            emulated=target.emulated,
-            billed=not is_loopback(target.session.base_url),
-        )
+        hint = _hint_for(handle, args, target)
+        interruption.hint = hint
         if not args.verbose:  # -v logs the created task already
             say(f"created task {handle.id}; waiting")
         try:
-            with progress.shown():
-                await _follow(handle, progress)
-                paths = await handle.save(args.output, name=name, number=0, metadata=metadata)
-                progress.update("completed, saved", 100)
+            paths = await _wait_and_save(handle, args, progress)
+        except WaitTimeoutError as exc:
+            if args.json:
+                _print_failure(handle, exc)
+            say(_timed_out(exc, hint))
+            return 1
         except ZImageError as exc:
             if args.json:
-                task = handle.task
-                _print_json(
-                    {
-                        "task_id": handle.id,
-                        "status": None if task is None else task.raw_status,
-                        "paths": [],
-                        "error": {"type": type(exc).__name__, "message": str(exc)},
-                    }
-                )
+                _print_failure(handle, exc)
             raise
         interruption.hint = None
     if args.json:
@@ -214,6 +284,25 @@ async def run_generate(args: argparse.Namespace, interruption: Interruption) -> 
     return 0
 
 
+def _hint_for(handle: TaskHandle, args: argparse.Namespace, target: Target) -> str:
+    return _collect_hint(
+        handle.id,
+        args.output,
+        emulated=target.emulated,
+        billed=not is_loopback(target.session.base_url),
+        journal=target.journal,
+    )
+
+
+async def _journaled(target: Target, task_id: str) -> TaskHandle:
+    """Return a handle of *task_id* that records its outcome if the journal has it."""
+    if target.journal is not None:
+        for handle in await target.session.recover():
+            if handle.id == task_id:
+                return handle
+    return target.session.task(task_id)
+
+
 async def run_task(args: argparse.Namespace) -> int:
     """Show a task; with --wait, wait for it; with -o, save its images."""
     try:
@@ -221,6 +310,9 @@ async def run_task(args: argparse.Namespace) -> int:
     except InvalidRequestError as exc:
         raise UsageError(str(exc)) from None
     check_output_path(args.output)
+    journal = journal_target(args, emulated=False)
+    if journal is not None and not journal_exists(journal):
+        args.no_journal = True  # looking at a task creates no journal
     if wants_emulator(args):
         raise UsageError(
             "zimage task needs the service that made the task, and an in-process emulator "
@@ -228,7 +320,7 @@ async def run_task(args: argparse.Namespace) -> int:
             "emulator started with `zimage emulator`)"
         )
     async with open_session(args) as target:
-        handle = target.session.task(task_id)
+        handle = await _journaled(target, task_id)
         if args.output is not None:
             paths = await handle.save(args.output)
             if args.json:

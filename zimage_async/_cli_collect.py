@@ -1,0 +1,221 @@
+"""``zimage tasks collect``: wait for the journal's unfinished tasks and save their images.
+
+Tasks with an id are resumed through :meth:`~zimage_async.Session.recover` (nothing is
+created); creates whose task id is unknown are sent again, with their own idempotency
+key, only with ``--resubmit-uncertain``. Only records made at the session's base URL
+are collected; the others are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ._cli_common import (
+    Interruption,
+    UsageError,
+    journal_exists,
+    journal_label,
+    journal_target,
+    open_session,
+    say,
+    tasks_command,
+    wants_emulator,
+)
+from ._exceptions import SubmissionUncertainError, WaitTimeoutError, ZImageError
+from ._handle import TaskHandle
+from ._journal_records import JournalRecord
+from ._session import Session
+
+__all__ = ["excerpt", "run_collect", "when"]
+
+#: How many characters of a prompt a listing shows.
+EXCERPT = 40
+
+
+def when(stamp: float | None) -> str | None:
+    """Return a Unix time as UTC text, or None."""
+    return None if not stamp else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(stamp))
+
+
+def excerpt(text: str) -> str:
+    """Return the start of *text* on one line, at most EXCERPT characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= EXCERPT else line[: EXCERPT - 3] + "..."
+
+
+#: The outcomes of ``zimage tasks collect``, in the order the summary names them.
+OUTCOMES = ("saved", "failed", "timeout", "expired", "uncertain", "elsewhere")
+
+
+class _Collector:
+    """Collects the journal's unfinished tasks; prints a line per task and a summary."""
+
+    def __init__(self, args: argparse.Namespace, zs: Session | None, journal: str) -> None:
+        self._args = args
+        self._zs = zs
+        self._journal = journal
+        self._gate = asyncio.Semaphore(args.concurrency)
+        self.counts = dict.fromkeys(OUTCOMES, 0)
+        self.resubmit_uncertain = bool(args.resubmit_uncertain)
+
+    def report(
+        self,
+        record: JournalRecord,
+        outcome: str,
+        text: str,
+        *,
+        task_id: str | None = None,
+        paths: list[Path] | None = None,
+        error: ZImageError | None = None,
+    ) -> None:
+        self.counts[outcome] += 1
+        task_id = task_id or record.task_id
+        if self._args.json:
+            _print(
+                {
+                    "event": "task",
+                    "key": record.key,
+                    "task_id": task_id,
+                    "status": outcome,
+                    "paths": [str(path) for path in paths or []],
+                    "error": None
+                    if error is None
+                    else {"type": type(error).__name__, "message": str(error)},
+                }
+            )
+        else:
+            label = "FAILED" if outcome == "failed" else outcome
+            print(f"{label} {task_id or record.key}: {text}", flush=True)
+
+    async def save(self, record: JournalRecord, handle: TaskHandle) -> None:
+        """Wait for the task of *record* and save its images."""
+        options = {} if self._args.timeout is None else {"timeout": self._args.timeout}
+        async with self._gate:
+            try:
+                paths = await handle.save(self._args.output_dir, **options)
+            except WaitTimeoutError as exc:
+                text = (
+                    f"{exc}; it keeps running: run "
+                    f"{tasks_command(self._journal, 'collect', '-o', str(self._args.output_dir))}"
+                    " again later"
+                )
+                self.report(record, "timeout", text, task_id=handle.id, error=exc)
+            except ZImageError as exc:
+                text = f"{type(exc).__name__}: {exc}"
+                self.report(record, "failed", text, task_id=handle.id, error=exc)
+            else:
+                text = ", ".join(map(str, paths))
+                self.report(record, "saved", text, task_id=handle.id, paths=paths)
+
+    async def resend(self, record: JournalRecord) -> None:
+        """Send the create of *record* again, with its key; then wait and save."""
+        assert self._zs is not None
+        async with self._gate:
+            try:
+                handle = await self._zs.submit(
+                    record.request(), idempotency_key=record.key, cost=record.expected_cost
+                )
+            except SubmissionUncertainError as exc:
+                self.report(record, "uncertain", f"sent again, still uncertain: {exc}", error=exc)
+                return
+            except ZImageError as exc:
+                self.report(record, "failed", f"{type(exc).__name__}: {exc}", error=exc)
+                return
+        await self.save(record, handle)
+
+    def summary(self) -> int:
+        total = sum(self.counts.values())
+        if self._args.json:
+            _print(
+                {"event": "summary", "total": total}
+                | self.counts
+                | {
+                    "journal": journal_label(self._journal),
+                    "output_dir": str(self._args.output_dir),
+                }
+            )
+        else:
+            parts = [f"{count} {name}" for name, count in self.counts.items() if count]
+            print(f"{total} unfinished task(s): {', '.join(parts) or 'nothing to do'}", flush=True)
+        return 0 if self.counts["saved"] == total else 1
+
+
+def _plan(
+    collector: _Collector, records: list[JournalRecord], handles: list[TaskHandle], zs: Session
+) -> list[Callable[[], Awaitable[None]]]:
+    """Report what cannot be collected; return the jobs that collect the rest."""
+    by_id = {handle.id: handle for handle in handles}
+    jobs: list[Callable[[], Awaitable[None]]] = []
+    for record in records:
+        prompt = excerpt(record.request().prompt)
+        if record.base_url != zs.base_url:
+            collector.report(
+                record,
+                "elsewhere",
+                f"made at {record.base_url}, not at {zs.base_url}: collect it with "
+                f"ZIMAGE_BASE_URL={record.base_url} (and that service's key)",
+            )
+        elif record.task_id is None:
+            if collector.resubmit_uncertain:
+                jobs.append(functools.partial(collector.resend, record))
+            else:
+                collector.report(
+                    record,
+                    "uncertain",
+                    f"({prompt}) the create may have made a task whose id is unknown; "
+                    "--resubmit-uncertain sends it again with the same key",
+                )
+        elif record.task_id in by_id:
+            jobs.append(functools.partial(collector.save, record, by_id[record.task_id]))
+        else:
+            collector.report(
+                record,
+                "expired",
+                f"({prompt}) completed at {when(record.completed_at)}; its image links "
+                "have expired (they live 24 hours), so its images can no longer be saved",
+            )
+    return jobs
+
+
+async def run_collect(args: argparse.Namespace, interruption: Interruption) -> int:
+    """Collect every unfinished task of the journal; return the exit status."""
+    if wants_emulator(args):
+        raise UsageError(
+            "zimage tasks collect needs the service that made the tasks, and an in-process "
+            "emulator is new and knows no task: set ZIMAGE_API_KEY (and ZIMAGE_BASE_URL "
+            "for an emulator started with `zimage emulator`)"
+        )
+    if args.concurrency < 1:
+        raise UsageError(f"--concurrency: at least 1, not {args.concurrency}")
+    journal = journal_target(args, emulated=False)
+    assert journal is not None
+    try:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write to the output directory {args.output_dir}: {exc}") from None
+    if not journal_exists(journal):
+        say(f"no journal at {journal} yet: nothing to collect")
+        return _Collector(args, None, journal).summary()
+    interruption.hint = (
+        "the tasks keep running; run the same command again to collect the rest "
+        "(the images saved so far are recorded)"
+    )
+    async with open_session(args) as target:
+        zs = target.session
+        collector = _Collector(args, zs, journal)
+        records = await zs.unfinished()
+        jobs = _plan(collector, records, await zs.recover(), zs)
+        await asyncio.gather(*(job() for job in jobs))
+    interruption.hint = None
+    return collector.summary()
+
+
+def _print(record: dict[str, Any]) -> None:
+    print(json.dumps(record, ensure_ascii=False), flush=True)
