@@ -28,6 +28,15 @@ FAST_POLL = PollSchedule(wait_min=0.01, wait_max=0.05, timeout=20.0)
 FAST_RETRY = RetryPolicy(wait_initial=0.01, wait_max=0.05, max_attempts=5)
 
 
+@pytest.fixture(autouse=True)
+def _private_state_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Give each test its own state directory, where `zimage` keeps its default journal."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+    monkeypatch.delenv("ZIMAGE_JOURNAL", raising=False)
+
+
 @pytest.fixture
 async def emulator(zimage_emulator_factory: EmulatorFactory) -> Emulator:
     """An emulator whose tasks finish in about 50 ms (the shipped plugin's factory)."""

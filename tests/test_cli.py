@@ -22,6 +22,8 @@ from PIL import Image as PILImage
 from zimage_async._cli import build_parser
 from zimage_async.emulator import Emulator, ManualClock
 
+from .conftest import until
+
 FAST = ["--emulator-task-duration", "0.05"]
 DOCS = Path(__file__).parent.parent / "docs" / "cli.md"
 
@@ -182,14 +184,6 @@ async def _zimage_against(emu: Emulator, *args: str | Path) -> asyncio.subproces
     )
 
 
-async def _until_ledger(emu: Emulator, count: int) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + 20
-    while len(emu.ledger) < count or emu.request_counts.get("task", 0) < count:
-        assert loop.time() < end, "the tasks were not created in time"
-        await asyncio.sleep(0.01)
-
-
 async def test_ctrl_c_leaves_a_manifest_that_the_rerun_resumes_without_paying_twice(
     manual_emulator: tuple[Emulator, ManualClock], tmp_path: Path
 ) -> None:
@@ -198,7 +192,9 @@ async def test_ctrl_c_leaves_a_manifest_that_the_rerun_resumes_without_paying_tw
     prompts = _prompts(tmp_path, "".join(f"prompt {n}\n" for n in range(4)))
     out = tmp_path / "out"
     process = await _zimage_against(emu, "batch", prompts, "-o", out, "--json")
-    await _until_ledger(emu, 4)
+    await until(
+        lambda: len(emu.ledger) >= 4 and emu.request_counts.get("task", 0) >= 4, deadline=20
+    )
     process.send_signal(signal.SIGINT)
     stdout, stderr = await process.communicate()
     assert process.returncode == 130
@@ -243,15 +239,19 @@ async def test_task_shows_a_task_and_downloads_it(
 
 
 def _options() -> set[str]:
-    """Every ``zimage COMMAND`` and every documented long option of the parser."""
+    """Every ``zimage COMMAND [SUBCOMMAND]`` and every documented long option of the parser."""
     found = set()
-    for action in build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                found.add(f"zimage {name}")
-                for option in sub._actions:
-                    if option.help != argparse.SUPPRESS and option.dest != "help":
-                        found.update(s for s in option.option_strings if s.startswith("--"))
+
+    def visit(parser: argparse.ArgumentParser, prefix: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found.add(f"{prefix} {name}")
+                    visit(sub, f"{prefix} {name}")
+            elif action.help != argparse.SUPPRESS and action.dest not in ("help", "version"):
+                found.update(s for s in action.option_strings if s.startswith("--"))
+
+    visit(build_parser(), "zimage")
     return found
 
 

@@ -17,6 +17,8 @@ import pytest
 
 from zimage_async.emulator import Emulator, ManualClock
 
+from .conftest import until
+
 FAST = ["--emulator-task-duration", "0.05"]
 #: Long enough for the progress display to show a running task.
 SLOW = ["--emulator-task-duration", "0.5"]
@@ -60,11 +62,7 @@ async def _run_against(emu: Emulator, *args: str | Path) -> asyncio.subprocess.P
 
 async def _until_polled(emu: Emulator) -> str:
     """Wait until the command has created its task and polled it once; return the id."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + 30
-    while not emu.ledger or emu.request_counts.get("task", 0) < 1:
-        assert loop.time() < end, "the command did not create and poll its task"
-        await asyncio.sleep(0.01)
+    await until(lambda: bool(emu.ledger) and emu.request_counts.get("task", 0) >= 1, deadline=30)
     return emu.ledger[0].task_id
 
 

@@ -1,0 +1,362 @@
+"""The journal on the command line: `zimage generate` records, `zimage tasks` collects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import attrs
+import pytest
+
+from zimage_async import GenerationRequest
+from zimage_async._journal import open_journal
+from zimage_async._journal_records import JournalRecord, JournalState
+from zimage_async.emulator import Emulator, ManualClock
+
+from .conftest import until
+
+#: What the emulator reserves per task.
+CREDITS = 0.026
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZIMAGE_")}
+    return {**env, **extra}
+
+
+@pytest.fixture
+async def frozen() -> AsyncIterator[tuple[Emulator, ManualClock]]:
+    """An emulator in the test process whose tasks finish only when its clock is advanced."""
+    clock = ManualClock(start=time.time())
+    async with Emulator(clock=clock, task_duration=1.0, seed=3) as emu:
+        yield emu, clock
+
+
+async def start(emu: Emulator | None, *args: str | Path) -> asyncio.subprocess.Process:
+    """Start the command line against *emu* (None: no key, so an in-process emulator)."""
+    env = {} if emu is None else {"ZIMAGE_API_KEY": emu.api_key, "ZIMAGE_BASE_URL": emu.base_url}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "zimage_async",
+        *map(str, args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(**env),
+    )
+
+
+async def zimage(emu: Emulator | None, *args: str | Path) -> tuple[int, str, str]:
+    """Run the command line to its end; return its status, stdout and stderr."""
+    process = await start(emu, *args)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def created_and_polled(emu: Emulator) -> str:
+    """Wait until the command has created its task and polled it; return the task id."""
+    await until(lambda: bool(emu.ledger) and emu.request_counts.get("task", 0) >= 1, deadline=30)
+    return emu.ledger[0].task_id
+
+
+def default_journal() -> Path:
+    return Path(os.environ["XDG_STATE_HOME"]) / "zimage" / "journal.sqlite"
+
+
+async def test_a_killed_generate_is_listed_and_collected_without_a_second_task(
+    frozen: tuple[Emulator, ManualClock], tmp_path: Path
+) -> None:
+    """SIGKILL mid-wait; `tasks list` shows the task, `tasks collect` saves it; billed once."""
+    emu, clock = frozen
+    process = await start(emu, "generate", "a lighthouse at dusk", "-o", tmp_path / "gone")
+    task_id = await created_and_polled(emu)
+    process.send_signal(signal.SIGKILL)
+    await process.communicate()
+    assert process.returncode == -signal.SIGKILL
+
+    status, stdout, stderr = await zimage(emu, "tasks", "list")
+    assert status == 0, stderr
+    [line] = stdout.splitlines()[1:]
+    assert line.split()[2:5] == ["created", task_id, str(CREDITS)]
+    assert line.endswith("a lighthouse at dusk")
+    assert "1 unfinished create(s)" in stderr
+
+    clock.advance(5.0)
+    status, stdout, stderr = await zimage(emu, "tasks", "collect", "-o", tmp_path / "out")
+    assert status == 0, stderr
+    assert stdout.splitlines() == [
+        f"saved {task_id}: {tmp_path / 'out' / f'{task_id}-0.png'}",
+        "1 unfinished task(s): 1 saved",
+    ]
+    assert (tmp_path / "out" / f"{task_id}-0.png").stat().st_size > 0
+    assert emu.billed_counts() == {"a lighthouse at dusk": 1}
+
+    status, stdout, _ = await zimage(emu, "tasks", "collect", "-o", tmp_path / "again")
+    assert (status, stdout.strip()) == (0, "0 unfinished task(s): nothing to do")
+    assert len(emu.ledger) == 1
+
+
+@pytest.mark.parametrize("journal", [None, "my-journal.sqlite"], ids=["default", "named"])
+async def test_ctrl_c_says_the_task_is_kept_and_how_to_collect_it(
+    frozen: tuple[Emulator, ManualClock], tmp_path: Path, journal: str | None
+) -> None:
+    """SIGINT mid-wait exits 130 with `zimage task ID -o` and `zimage tasks collect -o`."""
+    emu, clock = frozen
+    out = tmp_path / "out"
+    named = [] if journal is None else ["--journal", str(tmp_path / journal)]
+    process = await start(emu, "generate", "a cat", "-o", out / "cat.png", *named)
+    task_id = await created_and_polled(emu)
+    process.send_signal(signal.SIGINT)
+    _, stderr = await process.communicate()
+    assert process.returncode == 130
+    text = stderr.decode()
+    assert f"zimage task {task_id} -o {out / 'cat.png'}{' '.join(['', *named])}\n" in text
+    assert f"zimage tasks collect -o {out}{' '.join(['', *named])}\n" in text
+    assert "generate" not in text.split("interrupted:")[1]
+    clock.advance(5.0)
+    status, _, stderr_ = await zimage(emu, "tasks", "collect", "-o", out, *named)
+    assert status == 0, stderr_
+    assert len(emu.ledger) == 1
+
+
+async def test_a_timeout_says_how_to_collect_the_task(
+    frozen: tuple[Emulator, ManualClock], tmp_path: Path
+) -> None:
+    """--timeout that passes exits 1 naming the collect commands; the task is then saved."""
+    emu, clock = frozen
+    status, _, stderr = await zimage(emu, "generate", "a cat", "-o", tmp_path, "--timeout", "0.3")
+    assert status == 1
+    task_id = emu.ledger[0].task_id
+    assert f"timed out: task {task_id} was still pending after 0.3 s" in stderr
+    assert f"zimage task {task_id} -o {tmp_path}\n" in stderr
+    assert f"zimage tasks collect -o {tmp_path}\n" in stderr
+    clock.advance(5.0)
+    status, stdout, _ = await zimage(emu, "task", task_id, "-o", tmp_path)
+    assert status == 0
+    status, stdout, _ = await zimage(emu, "tasks", "list")
+    assert stdout == ""  # `zimage task` recorded the task as saved in the journal
+
+
+async def test_max_credits_refuses_the_create_that_goes_over_and_sends_nothing(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The first create is within the limit; the second would go over: exit 3, not sent."""
+    status, _, stderr = await zimage(
+        emulator, "generate", "a cat", "-o", tmp_path, "--max-credits", "0.03"
+    )
+    assert status == 0, stderr
+    status, _, stderr = await zimage(
+        emulator, "generate", "a dog", "-o", tmp_path, "--max-credits", "0.03"
+    )
+    assert status == 3
+    assert "over the spend limit" in stderr and "nothing was sent" in stderr
+    assert emulator.billed_counts() == {"a cat": 1}
+    status, stdout, _ = await zimage(emulator, "tasks", "spend", "--json")
+    figures = json.loads(stdout)
+    assert (figures["credits"], figures["creates"], figures["uncertain"]) == (CREDITS, 1, 0)
+    assert figures["by_state"] == [{"state": "saved", "creates": 1, "credits": CREDITS}]
+    assert figures["by_batch"] == [{"batch_id": None, "creates": 1, "credits": CREDITS}]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--max-credits", "1", "--no-journal"], "--no-journal was given", id="off"),
+        pytest.param(["--max-credits", "-1"], "a number of credits >= 0", id="negative"),
+        pytest.param(["--max-credits", "nan"], "a number of credits >= 0", id="nan"),
+        pytest.param(["--journal", "x", "--no-journal"], "not allowed with", id="both"),
+        pytest.param(
+            ["--journal", "ftp://host/db"], "a file path or a postgresql:// URL", id="ftp"
+        ),
+        pytest.param(["--timeout", "0"], "a number of seconds > 0", id="timeout"),
+    ],
+)
+async def test_bad_journal_options_exit_2_and_send_nothing(
+    emulator: Emulator, tmp_path: Path, args: list[str], message: str
+) -> None:
+    """Each bad value is refused, naming the option and rule, before any request."""
+    status, _, stderr = await zimage(emulator, "generate", "a cat", "-o", tmp_path, *args)
+    assert status == 2
+    assert message in stderr
+    assert emulator.request_counts == {}
+    assert not default_journal().exists()
+
+
+async def test_a_file_that_is_not_a_journal_is_refused_before_any_request(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """--journal naming another file exits 2 saying so; the file is left as it was."""
+    other = tmp_path / "notes.txt"
+    other.write_text("not a database\n" * 100)
+    status, _, stderr = await zimage(emulator, "generate", "a cat", "--journal", other)
+    assert status == 2
+    assert "is not a zimage journal" in stderr
+    assert other.read_text() == "not a database\n" * 100
+    assert emulator.request_counts == {}
+
+
+async def test_the_in_process_emulator_keeps_no_default_journal(tmp_path: Path) -> None:
+    """Without a key, generate works and writes no journal; --max-credits needs --journal."""
+    status, _, stderr = await zimage(
+        None, "generate", "a cat", "-o", tmp_path, "--emulator-task-duration", "0.05"
+    )
+    assert status == 0, stderr
+    assert not default_journal().exists()
+    status, _, stderr = await zimage(None, "generate", "a cat", "--max-credits", "5")
+    assert status == 2
+    assert "--journal PATH" in stderr and "emulator at" not in stderr
+    named = tmp_path / "demo.sqlite"
+    status, _, stderr = await zimage(
+        None, "generate", "a cat", "-o", tmp_path, "--journal", named, "--max-credits", "5",
+        "--emulator-task-duration", "0.05",
+    )  # fmt: skip
+    assert status == 0, stderr
+    status, stdout, _ = await zimage(None, "tasks", "list", "--all", "--journal", named, "--json")
+    assert [r["state"] for r in json.loads(stdout)["records"]] == ["saved"]
+
+
+async def test_list_and_spend_read_no_journal_into_existence(tmp_path: Path) -> None:
+    """With no journal yet, list and spend say so, exit 0, and create nothing."""
+    status, stdout, stderr = await zimage(None, "tasks", "list", "--json")
+    assert status == 0
+    assert json.loads(stdout)["records"] == []
+    assert "nothing was recorded" in stderr
+    status, stdout, _ = await zimage(None, "tasks", "spend")
+    assert status == 0 and stdout.startswith("reserved: 0 credit(s) by 0 create(s)")
+    assert not default_journal().exists()
+
+
+async def _journal_with(*records: JournalRecord) -> None:
+    """Write *records* into the default journal, as a process that stopped would have."""
+    async with await open_journal(default_journal()) as journal:
+        for record in records:
+            await journal.begin(record)
+            if record.state is not JournalState.SUBMITTING:
+                await journal.update(
+                    record.key,
+                    record.state,
+                    task_id=record.task_id,
+                    completed_at=record.completed_at,
+                )
+
+
+def _record(key: str, prompt: str, base_url: str, **fields: object) -> JournalRecord:
+    record = JournalRecord.for_request(
+        GenerationRequest(prompt=prompt), key=f"order-4711-{key}", base_url=base_url
+    )
+    return attrs.evolve(record, **fields)  # type: ignore[arg-type]
+
+
+async def test_collect_reports_what_it_cannot_collect_and_resends_only_when_asked(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Uncertain, expired and other-service records are reported (exit 1), not sent."""
+    long_ago = time.time() - 3 * 86400
+    await _journal_with(
+        _record("uncertain-1", "an owl", emulator.base_url),
+        _record(
+            "expired-01",
+            "a bee",
+            emulator.base_url,
+            state=JournalState.COMPLETED,
+            task_id="task-unified-1-expired",
+            completed_at=long_ago,
+        ),
+        _record(
+            "elsewhere-1",
+            "a fox",
+            "https://api.example/apiv1",
+            state=JournalState.CREATED,
+            task_id="task-unified-1-elsewhere",
+        ),
+    )
+    status, stdout, _ = await zimage(emulator, "tasks", "collect", "-o", tmp_path, "--json")
+    assert status == 1
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert {e["key"]: e["status"] for e in events[:-1]} == {
+        "order-4711-uncertain-1": "uncertain",
+        "order-4711-expired-01": "expired",
+        "order-4711-elsewhere-1": "elsewhere",
+    }
+    assert events[-1] | {"journal": "", "output_dir": ""} == {
+        "event": "summary",
+        "total": 3,
+        "saved": 0,
+        "failed": 0,
+        "timeout": 0,
+        "expired": 1,
+        "uncertain": 1,
+        "elsewhere": 1,
+        "journal": "",
+        "output_dir": "",
+    }
+    assert emulator.request_counts == {}
+
+
+async def test_resubmit_uncertain_sends_the_original_key_and_gets_the_task_already_made(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The create that went out before the crash is answered again; nothing billed twice."""
+    key = "order-4711-uncertain-1"
+    async with aiohttp.ClientSession() as http:
+        reply = await http.post(
+            f"{emulator.base_url}/v1/images/generations",
+            json={"model": "z-image-turbo", "prompt": "an owl"},
+            headers={"Authorization": f"Bearer {emulator.api_key}", "Idempotency-Key": key},
+        )
+        assert reply.status == 200
+    await _journal_with(_record("uncertain-1", "an owl", emulator.base_url))
+    status, stdout, stderr = await zimage(
+        emulator, "tasks", "collect", "-o", tmp_path, "--resubmit-uncertain"
+    )
+    assert status == 0, stderr
+    task_id = emulator.ledger[0].task_id
+    assert stdout.splitlines()[0] == f"saved {task_id}: {tmp_path / f'{task_id}-0.png'}"
+    assert emulator.billed_counts(by="idempotency_key") == {key: 1}
+
+
+def test_hints_name_the_journal_without_its_password_and_the_folder_of_a_file() -> None:
+    """A named journal is added to the commands; a postgresql:// password is left out."""
+    from zimage_async._cli_common import collect_commands
+
+    url = "postgresql://zimage:s3cret@db.example:5432/jobs"
+    assert collect_commands("task-unified-1-a", "out/fox.png", url) == [
+        "zimage task task-unified-1-a -o out/fox.png --journal "
+        "postgresql://zimage@db.example:5432/jobs",
+        "zimage tasks collect -o out --journal postgresql://zimage@db.example:5432/jobs",
+    ]
+    assert collect_commands("task-unified-1-a", None, None) == ["zimage task task-unified-1-a -o ."]
+
+
+def test_the_billed_service_is_called_billed_in_the_hint() -> None:
+    """Against the real service, the message says the task is billed."""
+    from zimage_async._cli_generate import _collect_hint
+
+    text = _collect_hint("task-unified-1-a", "out/", emulated=False, billed=True, journal=None)
+    assert "where it is billed" in text and "without creating another task" in text
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        pytest.param({"ZIMAGE_JOURNAL": "/data/j.sqlite"}, "/data/j.sqlite", id="variable"),
+        pytest.param({"XDG_STATE_HOME": "/st"}, "/st/zimage/journal.sqlite", id="xdg"),
+        pytest.param({"XDG_STATE_HOME": "rel"}, "~/.local/state/zimage/journal.sqlite", id="rel"),
+        pytest.param({}, "~/.local/state/zimage/journal.sqlite", id="unset"),
+    ],
+)
+def test_the_default_journal_follows_the_environment(
+    environ: dict[str, str], expected: str
+) -> None:
+    """$ZIMAGE_JOURNAL, else the XDG state directory (absolute only), else ~/.local/state."""
+    from zimage_async._cli_common import default_journal as chosen
+
+    assert chosen(environ) == os.path.expanduser(expected)
