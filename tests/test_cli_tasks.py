@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shlex
 import signal
 import sys
 import time
@@ -39,7 +41,9 @@ async def frozen() -> AsyncIterator[tuple[Emulator, ManualClock]]:
         yield emu, clock
 
 
-async def start(emu: Emulator | None, *args: str | Path) -> asyncio.subprocess.Process:
+async def start(
+    emu: Emulator | None, *args: str | Path, cwd: Path | None = None
+) -> asyncio.subprocess.Process:
     """Start the command line against *emu* (None: no key, so an in-process emulator)."""
     env = {} if emu is None else {"ZIMAGE_API_KEY": emu.api_key, "ZIMAGE_BASE_URL": emu.base_url}
     return await asyncio.create_subprocess_exec(
@@ -50,12 +54,15 @@ async def start(emu: Emulator | None, *args: str | Path) -> asyncio.subprocess.P
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=_env(**env),
+        cwd=cwd,
     )
 
 
-async def zimage(emu: Emulator | None, *args: str | Path) -> tuple[int, str, str]:
+async def zimage(
+    emu: Emulator | None, *args: str | Path, cwd: Path | None = None
+) -> tuple[int, str, str]:
     """Run the command line to its end; return its status, stdout and stderr."""
-    process = await start(emu, *args)
+    process = await start(emu, *args, cwd=cwd)
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return process.returncode, stdout.decode(), stderr.decode()
@@ -360,3 +367,42 @@ def test_the_default_journal_follows_the_environment(
     from zimage_async._cli_common import default_journal as chosen
 
     assert chosen(environ) == os.path.expanduser(expected)
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _documented() -> list[str]:
+    """The `$ zimage generate|tasks|info` console commands of the CLI and journal pages."""
+    commands = []
+    for page in ("cli.md", "journal.md"):
+        for block in re.findall(r"```console\n(.*?)```", (DOCS / page).read_text(), re.S):
+            for line in block.splitlines():
+                words = shlex.split(line)
+                if words[:2] == ["$", "zimage"] and words[2] in ("generate", "tasks", "info"):
+                    commands.append(line.removeprefix("$ "))
+    return commands
+
+
+async def test_the_documented_commands_run_as_written(
+    frozen: tuple[Emulator, ManualClock], tmp_path: Path
+) -> None:
+    """Each documented command exits 0, in order, after a generate was killed mid-wait."""
+    emu, clock = frozen
+    commands = _documented()
+    assert "zimage tasks collect -o out/" in commands and "zimage tasks spend" in commands
+    killed = await start(emu, "generate", "a task left behind", cwd=tmp_path)
+    left_behind = await created_and_polled(emu)
+    killed.send_signal(signal.SIGKILL)
+    await killed.communicate()
+    for command in commands:
+        args = shlex.split(command)[1:]
+        billed = len(emu.ledger)
+        process = await start(emu, *args, cwd=tmp_path)
+        if args[0] == "generate":
+            await until(lambda: len(emu.ledger) > billed, deadline=30)  # noqa: B023
+        clock.advance(5.0)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert process.returncode == 0, f"{command}: {stderr.decode()}"
+    assert (tmp_path / "out" / f"{left_behind}-0.png").is_file()
+    assert emu.billed_counts()["a task left behind"] == 1
