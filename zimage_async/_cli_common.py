@@ -226,10 +226,13 @@ def journal_target(args: argparse.Namespace, *, emulated: bool) -> str | None:
 
     ``--no-journal``: none. ``--journal``: that one. Otherwise :func:`default_journal`,
     except with an in-process emulator (*emulated*), whose tasks end with the process and
-    must not mix with billed ones: none. ``--max-credits`` without a journal, and a
-    journal URL that is not ``postgresql://``, are usage errors.
+    must not mix with billed ones: none (as for a command without these options).
+    ``--max-credits`` without a journal, and a journal URL that is not
+    ``postgresql://``, are usage errors.
     """
     target: str | None
+    if not hasattr(args, "journal"):  # a command without the journal options keeps none
+        return None
     if getattr(args, "no_journal", False):
         target = None
     elif getattr(args, "journal", None) is not None:
