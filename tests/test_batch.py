@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,26 +17,17 @@ from zimage_async import (
     GenerationRequest,
     ImageExpiredError,
     InvalidRequestError,
-    ManifestError,
+    JournalError,
     NoResultsError,
     Session,
     SubmissionUncertainError,
     TaskFailedError,
 )
-from zimage_async._manifest import Manifest, RowState
+from zimage_async._journal import JournalRecord, JournalState, open_journal
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule, ManualClock
 
-from .conftest import FAST_POLL, FAST_RETRY
+from .conftest import FAST_POLL, FAST_RETRY, until
 from .test_cancellation import _client_tasks
-
-
-async def _until(condition: Callable[[], bool], *, deadline: float = 10.0) -> None:
-    """Yield to the loop until *condition* holds; fail after *deadline* seconds."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while not condition():
-        assert loop.time() < end, "condition not reached before the deadline"
-        await asyncio.sleep(0.005)
 
 
 async def _collect(
@@ -103,7 +96,7 @@ async def test_no_more_than_concurrency_tasks_are_submitted_at_once(
     emu, _ = manual
     async with manual_zs.generate_many([f"p{n}" for n in range(5)], concurrency=2) as batch:
         consumer = asyncio.ensure_future(batch.__anext__())
-        await _until(lambda: emu.request_counts.get("task", 0) >= 10)
+        await until(lambda: emu.request_counts.get("task", 0) >= 10)
         assert len(emu.ledger) == 2
         consumer.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -134,7 +127,7 @@ async def test_cancelling_the_consumer_stops_the_batch_without_async_with(
             pass
 
     consumer = asyncio.ensure_future(consume())
-    await _until(lambda: len(emulator.ledger) == 3)
+    await until(lambda: len(emulator.ledger) == 3)
     consumer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await consumer
@@ -154,7 +147,7 @@ async def test_a_rerun_resumes_an_interrupted_batch_without_billing_twice(
             pass
 
     run = asyncio.ensure_future(first_run())
-    await _until(lambda: len(emu.ledger) == 4 and emu.request_counts.get("task", 0) >= 8)
+    await until(lambda: len(emu.ledger) == 4 and emu.request_counts.get("task", 0) >= 8)
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
@@ -181,21 +174,25 @@ async def test_a_rerun_of_a_finished_batch_sends_nothing(
 async def test_a_changed_request_for_an_item_with_a_task_is_refused(
     zs: Session, emulator: Emulator, tmp_path: Path
 ) -> None:
-    """Editing an item that already has a task raises ManifestError before sending."""
+    """Editing an item that already has a task raises JournalError before sending."""
     manifest = tmp_path / "m.sqlite"
     await _collect(zs, ["a", "b"], output_dir=tmp_path, manifest=manifest)
-    with pytest.raises(ManifestError, match=r"item index 1") as caught:
+    with pytest.raises(JournalError, match=r"item index 1"):
         await _collect(zs, ["a", "B"], output_dir=tmp_path, manifest=manifest)
-    assert caught.value.items == (1,)
     assert len(emulator.ledger) == 2
 
 
-async def test_a_manifest_of_another_batch_is_refused(zs: Session, tmp_path: Path) -> None:
-    """A batch id different from the manifest's raises ManifestError naming both."""
-    manifest = tmp_path / "m.sqlite"
-    await _collect(zs, ["a"], manifest=manifest, batch_id="cats")
-    with pytest.raises(ManifestError, match=r"another batch.*'cats'"):
-        await _collect(zs, ["a"], manifest=manifest, batch_id="dogs")
+async def test_one_journal_keeps_two_batches_apart(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """Two batch ids in one journal file are two batches; a rerun of one resumes only it."""
+    journal = tmp_path / "j.sqlite"
+    await _collect(zs, ["a"], output_dir=tmp_path / "c", journal=journal, batch_id="cats")
+    (dog,) = await _collect(zs, ["a"], output_dir=tmp_path / "d", journal=journal, batch_id="dogs")
+    assert dog.ok and not dog.resumed
+    (cat,) = await _collect(zs, ["a"], output_dir=tmp_path / "c", journal=journal, batch_id="cats")
+    assert cat.ok and cat.resumed
+    assert len(emulator.ledger) == 2
 
 
 async def test_an_item_added_to_the_batch_is_submitted_on_rerun(
@@ -215,16 +212,20 @@ async def test_expired_links_of_an_earlier_run_are_reported(
     """A completed task whose links expired is an ImageExpiredError, never resubmitted."""
     handle = await zs.submit("old")
     await handle.wait()
-    manifest = Manifest.open(tmp_path / "m.sqlite", batch_id="default")
-    manifest.record(
-        0,
-        GenerationRequest(prompt="old"),
-        RowState.COMPLETED,
-        base_url=zs.base_url,
-        task_id=handle.id,
-        completed_at=time.time() - 2 * 86_400,
-    )
-    manifest.close()
+    request = GenerationRequest(prompt="old")
+    async with await open_journal(tmp_path / "m.sqlite") as journal:
+        await journal.enqueue("default", [request])
+        (stored,) = await journal.items("default")
+        record = JournalRecord.for_request(
+            request, key=stored.key, base_url=zs.base_url, batch_id="default", item_index=0
+        )
+        await journal.begin(record)
+        await journal.update(
+            stored.key,
+            JournalState.COMPLETED,
+            task_id=handle.id,
+            completed_at=time.time() - 2 * 86_400,
+        )
     (item,) = await _collect(zs, ["old"], output_dir=tmp_path, manifest=tmp_path / "m.sqlite")
     assert isinstance(item.error, ImageExpiredError)
     assert item.task_id == handle.id
@@ -282,22 +283,24 @@ async def test_a_create_under_way_when_cancelled_is_recorded_and_resumed(
     emulator.faults = FaultPlan.script("create", [FaultRule(kind="slow", delay_seconds=0.3)])
     path = tmp_path / "m.sqlite"
 
-    def state() -> RowState | None:
-        manifest = Manifest.open(path, batch_id="default")
-        row = manifest.rows().get(0)
-        manifest.close()
-        return None if row is None else row.state
+    def state() -> JournalState | None:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            try:
+                row = db.execute("SELECT state FROM zimage_creates").fetchone()
+            except sqlite3.OperationalError:  # the journal's tables are not made yet
+                return None
+        return None if row is None else JournalState(row[0])
 
     async def consume() -> None:
         async for _ in zs.generate_many(["slow create"], manifest=path):
             pass
 
     consumer = asyncio.ensure_future(consume())
-    await _until(lambda: path.exists() and state() is RowState.SUBMITTING)
+    await until(lambda: path.exists() and state() is JournalState.SUBMITTING)
     consumer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await consumer
-    assert state() is RowState.CREATED
+    assert state() is JournalState.CREATED
     (item,) = await _collect(zs, ["slow create"], manifest=path)
     assert item.ok and item.resumed
     assert len(emulator.ledger) == 1

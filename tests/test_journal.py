@@ -166,6 +166,48 @@ def _with(state: JournalState, **changes: object) -> JournalRecord:
             ResumeAction.SUBMIT_NEW,
             id="failed-resubmitted",
         ),
+        pytest.param(
+            _with(JournalState.SUBMITTING),
+            {"resend_submitting": True},
+            ResumeAction.RESUBMIT,
+            id="submitting-taken-over",
+        ),
+        pytest.param(
+            _with(JournalState.UNCERTAIN),
+            {"resend_submitting": True},
+            ResumeAction.REPORT_UNCERTAIN,
+            id="uncertain-not-resent-when-taken-over",
+        ),
+        pytest.param(
+            _with(JournalState.SUBMITTING, task_id=None),
+            {"resubmit_uncertain": True},
+            ResumeAction.RESUBMIT,
+            id="submitting-resubmitted",
+        ),
+        pytest.param(
+            _with(JournalState.COMPLETED, task_id="t", completed_at=-DAY - 1),
+            {"resubmit_expired": True},
+            ResumeAction.SUBMIT_NEW,
+            id="expired-resubmitted",
+        ),
+        pytest.param(
+            _with(JournalState.SAVED, task_id="t", completed_at=-DAY - 1),
+            {"files_present": False},
+            ResumeAction.EXPIRED,
+            id="saved-files-gone-links-expired",
+        ),
+        pytest.param(
+            _with(JournalState.SAVED, task_id="t", completed_at=-DAY - 1),
+            {"files_present": False, "resubmit_expired": True},
+            ResumeAction.SUBMIT_NEW,
+            id="saved-files-gone-expired-resubmitted",
+        ),
+        pytest.param(
+            _with(JournalState.FAILED, task_id="t"),
+            {"resubmit_uncertain": True, "resubmit_expired": True},
+            ResumeAction.REPORT_FAILED,
+            id="failed-not-resubmitted-by-other-options",
+        ),
     ],
 )
 def test_the_resume_action_follows_the_state(

@@ -59,7 +59,7 @@ async def test_an_image_deleted_after_its_links_expired_says_how_to_get_it_back(
     first = await _collect(zs, ["a cat"], output_dir=out, manifest=manifest)
     first[0].paths[0].unlink()
     with contextlib.closing(sqlite3.connect(manifest)) as db, db:  # the task completed two days ago
-        db.execute("UPDATE items SET completed_at = completed_at - 172800")
+        db.execute("UPDATE zimage_creates SET completed_at = completed_at - 172800")
     db.close()
     expired = await _collect(zs, ["a cat"], output_dir=out, manifest=manifest)
     assert "resubmit_expired=True" in str(expired[0].error)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import typing as _typing
 
-from ._batch import Batch, BatchItem, BatchProgress, ItemState
+from ._batch import Batch, BatchItem, BatchProgress, BatchStats, ItemState
+from ._batch_errors import LeaseLostError
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -70,6 +71,7 @@ __all__ = [
     "Batch",
     "BatchItem",
     "BatchProgress",
+    "BatchStats",
     "CallbackReceiver",
     "ConflictError",
     "GenerationRequest",
@@ -85,6 +87,7 @@ __all__ = [
     "InvalidRequestError",
     "ItemState",
     "JournalError",
+    "LeaseLostError",
     "MalformedResponseError",
     "ManifestError",
     "NoResultsError",

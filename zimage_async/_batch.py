@@ -1,58 +1,42 @@
-"""Concurrent batches: :class:`Batch`, what :meth:`Session.generate_many` returns.
+"""Concurrent batches on the journal: :class:`Batch`, what :meth:`Session.generate_many` returns.
 
-A fixed number of workers (``concurrency``) take items in order; each item is
-submitted, waited for and downloaded, and its :class:`BatchItem` is handed to the
-consumer as soon as it is done (completion order). One item's failure is that item's
-outcome, never the batch's. Submissions pass the session's rate gate, so a 429 pauses
-every worker's next create call. With a manifest, every created task id is committed to
-disk before the wait for it begins, so a rerun resumes instead of paying twice.
+The batch's items are added to the journal under its ``batch_id``; the batch then
+claims items with a lease (at most ``concurrency`` at a time), renews the leases in
+the background while it works, runs each claimed item (:mod:`._batchrun`) and releases
+it, settled, once it has its outcome. Any number of such workers, in this process or
+others sharing the journal (a PostgreSQL one across machines), share one batch: each
+item is held by one worker at a time, and the item of a worker that died is taken over
+when its lease runs out. When nothing is left to claim but other workers still hold
+items, the batch keeps trying to claim at a bounded interval until every item is
+settled; then the iteration ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from types import TracebackType
 
-from ._batchitems import (
-    NO_RESULTS,
-    BatchItem,
-    BatchProgress,
-    BatchServices,
-    ItemState,
-    reported_error,
-    stop_error,
-)
-from ._batchplan import Resume, plan_resume
-from ._exceptions import (
-    AuthenticationError,
-    ManifestError,
-    NoResultsError,
-    PermissionDeniedError,
-    SpendLimitError,
-    SubmissionUncertainError,
-    TaskFailedError,
-    ZImageError,
-)
-from ._handle import TaskHandle
-from ._idempotency import new_key
-from ._manifest import Manifest, ManifestRow, RowState
-from ._models import GenerationRequest, TaskStatus
+from ._batchitems import BatchItem, BatchProgress, BatchServices, BatchStats, ItemState
+from ._batchoptions import BatchOptions
+from ._batchrun import ItemRunner
+from ._exceptions import ZImageError
+from ._journal import open_journal
+from ._journal_records import JournalItem, JournalState, ResumeAction
+from ._journal_spend import SpendLimit
+from ._journal_store import Journal
+from ._models import GenerationRequest
 from ._saving import remove_stale_parts
 
-__all__ = ["Batch", "BatchItem", "BatchProgress", "ItemState"]
+__all__ = ["Batch", "BatchItem", "BatchProgress", "BatchStats", "ItemState"]
 
-#: Seconds a create call already under way may still take after cancellation, so that
-#: the task it made is recorded (and resumed later) rather than lost and paid again.
-CREATE_GRACE = 10.0
+logger = logging.getLogger("zimage_async.batch")
 
-
-class _NotSent(Exception):
-    """The item's create was refused before sending (a spend limit)."""
+_ALL_STATES = frozenset(JournalState)
 
 
 class _Crash:
@@ -62,6 +46,9 @@ class _Crash:
         self.exc = exc
 
 
+_END = object()
+
+
 class Batch:
     """A running batch: iterate it for :class:`BatchItem` outcomes in completion order.
 
@@ -69,61 +56,60 @@ class Batch:
     ``async for`` step (or ``async with``). Use it as ``async with zs.generate_many(...)
     as batch:`` so that leaving the block early (``break``, an exception) cancels the
     work in flight at once; cancellation of the consuming task does the same. Stopped
-    items keep their tasks at the service (billed): with a manifest, a rerun resumes
-    them.
+    items keep their tasks at the service (billed): the journal records them, and a
+    rerun resumes them.
+
+    A batch yields the items this worker brought to an outcome, and first those
+    settled before it started (reported from the journal, ``resumed=True``); alone on
+    its batch that is every item once. With other workers on the same batch, each item
+    is yielded by the worker that settled it; :attr:`stats` says what this one did.
     """
 
     def __init__(
         self,
         services: BatchServices,
         requests: Sequence[GenerationRequest],
-        *,
-        concurrency: int,
-        output_dir: Path | None,
-        manifest: Path | None,
-        batch_id: str,
-        timeout: float | None,
-        resubmit_uncertain: bool,
-        resubmit_failed: bool,
-        resubmit_expired: bool = False,
-        name: str | None = None,
-        numbers: Sequence[int] | None = None,
+        options: BatchOptions,
     ) -> None:
         self._services = services
-        self._name = name
-        self._numbers = numbers
         self._requests = requests
-        self._concurrency = concurrency
-        self._output_dir = output_dir
-        self._manifest_path = manifest
-        self._batch_id = batch_id
-        self._timeout = timeout
-        self._resubmit_uncertain = resubmit_uncertain
-        self._resubmit_failed = resubmit_failed
-        self._resubmit_expired = resubmit_expired
-        self._fresh: set[int] = set()
-        self._states = [ItemState.QUEUED] * len(requests)
-        self._manifest: Manifest | None = None
-        self._rows: dict[int, ManifestRow] = {}
-        self._queue: deque[int] = deque(range(len(requests)))
-        self._outcomes: asyncio.Queue[BatchItem | _Crash] = asyncio.Queue()
-        self._workers: list[asyncio.Task[None]] = []
-        self._yielded = 0
+        self._options = options
+        self._journal: Journal | None = None
+        self._owns_journal = False
+        self._runner: ItemRunner | None = None
+        self._outcomes: asyncio.Queue[BatchItem | _Crash | object] = asyncio.Queue()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._held: set[int] = set()
         self._finished = 0
+        self._batch_settled = 0
         self._started: float | None = None
+        self._starting: asyncio.Task[None] | None = None
         self._closed = False
-        self._stopped_by: ZImageError | None = None
+        self._ended = False
 
     def __repr__(self) -> str:
-        return f"<Batch {len(self._requests)} items, {self._finished} finished>"
+        total = len(self._requests)
+        return f"<Batch {self._options.batch_id!r} {total} items, {self._finished} finished>"
 
     def __len__(self) -> int:
         return len(self._requests)
 
     @property
-    def manifest_path(self) -> Path | None:
-        """The manifest file, if any."""
-        return self._manifest_path
+    def batch_id(self) -> str:
+        """The batch's id in the journal."""
+        return self._options.batch_id
+
+    @property
+    def worker_id(self) -> str:
+        """This worker's id, which its leases carry."""
+        return self._options.worker_id
+
+    @property
+    def journal_location(self) -> str | None:
+        """Where the batch's journal lives (None before the batch starts, or in memory)."""
+        if self._journal is None or self._journal.location == ":memory:":
+            return None
+        return self._journal.location
 
     @property
     def stopped_by(self) -> ZImageError | None:
@@ -133,62 +119,134 @@ class Batch:
         create, or a :class:`SpendLimitError` before one, stops the batch at once: no
         further create is sent, items already created finish, and the items not yet
         sent are reported with ``sent=False`` and that error (a refusal's says to check
-        ``ZIMAGE_API_KEY``).
+        ``ZIMAGE_API_KEY``). They stay open in the journal: a rerun sends them.
         """
-        return self._stopped_by
+        return None if self._runner is None else self._runner.stopped_by
 
     @property
     def progress(self) -> BatchProgress:
-        """How many items are in each state now."""
+        """How many items are in each state now (this worker's view)."""
         elapsed = 0.0 if self._started is None else time.monotonic() - self._started
+        states = self._runner.states if self._runner is not None else []
         return BatchProgress(
             total=len(self._requests),
-            counts=dict(Counter(self._states)),
+            counts=dict(Counter(states)),
             finished=self._finished,
             elapsed=elapsed,
+            batch_settled=self._batch_settled,
+        )
+
+    @property
+    def stats(self) -> BatchStats:
+        """What this worker did: items claimed, taken over, submitted, saved, and so on."""
+        counts = Counter[str]() if self._runner is None else self._runner.counts
+        elapsed = 0.0 if self._started is None else time.monotonic() - self._started
+        return BatchStats(
+            worker_id=self._options.worker_id,
+            elapsed=elapsed,
+            **{name: counts[name] for name in _COUNTED},
         )
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def _start(self) -> None:
+    async def _start(self) -> None:
         if self._closed:
             raise RuntimeError("this batch was closed; call generate_many() again to rerun it")
-        if self._started is not None:
-            return
-        if self._manifest_path is not None:
-            manifest = Manifest.open(self._manifest_path, batch_id=self._batch_id)
-            try:
-                manifest.check(self._requests, base_url=self._services.base_url)
-            except BaseException:
-                manifest.close()
-                raise
-            self._manifest = manifest
-            self._rows = manifest.rows()
-        if self._output_dir is not None:
-            self._output_dir.mkdir(parents=True, exist_ok=True)
-            remove_stale_parts(self._output_dir)
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._open())
+        await asyncio.shield(self._starting)
+
+    async def _open(self) -> None:
+        options = self._options
+        book = self._services.book
+        if book is not None:
+            journal = book.journal
+        else:
+            target = options.journal if options.journal is not None else ":memory:"
+            journal = await open_journal(target)
+            self._owns_journal = True
+        self._journal = journal
+        limits = []
+        if options.max_credits is not None:
+            limits.append(SpendLimit(max_credits=options.max_credits, batch_id=options.batch_id))
+        runner = ItemRunner(journal, self._services, self._requests, options, limits)
+        await journal.enqueue(options.batch_id, self._requests)
+        reported = await self._plan_settled(runner, await journal.items(options.batch_id))
+        if options.output_dir is not None:
+            options.output_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_parts(options.output_dir)
+        self._runner = runner
         self._started = time.monotonic()
-        self._workers = [
-            asyncio.ensure_future(self._work())
-            for _ in range(min(self._concurrency, len(self._requests)))
-        ]
+        for item in reported:
+            self._settle(item, reported=True)
+        self._supervisor = asyncio.ensure_future(self._supervise())
+
+    async def _plan_settled(self, runner: ItemRunner, items: list[JournalItem]) -> list[BatchItem]:
+        """Report the items settled earlier that need nothing; reopen those that do."""
+        reported, reopen, elsewhere = [], [], []
+        for item in items:
+            record = item.record
+            if record is None:
+                continue
+            action = runner.action(record, taking_over=False)
+            if action is ResumeAction.WAIT and record.base_url != self._services.base_url:
+                elsewhere.append(item.index)
+            if not item.settled:
+                continue
+            outcome = runner.report(record, action, item.index)
+            if outcome is not None:
+                reported.append(outcome)
+            else:
+                reopen.append(item.index)
+        if elsewhere:
+            from ._exceptions import JournalError
+
+            shown = ", ".join(map(str, elsewhere[:10]))
+            raise JournalError(
+                f"the journal holds tasks of {len(elsewhere)} item(s) of batch "
+                f"{self._options.batch_id!r} that live at another base URL (item index "
+                f"{shown}), not at {self._services.base_url}; run the batch with a "
+                "session on the base URL that made them"
+            )
+        if reopen:
+            assert self._journal is not None
+            await self._journal.reopen(self._options.batch_id, _ALL_STATES, indexes=reopen)
+        return reported
 
     async def aclose(self) -> None:
-        """Cancel the work in flight, wait until it has stopped, close the manifest.
+        """Cancel the work in flight, wait until it has stopped, release the items held.
 
         Idempotent. Tasks already created keep running at the service (and are billed);
-        the manifest records them for a rerun.
+        the journal records them for a rerun. Items this worker held are given back
+        (unsettled), so a rerun or another worker takes them at once.
         """
         self._closed = True
-        for worker in self._workers:
-            worker.cancel()
-        if self._workers:
-            await asyncio.gather(*self._workers, return_exceptions=True)
-        if self._manifest is not None:
-            self._manifest.close()
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+            with contextlib.suppress(BaseException):
+                await self._starting
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(BaseException):
+                await self._supervisor
+        journal = self._journal
+        if journal is None:
+            return
+        held, self._held = sorted(self._held), set()
+        with contextlib.suppress(ZImageError, asyncio.TimeoutError):
+            await asyncio.wait_for(self._release_all(journal, held), 5.0)
+        if self._owns_journal:
+            self._owns_journal = False
+            await journal.close()
+
+    async def _release_all(self, journal: Journal, held: list[int]) -> None:
+        for index in held:
+            await journal.release(
+                self._options.batch_id, self._options.worker_id, index, settled=False
+            )
 
     async def __aenter__(self) -> Batch:
-        self._start()
+        await self._start()
         return self
 
     async def __aexit__(
@@ -203,11 +261,10 @@ class Batch:
         return self
 
     async def __anext__(self) -> BatchItem:
-        if self._yielded == len(self._requests):
-            await self.aclose()
+        if self._ended:
             raise StopAsyncIteration
-        self._start()
         try:
+            await self._start()
             outcome = await self._outcomes.get()
         except BaseException:
             await self.aclose()
@@ -215,214 +272,133 @@ class Batch:
         if isinstance(outcome, _Crash):
             await self.aclose()
             raise outcome.exc
-        self._yielded += 1
+        if not isinstance(outcome, BatchItem):  # the end
+            self._ended = True
+            await self.aclose()
+            raise StopAsyncIteration
         return outcome
 
     # -- work ------------------------------------------------------------------------------
 
-    async def _work(self) -> None:
-        while self._queue:
-            index = self._queue.popleft()
-            try:
-                item = await self._run(index)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # a bug or a full disk: the consumer must see it
-                self._outcomes.put_nowait(_Crash(exc))
-                return
-            self._states[index] = ItemState.DONE if item.ok else ItemState.FAILED
-            self._finished += 1
-            self._outcomes.put_nowait(item)
+    def _settle(self, item: BatchItem, *, reported: bool = False) -> None:
+        assert self._runner is not None
+        self._runner.states[item.index] = ItemState.DONE if item.ok else ItemState.FAILED
+        counts = self._runner.counts
+        if reported:
+            counts["reported"] += 1
+        elif item.ok:
+            counts["saved"] += 1
+        elif not item.sent:
+            counts["not_sent"] += 1
+        else:
+            counts["failed"] += 1
+        self._finished += 1
+        self._outcomes.put_nowait(item)
 
-    def _record(self, index: int, state: RowState, **fields: object) -> None:
-        if self._manifest is None:
-            return
+    @property
+    def _idle(self) -> float:
+        """Seconds between claims while other workers hold the remaining items."""
+        return min(1.0, max(0.05, self._options.lease / 4))
+
+    async def _supervise(self) -> None:
+        assert self._journal is not None
+        assert self._runner is not None
+        journal, runner, options = self._journal, self._runner, self._options
+        renewing = asyncio.ensure_future(self._renew())
+        running: dict[asyncio.Task[None], int] = {}
         try:
-            self._manifest.record(
-                index,
-                self._requests[index],
-                state,
-                base_url=self._services.base_url,
-                **fields,  # type: ignore[arg-type]
-            )
-        except ManifestError as exc:
-            task_id = fields.get("task_id")
-            if task_id is None:
-                raise
-            # The billed task must not live only in a log line: say it, and how to get it.
-            raise ManifestError(
-                f"{exc}; task {task_id} (item {index}) was created and is billed but could "
-                f"not be recorded - collect it with `zimage task {task_id} -o DIR` or "
-                f"session.task({task_id!r}), do not submit the item again"
-            ) from exc
-
-    async def _run(self, index: int) -> BatchItem:
-        request = self._requests[index]
-        row = self._rows.get(index)
-        task_id: str | None = row.task_id if row is not None else None
-        resumed = row is not None and row.state.has_task
-        try:
-            handle = self._resume(index, row)
-            if isinstance(handle, BatchItem):
-                return handle
-            if handle is None:
-                resumed = False
-                if self._stopped_by is not None:
-                    return self._not_sent(index)
-                try:
-                    handle = await self._submit(index)
-                except _NotSent:
-                    return self._not_sent(index)
-            task_id = handle.id
-            return await self._finish(index, handle, row if resumed else None, resumed=resumed)
-        except ManifestError:
-            raise  # the manifest cannot be used: the whole batch stops, and says why
-        except ZImageError as exc:
-            return BatchItem(
-                index=index, request=request, task_id=task_id, error=exc, resumed=resumed
-            )
-
-    def _not_sent(self, index: int) -> BatchItem:
-        """Return the outcome of an item left unsent because the batch was stopped."""
-        assert self._stopped_by is not None
-        return BatchItem(
-            index=index, request=self._requests[index], error=self._stopped_by, sent=False
-        )
-
-    def _resume(self, index: int, row: ManifestRow | None) -> TaskHandle | BatchItem | None:
-        """Return the earlier run's task handle, a final outcome, or None to submit."""
-        request = self._requests[index]
-        plan = plan_resume(
-            row,
-            files_present=row is not None and all(p.exists() for p in row.paths),
-            now=time.time(),
-            link_ttl=self._services.link_ttl,
-            resubmit_uncertain=self._resubmit_uncertain,
-            resubmit_failed=self._resubmit_failed,
-            resubmit_expired=self._resubmit_expired,
-        )
-        if plan is Resume.SUBMIT_NEW:
-            self._fresh.add(index)
-        if plan in (Resume.SUBMIT, Resume.SUBMIT_NEW):
-            return None
-        assert row is not None
-        if plan is Resume.RESUME:
-            assert row.task_id is not None
-            return self._services.task(row.task_id, request=request)
-        if plan is Resume.REPORT_SAVED:
-            return BatchItem(
-                index=index, request=request, task_id=row.task_id, paths=row.paths, resumed=True
-            )
-        return BatchItem(
-            index=index,
-            request=request,
-            task_id=row.task_id,
-            error=reported_error(plan, row, link_ttl=self._services.link_ttl),
-            resumed=True,
-        )
-
-    async def _submit(self, index: int) -> TaskHandle:
-        request = self._requests[index]
-        # Wait out a 429 pause before marking the item as submitting, so a cancellation
-        # during the pause does not leave it looking possibly billed.
-        await self._services.gate_wait()
-        self._states[index] = ItemState.SUBMITTING
-        # An item sent before (refused, or uncertain and resubmitted on request) keeps
-        # its key, so a gateway that honours keys returns a task the first try made.
-        # A failed or expired item resubmitted on request gets a new key: the old one
-        # would only bring back the old task.
-        row = None if index in self._fresh else self._rows.get(index)
-        key = row.idempotency_key if row is not None and row.idempotency_key else new_key()
-        self._record(index, RowState.SUBMITTING, idempotency_key=key)
-        creating = asyncio.ensure_future(self._services.submit(request, key, index))
-        try:
-            handle = await asyncio.shield(creating)
+            while True:
+                free = options.concurrency - len(running)
+                claimed: list[JournalItem] = []
+                if free > 0 and runner.stopped_by is None:
+                    claimed = await journal.claim(
+                        options.batch_id, options.worker_id, lease_seconds=options.lease, limit=free
+                    )
+                    for item in claimed:
+                        self._held.add(item.index)
+                        running[asyncio.ensure_future(self._run(item))] = item.index
+                if not running:
+                    if runner.stopped_by is not None:
+                        await self._report_unsent(journal, runner)
+                        break
+                    if not claimed:
+                        if await self._all_settled(journal):
+                            break
+                        await asyncio.sleep(self._idle)
+                    continue
+                waiting = None if free - len(claimed) <= 0 else self._idle
+                done, _ = await asyncio.wait(
+                    running, timeout=waiting, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    running.pop(task)
+                    task.result()
         except asyncio.CancelledError:
-            # The POST may already be at the service: learn the task's id so that a rerun
-            # resumes it instead of paying again.
-            with contextlib.suppress(BaseException):
-                handle = await asyncio.wait_for(creating, CREATE_GRACE)
-                self._record(index, RowState.CREATED, task_id=handle.id)
-            if not creating.done():
-                creating.cancel()
-            elif not creating.cancelled() and creating.exception() is not None:
-                exc = creating.exception()
-                if isinstance(exc, ZImageError):
-                    self._record_create_error(index, exc)
             raise
-        except SubmissionUncertainError as exc:
-            if exc.task_id is None:
-                self._record_create_error(index, exc)
-                raise
-            self._record(index, RowState.CREATED, task_id=exc.task_id)
-            return self._services.task(exc.task_id, request=request)
-        except (AuthenticationError, PermissionDeniedError) as exc:
-            self._record_create_error(index, exc)
-            if self._stopped_by is None:
-                self._stopped_by = stop_error(exc)
-            raise self._stopped_by from exc
-        except SpendLimitError as exc:  # nothing was sent: the item is not sent
-            self._record_create_error(index, exc)
-            if self._stopped_by is None:
-                self._stopped_by = exc
-            raise _NotSent from exc
-        except ZImageError as exc:
-            self._record_create_error(index, exc)
-            raise
-        self._record(index, RowState.CREATED, task_id=handle.id)
-        return handle
+        except BaseException as exc:  # a bug, a full disk, a journal gone: the consumer sees it
+            self._outcomes.put_nowait(_Crash(exc))
+        else:
+            self._outcomes.put_nowait(_END)
+        finally:
+            renewing.cancel()
+            for task in running:
+                task.cancel()
+            await asyncio.gather(renewing, *running, return_exceptions=True)
 
-    def _record_create_error(self, index: int, exc: ZImageError) -> None:
-        if isinstance(exc, SubmissionUncertainError):
-            if exc.task_id is not None:
-                self._record(index, RowState.CREATED, task_id=exc.task_id)
-            else:
-                self._record(index, RowState.UNCERTAIN, error_message=str(exc))
-        else:  # the service certainly made no task: a rerun may submit it again
-            self._record(
-                index, RowState.REJECTED, error_code=type(exc).__name__, error_message=str(exc)
-            )
+    async def _run(self, item: JournalItem) -> None:
+        assert self._journal is not None
+        assert self._runner is not None
+        outcome = await self._runner.run(item)
+        if outcome is None:  # another worker holds it now
+            self._held.discard(item.index)
+            return
+        # Items left unsent (a stop) stay open in the journal, for a rerun to send.
+        await self._journal.release(
+            self._options.batch_id, self._options.worker_id, item.index, settled=outcome.sent
+        )
+        self._held.discard(item.index)
+        self._settle(outcome)
 
-    async def _finish(
-        self, index: int, handle: TaskHandle, row: ManifestRow | None, *, resumed: bool
-    ) -> BatchItem:
-        request = self._requests[index]
-        self._states[index] = ItemState.PENDING
-        async with contextlib.aclosing(handle.updates(timeout=self._timeout)) as updates:
-            async for snapshot in updates:
-                if snapshot.status is TaskStatus.PROCESSING:
-                    self._states[index] = ItemState.PROCESSING
-        try:
-            await handle.wait(timeout=self._timeout)
-        except TaskFailedError as exc:
-            self._record(
-                index,
-                RowState.FAILED,
-                task_id=handle.id,
-                error_code=exc.code,
-                error_message=exc.message,
-            )
-            raise
-        except NoResultsError:
-            self._record(index, RowState.FAILED, task_id=handle.id, error_code=NO_RESULTS)
-            raise
-        completed_at = row.completed_at if row is not None else None
-        if completed_at is None:
-            completed_at = time.time()
-            self._record(index, RowState.COMPLETED, task_id=handle.id, completed_at=completed_at)
-        self._states[index] = ItemState.DOWNLOADING
-        if self._output_dir is None:
-            result = await handle.result(timeout=self._timeout)
-            return BatchItem(
-                index=index, request=request, task_id=handle.id, result=result, resumed=resumed
-            )
-        number = self._numbers[index] if self._numbers is not None else index + 1
-        paths = await handle.save(
-            self._output_dir, name=self._name, number=number, timeout=self._timeout
-        )
-        self._record(
-            index, RowState.SAVED, task_id=handle.id, completed_at=completed_at, paths=paths
-        )
-        return BatchItem(
-            index=index, request=request, task_id=handle.id, paths=tuple(paths), resumed=resumed
-        )
+    async def _renew(self) -> None:
+        """Renew this worker's leases every third of a lease, and read the batch's totals."""
+        assert self._journal is not None
+        options = self._options
+        while True:
+            await asyncio.sleep(options.lease / 3)
+            try:
+                await self._journal.renew(
+                    options.batch_id, options.worker_id, lease_seconds=options.lease
+                )
+                items = await self._journal.items(options.batch_id)
+            except ZImageError as exc:  # the next claim or write will fail loudly
+                logger.warning("could not renew the leases of batch %r: %s", options.batch_id, exc)
+                continue
+            self._batch_settled = sum(item.settled for item in items)
+
+    async def _all_settled(self, journal: Journal) -> bool:
+        items = await journal.items(self._options.batch_id)
+        self._batch_settled = sum(item.settled for item in items)
+        return all(item.settled for item in items)
+
+    async def _report_unsent(self, journal: Journal, runner: ItemRunner) -> None:
+        """After a stop: report the open items nobody else holds as not sent (left open)."""
+        now = time.time()
+        for item in await journal.items(self._options.batch_id):
+            if item.settled or runner.states[item.index] in (ItemState.DONE, ItemState.FAILED):
+                continue
+            held = item.claimed_by not in (None, self._options.worker_id)
+            if held and item.lease_until is not None and item.lease_until > now:
+                continue
+            self._settle(runner.not_sent(item.index))
+
+
+_COUNTED = (
+    "claimed",
+    "taken_over",
+    "submitted",
+    "resumed",
+    "saved",
+    "failed",
+    "not_sent",
+    "reported",
+)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import attrs
 
-from ._batchplan import Resume
 from ._exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -25,7 +24,8 @@ from ._exceptions import (
     ZImageError,
 )
 from ._handle import TaskHandle
-from ._manifest import ManifestRow
+from ._journal_records import JournalRecord, ResumeAction
+from ._journaling import Bookkeeper
 from ._models import GenerationRequest, GenerationResult
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "BatchItem",
     "BatchProgress",
     "BatchServices",
+    "BatchStats",
     "ItemState",
     "as_path",
     "build_request",
@@ -41,7 +42,7 @@ __all__ = [
     "stop_error",
 ]
 
-#: The manifest's error code for a task that completed without any image link.
+#: The journal's error code for a task that completed without any image link.
 NO_RESULTS = "completed_without_results"
 
 
@@ -66,7 +67,8 @@ class BatchItem:
     failure). With ``output_dir``, ``paths`` lists the files written; without it,
     ``result`` holds the downloaded images. ``error`` is the :class:`ZImageError` that
     ended this item (then ``ok`` is false). ``resumed`` is true when the task was
-    created by an earlier run recorded in the manifest. ``sent`` is false when the
+    created earlier: by an earlier run, or by another worker of the batch that this one
+    took the item over from, as the journal recorded it. ``sent`` is false when the
     batch stopped (:attr:`Batch.stopped_by`) before this item's create was sent.
     """
 
@@ -97,6 +99,9 @@ class BatchProgress:
     finished: int
     #: Seconds since the batch started.
     elapsed: float
+    #: Items of the whole batch settled so far, by any worker, as last read from the
+    #: journal (every few seconds while the batch runs).
+    batch_settled: int = 0
 
     def count(self, state: ItemState) -> int:
         """How many items are in *state*."""
@@ -104,11 +109,40 @@ class BatchProgress:
 
 
 @attrs.frozen(kw_only=True)
+class BatchStats:
+    """What one worker (this process's :class:`Batch`) did with the batch.
+
+    ``claimed`` items were leased to it; of those, ``taken_over`` had a create begun
+    earlier and unfinished (by a worker that died or was stopped, or an earlier run),
+    which it resumed by task id or resent with the item's original key. ``submitted``
+    counts the creates it sent (a resend with the same key included), ``resumed`` the
+    tasks it waited for by id; ``saved``, ``failed`` and ``not_sent`` its outcomes, and
+    ``reported`` the items settled before it started, reported from the journal.
+    """
+
+    worker_id: str
+    claimed: int = 0
+    taken_over: int = 0
+    submitted: int = 0
+    resumed: int = 0
+    saved: int = 0
+    failed: int = 0
+    not_sent: int = 0
+    reported: int = 0
+    #: Seconds since the worker started.
+    elapsed: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        """Return the figures as a JSON-ready dict (``zimage batch --json`` prints it)."""
+        return attrs.asdict(self) | {"elapsed": round(self.elapsed, 3)}
+
+
+@attrs.frozen(kw_only=True)
 class BatchServices:
     """What a batch needs of its session (and no more): made by the session."""
 
-    #: Create the item's task: ``submit(request, idempotency_key, index)``.
-    submit: Callable[[GenerationRequest, str, int], Awaitable[TaskHandle]]
+    #: Send the create call: ``send(request, idempotency_key)``; nothing journaled.
+    send: Callable[[GenerationRequest, str], Awaitable[TaskHandle]]
     #: A handle for an existing task id.
     task: Callable[..., TaskHandle]
     #: Wait until the session's rate gate lets a create go.
@@ -117,26 +151,28 @@ class BatchServices:
     base_url: str
     #: Seconds the image links stay valid after completion.
     link_ttl: float
+    #: The session's journal and spend limit, if it keeps one.
+    book: Bookkeeper | None = None
 
 
-def reported_error(plan: Resume, row: ManifestRow, *, link_ttl: float) -> ZImageError:
+def reported_error(plan: ResumeAction, row: JournalRecord, *, link_ttl: float) -> ZImageError:
     """Return the error a rerun reports for an item it does not send again."""
-    if plan is Resume.REPORT_FAILED and row.error_code == NO_RESULTS:
+    if plan is ResumeAction.REPORT_FAILED and row.error_code == NO_RESULTS:
         return NoResultsError(task_id=row.task_id or "?")
-    if plan is Resume.REPORT_FAILED:
+    if plan is ResumeAction.REPORT_FAILED:
         return TaskFailedError(
             task_id=row.task_id or "?",
             code=row.error_code or "unknown_error",
             message=row.error_message or "",
         )
-    if plan is Resume.REPORT_UNCERTAIN:
+    if plan is ResumeAction.REPORT_UNCERTAIN:
         cause = APIConnectionError(
             "an earlier run's create call for this item ended without an answer "
             "(resubmit with resubmit_uncertain=True, or --resubmit-uncertain, once "
             "you have checked your usage; it is sent with its original idempotency key)",
             request_sent=True,
         )
-        return SubmissionUncertainError(cause, idempotency_key=row.idempotency_key)
+        return SubmissionUncertainError(cause, idempotency_key=row.key)
     ttl = link_ttl
     assert row.completed_at is not None
     return ImageExpiredError(

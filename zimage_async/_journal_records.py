@@ -225,7 +225,8 @@ class ResumeAction(enum.Enum):
     REPORT_UNCERTAIN = "report_uncertain"
     #: The task failed and resubmitting was not asked for: report the failure.
     REPORT_FAILED = "report_failed"
-    #: The task failed: send a *new* create (a new key), as asked.
+    #: The task failed, or its links expired undelivered: send a *new* create (a new
+    #: key), as asked.
     SUBMIT_NEW = "submit_new"
     #: The task completed but its image links expired before delivery: report it.
     EXPIRED = "expired"
@@ -238,6 +239,8 @@ def resume_action(
     link_ttl: float,
     resubmit_uncertain: bool = False,
     resubmit_failed: bool = False,
+    resubmit_expired: bool = False,
+    resend_submitting: bool = False,
     files_present: bool = True,
 ) -> ResumeAction:
     """Decide how to resume *record* (None: never begun) at Unix time *now*.
@@ -245,8 +248,32 @@ def resume_action(
     Nothing is ever sent that could make a second paid task for a create that may have
     one: a create whose task id is unknown is resent only with its own key, and only
     with *resubmit_uncertain*; a failed task is replaced (new key) only with
-    *resubmit_failed*. *files_present* says whether a ``saved`` record's files are all
-    still there (if not, they are saved again while the links are valid).
+    *resubmit_failed*, and a completed task whose links expired before its images were
+    delivered only with *resubmit_expired*. *resend_submitting* resends a create left
+    ``submitting`` (its process died before any answer was recorded) with its own key,
+    as batch workers do when they take an item over: where the gateway honours keys
+    that returns the task the first send made, if any. *files_present* says whether a
+    ``saved`` record's files are all still there (if not, they are saved again while
+    the links are valid).
+
+    ==========================================  =====================================
+    the create is                               the action
+    ==========================================  =====================================
+    never begun, or ``rejected``                ``SUBMIT`` (with the record's key)
+    ``saved``, every file present               ``DONE``: report it, send nothing
+    ``failed``                                  ``REPORT_FAILED``; ``SUBMIT_NEW`` (a
+                                                new key) with *resubmit_failed*
+    ``submitting``                              ``RESUBMIT`` (same key) with
+                                                *resend_submitting* or
+                                                *resubmit_uncertain*, else
+                                                ``REPORT_UNCERTAIN``
+    ``uncertain``                               ``RESUBMIT`` (same key) with
+                                                *resubmit_uncertain*, else
+                                                ``REPORT_UNCERTAIN``
+    completed (or saved, files gone), links     ``EXPIRED``; ``SUBMIT_NEW`` with
+    past their lifetime                         *resubmit_expired*
+    any other with a task id                    ``WAIT``: poll it by id, then save
+    ==========================================  =====================================
 
     >>> resume_action(None, now=0.0, link_ttl=86400.0)
     <ResumeAction.SUBMIT: 'submit'>
@@ -257,9 +284,10 @@ def resume_action(
     if state is JournalState.FAILED:
         return ResumeAction.SUBMIT_NEW if resubmit_failed else ResumeAction.REPORT_FAILED
     if record.task_id is None:  # submitting or uncertain
-        return ResumeAction.RESUBMIT if resubmit_uncertain else ResumeAction.REPORT_UNCERTAIN
+        resend = resubmit_uncertain or (resend_submitting and state is JournalState.SUBMITTING)
+        return ResumeAction.RESUBMIT if resend else ResumeAction.REPORT_UNCERTAIN
     if state is JournalState.SAVED and files_present:
         return ResumeAction.DONE
     if record.completed_at is not None and now > record.completed_at + link_ttl:
-        return ResumeAction.EXPIRED
+        return ResumeAction.SUBMIT_NEW if resubmit_expired else ResumeAction.EXPIRED
     return ResumeAction.WAIT

@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ._batch_errors import LeaseLostError
 from ._exceptions import JournalError
 from ._journal_records import JournalItem, JournalRecord, JournalState
 from ._manifest import fingerprint
@@ -122,10 +123,13 @@ def lease_refusal(
 ) -> JournalError | None:
     """Return the error refusing *worker_id* to begin *record* for a batch item, or None."""
     if claimed_by != worker_id or lease_until is None or float(lease_until) <= now:  # type: ignore[arg-type]
-        return JournalError(
+        return LeaseLostError(
             f"worker {worker_id!r} does not hold the lease on item {record.item_index} of "
             f"batch {record.batch_id!r} (held by {claimed_by!r}); nothing was sent - claim "
-            "the item again"
+            "the item again",
+            batch_id=record.batch_id,
+            index=record.item_index,
+            worker_id=worker_id,
         )
     if key != record.key:
         return JournalError(

@@ -25,9 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ._exceptions import JournalError
-from ._idempotency import new_key
 from ._journal_records import (
-    JournalItem,
     JournalRecord,
     JournalState,
     begin_refusal,
@@ -35,31 +33,26 @@ from ._journal_records import (
 )
 from ._journal_rows import (
     RECORD_COLUMNS,
-    changed_items,
-    check_lease_seconds,
     lease_refusal,
     record_from_row,
-    refuse_changed,
 )
 from ._journal_spend import Spend, SpendLimit, check_spend
+from ._journal_sqlite_batch import SqliteBatches
 from ._journal_sqlite_file import (
     connect,
     get_record,
-    item_rows,
     price_table,
     spend_of,
     transaction,
 )
 from ._journal_store import Journal
-from ._manifest import fingerprint
-from ._models import GenerationRequest
 
 __all__ = ["SqliteJournal"]
 
 _T = TypeVar("_T")
 
 
-class SqliteJournal(Journal):
+class SqliteJournal(SqliteBatches, Journal):
     """The journal in one SQLite file; open it with :meth:`open` or ``open_journal(path)``."""
 
     def __init__(
@@ -264,139 +257,3 @@ class SqliteJournal(Journal):
     async def last_price(self, model: str, size: str | None) -> float | None:
         """See :meth:`Journal.last_price`."""
         return await self._run(lambda db: price_table(db).get(price_key(model, size)))
-
-    # -- batches -------------------------------------------------------------------------
-
-    async def enqueue(self, batch_id: str, requests: Sequence[GenerationRequest]) -> int:
-        """See :meth:`Journal.enqueue`."""
-        rows = [
-            (
-                index,
-                fingerprint(request),
-                json.dumps(request.to_json(), sort_keys=True, ensure_ascii=False),
-            )
-            for index, request in enumerate(requests)
-        ]
-        return await self._run(functools.partial(self._enqueue, batch_id, requests, rows))
-
-    def _enqueue(
-        self,
-        batch_id: str,
-        requests: Sequence[GenerationRequest],
-        rows: list[tuple[int, str, str]],
-        db: sqlite3.Connection,
-    ) -> int:
-        with transaction(db):
-            stored = {
-                index: (print_, None if state is None else JournalState(state))
-                for index, print_, state in db.execute(
-                    "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
-                    " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = ?",
-                    (batch_id,),
-                )
-            }
-            replace, refuse = changed_items(stored, requests)
-            if refuse:
-                raise refuse_changed(self.location, batch_id, refuse)
-            for index in replace:
-                _, print_, body = rows[index]
-                db.execute(
-                    "UPDATE zimage_batch_items SET fingerprint = ?, request = ?, key = ?,"
-                    " settled = 0 WHERE batch_id = ? AND idx = ?",
-                    (print_, body, new_key(), batch_id, index),
-                )
-            new = [row for row in rows if row[0] not in stored]
-            db.executemany(
-                "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(batch_id, index, print_, body, new_key()) for index, print_, body in new],
-            )
-        return len(new)
-
-    async def reopen(self, batch_id: str, states: Collection[JournalState]) -> int:
-        """See :meth:`Journal.reopen`."""
-        wanted = frozenset(states)
-        return await self._run(functools.partial(self._reopen, batch_id, wanted))
-
-    def _reopen(
-        self, batch_id: str, states: frozenset[JournalState], db: sqlite3.Connection
-    ) -> int:
-        with transaction(db):
-            found = db.execute(
-                "SELECT i.idx, c.state FROM zimage_batch_items i JOIN zimage_creates c"
-                " ON c.key = i.key WHERE i.batch_id = ? AND i.settled = 1",
-                (batch_id,),
-            ).fetchall()
-            count = 0
-            for index, state in found:
-                if JournalState(state) not in states:
-                    continue
-                fresh = JournalState(state) is JournalState.FAILED
-                db.execute(
-                    "UPDATE zimage_batch_items SET settled = 0,"
-                    " key = CASE WHEN ? THEN ? ELSE key END WHERE batch_id = ? AND idx = ?",
-                    (fresh, new_key(), batch_id, index),
-                )
-                count += 1
-        return count
-
-    async def claim(
-        self, batch_id: str, worker_id: str, *, lease_seconds: float, limit: int
-    ) -> list[JournalItem]:
-        """See :meth:`Journal.claim`."""
-        lease = check_lease_seconds(lease_seconds)
-        return await self._run(functools.partial(self._claim, batch_id, worker_id, lease, limit))
-
-    def _claim(
-        self, batch_id: str, worker_id: str, lease: float, limit: int, db: sqlite3.Connection
-    ) -> list[JournalItem]:
-        with transaction(db):
-            now = self._clock()
-            indexes = [
-                row[0]
-                for row in db.execute(
-                    "SELECT idx FROM zimage_batch_items WHERE batch_id = ? AND settled = 0"
-                    " AND (claimed_by IS NULL OR lease_until <= ?) ORDER BY idx LIMIT ?",
-                    (batch_id, now, limit),
-                )
-            ]
-            db.executemany(
-                "UPDATE zimage_batch_items SET claimed_by = ?, lease_until = ?"
-                " WHERE batch_id = ? AND idx = ?",
-                [(worker_id, now + lease, batch_id, index) for index in indexes],
-            )
-            return [item for item in item_rows(db, batch_id) if item.index in set(indexes)]
-
-    async def renew(self, batch_id: str, worker_id: str, *, lease_seconds: float) -> int:
-        """See :meth:`Journal.renew`."""
-        lease = check_lease_seconds(lease_seconds)
-
-        def work(db: sqlite3.Connection) -> int:
-            with transaction(db):
-                now = self._clock()
-                cursor = db.execute(
-                    "UPDATE zimage_batch_items SET lease_until = ? WHERE batch_id = ?"
-                    " AND claimed_by = ? AND lease_until > ? AND settled = 0",
-                    (now + lease, batch_id, worker_id, now),
-                )
-            return cursor.rowcount
-
-        return await self._run(work)
-
-    async def release(self, batch_id: str, worker_id: str, index: int, *, settled: bool) -> bool:
-        """See :meth:`Journal.release`."""
-
-        def work(db: sqlite3.Connection) -> bool:
-            with transaction(db):
-                cursor = db.execute(
-                    "UPDATE zimage_batch_items SET claimed_by = NULL, lease_until = NULL,"
-                    " settled = ? WHERE batch_id = ? AND idx = ? AND claimed_by = ?",
-                    (settled, batch_id, index, worker_id),
-                )
-            return cursor.rowcount == 1
-
-        return await self._run(work)
-
-    async def items(self, batch_id: str) -> list[JournalItem]:
-        """See :meth:`Journal.items`."""
-        return await self._run(functools.partial(item_rows, batch_id=batch_id))

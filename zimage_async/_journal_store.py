@@ -128,12 +128,14 @@ class Journal(abc.ABC):
         self,
         batch_id: str,
         states: Collection[JournalState],
+        *,
+        indexes: Collection[int] | None = None,
     ) -> int:
         """Make the batch's settled items whose create is in *states* claimable again.
 
-        A ``failed`` item gets a new key (its next create is a new task); any other
-        keeps its key, so resending it returns the original task where keys are
-        honoured. Returns how many items were reopened.
+        With *indexes*, only those items. A ``failed`` item gets a new key (its next
+        create is a new task); any other keeps its key, so resending it returns the
+        original task where keys are honoured. Returns how many items were reopened.
         """
 
     @abc.abstractmethod
@@ -158,6 +160,15 @@ class Journal(abc.ABC):
         """Give back the item; *settled* marks its outcome reached (not claimed again).
 
         Returns False (and changes nothing) if *worker_id* no longer held the item.
+        """
+
+    @abc.abstractmethod
+    async def rekey(self, batch_id: str, worker_id: str, index: int) -> str | None:
+        """Give the item *worker_id* holds a new key, for a new task; return the key.
+
+        Only for an item whose task failed or whose links expired, when a new paid task
+        was asked for: an item that may have a task keeps its key. Returns None (and
+        changes nothing) if *worker_id* no longer holds the item's lease.
         """
 
     @abc.abstractmethod

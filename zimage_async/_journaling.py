@@ -108,10 +108,15 @@ class JournaledHandle(TaskHandle):
 class Bookkeeper:
     """The session's journal and spend limit; see the module docstring."""
 
-    def __init__(self, target: str | os.PathLike[str], *, max_credits: float | None) -> None:
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | Journal,
+        *,
+        max_credits: float | None,
+    ) -> None:
         self._target = target
         self._max_credits = max_credits
-        self._journal: Journal | None = None
+        self._journal: Journal | None = target if isinstance(target, Journal) else None
 
     @property
     def journal(self) -> Journal:
@@ -128,6 +133,7 @@ class Bookkeeper:
     async def open(self) -> None:
         """Open the journal (creating it if needed)."""
         if self._journal is None:
+            assert not isinstance(self._target, Journal)
             self._journal = await open_journal(self._target)
 
     async def close(self) -> None:
@@ -150,11 +156,14 @@ class Bookkeeper:
         limits: Sequence[SpendLimit] = (),
         batch_id: str | None = None,
         item_index: int | None = None,
+        worker_id: str | None = None,
     ) -> TaskHandle:
         """Begin the record, run *send* (the create call), record its answer.
 
         Raises :class:`SpendLimitError` before sending when the create would go over a
-        limit; re-raises whatever *send* raises once the record says what it means.
+        limit, and :class:`JournalError` when *worker_id* no longer holds the batch
+        item's lease; re-raises whatever *send* raises once the record says what it
+        means.
         """
         record = JournalRecord.for_request(
             request,
@@ -164,7 +173,7 @@ class Bookkeeper:
             batch_id=batch_id,
             item_index=item_index,
         )
-        await self.journal.begin(record, limits=self.limits(limits))
+        await self.journal.begin(record, limits=self.limits(limits), worker_id=worker_id)
         try:
             handle = await send()
         except SubmissionUncertainError as exc:

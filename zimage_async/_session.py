@@ -5,28 +5,26 @@ from __future__ import annotations
 import enum
 import os
 import random
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import aiohttp
 
 from ._api import APIClient
-from ._batch import Batch
-from ._batchitems import BatchServices, as_path, build_request, check_requests
+from ._batchitems import build_request
 from ._config import check_api_key, check_base_url, check_settings
 from ._download import ImageLimits
 from ._exceptions import InvalidRequestError, SubmissionUncertainError
 from ._handle import TaskHandle
 from ._idempotency import validate_idempotency_key
-from ._journal_spend import SpendLimit
 from ._journaling import Bookkeeper, check_max_credits
 from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task
-from ._naming import BATCH_NAME, check_template
 from ._runtime import DEFAULT, Runtime
 from ._schedule import PollSchedule, RetryPolicy
 from ._secret import Secret
+from ._session_batch import BatchMethods
 from ._session_journal import JournalMethods
 from ._transport import DEFAULT_USER_AGENT, Transport
 from ._validation import validate_receiver_url, validate_task_id
@@ -48,7 +46,7 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-class Session(JournalMethods):
+class Session(JournalMethods, BatchMethods):
     """A connection to the Z-Image Turbo API; use it as ``async with Session() as zs:``.
 
     Configuration, all keyword-only:
@@ -348,90 +346,6 @@ class Session(JournalMethods):
                 "this one has no request or key to send again",
             )
         return await self.submit(error.request, idempotency_key=error.idempotency_key)
-
-    def generate_many(
-        self,
-        requests: Iterable[str | GenerationRequest],
-        *,
-        concurrency: int = 8,
-        output_dir: str | os.PathLike[str] | None = None,
-        manifest: str | os.PathLike[str] | None = None,
-        batch_id: str = "default",
-        timeout: float | None = DEFAULT,
-        resubmit_uncertain: bool = False,
-        resubmit_failed: bool = False,
-        resubmit_expired: bool = False,
-        max_credits: float | None = None,
-        name: str | None = BATCH_NAME,
-        numbers: Sequence[int] | None = None,
-    ) -> Batch:
-        """Generate many images, at most *concurrency* at once; iterate for the outcomes.
-
-        *requests* are prompt strings or :class:`GenerationRequest` objects; all are
-        validated now (:class:`InvalidRequestError` names the item), before anything is
-        sent. The returned :class:`Batch` yields one :class:`BatchItem` per request, in
-        completion order; a failed item is an outcome with ``error`` set, never an
-        exception that stops the batch::
-
-            async with zs.generate_many(prompts, output_dir="out/") as batch:
-                async for item in batch:
-                    print(item.index, item.paths or item.error)
-
-        With *output_dir*, images are saved there atomically and ``item.paths`` lists
-        them; without it, ``item.result`` holds the bytes. Files are named by the *name*
-        template (default ``{number:04d}-{slug}-{index}``: the item's number, counting
-        from 1 or taken from *numbers*, a slug of its prompt, the image index; the fields
-        are ``number``, ``slug``, ``seed``, ``task_id`` and ``index``), so a file says
-        which prompt made it; ``name=None`` gives ``<task id>-<n>``.
-        *timeout* bounds each item's wait (default: the session's poll schedule).
-
-        *manifest* (a file) makes the batch resumable: a rerun with the same manifest
-        never pays twice for an item that has a task. *batch_id* names the batch;
-        *resubmit_uncertain*, *resubmit_failed* and *resubmit_expired* say which items
-        a rerun sends again; see :doc:`batches` for the whole table. *max_credits*
-        limits what this batch may reserve (the session's ``journal`` counts it, and
-        must be set): the batch stops sending creates at the limit, while the items
-        already sent finish, and the rest are reported with ``sent=False``.
-
-        .. versionadded:: 0.1.0
-        """
-        checked = check_requests(requests)
-        if name is not None:
-            check_template(name, number=1)
-        if numbers is not None and len(numbers) != len(checked):
-            raise InvalidRequestError(
-                "numbers", "one number per request", f"got {len(numbers)} for {len(checked)}"
-            )
-        if concurrency < 1:
-            raise InvalidRequestError("concurrency", "1 or more", f"got {concurrency!r}")
-        journal = None if self._book is None else "session"
-        limit = check_max_credits(max_credits, journal=journal, name="max_credits")
-        limits = [] if limit is None else [SpendLimit(max_credits=limit, batch_id=batch_id)]
-        self._check_open()
-
-        def send(request: GenerationRequest, key: str, index: int) -> Awaitable[TaskHandle]:
-            return self._send(request, key, limits=limits, batch_id=batch_id, item_index=index)
-
-        return Batch(
-            BatchServices(
-                submit=send,
-                task=self.task,
-                gate_wait=self._runtime.api.gate.wait,
-                base_url=self._base_url,
-                link_ttl=self._runtime.link_ttl,
-            ),
-            checked,
-            concurrency=concurrency,
-            output_dir=as_path(output_dir),
-            manifest=as_path(manifest),
-            batch_id=batch_id,
-            timeout=timeout,
-            resubmit_uncertain=resubmit_uncertain,
-            resubmit_failed=resubmit_failed,
-            resubmit_expired=resubmit_expired,
-            name=name,
-            numbers=numbers,
-        )
 
     def task(self, task_id: str, *, request: GenerationRequest | None = None) -> TaskHandle:
         """Return a handle for an existing task, from its stored id (no request yet).

@@ -1,0 +1,338 @@
+"""One batch item from claim to outcome: :class:`ItemRunner`.
+
+The batch engine (:mod:`._batch`) claims items from the journal and hands each to
+:meth:`ItemRunner.run`, which decides with :func:`resume_action` what the item needs
+(submit it, resend it with its original key, wait for its task by id, or report it),
+does it, and records every change in the journal before going on: the create is begun
+(``submitting``, under the spend limits, only while this worker holds the item's lease)
+before it is sent, and its task id is committed before the wait for it begins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from ._batch_errors import LeaseLostError
+from ._batchitems import NO_RESULTS, BatchItem, BatchServices, ItemState, reported_error, stop_error
+from ._batchoptions import BatchOptions
+from ._exceptions import (
+    AuthenticationError,
+    JournalError,
+    NoResultsError,
+    PermissionDeniedError,
+    SpendLimitError,
+    SubmissionUncertainError,
+    TaskFailedError,
+    ZImageError,
+)
+from ._handle import TaskHandle
+from ._journal_records import JournalItem, JournalRecord, JournalState, ResumeAction, resume_action
+from ._journal_spend import SpendLimit
+from ._journal_store import Journal
+from ._models import GenerationRequest, TaskStatus
+
+__all__ = ["CREATE_GRACE", "ItemRunner", "files_present"]
+
+logger = logging.getLogger("zimage_async.batch")
+
+#: Seconds a create call already under way may still take after cancellation, so that
+#: the task it made is recorded (and resumed later) rather than lost and paid again.
+CREATE_GRACE = 10.0
+#: Actions that would use a task made at the record's base URL.
+_USES_TASK = frozenset(
+    {
+        ResumeAction.WAIT,
+        ResumeAction.RESUBMIT,
+        ResumeAction.REPORT_UNCERTAIN,
+        ResumeAction.EXPIRED,
+    }
+)
+
+
+class NotSentError(Exception):
+    """The item's create was refused before sending (a spend limit, a stopped batch)."""
+
+
+def files_present(record: JournalRecord) -> bool:
+    """Whether *record* names saved files and every one of them is still there."""
+    return bool(record.paths) and all(path.exists() for path in record.paths)
+
+
+class ItemRunner:
+    """Runs claimed items of one batch for one worker; see the module docstring."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        services: BatchServices,
+        requests: Sequence[GenerationRequest],
+        options: BatchOptions,
+        limits: Sequence[SpendLimit],
+    ) -> None:
+        self.journal = journal
+        self.services = services
+        self.requests = requests
+        self.options = options
+        self.limits = list(limits)
+        self.states = [ItemState.QUEUED] * len(requests)
+        self.counts: Counter[str] = Counter()
+        self.stopped_by: ZImageError | None = None
+        self._begun: set[str] = set()
+
+    def action(self, record: JournalRecord | None, *, taking_over: bool) -> ResumeAction:
+        """Return what to do with an item whose create is *record*, on claim or at start."""
+        options = self.options
+        action = resume_action(
+            record,
+            now=time.time(),
+            link_ttl=self.services.link_ttl,
+            resubmit_uncertain=options.resubmit_uncertain,
+            resubmit_failed=options.resubmit_failed and not taking_over,
+            resubmit_expired=options.resubmit_expired,
+            resend_submitting=taking_over,
+            files_present=record is not None and files_present(record),
+        )
+        if (
+            record is not None
+            and options.forget_elsewhere
+            and record.base_url != self.services.base_url
+            and action in _USES_TASK
+        ):
+            return ResumeAction.SUBMIT_NEW
+        return action
+
+    def report(self, record: JournalRecord, action: ResumeAction, index: int) -> BatchItem | None:
+        """Return the outcome of an item reported from the journal, or None if it needs work."""
+        request = self.requests[index]
+        if action is ResumeAction.DONE:
+            return BatchItem(
+                index=index,
+                request=request,
+                task_id=record.task_id,
+                paths=record.paths,
+                resumed=True,
+            )
+        if action in (
+            ResumeAction.REPORT_FAILED,
+            ResumeAction.REPORT_UNCERTAIN,
+            ResumeAction.EXPIRED,
+        ):
+            error = reported_error(action, record, link_ttl=self.services.link_ttl)
+            return BatchItem(
+                index=index, request=request, task_id=record.task_id, error=error, resumed=True
+            )
+        return None
+
+    async def run(self, item: JournalItem) -> BatchItem | None:
+        """Bring *item* to its outcome; None if another worker holds it now."""
+        index, record = item.index, item.record
+        request = self.requests[index]
+        self.counts["claimed"] += 1
+        if record is not None and record.state.unfinished and record.key not in self._begun:
+            self.counts["taken_over"] += 1
+            logger.info(
+                "taking over item %d of batch %r: its create is %s (task %s, key %s)",
+                index,
+                item.batch_id,
+                record.state.value,
+                record.task_id or "unknown",
+                record.key,
+            )
+        action = self.action(record, taking_over=True)
+        reported = None if record is None else self.report(record, action, index)
+        if reported is not None:
+            return reported
+        resumed = action is ResumeAction.WAIT
+        task_id = record.task_id if resumed and record is not None else None
+        try:
+            if resumed:
+                assert record is not None
+                assert record.task_id is not None
+                self.counts["resumed"] += 1
+                handle = self.services.task(record.task_id, request=request)
+                key = record.key
+            else:
+                key = item.key
+                if action is ResumeAction.SUBMIT_NEW:
+                    rekeyed = await self.journal.rekey(item.batch_id, self.options.worker_id, index)
+                    if rekeyed is None:
+                        return None
+                    key = rekeyed
+                if self.stopped_by is not None:
+                    return self.not_sent(index)
+                handle = await self._submit(index, key)
+            task_id = handle.id
+            return await self._finish(index, handle, key, record if resumed else None, resumed)
+        except NotSentError:
+            return self.not_sent(index)
+        except LeaseLostError:
+            logger.info("item %d: lease lost to another worker; left to it", index)
+            return None
+        except ZImageError as exc:
+            if isinstance(exc, JournalError) and task_id is not None:
+                raise _unrecorded(exc, task_id, index) from exc
+            if isinstance(exc, JournalError):
+                raise
+            return BatchItem(
+                index=index, request=request, task_id=task_id, error=exc, resumed=resumed
+            )
+
+    def not_sent(self, index: int) -> BatchItem:
+        """Return the outcome of an item left unsent because the batch was stopped."""
+        assert self.stopped_by is not None
+        return BatchItem(
+            index=index, request=self.requests[index], error=self.stopped_by, sent=False
+        )
+
+    def _stop(self, error: ZImageError) -> None:
+        if self.stopped_by is None:
+            self.stopped_by = error
+
+    async def _note(self, key: str, state: JournalState, **fields: Any) -> None:
+        await self.journal.update(key, state, **fields)
+
+    async def _submit(self, index: int, key: str) -> TaskHandle:
+        request = self.requests[index]
+        # Wait out a 429 pause before beginning the create, so a cancellation during the
+        # pause does not leave the item looking possibly billed.
+        await self.services.gate_wait()
+        self.states[index] = ItemState.SUBMITTING
+        book = self.services.book
+        record = JournalRecord.for_request(
+            request,
+            key=key,
+            base_url=self.services.base_url,
+            batch_id=self.options.batch_id,
+            item_index=index,
+        )
+        limits = self.limits if book is None else book.limits(self.limits)
+        try:
+            await self.journal.begin(record, limits=limits, worker_id=self.options.worker_id)
+        except SpendLimitError as exc:  # nothing was sent: the item is not sent
+            self._stop(exc)
+            raise NotSentError from exc
+        self._begun.add(key)
+        creating = asyncio.ensure_future(self._create(index, request, key))
+        try:
+            return await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            # The POST may already be at the service: learn the task's id so that a rerun
+            # resumes it instead of paying again.
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(creating, CREATE_GRACE)
+            if not creating.done():
+                creating.cancel()
+                with contextlib.suppress(BaseException):
+                    await creating
+            raise
+
+    async def _create(self, index: int, request: GenerationRequest, key: str) -> TaskHandle:
+        """Send the create (once more with the same key after an uncertain answer, if asked)."""
+        attempts = 2 if self.options.resubmit_uncertain else 1
+        for attempt in range(attempts):
+            self.counts["submitted"] += 1
+            try:
+                handle = await self.services.send(request, key)
+            except SubmissionUncertainError as exc:
+                if exc.task_id is not None:
+                    await self._note(key, JournalState.CREATED, task_id=exc.task_id)
+                    return self.services.task(exc.task_id, request=request)
+                if attempt + 1 < attempts:
+                    logger.info(
+                        "item %d: create uncertain; sending it again with key %s", index, key
+                    )
+                    continue
+                await self._note(key, JournalState.UNCERTAIN, error_message=str(exc))
+                raise
+            except (AuthenticationError, PermissionDeniedError) as exc:
+                await self._note(key, JournalState.REJECTED, error_code=type(exc).__name__)
+                stopped = stop_error(exc)
+                self._stop(stopped)
+                raise stopped from exc
+            except ZImageError as exc:  # the service certainly made no task
+                await self._note(
+                    key,
+                    JournalState.REJECTED,
+                    error_code=type(exc).__name__,
+                    error_message=str(exc),
+                )
+                raise
+            except asyncio.CancelledError:
+                await asyncio.shield(
+                    self._note(key, JournalState.UNCERTAIN, error_message="cancelled while sending")
+                )
+                raise
+            usage = handle.task.usage if handle.task is not None else None
+            try:
+                await self._note(
+                    key,
+                    JournalState.CREATED,
+                    task_id=handle.id,
+                    credits_reserved=None if usage is None else usage.credits_reserved,
+                )
+            except JournalError as exc:
+                raise _unrecorded(exc, handle.id, index) from exc
+            return handle
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _finish(
+        self,
+        index: int,
+        handle: TaskHandle,
+        key: str,
+        earlier: JournalRecord | None,
+        resumed: bool,
+    ) -> BatchItem:
+        request = self.requests[index]
+        timeout = self.options.timeout
+        self.states[index] = ItemState.PENDING
+        async with contextlib.aclosing(handle.updates(timeout=timeout)) as updates:
+            async for snapshot in updates:
+                if snapshot.status is TaskStatus.PROCESSING:
+                    self.states[index] = ItemState.PROCESSING
+        try:
+            await handle.wait(timeout=timeout)
+        except TaskFailedError as exc:
+            await self._note(
+                key, JournalState.FAILED, error_code=exc.code, error_message=exc.message
+            )
+            raise
+        except NoResultsError:
+            await self._note(key, JournalState.FAILED, error_code=NO_RESULTS)
+            raise
+        completed_at = earlier.completed_at if earlier is not None else None
+        if completed_at is None:
+            completed_at = time.time()
+            await self._note(key, JournalState.COMPLETED, completed_at=completed_at)
+        self.states[index] = ItemState.DOWNLOADING
+        output_dir = self.options.output_dir
+        if output_dir is None:
+            result = await handle.result(timeout=timeout)
+            await self._note(key, JournalState.SAVED)
+            return BatchItem(
+                index=index, request=request, task_id=handle.id, result=result, resumed=resumed
+            )
+        numbers = self.options.numbers
+        number = numbers[index] if numbers is not None else index + 1
+        paths = await handle.save(
+            output_dir, name=self.options.name, number=number, timeout=timeout
+        )
+        await self._note(key, JournalState.SAVED, paths=paths)
+        return BatchItem(
+            index=index, request=request, task_id=handle.id, paths=tuple(paths), resumed=resumed
+        )
+
+
+def _unrecorded(exc: JournalError, task_id: str, index: int) -> JournalError:
+    """Return *exc* naming the billed task it left unrecorded, and how to collect it."""
+    return JournalError(
+        f"{exc}; task {task_id} (item {index}) was created and is billed but could "
+        f"not be recorded - collect it with `zimage task {task_id} -o DIR` or "
+        f"session.task({task_id!r}), do not submit the item again"
+    )

@@ -1,0 +1,192 @@
+"""The PostgreSQL journal's batch items: enqueue, claim with a lease, renew, release.
+
+A base of :class:`._journal_postgres.PostgresJournal`. Claims pick free items with
+``SELECT ... FOR UPDATE SKIP LOCKED`` and lease them in the same statement, so no item
+is claimed twice; lease times are the server's clock, the same for every worker.
+:meth:`enqueue` and :meth:`reopen` lock the batch (an advisory lock on its id), so
+workers starting together add its items once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._idempotency import new_key
+from ._journal_postgres_sql import CLAIM, ITEMS, NOW
+from ._journal_records import JournalItem, JournalState
+from ._journal_rows import (
+    changed_items,
+    check_lease_seconds,
+    item_from_row,
+    record_from_row,
+    refuse_changed,
+)
+from ._manifest import fingerprint
+from ._models import GenerationRequest
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    _Connection = PoolConnectionProxy[Any]
+
+__all__ = ["PostgresBatches"]
+
+REKEY = (
+    "UPDATE zimage_batch_items SET key = $1 WHERE batch_id = $2 AND idx = $3"  # noqa: S608
+    f" AND claimed_by = $4 AND lease_until > ({NOW}) RETURNING idx"
+)
+
+
+class PostgresBatches:
+    """The batch half of the PostgreSQL journal (see :class:`Journal` for each method)."""
+
+    location: str
+
+    def _transaction(self) -> contextlib.AbstractAsyncContextManager[_Connection]:
+        raise NotImplementedError
+
+    async def enqueue(self, batch_id: str, requests: Sequence[GenerationRequest]) -> int:
+        """See :meth:`Journal.enqueue`."""
+        rows = [
+            (index, fingerprint(r), json.dumps(r.to_json(), sort_keys=True, ensure_ascii=False))
+            for index, r in enumerate(requests)
+        ]
+        async with self._transaction() as db:
+            await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"batch:{batch_id}")
+            stored = {
+                row[0]: (row[1], None if row[2] is None else JournalState(row[2]))
+                for row in await db.fetch(
+                    "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
+                    " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = $1",
+                    batch_id,
+                )
+            }
+            replace, refuse = changed_items(stored, requests)
+            if refuse:
+                raise refuse_changed(self.location, batch_id, refuse)
+            for index in replace:
+                _, print_, body = rows[index]
+                await db.execute(
+                    "UPDATE zimage_batch_items SET fingerprint = $1, request = $2, key = $3,"
+                    " settled = false WHERE batch_id = $4 AND idx = $5",
+                    print_,
+                    body,
+                    new_key(),
+                    batch_id,
+                    index,
+                )
+            new = [row for row in rows if row[0] not in stored]
+            await db.executemany(
+                "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                [(batch_id, index, print_, body, new_key()) for index, print_, body in new],
+            )
+        return len(new)
+
+    async def reopen(
+        self,
+        batch_id: str,
+        states: Collection[JournalState],
+        *,
+        indexes: Collection[int] | None = None,
+    ) -> int:
+        """See :meth:`Journal.reopen`."""
+        wanted = [s.value for s in states]
+        only = None if indexes is None else sorted(indexes)
+        async with self._transaction() as db:
+            await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"batch:{batch_id}")
+            found = await db.fetch(
+                "SELECT i.idx, c.state FROM zimage_batch_items i JOIN zimage_creates c"
+                " ON c.key = i.key WHERE i.batch_id = $1 AND i.settled AND c.state = ANY($2)"
+                " AND ($3::int[] IS NULL OR i.idx = ANY($3))",
+                batch_id,
+                wanted,
+                only,
+            )
+            for index, state in found:
+                fresh = JournalState(state) is JournalState.FAILED
+                await db.execute(
+                    "UPDATE zimage_batch_items SET settled = false,"
+                    " key = CASE WHEN $1 THEN $2 ELSE key END WHERE batch_id = $3 AND idx = $4",
+                    fresh,
+                    new_key(),
+                    batch_id,
+                    index,
+                )
+        return len(found)
+
+    async def claim(
+        self, batch_id: str, worker_id: str, *, lease_seconds: float, limit: int
+    ) -> list[JournalItem]:
+        """See :meth:`Journal.claim`."""
+        lease = check_lease_seconds(lease_seconds)
+        async with self._transaction() as db:
+            now = float(await db.fetchval(NOW))
+            claimed = await db.fetch(
+                CLAIM,
+                batch_id,
+                now,
+                limit,
+                worker_id,
+                lease,
+            )
+            return await _items(db, batch_id, [row[0] for row in claimed])
+
+    async def renew(self, batch_id: str, worker_id: str, *, lease_seconds: float) -> int:
+        """See :meth:`Journal.renew`."""
+        lease = check_lease_seconds(lease_seconds)
+        async with self._transaction() as db:
+            now = float(await db.fetchval(NOW))
+            renewed = await db.fetch(
+                "UPDATE zimage_batch_items SET lease_until = $1 WHERE batch_id = $2"
+                " AND claimed_by = $3 AND lease_until > $4 AND NOT settled RETURNING idx",
+                now + lease,
+                batch_id,
+                worker_id,
+                now,
+            )
+        return len(renewed)
+
+    async def release(self, batch_id: str, worker_id: str, index: int, *, settled: bool) -> bool:
+        """See :meth:`Journal.release`."""
+        async with self._transaction() as db:
+            released = await db.fetchval(
+                "UPDATE zimage_batch_items SET claimed_by = NULL, lease_until = NULL,"
+                " settled = $1 WHERE batch_id = $2 AND idx = $3 AND claimed_by = $4"
+                " RETURNING idx",
+                settled,
+                batch_id,
+                index,
+                worker_id,
+            )
+        return released is not None
+
+    async def items(self, batch_id: str) -> list[JournalItem]:
+        """See :meth:`Journal.items`."""
+        async with self._transaction() as db:
+            return await _items(db, batch_id, None)
+
+    async def rekey(self, batch_id: str, worker_id: str, index: int) -> str | None:
+        """See :meth:`Journal.rekey`."""
+        key = new_key()
+        async with self._transaction() as db:
+            changed = await db.fetchval(
+                REKEY,
+                key,
+                batch_id,
+                index,
+                worker_id,
+            )
+        return None if changed is None else key
+
+
+async def _items(db: _Connection, batch_id: str, indexes: list[int] | None) -> list[JournalItem]:
+    found = []
+    for row in await db.fetch(ITEMS, batch_id, indexes):
+        values = tuple(row)
+        record = None if values[8] is None else record_from_row(values[8:])
+        found.append(item_from_row(values[:8], record))
+    return found

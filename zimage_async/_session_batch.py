@@ -1,0 +1,219 @@
+"""The batch part of :class:`Session`: :meth:`generate_many`, which makes a :class:`Batch`.
+
+:class:`BatchMethods` is a base of :class:`Session`; the batch engine is :mod:`._batch`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from ._batch import Batch
+from ._batchitems import BatchServices, as_path, check_requests
+from ._batchoptions import (
+    DEFAULT_LEASE,
+    BatchOptions,
+    check_batch_id,
+    check_lease,
+    check_worker_id,
+)
+from ._exceptions import InvalidRequestError
+from ._handle import TaskHandle
+from ._journal import is_postgres_url
+from ._journaling import check_max_credits
+from ._models import GenerationRequest
+from ._naming import BATCH_NAME, check_template
+from ._runtime import DEFAULT
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._journaling import Bookkeeper
+    from ._runtime import Runtime
+
+__all__ = ["BatchMethods"]
+
+
+class BatchMethods:
+    """:meth:`generate_many`; mixed into Session."""
+
+    _book: Bookkeeper | None
+    _runtime: Runtime
+    _base_url: str
+    _check_open: Callable[[], None]
+
+    def task(self, task_id: str, *, request: GenerationRequest | None = None) -> TaskHandle:
+        raise NotImplementedError
+
+    async def _create(self, request: GenerationRequest, key: str | None) -> TaskHandle:
+        raise NotImplementedError
+
+    def generate_many(
+        self,
+        requests: Iterable[str | GenerationRequest],
+        *,
+        concurrency: int = 8,
+        output_dir: str | os.PathLike[str] | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        manifest: str | os.PathLike[str] | None = None,
+        batch_id: str = "default",
+        worker_id: str | None = None,
+        lease: float = DEFAULT_LEASE,
+        timeout: float | None = DEFAULT,
+        resubmit_uncertain: bool = False,
+        resubmit_failed: bool = False,
+        resubmit_expired: bool = False,
+        max_credits: float | None = None,
+        name: str | None = BATCH_NAME,
+        numbers: Sequence[int] | None = None,
+    ) -> Batch:
+        """Generate many images, at most *concurrency* at once; iterate for the outcomes.
+
+        *requests* are prompt strings or :class:`GenerationRequest` objects; all are
+        validated now (:class:`InvalidRequestError` names the item), before anything is
+        sent, as are the other arguments. The returned :class:`Batch` yields one
+        :class:`BatchItem` per request, in completion order; a failed item is an outcome
+        with ``error`` set, never an exception that stops the batch::
+
+            async with zs.generate_many(prompts, output_dir="out/") as batch:
+                async for item in batch:
+                    print(item.index, item.paths or item.error)
+
+        With *output_dir*, images are saved there atomically and ``item.paths`` lists
+        them; without it, ``item.result`` holds the bytes. Files are named by the *name*
+        template (default ``{number:04d}-{slug}-{index}``: the item's number, counting
+        from 1 or taken from *numbers*, a slug of its prompt, the image index; the fields
+        are ``number``, ``slug``, ``seed``, ``task_id`` and ``index``), so a file says
+        which prompt made it; ``name=None`` gives ``<task id>-<n>``.
+        *timeout* bounds each item's wait (default: the session's poll schedule).
+
+        The batch runs on a journal: the session's (``Session(journal=...)``), else
+        *journal* (a file path or a ``postgresql://`` URL, for this batch only; *manifest*
+        is its earlier name, and an old manifest file is taken over), else one in memory
+        that ends with the batch. With a durable journal a rerun never pays twice for an
+        item that has a task, and any number of workers (processes, machines) running
+        the same *batch_id* on the same journal share the batch: each item is claimed
+        with a lease of *lease* seconds, renewed while the worker works on it, and taken
+        over by another worker when its holder dies. *worker_id* names this worker
+        (default: host, process id and a random part). *resubmit_uncertain*,
+        *resubmit_failed* and *resubmit_expired* say which items a rerun sends again;
+        see :doc:`batches` for the whole table. *max_credits* limits what this batch may
+        reserve, counted in the journal by every worker together: the batch stops
+        sending creates at the limit, while the items already sent finish, and the rest
+        are reported with ``sent=False``. See :doc:`distributed`.
+
+        .. versionadded:: 0.1.0
+        """
+        return self._generate_many(
+            requests,
+            concurrency=concurrency,
+            output_dir=output_dir,
+            journal=journal,
+            manifest=manifest,
+            batch_id=batch_id,
+            worker_id=worker_id,
+            lease=lease,
+            timeout=timeout,
+            resubmit_uncertain=resubmit_uncertain,
+            resubmit_failed=resubmit_failed,
+            resubmit_expired=resubmit_expired,
+            max_credits=max_credits,
+            name=name,
+            numbers=numbers,
+        )
+
+    def _generate_many(
+        self,
+        requests: Iterable[str | GenerationRequest],
+        *,
+        concurrency: int,
+        output_dir: str | os.PathLike[str] | None,
+        journal: str | os.PathLike[str] | None,
+        manifest: str | os.PathLike[str] | None,
+        batch_id: str,
+        worker_id: str | None,
+        lease: float,
+        timeout: float | None,
+        resubmit_uncertain: bool,
+        resubmit_failed: bool,
+        resubmit_expired: bool,
+        max_credits: float | None,
+        name: str | None,
+        numbers: Sequence[int] | None,
+        forget_elsewhere: bool = False,
+    ) -> Batch:
+        checked = check_requests(requests)
+        if name is not None:
+            check_template(name, number=1)
+        if numbers is not None and len(numbers) != len(checked):
+            raise InvalidRequestError(
+                "numbers", "one number per request", f"got {len(numbers)} for {len(checked)}"
+            )
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidRequestError("concurrency", "1 or more", f"got {concurrency!r}")
+        target = _batch_journal(journal, manifest, session_journal=self._book is not None)
+        durable = self._book is not None or target is not None
+        limit = check_max_credits(
+            max_credits, journal="journal" if durable else None, name="max_credits"
+        )
+        options = BatchOptions(
+            concurrency=concurrency,
+            output_dir=as_path(output_dir),
+            journal=target,
+            batch_id=check_batch_id(batch_id),
+            worker_id=check_worker_id(worker_id),
+            lease=check_lease(lease),
+            timeout=timeout,
+            resubmit_uncertain=resubmit_uncertain,
+            resubmit_failed=resubmit_failed,
+            resubmit_expired=resubmit_expired,
+            max_credits=limit,
+            name=name,
+            numbers=numbers,
+            forget_elsewhere=forget_elsewhere,
+        )
+        self._check_open()
+
+        def send(request: GenerationRequest, key: str) -> Awaitable[TaskHandle]:
+            return self._create(request, key)
+
+        services = BatchServices(
+            send=send,
+            task=self.task,
+            gate_wait=self._runtime.api.gate.wait,
+            base_url=self._base_url,
+            link_ttl=self._runtime.link_ttl,
+            book=self._book,
+        )
+        return Batch(services, checked, options)
+
+
+def _batch_journal(
+    journal: str | os.PathLike[str] | None,
+    manifest: str | os.PathLike[str] | None,
+    *,
+    session_journal: bool,
+) -> str | os.PathLike[str] | None:
+    """Return the batch's own journal target, checking *journal* and *manifest*."""
+    if journal is not None and manifest is not None:
+        raise InvalidRequestError(
+            "manifest", "the earlier name of journal=", "pass journal= or manifest=, not both"
+        )
+    field = "journal" if manifest is None else "manifest"
+    target = journal if journal is not None else manifest
+    if target is None:
+        return None
+    if session_journal:
+        raise InvalidRequestError(
+            field,
+            "a batch's own journal, only for a Session opened without journal=",
+            f"this Session keeps a journal, and its batches run on it; leave out {field}=",
+        )
+    if manifest is not None and is_postgres_url(manifest):
+        raise InvalidRequestError(
+            "manifest", "a file path", "for a postgresql:// URL, pass journal= instead"
+        )
+    if not isinstance(target, (str, os.PathLike)) or not str(target):
+        raise InvalidRequestError(field, "a file path or a postgresql:// URL", f"got {target!r}")
+    return target
