@@ -19,7 +19,9 @@ import aiohttp
 import pytest
 from PIL import Image as PILImage
 
+from zimage_async import GenerationRequest
 from zimage_async._cli import build_parser
+from zimage_async._manifest import Manifest, RowState
 from zimage_async.emulator import Emulator, ManualClock
 
 from .conftest import until
@@ -152,16 +154,50 @@ def test_an_unwritable_output_directory_is_refused(tmp_path: Path) -> None:
     assert "cannot write to the output directory" in done.stderr
 
 
-def test_a_manifest_of_another_batch_is_refused(tmp_path: Path) -> None:
-    """Reusing an output directory for another file is refused before starting."""
+def test_two_files_in_one_output_directory_are_two_batches_of_one_journal(
+    tmp_path: Path,
+) -> None:
+    """Each file is a batch (named by the file) in DIR's journal; editing one is refused."""
     out = tmp_path / "out"
     first = _prompts(tmp_path, "a cat\n", "cats.txt")
     second = _prompts(tmp_path, "a dog\n", "dogs.txt")
     assert zimage("batch", first, "-o", out, *FAST).returncode == 0
-    done = zimage("batch", second, "-o", out, *FAST)
-    assert done.returncode == 2
-    assert "belongs to another batch" in done.stderr
-    assert "emulator at" not in done.stderr
+    done = zimage("batch", second, "-o", out, "--json", *FAST)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary["batch_id"] == "dogs.txt"
+    assert summary["journal"] == str(out / "zimage-journal.sqlite")
+    assert summary["worker"]["claimed"] == 1
+    assert summary["worker"]["submitted"] == 1
+    first.write_text("a cow\n")
+    changed = zimage("batch", first, "-o", out, *FAST)
+    assert changed.returncode == 2
+    assert "whose request has changed" in changed.stderr
+
+
+def test_an_earlier_versions_manifest_is_taken_over_as_the_journal(tmp_path: Path) -> None:
+    """DIR/zimage-manifest.sqlite of an earlier run is used (and said so), its items resumed."""
+    prompts = _prompts(tmp_path, "a cat\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    manifest = Manifest.open(out / "zimage-manifest.sqlite", batch_id=str(prompts.resolve()))
+    manifest.record(
+        0,
+        GenerationRequest(prompt="a cat"),
+        RowState.FAILED,
+        base_url="http://127.0.0.1:9/apiv1",
+        task_id="task-unified-0000000000-old",
+        error_code="content_policy_violation",
+        error_message="refused",
+    )
+    manifest.close()
+    done = zimage("batch", prompts, "-o", out, "--json", *FAST)
+    assert "batch manifest of an earlier version" in done.stderr
+    assert done.returncode == 1
+    (item,) = [json.loads(x) for x in done.stdout.splitlines() if '"item"' in x]
+    assert item["error"]["type"] == "TaskFailedError"
+    assert item["resumed"] is True
+    assert not (out / "zimage-journal.sqlite").exists()
 
 
 @pytest.fixture
@@ -200,6 +236,7 @@ async def test_ctrl_c_leaves_a_manifest_that_the_rerun_resumes_without_paying_tw
     assert process.returncode == 130
     assert json.loads(stdout.splitlines()[-1])["interrupted"] is True
     assert "Run the same command again" in stderr.decode()
+    assert "zimage-journal.sqlite" in stderr.decode()
     assert list(out.glob("*.part")) == []
     clock.advance(5.0)
     rerun = await _zimage_against(emu, "batch", prompts, "-o", out, "--json")

@@ -136,7 +136,7 @@ class ItemRunner:
         self.counts["claimed"] += 1
         if record is not None and record.state.unfinished and record.key not in self._begun:
             self.counts["taken_over"] += 1
-            logger.info(
+            logger.warning(
                 "taking over item %d of batch %r: its create is %s (task %s, key %s)",
                 index,
                 item.batch_id,

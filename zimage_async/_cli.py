@@ -142,10 +142,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency", type=int, default=8, metavar="N", help="items in flight (default 8)"
     )
     batch.add_argument(
-        "--manifest",
-        type=Path,
-        metavar="PATH",
-        help=f"the resumable record of the batch (default: DIR/{MANIFEST_NAME})",
+        "--journal",
+        metavar="PATH|URL",
+        help="where the batch is recorded, to resume it and to share it between workers: a "
+        "file, or a postgresql:// URL for workers on several machines (default: "
+        f"DIR/zimage-journal.sqlite, or DIR/{MANIFEST_NAME} of an earlier version)",
+    )
+    batch.add_argument(
+        "--manifest", metavar="PATH", help="the earlier name of --journal (a file path)"
+    )
+    batch.add_argument(
+        "--batch-id",
+        metavar="NAME",
+        help="the batch's name in the journal; workers of one batch use the same "
+        "(default: the file's name)",
+    )
+    batch.add_argument(
+        "--max-credits",
+        type=float,
+        metavar="N",
+        help="stop sending creates once the batch has reserved N credits, counted in the "
+        "journal by all its workers together; sent items still finish",
+    )
+    batch.add_argument(
+        "--worker-id",
+        metavar="ID",
+        help="this worker's name in the journal's leases (default: host:pid:random)",
+    )
+    batch.add_argument(
+        "--lease",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long a claimed item stays this worker's without renewal; a dead "
+        "worker's items are taken over after it (default 60)",
     )
     batch.add_argument(
         "--json", action="store_true", help="print one JSON object per item, then a summary"

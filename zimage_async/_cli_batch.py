@@ -1,4 +1,8 @@
-"""``zimage batch``: every prompt of a file, concurrently, resumable through a manifest."""
+"""``zimage batch``: every prompt of a file, concurrently, resumable through the journal.
+
+Any number of ``zimage batch`` processes given the same file, ``--journal`` (a
+PostgreSQL URL across machines) and batch id share the batch as its workers.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,22 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ._batch import Batch
 from ._batchfile import BatchFileError, read_batch_file
-from ._cli_common import CLI_EXTRA, PROG, UsageError, open_session, say
+from ._batchoptions import check_batch_id, check_lease, check_worker_id
+from ._cli_common import CLI_EXTRA, PROG, ServiceError, UsageError, open_session, say
 from ._cli_report import Reporter, output_mode
-from ._exceptions import ManifestError
-from ._manifest import Manifest
-from ._models import GenerationRequest
+from ._exceptions import InvalidRequestError, JournalError
+from ._journal import is_postgres_url
+from ._journal_postgres_sql import without_password
+from ._journaling import check_max_credits
+from ._runtime import DEFAULT
 
-__all__ = ["MANIFEST_NAME", "run_batch"]
+__all__ = ["JOURNAL_NAME", "MANIFEST_NAME", "run_batch"]
 
-#: The manifest's file name inside the output directory, unless --manifest says otherwise.
+#: The journal's file name inside the output directory, unless --journal says otherwise.
+JOURNAL_NAME = "zimage-journal.sqlite"
+#: The batch manifest's file name of earlier versions, taken over as the journal.
 MANIFEST_NAME = "zimage-manifest.sqlite"
 
 
@@ -48,6 +58,48 @@ def _check_contact_sheet(path: Path | None) -> None:
     _check_writable(path.parent)
 
 
+def _journal_target(args: argparse.Namespace, out_dir: Path) -> tuple[str | Path, str]:
+    """Return the batch's journal and its batch id, from the options and the defaults.
+
+    By default the journal is ``DIR/zimage-journal.sqlite``; an output directory that
+    holds the manifest of an earlier version (``DIR/zimage-manifest.sqlite``) and no
+    journal keeps using that file, which the journal takes over, with the batch id the
+    manifest had (the batch file's resolved path). The default batch id is the batch
+    file's name, the same on every machine.
+    """
+    if args.journal is not None and args.manifest is not None:
+        raise UsageError("--manifest is the earlier name of --journal: give one of them")
+    given = args.journal if args.journal is not None else args.manifest
+    legacy = out_dir / MANIFEST_NAME
+    if given is None and not (out_dir / JOURNAL_NAME).exists() and legacy.exists():
+        say(f"using the batch manifest of an earlier version, {legacy}, as the journal")
+        batch_id = args.batch_id or str(args.file.resolve())
+        return legacy, batch_id
+    batch_id = args.batch_id or args.file.name
+    if given is None:
+        return out_dir / JOURNAL_NAME, batch_id
+    if is_postgres_url(given):
+        return str(given), batch_id
+    if "://" in str(given):
+        raise UsageError(f"--journal {given}: give a file path or a postgresql:// URL")
+    return Path(given), batch_id
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse bad option values before anything starts (exit status 2)."""
+    if args.concurrency < 1:
+        raise UsageError(f"--concurrency must be 1 or more, not {args.concurrency}")
+    try:
+        check_lease(args.lease)
+        check_worker_id(args.worker_id)
+        if args.batch_id is not None:
+            check_batch_id(args.batch_id)
+        check_max_credits(args.max_credits, journal="journal", name="max_credits")
+    except InvalidRequestError as exc:
+        option = "--" + exc.field.replace("_", "-")
+        raise UsageError(f"{option}: {exc.rule}; {exc.problem}") from None
+
+
 async def run_batch(
     args: argparse.Namespace, interrupted: Callable[[], bool], argv: Sequence[str]
 ) -> int:
@@ -56,8 +108,7 @@ async def run_batch(
         defaults["size"] = args.size
     if args.nsfw_check is not None:
         defaults["nsfw_check"] = args.nsfw_check
-    if args.concurrency < 1:
-        raise UsageError(f"--concurrency must be 1 or more, not {args.concurrency}")
+    _check_options(args)
     try:
         lines = read_batch_file(args.file, defaults=defaults)
     except BatchFileError as exc:
@@ -65,30 +116,32 @@ async def run_batch(
     out_dir: Path = args.output_dir
     _check_writable(out_dir)
     _check_contact_sheet(args.contact_sheet)
-    manifest = args.manifest if args.manifest is not None else out_dir / MANIFEST_NAME
-    batch_id = str(args.file.resolve())
+    journal, batch_id = _journal_target(args, out_dir)
     requests = [entry.request for entry in lines]
     reporter = Reporter(lines, mode=output_mode(args, sys.stdout), out=sys.stdout)
     started = time.monotonic()
     paths: dict[int, tuple[Path, ...]] = {}
-    if manifest.exists():  # a manifest of another batch is refused before anything starts
-        _precheck(manifest, batch_id, requests)
     async with open_session(args) as target:
         zs, emulated = target.session, target.emulated
-        if emulated and manifest.exists():
-            _forget_emulated(manifest, batch_id, zs.base_url)
-        batch = zs.generate_many(
+        batch = zs._generate_many(
             requests,
             concurrency=args.concurrency,
             output_dir=out_dir,
-            manifest=manifest,
+            journal=journal,
+            manifest=None,
             batch_id=batch_id,
+            worker_id=args.worker_id,
+            lease=args.lease,
+            timeout=DEFAULT,
             resubmit_uncertain=args.resubmit_uncertain,
             resubmit_failed=args.resubmit_failed,
             resubmit_expired=args.resubmit_expired,
+            max_credits=args.max_credits,
             name=args.name,
             numbers=[entry.line for entry in lines],
+            forget_elsewhere=emulated,
         )
+        where = _where(journal)
         try:
             async with batch:
                 reporter.start(batch)
@@ -96,42 +149,75 @@ async def run_batch(
                     reporter.item(item)
                     if item.ok:
                         paths[item.index] = item.paths
-        except ManifestError as exc:
-            raise UsageError(str(exc)) from None
+        except JournalError as exc:
+            if batch.stats.submitted == 0:
+                raise UsageError(str(exc)) from None
+            raise ServiceError(str(exc)) from None
         except asyncio.CancelledError:
             if not interrupted():
                 raise
             reporter.stop()
             if reporter.mode == "json":
-                summary = _summary(reporter, len(lines), out_dir, manifest, None, started)
+                summary = _summary(reporter, batch, len(lines), out_dir, where, None, started)
                 print(json.dumps(summary | {"interrupted": True}), flush=True)
-            say(_interrupted_message(reporter, manifest, argv, emulated=emulated))
+            say(_interrupted_message(reporter, where, argv, emulated=emulated))
             return 130
         finally:
             reporter.stop()
     sheet = None
     if args.contact_sheet is not None:
         sheet = _contact_sheet([p for i in sorted(paths) for p in paths[i]], args.contact_sheet)
-    summary = _summary(reporter, len(lines), out_dir, manifest, sheet, started)
+    summary = _summary(reporter, batch, len(lines), out_dir, where, sheet, started)
     if reporter.mode == "json":
         print(json.dumps(summary | {"interrupted": False}), flush=True)
     else:
-        text = (
-            f"{len(lines)} item(s): {reporter.saved} saved, {reporter.failed} failed"
-            f" ({reporter.resumed} from an earlier run) in {summary['elapsed_seconds']} s;"
-            f" images in {out_dir}"
+        print(_summary_text(reporter, batch, summary, out_dir, sheet), flush=True)
+    if batch.stopped_by is not None:
+        say(f"the batch stopped sending creates: {batch.stopped_by}")
+    if reporter.failed:
+        say(
+            "run the same command again to resume the unfinished items (saved ones are "
+            f"kept, nothing is paid twice):\n  {shlex.join([PROG, *argv])}"
         )
-        if sheet is not None:
-            text += f"; contact sheet {sheet}"
-        print(text, flush=True)
     return 0 if reporter.failed == 0 else 1
+
+
+def _where(journal: str | Path) -> str:
+    return without_password(journal) if isinstance(journal, str) else str(journal)
+
+
+def _summary_text(
+    reporter: Reporter,
+    batch: Batch,
+    summary: dict[str, object],
+    out_dir: Path,
+    sheet: Path | None,
+) -> str:
+    total = len(reporter.lines)
+    handled = reporter.saved + reporter.failed
+    scope = f"{total} item(s)" if handled == total else f"{total} item(s), {handled} here"
+    text = (
+        f"{scope}: {reporter.saved} saved, {reporter.failed} failed"
+        f" ({reporter.resumed} from an earlier run) in {summary['elapsed_seconds']} s;"
+        f" images in {out_dir}"
+    )
+    if sheet is not None:
+        text += f"; contact sheet {sheet}"
+    stats = batch.stats
+    return (
+        f"{text}\nworker {stats.worker_id}: claimed {stats.claimed} ({stats.taken_over} "
+        f"taken over), submitted {stats.submitted}, resumed {stats.resumed}, saved "
+        f"{stats.saved}, failed {stats.failed}, not sent {stats.not_sent}, reported "
+        f"{stats.reported} in {stats.elapsed:.1f} s; journal {summary['journal']}"
+    )
 
 
 def _summary(
     reporter: Reporter,
+    batch: Batch,
     total: int,
     out_dir: Path,
-    manifest: Path,
+    journal: str,
     sheet: Path | None,
     started: float,
 ) -> dict[str, object]:
@@ -142,38 +228,12 @@ def _summary(
         "failed": reporter.failed,
         "resumed": reporter.resumed,
         "output_dir": str(out_dir),
-        "manifest": str(manifest),
+        "journal": journal,
+        "batch_id": batch.batch_id,
+        "worker": batch.stats.to_json(),
         "contact_sheet": None if sheet is None else str(sheet),
         "elapsed_seconds": round(time.monotonic() - started, 3),
     }
-
-
-def _precheck(manifest: Path, batch_id: str, requests: list[GenerationRequest]) -> None:
-    try:
-        opened = Manifest.open(manifest, batch_id=batch_id)
-        try:
-            opened.check(requests, base_url=None)
-        finally:
-            opened.close()
-    except ManifestError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _forget_emulated(manifest: Path, batch_id: str, base_url: str) -> None:
-    """Drop tasks of an earlier in-process emulator: they ended with its process."""
-    try:
-        opened = Manifest.open(manifest, batch_id=batch_id)
-    except ManifestError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        dropped = opened.forget_unfinished(base_url=base_url)
-    finally:
-        opened.close()
-    if dropped:
-        say(
-            f"{dropped} unfinished item(s) of an earlier emulator run will be generated "
-            "again (an in-process emulator's tasks end with its process)"
-        )
 
 
 def _contact_sheet(images: list[Path], dest: Path) -> Path | None:
@@ -186,11 +246,11 @@ def _contact_sheet(images: list[Path], dest: Path) -> Path | None:
 
 
 def _interrupted_message(
-    reporter: Reporter, manifest: Path, argv: Sequence[str], *, emulated: bool
+    reporter: Reporter, journal: str, argv: Sequence[str], *, emulated: bool
 ) -> str:
     text = (
         f"interrupted: {reporter.saved} image(s) saved, {reporter.failed} failed. Every "
-        f"task created so far is recorded in {manifest}; "
+        f"task created so far is recorded in the journal {journal}; "
     )
     if emulated:
         text += (
