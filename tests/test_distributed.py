@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,7 +147,7 @@ async def test_three_workers_share_a_batch_and_a_killed_ones_items_are_taken_ove
     prompts.write_text("".join(f"a cat number {n}\n" for n in range(PROMPTS)))
     out = tmp_path / "out"
     limit = PROMPTS * PRICE * 1.25
-    common = [prompts, "-o", out, "--journal", url, "--lease", LEASE, "--concurrency", "12"]
+    common: list[str | Path] = [prompts, "-o", out, "--journal", url, "--lease", LEASE, "--concurrency", "12"]
     common += ["--max-credits", str(limit), "--resubmit-uncertain"]
     started = time.monotonic()
     workers = [await _start(f"w{n}", emulator, *common) for n in range(3)]
@@ -180,8 +181,8 @@ async def test_three_workers_share_a_batch_and_a_killed_ones_items_are_taken_ove
     assert spent.credits <= limit
     assert sum(billed.values()) * PRICE <= limit
 
-    survivors = [w.summary["worker"] for w in workers[1:] if w.summary]  # type: ignore[index]
-    assert sum(s["taken_over"] for s in survivors) > 0  # type: ignore[index]
+    survivors: list[Any] = [w.summary["worker"] for w in workers[1:] if w.summary]
+    assert sum(s["taken_over"] for s in survivors) > 0
     assert emulator.faults_injected.get("html_5xx_after_create", 0) >= 1
     _figures(
         tmp_path / "distributed-figures.json",
@@ -207,7 +208,7 @@ async def test_a_spend_limit_stops_three_workers_together_at_the_limit(
     prompts.write_text("".join(f"a cat number {n}\n" for n in range(60)))
     limit = 20 * PRICE
     async with Emulator(task_duration=0.1, seed=12) as emu:
-        args = [prompts, "-o", tmp_path / "out", "--journal", url, "--concurrency", "3"]
+        args: list[str | Path] = [prompts, "-o", tmp_path / "out", "--journal", url, "--concurrency", "3"]
         args += ["--max-credits", str(limit), "--lease", LEASE]
         workers = [await _start(f"w{n}", emu, *args) for n in range(3)]
         codes = await _wait(workers)
@@ -219,8 +220,8 @@ async def test_a_spend_limit_stops_three_workers_together_at_the_limit(
     assert spent.credits <= limit + 1e-9
     assert 10 <= sum(billed.values()) <= 20
     assert set(billed.values()) == {1}
-    stats = [w.summary["worker"] for w in workers if w.summary]  # type: ignore[index]
-    assert sum(s["saved"] for s in stats) == sum(billed.values())  # type: ignore[index]
+    stats: list[Any] = [w.summary["worker"] for w in workers if w.summary]
+    assert sum(s["saved"] for s in stats) == sum(billed.values())
     assert sum(1 for item in items if not item.settled) == 60 - sum(billed.values())
     assert all("the batch stopped sending creates" in w.stderr.decode() for w in workers)
     _figures(
