@@ -147,7 +147,17 @@ async def test_three_workers_share_a_batch_and_a_killed_ones_items_are_taken_ove
     prompts.write_text("".join(f"a cat number {n}\n" for n in range(PROMPTS)))
     out = tmp_path / "out"
     limit = PROMPTS * PRICE * 1.25
-    common: list[str | Path] = [prompts, "-o", out, "--journal", url, "--lease", LEASE, "--concurrency", "12"]
+    common: list[str | Path] = [
+        prompts,
+        "-o",
+        out,
+        "--journal",
+        url,
+        "--lease",
+        LEASE,
+        "--concurrency",
+        "12",
+    ]
     common += ["--max-credits", str(limit), "--resubmit-uncertain"]
     started = time.monotonic()
     workers = [await _start(f"w{n}", emulator, *common) for n in range(3)]
@@ -208,7 +218,15 @@ async def test_a_spend_limit_stops_three_workers_together_at_the_limit(
     prompts.write_text("".join(f"a cat number {n}\n" for n in range(60)))
     limit = 20 * PRICE
     async with Emulator(task_duration=0.1, seed=12) as emu:
-        args: list[str | Path] = [prompts, "-o", tmp_path / "out", "--journal", url, "--concurrency", "3"]
+        args: list[str | Path] = [
+            prompts,
+            "-o",
+            tmp_path / "out",
+            "--journal",
+            url,
+            "--concurrency",
+            "3",
+        ]
         args += ["--max-credits", str(limit), "--lease", LEASE]
         workers = [await _start(f"w{n}", emu, *args) for n in range(3)]
         codes = await _wait(workers)
