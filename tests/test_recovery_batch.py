@@ -1,12 +1,28 @@
-"""Batch reruns and refusals: a wrong key stops the batch, a deleted image comes back."""
+"""Batch reruns, refusals and workers on an SQLite journal, in one process.
+
+A wrong key stops the batch, a deleted image comes back, a limit holds across restarts,
+a dead worker's items are taken over, and bad options are refused before any request.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import time
 from pathlib import Path
 
-from zimage_async import AuthenticationError, BatchItem, Session
+import pytest
+
+from zimage_async import (
+    AuthenticationError,
+    BatchItem,
+    GenerationRequest,
+    InvalidRequestError,
+    Session,
+    SpendLimitError,
+)
+from zimage_async._journal import JournalRecord, JournalState, open_journal
 from zimage_async.emulator import Emulator
 
 from .conftest import FAST_POLL, FAST_RETRY
@@ -85,3 +101,115 @@ async def test_resubmitting_a_failed_item_makes_a_new_task(
     )
     assert again[0].task_id != first[0].task_id
     assert len(emulator.ledger) == 2
+
+
+#: The emulator's price of one task.
+PRICE = 0.026
+
+
+async def test_a_batch_limit_holds_across_restarts_of_its_sqlite_journal(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """At the limit the rest are not sent; a rerun sends nothing more until the limit rises."""
+    journal, prompts = tmp_path / "j.sqlite", [f"a cat {n}" for n in range(6)]
+    first = await _collect(zs, prompts, journal=journal, concurrency=1, max_credits=0.06)
+    assert [item.sent for item in first] == [True, True, False, False, False, False]
+    assert all(isinstance(item.error, SpendLimitError) for item in first[2:])
+    again = await _collect(zs, prompts, journal=journal, concurrency=1, max_credits=0.06)
+    assert [item.ok for item in again[:2]] == [True, True]
+    assert not any(item.sent for item in again[2:])
+    assert len(emulator.ledger) == 2
+    raised = await _collect(zs, prompts, journal=journal, concurrency=1, max_credits=0.2)
+    assert all(item.ok for item in raised)
+    assert emulator.billed_counts(by="prompt") == dict.fromkeys(prompts, 1)
+
+
+async def test_a_dead_workers_items_are_taken_over_after_the_lease(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A create left submitting is resent with its key; one with a task is resumed by id."""
+    path, prompts = tmp_path / "j.sqlite", ["a cat", "a dog", "a fox"]
+    requests = [GenerationRequest(prompt=p) for p in prompts]
+    async with await open_journal(path) as journal:  # a worker that dies after two begins
+        await journal.enqueue("pets", requests)
+        cat, dog = await journal.claim("pets", "dead", lease_seconds=1, limit=2)
+        for item in (cat, dog):
+            record = JournalRecord.for_request(
+                item.request(),
+                key=item.key,
+                base_url=zs.base_url,
+                batch_id="pets",
+                item_index=item.index,
+            )
+            await journal.begin(record, worker_id="dead")
+        made = await zs.submit("a dog", idempotency_key=dog.key)
+        await journal.update(dog.key, JournalState.CREATED, task_id=made.id)
+    async with zs.generate_many(
+        prompts, journal=path, batch_id="pets", worker_id="alive", lease=1, output_dir=tmp_path
+    ) as batch:
+        items = sorted([item async for item in batch], key=lambda item: item.index)
+    assert all(item.ok for item in items), [item.error for item in items]
+    assert items[1].task_id == made.id
+    assert batch.stats.taken_over == 2
+    assert batch.stats.resumed == 1
+    assert batch.stats.submitted == 2
+    assert emulator.billed_counts(by="prompt") == dict.fromkeys(prompts, 1)
+    assert emulator.billed_counts(by="idempotency_key")[cat.key] == 1
+
+
+async def test_a_worker_start_keeps_another_live_workers_partial_files(
+    zs: Session, tmp_path: Path
+) -> None:
+    """Only partial files untouched for an hour (a dead process's) are removed at start."""
+    tmp_path.joinpath("out").mkdir()
+    live = tmp_path / "out" / ".zimage-live.part"
+    dead = tmp_path / "out" / ".zimage-dead.part"
+    live.write_bytes(b"downloading")
+    dead.write_bytes(b"left behind")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(dead, (hours_ago, hours_ago))
+    await _collect(zs, ["a cat"], output_dir=tmp_path / "out")
+    assert live.exists()
+    assert not dead.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        pytest.param({"worker_id": "two words"}, "worker_id", id="worker-id"),
+        pytest.param({"lease": 0}, "lease", id="lease"),
+        pytest.param({"batch_id": ""}, "batch_id", id="batch-id"),
+        pytest.param({"journal": "a.db", "manifest": "b.db"}, "manifest", id="both"),
+        pytest.param({"manifest": "postgresql://h/db"}, "manifest", id="manifest-url"),
+        pytest.param({"max_credits": 1.0}, "max_credits", id="limit-without-journal"),
+        pytest.param({"journal": "a.db", "max_credits": -1}, "max_credits", id="negative"),
+    ],
+)
+def test_bad_batch_options_are_refused_before_anything_is_sent(
+    zs: Session, emulator: Emulator, options: dict[str, object], field: str
+) -> None:
+    """Each bad option names its field, at call time, and nothing reaches the service."""
+    with pytest.raises(InvalidRequestError) as caught:
+        zs.generate_many(["a cat"], **options)  # type: ignore[arg-type]
+    assert caught.value.field == field
+    assert emulator.requests == ()
+
+
+async def test_a_session_journal_runs_its_batches_and_refuses_another(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """With Session(journal=), batches are recorded there; journal= on the batch is refused."""
+    async with Session(
+        api_key=emulator.api_key,
+        base_url=emulator.base_url,
+        poll=FAST_POLL,
+        retry=FAST_RETRY,
+        journal=tmp_path / "session.sqlite",
+    ) as zs:
+        with pytest.raises(InvalidRequestError, match="journal"):
+            zs.generate_many(["a cat"], journal=tmp_path / "other.sqlite")
+        await _collect(zs, ["a cat"], batch_id="cats")
+        assert await zs.unfinished() == []
+        (record,) = await zs._bookkeeper().journal.records(batch_id="cats")
+    assert record.batch_id == "cats"
+    assert record.state is JournalState.SAVED
