@@ -24,9 +24,9 @@ from types import TracebackType
 from ._batchitems import BatchItem, BatchProgress, BatchServices, BatchStats, ItemState
 from ._batchoptions import BatchOptions
 from ._batchrun import ItemRunner
-from ._exceptions import ZImageError
+from ._exceptions import JournalError, ZImageError
 from ._journal import open_journal
-from ._journal_records import JournalItem, JournalState, ResumeAction
+from ._journal_records import JournalItem, JournalState
 from ._journal_spend import SpendLimit
 from ._journal_store import Journal
 from ._models import GenerationRequest
@@ -183,24 +183,8 @@ class Batch:
 
     async def _plan_settled(self, runner: ItemRunner, items: list[JournalItem]) -> list[BatchItem]:
         """Report the items settled earlier that need nothing; reopen those that do."""
-        reported, reopen, elsewhere = [], [], []
-        for item in items:
-            record = item.record
-            if record is None:
-                continue
-            action = runner.action(record, taking_over=False)
-            if action is ResumeAction.WAIT and record.base_url != self._services.base_url:
-                elsewhere.append(item.index)
-            if not item.settled:
-                continue
-            outcome = runner.report(record, action, item.index)
-            if outcome is not None:
-                reported.append(outcome)
-            else:
-                reopen.append(item.index)
+        reported, reopen, elsewhere = runner.plan_settled(items)
         if elsewhere:
-            from ._exceptions import JournalError
-
             shown = ", ".join(map(str, elsewhere[:10]))
             raise JournalError(
                 f"the journal holds tasks of {len(elsewhere)} item(s) of batch "

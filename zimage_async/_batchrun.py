@@ -129,6 +129,33 @@ class ItemRunner:
             )
         return None
 
+    def plan_settled(
+        self, items: Sequence[JournalItem]
+    ) -> tuple[list[BatchItem], list[int], list[int]]:
+        """Sort a batch's items at a worker's start, before anything is sent.
+
+        Returns the outcomes of settled items that need nothing more (reported from the
+        journal), the indexes of settled items that need work again (a file deleted, a
+        resubmission asked for: to reopen), and the indexes of items whose task would
+        be resumed but lives at another base URL.
+        """
+        reported, reopen, elsewhere = [], [], []
+        for item in items:
+            record = item.record
+            if record is None:
+                continue
+            action = self.action(record, taking_over=False)
+            if action is ResumeAction.WAIT and record.base_url != self.services.base_url:
+                elsewhere.append(item.index)
+            if not item.settled:
+                continue
+            outcome = self.report(record, action, item.index)
+            if outcome is not None:
+                reported.append(outcome)
+            else:
+                reopen.append(item.index)
+        return reported, reopen, elsewhere
+
     async def run(self, item: JournalItem) -> BatchItem | None:
         """Bring *item* to its outcome; None if another worker holds it now."""
         index, record = item.index, item.record
