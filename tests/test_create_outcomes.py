@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 from zimage_async import (
     InsufficientQuotaError,
     InvalidRequestError,
-    ManifestError,
+    JournalError,
     RateLimitError,
     Session,
     SubmissionUncertainError,
+    _journal_sqlite_file,
 )
 from zimage_async._exceptions import api_error_class
 from zimage_async._outcome import PRE_CHARGE_REFUSALS, CreateVerdict, Stage, judge_create
@@ -297,19 +298,19 @@ async def test_rate_limit_spent_is_a_refusal(gateway: Gateway, tmp_path: Path) -
 async def test_the_manifest_holds_the_key_before_the_create_is_sent(
     gateway: Gateway, gs: Session, tmp_path: Path
 ) -> None:
-    """The batch writes the item's key to its manifest before the POST leaves."""
+    """The batch writes the item's key to its journal before the POST leaves."""
     manifest = tmp_path / "m.sqlite"
     seen: list[object] = []
 
     def look() -> None:
         with contextlib.closing(sqlite3.connect(manifest)) as db, db:
-            seen.extend(row[0] for row in db.execute("SELECT idempotency_key FROM items"))
+            seen.extend(db.execute("SELECT key, state FROM zimage_creates"))
 
     gateway.on_post = look
     async with gs.generate_many(["a fox"], output_dir=tmp_path, manifest=manifest) as batch:
         items = [item async for item in batch]
     assert items[0].ok
-    assert seen == [gateway.posts[0]["key"]]
+    assert seen == [(gateway.posts[0]["key"], "submitting")]
 
 
 async def test_resubmit_uncertain_in_a_batch_reuses_the_key(
@@ -396,9 +397,10 @@ def test_a_pre_charge_code_is_always_refused(status: int, error_type: str) -> No
 
 
 async def test_a_task_that_cannot_be_recorded_is_named_in_the_error(
-    gateway: Gateway, gs: Session, tmp_path: Path
+    gateway: Gateway, gs: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If the manifest cannot take a created task's id, the error names the billed task."""
+    """If the journal cannot take a created task's id, the error names the billed task."""
+    monkeypatch.setattr(_journal_sqlite_file, "BUSY_TIMEOUT_MS", 200)
     manifest = tmp_path / "m.sqlite"
     lock = sqlite3.connect(manifest, timeout=0, isolation_level=None)
 
@@ -407,7 +409,7 @@ async def test_a_task_that_cannot_be_recorded_is_named_in_the_error(
 
     gateway.on_post = hold_the_manifest
     try:
-        with pytest.raises(ManifestError) as caught:
+        with pytest.raises(JournalError) as caught:
             async with gs.generate_many(["a fox"], output_dir=tmp_path, manifest=manifest) as b:
                 [item async for item in b]
     finally:
@@ -416,15 +418,15 @@ async def test_a_task_that_cannot_be_recorded_is_named_in_the_error(
     assert f"zimage task {gateway.tasks[0]}" in str(caught.value)
 
 
-async def test_a_manifest_row_that_cannot_be_read_is_a_manifest_error(
+async def test_a_journal_row_that_cannot_be_read_is_a_journal_error(
     gs: Session, tmp_path: Path
 ) -> None:
-    """A damaged row gives ManifestError naming the file, not a raw traceback."""
+    """A damaged row gives JournalError naming the file, not a raw traceback."""
     manifest = tmp_path / "m.sqlite"
     async with gs.generate_many(["a fox"], output_dir=tmp_path, manifest=manifest) as batch:
         [item async for item in batch]
     with contextlib.closing(sqlite3.connect(manifest)) as db, db:
-        db.execute("UPDATE items SET state = 'bogus'")
-    with pytest.raises(ManifestError, match="cannot be read"):
+        db.execute("UPDATE zimage_creates SET state = 'bogus'")
+    with pytest.raises(JournalError, match=f"{manifest}.*cannot be read"):
         async with gs.generate_many(["a fox"], output_dir=tmp_path, manifest=manifest) as batch:
             [item async for item in batch]

@@ -332,7 +332,13 @@ class Batch:
     async def _run(self, item: JournalItem) -> None:
         assert self._journal is not None
         assert self._runner is not None
-        outcome = await self._runner.run(item)
+        try:
+            outcome = await self._runner.run(item)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the consumer sees the item's own error first
+            self._outcomes.put_nowait(_Crash(exc))
+            raise
         if outcome is None:  # another worker holds it now
             self._held.discard(item.index)
             return

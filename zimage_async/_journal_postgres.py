@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import JournalError
+from ._exceptions import JournalError, ZImageError
 from ._journal_postgres_batch import PostgresBatches
 from ._journal_records import (
     JournalRecord,
@@ -132,6 +132,13 @@ class PostgresJournal(PostgresBatches, Journal):
                 yield db
         except (OSError, self._driver.PostgresError, self._driver.InterfaceError) as exc:
             raise JournalError(f"the journal {self.location} failed: {exc}") from exc
+        except ValueError as exc:
+            if isinstance(exc, ZImageError):
+                raise
+            raise JournalError(
+                f"the journal {self.location} holds a row that cannot be read ({exc}); "
+                "was it changed by hand?"
+            ) from exc
 
     # -- creates -------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from ._exceptions import JournalError
+from ._exceptions import JournalError, ZImageError
 from ._journal_records import (
     JournalRecord,
     JournalState,
@@ -105,6 +105,13 @@ class SqliteJournal(SqliteBatches, Journal):
             return await loop.run_in_executor(self._executor, work, self._db)
         except sqlite3.Error as exc:
             raise JournalError(f"the journal {self.location} failed: {exc}") from exc
+        except ValueError as exc:
+            if isinstance(exc, ZImageError):
+                raise
+            raise JournalError(
+                f"the journal {self.location} holds a row that cannot be read ({exc}); "
+                "was it changed by hand?"
+            ) from exc
 
     # -- creates -------------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 FORMAT = "zimage-journal/1"
+#: Milliseconds a write waits for another process's transaction on the file to end.
+BUSY_TIMEOUT_MS = 30_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS zimage_journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -113,7 +115,7 @@ def connect(path: Path, clock: Callable[[], float]) -> sqlite3.Connection:
         raise JournalError(f"cannot open the journal {path}: {exc}") from exc
     try:
         db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=30000")
+        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
         db.executescript(SCHEMA)
     except sqlite3.DatabaseError as exc:
         db.close()
