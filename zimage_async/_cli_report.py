@@ -66,8 +66,13 @@ class Reporter:
             )
         )
         failed = f"[red]failed {self.failed}[/]" if self.failed else "failed 0"
+        shared = (
+            f"  batch {progress.batch_settled}/{progress.total}"
+            if progress.batch_settled > done
+            else ""
+        )
         summary = Text.from_markup(
-            f" {done}/{progress.total}  [green]saved {self.saved}[/]  {failed}  ETA {eta}"
+            f" {done}/{progress.total}  [green]saved {self.saved}[/]  {failed}  ETA {eta}{shared}"
         )
         bar = Table.grid()
         bar.add_row(ProgressBar(total=progress.total, completed=done, width=30), summary)
