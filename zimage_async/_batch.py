@@ -299,6 +299,10 @@ class Batch:
                         options.batch_id, options.worker_id, lease_seconds=options.lease, limit=free
                     )
                     for item in claimed:
+                        if item.index in self._held:
+                            # Its lease ran out while this worker still runs it (the
+                            # renewal came late) and nobody took it: the claim renewed it.
+                            continue
                         self._held.add(item.index)
                         running[asyncio.ensure_future(self._run(item))] = item.index
                 if not running:

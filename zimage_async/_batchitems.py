@@ -147,7 +147,7 @@ class BatchServices:
     task: Callable[..., TaskHandle]
     #: Wait until the session's rate gate lets a create go.
     gate_wait: Callable[[], Awaitable[None]]
-    #: Where the tasks live (a manifest's tasks must live there too).
+    #: Where the tasks live (a journal's unfinished tasks must live there too).
     base_url: str
     #: Seconds the image links stay valid after completion.
     link_ttl: float
