@@ -120,6 +120,15 @@ def test_generate_saves_one_image_to_the_named_file(tmp_path: Path) -> None:
         pytest.param(["frobnicate"], "invalid choice", id="unknown-command"),
         pytest.param(["batch", "p.txt", "-o", "out", "--concurrency", "0"], "concurrency", id="c0"),
         pytest.param(["batch", "p.txt", "-o", "o", "--contact-sheet", "s.gif"], ".png", id="sheet"),
+        pytest.param(["batch", "p.txt", "-o", "out", "--lease", "0"], "--lease", id="lease"),
+        pytest.param(["batch", "p.txt", "-o", "out", "--max-credits", "-1"], "credits", id="limit"),
+        pytest.param(["batch", "p.txt", "-o", "out", "--worker-id", "a b"], "worker", id="worker"),
+        pytest.param(["batch", "p.txt", "-o", "out", "--journal", "ftp://x"], "URL", id="scheme"),
+        pytest.param(
+            ["batch", "p.txt", "-o", "out", "--journal", "j.db", "--manifest", "m.db"],
+            "--manifest",
+            id="journal-and-manifest",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_a_message_and_start_nothing(
