@@ -406,3 +406,40 @@ async def test_the_documented_commands_run_as_written(
         assert process.returncode == 0, f"{command}: {stderr.decode()}"
     assert (tmp_path / "out" / f"{left_behind}-0.png").is_file()
     assert emu.billed_counts()["a task left behind"] == 1
+
+
+async def test_a_batch_keeps_its_items_in_its_own_journal_not_the_default_one(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """`zimage batch -o DIR` keeps DIR/zimage-journal.sqlite; the user's journal stays out."""
+    prompts = tmp_path / "cats.txt"
+    prompts.write_text("a cat\na dog\n")
+    out = tmp_path / "out"
+    status, _, stderr = await zimage(emulator, "batch", prompts, "-o", out)
+    assert status == 0, stderr
+    assert not default_journal().exists()
+    async with await open_journal(out / "zimage-journal.sqlite") as journal:
+        records = await journal.records(batch_id="cats.txt")
+    assert sorted(r.state.value for r in records) == ["saved", "saved"]
+
+
+async def test_a_batch_stopped_by_its_spend_limit_exits_3(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Over --max-credits the batch stops sending: exit 3, as for `zimage generate`."""
+    prompts = tmp_path / "cats.txt"
+    prompts.write_text("a cat\na dog\na cow\n")
+    status, _, stderr = await zimage(
+        emulator,
+        "batch",
+        prompts,
+        "-o",
+        tmp_path / "out",
+        "--concurrency",
+        "1",
+        "--max-credits",
+        "0.03",
+    )
+    assert status == 3, stderr
+    assert "the batch stopped sending creates" in stderr
+    assert len(emulator.ledger) == 1

@@ -231,7 +231,7 @@ async def test_a_spend_limit_stops_three_workers_together_at_the_limit(
         workers = [await _start(f"w{n}", emu, *args) for n in range(3)]
         codes = await _wait(workers)
         billed = emu.billed_counts(by="prompt")
-    assert codes == [1, 1, 1], [w.stderr.decode()[-2000:] for w in workers]
+    assert codes == [3, 3, 3], [w.stderr.decode()[-2000:] for w in workers]
     async with await open_journal(url) as journal:
         spent = await journal.spent(batch_id="cats.txt")
         items = await journal.items("cats.txt")

@@ -19,9 +19,17 @@ from pathlib import Path
 from ._batch import Batch
 from ._batchfile import BatchFileError, read_batch_file
 from ._batchoptions import check_batch_id, check_lease, check_worker_id
-from ._cli_common import CLI_EXTRA, PROG, ServiceError, UsageError, open_session, say
+from ._cli_common import (
+    CLI_EXTRA,
+    PROG,
+    SPEND_LIMIT_EXIT,
+    ServiceError,
+    UsageError,
+    open_session,
+    say,
+)
 from ._cli_report import Reporter, output_mode
-from ._exceptions import InvalidRequestError, JournalError
+from ._exceptions import InvalidRequestError, JournalError, SpendLimitError
 from ._journal import is_postgres_url
 from ._journal_postgres_sql import without_password
 from ._journaling import check_max_credits
@@ -121,7 +129,7 @@ async def run_batch(
     reporter = Reporter(lines, mode=output_mode(args, sys.stdout), out=sys.stdout)
     started = time.monotonic()
     paths: dict[int, tuple[Path, ...]] = {}
-    async with open_session(args) as target:
+    async with open_session(args, session_journal=False) as target:
         zs, emulated = target.session, target.emulated
         batch = zs._generate_many(
             requests,
@@ -179,6 +187,8 @@ async def run_batch(
             "run the same command again to resume the unfinished items (saved ones are "
             f"kept, nothing is paid twice):\n  {shlex.join([PROG, *argv])}"
         )
+    if isinstance(batch.stopped_by, SpendLimitError):
+        return SPEND_LIMIT_EXIT
     return 0 if reporter.failed == 0 else 1
 
 

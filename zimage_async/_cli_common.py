@@ -85,19 +85,23 @@ def is_loopback(url: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def open_session(args: argparse.Namespace) -> AsyncIterator[Target]:
+async def open_session(
+    args: argparse.Namespace, *, session_journal: bool = True
+) -> AsyncIterator[Target]:
     """Open a Session on the API, or on an in-process emulator, and say which.
 
     The session keeps the journal :func:`journal_target` names, with the spend limit of
-    ``--max-credits``, when the command has the journal options. Configuration errors
+    ``--max-credits``, when the command has the journal options, unless
+    *session_journal* is False: ``zimage batch`` gives its journal and limit to the
+    batch, not to the session. Configuration errors
     (a journal that cannot be opened included) become :class:`UsageError`, and a
     service that cannot be reached, or a 404 at a base URL without ``/apiv1``, a
     :class:`ServiceError` or :class:`UsageError` that names the host and
     ``ZIMAGE_BASE_URL``.
     """
     emulated = wants_emulator(args)
-    journal = journal_target(args, emulated=emulated)
-    max_credits: float | None = getattr(args, "max_credits", None)
+    journal = journal_target(args, emulated=emulated) if session_journal else None
+    max_credits: float | None = getattr(args, "max_credits", None) if session_journal else None
     if emulated:
         from .emulator import Emulator
 
