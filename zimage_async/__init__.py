@@ -12,7 +12,6 @@ from __future__ import annotations
 import typing as _typing
 
 from ._batch import Batch, BatchItem, BatchProgress, BatchStats, ItemState
-from ._batch_errors import LeaseLostError
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -29,6 +28,7 @@ from ._exceptions import (
     InternalServerError,
     InvalidRequestError,
     JournalError,
+    LeaseLostError,
     MalformedResponseError,
     ManifestError,
     NoResultsError,

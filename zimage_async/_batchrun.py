@@ -18,12 +18,12 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from ._batch_errors import LeaseLostError
 from ._batchitems import NO_RESULTS, BatchItem, BatchServices, ItemState, reported_error, stop_error
 from ._batchoptions import BatchOptions
 from ._exceptions import (
     AuthenticationError,
     JournalError,
+    LeaseLostError,
     NoResultsError,
     PermissionDeniedError,
     SpendLimitError,

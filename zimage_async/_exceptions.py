@@ -6,6 +6,7 @@
     ├── InvalidRequestError (ValueError)      bad input, raised before any request is sent
     ├── ManifestError (ValueError)            a batch manifest that does not fit this batch
     ├── JournalError                          the journal cannot be opened, read or written
+    │   └── LeaseLostError                    a batch worker lost an item's lease; nothing sent
     ├── SpendLimitError                       a create would go over max_credits; nothing sent
     ├── APIError                              the API answered with an HTTP error
     │   ├── BadRequestError                   400 invalid_request_error
@@ -77,6 +78,7 @@ __all__ = [
     "InternalServerError",
     "InvalidRequestError",
     "JournalError",
+    "LeaseLostError",
     "MalformedResponseError",
     "ManifestError",
     "NoResultsError",
@@ -314,6 +316,24 @@ class JournalError(ZImageError):
     or when a batch worker acts on an item whose lease it no longer holds. Nothing was
     sent for the create concerned.
     """
+
+
+class LeaseLostError(JournalError):
+    """A batch worker no longer holds the lease on the item it was about to send.
+
+    Its lease ran out (the worker was stalled, or stopped renewing) and another worker
+    may have taken the item over; nothing was sent for it. The worker leaves the item to
+    whoever holds it now. ``batch_id``, ``index`` and ``worker_id`` say which item and
+    which worker.
+    """
+
+    def __init__(
+        self, message: str, *, batch_id: str | None, index: int | None, worker_id: str
+    ) -> None:
+        self.batch_id = batch_id
+        self.index = index
+        self.worker_id = worker_id
+        super().__init__(message)
 
 
 class SpendLimitError(ZImageError):

@@ -9,8 +9,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ._batch_errors import LeaseLostError
-from ._exceptions import JournalError
+from ._exceptions import JournalError, LeaseLostError
 from ._journal_records import JournalItem, JournalRecord, JournalState
 from ._manifest import fingerprint
 from ._models import GenerationRequest
