@@ -191,6 +191,18 @@ def _with(state: JournalState, **changes: object) -> JournalRecord:
             id="expired-resubmitted",
         ),
         pytest.param(
+            _with(JournalState.EXPIRED, task_id="t", completed_at=-DAY - 1),
+            {},
+            ResumeAction.EXPIRED,
+            id="settled-as-expired",
+        ),
+        pytest.param(
+            _with(JournalState.EXPIRED, task_id="t", completed_at=-DAY - 1),
+            {"resubmit_expired": True},
+            ResumeAction.SUBMIT_NEW,
+            id="settled-as-expired-resubmitted",
+        ),
+        pytest.param(
             _with(JournalState.SAVED, task_id="t", completed_at=-DAY - 1),
             {"files_present": False},
             ResumeAction.EXPIRED,

@@ -216,6 +216,8 @@ class Batch:
         journal = self._journal
         if journal is None:
             return
+        if self._runner is not None:
+            await self._runner.pending.settle()
         held, self._held = sorted(self._held), set()
         with contextlib.suppress(ZImageError, asyncio.TimeoutError):
             await asyncio.wait_for(self._release_all(journal, held), 5.0)

@@ -35,6 +35,7 @@ from ._handle import TaskHandle
 from ._journal_records import JournalItem, JournalRecord, JournalState, ResumeAction, resume_action
 from ._journal_spend import SpendLimit
 from ._journal_store import Journal
+from ._journaling import PendingWrites, note_cancelled
 from ._models import GenerationRequest, TaskStatus
 
 __all__ = ["CREATE_GRACE", "ItemRunner", "files_present"]
@@ -84,6 +85,8 @@ class ItemRunner:
         self.counts: Counter[str] = Counter()
         self.stopped_by: ZImageError | None = None
         self._begun: set[str] = set()
+        #: The journal writes that must end before the batch gives its journal back.
+        self.pending = PendingWrites()
 
     def action(self, record: JournalRecord | None, *, taking_over: bool) -> ResumeAction:
         """Return what to do with an item whose create is *record*, on claim or at start."""
@@ -291,9 +294,7 @@ class ItemRunner:
                 )
                 raise
             except asyncio.CancelledError:
-                await asyncio.shield(
-                    self._note(key, JournalState.UNCERTAIN, error_message="cancelled while sending")
-                )
+                await note_cancelled(self._note, key, self.pending)
                 raise
             usage = handle.task.usage if handle.task is not None else None
             try:

@@ -246,15 +246,18 @@ class PostgresJournal(PostgresBatches, Journal):
         *,
         batch_id: str | None = None,
         states: Collection[JournalState] | None = None,
+        task_id: str | None = None,
     ) -> list[JournalRecord]:
         """See :meth:`Journal.records`."""
         async with self._transaction() as db:
             rows = await db.fetch(
                 f"SELECT {RECORD_COLUMNS} FROM zimage_creates"  # noqa: S608 (constants)
                 " WHERE ($1::text IS NULL OR batch_id = $1)"
-                " AND ($2::text[] IS NULL OR state = ANY($2)) ORDER BY created_at, key",
+                " AND ($2::text[] IS NULL OR state = ANY($2))"
+                " AND ($3::text IS NULL OR task_id = $3) ORDER BY created_at, key",
                 batch_id,
                 None if states is None else [s.value for s in states],
+                task_id,
             )
         return [record_from_row(tuple(row)) for row in rows]
 

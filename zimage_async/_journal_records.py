@@ -45,6 +45,9 @@ class JournalState(enum.Enum):
     SAVED = "saved"
     #: The task failed (``error_code``, ``error_message``); it was billed.
     FAILED = "failed"
+    #: The task completed, but its image links expired before its images were
+    #: delivered: they are lost (it was billed). Set by :meth:`Session.recover`.
+    EXPIRED = "expired"
 
     @property
     def counts_as_spent(self) -> bool:
@@ -71,7 +74,13 @@ UNFINISHED = frozenset(
     }
 )
 _WITH_TASK = frozenset(
-    {JournalState.CREATED, JournalState.COMPLETED, JournalState.SAVED, JournalState.FAILED}
+    {
+        JournalState.CREATED,
+        JournalState.COMPLETED,
+        JournalState.SAVED,
+        JournalState.FAILED,
+        JournalState.EXPIRED,
+    }
 )
 
 
@@ -270,8 +279,8 @@ def resume_action(
     ``uncertain``                               ``RESUBMIT`` (same key) with
                                                 *resubmit_uncertain*, else
                                                 ``REPORT_UNCERTAIN``
-    completed (or saved, files gone), links     ``EXPIRED``; ``SUBMIT_NEW`` with
-    past their lifetime                         *resubmit_expired*
+    ``expired``, or completed (or saved,        ``EXPIRED``; ``SUBMIT_NEW`` with
+    files gone) with links past their lifetime  *resubmit_expired*
     any other with a task id                    ``WAIT``: poll it by id, then save
     ==========================================  =====================================
 
@@ -288,6 +297,7 @@ def resume_action(
         return ResumeAction.RESUBMIT if resend else ResumeAction.REPORT_UNCERTAIN
     if state is JournalState.SAVED and files_present:
         return ResumeAction.DONE
-    if record.completed_at is not None and now > record.completed_at + link_ttl:
+    lapsed = record.completed_at is not None and now > record.completed_at + link_ttl
+    if lapsed or state is JournalState.EXPIRED:
         return ResumeAction.SUBMIT_NEW if resubmit_expired else ResumeAction.EXPIRED
     return ResumeAction.WAIT

@@ -242,12 +242,14 @@ class SqliteJournal(SqliteBatches, Journal):
         *,
         batch_id: str | None = None,
         states: Collection[JournalState] | None = None,
+        task_id: str | None = None,
     ) -> list[JournalRecord]:
         """See :meth:`Journal.records`."""
         where, args = ["1"], []
-        if batch_id is not None:
-            where.append("batch_id = ?")
-            args.append(batch_id)
+        for column, value in (("batch_id", batch_id), ("task_id", task_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
         if states is not None:
             where.append(f"state IN ({', '.join('?' * len(states))})")
             args.extend(s.value for s in states)

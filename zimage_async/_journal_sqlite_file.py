@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS zimage_creates (
 );
 CREATE INDEX IF NOT EXISTS zimage_creates_state ON zimage_creates (state);
 CREATE INDEX IF NOT EXISTS zimage_creates_batch ON zimage_creates (batch_id, item_index);
+CREATE INDEX IF NOT EXISTS zimage_creates_task ON zimage_creates (task_id);
 CREATE TABLE IF NOT EXISTS zimage_prices (
     model TEXT NOT NULL,
     size TEXT NOT NULL,

@@ -92,8 +92,9 @@ class Journal(abc.ABC):
         *,
         batch_id: str | None = None,
         states: Collection[JournalState] | None = None,
+        task_id: str | None = None,
     ) -> list[JournalRecord]:
-        """Return the records (of one batch, in some states), oldest first."""
+        """Return the records (of one batch, in some states, of one task), oldest first."""
 
     async def unfinished(self, *, batch_id: str | None = None) -> list[JournalRecord]:
         """Return the creates made or maybe made and not yet delivered, oldest first.

@@ -6,12 +6,19 @@ closed in ``Session.close()``). Before a create is sent it begins the record (st
 over the limit raises :class:`SpendLimitError` and nothing is sent; after the answer it
 records ``created`` (task id and ``credits_reserved``), ``uncertain`` or ``rejected``.
 The handle it returns, a :class:`JournaledHandle`, records ``completed``, ``failed``
-and ``saved`` as its waits and downloads end. Journal stores never block the event loop.
+and ``saved`` as its waits and downloads end; so does the handle ``Session.task(id)``
+returns for a task the journal holds (looked up when its first outcome is recorded).
+Journal stores never block the event loop.
+
+Only the creates made at the session's base URL are recovered: a record made at
+another service is never resumed (its task id means nothing here) nor sent again (that
+could bill this service for it); it stays unfinished for a session of that service.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,10 +39,44 @@ from ._journal_spend import Spend, SpendLimit
 from ._models import GenerationRequest, GenerationResult, Task
 from ._runtime import Runtime
 
-__all__ = ["Bookkeeper", "JournaledHandle", "check_max_credits"]
+__all__ = ["Bookkeeper", "JournaledHandle", "PendingWrites", "check_max_credits", "note_cancelled"]
+
+logger = logging.getLogger("zimage_async.journal")
 
 #: The error code a ``failed`` record gets for a task that completed without any link.
 NO_RESULTS = "completed_without_results"
+#: The most seconds closing waits for journal writes still under way.
+CLOSE_GRACE = 10.0
+
+
+class PendingWrites:
+    """Journal writes that must finish even if their caller is cancelled.
+
+    Whoever closes the journal calls :meth:`settle` first, so a write that a cancelled
+    caller stopped waiting for is neither lost nor run against a closed store.
+    """
+
+    def __init__(self) -> None:
+        self._writes: set[asyncio.Future[Any]] = set()
+
+    async def shield(self, write: Awaitable[Any]) -> None:
+        """Run *write* to its end even if the caller is cancelled; wait for it."""
+        future = asyncio.ensure_future(write)
+        self._writes.add(future)
+        future.add_done_callback(self._writes.discard)
+        await asyncio.shield(future)
+
+    async def settle(self, timeout: float = CLOSE_GRACE) -> None:
+        """Wait (at most *timeout* seconds) for the writes still under way."""
+        if self._writes:
+            await asyncio.wait(set(self._writes), timeout=timeout)
+
+
+async def note_cancelled(
+    note: Callable[..., Awaitable[Any]], key: str, pending: PendingWrites
+) -> None:
+    """Record the create under *key* as ``uncertain``: cancelled while it was being sent."""
+    await pending.shield(note(key, JournalState.UNCERTAIN, error_message="cancelled while sending"))
 
 
 def check_max_credits(
@@ -64,29 +105,33 @@ def check_max_credits(
 class JournaledHandle(TaskHandle):
     """A :class:`TaskHandle` whose outcome (completed, failed, saved) goes to the journal."""
 
-    def _journaled(self, book: Bookkeeper, key: str) -> JournaledHandle:
+    def _journaled(self, book: Bookkeeper, key: str | None) -> JournaledHandle:
         self._book = book
-        self._key = key
+        self._key = key  # None: look the task up in the journal at the first outcome
+        self._looked_up = key is not None
         return self
+
+    async def _note(self, state: JournalState, **fields: Any) -> None:
+        if not self._looked_up:
+            self._key = await self._book.key_of(self.id)
+            self._looked_up = True
+        if self._key is not None:
+            await self._book.note(self._key, state, **fields)
 
     async def _watch(self, work: Awaitable[Any], *, saved: bool) -> Any:
         try:
             outcome = await work
         except TaskFailedError as exc:
-            await self._book.note(
-                self._key, JournalState.FAILED, error_code=exc.code, error_message=exc.message
-            )
+            await self._note(JournalState.FAILED, error_code=exc.code, error_message=exc.message)
             raise
         except NoResultsError:
-            await self._book.note(self._key, JournalState.FAILED, error_code=NO_RESULTS)
+            await self._note(JournalState.FAILED, error_code=NO_RESULTS)
             raise
         if saved:
             paths = outcome if isinstance(outcome, list) else []
-            await self._book.note(
-                self._key, JournalState.SAVED, completed_at=time.time(), paths=paths
-            )
+            await self._note(JournalState.SAVED, completed_at=time.time(), paths=paths)
         else:
-            await self._book.note(self._key, JournalState.COMPLETED, completed_at=time.time())
+            await self._note(JournalState.COMPLETED, completed_at=time.time())
         return outcome
 
     async def wait(self, *args: Any, **kwargs: Any) -> Task:
@@ -113,10 +158,14 @@ class Bookkeeper:
         target: str | os.PathLike[str] | Journal,
         *,
         max_credits: float | None,
+        base_url: str = "",
     ) -> None:
         self._target = target
         self._max_credits = max_credits
+        #: The service this session's creates go to; only its records are recovered.
+        self.base_url = base_url
         self._journal: Journal | None = target if isinstance(target, Journal) else None
+        self.pending = PendingWrites()
 
     @property
     def journal(self) -> Journal:
@@ -137,8 +186,9 @@ class Bookkeeper:
             self._journal = await open_journal(self._target)
 
     async def close(self) -> None:
-        """Close the journal; every change is already committed. Idempotent."""
+        """Close the journal once the writes under way are done (bounded). Idempotent."""
         if self._journal is not None:
+            await self.pending.settle()
             await self._journal.close()
 
     async def note(self, key: str, state: JournalState, **fields: Any) -> None:
@@ -188,9 +238,7 @@ class Bookkeeper:
             )
             raise
         except asyncio.CancelledError:
-            await asyncio.shield(
-                self.note(key, JournalState.UNCERTAIN, error_message="cancelled while sending")
-            )
+            await note_cancelled(self.note, key, self.pending)
             raise
         usage = handle.task.usage if handle.task is not None else None
         await self.note(
@@ -208,12 +256,22 @@ class Bookkeeper:
         task: Task | None,
         request: GenerationRequest | None,
         *,
-        key: str,
+        key: str | None,
         expects_callback: bool,
     ) -> JournaledHandle:
-        """Return a handle for *task_id* that records its outcome under *key*."""
+        """Return a handle for *task_id* that records its outcome under *key*.
+
+        With *key* None, the outcome is recorded under the key of the journal's record
+        of *task_id* (made at this base URL), if there is one, else nowhere.
+        """
         handle = JournaledHandle(runtime, task_id, task, request, expects_callback=expects_callback)
         return handle._journaled(self, key)
+
+    async def key_of(self, task_id: str) -> str | None:
+        """Return the key of the newest record of *task_id* made at this base URL, or None."""
+        records = await self.journal.records(task_id=task_id)
+        mine = [record for record in records if record.base_url == self.base_url]
+        return mine[-1].key if mine else None
 
     async def recover(
         self,
@@ -222,21 +280,45 @@ class Bookkeeper:
         resume: Callable[[JournalRecord], TaskHandle],
         resend: Callable[[JournalRecord], Awaitable[TaskHandle]] | None,
     ) -> list[TaskHandle]:
-        """Return a handle for each unfinished create.
+        """Return a handle for each unfinished create made at this base URL.
 
-        *resume* those with a task id
-        (links still valid), *resend* (if given) those without one.
+        *resume* those with a task id, *resend* (if given) those without one: a resend
+        the service refuses, or whose answer is uncertain again, is recorded as such
+        and logged, and the others go on. A completed task whose links have expired is
+        settled as ``expired`` and logged (a warning): its images are lost.
         """
         handles: list[TaskHandle] = []
         now = time.time()
         for record in await self.unfinished():
+            if record.base_url != self.base_url:
+                continue
             if record.task_id is not None:
                 ended = record.completed_at
                 if ended is None or now <= ended + link_ttl:
                     handles.append(resume(record))
+                else:
+                    await self._expire(record)
             elif resend is not None:
-                handles.append(await resend(record))
+                try:
+                    handles.append(await resend(record))
+                except ZImageError as exc:
+                    logger.warning(
+                        "the create with key %s, sent again, was not made: %s: %s",
+                        record.key,
+                        type(exc).__name__,
+                        exc,
+                    )
         return handles
+
+    async def _expire(self, record: JournalRecord) -> None:
+        await self.note(record.key, JournalState.EXPIRED)
+        logger.warning(
+            "task %s (key %s) completed at %s and its image links have expired, so its "
+            "images are lost; the journal records it as expired",
+            record.task_id,
+            record.key,
+            time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(record.completed_at or 0)),
+        )
 
     async def unfinished(self, *, batch_id: str | None = None) -> list[JournalRecord]:
         """Return the creates made (or maybe made) and not yet delivered, oldest first."""

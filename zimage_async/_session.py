@@ -173,7 +173,11 @@ class Session(JournalMethods, BatchMethods):
         )
         self._rng = random.Random(seed)
         limit = check_max_credits(max_credits, journal=journal, name="max_credits")
-        self._book = None if journal is None else Bookkeeper(journal, max_credits=limit)
+        self._book = (
+            None
+            if journal is None
+            else Bookkeeper(journal, max_credits=limit, base_url=self._base_url)
+        )
         self._state = SessionState.UNOPENED
         self._runtime = Runtime(
             api=APIClient(
@@ -351,10 +355,21 @@ class Session(JournalMethods, BatchMethods):
         """Return a handle for an existing task, from its stored id (no request yet).
 
         *request*, the request the task was made from, if you kept it, lets the handle
-        check image sizes, name files by its prompt and embed it as metadata.
+        check image sizes, name files by its prompt and embed it as metadata. When the
+        session's journal holds the task (made at this base URL), the handle records its
+        outcome there, as the handles of :meth:`submit` and :meth:`recover` do.
         """
         task_id = validate_task_id(task_id)
         self._check_open()
+        if self._book is None:
+            return TaskHandle(self._runtime, task_id, None, request)
+        expects = request is not None and request.callback_url is not None
+        return self._book.handle(
+            self._runtime, task_id, None, request, key=None, expects_callback=expects
+        )
+
+    def _task(self, task_id: str, *, request: GenerationRequest | None = None) -> TaskHandle:
+        """Return a handle for *task_id* that records nothing (its owner records its outcome)."""
         return TaskHandle(self._runtime, task_id, None, request)
 
     async def get_task(self, task_id: str) -> Task:

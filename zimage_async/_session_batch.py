@@ -43,7 +43,7 @@ class BatchMethods:
     _base_url: str
     _check_open: Callable[[], None]
 
-    def task(self, task_id: str, *, request: GenerationRequest | None = None) -> TaskHandle:
+    def _task(self, task_id: str, *, request: GenerationRequest | None = None) -> TaskHandle:
         raise NotImplementedError
 
     async def _create(self, request: GenerationRequest, key: str | None) -> TaskHandle:
@@ -180,7 +180,7 @@ class BatchMethods:
 
         services = BatchServices(
             send=send,
-            task=self.task,
+            task=self._task,
             gate_wait=self._runtime.api.gate.wait,
             base_url=self._base_url,
             link_ttl=self._runtime.link_ttl,

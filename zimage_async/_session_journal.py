@@ -89,6 +89,9 @@ class JournalMethods:
     async def unfinished(self, *, batch_id: str | None = None) -> list[JournalRecord]:
         """List the journal's creates made (or maybe made) and not yet delivered.
 
+        Every service's records are listed: check ``record.base_url`` (only this
+        session's are recovered by :meth:`recover`).
+
         ``submitting`` and ``uncertain`` records carry their idempotency keys (a task may
         exist, its id unknown); ``created`` and ``completed`` ones their task ids.
         """
@@ -101,11 +104,18 @@ class JournalMethods:
     async def recover(self, *, resubmit_uncertain: bool = False) -> list[TaskHandle]:
         """Return handles for the unfinished creates, to wait for and save.
 
+        Only the creates made at this session's :attr:`base_url` are recovered; those
+        of another service are left alone (still listed by :meth:`unfinished`, whose
+        records carry their ``base_url``), for a session of that service to recover.
+
         A create with a task id is resumed by that id (nothing is sent). One whose task
         id is unknown (``submitting``, ``uncertain``) is sent again only with
         *resubmit_uncertain*, and then with its original idempotency key; otherwise it
-        is left in :meth:`unfinished`. Completed records whose links have expired are
-        skipped.
+        is left in :meth:`unfinished`. A resend that fails is recorded (``rejected`` or
+        ``uncertain``) and logged as a warning, and the others go on. A completed task
+        whose image links have expired gets no handle: it is recorded as ``expired``
+        (no longer unfinished, still counted as spent) and logged as a warning on the
+        ``zimage_async.journal`` logger, since its images are lost.
         """
         return await self._bookkeeper().recover(
             link_ttl=self._runtime.link_ttl,
