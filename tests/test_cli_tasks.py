@@ -265,7 +265,10 @@ def _record(key: str, prompt: str, base_url: str, **fields: object) -> JournalRe
 async def test_collect_reports_what_it_cannot_collect_and_resends_only_when_asked(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    """Uncertain, expired and other-service records are reported (exit 1), not sent."""
+    """Uncertain, expired and other-service records are reported (exit 1), not sent.
+
+    The expired one is settled as such, so `zimage tasks list` shows it no more.
+    """
     long_ago = time.time() - 3 * 86400
     await _journal_with(
         _record("uncertain-1", "an owl", emulator.base_url),
@@ -306,6 +309,12 @@ async def test_collect_reports_what_it_cannot_collect_and_resends_only_when_aske
         "output_dir": "",
     }
     assert emulator.request_counts == {}
+    _, listed, _ = await zimage(emulator, "tasks", "list", "--json")
+    left = {row["key"]: row["state"] for row in json.loads(listed)["records"]}
+    assert left == {"order-4711-uncertain-1": "submitting", "order-4711-elsewhere-1": "created"}
+    _, listed, _ = await zimage(emulator, "tasks", "list", "--all", "--json")
+    states = {row["key"]: row["state"] for row in json.loads(listed)["records"]}
+    assert states["order-4711-expired-01"] == "expired"
 
 
 async def test_resubmit_uncertain_sends_the_original_key_and_gets_the_task_already_made(

@@ -1,9 +1,10 @@
 """``zimage tasks collect``: wait for the journal's unfinished tasks and save their images.
 
-Tasks with an id are resumed through :meth:`~zimage_async.Session.recover` (nothing is
-created); creates whose task id is unknown are sent again, with their own idempotency
-key, only with ``--resubmit-uncertain``. Only records made at the session's base URL
-are collected; the others are reported.
+Everything goes through :meth:`~zimage_async.Session.recover`: tasks with an id are
+resumed (nothing is created); creates whose task id is unknown are sent again, with
+their own idempotency key, only with ``--resubmit-uncertain``; only records made at the
+session's base URL are collected, and completed tasks whose links expired are settled
+as ``expired``. This module reports each record's outcome and saves the images.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ._cli_common import (
     tasks_command,
     wants_emulator,
 )
-from ._exceptions import SubmissionUncertainError, WaitTimeoutError, ZImageError
+from ._exceptions import WaitTimeoutError, ZImageError
 from ._handle import TaskHandle
 from ._journal_records import JournalRecord
 from ._session import Session
@@ -114,22 +115,6 @@ class _Collector:
                 text = ", ".join(map(str, paths))
                 self.report(record, "saved", text, task_id=handle.id, paths=paths)
 
-    async def resend(self, record: JournalRecord) -> None:
-        """Send the create of *record* again, with its key; then wait and save."""
-        assert self._zs is not None
-        async with self._gate:
-            try:
-                handle = await self._zs.submit(
-                    record.request(), idempotency_key=record.key, cost=record.expected_cost
-                )
-            except SubmissionUncertainError as exc:
-                self.report(record, "uncertain", f"sent again, still uncertain: {exc}", error=exc)
-                return
-            except ZImageError as exc:
-                self.report(record, "failed", f"{type(exc).__name__}: {exc}", error=exc)
-                return
-        await self.save(record, handle)
-
     def summary(self) -> int:
         total = sum(self.counts.values())
         if self._args.json:
@@ -148,13 +133,23 @@ class _Collector:
 
 
 def _plan(
-    collector: _Collector, records: list[JournalRecord], handles: list[TaskHandle], zs: Session
+    collector: _Collector,
+    before: list[JournalRecord],
+    after: dict[str, JournalRecord],
+    handles: list[TaskHandle],
+    zs: Session,
 ) -> list[Callable[[], Awaitable[None]]]:
-    """Report what cannot be collected; return the jobs that collect the rest."""
+    """Report what was not recovered; return the jobs that save the rest.
+
+    *before* and *after* are the unfinished records before and after ``recover()``, the
+    latter by key: a record ``recover()`` settled is no longer in it.
+    """
     by_id = {handle.id: handle for handle in handles}
     jobs: list[Callable[[], Awaitable[None]]] = []
-    for record in records:
+    for record in before:
         prompt = excerpt(record.request().prompt)
+        now = after.get(record.key)
+        task_id = record.task_id or (None if now is None else now.task_id)
         if record.base_url != zs.base_url:
             collector.report(
                 record,
@@ -162,24 +157,27 @@ def _plan(
                 f"made at {record.base_url}, not at {zs.base_url}: collect it with "
                 f"ZIMAGE_BASE_URL={record.base_url} (and that service's key)",
             )
-        elif record.task_id is None:
-            if collector.resubmit_uncertain:
-                jobs.append(functools.partial(collector.resend, record))
-            else:
-                collector.report(
-                    record,
-                    "uncertain",
-                    f"({prompt}) the create may have made a task whose id is unknown; "
-                    "--resubmit-uncertain sends it again with the same key",
-                )
-        elif record.task_id in by_id:
-            jobs.append(functools.partial(collector.save, record, by_id[record.task_id]))
-        else:
+        elif task_id is not None and task_id in by_id:
+            jobs.append(functools.partial(collector.save, record, by_id[task_id]))
+        elif record.task_id is not None:
             collector.report(
                 record,
                 "expired",
                 f"({prompt}) completed at {when(record.completed_at)}; its image links "
                 "have expired (they live 24 hours), so its images can no longer be saved",
+            )
+        elif now is None:
+            collector.report(record, "failed", f"({prompt}) sent again, and the service refused it")
+        elif collector.resubmit_uncertain:
+            collector.report(
+                record, "uncertain", f"sent again, still uncertain: {now.error_message}"
+            )
+        else:
+            collector.report(
+                record,
+                "uncertain",
+                f"({prompt}) the create may have made a task whose id is unknown; "
+                "--resubmit-uncertain sends it again with the same key",
             )
     return jobs
 
@@ -210,8 +208,10 @@ async def run_collect(args: argparse.Namespace, interruption: Interruption) -> i
     async with open_session(args) as target:
         zs = target.session
         collector = _Collector(args, zs, journal)
-        records = await zs.unfinished()
-        jobs = _plan(collector, records, await zs.recover(), zs)
+        before = await zs.unfinished()
+        handles = await zs.recover(resubmit_uncertain=collector.resubmit_uncertain)
+        after = {record.key: record for record in await zs.unfinished()}
+        jobs = _plan(collector, before, after, handles, zs)
         await asyncio.gather(*(job() for job in jobs))
     interruption.hint = None
     return collector.summary()

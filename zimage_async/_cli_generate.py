@@ -294,15 +294,6 @@ def _hint_for(handle: TaskHandle, args: argparse.Namespace, target: Target) -> s
     )
 
 
-async def _journaled(target: Target, task_id: str) -> TaskHandle:
-    """Return a handle of *task_id* that records its outcome if the journal has it."""
-    if target.journal is not None:
-        for handle in await target.session.recover():
-            if handle.id == task_id:
-                return handle
-    return target.session.task(task_id)
-
-
 async def run_task(args: argparse.Namespace) -> int:
     """Show a task; with --wait, wait for it; with -o, save its images."""
     try:
@@ -320,7 +311,7 @@ async def run_task(args: argparse.Namespace) -> int:
             "emulator started with `zimage emulator`)"
         )
     async with open_session(args) as target:
-        handle = await _journaled(target, task_id)
+        handle = target.session.task(task_id)  # records to the journal if it holds it
         if args.output is not None:
             paths = await handle.save(args.output)
             if args.json:
