@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import signal
 import subprocess
@@ -24,15 +23,11 @@ from zimage_async._cli import build_parser
 from zimage_async._manifest import Manifest, RowState
 from zimage_async.emulator import Emulator, ManualClock
 
+from ._cli import cli_env, start
 from .conftest import until
 
 FAST = ["--emulator-task-duration", "0.05"]
 DOCS = Path(__file__).parent.parent / "docs" / "cli.md"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZIMAGE_")}
-    return {**env, **extra}
 
 
 def zimage(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -41,7 +36,7 @@ def zimage(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedPr
         [sys.executable, "-m", "zimage_async", *map(str, args)],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=cli_env(),
         cwd=cwd,
         timeout=60,
         check=False,
@@ -217,18 +212,6 @@ async def manual_emulator() -> AsyncIterator[tuple[Emulator, ManualClock]]:
         yield emu, clock
 
 
-async def _zimage_against(emu: Emulator, *args: str | Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "zimage_async",
-        *map(str, args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_env(ZIMAGE_API_KEY=emu.api_key, ZIMAGE_BASE_URL=emu.base_url),
-    )
-
-
 async def test_ctrl_c_leaves_a_manifest_that_the_rerun_resumes_without_paying_twice(
     manual_emulator: tuple[Emulator, ManualClock], tmp_path: Path
 ) -> None:
@@ -236,7 +219,7 @@ async def test_ctrl_c_leaves_a_manifest_that_the_rerun_resumes_without_paying_tw
     emu, clock = manual_emulator
     prompts = _prompts(tmp_path, "".join(f"prompt {n}\n" for n in range(4)))
     out = tmp_path / "out"
-    process = await _zimage_against(emu, "batch", prompts, "-o", out, "--json")
+    process = await start(emu, "batch", prompts, "-o", out, "--json")
     await until(
         lambda: len(emu.ledger) >= 4 and emu.request_counts.get("task", 0) >= 4, deadline=20
     )
@@ -248,7 +231,7 @@ async def test_ctrl_c_leaves_a_manifest_that_the_rerun_resumes_without_paying_tw
     assert "zimage-journal.sqlite" in stderr.decode()
     assert list(out.glob("*.part")) == []
     clock.advance(5.0)
-    rerun = await _zimage_against(emu, "batch", prompts, "-o", out, "--json")
+    rerun = await start(emu, "batch", prompts, "-o", out, "--json")
     stdout, stderr = await rerun.communicate()
     assert rerun.returncode == 0, stderr.decode()
     assert json.loads(stdout.splitlines()[-1])["resumed"] == 4
@@ -262,7 +245,7 @@ async def test_task_shows_a_task_and_downloads_it(
 ) -> None:
     """`zimage task ID` prints the status; with -o it saves the image."""
     emu, clock = manual_emulator
-    created = await _zimage_against(emu, "task", "task-unified-1-nosuchtask")
+    created = await start(emu, "task", "task-unified-1-nosuchtask")
     _, stderr = await created.communicate()
     assert created.returncode == 1
     assert "NotFoundError" in stderr.decode()
@@ -273,12 +256,12 @@ async def test_task_shows_a_task_and_downloads_it(
             headers={"Authorization": f"Bearer {emu.api_key}"},
         )
         task_id = (await reply.json())["id"]
-    shown = await _zimage_against(emu, "task", task_id)
+    shown = await start(emu, "task", task_id)
     stdout, _ = await shown.communicate()
     assert shown.returncode == 0
     assert stdout.decode().startswith(f"{task_id} pending")
     clock.advance(5.0)
-    saved = await _zimage_against(emu, "task", task_id, "-o", tmp_path)
+    saved = await start(emu, "task", task_id, "-o", tmp_path)
     stdout, _ = await saved.communicate()
     assert saved.returncode == 0
     assert Path(stdout.decode().strip()).name == f"{task_id}-0.png"
@@ -315,7 +298,7 @@ def test_emulator_runs_in_the_foreground_until_interrupted() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=cli_env(),
     ) as process:
         assert process.stdout is not None
         banner = process.stdout.readline()
@@ -341,7 +324,7 @@ async def test_the_key_never_reaches_cli_output(
         str(tmp_path),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_env(ZIMAGE_API_KEY=secret, ZIMAGE_BASE_URL=emu.base_url),
+        env=cli_env(ZIMAGE_API_KEY=secret, ZIMAGE_BASE_URL=emu.base_url),
     )
     stdout, stderr = await process.communicate()
     assert process.returncode == 1
@@ -359,7 +342,7 @@ async def test_task_wait_fails_for_a_task_without_links(emulator: Emulator) -> N
             headers={"Authorization": f"Bearer {emulator.api_key}"},
         )
         task_id = (await reply.json())["id"]
-    waited = await _zimage_against(emulator, "task", task_id, "--wait")
+    waited = await start(emulator, "task", task_id, "--wait")
     stdout, _ = await waited.communicate()
     assert waited.returncode == 1
     assert stdout.decode().startswith(f"{task_id} completed")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import pty
@@ -17,16 +16,11 @@ import pytest
 
 from zimage_async.emulator import Emulator, ManualClock
 
-from .conftest import until
+from ._cli import cli_env, created_and_polled, start
 
 FAST = ["--emulator-task-duration", "0.05"]
 #: Long enough for the progress display to show a running task.
 SLOW = ["--emulator-task-duration", "0.5"]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZIMAGE_")}
-    return {**env, **extra}
 
 
 def zimage(*args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -35,7 +29,7 @@ def zimage(*args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "zimage_async", *map(str, args)],
         capture_output=True,
         text=True,
-        env=_env(**env),
+        env=cli_env(**env),
         timeout=60,
         check=False,
     )
@@ -46,24 +40,6 @@ async def frozen() -> AsyncIterator[Emulator]:
     """An emulator in the test process whose tasks never finish (its clock stands still)."""
     async with Emulator(clock=ManualClock(start=time.time()), task_duration=5.0) as emu:
         yield emu
-
-
-async def _run_against(emu: Emulator, *args: str | Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "zimage_async",
-        *map(str, args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_env(ZIMAGE_API_KEY=emu.api_key, ZIMAGE_BASE_URL=emu.base_url),
-    )
-
-
-async def _until_polled(emu: Emulator) -> str:
-    """Wait until the command has created its task and polled it once; return the id."""
-    await until(lambda: bool(emu.ledger) and emu.request_counts.get("task", 0) >= 1, deadline=30)
-    return emu.ledger[0].task_id
 
 
 def test_generate_json_prints_the_task_and_its_paths(tmp_path: Path) -> None:
@@ -90,7 +66,7 @@ def test_generate_shows_progress_on_a_terminal(tmp_path: Path) -> None:
         [sys.executable, "-m", "zimage_async", "generate", "a cat", "-o", str(tmp_path), *SLOW],
         stdout=subprocess.PIPE,
         stderr=follower,
-        env=_env(COLUMNS="100"),
+        env=cli_env(COLUMNS="100"),
     ) as process:
         os.close(follower)
         shown = b""
@@ -135,11 +111,11 @@ def test_task_without_a_key_exits_2_instead_of_starting_an_emulator() -> None:
 
 async def test_task_json_prints_the_task(frozen: Emulator) -> None:
     """`zimage task ID --json` prints the task's id, status and progress as JSON."""
-    created = await _run_against(frozen, "generate", "a cat")
-    task_id = await _until_polled(frozen)
+    created = await start(frozen, "generate", "a cat")
+    task_id = await created_and_polled(frozen)
     created.send_signal(signal.SIGINT)
     await created.communicate()
-    shown = await _run_against(frozen, "task", task_id, "--json")
+    shown = await start(frozen, "task", task_id, "--json")
     stdout, stderr = await shown.communicate()
     assert shown.returncode == 0, stderr.decode()
     record = json.loads(stdout)
@@ -148,8 +124,8 @@ async def test_task_json_prints_the_task(frozen: Emulator) -> None:
 
 async def test_a_loopback_base_url_is_not_called_billed(frozen: Emulator, tmp_path: Path) -> None:
     """A loopback ZIMAGE_BASE_URL is announced without the billing warning."""
-    process = await _run_against(frozen, "generate", "a cat", "-o", tmp_path)
-    await _until_polled(frozen)
+    process = await start(frozen, "generate", "a cat", "-o", tmp_path)
+    await created_and_polled(frozen)
     process.send_signal(signal.SIGINT)
     _, stderr = await process.communicate()
     assert "billed)" not in stderr.decode()
@@ -161,8 +137,8 @@ async def test_ctrl_c_prints_the_command_that_collects_the_task(
 ) -> None:
     """SIGINT while waiting exits 130 and prints `zimage task ID -o DIR`."""
     out = tmp_path / "out"
-    process = await _run_against(frozen, "generate", "a cat", "-o", out)
-    task_id = await _until_polled(frozen)
+    process = await start(frozen, "generate", "a cat", "-o", out)
+    task_id = await created_and_polled(frozen)
     process.send_signal(signal.SIGINT)
     _, stderr = await process.communicate()
     assert process.returncode == 130

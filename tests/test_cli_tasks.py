@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,15 +21,11 @@ from zimage_async._journal import open_journal
 from zimage_async._journal_records import JournalRecord, JournalState
 from zimage_async.emulator import Emulator, ManualClock
 
+from ._cli import created_and_polled, start
 from .conftest import until
 
 #: What the emulator reserves per task.
 CREDITS = 0.026
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZIMAGE_")}
-    return {**env, **extra}
 
 
 @pytest.fixture
@@ -41,23 +36,6 @@ async def frozen() -> AsyncIterator[tuple[Emulator, ManualClock]]:
         yield emu, clock
 
 
-async def start(
-    emu: Emulator | None, *args: str | Path, cwd: Path | None = None
-) -> asyncio.subprocess.Process:
-    """Start the command line against *emu* (None: no key, so an in-process emulator)."""
-    env = {} if emu is None else {"ZIMAGE_API_KEY": emu.api_key, "ZIMAGE_BASE_URL": emu.base_url}
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "zimage_async",
-        *map(str, args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_env(**env),
-        cwd=cwd,
-    )
-
-
 async def zimage(
     emu: Emulator | None, *args: str | Path, cwd: Path | None = None
 ) -> tuple[int, str, str]:
@@ -66,12 +44,6 @@ async def zimage(
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return process.returncode, stdout.decode(), stderr.decode()
-
-
-async def created_and_polled(emu: Emulator) -> str:
-    """Wait until the command has created its task and polled it; return the task id."""
-    await until(lambda: bool(emu.ledger) and emu.request_counts.get("task", 0) >= 1, deadline=30)
-    return emu.ledger[0].task_id
 
 
 def default_journal() -> Path:

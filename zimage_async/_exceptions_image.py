@@ -6,7 +6,12 @@ image of a completed, billed task; :class:`ImageSizeWarning` is only a warning.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypedDict
+
 from ._exceptions_base import SHOWN_MODULE, ZImageError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "ImageBlockedError",
@@ -15,6 +20,14 @@ __all__ = [
     "ImageLinkRefusedError",
     "ImageSizeWarning",
 ]
+
+
+class _Image(TypedDict):
+    """Which image an :class:`ImageDownloadError` concerns: its constructor's keywords."""
+
+    url: str
+    task_id: str | None
+    index: int | None
 
 
 class ImageDownloadError(ZImageError):
@@ -47,16 +60,10 @@ class ImageExpiredError(ImageDownloadError):
     __module__ = SHOWN_MODULE
 
     def __init__(
-        self,
-        reason: str,
-        *,
-        url: str,
-        task_id: str | None,
-        index: int | None,
-        expired_at: float | None = None,
+        self, reason: str, *, expired_at: float | None = None, **image: Unpack[_Image]
     ) -> None:
         self.expired_at = expired_at
-        super().__init__(reason, url=url, task_id=task_id, index=index)
+        super().__init__(reason, **image)
 
 
 class ImageSizeWarning(UserWarning):
@@ -83,16 +90,10 @@ class ImageBlockedError(ImageDownloadError):
     __module__ = SHOWN_MODULE
 
     def __init__(
-        self,
-        reason: str,
-        *,
-        url: str,
-        task_id: str | None,
-        index: int | None,
-        expires_at: float | None = None,
+        self, reason: str, *, expires_at: float | None = None, **image: Unpack[_Image]
     ) -> None:
         self.expires_at = expires_at
-        super().__init__(reason, url=url, task_id=task_id, index=index)
+        super().__init__(reason, **image)
 
 
 class ImageLinkRefusedError(ImageDownloadError):

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import JournalError, ZImageError
+from ._exceptions import JournalError
 from ._journal_postgres_batch import PostgresBatches
 from ._journal_records import (
     JournalRecord,
@@ -37,6 +37,7 @@ from ._journal_records import (
 from ._journal_rows import (
     RECORD_COLUMNS,
     lease_refusal,
+    readable_rows,
     record_from_row,
 )
 from ._journal_spend import (
@@ -128,17 +129,11 @@ class PostgresJournal(PostgresBatches, Journal):
         if self._closed:
             raise JournalError(f"the journal {self.location} is closed")
         try:
-            async with self._pool.acquire() as db, db.transaction():
-                yield db
+            with readable_rows(self.location):
+                async with self._pool.acquire() as db, db.transaction():
+                    yield db
         except (OSError, self._driver.PostgresError, self._driver.InterfaceError) as exc:
             raise JournalError(f"the journal {self.location} failed: {exc}") from exc
-        except ValueError as exc:
-            if isinstance(exc, ZImageError):
-                raise
-            raise JournalError(
-                f"the journal {self.location} holds a row that cannot be read ({exc}); "
-                "was it changed by hand?"
-            ) from exc
 
     # -- creates -------------------------------------------------------------------------
 

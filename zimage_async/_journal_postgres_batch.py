@@ -10,7 +10,6 @@ workers starting together add its items once.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,13 +17,11 @@ from ._idempotency import new_key
 from ._journal_postgres_sql import CLAIM, ITEMS, NOW
 from ._journal_records import JournalItem, JournalState
 from ._journal_rows import (
-    changed_items,
     check_lease_seconds,
+    enqueue_rows,
     item_from_row,
     record_from_row,
-    refuse_changed,
 )
-from ._manifest import fingerprint
 from ._models import GenerationRequest
 
 if TYPE_CHECKING:
@@ -50,41 +47,28 @@ class PostgresBatches:
 
     async def enqueue(self, batch_id: str, requests: Sequence[GenerationRequest]) -> int:
         """See :meth:`Journal.enqueue`."""
-        rows = [
-            (index, fingerprint(r), json.dumps(r.to_json(), sort_keys=True, ensure_ascii=False))
-            for index, r in enumerate(requests)
-        ]
         async with self._transaction() as db:
             await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"batch:{batch_id}")
-            stored = {
-                row[0]: (row[1], None if row[2] is None else JournalState(row[2]))
-                for row in await db.fetch(
-                    "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
-                    " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = $1",
-                    batch_id,
-                )
-            }
-            replace, refuse = changed_items(stored, requests)
-            if refuse:
-                raise refuse_changed(self.location, batch_id, refuse)
-            for index in replace:
-                _, print_, body = rows[index]
+            stored = await db.fetch(
+                "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
+                " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = $1",
+                batch_id,
+            )
+            updates, inserts = enqueue_rows(
+                self.location, batch_id, requests, (tuple(row) for row in stored)
+            )
+            for update in updates:
                 await db.execute(
                     "UPDATE zimage_batch_items SET fingerprint = $1, request = $2, key = $3,"
                     " settled = false WHERE batch_id = $4 AND idx = $5",
-                    print_,
-                    body,
-                    new_key(),
-                    batch_id,
-                    index,
+                    *update,
                 )
-            new = [row for row in rows if row[0] not in stored]
             await db.executemany(
                 "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key)"
                 " VALUES ($1, $2, $3, $4, $5)",
-                [(batch_id, index, print_, body, new_key()) for index, print_, body in new],
+                inserts,
             )
-        return len(new)
+        return len(inserts)
 
     async def reopen(
         self,

@@ -5,11 +5,13 @@ Both stores (SQLite and PostgreSQL) select the same columns in the same order.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from ._exceptions import JournalError, LeaseLostError
+from ._exceptions import JournalError, LeaseLostError, ZImageError
+from ._idempotency import new_key
 from ._journal_records import JournalItem, JournalRecord, JournalState
 from ._manifest import fingerprint
 from ._models import GenerationRequest
@@ -19,8 +21,10 @@ __all__ = [
     "RECORD_COLUMNS",
     "changed_items",
     "check_lease_seconds",
+    "enqueue_rows",
     "item_from_row",
     "lease_refusal",
+    "readable_rows",
     "record_from_row",
     "refuse_changed",
 ]
@@ -100,6 +104,54 @@ def changed_items(
         else:
             refuse.append(index)
     return replace, refuse
+
+
+def enqueue_rows(
+    location: str,
+    batch_id: str,
+    requests: Sequence[GenerationRequest],
+    stored: Iterable[Sequence[object]],
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Return the item rows :meth:`Journal.enqueue` updates and inserts, or refuse.
+
+    *stored* are the batch's items as ``(idx, fingerprint, state of its create)``.
+    Returns the parameters of ``UPDATE ... SET fingerprint, request, key WHERE batch_id,
+    idx`` (changed items with no task, given a new key) and of ``INSERT (batch_id, idx,
+    fingerprint, request, key)`` (new items). Raises :class:`JournalError` for changed
+    items whose create may have a task (:func:`refuse_changed`).
+    """
+    known = {
+        int(index): (str(print_), None if state is None else JournalState(state))  # type: ignore[call-overload]
+        for index, print_, state in stored
+    }
+    replace, refuse = changed_items(known, requests)
+    if refuse:
+        raise refuse_changed(location, batch_id, refuse)
+    rows = [
+        (fingerprint(request), json.dumps(request.to_json(), sort_keys=True, ensure_ascii=False))
+        for request in requests
+    ]
+    updates: list[tuple[object, ...]] = [
+        (*rows[index], new_key(), batch_id, index) for index in replace
+    ]
+    inserts: list[tuple[object, ...]] = [
+        (batch_id, index, *row, new_key()) for index, row in enumerate(rows) if index not in known
+    ]
+    return updates, inserts
+
+
+@contextlib.contextmanager
+def readable_rows(location: str) -> Iterator[None]:
+    """Turn a row that cannot be read (a ValueError) into :class:`JournalError`."""
+    try:
+        yield
+    except ValueError as exc:
+        if isinstance(exc, ZImageError):
+            raise
+        raise JournalError(
+            f"the journal {location} holds a row that cannot be read ({exc}); "
+            "was it changed by hand?"
+        ) from exc
 
 
 def refuse_changed(location: str, batch_id: str, refused: Sequence[int]) -> JournalError:

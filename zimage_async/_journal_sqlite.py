@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from ._exceptions import JournalError, ZImageError
+from ._exceptions import JournalError
 from ._journal_records import (
     JournalRecord,
     JournalState,
@@ -34,6 +34,7 @@ from ._journal_records import (
 from ._journal_rows import (
     RECORD_COLUMNS,
     lease_refusal,
+    readable_rows,
     record_from_row,
 )
 from ._journal_spend import Spend, SpendLimit, check_spend
@@ -102,16 +103,10 @@ class SqliteJournal(SqliteBatches, Journal):
             raise JournalError(f"the journal {self.location} is closed")
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, work, self._db)
+            with readable_rows(self.location):
+                return await loop.run_in_executor(self._executor, work, self._db)
         except sqlite3.Error as exc:
             raise JournalError(f"the journal {self.location} failed: {exc}") from exc
-        except ValueError as exc:
-            if isinstance(exc, ZImageError):
-                raise
-            raise JournalError(
-                f"the journal {self.location} holds a row that cannot be read ({exc}); "
-                "was it changed by hand?"
-            ) from exc
 
     # -- creates -------------------------------------------------------------------------
 

@@ -8,16 +8,14 @@ claims across processes sharing the file.
 from __future__ import annotations
 
 import functools
-import json
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
 
 from ._idempotency import new_key
 from ._journal_records import JournalItem, JournalState
-from ._journal_rows import changed_items, check_lease_seconds, refuse_changed
+from ._journal_rows import check_lease_seconds, enqueue_rows
 from ._journal_sqlite_file import item_rows, transaction
-from ._manifest import fingerprint
 from ._models import GenerationRequest
 
 __all__ = ["SqliteBatches"]
@@ -36,49 +34,29 @@ class SqliteBatches:
 
     async def enqueue(self, batch_id: str, requests: Sequence[GenerationRequest]) -> int:
         """See :meth:`Journal.enqueue`."""
-        rows = [
-            (
-                index,
-                fingerprint(request),
-                json.dumps(request.to_json(), sort_keys=True, ensure_ascii=False),
-            )
-            for index, request in enumerate(requests)
-        ]
-        return await self._run(functools.partial(self._enqueue, batch_id, requests, rows))
+        return await self._run(functools.partial(self._enqueue, batch_id, requests))
 
     def _enqueue(
-        self,
-        batch_id: str,
-        requests: Sequence[GenerationRequest],
-        rows: list[tuple[int, str, str]],
-        db: sqlite3.Connection,
+        self, batch_id: str, requests: Sequence[GenerationRequest], db: sqlite3.Connection
     ) -> int:
         with transaction(db):
-            stored = {
-                index: (print_, None if state is None else JournalState(state))
-                for index, print_, state in db.execute(
-                    "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
-                    " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = ?",
-                    (batch_id,),
-                )
-            }
-            replace, refuse = changed_items(stored, requests)
-            if refuse:
-                raise refuse_changed(self.location, batch_id, refuse)
-            for index in replace:
-                _, print_, body = rows[index]
-                db.execute(
-                    "UPDATE zimage_batch_items SET fingerprint = ?, request = ?, key = ?,"
-                    " settled = 0 WHERE batch_id = ? AND idx = ?",
-                    (print_, body, new_key(), batch_id, index),
-                )
-            new = [row for row in rows if row[0] not in stored]
+            stored = db.execute(
+                "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
+                " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = ?",
+                (batch_id,),
+            ).fetchall()
+            updates, inserts = enqueue_rows(self.location, batch_id, requests, stored)
+            db.executemany(
+                "UPDATE zimage_batch_items SET fingerprint = ?, request = ?, key = ?,"
+                " settled = 0 WHERE batch_id = ? AND idx = ?",
+                updates,
+            )
             db.executemany(
                 "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key)"
                 " VALUES (?, ?, ?, ?, ?)",
-                [(batch_id, index, print_, body, new_key()) for index, print_, body in new],
+                inserts,
             )
-        return len(new)
+        return len(inserts)
 
     async def reopen(
         self,
