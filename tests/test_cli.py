@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import json
 import re
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -305,6 +308,66 @@ def test_emulator_runs_in_the_foreground_until_interrupted() -> None:
         assert re.match(r"Z-Image emulator: base URL http://127\.0\.0\.1:\d+/apiv1", banner)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
+
+
+def _port_8000_commands() -> list[str]:
+    """The documented console commands that start the emulator on port 8000."""
+    commands = []
+    for page in [DOCS.parents[1] / "README.md", *sorted(DOCS.parent.glob("*.md"))]:
+        for block in re.findall(r"```console\n(.*?)```", page.read_text(), re.S):
+            for line in block.splitlines():
+                starts = ("$ zimage emulator", "$ python -m zimage_async.emulator")
+                if line.startswith(starts) and "--port 8000" in line:
+                    commands.append(line.removeprefix("$ "))
+    return commands
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def test_the_documented_emulator_commands_include_zimage_emulator() -> None:
+    """The CLI page, the README and the testing page each start one on port 8000."""
+    assert {
+        "zimage emulator --port 8000",
+        "python -m zimage_async.emulator --port 8000",
+        "python -m zimage_async.emulator --port 8000 --task-duration 2",
+    } <= set(_port_8000_commands())
+
+
+@pytest.mark.parametrize("command", _port_8000_commands())
+def test_the_documented_emulator_command_serves_on_port_8000(command: str) -> None:
+    """Run as written, it answers a create on 127.0.0.1:8000 and stops on Ctrl-C."""
+    if _port_taken(8000):
+        pytest.skip("port 8000 is taken on this machine")
+    program, *args = shlex.split(command)
+    argv = [sys.executable, "-m", "zimage_async"] if program == "zimage" else [sys.executable]
+    with subprocess.Popen(  # noqa: S603 - the documented command, our own interpreter
+        [*argv, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env()
+    ) as process:
+        try:
+            assert process.stdout is not None
+            banner = process.stdout.readline()
+            assert "base URL http://127.0.0.1:8000/apiv1" in banner, banner
+            request = urllib.request.Request(
+                "http://127.0.0.1:8000/apiv1/v1/images/generations",
+                data=json.dumps({"model": "z-image-turbo", "prompt": "a cute cat"}).encode(),
+                headers={
+                    "Authorization": "Bearer zimage-emulator-key",
+                    "Content-Type": "application/json",
+                },
+            )
+            with urllib.request.urlopen(request, timeout=20) as reply:  # noqa: S310
+                assert json.load(reply)["id"].startswith("task-unified-")
+        finally:
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=20) == 0
 
 
 async def test_the_key_never_reaches_cli_output(

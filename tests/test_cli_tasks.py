@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -19,10 +20,9 @@ import pytest
 from zimage_async import GenerationRequest
 from zimage_async._journal import open_journal
 from zimage_async._journal_records import JournalRecord, JournalState
-from zimage_async.emulator import Emulator, ManualClock
+from zimage_async.emulator import Emulator, ManualClock, _factory
 
 from ._cli import created_and_polled, start
-from .conftest import until
 
 #: What the emulator reserves per task.
 CREDITS = 0.026
@@ -354,38 +354,74 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def _documented() -> list[str]:
-    """The `$ zimage generate|tasks|info` console commands of the CLI and journal pages."""
+    """The `$ zimage batch|generate|task|tasks|info` console commands of those pages."""
     commands = []
     for page in ("cli.md", "journal.md"):
         for block in re.findall(r"```console\n(.*?)```", (DOCS / page).read_text(), re.S):
             for line in block.splitlines():
                 words = shlex.split(line)
-                if words[:2] == ["$", "zimage"] and words[2] in ("generate", "tasks", "info"):
+                wanted = ("batch", "generate", "task", "tasks", "info")
+                if words[:2] == ["$", "zimage"] and words[2] in wanted:
                     commands.append(line.removeprefix("$ "))
     return commands
 
 
+async def _to_the_end(
+    process: asyncio.subprocess.Process, clock: ManualClock
+) -> tuple[bytes, bytes]:
+    """Let the emulator's time run (a second every 20 ms) until *process* exits."""
+    ended = asyncio.ensure_future(process.communicate())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while not ended.done():
+        assert loop.time() < deadline, "the command did not end within 60 s"
+        clock.advance(1.0)
+        await asyncio.wait({ended}, timeout=0.02)
+    return ended.result()
+
+
+async def _task_with_id(emu: Emulator, task_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Create a task (straight over HTTP, no journal) that the emulator names *task_id*."""
+    with monkeypatch.context() as patch:
+        patch.setattr(_factory, "new_task_id", lambda created, rng: task_id)
+        async with aiohttp.ClientSession() as http:
+            reply = await http.post(
+                f"{emu.base_url}/v1/images/generations",
+                json={"model": "z-image-turbo", "prompt": "a task looked up by its id"},
+                headers={"Authorization": f"Bearer {emu.api_key}"},
+            )
+            assert (await reply.json())["id"] == task_id
+
+
 async def test_the_documented_commands_run_as_written(
-    frozen: tuple[Emulator, ManualClock], tmp_path: Path
+    frozen: tuple[Emulator, ManualClock], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each documented command exits 0, in order, after a generate was killed mid-wait."""
+    """Each documented command exits 0, in order, after a generate was killed mid-wait.
+
+    The prompt files the batch commands name are the repository's example; the task the
+    `zimage task ID` command names is made first, under the id the page shows.
+    """
     emu, clock = frozen
     commands = _documented()
     assert "zimage tasks collect -o out/" in commands and "zimage tasks spend" in commands
+    assert {shlex.split(c)[1] for c in commands} == {"batch", "generate", "task", "tasks", "info"}
+    (tmp_path / "examples").mkdir()
+    for name in ("examples/prompts.txt", "prompts.txt"):
+        shutil.copyfile(DOCS.parent / "examples" / "prompts.txt", tmp_path / name)
     killed = await start(emu, "generate", "a task left behind", cwd=tmp_path)
     left_behind = await created_and_polled(emu)
     killed.send_signal(signal.SIGKILL)
     await killed.communicate()
     for command in commands:
         args = shlex.split(command)[1:]
-        billed = len(emu.ledger)
+        if args[0] == "task":
+            await _task_with_id(emu, args[1], monkeypatch)
         process = await start(emu, *args, cwd=tmp_path)
-        if args[0] == "generate":
-            await until(lambda: len(emu.ledger) > billed, deadline=30)  # noqa: B023
-        clock.advance(5.0)
-        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+        _, stderr = await _to_the_end(process, clock)
         assert process.returncode == 0, f"{command}: {stderr.decode()}"
     assert (tmp_path / "out" / f"{left_behind}-0.png").is_file()
+    assert (tmp_path / "out" / "sheet.png").is_file()
+    assert (tmp_path / "out" / "task-unified-1757165031-uyujaw3d-0.png").is_file()
     assert emu.billed_counts()["a task left behind"] == 1
 
 
