@@ -198,3 +198,18 @@ async def test_closing_waits_for_the_uncertain_record_of_a_cancelled_create(
     async with await open_journal(tmp_path / "j.sqlite") as journal:
         record = await journal.get("cancelled-create-001")
     assert record is not None and record.state is JournalState.UNCERTAIN
+
+
+async def test_session_task_leaves_a_delivered_record_delivered(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Waiting again for a saved task through Session.task does not make it unfinished."""
+    journal = tmp_path / "j.sqlite"
+    async with _session(emulator, journal) as zs:
+        await zs.generate("a wren", idempotency_key="saved-already-000001")
+        task_id = emulator.ledger[0].task_id
+        await zs.task(task_id).wait()
+        assert await zs.unfinished() == []
+    async with await open_journal(journal) as store:
+        record = await store.get("saved-already-000001")
+    assert record is not None and record.state is JournalState.SAVED

@@ -34,7 +34,7 @@ from ._exceptions import (
 )
 from ._handle import TaskHandle
 from ._journal import Journal, open_journal
-from ._journal_records import JournalRecord, JournalState
+from ._journal_records import UNFINISHED, JournalRecord, JournalState
 from ._journal_spend import Spend, SpendLimit
 from ._models import GenerationRequest, GenerationResult, Task
 from ._runtime import Runtime
@@ -261,15 +261,20 @@ class Bookkeeper:
     ) -> JournaledHandle:
         """Return a handle for *task_id* that records its outcome under *key*.
 
-        With *key* None, the outcome is recorded under the key of the journal's record
-        of *task_id* (made at this base URL), if there is one, else nowhere.
+        With *key* None, the outcome is recorded under the key of the journal's
+        unfinished record of *task_id* (made at this base URL), if there is one, else
+        nowhere.
         """
         handle = JournaledHandle(runtime, task_id, task, request, expects_callback=expects_callback)
         return handle._journaled(self, key)
 
     async def key_of(self, task_id: str) -> str | None:
-        """Return the key of the newest record of *task_id* made at this base URL, or None."""
-        records = await self.journal.records(task_id=task_id)
+        """Return the key of the unfinished record of *task_id* made here, or None.
+
+        A record already delivered, failed or expired is left as it is: looking at its
+        task again must not make it unfinished.
+        """
+        records = await self.journal.records(task_id=task_id, states=UNFINISHED)
         mine = [record for record in records if record.base_url == self.base_url]
         return mine[-1].key if mine else None
 

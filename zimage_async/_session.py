@@ -356,8 +356,9 @@ class Session(JournalMethods, BatchMethods):
 
         *request*, the request the task was made from, if you kept it, lets the handle
         check image sizes, name files by its prompt and embed it as metadata. When the
-        session's journal holds the task (made at this base URL), the handle records its
-        outcome there, as the handles of :meth:`submit` and :meth:`recover` do.
+        session's journal holds the task unfinished (made at this base URL), the handle
+        records its outcome there, as the handles of :meth:`submit` and :meth:`recover`
+        do.
         """
         task_id = validate_task_id(task_id)
         self._check_open()
