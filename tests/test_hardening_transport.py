@@ -1,4 +1,4 @@
-"""Hardening of the transport: limits, fresh creates, borrowed sessions, proxies, CA bundles.
+"""Hardening of the transport: limits, live connections for creates, borrowed sessions, proxies.
 
 Every packet goes to 127.0.0.0/8: test host names resolve there through MapResolver, or
 through the test's own proxy.
@@ -204,42 +204,60 @@ async def test_trickling_image_hits_the_per_image_total() -> None:
 # -- 4. a create never goes out on a connection the server may have closed ----------------
 
 
-class OneAnswerPerConnection:
-    """Answers the first request on each connection; closes the connection on the next one.
+class ClosesIdleConnections:
+    """Answers creates, but closes a connection left idle for *idle* seconds or more.
 
-    That is what a client sees when the server's idle timer fires just as a request is
-    written to a pooled connection: the request is never answered.
+    It closes it the worst way: when the next request on it arrives, without answering,
+    which is what a client sees when the server's idle timer fires just as a request is
+    written to a pooled connection. A client that reused such a connection for a create
+    would end "uncertain".
     """
 
-    def __init__(self) -> None:
+    def __init__(self, idle: float) -> None:
+        self.idle = idle
         self.connections = 0
         self.answered = 0
+        self.dropped = 0
 
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            (
-                int(line.split(b":")[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length")
-            ),
-            0,
-        )
-        await reader.readexactly(length)
-        self.answered += 1
-        body = b'{"id": "task-unified-1-abcd%04d", "status": "pending"}' % self.answered
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        await writer.drain()
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            await reader.readuntil(b"\r\n\r\n")  # a second request on this connection
+        loop = asyncio.get_running_loop()
+        answered_at: float | None = None
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            if answered_at is not None and loop.time() - answered_at >= self.idle:
+                self.dropped += 1
+                break
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                ),
+                0,
+            )
+            await reader.readexactly(length)
+            self.answered += 1
+            body = b'{"id": "task-unified-1-abcd%04d", "status": "pending"}' % self.answered
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+            answered_at = loop.time()
         writer.close()
 
 
-async def test_creates_never_reuse_a_pooled_connection() -> None:
-    """Eight creates in a row all succeed on a server that drops reused connections."""
-    server = OneAnswerPerConnection()
-    async with raw_server(server) as port, opened(transport()) as t:
+async def test_creates_reuse_only_connections_the_server_keeps_open() -> None:
+    """Creates share a connection in quick succession, never after a long idle spell.
+
+    The server drops a connection idle for 0.4 s when the next request arrives; creates
+    may reuse a connection within 0.2 s of its last use (the ``create_keepalive``, as
+    :data:`CREATE_KEEPALIVE` is to real servers' idle timeouts). Creates 0.6 s apart must
+    each open a new connection and all succeed; back-to-back ones share connections.
+    """
+    server = ClosesIdleConnections(idle=0.4)
+    async with raw_server(server) as port, opened(transport(create_keepalive=0.2)) as t:
         api = APIClient(
             t,
             base_url=f"http://127.0.0.1:{port}",
@@ -247,10 +265,33 @@ async def test_creates_never_reuse_a_pooled_connection() -> None:
             retry=ONE_TRY,
             rng=random.Random(0),
         )
-        tasks = [await api.create(GenerationRequest(prompt=f"cat {i}")) for i in range(8)]
-    assert len({task.id for task in tasks}) == 8
-    assert server.answered == 8
-    assert server.connections == 8  # the cost: one new connection per create
+        tasks = []
+        for burst in range(3):
+            if burst:
+                await asyncio.sleep(0.6)  # longer than the server keeps an idle connection
+            tasks += [await api.create(GenerationRequest(prompt=f"cat {i}")) for i in range(4)]
+    assert len({task.id for task in tasks}) == 12
+    assert server.answered == 12
+    assert server.dropped == 0
+    assert server.connections == 3  # one per burst: reused within it, never across
+
+
+async def test_the_idle_server_does_drop_a_create_on_a_long_idle_connection() -> None:
+    """The server above is a real trap: with reuse allowed for 15 s, the create is lost."""
+    server = ClosesIdleConnections(idle=0.2)
+    async with raw_server(server) as port, opened(transport(create_keepalive=15.0)) as t:
+        api = APIClient(
+            t,
+            base_url=f"http://127.0.0.1:{port}",
+            api_key=Secret(KEY),
+            retry=ONE_TRY,
+            rng=random.Random(0),
+        )
+        await api.create(GenerationRequest(prompt="cat 0"))
+        await asyncio.sleep(0.3)
+        with pytest.raises(SubmissionUncertainError):
+            await api.create(GenerationRequest(prompt="cat 1"))
+    assert server.dropped == 1
 
 
 async def test_creates_a_second_apart_against_a_one_second_keep_alive() -> None:

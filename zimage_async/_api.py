@@ -168,18 +168,19 @@ class APIClient:
         self.gate = RateGate(rng=rng, clock=clock, sleep=sleep, max_pause=retry.max_retry_after)
         #: Task spans started by create calls, until the task's handle takes them.
         self.task_spans: dict[str, TaskSpan] = {}
-
-    def _headers(self, idempotency_key: str | None = None) -> RedactedHeaders:
-        headers = RedactedHeaders(
+        self._plain_headers = RedactedHeaders(
             {
-                "Authorization": f"Bearer {self._api_key.reveal()}",
+                "Authorization": f"Bearer {api_key.reveal()}",
                 "Accept": "application/json",
                 "Content-Type": "application/json",
             }
         )
-        if idempotency_key is not None:
-            headers[IDEMPOTENCY_HEADER] = idempotency_key
-        return headers
+
+    def _headers(self, idempotency_key: str | None = None) -> RedactedHeaders:
+        """Return the request headers: built once per client, copied only to add a key."""
+        if idempotency_key is None:
+            return self._plain_headers
+        return self._plain_headers.with_header(IDEMPOTENCY_HEADER, idempotency_key)
 
     async def _call(
         self,
@@ -289,10 +290,11 @@ class APIClient:
         it), since this runs on every poll. *span* is the task's span, for telemetry.
         """
         url = f"{self._base_url}/v1/tasks/{task_id}"
+        headers = self._plain_headers
 
         async def call(attempt: int) -> Task:
             reply = await self._transport.request(
-                "GET", url, headers=self._headers(), max_body=MAX_API_BODY, attempt=attempt
+                "GET", url, headers=headers, max_body=MAX_API_BODY, attempt=attempt
             )
             try:
                 return parse_task_reply(

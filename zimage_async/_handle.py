@@ -12,19 +12,14 @@ from typing import Any
 
 from ._delivery import Delivery
 from ._download import DownloadInfo
-from ._exceptions import (
-    NoResultsError,
-    TaskFailedError,
-    WaitTimeoutError,
-    ZImageError,
-    note_task,
-)
+from ._exceptions import WaitTimeoutError, ZImageError, note_task
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
 from ._polling import DeadlineReached, bounded, deadline_after, naps, snapshots
-from ._runtime import DEFAULT, Runtime
+from ._runtime import DEFAULT, Runtime, wait_limit
 from ._saving import plan_save, prepare_folder
 from ._schedule import PollState
 from ._telemetry import task_span
+from ._verdict import note_unknown_status, task_failure
 
 __all__ = ["TaskHandle"]
 
@@ -155,17 +150,7 @@ class TaskHandle:
         if self._span.recording:
             self._trace(task)
         if task.status is TaskStatus.UNKNOWN:
-            warned = self._rt.warned_statuses
-            if task.raw_status not in warned:
-                warned.add(task.raw_status)
-                logger.warning(
-                    "task %s reported an unknown status %r; treating it as not finished "
-                    "(said once per session; later ones are logged at debug level)",
-                    self._id,
-                    task.raw_status,
-                )
-            else:
-                logger.debug("task %s has unknown status %r", self._id, task.raw_status)
+            note_unknown_status(self._id, task.raw_status, self._rt.warned_statuses)
 
     def _trace(self, task: Task) -> None:
         """Put what this snapshot tells onto the task's span."""
@@ -197,13 +182,7 @@ class TaskHandle:
         )
 
     def _timeout(self, timeout: float | None) -> float | None:
-        if timeout is DEFAULT:
-            return self._rt.poll.timeout
-        if timeout is not None and not timeout > 0:
-            raise ValueError(
-                f"timeout must be a number of seconds above 0, or None; got {timeout!r}"
-            )
-        return timeout
+        return wait_limit(timeout, self._rt.poll)
 
     async def _look(self) -> Task:
         self._tell_if_stalled()
@@ -211,16 +190,23 @@ class TaskHandle:
         logger.debug("task %s is %s at %s%%", self._id, task.raw_status, task.progress)
         return task
 
-    async def _snapshots(self, deadline: float | None) -> AsyncGenerator[Task, None]:
+    async def _snapshots(
+        self, deadline: float | None, *, scoped: bool = False
+    ) -> AsyncGenerator[Task, None]:
         """Run the handle's one poll loop: every way of waiting drains this generator.
 
         Concurrent waiters take turns on the handle's lock, so they share one loop: the
         one that gets the lock next finds the task already ended. While a callback is
         expected, every delay is stretched by the session's ``callback_poll_factor``.
-        Raises :class:`DeadlineReached` at *deadline* (the loop's clock).
+        Raises :class:`DeadlineReached` at *deadline* (the loop's clock). *scoped* says
+        the caller drains it inside its own ``bounded(deadline)``: then no look and no
+        wait for the lock opens a deadline scope of its own.
         """
-        async with bounded(deadline):
+        if scoped or deadline is None:
             await self._lock.acquire()
+        else:
+            async with bounded(deadline):
+                await self._lock.acquire()
         try:
             if self._task is not None and self._task.is_terminal:
                 yield self._task
@@ -243,7 +229,12 @@ class TaskHandle:
                 spacing=self._rt.poll.wait_min,
             ) as nap:
                 polls = snapshots(
-                    self._look, state, first=first, nap=nap, clock=self._rt.clock, deadline=deadline
+                    self._look,
+                    state,
+                    first=first,
+                    nap=nap,
+                    clock=self._rt.clock,
+                    deadline=None if scoped else deadline,
                 )
                 async with contextlib.aclosing(polls):
                     async for task in polls:
@@ -256,9 +247,12 @@ class TaskHandle:
         if task is not None and task.is_terminal:
             return task
         try:
-            async with contextlib.aclosing(self._snapshots(deadline)) as polls:
-                async for task in polls:  # noqa: B007 - the last one is the answer
-                    pass
+            # One deadline scope for the whole wait: nothing but this loop runs in it.
+            async with bounded(deadline):
+                polls = self._snapshots(deadline, scoped=True)
+                async with contextlib.aclosing(polls):
+                    async for task in polls:  # noqa: B007 - the last one is the answer
+                        pass
         except DeadlineReached:
             raise self._timed_out(timeout) from None
         except ZImageError as exc:  # a read failed for good: the task itself goes on
@@ -269,25 +263,9 @@ class TaskHandle:
 
     def _verdict(self, task: Task) -> Task:
         """Return the completed task, or raise the error its end means."""
-        if task.status is TaskStatus.COMPLETED and task.results:
+        failure = task_failure(task, self._id)
+        if failure is None:
             return task
-        failure: NoResultsError | TaskFailedError
-        if task.status is TaskStatus.COMPLETED:
-            failure = NoResultsError(task_id=self._id, task=task)
-        elif task.error is not None:
-            failure = TaskFailedError(
-                task_id=self._id,
-                code=task.error.code,
-                message=task.error.message,
-                raw_error=task.raw_error,
-            )
-        else:
-            failure = TaskFailedError(
-                task_id=self._id,
-                code="request_cancelled",
-                message="the task was cancelled",
-                raw_error=task.raw_error,
-            )
         self._span.end(task.raw_status, error=failure)
         raise failure
 

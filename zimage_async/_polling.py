@@ -6,7 +6,10 @@ What differs is passed in: how to *look* (one ``GET /v1/tasks/{id}``), how to *n
 between looks (a plain sleep, or a sleep that a callback hint cuts short), and the pure
 :class:`~zimage_async._schedule.PollState` that says how long each nap is. One deadline,
 on the event loop's monotonic clock, bounds the whole wait: the schedule never naps past
-it, and :func:`bounded` cuts short a look still running when it passes.
+it, and :func:`bounded` cuts short a look still running when it passes. A wait that
+only drains the loop (``wait()``, ``result()``, ``save()``) runs it inside one
+:func:`bounded` scope; ``updates()``, whose caller's code runs between snapshots, bounds
+each look instead.
 """
 
 from __future__ import annotations
@@ -81,14 +84,20 @@ async def snapshots(
     """Yield each snapshot of a task until it is terminal (that one included).
 
     *first* is a snapshot already in hand (the create call's answer), used instead of a
-    first look. Raises :class:`DeadlineReached` when *deadline* (on *clock*, the loop's
-    clock) passes first.
+    first look. Raises :class:`DeadlineReached` when the schedule reaches *deadline* (on
+    *clock*, the loop's clock); a look still running at *deadline* is cut short by
+    :func:`bounded`. A caller that drains the generator inside one ``bounded(deadline)``
+    of its own passes ``deadline=None`` here: one deadline scope per wait, not one per
+    look.
     """
     task = first
     while True:
         if task is None:
-            async with bounded(deadline):
+            if deadline is None:
                 task = await look()
+            else:
+                async with bounded(deadline):
+                    task = await look()
         yield task
         if task.is_terminal:
             return

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ._hints import HintSource
     from ._transport import Transport
 
-__all__ = ["DEFAULT", "Runtime"]
+__all__ = ["DEFAULT", "Runtime", "wait_limit"]
 
 
 class _Default:
@@ -30,6 +30,19 @@ class _Default:
 
 #: Pass as ``timeout`` to use the session's :attr:`PollSchedule.timeout`.
 DEFAULT: Any = _Default()
+
+
+def wait_limit(timeout: float | None, poll: PollSchedule) -> float | None:
+    """Return the seconds a wait may take: *timeout*, or *poll*'s for :data:`DEFAULT`.
+
+    Raises :class:`ValueError` for a *timeout* that is not above 0 (``None`` waits
+    without limit).
+    """
+    if timeout is DEFAULT:
+        return poll.timeout
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a number of seconds above 0, or None; got {timeout!r}")
+    return timeout
 
 
 @attrs.frozen(kw_only=True)

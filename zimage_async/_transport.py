@@ -1,8 +1,11 @@
-"""The one module that touches aiohttp: send a request, stream a body, translate errors.
+"""The thin layer over aiohttp: send a request, stream a body, translate errors.
 
-Everything above this layer sees :class:`Reply` and :class:`ImageStream` and the
-exceptions of :mod:`zimage_async._exceptions`; aiohttp's own exceptions are translated
-here, in :func:`_translate`, most specific first, and never reach the user.
+This module and its three helpers (:mod:`~zimage_async._redaction` for the headers,
+:mod:`~zimage_async._httperrors` for the errors, :mod:`~zimage_async._imagestream` for
+image bodies) are the only ones that touch aiohttp. Everything above them sees
+:class:`Reply` and :class:`ImageStream` and the exceptions of
+:mod:`zimage_async._exceptions`; aiohttp's own exceptions are translated in
+:func:`~zimage_async._httperrors.translate` and never reach the user.
 
 Rules kept here, so that no caller can forget them:
 
@@ -12,8 +15,10 @@ Rules kept here, so that no caller can forget them:
   expression, never held in a local; aiohttp's frames are cut from every traceback.
 * Each exchange has a stall limit and a total limit; the wait for a free connection
   in the pool counts against neither.
-* A ``POST`` (the billed create) always goes out on a new connection: a pooled one may
-  have been closed by the server while idle, which would make the create "uncertain".
+* A ``POST`` (the billed create) only goes out on a connection that was in use less
+  than :data:`CREATE_KEEPALIVE` seconds ago, far less than any server keeps an idle
+  connection: one the server may have closed while idle, which would make the create
+  "uncertain", is never written to. Creates in quick succession share connections.
 * Image downloads use a connection pool of their own, whose resolver refuses internal
   addresses (:class:`~zimage_async._urlpolicy.LinkPolicy`), follow redirects hop by
   hop with every hop checked, and never send ``Authorization``, also when a borrowed
@@ -28,32 +33,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import NoReturn
 from urllib.parse import urlsplit
 
 import aiohttp
 import aiohttp.abc
 import attrs
 
-from ._exceptions import (
-    APIConnectionError,
-    APITimeoutError,
-    ImageLinkRefusedError,
-    MalformedResponseError,
-    ZImageError,
-)
+from ._exceptions import ImageLinkRefusedError, MalformedResponseError, ZImageError
+from ._httperrors import CAUGHT, WIRE, translate
+from ._imagestream import ImageStream, PolicyResolver, read_capped
 from ._links import redact_url
 from ._proxy import ProxyConfig
-from ._secret import MASK, Secret
+from ._redaction import SECRET_HEADERS, RedactedHeaders, mask_echoes
 from ._urlpolicy import LinkPolicy, next_hop
 from ._version import __version__
 
 __all__ = [
+    "CREATE_KEEPALIVE",
     "DEFAULT_TOTAL_TIMEOUT",
     "DEFAULT_USER_AGENT",
     "ImageStream",
@@ -73,73 +73,12 @@ DEFAULT_USER_AGENT = f"zimage-async/{__version__}"
 #: Seconds one API exchange may take in all (sending, waiting, reading), by default.
 DEFAULT_TOTAL_TIMEOUT = 120.0
 
+#: Seconds after its last use that a pooled connection may still carry a create. Far
+#: below the idle timeout of any server in front of an API (2 s at the least, usually
+#: 5 to 75 s), so a create never meets a connection the server is closing.
+CREATE_KEEPALIVE = 1.0
+
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-
-
-class RedactedHeaders:
-    """Request headers whose every printed form hides the ``Authorization`` value.
-
-    Deliberately *not* a mapping (nor a sequence): error reporters serialise mappings
-    item by item (Sentry's SDK does so with the local variables of every frame), and
-    would send the key; for anything else they fall back to the repr, which is masked.
-    The values of ``Authorization``, ``Proxy-Authorization`` and ``Cookie`` are kept as
-    :class:`~zimage_async._secret.Secret` objects, so not even ``vars()`` shows them.
-    Only the transport turns it into the header dict aiohttp needs, inside the call.
-
-    >>> headers = RedactedHeaders({"Authorization": "Bearer sk-1", "Accept": "text/plain"})
-    >>> headers["Idempotency-Key"] = "abc"
-    >>> headers
-    RedactedHeaders({'Authorization': '***', 'Accept': 'text/plain', 'Idempotency-Key': 'abc'})
-    """
-
-    __slots__ = ("_values",)
-
-    def __init__(self, headers: Mapping[str, str] | None = None) -> None:
-        self._values: dict[str, str | Secret] = {}
-        for name, value in (headers or {}).items():
-            self[name] = value
-
-    def __setitem__(self, name: str, value: str) -> None:
-        self._values[name] = Secret(value) if name.lower() in _SECRET_HEADERS else value
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in {k.lower() for k in self._values}
-
-    def __repr__(self) -> str:
-        shown = {k: (MASK if isinstance(v, Secret) else v) for k, v in self._values.items()}
-        return f"RedactedHeaders({shown!r})"
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("RedactedHeaders cannot be pickled")
-
-    def _wire(self, user_agent: str) -> dict[str, str]:
-        """Return the plain header dict for aiohttp; call it only inside the request call."""
-        wire = {"User-Agent": user_agent}
-        for name, value in self._values.items():
-            if name.lower() == "user-agent":
-                del wire["User-Agent"]
-            wire[name] = value.reveal() if isinstance(value, Secret) else value
-        return wire
-
-    def _tokens(self) -> list[bytes]:
-        """Return the secret values (and the token of ``Bearer <token>``), to mask echoes."""
-        tokens: list[bytes] = []
-        for value in self._values.values():
-            if isinstance(value, Secret):
-                revealed = value.reveal()
-                token = revealed.partition(" ")[2] or revealed
-                if len(token) >= 4:
-                    tokens.extend({token.encode(), token.replace("/", "\\/").encode()})
-        return tokens
-
-
-def _mask_echoes(body: bytes, tokens: list[bytes]) -> bytes:
-    """Replace every echo of a request secret in an answer's *body* with ``***``."""
-    for token in tokens:
-        if token in body:
-            body = body.replace(token, MASK.encode())
-    return body
 
 
 @attrs.frozen
@@ -151,200 +90,18 @@ class Reply:
     body: bytes
 
 
-class _RefusedAddress(OSError):
-    """Raised by the image resolver for an address the link policy refuses."""
-
-    def __init__(self, host: str, reason: str) -> None:
-        super().__init__(f"{host}: {reason}")
-        self.reason = f"the host {host!r}: {reason}"
-
-
-class _PolicyResolver(aiohttp.abc.AbstractResolver):
-    """Resolves image hosts, keeping only the addresses the link policy allows."""
-
-    def __init__(
-        self, inner: aiohttp.abc.AbstractResolver, policy: Callable[[], LinkPolicy]
-    ) -> None:
-        self._inner = inner
-        self._policy = policy
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[aiohttp.abc.ResolveResult]:
-        found = await self._inner.resolve(host, port, family)
-        policy = self._policy()
-        refusals = [policy.address_refusal(entry["host"]) for entry in found]
-        kept = [entry for entry, refusal in zip(found, refusals, strict=True) if refusal is None]
-        if not kept:
-            reason = next((r for r in refusals if r is not None), "it resolves to no address")
-            raise _RefusedAddress(host, reason)
-        return kept
-
-    async def close(self) -> None:
-        return None
-
-
-def _scrub(exc: BaseException) -> None:
-    """Drop the frames of *exc* and of every exception it chains to.
-
-    aiohttp's frames hold the request's header dictionary (the key) as a local. Python
-    3.10 may still link the caught exception to ours as ``__context__`` although ours is
-    raised outside the ``except`` block, so the chain must hold no frames at all.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        current.__traceback__ = None
-        current = current.__cause__ or current.__context__
-
-
-def _translate(
-    exc: BaseException, *, method: str, path: str, limits: tuple[float | None, float | None]
-) -> ZImageError:
-    """Map an aiohttp or asyncio exception to ours. The one place this happens.
-
-    *limits* is (stall, total) in seconds, for the timeout messages. Callers raise the
-    result ``from None``: aiohttp's exceptions carry the request's headers, and with
-    them the API key, so they are not chained.
-    """
-    stall, total = limits
-    if isinstance(exc, ZImageError):  # already ours (from a nested layer)
-        return exc
-    _scrub(exc)
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return APITimeoutError(
-            "timed out while connecting", request_sent=False, method=method, path=path
-        )
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return APITimeoutError(
-            f"the answer stalled (no data for {stall:g} s)"
-            if stall is not None
-            else "timed out waiting for the answer",
-            request_sent=True,
-            method=method,
-            path=path,
-        )
-    if isinstance(exc, asyncio.TimeoutError):
-        return APITimeoutError(
-            f"the exchange took longer than its {total:g} s total limit"
-            if total is not None
-            else "timed out waiting for the answer",
-            request_sent=True,
-            method=method,
-            path=path,
-        )
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        if isinstance(exc.os_error, _RefusedAddress):
-            return ImageLinkRefusedError(exc.os_error.reason, url=path, task_id=None, index=None)
-        return APIConnectionError(
-            f"could not connect ({exc.os_error.strerror or type(exc.os_error).__name__})",
-            request_sent=False,
-            method=method,
-            path=path,
-        )
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return APIConnectionError(
-            "the answer's body was cut short", request_sent=True, method=method, path=path
-        )
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return APIConnectionError(
-            "the server closed the connection without answering",
-            request_sent=True,
-            method=method,
-            path=path,
-        )
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return APIConnectionError("too many redirects", request_sent=True, method=method, path=path)
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return MalformedResponseError(
-            f"the HTTP answer could not be read ({type(exc).__name__}: {exc.message})"
-        )
-    if isinstance(exc, aiohttp.ClientOSError):
-        return APIConnectionError(
-            f"the connection failed ({exc.strerror or 'reset'})",
-            request_sent=True,
-            method=method,
-            path=path,
-        )
-    return APIConnectionError(
-        f"the request failed ({type(exc).__name__})", request_sent=True, method=method, path=path
-    )
-
-
-# Every failure of an API exchange is translated: aiohttp's own ValueErrors (a borrowed
-# session's default auth clashing with our header, say) carry the headers too.
-_CAUGHT = (Exception,)
-# The failures of the wire, for streams (whose body also sees the caller's exceptions).
-_WIRE = (aiohttp.ClientError, asyncio.TimeoutError)
-
-
-async def _read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:
-    """Read a whole body, or the first ``limit + 1`` bytes of a longer one."""
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in content.iter_any():
-        parts.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            break
-    return b"".join(parts)
-
-
-class ImageStream:
-    """An open image download: status, headers and the body as a stream of chunks."""
-
-    def __init__(
-        self,
-        response: aiohttp.ClientResponse,
-        *,
-        label: str,
-        limits: tuple[float | None, float | None] = (None, None),
-    ) -> None:
-        self._response = response
-        self._label = label
-        self._limits = limits
-        self.status = response.status
-        self.headers: Mapping[str, str] = response.headers
-        #: The body length the server announced, if it did.
-        self.content_length = response.content_length
-
-    async def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
-        """Yield the body in chunks of at most *chunk_size* bytes.
-
-        A body shorter than its ``Content-Length`` raises :class:`APIConnectionError`;
-        one that stalls or outlasts the download's total limit, :class:`APITimeoutError`.
-        """
-        failure: ZImageError | None = None
-        try:
-            async for chunk in self._response.content.iter_chunked(chunk_size):
-                yield chunk
-        except _WIRE as exc:
-            failure = _translate(exc, method="GET", path=self._label, limits=self._limits)
-        if failure is not None:
-            raise failure from None
-
-    async def sample(self, limit: int) -> bytes:
-        """Return the first *limit* bytes of the body, or fewer if it is shorter.
-
-        For reading an error page as evidence: a body that fails to arrive is ``b""``.
-        """
-        try:
-            return (await _read_capped(self._response.content, limit))[:limit]
-        except _WIRE:
-            return b""
-
-
 class Transport:
     """Sends HTTP requests over ``aiohttp`` sessions, one of them possibly borrowed.
 
     API calls go over the caller's ``aiohttp.ClientSession`` when one is passed (used
     as is, never closed here, but always with ``raise_for_status=False`` and this
     transport's ``User-Agent``), else over one that :meth:`open` creates with a pool of
-    *max_connections*. Creates (``POST``) over an owned session use a new connection
-    each. Image downloads always use a pool of this transport's own, whatever the API
-    uses: its resolver enforces the link policy, and no default header of a borrowed
-    session (``Authorization``) can reach the image host.
+    *max_connections*. Creates (``POST``) over an owned session have a pool of their
+    own, whose connections are reused only within *create_keepalive* seconds of their
+    last use (default :data:`CREATE_KEEPALIVE`). Image downloads always use a pool of
+    this transport's own, whatever the API uses: its resolver enforces the link policy,
+    and no default header of a borrowed session (``Authorization``) can reach the image
+    host.
 
     Limits, in seconds: *connect_timeout* to open a connection; *timeout* for an API
     answer to stall (first byte, or between reads) and *total_timeout* for a whole API
@@ -379,12 +136,14 @@ class Transport:
         environ: Mapping[str, str] | None = None,
         ca_bundle: str | None = None,
         resolver: aiohttp.abc.AbstractResolver | None = None,
+        create_keepalive: float = CREATE_KEEPALIVE,
     ) -> None:
         self._borrowed = http_session
         #: The ``User-Agent`` of every request (a plain product token by default).
         self.user_agent = user_agent
         self._own: aiohttp.ClientSession | None = None
-        self._fresh: aiohttp.ClientSession | None = None
+        self._creates: aiohttp.ClientSession | None = None
+        self._create_keepalive = create_keepalive
         self._images: aiohttp.ClientSession | None = None
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -419,24 +178,26 @@ class Transport:
         if self._ca_bundle is not None:
             self._ssl = ssl.create_default_context(cafile=self._ca_bundle)
         self._images = self._session(
-            resolver=_PolicyResolver(
+            resolver=PolicyResolver(
                 self._resolver or aiohttp.ThreadedResolver(), lambda: self.link_policy
             )
         )
         if self._borrowed is None:
             self._own = self._session(resolver=self._resolver)
-            self._fresh = self._session(resolver=self._resolver, force_close=True)
+            self._creates = self._session(resolver=self._resolver, keepalive=self._create_keepalive)
         self._slots = {
             name: asyncio.Semaphore(self._max_connections) for name in ("api", "post", "images")
         }
 
     def _session(
-        self, *, resolver: aiohttp.abc.AbstractResolver | None, force_close: bool = False
+        self, *, resolver: aiohttp.abc.AbstractResolver | None, keepalive: float = 15.0
     ) -> aiohttp.ClientSession:
+        # aiohttp checks a pooled connection's idle time when it hands it out, and closes
+        # it instead if it was idle longer than keepalive_timeout (15 s is its default).
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             resolver=resolver,
-            force_close=force_close,
+            keepalive_timeout=keepalive,
             ssl=self._ssl if self._ssl is not None else True,
         )
         return aiohttp.ClientSession(
@@ -448,8 +209,8 @@ class Transport:
 
     async def close(self) -> None:
         """Close the owned sessions; a borrowed one is left open. Idempotent."""
-        owned = (self._own, self._fresh, self._images)
-        self._own = self._fresh = self._images = None
+        owned = (self._own, self._creates, self._images)
+        self._own = self._creates = self._images = None
         for session in owned:
             if session is not None:
                 await session.close()
@@ -469,9 +230,9 @@ class Transport:
             if self._borrowed.closed:
                 raise RuntimeError("the borrowed aiohttp.ClientSession is closed")
             return self._borrowed, None
-        # A create goes out on a new connection: a pooled one may have been closed by
-        # the server while idle, and a POST written to it ends "uncertain".
-        http = self._fresh if method == "POST" else self._own
+        # A create goes out only on a connection used within the last CREATE_KEEPALIVE
+        # seconds: one the server may have closed while idle would leave it "uncertain".
+        http = self._creates if method == "POST" else self._own
         if http is None or http.closed:
             raise RuntimeError("the HTTP session is closed; open the zimage_async.Session first")
         return http, self._slots["post" if method == "POST" else "api"]
@@ -515,24 +276,22 @@ class Transport:
                     **self._ssl_option(),
                 ) as response:
                     status = response.status
-                    data = await _read_capped(response.content, max_body)
+                    data = await read_capped(response.content, max_body)
                     if len(data) > max_body:
                         raise MalformedResponseError(
                             f"the answer is larger than {max_body} bytes", status=response.status
                         )
-                    return Reply(
-                        response.status, response.headers, _mask_echoes(data, headers._tokens())
-                    )
+                    return Reply(response.status, response.headers, mask_echoes(data, headers))
             finally:
                 if slot is not None:
                     slot.release()
         except asyncio.CancelledError as exc:
             # Keep aiohttp's frames (and the header dict in them) out of the traceback.
             failure = exc.with_traceback(None)
-        except _CAUGHT as exc:
+        except CAUGHT as exc:
             # Raised below, outside this block: aiohttp's exception holds the request
             # headers (the key), so it must not even be the implicit __context__.
-            failure = _translate(
+            failure = translate(
                 exc, method=method, path=urlsplit(url).path, limits=(self._stall, self._total)
             )
         finally:
@@ -575,7 +334,7 @@ class Transport:
         if http is None or http.closed or slot is None:
             raise RuntimeError("the HTTP session is closed; open the zimage_async.Session first")
         label = redact_url(url)
-        clean = {k: v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
+        clean = {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
         clean = {k: v for k, v in clean.items() if k.lower() != "user-agent"}
         clean["User-Agent"] = self.user_agent
         # Identity encoding: lengths and Range offsets then count the image's own bytes.
@@ -627,8 +386,8 @@ class Transport:
                         index=None,
                     )
                 yield ImageStream(response, label=label, limits=limits)
-            except _WIRE as exc:
-                failure = _translate(exc, method="GET", path=label, limits=limits)
+            except WIRE as exc:
+                failure = translate(exc, method="GET", path=label, limits=limits)
             finally:
                 if response is not None:
                     response.release()

@@ -1,0 +1,124 @@
+"""Translating aiohttp's exceptions into ours: the one place it happens.
+
+Part of the thin aiohttp layer (:mod:`zimage_async._transport`). :func:`translate` maps
+them most specific first; they never reach the user, and their frames (which hold the
+request's header dict, the key included) are dropped first by :func:`scrub`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from ._exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    ImageLinkRefusedError,
+    MalformedResponseError,
+    ZImageError,
+)
+
+__all__ = ["CAUGHT", "WIRE", "RefusedAddress", "scrub", "translate"]
+
+# Every failure of an API exchange is translated: aiohttp's own ValueErrors (a borrowed
+# session's default auth clashing with our header, say) carry the headers too.
+CAUGHT = (Exception,)
+# The failures of the wire, for streams (whose body also sees the caller's exceptions).
+WIRE = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+class RefusedAddress(OSError):
+    """Raised by the image resolver for an address the link policy refuses."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"{host}: {reason}")
+        self.reason = f"the host {host!r}: {reason}"
+
+
+def scrub(exc: BaseException) -> None:
+    """Drop the frames of *exc* and of every exception it chains to.
+
+    aiohttp's frames hold the request's header dictionary (the key) as a local. Python
+    3.10 may still link the caught exception to ours as ``__context__`` although ours is
+    raised outside the ``except`` block, so the chain must hold no frames at all.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+
+
+def translate(
+    exc: BaseException, *, method: str, path: str, limits: tuple[float | None, float | None]
+) -> ZImageError:
+    """Map an aiohttp or asyncio exception to ours.
+
+    *limits* is (stall, total) in seconds, for the timeout messages. Callers raise the
+    result ``from None``: aiohttp's exceptions carry the request's headers, and with
+    them the API key, so they are not chained.
+    """
+    stall, total = limits
+    if isinstance(exc, ZImageError):  # already ours (from a nested layer)
+        return exc
+    scrub(exc)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return APITimeoutError(
+            "timed out while connecting", request_sent=False, method=method, path=path
+        )
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return APITimeoutError(
+            f"the answer stalled (no data for {stall:g} s)"
+            if stall is not None
+            else "timed out waiting for the answer",
+            request_sent=True,
+            method=method,
+            path=path,
+        )
+    if isinstance(exc, asyncio.TimeoutError):
+        return APITimeoutError(
+            f"the exchange took longer than its {total:g} s total limit"
+            if total is not None
+            else "timed out waiting for the answer",
+            request_sent=True,
+            method=method,
+            path=path,
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, RefusedAddress):
+            return ImageLinkRefusedError(exc.os_error.reason, url=path, task_id=None, index=None)
+        return APIConnectionError(
+            f"could not connect ({exc.os_error.strerror or type(exc.os_error).__name__})",
+            request_sent=False,
+            method=method,
+            path=path,
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return APIConnectionError(
+            "the answer's body was cut short", request_sent=True, method=method, path=path
+        )
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return APIConnectionError(
+            "the server closed the connection without answering",
+            request_sent=True,
+            method=method,
+            path=path,
+        )
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return APIConnectionError("too many redirects", request_sent=True, method=method, path=path)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return MalformedResponseError(
+            f"the HTTP answer could not be read ({type(exc).__name__}: {exc.message})"
+        )
+    if isinstance(exc, aiohttp.ClientOSError):
+        return APIConnectionError(
+            f"the connection failed ({exc.strerror or 'reset'})",
+            request_sent=True,
+            method=method,
+            path=path,
+        )
+    return APIConnectionError(
+        f"the request failed ({type(exc).__name__})", request_sent=True, method=method, path=path
+    )

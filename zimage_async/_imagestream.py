@@ -1,0 +1,103 @@
+"""An open image download (:class:`ImageStream`) and the resolver that guards image hosts.
+
+Part of the thin aiohttp layer (:mod:`zimage_async._transport`), which opens the streams.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping
+
+import aiohttp
+import aiohttp.abc
+
+from ._exceptions import ZImageError
+from ._httperrors import WIRE, RefusedAddress, translate
+from ._urlpolicy import LinkPolicy
+
+__all__ = ["ImageStream", "PolicyResolver", "read_capped"]
+
+
+async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """Read a whole body, or the first ``limit + 1`` bytes of a longer one."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in content.iter_any():
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(parts)
+
+
+class PolicyResolver(aiohttp.abc.AbstractResolver):
+    """Resolves image hosts, keeping only the addresses the link policy allows."""
+
+    def __init__(
+        self, inner: aiohttp.abc.AbstractResolver, policy: Callable[[], LinkPolicy]
+    ) -> None:
+        self._inner = inner
+        self._policy = policy
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        """Resolve *host* with the inner resolver; drop the addresses the policy refuses."""
+        found = await self._inner.resolve(host, port, family)
+        policy = self._policy()
+        refusals = [policy.address_refusal(entry["host"]) for entry in found]
+        kept = [entry for entry, refusal in zip(found, refusals, strict=True) if refusal is None]
+        if not kept:
+            reason = next((r for r in refusals if r is not None), "it resolves to no address")
+            raise RefusedAddress(host, reason)
+        return kept
+
+    async def close(self) -> None:
+        """Nothing to close: the inner resolver belongs to whoever made it."""
+
+
+class ImageStream:
+    """An open image download: status, headers and the body as a stream of chunks."""
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        *,
+        label: str,
+        limits: tuple[float | None, float | None] = (None, None),
+    ) -> None:
+        self._response = response
+        self._label = label
+        self._limits = limits
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+        #: The body length the server announced, if it did.
+        self.content_length = response.content_length
+
+    async def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
+        """Yield the body in chunks of at most *chunk_size* bytes.
+
+        A chunk is what has arrived so far, up to *chunk_size*: no chunk waits to be
+        filled. A body shorter than its ``Content-Length`` raises
+        :class:`APIConnectionError`; one that stalls or outlasts the download's total
+        limit, :class:`APITimeoutError`.
+        """
+        failure: ZImageError | None = None
+        read = self._response.content.read
+        try:
+            while chunk := await read(chunk_size):
+                yield chunk
+        except WIRE as exc:
+            failure = translate(exc, method="GET", path=self._label, limits=self._limits)
+        if failure is not None:
+            raise failure from None
+
+    async def sample(self, limit: int) -> bytes:
+        """Return the first *limit* bytes of the body, or fewer if it is shorter.
+
+        For reading an error page as evidence: a body that fails to arrive is ``b""``.
+        """
+        try:
+            return (await read_capped(self._response.content, limit))[:limit]
+        except WIRE:
+            return b""

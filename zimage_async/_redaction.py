@@ -1,0 +1,98 @@
+"""Request headers that never show the API key: :class:`RedactedHeaders`.
+
+Part of the thin aiohttp layer (:mod:`zimage_async._transport`): the plain header dict
+aiohttp needs is built from a :class:`RedactedHeaders` inside the request call only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NoReturn
+
+from ._secret import MASK, Secret
+
+__all__ = ["SECRET_HEADERS", "RedactedHeaders", "mask_echoes"]
+
+#: Headers whose values are secrets: masked in every printed form, never sent to images.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+class RedactedHeaders:
+    """Request headers whose every printed form hides the ``Authorization`` value.
+
+    Deliberately *not* a mapping (nor a sequence): error reporters serialise mappings
+    item by item (Sentry's SDK does so with the local variables of every frame), and
+    would send the key; for anything else they fall back to the repr, which is masked.
+    The values of ``Authorization``, ``Proxy-Authorization`` and ``Cookie`` are kept as
+    :class:`~zimage_async._secret.Secret` objects, so not even ``vars()`` shows them.
+    Only the transport turns it into the header dict aiohttp needs, inside the call.
+    Build one per kind of request and reuse it: :meth:`with_header` makes a copy with
+    one more header (an ``Idempotency-Key``) without touching the original.
+
+    >>> headers = RedactedHeaders({"Authorization": "Bearer sk-1", "Accept": "text/plain"})
+    >>> headers["Idempotency-Key"] = "abc"
+    >>> headers
+    RedactedHeaders({'Authorization': '***', 'Accept': 'text/plain', 'Idempotency-Key': 'abc'})
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, headers: Mapping[str, str] | None = None) -> None:
+        self._values: dict[str, str | Secret] = {}
+        for name, value in (headers or {}).items():
+            self[name] = value
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._values[name] = Secret(value) if name.lower() in SECRET_HEADERS else value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in {k.lower() for k in self._values}
+
+    def __repr__(self) -> str:
+        shown = {k: (MASK if isinstance(v, Secret) else v) for k, v in self._values.items()}
+        return f"RedactedHeaders({shown!r})"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("RedactedHeaders cannot be pickled")
+
+    def with_header(self, name: str, value: str) -> RedactedHeaders:
+        """Return a copy with *name* set to *value*; this one is left as it is.
+
+        >>> base = RedactedHeaders({"Accept": "text/plain"})
+        >>> base.with_header("Idempotency-Key", "k1")
+        RedactedHeaders({'Accept': 'text/plain', 'Idempotency-Key': 'k1'})
+        >>> base
+        RedactedHeaders({'Accept': 'text/plain'})
+        """
+        copy = RedactedHeaders()
+        copy._values = dict(self._values)
+        copy[name] = value
+        return copy
+
+    def _wire(self, user_agent: str) -> dict[str, str]:
+        """Return the plain header dict for aiohttp; call it only inside the request call."""
+        wire = {"User-Agent": user_agent}
+        for name, value in self._values.items():
+            if name.lower() == "user-agent":
+                del wire["User-Agent"]
+            wire[name] = value.reveal() if isinstance(value, Secret) else value
+        return wire
+
+    def _tokens(self) -> list[bytes]:
+        """Return the secret values (and the token of ``Bearer <token>``), to mask echoes."""
+        tokens: list[bytes] = []
+        for value in self._values.values():
+            if isinstance(value, Secret):
+                revealed = value.reveal()
+                token = revealed.partition(" ")[2] or revealed
+                if len(token) >= 4:
+                    tokens.extend({token.encode(), token.replace("/", "\\/").encode()})
+        return tokens
+
+
+def mask_echoes(body: bytes, headers: RedactedHeaders) -> bytes:
+    """Replace every echo of a request secret of *headers* in an answer's *body* with ``***``."""
+    for token in headers._tokens():
+        if token in body:
+            body = body.replace(token, MASK.encode())
+    return body

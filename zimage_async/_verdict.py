@@ -1,0 +1,53 @@
+"""What a task's snapshot means for its caller: the result, the error to raise, a warning."""
+
+from __future__ import annotations
+
+import logging
+
+from ._exceptions import NoResultsError, TaskFailedError
+from ._models import Task, TaskStatus
+
+__all__ = ["note_unknown_status", "task_failure"]
+
+logger = logging.getLogger("zimage_async")
+
+
+def task_failure(task: Task, task_id: str) -> NoResultsError | TaskFailedError | None:
+    """Return the error that the end of *task* means, or ``None`` for a usable result.
+
+    A completed task with at least one link is a result; one without any link is a
+    :class:`NoResultsError` (the answer will not change); a failed or cancelled one is a
+    :class:`TaskFailedError` carrying the ``error`` as sent.
+    """
+    if task.status is TaskStatus.COMPLETED:
+        return None if task.results else NoResultsError(task_id=task_id, task=task)
+    if task.error is not None:
+        return TaskFailedError(
+            task_id=task_id,
+            code=task.error.code,
+            message=task.error.message,
+            raw_error=task.raw_error,
+        )
+    return TaskFailedError(
+        task_id=task_id,
+        code="request_cancelled",
+        message="the task was cancelled",
+        raw_error=task.raw_error,
+    )
+
+
+def note_unknown_status(task_id: str, raw_status: str, warned: set[str]) -> None:
+    """Log a status this client does not know: a warning the first time, then debug.
+
+    *warned* holds the statuses already warned about (one set per session).
+    """
+    if raw_status not in warned:
+        warned.add(raw_status)
+        logger.warning(
+            "task %s reported an unknown status %r; treating it as not finished "
+            "(said once per session; later ones are logged at debug level)",
+            task_id,
+            raw_status,
+        )
+    else:
+        logger.debug("task %s has unknown status %r", task_id, raw_status)
