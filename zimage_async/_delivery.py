@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._download import ByteBudget, DownloadInfo, stream_image
+from ._download import stream_image
 from ._exceptions import ImageDownloadError, ImageSizeWarning
 from ._imageinfo import size_mismatch
+from ._imagelimits import ByteBudget, DownloadInfo
 from ._metadata import embed_metadata
 from ._models import GenerationRequest, GenerationResult, Image, Task
 from ._saving import SavePlan, write_atomically

@@ -43,89 +43,20 @@ from ._exceptions import (
     ImageLinkRefusedError,
     MalformedResponseError,
 )
-from ._imageinfo import (
-    SNIFF_BYTES,
-    ImageFraming,
-    check_declared_type,
-    image_dimensions,
-    sniff_content_type,
-)
+from ._imageinfo import SNIFF_BYTES, ImageFraming, check_declared_type, sniff_content_type
+from ._imagelimits import FRESH_LINK_RETRIES, ByteBudget, DownloadInfo, ImageLimits
 from ._imagereply import ImageVerdict, judge_image_reply
 from ._links import REFUSAL_SAMPLE_BYTES, link_expiry, redact_url
 from ._parsing import parse_retry_after
 from ._schedule import RetryPolicy
 from ._transport import Transport
 
-__all__ = ["ByteBudget", "DownloadInfo", "ImageLimits", "stream_image"]
+__all__ = ["FRESH_LINK_RETRIES", "ByteBudget", "DownloadInfo", "ImageLimits", "stream_image"]
 
 logger = logging.getLogger("zimage_async")
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _HEAD_KEEP = 64 * 1024  # enough of the start to read JPEG dimensions after EXIF
-
-
-#: How many times a 403 or 404 right after completion is asked again.
-FRESH_LINK_RETRIES = 2
-
-
-@attrs.frozen(kw_only=True)
-class ImageLimits:
-    """Bounds on downloads, and the chunk size streamed.
-
-    * ``max_bytes``: the largest image accepted.
-    * ``max_task_bytes``: the most bytes the images of one task may hold in memory
-      together (checked through the :class:`ByteBudget` the caller shares between
-      them); ``None`` for no bound beyond ``max_bytes`` per image.
-    * ``total_timeout``: seconds one image's download may take in all, redirects,
-      retries and waits included (a host trickling a byte at a time cannot hold it
-      longer).
-    * ``fresh_link_grace``: seconds after completion during which a 403 or 404 from
-      the image host is taken for a CDN that has not got the file yet, and asked again
-      (:data:`FRESH_LINK_RETRIES` times at most) before it counts as expiry.
-    """
-
-    max_bytes: int = 64 * 1024 * 1024
-    chunk_size: int = 64 * 1024
-    max_task_bytes: int | None = None
-    total_timeout: float = 600.0
-    fresh_link_grace: float = 10.0
-
-    def budget(self) -> ByteBudget | None:
-        """Return a new :class:`ByteBudget` for one task's images (``None`` if unbounded)."""
-        return None if self.max_task_bytes is None else ByteBudget(self.max_task_bytes)
-
-
-class ByteBudget:
-    """Bytes that the images of one task may still hold in memory; share one per task.
-
-    >>> budget = ByteBudget(10)
-    >>> budget.charge(4); budget.remaining
-    6
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.remaining = limit
-
-    def charge(self, size: int) -> None:
-        """Take *size* bytes from the budget; raise :class:`OverflowError` past the limit."""
-        self.remaining -= size
-        if self.remaining < 0:
-            raise OverflowError(f"the task's images exceed the {self.limit}-byte limit")
-
-
-@attrs.define
-class DownloadInfo:
-    """Filled in while an image streams: its verified type, size and dimensions."""
-
-    content_type: str | None = None
-    size: int = 0
-    head: bytes = b""
-
-    @property
-    def dimensions(self) -> tuple[int, int] | None:
-        """``(width, height)`` read from the image header, if readable."""
-        return image_dimensions(self.head) if self.head else None
 
 
 class _Retryable(ImageDownloadError):
@@ -285,7 +216,8 @@ async def stream_image(
                         f"the image is {total} bytes, over the {limits.max_bytes}-byte limit"
                     )
                 pending = b""
-                async for chunk in response.iter_chunks(limits.chunk_size):
+                read, size, declared = response.read, limits.chunk_size, None
+                while chunk := await read(size):
                     if skip:
                         dropped = min(skip, len(chunk))
                         chunk = chunk[dropped:]
@@ -297,29 +229,14 @@ async def stream_image(
                         if len(pending) < SNIFF_BYTES:
                             continue
                         chunk, pending = pending, b""
-                        framing = _verify_head(
-                            chunk, response.headers.get("Content-Type"), info, where
-                        )
-                    info.size += len(chunk)
-                    if info.size > limits.max_bytes:
-                        raise where.fail(f"the image exceeds the {limits.max_bytes}-byte limit")
-                    _charge(budget, len(chunk), where)
-                    if len(info.head) < _HEAD_KEEP:
-                        info.head += chunk[: _HEAD_KEEP - len(info.head)]
-                    framing.feed(chunk)
-                    if framing.excess or framing.problem is not None:
-                        raise _malformed(framing, where)
+                        declared = response.headers.get("Content-Type")
+                        framing = _verify_head(chunk, declared, info, where)
+                    _take(chunk, info, framing, limits, budget, where)
                     yield chunk
                 if pending:  # a body shorter than the sniffing window
-                    framing = _verify_head(
-                        pending, response.headers.get("Content-Type"), info, where
-                    )
-                    info.size += len(pending)
-                    _charge(budget, len(pending), where)
-                    info.head += pending
-                    framing.feed(pending)
-                    if framing.excess or framing.problem is not None:
-                        raise _malformed(framing, where)
+                    declared = response.headers.get("Content-Type")
+                    framing = _verify_head(pending, declared, info, where)
+                    _take(pending, info, framing, limits, budget, where)
                     yield pending
             if total is not None and info.size < total:
                 raise where.transient(f"the body was cut short ({info.size} of {total} bytes)")
@@ -365,13 +282,28 @@ def _over_time(limits: ImageLimits) -> str:
     )
 
 
-def _charge(budget: ByteBudget | None, size: int, where: _Where) -> None:
-    if budget is None:
-        return
-    try:
-        budget.charge(size)
-    except OverflowError as exc:
-        raise where.fail(f"{exc} (ImageLimits.max_task_bytes)") from None
+def _take(
+    chunk: bytes,
+    info: DownloadInfo,
+    framing: ImageFraming,
+    limits: ImageLimits,
+    budget: ByteBudget | None,
+    where: _Where,
+) -> None:
+    """Count *chunk* in, against every bound, and check it against the image's framing."""
+    info.size += len(chunk)
+    if info.size > limits.max_bytes:
+        raise where.fail(f"the image exceeds the {limits.max_bytes}-byte limit")
+    if budget is not None:
+        try:
+            budget.charge(len(chunk))
+        except OverflowError as exc:
+            raise where.fail(f"{exc} (ImageLimits.max_task_bytes)") from None
+    if len(info.head) < _HEAD_KEEP:
+        info.head += chunk[: _HEAD_KEEP - len(info.head)]
+    framing.feed(chunk)
+    if framing.problem is not None or framing.excess:
+        raise _malformed(framing, where)
 
 
 def _plan(

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ._delivery import Delivery
-from ._download import DownloadInfo
 from ._exceptions import WaitTimeoutError, ZImageError, note_task
+from ._imagelimits import DownloadInfo
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
 from ._polling import DeadlineReached, bounded, deadline_after, naps, snapshots
 from ._runtime import DEFAULT, Runtime, wait_limit

@@ -74,23 +74,24 @@ class ImageStream:
         #: The body length the server announced, if it did.
         self.content_length = response.content_length
 
-    async def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
-        """Yield the body in chunks of at most *chunk_size* bytes.
+    async def read(self, limit: int) -> bytes:
+        """Return the next bytes of the body, at most *limit*; ``b""`` at its end.
 
-        A chunk is what has arrived so far, up to *chunk_size*: no chunk waits to be
-        filled. A body shorter than its ``Content-Length`` raises
-        :class:`APIConnectionError`; one that stalls or outlasts the download's total
-        limit, :class:`APITimeoutError`.
+        What has arrived is returned at once, without waiting for *limit* bytes. A body
+        shorter than its ``Content-Length`` raises :class:`APIConnectionError`; one that
+        stalls or outlasts the download's total limit, :class:`APITimeoutError`.
         """
-        failure: ZImageError | None = None
-        read = self._response.content.read
+        failure: ZImageError
         try:
-            while chunk := await read(chunk_size):
-                yield chunk
+            return await self._response.content.read(limit)
         except WIRE as exc:
             failure = translate(exc, method="GET", path=self._label, limits=self._limits)
-        if failure is not None:
-            raise failure from None
+        raise failure from None
+
+    async def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
+        """Yield the body in chunks of at most *chunk_size* bytes (see :meth:`read`)."""
+        while chunk := await self.read(chunk_size):
+            yield chunk
 
     async def sample(self, limit: int) -> bytes:
         """Return the first *limit* bytes of the body, or fewer if it is shorter.

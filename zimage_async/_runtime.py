@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._download import ImageLimits
+from ._imagelimits import ImageLimits
 from ._schedule import PollSchedule, RetryPolicy
 
 if TYPE_CHECKING:
