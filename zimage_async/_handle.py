@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ._delivery import Delivery
 from ._exceptions import WaitTimeoutError, ZImageError, note_task
@@ -19,11 +19,17 @@ from ._runtime import DEFAULT, Runtime, wait_limit
 from ._saving import plan_save, prepare_folder
 from ._schedule import PollState
 from ._telemetry import task_span
-from ._verdict import note_unknown_status, task_failure
+from ._verdict import note_unknown_status, task_failure, warn_stalled
 
 __all__ = ["TaskHandle"]
 
 logger = logging.getLogger("zimage_async")
+
+T = TypeVar("T")
+
+
+async def _completed(task: Task) -> Task:
+    return task
 
 
 class TaskHandle:
@@ -132,13 +138,7 @@ class TaskHandle:
         if self._stall_told or state is None or not state.stalled(self._rt.clock()):
             return
         self._stall_told = True
-        logger.warning(
-            "task %s has not moved for over %g times the service's estimate of %g s; "
-            "still waiting (said once per handle)",
-            self._id,
-            self._rt.poll.stall_factor,
-            state.estimate,
-        )
+        warn_stalled(self._id, self._rt.poll.stall_factor, state.estimate)
 
     def _seen(self) -> float | None:
         return self._completed_seen
@@ -180,9 +180,6 @@ class TaskHandle:
             last_status=self._task.raw_status if self._task is not None else None,
             stage=stage,
         )
-
-    def _timeout(self, timeout: float | None) -> float | None:
-        return wait_limit(timeout, self._rt.poll)
 
     async def _look(self) -> Task:
         self._tell_if_stalled()
@@ -242,24 +239,37 @@ class TaskHandle:
         finally:
             self._lock.release()
 
-    async def _until_terminal(self, deadline: float | None, timeout: float | None) -> Task:
+    async def _until_terminal(self, deadline: float | None) -> Task:
+        """Drain the poll loop to the task's end; the caller holds ``bounded(deadline)``."""
         task = self._task
         if task is not None and task.is_terminal:
             return task
         try:
-            # One deadline scope for the whole wait: nothing but this loop runs in it.
-            async with bounded(deadline):
-                polls = self._snapshots(deadline, scoped=True)
-                async with contextlib.aclosing(polls):
-                    async for task in polls:  # noqa: B007 - the last one is the answer
-                        pass
-        except DeadlineReached:
-            raise self._timed_out(timeout) from None
+            async with contextlib.aclosing(self._snapshots(deadline, scoped=True)) as polls:
+                async for task in polls:  # noqa: B007 - the last one is the answer
+                    pass
         except ZImageError as exc:  # a read failed for good: the task itself goes on
             note_task(exc, self._id)
             raise
         assert task is not None
         return task
+
+    async def _finish(
+        self, limit: float | None, deadline: float | None, deliver: Callable[[Task], Awaitable[T]]
+    ) -> T:
+        """Wait for completion, then *deliver* the completed task, both by *deadline*.
+
+        One deadline scope for both, entered once: nothing but the poll loop and the
+        delivery runs in it. Its expiry raises :class:`WaitTimeoutError` naming the stage.
+        """
+        stage = "wait"
+        try:
+            async with bounded(deadline):
+                task = self._verdict(await self._until_terminal(deadline))
+                stage = "download"
+                return await deliver(task)
+        except DeadlineReached:
+            raise self._timed_out(limit, stage=stage) from None
 
     def _verdict(self, task: Task) -> Task:
         """Return the completed task, or raise the error its end means."""
@@ -280,8 +290,8 @@ class TaskHandle:
         seconds (default: the session's poll schedule; ``None`` waits without limit).
         ``result()``, ``save()``, ``iter_bytes()`` and ``await handle`` raise the same.
         """
-        limit = self._timeout(timeout)
-        return self._verdict(await self._until_terminal(deadline_after(limit), limit))
+        limit = wait_limit(timeout, self._rt.poll)
+        return await self._finish(limit, deadline_after(limit), _completed)
 
     async def updates(self, *, timeout: float | None = DEFAULT) -> AsyncGenerator[Task, None]:
         """Yield a snapshot each time the status or progress changes, ending when it ends.
@@ -293,7 +303,7 @@ class TaskHandle:
         calls themselves, and :class:`WaitTimeoutError`, are raised. Close it early with
         ``contextlib.aclosing`` (or let ``async for`` run to the end).
         """
-        limit = self._timeout(timeout)
+        limit = wait_limit(timeout, self._rt.poll)
         last: tuple[str, int] | None = None
         try:
             async with contextlib.aclosing(self._snapshots(deadline_after(limit))) as polls:
@@ -319,9 +329,9 @@ class TaskHandle:
         *timeout* bounds the wait and the download together (not the time your code
         spends between chunks).
         """
-        limit = self._timeout(timeout)
+        limit = wait_limit(timeout, self._rt.poll)
         deadline = deadline_after(limit)
-        task = self._verdict(await self._until_terminal(deadline, limit))
+        task = await self._finish(limit, deadline, _completed)
         stream = self._delivery.stream(task, index, DownloadInfo())
         async with contextlib.aclosing(stream) as chunks:
             while True:
@@ -342,15 +352,8 @@ class TaskHandle:
         """
         if self._delivery.result is not None:
             return self._delivery.result
-        limit = self._timeout(timeout)
-        deadline = deadline_after(limit)
-        task = self._verdict(await self._until_terminal(deadline, limit))
-        try:
-            async with bounded(deadline):
-                result = await self._delivery.fetch_all(task)
-        except DeadlineReached:
-            raise self._timed_out(limit, stage="download") from None
-
+        limit = wait_limit(timeout, self._rt.poll)
+        result = await self._finish(limit, deadline_after(limit), self._delivery.fetch_all)
         self._span.end("delivered")
         return result
 
@@ -388,14 +391,12 @@ class TaskHandle:
         together. Concurrent calls for the same *dest* share one download.
         """
         plan = plan_save(dest, name=name, number=number, metadata=metadata)
-        limit = self._timeout(timeout)
-        deadline = deadline_after(limit)
-        task = self._verdict(await self._until_terminal(deadline, limit))
-        prepare_folder(plan)
-        try:
-            async with bounded(deadline):
-                paths = await self._delivery.save(task, plan)
-        except DeadlineReached:
-            raise self._timed_out(limit, stage="download") from None
+
+        async def write(task: Task) -> list[Path]:
+            prepare_folder(plan)
+            return await self._delivery.save(task, plan)
+
+        limit = wait_limit(timeout, self._rt.poll)
+        paths = await self._finish(limit, deadline_after(limit), write)
         self._span.end("saved")
         return paths

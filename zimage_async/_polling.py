@@ -19,6 +19,7 @@ import logging
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
 from ._models import Task
@@ -51,25 +52,40 @@ def deadline_after(seconds: float | None) -> float | None:
     return None if seconds is None else asyncio.get_running_loop().time() + seconds
 
 
-@asynccontextmanager
-async def bounded(deadline: float | None) -> AsyncIterator[None]:
+class bounded:
     """Cut the block short at *deadline* (loop time) with :class:`DeadlineReached`.
 
     Only the deadline's own expiry becomes ``DeadlineReached``: a request's timeout inside
     the block (an ``APITimeoutError``, also a ``TimeoutError``) passes through as it is.
+    ``None`` bounds nothing. A plain class, not a generator-based context manager: it is
+    entered once per wait and once per download.
     """
-    if deadline is None:
-        yield
-        return
-    scope = timeout_at(deadline)
-    try:
-        async with scope:
-            yield
-    except (TimeoutError, asyncio.TimeoutError):  # distinct classes before 3.11
-        expired = scope.expired
-        if expired() if callable(expired) else expired:
-            raise DeadlineReached from None
-        raise
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, deadline: float | None) -> None:
+        self._scope = None if deadline is None else timeout_at(deadline)
+
+    async def __aenter__(self) -> None:
+        if self._scope is not None:
+            await self._scope.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        scope = self._scope
+        if scope is None:
+            return
+        try:
+            await scope.__aexit__(exc_type, exc, tb)
+        except (TimeoutError, asyncio.TimeoutError):  # distinct classes before 3.11
+            expired = scope.expired
+            if expired() if callable(expired) else expired:
+                raise DeadlineReached from None
+            raise
 
 
 async def snapshots(

@@ -35,15 +35,23 @@ class RedactedHeaders:
     RedactedHeaders({'Authorization': '***', 'Accept': 'text/plain', 'Idempotency-Key': 'abc'})
     """
 
-    __slots__ = ("_values",)
+    __slots__ = ("_masks", "_values")
 
     def __init__(self, headers: Mapping[str, str] | None = None) -> None:
         self._values: dict[str, str | Secret] = {}
+        # What an answer must not echo, found once, when a secret header is set.
+        self._masks: tuple[Secret, ...] = ()
         for name, value in (headers or {}).items():
             self[name] = value
 
     def __setitem__(self, name: str, value: str) -> None:
-        self._values[name] = Secret(value) if name.lower() in SECRET_HEADERS else value
+        if name.lower() not in SECRET_HEADERS:
+            self._values[name] = value
+            return
+        self._values[name] = Secret(value)
+        token = value.partition(" ")[2] or value  # the token of "Bearer <token>"
+        if len(token) >= 4:
+            self._masks += tuple(Secret(t) for t in {token, token.replace("/", "\\/")})
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in {k.lower() for k in self._values}
@@ -66,6 +74,7 @@ class RedactedHeaders:
         """
         copy = RedactedHeaders()
         copy._values = dict(self._values)
+        copy._masks = self._masks
         copy[name] = value
         return copy
 
@@ -80,19 +89,13 @@ class RedactedHeaders:
 
     def _tokens(self) -> list[bytes]:
         """Return the secret values (and the token of ``Bearer <token>``), to mask echoes."""
-        tokens: list[bytes] = []
-        for value in self._values.values():
-            if isinstance(value, Secret):
-                revealed = value.reveal()
-                token = revealed.partition(" ")[2] or revealed
-                if len(token) >= 4:
-                    tokens.extend({token.encode(), token.replace("/", "\\/").encode()})
-        return tokens
+        return [mask.reveal().encode() for mask in self._masks]
 
 
 def mask_echoes(body: bytes, headers: RedactedHeaders) -> bytes:
     """Replace every echo of a request secret of *headers* in an answer's *body* with ``***``."""
-    for token in headers._tokens():
+    for mask in headers._masks:
+        token = mask.reveal().encode()
         if token in body:
             body = body.replace(token, MASK.encode())
     return body

@@ -33,13 +33,28 @@ def _api() -> Any:
     return trace
 
 
+_tracers: dict[int, tuple[Any, Any]] = {}  # id(provider) -> (provider, its tracer)
+
+
 def _tracer() -> Any:
+    """Return the tracer, or None while no provider that can record spans is installed.
+
+    Without one (the API alone, or its no-op provider) every span would be a no-op
+    anyway: none is made, which saves each HTTP call the work. The tracer is made once
+    per provider.
+    """
     trace = _api()
     if trace is None:
         return None
-    from ._version import __version__
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
+        return None
+    known = _tracers.get(id(provider))
+    if known is None or known[0] is not provider:
+        from ._version import __version__
 
-    return trace.get_tracer(_NAME, __version__)
+        known = _tracers[id(provider)] = (provider, provider.get_tracer(_NAME, __version__))
+    return known[1]
 
 
 class TaskSpan:

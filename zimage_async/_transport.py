@@ -161,6 +161,7 @@ class Transport:
         self._policy = LinkPolicy.for_api(api_base_url) if api_base_url else None
         env = os.environ if environ is None else environ
         self._proxies = ProxyConfig.from_environ(env) if trust_env else ProxyConfig()
+        self._proxied = self._proxies.http is not None or self._proxies.https is not None
         self._ca_bundle = ca_bundle or ((env.get("SSL_CERT_FILE") or None) if trust_env else None)
         self._resolver = resolver
         self._ssl: ssl.SSLContext | None = None
@@ -307,7 +308,9 @@ class Transport:
         raise failure from None
 
     def _proxy(self, url: str) -> str | None:
-        return None if self._borrowed is not None else self._proxies.proxy_for(url)
+        if self._borrowed is not None or not self._proxied:
+            return None
+        return self._proxies.proxy_for(url)
 
     def _ssl_option(self) -> dict[str, ssl.SSLContext]:
         # Only a CA bundle of ours overrides a borrowed session's own TLS settings.
@@ -363,7 +366,7 @@ class Transport:
                         timeout=timeout,
                         allow_redirects=False,
                         raise_for_status=False,
-                        proxy=self._proxies.proxy_for(hop),
+                        proxy=self._proxies.proxy_for(hop) if self._proxied else None,
                     )
                     location = response.headers.get("Location")
                     if response.status not in _REDIRECTS or not location:

@@ -7,7 +7,7 @@ import logging
 from ._exceptions import NoResultsError, TaskFailedError
 from ._models import Task, TaskStatus
 
-__all__ = ["note_unknown_status", "task_failure"]
+__all__ = ["note_unknown_status", "task_failure", "warn_stalled"]
 
 logger = logging.getLogger("zimage_async")
 
@@ -51,3 +51,14 @@ def note_unknown_status(task_id: str, raw_status: str, warned: set[str]) -> None
         )
     else:
         logger.debug("task %s has unknown status %r", task_id, raw_status)
+
+
+def warn_stalled(task_id: str, stall_factor: float, estimate: float | None) -> None:
+    """Log that a task has stood still for *stall_factor* times the service's *estimate*."""
+    logger.warning(
+        "task %s has not moved for over %g times the service's estimate of %g s; "
+        "still waiting (said once per handle)",
+        task_id,
+        stall_factor,
+        estimate,
+    )
