@@ -21,6 +21,8 @@ from ._raw import RawClient
 
 __all__ = ["CLIENTS", "run"]
 
+#: The most client CPU per task the SDK may spend, as a multiple of the raw loop's.
+TARGET_CPU_RATIO = 1.15
 TASK_SECONDS = 1.2
 POLL_SECONDS = 0.5
 SIZE = "376x376"
@@ -129,7 +131,9 @@ def run(options: Options) -> list[Table]:
             ]
         )
     ratio = median(cpu["sdk"]) / median(cpu["raw"])
-    verdict = "met" if ratio <= 1.25 else "MISSED"
-    table.notes.append(f"SDK / raw CPU per task: {ratio:.2f}x (target <= 1.25x: {verdict})")
+    verdict = "met" if ratio <= TARGET_CPU_RATIO else "MISSED"
+    table.notes.append(
+        f"SDK / raw CPU per task: {ratio:.2f}x (target <= {TARGET_CPU_RATIO:g}x: {verdict})"
+    )
     table.notes.append("requests/task = create/poll/image, counted by the emulator")
     return [table]

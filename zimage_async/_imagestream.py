@@ -19,15 +19,23 @@ __all__ = ["ImageStream", "PolicyResolver", "read_capped"]
 
 
 async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:
-    """Read a whole body, or the first ``limit + 1`` bytes of a longer one."""
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in content.iter_any():
-        parts.append(chunk)
-        size += len(chunk)
-        if size > limit:
+    """Read a whole body, or the first ``limit + 1`` bytes of a longer one.
+
+    Each read takes what has arrived (an API answer usually comes in one piece), and
+    asks for no more than would go one byte past *limit*.
+    """
+    data = await content.read(limit + 1)
+    if not data:
+        return data
+    parts = [data]
+    size = len(data)
+    while size <= limit:
+        more = await content.read(limit + 1 - size)
+        if not more:
             break
-    return b"".join(parts)
+        parts.append(more)
+        size += len(more)
+    return data if len(parts) == 1 else b"".join(parts)
 
 
 class PolicyResolver(aiohttp.abc.AbstractResolver):
