@@ -71,14 +71,7 @@ class TaskHandle:
         self._span = span if span is not None else task_span()
         self._span.set("task_id", task_id)
         self._running_seen: float | None = None
-        self._delivery = Delivery(
-            runtime,
-            task_id,
-            request,
-            expires_at=lambda: self.expires_at,
-            completed_at=self._seen,
-            span=self._span,
-        )
+        self._deliverer: Delivery | None = None  # made when the images are first wanted
         if snapshot is not None:
             self._observe(snapshot)
 
@@ -140,8 +133,18 @@ class TaskHandle:
         self._stall_told = True
         warn_stalled(self._id, self._rt.poll.stall_factor, state.estimate)
 
-    def _seen(self) -> float | None:
-        return self._completed_seen
+    @property
+    def _delivery(self) -> Delivery:
+        if self._deliverer is None:
+            self._deliverer = Delivery(
+                self._rt,
+                self._id,
+                self._request,
+                expires_at=lambda: self.expires_at,
+                completed_at=lambda: self._completed_seen,
+                span=self._span,
+            )
+        return self._deliverer
 
     def _observe(self, task: Task) -> None:
         self._task = task
@@ -265,19 +268,15 @@ class TaskHandle:
         stage = "wait"
         try:
             async with bounded(deadline):
-                task = self._verdict(await self._until_terminal(deadline))
+                task = await self._until_terminal(deadline)
+                failure = task_failure(task, self._id)
+                if failure is not None:
+                    self._span.end(task.raw_status, error=failure)
+                    raise failure
                 stage = "download"
                 return await deliver(task)
         except DeadlineReached:
             raise self._timed_out(limit, stage=stage) from None
-
-    def _verdict(self, task: Task) -> Task:
-        """Return the completed task, or raise the error its end means."""
-        failure = task_failure(task, self._id)
-        if failure is None:
-            return task
-        self._span.end(task.raw_status, error=failure)
-        raise failure
 
     async def wait(self, *, timeout: float | None = DEFAULT) -> Task:
         """Poll until the task finishes; return the completed :class:`Task`.
@@ -350,8 +349,8 @@ class TaskHandle:
         This is what ``await handle`` does. *timeout* bounds the wait and the downloads
         together; if one image fails, the downloads of the others are stopped.
         """
-        if self._delivery.result is not None:
-            return self._delivery.result
+        if self._deliverer is not None and self._deliverer.result is not None:
+            return self._deliverer.result
         limit = wait_limit(timeout, self._rt.poll)
         result = await self._finish(limit, deadline_after(limit), self._delivery.fetch_all)
         self._span.end("delivered")
