@@ -352,7 +352,8 @@ class TaskHandle:
         if self._deliverer is not None and self._deliverer.result is not None:
             return self._deliverer.result
         limit = wait_limit(timeout, self._rt.poll)
-        result = await self._finish(limit, deadline_after(limit), self._delivery.fetch_all)
+        fetch = lambda task: self._delivery.fetch_all(task)  # noqa: E731 - made once done
+        result = await self._finish(limit, deadline_after(limit), fetch)
         self._span.end("delivered")
         return result
 

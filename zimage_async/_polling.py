@@ -18,7 +18,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
@@ -124,16 +124,15 @@ async def snapshots(
         task = None
 
 
-@asynccontextmanager
-async def naps(
+def naps(
     hints: HintSource | None,
     task_id: str,
     *,
     sleep: Callable[[float], Awaitable[None]],
     clock: Callable[[], float],
     spacing: float,
-) -> AsyncIterator[Nap]:
-    """Yield how to sleep between looks: plainly, or until a callback hint for *task_id*.
+) -> AbstractAsyncContextManager[Nap]:
+    """Return how to sleep between looks: plainly, or until a callback hint for *task_id*.
 
     A hint is only a reason to look: the task is fetched, and that answer alone decides.
     A flood of hints (forged or duplicated) must not become a flood of requests, so after
@@ -141,8 +140,34 @@ async def naps(
     began (which is when the last look ended).
     """
     if hints is None:
-        yield sleep
-        return
+        return _PlainNaps(sleep)  # one small object per waiting handle, not a generator
+    return _hinted_naps(hints, task_id, sleep=sleep, clock=clock, spacing=spacing)
+
+
+class _PlainNaps:
+    """The naps of a session without callbacks: plain sleeps."""
+
+    __slots__ = ("_sleep",)
+
+    def __init__(self, sleep: Callable[[float], Awaitable[None]]) -> None:
+        self._sleep = sleep
+
+    async def __aenter__(self) -> Nap:
+        return self._sleep
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+@asynccontextmanager
+async def _hinted_naps(
+    hints: HintSource,
+    task_id: str,
+    *,
+    sleep: Callable[[float], Awaitable[None]],
+    clock: Callable[[], float],
+    spacing: float,
+) -> AsyncIterator[Nap]:
     with hints.watch(task_id) as watch:
 
         async def nap(seconds: float) -> None:
