@@ -251,13 +251,13 @@ class ClosesIdleConnections:
 async def test_creates_reuse_only_connections_the_server_keeps_open() -> None:
     """Creates share a connection in quick succession, never after a long idle spell.
 
-    The server drops a connection idle for 0.4 s when the next request arrives; creates
-    may reuse a connection within 0.2 s of its last use (the ``create_keepalive``, as
-    :data:`CREATE_KEEPALIVE` is to real servers' idle timeouts). Creates 0.6 s apart must
+    The server drops a connection idle for 0.4 s when the next request arrives; the
+    transport reuses a connection within 0.2 s of its last use (its ``keepalive``, as
+    :data:`API_KEEPALIVE` is to real servers' idle timeouts). Creates 0.6 s apart must
     each open a new connection and all succeed; back-to-back ones share connections.
     """
     server = ClosesIdleConnections(idle=0.4)
-    async with raw_server(server) as port, opened(transport(create_keepalive=0.2)) as t:
+    async with raw_server(server) as port, opened(transport(keepalive=0.2)) as t:
         api = APIClient(
             t,
             base_url=f"http://127.0.0.1:{port}",
@@ -279,7 +279,7 @@ async def test_creates_reuse_only_connections_the_server_keeps_open() -> None:
 async def test_the_idle_server_does_drop_a_create_on_a_long_idle_connection() -> None:
     """The server above is a real trap: with reuse allowed for 15 s, the create is lost."""
     server = ClosesIdleConnections(idle=0.2)
-    async with raw_server(server) as port, opened(transport(create_keepalive=15.0)) as t:
+    async with raw_server(server) as port, opened(transport(keepalive=15.0)) as t:
         api = APIClient(
             t,
             base_url=f"http://127.0.0.1:{port}",

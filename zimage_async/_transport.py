@@ -16,9 +16,11 @@ Rules kept here, so that no caller can forget them:
 * Each exchange has a stall limit and a total limit; the wait for a free connection
   in the pool counts against neither.
 * A ``POST`` (the billed create) only goes out on a connection that was in use less
-  than :data:`CREATE_KEEPALIVE` seconds ago, far less than any server keeps an idle
+  than :data:`API_KEEPALIVE` seconds ago, far less than any server keeps an idle
   connection: one the server may have closed while idle, which would make the create
-  "uncertain", is never written to. Creates in quick succession share connections.
+  "uncertain", is never written to. The API's pool keeps no connection longer, so
+  creates and reads in quick succession share connections, and a session that has been
+  quiet for a second opens a new one.
 * Image downloads use a connection pool of their own, whose resolver refuses internal
   addresses (:class:`~zimage_async._urlpolicy.LinkPolicy`), follow redirects hop by
   hop with every hop checked, and never send ``Authorization``, also when a borrowed
@@ -53,7 +55,7 @@ from ._urlpolicy import LinkPolicy, next_hop
 from ._version import __version__
 
 __all__ = [
-    "CREATE_KEEPALIVE",
+    "API_KEEPALIVE",
     "DEFAULT_TOTAL_TIMEOUT",
     "DEFAULT_USER_AGENT",
     "ImageStream",
@@ -73,10 +75,10 @@ DEFAULT_USER_AGENT = f"zimage-async/{__version__}"
 #: Seconds one API exchange may take in all (sending, waiting, reading), by default.
 DEFAULT_TOTAL_TIMEOUT = 120.0
 
-#: Seconds after its last use that a pooled connection may still carry a create. Far
-#: below the idle timeout of any server in front of an API (2 s at the least, usually
-#: 5 to 75 s), so a create never meets a connection the server is closing.
-CREATE_KEEPALIVE = 1.0
+#: Seconds after its last use that a pooled API connection may still carry a request (a
+#: create above all). Far below the idle timeout of any server in front of an API (2 s at
+#: the least, usually 5 to 75 s), so a create never meets a connection being closed.
+API_KEEPALIVE = 1.0
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -96,9 +98,9 @@ class Transport:
     API calls go over the caller's ``aiohttp.ClientSession`` when one is passed (used
     as is, never closed here, but always with ``raise_for_status=False`` and this
     transport's ``User-Agent``), else over one that :meth:`open` creates with a pool of
-    *max_connections*. Creates (``POST``) over an owned session have a pool of their
-    own, whose connections are reused only within *create_keepalive* seconds of their
-    last use (default :data:`CREATE_KEEPALIVE`). Image downloads always use a pool of
+    *max_connections*, whose connections are reused only within *keepalive* seconds of
+    their last use (default :data:`API_KEEPALIVE`), so that a create never goes out on a
+    connection the server may have closed while idle. Image downloads always use a pool of
     this transport's own, whatever the API uses: its resolver enforces the link policy,
     and no default header of a borrowed session (``Authorization``) can reach the image
     host.
@@ -136,14 +138,13 @@ class Transport:
         environ: Mapping[str, str] | None = None,
         ca_bundle: str | None = None,
         resolver: aiohttp.abc.AbstractResolver | None = None,
-        create_keepalive: float = CREATE_KEEPALIVE,
+        keepalive: float = API_KEEPALIVE,
     ) -> None:
         self._borrowed = http_session
         #: The ``User-Agent`` of every request (a plain product token by default).
         self.user_agent = user_agent
         self._own: aiohttp.ClientSession | None = None
-        self._creates: aiohttp.ClientSession | None = None
-        self._create_keepalive = create_keepalive
+        self._keepalive = keepalive
         self._images: aiohttp.ClientSession | None = None
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -184,11 +185,8 @@ class Transport:
             )
         )
         if self._borrowed is None:
-            self._own = self._session(resolver=self._resolver)
-            self._creates = self._session(resolver=self._resolver, keepalive=self._create_keepalive)
-        self._slots = {
-            name: asyncio.Semaphore(self._max_connections) for name in ("api", "post", "images")
-        }
+            self._own = self._session(resolver=self._resolver, keepalive=self._keepalive)
+        self._slots = {name: asyncio.Semaphore(self._max_connections) for name in ("api", "images")}
 
     def _session(
         self, *, resolver: aiohttp.abc.AbstractResolver | None, keepalive: float = 15.0
@@ -210,8 +208,8 @@ class Transport:
 
     async def close(self) -> None:
         """Close the owned sessions; a borrowed one is left open. Idempotent."""
-        owned = (self._own, self._creates, self._images)
-        self._own = self._creates = self._images = None
+        owned = (self._own, self._images)
+        self._own = self._images = None
         for session in owned:
             if session is not None:
                 await session.close()
@@ -231,12 +229,12 @@ class Transport:
             if self._borrowed.closed:
                 raise RuntimeError("the borrowed aiohttp.ClientSession is closed")
             return self._borrowed, None
-        # A create goes out only on a connection used within the last CREATE_KEEPALIVE
-        # seconds: one the server may have closed while idle would leave it "uncertain".
-        http = self._creates if method == "POST" else self._own
+        # Requests go out only on connections used within the last API_KEEPALIVE seconds:
+        # a create on one the server may have closed while idle would end "uncertain".
+        http = self._own
         if http is None or http.closed:
             raise RuntimeError("the HTTP session is closed; open the zimage_async.Session first")
-        return http, self._slots["post" if method == "POST" else "api"]
+        return http, self._slots["api"]
 
     async def request(
         self,
