@@ -160,7 +160,8 @@ async def stream_image(
             async with transport.stream(url, headers=headers, total_timeout=remaining) as response:
                 status = response.status
                 now = time.time()
-                stated = link_expiry(url)
+                # What the link says of its expiry matters only for a refusal.
+                stated = None if status in (200, 206) else link_expiry(url)
                 reply = judge_image_reply(
                     status,
                     sample=await response.sample(REFUSAL_SAMPLE_BYTES) if status == 403 else b"",

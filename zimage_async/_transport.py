@@ -335,8 +335,11 @@ class Transport:
         if http is None or http.closed or slot is None:
             raise RuntimeError("the HTTP session is closed; open the zimage_async.Session first")
         label = redact_url(url)
-        clean = {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
-        clean = {k: v for k, v in clean.items() if k.lower() != "user-agent"}
+        clean = {
+            k: v
+            for k, v in headers.items()
+            if k.lower() not in SECRET_HEADERS and k.lower() != "user-agent"
+        }
         clean["User-Agent"] = self.user_agent
         # Identity encoding: lengths and Range offsets then count the image's own bytes.
         clean["Accept-Encoding"] = "identity"
