@@ -81,6 +81,7 @@ DEFAULT_TOTAL_TIMEOUT = 120.0
 API_KEEPALIVE = 1.0
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_NOT_FOR_IMAGES = SECRET_HEADERS | {"user-agent"}  # the User-Agent is always ours
 
 
 @attrs.frozen
@@ -306,9 +307,8 @@ class Transport:
         raise failure from None
 
     def _proxy(self, url: str) -> str | None:
-        if self._borrowed is not None or not self._proxied:
-            return None
-        return self._proxies.proxy_for(url)
+        proxied = self._proxied and self._borrowed is None
+        return self._proxies.proxy_for(url) if proxied else None
 
     def _ssl_option(self) -> dict[str, ssl.SSLContext]:
         # Only a CA bundle of ours overrides a borrowed session's own TLS settings.
@@ -335,11 +335,7 @@ class Transport:
         if http is None or http.closed or slot is None:
             raise RuntimeError("the HTTP session is closed; open the zimage_async.Session first")
         label = redact_url(url)
-        clean = {
-            k: v
-            for k, v in headers.items()
-            if k.lower() not in SECRET_HEADERS and k.lower() != "user-agent"
-        }
+        clean = {k: v for k, v in headers.items() if k.lower() not in _NOT_FOR_IMAGES}
         clean["User-Agent"] = self.user_agent
         # Identity encoding: lengths and Range offsets then count the image's own bytes.
         clean["Accept-Encoding"] = "identity"
