@@ -13,17 +13,6 @@ from zimage_async import _exceptions, _exceptions_base, _exceptions_image, _exce
 PACKAGE = Path(zimage_async.__file__).parent
 MAX_LINES = 400
 
-#: Modules still over MAX_LINES while they are being split. Remove each entry once its
-#: module is under the limit (test_known_oversized_modules_are_still_over_the_limit
-#: says when); the set should end up empty.
-KNOWN_OVERSIZED_MODULES = frozenset(
-    {
-        "_download.py",
-        "_handle.py",
-        "_transport.py",
-    }
-)
-
 
 def _modules() -> dict[str, Path]:
     """Every module of the package by dotted name (a package by its own name)."""
@@ -44,22 +33,11 @@ def _line_counts() -> dict[str, int]:
 
 
 def test_no_module_is_over_the_line_limit() -> None:
-    """Every module but the known ones has at most MAX_LINES lines."""
+    """Every module has at most MAX_LINES lines."""
     counts = _line_counts()
     assert len(counts) > 50, "the package's modules were not found"
-    over = {
-        name: lines
-        for name, lines in counts.items()
-        if lines > MAX_LINES and name not in KNOWN_OVERSIZED_MODULES
-    }
+    over = {name: lines for name, lines in counts.items() if lines > MAX_LINES}
     assert not over, f"split these modules by noun (at most {MAX_LINES} lines): {over}"
-
-
-def test_known_oversized_modules_are_still_over_the_limit() -> None:
-    """An entry of KNOWN_OVERSIZED_MODULES goes once its module is split."""
-    counts = _line_counts()
-    done = sorted(name for name in KNOWN_OVERSIZED_MODULES if counts.get(name, 0) <= MAX_LINES)
-    assert not done, f"remove these from KNOWN_OVERSIZED_MODULES: {done}"
 
 
 def _is_type_checking(test: ast.expr) -> bool:

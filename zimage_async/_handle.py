@@ -70,7 +70,6 @@ class TaskHandle:
         span = runtime.api.task_spans.pop(task_id, None)
         self._span = span if span is not None else task_span()
         self._span.set("task_id", task_id)
-        self._running_seen: float | None = None
         self._deliverer: Delivery | None = None  # made when the images are first wanted
         if snapshot is not None:
             self._observe(snapshot)
@@ -151,21 +150,9 @@ class TaskHandle:
         if task.status is TaskStatus.COMPLETED and self._completed_seen is None:
             self._completed_seen = self._rt.now()
         if self._span.recording:
-            self._trace(task)
+            self._span.observe(task, self._rt.clock())
         if task.status is TaskStatus.UNKNOWN:
             note_unknown_status(self._id, task.raw_status, self._rt.warned_statuses)
-
-    def _trace(self, task: Task) -> None:
-        """Put what this snapshot tells onto the task's span."""
-        now = self._rt.clock()
-        if task.usage is not None:
-            self._span.set("credits_reserved", task.usage.credits_reserved)
-        if not task.is_terminal:
-            self._running_seen = now
-        elif self._running_seen is not None:
-            # The task ended between the last look that saw it running and this one.
-            self._span.set("detection_lag_max_s", now - self._running_seen)
-            self._running_seen = None
 
     async def refresh(self) -> Task:
         """Fetch the task once (``GET /v1/tasks/{id}``) and return the new snapshot."""

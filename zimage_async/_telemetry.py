@@ -16,7 +16,10 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._models import Task
 
 __all__ = ["NO_SPAN", "TaskSpan", "child_span", "current_span", "task_span"]
 
@@ -65,6 +68,7 @@ class TaskSpan:
         self.polls = 0
         self.retries = 0
         self._ended = False
+        self._running_seen: float | None = None
 
     @property
     def recording(self) -> bool:
@@ -75,6 +79,19 @@ class TaskSpan:
         """Set attribute ``zimage.<key>`` (ignored for None values)."""
         if self._span is not None and value is not None:
             self._span.set_attribute(f"zimage.{key}", value)
+
+    def observe(self, task: Task, now: float) -> None:
+        """Put what a snapshot of the task, seen at *now* (the loop's clock), tells."""
+        if self._span is None:
+            return
+        if task.usage is not None:
+            self.set("credits_reserved", task.usage.credits_reserved)
+        if not task.is_terminal:
+            self._running_seen = now
+        elif self._running_seen is not None:
+            # The task ended between the last look that saw it running and this one.
+            self.set("detection_lag_max_s", now - self._running_seen)
+            self._running_seen = None
 
     @contextlib.contextmanager
     def current(self) -> Iterator[None]:

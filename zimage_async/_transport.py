@@ -3,7 +3,7 @@
 This module and its three helpers (:mod:`~zimage_async._redaction` for the headers,
 :mod:`~zimage_async._httperrors` for the errors, :mod:`~zimage_async._imagestream` for
 image bodies) are the only ones that touch aiohttp. Everything above them sees
-:class:`Reply` and :class:`ImageStream` and the exceptions of
+:class:`~zimage_async._reply.Reply` and :class:`ImageStream` and the exceptions of
 :mod:`zimage_async._exceptions`; aiohttp's own exceptions are translated in
 :func:`~zimage_async._httperrors.translate` and never reach the user.
 
@@ -43,7 +43,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import aiohttp.abc
-import attrs
 
 from ._exceptions import ImageLinkRefusedError, MalformedResponseError, ZImageError
 from ._httperrors import CAUGHT, WIRE, translate
@@ -51,6 +50,7 @@ from ._imagestream import ImageStream, PolicyResolver, read_capped
 from ._links import redact_url
 from ._proxy import ProxyConfig
 from ._redaction import SECRET_HEADERS, RedactedHeaders, mask_echoes
+from ._reply import Reply
 from ._urlpolicy import LinkPolicy, next_hop
 from ._version import __version__
 
@@ -82,15 +82,6 @@ API_KEEPALIVE = 1.0
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NOT_FOR_IMAGES = SECRET_HEADERS | {"user-agent"}  # the User-Agent is always ours
-
-
-@attrs.frozen
-class Reply:
-    """A complete HTTP answer: status, headers and the whole (size-capped) body."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
 
 
 class Transport:
