@@ -22,7 +22,6 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
@@ -124,6 +123,15 @@ _HINTS: Mapping[str, Any] = {
 _BLOCK_FIELDS: Mapping[type, Mapping[str, Any]] = {
     cls: typing.get_type_hints(cls) for cls in (TaskInfo, Usage)
 }
+#: The strict hooks of the scalar types, called directly for a hint of that type (or
+#: of that type or ``None``: nulls are gone by then) instead of through the converter.
+_SCALARS: Mapping[Any, Callable[[object, type], Any]] = {
+    int: _strict_int,
+    str: _strict_str,
+    float: _strict_float,
+    bool: _strict_bool,
+}
+_SCALARS = {**_SCALARS, **{kind | None: hook for kind, hook in _SCALARS.items()}}
 _CONVERTER = _make_converter()
 logger = logging.getLogger("zimage_async")
 _PATH_LINE = re.compile(r"@ (\$\S*)")
@@ -163,7 +171,10 @@ def _hint(value: object, kind: Any, path: str, dropped: list[str], unusable: lis
         unusable.append(f"{path} ({value!r})")
         return None
     if fields is None:
+        scalar = _SCALARS.get(kind)
         try:
+            if scalar is not None:
+                return scalar(value, kind)
             return _CONVERTER.structure(value, kind)
         except Exception:  # cattrs reports every fault as an exception (group)
             dropped.append(path)
@@ -237,13 +248,9 @@ def parse_task(payload: object, *, status: int | None = None) -> Task:
             f"expected a task object, got {type(payload).__name__}", status=status
         )
     present = _present(payload)
-    try:
-        task = _CONVERTER.structure(present, Task)
-    except Exception as exc:  # cattrs reports every fault as an exception group
-        lines = _fault_lines(exc)
-        raise MalformedResponseError(
-            "; ".join(lines[:3]) or str(exc), path=_first_path(lines), status=status
-        ) from None
+    essentials = _well_formed(present)
+    if essentials is None:
+        essentials = _essentials(present, status)
     dropped: list[str] = []
     unusable: list[str] = []
     hints = {
@@ -251,18 +258,66 @@ def parse_task(payload: object, *, status: int | None = None) -> Task:
         for name, kind in _HINTS.items()
         if name in present
     }
+    task_id, raw_status, progress, results = essentials
     if dropped:
-        logger.warning("ignored malformed hint fields in task %s: %s", task.id, ", ".join(dropped))
+        logger.warning("ignored malformed hint fields in task %s: %s", task_id, ", ".join(dropped))
     if unusable:
         # Sent on every poll by a service that has no estimate: not worth a warning.
-        logger.debug("ignored non-finite hint values in task %s: %s", task.id, ", ".join(unusable))
+        logger.debug("ignored non-finite hint values in task %s: %s", task_id, ", ".join(unusable))
     raw_error = present.get("error")
-    return attrs.evolve(
-        task,
-        error=_task_error(raw_error, task.status, task.raw_status),
+    error = None
+    if raw_error is not None or raw_status not in _QUIET:
+        error = _task_error(raw_error, TaskStatus.from_raw(raw_status), raw_status)
+    return Task(
+        id=task_id,
+        raw_status=raw_status,
+        progress=progress,
+        results=results,
+        error=error,
         raw_error=raw_error,
         **hints,
     )
+
+
+_Essentials = tuple[str, str, int, tuple[str, ...]]
+#: Raw statuses whose task has no error when it sends none (the common poll answers).
+_QUIET = frozenset({"queued", "pending", "processing", "completed"})
+
+
+def _well_formed(present: dict[str, Any]) -> _Essentials | None:
+    """Read ``id``, ``status``, ``progress`` and ``results`` of the common answer quickly.
+
+    ``None`` when any of them is not plainly well formed (a float progress, a tuple...):
+    :func:`_essentials` then reads them through the converter, which has the last word.
+    """
+    task_id = present.get("id")
+    raw_status = present.get("status")
+    progress = present.get("progress", 0)
+    links = present.get("results", ())
+    if (
+        type(task_id) is not str
+        or type(raw_status) is not str
+        or type(progress) is not int
+        or not 0 <= progress <= 100
+    ):
+        return None
+    if links == ():
+        return task_id, raw_status, progress, ()
+    if type(links) is not list or not all(type(link) is str for link in links):
+        return None
+    return task_id, raw_status, progress, tuple(links)
+
+
+def _essentials(present: dict[str, Any], status: int | None) -> _Essentials:
+    """Read the essentials through the strict converter, naming the first bad path."""
+    try:
+        task = _CONVERTER.structure(present, Task)
+    except Exception as exc:  # cattrs reports every fault as an exception group
+        lines = _fault_lines(exc)
+        raise MalformedResponseError(
+            "; ".join(lines[:3]) or str(exc), path=_first_path(lines), status=status
+        ) from None
+    return task.id, task.raw_status, task.progress, task.results
 
 
 _TASK_ID = re.compile(rb'"id"\s*:\s*"(task-unified-[0-9]+-[a-z0-9]{8})"')
