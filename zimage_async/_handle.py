@@ -28,8 +28,14 @@ logger = logging.getLogger("zimage_async")
 T = TypeVar("T")
 
 
-async def _completed(task: Task) -> Task:
+# What a wait hands the completed task to: module functions, so that no wait makes a
+# closure (a waiting handle holds as few objects as it can).
+async def _completed(handle: TaskHandle, task: Task) -> Task:
     return task
+
+
+async def _fetch_all(handle: TaskHandle, task: Task) -> GenerationResult:
+    return await handle._delivery.fetch_all(task)
 
 
 class TaskHandle:
@@ -108,9 +114,7 @@ class TaskHandle:
         """
         if self._completed_seen is None or self._task is None:
             return None
-        expiry = self._completed_seen + self._rt.link_ttl
-        stated = self._task.stated_expiry  # each link read once per task, not per image
-        return expiry if stated is None else min(expiry, stated)
+        return self._task.links_expire_at(self._completed_seen + self._rt.link_ttl)
 
     @property
     def eta(self) -> float | None:
@@ -223,9 +227,11 @@ class TaskHandle:
                     clock=self._rt.clock,
                     deadline=None if scoped else deadline,
                 )
-                async with contextlib.aclosing(polls):
+                try:  # contextlib.aclosing, without its two objects per wait
                     async for task in polls:
                         yield task
+                finally:
+                    await polls.aclose()
         finally:
             self._lock.release()
 
@@ -235,9 +241,12 @@ class TaskHandle:
         if task is not None and task.is_terminal:
             return task
         try:
-            async with contextlib.aclosing(self._snapshots(deadline, scoped=True)) as polls:
+            polls = self._snapshots(deadline, scoped=True)
+            try:  # contextlib.aclosing, without its two objects per wait
                 async for task in polls:  # noqa: B007 - the last one is the answer
                     pass
+            finally:
+                await polls.aclose()
         except ZImageError as exc:  # a read failed for good: the task itself goes on
             note_task(exc, self._id)
             raise
@@ -245,7 +254,10 @@ class TaskHandle:
         return task
 
     async def _finish(
-        self, limit: float | None, deadline: float | None, deliver: Callable[[Task], Awaitable[T]]
+        self,
+        limit: float | None,
+        deadline: float | None,
+        deliver: Callable[[TaskHandle, Task], Awaitable[T]],
     ) -> T:
         """Wait for completion, then *deliver* the completed task, both by *deadline*.
 
@@ -261,7 +273,7 @@ class TaskHandle:
                     self._span.end(task.raw_status, error=failure)
                     raise failure
                 stage = "download"
-                return await deliver(task)
+                return await deliver(self, task)
         except DeadlineReached:
             raise self._timed_out(limit, stage=stage) from None
 
@@ -339,8 +351,7 @@ class TaskHandle:
         if self._deliverer is not None and self._deliverer.result is not None:
             return self._deliverer.result
         limit = wait_limit(timeout, self._rt.poll)
-        fetch = lambda task: self._delivery.fetch_all(task)  # noqa: E731 - made once done
-        result = await self._finish(limit, deadline_after(limit), fetch)
+        result = await self._finish(limit, deadline_after(limit), _fetch_all)
         self._span.end("delivered")
         return result
 
@@ -379,9 +390,9 @@ class TaskHandle:
         """
         plan = plan_save(dest, name=name, number=number, metadata=metadata)
 
-        async def write(task: Task) -> list[Path]:
+        async def write(handle: TaskHandle, task: Task) -> list[Path]:
             prepare_folder(plan)
-            return await self._delivery.save(task, plan)
+            return await handle._delivery.save(task, plan)
 
         limit = wait_limit(timeout, self._rt.poll)
         paths = await self._finish(limit, deadline_after(limit), write)

@@ -74,20 +74,29 @@ class TaskStatus(str, enum.Enum):
     @classmethod
     def from_raw(cls, raw: str) -> TaskStatus:
         """Map a status string from the wire to a member; unknown strings give ``UNKNOWN``."""
+        known = _READ_STATUSES.get(raw)
+        if known is not None:
+            return known
         normalised = raw.strip().lower()
-        alias = _STATUS_ALIASES.get(normalised)
-        if alias is not None:
-            return alias
-        try:
-            return cls(normalised)
-        except ValueError:
-            return cls.UNKNOWN
+        member = _STATUS_ALIASES.get(normalised)
+        if member is None:
+            try:
+                member = cls(normalised)
+            except ValueError:
+                member = cls.UNKNOWN
+        if len(_READ_STATUSES) < _READ_STATUSES_KEPT:
+            _READ_STATUSES[raw] = member
+        return member
 
     @property
     def is_terminal(self) -> bool:
         """``True`` for statuses after which the task never changes again."""
         return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
+
+#: Raw statuses already read (a task is read on every poll), at most _READ_STATUSES_KEPT.
+_READ_STATUSES: dict[str, TaskStatus] = {}
+_READ_STATUSES_KEPT = 64
 
 #: Other spellings of the documented outcomes (see :class:`TaskStatus`).
 _STATUS_ALIASES = {
@@ -227,6 +236,11 @@ class Task:
             object.__setattr__(self, "_stated_expiry", min(known) if known else None)
         value = self._stated_expiry
         return value if isinstance(value, float) else None
+
+    def links_expire_at(self, expiry: float) -> float:
+        """Return *expiry* (Unix time), or the links' own earlier expiry if one states it."""
+        stated = self.stated_expiry  # each link read once per task, not per image
+        return expiry if stated is None else min(expiry, stated)
 
     @property
     def status(self) -> TaskStatus:
