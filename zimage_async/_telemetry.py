@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,23 @@ def _api() -> Any:
 
 
 _tracers: dict[int, tuple[Any, Any]] = {}  # id(provider) -> (provider, its tracer)
+#: The variable that names a tracer provider to load; read once, into _provider_named.
+_PROVIDER_VARIABLE = "OTEL_PYTHON_TRACER_PROVIDER"
+_provider_named: list[bool] = []
+
+
+def _no_provider(trace: Any) -> bool:
+    """Whether no tracer provider is installed, without reading the environment each time.
+
+    OpenTelemetry's ``get_tracer_provider()`` looks up ``OTEL_PYTHON_TRACER_PROVIDER``
+    in the environment on every call while no provider is set in code: that lookup is
+    done once here. A provider set in code later is still seen at once.
+    """
+    if getattr(trace, "_TRACER_PROVIDER", True) is not None:
+        return False  # one is set in code (or this API keeps it elsewhere): ask the API
+    if not _provider_named:
+        _provider_named.append(_PROVIDER_VARIABLE in os.environ)
+    return not _provider_named[0]
 
 
 def _tracer() -> Any:
@@ -47,7 +65,7 @@ def _tracer() -> Any:
     per provider.
     """
     trace = _api()
-    if trace is None:
+    if trace is None or _no_provider(trace):
         return None
     provider = trace.get_tracer_provider()
     if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
