@@ -14,7 +14,7 @@ from ._delivery import Delivery
 from ._exceptions import WaitTimeoutError, ZImageError, note_task
 from ._imagelimits import DownloadInfo
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
-from ._polling import DeadlineReached, bounded, deadline_after, naps, snapshots
+from ._polling import DeadlineReached, Nap, bounded, deadline_after, naps, snapshots
 from ._runtime import DEFAULT, Runtime, wait_limit
 from ._saving import plan_save, prepare_folder
 from ._schedule import PollState
@@ -181,19 +181,30 @@ class TaskHandle:
         logger.debug("task %s is %s at %s%%", self._id, task.raw_status, task.progress)
         return task
 
-    async def _snapshots(
-        self, deadline: float | None, *, scoped: bool = False
+    def _polls(
+        self, deadline: float | None, nap: Nap, *, scoped: bool
     ) -> AsyncGenerator[Task, None]:
-        """Run the handle's one poll loop: every way of waiting drains this generator.
+        """Start a run of the poll loop; the caller holds the lock and drains it."""
+        self._rt.check_open()
+        first = self._task if self._fresh else None
+        self._fresh = False
+        stretch = self._rt.callback_poll_factor if self._expects_callback else 1.0
+        state = PollState(self._rt.poll, rng=self._rt.rng, deadline=deadline, stretch=stretch)
+        self._state = state
+        clock = self._rt.clock
+        end = None if scoped else deadline
+        return snapshots(self._look, state, first=first, nap=nap, clock=clock, deadline=end)
 
-        Concurrent waiters take turns on the handle's lock, so they share one loop: the
-        one that gets the lock next finds the task already ended. While a callback is
-        expected, every delay is stretched by the session's ``callback_poll_factor``.
-        Raises :class:`DeadlineReached` at *deadline* (the loop's clock). *scoped* says
-        the caller drains it inside its own ``bounded(deadline)``: then no look and no
-        wait for the lock opens a deadline scope of its own.
+    async def _snapshots(self, deadline: float | None) -> AsyncGenerator[Task, None]:
+        """Yield the snapshots of the handle's one poll loop, for :meth:`updates`.
+
+        Every way of waiting runs :meth:`_polls` under the handle's lock: concurrent
+        waiters take turns, so they share one loop (the one that gets the lock next finds
+        the task already ended). While a callback is expected, every delay is stretched
+        by the session's ``callback_poll_factor``. Raises :class:`DeadlineReached` at
+        *deadline* (the loop's clock); each look and the wait for the lock are bounded.
         """
-        if scoped or deadline is None:
+        if deadline is None:
             await self._lock.acquire()
         else:
             async with bounded(deadline):
@@ -202,31 +213,8 @@ class TaskHandle:
             if self._task is not None and self._task.is_terminal:
                 yield self._task
                 return
-            self._rt.check_open()
-            first = self._task if self._fresh else None
-            self._fresh = False
-            state = PollState(
-                self._rt.poll,
-                rng=self._rt.rng,
-                deadline=deadline,
-                stretch=self._rt.callback_poll_factor if self._expects_callback else 1.0,
-            )
-            self._state = state
-            async with naps(
-                self._rt.hints,
-                self._id,
-                sleep=self._rt.sleep,
-                clock=self._rt.clock,
-                spacing=self._rt.poll.wait_min,
-            ) as nap:
-                polls = snapshots(
-                    self._look,
-                    state,
-                    first=first,
-                    nap=nap,
-                    clock=self._rt.clock,
-                    deadline=None if scoped else deadline,
-                )
+            async with naps(self._rt, self._id) as nap:
+                polls = self._polls(deadline, nap, scoped=False)
                 try:  # contextlib.aclosing, without its two objects per wait
                     async for task in polls:
                         yield task
@@ -236,17 +224,27 @@ class TaskHandle:
             self._lock.release()
 
     async def _until_terminal(self, deadline: float | None) -> Task:
-        """Drain the poll loop to the task's end; the caller holds ``bounded(deadline)``."""
+        """Drain :meth:`_polls` to the task's end (no generator of its own) under the lock.
+
+        The caller holds ``bounded(deadline)``: no look opens a deadline scope of its own.
+        """
         task = self._task
         if task is not None and task.is_terminal:
             return task
         try:
-            polls = self._snapshots(deadline, scoped=True)
-            try:  # contextlib.aclosing, without its two objects per wait
-                async for task in polls:  # noqa: B007 - the last one is the answer
-                    pass
+            await self._lock.acquire()
+            try:
+                task = self._task
+                if task is None or not task.is_terminal:
+                    async with naps(self._rt, self._id) as nap:
+                        polls = self._polls(deadline, nap, scoped=True)
+                        try:
+                            async for task in polls:  # noqa: B007 - the last one is the answer
+                                pass
+                        finally:
+                            await polls.aclose()
             finally:
-                await polls.aclose()
+                self._lock.release()
         except ZImageError as exc:  # a read failed for good: the task itself goes on
             note_task(exc, self._id)
             raise

@@ -27,6 +27,7 @@ from ._schedule import PollState
 
 if TYPE_CHECKING:
     from ._hints import HintSource
+    from ._runtime import Runtime
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout_at
@@ -124,24 +125,19 @@ async def snapshots(
         task = None
 
 
-def naps(
-    hints: HintSource | None,
-    task_id: str,
-    *,
-    sleep: Callable[[float], Awaitable[None]],
-    clock: Callable[[], float],
-    spacing: float,
-) -> AbstractAsyncContextManager[Nap]:
+def naps(runtime: Runtime, task_id: str) -> AbstractAsyncContextManager[Nap]:
     """Return how to sleep between looks: plainly, or until a callback hint for *task_id*.
 
     A hint is only a reason to look: the task is fetched, and that answer alone decides.
     A flood of hints (forged or duplicated) must not become a flood of requests, so after
-    a hint the next look still waits until *spacing* seconds have passed since the nap
-    began (which is when the last look ended).
+    a hint the next look still waits until the schedule's ``wait_min`` has passed since
+    the nap began (which is when the last look ended). The sleeps, the clock and the
+    hints are the *runtime*'s.
     """
+    hints, sleep, clock = runtime.hints, runtime.sleep, runtime.clock
     if hints is None:
         return _PlainNaps(sleep)  # one small object per waiting handle, not a generator
-    return _hinted_naps(hints, task_id, sleep=sleep, clock=clock, spacing=spacing)
+    return _hinted_naps(hints, task_id, sleep=sleep, clock=clock, spacing=runtime.poll.wait_min)
 
 
 class _PlainNaps:
