@@ -99,3 +99,28 @@ def test_import_does_not_load_opentelemetry() -> None:
     subprocess.run(  # noqa: S603 - this interpreter, a fixed script
         [sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1], timeout=60
     )
+
+
+class _CountingEnviron(dict[str, str]):
+    """An environment that counts the lookups of the tracer provider's variable."""
+
+    lookups = 0
+
+    def __contains__(self, key: object) -> bool:
+        if key == "OTEL_PYTHON_TRACER_PROVIDER":
+            _CountingEnviron.lookups += 1
+        return super().__contains__(key)
+
+
+def test_without_a_provider_the_environment_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No provider set in code: the provider variable is looked up once, not per request."""
+    from zimage_async import _telemetry
+
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    monkeypatch.setattr(_telemetry, "_provider_named", [])
+    monkeypatch.setattr(_CountingEnviron, "lookups", 0)
+    monkeypatch.setattr(_telemetry.os, "environ", _CountingEnviron())
+    assert [_telemetry.task_span() for _ in range(3)] == [_telemetry.NO_SPAN] * 3
+    with _telemetry.child_span("GET /v1/tasks/{id}") as span:
+        assert span is None
+    assert _CountingEnviron.lookups == 1
