@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -119,7 +120,7 @@ def test_without_a_provider_the_environment_is_read_once(monkeypatch: pytest.Mon
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
     monkeypatch.setattr(_telemetry, "_provider_named", [])
     monkeypatch.setattr(_CountingEnviron, "lookups", 0)
-    monkeypatch.setattr(_telemetry.os, "environ", _CountingEnviron())
+    monkeypatch.setattr(os, "environ", _CountingEnviron())
     assert [_telemetry.task_span() for _ in range(3)] == [_telemetry.NO_SPAN] * 3
     with _telemetry.child_span("GET /v1/tasks/{id}") as span:
         assert span is None
