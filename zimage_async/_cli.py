@@ -26,6 +26,7 @@ from ._cli_common import (
     ServiceError,
     UsageError,
     add_journal_options,
+    journal_label,
     say,
 )
 from ._cli_generate import add_save_options, run_generate, run_task, seconds
@@ -297,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return emulator_main(["--port", str(args.port), *extra])
     if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.error(f"unrecognized arguments: {' '.join(map(journal_label, extra))}")
     if args.command == "info":
         from ._cli_info import run_info
 

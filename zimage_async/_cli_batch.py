@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shlex
 import sys
 import tempfile
 import time
@@ -21,11 +20,12 @@ from ._batchfile import BatchFileError, read_batch_file
 from ._batchoptions import check_batch_id, check_lease, check_worker_id
 from ._cli_common import (
     CLI_EXTRA,
-    PROG,
     SPEND_LIMIT_EXIT,
     ServiceError,
     UsageError,
+    journal_label,
     open_session,
+    printable_command,
     say,
 )
 from ._cli_report import Reporter, output_mode
@@ -89,7 +89,10 @@ def _journal_target(args: argparse.Namespace, out_dir: Path) -> tuple[str | Path
     if is_postgres_url(given):
         return str(given), batch_id
     if "://" in str(given):
-        raise UsageError(f"--journal {given}: give a file path or a postgresql:// URL")
+        option = "--journal" if args.journal is not None else "--manifest"
+        raise UsageError(
+            f"{option} {journal_label(str(given))}: give a file path or a postgresql:// URL"
+        )
     return Path(given), batch_id
 
 
@@ -185,7 +188,7 @@ async def run_batch(
     if reporter.failed:
         say(
             "run the same command again to resume the unfinished items (saved ones are "
-            f"kept, nothing is paid twice):\n  {shlex.join([PROG, *argv])}"
+            f"kept, nothing is paid twice):\n  {printable_command(argv)}"
         )
     if isinstance(batch.stopped_by, SpendLimitError):
         return SPEND_LIMIT_EXIT
@@ -272,4 +275,4 @@ def _interrupted_message(
             "they keep running at the service (and are billed). Run the same command "
             "again to resume them without paying twice:"
         )
-    return f"{text}\n  {shlex.join([PROG, *argv])}"
+    return f"{text}\n  {printable_command(argv)}"

@@ -13,7 +13,7 @@ import math
 import os
 import shlex
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,7 +21,7 @@ import attrs
 
 from ._exceptions import APIConnectionError, InvalidRequestError, JournalError, NotFoundError
 from ._journal import is_postgres_url
-from ._journal_postgres_sql import without_password
+from ._journal_postgres_sql import without_password, without_passwords
 from ._session import Session
 
 PROG = "zimage"
@@ -262,8 +262,24 @@ def journal_target(args: argparse.Namespace, *, emulated: bool) -> str | None:
 
 
 def journal_label(target: str) -> str:
-    """Return *target* fit to print: a postgresql:// URL loses its password."""
-    return without_password(target) if is_postgres_url(target) else target
+    """Return *target* fit to print: a URL, of any scheme, loses its password."""
+    return without_password(target) if is_postgres_url(target) else without_passwords(target)
+
+
+def printable_command(argv: Sequence[str]) -> str:
+    """Return ``zimage ARGV`` to print, every URL in it without its password.
+
+    ``--journal URL`` and ``--journal=URL`` alike (and ``--manifest``, or any other
+    argument holding a URL): the command to run again must not show the password.
+    """
+    return shlex.join([PROG, *map(_printable_argument, argv)])
+
+
+def _printable_argument(argument: str) -> str:
+    name, equals, value = argument.partition("=")
+    if equals and name.startswith("--") and is_postgres_url(value):
+        return f"{name}={without_password(value)}"
+    return journal_label(argument)
 
 
 def journal_exists(target: str) -> bool:

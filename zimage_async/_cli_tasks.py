@@ -103,7 +103,7 @@ def _prompt(record: JournalRecord) -> str:
 async def _reading(journal: str) -> AsyncIterator[Journal | None]:
     """Open the journal to read it; None when its file does not exist (nothing recorded)."""
     if not journal_exists(journal):
-        say(f"no journal at {journal} yet: nothing was recorded there")
+        say(f"no journal at {journal_label(journal)} yet: nothing was recorded there")
         yield None
         return
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from types import ModuleType
 
@@ -17,12 +18,14 @@ __all__ = [
     "POOL_SIZE",
     "SCHEMA",
     "SCHEMA_LOCK",
+    "SECRET_PARAMETERS",
     "SPEND",
     "SPEND_LOCK",
     "UPDATE",
     "UPSERT",
     "load_asyncpg",
     "without_password",
+    "without_passwords",
 ]
 
 #: The most connections one process opens to the journal's database.
@@ -32,6 +35,8 @@ SPEND_LOCK = 0x7A696D67  # "zimg"
 #: The advisory lock held while the schema is created.
 SCHEMA_LOCK = SPEND_LOCK + 1
 FORMAT = "zimage-journal/1"
+#: The connection URI's query parameters whose values are secrets (libpq's keywords).
+SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS zimage_journal_meta (key text PRIMARY KEY, value text NOT NULL);
@@ -131,11 +136,52 @@ def load_asyncpg() -> ModuleType:
 
 
 def without_password(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    """Return the URL *url* fit to print: its password, wherever it is, left out.
+
+    The user info loses its ``:password``; the query string loses the parameters that
+    hold secrets (``password``, ``sslpassword``). Nothing is parsed beyond that, so a URL
+    naming several hosts (``h1:5432,h2:5433``) or a malformed one is redacted all the
+    same. Where the user info ends is read generously (at the last ``@`` before the
+    path), so a password holding ``@``, ``?`` or ``#`` is left out whole.
+
+    >>> without_password("postgresql://u:pw@h1:5432,h2:5433/db?sslmode=require&password=pw")
+    'postgresql://u@h1:5432,h2:5433/db?sslmode=require'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    user = f"{parts.username}@" if parts.username else ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}{host}"))
+    path_at = rest.find("/")
+    authority_end = len(rest) if path_at < 0 else path_at
+    at = rest.rfind("@", 0, authority_end)
+    if at >= 0:
+        user, colon, _password = rest[:at].partition(":")
+        if colon:
+            rest = f"{user}@{rest[at + 1 :]}" if user else rest[at + 1 :]
+            at = len(user)
+    query_at = rest.find("?", max(at, 0))
+    if query_at < 0:
+        return f"{scheme}://{rest}"
+    query, hash_sign, fragment = rest[query_at + 1 :].partition("#")
+    kept = [p for p in query.split("&") if not _is_secret_parameter(p)]
+    tail = f"?{'&'.join(kept)}" if kept else ""
+    return f"{scheme}://{rest[:query_at]}{tail}{hash_sign}{fragment}"
+
+
+def _is_secret_parameter(parameter: str) -> bool:
+    name = urllib.parse.unquote_plus(parameter.partition("=")[0]).strip().lower()
+    return name in SECRET_PARAMETERS
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
+
+
+def without_passwords(text: str) -> str:
+    """Return *text* with :func:`without_password` applied to every URL in it, any scheme.
+
+    For messages that echo what was given, such as a URL of a scheme the journal
+    does not take.
+
+    >>> without_passwords("--journal mysql://root:pw@db/x: a file or a postgresql:// URL")
+    '--journal mysql://root@db/x: a file or a postgresql:// URL'
+    """
+    return _URL.sub(lambda match: without_password(match.group()), text)
