@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from zimage_async import (
+    Batch,
     BatchItem,
     GenerationRequest,
     ImageExpiredError,
@@ -23,7 +24,8 @@ from zimage_async import (
     SubmissionUncertainError,
     TaskFailedError,
 )
-from zimage_async._journal import JournalRecord, JournalState, open_journal
+from zimage_async import _batch as batch_module
+from zimage_async._journal import Journal, JournalRecord, JournalState, open_journal
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule, ManualClock
 
 from .conftest import FAST_POLL, FAST_RETRY, until
@@ -321,3 +323,76 @@ async def test_a_task_without_links_is_recorded_and_not_fetched_again(
     assert second.resumed
     assert emulator.request_counts.get("task", 0) == reads
     assert len(emulator.ledger) == 1
+
+
+@pytest.fixture
+def opened_journals(monkeypatch: pytest.MonkeyPatch) -> list[Journal]:
+    """Every journal a batch opens itself (``open_journal`` in the batch, spied on)."""
+    opened: list[Journal] = []
+
+    async def spy(target: str | Path) -> Journal:
+        journal = await open_journal(target)
+        opened.append(journal)
+        return journal
+
+    monkeypatch.setattr(batch_module, "open_journal", spy)
+    return opened
+
+
+async def _is_closed(journal: Journal) -> bool:
+    try:
+        await journal.items("any")
+    except JournalError as exc:
+        return "is closed" in str(exc)
+    return False
+
+
+async def _enter(batch: Batch, how: str) -> None:
+    if how == "async with":
+        async with batch:
+            raise AssertionError("the batch started")
+    async for _ in batch:
+        raise AssertionError("the batch started")
+
+
+@pytest.mark.parametrize("how", ["async with", "async for"])
+async def test_a_refused_start_closes_the_journal_the_batch_opened(
+    zs: Session, tmp_path: Path, opened_journals: list[Journal], how: str
+) -> None:
+    """Edited items refused at the start: the journal file the batch opened is closed."""
+    journal = tmp_path / "j.sqlite"
+    await _collect(zs, ["a", "b"], output_dir=tmp_path, journal=journal)
+    opened_journals.clear()
+    batch = zs.generate_many(["a", "B"], output_dir=tmp_path, journal=journal)
+    with pytest.raises(JournalError, match=r"item index 1"):
+        await _enter(batch, how)
+    (opened,) = opened_journals
+    assert await _is_closed(opened)
+
+
+async def test_a_start_refused_for_another_base_url_closes_the_journal(
+    manual: tuple[Emulator, ManualClock],
+    manual_zs: Session,
+    zs: Session,
+    tmp_path: Path,
+    opened_journals: list[Journal],
+) -> None:
+    """A batch whose tasks live at another base URL is refused; its journal is closed."""
+    emu, _ = manual
+    journal = tmp_path / "j.sqlite"
+
+    async def first_run() -> None:
+        async for _ in manual_zs.generate_many(["a"], output_dir=tmp_path, journal=journal):
+            pass
+
+    run = asyncio.ensure_future(first_run())
+    await until(lambda: len(emu.ledger) == 1 and emu.request_counts.get("task", 0) >= 1)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    opened_journals.clear()
+    batch = zs.generate_many(["a"], output_dir=tmp_path, journal=journal)
+    with pytest.raises(JournalError, match="another base URL"):
+        await _enter(batch, "async with")
+    (opened,) = opened_journals
+    assert await _is_closed(opened)

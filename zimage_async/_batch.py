@@ -19,7 +19,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from types import TracebackType
 
 from ._batchitems import BatchItem, BatchProgress, BatchServices, BatchStats, ItemState
 from ._batchoptions import BatchOptions
@@ -232,15 +231,14 @@ class Batch:
             )
 
     async def __aenter__(self) -> Batch:
-        await self._start()
+        try:
+            await self._start()
+        except BaseException:  # a refused start: __aexit__ will not run
+            await self.aclose()
+            raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     def __aiter__(self) -> Batch:
