@@ -20,6 +20,8 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
+import attrs
+
 from ._batchitems import BatchItem, BatchProgress, BatchServices, BatchStats, ItemState
 from ._batchoptions import BatchOptions
 from ._batchrun import ItemRunner
@@ -157,12 +159,10 @@ class Batch:
 
     async def _open(self) -> None:
         options = self._options
-        book = self._services.book
-        if book is not None:
-            journal = book.journal
+        if self._services.book is not None:
+            journal = self._services.book.journal
         else:
-            target = options.journal if options.journal is not None else ":memory:"
-            journal = await open_journal(target)
+            journal = await open_journal(":memory:" if options.journal is None else options.journal)
             self._owns_journal = True
         self._journal = journal
         limits = []
@@ -170,7 +170,7 @@ class Batch:
             limits.append(SpendLimit(max_credits=options.max_credits, batch_id=options.batch_id))
         runner = ItemRunner(journal, self._services, self._requests, options, limits)
         await journal.enqueue(options.batch_id, self._requests)
-        reported = await self._plan_settled(runner, await journal.items(options.batch_id))
+        reported = await self._plan_settled(runner, await self._items(journal))
         if options.output_dir is not None:
             options.output_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_parts(options.output_dir)
@@ -303,8 +303,9 @@ class Batch:
                             # Its lease ran out while this worker still runs it (the
                             # renewal came late) and nobody took it: the claim renewed it.
                             continue
-                        self._held.add(item.index)
-                        running[asyncio.ensure_future(self._run(item))] = item.index
+                        self._held.add(item.index)  # past the end of the list: held only
+                        if item.index < len(self._requests):
+                            running[asyncio.ensure_future(self._run(item))] = item.index
                 if not running:
                     if runner.stopped_by is not None:
                         await self._report_unsent(journal, runner)
@@ -363,21 +364,26 @@ class Batch:
                 await self._journal.renew(
                     options.batch_id, options.worker_id, lease_seconds=options.lease
                 )
-                items = await self._journal.items(options.batch_id)
+                items = await self._items(self._journal)
             except ZImageError as exc:  # the next claim or write will fail loudly
                 logger.warning("could not renew the leases of batch %r: %s", options.batch_id, exc)
                 continue
             self._batch_settled = sum(item.settled for item in items)
 
-    async def _all_settled(self, journal: Journal) -> bool:
+    async def _items(self, journal: Journal) -> list[JournalItem]:
+        """Return the batch's items in the journal, but those past the end of a shortened list."""
         items = await journal.items(self._options.batch_id)
+        return [item for item in items if item.index < len(self._requests)]
+
+    async def _all_settled(self, journal: Journal) -> bool:
+        items = await self._items(journal)
         self._batch_settled = sum(item.settled for item in items)
         return all(item.settled for item in items)
 
     async def _report_unsent(self, journal: Journal, runner: ItemRunner) -> None:
         """After a stop: report the open items nobody else holds as not sent (left open)."""
         now = time.time()
-        for item in await journal.items(self._options.batch_id):
+        for item in await self._items(journal):
             if item.settled or runner.states[item.index] in (ItemState.DONE, ItemState.FAILED):
                 continue
             held = item.claimed_by not in (None, self._options.worker_id)
@@ -386,13 +392,4 @@ class Batch:
             self._settle(runner.not_sent(item.index))
 
 
-_COUNTED = (
-    "claimed",
-    "taken_over",
-    "submitted",
-    "resumed",
-    "saved",
-    "failed",
-    "not_sent",
-    "reported",
-)
+_COUNTED = [f.name for f in attrs.fields(BatchStats) if f.name not in ("worker_id", "elapsed")]

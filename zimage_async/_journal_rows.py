@@ -92,7 +92,10 @@ def changed_items(
 
     *stored* maps each index to the stored fingerprint and the state of the item's
     create. Returns (indexes that may take the new request, indexes that may not because
-    their create may have a task; an index past the end of *requests* counts as changed).
+    their create may have a task). An index past the end of *requests* (a shortened
+    list) is refused if its create may have a task; one never begun (no create, or a
+    refused one) is neither: it stays as it is, for a longer list to run later, and a
+    batch leaves it out.
     """
     replace, refuse = [], []
     for index, (stored_fingerprint, state) in sorted(stored.items()):
@@ -126,7 +129,7 @@ def enqueue_rows(
     }
     replace, refuse = changed_items(known, requests)
     if refuse:
-        raise refuse_changed(location, batch_id, refuse)
+        raise refuse_changed(location, batch_id, refuse, count=len(requests))
     rows = [
         (fingerprint(request), json.dumps(request.to_json(), sort_keys=True, ensure_ascii=False))
         for request in requests
@@ -154,14 +157,40 @@ def readable_rows(location: str) -> Iterator[None]:
         ) from exc
 
 
-def refuse_changed(location: str, batch_id: str, refused: Sequence[int]) -> JournalError:
-    """Return the error for batch items whose request changed after their create was sent."""
-    shown = ", ".join(str(i) for i in refused[:10]) + (" ..." if len(refused) > 10 else "")
+def refuse_changed(
+    location: str, batch_id: str, refused: Sequence[int], *, count: int
+) -> JournalError:
+    """Return the error for batch items whose request changed after their create was sent.
+
+    *count* is the number of items the batch has now: an index past it is an item cut
+    off the end of the list.
+    """
+    edited = [i for i in refused if i < count]
+    gone = [i for i in refused if i >= count]
+    what = []
+    if edited:
+        what.append(
+            f"{len(edited)} item(s) whose request has changed (item index {_shown(edited)})"
+        )
+    if gone:
+        what.append(
+            f"{len(gone)} item(s) past the end of its {count} item(s) (item index {_shown(gone)})"
+        )
+    if not gone:
+        remedy = "restore those items"
+    elif not edited:
+        remedy = "put them back at the end"
+    else:
+        remedy = "restore the changed items and put the others back at the end"
     return JournalError(
-        f"the journal {location} holds creates for {len(refused)} item(s) of batch "
-        f"{batch_id!r} whose request has changed or is gone (item index {shown}); a task "
-        "is never mixed with another request - restore those items, or use another batch id"
+        f"the journal {location} holds creates for {' and '.join(what)} of batch "
+        f"{batch_id!r}; a task is never mixed with another request, nor left behind by "
+        f"its batch - {remedy}, or use another batch id"
     )
+
+
+def _shown(indexes: Sequence[int]) -> str:
+    return ", ".join(str(i) for i in indexes[:10]) + (" ..." if len(indexes) > 10 else "")
 
 
 def lease_refusal(
