@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import re
 import shlex
@@ -21,7 +22,7 @@ import aiohttp
 import pytest
 from PIL import Image as PILImage
 
-from zimage_async import GenerationRequest
+from zimage_async import GenerationRequest, Session
 from zimage_async._cli import build_parser
 from zimage_async._manifest import Manifest, RowState
 from zimage_async.emulator import Emulator, ManualClock
@@ -121,6 +122,14 @@ def test_generate_saves_one_image_to_the_named_file(tmp_path: Path) -> None:
         pytest.param(["batch", "p.txt", "-o", "out", "--lease", "0"], "--lease", id="lease"),
         pytest.param(["batch", "p.txt", "-o", "out", "--max-credits", "-1"], "credits", id="limit"),
         pytest.param(["batch", "p.txt", "-o", "out", "--worker-id", "a b"], "worker", id="worker"),
+        *(
+            pytest.param(
+                ["batch", "p.txt", "-o", "out", "--cost", value],
+                f"--cost: a finite number of credits > 0, not '{value}'",
+                id=f"cost-{value}",
+            )
+            for value in ("0", "-1", "nan", "inf", "abc")
+        ),
         pytest.param(["batch", "p.txt", "-o", "out", "--journal", "ftp://x"], "URL", id="scheme"),
         pytest.param(
             ["batch", "p.txt", "-o", "out", "--journal", "j.db", "--manifest", "m.db"],
@@ -409,3 +418,22 @@ async def test_task_wait_fails_for_a_task_without_links(emulator: Emulator) -> N
     stdout, _ = await waited.communicate()
     assert waited.returncode == 1
     assert stdout.decode().startswith(f"{task_id} completed")
+
+
+# Needs Session._generate_many to take cost= (the library side of --cost); skipped until
+# it does, then run as it stands.
+@pytest.mark.skipif(
+    "cost" not in inspect.signature(Session._generate_many).parameters,
+    reason="Session._generate_many does not take cost= yet",
+)
+def test_the_cost_of_a_create_counts_against_the_limit_before_a_price_is_known(
+    tmp_path: Path,
+) -> None:
+    """--cost 10 over --max-credits 5: no price seen yet, so nothing is sent (exit 3)."""
+    prompts = _prompts(tmp_path, "a cat\na dog\n")
+    out = tmp_path / "out"
+    done = zimage("batch", prompts, "-o", out, "--max-credits", "5", "--cost", "10", "--json")
+    assert done.returncode == 3, done.stderr
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert (summary["saved"], summary["worker"]["submitted"]) == (0, 0)
+    assert not list(out.glob("*.png"))

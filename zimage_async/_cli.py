@@ -26,6 +26,7 @@ from ._cli_common import (
     ServiceError,
     UsageError,
     add_journal_options,
+    create_cost,
     journal_label,
     say,
 )
@@ -164,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="stop sending creates once the batch has reserved N credits, counted in the "
         "journal by all its workers together; sent items still finish",
+    )
+    batch.add_argument(
+        "--cost",
+        type=create_cost,
+        metavar="CREDITS",
+        help="the expected credits of one create, counted against --max-credits until the "
+        "journal has seen a price for that model and size",
     )
     batch.add_argument(
         "--worker-id",

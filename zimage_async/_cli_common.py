@@ -194,6 +194,17 @@ def credits_amount(text: str) -> float:
     return value
 
 
+def create_cost(text: str) -> float:
+    """Parse ``--cost``: the expected credits of one create, a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"a finite number of credits > 0, not {text!r}")
+    return value
+
+
 def add_journal_options(
     parser: argparse.ArgumentParser, *, optional: bool = True, spend_limit: bool = True
 ) -> None:
