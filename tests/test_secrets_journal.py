@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from zimage_async._cli_common import Target
 from zimage_async._journal_postgres_sql import without_password, without_passwords
 from zimage_async.emulator import Emulator, ManualClock
 
@@ -218,3 +219,10 @@ def test_an_unreachable_journals_error_shows_no_password(journal: str, command: 
     assert "127.0.0.1" in done.stderr
     assert "Traceback" not in done.stderr
     assert PW not in done.stdout + done.stderr
+
+
+def test_a_commands_target_shows_its_journal_without_the_password() -> None:
+    """The repr of the open session's description names the journal without it."""
+    target = Target(session=None, emulated=False, journal=f"postgresql://u:{PW}@h/db")  # type: ignore[arg-type]
+    assert "postgresql://u@h/db" in repr(target)
+    assert PW not in repr(target)

@@ -62,7 +62,9 @@ class Target:
     session: Session
     emulated: bool
     #: The journal the session keeps (a path or URL), or None.
-    journal: str | None = None
+    journal: str | None = attrs.field(
+        default=None, repr=lambda j: repr(j if j is None else journal_label(j))
+    )
 
 
 def say(text: str) -> None:
