@@ -55,6 +55,7 @@ FAST = ["--emulator-task-duration", "0.05"]
             id="query-encoded-key",
         ),
         pytest.param("postgresql://h?password=PW", "postgresql://h", id="query-without-path"),
+        pytest.param("postgresql://h?password=P@W/x", "postgresql://h", id="query-holding-@"),
         pytest.param(
             "postgresql://u:PW@h1:5432,h2:5433/db",
             "postgresql://u@h1:5432,h2:5433/db",

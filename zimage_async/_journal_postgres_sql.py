@@ -157,8 +157,7 @@ def without_password(url: str) -> str:
         user, colon, _password = rest[:at].partition(":")
         if colon:
             rest = f"{user}@{rest[at + 1 :]}" if user else rest[at + 1 :]
-            at = len(user)
-    query_at = rest.find("?", max(at, 0))
+    query_at = rest.find("?")
     if query_at < 0:
         return f"{scheme}://{rest}"
     query, hash_sign, fragment = rest[query_at + 1 :].partition("#")
