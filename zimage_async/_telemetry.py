@@ -157,8 +157,14 @@ def current_span() -> Any:
     return None if trace is None else trace.get_current_span()
 
 
-@contextlib.contextmanager
-def child_span(name: str, *, parent: TaskSpan | None = None, **attributes: object) -> Iterator[Any]:
+#: What :func:`child_span` returns while no span can be recorded: one shared, reusable
+#: context manager instead of a generator and its wrapper per HTTP call.
+_NO_CHILD: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+
+
+def child_span(
+    name: str, *, parent: TaskSpan | None = None, **attributes: object
+) -> contextlib.AbstractContextManager[Any]:
     """Open a span for one HTTP call, a child of *parent* (else of the current span).
 
     Yields the span (or None when telemetry is off) so the caller can add the status; an
@@ -166,8 +172,14 @@ def child_span(name: str, *, parent: TaskSpan | None = None, **attributes: objec
     """
     tracer = _tracer()
     if tracer is None:
-        yield None
-        return
+        return _NO_CHILD
+    return _child_span(tracer, name, parent, attributes)
+
+
+@contextlib.contextmanager
+def _child_span(
+    tracer: Any, name: str, parent: TaskSpan | None, attributes: dict[str, object]
+) -> Iterator[Any]:
     context = None
     if parent is not None and parent.recording:
         context = _api().set_span_in_context(parent._span)
