@@ -96,3 +96,64 @@ async def test_a_batch_item_begun_at_another_service_is_refused_not_resent(
         )
     assert items[0].ok, items[0].error
     assert len(emulator.ledger) == 1
+
+
+async def _uncertain_item(journal_path: Path, base_url: str) -> str:
+    """Journal batch ``b`` with item 0 whose create ended uncertain; return its key."""
+    journal = await open_journal(journal_path)
+    try:
+        request = GenerationRequest(prompt="a cat")
+        await journal.enqueue("b", [request])
+        key = (await journal.items("b"))[0].key
+        record = JournalRecord.for_request(
+            request, key=key, base_url=base_url, batch_id="b", item_index=0, expected_cost=1.0
+        )
+        await journal.begin(record)
+        await journal.update(key, JournalState.UNCERTAIN, error_message="timed out")
+    finally:
+        await journal.close()
+    return key
+
+
+async def test_recover_resends_a_batch_item_as_the_batch_s_own(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A batch item sent again by recover keeps its batch and index, so its limit counts it."""
+    journal_path = tmp_path / "j.sqlite"
+    key = await _uncertain_item(journal_path, emulator.base_url)
+    async with Session(
+        api_key=emulator.api_key,
+        base_url=emulator.base_url,
+        journal=journal_path,
+        poll=FAST_POLL,
+        retry=FAST_RETRY,
+    ) as zs:
+        handles = await zs.recover(resubmit_uncertain=True)
+        assert len(handles) == 1
+        record = (await zs.unfinished())[0]
+        assert (record.key, record.batch_id, record.item_index) == (key, "b", 0)
+        assert (await zs.spent(batch_id="b")).creates == 1
+
+
+async def test_recover_leaves_a_batch_item_a_live_worker_holds(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """An uncertain item leased by a running worker is left to its batch, not sent."""
+    journal_path = tmp_path / "j.sqlite"
+    key = await _uncertain_item(journal_path, emulator.base_url)
+    journal = await open_journal(journal_path)
+    try:
+        assert await journal.claim("b", "worker-a", lease_seconds=600, limit=1)
+    finally:
+        await journal.close()
+    async with Session(
+        api_key=emulator.api_key,
+        base_url=emulator.base_url,
+        journal=journal_path,
+        poll=FAST_POLL,
+        retry=FAST_RETRY,
+    ) as zs:
+        assert await zs.recover(resubmit_uncertain=True) == []
+        record = (await zs.unfinished())[0]
+    assert (record.key, record.state) == (key, JournalState.UNCERTAIN)
+    assert not [r for r in emulator.requests if r.endpoint == "create"]

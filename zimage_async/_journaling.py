@@ -287,7 +287,8 @@ class Bookkeeper:
     ) -> list[TaskHandle]:
         """Return a handle for each unfinished create made at this base URL.
 
-        *resume* those with a task id, *resend* (if given) those without one: a resend
+        *resume* those with a task id, *resend* (if given) those without one, except a
+        batch item a worker holds a live lease on (it is left to its batch): a resend
         the service refuses, or whose answer is uncertain again, is recorded as such
         and logged, and the others go on. A completed task whose links have expired is
         settled as ``expired`` and logged (a warning): its images are lost.
@@ -304,6 +305,15 @@ class Bookkeeper:
                 else:
                     await self._expire(record)
             elif resend is not None:
+                if await self._leased(record, now):
+                    logger.info(
+                        "the create with key %s is item %s of batch %r, which a running "
+                        "worker holds: left to that batch",
+                        record.key,
+                        record.item_index,
+                        record.batch_id,
+                    )
+                    continue
                 try:
                     handles.append(await resend(record))
                 except ZImageError as exc:
@@ -314,6 +324,15 @@ class Bookkeeper:
                         exc,
                     )
         return handles
+
+    async def _leased(self, record: JournalRecord, now: float) -> bool:
+        """Whether *record* is a batch item a worker holds a live lease on."""
+        if record.batch_id is None or record.item_index is None:
+            return False
+        for item in await self.journal.items(record.batch_id):
+            if item.index == record.item_index:
+                return item.claimed_by is not None and (item.lease_until or 0.0) > now
+        return False
 
     async def _expire(self, record: JournalRecord) -> None:
         await self.note(record.key, JournalState.EXPIRED)

@@ -110,9 +110,12 @@ class JournalMethods:
 
         A create with a task id is resumed by that id (nothing is sent). One whose task
         id is unknown (``submitting``, ``uncertain``) is sent again only with
-        *resubmit_uncertain*, and then with its original idempotency key; otherwise it
-        is left in :meth:`unfinished`. A resend that fails is recorded (``rejected`` or
-        ``uncertain``) and logged as a warning, and the others go on. A completed task
+        *resubmit_uncertain*, and then with its original idempotency key, its batch and
+        item index and its expected cost (so a batch's spend limit still counts it);
+        otherwise it is left in :meth:`unfinished`. A batch item that a running worker
+        holds (its lease has not run out) is not sent: it is left to its batch. A
+        resend that fails is recorded (``rejected`` or ``uncertain``) and logged as a
+        warning, and the others go on. A completed task
         whose image links have expired gets no handle: it is recorded as ``expired``
         (no longer unfinished, still counted as spent) and logged as a warning on the
         ``zimage_async.journal`` logger, since its images are lost.
@@ -120,5 +123,15 @@ class JournalMethods:
         return await self._bookkeeper().recover(
             link_ttl=self._runtime.link_ttl,
             resume=lambda r: self._journaled(str(r.task_id), None, None, r.key),
-            resend=(lambda r: self._send(r.request(), r.key)) if resubmit_uncertain else None,
+            resend=self._resend if resubmit_uncertain else None,
+        )
+
+    async def _resend(self, record: JournalRecord) -> TaskHandle:
+        """Send *record*'s create again with its key, as the same batch item if it is one."""
+        return await self._send(
+            record.request(),
+            record.key,
+            cost=record.expected_cost,
+            batch_id=record.batch_id,
+            item_index=record.item_index,
         )
