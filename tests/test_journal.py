@@ -211,8 +211,8 @@ def _with(state: JournalState, **changes: object) -> JournalRecord:
         pytest.param(
             _with(JournalState.SAVED, task_id="t", completed_at=-DAY - 1),
             {"files_present": False, "resubmit_expired": True},
-            ResumeAction.SUBMIT_NEW,
-            id="saved-files-gone-expired-resubmitted",
+            ResumeAction.EXPIRED,
+            id="saved-files-gone-expired-never-resubmitted",
         ),
         pytest.param(
             _with(JournalState.FAILED, task_id="t"),

@@ -6,14 +6,29 @@ leases and stale writers, the first create of a model and size under a spend lim
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 
-from zimage_async import BatchItem, GenerationRequest, JournalError, Session
-from zimage_async._journal import JournalRecord, JournalState, begin_refusal, open_journal
+from zimage_async import (
+    BatchItem,
+    GenerationRequest,
+    ImageExpiredError,
+    JournalError,
+    Session,
+)
+from zimage_async._journal import (
+    JournalRecord,
+    JournalState,
+    ResumeAction,
+    begin_refusal,
+    open_journal,
+    resume_action,
+)
 from zimage_async.emulator import Emulator
 from zimage_async.pytest_plugin import EmulatorFactory
 
@@ -157,3 +172,67 @@ async def test_recover_leaves_a_batch_item_a_live_worker_holds(
         record = (await zs.unfinished())[0]
     assert (record.key, record.state) == (key, JournalState.UNCERTAIN)
     assert not [r for r in emulator.requests if r.endpoint == "create"]
+
+
+def _endpoints(emulator: Emulator, endpoint: str) -> int:
+    return sum(1 for request in emulator.requests if request.endpoint == endpoint)
+
+
+async def test_a_worker_with_its_own_directory_reports_what_another_saved(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """Items saved under another worker's directory are reported, neither fetched nor sent."""
+    journal_path, prompts = tmp_path / "j.sqlite", ["a cat", "a dog"]
+    first = await _collect(
+        zs, prompts, journal=journal_path, batch_id="b", output_dir=tmp_path / "machine-a"
+    )
+    assert all(item.ok for item in first)
+    for item in first:  # the other machine's files are not on this one
+        for path in item.paths:
+            path.unlink()
+    creates, images = _endpoints(emulator, "create"), _endpoints(emulator, "image")
+    late = await _collect(
+        zs,
+        prompts,
+        journal=journal_path,
+        batch_id="b",
+        output_dir=tmp_path / "machine-b",
+        resubmit_expired=True,
+    )
+    assert [item.paths for item in late] == [item.paths for item in first]
+    assert all(item.resumed and item.ok for item in late)
+    assert (_endpoints(emulator, "create"), _endpoints(emulator, "image")) == (creates, images)
+    assert not (tmp_path / "machine-b").exists() or not any((tmp_path / "machine-b").iterdir())
+
+
+def test_a_saved_create_whose_links_expired_is_never_sent_again() -> None:
+    """resubmit_expired makes a new task only for a create never delivered."""
+    saved = _record(
+        "key-saved-00000001",
+        "https://a.example",
+        state=JournalState.SAVED,
+        task_id="task-1",
+        completed_at=0.0,
+        paths=(Path("gone.png"),),
+    )
+    options = {"now": 200000.0, "link_ttl": 86400.0, "resubmit_expired": True}
+    assert resume_action(saved, files_present=False, **options) is ResumeAction.EXPIRED
+    completed = attrs.evolve(saved, state=JournalState.COMPLETED, paths=())
+    assert resume_action(completed, **options) is ResumeAction.SUBMIT_NEW
+
+
+async def test_a_deleted_file_whose_links_expired_is_reported_not_billed_again(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A saved item's own file deleted after its links expired is reported, not sent."""
+    journal_path, out = tmp_path / "j.sqlite", tmp_path / "out"
+    first = await _collect(zs, ["a cat"], journal=journal_path, batch_id="b", output_dir=out)
+    first[0].paths[0].unlink()
+    with contextlib.closing(sqlite3.connect(journal_path)) as db, db:  # two days ago
+        db.execute("UPDATE zimage_creates SET completed_at = completed_at - 172800")
+    again = await _collect(
+        zs, ["a cat"], journal=journal_path, batch_id="b", output_dir=out, resubmit_expired=True
+    )
+    assert isinstance(again[0].error, ImageExpiredError)
+    assert "resubmit_expired" not in str(again[0].error)
+    assert len(emulator.ledger) == 1

@@ -67,15 +67,19 @@ async def test_a_deleted_image_is_fetched_again_by_a_rerun(
     assert len(emulator.ledger) == 2
 
 
-async def test_an_image_deleted_after_its_links_expired_says_how_to_get_it_back(
+async def test_a_task_never_saved_whose_links_expired_says_how_to_get_it_back(
     zs: Session, emulator: Emulator, tmp_path: Path
 ) -> None:
-    """With expired links a rerun names resubmit_expired, which makes a new task under a new key."""
+    """A task never saved, links expired: a rerun names resubmit_expired, which makes a new task."""
     out, manifest = tmp_path / "out", tmp_path / "batch.db"
     first = await _collect(zs, ["a cat"], output_dir=out, manifest=manifest)
     first[0].paths[0].unlink()
-    with contextlib.closing(sqlite3.connect(manifest)) as db, db:  # the task completed two days ago
-        db.execute("UPDATE zimage_creates SET completed_at = completed_at - 172800")
+    with contextlib.closing(sqlite3.connect(manifest)) as db, db:  # completed two days ago, the
+        db.execute(  # run killed before it saved the images
+            "UPDATE zimage_creates SET completed_at = completed_at - 172800,"
+            " state = 'completed', paths = '[]'"
+        )
+        db.execute("UPDATE zimage_batch_items SET settled = 0")
     db.close()
     expired = await _collect(zs, ["a cat"], output_dir=out, manifest=manifest)
     assert "resubmit_expired=True" in str(expired[0].error)

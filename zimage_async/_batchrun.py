@@ -16,12 +16,14 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ._batchitems import NO_RESULTS, BatchItem, BatchServices, ItemState, reported_error, stop_error
 from ._batchoptions import BatchOptions
 from ._exceptions import (
     AuthenticationError,
+    ImageExpiredError,
     JournalError,
     LeaseLostError,
     NoResultsError,
@@ -62,9 +64,20 @@ class NotSentError(Exception):
     """The item's create was refused before sending (a spend limit, a stopped batch)."""
 
 
-def files_present(record: JournalRecord) -> bool:
-    """Whether *record* names saved files and every one of them is still there."""
-    return bool(record.paths) and all(path.exists() for path in record.paths)
+def files_present(record: JournalRecord, output_dir: Path | None = None) -> bool:
+    """Whether *record*'s saved files need not be saved again by a worker saving to *output_dir*.
+
+    A record that names no file (its images were handed to the caller) has none
+    present. Files recorded under another directory (another worker's, maybe on
+    another machine) count as present: they are reported, not fetched again; only
+    those under *output_dir* are looked for.
+    """
+    if not record.paths:
+        return False
+    if output_dir is None:
+        return True
+    here = output_dir.resolve()
+    return all(path.exists() for path in record.paths if path.resolve().is_relative_to(here))
 
 
 class ItemRunner:
@@ -101,7 +114,7 @@ class ItemRunner:
             resubmit_failed=options.resubmit_failed and not taking_over,
             resubmit_expired=options.resubmit_expired,
             resend_submitting=taking_over,
-            files_present=record is not None and files_present(record),
+            files_present=record is not None and files_present(record, options.output_dir),
         )
         if (
             record is not None
@@ -129,6 +142,8 @@ class ItemRunner:
             ResumeAction.EXPIRED,
         ):
             error = reported_error(action, record, link_ttl=self.services.link_ttl)
+            if record.state is JournalState.SAVED:
+                error = _lost_files(record, self.services.link_ttl)
             return BatchItem(
                 index=index, request=request, task_id=record.task_id, error=error, resumed=True
             )
@@ -373,6 +388,21 @@ class ItemRunner:
         return BatchItem(
             index=index, request=request, task_id=handle.id, paths=tuple(paths), resumed=resumed
         )
+
+
+def _lost_files(record: JournalRecord, link_ttl: float) -> ImageExpiredError:
+    """Return the error of a delivered item whose files are gone after its links expired."""
+    completed_at = record.completed_at or 0.0
+    shown = ", ".join(str(path) for path in record.paths[:3])
+    return ImageExpiredError(
+        f"task {record.task_id} was saved in an earlier run ({shown}), its files are "
+        f"gone and its image links have expired (they live {link_ttl:g} s); a delivered "
+        "item is not generated again: restore the files, or generate it in a new batch",
+        url="",
+        task_id=record.task_id,
+        index=0,
+        expired_at=completed_at + link_ttl,
+    )
 
 
 def _elsewhere(record: JournalRecord, base_url: str) -> str:

@@ -270,7 +270,7 @@ def resume_action(
     as batch workers do when they take an item over: where the gateway honours keys
     that returns the task the first send made, if any. *files_present* says whether a
     ``saved`` record's files are all still there (if not, they are saved again while
-    the links are valid).
+    the links are valid, by task id; a ``saved`` record is never sent again).
 
     ==========================================  =====================================
     the create is                               the action
@@ -286,8 +286,10 @@ def resume_action(
     ``uncertain``                               ``RESUBMIT`` (same key) with
                                                 *resubmit_uncertain*, else
                                                 ``REPORT_UNCERTAIN``
-    ``expired``, or completed (or saved,        ``EXPIRED``; ``SUBMIT_NEW`` with
-    files gone) with links past their lifetime  *resubmit_expired*
+    ``expired``, or completed with links past   ``EXPIRED``; ``SUBMIT_NEW`` with
+    their lifetime                              *resubmit_expired*
+    ``saved``, files gone, links past their     ``EXPIRED`` (a delivered create is
+    lifetime                                    never sent again)
     any other with a task id                    ``WAIT``: poll it by id, then save
     ==========================================  =====================================
 
@@ -306,5 +308,8 @@ def resume_action(
         return ResumeAction.DONE
     lapsed = record.completed_at is not None and now > record.completed_at + link_ttl
     if lapsed or state is JournalState.EXPIRED:
-        return ResumeAction.SUBMIT_NEW if resubmit_expired else ResumeAction.EXPIRED
+        delivered = state is JournalState.SAVED  # never paid for twice
+        return (
+            ResumeAction.SUBMIT_NEW if resubmit_expired and not delivered else ResumeAction.EXPIRED
+        )
     return ResumeAction.WAIT
