@@ -215,10 +215,16 @@ def test_a_saved_create_whose_links_expired_is_never_sent_again() -> None:
         completed_at=0.0,
         paths=(Path("gone.png"),),
     )
-    options = {"now": 200000.0, "link_ttl": 86400.0, "resubmit_expired": True}
-    assert resume_action(saved, files_present=False, **options) is ResumeAction.EXPIRED
+    now, ttl = 200000.0, 86400.0
+    assert (
+        resume_action(saved, now=now, link_ttl=ttl, resubmit_expired=True, files_present=False)
+        is ResumeAction.EXPIRED
+    )
     completed = attrs.evolve(saved, state=JournalState.COMPLETED, paths=())
-    assert resume_action(completed, **options) is ResumeAction.SUBMIT_NEW
+    assert (
+        resume_action(completed, now=now, link_ttl=ttl, resubmit_expired=True)
+        is ResumeAction.SUBMIT_NEW
+    )
 
 
 async def test_a_deleted_file_whose_links_expired_is_reported_not_billed_again(

@@ -16,14 +16,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from ._batchitems import NO_RESULTS, BatchItem, BatchServices, ItemState, reported_error, stop_error
 from ._batchoptions import BatchOptions
+from ._batchverdicts import elsewhere_message, files_present, lost_files, unrecorded
 from ._exceptions import (
     AuthenticationError,
-    ImageExpiredError,
     JournalError,
     LeaseLostError,
     NoResultsError,
@@ -40,7 +39,7 @@ from ._journal_store import Journal
 from ._journaling import PendingWrites, note_cancelled
 from ._models import GenerationRequest, TaskStatus
 
-__all__ = ["CREATE_GRACE", "ItemRunner", "files_present"]
+__all__ = ["CREATE_GRACE", "ItemRunner"]
 
 logger = logging.getLogger("zimage_async.batch")
 
@@ -62,22 +61,6 @@ _USES_TASK = frozenset(
 
 class NotSentError(Exception):
     """The item's create was refused before sending (a spend limit, a stopped batch)."""
-
-
-def files_present(record: JournalRecord, output_dir: Path | None = None) -> bool:
-    """Whether *record*'s saved files need not be saved again by a worker saving to *output_dir*.
-
-    A record that names no file (its images were handed to the caller) has none
-    present. Files recorded under another directory (another worker's, maybe on
-    another machine) count as present: they are reported, not fetched again; only
-    those under *output_dir* are looked for.
-    """
-    if not record.paths:
-        return False
-    if output_dir is None:
-        return True
-    here = output_dir.resolve()
-    return all(path.exists() for path in record.paths if path.resolve().is_relative_to(here))
 
 
 class ItemRunner:
@@ -143,7 +126,7 @@ class ItemRunner:
         ):
             error = reported_error(action, record, link_ttl=self.services.link_ttl)
             if record.state is JournalState.SAVED:
-                error = _lost_files(record, self.services.link_ttl)
+                error = lost_files(record, self.services.link_ttl)
             return BatchItem(
                 index=index, request=request, task_id=record.task_id, error=error, resumed=True
             )
@@ -208,7 +191,7 @@ class ItemRunner:
                 index=index,
                 request=request,
                 task_id=record.task_id,
-                error=JournalError(_elsewhere(record, self.services.base_url)),
+                error=JournalError(elsewhere_message(record, self.services.base_url)),
                 resumed=True,
             )
         resumed = action is ResumeAction.WAIT
@@ -239,7 +222,7 @@ class ItemRunner:
             return None
         except ZImageError as exc:
             if isinstance(exc, JournalError) and task_id is not None:
-                raise _unrecorded(exc, task_id, index) from exc
+                raise unrecorded(exc, task_id, index) from exc
             if isinstance(exc, JournalError):
                 raise
             return BatchItem(
@@ -338,7 +321,7 @@ class ItemRunner:
                     credits_reserved=None if usage is None else usage.credits_reserved,
                 )
             except JournalError as exc:
-                raise _unrecorded(exc, handle.id, index) from exc
+                raise unrecorded(exc, handle.id, index) from exc
             return handle
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -388,35 +371,3 @@ class ItemRunner:
         return BatchItem(
             index=index, request=request, task_id=handle.id, paths=tuple(paths), resumed=resumed
         )
-
-
-def _lost_files(record: JournalRecord, link_ttl: float) -> ImageExpiredError:
-    """Return the error of a delivered item whose files are gone after its links expired."""
-    completed_at = record.completed_at or 0.0
-    shown = ", ".join(str(path) for path in record.paths[:3])
-    return ImageExpiredError(
-        f"task {record.task_id} was saved in an earlier run ({shown}), its files are "
-        f"gone and its image links have expired (they live {link_ttl:g} s); a delivered "
-        "item is not generated again: restore the files, or generate it in a new batch",
-        url="",
-        task_id=record.task_id,
-        index=0,
-        expired_at=completed_at + link_ttl,
-    )
-
-
-def _elsewhere(record: JournalRecord, base_url: str) -> str:
-    return (
-        f"item {record.item_index} of batch {record.batch_id!r} was sent to "
-        f"{record.base_url} ({record.state.value}) and may have a task there, not at "
-        f"{base_url}: it is refused here; run the batch with a session on {record.base_url}"
-    )
-
-
-def _unrecorded(exc: JournalError, task_id: str, index: int) -> JournalError:
-    """Return *exc* naming the billed task it left unrecorded, and how to collect it."""
-    return JournalError(
-        f"{exc}; task {task_id} (item {index}) was created and is billed but could "
-        f"not be recorded - collect it with `zimage task {task_id} -o DIR` or "
-        f"session.task({task_id!r}), do not submit the item again"
-    )

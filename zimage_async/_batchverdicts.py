@@ -1,0 +1,64 @@
+"""What a batch worker says about an item it does not simply run (pure, no I/O).
+
+Whether a saved item's files are there for this worker, and the errors of an item left
+to another service, of a delivered item whose files and links are gone, and of a task
+made but not recorded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._exceptions import ImageExpiredError, JournalError
+from ._journal_records import JournalRecord
+
+__all__ = ["elsewhere_message", "files_present", "lost_files", "unrecorded"]
+
+
+def files_present(record: JournalRecord, output_dir: Path | None = None) -> bool:
+    """Whether *record*'s saved files need not be saved again by a worker saving to *output_dir*.
+
+    A record that names no file (its images were handed to the caller) has none
+    present. Files recorded under another directory (another worker's, maybe on
+    another machine) count as present: they are reported, not fetched again; only
+    those under *output_dir* are looked for.
+    """
+    if not record.paths:
+        return False
+    if output_dir is None:
+        return True
+    here = output_dir.resolve()
+    return all(path.exists() for path in record.paths if path.resolve().is_relative_to(here))
+
+
+def lost_files(record: JournalRecord, link_ttl: float) -> ImageExpiredError:
+    """Return the error of a delivered item whose files are gone after its links expired."""
+    completed_at = record.completed_at or 0.0
+    shown = ", ".join(str(path) for path in record.paths[:3])
+    return ImageExpiredError(
+        f"task {record.task_id} was saved in an earlier run ({shown}), its files are "
+        f"gone and its image links have expired (they live {link_ttl:g} s); a delivered "
+        "item is not generated again: restore the files, or generate it in a new batch",
+        url="",
+        task_id=record.task_id,
+        index=0,
+        expired_at=completed_at + link_ttl,
+    )
+
+
+def elsewhere_message(record: JournalRecord, base_url: str) -> str:
+    """Return why *record*, made at another base URL, is refused at *base_url*."""
+    return (
+        f"item {record.item_index} of batch {record.batch_id!r} was sent to "
+        f"{record.base_url} ({record.state.value}) and may have a task there, not at "
+        f"{base_url}: it is refused here; run the batch with a session on {record.base_url}"
+    )
+
+
+def unrecorded(exc: JournalError, task_id: str, index: int) -> JournalError:
+    """Return *exc* naming the billed task it left unrecorded, and how to collect it."""
+    return JournalError(
+        f"{exc}; task {task_id} (item {index}) was created and is billed but could "
+        f"not be recorded - collect it with `zimage task {task_id} -o DIR` or "
+        f"session.task({task_id!r}), do not submit the item again"
+    )
