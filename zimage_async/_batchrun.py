@@ -18,9 +18,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from ._batchitems import NO_RESULTS, BatchItem, BatchServices, ItemState, reported_error, stop_error
+from ._batchitems import NO_RESULTS, BatchItem, BatchServices, ItemState, stop_error
 from ._batchoptions import BatchOptions
-from ._batchverdicts import elsewhere_message, files_present, lost_files, unrecorded
+from ._batchverdicts import elsewhere_message, files_present, journal_outcome, unrecorded
 from ._exceptions import (
     AuthenticationError,
     JournalError,
@@ -110,27 +110,9 @@ class ItemRunner:
 
     def report(self, record: JournalRecord, action: ResumeAction, index: int) -> BatchItem | None:
         """Return the outcome of an item reported from the journal, or None if it needs work."""
-        request = self.requests[index]
-        if action is ResumeAction.DONE:
-            return BatchItem(
-                index=index,
-                request=request,
-                task_id=record.task_id,
-                paths=record.paths,
-                resumed=True,
-            )
-        if action in (
-            ResumeAction.REPORT_FAILED,
-            ResumeAction.REPORT_UNCERTAIN,
-            ResumeAction.EXPIRED,
-        ):
-            error = reported_error(action, record, link_ttl=self.services.link_ttl)
-            if record.state is JournalState.SAVED:
-                error = lost_files(record, self.services.link_ttl)
-            return BatchItem(
-                index=index, request=request, task_id=record.task_id, error=error, resumed=True
-            )
-        return None
+        return journal_outcome(
+            record, action, index, self.requests[index], link_ttl=self.services.link_ttl
+        )
 
     def plan_settled(
         self, items: Sequence[JournalItem]
@@ -241,7 +223,46 @@ class ItemRunner:
             self.stopped_by = error
 
     async def _note(self, key: str, state: JournalState, **fields: Any) -> None:
-        await self.journal.update(key, state, **fields)
+        try:
+            await self.journal.update(key, state, **fields)
+        except LeaseLostError:
+            raise
+        except JournalError:
+            if state.has_task:
+                raise
+            current = await self.journal.get(key)
+            if current is None or current.task_id is None:
+                raise
+            # A late answer: the item was taken over and its new holder recorded the task.
+            raise LeaseLostError(
+                f"the create with key {key} has task {current.task_id}, recorded by the "
+                f"item's new holder; this worker's {state.value} answer is not recorded",
+                batch_id=current.batch_id,
+                index=current.item_index,
+                worker_id=self.options.worker_id,
+            ) from None
+
+    async def _recorded_meanwhile(self, index: int, key: str) -> None:
+        """Give the item back (unsettled, to resume by id) if its task was recorded meanwhile.
+
+        That is its former holder's late answer; returns if the record has no task.
+        """
+        current = await self.journal.get(key)
+        if current is None or current.task_id is None:
+            return
+        batch_id, worker_id = self.options.batch_id, self.options.worker_id
+        logger.info(
+            "item %d: its task %s was recorded meanwhile; given back to be resumed by id",
+            index,
+            current.task_id,
+        )
+        await self.journal.release(batch_id, worker_id, index, settled=False)
+        raise LeaseLostError(
+            f"item {index}: task {current.task_id} was recorded meanwhile",
+            batch_id=batch_id,
+            index=index,
+            worker_id=worker_id,
+        )
 
     async def _submit(self, index: int, key: str) -> TaskHandle:
         request = self.requests[index]
@@ -263,6 +284,11 @@ class ItemRunner:
         except SpendLimitError as exc:  # nothing was sent: the item is not sent
             self._stop(exc)
             raise NotSentError from exc
+        except LeaseLostError:
+            raise
+        except JournalError:
+            await self._recorded_meanwhile(index, key)
+            raise
         self._begun.add(key)
         creating = asyncio.ensure_future(self._create(index, request, key))
         try:

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._exceptions import ImageExpiredError, JournalError
-from ._journal_records import JournalRecord
+from ._batchitems import BatchItem, reported_error
+from ._exceptions import ImageExpiredError, JournalError, ZImageError
+from ._journal_records import JournalRecord, JournalState, ResumeAction
+from ._models import GenerationRequest
 
-__all__ = ["elsewhere_message", "files_present", "lost_files", "unrecorded"]
+#: The actions whose item is reported from the journal with an error.
+_REPORTED = frozenset(
+    {ResumeAction.REPORT_FAILED, ResumeAction.REPORT_UNCERTAIN, ResumeAction.EXPIRED}
+)
+
+__all__ = ["elsewhere_message", "files_present", "journal_outcome", "lost_files", "unrecorded"]
 
 
 def files_present(record: JournalRecord, output_dir: Path | None = None) -> bool:
@@ -29,6 +36,31 @@ def files_present(record: JournalRecord, output_dir: Path | None = None) -> bool
         return True
     here = output_dir.resolve()
     return all(path.exists() for path in record.paths if path.resolve().is_relative_to(here))
+
+
+def journal_outcome(
+    record: JournalRecord,
+    action: ResumeAction,
+    index: int,
+    request: GenerationRequest,
+    *,
+    link_ttl: float,
+) -> BatchItem | None:
+    """Return the outcome of an item reported from the journal, or None if it needs work."""
+    if action is ResumeAction.DONE:
+        return BatchItem(
+            index=index, request=request, task_id=record.task_id, paths=record.paths, resumed=True
+        )
+    if action not in _REPORTED:
+        return None
+    error: ZImageError
+    if record.state is JournalState.SAVED:
+        error = lost_files(record, link_ttl)
+    else:
+        error = reported_error(action, record, link_ttl=link_ttl)
+    return BatchItem(
+        index=index, request=request, task_id=record.task_id, error=error, resumed=True
+    )
 
 
 def lost_files(record: JournalRecord, link_ttl: float) -> ImageExpiredError:

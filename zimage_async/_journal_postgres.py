@@ -33,6 +33,7 @@ from ._journal_records import (
     JournalState,
     begin_refusal,
     price_key,
+    update_refusal,
 )
 from ._journal_rows import (
     RECORD_COLUMNS,
@@ -205,6 +206,11 @@ class PostgresJournal(PostgresBatches, Journal):
     ) -> JournalRecord:
         """See :meth:`Journal.update`."""
         async with self._transaction() as db:
+            existing = await db.fetchrow(GET + " FOR UPDATE", key)
+            if existing is not None:
+                refusal = update_refusal(record_from_row(tuple(existing)), state)
+                if refusal is not None:
+                    raise JournalError(refusal)
             row = await db.fetchrow(
                 UPDATE,
                 state.value,

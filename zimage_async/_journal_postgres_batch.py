@@ -124,13 +124,14 @@ class PostgresBatches:
         lease = check_lease_seconds(lease_seconds)
         async with self._transaction() as db:
             now = float(await db.fetchval(NOW))
+            # A lease that ran out is revived too while the worker still holds it
+            # (nobody claimed it since: a claim writes its own claimed_by).
             renewed = await db.fetch(
                 "UPDATE zimage_batch_items SET lease_until = $1 WHERE batch_id = $2"
-                " AND claimed_by = $3 AND lease_until > $4 AND NOT settled RETURNING idx",
+                " AND claimed_by = $3 AND NOT settled RETURNING idx",
                 now + lease,
                 batch_id,
                 worker_id,
-                now,
             )
         return len(renewed)
 

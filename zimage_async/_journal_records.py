@@ -25,6 +25,7 @@ __all__ = [
     "price_key",
     "request_from_json",
     "resume_action",
+    "update_refusal",
 ]
 
 
@@ -224,6 +225,25 @@ def begin_refusal(existing: JournalRecord | None, record: JournalRecord) -> str 
             f"on {existing.base_url}"
         )
     return None
+
+
+def update_refusal(existing: JournalRecord, state: JournalState) -> str | None:
+    """Return why *existing* may not be moved to *state*, or None.
+
+    A create whose task id is recorded never goes back to a state that says no task is
+    known (``submitting``, ``uncertain``, ``rejected``): that is a late answer of an
+    earlier send (a worker whose item was taken over) writing over the task the item's
+    new holder recorded.
+    """
+    if existing.task_id is None or state not in _NO_TASK:
+        return None
+    return (
+        f"the create with key {existing.key!r} already has task {existing.task_id} "
+        f"({existing.state.value}); it is not moved back to {state.value}"
+    )
+
+
+_NO_TASK = frozenset({JournalState.SUBMITTING, JournalState.UNCERTAIN, JournalState.REJECTED})
 
 
 class ResumeAction(enum.Enum):

@@ -30,6 +30,7 @@ from ._journal_records import (
     JournalState,
     begin_refusal,
     price_key,
+    update_refusal,
 )
 from ._journal_rows import (
     RECORD_COLUMNS,
@@ -209,6 +210,11 @@ class SqliteJournal(SqliteBatches, Journal):
     ) -> JournalRecord:
         with transaction(db):
             now = self._clock()
+            existing = get_record(db, key)
+            if existing is not None:
+                refusal = update_refusal(existing, JournalState(values[0]))
+                if refusal is not None:
+                    raise JournalError(refusal)
             cursor = db.execute(
                 "UPDATE zimage_creates SET state = ?, task_id = COALESCE(?, task_id),"
                 " credits_reserved = COALESCE(?, credits_reserved),"

@@ -130,10 +130,12 @@ class SqliteBatches:
         def work(db: sqlite3.Connection) -> int:
             with transaction(db):
                 now = self._clock()
+                # A lease that ran out is revived too while the worker still holds it
+                # (nobody claimed it since: a claim writes its own claimed_by).
                 cursor = db.execute(
                     "UPDATE zimage_batch_items SET lease_until = ? WHERE batch_id = ?"
-                    " AND claimed_by = ? AND lease_until > ? AND settled = 0",
-                    (now + lease, batch_id, worker_id, now),
+                    " AND claimed_by = ? AND settled = 0",
+                    (now + lease, batch_id, worker_id),
                 )
             return cursor.rowcount
 

@@ -79,7 +79,10 @@ class Journal(abc.ABC):
 
         A field given as None keeps its stored value. *credits_reserved* also becomes
         the last price of the record's model and size. Raises :class:`JournalError` if
-        the journal has no record under *key*.
+        the journal has no record under *key*, or (changing nothing, checked atomically
+        with the write) if the record has a task id and *state* says no task is known
+        (:func:`update_refusal`): a stale worker's late answer never overwrites the task
+        the item's new holder recorded.
         """
 
     @abc.abstractmethod
@@ -154,7 +157,12 @@ class Journal(abc.ABC):
 
     @abc.abstractmethod
     async def renew(self, batch_id: str, worker_id: str, *, lease_seconds: float) -> int:
-        """Extend every lease *worker_id* still holds in the batch; return how many."""
+        """Extend every lease *worker_id* still holds in the batch; return how many.
+
+        A lease that ran out is extended too as long as nobody claimed the item since
+        (it is still ``claimed_by`` *worker_id*): one late renewal does not lose the
+        items a worker is still working on.
+        """
 
     @abc.abstractmethod
     async def release(self, batch_id: str, worker_id: str, index: int, *, settled: bool) -> bool:

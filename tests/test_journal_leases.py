@@ -1,0 +1,133 @@
+"""Lease edge cases, in SQLite and PostgreSQL: a late renewal, a stale writer, a taker.
+
+A worker whose renewal came late keeps its items while nobody claimed them; a worker
+whose answer arrives after its item was taken over cannot write it back over the task
+the new holder recorded; a taker that finds the task recorded meanwhile leaves the item
+to be resumed by its id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from zimage_async import GenerationRequest, JournalError, Session
+from zimage_async._batchitems import BatchServices
+from zimage_async._batchoptions import BatchOptions
+from zimage_async._batchrun import ItemRunner
+from zimage_async._journal import Journal, JournalRecord, JournalState, open_journal
+from zimage_async.emulator import Emulator
+
+from ._postgres import PostgresServer, throwaway_server
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server on 127.0.0.1 for this module, removed afterwards."""
+    with throwaway_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Journal]:
+    """An empty journal of each kind."""
+    if request.param == "sqlite":
+        target = str(tmp_path / "j.sqlite")
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        target = server.create_database()
+    opened = await open_journal(target)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+REQUEST = GenerationRequest(prompt="a cat")
+
+
+async def _begun(journal: Journal, base_url: str = "http://127.0.0.1:9") -> str:
+    """Enqueue batch ``b`` with one item and begin its create; return the key."""
+    await journal.enqueue("b", [REQUEST])
+    key = (await journal.items("b"))[0].key
+    await journal.begin(
+        JournalRecord.for_request(REQUEST, key=key, base_url=base_url, batch_id="b", item_index=0)
+    )
+    return key
+
+
+async def test_a_late_renewal_keeps_the_items_nobody_claimed(journal: Journal) -> None:
+    """A lease that ran out is renewed by its holder while no other worker claimed it."""
+    await journal.enqueue("b", [REQUEST])
+    assert await journal.claim("b", "worker-a", lease_seconds=0, limit=1)  # lapses at once
+    assert await journal.renew("b", "worker-a", lease_seconds=600) == 1
+    assert await journal.claim("b", "worker-b", lease_seconds=600, limit=1) == []
+
+
+async def test_a_late_renewal_does_not_take_back_a_claimed_item(journal: Journal) -> None:
+    """Once another worker claimed the lapsed item, the old holder's renewal renews nothing."""
+    await journal.enqueue("b", [REQUEST])
+    assert await journal.claim("b", "worker-a", lease_seconds=0, limit=1)
+    assert await journal.claim("b", "worker-b", lease_seconds=600, limit=1)
+    assert await journal.renew("b", "worker-a", lease_seconds=600) == 0
+    assert (await journal.items("b"))[0].claimed_by == "worker-b"
+
+
+@pytest.mark.parametrize(
+    "state", [JournalState.SUBMITTING, JournalState.UNCERTAIN, JournalState.REJECTED]
+)
+async def test_a_stale_writer_cannot_move_a_task_back(
+    journal: Journal, state: JournalState
+) -> None:
+    """A record with a task id never goes back to a state that says no task is known."""
+    key = await _begun(journal)
+    await journal.update(key, JournalState.CREATED, task_id="task-of-the-new-holder")
+    with pytest.raises(JournalError, match="task-of-the-new-holder"):
+        await journal.update(key, state, error_message="a late answer")
+    record = await journal.get(key)
+    assert record is not None
+    assert (record.state, record.task_id) == (JournalState.CREATED, "task-of-the-new-holder")
+
+
+async def test_a_taker_leaves_an_item_whose_task_was_recorded_meanwhile(
+    journal: Journal, zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """The old holder records its task as the taker claims: the taker neither sends nor crashes."""
+    key = await _begun(journal, emulator.base_url)
+    [item] = await journal.claim("b", "taker", lease_seconds=600, limit=1)
+    assert item.state is JournalState.SUBMITTING
+    made = await zs.submit("a cat")  # the old holder's create, answered late
+    await journal.update(key, JournalState.CREATED, task_id=made.id)
+    services = BatchServices(
+        send=lambda request, sent_key: zs._create(request, sent_key),
+        task=zs._task,
+        gate_wait=zs._runtime.api.gate.wait,
+        base_url=zs.base_url,
+        link_ttl=zs._runtime.link_ttl,
+    )
+    options = BatchOptions(
+        concurrency=1,
+        output_dir=tmp_path / "out",
+        journal=None,
+        batch_id="b",
+        worker_id="taker",
+        lease=600.0,
+        timeout=None,
+        resubmit_uncertain=False,
+        resubmit_failed=False,
+        resubmit_expired=False,
+        max_credits=None,
+        name=None,
+        numbers=None,
+    )
+    runner = ItemRunner(journal, services, [REQUEST], options, [])
+    assert await runner.run(item) is None
+    assert len(emulator.ledger) == 1
+    [again] = await journal.claim("b", "taker", lease_seconds=600, limit=1)  # given back
+    outcome = await runner.run(again)
+    assert outcome is not None
+    assert outcome.ok, outcome.error
+    assert outcome.task_id == made.id
+    assert len(emulator.ledger) == 1
