@@ -18,8 +18,10 @@ from zimage_async import (
     BatchItem,
     GenerationRequest,
     ImageExpiredError,
+    InvalidRequestError,
     JournalError,
     Session,
+    SpendLimitError,
 )
 from zimage_async._journal import (
     JournalRecord,
@@ -242,3 +244,47 @@ async def test_a_deleted_file_whose_links_expired_is_reported_not_billed_again(
     assert isinstance(again[0].error, ImageExpiredError)
     assert "resubmit_expired" not in str(again[0].error)
     assert len(emulator.ledger) == 1
+
+
+async def test_the_first_creates_of_a_new_price_stay_within_the_limit(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A fresh journal, concurrency 8, room for two creates: two creates are sent."""
+    items = await _collect(
+        zs,
+        [f"a cat {n}" for n in range(12)],
+        journal=tmp_path / "j.sqlite",
+        output_dir=tmp_path / "out",
+        max_credits=0.06,  # the emulator's price is 0.026 a task
+        concurrency=8,
+    )
+    assert len(emulator.ledger) == 2
+    assert sum(item.ok for item in items) == 2
+    assert all(isinstance(item.error, SpendLimitError) for item in items if not item.ok)
+
+
+async def test_a_given_cost_is_each_item_s_expected_cost(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """cost= is checked against the limit before the first price is known."""
+    items = await _collect(
+        zs,
+        [f"a cat {n}" for n in range(6)],
+        journal=tmp_path / "j.sqlite",
+        output_dir=tmp_path / "out",
+        max_credits=1.5,
+        cost=1.0,
+        concurrency=4,
+    )
+    assert len(emulator.ledger) == 1
+    assert sum(item.ok for item in items) == 1
+
+
+@pytest.mark.parametrize("cost", [0, -1.0, float("nan"), float("inf"), True, "1"])
+async def test_a_bad_cost_is_refused_before_any_request(
+    zs: Session, emulator: Emulator, tmp_path: Path, cost: object
+) -> None:
+    """cost= must be a finite number of credits > 0; the error names the field."""
+    with pytest.raises(InvalidRequestError, match="cost"):
+        await _collect(zs, ["a cat"], journal=tmp_path / "j.sqlite", cost=cost)
+    assert not emulator.requests

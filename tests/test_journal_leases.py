@@ -1,9 +1,10 @@
-"""Lease edge cases, in SQLite and PostgreSQL: a late renewal, a stale writer, a taker.
+"""Lease and limit edge cases, in SQLite and PostgreSQL.
 
 A worker whose renewal came late keeps its items while nobody claimed them; a worker
 whose answer arrives after its item was taken over cannot write it back over the task
 the new holder recorded; a taker that finds the task recorded meanwhile leaves the item
-to be resumed by its id.
+to be resumed by its id. Under a spend limit, only one create of a model and size
+whose price is unknown is sent at a time.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from zimage_async._batchitems import BatchServices
 from zimage_async._batchoptions import BatchOptions
 from zimage_async._batchrun import ItemRunner
 from zimage_async._journal import Journal, JournalRecord, JournalState, open_journal
+from zimage_async._journal_spend import PriceAwaited, SpendLimit
 from zimage_async.emulator import Emulator
 
 from ._postgres import PostgresServer, throwaway_server
@@ -131,3 +133,24 @@ async def test_a_taker_leaves_an_item_whose_task_was_recorded_meanwhile(
     assert outcome.ok, outcome.error
     assert outcome.task_id == made.id
     assert len(emulator.ledger) == 1
+
+
+def _unpriced(key: str, size: str | None = None, cost: float | None = None) -> JournalRecord:
+    request = GenerationRequest(prompt="a cat", size=size)
+    return JournalRecord.for_request(
+        request, key=key, base_url="http://127.0.0.1:9", expected_cost=cost
+    )
+
+
+async def test_one_unpriced_create_at_a_time_under_a_limit(journal: Journal) -> None:
+    """Under a limit, a second create of a model and size without a price waits for one."""
+    limits = [SpendLimit(max_credits=1.0)]
+    first = await journal.begin(_unpriced("first-unpriced-0001"), limits=limits)
+    with pytest.raises(PriceAwaited):
+        await journal.begin(_unpriced("second-unpriced-0001"), limits=limits)
+    await journal.begin(_unpriced("other-size-unpriced-01", size="16:9"), limits=limits)
+    await journal.begin(_unpriced("with-a-cost-000000001", cost=0.1), limits=limits)
+    await journal.begin(_unpriced("no-limit-unpriced-0001"))  # no limit: nothing to protect
+    await journal.update(first.key, JournalState.CREATED, task_id="t-1", credits_reserved=0.3)
+    second = await journal.begin(_unpriced("second-unpriced-0001"), limits=limits)
+    assert second.expected_cost == 0.3

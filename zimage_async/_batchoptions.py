@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -17,6 +18,7 @@ __all__ = [
     "DEFAULT_LEASE",
     "BatchOptions",
     "check_batch_id",
+    "check_cost",
     "check_lease",
     "check_worker_id",
     "default_worker_id",
@@ -63,6 +65,17 @@ def check_batch_id(batch_id: str) -> str:
     return batch_id
 
 
+def check_cost(cost: float | None) -> float | None:
+    """Return *cost* as a float if it is None or a finite number of credits > 0."""
+    if cost is None:
+        return None
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)):
+        raise InvalidRequestError("cost", "a finite number of credits > 0", f"got {cost!r}")
+    if not math.isfinite(cost) or cost <= 0:
+        raise InvalidRequestError("cost", "a finite number of credits > 0", f"got {cost!r}")
+    return float(cost)
+
+
 @attrs.frozen(kw_only=True)
 class BatchOptions:
     """Everything :class:`Batch` needs to know besides its requests (already checked)."""
@@ -85,3 +98,6 @@ class BatchOptions:
     #: Generate again (new key) items whose task lives at another base URL: the tasks of
     #: an in-process emulator end with its process (``zimage batch`` on the emulator).
     forget_elsewhere: bool = False
+    #: Each item's expected cost in credits, for the spend limit until the service
+    #: reports the real one (None: the last price of its model and size, if any).
+    cost: float | None = None

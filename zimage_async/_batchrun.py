@@ -20,7 +20,14 @@ from typing import Any
 
 from ._batchitems import NO_RESULTS, BatchItem, BatchServices, ItemState, stop_error
 from ._batchoptions import BatchOptions
-from ._batchverdicts import elsewhere_message, files_present, journal_outcome, unrecorded
+from ._batchverdicts import (
+    SENDS_OR_WAITS,
+    USES_TASK,
+    elsewhere_message,
+    files_present,
+    journal_outcome,
+    unrecorded,
+)
 from ._exceptions import (
     AuthenticationError,
     JournalError,
@@ -36,7 +43,7 @@ from ._handle import TaskHandle
 from ._journal_records import JournalItem, JournalRecord, JournalState, ResumeAction, resume_action
 from ._journal_spend import SpendLimit
 from ._journal_store import Journal
-from ._journaling import PendingWrites, note_cancelled
+from ._journaling import PendingWrites, begin_priced, note_cancelled
 from ._models import GenerationRequest, TaskStatus
 
 __all__ = ["CREATE_GRACE", "ItemRunner"]
@@ -46,17 +53,6 @@ logger = logging.getLogger("zimage_async.batch")
 #: Seconds a create call already under way may still take after cancellation, so that
 #: the task it made is recorded (and resumed later) rather than lost and paid again.
 CREATE_GRACE = 10.0
-#: Actions that would send or wait for a create made at the record's base URL.
-_SENDS_OR_WAITS = frozenset({ResumeAction.WAIT, ResumeAction.RESUBMIT})
-#: Actions that would use a task made at the record's base URL.
-_USES_TASK = frozenset(
-    {
-        ResumeAction.WAIT,
-        ResumeAction.RESUBMIT,
-        ResumeAction.REPORT_UNCERTAIN,
-        ResumeAction.EXPIRED,
-    }
-)
 
 
 class NotSentError(Exception):
@@ -103,7 +99,7 @@ class ItemRunner:
             record is not None
             and options.forget_elsewhere
             and record.base_url != self.services.base_url
-            and action in _USES_TASK
+            and action in USES_TASK
         ):
             return ResumeAction.SUBMIT_NEW
         return action
@@ -145,7 +141,7 @@ class ItemRunner:
 
     def elsewhere(self, record: JournalRecord, action: ResumeAction) -> bool:
         """Whether *action* would send or wait for *record*'s create at another service."""
-        return action in _SENDS_OR_WAITS and record.base_url != self.services.base_url
+        return action in SENDS_OR_WAITS and record.base_url != self.services.base_url
 
     async def run(self, item: JournalItem) -> BatchItem | None:
         """Bring *item* to its outcome; None if another worker holds it now."""
@@ -275,12 +271,15 @@ class ItemRunner:
             request,
             key=key,
             base_url=self.services.base_url,
+            expected_cost=self.options.cost,
             batch_id=self.options.batch_id,
             item_index=index,
         )
         limits = self.limits if book is None else book.limits(self.limits)
         try:
-            await self.journal.begin(record, limits=limits, worker_id=self.options.worker_id)
+            await begin_priced(
+                self.journal, record, limits=limits, worker_id=self.options.worker_id
+            )
         except SpendLimitError as exc:  # nothing was sent: the item is not sent
             self._stop(exc)
             raise NotSentError from exc

@@ -14,12 +14,31 @@ from ._exceptions import ImageExpiredError, JournalError, ZImageError
 from ._journal_records import JournalRecord, JournalState, ResumeAction
 from ._models import GenerationRequest
 
+#: Actions that would send or wait for a create made at the record's base URL.
+SENDS_OR_WAITS = frozenset({ResumeAction.WAIT, ResumeAction.RESUBMIT})
+#: Actions that would use a task made at the record's base URL.
+USES_TASK = frozenset(
+    {
+        ResumeAction.WAIT,
+        ResumeAction.RESUBMIT,
+        ResumeAction.REPORT_UNCERTAIN,
+        ResumeAction.EXPIRED,
+    }
+)
 #: The actions whose item is reported from the journal with an error.
 _REPORTED = frozenset(
     {ResumeAction.REPORT_FAILED, ResumeAction.REPORT_UNCERTAIN, ResumeAction.EXPIRED}
 )
 
-__all__ = ["elsewhere_message", "files_present", "journal_outcome", "lost_files", "unrecorded"]
+__all__ = [
+    "SENDS_OR_WAITS",
+    "USES_TASK",
+    "elsewhere_message",
+    "files_present",
+    "journal_outcome",
+    "lost_files",
+    "unrecorded",
+]
 
 
 def files_present(record: JournalRecord, output_dir: Path | None = None) -> bool:

@@ -42,6 +42,8 @@ from ._journal_rows import (
     record_from_row,
 )
 from ._journal_spend import (
+    UNPRICED_WINDOW,
+    PriceAwaited,
     Spend,
     SpendLimit,
     check_spend,
@@ -71,6 +73,14 @@ from ._journal_postgres_sql import (
 )
 
 __all__ = ["PostgresJournal"]
+
+#: Whether another create of a model and size is being sent without a price (in one
+#: batch, or in the journal with a NULL batch).
+UNPRICED_IN_FLIGHT = (
+    "SELECT EXISTS (SELECT 1 FROM zimage_creates WHERE model = $1 AND size = $2"
+    " AND state = 'submitting' AND expected_cost IS NULL AND credits_reserved IS NULL"
+    " AND key <> $3 AND updated_at > $4 AND ($5::text IS NULL OR batch_id = $5))"
+)
 
 
 class PostgresJournal(PostgresBatches, Journal):
@@ -170,6 +180,15 @@ class PostgresJournal(PostgresBatches, Journal):
             if expected is None:
                 expected = prices.get(price_key(record.model, record.size))
             for limit in limits:
+                if expected is None and await db.fetchval(
+                    UNPRICED_IN_FLIGHT,
+                    record.model,
+                    record.size or "",
+                    record.key,
+                    now - UNPRICED_WINDOW,
+                    limit.batch_id,
+                ):
+                    raise PriceAwaited
                 reserved = await _spend(db, prices, batch_id=limit.batch_id, excluding=record.key)
                 error = check_spend(limit, reserved=reserved.credits, expected=expected)
                 if error is not None:

@@ -13,6 +13,8 @@ from ._exceptions import SpendLimitError
 from ._journal_records import price_key
 
 __all__ = [
+    "UNPRICED_WINDOW",
+    "PriceAwaited",
     "Spend",
     "SpendGroup",
     "SpendLimit",
@@ -21,6 +23,21 @@ __all__ = [
     "reserved_credits",
     "summarize_spend",
 ]
+
+
+#: Seconds an unpriced create being sent holds back the other unpriced creates of its
+#: model and size under a limit; after that (its sender died, say) one more may go.
+UNPRICED_WINDOW = 120.0
+
+
+class PriceAwaited(Exception):
+    """The first create of a model and size whose price is unknown is being sent.
+
+    Raised by a store's ``begin`` (nothing written) for another create of that model
+    and size, with no cost given, under a spend limit: it would count as 0 credits, so
+    a burst of them could together go over the limit. The caller waits for the first
+    one's price and begins again (:func:`._journaling.begin_priced`).
+    """
 
 
 @attrs.frozen(kw_only=True)

@@ -38,7 +38,7 @@ from ._journal_rows import (
     readable_rows,
     record_from_row,
 )
-from ._journal_spend import Spend, SpendLimit, check_spend
+from ._journal_spend import UNPRICED_WINDOW, PriceAwaited, Spend, SpendLimit, check_spend
 from ._journal_sqlite_batch import SqliteBatches
 from ._journal_sqlite_file import (
     connect,
@@ -149,6 +149,8 @@ class SqliteJournal(SqliteBatches, Journal):
             if expected is None:
                 expected = prices.get(price_key(record.model, record.size))
             for limit in limits:
+                if expected is None and _unpriced_in_flight(db, record, limit, now):
+                    raise PriceAwaited
                 reserved = spend_of(db, prices, batch_id=limit.batch_id, excluding=record.key)
                 error = check_spend(limit, reserved=reserved.credits, expected=expected)
                 if error is not None:
@@ -267,3 +269,23 @@ class SqliteJournal(SqliteBatches, Journal):
     async def last_price(self, model: str, size: str | None) -> float | None:
         """See :meth:`Journal.last_price`."""
         return await self._run(lambda db: price_table(db).get(price_key(model, size)))
+
+
+def _unpriced_in_flight(
+    db: sqlite3.Connection, record: JournalRecord, limit: SpendLimit, now: float
+) -> bool:
+    """Whether another create of *record*'s model and size is being sent without a price."""
+    row = db.execute(
+        "SELECT 1 FROM zimage_creates WHERE model = ? AND size = ? AND state = 'submitting'"
+        " AND expected_cost IS NULL AND credits_reserved IS NULL AND key <> ?"
+        " AND updated_at > ? AND (? IS NULL OR batch_id = ?) LIMIT 1",
+        (
+            record.model,
+            record.size or "",
+            record.key,
+            now - UNPRICED_WINDOW,
+            limit.batch_id,
+            limit.batch_id,
+        ),
+    ).fetchone()
+    return row is not None

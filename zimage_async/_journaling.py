@@ -35,11 +35,18 @@ from ._exceptions import (
 from ._handle import TaskHandle
 from ._journal import Journal, open_journal
 from ._journal_records import UNFINISHED, JournalRecord, JournalState
-from ._journal_spend import Spend, SpendLimit
+from ._journal_spend import PriceAwaited, Spend, SpendLimit
 from ._models import GenerationRequest, GenerationResult, Task
 from ._runtime import Runtime
 
-__all__ = ["Bookkeeper", "JournaledHandle", "PendingWrites", "check_max_credits", "note_cancelled"]
+__all__ = [
+    "Bookkeeper",
+    "JournaledHandle",
+    "PendingWrites",
+    "begin_priced",
+    "check_max_credits",
+    "note_cancelled",
+]
 
 logger = logging.getLogger("zimage_async.journal")
 
@@ -70,6 +77,29 @@ class PendingWrites:
         """Wait (at most *timeout* seconds) for the writes still under way."""
         if self._writes:
             await asyncio.wait(set(self._writes), timeout=timeout)
+
+
+async def begin_priced(
+    journal: Journal,
+    record: JournalRecord,
+    *,
+    limits: Sequence[SpendLimit],
+    worker_id: str | None = None,
+) -> JournalRecord:
+    """Begin *record*, first waiting while another unpriced create of its kind is sent.
+
+    Under a spend limit a create whose cost is unknown counts as 0 credits, so only one
+    create of a model and size without a known price is sent at a time (the store
+    refuses the others with :class:`PriceAwaited`); they wait here, polling with a
+    growing pause (at most 1 s), until its price is known or it settles without one.
+    """
+    pause = 0.05
+    while True:
+        try:
+            return await journal.begin(record, limits=limits, worker_id=worker_id)
+        except PriceAwaited:  # noqa: PERF203 (a wait loop, one begin per pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
 
 async def note_cancelled(
@@ -223,7 +253,7 @@ class Bookkeeper:
             batch_id=batch_id,
             item_index=item_index,
         )
-        await self.journal.begin(record, limits=self.limits(limits), worker_id=worker_id)
+        await begin_priced(self.journal, record, limits=self.limits(limits), worker_id=worker_id)
         try:
             handle = await send()
         except SubmissionUncertainError as exc:

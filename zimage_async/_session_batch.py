@@ -15,6 +15,7 @@ from ._batchoptions import (
     DEFAULT_LEASE,
     BatchOptions,
     check_batch_id,
+    check_cost,
     check_lease,
     check_worker_id,
 )
@@ -67,6 +68,7 @@ class BatchMethods:
         max_credits: float | None = None,
         name: str | None = BATCH_NAME,
         numbers: Sequence[int] | None = None,
+        cost: float | None = None,
     ) -> Batch:
         """Generate many images, at most *concurrency* at once; iterate for the outcomes.
 
@@ -101,7 +103,11 @@ class BatchMethods:
         see :doc:`batches` for the whole table. *max_credits* limits what this batch may
         reserve, counted in the journal by every worker together: the batch stops
         sending creates at the limit, while the items already sent finish, and the rest
-        are reported with ``sent=False``. See :doc:`distributed`.
+        are reported with ``sent=False``. *cost* is each item's expected cost in credits
+        (a finite number > 0), checked against *max_credits* before its create is sent
+        until the service reports the real one; without it, while no price of the model
+        and size is known, one create of them is sent at a time under the limit, and the
+        others wait for its price. See :doc:`distributed`.
 
         .. versionadded:: 0.1.0
         """
@@ -121,6 +127,7 @@ class BatchMethods:
             max_credits=max_credits,
             name=name,
             numbers=numbers,
+            cost=cost,
         )
 
     def _generate_many(
@@ -142,6 +149,7 @@ class BatchMethods:
         name: str | None,
         numbers: Sequence[int] | None,
         forget_elsewhere: bool = False,
+        cost: float | None = None,
     ) -> Batch:
         checked = check_requests(requests)
         if name is not None:
@@ -172,6 +180,7 @@ class BatchMethods:
             name=name,
             numbers=numbers,
             forget_elsewhere=forget_elsewhere,
+            cost=check_cost(cost),
         )
         self._check_open()
 
