@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from zimage_async._cli_common import Target
+from zimage_async._exceptions import JournalError
+from zimage_async._journal import open_journal
 from zimage_async._journal_postgres_sql import without_password, without_passwords
 from zimage_async.emulator import Emulator, ManualClock
 
@@ -70,6 +72,23 @@ FAST = ["--emulator-task-duration", "0.05"]
 def test_without_password_keeps_everything_but_the_secrets(url: str, shown: str) -> None:
     """User info loses its password, the query its password parameters; nothing raises."""
     assert without_password(url) == shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("postgresql://u:zq/xy@127.0.0.1:1/db", id="slash-in-password"),
+        pytest.param("postgresql://u:zqxy@127.0.0.1:abc/db", id="bad-port"),
+    ],
+)
+async def test_a_malformed_journal_url_is_refused_without_its_password(url: str) -> None:
+    """The ValueError asyncpg raises (quoting what it misread) becomes a redacted JournalError."""
+    with pytest.raises(JournalError) as caught:
+        await open_journal(url)
+    assert "zq" not in str(caught.value)
+    assert "URL does not parse" in str(caught.value)
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
 
 
 def test_without_passwords_redacts_every_url_in_a_text() -> None:

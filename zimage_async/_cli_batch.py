@@ -148,7 +148,7 @@ async def run_batch(
             resubmit_failed=args.resubmit_failed,
             resubmit_expired=args.resubmit_expired,
             max_credits=args.max_credits,
-            **({} if args.cost is None else {"cost": args.cost}),
+            cost=args.cost,
             name=args.name,
             numbers=[entry.line for entry in lines],
             forget_elsewhere=emulated,

@@ -104,6 +104,11 @@ class PostgresJournal(PostgresBatches, Journal):
             pool = await driver.create_pool(url, min_size=1, max_size=POOL_SIZE)
         except (OSError, driver.PostgresError, driver.InterfaceError) as exc:
             raise JournalError(f"cannot open the journal {location}: {exc}") from exc
+        except ValueError:  # asyncpg quotes the part of the URL it misread: maybe the password
+            raise JournalError(  # not even the location: what is the password is unclear
+                "cannot open the journal: its postgresql:// URL does not parse (check the "
+                "port, and percent-encode any '/', '@' or ':' in the password)"
+            ) from None
         journal = cls(location, pool, driver)
         try:
             await journal._set_up()
