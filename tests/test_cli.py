@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import re
 import shlex
@@ -22,7 +21,7 @@ import aiohttp
 import pytest
 from PIL import Image as PILImage
 
-from zimage_async import GenerationRequest, Session
+from zimage_async import GenerationRequest
 from zimage_async._cli import build_parser
 from zimage_async._manifest import Manifest, RowState
 from zimage_async.emulator import Emulator, ManualClock
@@ -420,12 +419,6 @@ async def test_task_wait_fails_for_a_task_without_links(emulator: Emulator) -> N
     assert stdout.decode().startswith(f"{task_id} completed")
 
 
-# Needs Session._generate_many to take cost= (the library side of --cost); skipped until
-# it does, then run as it stands.
-@pytest.mark.skipif(
-    "cost" not in inspect.signature(Session._generate_many).parameters,
-    reason="Session._generate_many does not take cost= yet",
-)
 def test_the_cost_of_a_create_counts_against_the_limit_before_a_price_is_known(
     tmp_path: Path,
 ) -> None:
