@@ -29,8 +29,9 @@ from ._cli_common import (
     create_cost,
     journal_label,
     say,
+    seconds,
 )
-from ._cli_generate import add_save_options, run_generate, run_task, seconds
+from ._cli_generate import add_save_options, run_generate, run_task
 from ._cli_tasks import add_tasks_parser, run_tasks
 from ._exceptions import SpendLimitError, ZImageError
 from ._naming import BATCH_NAME

@@ -185,26 +185,30 @@ def default_journal(environ: Mapping[str, str] | None = None) -> str:
     return str(base / "zimage" / "journal.sqlite")
 
 
-def credits_amount(text: str) -> float:
-    """Parse ``--max-credits``: a finite number of credits >= 0."""
+def _finite(text: str, *, zero: bool, rule: str) -> float:
+    """Parse a finite number > 0 (or >= 0 with *zero*); else an argparse error naming *rule*."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"a number of credits >= 0, not {text!r}")
+    if not (math.isfinite(value) and (value >= 0 if zero else value > 0)):
+        raise argparse.ArgumentTypeError(f"{rule}, not {text!r}")
     return value
+
+
+def credits_amount(text: str) -> float:
+    """Parse ``--max-credits``: a finite number of credits >= 0."""
+    return _finite(text, zero=True, rule="a number of credits >= 0")
 
 
 def create_cost(text: str) -> float:
     """Parse ``--cost``: the expected credits of one create, a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"a finite number of credits > 0, not {text!r}")
-    return value
+    return _finite(text, zero=False, rule="a finite number of credits > 0")
+
+
+def seconds(text: str) -> float:
+    """Parse ``--timeout``: a finite number of seconds > 0."""
+    return _finite(text, zero=False, rule="a number of seconds > 0")
 
 
 def add_journal_options(

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import sys
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
@@ -36,18 +35,7 @@ from ._validation import validate_task_id
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["add_save_options", "run_generate", "run_task", "seconds"]
-
-
-def seconds(text: str) -> float:
-    """Parse ``--timeout``: a finite number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"a number of seconds > 0, not {text!r}")
-    return value
+__all__ = ["add_save_options", "run_generate", "run_task"]
 
 
 def add_save_options(parser: argparse.ArgumentParser) -> None:

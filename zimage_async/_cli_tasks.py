@@ -23,9 +23,9 @@ from ._cli_common import (
     journal_label,
     journal_target,
     say,
+    seconds,
     tasks_command,
 )
-from ._cli_generate import seconds
 from ._exceptions import JournalError
 from ._journal import Journal, open_journal
 from ._journal_records import JournalRecord
