@@ -21,20 +21,10 @@ from zimage_async._journal_sqlite import SqliteJournal
 from zimage_async._journaling import Bookkeeper
 from zimage_async.emulator import Emulator, FaultPlan
 
-from .conftest import FAST_POLL, FAST_RETRY
+from .conftest import FAST_POLL
+from .test_recovery import _session
 
 OTHER = "https://other-service.example/apiv1"
-
-
-def _session(emulator: Emulator, journal: Path, **options: object) -> Session:
-    return Session(
-        api_key=emulator.api_key,
-        base_url=emulator.base_url,
-        poll=FAST_POLL,
-        retry=FAST_RETRY,
-        journal=journal,
-        **options,  # type: ignore[arg-type]
-    )
 
 
 async def _record(
