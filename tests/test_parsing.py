@@ -460,3 +460,46 @@ def test_hint_values_never_fail_a_task(estimate: object, usage: object) -> None:
         }
     )
     assert task.task_info is not None and task.task_info.can_cancel is False
+
+
+_HINT_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.sampled_from(["can_cancel", "estimated_time", "x"]), st.integers()),
+)
+
+
+@given(
+    st.dictionaries(st.sampled_from(["created", "model", "other"]), _HINT_VALUES),
+    st.one_of(
+        _HINT_VALUES,
+        st.dictionaries(st.sampled_from(["can_cancel", "estimated_time", "x"]), _HINT_VALUES),
+    ),
+    st.one_of(
+        _HINT_VALUES,
+        st.dictionaries(
+            st.sampled_from(["billing_rule", "credits_reserved", "user_group", "y"]), _HINT_VALUES
+        ),
+    ),
+)
+def test_the_quick_hint_reading_agrees_with_the_field_by_field_one(
+    top: dict[str, object], task_info: object, usage: object
+) -> None:
+    """Whatever the hints hold, the quick reading of plain ones gives the same task."""
+    from zimage_async import _parsing_task
+
+    payload = {"id": "task-unified-1-a", "status": "processing", **top}
+    payload.update({"task_info": task_info, "usage": usage})
+    quick = parse_task(payload)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_parsing_task, "_plain_hints", lambda present: None)
+        slow = parse_task(payload)
+    assert quick == slow
+    # repr, not ==: an estimate of 5 and one of 5.0 are equal, but only 5.0 is right.
+    assert repr((quick.task_info, quick.usage, quick.created, quick.model)) == repr(
+        (slow.task_info, slow.usage, slow.created, slow.model)
+    )
