@@ -194,6 +194,9 @@ class TaskErrorDetail:
 _NOT_READ = object()
 
 
+_TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
 @attrs.frozen(kw_only=True)
 class Task:
     """A snapshot of a task as the API reported it.
@@ -221,6 +224,12 @@ class Task:
     raw_error: object = attrs.field(default=None, eq=False, repr=False)
     # The links' own earliest expiry, read once on first use (see stated_expiry).
     _stated_expiry: object = attrs.field(init=False, default=_NOT_READ, eq=False, repr=False)
+    # The status read once, when the snapshot is made: it is asked for on every poll.
+    _status: TaskStatus = attrs.field(init=False, eq=False, repr=False)
+
+    @_status.default
+    def _read_status(self) -> TaskStatus:
+        return TaskStatus.from_raw(self.raw_status)
 
     @property
     def stated_expiry(self) -> float | None:
@@ -245,12 +254,12 @@ class Task:
     @property
     def status(self) -> TaskStatus:
         """The status as a :class:`TaskStatus` member."""
-        return TaskStatus.from_raw(self.raw_status)
+        return self._status
 
     @property
     def is_terminal(self) -> bool:
         """``True`` once the task is completed, failed or cancelled."""
-        return self.status.is_terminal
+        return self._status in _TERMINAL
 
     @property
     def estimated_time(self) -> float | None:
