@@ -6,6 +6,8 @@ import logging
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from zimage_async import AuthenticationError, TaskStatus, _links, _models
 from zimage_async._models import Task
@@ -132,3 +134,18 @@ def test_link_expiry_of_many_links_is_parsed_once_per_link(
     assert expiries == {1_800_000_000.0}
     assert calls == len(links)
     assert _models.Task is Task
+
+
+@given(st.text(alphabet=st.sampled_from(list("aZ09:/.-_~%@?#;= \t\x00\x7fé")), max_size=30))
+def test_redacting_a_plain_link_quickly_gives_what_the_full_reading_gives(rest: str) -> None:
+    """The quick path of redact_url agrees with splitting the URL, for every link."""
+    from urllib.parse import urlsplit
+
+    from zimage_async._links import redact_url
+
+    for url in (f"https://{rest}", f"http://{rest}", f"HTTPS://{rest}"):
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            continue
+        assert redact_url(url) == f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"

@@ -29,8 +29,15 @@ def redact_url(url: str) -> str:
     >>> redact_url("https://user:pw@cdn.example/x/0.png?sig=secret#frag")
     'https://cdn.example/x/0.png'
     """
+    if _PLAIN_URL.fullmatch(url):  # nothing to take out: the common image link
+        return url
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+#: A link with no user info, query, fragment, space or control character, in lower case
+#: scheme: :func:`redact_url` would give it back unchanged.
+_PLAIN_URL = re.compile(r"https?://[^@?#\x00-\x20\x7f]*")
 
 
 def _number(values: list[str] | None) -> float | None:
@@ -52,6 +59,8 @@ def link_expiry(url: str) -> float | None:
     >>> link_expiry("https://cdn.example/a.png") is None
     True
     """
+    if "?" not in url:  # no query string, nothing it could state
+        return None
     query = parse_qs(urlsplit(url).query)
     for key in ("expires", "Expires", "exp"):
         value = _number(query.get(key))

@@ -19,6 +19,7 @@ services live, and ``fe80::/10``) are refused always.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import urllib.parse
 
@@ -142,11 +143,16 @@ class LinkPolicy:
         return None if reason is None else reason.replace("its host is", "it resolves to", 1)
 
     def _host_refusal(self, host: str) -> str | None:
-        reason = internal_host_reason(host)
-        if reason is None:
-            return None
-        if any(word in reason for word in _ALWAYS_REFUSED):
-            return f"its host is {reason}"
-        if is_loopback_host(host) or "loopback" in reason or "own name" in reason:
-            return None if self.allow_loopback else f"its host is {reason}"
-        return None if self.allow_private else f"its host is {reason}"
+        return _host_refusal(host, allow_loopback=self.allow_loopback, private=self.allow_private)
+
+
+@functools.lru_cache(maxsize=4096)  # pure, and asked for every image link and address
+def _host_refusal(host: str, *, allow_loopback: bool, private: bool) -> str | None:
+    reason = internal_host_reason(host)
+    if reason is None:
+        return None
+    if any(word in reason for word in _ALWAYS_REFUSED):
+        return f"its host is {reason}"
+    if is_loopback_host(host) or "loopback" in reason or "own name" in reason:
+        return None if allow_loopback else f"its host is {reason}"
+    return None if private else f"its host is {reason}"
