@@ -98,6 +98,10 @@ _TASK_ID_RULE = (
 _SIZE_PATTERN = re.compile(r"([0-9]+)x([0-9]+)", re.ASCII)
 _SIZE_UPPER_X = re.compile(r"([0-9]+)[X\u00d7]([0-9]+)", re.ASCII)
 _TASK_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+#: A well-formed task id, recognised in one step (every create answer's id is checked).
+_TASK_ID_OK = re.compile(
+    re.escape(TASK_ID_PREFIX) + "[A-Za-z0-9_-]{1,%s}" % (TASK_ID_MAX_CHARS - len(TASK_ID_PREFIX))
+)
 
 
 def validate_prompt(value: object) -> str:
@@ -212,6 +216,8 @@ def validate_task_id(value: object) -> str:
     """
     if not isinstance(value, str):
         raise InvalidRequestError("task_id", _TASK_ID_RULE, wrong_type(value))
+    if _TASK_ID_OK.fullmatch(value):
+        return value
     if len(value) > TASK_ID_MAX_CHARS:
         raise InvalidRequestError(
             "task_id",
