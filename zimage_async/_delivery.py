@@ -74,27 +74,35 @@ class Delivery:
 
         *budget* is shared by the images of one task fetched together (the per-task cap).
         """
+        chunks = self._chunks(task, index, info, budget)
+        with child_span("GET image", parent=self._span, **{"zimage.image_index": index}) as span:
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    yield chunk
+            if span is not None:
+                span.set_attribute("zimage.image_bytes", info.size)
+
+    def _chunks(
+        self, task: Task, index: int, info: DownloadInfo, budget: ByteBudget | None
+    ) -> AsyncGenerator[bytes, None]:
+        """Start the download of image *index*: the one place its stream is opened."""
         if not 0 <= index < len(task.results):
             raise IndexError(f"task {self._id} has {len(task.results)} image(s); no index {index}")
         self._rt.check_open()
-        with child_span("GET image", parent=self._span, **{"zimage.image_index": index}) as span:
-            async for chunk in stream_image(
-                self._rt.transport,
-                task.results[index],
-                task_id=self._id,
-                index=index,
-                expires_at=self._expires_at(),
-                retry=self._rt.retry,
-                rng=self._rt.rng,
-                limits=self._rt.limits,
-                info=info,
-                budget=budget,
-                completed_at=self._completed_at(),
-                sleep=self._rt.sleep,
-            ):
-                yield chunk
-            if span is not None:
-                span.set_attribute("zimage.image_bytes", info.size)
+        return stream_image(
+            self._rt.transport,
+            task.results[index],
+            task_id=self._id,
+            index=index,
+            expires_at=self._expires_at(),
+            retry=self._rt.retry,
+            rng=self._rt.rng,
+            limits=self._rt.limits,
+            info=info,
+            budget=budget,
+            completed_at=self._completed_at(),
+            sleep=self._rt.sleep,
+        )
 
     def _check_size(self, dimensions: tuple[int, int] | None, index: int) -> None:
         if self._request is None or dimensions is None:
@@ -107,8 +115,12 @@ class Delivery:
 
     async def _download(self, task: Task, index: int, budget: ByteBudget | None) -> Image:
         info = DownloadInfo()
-        async with contextlib.aclosing(self.stream(task, index, info, budget)) as chunks:
-            parts = [chunk async for chunk in chunks]
+        chunks = self._chunks(task, index, info, budget)  # no generator of its own on top
+        with child_span("GET image", parent=self._span, **{"zimage.image_index": index}) as span:
+            async with contextlib.aclosing(chunks):
+                parts = [chunk async for chunk in chunks]
+            if span is not None:
+                span.set_attribute("zimage.image_bytes", info.size)
         assert info.content_type is not None
         dimensions = info.dimensions
         self._check_size(dimensions, index)
