@@ -168,16 +168,14 @@ class APIClient:
         self.gate = RateGate(rng=rng, clock=clock, sleep=sleep, max_pause=retry.max_retry_after)
         #: Task spans started by create calls, until the task's handle takes them.
         self.task_spans: dict[str, TaskSpan] = {}
-        self._plain_headers = RedactedHeaders(
-            {
-                "Authorization": f"Bearer {api_key.reveal()}",
-                "Accept": "application/json",
-                "Content-Type": "application/json",
-            }
+        # Built once per client: a read sends no body, so no Content-Type.
+        self._read_headers = RedactedHeaders(
+            {"Authorization": f"Bearer {api_key.reveal()}", "Accept": "application/json"}
         )
+        self._plain_headers = self._read_headers.with_header("Content-Type", "application/json")
 
     def _headers(self, idempotency_key: str | None = None) -> RedactedHeaders:
-        """Return the request headers: built once per client, copied only to add a key."""
+        """Return the headers of a call with a JSON body, copied only to add a key."""
         if idempotency_key is None:
             return self._plain_headers
         return self._plain_headers.with_header(IDEMPOTENCY_HEADER, idempotency_key)
@@ -290,7 +288,7 @@ class APIClient:
         it), since this runs on every poll. *span* is the task's span, for telemetry.
         """
         url = f"{self._base_url}/v1/tasks/{task_id}"
-        headers = self._plain_headers
+        headers = self._read_headers
 
         async def call(attempt: int) -> Task:
             reply = await self._transport.request(

@@ -78,11 +78,15 @@ class RedactedHeaders:
         copy[name] = value
         return copy
 
-    def _wire(self, user_agent: str) -> dict[str, str]:
-        """Return the plain header dict for aiohttp; call it only inside the request call."""
-        wire = {"User-Agent": user_agent}
+    def _wire(self, user_agent: str | None) -> dict[str, str]:
+        """Return the plain header dict for aiohttp; call it only inside the request call.
+
+        *user_agent* is added unless these headers set one (``None``: the session that
+        sends them already has it among its default headers).
+        """
+        wire = {} if user_agent is None else {"User-Agent": user_agent}
         for name, value in self._values.items():
-            if name.lower() == "user-agent":
+            if user_agent is not None and name.lower() == "user-agent":
                 del wire["User-Agent"]
             wire[name] = value.reveal() if isinstance(value, Secret) else value
         return wire

@@ -39,6 +39,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -158,6 +159,9 @@ class Transport:
         self._ca_bundle = ca_bundle or ((env.get("SSL_CERT_FILE") or None) if trust_env else None)
         self._resolver = resolver
         self._ssl: ssl.SSLContext | None = None
+        # What every API request passes to aiohttp besides its own method, URL and body.
+        self._api_options: dict[str, Any] = {}
+        self._set_api_options()
 
     @property
     def link_policy(self) -> LinkPolicy:
@@ -171,6 +175,7 @@ class Transport:
             return
         if self._ca_bundle is not None:
             self._ssl = ssl.create_default_context(cafile=self._ca_bundle)
+            self._set_api_options()
         self._images = self._session(
             resolver=PolicyResolver(
                 self._resolver or aiohttp.ThreadedResolver(), lambda: self.link_policy
@@ -179,6 +184,15 @@ class Transport:
         if self._borrowed is None:
             self._own = self._session(resolver=self._resolver, keepalive=self._keepalive)
         self._slots = {name: asyncio.Semaphore(self._max_connections) for name in ("api", "images")}
+
+    def _set_api_options(self) -> None:
+        self._api_options = {
+            "allow_redirects": False,
+            "timeout": self._timeout,
+            "raise_for_status": False,
+            # Only a CA bundle of ours overrides a borrowed session's own TLS settings.
+            **({} if self._ssl is None else {"ssl": self._ssl}),
+        }
 
     def _session(
         self, *, resolver: aiohttp.abc.AbstractResolver | None, keepalive: float = 15.0
@@ -258,13 +272,11 @@ class Transport:
                 async with http.request(
                     method,
                     url,
-                    headers=headers._wire(self.user_agent),
+                    # An owned session sends its User-Agent among its default headers.
+                    headers=headers._wire(self.user_agent if slot is None else None),
                     data=body,
-                    allow_redirects=False,
-                    timeout=self._timeout,
-                    raise_for_status=False,
                     proxy=self._proxy(url),
-                    **self._ssl_option(),
+                    **self._api_options,
                 ) as response:
                     status = response.status
                     data = await read_capped(response.content, max_body)
@@ -300,10 +312,6 @@ class Transport:
     def _proxy(self, url: str) -> str | None:
         proxied = self._proxied and self._borrowed is None
         return self._proxies.proxy_for(url) if proxied else None
-
-    def _ssl_option(self) -> dict[str, ssl.SSLContext]:
-        # Only a CA bundle of ours overrides a borrowed session's own TLS settings.
-        return {} if self._ssl is None else {"ssl": self._ssl}
 
     @asynccontextmanager
     async def stream(
