@@ -3,26 +3,39 @@
 A worker whose renewal came late keeps its items while nobody claimed them; a worker
 whose answer arrives after its item was taken over cannot write it back over the task
 the new holder recorded; a taker that finds the task recorded meanwhile leaves the item
-to be resumed by its id. Under a spend limit, only one create of a model and size
+to be resumed by its id; a worker that finishes an item taken over meanwhile leaves its
+outcome to the new holder. Under a spend limit, only one create of a model and size
 whose price is unknown is sent at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from zimage_async import GenerationRequest, JournalError, Session
+from zimage_async import BatchItem, GenerationRequest, JournalError, Session
+from zimage_async._batch import Batch
 from zimage_async._batchitems import BatchServices
 from zimage_async._batchoptions import BatchOptions
 from zimage_async._batchrun import ItemRunner
-from zimage_async._journal import Journal, JournalRecord, JournalState, open_journal
+from zimage_async._journal import (
+    Journal,
+    JournalItem,
+    JournalRecord,
+    JournalState,
+    open_journal,
+)
 from zimage_async._journal_spend import PriceAwaited, SpendLimit
-from zimage_async.emulator import Emulator
+from zimage_async.emulator import Emulator, ManualClock
+from zimage_async.pytest_plugin import EmulatorFactory
 
 from ._postgres import PostgresServer, throwaway_server
+from .conftest import FAST_POLL, FAST_RETRY, until
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +46,17 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Journal]:
-    """An empty journal of each kind."""
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where an empty journal of each kind lives (a file, a PostgreSQL database URL)."""
     if request.param == "sqlite":
-        target = str(tmp_path / "j.sqlite")
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres")
-        target = server.create_database()
+        return str(tmp_path / "j.sqlite")
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+@pytest.fixture
+async def journal(target: str) -> AsyncIterator[Journal]:
+    """An empty journal of each kind."""
     opened = await open_journal(target)
     try:
         yield opened
@@ -133,6 +150,82 @@ async def test_a_taker_leaves_an_item_whose_task_was_recorded_meanwhile(
     assert outcome.ok, outcome.error
     assert outcome.task_id == made.id
     assert len(emulator.ledger) == 1
+
+
+async def _eventually(condition: Callable[[], Awaitable[bool]]) -> None:
+    """Check *condition* every 50 ms, at most 200 times, until it holds."""
+    for _ in range(200):
+        if await condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in 200 checks")
+
+
+async def test_a_worker_whose_item_was_taken_over_leaves_its_outcome_to_the_new_holder(
+    target: str,
+    journal: Journal,
+    zimage_emulator_factory: EmulatorFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its lease lapsed and worker-b claimed the item: worker-a's release fails, no outcome."""
+    clock = ManualClock(start=time.time())  # the task runs until the clock is advanced
+    emulator = await zimage_emulator_factory(clock=clock, task_duration=1.0, seed=1)
+
+    async def stalled(self: Batch) -> None:  # worker-a hangs in its renewals
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(Batch, "_renew", stalled)
+    caplog.set_level(logging.WARNING, logger="zimage_async.batch")
+    session = Session(
+        api_key=emulator.api_key, base_url=emulator.base_url, poll=FAST_POLL, retry=FAST_RETRY
+    )
+    async with (
+        session as zs,
+        zs.generate_many(
+            ["a cat"],
+            journal=target,
+            batch_id="b",
+            worker_id="worker-a",
+            lease=1,
+            concurrency=1,
+            output_dir=tmp_path / "out",
+        ) as batch,
+    ):
+        consuming = asyncio.ensure_future(_outcomes(batch))
+        await until(lambda: len(emulator.ledger) == 1)  # worker-a's task is running
+        stolen: list[JournalItem] = []
+
+        async def taken() -> bool:
+            stolen[:] = await journal.claim("b", "worker-b", lease_seconds=600, limit=1)
+            return bool(stolen)
+
+        await _eventually(taken)  # once worker-a's lease has lapsed
+        clock.advance(1.0)  # the task completes: worker-a saves it, then fails to release it
+
+        async def saved() -> bool:
+            record = await journal.get(stolen[0].key)
+            return record is not None and record.state is JournalState.SAVED
+
+        await _eventually(saved)
+        assert await journal.release("b", "worker-b", 0, settled=True)  # worker-b reports it
+        outcomes = await asyncio.wait_for(consuming, 20.0)
+        stats = batch.stats
+    assert outcomes == []
+    assert (stats.claimed, stats.saved, stats.failed, stats.not_sent) == (1, 0, 0, 0)
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "zimage_async.batch" and r.levelno >= logging.WARNING
+    ]
+    assert len(warnings) == 1, warnings
+    assert "'b'" in warnings[0] and "item 0" in warnings[0] and "another worker" in warnings[0]
+    assert len(emulator.ledger) == 1
+
+
+async def _outcomes(batch: Batch) -> list[BatchItem]:
+    return [item async for item in batch]
 
 
 def _unpriced(key: str, size: str | None = None, cost: float | None = None) -> JournalRecord:

@@ -344,15 +344,16 @@ class Batch:
         except BaseException as exc:  # the consumer sees the item's own error first
             self._outcomes.put_nowait(_Crash(exc))
             raise
-        if outcome is None:  # another worker holds it now
-            self._held.discard(item.index)
-            return
         # Items left unsent (a stop) stay open in the journal, for a rerun to send.
-        await self._journal.release(
-            self._options.batch_id, self._options.worker_id, item.index, settled=outcome.sent
-        )
+        batch_id, worker_id = self._options.batch_id, self._options.worker_id
+        if outcome is not None and not await self._journal.release(
+            batch_id, worker_id, item.index, settled=outcome.sent
+        ):  # its lease ran out and another worker claimed it: that one reports it
+            logger.warning("item %d of batch %r: another worker holds it now", item.index, batch_id)
+            outcome = None
         self._held.discard(item.index)
-        self._settle(outcome)
+        if outcome is not None:  # None: another worker holds it now
+            self._settle(outcome)
 
     async def _renew(self) -> None:
         """Renew this worker's leases every third of a lease, and read the batch's totals."""
