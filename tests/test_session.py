@@ -44,6 +44,16 @@ def test_import_does_not_load_the_web_server() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])  # noqa: S603
 
 
+def test_import_does_not_load_the_xml_parser() -> None:
+    """``import zimage_async`` leaves the XML parser unloaded until metadata is read."""
+    code = (
+        "import sys, zimage_async; assert 'xml.etree.ElementTree' not in sys.modules; "
+        "from zimage_async._metadata import _xmp_read; _xmp_read(b'<a/>'); "
+        "assert 'xml.etree.ElementTree' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])  # noqa: S603
+
+
 def test_missing_key_says_how_to_set_one() -> None:
     """With no key anywhere, the error names ZIMAGE_API_KEY and the emulator."""
     with pytest.raises(InvalidRequestError) as info:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import re
 import struct
-import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterator, Mapping
 
@@ -203,6 +202,8 @@ def _xmp_packet(fields: Mapping[str, str]) -> bytes:
 def _xmp_read(packet: bytes) -> dict[str, str]:
     if b"<!DOCTYPE" in packet or b"<!ENTITY" in packet:
         raise ValueError("the XMP packet declares a DOCTYPE or entities; refused")
+    import xml.etree.ElementTree as ET  # only reading metadata needs it: not at import
+
     try:
         # No DTD, so no entity expansion: what remains is plain element parsing.
         root = ET.fromstring(packet)  # noqa: S314
