@@ -18,6 +18,7 @@ from zimage_async import (
     NotFoundError,
     RateLimitError,
     ServiceUnavailableError,
+    Task,
     TaskStatus,
     UpstreamError,
 )
@@ -462,44 +463,86 @@ def test_hint_values_never_fail_a_task(estimate: object, usage: object) -> None:
     assert task.task_info is not None and task.task_info.can_cancel is False
 
 
-_HINT_VALUES = st.one_of(
+_VALUES = st.one_of(
     st.none(),
     st.booleans(),
-    st.integers(min_value=-(2**40), max_value=2**40),
+    st.integers(min_value=-5, max_value=2**40),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=5),
-    st.lists(st.integers(), max_size=2),
-    st.dictionaries(st.sampled_from(["can_cancel", "estimated_time", "x"]), st.integers()),
+    st.lists(st.one_of(st.text(max_size=3), st.integers()), max_size=2),
 )
 
 
-@given(
-    st.dictionaries(st.sampled_from(["created", "model", "other"]), _HINT_VALUES),
-    st.one_of(
-        _HINT_VALUES,
-        st.dictionaries(st.sampled_from(["can_cancel", "estimated_time", "x"]), _HINT_VALUES),
-    ),
-    st.one_of(
-        _HINT_VALUES,
-        st.dictionaries(
-            st.sampled_from(["billing_rule", "credits_reserved", "user_group", "y"]), _HINT_VALUES
-        ),
-    ),
-)
-def test_the_quick_hint_reading_agrees_with_the_field_by_field_one(
-    top: dict[str, object], task_info: object, usage: object
-) -> None:
-    """Whatever the hints hold, the quick reading of plain ones gives the same task."""
+_NUMBERS = st.one_of(st.integers(0, 10**6), st.floats(0, 1e6))
+_STATUSES = st.sampled_from(["pending", "processing", "completed", "queued", "failed", "cancelled"])
+
+
+def _answers(plain: bool) -> st.SearchStrategy[dict[str, object]]:
+    """Task answers with plain values only, or with any value in any field."""
+
+    def field(value: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+        return value if plain else st.one_of(value, _VALUES)
+
+    task_info = st.fixed_dictionaries(
+        {},
+        optional={
+            "can_cancel": field(st.booleans()),
+            "estimated_time": field(_NUMBERS),
+            "x": _VALUES,
+        },
+    )
+    usage = st.fixed_dictionaries(
+        {},
+        optional={
+            "billing_rule": field(st.text(max_size=4)),
+            "credits_reserved": field(_NUMBERS),
+            "user_group": field(st.text(max_size=4)),
+            "y": _VALUES,
+        },
+    )
+    return st.fixed_dictionaries(
+        {"id": st.just("task-unified-1-a"), "status": field(_STATUSES)},
+        optional={
+            "progress": field(st.integers(0, 100)),
+            "results": field(st.lists(st.text(max_size=5), max_size=2)),
+            "created": field(st.integers(0, 2**40)),
+            "model": field(st.text(max_size=5)),
+            "error": field(st.none()),
+            "task_info": field(task_info),
+            "usage": field(usage),
+            "other": _VALUES,
+        },
+    )
+
+
+_ANSWERS = st.one_of(_answers(plain=True), _answers(plain=False))
+
+
+@given(_ANSWERS)
+def test_the_quick_reading_agrees_with_the_general_one(payload: dict[str, object]) -> None:
+    """Whatever an answer holds, reading it quickly gives what the general reader gives."""
     from zimage_async import _parsing_task
 
-    payload = {"id": "task-unified-1-a", "status": "processing", **top}
-    payload.update({"task_info": task_info, "usage": usage})
-    quick = parse_task(payload)
+    def read() -> object:
+        try:
+            return parse_task(payload)
+        except MalformedResponseError as exc:
+            return ("malformed", str(exc))
+
+    quick = read()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_parsing_task, "_plain_hints", lambda present: None)
-        slow = parse_task(payload)
-    assert quick == slow
-    # repr, not ==: an estimate of 5 and one of 5.0 are equal, but only 5.0 is right.
-    assert repr((quick.task_info, quick.usage, quick.created, quick.model)) == repr(
-        (slow.task_info, slow.usage, slow.created, slow.model)
+        patch.setattr(_parsing_task, "quick_task", lambda payload: None)
+        general = read()
+    assert quick == general
+    if isinstance(quick, tuple):
+        return
+    assert isinstance(quick, Task) and isinstance(general, Task)
+    # repr, not only ==: an estimate of 5 and one of 5.0 are equal, but only 5.0 is right.
+    assert repr((quick, quick.task_info, quick.usage, quick.created, quick.model)) == repr(
+        (general, general.task_info, general.usage, general.created, general.model)
+    )
+    assert (quick.status, quick.error, quick.raw_error) == (
+        general.status,
+        general.error,
+        general.raw_error,
     )

@@ -27,6 +27,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from ._exceptions import MalformedResponseError
 from ._models import Task, TaskErrorDetail, TaskInfo, TaskStatus, Usage
+from ._parsing_quick import QUIET, quick_task
 
 __all__ = ["parse_task", "salvage_task_id"]
 
@@ -247,32 +248,29 @@ def parse_task(payload: object, *, status: int | None = None) -> Task:
         raise MalformedResponseError(
             f"expected a task object, got {type(payload).__name__}", status=status
         )
+    quick = quick_task(payload)
+    if quick is not None:  # the common answer, plainly well formed throughout
+        return quick
     present = _present(payload)
     essentials = _well_formed(present)
     if essentials is None:
         essentials = _essentials(present, status)
+    dropped: list[str] = []
+    unusable: list[str] = []
+    hints = {
+        name: _hint(present[name], kind, f"$.{name}", dropped, unusable)
+        for name, kind in _HINTS.items()
+        if name in present
+    }
     task_id, raw_status, progress, results = essentials
-    hints = _plain_hints(present)
-    if hints is None:
-        dropped: list[str] = []
-        unusable: list[str] = []
-        hints = {
-            name: _hint(present[name], kind, f"$.{name}", dropped, unusable)
-            for name, kind in _HINTS.items()
-            if name in present
-        }
-        if dropped:
-            logger.warning(
-                "ignored malformed hint fields in task %s: %s", task_id, ", ".join(dropped)
-            )
-        if unusable:
-            # Sent on every poll by a service that has no estimate: not worth a warning.
-            logger.debug(
-                "ignored non-finite hint values in task %s: %s", task_id, ", ".join(unusable)
-            )
+    if dropped:
+        logger.warning("ignored malformed hint fields in task %s: %s", task_id, ", ".join(dropped))
+    if unusable:
+        # Sent on every poll by a service that has no estimate: not worth a warning.
+        logger.debug("ignored non-finite hint values in task %s: %s", task_id, ", ".join(unusable))
     raw_error = present.get("error")
     error = None
-    if raw_error is not None or raw_status not in _QUIET:
+    if raw_error is not None or raw_status not in QUIET:
         error = _task_error(raw_error, TaskStatus.from_raw(raw_status), raw_status)
     return Task(
         id=task_id,
@@ -285,67 +283,7 @@ def parse_task(payload: object, *, status: int | None = None) -> Task:
     )
 
 
-#: The JSON types of a plain hint value of each field type (``type()`` is compared).
-_PLAIN_TYPES: Mapping[Any, tuple[type, ...]] = {
-    int: (int,),
-    str: (str,),
-    float: (float, int),
-    bool: (bool,),
-}
-#: Each hint block's fields: their plain JSON types, and whether a number becomes a float.
-_PLAIN_BLOCKS: Mapping[type, Mapping[str, tuple[tuple[type, ...], bool]]] = {
-    cls: {
-        name: (_PLAIN_TYPES[typing.get_args(kind)[0]], typing.get_args(kind)[0] is float)
-        for name, kind in fields.items()
-    }
-    for cls, fields in _BLOCK_FIELDS.items()
-}
-#: The top-level hints with their plain JSON types.
-_PLAIN_TOP: Mapping[str, tuple[type, ...]] = {"created": (int,), "model": (str,)}
-
-
-def _plain_hints(present: dict[str, Any]) -> dict[str, Any] | None:
-    """Read the hints of the common answer in one pass, or return None to read them slowly.
-
-    Every hint present must be plainly well formed (the right JSON type, a finite
-    number); then the values are exactly what :func:`_hint` would make of them. Anything
-    else (a string estimate, a NaN, a block that is not an object) returns ``None``, and
-    :func:`_hint` reads field by field, dropping and logging what it cannot use.
-    """
-    hints: dict[str, Any] = {}
-    for name, types in _PLAIN_TOP.items():
-        value = present.get(name)
-        if value is not None:
-            if type(value) not in types:
-                return None
-            hints[name] = value
-    for name, cls in (("task_info", TaskInfo), ("usage", Usage)):
-        block = present.get(name)
-        if block is None:
-            continue
-        if type(block) is not dict:
-            return None
-        fields = _PLAIN_BLOCKS[cls]
-        kept: dict[str, Any] = {}
-        for field, value in block.items():
-            plain = fields.get(field)
-            if plain is None or value is None:
-                continue
-            types, is_float = plain
-            if type(value) not in types:
-                return None
-            if is_float:
-                if not math.isfinite(value):
-                    return None
-                value = float(value)
-            kept[field] = value
-        hints[name] = cls(**kept)
-    return hints
-
-
 _Essentials = tuple[str, str, int, tuple[str, ...]]
-#: Raw statuses whose task has no error when it sends none (the common poll answers).
-_QUIET = frozenset({"queued", "pending", "processing", "completed"})
 
 
 def _well_formed(present: dict[str, Any]) -> _Essentials | None:
