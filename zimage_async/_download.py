@@ -157,7 +157,9 @@ async def stream_image(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise where.fail(_over_time(limits))
-            async with transport.stream(url, headers=headers, total_timeout=remaining) as response:
+            async with transport.stream(
+                url, headers=headers, total_timeout=remaining, label=label
+            ) as response:
                 status = response.status
                 now = time.time()
                 # What the link says of its expiry matters only for a refusal.

@@ -159,8 +159,7 @@ class Transport:
         self._ca_bundle = ca_bundle or ((env.get("SSL_CERT_FILE") or None) if trust_env else None)
         self._resolver = resolver
         self._ssl: ssl.SSLContext | None = None
-        # What every API request passes to aiohttp besides its own method, URL and body.
-        self._api_options: dict[str, Any] = {}
+        self._api_options: dict[str, Any] = {}  # for aiohttp, besides method, URL, body
         self._set_api_options()
 
     @property
@@ -320,6 +319,7 @@ class Transport:
         *,
         headers: Mapping[str, str],
         total_timeout: float | None = None,
+        label: str | None = None,
     ) -> AsyncIterator[ImageStream]:
         """Open a GET of an image for streaming; no ``Authorization`` is ever sent with it.
 
@@ -327,13 +327,13 @@ class Transport:
         checked against :attr:`link_policy`, and so is every address a host resolves to;
         a refusal raises :class:`~zimage_async.ImageLinkRefusedError` before connecting.
         *total_timeout* bounds the whole download, redirects and body included. The
-        ``User-Agent`` is always this transport's.
+        ``User-Agent`` is always this transport's; *label* names the link in messages.
         """
         self._check_loop()
         http, slot = self._images, self._slots.get("images")
         if http is None or http.closed or slot is None:
             raise RuntimeError("the HTTP session is closed; open the zimage_async.Session first")
-        label = redact_url(url)
+        label = label or redact_url(url)
         clean = {k: v for k, v in headers.items() if k.lower() not in _NOT_FOR_IMAGES}
         clean["User-Agent"] = self.user_agent
         # Identity encoding: lengths and Range offsets then count the image's own bytes.
