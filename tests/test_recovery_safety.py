@@ -82,7 +82,7 @@ async def test_recover_resends_this_services_uncertain_create_with_its_key(
 async def test_a_refused_resend_does_not_stop_the_recovery_of_the_others(
     emulator: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A resend the service refuses is recorded and logged; the next records still recover."""
+    """A refused resend stays uncertain (its key kept) and is logged; the next ones recover."""
     journal = tmp_path / "j.sqlite"
     async with _session(emulator, journal) as zs:
         for key in ("refused-create-00001", "second-create-000002"):
@@ -94,7 +94,7 @@ async def test_a_refused_resend_does_not_stop_the_recovery_of_the_others(
         await handles[0].wait()
     async with await open_journal(journal) as store:
         refused = await store.get("refused-create-00001")
-    assert refused is not None and refused.state is JournalState.REJECTED
+    assert refused is not None and refused.state is JournalState.UNCERTAIN
     assert "refused-create-00001" in caplog.text
 
 

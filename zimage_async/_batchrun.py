@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._batchitems import NO_RESULTS, BatchItem, BatchServices, ItemState, stop_error
+from ._batchjournal import note_held, recorded_meanwhile
 from ._batchoptions import BatchOptions
 from ._batchverdicts import (
     SENDS_OR_WAITS,
@@ -45,6 +46,7 @@ from ._journal_spend import SpendLimit
 from ._journal_store import Journal
 from ._journaling import PendingWrites, begin_priced, note_cancelled
 from ._models import GenerationRequest, TaskStatus
+from ._outcome import refused_resend
 
 __all__ = ["CREATE_GRACE", "ItemRunner"]
 
@@ -190,7 +192,7 @@ class ItemRunner:
                     key = rekeyed
                 if self.stopped_by is not None:
                     return self.not_sent(index)
-                handle = await self._submit(index, key)
+                handle = await self._submit(index, key, action is ResumeAction.RESUBMIT)
             task_id = handle.id
             return await self._finish(index, handle, key, record if resumed else None, resumed)
         except NotSentError:
@@ -219,48 +221,9 @@ class ItemRunner:
             self.stopped_by = error
 
     async def _note(self, key: str, state: JournalState, **fields: Any) -> None:
-        try:
-            await self.journal.update(key, state, **fields)
-        except LeaseLostError:
-            raise
-        except JournalError:
-            if state.has_task:
-                raise
-            current = await self.journal.get(key)
-            if current is None or current.task_id is None:
-                raise
-            # A late answer: the item was taken over and its new holder recorded the task.
-            raise LeaseLostError(
-                f"the create with key {key} has task {current.task_id}, recorded by the "
-                f"item's new holder; this worker's {state.value} answer is not recorded",
-                batch_id=current.batch_id,
-                index=current.item_index,
-                worker_id=self.options.worker_id,
-            ) from None
+        await note_held(self.journal, key, state, worker_id=self.options.worker_id, **fields)
 
-    async def _recorded_meanwhile(self, index: int, key: str) -> None:
-        """Give the item back (unsettled, to resume by id) if its task was recorded meanwhile.
-
-        That is its former holder's late answer; returns if the record has no task.
-        """
-        current = await self.journal.get(key)
-        if current is None or current.task_id is None:
-            return
-        batch_id, worker_id = self.options.batch_id, self.options.worker_id
-        logger.info(
-            "item %d: its task %s was recorded meanwhile; given back to be resumed by id",
-            index,
-            current.task_id,
-        )
-        await self.journal.release(batch_id, worker_id, index, settled=False)
-        raise LeaseLostError(
-            f"item {index}: task {current.task_id} was recorded meanwhile",
-            batch_id=batch_id,
-            index=index,
-            worker_id=worker_id,
-        )
-
-    async def _submit(self, index: int, key: str) -> TaskHandle:
+    async def _submit(self, index: int, key: str, resending: bool) -> TaskHandle:
         request = self.requests[index]
         # Wait out a 429 pause before beginning the create, so a cancellation during the
         # pause does not leave the item looking possibly billed.
@@ -286,10 +249,13 @@ class ItemRunner:
         except LeaseLostError:
             raise
         except JournalError:
-            await self._recorded_meanwhile(index, key)
+            options = self.options
+            await recorded_meanwhile(
+                self.journal, options.batch_id, options.worker_id, index=index, key=key
+            )
             raise
         self._begun.add(key)
-        creating = asyncio.ensure_future(self._create(index, request, key))
+        creating = asyncio.ensure_future(self._create(index, request, key, resending))
         try:
             return await asyncio.shield(creating)
         except asyncio.CancelledError:
@@ -303,8 +269,14 @@ class ItemRunner:
                     await creating
             raise
 
-    async def _create(self, index: int, request: GenerationRequest, key: str) -> TaskHandle:
-        """Send the create (once more with the same key after an uncertain answer, if asked)."""
+    async def _create(
+        self, index: int, request: GenerationRequest, key: str, resending: bool
+    ) -> TaskHandle:
+        """Send the create (once more with the same key after an uncertain answer, if asked).
+
+        *resending*: an earlier send with *key* may have made a task, so a refusal of this
+        one does not show that none was made: the create stays uncertain.
+        """
         attempts = 2 if self.options.resubmit_uncertain else 1
         for attempt in range(attempts):
             self.counts["submitted"] += 1
@@ -318,15 +290,21 @@ class ItemRunner:
                     logger.info(
                         "item %d: create uncertain; sending it again with key %s", index, key
                     )
+                    resending = True
                     continue
                 await self._note(key, JournalState.UNCERTAIN, error_message=str(exc))
                 raise
             except (AuthenticationError, PermissionDeniedError) as exc:
-                await self._note(key, JournalState.REJECTED, error_code=type(exc).__name__)
+                state = JournalState.UNCERTAIN if resending else JournalState.REJECTED
+                await self._note(key, state, error_code=type(exc).__name__)
                 stopped = stop_error(exc)
                 self._stop(stopped)
                 raise stopped from exc
-            except ZImageError as exc:  # the service certainly made no task
+            except ZImageError as exc:  # this send certainly made no task
+                if resending:  # but an earlier one may have
+                    uncertain = refused_resend(exc, key=key, request=request)
+                    await self._note(key, JournalState.UNCERTAIN, error_message=str(uncertain))
+                    raise uncertain from exc
                 await self._note(
                     key,
                     JournalState.REJECTED,

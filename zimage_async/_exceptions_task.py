@@ -33,6 +33,11 @@ class SubmissionUncertainError(ZImageError):
     was sent with and ``request`` the request itself: :meth:`Session.resubmit
     <zimage_async.Session.resubmit>` sends it again with that key, so a gateway that
     honours keys returns the original task instead of billing a second one.
+
+    ``resent`` is true when this was such a resend and the gateway refused it (a quota
+    or key refusal, ``__cause__``): the gateway may check those before it looks up the
+    key, so the refusal does not show that the first send made no task. The create stays
+    uncertain under the same key, to be sent again with it later.
     """
 
     __module__ = SHOWN_MODULE
@@ -44,11 +49,13 @@ class SubmissionUncertainError(ZImageError):
         task_id: str | None = None,
         idempotency_key: str | None = None,
         request: object | None = None,
+        resent: bool = False,
     ) -> None:
         self.cause = cause
         self.task_id = task_id
         self.idempotency_key = idempotency_key
         self.request = request
+        self.resent = resent
         if task_id:
             known = f"; the answer names task {task_id}, which session.task() can resume"
         elif idempotency_key:
@@ -58,6 +65,15 @@ class SubmissionUncertainError(ZImageError):
             )
         else:
             known = ""
+        if resent:
+            super().__init__(
+                f"the create was sent again with its idempotency key {idempotency_key} "
+                f"and refused ({cause}), which does not show that its first send made no "
+                "task (the gateway may refuse before it looks up the key): a task may have "
+                "been created and billed - the create is still uncertain; send it again "
+                "with the same key later (never with a new one)"
+            )
+            return
         super().__init__(
             "the create request failed after it was sent, so a task may have been created "
             f"and billed ({cause}); it was not sent again, to avoid paying twice - check "

@@ -37,6 +37,7 @@ from ._journal import Journal, open_journal
 from ._journal_records import UNFINISHED, JournalRecord, JournalState
 from ._journal_spend import PriceAwaited, Spend, SpendLimit
 from ._models import GenerationRequest, GenerationResult, Task
+from ._outcome import refused_resend
 from ._runtime import Runtime
 
 __all__ = [
@@ -237,13 +238,15 @@ class Bookkeeper:
         batch_id: str | None = None,
         item_index: int | None = None,
         worker_id: str | None = None,
+        resending: bool = False,
     ) -> TaskHandle:
         """Begin the record, run *send* (the create call), record its answer.
 
         Raises :class:`SpendLimitError` before sending when the create would go over a
         limit, and :class:`JournalError` when *worker_id* no longer holds the batch
         item's lease; re-raises whatever *send* raises once the record says what it
-        means.
+        means. With *resending* (the key's earlier send may have made a task) a refusal
+        leaves the create ``uncertain``, raised as :func:`refused_resend` says.
         """
         record = JournalRecord.for_request(
             request,
@@ -263,6 +266,10 @@ class Bookkeeper:
                 await self.note(key, JournalState.UNCERTAIN, error_message=str(exc))
             raise
         except ZImageError as exc:
+            if resending:
+                uncertain = refused_resend(exc, key=key, request=request)
+                await self.note(key, JournalState.UNCERTAIN, error_message=str(uncertain))
+                raise uncertain from exc
             await self.note(
                 key, JournalState.REJECTED, error_code=type(exc).__name__, error_message=str(exc)
             )
@@ -348,7 +355,7 @@ class Bookkeeper:
                     handles.append(await resend(record))
                 except ZImageError as exc:
                     logger.warning(
-                        "the create with key %s, sent again, was not made: %s: %s",
+                        "the create with key %s, sent again, got no task back: %s: %s",
                         record.key,
                         type(exc).__name__,
                         exc,

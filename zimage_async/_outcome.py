@@ -33,6 +33,7 @@ from ._exceptions import (
     InvalidRequestError,
     MalformedResponseError,
     SubmissionUncertainError,
+    ZImageError,
 )
 from ._idempotency import REPLAYED_HEADER
 from ._models import GenerationRequest, Task
@@ -45,6 +46,7 @@ __all__ = [
     "Stage",
     "judge_create",
     "read_create_reply",
+    "refused_resend",
 ]
 
 logger = logging.getLogger("zimage_async")
@@ -187,3 +189,15 @@ def read_create_reply(
             error, idempotency_key=idempotency_key, request=request
         ) from error
     raise error
+
+
+def refused_resend(
+    exc: ZImageError, *, key: str, request: GenerationRequest
+) -> SubmissionUncertainError:
+    """Return the error for a resend of a create that may have made a task, refused by *exc*.
+
+    The resend carried the create's own key, but the gateway may refuse (quota, key)
+    before it looks the key up, so the refusal does not show that no task was made: the
+    create stays uncertain under that key.
+    """
+    return SubmissionUncertainError(exc, idempotency_key=key, request=request, resent=True)

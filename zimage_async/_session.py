@@ -331,7 +331,9 @@ class Session(JournalMethods, BatchMethods):
         Where the gateway honours keys, this returns the task the first attempt made
         (if it made one) instead of billing a second; where it ignores them, it is a new
         billed task, so check your usage first. When the error names a task id, that task
-        is resumed instead and nothing is sent::
+        is resumed instead and nothing is sent. A refusal of the resend (quota, key: the
+        gateway may refuse before it looks the key up) does not show that no task was made:
+        it raises :class:`SubmissionUncertainError` again, with ``resent`` true and the key::
 
             try:
                 handle = await zs.submit("a fox")
@@ -349,7 +351,9 @@ class Session(JournalMethods, BatchMethods):
                 "request and idempotency key",
                 "this one has no request or key to send again",
             )
-        return await self.submit(error.request, idempotency_key=error.idempotency_key)
+        self._check_open()
+        key = validate_idempotency_key(error.idempotency_key)
+        return await self._send(error.request, key, resending=True)
 
     def task(self, task_id: str, *, request: GenerationRequest | None = None) -> TaskHandle:
         """Return a handle for an existing task, from its stored id (no request yet).

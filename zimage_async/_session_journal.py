@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._exceptions import InvalidRequestError
+from ._exceptions import InvalidRequestError, SubmissionUncertainError, ZImageError
 from ._handle import TaskHandle
 from ._idempotency import new_key
 from ._journal_records import JournalRecord
 from ._journal_spend import Spend
 from ._journaling import Bookkeeper
 from ._models import GenerationRequest, Task
+from ._outcome import refused_resend
 from ._runtime import Runtime
 
 if TYPE_CHECKING:
@@ -43,10 +44,22 @@ class JournalMethods:
         limits: Sequence[SpendLimit] = (),
         batch_id: str | None = None,
         item_index: int | None = None,
+        resending: bool = False,
     ) -> TaskHandle:
-        """Send the create, through the journal if there is one."""
+        """Send the create, through the journal if there is one.
+
+        *resending*: *key*'s earlier send may have made a task, so a refusal of this one
+        leaves the create uncertain (:func:`refused_resend`), never certainly not made.
+        """
         if self._book is None:
-            return await self._create(request, key)
+            try:
+                return await self._create(request, key)
+            except SubmissionUncertainError:
+                raise
+            except ZImageError as exc:
+                if not resending or key is None:
+                    raise
+                raise refused_resend(exc, key=key, request=request) from exc
         sent_key = key or new_key()
         handle = await self._book.create(
             request,
@@ -57,6 +70,7 @@ class JournalMethods:
             limits=limits,
             batch_id=batch_id,
             item_index=item_index,
+            resending=resending,
         )
         return self._journaled(handle.id, handle.task, request, sent_key)
 
@@ -114,8 +128,9 @@ class JournalMethods:
         item index and its expected cost (so a batch's spend limit still counts it);
         otherwise it is left in :meth:`unfinished`. A batch item that a running worker
         holds (its lease has not run out) is not sent: it is left to its batch. A
-        resend that fails is recorded (``rejected`` or ``uncertain``) and logged as a
-        warning, and the others go on. A completed task
+        resend that fails stays ``uncertain`` under its key (a refusal too: the gateway
+        may refuse before it looks the key up) and is logged as a warning, and the
+        others go on. A completed task
         whose image links have expired gets no handle: it is recorded as ``expired``
         (no longer unfinished, still counted as spent) and logged as a warning on the
         ``zimage_async.journal`` logger, since its images are lost.
@@ -134,4 +149,5 @@ class JournalMethods:
             cost=record.expected_cost,
             batch_id=record.batch_id,
             item_index=record.item_index,
+            resending=True,
         )

@@ -1,0 +1,72 @@
+"""A batch worker's journal writes where its item may have been taken over meanwhile.
+
+A worker whose lease ran out may still get an answer to a create it sent; the item's
+new holder may have recorded the task already. :func:`note_held` records an answer
+unless it would write over that task, and :func:`recorded_meanwhile` gives an item back
+when its task turned up in the journal before the worker could begin its create.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ._exceptions import JournalError, LeaseLostError
+from ._journal_records import JournalState
+from ._journal_store import Journal
+
+__all__ = ["note_held", "recorded_meanwhile"]
+
+logger = logging.getLogger("zimage_async.batch")
+
+
+async def note_held(
+    journal: Journal, key: str, state: JournalState, *, worker_id: str, **fields: Any
+) -> None:
+    """Record *state* for the create under *key*, as the worker *worker_id*.
+
+    Raises :class:`LeaseLostError` when the answer is a late one: the item was taken over
+    and its new holder recorded the task (this answer says no task is known).
+    """
+    try:
+        await journal.update(key, state, **fields)
+    except LeaseLostError:
+        raise
+    except JournalError:
+        if state.has_task:
+            raise
+        current = await journal.get(key)
+        if current is None or current.task_id is None:
+            raise
+        # A late answer: the item was taken over and its new holder recorded the task.
+        raise LeaseLostError(
+            f"the create with key {key} has task {current.task_id}, recorded by the "
+            f"item's new holder; this worker's {state.value} answer is not recorded",
+            batch_id=current.batch_id,
+            index=current.item_index,
+            worker_id=worker_id,
+        ) from None
+
+
+async def recorded_meanwhile(
+    journal: Journal, batch_id: str, worker_id: str, *, index: int, key: str
+) -> None:
+    """Give the item back (unsettled, to resume by id) if its task was recorded meanwhile.
+
+    That is its former holder's late answer; returns if the record has no task.
+    """
+    current = await journal.get(key)
+    if current is None or current.task_id is None:
+        return
+    logger.info(
+        "item %d: its task %s was recorded meanwhile; given back to be resumed by id",
+        index,
+        current.task_id,
+    )
+    await journal.release(batch_id, worker_id, index, settled=False)
+    raise LeaseLostError(
+        f"item {index}: task {current.task_id} was recorded meanwhile",
+        batch_id=batch_id,
+        index=index,
+        worker_id=worker_id,
+    )
