@@ -13,7 +13,7 @@ from zimage_async.emulator import Emulator
 from .conftest import FAST_POLL, FAST_RETRY
 
 
-def _session(emulator: Emulator, journal: Path, **options: object) -> Session:
+def _session(emulator: Emulator, journal: Path | None = None, **options: object) -> Session:
     return Session(
         api_key=emulator.api_key,
         base_url=emulator.base_url,

@@ -21,19 +21,9 @@ from zimage_async import (
 from zimage_async._journal import JournalState, open_journal
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
-from .conftest import FAST_POLL, FAST_RETRY
+from .test_recovery import _session
 
 QUOTA = FaultRule(kind="http_402", error_code="quota_not_enough")
-
-
-def _session(emulator: Emulator, journal: Path | None = None) -> Session:
-    return Session(
-        api_key=emulator.api_key,
-        base_url=emulator.base_url,
-        poll=FAST_POLL,
-        retry=FAST_RETRY,
-        journal=journal,
-    )
 
 
 async def _run_once(zs: Session, manifest: Path, **options: object) -> BatchItem:
