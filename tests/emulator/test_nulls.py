@@ -106,3 +106,37 @@ def test_unknown_null_shapes_are_refused() -> None:
     """A misspelt null_shape is a ValueError."""
     with pytest.raises(ValueError, match="null_shape"):
         FaultRule(kind="null_fields", null_shape="everything")  # type: ignore[arg-type]
+
+
+class _TickingClock(ManualClock):
+    """A manual clock that, once armed, moves by *step* right after its next reading."""
+
+    armed: float | None = None
+
+    def now(self) -> float:
+        reading = super().now()
+        if self.armed is not None:
+            step, self.armed = self.armed, None
+            self.advance(step)
+        return reading
+
+
+async def test_a_shape_is_drawn_for_the_body_actually_sent(api_factory: ApiFactory) -> None:
+    """A task ending while its read is being answered gets the shape of the body sent.
+
+    The clock moves past the task's end right after the read's first look at it: the
+    fault must be judged on the status of the body that goes out, not on an earlier one.
+    """
+    clock = _TickingClock()
+    api = await api_factory(
+        clock=clock, task_duration=1.0, faults=FaultPlan.script("task", [_nulls("error_string")])
+    )
+    created = await api.create_task(prompt="a cat [[fail:service_error]]")
+    clock.advance(0.5)
+    clock.armed = 1.0  # the task fails between this read's first and second look at it
+    for _ in range(2):
+        body = await api.task_body(created["id"])
+        if body["status"] == "failed":
+            break
+    assert body["status"] == "failed"
+    assert isinstance(body["error"], str)

@@ -220,12 +220,14 @@ class ApiHandlers:
         record = self._store.get(task_id)
         if record is None:
             return error_response(_task_not_found(task_id))
-        status = record.status_at(self._clock.now()).value
-        rule = self._faults.draw("task", status=status)
+        # The fault is judged on the body that goes out, read at one instant.
+        body = self.body(record)
+        status = body["status"]
+        rule = self._faults.draw("task", status=status if isinstance(status, str) else None)
         if rule is not None and rule.kind == "slow":
             if not await self._faults.wait(rule):
                 return abort_connection(request)
-            rule = None
+            return task_reply(self.body(record), None)  # the task as it stands after the delay
         if rule is not None and rule.kind in REPLACING_FAULTS:
             return self._fault_reply(request, rule)
-        return task_reply(self.body(record), rule)
+        return task_reply(body, rule)
