@@ -294,6 +294,51 @@ async def test_the_idle_server_does_drop_a_create_on_a_long_idle_connection() ->
     assert server.dropped == 1
 
 
+def _api(t: Transport, port: int, retry: RetryPolicy = ONE_TRY) -> APIClient:
+    return APIClient(
+        t,
+        base_url=f"http://127.0.0.1:{port}",
+        api_key=Secret(KEY),
+        retry=retry,
+        rng=random.Random(0),
+    )
+
+
+async def test_task_reads_reuse_a_connection_idle_longer_than_the_creates_keep_alive() -> None:
+    """Only creates are held to the short keep-alive: task reads keep their connection.
+
+    A poll every few seconds must not open a new connection each time (a TCP handshake
+    and a close on both sides, per poll). The transport's create keep-alive is 0.2 s;
+    three reads 0.4 s apart go over one connection.
+    """
+    server = ClosesIdleConnections(idle=30.0)
+    async with raw_server(server) as port, opened(transport(keepalive=0.2)) as t:
+        api = _api(t, port)
+        for i in range(3):
+            if i:
+                await asyncio.sleep(0.4)
+            await api.get_task("task-unified-1-abcd0001")
+    assert server.answered == 3
+    assert server.connections == 1
+
+
+async def test_a_read_on_a_connection_the_server_dropped_while_idle_is_repeated() -> None:
+    """A kept read connection the server drops as the read arrives costs nothing: it is sent again.
+
+    The server drops connections idle for 0.2 s when the next request arrives; the read
+    after 0.3 s idle meets that, and still returns the task (a GET is safe to repeat).
+    """
+    server = ClosesIdleConnections(idle=0.2)
+    async with raw_server(server) as port, opened(transport(keepalive=0.1)) as t:
+        api = _api(t, port, retry=FAST)
+        first = await api.get_task("task-unified-1-abcd0001")
+        await asyncio.sleep(0.3)
+        second = await api.get_task("task-unified-1-abcd0001")
+    assert first.id and second.id
+    assert server.dropped == 1
+    assert server.answered == 2
+
+
 async def test_creates_a_second_apart_against_a_one_second_keep_alive() -> None:
     """Creates about 1 s apart to a server with a 1 s keep-alive are never uncertain."""
     posts = 0

@@ -61,7 +61,8 @@ class Session(JournalMethods, BatchMethods):
       download may stall between chunks.
     * ``poll``: a :class:`PollSchedule` (when to poll, and the default wait deadline).
     * ``retry``: a :class:`RetryPolicy` (how failed requests are retried).
-    * ``max_connections``: the connection pool size (requests beyond it queue).
+    * ``max_connections``: requests at a time to the API and to image hosts (beyond it
+      they queue).
     * ``http_session``: an ``aiohttp.ClientSession`` of yours to use instead of our own;
       it is never closed by us.
     * ``link_ttl``: seconds image links live after completion (24 h).

@@ -18,9 +18,9 @@ Rules kept here, so that no caller can forget them:
 * A ``POST`` (the billed create) only goes out on a connection that was in use less
   than :data:`API_KEEPALIVE` seconds ago, far less than any server keeps an idle
   connection: one the server may have closed while idle, which would make the create
-  "uncertain", is never written to. The API's pool keeps no connection longer, so
-  creates and reads in quick succession share connections, and a session that has been
-  quiet for a second opens a new one.
+  "uncertain", is never written to. Creates have a pool of their own that keeps no
+  connection longer; task reads, safe to send again, keep theirs for 15 s, so a handle
+  polling every few seconds does not open a connection per look.
 * Image downloads use a connection pool of their own, whose resolver refuses internal
   addresses (:class:`~zimage_async._urlpolicy.LinkPolicy`), follow redirects hop by
   hop with every hop checked, and never send ``Authorization``, also when a borrowed
@@ -90,10 +90,11 @@ class Transport:
 
     API calls go over the caller's ``aiohttp.ClientSession`` when one is passed (used
     as is, never closed here, but always with ``raise_for_status=False`` and this
-    transport's ``User-Agent``), else over one that :meth:`open` creates with a pool of
-    *max_connections*, whose connections are reused only within *keepalive* seconds of
-    their last use (default :data:`API_KEEPALIVE`), so that a create never goes out on a
-    connection the server may have closed while idle. Image downloads always use a pool of
+    transport's ``User-Agent``), else over two that :meth:`open` creates, one for creates
+    and one for reads, with *max_connections* requests at a time over both. The creates'
+    connections are reused only within *keepalive* seconds of their last use (default
+    :data:`API_KEEPALIVE`), so that a create never goes out on a connection the server may
+    have closed while idle; the reads' for 15 s. Image downloads always use a pool of
     this transport's own, whatever the API uses: its resolver enforces the link policy,
     and no default header of a borrowed session (``Authorization``) can reach the image
     host.
@@ -136,7 +137,8 @@ class Transport:
         self._borrowed = http_session
         #: The ``User-Agent`` of every request (a plain product token by default).
         self.user_agent = user_agent
-        self._own: aiohttp.ClientSession | None = None
+        self._own: aiohttp.ClientSession | None = None  # task reads
+        self._creates: aiohttp.ClientSession | None = None
         self._keepalive = keepalive
         self._images: aiohttp.ClientSession | None = None
         self._slots: dict[str, asyncio.Semaphore] = {}
@@ -146,9 +148,8 @@ class Transport:
         self._total = total_timeout
         self._read_stall = read_timeout
         self._connect = connect_timeout
-        # aiohttp's own total would also count the wait for a free pooled connection;
-        # the owned pools never queue inside aiohttp (a semaphore of the pool's size is
-        # taken first), so its total only counts the exchange itself.
+        # aiohttp's total would also count a wait for a free pooled connection; the owned
+        # pools never queue in aiohttp (a semaphore is taken first), so it does not here.
         self._timeout = aiohttp.ClientTimeout(
             total=total_timeout, sock_connect=connect_timeout, sock_read=timeout
         )
@@ -181,7 +182,8 @@ class Transport:
             )
         )
         if self._borrowed is None:
-            self._own = self._session(resolver=self._resolver, keepalive=self._keepalive)
+            self._own = self._session(resolver=self._resolver)
+            self._creates = self._session(resolver=self._resolver, keepalive=self._keepalive)
         self._slots = {name: asyncio.Semaphore(self._max_connections) for name in ("api", "images")}
 
     def _set_api_options(self) -> None:
@@ -213,8 +215,8 @@ class Transport:
 
     async def close(self) -> None:
         """Close the owned sessions; a borrowed one is left open. Idempotent."""
-        owned = (self._own, self._images)
-        self._own = self._images = None
+        owned = (self._own, self._creates, self._images)
+        self._own = self._creates = self._images = None
         for session in owned:
             if session is not None:
                 await session.close()
@@ -234,9 +236,9 @@ class Transport:
             if self._borrowed.closed:
                 raise RuntimeError("the borrowed aiohttp.ClientSession is closed")
             return self._borrowed, None
-        # Requests go out only on connections used within the last API_KEEPALIVE seconds:
-        # a create on one the server may have closed while idle would end "uncertain".
-        http = self._own
+        # A create goes out only on a connection used within the last API_KEEPALIVE
+        # seconds: on one the server may have closed while idle it would end "uncertain".
+        http = self._own if method == "GET" else self._creates
         if http is None or http.closed:
             raise RuntimeError("the HTTP session is closed; open the zimage_async.Session first")
         return http, self._slots["api"]
@@ -346,6 +348,10 @@ class Transport:
         started = time.perf_counter()
         response: aiohttp.ClientResponse | None = None
         failure: ZImageError | None = None
+
+        def refused(why: str) -> ImageLinkRefusedError:
+            return ImageLinkRefusedError(why, url=label, task_id=None, index=None)
+
         async with slot:
             try:
                 hop, seen = url, {url}
@@ -353,9 +359,7 @@ class Transport:
                     refusal = policy.refusal(hop)
                     if refusal is not None:
                         what = "the link" if hop == url else f"a redirect to {redact_url(hop)}"
-                        raise ImageLinkRefusedError(
-                            f"{what} is refused: {refusal}", url=label, task_id=None, index=None
-                        )
+                        raise refused(f"{what} is refused: {refusal}")
                     response = await http.get(
                         hop,
                         headers=clean,
@@ -370,20 +374,10 @@ class Transport:
                     response.release()
                     hop = next_hop(hop, location)
                     if hop in seen:
-                        raise ImageLinkRefusedError(
-                            f"the redirects loop back to {redact_url(hop)}",
-                            url=label,
-                            task_id=None,
-                            index=None,
-                        )
+                        raise refused(f"the redirects loop back to {redact_url(hop)}")
                     seen.add(hop)
                 else:
-                    raise ImageLinkRefusedError(
-                        f"more than {policy.max_redirects} redirects",
-                        url=label,
-                        task_id=None,
-                        index=None,
-                    )
+                    raise refused(f"more than {policy.max_redirects} redirects")
                 yield ImageStream(response, label=label, limits=limits)
             except WIRE as exc:
                 failure = translate(exc, method="GET", path=label, limits=limits)
