@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import io
 import logging
+import weakref
 from pathlib import Path
 
 import pytest
@@ -258,3 +260,37 @@ async def test_error_as_string_keeps_raw_error(zs: Session, emulator: Emulator) 
     assert info.value.code == "unknown_error"
     assert isinstance(info.value.raw_error, str)
     assert info.value.message == info.value.raw_error
+
+
+@pytest.mark.parametrize("how", ["await", "wait", "save", "updates", "iter_bytes"])
+async def test_a_finished_handle_is_freed_without_the_cycle_collector(
+    zs: Session, tmp_path: Path, how: str
+) -> None:
+    """A handle dropped after its wait leaves no reference cycle behind.
+
+    With thousands of handles in flight, every handle caught in a cycle (with its
+    snapshots, schedule and images) waits for a full collection, which then has all of
+    them to walk. Here the cycle collector is off: the handle must go as soon as the
+    last reference to it does.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        handle = await zs.submit(f"freed after {how}")
+        if how == "await":
+            await handle
+        elif how == "wait":
+            await handle.wait()
+        elif how == "save":
+            await handle.save(tmp_path)
+        elif how == "updates":
+            async for _ in handle.updates():
+                pass
+        else:
+            async for _ in handle.iter_bytes():
+                pass
+        freed = weakref.ref(handle)
+        del handle
+        assert freed() is None
+    finally:
+        gc.enable()

@@ -13,9 +13,10 @@ import contextlib
 import logging
 import os
 import warnings
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -31,9 +32,20 @@ from ._telemetry import NO_SPAN, TaskSpan, child_span
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
-__all__ = ["Delivery"]
+__all__ = ["Delivery", "weakly"]
 
 logger = logging.getLogger("zimage_async")
+
+
+def weakly(owner: object, name: str) -> Callable[[], float | None]:
+    """Return a getter of ``owner.<name>`` that does not keep *owner* alive (None once gone)."""
+    ref = weakref.ref(owner)
+
+    def get() -> float | None:
+        target = ref()
+        return None if target is None else cast("float | None", getattr(target, name))
+
+    return get
 
 
 @attrs.define

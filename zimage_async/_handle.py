@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._delivery import Delivery
+from ._delivery import Delivery, weakly
 from ._exceptions import WaitTimeoutError, ZImageError, note_task
 from ._imagelimits import DownloadInfo
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
@@ -139,12 +139,14 @@ class TaskHandle:
     @property
     def _delivery(self) -> Delivery:
         if self._deliverer is None:
+            # Weakly: a Delivery holding the handle would make a reference cycle of every
+            # handle that fetched its images, left to the cycle collector.
             self._deliverer = Delivery(
                 self._rt,
                 self._id,
                 self._request,
-                expires_at=lambda: self.expires_at,
-                completed_at=lambda: self._completed_seen,
+                expires_at=weakly(self, "expires_at"),
+                completed_at=weakly(self, "_completed_seen"),
                 span=self._span,
             )
         return self._deliverer
