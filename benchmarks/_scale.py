@@ -3,7 +3,8 @@
 All tasks are started at once with ``asyncio.gather`` over a pool of 100 connections;
 each is created, awaited (the SDK's default poll schedule) and its small image fetched.
 Reported: wall time, the client's RSS rise at the moment the last create call returned
-(divided by the handles still pending then) and its peak RSS rise over the run.
+(divided by the handles still pending then), its peak RSS rise over the run, and its
+CPU time, of which the part the cycle collector took (``gc.callbacks``).
 
 The floor is measured, not assumed: a raw aiohttp "oracle" loop that knows the task
 duration creates every task, sleeps exactly the duration, polls once (again every 50 ms
@@ -66,6 +67,21 @@ class Result:
     peak_rss: int = 0
     completed: int = 0
     cpu_seconds: float = 0.0
+    gc_seconds: float = 0.0
+
+
+class _GCTime:
+    """Adds up the CPU time the cycle collector takes while installed."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
 
 
 async def _run(
@@ -91,11 +107,17 @@ async def _run(
     gc.collect()
     result.baseline_rss = rss_bytes()
     reset_peak_rss()
+    collector = _GCTime()
+    gc.callbacks.append(collector)
     cpu = time.process_time()
     started = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(params.tasks)))
+    try:
+        await asyncio.gather(*(one() for _ in range(params.tasks)))
+    finally:
+        gc.callbacks.remove(collector)
     result.wall_seconds = time.perf_counter() - started
     result.cpu_seconds = time.process_time() - cpu
+    result.gc_seconds = collector.seconds
     result.peak_rss = max(peak_rss_bytes(), result.rss_all_submitted)
     return asdict(result)
 
@@ -176,6 +198,7 @@ def run(options: Options) -> list[Table]:
             "peak RSS rise/task",
             "requests/task",
             "client CPU s",
+            "of which GC s",
         ],
     )
     walls: dict[str, float] = {}
@@ -205,6 +228,7 @@ def run(options: Options) -> list[Table]:
                 f"{peak / 1024:.1f} KiB",
                 per_task,
                 f"{median([r['cpu_seconds'] for r in runs]):.1f}",
+                f"{median([r.get('gc_seconds', 0.0) for r in runs]):.1f}",
             ]
         )
     ratio = walls["sdk"] / walls["raw"]
