@@ -322,6 +322,21 @@ async def test_task_reads_reuse_a_connection_idle_longer_than_the_creates_keep_a
     assert server.connections == 1
 
 
+async def test_reads_in_a_busy_spell_share_the_creates_connections() -> None:
+    """A read right after a create goes over the create's connection: no second pool to open.
+
+    Reads only move to a pool of their own once the creates' pool has been quiet for
+    its keep-alive; in a busy spell, a batch would otherwise open twice the connections.
+    """
+    server = ClosesIdleConnections(idle=30.0)
+    async with raw_server(server) as port, opened(transport(keepalive=5.0)) as t:
+        api = _api(t, port)
+        task = await api.create(GenerationRequest(prompt="a cat"))
+        await api.get_task(task.id)
+    assert server.answered == 2
+    assert server.connections == 1
+
+
 async def test_a_read_on_a_connection_the_server_dropped_while_idle_is_repeated() -> None:
     """A kept read connection the server drops as the read arrives costs nothing: it is sent again.
 

@@ -18,8 +18,9 @@ Rules kept here, so that no caller can forget them:
 * A ``POST`` (the billed create) only goes out on a connection that was in use less
   than :data:`API_KEEPALIVE` seconds ago, far less than any server keeps an idle
   connection: one the server may have closed while idle, which would make the create
-  "uncertain", is never written to. Creates have a pool of their own that keeps no
-  connection longer; task reads, safe to send again, keep theirs for 15 s, so a handle
+  "uncertain", is never written to. Creates have a pool that keeps no connection
+  longer, which task reads share while it is in use; when it is not, reads (safe to
+  send again) use a pool of their own that keeps connections for 15 s, so a handle
   polling every few seconds does not open a connection per look.
 * Image downloads use a connection pool of their own, whose resolver refuses internal
   addresses (:class:`~zimage_async._urlpolicy.LinkPolicy`), follow redirects hop by
@@ -90,14 +91,14 @@ class Transport:
 
     API calls go over the caller's ``aiohttp.ClientSession`` when one is passed (used
     as is, never closed here, but always with ``raise_for_status=False`` and this
-    transport's ``User-Agent``), else over two that :meth:`open` creates, one for creates
-    and one for reads, with *max_connections* requests at a time over both. The creates'
-    connections are reused only within *keepalive* seconds of their last use (default
-    :data:`API_KEEPALIVE`), so that a create never goes out on a connection the server may
-    have closed while idle; the reads' for 15 s. Image downloads always use a pool of
-    this transport's own, whatever the API uses: its resolver enforces the link policy,
-    and no default header of a borrowed session (``Authorization``) can reach the image
-    host.
+    transport's ``User-Agent``), else over two that :meth:`open` creates, with
+    *max_connections* requests at a time over both. The creates' connections are reused
+    only within *keepalive* seconds of their last use (default :data:`API_KEEPALIVE`), so
+    that a create never goes out on a connection the server may have closed while idle;
+    reads share that pool while it is in use, else use their own (15 s). Image downloads
+    always use a pool of this transport's own, whatever the API uses: its resolver
+    enforces the link policy, and no borrowed default header (``Authorization``) reaches
+    the image host.
 
     Limits, in seconds: *connect_timeout* to open a connection; *timeout* for an API
     answer to stall (first byte, or between reads) and *total_timeout* for a whole API
@@ -139,6 +140,7 @@ class Transport:
         self.user_agent = user_agent
         self._own: aiohttp.ClientSession | None = None  # task reads
         self._creates: aiohttp.ClientSession | None = None
+        self._creates_used = float("-inf")  # when an exchange over it last ended
         self._keepalive = keepalive
         self._images: aiohttp.ClientSession | None = None
         self._slots: dict[str, asyncio.Semaphore] = {}
@@ -224,10 +226,9 @@ class Transport:
     def _check_loop(self) -> None:
         if self._loop is not None and asyncio.get_running_loop() is not self._loop:
             raise RuntimeError(
-                "this zimage_async.Session was opened in another event loop; a session "
-                "(and its connection pool) belongs to the loop that opened it - open a "
-                "new Session in this loop (for example inside the asyncio.run() call "
-                "that uses it)"
+                "this zimage_async.Session was opened in another event loop; a session (and "
+                "its connection pool) belongs to the loop that opened it - open a new "
+                "Session in this loop (for example inside the asyncio.run() call that uses it)"
             )
 
     def _api_session(self, method: str) -> tuple[aiohttp.ClientSession, asyncio.Semaphore | None]:
@@ -238,7 +239,10 @@ class Transport:
             return self._borrowed, None
         # A create goes out only on a connection used within the last API_KEEPALIVE
         # seconds: on one the server may have closed while idle it would end "uncertain".
-        http = self._own if method == "GET" else self._creates
+        # Reads share the creates' pool while it is in use (a busy spell opens no second
+        # set of connections), else they keep connections of their own for 15 s.
+        warm = time.monotonic() - self._creates_used < self._keepalive
+        http = self._own if method == "GET" and not warm else self._creates
         if http is None or http.closed:
             raise RuntimeError("the HTTP session is closed; open the zimage_async.Session first")
         return http, self._slots["api"]
@@ -289,6 +293,8 @@ class Transport:
             finally:
                 if slot is not None:
                     slot.release()
+                    if http is self._creates:
+                        self._creates_used = time.monotonic()
         except asyncio.CancelledError as exc:
             # Keep aiohttp's frames (and the header dict in them) out of the traceback.
             failure = exc.with_traceback(None)
