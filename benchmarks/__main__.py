@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rounds",
         type=int,
-        help="A/B rounds of every workload (default: overhead 5, scale 2, polling 3, downloads 5)",
+        help="A/B rounds of every workload (default: overhead 9, scale 2, polling 3, downloads 9)",
     )
     parser.add_argument("--scale-tasks", type=int, help="concurrent tasks for 'scale' (10000)")
     parser.add_argument(

@@ -49,14 +49,14 @@ class Options:
     """Sizes of every workload; ``quick()`` gives a smoke-test run of under a minute."""
 
     rounds: int = 3
-    overhead_rounds: int = 5
+    overhead_rounds: int = 9
     overhead_tasks: int = 300
     scale_tasks: int = 10_000
     scale_duration: float = 10.0
     scale_rounds: int = 2
     polling_tasks: int = 100
     download_images: int = 10
-    download_rounds: int = 5
+    download_rounds: int = 9
     download_megabytes: int = 20
     import_repeats: int = 15
     seed: int = 2026
