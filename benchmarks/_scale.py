@@ -197,8 +197,8 @@ def run(options: Options) -> list[Table]:
             "RSS/pending handle",
             "peak RSS rise/task",
             "requests/task",
-            "client CPU s",
-            "of which GC s",
+            "CPU s",
+            "GC s",
         ],
     )
     walls: dict[str, float] = {}
