@@ -89,6 +89,16 @@ async def opened(t: Transport) -> AsyncIterator[Transport]:
         await t.close()
 
 
+def _api(t: Transport, port: int, retry: RetryPolicy = ONE_TRY) -> APIClient:
+    return APIClient(
+        t,
+        base_url=f"http://127.0.0.1:{port}",
+        api_key=Secret(KEY),
+        retry=retry,
+        rng=random.Random(0),
+    )
+
+
 def headers() -> RedactedHeaders:
     return RedactedHeaders({"Authorization": f"Bearer {KEY}", "Accept": "application/json"})
 
@@ -159,13 +169,7 @@ async def test_trickling_answer_hits_the_total_limit() -> None:
 async def test_trickling_create_is_uncertain_after_the_total_limit() -> None:
     """A billed create whose answer trickles is cut off by the total limit, as uncertain."""
     async with raw_server(trickler(b"{", 200)) as port, opened(transport(total_timeout=0.3)) as t:
-        api = APIClient(
-            t,
-            base_url=f"http://127.0.0.1:{port}",
-            api_key=Secret(KEY),
-            retry=ONE_TRY,
-            rng=random.Random(0),
-        )
+        api = _api(t, port)
         with pytest.raises(SubmissionUncertainError) as info:
             await api.create(GenerationRequest(prompt="a cat"))
     assert isinstance(info.value.cause, APITimeoutError)
@@ -258,13 +262,7 @@ async def test_creates_reuse_only_connections_the_server_keeps_open() -> None:
     """
     server = ClosesIdleConnections(idle=0.4)
     async with raw_server(server) as port, opened(transport(keepalive=0.2)) as t:
-        api = APIClient(
-            t,
-            base_url=f"http://127.0.0.1:{port}",
-            api_key=Secret(KEY),
-            retry=ONE_TRY,
-            rng=random.Random(0),
-        )
+        api = _api(t, port)
         tasks = []
         for burst in range(3):
             if burst:
@@ -280,28 +278,12 @@ async def test_the_idle_server_does_drop_a_create_on_a_long_idle_connection() ->
     """The server above is a real trap: with reuse allowed for 15 s, the create is lost."""
     server = ClosesIdleConnections(idle=0.2)
     async with raw_server(server) as port, opened(transport(keepalive=15.0)) as t:
-        api = APIClient(
-            t,
-            base_url=f"http://127.0.0.1:{port}",
-            api_key=Secret(KEY),
-            retry=ONE_TRY,
-            rng=random.Random(0),
-        )
+        api = _api(t, port)
         await api.create(GenerationRequest(prompt="cat 0"))
         await asyncio.sleep(0.3)
         with pytest.raises(SubmissionUncertainError):
             await api.create(GenerationRequest(prompt="cat 1"))
     assert server.dropped == 1
-
-
-def _api(t: Transport, port: int, retry: RetryPolicy = ONE_TRY) -> APIClient:
-    return APIClient(
-        t,
-        base_url=f"http://127.0.0.1:{port}",
-        api_key=Secret(KEY),
-        retry=retry,
-        rng=random.Random(0),
-    )
 
 
 async def test_task_reads_reuse_a_connection_idle_longer_than_the_creates_keep_alive() -> None:

@@ -138,7 +138,7 @@ class Transport:
         self._borrowed = http_session
         #: The ``User-Agent`` of every request (a plain product token by default).
         self.user_agent = user_agent
-        self._own: aiohttp.ClientSession | None = None  # task reads
+        self._reads: aiohttp.ClientSession | None = None
         self._creates: aiohttp.ClientSession | None = None
         self._creates_used = float("-inf")  # when an exchange over it last ended
         self._keepalive = keepalive
@@ -184,7 +184,7 @@ class Transport:
             )
         )
         if self._borrowed is None:
-            self._own = self._session(resolver=self._resolver)
+            self._reads = self._session(resolver=self._resolver)
             self._creates = self._session(resolver=self._resolver, keepalive=self._keepalive)
         self._slots = {name: asyncio.Semaphore(self._max_connections) for name in ("api", "images")}
 
@@ -217,8 +217,8 @@ class Transport:
 
     async def close(self) -> None:
         """Close the owned sessions; a borrowed one is left open. Idempotent."""
-        owned = (self._own, self._creates, self._images)
-        self._own = self._creates = self._images = None
+        owned = (self._reads, self._creates, self._images)
+        self._reads = self._creates = self._images = None
         for session in owned:
             if session is not None:
                 await session.close()
@@ -241,8 +241,8 @@ class Transport:
         # seconds: on one the server may have closed while idle it would end "uncertain".
         # Reads share the creates' pool while it is in use (a busy spell opens no second
         # set of connections), else they keep connections of their own for 15 s.
-        warm = time.monotonic() - self._creates_used < self._keepalive
-        http = self._own if method == "GET" and not warm else self._creates
+        quiet = time.monotonic() - self._creates_used >= self._keepalive
+        http = self._reads if method == "GET" and quiet else self._creates
         if http is None or http.closed:
             raise RuntimeError("the HTTP session is closed; open the zimage_async.Session first")
         return http, self._slots["api"]
