@@ -19,6 +19,7 @@ from zimage_async import (
     RateLimitError,
     ServiceUnavailableError,
     Task,
+    TaskInfo,
     TaskStatus,
     UpstreamError,
 )
@@ -546,3 +547,26 @@ def test_the_quick_reading_agrees_with_the_general_one(payload: dict[str, object
         general.error,
         general.raw_error,
     )
+
+
+def test_snapshots_with_the_same_hints_share_one_block_each() -> None:
+    """A poll's hint blocks are shared with earlier snapshots that held the same values."""
+    hints = {"task_info": {"estimated_time": 7}, "usage": {"credits_reserved": 0.25}}
+    first, second = (
+        parse_task({"id": f"task-unified-1-{n}", "status": "processing", **hints}) for n in "ab"
+    )
+    assert first.task_info is second.task_info and first.usage is second.usage
+    assert first.task_info == TaskInfo(estimated_time=7.0)
+    other = parse_task({"id": "task-unified-1-c", "status": "processing", "task_info": {}})
+    assert other.task_info == TaskInfo() and other.task_info is not first.task_info
+
+
+def test_a_zero_estimate_keeps_its_sign_after_the_other_zero_was_read() -> None:
+    """0.0 and -0.0 are equal keys, so neither is shared: each snapshot reads as sent."""
+    read = [
+        parse_task(
+            {"id": "task-unified-1-a", "status": "pending", "task_info": {"estimated_time": zero}}
+        )
+        for zero in (0.0, -0.0, 0.0)
+    ]
+    assert [repr(task.estimated_time) for task in read] == ["0.0", "-0.0", "0.0"]

@@ -11,7 +11,6 @@ answer field by field, with the last word on what is malformed and what is dropp
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 from ._models import Task, TaskInfo, Usage
@@ -21,28 +20,77 @@ __all__ = ["QUIET", "quick_task"]
 #: Raw statuses whose task has no error when it sends none (the common poll answers).
 QUIET = frozenset({"queued", "pending", "processing", "completed"})
 
-#: Each hint block's fields: their plain JSON types (``type()`` is compared, so a boolean
-#: is not an integer), and whether a number is made a float, as the strict reader does.
-_NUMBER = ((float, int), True)
-_BLOCKS: tuple[tuple[str, type, Mapping[str, tuple[tuple[type, ...], bool]]], ...] = (
-    ("task_info", TaskInfo, {"can_cancel": ((bool,), False), "estimated_time": _NUMBER}),
-    (
-        "usage",
-        Usage,
-        {
-            "billing_rule": ((str,), False),
-            "credits_reserved": _NUMBER,
-            "user_group": ((str,), False),
-        },
-    ),
-)
+#: Hint blocks already read. A service sends the same few (a session's tasks are billed
+#: alike), and one frozen block can serve every snapshot holding it. Bounded.
+_SHARED: dict[tuple[object, ...], Any] = {}
+_SHARED_KEPT = 256
+
+
+class _NotPlain(Exception):
+    """A hint block holds something else than the plain JSON types: the general reader's."""
+
+
+def _number(value: object) -> float | None:
+    """Return a JSON number as a float, ``None`` for null; raise for anything else."""
+    if value is None:
+        return None
+    kind = type(value)
+    if (kind is not float and kind is not int) or not math.isfinite(value):  # type: ignore[arg-type]
+        raise _NotPlain
+    return float(value)  # type: ignore[arg-type]
+
+
+def _text(value: object) -> bool:
+    return value is None or type(value) is str
+
+
+def _shared(block: Any, key: tuple[object, ...], share: bool) -> Any:
+    """Return the block kept for *key*, else *block* (kept if *share* and there is room)."""
+    if not share:  # 0.0 and -0.0 are one key, but they read differently
+        return block
+    kept = _SHARED.get(key)
+    if kept is not None:
+        return kept
+    if len(_SHARED) < _SHARED_KEPT:
+        _SHARED[key] = block
+    return block
+
+
+def _task_info(block: object) -> TaskInfo:
+    if type(block) is not dict:
+        raise _NotPlain
+    can_cancel, estimate = block.get("can_cancel"), _number(block.get("estimated_time"))
+    if can_cancel is not None and type(can_cancel) is not bool:
+        raise _NotPlain
+    key = ("task_info", can_cancel, estimate)
+    kept = _SHARED.get(key)
+    if kept is not None and estimate != 0:
+        return kept  # type: ignore[no-any-return]
+    info = TaskInfo(can_cancel=can_cancel, estimated_time=estimate)
+    return _shared(info, key, estimate != 0)  # type: ignore[no-any-return]
+
+
+def _usage(block: object) -> Usage:
+    if type(block) is not dict:
+        raise _NotPlain
+    rule, group = block.get("billing_rule"), block.get("user_group")
+    credits = _number(block.get("credits_reserved"))
+    if not _text(rule) or not _text(group):
+        raise _NotPlain
+    key = ("usage", rule, credits, group)
+    kept = _SHARED.get(key)
+    if kept is not None and credits != 0:
+        return kept  # type: ignore[no-any-return]
+    usage = Usage(billing_rule=rule, credits_reserved=credits, user_group=group)
+    return _shared(usage, key, credits != 0)  # type: ignore[no-any-return]
 
 
 def quick_task(payload: dict[str, Any]) -> Task | None:
     """Read a plainly well-formed task answer, or return None for the general reader.
 
     ``null`` reads as absent, as everywhere. The result is exactly what the general
-    reader makes of the same answer (a property test holds the two together).
+    reader makes of the same answer (a property test holds the two together). The
+    ``task_info`` and ``usage`` blocks are shared between snapshots that hold the same.
 
     >>> quick_task({"id": "task-unified-1-a", "status": "processing", "progress": 40,
     ...             "task_info": {"estimated_time": 6}}).estimated_time
@@ -67,30 +115,16 @@ def quick_task(payload: dict[str, Any]) -> Task | None:
             return None
         results = tuple(links)
     created, model = get("created"), get("model")
-    if (created is not None and type(created) is not int) or (
-        model is not None and type(model) is not str
-    ):
+    if (created is not None and type(created) is not int) or not _text(model):
         return None
-    blocks: dict[str, Any] = {}
-    for name, cls, fields in _BLOCKS:
-        block = get(name)
-        if block is None:
-            continue
-        if type(block) is not dict:
-            return None
-        kept = {}
-        for field, value in block.items():
-            plain = fields.get(field)
-            if plain is None or value is None:
-                continue
-            if type(value) not in plain[0]:
-                return None
-            if plain[1]:
-                if not math.isfinite(value):
-                    return None
-                value = float(value)
-            kept[field] = value
-        blocks[name] = cls(**kept)
+    info, usage = get("task_info"), get("usage")
+    try:
+        if info is not None:
+            info = _task_info(info)
+        if usage is not None:
+            usage = _usage(usage)
+    except _NotPlain:
+        return None
     return Task(
         id=task_id,
         raw_status=raw_status,
@@ -98,5 +132,6 @@ def quick_task(payload: dict[str, Any]) -> Task | None:
         results=results,
         created=created,
         model=model,
-        **blocks,
+        task_info=info,
+        usage=usage,
     )
