@@ -196,7 +196,7 @@ class APIClient:
         attempt = 1
         while True:
             try:
-                with child_span(span_name, parent=span, **{"zimage.attempt": attempt}):
+                with child_span(span_name, parent=span, key="zimage.attempt", value=attempt):
                     return await call(attempt)
             except ZImageError as exc:
                 delay = self._retry.after(attempt, judge(exc), rng=self._rng)

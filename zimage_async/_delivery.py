@@ -87,7 +87,9 @@ class Delivery:
         *budget* is shared by the images of one task fetched together (the per-task cap).
         """
         chunks = self._chunks(task, index, info, budget)
-        with child_span("GET image", parent=self._span, **{"zimage.image_index": index}) as span:
+        with child_span(
+            "GET image", parent=self._span, key="zimage.image_index", value=index
+        ) as span:
             async with contextlib.aclosing(chunks):
                 async for chunk in chunks:
                     yield chunk
@@ -128,9 +130,13 @@ class Delivery:
     async def _download(self, task: Task, index: int, budget: ByteBudget | None) -> Image:
         info = DownloadInfo()
         chunks = self._chunks(task, index, info, budget)  # no generator of its own on top
-        with child_span("GET image", parent=self._span, **{"zimage.image_index": index}) as span:
-            async with contextlib.aclosing(chunks):
+        with child_span(
+            "GET image", parent=self._span, key="zimage.image_index", value=index
+        ) as span:
+            try:  # contextlib.aclosing, without its object per image
                 parts = [chunk async for chunk in chunks]
+            finally:
+                await chunks.aclose()
             if span is not None:
                 span.set_attribute("zimage.image_bytes", info.size)
         assert info.content_type is not None

@@ -163,17 +163,18 @@ _NO_CHILD: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
 
 
 def child_span(
-    name: str, *, parent: TaskSpan | None = None, **attributes: object
+    name: str, *, parent: TaskSpan | None = None, key: str = "", value: object = None
 ) -> contextlib.AbstractContextManager[Any]:
     """Open a span for one HTTP call, a child of *parent* (else of the current span).
 
-    Yields the span (or None when telemetry is off) so the caller can add the status; an
-    exception leaving the block marks it as an error.
+    *key* names one attribute to set to *value* (when it is not None). Yields the span
+    (or None when telemetry is off) so the caller can add the status; an exception
+    leaving the block marks it as an error.
     """
     tracer = _tracer()
     if tracer is None:
         return _NO_CHILD
-    return _child_span(tracer, name, parent, attributes)
+    return _child_span(tracer, name, parent, {key: value} if key else {})
 
 
 @contextlib.contextmanager
