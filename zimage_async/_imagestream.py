@@ -5,6 +5,7 @@ Part of the thin aiohttp layer (:mod:`zimage_async._transport`), which opens the
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 
@@ -15,7 +16,7 @@ from ._exceptions import ZImageError
 from ._httperrors import WIRE, RefusedAddress, translate
 from ._urlpolicy import LinkPolicy
 
-__all__ = ["ImageStream", "PolicyResolver", "read_capped"]
+__all__ = ["DownloadTimeouts", "ImageStream", "PolicyResolver", "read_capped"]
 
 
 async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:
@@ -25,7 +26,7 @@ async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:
     asks for no more than would go one byte past *limit*.
     """
     data = await content.read(limit + 1)
-    if not data:
+    if not data or content.at_eof():  # the whole body came at once: no read of its end
         return data
     parts = [data]
     size = len(data)
@@ -36,6 +37,35 @@ async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:
         parts.append(more)
         size += len(more)
     return data if len(parts) == 1 else b"".join(parts)
+
+
+class DownloadTimeouts:
+    """aiohttp's limits for downloads: *connect* and *stall* seconds, and a total per call.
+
+    aiohttp rounds a deadline 5 s or more away up to a whole second (its
+    ``ceil_threshold``), so such totals are rounded up here too: one limit then serves
+    many downloads instead of a new one being made for each.
+    """
+
+    __slots__ = ("_connect", "_made", "_stall")
+
+    def __init__(self, *, connect: float, stall: float) -> None:
+        self._connect = connect
+        self._stall = stall
+        self._made: dict[float | None, aiohttp.ClientTimeout] = {}
+
+    def get(self, total: float | None) -> aiohttp.ClientTimeout:
+        """Return the limits for a download of at most *total* seconds (None: no total)."""
+        if total is not None and total >= 5:
+            total = float(math.ceil(total))
+        timeout = self._made.get(total)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(
+                total=total, sock_connect=self._connect, sock_read=self._stall
+            )
+            if len(self._made) < 1024:
+                self._made[total] = timeout
+        return timeout
 
 
 class PolicyResolver(aiohttp.abc.AbstractResolver):

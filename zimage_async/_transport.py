@@ -48,7 +48,7 @@ import aiohttp.abc
 
 from ._exceptions import ImageLinkRefusedError, MalformedResponseError, ZImageError
 from ._httperrors import CAUGHT, WIRE, translate
-from ._imagestream import ImageStream, PolicyResolver, read_capped
+from ._imagestream import DownloadTimeouts, ImageStream, PolicyResolver, read_capped
 from ._links import redact_url
 from ._proxy import ProxyConfig
 from ._redaction import SECRET_HEADERS, RedactedHeaders, mask_echoes
@@ -161,6 +161,7 @@ class Transport:
         self._proxied = self._proxies.http is not None or self._proxies.https is not None
         self._ca_bundle = ca_bundle or ((env.get("SSL_CERT_FILE") or None) if trust_env else None)
         self._resolver = resolver
+        self._image_timeouts = DownloadTimeouts(connect=connect_timeout, stall=read_timeout)
         self._ssl: ssl.SSLContext | None = None
         self._api_options: dict[str, Any] = {}  # for aiohttp, besides method, URL, body
         self._set_api_options()
@@ -347,9 +348,7 @@ class Transport:
         # Identity encoding: lengths and Range offsets then count the image's own bytes.
         clean["Accept-Encoding"] = "identity"
         limits = (self._read_stall, total_timeout)
-        timeout = aiohttp.ClientTimeout(
-            total=total_timeout, sock_connect=self._connect, sock_read=self._read_stall
-        )
+        timeout = self._image_timeouts.get(total_timeout)
         policy = self.link_policy
         started = time.perf_counter()
         response: aiohttp.ClientResponse | None = None
