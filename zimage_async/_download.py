@@ -31,8 +31,7 @@ import random
 import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-
-import attrs
+from typing import NamedTuple
 
 from ._exceptions import (
     APIConnectionError,
@@ -65,20 +64,19 @@ class _Retryable(ImageDownloadError):
     retry_after: float | None = None
 
 
-@attrs.frozen
-class _Where:
+class _Where(NamedTuple):
     """Which image a download is about, for the errors it raises."""
 
     url: str
     task_id: str | None
-    index: int | None
+    image: int | None  # its index in the task ("index" is a tuple method)
 
     def fail(self, reason: str) -> ImageDownloadError:
-        return ImageDownloadError(reason, url=self.url, task_id=self.task_id, index=self.index)
+        return ImageDownloadError(reason, url=self.url, task_id=self.task_id, index=self.image)
 
     def expired(self, reason: str, expires_at: float | None) -> ImageExpiredError:
         return ImageExpiredError(
-            reason, url=self.url, task_id=self.task_id, index=self.index, expired_at=expires_at
+            reason, url=self.url, task_id=self.task_id, index=self.image, expired_at=expires_at
         )
 
     def blocked(
@@ -91,7 +89,7 @@ class _Where:
             f"{user_agent!r}; set another with Session(user_agent=...)"
         )
         return ImageBlockedError(
-            reason, url=self.url, task_id=self.task_id, index=self.index, expires_at=expires_at
+            reason, url=self.url, task_id=self.task_id, index=self.image, expires_at=expires_at
         )
 
     def refused(self, reason: str) -> ImageLinkRefusedError:
@@ -99,11 +97,11 @@ class _Where:
             f"{reason}; not fetched, and not retried",
             url=self.url,
             task_id=self.task_id,
-            index=self.index,
+            index=self.image,
         )
 
     def transient(self, reason: str, retry_after: float | None = None) -> _Retryable:
-        error = _Retryable(reason, url=self.url, task_id=self.task_id, index=self.index)
+        error = _Retryable(reason, url=self.url, task_id=self.task_id, index=self.image)
         error.retry_after = retry_after
         return error
 

@@ -43,6 +43,9 @@ class ImageReply:
     evidence: str | None = None
 
 
+_READ = ImageReply(ImageVerdict.READ)  # the common verdict, made once: it is frozen
+
+
 def judge_image_reply(
     status: int,
     *,
@@ -67,7 +70,7 @@ def judge_image_reply(
     <ImageVerdict.BLOCKED: 'blocked'>
     """
     if status in (200, 206):
-        return ImageReply(ImageVerdict.READ)
+        return _READ
     if status == 403:
         evidence = block_evidence(sample, stated_expiry, now=now)
         if evidence is not None:

@@ -114,22 +114,15 @@ class LinkPolicy:
             return "it contains spaces, backslashes or control characters"
         try:
             parts = urllib.parse.urlsplit(url)
-            port = parts.port
         except ValueError:
-            return "it is not a valid URL (bad port or host)"
-        scheme = parts.scheme.lower()
-        if scheme != "https" and not (scheme == "http" and self.allow_http):
-            if scheme == "http":
-                return "plain http is refused (https only, except for a loopback API)"
-            return f"the scheme {scheme!r} is not https"
-        if "@" in parts.netloc:
-            return "it carries user info (credentials are never sent to an image host)"
-        host = parts.hostname
-        if not host:
-            return "it has no host"
-        if port == 0:
-            return "its port is 0"
-        return self._host_refusal(host)
+            return _INVALID
+        return _origin_refusal(
+            parts.scheme,
+            parts.netloc,
+            allow_http=self.allow_http,
+            allow_loopback=self.allow_loopback,
+            private=self.allow_private,
+        )
 
     def address_refusal(self, address: str) -> str | None:
         """Say why connecting to the resolved IP *address* is refused, or ``None``.
@@ -144,6 +137,34 @@ class LinkPolicy:
 
     def _host_refusal(self, host: str) -> str | None:
         return _host_refusal(host, allow_loopback=self.allow_loopback, private=self.allow_private)
+
+
+_INVALID = "it is not a valid URL (bad port or host)"
+
+
+@functools.lru_cache(maxsize=1024)  # pure, and asked for every image link: one origin for all
+def _origin_refusal(
+    scheme: str, netloc: str, *, allow_http: bool, allow_loopback: bool, private: bool
+) -> str | None:
+    """Judge a URL by its scheme and authority, all that the verdict depends on."""
+    parts = urllib.parse.SplitResult(scheme, netloc, "", "", "")
+    try:
+        port = parts.port
+    except ValueError:
+        return _INVALID
+    scheme = scheme.lower()
+    if scheme != "https" and not (scheme == "http" and allow_http):
+        if scheme == "http":
+            return "plain http is refused (https only, except for a loopback API)"
+        return f"the scheme {scheme!r} is not https"
+    if "@" in netloc:
+        return "it carries user info (credentials are never sent to an image host)"
+    host = parts.hostname
+    if not host:
+        return "it has no host"
+    if port == 0:
+        return "its port is 0"
+    return _host_refusal(host, allow_loopback=allow_loopback, private=private)
 
 
 @functools.lru_cache(maxsize=4096)  # pure, and asked for every image link and address
