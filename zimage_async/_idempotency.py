@@ -11,7 +11,7 @@ one key per logical submission, the same on each retry and on any later resubmis
 from __future__ import annotations
 
 import re
-import uuid
+import secrets
 
 from ._exceptions import InvalidRequestError
 
@@ -27,12 +27,12 @@ _RULE = "16 to 96 characters, each a letter, digit or one of . _ : -"
 
 
 def new_key() -> str:
-    """Return a fresh key: unique across processes and machines (a random UUID).
+    """Return a fresh key: unique across processes and machines (128 random bits).
 
     >>> len(new_key())
     39
     """
-    return f"zimage-{uuid.uuid4().hex}"
+    return f"zimage-{secrets.token_hex(16)}"
 
 
 def validate_idempotency_key(key: object) -> str:
