@@ -46,6 +46,9 @@ T = TypeVar("T")
 #: The largest JSON answer accepted from the API.
 MAX_API_BODY = 1 << 20
 
+#: The create call's body encoder, made once (json.dumps makes one per call with options).
+_JSON = json.JSONEncoder(ensure_ascii=False)
+
 #: A judge's verdict on a failure: None never retries it, a float is the least wait.
 Judge = Callable[[ZImageError], "float | None"]
 
@@ -230,7 +233,7 @@ class APIClient:
         fields = request.to_json()
         if callback_url is not None:
             fields.setdefault("callback_url", callback_url)
-        body = json.dumps(fields, ensure_ascii=False).encode()
+        body = _JSON.encode(fields).encode()
         key = idempotency_key if idempotency_key is not None else new_key()
         headers = self._headers(key)
 
