@@ -13,6 +13,7 @@ from zimage_async import AuthenticationError, TaskStatus, _links, _models
 from zimage_async._models import Task
 from zimage_async._parsing import parse_error, parse_retry_after, parse_task
 from zimage_async._secret import redact_text
+from zimage_async._urlpolicy import LinkPolicy
 
 TASK_ID = "task-unified-1757165031-uyujaw3d"
 KEY = "sk-live-abcdefghijklmnop"
@@ -161,3 +162,72 @@ def test_download_limits_are_made_once_per_whole_second_of_total() -> None:
     assert timeouts.get(12.9) is long
     assert timeouts.get(2.5).total == 2.5  # below aiohttp's threshold: exact
     assert timeouts.get(None).total is None
+
+
+# Links built from the pieces where URL parsers go wrong: user info, brackets, ports,
+# percent signs and pluses, a fragment before a query, empty and blank parameters.
+_URL_TEXT = st.text(alphabet="ab1:@[]%+=&?#/.-_ ~", max_size=12)
+_LINKS = st.builds(
+    lambda scheme, host, path, query, tail: f"{scheme}{host}{path}{query}{tail}",
+    st.sampled_from(["https://", "http://", "HTTPS://", "ftp://", "https:", "//", ""]),
+    st.one_of(st.sampled_from(["cdn.example", "127.0.0.1:8080", "[::1]", "u:p@h"]), _URL_TEXT),
+    st.one_of(st.just("/0.png"), _URL_TEXT),
+    st.one_of(st.just("?expires=1700000000&sig=ab"), st.just(""), _URL_TEXT.map("?".__add__)),
+    st.one_of(st.just(""), _URL_TEXT.map("#".__add__)),
+)
+
+
+@given(_LINKS)
+def test_link_readers_agree_with_the_standard_library(url: str) -> None:
+    """The shortcuts for common links read every link as urlsplit and parse_qs do."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from zimage_async._links import _query, redact_url
+    from zimage_async._urlpolicy import _ORIGIN
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return
+    assert _query(url) == parse_qs(parts.query)
+    assert redact_url(url) == f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    origin = _ORIGIN.match(url)
+    if origin is not None and url.isprintable() and " " not in url:
+        assert (origin[1].lower(), origin[2]) == (parts.scheme, parts.netloc)
+
+
+def _refusal_by_urlsplit(policy: LinkPolicy, url: str) -> str | None:
+    """LinkPolicy.refusal as first written: urlsplit and its port and host, every time."""
+    from urllib.parse import urlsplit
+
+    from zimage_async._urlpolicy import _AMBIGUOUS, _host_refusal
+
+    if not url.isprintable() or not _AMBIGUOUS.isdisjoint(url):
+        return "it contains spaces, backslashes or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "it is not a valid URL (bad port or host)"
+    scheme = parts.scheme.lower()
+    if scheme != "https" and not (scheme == "http" and policy.allow_http):
+        if scheme == "http":
+            return "plain http is refused (https only, except for a loopback API)"
+        return f"the scheme {scheme!r} is not https"
+    if "@" in parts.netloc:
+        return "it carries user info (credentials are never sent to an image host)"
+    if not parts.hostname:
+        return "it has no host"
+    if port == 0:
+        return "its port is 0"
+    return _host_refusal(
+        parts.hostname, allow_loopback=policy.allow_loopback, private=policy.allow_private
+    )
+
+
+@given(_LINKS, st.sampled_from([LinkPolicy(), LinkPolicy.for_api("http://127.0.0.1:1")]))
+def test_the_link_policy_judges_each_origin_once_as_it_judged_each_link(
+    url: str, policy: LinkPolicy
+) -> None:
+    """Keeping verdicts per origin changes none of them."""
+    assert policy.refusal(url) == _refusal_by_urlsplit(policy, url)

@@ -31,6 +31,9 @@ def redact_url(url: str) -> str:
     """
     if _PLAIN_URL.fullmatch(url):  # nothing to take out: the common image link
         return url
+    signed = _SIGNED_URL.fullmatch(url)
+    if signed:  # the common signed link: what urlsplit would keep is its first group
+        return signed[1]
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
@@ -38,6 +41,8 @@ def redact_url(url: str) -> str:
 #: A link with no user info, query, fragment, space or control character, in lower case
 #: scheme: :func:`redact_url` would give it back unchanged.
 _PLAIN_URL = re.compile(r"https?://[^@?#\x00-\x20\x7f]*")
+#: Such a link followed by a query string or fragment without spaces or control characters.
+_SIGNED_URL = re.compile(r"(https?://[^@?#\x00-\x20\x7f]*)[?#][^\x00-\x20\x7f]*")
 
 
 def _number(values: list[str] | None) -> float | None:
@@ -47,6 +52,26 @@ def _number(values: list[str] | None) -> float | None:
         return float(values[0])
     except ValueError:
         return None
+
+
+def _query(url: str) -> dict[str, list[str]]:
+    """Return ``parse_qs(urlsplit(url).query)``, without either for a plain query string.
+
+    A plain one has nothing to unquote (no ``%`` or ``+``) and a URL that urlsplit reads
+    as it is (printable, no brackets): its query is what lies between the first ``?``
+    and the first ``#``.
+    """
+    if not url.isprintable() or not _PLAIN_QUERY.isdisjoint(url):
+        return parse_qs(urlsplit(url).query)
+    fields: dict[str, list[str]] = {}
+    for pair in url.partition("#")[0].partition("?")[2].split("&"):
+        name, _, value = pair.partition("=")
+        if value:  # parse_qs drops blank values, and pairs without "="
+            fields.setdefault(name, []).append(value)
+    return fields
+
+
+_PLAIN_QUERY = frozenset("%+[]")
 
 
 def link_expiry(url: str) -> float | None:
@@ -61,7 +86,7 @@ def link_expiry(url: str) -> float | None:
     """
     if "?" not in url:  # no query string, nothing it could state
         return None
-    query = parse_qs(urlsplit(url).query)
+    query = _query(url)
     for key in ("expires", "Expires", "exp"):
         value = _number(query.get(key))
         if value is not None:

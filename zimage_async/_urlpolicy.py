@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import urllib.parse
 
 import attrs
@@ -112,13 +113,18 @@ class LinkPolicy:
         """
         if not url.isprintable() or not _AMBIGUOUS.isdisjoint(url):
             return "it contains spaces, backslashes or control characters"
-        try:
-            parts = urllib.parse.urlsplit(url)
-        except ValueError:
-            return _INVALID
+        origin = _ORIGIN.match(url)
+        if origin is not None:  # scheme "://" authority: what urlsplit would read
+            scheme, netloc = origin[1], origin[2]
+        else:
+            try:
+                parts = urllib.parse.urlsplit(url)
+            except ValueError:
+                return _INVALID
+            scheme, netloc = parts.scheme, parts.netloc
         return _origin_refusal(
-            parts.scheme,
-            parts.netloc,
+            scheme,
+            netloc,
             allow_http=self.allow_http,
             allow_loopback=self.allow_loopback,
             private=self.allow_private,
@@ -140,6 +146,9 @@ class LinkPolicy:
 
 
 _INVALID = "it is not a valid URL (bad port or host)"
+#: A URL's scheme and authority, as urlsplit reads them from a URL without spaces or
+#: control characters (which the policy refuses before it looks for these).
+_ORIGIN = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)")
 
 
 @functools.lru_cache(maxsize=1024)  # pure, and asked for every image link: one origin for all
@@ -147,8 +156,9 @@ def _origin_refusal(
     scheme: str, netloc: str, *, allow_http: bool, allow_loopback: bool, private: bool
 ) -> str | None:
     """Judge a URL by its scheme and authority, all that the verdict depends on."""
-    parts = urllib.parse.SplitResult(scheme, netloc, "", "", "")
     try:
+        # The checks urlsplit makes of an authority (brackets, Unicode), then its port.
+        parts = urllib.parse.urlsplit(f"//{netloc}")
         port = parts.port
     except ValueError:
         return _INVALID
