@@ -44,13 +44,8 @@ def _text(value: object) -> bool:
     return value is None or type(value) is str
 
 
-def _shared(block: Any, key: tuple[object, ...], share: bool) -> Any:
-    """Return the block kept for *key*, else *block* (kept if *share* and there is room)."""
-    if not share:  # 0.0 and -0.0 are one key, but they read differently
-        return block
-    kept = _SHARED.get(key)
-    if kept is not None:
-        return kept
+def _keep(key: tuple[object, ...], block: Any) -> Any:
+    """Keep *block* for the next snapshots holding the same (while there is room)."""
     if len(_SHARED) < _SHARED_KEPT:
         _SHARED[key] = block
     return block
@@ -62,12 +57,13 @@ def _task_info(block: object) -> TaskInfo:
     can_cancel, estimate = block.get("can_cancel"), _number(block.get("estimated_time"))
     if can_cancel is not None and type(can_cancel) is not bool:
         raise _NotPlain
+    if estimate == 0:  # 0.0 and -0.0 are one key, but they read differently: not kept
+        return TaskInfo(can_cancel=can_cancel, estimated_time=estimate)
     key = ("task_info", can_cancel, estimate)
     kept = _SHARED.get(key)
-    if kept is not None and estimate != 0:
-        return kept  # type: ignore[no-any-return]
-    info = TaskInfo(can_cancel=can_cancel, estimated_time=estimate)
-    return _shared(info, key, estimate != 0)  # type: ignore[no-any-return]
+    if kept is None:
+        kept = _keep(key, TaskInfo(can_cancel=can_cancel, estimated_time=estimate))
+    return kept  # type: ignore[no-any-return]
 
 
 def _usage(block: object) -> Usage:
@@ -77,12 +73,13 @@ def _usage(block: object) -> Usage:
     credits = _number(block.get("credits_reserved"))
     if not _text(rule) or not _text(group):
         raise _NotPlain
+    if credits == 0:  # as for the estimate
+        return Usage(billing_rule=rule, credits_reserved=credits, user_group=group)
     key = ("usage", rule, credits, group)
     kept = _SHARED.get(key)
-    if kept is not None and credits != 0:
-        return kept  # type: ignore[no-any-return]
-    usage = Usage(billing_rule=rule, credits_reserved=credits, user_group=group)
-    return _shared(usage, key, credits != 0)  # type: ignore[no-any-return]
+    if kept is None:
+        kept = _keep(key, Usage(billing_rule=rule, credits_reserved=credits, user_group=group))
+    return kept  # type: ignore[no-any-return]
 
 
 def quick_task(payload: dict[str, Any]) -> Task | None:
