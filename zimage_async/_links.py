@@ -29,20 +29,16 @@ def redact_url(url: str) -> str:
     >>> redact_url("https://user:pw@cdn.example/x/0.png?sig=secret#frag")
     'https://cdn.example/x/0.png'
     """
-    if _PLAIN_URL.fullmatch(url):  # nothing to take out: the common image link
-        return url
-    signed = _SIGNED_URL.fullmatch(url)
-    if signed:  # the common signed link: what urlsplit would keep is its first group
-        return signed[1]
+    common = _COMMON_URL.fullmatch(url)
+    if common:  # the common image link, signed or not: urlsplit would keep the first group
+        return common[1]
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
-#: A link with no user info, query, fragment, space or control character, in lower case
-#: scheme: :func:`redact_url` would give it back unchanged.
-_PLAIN_URL = re.compile(r"https?://[^@?#\x00-\x20\x7f]*")
-#: Such a link followed by a query string or fragment without spaces or control characters.
-_SIGNED_URL = re.compile(r"(https?://[^@?#\x00-\x20\x7f]*)[?#][^\x00-\x20\x7f]*")
+#: A link in lower-case scheme with no user info, space or control character, then
+#: perhaps a query string or fragment (without spaces or control characters either).
+_COMMON_URL = re.compile(r"(https?://[^@?#\x00-\x20\x7f]*)(?:[?#][^\x00-\x20\x7f]*)?")
 
 
 def _number(values: list[str] | None) -> float | None:
