@@ -14,14 +14,14 @@ Rules kept here, so that no caller can forget them:
   only its masked repr. The plain header dict aiohttp needs is built inside the call
   expression, never held in a local; aiohttp's frames are cut from every traceback.
 * Each exchange has a stall limit and a total limit; the wait for a free connection
-  in the pool counts against neither.
+  in the pool counts against neither. The API exchanges' total limits share one timer
+  (:class:`~zimage_async._exchangelimit.ExchangeLimit`), not one per request.
 * A ``POST`` (the billed create) only goes out on a connection that was in use less
   than :data:`API_KEEPALIVE` seconds ago, far less than any server keeps an idle
-  connection: one the server may have closed while idle, which would make the create
-  "uncertain", is never written to. Creates have a pool that keeps no connection
-  longer, which task reads share while it is in use; when it is not, reads (safe to
-  send again) use a pool of their own that keeps connections for 15 s, so a handle
-  polling every few seconds does not open a connection per look.
+  connection, so it never meets one the server is closing (the create would be
+  "uncertain"). Task reads share the creates' pool while it is in use, else use their
+  own, which keeps connections for 15 s (a handle polling every few seconds then opens
+  no connection per look).
 * Image downloads use a connection pool of their own, whose resolver refuses internal
   addresses (:class:`~zimage_async._urlpolicy.LinkPolicy`), follow redirects hop by
   hop with every hop checked, and never send ``Authorization``, also when a borrowed
@@ -47,6 +47,7 @@ import aiohttp
 import aiohttp.abc
 
 from ._exceptions import ImageLinkRefusedError, MalformedResponseError, ZImageError
+from ._exchangelimit import ExchangeLimit
 from ._httperrors import CAUGHT, WIRE, translate
 from ._imagestream import DownloadTimeouts, ImageStream, PolicyResolver, read_capped
 from ._links import redact_url
@@ -91,14 +92,10 @@ class Transport:
 
     API calls go over the caller's ``aiohttp.ClientSession`` when one is passed (used
     as is, never closed here, but always with ``raise_for_status=False`` and this
-    transport's ``User-Agent``), else over two that :meth:`open` creates, with
-    *max_connections* requests at a time over both. The creates' connections are reused
-    only within *keepalive* seconds of their last use (default :data:`API_KEEPALIVE`), so
-    that a create never goes out on a connection the server may have closed while idle;
-    reads share that pool while it is in use, else use their own (15 s). Image downloads
-    always use a pool of this transport's own, whatever the API uses: its resolver
-    enforces the link policy, and no borrowed default header (``Authorization``) reaches
-    the image host.
+    transport's ``User-Agent``), else over the two pools :meth:`open` creates (see the
+    module docstring; creates reuse a connection within *keepalive* seconds, default
+    :data:`API_KEEPALIVE`), *max_connections* requests at a time over both. Image
+    downloads always use a pool of this transport's own (see the module docstring).
 
     Limits, in seconds: *connect_timeout* to open a connection; *timeout* for an API
     answer to stall (first byte, or between reads) and *total_timeout* for a whole API
@@ -150,11 +147,12 @@ class Transport:
         self._total = total_timeout
         self._read_stall = read_timeout
         self._connect = connect_timeout
-        # aiohttp's total would also count a wait for a free pooled connection; the owned
-        # pools never queue in aiohttp (a semaphore is taken first), so it does not here.
+        # The total limit is this transport's own (ExchangeLimit), entered once the slot
+        # is taken: a wait for a free connection counts against it on no pool.
         self._timeout = aiohttp.ClientTimeout(
-            total=total_timeout, sock_connect=connect_timeout, sock_read=timeout
+            total=None, sock_connect=connect_timeout, sock_read=timeout
         )
+        self._limit = ExchangeLimit()
         self._policy = LinkPolicy.for_api(api_base_url) if api_base_url else None
         env = os.environ if environ is None else environ
         self._proxies = ProxyConfig.from_environ(env) if trust_env else ProxyConfig()
@@ -220,6 +218,7 @@ class Transport:
         """Close the owned sessions; a borrowed one is left open. Idempotent."""
         owned = (self._reads, self._creates, self._images)
         self._reads = self._creates = self._images = None
+        self._limit.close()
         for session in owned:
             if session is not None:
                 await session.close()
@@ -238,10 +237,7 @@ class Transport:
             if self._borrowed.closed:
                 raise RuntimeError("the borrowed aiohttp.ClientSession is closed")
             return self._borrowed, None
-        # A create goes out only on a connection used within the last API_KEEPALIVE
-        # seconds: on one the server may have closed while idle it would end "uncertain".
-        # Reads share the creates' pool while it is in use (a busy spell opens no second
-        # set of connections), else they keep connections of their own for 15 s.
+        # Reads share the creates' pool while it is in use (see the module docstring).
         quiet = time.monotonic() - self._creates_used >= self._keepalive
         http = self._reads if method == "GET" and quiet else self._creates
         if http is None or http.closed:
@@ -268,12 +264,14 @@ class Transport:
         if self._policy is None:
             self._policy = LinkPolicy.for_api(url)
         http, slot = self._api_session(method)
+        limit = self._limit
         started = time.perf_counter()
         status: int | str = "error"
         failure: BaseException
         try:
             if slot is not None:
                 await slot.acquire()
+            task = limit.enter(self._total)
             try:
                 async with http.request(
                     method,
@@ -281,7 +279,8 @@ class Transport:
                     # An owned session sends its User-Agent among its default headers.
                     headers=headers._wire(self.user_agent if slot is None else None),
                     data=body,
-                    proxy=self._proxy(url),
+                    # A borrowed session (no slot) proxies as it was made to.
+                    proxy=self._proxies.proxy_for(url) if self._proxied and slot else None,
                     **self._api_options,
                 ) as response:
                     status = response.status
@@ -291,7 +290,12 @@ class Transport:
                             f"the answer is larger than {max_body} bytes", status=response.status
                         )
                     return Reply(response.status, response.headers, mask_echoes(data, headers))
+            except asyncio.CancelledError:
+                if not limit.leave(task):
+                    raise
+                raise asyncio.TimeoutError from None  # translated below, as the total limit
             finally:
+                limit.leave(task)
                 if slot is not None:
                     slot.release()
                     if http is self._creates:
@@ -316,10 +320,6 @@ class Transport:
                     (time.perf_counter() - started) * 1000,
                 )
         raise failure from None
-
-    def _proxy(self, url: str) -> str | None:
-        proxied = self._proxied and self._borrowed is None
-        return self._proxies.proxy_for(url) if proxied else None
 
     @asynccontextmanager
     async def stream(

@@ -1,0 +1,123 @@
+"""The API exchanges' total limit: one timer for them all, cutting off only its own.
+
+A server on 127.0.0.1 holds or trickles the answers; each test says which exchange must
+end how, and in which order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+
+from zimage_async import APITimeoutError
+from zimage_async._exchangelimit import ExchangeLimit
+
+from .test_hardening_transport import headers, opened, raw_server, transport, trickler
+
+needs_cancel_counts = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="tasks count their cancellations from Python 3.11"
+)
+
+
+async def _held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Read the request, then answer nothing until the client goes."""
+    await reader.readuntil(b"\r\n\r\n")
+    await reader.read()
+
+
+async def test_a_read_cut_off_by_the_total_limit_leaves_its_task_able_to_go_on() -> None:
+    """After the limit cut a read off, the same task is not cancelled and reads again."""
+    async with raw_server(_held) as port, opened(transport(total_timeout=0.2)) as t:
+        url = f"http://127.0.0.1:{port}/v1/tasks/x"
+        for _ in range(2):  # the second read would be cancelled at once if the first leaked
+            with pytest.raises(APITimeoutError, match=r"0\.2 s total limit"):
+                await t.request("GET", url, headers=headers(), max_body=1000)
+        await asyncio.sleep(0)
+        task = asyncio.current_task()
+        assert task is not None
+        if sys.version_info >= (3, 11):
+            assert task.cancelling() == 0
+
+
+@needs_cancel_counts
+async def test_a_cancel_at_the_moment_the_total_limit_passes_stays_a_cancel() -> None:
+    """The caller's cancel and the limit's, in the same turn of the loop: a cancel it is."""
+    async with raw_server(_held) as port, opened(transport(total_timeout=0.2)) as t:
+        url = f"http://127.0.0.1:{port}/v1/tasks/x"
+        read = asyncio.ensure_future(t.request("GET", url, headers=headers(), max_body=1000))
+        for _ in range(500):  # until the read is in flight (at most 5 s)
+            timer = t._limit._timer
+            if timer is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert timer is not None
+        loop = asyncio.get_running_loop()
+        loop.call_at(timer.when(), read.cancel)  # the same instant as the limit's own
+        with pytest.raises(asyncio.CancelledError):
+            await read
+        assert read.cancelled()
+
+
+async def test_reads_in_flight_are_each_cut_off_at_their_own_limit() -> None:
+    """A read started later is still running when an earlier one is cut off, then is cut off."""
+    async with raw_server(_held) as port, opened(transport(total_timeout=0.3)) as t:
+        url = f"http://127.0.0.1:{port}/v1/tasks/x"
+        first = asyncio.ensure_future(t.request("GET", url, headers=headers(), max_body=1000))
+        await asyncio.sleep(0.2)
+        second = asyncio.ensure_future(t.request("GET", url, headers=headers(), max_body=1000))
+        await asyncio.wait([first])
+        assert "0.3 s total limit" in str(first.exception())
+        assert not second.done()
+        await asyncio.wait([second])
+        assert "0.3 s total limit" in str(second.exception())  # not the 5 s stall limit
+
+
+async def test_an_answer_that_ends_in_time_is_not_touched_by_the_limit() -> None:
+    """A trickling answer that ends before the limit is returned whole, many times over."""
+    async with raw_server(trickler(b"{", 3)) as port, opened(transport(total_timeout=5.0)) as t:
+        url = f"http://127.0.0.1:{port}/v1/tasks/x"
+        replies = await asyncio.gather(
+            *(t.request("GET", url, headers=headers(), max_body=1000) for _ in range(20))
+        )
+        assert {reply.body for reply in replies} == {b"{  "}
+        assert len(t._limit) == 0
+
+
+async def test_a_nearer_deadline_than_the_armed_one_is_kept() -> None:
+    """An exchange due before every other one in flight is cut off first, and alone."""
+    limit = ExchangeLimit()
+    cut: list[str] = []
+
+    async def exchange(name: str, seconds: float) -> None:
+        task = limit.enter(seconds)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            if limit.leave(task):
+                cut.append(name)
+                return
+            raise
+        finally:
+            limit.leave(task)
+
+    slow = asyncio.ensure_future(exchange("slow", 30.0))
+    await asyncio.sleep(0)
+    await exchange("quick", 0.05)
+    assert cut == ["quick"] and not slow.done()
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    assert cut == ["quick"] and len(limit) == 0
+    limit.close()
+
+
+async def test_one_task_runs_one_exchange_at_a_time() -> None:
+    """Entering twice from one task is a bug of the caller, said at once."""
+    limit = ExchangeLimit()
+    task = limit.enter(1.0)
+    with pytest.raises(RuntimeError, match="one API exchange at a time"):
+        limit.enter(1.0)
+    assert limit.leave(task) is False
+    limit.close()
