@@ -13,10 +13,9 @@ import contextlib
 import logging
 import os
 import warnings
-import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -32,20 +31,9 @@ from ._telemetry import NO_SPAN, TaskSpan, child_span
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
-__all__ = ["Delivery", "weakly"]
+__all__ = ["Delivery"]
 
 logger = logging.getLogger("zimage_async")
-
-
-def weakly(owner: object, name: str) -> Callable[[], float | None]:
-    """Return a getter of ``owner.<name>`` that does not keep *owner* alive (None once gone)."""
-    ref = weakref.ref(owner)
-
-    def get() -> float | None:
-        target = ref()
-        return None if target is None else cast("float | None", getattr(target, name))
-
-    return get
 
 
 @attrs.define
@@ -65,14 +53,12 @@ class Delivery:
         task_id: str,
         request: GenerationRequest | None,
         *,
-        expires_at: Callable[[], float | None],
-        completed_at: Callable[[], float | None],
+        completed_at: float | None,
         span: TaskSpan = NO_SPAN,
     ) -> None:
         self._rt = runtime
         self._id = task_id
         self._request = request
-        self._expires_at = expires_at
         self._completed_at = completed_at
         self._span = span
         self._lock = asyncio.Lock()
@@ -103,18 +89,21 @@ class Delivery:
         if not 0 <= index < len(task.results):
             raise IndexError(f"task {self._id} has {len(task.results)} image(s); no index {index}")
         self._rt.check_open()
+        completed = self._completed_at
         return stream_image(
             self._rt.transport,
             task.results[index],
             task_id=self._id,
             index=index,
-            expires_at=self._expires_at(),
+            expires_at=None
+            if completed is None
+            else task.links_expire_at(completed + self._rt.link_ttl),
             retry=self._rt.retry,
             rng=self._rt.rng,
             limits=self._rt.limits,
             info=info,
             budget=budget,
-            completed_at=self._completed_at(),
+            completed_at=completed,
             sleep=self._rt.sleep,
         )
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._delivery import Delivery, weakly
+from ._delivery import Delivery
 from ._exceptions import WaitTimeoutError, ZImageError, note_task
 from ._imagelimits import DownloadInfo
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
@@ -139,14 +139,13 @@ class TaskHandle:
     @property
     def _delivery(self) -> Delivery:
         if self._deliverer is None:
-            # Weakly: a Delivery holding the handle would make a reference cycle of every
-            # handle that fetched its images, left to the cycle collector.
+            # Made once the task has completed: when that was first seen is known, and
+            # the Delivery holds no reference back to the handle (no reference cycle).
             self._deliverer = Delivery(
                 self._rt,
                 self._id,
                 self._request,
-                expires_at=weakly(self, "expires_at"),
-                completed_at=weakly(self, "_completed_seen"),
+                completed_at=self._completed_seen,
                 span=self._span,
             )
         return self._deliverer
