@@ -185,14 +185,15 @@ class APIClient:
 
     async def _call(
         self,
-        call: Callable[[int], Awaitable[T]],
+        call: Callable[[int, str], Awaitable[T]],
+        url: str,
         judge: Judge,
         what: str,
         span: TaskSpan = NO_SPAN,
         *,
         span_name: str,
     ) -> T:
-        """Run *call* in the API's one retry loop: try, ask the policy, wait, try again.
+        """Run ``call(attempt, url)`` in the API's one retry loop: try, ask, wait, try again.
 
         Each try is a child span of *span* (else of the current span) when telemetry is on.
         """
@@ -200,7 +201,7 @@ class APIClient:
         while True:
             try:
                 with child_span(span_name, parent=span, key="zimage.attempt", value=attempt):
-                    return await call(attempt)
+                    return await call(attempt, url)
             except ZImageError as exc:
                 delay = self._retry.after(attempt, judge(exc), rng=self._rng)
                 if delay is None:
@@ -237,7 +238,7 @@ class APIClient:
         key = idempotency_key if idempotency_key is not None else new_key()
         headers = self._headers(key)
 
-        async def call(attempt: int) -> Task:
+        async def call(attempt: int, url: str) -> Task:
             await self.gate.wait()
             try:
                 reply = await self._transport.request(
@@ -268,6 +269,7 @@ class APIClient:
         try:
             task = await self._call(
                 call,
+                url,
                 judge_create_failure,
                 "POST create",
                 span,
@@ -290,21 +292,24 @@ class APIClient:
         *task_id* must already be valid (``Session.task`` and ``Session.get_task`` check
         it), since this runs on every poll. *span* is the task's span, for telemetry.
         """
-        url = f"{self._base_url}/v1/tasks/{task_id}"
-        headers = self._read_headers
-
-        async def call(attempt: int) -> Task:
-            reply = await self._transport.request(
-                "GET", url, headers=headers, max_body=MAX_API_BODY, attempt=attempt
-            )
-            try:
-                return parse_task_reply(
-                    reply.status, reply.headers, reply.body, method="GET", path=url, now=time.time()
-                )
-            except APIError as error:
-                self._note_rate_limit(error)
-                raise
-
         return await self._call(
-            call, judge_read_failure, f"GET {task_id}", span, span_name="GET /v1/tasks/{id}"
+            self._read_task,
+            f"{self._base_url}/v1/tasks/{task_id}",
+            judge_read_failure,
+            f"GET {task_id}",
+            span,
+            span_name="GET /v1/tasks/{id}",
         )
+
+    async def _read_task(self, attempt: int, url: str) -> Task:
+        """Send one ``GET /v1/tasks/{id}`` and read the answer (one try of :meth:`get_task`)."""
+        reply = await self._transport.request(
+            "GET", url, headers=self._read_headers, max_body=MAX_API_BODY, attempt=attempt
+        )
+        try:
+            return parse_task_reply(
+                reply.status, reply.headers, reply.body, method="GET", path=url, now=time.time()
+            )
+        except APIError as error:
+            self._note_rate_limit(error)
+            raise
