@@ -152,3 +152,18 @@ async def test_matching_size_does_not_warn(odd_session: Session) -> None:
     """A square image for a 1:1 request passes without a warning (warnings are errors)."""
     result = await odd_session.generate("ok", size="1:1")
     assert result.image.height == 400
+
+
+async def test_every_image_of_a_task_with_several_is_fetched_in_order(tmp_path: Path) -> None:
+    """A task with three images: all three in memory and on disk, each exactly as served."""
+    async with (
+        Emulator(task_duration=0.05, images_per_task=3) as emu,
+        Session(api_key=emu.api_key, base_url=emu.base_url, poll=FAST_POLL, retry=FAST_RETRY) as zs,
+    ):
+        handle = await zs.submit("three of them")
+        result = await handle
+        served = [await emu.image_bytes(handle.id, index) for index in range(3)]
+        assert [image.index for image in result.images] == [0, 1, 2]
+        assert [image.data for image in result.images] == served
+        paths = await handle.save(tmp_path)
+        assert [path.read_bytes() for path in paths] == served

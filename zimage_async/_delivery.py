@@ -145,11 +145,17 @@ class Delivery:
         async with self._lock:
             if self.result is None:
                 budget = self._rt.limits.budget()
-                images = await _all_or_none(
-                    [self._download(task, i, budget) for i in range(len(task.results))]
-                )
+                if len(task.results) == 1:  # the common case: no jobs to run together
+                    images = [await self._download(task, 0, budget)]
+                else:
+                    images = await self._download_each(task, budget)
                 self.result = GenerationResult(task=task, images=tuple(images))
         return self.result
+
+    async def _download_each(self, task: Task, budget: ByteBudget | None) -> list[Image]:
+        return await _all_or_none(
+            [self._download(task, i, budget) for i in range(len(task.results))]
+        )
 
     async def save(self, task: Task, plan: SavePlan) -> list[Path]:
         """Write every image as *plan* says; concurrent calls for one plan share the work.
