@@ -189,12 +189,12 @@ class TaskHandle:
         self._rt.check_open()
         first = self._task if self._fresh else None
         self._fresh = False
-        stretch = self._rt.callback_poll_factor if self._expects_callback else 1.0
-        state = PollState(self._rt.poll, rng=self._rt.rng, deadline=deadline, stretch=stretch)
-        self._state = state
-        clock = self._rt.clock
-        end = None if scoped else deadline
-        return snapshots(self._look, state, first=first, nap=nap, clock=clock, deadline=end)
+        rt = self._rt
+        stretch = rt.callback_poll_factor if self._expects_callback else 1.0
+        state = self._state = PollState(rt.poll, rng=rt.rng, deadline=deadline, stretch=stretch)
+        # A scoped caller bounds the whole loop itself; else each look is bounded.
+        bound = None if scoped else bounded(deadline, rt.deadlines)
+        return snapshots(self._look, state, first=first, nap=nap, clock=rt.clock, bound=bound)
 
     async def _snapshots(self, deadline: float | None) -> AsyncGenerator[Task, None]:
         """Yield the snapshots of the handle's one poll loop, for :meth:`updates`.
@@ -208,7 +208,7 @@ class TaskHandle:
         if deadline is None:
             await self._lock.acquire()
         else:
-            async with bounded(deadline):
+            async with bounded(deadline, self._rt.deadlines):
                 await self._lock.acquire()
         try:
             if self._task is not None and self._task.is_terminal:
@@ -227,7 +227,7 @@ class TaskHandle:
     async def _until_terminal(self, deadline: float | None) -> Task:
         """Drain :meth:`_polls` to the task's end (no generator of its own) under the lock.
 
-        The caller holds ``bounded(deadline)``: no look opens a deadline scope of its own.
+        The caller holds ``bounded(deadline, ...)``: no look opens a deadline scope of its own.
         """
         task = self._task
         if task is not None and task.is_terminal:
@@ -265,7 +265,7 @@ class TaskHandle:
         """
         stage = "wait"
         try:
-            async with bounded(deadline):
+            async with bounded(deadline, self._rt.deadlines):
                 task = await self._until_terminal(deadline)
                 failure = task_failure(task, self._id)
                 if failure is not None:
@@ -333,7 +333,7 @@ class TaskHandle:
         async with contextlib.aclosing(stream) as chunks:
             while True:
                 try:
-                    async with bounded(deadline):
+                    async with bounded(deadline, self._rt.deadlines):
                         chunk = await chunks.__anext__()
                 except StopAsyncIteration:
                     return

@@ -16,23 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
+from ._deadlines import Deadlines
 from ._models import Task
 from ._schedule import PollState
 
 if TYPE_CHECKING:
     from ._hints import HintSource
     from ._runtime import Runtime
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout_at
-else:  # pragma: no cover - aiohttp installs async-timeout below 3.11
-    from async_timeout import timeout_at  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["DeadlineReached", "bounded", "deadline_after", "naps", "snapshots"]
 
@@ -56,20 +51,24 @@ def deadline_after(seconds: float | None) -> float | None:
 class bounded:
     """Cut the block short at *deadline* (loop time) with :class:`DeadlineReached`.
 
-    Only the deadline's own expiry becomes ``DeadlineReached``: a request's timeout inside
-    the block (an ``APITimeoutError``, also a ``TimeoutError``) passes through as it is.
+    The deadline is kept by *deadlines*, the session's one keeper of wait deadlines
+    (one timer for every waiting handle, not one each). Only the deadline's own expiry
+    becomes ``DeadlineReached``: a request's timeout inside the block (an
+    ``APITimeoutError``) and a cancellation of the caller's pass through as they are.
     ``None`` bounds nothing. A plain class, not a generator-based context manager: it is
     entered once per wait and once per download.
     """
 
-    __slots__ = ("_scope",)
+    __slots__ = ("_deadline", "_deadlines", "_task")
 
-    def __init__(self, deadline: float | None) -> None:
-        self._scope = None if deadline is None else timeout_at(deadline)
+    def __init__(self, deadline: float | None, deadlines: Deadlines) -> None:
+        self._deadline = deadline
+        self._deadlines = deadlines
+        self._task: asyncio.Task[object] | None = None
 
     async def __aenter__(self) -> None:
-        if self._scope is not None:
-            await self._scope.__aenter__()
+        if self._deadline is not None:
+            self._task = self._deadlines.enter_at(self._deadline)
 
     async def __aexit__(
         self,
@@ -77,16 +76,13 @@ class bounded:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        scope = self._scope
-        if scope is None:
+        task = self._task
+        if task is None:
             return
-        try:
-            await scope.__aexit__(exc_type, exc, tb)
-        except (TimeoutError, asyncio.TimeoutError):  # distinct classes before 3.11
-            expired = scope.expired
-            if expired() if callable(expired) else expired:
-                raise DeadlineReached from None
-            raise
+        self._task = None
+        cut = self._deadlines.leave(task)
+        if cut and exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+            raise DeadlineReached from None
 
 
 async def snapshots(
@@ -96,24 +92,24 @@ async def snapshots(
     first: Task | None,
     nap: Nap,
     clock: Callable[[], float],
-    deadline: float | None,
+    bound: bounded | None,
 ) -> AsyncGenerator[Task, None]:
     """Yield each snapshot of a task until it is terminal (that one included).
 
     *first* is a snapshot already in hand (the create call's answer), used instead of a
-    first look. Raises :class:`DeadlineReached` when the schedule reaches *deadline* (on
-    *clock*, the loop's clock); a look still running at *deadline* is cut short by
-    :func:`bounded`. A caller that drains the generator inside one ``bounded(deadline)``
-    of its own passes ``deadline=None`` here: one deadline scope per wait, not one per
-    look.
+    first look. Raises :class:`DeadlineReached` when the schedule reaches the deadline of
+    *state* (on *clock*, the loop's clock); *bound*, the :class:`bounded` of the same
+    deadline, cuts short a look still running then. A caller that drains the generator
+    inside one ``bounded`` of its own passes ``bound=None``: one deadline scope per
+    wait, not one per look.
     """
     task = first
     while True:
         if task is None:
-            if deadline is None:
+            if bound is None:
                 task = await look()
             else:
-                async with bounded(deadline):
+                async with bound:
                     task = await look()
         yield task
         if task.is_terminal:

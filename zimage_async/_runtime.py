@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._deadlines import Deadlines
 from ._imagelimits import ImageLimits
 from ._schedule import PollSchedule, RetryPolicy
 
@@ -69,3 +70,5 @@ class Runtime:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     #: Unknown statuses already warned about (once per session and status).
     warned_statuses: set[str] = attrs.field(factory=set)
+    #: The deadlines of the waits in progress: one timer for every waiting handle.
+    deadlines: Deadlines = attrs.field(factory=Deadlines)

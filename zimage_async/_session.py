@@ -249,6 +249,7 @@ class Session(JournalMethods, BatchMethods):
     async def close(self) -> None:
         """Close the connection pool (not a caller-owned ``http_session``). Idempotent."""
         self._state = SessionState.CLOSED
+        self._runtime.deadlines.close()
         try:
             await self._transport.close()
         finally:

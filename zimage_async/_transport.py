@@ -15,7 +15,7 @@ Rules kept here, so that no caller can forget them:
   expression, never held in a local; aiohttp's frames are cut from every traceback.
 * Each exchange has a stall limit and a total limit; the wait for a free connection
   in the pool counts against neither. The API exchanges' total limits share one timer
-  (:class:`~zimage_async._exchangelimit.ExchangeLimit`), not one per request.
+  (:class:`~zimage_async._deadlines.Deadlines`), not one per request.
 * A ``POST`` (the billed create) only goes out on a connection that was in use less
   than :data:`API_KEEPALIVE` seconds ago, far less than any server keeps an idle
   connection, so it never meets one the server is closing (the create would be
@@ -46,8 +46,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import aiohttp.abc
 
+from ._deadlines import Deadlines
 from ._exceptions import ImageLinkRefusedError, MalformedResponseError, ZImageError
-from ._exchangelimit import ExchangeLimit
 from ._httperrors import CAUGHT, WIRE, translate
 from ._imagestream import DownloadTimeouts, ImageStream, PolicyResolver, read_capped
 from ._links import redact_url
@@ -147,12 +147,12 @@ class Transport:
         self._total = total_timeout
         self._read_stall = read_timeout
         self._connect = connect_timeout
-        # The total limit is this transport's own (ExchangeLimit), entered once the slot
+        # The total limit is this transport's own (Deadlines), entered once the slot
         # is taken: a wait for a free connection counts against it on no pool.
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=timeout
         )
-        self._limit = ExchangeLimit()
+        self._limit = Deadlines()
         self._policy = LinkPolicy.for_api(api_base_url) if api_base_url else None
         env = os.environ if environ is None else environ
         self._proxies = ProxyConfig.from_environ(env) if trust_env else ProxyConfig()

@@ -1,7 +1,8 @@
-"""The API exchanges' total limit: one timer for them all, cutting off only its own.
+"""Deadlines kept by one timer: the API exchanges' total limit and the waits' deadlines.
 
-A server on 127.0.0.1 holds or trickles the answers; each test says which exchange must
-end how, and in which order.
+Each keeper cuts off only what it bounds, and only with its own cancellation. A server on
+127.0.0.1 (a raw one, or the emulator) holds or trickles the answers; each test says
+which exchange or wait must end how, and in which order.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import sys
 
 import pytest
 
-from zimage_async import APITimeoutError
-from zimage_async._exchangelimit import ExchangeLimit
+from zimage_async import APITimeoutError, Session, WaitTimeoutError
+from zimage_async._deadlines import Deadlines
+from zimage_async.emulator import Emulator
 
+from .conftest import FAST_POLL, FAST_RETRY
 from .test_hardening_transport import headers, opened, raw_server, transport, trickler
 
 needs_cancel_counts = pytest.mark.skipif(
@@ -87,7 +90,7 @@ async def test_an_answer_that_ends_in_time_is_not_touched_by_the_limit() -> None
 
 async def test_a_nearer_deadline_than_the_armed_one_is_kept() -> None:
     """An exchange due before every other one in flight is cut off first, and alone."""
-    limit = ExchangeLimit()
+    limit = Deadlines()
     cut: list[str] = []
 
     async def exchange(name: str, seconds: float) -> None:
@@ -115,9 +118,74 @@ async def test_a_nearer_deadline_than_the_armed_one_is_kept() -> None:
 
 async def test_one_task_runs_one_exchange_at_a_time() -> None:
     """Entering twice from one task is a bug of the caller, said at once."""
-    limit = ExchangeLimit()
+    limit = Deadlines()
     task = limit.enter(1.0)
-    with pytest.raises(RuntimeError, match="one API exchange at a time"):
+    with pytest.raises(RuntimeError, match="one block of a Deadlines at a time"):
         limit.enter(1.0)
     assert limit.leave(task) is False
     limit.close()
+
+
+# -- the waits' deadlines: one keeper per session -------------------------------------------
+
+
+async def test_waits_in_progress_each_end_at_their_own_deadline() -> None:
+    """Three waits on long tasks end in the order of their deadlines, each in its turn."""
+    async with (
+        Emulator(task_duration=30.0) as emu,
+        Session(api_key=emu.api_key, base_url=emu.base_url, poll=FAST_POLL, retry=FAST_RETRY) as zs,
+    ):
+        handles = [await zs.submit(f"a long one {n}") for n in range(3)]
+        waits = [
+            asyncio.ensure_future(handle.wait(timeout=limit))
+            for handle, limit in zip(handles, (0.9, 0.3, 0.6), strict=True)
+        ]
+        for turn, expected_open in ((1, {0, 2}), (2, {0}), (0, set())):
+            await asyncio.wait([waits[turn]])
+            assert isinstance(waits[turn].exception(), WaitTimeoutError)
+            assert {n for n, wait in enumerate(waits) if not wait.done()} == expected_open
+        assert len(zs._runtime.deadlines) == 0
+
+
+@needs_cancel_counts
+async def test_a_cancel_at_the_moment_a_wait_times_out_stays_a_cancel() -> None:
+    """The caller's cancel and the wait's deadline in one turn of the loop: a cancel it is.
+
+    The handle stays usable: the next wait, in the test's own task, times out as usual.
+    """
+    async with (
+        Emulator(task_duration=30.0) as emu,
+        Session(api_key=emu.api_key, base_url=emu.base_url, poll=FAST_POLL, retry=FAST_RETRY) as zs,
+    ):
+        handle = await zs.submit("a long one")
+        wait = asyncio.ensure_future(handle.wait(timeout=0.3))
+        keeper = zs._runtime.deadlines
+        for _ in range(500):  # until the wait has entered its deadline (at most 5 s)
+            timer = keeper._timer
+            if timer is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert timer is not None
+        asyncio.get_running_loop().call_at(timer.when(), wait.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await wait
+        assert wait.cancelled()
+        with pytest.raises(WaitTimeoutError):
+            await handle.wait(timeout=0.2)
+
+
+async def test_blocks_left_early_do_not_pile_up_in_the_keeper() -> None:
+    """A thousand short blocks under a long deadline: the keeper's heap stays small."""
+    keeper = Deadlines()
+
+    async def block() -> None:
+        task = keeper.enter(600.0)
+        try:
+            await asyncio.sleep(0)
+        finally:
+            assert keeper.leave(task) is False
+
+    for _ in range(1000):
+        await asyncio.ensure_future(block())
+    assert len(keeper) == 0 and len(keeper._heap) <= 65
+    keeper.close()

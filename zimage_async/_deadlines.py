@@ -1,0 +1,123 @@
+"""Blocks cut short at their deadline by one shared timer, not a timer each.
+
+``asyncio.timeout`` and aiohttp's total limit make a timer, a timeout object and their
+callbacks for every block they bound, and the event loop's timer heap grows with them: at
+ten thousand waiting handles, ten thousand timers. A :class:`Deadlines` keeps the deadline
+of each bounded block (keyed by the task that runs it) in a heap of its own, with one
+timer at the nearest. When it fires, the overdue blocks' tasks are cancelled; the block
+that was cut off asks :meth:`Deadlines.leave` whether that cancellation was this keeper's
+own, and only then turns it into its timeout. A cancellation from anywhere else (the
+caller's own timeout, ``task.cancel()``) stays a cancellation, even when both happen in
+one turn of the loop.
+
+Two keepers bound the SDK's blocks: the transport's, for the total limit of each API
+exchange, and the session's, for the deadline of each wait. A task runs at most one
+block of each at a time (an exchange may run inside a wait). They are only used where
+the block's code is the SDK's own, so a cancellation always lands inside the block,
+never in the caller's code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import sys
+
+__all__ = ["Deadlines"]
+
+_SLACK = 64  # heap entries of blocks already left, kept before the heap is rebuilt
+
+
+class Deadlines:
+    """Cuts off blocks that outlive their deadline (see the module docstring).
+
+    Call :meth:`enter_at` (or :meth:`enter`) right before the block and :meth:`leave`
+    right after it, in a ``finally``; when the block raised ``CancelledError`` and
+    :meth:`leave` returns ``True``, the deadline cut it off: raise a timeout instead.
+    Deadlines are on the running event loop's clock (``loop.time()``).
+    """
+
+    __slots__ = ("_blocks", "_cut", "_heap", "_live", "_seq", "_timer")
+
+    def __init__(self) -> None:
+        # task -> (its entry's number, its cancellation count on entry)
+        self._blocks: dict[asyncio.Task[object], tuple[int, int]] = {}
+        self._live: dict[int, asyncio.Task[object]] = {}  # entry number -> task
+        self._heap: list[tuple[float, int]] = []  # (deadline, entry number), some stale
+        self._seq = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._cut: set[asyncio.Task[object]] = set()
+
+    def __len__(self) -> int:
+        """Return the number of blocks in progress."""
+        return len(self._blocks)
+
+    def enter(self, seconds: float) -> asyncio.Task[object]:
+        """Bound the current task's block to *seconds* from now; return the task."""
+        return self.enter_at(asyncio.get_running_loop().time() + seconds)
+
+    def enter_at(self, deadline: float) -> asyncio.Task[object]:
+        """Bound the current task's block to *deadline* (loop time); return the task."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        if task is None:  # pragma: no cover - asyncio runs coroutines in tasks
+            raise RuntimeError("a bounded block must run in an asyncio task")
+        if task in self._blocks:
+            raise RuntimeError("one task runs one block of a Deadlines at a time")
+        self._seq = seq = self._seq + 1
+        cancelling = 0
+        if sys.version_info >= (3, 11):
+            cancelling = task.cancelling()
+        self._blocks[task] = (seq, cancelling)
+        self._live[seq] = task
+        heap = self._heap
+        if len(heap) > 2 * len(self._live) + _SLACK:
+            heap[:] = [entry for entry in heap if entry[1] in self._live]
+            heapq.heapify(heap)
+        heapq.heappush(heap, (deadline, seq))
+        timer = self._timer
+        if timer is None or deadline < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._expire)
+        return task
+
+    def leave(self, task: asyncio.Task[object]) -> bool:
+        """End *task*'s block; return whether this keeper cancelled it.
+
+        Idempotent: a second call returns ``False``. Only ``True`` when this keeper's
+        cancellation is the only one the block received: on Python 3.11 and later it is
+        withdrawn (``Task.uncancel``), and if another one is still pending this returns
+        ``False``, so that it propagates.
+        """
+        entry = self._blocks.pop(task, None)
+        if entry is None:
+            return False
+        seq, cancelling = entry
+        del self._live[seq]
+        if task not in self._cut:
+            return False
+        self._cut.discard(task)
+        if sys.version_info >= (3, 11):
+            return task.uncancel() <= cancelling
+        return True  # pragma: no cover - Python 3.10 counts no cancellations
+
+    def _expire(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now, heap, live = loop.time(), self._heap, self._live
+        while heap and heap[0][0] <= now:
+            task = live.get(heapq.heappop(heap)[1])
+            if task is not None and task not in self._cut:
+                self._cut.add(task)
+                task.cancel()
+        while heap and heap[0][1] not in live:  # blocks already left
+            heapq.heappop(heap)
+        if heap:
+            self._timer = loop.call_at(heap[0][0], self._expire)
+
+    def close(self) -> None:
+        """Drop the timer (its owner is closing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
