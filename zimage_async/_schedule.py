@@ -188,46 +188,6 @@ class PollSchedule:
 
 
 @attrs.define
-class _ProgressTracker:
-    """Predicts seconds left from successive ``(time, progress)`` observations.
-
-    ``finish`` is the predicted finish (on the observations' clock), or ``None`` when
-    there is no prediction; it differs from the returned seconds left at the first look
-    at the work, where the poll comes halfway through the estimate on purpose.
-    """
-
-    last: tuple[float, int] | None = None
-    finish: float | None = None
-
-    def observe(self, now: float, task: Task) -> float | None:
-        left = self._left(now, task)
-        self.finish = None if left is None else now + left
-        return left
-
-    def _left(self, now: float, task: Task) -> float | None:
-        previous = self.last
-        self.last = (now, task.progress)
-        if task.status is TaskStatus.PENDING:
-            return task.estimated_time
-        if task.status is not TaskStatus.PROCESSING or not 0 < task.progress < 100:
-            return None
-        if previous is None or previous[1] <= 0:
-            # One look at the work itself: progress only starts after the queue, so a
-            # rate measured from submission would predict the end too late. Look again
-            # halfway through the service's estimate, then measure.
-            estimate = task.estimated_time
-            if estimate is None:
-                return None
-            self.finish = now + estimate * (100 - task.progress) / 100
-            return estimate * 0.5
-        elapsed = now - previous[0]
-        gained = task.progress - previous[1]
-        if elapsed <= 0 or gained <= 0:
-            return task.estimated_time
-        return elapsed * (100 - task.progress) / gained
-
-
-@attrs.define
 class PollState:
     """One wait's poll schedule: fed each snapshot and the time, it says when to look next.
 
@@ -269,7 +229,7 @@ class PollState:
     estimate: float | None = attrs.field(default=None, init=False)
     _promised: float | None = attrs.field(default=None, init=False)
     _progress: tuple[str, int] | None = attrs.field(default=None, init=False)
-    _tracker: _ProgressTracker = attrs.field(factory=_ProgressTracker, init=False)
+    _last: tuple[float, int] | None = attrs.field(default=None, init=False)  # (time, progress)
 
     def stalled(self, now: float) -> bool:
         """Whether nothing has moved for more than ``stall_factor`` times the estimate.
@@ -288,12 +248,32 @@ class PollState:
             return False
         return now - self.moved_at > self.schedule.stall_factor * self.estimate
 
+    def _seconds_left(self, now: float, task: Task) -> float | None:
+        """Predict the seconds left from the looks so far (this one included), or None."""
+        previous = self._last
+        self._last = (now, task.progress)
+        if task.status is TaskStatus.PENDING:
+            return task.estimated_time
+        if task.status is not TaskStatus.PROCESSING or not 0 < task.progress < 100:
+            return None
+        if previous is None or previous[1] <= 0:
+            # One look at the work itself: progress only starts after the queue, so a
+            # rate measured from submission would predict the end too late. Look again
+            # halfway through the service's estimate, then measure.
+            estimate = task.estimated_time
+            return None if estimate is None else estimate * 0.5
+        elapsed = now - previous[0]
+        gained = task.progress - previous[1]
+        if elapsed <= 0 or gained <= 0:
+            return task.estimated_time
+        return elapsed * (100 - task.progress) / gained
+
     def after(self, task: Task, now: float) -> float | None:
         """Seconds from *now* until the next look at *task*, or None at the deadline."""
         schedule = self.schedule
         self.looks += 1
-        seconds_left = self._tracker.observe(now, task)
-        finish = self._tracker.finish
+        seconds_left = self._seconds_left(now, task)
+        finish = None if seconds_left is None else now + seconds_left
         moved = (task.raw_status, task.progress) != self._progress
         self._progress = (task.raw_status, task.progress)
         if task.estimated_time is not None and task.estimated_time > 0:
