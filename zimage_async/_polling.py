@@ -15,6 +15,7 @@ each look instead.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -132,12 +133,12 @@ def naps(runtime: Runtime, task_id: str) -> AbstractAsyncContextManager[Nap]:
     """
     hints, sleep, clock = runtime.hints, runtime.sleep, runtime.clock
     if hints is None:
-        return _PlainNaps(sleep)  # one small object per waiting handle, not a generator
+        return _plain_naps(sleep)  # one object per session's sleep, not per wait
     return _hinted_naps(hints, task_id, sleep=sleep, clock=clock, spacing=runtime.poll.wait_min)
 
 
 class _PlainNaps:
-    """The naps of a session without callbacks: plain sleeps."""
+    """The naps of a session without callbacks: plain sleeps (no state: shared by waits)."""
 
     __slots__ = ("_sleep",)
 
@@ -149,6 +150,11 @@ class _PlainNaps:
 
     async def __aexit__(self, *exc_info: object) -> None:
         return None
+
+
+@functools.lru_cache(maxsize=16)
+def _plain_naps(sleep: Callable[[float], Awaitable[None]]) -> _PlainNaps:
+    return _PlainNaps(sleep)
 
 
 @asynccontextmanager
