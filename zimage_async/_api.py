@@ -17,8 +17,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from ._exceptions import (
     APIConnectionError,
@@ -286,13 +286,14 @@ class APIClient:
             self.task_spans[task.id] = span
         return task
 
-    async def get_task(self, task_id: str, *, span: TaskSpan = NO_SPAN) -> Task:
-        """``GET /v1/tasks/{task_id}``: the task as it stands now.
+    def get_task(self, task_id: str, *, span: TaskSpan = NO_SPAN) -> Coroutine[Any, Any, Task]:
+        """``GET /v1/tasks/{task_id}``: the task as it stands now (await it).
 
         *task_id* must already be valid (``Session.task`` and ``Session.get_task`` check
-        it), since this runs on every poll. *span* is the task's span, for telemetry.
+        it), since this runs on every poll. *span* is the task's span, for telemetry. A
+        plain method returning the retry loop's coroutine: no coroutine of its own per poll.
         """
-        return await self._call(
+        return self._call(
             self._read_task,
             f"{self._base_url}/v1/tasks/{task_id}",
             judge_read_failure,
