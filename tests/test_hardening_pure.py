@@ -152,18 +152,6 @@ def test_redacting_a_plain_link_quickly_gives_what_the_full_reading_gives(rest: 
         assert redact_url(url) == f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
-def test_download_limits_are_made_once_per_whole_second_of_total() -> None:
-    """Totals of 5 s or more round up to the whole second aiohttp rounds their deadline to."""
-    from zimage_async._imagestream import DownloadTimeouts
-
-    timeouts = DownloadTimeouts(connect=10.0, stall=30.0)
-    long = timeouts.get(12.3)
-    assert (long.total, long.sock_connect, long.sock_read) == (13.0, 10.0, 30.0)
-    assert timeouts.get(12.9) is long
-    assert timeouts.get(2.5).total == 2.5  # below aiohttp's threshold: exact
-    assert timeouts.get(None).total is None
-
-
 # Links built from the pieces where URL parsers go wrong: user info, brackets, ports,
 # percent signs and pluses, a fragment before a query, empty and blank parameters.
 _URL_TEXT = st.text(alphabet="ab1:@[]%+=&?#/.-_ ~", max_size=12)

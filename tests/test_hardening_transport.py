@@ -205,6 +205,78 @@ async def test_trickling_image_hits_the_per_image_total() -> None:
     assert hits == 1
 
 
+async def _read_image(
+    t: Transport, port: int, total: float, between: Callable[[], Awaitable[None]]
+) -> None:
+    """Stream the image at *port* with a per-image *total*, running *between* after each chunk."""
+    async for _ in stream_image(
+        t,
+        f"http://127.0.0.1:{port}/img/0.png",
+        task_id="task-unified-1-abcdefgh",
+        index=0,
+        expires_at=None,
+        retry=FAST,
+        rng=random.Random(0),
+        limits=ImageLimits(total_timeout=total),
+        info=DownloadInfo(),
+    ):
+        await between()
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def test_an_image_host_silent_before_its_headers_hits_the_per_image_total() -> None:
+    """A host that takes the request and never answers is cut off at the per-image total.
+
+    The stall limit is 60 s here: the test's own 20 s bound would end it first if the
+    total did not cover the wait for the headers.
+    """
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(60)  # cancelled when the server closes
+
+    async with raw_server(silent) as port:
+        api = f"http://127.0.0.1:{port}"
+        async with opened(transport(api_base_url=api, read_timeout=60.0)) as t:
+            with pytest.raises(ImageDownloadError) as info:
+                await asyncio.wait_for(_read_image(t, port, 0.3, _nothing), 20)
+    assert "0.3 s total limit" in str(info.value)
+
+
+async def test_a_slow_reader_of_an_image_is_not_cancelled_in_its_own_code() -> None:
+    """The per-image total cuts off waits for the host, never the caller's code between chunks.
+
+    The caller sleeps past the total after the first chunk; its sleep ends normally, and
+    the next wait for the host ends the download with the total-limit error.
+    """
+    png = _png()
+
+    async def late(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(png), png[:64]))
+        await writer.drain()
+        await asyncio.sleep(0.8)
+        writer.write(png[64:])
+        await writer.drain()
+
+    slept = []
+
+    async def slow() -> None:
+        await asyncio.sleep(0.5)
+        slept.append(True)
+
+    async with raw_server(late) as port:
+        api = f"http://127.0.0.1:{port}"
+        async with opened(transport(api_base_url=api)) as t:
+            with pytest.raises(ImageDownloadError) as info:
+                await _read_image(t, port, 0.3, slow)
+    assert slept == [True]
+    assert "0.3 s total limit" in str(info.value)
+
+
 # -- 4. a create never goes out on a connection the server may have closed ----------------
 
 

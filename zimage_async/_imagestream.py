@@ -5,18 +5,28 @@ Part of the thin aiohttp layer (:mod:`zimage_async._transport`), which opens the
 
 from __future__ import annotations
 
-import math
+import asyncio
+import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import TypeVar
 
 import aiohttp
 import aiohttp.abc
 
-from ._exceptions import ZImageError
+from ._deadlines import Deadlines
+from ._exceptions import ImageLinkRefusedError, ZImageError
 from ._httperrors import WIRE, RefusedAddress, translate
-from ._urlpolicy import LinkPolicy
+from ._links import redact_url
+from ._urlpolicy import LinkPolicy, next_hop
 
-__all__ = ["DownloadTimeouts", "ImageStream", "PolicyResolver", "read_capped"]
+__all__ = ["ImageOpening", "ImageStream", "PolicyResolver", "bounded_by", "read_capped"]
+
+T = TypeVar("T")
+logger = logging.getLogger("zimage_async")
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:
@@ -37,35 +47,6 @@ async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:
         parts.append(more)
         size += len(more)
     return data if len(parts) == 1 else b"".join(parts)
-
-
-class DownloadTimeouts:
-    """aiohttp's limits for downloads: *connect* and *stall* seconds, and a total per call.
-
-    aiohttp rounds a deadline 5 s or more away up to a whole second (its
-    ``ceil_threshold``), so such totals are rounded up here too: one limit then serves
-    many downloads instead of a new one being made for each.
-    """
-
-    __slots__ = ("_connect", "_made", "_stall")
-
-    def __init__(self, *, connect: float, stall: float) -> None:
-        self._connect = connect
-        self._stall = stall
-        self._made: dict[float | None, aiohttp.ClientTimeout] = {}
-
-    def get(self, total: float | None) -> aiohttp.ClientTimeout:
-        """Return the limits for a download of at most *total* seconds (None: no total)."""
-        if total is not None and total >= 5:
-            total = float(math.ceil(total))
-        timeout = self._made.get(total)
-        if timeout is None:
-            timeout = aiohttp.ClientTimeout(
-                total=total, sock_connect=self._connect, sock_read=self._stall
-            )
-            if len(self._made) < 1024:
-                self._made[total] = timeout
-        return timeout
 
 
 class PolicyResolver(aiohttp.abc.AbstractResolver):
@@ -95,7 +76,23 @@ class PolicyResolver(aiohttp.abc.AbstractResolver):
 
 
 class ImageStream:
-    """An open image download: status, headers and the body as a stream of chunks."""
+    """An open image download: status, headers and the body as a stream of chunks.
+
+    Reads that must wait for the host are bounded by *deadline* (loop time) through
+    *keeper*, the transport's :class:`~zimage_async._deadlines.Deadlines`; a read of
+    bytes that have already arrived does not wait, and is not bounded.
+    """
+
+    __slots__ = (
+        "_deadline",
+        "_keeper",
+        "_label",
+        "_limits",
+        "_response",
+        "content_length",
+        "headers",
+        "status",
+    )
 
     def __init__(
         self,
@@ -103,10 +100,14 @@ class ImageStream:
         *,
         label: str,
         limits: tuple[float | None, float | None] = (None, None),
+        keeper: Deadlines | None = None,
+        deadline: float | None = None,
     ) -> None:
         self._response = response
         self._label = label
         self._limits = limits
+        self._keeper = keeper
+        self._deadline = deadline if keeper is not None else None
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
         #: The body length the server announced, if it did.
@@ -120,8 +121,15 @@ class ImageStream:
         stalls or outlasts the download's total limit, :class:`APITimeoutError`.
         """
         failure: ZImageError
+        content = self._response.content
         try:
-            return await self._response.content.read(limit)
+            chunk = content.read_nowait(limit)
+            if chunk or content.at_eof():
+                return chunk
+            deadline = self._deadline
+            if deadline is None:
+                return await content.read(limit)
+            return await bounded_by(self._keeper, deadline, content.read(limit))
         except WIRE as exc:
             failure = translate(exc, method="GET", path=self._label, limits=self._limits)
         raise failure from None
@@ -136,7 +144,154 @@ class ImageStream:
 
         For reading an error page as evidence: a body that fails to arrive is ``b""``.
         """
+        parts: list[bytes] = []
+        size = 0
         try:
-            return (await read_capped(self._response.content, limit))[:limit]
-        except WIRE:
+            while size < limit and (chunk := await self.read(limit - size)):
+                parts.append(chunk)
+                size += len(chunk)
+        except ZImageError:
             return b""
+        return b"".join(parts)
+
+
+async def bounded_by(keeper: Deadlines | None, deadline: float, wait: Awaitable[T]) -> T:
+    """Await *wait*, cut off at *deadline* (loop time) by *keeper*: :class:`TimeoutError`.
+
+    A cancellation of the caller's own, also one at the same moment, stays one.
+    """
+    assert keeper is not None
+    task = keeper.enter_at(deadline)
+    try:
+        return await wait
+    except asyncio.CancelledError:
+        if not keeper.leave(task):
+            raise
+        raise asyncio.TimeoutError from None
+    finally:
+        keeper.leave(task)
+
+
+class ImageOpening:
+    """``async with transport.stream(...)``: the GET of an image, open for streaming.
+
+    Entering takes a download slot and follows the redirects hop by hop, each checked
+    against *policy*, within *total* seconds; it returns the :class:`ImageStream`.
+    Leaving releases the answer and the slot. Made by :meth:`Transport.stream`, which
+    explains the rest.
+    """
+
+    __slots__ = (
+        "_deadline",
+        "_headers",
+        "_http",
+        "_keeper",
+        "_label",
+        "_limits",
+        "_policy",
+        "_proxy_for",
+        "_response",
+        "_slot",
+        "_started",
+        "_url",
+    )
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        slot: asyncio.Semaphore,
+        url: str,
+        headers: dict[str, str],
+        *,
+        label: str,
+        policy: LinkPolicy,
+        proxy_for: Callable[[str], str | None],
+        keeper: Deadlines,
+        limits: tuple[float | None, float | None],
+    ) -> None:
+        self._http, self._slot, self._url, self._headers = http, slot, url, headers
+        self._label, self._policy, self._proxy_for = label, policy, proxy_for
+        self._keeper, self._limits = keeper, limits
+        self._deadline: float | None = None
+        self._response: aiohttp.ClientResponse | None = None
+        self._started = 0.0
+
+    async def __aenter__(self) -> ImageStream:
+        await self._slot.acquire()
+        self._started = time.perf_counter()
+        total = self._limits[1]
+        if total is not None:
+            self._deadline = asyncio.get_running_loop().time() + total
+        failure: ZImageError
+        try:
+            if self._deadline is None:
+                response = await self._follow()
+            else:
+                response = await bounded_by(self._keeper, self._deadline, self._follow())
+        except WIRE as exc:
+            self._release()
+            failure = translate(exc, method="GET", path=self._label, limits=self._limits)
+        except BaseException:
+            self._release()
+            raise
+        else:
+            return ImageStream(
+                response,
+                label=self._label,
+                limits=self._limits,
+                keeper=self._keeper,
+                deadline=self._deadline,
+            )
+        raise failure from None
+
+    async def _follow(self) -> aiohttp.ClientResponse:
+        url, policy = self._url, self._policy
+        hop, seen = url, {url}
+        for _ in range(policy.max_redirects + 1):
+            refusal = policy.refusal(hop)
+            if refusal is not None:
+                what = "the link" if hop == url else f"a redirect to {redact_url(hop)}"
+                raise self._refused(f"{what} is refused: {refusal}")
+            self._response = response = await self._http.get(
+                hop,
+                headers=self._headers,
+                allow_redirects=False,
+                raise_for_status=False,
+                proxy=self._proxy_for(hop),
+            )
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECTS or not location:
+                return response
+            response.release()
+            hop = next_hop(hop, location)
+            if hop in seen:
+                raise self._refused(f"the redirects loop back to {redact_url(hop)}")
+            seen.add(hop)
+        raise self._refused(f"more than {policy.max_redirects} redirects")
+
+    def _refused(self, why: str) -> ImageLinkRefusedError:
+        return ImageLinkRefusedError(why, url=self._label, task_id=None, index=None)
+
+    def _release(self) -> None:
+        response = self._response
+        if response is not None:
+            response.release()
+        self._slot.release()
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "GET %s -> %s (%.1f ms)",
+                self._label,
+                response.status if response is not None else "error",
+                (time.perf_counter() - self._started) * 1000,
+            )
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._release()
+        if isinstance(exc, WIRE):
+            failure = translate(exc, method="GET", path=self._label, limits=self._limits)
+            raise failure from None

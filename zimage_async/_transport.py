@@ -38,8 +38,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,14 +46,14 @@ import aiohttp
 import aiohttp.abc
 
 from ._deadlines import Deadlines
-from ._exceptions import ImageLinkRefusedError, MalformedResponseError, ZImageError
-from ._httperrors import CAUGHT, WIRE, translate
-from ._imagestream import DownloadTimeouts, ImageStream, PolicyResolver, read_capped
+from ._exceptions import MalformedResponseError
+from ._httperrors import CAUGHT, translate
+from ._imagestream import ImageOpening, ImageStream, PolicyResolver, read_capped
 from ._links import redact_url
 from ._proxy import ProxyConfig
 from ._redaction import SECRET_HEADERS, RedactedHeaders, mask_echoes
 from ._reply import Reply
-from ._urlpolicy import LinkPolicy, next_hop
+from ._urlpolicy import LinkPolicy
 from ._version import __version__
 
 __all__ = [
@@ -83,7 +82,6 @@ DEFAULT_TOTAL_TIMEOUT = 120.0
 #: the least, usually 5 to 75 s), so a create never meets a connection being closed.
 API_KEEPALIVE = 1.0
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NOT_FOR_IMAGES = SECRET_HEADERS | {"user-agent"}  # the User-Agent is always ours
 
 
@@ -159,7 +157,6 @@ class Transport:
         self._proxied = self._proxies.http is not None or self._proxies.https is not None
         self._ca_bundle = ca_bundle or ((env.get("SSL_CERT_FILE") or None) if trust_env else None)
         self._resolver = resolver
-        self._image_timeouts = DownloadTimeouts(connect=connect_timeout, stall=read_timeout)
         self._ssl: ssl.SSLContext | None = None
         self._api_options: dict[str, Any] = {}  # for aiohttp, besides method, URL, body
         self._set_api_options()
@@ -180,7 +177,11 @@ class Transport:
         self._images = self._session(
             resolver=PolicyResolver(
                 self._resolver or aiohttp.ThreadedResolver(), lambda: self.link_policy
-            )
+            ),
+            # The total limit per download is the shared timer's (ImageOpening).
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=self._connect, sock_read=self._read_stall
+            ),
         )
         if self._borrowed is None:
             self._reads = self._session(resolver=self._resolver)
@@ -197,7 +198,11 @@ class Transport:
         }
 
     def _session(
-        self, *, resolver: aiohttp.abc.AbstractResolver | None, keepalive: float = 15.0
+        self,
+        *,
+        resolver: aiohttp.abc.AbstractResolver | None,
+        keepalive: float = 15.0,
+        timeout: aiohttp.ClientTimeout | None = None,
     ) -> aiohttp.ClientSession:
         # aiohttp checks a pooled connection's idle time when it hands it out, and closes
         # it instead if it was idle longer than keepalive_timeout (15 s is its default).
@@ -212,6 +217,7 @@ class Transport:
             headers={"User-Agent": self.user_agent},
             auto_decompress=True,
             trust_env=False,  # proxies are chosen per request; .netrc is never read
+            timeout=timeout or self._timeout,
         )
 
     async def close(self) -> None:
@@ -321,79 +327,43 @@ class Transport:
                 )
         raise failure from None
 
-    @asynccontextmanager
-    async def stream(
+    def stream(
         self,
         url: str,
         *,
         headers: Mapping[str, str],
         total_timeout: float | None = None,
         label: str | None = None,
-    ) -> AsyncIterator[ImageStream]:
-        """Open a GET of an image for streaming; no ``Authorization`` is ever sent with it.
+    ) -> ImageOpening:
+        """Open a GET of an image for streaming (``async with``); no ``Authorization`` is sent.
 
         The link and every redirect hop (at most :attr:`LinkPolicy.max_redirects`) are
         checked against :attr:`link_policy`, and so is every address a host resolves to;
         a refusal raises :class:`~zimage_async.ImageLinkRefusedError` before connecting.
-        *total_timeout* bounds the whole download, redirects and body included. The
-        ``User-Agent`` is always this transport's; *label* names the link in messages.
+        *total_timeout* bounds the whole download, redirects and body included (each wait
+        for the host, on the transport's shared timer). The ``User-Agent`` is always this
+        transport's; *label* names the link in messages.
         """
         self._check_loop()
         http, slot = self._images, self._slots.get("images")
         if http is None or http.closed or slot is None:
             raise RuntimeError("the HTTP session is closed; open the zimage_async.Session first")
-        label = label or redact_url(url)
         clean = {k: v for k, v in headers.items() if k.lower() not in _NOT_FOR_IMAGES}
         clean["User-Agent"] = self.user_agent
         # Identity encoding: lengths and Range offsets then count the image's own bytes.
         clean["Accept-Encoding"] = "identity"
-        limits = (self._read_stall, total_timeout)
-        timeout = self._image_timeouts.get(total_timeout)
-        policy = self.link_policy
-        started = time.perf_counter()
-        response: aiohttp.ClientResponse | None = None
-        failure: ZImageError | None = None
+        return ImageOpening(
+            http,
+            slot,
+            url,
+            clean,
+            label=label or redact_url(url),
+            policy=self.link_policy,
+            proxy_for=self._proxies.proxy_for if self._proxied else _no_proxy,
+            keeper=self._limit,
+            limits=(self._read_stall, total_timeout),
+        )
 
-        def refused(why: str) -> ImageLinkRefusedError:
-            return ImageLinkRefusedError(why, url=label, task_id=None, index=None)
 
-        async with slot:
-            try:
-                hop, seen = url, {url}
-                for _ in range(policy.max_redirects + 1):
-                    refusal = policy.refusal(hop)
-                    if refusal is not None:
-                        what = "the link" if hop == url else f"a redirect to {redact_url(hop)}"
-                        raise refused(f"{what} is refused: {refusal}")
-                    response = await http.get(
-                        hop,
-                        headers=clean,
-                        timeout=timeout,
-                        allow_redirects=False,
-                        raise_for_status=False,
-                        proxy=self._proxies.proxy_for(hop) if self._proxied else None,
-                    )
-                    location = response.headers.get("Location")
-                    if response.status not in _REDIRECTS or not location:
-                        break
-                    response.release()
-                    hop = next_hop(hop, location)
-                    if hop in seen:
-                        raise refused(f"the redirects loop back to {redact_url(hop)}")
-                    seen.add(hop)
-                else:
-                    raise refused(f"more than {policy.max_redirects} redirects")
-                yield ImageStream(response, label=label, limits=limits)
-            except WIRE as exc:
-                failure = translate(exc, method="GET", path=label, limits=limits)
-            finally:
-                if response is not None:
-                    response.release()
-                logger.debug(
-                    "GET %s -> %s (%.1f ms)",
-                    label,
-                    response.status if response is not None else "error",
-                    (time.perf_counter() - started) * 1000,
-                )
-        if failure is not None:
-            raise failure from None
+def _no_proxy(url: str) -> None:
+    """No proxy for any image link (no proxy is configured)."""
