@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from zimage_async import APITimeoutError, Session, WaitTimeoutError
+from zimage_async import APITimeoutError, PollSchedule, Session, WaitTimeoutError
 from zimage_async._deadlines import Deadlines
 from zimage_async.emulator import Emulator
 
@@ -151,11 +151,16 @@ async def test_waits_in_progress_each_end_at_their_own_deadline() -> None:
 async def test_a_cancel_at_the_moment_a_wait_times_out_stays_a_cancel() -> None:
     """The caller's cancel and the wait's deadline in one turn of the loop: a cancel it is.
 
+    The schedule's first look would come long after the deadline, so the wait naps until
+    the deadline and nothing but the two timers can end it. (With frequent looks, a look
+    that returns just before the deadline may end the wait on its own, by the schedule,
+    before either timer runs; the caller's cancel then finds the wait already over.)
     The handle stays usable: the next wait, in the test's own task, times out as usual.
     """
+    slow = PollSchedule(wait_min=10.0, wait_max=10.0, jitter=0.0, timeout=20.0)
     async with (
         Emulator(task_duration=30.0) as emu,
-        Session(api_key=emu.api_key, base_url=emu.base_url, poll=FAST_POLL, retry=FAST_RETRY) as zs,
+        Session(api_key=emu.api_key, base_url=emu.base_url, poll=slow, retry=FAST_RETRY) as zs,
     ):
         handle = await zs.submit("a long one")
         wait = asyncio.ensure_future(handle.wait(timeout=0.3))
