@@ -11,8 +11,9 @@ caller's own timeout, ``task.cancel()``) stays a cancellation, even when both ha
 one turn of the loop.
 
 Two keepers bound the SDK's blocks: the transport's, for the total limit of each API
-exchange, and the session's, for the deadline of each wait. A task runs at most one
-block of each at a time (an exchange may run inside a wait). They are only used where
+exchange and each wait for an image host, and the session's, for the deadline of each
+wait. A task runs at most one block of each at a time (an exchange or a download may
+run inside a wait). They are only used where
 the block's code is the SDK's own, so a cancellation always lands inside the block,
 never in the caller's code.
 """

@@ -14,8 +14,9 @@ Rules kept here, so that no caller can forget them:
   only its masked repr. The plain header dict aiohttp needs is built inside the call
   expression, never held in a local; aiohttp's frames are cut from every traceback.
 * Each exchange has a stall limit and a total limit; the wait for a free connection
-  in the pool counts against neither. The API exchanges' total limits share one timer
-  (:class:`~zimage_async._deadlines.Deadlines`), not one per request.
+  in the pool counts against neither. The total limits of the API exchanges and of the
+  image downloads share one timer (:class:`~zimage_async._deadlines.Deadlines`), not
+  one per request.
 * A ``POST`` (the billed create) only goes out on a connection that was in use less
   than :data:`API_KEEPALIVE` seconds ago, far less than any server keeps an idle
   connection, so it never meets one the server is closing (the create would be
