@@ -20,6 +20,7 @@ from ._deadlines import Deadlines
 from ._exceptions import ImageLinkRefusedError, ZImageError
 from ._httperrors import WIRE, RefusedAddress, translate
 from ._links import redact_url
+from ._slots import Slots
 from ._urlpolicy import LinkPolicy, next_hop
 
 __all__ = ["ImageOpening", "ImageStream", "PolicyResolver", "bounded_by", "read_capped"]
@@ -199,7 +200,7 @@ class ImageOpening:
     def __init__(
         self,
         http: aiohttp.ClientSession,
-        slot: asyncio.Semaphore,
+        slot: Slots,
         url: str,
         headers: dict[str, str],
         *,
@@ -217,7 +218,9 @@ class ImageOpening:
         self._started = 0.0
 
     async def __aenter__(self) -> ImageStream:
-        await self._slot.acquire()
+        waiter = self._slot.take()
+        if waiter is not None:
+            await self._slot.wait(waiter)
         self._started = time.perf_counter()
         total = self._limits[1]
         if total is not None:

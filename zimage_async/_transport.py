@@ -54,6 +54,7 @@ from ._links import redact_url
 from ._proxy import ProxyConfig
 from ._redaction import SECRET_HEADERS, RedactedHeaders, mask_echoes
 from ._reply import Reply
+from ._slots import Slots
 from ._urlpolicy import LinkPolicy
 from ._version import __version__
 
@@ -139,7 +140,7 @@ class Transport:
         self._creates_used = float("-inf")  # when an exchange over it last ended
         self._keepalive = keepalive
         self._images: aiohttp.ClientSession | None = None
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._slots: dict[str, Slots] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._max_connections = max_connections
         self._stall = timeout
@@ -187,7 +188,7 @@ class Transport:
         if self._borrowed is None:
             self._reads = self._session(resolver=self._resolver)
             self._creates = self._session(resolver=self._resolver, keepalive=self._keepalive)
-        self._slots = {name: asyncio.Semaphore(self._max_connections) for name in ("api", "images")}
+        self._slots = {name: Slots(self._max_connections) for name in ("api", "images")}
 
     def _set_api_options(self) -> None:
         self._api_options = {
@@ -238,7 +239,7 @@ class Transport:
                 "Session in this loop (for example inside the asyncio.run() call that uses it)"
             )
 
-    def _api_session(self, method: str) -> tuple[aiohttp.ClientSession, asyncio.Semaphore | None]:
+    def _api_session(self, method: str) -> tuple[aiohttp.ClientSession, Slots | None]:
         self._check_loop()
         if self._borrowed is not None:
             if self._borrowed.closed:
@@ -276,8 +277,8 @@ class Transport:
         status: int | str = "error"
         failure: BaseException
         try:
-            if slot is not None:
-                await slot.acquire()
+            if slot is not None and (waiter := slot.take()) is not None:
+                await slot.wait(waiter)
             task = limit.enter(self._total)
             try:
                 async with http.request(
