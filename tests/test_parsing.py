@@ -25,6 +25,7 @@ from zimage_async import (
 )
 from zimage_async._parsing import (
     parse_error,
+    parse_json,
     parse_retry_after,
     parse_task,
     parse_task_reply,
@@ -570,3 +571,27 @@ def test_a_zero_estimate_keeps_its_sign_after_the_other_zero_was_read() -> None:
         for zero in (0.0, -0.0, 0.0)
     ]
     assert [repr(task.estimated_time) for task in read] == ["0.0", "-0.0", "0.0"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "task-unified-1-a", "progress": 40}',
+        '\ufeff{"a": "\u00e9"}'.encode(),  # UTF-8 with a byte order mark
+        '{"a": "\u00e9"}'.encode("utf-16"),
+        '{"a": 1}'.encode("utf-32-le"),
+        b'{"a": "\xed\xa0\x80"}',  # a lone surrogate, as Python's own JSON reading allows
+        b'{"a": ',  # cut short
+        b"\xff\xfe\xfd",  # no text at all
+        b"[" * 100_000,  # nested past the interpreter's limit
+    ],
+)
+def test_json_bodies_read_as_the_standard_library_reads_bytes(body: bytes) -> None:
+    """``parse_json`` reads UTF-8 directly, and every other body as ``json.loads`` does."""
+    try:
+        expected = json.loads(body)
+    except (ValueError, RecursionError):
+        with pytest.raises(MalformedResponseError):
+            parse_json(body)
+    else:
+        assert parse_json(body) == expected

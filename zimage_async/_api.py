@@ -34,7 +34,7 @@ from ._outcome import CreateVerdict, Stage, judge_create, read_create_reply
 from ._parsing import parse_task_reply
 from ._schedule import RetryPolicy
 from ._secret import Secret
-from ._telemetry import NO_SPAN, TaskSpan, child_span, task_span
+from ._telemetry import NO_CHILD, NO_SPAN, TaskSpan, child_span, task_span
 from ._transport import RedactedHeaders, Transport
 
 __all__ = ["APIClient", "RateGate", "judge_create_failure", "judge_read_failure"]
@@ -200,7 +200,10 @@ class APIClient:
         attempt = 1
         while True:
             try:
-                with child_span(span_name, parent=span, key="zimage.attempt", value=attempt):
+                scope = child_span(span_name, parent=span, key="zimage.attempt", value=attempt)
+                if scope is NO_CHILD:  # telemetry off: no span, nothing to enter
+                    return await call(attempt, url)
+                with scope:
                     return await call(attempt, url)
             except ZImageError as exc:
                 delay = self._retry.after(attempt, judge(exc), rng=self._rng)

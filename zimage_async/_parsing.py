@@ -36,7 +36,10 @@ def parse_json(body: bytes, *, status: int | None = None) -> Any:
     {'a': 1}
     """
     try:
-        return json.loads(body)
+        try:  # UTF-8, as nearly every answer is: no encoding to detect
+            return json.loads(body.decode())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return json.loads(body)  # a BOM, UTF-16 or UTF-32: the standard library's reading
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise MalformedResponseError(
             f"the body is not valid JSON ({type(exc).__name__}; {len(body)} bytes)",

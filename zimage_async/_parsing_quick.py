@@ -108,7 +108,7 @@ def quick_task(payload: dict[str, Any]) -> Task | None:
     links = get("results")
     results: tuple[str, ...] = ()
     if links is not None:
-        if type(links) is not list or not all(type(link) is str for link in links):
+        if type(links) is not list or (links and not all(type(link) is str for link in links)):
             return None
         results = tuple(links)
     created, model = get("created"), get("model")

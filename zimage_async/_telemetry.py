@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._models import Task
 
-__all__ = ["NO_SPAN", "TaskSpan", "child_span", "current_span", "task_span"]
+__all__ = ["NO_CHILD", "NO_SPAN", "TaskSpan", "child_span", "current_span", "task_span"]
 
 _NAME = "zimage_async"
 
@@ -159,7 +159,7 @@ def current_span() -> Any:
 
 #: What :func:`child_span` returns while no span can be recorded: one shared, reusable
 #: context manager instead of a generator and its wrapper per HTTP call.
-_NO_CHILD: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+NO_CHILD: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
 
 
 def child_span(
@@ -173,7 +173,7 @@ def child_span(
     """
     tracer = _tracer()
     if tracer is None:
-        return _NO_CHILD
+        return NO_CHILD
     return _child_span(tracer, name, parent, {key: value} if key else {})
 
 
