@@ -175,36 +175,6 @@ async def test_trickling_create_is_uncertain_after_the_total_limit() -> None:
     assert isinstance(info.value.cause, APITimeoutError)
 
 
-async def test_trickling_image_hits_the_per_image_total() -> None:
-    """An image that trickles in is cut off by the per-image total, and not retried."""
-    png = _png()
-    hits = 0
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal hits
-        hits += 1
-        await trickler(png[:64], len(png))(reader, writer)
-
-    async with raw_server(answer) as port:
-        api = f"http://127.0.0.1:{port}"  # a loopback API, so loopback images are allowed
-        async with opened(transport(api_base_url=api)) as t:
-            with pytest.raises(ImageDownloadError) as info:
-                async for _ in stream_image(
-                    t,
-                    f"http://127.0.0.1:{port}/img/0.png",
-                    task_id="task-unified-1-abcdefgh",
-                    index=0,
-                    expires_at=None,
-                    retry=FAST,
-                    rng=random.Random(0),
-                    limits=ImageLimits(total_timeout=0.3),
-                    info=DownloadInfo(),
-                ):
-                    pass
-    assert "0.3" in str(info.value)
-    assert hits == 1
-
-
 async def _read_image(
     t: Transport, port: int, total: float, between: Callable[[], Awaitable[None]]
 ) -> None:
@@ -225,6 +195,25 @@ async def _read_image(
 
 async def _nothing() -> None:
     return None
+
+
+async def test_trickling_image_hits_the_per_image_total() -> None:
+    """An image that trickles in is cut off by the per-image total, and not retried."""
+    png = _png()
+    hits = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal hits
+        hits += 1
+        await trickler(png[:64], len(png))(reader, writer)
+
+    async with raw_server(answer) as port:
+        api = f"http://127.0.0.1:{port}"  # a loopback API, so loopback images are allowed
+        async with opened(transport(api_base_url=api)) as t:
+            with pytest.raises(ImageDownloadError) as info:
+                await _read_image(t, port, 0.3, _nothing)
+    assert "0.3" in str(info.value)
+    assert hits == 1
 
 
 async def test_an_image_host_silent_before_its_headers_hits_the_per_image_total() -> None:
