@@ -583,6 +583,24 @@ async def test_http_proxy_from_the_environment_forwards_plain_requests() -> None
     assert resolver.asked == []  # the proxy resolved the name, not the SDK
 
 
+async def test_the_proxy_is_used_while_every_connection_slot_is_taken() -> None:
+    """With one connection slot, held by the request itself, it still goes via the proxy."""
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    async with serving(app) as origin:
+        port = int(origin.rpartition(":")[2])
+        proxy = TinyProxy({"api.test": "127.0.0.1"})
+        async with raw_server(proxy) as proxy_port:
+            env = {"HTTP_PROXY": f"http://127.0.0.1:{proxy_port}"}
+            resolver = MapResolver({})
+            async with opened(transport(environ=env, resolver=resolver, max_connections=1)) as t:
+                reply = await t.request(
+                    "GET", f"http://api.test:{port}/hello", headers=headers(), max_body=100
+                )
+    assert reply.body == b"hello"
+    assert proxy.seen == [f"GET http://api.test:{port}/hello"]
+
+
 async def test_https_proxy_tunnels_with_a_custom_ca_bundle(ca: trustme.CA, ca_file: str) -> None:
     """HTTPS_PROXY is honoured with CONNECT, and ca_bundle verifies the origin's certificate."""
     async with tls_server(ca, "api.test") as port:

@@ -41,7 +41,7 @@ async def test_no_more_than_the_cap_hold_a_slot_and_the_rest_are_served_in_order
         gate.set()
     await asyncio.gather(*tasks)
     assert log == ["a", "b", "c", "d", "e"]
-    assert len(slots) == 2
+    assert slots.free == 2
 
 
 async def test_a_taker_cancelled_in_line_gives_up_its_place() -> None:
@@ -62,7 +62,7 @@ async def test_a_taker_cancelled_in_line_gives_up_its_place() -> None:
     assert log == ["a", "c"]
     gates["c"].set()
     await asyncio.gather(first, last)
-    assert len(slots) == 1
+    assert slots.free == 1
 
 
 async def test_a_slot_handed_to_a_taker_cancelled_before_it_runs_is_passed_on() -> None:
@@ -81,4 +81,4 @@ async def test_a_slot_handed_to_a_taker_cancelled_before_it_runs_is_passed_on() 
         await unlucky
     assert after.done() and not after.cancelled()  # passed on to the next in line
     slots.release()
-    assert len(slots) == 1
+    assert slots.free == 1

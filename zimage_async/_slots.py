@@ -61,6 +61,7 @@ class Slots:
                 return
         self._free += 1
 
-    def __len__(self) -> int:
-        """Return the number of free slots."""
+    @property
+    def free(self) -> int:
+        """The number of free slots (there is no ``len()``: a Slots object is never falsy)."""
         return self._free

@@ -288,7 +288,9 @@ class Transport:
                     headers=headers._wire(self.user_agent if slot is None else None),
                     data=body,
                     # A borrowed session (no slot) proxies as it was made to.
-                    proxy=self._proxies.proxy_for(url) if self._proxied and slot else None,
+                    proxy=self._proxies.proxy_for(url)
+                    if self._proxied and slot is not None
+                    else None,
                     **self._api_options,
                 ) as response:
                     status = response.status
