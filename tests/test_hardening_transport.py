@@ -564,8 +564,12 @@ async def tls_server(ca: trustme.CA, *names: str) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
-async def test_http_proxy_from_the_environment_forwards_plain_requests() -> None:
-    """HTTP_PROXY is honoured: a plain http request to a named host goes via the proxy."""
+@pytest.mark.parametrize("slots", [10, 1])
+async def test_http_proxy_from_the_environment_forwards_plain_requests(slots: int) -> None:
+    """HTTP_PROXY is honoured: a plain http request to a named host goes via the proxy.
+
+    Also with one connection slot, held by the request itself (none left free).
+    """
     app = web.Application()
     app.router.add_get("/hello", hello)
     async with serving(app) as origin:
@@ -574,31 +578,15 @@ async def test_http_proxy_from_the_environment_forwards_plain_requests() -> None
         async with raw_server(proxy) as proxy_port:
             env = {"HTTP_PROXY": f"http://127.0.0.1:{proxy_port}"}
             resolver = MapResolver({})
-            async with opened(transport(environ=env, resolver=resolver)) as t:
+            async with opened(
+                transport(environ=env, resolver=resolver, max_connections=slots)
+            ) as t:
                 reply = await t.request(
                     "GET", f"http://api.test:{port}/hello", headers=headers(), max_body=100
                 )
     assert reply.body == b"hello"
     assert proxy.seen == [f"GET http://api.test:{port}/hello"]
     assert resolver.asked == []  # the proxy resolved the name, not the SDK
-
-
-async def test_the_proxy_is_used_while_every_connection_slot_is_taken() -> None:
-    """With one connection slot, held by the request itself, it still goes via the proxy."""
-    app = web.Application()
-    app.router.add_get("/hello", hello)
-    async with serving(app) as origin:
-        port = int(origin.rpartition(":")[2])
-        proxy = TinyProxy({"api.test": "127.0.0.1"})
-        async with raw_server(proxy) as proxy_port:
-            env = {"HTTP_PROXY": f"http://127.0.0.1:{proxy_port}"}
-            resolver = MapResolver({})
-            async with opened(transport(environ=env, resolver=resolver, max_connections=1)) as t:
-                reply = await t.request(
-                    "GET", f"http://api.test:{port}/hello", headers=headers(), max_body=100
-                )
-    assert reply.body == b"hello"
-    assert proxy.seen == [f"GET http://api.test:{port}/hello"]
 
 
 async def test_https_proxy_tunnels_with_a_custom_ca_bundle(ca: trustme.CA, ca_file: str) -> None:
