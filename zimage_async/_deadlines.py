@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import math
 import sys
 
 __all__ = ["Deadlines"]
@@ -39,7 +38,7 @@ class Deadlines:
     Deadlines are on the running event loop's clock (``loop.time()``).
     """
 
-    __slots__ = ("_armed", "_blocks", "_cut", "_heap", "_live", "_seq", "_timer")
+    __slots__ = ("_blocks", "_cut", "_heap", "_live", "_seq", "_timer")
 
     def __init__(self) -> None:
         # task -> (its entry's number, its cancellation count on entry)
@@ -48,7 +47,6 @@ class Deadlines:
         self._heap: list[tuple[float, int]] = []  # (deadline, entry number), some stale
         self._seq = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._armed = math.inf  # when the timer fires (inf: no timer)
         self._cut: set[asyncio.Task[object]] = set()
 
     def __len__(self) -> int:
@@ -78,11 +76,11 @@ class Deadlines:
             heap[:] = [entry for entry in heap if entry[1] in self._live]
             heapq.heapify(heap)
         heapq.heappush(heap, (deadline, seq))
-        if deadline < self._armed:
-            if self._timer is not None:
-                self._timer.cancel()
+        timer = self._timer
+        if timer is None or deadline < timer.when():
+            if timer is not None:
+                timer.cancel()
             self._timer = loop.call_at(deadline, self._expire)
-            self._armed = deadline
         return task
 
     def leave(self, task: asyncio.Task[object]) -> bool:
@@ -106,7 +104,7 @@ class Deadlines:
         return True  # pragma: no cover - Python 3.10 counts no cancellations
 
     def _expire(self) -> None:
-        self._timer, self._armed = None, math.inf
+        self._timer = None
         loop = asyncio.get_running_loop()
         now, heap, live = loop.time(), self._heap, self._live
         while heap and heap[0][0] <= now:
@@ -117,11 +115,10 @@ class Deadlines:
         while heap and heap[0][1] not in live:  # blocks already left
             heapq.heappop(heap)
         if heap:
-            self._armed = heap[0][0]
-            self._timer = loop.call_at(self._armed, self._expire)
+            self._timer = loop.call_at(heap[0][0], self._expire)
 
     def close(self) -> None:
         """Drop the timer (its owner is closing)."""
         if self._timer is not None:
             self._timer.cancel()
-            self._timer, self._armed = None, math.inf
+            self._timer = None

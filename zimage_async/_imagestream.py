@@ -79,21 +79,12 @@ class PolicyResolver(aiohttp.abc.AbstractResolver):
 class ImageStream:
     """An open image download: status, headers and the body as a stream of chunks.
 
-    Reads that must wait for the host are bounded by *deadline* (loop time) through
-    *keeper*, the transport's :class:`~zimage_async._deadlines.Deadlines`; a read of
-    bytes that have already arrived does not wait, and is not bounded.
+    Reads that must wait for the host are bounded by *bound*: the transport's
+    :class:`~zimage_async._deadlines.Deadlines` and the download's deadline (loop time).
+    A read of bytes that have already arrived does not wait, and is not bounded.
     """
 
-    __slots__ = (
-        "_deadline",
-        "_keeper",
-        "_label",
-        "_limits",
-        "_response",
-        "content_length",
-        "headers",
-        "status",
-    )
+    __slots__ = ("_bound", "_label", "_limits", "_response", "content_length", "headers", "status")
 
     def __init__(
         self,
@@ -101,14 +92,12 @@ class ImageStream:
         *,
         label: str,
         limits: tuple[float | None, float | None] = (None, None),
-        keeper: Deadlines | None = None,
-        deadline: float | None = None,
+        bound: tuple[Deadlines, float] | None = None,
     ) -> None:
         self._response = response
         self._label = label
         self._limits = limits
-        self._keeper = keeper
-        self._deadline = deadline if keeper is not None else None
+        self._bound = bound
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
         #: The body length the server announced, if it did.
@@ -127,10 +116,10 @@ class ImageStream:
             chunk = content.read_nowait(limit)
             if chunk or content.at_eof():
                 return chunk
-            deadline = self._deadline
-            if deadline is None:
+            bound = self._bound
+            if bound is None:
                 return await content.read(limit)
-            return await bounded_by(self._keeper, deadline, content.read(limit))
+            return await bounded_by(*bound, content.read(limit))
         except WIRE as exc:
             failure = translate(exc, method="GET", path=self._label, limits=self._limits)
         raise failure from None
@@ -156,12 +145,12 @@ class ImageStream:
         return b"".join(parts)
 
 
-async def bounded_by(keeper: Deadlines | None, deadline: float, wait: Awaitable[T]) -> T:
+async def bounded_by(keeper: Deadlines, deadline: float, wait: Awaitable[T]) -> T:
     """Await *wait*, cut off at *deadline* (loop time) by *keeper*: :class:`TimeoutError`.
 
     A cancellation of the caller's own, also one at the same moment, stays one.
+    (:meth:`Transport.request` does the same inline, without a coroutine of its own.)
     """
-    assert keeper is not None
     task = keeper.enter_at(deadline)
     try:
         return await wait
@@ -183,7 +172,7 @@ class ImageOpening:
     """
 
     __slots__ = (
-        "_deadline",
+        "_bound",
         "_headers",
         "_http",
         "_keeper",
@@ -213,7 +202,7 @@ class ImageOpening:
         self._http, self._slot, self._url, self._headers = http, slot, url, headers
         self._label, self._policy, self._proxy_for = label, policy, proxy_for
         self._keeper, self._limits = keeper, limits
-        self._deadline: float | None = None
+        self._bound: tuple[Deadlines, float] | None = None
         self._response: aiohttp.ClientResponse | None = None
         self._started = 0.0
 
@@ -224,13 +213,13 @@ class ImageOpening:
         self._started = time.perf_counter()
         total = self._limits[1]
         if total is not None:
-            self._deadline = asyncio.get_running_loop().time() + total
+            self._bound = (self._keeper, asyncio.get_running_loop().time() + total)
         failure: ZImageError
         try:
-            if self._deadline is None:
+            if self._bound is None:
                 response = await self._follow()
             else:
-                response = await bounded_by(self._keeper, self._deadline, self._follow())
+                response = await bounded_by(*self._bound, self._follow())
         except WIRE as exc:
             self._release()
             failure = translate(exc, method="GET", path=self._label, limits=self._limits)
@@ -242,8 +231,7 @@ class ImageOpening:
                 response,
                 label=self._label,
                 limits=self._limits,
-                keeper=self._keeper,
-                deadline=self._deadline,
+                bound=self._bound,
             )
         raise failure from None
 
