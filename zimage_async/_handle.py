@@ -208,13 +208,13 @@ class TaskHandle:
         if deadline is None:
             await self._lock.acquire()
         else:
-            async with bounded(deadline, self._rt.deadlines):
+            with bounded(deadline, self._rt.deadlines):
                 await self._lock.acquire()
         try:
             if self._task is not None and self._task.is_terminal:
                 yield self._task
                 return
-            async with naps(self._rt, self._id) as nap:
+            with naps(self._rt, self._id) as nap:
                 polls = self._polls(deadline, nap, scoped=False)
                 try:  # contextlib.aclosing, without its two objects per wait
                     async for task in polls:
@@ -237,7 +237,7 @@ class TaskHandle:
             try:
                 task = self._task
                 if task is None or not task.is_terminal:
-                    async with naps(self._rt, self._id) as nap:
+                    with naps(self._rt, self._id) as nap:
                         polls = self._polls(deadline, nap, scoped=True)
                         try:
                             async for task in polls:  # noqa: B007 - the last one is the answer
@@ -265,7 +265,7 @@ class TaskHandle:
         """
         stage = "wait"
         try:
-            async with bounded(deadline, self._rt.deadlines):
+            with bounded(deadline, self._rt.deadlines):
                 task = await self._until_terminal(deadline)
                 failure = task_failure(task, self._id)
                 if failure is not None:
@@ -321,25 +321,26 @@ class TaskHandle:
     ) -> AsyncGenerator[bytes, None]:
         """Wait for completion, then stream image *index* in chunks, verified.
 
-        The whole image is never held in memory. A body cut short is fetched again
-        from where it stopped, so the chunks always add up to the complete image.
-        *timeout* bounds the wait and the download together (not the time your code
-        spends between chunks).
+        The whole image is never held in memory. A body cut short is fetched again from
+        where it stopped, so the chunks always add up to the complete image. *timeout*
+        bounds the wait and the download together (not your code's time between chunks).
         """
         limit = wait_limit(timeout, self._rt.poll)
         deadline = deadline_after(limit)
         task = await self._finish(limit, deadline, _completed)
-        stream = self._delivery.stream(task, index, DownloadInfo())
-        async with contextlib.aclosing(stream) as chunks:
+        chunks = self._delivery.stream(task, index, DownloadInfo())
+        try:  # contextlib.aclosing, without its object per stream
             while True:
                 try:
-                    async with bounded(deadline, self._rt.deadlines):
+                    with bounded(deadline, self._rt.deadlines):
                         chunk = await chunks.__anext__()
                 except StopAsyncIteration:
                     return
                 except DeadlineReached:
                     raise self._timed_out(limit, stage="download") from None
                 yield chunk
+        finally:
+            await chunks.aclose()
 
     async def result(self, *, timeout: float | None = DEFAULT) -> GenerationResult:
         """Wait for completion and download every image into memory (cached).

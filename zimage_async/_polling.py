@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
@@ -27,7 +27,7 @@ from ._models import Task
 from ._schedule import PollState
 
 if TYPE_CHECKING:
-    from ._hints import HintSource
+    from ._hints import HintSource, HintWatch
     from ._runtime import Runtime
 
 __all__ = ["DeadlineReached", "bounded", "deadline_after", "naps", "snapshots"]
@@ -56,8 +56,9 @@ class bounded:
     (one timer for every waiting handle, not one each). Only the deadline's own expiry
     becomes ``DeadlineReached``: a request's timeout inside the block (an
     ``APITimeoutError``) and a cancellation of the caller's pass through as they are.
-    ``None`` bounds nothing. A plain class, not a generator-based context manager: it is
-    entered once per wait and once per download.
+    ``None`` bounds nothing. A plain (not asynchronous) context manager: entering and
+    leaving await nothing, so they cost no coroutine; it is entered once per wait, per
+    look of ``updates()`` and per chunk of ``iter_bytes()``.
     """
 
     __slots__ = ("_deadline", "_deadlines", "_task")
@@ -67,11 +68,11 @@ class bounded:
         self._deadlines = deadlines
         self._task: asyncio.Task[object] | None = None
 
-    async def __aenter__(self) -> None:
+    def __enter__(self) -> None:
         if self._deadline is not None:
             self._task = self._deadlines.enter_at(self._deadline)
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -110,7 +111,7 @@ async def snapshots(
             if bound is None:
                 task = await look()
             else:
-                async with bound:
+                with bound:
                     task = await look()
         yield task
         if task.is_terminal:
@@ -122,19 +123,22 @@ async def snapshots(
         task = None
 
 
-def naps(runtime: Runtime, task_id: str) -> AbstractAsyncContextManager[Nap]:
+def naps(runtime: Runtime, task_id: str) -> AbstractContextManager[Nap]:
     """Return how to sleep between looks: plainly, or until a callback hint for *task_id*.
 
     A hint is only a reason to look: the task is fetched, and that answer alone decides.
     A flood of hints (forged or duplicated) must not become a flood of requests, so after
     a hint the next look still waits until the schedule's ``wait_min`` has passed since
     the nap began (which is when the last look ended). The sleeps, the clock and the
-    hints are the *runtime*'s.
+    hints are the *runtime*'s. A plain context manager: watching for hints is set up and
+    ended without awaiting anything.
     """
-    hints, sleep, clock = runtime.hints, runtime.sleep, runtime.clock
+    hints, sleep = runtime.hints, runtime.sleep
     if hints is None:
         return _plain_naps(sleep)  # one object per session's sleep, not per wait
-    return _hinted_naps(hints, task_id, sleep=sleep, clock=clock, spacing=runtime.poll.wait_min)
+    return _HintedNaps(
+        hints, task_id, sleep=sleep, clock=runtime.clock, spacing=runtime.poll.wait_min
+    )
 
 
 class _PlainNaps:
@@ -145,10 +149,10 @@ class _PlainNaps:
     def __init__(self, sleep: Callable[[float], Awaitable[None]]) -> None:
         self._sleep = sleep
 
-    async def __aenter__(self) -> Nap:
+    def __enter__(self) -> Nap:
         return self._sleep
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         return None
 
 
@@ -157,16 +161,28 @@ def _plain_naps(sleep: Callable[[float], Awaitable[None]]) -> _PlainNaps:
     return _PlainNaps(sleep)
 
 
-@asynccontextmanager
-async def _hinted_naps(
-    hints: HintSource,
-    task_id: str,
-    *,
-    sleep: Callable[[float], Awaitable[None]],
-    clock: Callable[[], float],
-    spacing: float,
-) -> AsyncIterator[Nap]:
-    with hints.watch(task_id) as watch:
+class _HintedNaps:
+    """The naps of one wait of a session with callbacks: cut short by a hint for the task."""
+
+    __slots__ = ("_clock", "_hints", "_sleep", "_spacing", "_task_id", "_watch")
+
+    def __init__(
+        self,
+        hints: HintSource,
+        task_id: str,
+        *,
+        sleep: Callable[[float], Awaitable[None]],
+        clock: Callable[[], float],
+        spacing: float,
+    ) -> None:
+        self._hints, self._task_id = hints, task_id
+        self._sleep, self._clock, self._spacing = sleep, clock, spacing
+        self._watch: AbstractContextManager[HintWatch] | None = None
+
+    def __enter__(self) -> Nap:
+        self._watch = watching = self._hints.watch(self._task_id)
+        watch = watching.__enter__()
+        task_id, sleep, clock, spacing = self._task_id, self._sleep, self._clock, self._spacing
 
         async def nap(seconds: float) -> None:
             began = clock()
@@ -176,4 +192,14 @@ async def _hinted_naps(
                 if rest > 0:
                     await sleep(rest)
 
-        yield nap
+        return nap
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        watching, self._watch = self._watch, None
+        if watching is not None:
+            watching.__exit__(exc_type, exc, tb)
