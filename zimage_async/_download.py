@@ -45,6 +45,7 @@ from ._exceptions import (
 from ._imageinfo import SNIFF_BYTES, ImageFraming, check_declared_type, sniff_content_type
 from ._imagelimits import FRESH_LINK_RETRIES, ByteBudget, DownloadInfo, ImageLimits
 from ._imagereply import ImageVerdict, judge_image_reply
+from ._imagestream import ImageStream
 from ._links import REFUSAL_SAMPLE_BYTES, link_expiry, redact_url
 from ._parsing import parse_retry_after
 from ._schedule import RetryPolicy
@@ -67,9 +68,14 @@ class _Retryable(ImageDownloadError):
 class _Where(NamedTuple):
     """Which image a download is about, for the errors it raises."""
 
-    url: str
+    link: str  # as received: redacted only when a message names it
     task_id: str | None
     image: int | None  # its index in the task ("index" is a tuple method)
+
+    @property
+    def url(self) -> str:
+        """The link as messages name it, without its query string (a signed link's key)."""
+        return redact_url(self.link)
 
     def fail(self, reason: str) -> ImageDownloadError:
         return ImageDownloadError(reason, url=self.url, task_id=self.task_id, index=self.image)
@@ -135,8 +141,7 @@ async def stream_image(
     including an image that is not complete by its own framing or that has bytes after
     its end.
     """
-    label = redact_url(url)
-    where = _Where(label, task_id, index)
+    where = _Where(url, task_id, index)
     if expires_at is not None and time.time() >= expires_at:
         raise where.expired(
             "the link expired (image links are valid for 24 hours after completion); "
@@ -155,52 +160,26 @@ async def stream_image(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise where.fail(_over_time(limits))
-            async with transport.stream(
-                url, headers=headers, total_timeout=remaining, label=label
-            ) as response:
+            async with transport.stream(url, headers=headers, total_timeout=remaining) as response:
                 status = response.status
-                now = time.time()
-                # What the link says of its expiry matters only for a refusal.
-                stated = None if status in (200, 206) else link_expiry(url)
-                reply = judge_image_reply(
-                    status,
-                    sample=await response.sample(REFUSAL_SAMPLE_BYTES) if status == 403 else b"",
-                    stated_expiry=stated,
-                    now=now,
-                    fresh=completed_at is not None
-                    and now - completed_at <= limits.fresh_link_grace
-                    and graced < FRESH_LINK_RETRIES,
-                    resuming=framing is not None,
-                )
-                verdict = reply.verdict
-                if verdict is ImageVerdict.BLOCKED:
-                    assert reply.evidence is not None
-                    raise where.blocked(reply.evidence, transport.user_agent, stated)
-                if verdict is ImageVerdict.GRACE:
-                    graced += 1
-                    attempt -= 1  # the grace does not use up the retry policy's attempts
-                    raise where.transient(
-                        f"the image host answered {status} right after completion (the "
-                        "file may not have reached it yet)"
+                if status != 200 and status != 206:  # not the image: say why, then raise
+                    fresh = (
+                        completed_at is not None
+                        and time.time() - completed_at <= limits.fresh_link_grace
+                        and graced < FRESH_LINK_RETRIES
                     )
-                if verdict is ImageVerdict.EXPIRED:
-                    raise where.expired(
-                        f"the image host answered {status}: the link has expired or is gone",
-                        expires_at,
+                    failure = await _refusal(
+                        response,
+                        where,
+                        user_agent=transport.user_agent,
+                        expires_at=expires_at,
+                        fresh=fresh,
+                        copy=None if framing is None else (framing, info.size),
                     )
-                if verdict is ImageVerdict.TRANSIENT:
-                    retry_after = parse_retry_after(
-                        response.headers.get("Retry-After"), None, now=now
-                    )
-                    raise where.transient(f"the image host answered {status}", retry_after)
-                if verdict is ImageVerdict.INCOMPLETE_COPY:
-                    assert framing is not None
-                    raise where.fail(
-                        f"the image host's copy is incomplete: it has no bytes after the "
-                        f"{info.size} sent (it answered 416), but {framing.missing()}"
-                    )
-                if verdict is ImageVerdict.FAIL:
-                    raise where.fail(f"the image host answered {status}")
+                    if isinstance(failure, _Grace):
+                        graced += 1
+                        attempt -= 1  # the grace does not use up the retry policy's attempts
+                    raise failure
                 skip, announced = _plan(
                     status,
                     response.headers.get("Content-Range"),
@@ -268,7 +247,7 @@ async def stream_image(
                 raise where.fail(_over_time(limits)) from exc
             logger.info(
                 "retrying image download %s (attempt %d failed: %s) in %.2f s",
-                label,
+                where.url,
                 attempt,
                 exc,
                 delay,
@@ -281,6 +260,64 @@ def _over_time(limits: ImageLimits) -> str:
         f"the download took longer than its {limits.total_timeout:g} s total limit for one "
         "image (ImageLimits.total_timeout); a host this slow is not waited for"
     )
+
+
+class _Grace(_Retryable):
+    """A 403 or 404 right after completion: asked again without using up an attempt."""
+
+
+async def _refusal(
+    response: ImageStream,
+    where: _Where,
+    *,
+    user_agent: str,
+    expires_at: float | None,
+    fresh: bool,
+    copy: tuple[ImageFraming, int] | None,
+) -> ImageDownloadError:
+    """Return the error an answer other than 200 and 206 means (see judge_image_reply).
+
+    *fresh* is whether the grace for a slow CDN right after completion applies; *copy*,
+    when bytes were already received, their framing and number.
+    """
+    status = response.status
+    now = time.time()
+    stated = link_expiry(where.link)  # what the link says of its expiry: for refusals
+    reply = judge_image_reply(
+        status,
+        sample=await response.sample(REFUSAL_SAMPLE_BYTES) if status == 403 else b"",
+        stated_expiry=stated,
+        now=now,
+        fresh=fresh,
+        resuming=copy is not None,
+    )
+    verdict = reply.verdict
+    if verdict is ImageVerdict.BLOCKED:
+        assert reply.evidence is not None
+        return where.blocked(reply.evidence, user_agent, stated)
+    if verdict is ImageVerdict.GRACE:
+        return _Grace(
+            f"the image host answered {status} right after completion (the file may not "
+            "have reached it yet)",
+            url=where.url,
+            task_id=where.task_id,
+            index=where.image,
+        )
+    if verdict is ImageVerdict.EXPIRED:
+        return where.expired(
+            f"the image host answered {status}: the link has expired or is gone", expires_at
+        )
+    if verdict is ImageVerdict.TRANSIENT:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), None, now=now)
+        return where.transient(f"the image host answered {status}", retry_after)
+    if verdict is ImageVerdict.INCOMPLETE_COPY:
+        assert copy is not None
+        framing, sent = copy
+        return where.fail(
+            f"the image host's copy is incomplete: it has no bytes after the {sent} sent "
+            f"(it answered 416), but {framing.missing()}"
+        )
+    return where.fail(f"the image host answered {status}")
 
 
 def _take(

@@ -84,18 +84,18 @@ class ImageStream:
     A read of bytes that have already arrived does not wait, and is not bounded.
     """
 
-    __slots__ = ("_bound", "_label", "_limits", "_response", "content_length", "headers", "status")
+    __slots__ = ("_bound", "_limits", "_name", "_response", "content_length", "headers", "status")
 
     def __init__(
         self,
         response: aiohttp.ClientResponse,
         *,
-        label: str,
+        name: Callable[[], str],
         limits: tuple[float | None, float | None] = (None, None),
         bound: tuple[Deadlines, float] | None = None,
     ) -> None:
         self._response = response
-        self._label = label
+        self._name = name  # names the link in messages
         self._limits = limits
         self._bound = bound
         self.status = response.status
@@ -121,7 +121,7 @@ class ImageStream:
                 return await content.read(limit)
             return await bounded_by(*bound, content.read(limit))
         except WIRE as exc:
-            failure = translate(exc, method="GET", path=self._label, limits=self._limits)
+            failure = translate(exc, method="GET", path=self._name(), limits=self._limits)
         raise failure from None
 
     async def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
@@ -193,7 +193,7 @@ class ImageOpening:
         url: str,
         headers: dict[str, str],
         *,
-        label: str,
+        label: str | None,
         policy: LinkPolicy,
         proxy_for: Callable[[str], str | None],
         keeper: Deadlines,
@@ -222,14 +222,14 @@ class ImageOpening:
                 response = await bounded_by(*self._bound, self._follow())
         except WIRE as exc:
             self._release()
-            failure = translate(exc, method="GET", path=self._label, limits=self._limits)
+            failure = translate(exc, method="GET", path=self._named(), limits=self._limits)
         except BaseException:
             self._release()
             raise
         else:
             return ImageStream(
                 response,
-                label=self._label,
+                name=self._named,
                 limits=self._limits,
                 bound=self._bound,
             )
@@ -260,8 +260,14 @@ class ImageOpening:
             seen.add(hop)
         raise self._refused(f"more than {policy.max_redirects} redirects")
 
+    def _named(self) -> str:
+        """Name the link for a message: the label given, else the link without its query."""
+        if self._label is None:
+            self._label = redact_url(self._url)
+        return self._label
+
     def _refused(self, why: str) -> ImageLinkRefusedError:
-        return ImageLinkRefusedError(why, url=self._label, task_id=None, index=None)
+        return ImageLinkRefusedError(why, url=self._named(), task_id=None, index=None)
 
     def _release(self) -> None:
         response = self._response
@@ -271,7 +277,7 @@ class ImageOpening:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "GET %s -> %s (%.1f ms)",
-                self._label,
+                self._named(),
                 response.status if response is not None else "error",
                 (time.perf_counter() - self._started) * 1000,
             )
@@ -284,5 +290,5 @@ class ImageOpening:
     ) -> None:
         self._release()
         if isinstance(exc, WIRE):
-            failure = translate(exc, method="GET", path=self._label, limits=self._limits)
+            failure = translate(exc, method="GET", path=self._named(), limits=self._limits)
             raise failure from None

@@ -346,7 +346,8 @@ class Transport:
         a refusal raises :class:`~zimage_async.ImageLinkRefusedError` before connecting.
         *total_timeout* bounds the whole download, redirects and body included (each wait
         for the host, on the transport's shared timer). The ``User-Agent`` is always this
-        transport's; *label* names the link in messages.
+        transport's; *label* names the link in messages (by default the link without its
+        query string, made only when a message needs it).
         """
         self._check_loop()
         http, slot = self._images, self._slots.get("images")
@@ -361,7 +362,7 @@ class Transport:
             slot,
             url,
             clean,
-            label=label or redact_url(url),
+            label=label,
             policy=self.link_policy,
             proxy_for=self._proxies.proxy_for if self._proxied else _no_proxy,
             keeper=self._limit,
