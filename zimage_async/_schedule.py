@@ -248,43 +248,46 @@ class PollState:
             return False
         return now - self.moved_at > self.schedule.stall_factor * self.estimate
 
-    def _seconds_left(self, now: float, task: Task) -> float | None:
+    def _seconds_left(
+        self, now: float, status: TaskStatus, progress: int, estimate: float | None
+    ) -> float | None:
         """Predict the seconds left from the looks so far (this one included), or None."""
         previous = self._last
-        self._last = (now, task.progress)
-        if task.status is TaskStatus.PENDING:
-            return task.estimated_time
-        if task.status is not TaskStatus.PROCESSING or not 0 < task.progress < 100:
+        self._last = (now, progress)
+        if status is TaskStatus.PENDING:
+            return estimate
+        if status is not TaskStatus.PROCESSING or not 0 < progress < 100:
             return None
         if previous is None or previous[1] <= 0:
             # One look at the work itself: progress only starts after the queue, so a
             # rate measured from submission would predict the end too late. Look again
             # halfway through the service's estimate, then measure.
-            estimate = task.estimated_time
             return None if estimate is None else estimate * 0.5
         elapsed = now - previous[0]
-        gained = task.progress - previous[1]
+        gained = progress - previous[1]
         if elapsed <= 0 or gained <= 0:
-            return task.estimated_time
-        return elapsed * (100 - task.progress) / gained
+            return estimate
+        return elapsed * (100 - progress) / gained
 
     def after(self, task: Task, now: float) -> float | None:
         """Seconds from *now* until the next look at *task*, or None at the deadline."""
         schedule = self.schedule
         self.looks += 1
-        seconds_left = self._seconds_left(now, task)
+        progress, estimate = task.progress, task.estimated_time  # each read once per look
+        seconds_left = self._seconds_left(now, task.status, progress, estimate)
         finish = None if seconds_left is None else now + seconds_left
-        moved = (task.raw_status, task.progress) != self._progress
-        self._progress = (task.raw_status, task.progress)
-        if task.estimated_time is not None and task.estimated_time > 0:
-            self.estimate = task.estimated_time
+        seen = (task.raw_status, progress)
+        moved = seen != self._progress
+        self._progress = seen
+        if estimate is not None and estimate > 0:
+            self.estimate = estimate
         if moved:
             self.overdue = 0
             self.moved_at = now
         elif self._promised is None or now >= self._promised:
             self.overdue += 1
-        if self.looks == 1 and task.progress == 0:
-            delay = schedule.first_delay(estimated_time=task.estimated_time, rng=self.rng)
+        if self.looks == 1 and progress == 0:
+            delay = schedule.first_delay(estimated_time=estimate, rng=self.rng)
             self._promised = now + delay
         elif self.overdue == 0 and seconds_left is not None and seconds_left > 0:
             delay = schedule.next_delay(attempt=self.looks, seconds_left=seconds_left, rng=self.rng)
