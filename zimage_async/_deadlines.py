@@ -55,11 +55,14 @@ class Deadlines:
 
     def enter(self, seconds: float) -> asyncio.Task[object]:
         """Bound the current task's block to *seconds* from now; return the task."""
-        return self.enter_at(asyncio.get_running_loop().time() + seconds)
+        loop = asyncio.get_running_loop()
+        return self._enter(loop, loop.time() + seconds)
 
     def enter_at(self, deadline: float) -> asyncio.Task[object]:
         """Bound the current task's block to *deadline* (loop time); return the task."""
-        loop = asyncio.get_running_loop()
+        return self._enter(asyncio.get_running_loop(), deadline)
+
+    def _enter(self, loop: asyncio.AbstractEventLoop, deadline: float) -> asyncio.Task[object]:
         task = asyncio.current_task(loop)
         if task is None:  # pragma: no cover - asyncio runs coroutines in tasks
             raise RuntimeError("a bounded block must run in an asyncio task")
@@ -70,10 +73,11 @@ class Deadlines:
         if sys.version_info >= (3, 11):
             cancelling = task.cancelling()
         self._blocks[task] = (seq, cancelling)
-        self._live[seq] = task
+        live = self._live
+        live[seq] = task
         heap = self._heap
-        if len(heap) > 2 * len(self._live) + _SLACK:
-            heap[:] = [entry for entry in heap if entry[1] in self._live]
+        if len(heap) > 2 * len(live) + _SLACK:
+            heap[:] = [entry for entry in heap if entry[1] in live]
             heapq.heapify(heap)
         heapq.heappush(heap, (deadline, seq))
         timer = self._timer
