@@ -19,7 +19,7 @@ from ._common import BenchmarkError, Options, Table
 
 __all__ = ["main"]
 
-WORKLOADS = ("overhead", "scale", "polling", "downloads", "imports")
+WORKLOADS = ("overhead", "scale", "polling", "downloads", "imports", "calls")
 
 
 def _runner(name: str) -> Callable[[Options], list[Table]]:
@@ -31,6 +31,8 @@ def _runner(name: str) -> Callable[[Options], list[Table]]:
         from ._polling import run
     elif name == "downloads":
         from ._downloads import run
+    elif name == "calls":
+        from ._calls import run
     else:
         from ._imports import run
     return run
@@ -54,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rounds",
         type=int,
-        help="A/B rounds of every workload (default: overhead 9, scale 2, polling 3, downloads 9)",
+        help=(
+            "A/B rounds of every workload (default: overhead 9, scale 2, polling 3, "
+            "downloads 9, calls 5)"
+        ),
     )
     parser.add_argument("--scale-tasks", type=int, help="concurrent tasks for 'scale' (10000)")
     parser.add_argument(
@@ -91,6 +96,7 @@ def _options(args: argparse.Namespace) -> Options:
             ("overhead_rounds", args.rounds),
             ("scale_rounds", args.rounds),
             ("download_rounds", args.rounds),
+            ("calls_rounds", args.rounds),
             ("scale_tasks", args.scale_tasks),
             ("scale_duration", args.scale_duration),
             ("seed", args.seed),

@@ -59,6 +59,8 @@ class Options:
     download_rounds: int = 9
     download_megabytes: int = 20
     import_repeats: int = 15
+    calls_rounds: int = 5
+    calls_each: int = 2000
     seed: int = 2026
 
     @classmethod
@@ -75,6 +77,8 @@ class Options:
             download_images=2,
             download_rounds=1,
             import_repeats=5,
+            calls_rounds=1,
+            calls_each=100,
         )
 
 

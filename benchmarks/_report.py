@@ -27,7 +27,7 @@ __all__ = ["markdown_tables", "read_results", "update_page", "write_report"]
 
 START, END = "% bench:start", "% bench:end"
 #: Columns that list every round: too wide for the page, kept in raw.txt.
-WIDE_COLUMNS = ("per batch", "MB/s per run")
+WIDE_COLUMNS = ("per batch", "MB/s per run", "µs per process")
 
 
 def read_results(path: Path) -> dict[str, Any]:

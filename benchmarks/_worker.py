@@ -27,6 +27,8 @@ def _clients(workload: str) -> Mapping[str, Client]:
         from ._polling import CLIENTS
     elif workload == "downloads":
         from ._downloads import CLIENTS
+    elif workload == "calls":
+        from ._calls import CLIENTS
     else:
         raise SystemExit(f"unknown workload {workload!r}")
     return CLIENTS
