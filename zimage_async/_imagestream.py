@@ -30,24 +30,22 @@ logger = logging.getLogger("zimage_async")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:
-    """Read a whole body, or the first ``limit + 1`` bytes of a longer one.
+async def read_capped(content: aiohttp.StreamReader, limit: int, first: bytes) -> bytes:
+    """Read the rest of a body whose *first* bytes were read: at most ``limit + 1`` in all.
 
-    Each read takes what has arrived (an API answer usually comes in one piece), and
-    asks for no more than would go one byte past *limit*.
+    The caller reads the first bytes itself (an API answer usually comes in one piece, and
+    then this is not called); each further read asks for no more than would go one byte
+    past *limit*.
     """
-    data = await content.read(limit + 1)
-    if not data or content.at_eof():  # the whole body came at once: no read of its end
-        return data
-    parts = [data]
-    size = len(data)
+    parts = [first]
+    size = len(first)
     while size <= limit:
         more = await content.read(limit + 1 - size)
         if not more:
             break
         parts.append(more)
         size += len(more)
-    return data if len(parts) == 1 else b"".join(parts)
+    return first if len(parts) == 1 else b"".join(parts)
 
 
 class PolicyResolver(aiohttp.abc.AbstractResolver):

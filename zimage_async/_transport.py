@@ -294,7 +294,10 @@ class Transport:
                     **self._api_options,
                 ) as response:
                     status = response.status
-                    data = await read_capped(response.content, max_body)
+                    content = response.content
+                    data = await content.read(max_body + 1)  # usually the whole answer
+                    if data and not content.at_eof():
+                        data = await read_capped(content, max_body, data)
                     if len(data) > max_body:
                         raise MalformedResponseError(
                             f"the answer is larger than {max_body} bytes", status=response.status
