@@ -432,6 +432,19 @@ def test_custom_size_dimensions_match(width: int, height: int, zeros: int) -> No
     assert expected_dimensions(size) == (width, height)
 
 
+def test_a_size_checked_again_reads_as_it_did_the_first_time() -> None:
+    """Sizes already checked are remembered in their normal form; refusals never are."""
+    for _ in range(3):
+        assert validate_size("0512x0768") == "512x768"
+        with pytest.raises(InvalidRequestError, match="above the maximum"):
+            validate_size("0512x9999")
+
+    class Size(str):
+        """A str subclass: checked afresh each time, and given back as a plain str."""
+
+    assert type(validate_size(Size("0512x0768"))) is str
+
+
 @given(good=side, bad=bad_side, bad_first=st.booleans())
 def test_sizes_with_a_side_out_of_range_refused(good: int, bad: int, bad_first: bool) -> None:
     """A WIDTHxHEIGHT size with either side outside 376..1536 is refused."""

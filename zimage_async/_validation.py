@@ -142,6 +142,8 @@ def validate_size(value: object) -> str | None:
     """
     if value is None:
         return None
+    if type(value) is str and (known := _SIZES_SEEN.get(value)) is not None:
+        return known  # checked before: a session sends the same few sizes
     if not isinstance(value, str):
         raise InvalidRequestError("size", _SIZE_RULE, wrong_type(value))
     if value in SIZE_RATIOS:
@@ -151,7 +153,15 @@ def validate_size(value: object) -> str | None:
         raise InvalidRequestError("size", _SIZE_RULE, _size_shape_problem(value))
     width = _check_side(value, "width", match.group(1))
     height = _check_side(value, "height", match.group(2))
-    return f"{width}x{height}"
+    normalised = f"{width}x{height}"
+    if type(value) is str and len(_SIZES_SEEN) < _SIZES_KEPT:
+        _SIZES_SEEN[value] = normalised
+    return normalised
+
+
+#: Valid ``WIDTHxHEIGHT`` sizes already checked, and their normal form (bounded).
+_SIZES_SEEN: dict[str, str] = {}
+_SIZES_KEPT = 256
 
 
 def validate_seed(value: object) -> int | None:
