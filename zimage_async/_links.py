@@ -57,7 +57,7 @@ def _query(url: str) -> dict[str, list[str]]:
     as it is (printable, no brackets): its query is what lies between the first ``?``
     and the first ``#``.
     """
-    if not url.isprintable() or not _PLAIN_QUERY.isdisjoint(url):
+    if not url.isprintable() or _NOT_PLAIN.search(url):
         return parse_qs(urlsplit(url).query)
     fields: dict[str, list[str]] = {}
     for pair in url.partition("#")[0].partition("?")[2].split("&"):
@@ -67,7 +67,7 @@ def _query(url: str) -> dict[str, list[str]]:
     return fields
 
 
-_PLAIN_QUERY = frozenset("%+[]")
+_NOT_PLAIN = re.compile(r"[%+\[\]]")  # a regular expression: faster than set lookups
 
 
 def link_expiry(url: str) -> float | None:

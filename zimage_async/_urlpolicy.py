@@ -35,8 +35,10 @@ MAX_REDIRECTS = 5
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost", "ip6-loopback"})
 _ALWAYS_REFUSED = ("link-local", "unspecified", "multicast", "metadata")
-# Characters that parsers disagree on (WHATWG treats "\" as "/"; others keep it).
-_AMBIGUOUS = frozenset("\\\t\n\r ")
+# Characters that parsers disagree on (WHATWG treats "\" as "/"; others keep it), besides
+# the control characters that isprintable() refuses. Searched for with a regular
+# expression: a set's isdisjoint() looks each character of a long signed link up in turn.
+_AMBIGUOUS = re.compile(r"[\\ ]")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -111,7 +113,7 @@ class LinkPolicy:
         >>> LinkPolicy().refusal("https://169.254.169.254/latest/meta-data")
         'its host is a link-local address (169.254.0.0/16)'
         """
-        if not url.isprintable() or not _AMBIGUOUS.isdisjoint(url):
+        if not url.isprintable() or _AMBIGUOUS.search(url):
             return "it contains spaces, backslashes or control characters"
         origin = _ORIGIN.match(url)
         if origin is not None:  # scheme "://" authority: what urlsplit would read
