@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import AbstractContextManager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
@@ -27,7 +27,7 @@ from ._models import Task
 from ._schedule import PollState
 
 if TYPE_CHECKING:
-    from ._hints import HintSource, HintWatch
+    from ._hints import HintSource
     from ._runtime import Runtime
 
 __all__ = ["DeadlineReached", "bounded", "deadline_after", "naps", "snapshots"]
@@ -136,7 +136,7 @@ def naps(runtime: Runtime, task_id: str) -> AbstractContextManager[Nap]:
     hints, sleep = runtime.hints, runtime.sleep
     if hints is None:
         return _plain_naps(sleep)  # one object per session's sleep, not per wait
-    return _HintedNaps(
+    return _hinted_naps(
         hints, task_id, sleep=sleep, clock=runtime.clock, spacing=runtime.poll.wait_min
     )
 
@@ -161,28 +161,16 @@ def _plain_naps(sleep: Callable[[float], Awaitable[None]]) -> _PlainNaps:
     return _PlainNaps(sleep)
 
 
-class _HintedNaps:
-    """The naps of one wait of a session with callbacks: cut short by a hint for the task."""
-
-    __slots__ = ("_clock", "_hints", "_sleep", "_spacing", "_task_id", "_watch")
-
-    def __init__(
-        self,
-        hints: HintSource,
-        task_id: str,
-        *,
-        sleep: Callable[[float], Awaitable[None]],
-        clock: Callable[[], float],
-        spacing: float,
-    ) -> None:
-        self._hints, self._task_id = hints, task_id
-        self._sleep, self._clock, self._spacing = sleep, clock, spacing
-        self._watch: AbstractContextManager[HintWatch] | None = None
-
-    def __enter__(self) -> Nap:
-        self._watch = watching = self._hints.watch(self._task_id)
-        watch = watching.__enter__()
-        task_id, sleep, clock, spacing = self._task_id, self._sleep, self._clock, self._spacing
+@contextmanager
+def _hinted_naps(
+    hints: HintSource,
+    task_id: str,
+    *,
+    sleep: Callable[[float], Awaitable[None]],
+    clock: Callable[[], float],
+    spacing: float,
+) -> Iterator[Nap]:
+    with hints.watch(task_id) as watch:
 
         async def nap(seconds: float) -> None:
             began = clock()
@@ -192,14 +180,4 @@ class _HintedNaps:
                 if rest > 0:
                     await sleep(rest)
 
-        return nap
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        watching, self._watch = self._watch, None
-        if watching is not None:
-            watching.__exit__(exc_type, exc, tb)
+        yield nap
