@@ -470,3 +470,47 @@ def test_webhook_example_runs_offline() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "3 images, 3 task fetches, 3 callbacks received" in result.stdout
+
+
+# -- cancellation while a hint arrives ---------------------------------------------------
+
+
+async def test_a_watch_cancelled_as_a_hint_arrives_stays_cancelled() -> None:
+    """A cancel in the same loop turn as the hint that wakes the watch is not swallowed."""
+    board = HintBoard()
+    with board.watch("task-unified-1-a") as watch:
+        waiting = asyncio.ensure_future(watch.wait(30))
+        await asyncio.sleep(0)  # the watch waits
+
+        def hint_and_cancel() -> None:
+            board.post("task-unified-1-a")
+            waiting.cancel()
+
+        asyncio.get_running_loop().call_soon(hint_and_cancel)
+        done, _ = await asyncio.wait({waiting}, timeout=5)
+    assert done == {waiting}
+    assert waiting.cancelled()
+
+
+async def test_a_wait_cancelled_as_a_callback_hint_arrives_stays_cancelled(
+    cb_emulator: Emulator, hooks: Hooks
+) -> None:
+    """``handle.wait()`` cancelled in the turn a hint wakes its nap ends cancelled, at once."""
+    async with _session(cb_emulator, hooks) as zs:
+        handle = await zs.submit("a long nap [[duration:30]]")
+        waiting = asyncio.ensure_future(handle.wait(timeout=20))
+        for _ in range(200):  # until the wait naps, watching for hints (at most 2 s)
+            if hooks.receiver.watched:
+                break
+            await asyncio.sleep(0.01)
+        assert hooks.receiver.watched == 1
+
+        def hint_and_cancel() -> None:
+            hooks.receiver._board.post(handle.id)
+            waiting.cancel()
+
+        asyncio.get_running_loop().call_soon(hint_and_cancel)
+        done, _ = await asyncio.wait({waiting}, timeout=5)
+        assert done == {waiting}
+        assert waiting.cancelled()
+        assert hooks.receiver.watched == 0

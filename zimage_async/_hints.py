@@ -58,22 +58,42 @@ def read_hint(body: bytes) -> str | None:
 class HintWatch:
     """One waiter's view of the hints for one task id (made by :meth:`HintBoard.watch`)."""
 
+    __slots__ = ("_hinted", "_waiter", "task_id")
+
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
-        self._event = asyncio.Event()
+        self._hinted = False
+        self._waiter: asyncio.Future[None] | None = None
 
     def _notify(self) -> None:
-        self._event.set()
+        self._hinted = True
+        _wake(self._waiter)
 
     async def wait(self, seconds: float) -> bool:
-        """Wait up to *seconds* for a hint; return whether one came (and consume it)."""
-        if not self._event.is_set():
+        """Wait up to *seconds* for a hint; return whether one came (and consume it).
+
+        A cancellation of the waiter always propagates, also one in the same loop turn
+        as the hint (``asyncio.wait_for`` would return the hint then, on Python 3.10
+        and 3.11, and the cancellation would be lost).
+        """
+        if not self._hinted:
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(seconds, _wake, waiter)
             try:
-                await asyncio.wait_for(self._event.wait(), seconds)
-            except asyncio.TimeoutError:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            if not self._hinted:
                 return False
-        self._event.clear()
+        self._hinted = False
         return True
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 class HintSource(Protocol):
