@@ -19,10 +19,6 @@ from zimage_async.emulator import Emulator
 from .conftest import FAST_POLL, FAST_RETRY
 from .test_hardening_transport import headers, opened, raw_server, transport, trickler
 
-needs_cancel_counts = pytest.mark.skipif(
-    sys.version_info < (3, 11), reason="tasks count their cancellations from Python 3.11"
-)
-
 
 async def _held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Read the request, then answer nothing until the client goes."""
@@ -44,7 +40,6 @@ async def test_a_read_cut_off_by_the_total_limit_leaves_its_task_able_to_go_on()
             assert task.cancelling() == 0
 
 
-@needs_cancel_counts
 async def test_a_cancel_at_the_moment_the_total_limit_passes_stays_a_cancel() -> None:
     """The caller's cancel and the limit's, in the same turn of the loop: a cancel it is."""
     async with raw_server(_held) as port, opened(transport(total_timeout=0.2)) as t:
@@ -97,8 +92,8 @@ async def test_a_nearer_deadline_than_the_armed_one_is_kept() -> None:
         task = limit.enter(seconds)
         try:
             await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            if limit.leave(task):
+        except asyncio.CancelledError as exc:
+            if limit.leave(task, exc):
                 cut.append(name)
                 return
             raise
@@ -147,7 +142,6 @@ async def test_waits_in_progress_each_end_at_their_own_deadline() -> None:
         assert len(zs._runtime.deadlines) == 0
 
 
-@needs_cancel_counts
 async def test_a_cancel_at_the_moment_a_wait_times_out_stays_a_cancel() -> None:
     """The caller's cancel and the wait's deadline in one turn of the loop: a cancel it is.
 
@@ -193,4 +187,59 @@ async def test_blocks_left_early_do_not_pile_up_in_the_keeper() -> None:
     for _ in range(1000):
         await asyncio.ensure_future(block())
     assert len(keeper) == 0 and len(keeper._heap) <= 65
+    keeper.close()
+
+
+@pytest.mark.parametrize("caller_first", [True, False], ids=["caller-first", "keeper-first"])
+async def test_a_cancel_in_the_turn_the_keeper_cuts_the_block_stays_a_cancel(
+    caller_first: bool,
+) -> None:
+    """Whichever of the two cancels comes first in the turn, the block ends cancelled."""
+    keeper = Deadlines()
+    said: list[bool] = []
+
+    async def block() -> None:
+        task = keeper.enter(60.0)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError as exc:
+            said.append(keeper.leave(task, exc))
+            raise
+        finally:
+            keeper.leave(task)
+
+    running = asyncio.ensure_future(block())
+    await asyncio.sleep(0)  # the block is entered and sleeping
+
+    def both() -> None:
+        if caller_first:
+            running.cancel()
+        keeper._cut_off(running)
+        if not caller_first:
+            running.cancel()
+
+    asyncio.get_running_loop().call_soon(both)
+    done, _ = await asyncio.wait({running}, timeout=5)
+    assert done == {running}
+    assert running.cancelled()
+    assert said == [False]  # not the keeper's cut alone: the caller's cancel
+    keeper.close()
+
+
+async def test_a_block_only_the_keeper_cut_is_told_so() -> None:
+    """With no other cancel, leave() says the keeper cut the block (it becomes a timeout)."""
+    keeper = Deadlines()
+    said: list[bool] = []
+
+    async def block() -> None:
+        task = keeper.enter(0.05)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError as exc:
+            said.append(keeper.leave(task, exc))
+        finally:
+            keeper.leave(task)
+
+    await asyncio.wait_for(block(), 5)
+    assert said == [True]
     keeper.close()

@@ -27,6 +27,9 @@ import sys
 __all__ = ["Deadlines"]
 
 _SLACK = 64  # heap entries of blocks already left, kept before the heap is rebuilt
+#: The message of a keeper's own cancellation: how Python 3.10, which counts no
+#: cancellations, tells it from the caller's.
+_CUT = "zimage_async: the block's deadline passed"
 
 
 class Deadlines:
@@ -87,13 +90,15 @@ class Deadlines:
             self._timer = loop.call_at(deadline, self._expire)
         return task
 
-    def leave(self, task: asyncio.Task[object]) -> bool:
+    def leave(self, task: asyncio.Task[object], error: BaseException | None = None) -> bool:
         """End *task*'s block; return whether this keeper cancelled it.
 
         Idempotent: a second call returns ``False``. Only ``True`` when this keeper's
         cancellation is the only one the block received: on Python 3.11 and later it is
         withdrawn (``Task.uncancel``), and if another one is still pending this returns
-        ``False``, so that it propagates.
+        ``False``, so that it propagates. Python 3.10 counts no cancellations: there the
+        block passes the ``CancelledError`` it caught as *error*, and only one that is
+        the keeper's own, with no other cancel requested after it, counts as the cut.
         """
         entry = self._blocks.pop(task, None)
         if entry is None:
@@ -105,7 +110,22 @@ class Deadlines:
         self._cut.discard(task)
         if sys.version_info >= (3, 11):
             return task.uncancel() <= cancelling
-        return True  # pragma: no cover - Python 3.10 counts no cancellations
+        return (  # pragma: no cover - Python 3.10 (its CI run covers it)
+            isinstance(error, asyncio.CancelledError)
+            and error.args == (_CUT,)
+            and getattr(task, "_cancel_message", None) == _CUT
+        )
+
+    def _cut_off(self, task: asyncio.Task[object]) -> None:
+        """Cancel *task*'s block: its deadline has passed."""
+        self._cut.add(task)
+        if sys.version_info >= (3, 11):
+            task.cancel()
+        else:  # pragma: no cover - Python 3.10 (its CI run covers it)
+            task.cancel(_CUT)
+            # The task keeps the message of the last cancel requested: a caller's cancel
+            # after this one replaces it, and leave() then sees that it came.
+            setattr(task, "_cancel_message", _CUT)  # noqa: B010 - not in the type stubs
 
     def _expire(self) -> None:
         self._timer = None
@@ -114,8 +134,7 @@ class Deadlines:
         while heap and heap[0][0] <= now:
             task = live.get(heapq.heappop(heap)[1])
             if task is not None and task not in self._cut:
-                self._cut.add(task)
-                task.cancel()
+                self._cut_off(task)
         while heap and heap[0][1] not in live:  # blocks already left
             heapq.heappop(heap)
         if heap:

@@ -152,8 +152,8 @@ async def bounded_by(keeper: Deadlines, deadline: float, wait: Awaitable[T]) -> 
     task = keeper.enter_at(deadline)
     try:
         return await wait
-    except asyncio.CancelledError:
-        if not keeper.leave(task):
+    except asyncio.CancelledError as exc:
+        if not keeper.leave(task, exc):
             raise
         raise asyncio.TimeoutError from None
     finally:

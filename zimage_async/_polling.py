@@ -82,7 +82,7 @@ class bounded:
         if task is None:
             return
         self._task = None
-        cut = self._deadlines.leave(task)
+        cut = self._deadlines.leave(task, exc)
         if cut and exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
             raise DeadlineReached from None
 

@@ -303,8 +303,8 @@ class Transport:
                             f"the answer is larger than {max_body} bytes", status=response.status
                         )
                     return Reply(response.status, response.headers, mask_echoes(data, headers))
-            except asyncio.CancelledError:
-                if not limit.leave(task):
+            except asyncio.CancelledError as exc:
+                if not limit.leave(task, exc):
                     raise
                 raise asyncio.TimeoutError from None  # translated below, as the total limit
             finally:
