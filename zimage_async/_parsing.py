@@ -9,14 +9,13 @@ an answer of the create or task endpoint whole; the task object itself is read b
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from ._exceptions import MalformedResponseError
 from ._models import Task
 from ._parsing_errors import MAX_ADVISED_WAIT as MAX_ADVISED_WAIT
-from ._parsing_errors import parse_error, parse_retry_after
+from ._parsing_errors import parse_error, parse_retry_after, read_json
 from ._parsing_task import parse_task, salvage_task_id
 
 __all__ = [
@@ -32,15 +31,15 @@ __all__ = [
 def parse_json(body: bytes, *, status: int | None = None) -> Any:
     """Decode a JSON body, raising :class:`MalformedResponseError` if it is not JSON.
 
+    Read by :func:`~zimage_async._parsing_errors.read_json`: an integer too long for
+    ``int()`` reads as an infinite float, as ``1e5000`` does.
+
     >>> parse_json(b'{"a": 1}')
     {'a': 1}
     """
     try:
-        try:  # UTF-8, as nearly every answer is: no encoding to detect
-            return json.loads(body.decode())
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return json.loads(body)  # a BOM, UTF-16 or UTF-32: the standard library's reading
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return read_json(body)
+    except (ValueError, RecursionError) as exc:
         raise MalformedResponseError(
             f"the body is not valid JSON ({type(exc).__name__}; {len(body)} bytes)",
             status=status,

@@ -2,7 +2,8 @@
 
 Pure, no I/O. :func:`parse_error` builds the :class:`~zimage_async.APIError` subclass
 for an HTTP error status; :func:`parse_retry_after` reads the ``Retry-After`` header and
-the envelope's ``retry after N seconds`` suggestion.
+the envelope's ``retry after N seconds`` suggestion. :func:`read_json` is the JSON
+reading every answer shares, error or not.
 """
 
 from __future__ import annotations
@@ -16,7 +17,42 @@ from typing import Any
 
 from ._exceptions import APIError, api_error_class
 
-__all__ = ["MAX_ADVISED_WAIT", "parse_error", "parse_retry_after"]
+__all__ = ["MAX_ADVISED_WAIT", "parse_error", "parse_retry_after", "read_json"]
+
+
+def _long_integer(literal: str) -> int | float:
+    """Read an integer literal; one too long for ``int()`` reads as a float (infinite)."""
+    try:
+        return int(literal)
+    except ValueError:  # past the interpreter's limit on digits (4,300 by default)
+        return float(literal)
+
+
+def read_json(body: bytes) -> Any:
+    """Decode a JSON *body* as the standard library reads bytes, or raise.
+
+    Raises :class:`ValueError` (a :class:`json.JSONDecodeError`, a
+    :class:`UnicodeDecodeError`) or :class:`RecursionError` for a body that is not JSON.
+    One difference: an integer too long for ``int()`` (Python refuses more than 4,300
+    digits, with a plain :class:`ValueError`) reads as a float, infinite as the literal
+    ``1e5000`` is, instead of failing the whole answer: each field holding one is judged
+    as any infinite number is. Only such an answer is decoded twice.
+
+    >>> read_json(b'{"code": 1%s}' % (b"0" * 5000))
+    {'code': inf}
+    """
+    try:
+        try:  # UTF-8, as nearly every answer is: no encoding to detect
+            return json.loads(body.decode())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return json.loads(body)  # a BOM, UTF-16 or UTF-32: the standard library's reading
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise
+    except ValueError:  # an integer literal past int()'s limit on digits
+        try:
+            return json.loads(body.decode(), parse_int=_long_integer)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return json.loads(body, parse_int=_long_integer)
 
 
 _SUGGESTION_WAIT = re.compile(
@@ -92,8 +128,8 @@ def parse_error(
     """
     envelope: Mapping[str, Any] = {}
     try:
-        decoded = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        decoded = read_json(body)
+    except (ValueError, RecursionError):  # not JSON: no envelope
         decoded = None
     if isinstance(decoded, dict) and isinstance(decoded.get("error"), dict):
         envelope = decoded["error"]

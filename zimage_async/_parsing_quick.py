@@ -31,7 +31,10 @@ class _NotPlain(Exception):
 
 
 def _number(value: object) -> float | None:
-    """Return a JSON number as a float, ``None`` for null; raise for anything else."""
+    """Return a JSON number as a float, ``None`` for null; raise for anything else.
+
+    An integer beyond a float's range raises :class:`OverflowError`.
+    """
     if value is None:
         return None
     kind = type(value)
@@ -120,7 +123,7 @@ def quick_task(payload: dict[str, Any]) -> Task | None:
             info = _task_info(info)
         if usage is not None:
             usage = _usage(usage)
-    except _NotPlain:
+    except (_NotPlain, OverflowError):  # an integer no float holds: the general reader's
         return None
     return Task(
         id=task_id,

@@ -165,7 +165,8 @@ def _hint(value: object, kind: Any, path: str, dropped: list[str], unusable: lis
     A hint block (``task_info``, ``usage``) is read field by field, so one bad field
     loses only itself. A NaN or infinite number is not malformed but means nothing (an
     estimate of "infinity" is no estimate): it is dropped too, noted in *unusable*
-    (logged at DEBUG only, since such a service sends it on every poll).
+    (logged at DEBUG only, since such a service sends it on every poll). So is an
+    integer beyond a float's range where a float is read: as a float, it is infinite.
     """
     fields = _BLOCK_FIELDS.get(kind)
     if isinstance(value, float) and not math.isfinite(value):
@@ -177,6 +178,9 @@ def _hint(value: object, kind: Any, path: str, dropped: list[str], unusable: lis
             if scalar is not None:
                 return scalar(value, kind)
             return _CONVERTER.structure(value, kind)
+        except OverflowError:  # float() of an integer beyond a float's range
+            unusable.append(f"{path} (an integer beyond a float's range)")
+            return None
         except Exception:  # cattrs reports every fault as an exception (group)
             dropped.append(path)
             return None
