@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import io
@@ -294,3 +295,28 @@ async def test_a_finished_handle_is_freed_without_the_cycle_collector(
         assert freed() is None
     finally:
         gc.enable()
+
+
+async def test_waiting_inside_updates_returns_when_the_task_ends(zs: Session) -> None:
+    """``handle.wait()`` inside ``async for ... in handle.updates()`` is not held up by it."""
+    handle = await zs.submit("waited for inside its own updates [[duration:0.3]]")
+    async with contextlib.aclosing(handle.updates(timeout=10)) as updates:
+        async for snapshot in updates:
+            assert not snapshot.is_terminal
+            task = await handle.wait(timeout=5)
+            break
+    assert task.status is TaskStatus.COMPLETED
+
+
+async def test_an_updates_consumer_between_snapshots_does_not_hold_up_a_wait(
+    zs: Session,
+) -> None:
+    """Between snapshots of ``updates()``, another wait goes on; the loop ends with its end."""
+    handle = await zs.submit("two ways of waiting [[duration:0.3]]")
+    async with contextlib.aclosing(handle.updates(timeout=10)) as updates:
+        first = await updates.__anext__()
+        task = await handle.wait(timeout=5)
+        rest = [snapshot async for snapshot in updates]
+    assert not first.is_terminal
+    assert task.status is TaskStatus.COMPLETED
+    assert rest[-1] is task

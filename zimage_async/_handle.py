@@ -197,32 +197,46 @@ class TaskHandle:
         return snapshots(self._look, state, first=first, nap=nap, clock=rt.clock, bound=bound)
 
     async def _snapshots(self, deadline: float | None) -> AsyncGenerator[Task, None]:
-        """Yield the snapshots of the handle's one poll loop, for :meth:`updates`.
+        """Yield the snapshots of the handle's poll loop, for :meth:`updates`.
 
-        Every way of waiting runs :meth:`_polls` under the handle's lock: concurrent
-        waiters take turns, so they share one loop (the one that gets the lock next finds
-        the task already ended). While a callback is expected, every delay is stretched
-        by the session's ``callback_poll_factor``. Raises :class:`DeadlineReached` at
-        *deadline* (the loop's clock); each look and the wait for the lock are bounded.
+        Every way of waiting runs :meth:`_polls` under the handle's lock, so that
+        concurrent waiters take turns. This one holds it for each nap and look, never
+        while its caller's code runs between snapshots: a wait inside the ``updates()``
+        loop, or in another task meanwhile, goes on, and when it has seen the task end,
+        this loop ends with that snapshot. While a callback is expected, every delay is
+        stretched by the session's ``callback_poll_factor``. Raises
+        :class:`DeadlineReached` at *deadline* (the loop's clock); each look and each
+        wait for the lock are bounded.
         """
+        with naps(self._rt, self._id) as nap:
+            polls: AsyncGenerator[Task, None] | None = None
+            try:
+                while True:
+                    await self._take_lock(deadline)
+                    try:
+                        task = self._task
+                        if task is None or not task.is_terminal:
+                            if polls is None:
+                                polls = self._polls(deadline, nap, scoped=False)
+                            try:
+                                task = await polls.__anext__()
+                            except StopAsyncIteration:  # pragma: no cover - ends on terminal
+                                return
+                    finally:
+                        self._lock.release()
+                    yield task
+                    if task.is_terminal:
+                        return
+            finally:
+                if polls is not None:
+                    await polls.aclose()
+
+    async def _take_lock(self, deadline: float | None) -> None:
         if deadline is None:
             await self._lock.acquire()
         else:
             with bounded(deadline, self._rt.deadlines):
                 await self._lock.acquire()
-        try:
-            if self._task is not None and self._task.is_terminal:
-                yield self._task
-                return
-            with naps(self._rt, self._id) as nap:
-                polls = self._polls(deadline, nap, scoped=False)
-                try:  # contextlib.aclosing, without its two objects per wait
-                    async for task in polls:
-                        yield task
-                finally:
-                    await polls.aclose()
-        finally:
-            self._lock.release()
 
     async def _until_terminal(self, deadline: float | None) -> Task:
         """Drain :meth:`_polls` to the task's end (no generator of its own) under the lock.
