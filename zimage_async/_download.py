@@ -55,7 +55,8 @@ __all__ = ["FRESH_LINK_RETRIES", "ByteBudget", "DownloadInfo", "ImageLimits", "s
 
 logger = logging.getLogger("zimage_async")
 
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+# At most 18 digits a number: every length of a real image, and always a safe int().
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d{1,18})-(\d{1,18})/(\d{1,18}|\*)")
 _HEAD_KEEP = 64 * 1024  # enough of the start to read JPEG dimensions after EXIF
 
 
@@ -354,11 +355,22 @@ def _plan(
     """Return (bytes to skip, total length) for a fresh or resumed answer."""
     if status == 206:
         match = _CONTENT_RANGE.fullmatch((content_range or "").strip())
-        if not match or int(match.group(1)) != delivered:
+        if not match:
+            raise where.fail(
+                f"the image host sent a malformed Content-Range ({_shown(content_range)})"
+            )
+        if int(match.group(1)) != delivered:
             raise where.fail(f"the image host resumed at the wrong place ({content_range!r})")
         size = match.group(3)
         return 0, None if size == "*" else int(size)
     return delivered, content_length
+
+
+def _shown(value: str | None) -> str:
+    """Quote a header value for a message, cut to its first 60 characters."""
+    if value is None or len(value) <= 60:
+        return repr(value)
+    return f"{value[:60]!r}... ({len(value)} characters)"
 
 
 def _malformed(framing: ImageFraming, where: _Where) -> ImageDownloadError:

@@ -1,0 +1,164 @@
+"""A resumed image download is one image: If-Range, validators, and bounded Content-Range.
+
+The image host's first answer for each link ends cleanly halfway through the image (a
+chunked body: nothing but the image's framing says bytes are missing), so the download
+asks again with ``Range``; each test picks what the host answers then. The two images
+are stored PNGs of one size and layout, so bytes of one joined to bytes of the other
+pass the framing check: only the validators tell them apart.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Callable, Mapping
+from email.utils import formatdate
+
+import pytest
+from aiohttp import web
+from PIL import Image as PILImage
+
+from zimage_async import ImageDownloadError, Session
+
+from .conftest import loopback_session, serving
+
+
+def _stored_png(colour: tuple[int, int, int]) -> bytes:
+    """A 64x64 PNG without compression: its length and chunks do not depend on *colour*."""
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (64, 64), colour).save(buffer, format="PNG", compress_level=0)
+    return buffer.getvalue()
+
+
+A = _stored_png((255, 0, 0))
+B = _stored_png((0, 0, 255))
+assert len(A) == len(B) and A != B
+HALF = len(A) // 2
+NOW = 1_900_000_000.0  # a fixed Date for the Last-Modified cases
+
+Reply = tuple[int, dict[str, str], bytes]
+
+
+def dated(age: float) -> dict[str, str]:
+    """Headers of an answer dated NOW whose Last-Modified is *age* seconds before it."""
+    modified, date = formatdate(NOW - age, usegmt=True), formatdate(NOW, usegmt=True)
+    return {"Last-Modified": modified, "Date": date}
+
+
+def _start(headers: Mapping[str, str]) -> int:
+    return int(headers["Range"].removeprefix("bytes=").removesuffix("-"))
+
+
+def partial(image: bytes, **extra: str) -> Callable[[Mapping[str, str]], Reply]:
+    """Answer a resume with 206 and the rest of *image*, whatever If-Range says."""
+
+    def answer(headers: Mapping[str, str]) -> Reply:
+        start = _start(headers)
+        content_range = f"bytes {start}-{len(image) - 1}/{len(image)}"
+        return 206, {"Content-Range": content_range} | extra, image[start:]
+
+    return answer
+
+
+def whole(image: bytes, **extra: str) -> Callable[[Mapping[str, str]], Reply]:
+    """Answer a resume with 200 and all of *image* (Range ignored, or If-Range unmatched)."""
+    return lambda headers: (200, dict(extra), image)
+
+
+def honouring(etag: str) -> Callable[[Mapping[str, str]], Reply]:
+    """Answer as a CDN holding image B under *etag*: 206 only if If-Range matches it."""
+
+    def answer(headers: Mapping[str, str]) -> Reply:
+        if headers.get("If-Range") == etag:
+            return partial(B, ETag=etag)(headers)
+        return 200, {"ETag": etag}, B
+
+    return answer
+
+
+class ResumeHost:
+    """A loopback API and image host: each image's first answer is cut short cleanly.
+
+    ``first`` holds the validators of that first answer, ``resume`` answers every later
+    request; ``image_requests`` records the headers of each image request.
+    """
+
+    def __init__(self) -> None:
+        self.first: dict[str, str] = {}
+        self.resume: Callable[[Mapping[str, str]], Reply] = partial(A)
+        self.image_requests: list[dict[str, str]] = []
+        self.base = ""
+        self.app = web.Application()
+        self.app.router.add_post("/apiv1/v1/images/generations", self.create)
+        self.app.router.add_get("/apiv1/v1/tasks/{task_id}", self.task)
+        self.app.router.add_get("/img/0.png", self.image)
+
+    async def create(self, request: web.Request) -> web.Response:
+        return web.json_response({"id": "task-unified-1-resume", "status": "pending"})
+
+    async def task(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "id": request.match_info["task_id"],
+                "status": "completed",
+                "progress": 100,
+                "results": [f"{self.base}/img/0.png"],
+            }
+        )
+
+    async def image(self, request: web.Request) -> web.StreamResponse:
+        self.image_requests.append(dict(request.headers))
+        typed = {"Content-Type": "image/png"}
+        if len(self.image_requests) == 1:
+            reply = web.StreamResponse(headers=typed | self.first)
+            reply.enable_chunked_encoding()
+            await reply.prepare(request)
+            await reply.write(A[:HALF])
+            await reply.write_eof()  # a clean end: only the PNG's framing says it is short
+            return reply
+        status, headers, body = self.resume(request.headers)
+        return web.Response(status=status, headers=typed | headers, body=body)
+
+
+@pytest.fixture
+async def host() -> AsyncIterator[ResumeHost]:
+    resume_host = ResumeHost()
+    async with serving(resume_host.app) as resume_host.base:
+        yield resume_host
+
+
+@pytest.fixture
+async def session(host: ResumeHost) -> AsyncIterator[Session]:
+    async with loopback_session(host.base) as opened:
+        yield opened
+
+
+def _resumes(host: ResumeHost) -> list[tuple[str | None, str | None]]:
+    """The (Range, If-Range) of every image request after the first."""
+    return [(h.get("Range"), h.get("If-Range")) for h in host.image_requests[1:]]
+
+
+# --- a Content-Range must have a bounded number of digits -----------------------------
+
+
+@pytest.mark.parametrize(
+    "content_range",
+    [
+        pytest.param(f"bytes {HALF}-{len(A) - 1}/{'9' * 5000}", id="5000-digit-total"),
+        pytest.param(f"bytes {'0' * 4990}{HALF}-{len(A) - 1}/{len(A)}", id="5000-digit-start"),
+        pytest.param(f"bytes {HALF}-{'9' * 5000}/{len(A)}", id="5000-digit-end"),
+        pytest.param(f"bytes {HALF}-{len(A) - 1}/{'9' * 19}", id="19-digit-total"),
+    ],
+)
+async def test_content_range_with_too_many_digits_is_a_download_error(
+    session: Session, host: ResumeHost, content_range: str
+) -> None:
+    """A Content-Range number longer than 18 digits is a malformed answer: ImageDownloadError."""
+
+    def answer(headers: Mapping[str, str]) -> Reply:
+        return 206, {"Content-Range": content_range}, A[_start(headers) :]
+
+    host.resume = answer
+    with pytest.raises(ImageDownloadError) as info:
+        await session.generate("long content-range")
+    assert "Content-Range" in str(info.value)
+    assert len(host.image_requests) == 2
