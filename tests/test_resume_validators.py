@@ -13,11 +13,13 @@ import io
 from collections.abc import AsyncIterator, Callable, Mapping
 from email.utils import formatdate
 
+import aiohttp
 import pytest
 from aiohttp import web
 from PIL import Image as PILImage
 
 from zimage_async import ImageDownloadError, Session
+from zimage_async.emulator import Emulator
 
 from .conftest import loopback_session, serving
 
@@ -162,3 +164,29 @@ async def test_content_range_with_too_many_digits_is_a_download_error(
         await session.generate("long content-range")
     assert "Content-Range" in str(info.value)
     assert len(host.image_requests) == 2
+
+
+# --- the emulator's image host honours If-Range --------------------------------------
+
+
+async def test_emulator_image_host_honours_if_range(zs: Session, emulator: Emulator) -> None:
+    """The emulator answers 206 only when If-Range is its strong ETag, else the whole 200."""
+    task = await (await zs.submit("if-range at the origin")).wait()
+    url = task.results[0]
+    async with aiohttp.ClientSession() as client:
+        async with client.get(url) as full:
+            data, etag = await full.read(), full.headers["ETag"]
+        answers = {}
+        for name, if_range in [
+            ("match", etag),
+            ("other", '"another"'),
+            ("weak", f"W/{etag}"),
+            ("date", formatdate(NOW, usegmt=True)),
+        ]:
+            headers = {"Range": "bytes=100-", "If-Range": if_range}
+            async with client.get(url, headers=headers) as reply:
+                answers[name] = (reply.status, await reply.read())
+    assert answers["match"] == (206, data[100:])
+    assert answers["other"] == (200, data)
+    assert answers["weak"] == (200, data)
+    assert answers["date"] == (200, data)

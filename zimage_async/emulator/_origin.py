@@ -2,8 +2,10 @@
 
 Route: ``GET /files/{task_id}/{index}.{ext}?expires={unix}&sig={hex}`` on its own listener.
 Answers: 200 with the bytes (``Content-Type`` image/png, image/jpeg or image/webp,
-``Content-Length``, ``ETag``, ``Accept-Ranges: bytes``); 206 for a single ``Range``
-(``bytes=N-``, ``bytes=N-M`` or ``bytes=-N``); 416 for a range past the end; 403 with an
+``Content-Length``, a strong ``ETag``, ``Accept-Ranges: bytes``); 206 for a single
+``Range`` (``bytes=N-``, ``bytes=N-M`` or ``bytes=-N``), unless an ``If-Range`` is not the
+file's ETag (a weak tag, another tag, a date: it sends no ``Last-Modified``), which gets
+the whole file with 200 as RFC 9110 says; 416 for a range past the end; 403 with an
 XML ``AccessDenied`` body for a missing or wrong signature or an expired link (never stale
 bytes); 404 with an XML ``NoSuchKey`` body for an unknown task, index or file. It never
 looks at ``Authorization``.
@@ -40,7 +42,7 @@ ImageFraming = Literal["length", "chunked", "close"]
 _GARBAGE = b"\x00<!-- trailing bytes after the image -->\n"
 
 _FILE_NAME = re.compile(r"([0-9]{1,4})\.([a-z]{3,4})")
-_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+_RANGE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})")  # longer: not a range, ignored
 _REDIRECTED = "redirected"
 
 
@@ -193,15 +195,16 @@ class OriginHandlers:
     async def _send(
         self, request: web.Request, record: TaskRecord, data: bytes, *, fault: FaultRule | None
     ) -> web.StreamResponse:
+        etag = f'"{record.task_id}-{len(data)}"'  # strong: one file, one byte sequence
         headers = {
             "Content-Type": CONTENT_TYPES[record.image_format],
             "Accept-Ranges": "bytes",
-            "ETag": f'"{record.task_id}-{len(data)}"',
+            "ETag": etag,
             "Cache-Control": "private, max-age=86400",
         }
         status, payload = 200, data
         requested = request.headers.get("Range")
-        if requested is not None:
+        if requested is not None and request.headers.get("If-Range", etag) == etag:
             span = _parse_range(requested, len(data))
             if span == "unsatisfiable":
                 return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
