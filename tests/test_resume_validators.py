@@ -139,6 +139,132 @@ def _resumes(host: ResumeHost) -> list[tuple[str | None, str | None]]:
     return [(h.get("Range"), h.get("If-Range")) for h in host.image_requests[1:]]
 
 
+# --- If-Range is sent with the first answer's strong validator -----------------------
+
+
+async def test_resume_sends_if_range_with_the_strong_etag(
+    session: Session, host: ResumeHost
+) -> None:
+    """A cut body is resumed with If-Range set to the first answer's ETag; bytes are exact."""
+    host.first = {"ETag": '"a-1"'}
+    host.resume = partial(A, ETag='"a-1"')
+    result = await session.generate("strong etag")
+    assert result.image.data == A
+    assert _resumes(host) == [(f"bytes={HALF}-", '"a-1"')]
+
+
+async def test_every_resume_carries_the_first_answers_etag(
+    session: Session, host: ResumeHost
+) -> None:
+    """A resume cut short again is resumed with the first answer's ETag, not the last one's."""
+    host.first = {"ETag": '"a-1"'}
+
+    def answer(headers: Mapping[str, str]) -> Reply:
+        status, extra, body = partial(A)(headers)  # states no ETag
+        if len(host.image_requests) == 2:
+            body = body[:1000]  # shorter than its Content-Range: cut short again
+        return status, extra, body
+
+    host.resume = answer
+    result = await session.generate("cut twice")
+    assert result.image.data == A
+    assert _resumes(host) == [(f"bytes={HALF}-", '"a-1"'), (f"bytes={HALF + 1000}-", '"a-1"')]
+
+
+async def test_weak_etag_is_never_sent_as_if_range(session: Session, host: ResumeHost) -> None:
+    """A weak ETag (W/"...") is not used for If-Range: the resume sends Range alone."""
+    host.first = {"ETag": 'W/"a-1"'}
+    host.resume = partial(A, ETag='W/"a-1"')
+    result = await session.generate("weak etag")
+    assert result.image.data == A
+    assert _resumes(host) == [(f"bytes={HALF}-", None)]
+
+
+@pytest.mark.parametrize("age", [pytest.param(60, id="60-s"), pytest.param(3600, id="1-h")])
+async def test_old_last_modified_is_sent_as_if_range(
+    session: Session, host: ResumeHost, age: int
+) -> None:
+    """Without an ETag, a Last-Modified a minute or more before the Date is If-Range."""
+    host.first = dated(age)
+    modified = host.first["Last-Modified"]
+    host.resume = partial(A, **{"Last-Modified": modified})
+    result = await session.generate("old last-modified")
+    assert result.image.data == A
+    assert _resumes(host) == [(f"bytes={HALF}-", modified)]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        pytest.param(dated(59), id="modified-59-s-before-the-date"),
+        pytest.param(dated(-3600), id="modified-after-the-date"),
+        pytest.param({"Last-Modified": "yesterday", "Date": "today"}, id="not-dates"),
+        pytest.param({}, id="no-validator"),
+    ],
+)
+async def test_no_usable_validator_resumes_with_range_alone(
+    session: Session, host: ResumeHost, first: dict[str, str]
+) -> None:
+    """Without a strong ETag or a safely old Last-Modified, Range alone is sent, as before."""
+    host.first = first
+    result = await session.generate("no usable validator")
+    assert result.image.data == A
+    assert _resumes(host) == [(f"bytes={HALF}-", None)]
+
+
+# --- an answer of another image is refused, never spliced ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "resume"),
+    [
+        pytest.param({"ETag": '"a-1"'}, partial(B, ETag='"b-2"'), id="206-other-etag"),
+        pytest.param({"ETag": 'W/"a-1"'}, partial(B, ETag='W/"b-2"'), id="206-other-weak-etag"),
+        pytest.param(
+            {"Last-Modified": formatdate(NOW - 3600, usegmt=True)},
+            partial(B, **{"Last-Modified": formatdate(NOW - 60, usegmt=True)}),
+            id="206-other-last-modified",
+        ),
+        pytest.param({"ETag": '"a-1"'}, honouring('"b-2"'), id="200-if-range-unmatched"),
+        pytest.param({"ETag": '"a-1"'}, whole(B, ETag='"b-2"'), id="200-range-ignored"),
+    ],
+)
+async def test_answer_of_a_changed_image_is_refused_not_spliced(
+    session: Session,
+    host: ResumeHost,
+    first: dict[str, str],
+    resume: Callable[[Mapping[str, str]], Reply],
+) -> None:
+    """A resume answered with another validator raises ImageDownloadError, not a splice."""
+    host.first = first
+    host.resume = resume
+    with pytest.raises(ImageDownloadError) as info:
+        await session.generate("changed between attempts")
+    assert "the image changed between attempts" in str(info.value)
+    assert len(host.image_requests) == 2  # asking again cannot help: not retried
+
+
+async def test_whole_answer_of_the_same_image_is_skipped_to_the_resume_point(
+    session: Session, host: ResumeHost
+) -> None:
+    """A 200 with the first answer's ETag (Range ignored): the delivered bytes are skipped."""
+    host.first = {"ETag": '"a-1"'}
+    host.resume = whole(A, ETag='"a-1"')
+    result = await session.generate("range ignored")
+    assert result.image.data == A
+    assert _resumes(host) == [(f"bytes={HALF}-", '"a-1"')]
+
+
+async def test_answers_without_validators_are_resumed_as_before(
+    session: Session, host: ResumeHost
+) -> None:
+    """A host stating no validator at all: the resume is trusted on its length, as before."""
+    host.resume = whole(A)
+    result = await session.generate("no validators")
+    assert result.image.data == A
+    assert _resumes(host) == [(f"bytes={HALF}-", None)]
+
+
 # --- a Content-Range must have a bounded number of digits -----------------------------
 
 
