@@ -316,3 +316,17 @@ async def test_emulator_image_host_honours_if_range(zs: Session, emulator: Emula
     assert answers["other"] == (200, data)
     assert answers["weak"] == (200, data)
     assert answers["date"] == (200, data)
+
+
+@pytest.mark.parametrize("digits", [pytest.param(19, id="19"), pytest.param(5000, id="5000")])
+async def test_emulator_image_host_ignores_a_range_with_a_long_number(
+    zs: Session, emulator: Emulator, digits: int
+) -> None:
+    """A Range number longer than 18 digits is not a range: the whole file, 200."""
+    task = await (await zs.submit("a long range")).wait()
+    url = task.results[0]
+    async with aiohttp.ClientSession() as client:
+        async with client.get(url) as full:
+            data = await full.read()
+        async with client.get(url, headers={"Range": f"bytes={'9' * digits}-"}) as reply:
+            assert (reply.status, await reply.read()) == (200, data)
