@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
@@ -10,7 +11,7 @@ import time
 import attrs
 import pytest
 
-from zimage_async import PollSchedule, Session, Task, TaskInfo, WaitTimeoutError
+from zimage_async import PollSchedule, Session, Task, TaskInfo, TaskStatus, WaitTimeoutError
 from zimage_async._schedule import PollState
 from zimage_async.emulator import Emulator, ManualClock
 
@@ -136,3 +137,43 @@ async def test_stalled_task_is_logged_once(caplog: pytest.LogCaptureFixture) -> 
     stalls = [r for r in caplog.records if "has not moved" in r.getMessage()]
     assert len(stalls) == 1
     assert handle.id in stalls[0].getMessage()
+
+
+async def test_the_first_look_is_timed_from_submission_not_from_the_wait() -> None:
+    """A handle awaited after its first poll was due looks at once, not a first delay later.
+
+    The first look is due one estimate (at least 1 s) after submission; the wait starts
+    after that, with 0.5 s to go: only a look at once finds the task completed in time.
+    """
+    schedule = PollSchedule(wait_min=0.01, wait_max=30.0, jitter=0.0, first_poll_fraction=1.0)
+    async with (
+        Emulator(task_duration=0.1, seed=2) as emu,
+        Session(api_key=emu.api_key, base_url=emu.base_url, poll=schedule, retry=FAST_RETRY) as zs,
+    ):
+        handle = await zs.submit("a fox submitted early, awaited late")
+        assert handle.task is not None and handle.task.estimated_time is not None
+        await asyncio.sleep(handle.task.estimated_time + 0.2)
+        task = await handle.wait(timeout=0.5)
+        assert task.status is TaskStatus.COMPLETED
+        assert emu.request_counts["task"] == 1
+
+
+async def test_no_stall_is_reported_before_a_look_shows_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Time spent before a wait begins is no stall: the look that finds the task done says so."""
+    async with (
+        Emulator(task_duration=0.1, seed=2) as emu,
+        Session(
+            api_key=emu.api_key,
+            base_url=emu.base_url,
+            poll=attrs.evolve(FAST_POLL, stall_factor=0.1),
+            retry=FAST_RETRY,
+        ) as zs,
+    ):
+        handle = await zs.submit("a fox awaited late")
+        await asyncio.sleep(0.5)  # over 0.1 x the estimate (at least 1 s): "still" since then
+        with caplog.at_level(logging.WARNING, logger="zimage_async"):
+            task = await handle.wait(timeout=10)
+    assert task.status is TaskStatus.COMPLETED
+    assert not [r for r in caplog.records if "has not moved" in r.getMessage()]

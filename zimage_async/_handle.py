@@ -69,6 +69,7 @@ class TaskHandle:
         self._id = task_id
         self._task = snapshot
         self._fresh = snapshot is not None  # the snapshot was just returned by create
+        self._fresh_at = runtime.clock()  # when it arrived: the schedule counts from then
         self._lock = asyncio.Lock()
         self._completed_seen: float | None = None
         self._state: PollState | None = None  # the running wait's schedule
@@ -177,8 +178,13 @@ class TaskHandle:
         )
 
     async def _look(self) -> Task:
-        self._tell_if_stalled()
+        before = self._task
         task = await self.refresh()
+        if before is not None and (task.raw_status, task.progress) == (
+            before.raw_status,
+            before.progress,
+        ):  # a stall is told by a look that finds nothing moved, never before one
+            self._tell_if_stalled()
         logger.debug("task %s is %s at %s%%", self._id, task.raw_status, task.progress)
         return task
 
@@ -194,7 +200,15 @@ class TaskHandle:
         state = self._state = PollState(rt.poll, rng=rt.rng, deadline=deadline, stretch=stretch)
         # A scoped caller bounds the whole loop itself; else each look is bounded.
         bound = None if scoped else bounded(deadline, rt.deadlines)
-        return snapshots(self._look, state, first=first, nap=nap, clock=rt.clock, bound=bound)
+        return snapshots(
+            self._look,
+            state,
+            first=first,
+            nap=nap,
+            clock=rt.clock,
+            bound=bound,
+            first_seen=self._fresh_at,
+        )
 
     async def _snapshots(self, deadline: float | None) -> AsyncGenerator[Task, None]:
         """Yield the snapshots of the handle's poll loop, for :meth:`updates`.

@@ -95,17 +95,21 @@ async def snapshots(
     nap: Nap,
     clock: Callable[[], float],
     bound: bounded | None,
+    first_seen: float | None = None,
 ) -> AsyncGenerator[Task, None]:
     """Yield each snapshot of a task until it is terminal (that one included).
 
     *first* is a snapshot already in hand (the create call's answer), used instead of a
-    first look. Raises :class:`DeadlineReached` when the schedule reaches the deadline of
-    *state* (on *clock*, the loop's clock); *bound*, the :class:`bounded` of the same
-    deadline, cuts short a look still running then. A caller that drains the generator
-    inside one ``bounded`` of its own passes ``bound=None``: one deadline scope per
-    wait, not one per look.
+    first look; *first_seen* is when it arrived (on *clock*), which the schedule counts
+    from: a wait that begins after the first look was due looks at once. Raises
+    :class:`DeadlineReached` when the schedule reaches the deadline of *state* (on
+    *clock*, the loop's clock); *bound*, the :class:`bounded` of the same deadline, cuts
+    short a look still running then. A caller that drains the generator inside one
+    ``bounded`` of its own passes ``bound=None``: one deadline scope per wait, not one
+    per look.
     """
     task = first
+    seen = first_seen if first is not None else None
     while True:
         if task is None:
             if bound is None:
@@ -116,10 +120,15 @@ async def snapshots(
         yield task
         if task.is_terminal:
             return
-        delay = state.after(task, clock())
+        now = clock()
+        delay = state.after(task, now if seen is None else seen)
         if delay is None:
             raise DeadlineReached
-        await nap(delay)
+        if seen is not None:
+            delay -= now - seen  # the time since the snapshot arrived counts
+            seen = None
+        if delay > 0:
+            await nap(delay)
         task = None
 
 
