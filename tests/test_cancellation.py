@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from zimage_async import Session, TaskStatus
+from zimage_async import Session, TaskStatus, WaitTimeoutError
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
 from .conftest import settled, until
@@ -92,3 +92,25 @@ async def test_work_after_close_is_refused(zs: Session) -> None:
     await zs.close()
     with pytest.raises(RuntimeError, match="closed"):
         await handle.wait()
+
+
+async def test_a_save_cut_by_its_timeout_has_stopped_when_it_raises(
+    emulator: Emulator, zs: Session, tmp_path: Path
+) -> None:
+    """When save() raises its timeout, its download has ended: no task, slot or file left."""
+    handle = await zs.submit("a save that runs out of time")
+    await handle.wait()
+    images = zs._transport._slots["images"]
+    free = images.free
+    emulator.faults = FaultPlan.script("image", [FaultRule(kind="slow", delay_seconds=3.0)])
+    with pytest.raises(WaitTimeoutError) as caught:
+        await handle.save(tmp_path, timeout=0.3)
+    assert caught.value.stage == "download"
+    running = [
+        task.get_coro().__qualname__
+        for task in asyncio.all_tasks()
+        if task.get_coro().__qualname__.startswith("Delivery.")
+    ]
+    assert running == []
+    assert images.free == free
+    assert list(tmp_path.iterdir()) == []

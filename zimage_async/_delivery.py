@@ -180,6 +180,8 @@ class Delivery:
             shared.waiters -= 1
             if shared.waiters == 0 and not shared.future.done():
                 shared.future.cancel()  # the last caller left: nobody wants these files
+                # ... and it stops before the caller goes on: its slot and files released.
+                await asyncio.wait((shared.future,))
 
     async def _save_all(self, task: Task, plan: SavePlan) -> list[Path]:
         budget = self._rt.limits.budget()
