@@ -8,6 +8,7 @@ request's header dict, the key included) are dropped first by :func:`scrub`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 
 import aiohttp
 
@@ -19,7 +20,7 @@ from ._exceptions import (
     ZImageError,
 )
 
-__all__ = ["CAUGHT", "WIRE", "RefusedAddress", "scrub", "translate"]
+__all__ = ["CAUGHT", "WIRE", "RefusedAddress", "UnresolvedProxy", "scrub", "translate"]
 
 # Every failure of an API exchange is translated: aiohttp's own ValueErrors (a borrowed
 # session's default auth clashing with our header, say) carry the headers too.
@@ -34,6 +35,14 @@ class RefusedAddress(OSError):
     def __init__(self, host: str, reason: str) -> None:
         super().__init__(f"{host}: {reason}")
         self.reason = f"the host {host!r}: {reason}"
+
+
+class UnresolvedProxy(OSError):
+    """Raised by the image resolver when the proxy's own host name does not resolve."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"{host}: {reason}")
+        self.strerror = reason
 
 
 def scrub(exc: BaseException) -> None:
@@ -52,13 +61,20 @@ def scrub(exc: BaseException) -> None:
 
 
 def translate(
-    exc: BaseException, *, method: str, path: str, limits: tuple[float | None, float | None]
+    exc: BaseException,
+    *,
+    method: str,
+    path: str,
+    limits: tuple[float | None, float | None],
+    proxies: Collection[tuple[str, int]] = (),
 ) -> ZImageError:
     """Map an aiohttp or asyncio exception to ours.
 
-    *limits* is (stall, total) in seconds, for the timeout messages. Callers raise the
+    *limits* is (stall, total) in seconds, for the timeout messages; *proxies* the
+    ``(host, port)`` of the proxies configured, so that a failure to resolve one's name
+    is named as the proxy's (the image resolver marks it so itself). Callers raise the
     result ``from None``: aiohttp's exceptions carry the request's headers, and with
-    them the API key, so they are not chained.
+    them the API key (and the proxy's credentials), so they are not chained.
     """
     stall, total = limits
     if isinstance(exc, ZImageError):  # already ours (from a nested layer)
@@ -89,11 +105,21 @@ def translate(
     if isinstance(exc, aiohttp.ClientConnectorError):
         if isinstance(exc.os_error, RefusedAddress):
             return ImageLinkRefusedError(exc.os_error.reason, url=path, task_id=None, index=None)
+        reason = exc.os_error.strerror or type(exc.os_error).__name__
+        if (
+            isinstance(exc, aiohttp.ClientProxyConnectionError)
+            or isinstance(exc.os_error, UnresolvedProxy)
+            or (exc.host, exc.port) in proxies
+        ):
+            # Its host and port only: never its URL, which may hold its credentials.
+            return APIConnectionError(
+                f"could not connect to the proxy {exc.host}:{exc.port} ({reason})",
+                request_sent=False,
+                method=method,
+                path=path,
+            )
         return APIConnectionError(
-            f"could not connect ({exc.os_error.strerror or type(exc.os_error).__name__})",
-            request_sent=False,
-            method=method,
-            path=path,
+            f"could not connect ({reason})", request_sent=False, method=method, path=path
         )
     if isinstance(exc, aiohttp.ClientPayloadError):
         return APIConnectionError(

@@ -15,15 +15,23 @@ from typing import TypeVar
 
 import aiohttp
 import aiohttp.abc
+import yarl
 
 from ._deadlines import Deadlines
 from ._exceptions import ImageLinkRefusedError, ZImageError
-from ._httperrors import WIRE, RefusedAddress, translate
+from ._httperrors import WIRE, RefusedAddress, UnresolvedProxy, translate
 from ._links import redact_url
 from ._slots import Slots
 from ._urlpolicy import LinkPolicy, next_hop
 
-__all__ = ["ImageOpening", "ImageStream", "PolicyResolver", "bounded_by", "read_capped"]
+__all__ = [
+    "ImageOpening",
+    "ImageStream",
+    "PolicyResolver",
+    "bounded_by",
+    "proxy_endpoints",
+    "read_capped",
+]
 
 T = TypeVar("T")
 logger = logging.getLogger("zimage_async")
@@ -48,19 +56,64 @@ async def read_capped(content: aiohttp.StreamReader, limit: int, first: bytes) -
     return first if len(parts) == 1 else b"".join(parts)
 
 
+def proxy_endpoints(*proxies: str | None) -> frozenset[tuple[str, int]]:
+    """Return the ``(host, port)`` of each proxy URL given, as aiohttp names them.
+
+    aiohttp asks a pool's resolver for the proxy's host (with its port) just as for any
+    other host, and names it so in its connection errors.
+
+    >>> sorted(proxy_endpoints("http://Proxy.Corp:3128", None, "http://localhost"))
+    [('localhost', 80), ('proxy.corp', 3128)]
+    """
+    found: set[tuple[str, int]] = set()
+    for proxy in proxies:
+        if proxy is None:
+            continue
+        try:
+            url = yarl.URL(proxy)
+            host, port = url.raw_host, url.port
+        except ValueError:  # aiohttp refuses it too, before connecting
+            continue
+        if host and port is not None:
+            found.add((host, port))
+            if host.endswith(".."):  # aiohttp resolves such a name with one trailing dot
+                found.add((host.rstrip(".") + ".", port))
+    return frozenset(found)
+
+
 class PolicyResolver(aiohttp.abc.AbstractResolver):
-    """Resolves image hosts, keeping only the addresses the link policy allows."""
+    """Resolves image hosts, keeping only the addresses the link policy allows.
+
+    The *proxies*' own hosts (``(host, port)`` pairs, from :func:`proxy_endpoints`) are
+    resolved plainly: the user chose them, and only image hosts are the link policy's
+    to judge (through a proxy, the proxy resolves the image host, not this resolver).
+    """
 
     def __init__(
-        self, inner: aiohttp.abc.AbstractResolver, policy: Callable[[], LinkPolicy]
+        self,
+        inner: aiohttp.abc.AbstractResolver,
+        policy: Callable[[], LinkPolicy],
+        *,
+        proxies: frozenset[tuple[str, int]] = frozenset(),
     ) -> None:
         self._inner = inner
         self._policy = policy
+        self._proxies = proxies
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[aiohttp.abc.ResolveResult]:
         """Resolve *host* with the inner resolver; drop the addresses the policy refuses."""
+        if (host, port) in self._proxies:
+            try:
+                found = await self._inner.resolve(host, port, family)
+            except asyncio.TimeoutError:
+                raise
+            except OSError as exc:
+                raise UnresolvedProxy(host, exc.strerror or type(exc).__name__) from None
+            if not found:
+                raise UnresolvedProxy(host, "it resolves to no address")
+            return found
         found = await self._inner.resolve(host, port, family)
         policy = self._policy()
         refusals = [policy.address_refusal(entry["host"]) for entry in found]

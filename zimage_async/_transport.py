@@ -24,7 +24,8 @@ Rules kept here, so that no caller can forget them:
   own, which keeps connections for 15 s (a handle polling every few seconds then opens
   no connection per look).
 * Image downloads use a connection pool of their own, whose resolver refuses internal
-  addresses (:class:`~zimage_async._urlpolicy.LinkPolicy`), follow redirects hop by
+  addresses (:class:`~zimage_async._urlpolicy.LinkPolicy`) for image hosts, never for the
+  proxy's own host (the user's choice, resolved plainly), follow redirects hop by
   hop with every hop checked, and never send ``Authorization``, also when a borrowed
   ``aiohttp.ClientSession`` has one among its default headers.
 * Proxies come from ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` (loopback never
@@ -49,7 +50,13 @@ import aiohttp.abc
 from ._deadlines import Deadlines
 from ._exceptions import MalformedResponseError
 from ._httperrors import CAUGHT, translate
-from ._imagestream import ImageOpening, ImageStream, PolicyResolver, read_capped
+from ._imagestream import (
+    ImageOpening,
+    ImageStream,
+    PolicyResolver,
+    proxy_endpoints,
+    read_capped,
+)
 from ._links import redact_url
 from ._proxy import ProxyConfig
 from ._redaction import SECRET_HEADERS, RedactedHeaders, mask_echoes
@@ -157,6 +164,7 @@ class Transport:
         env = os.environ if environ is None else environ
         self._proxies = ProxyConfig.from_environ(env) if trust_env else ProxyConfig()
         self._proxied = self._proxies.http is not None or self._proxies.https is not None
+        self._proxy_ends = proxy_endpoints(self._proxies.https, self._proxies.http)
         self._ca_bundle = ca_bundle or ((env.get("SSL_CERT_FILE") or None) if trust_env else None)
         self._resolver = resolver
         self._ssl: ssl.SSLContext | None = None
@@ -178,7 +186,9 @@ class Transport:
             self._set_api_options()
         self._images = self._session(
             resolver=PolicyResolver(
-                self._resolver or aiohttp.ThreadedResolver(), lambda: self.link_policy
+                self._resolver or aiohttp.ThreadedResolver(),
+                lambda: self.link_policy,
+                proxies=self._proxy_ends,  # resolved plainly: the policy judges image hosts
             ),
             # The total limit per download is the shared timer's (ImageOpening).
             timeout=aiohttp.ClientTimeout(
@@ -320,7 +330,11 @@ class Transport:
             # Raised below, outside this block: aiohttp's exception holds the request
             # headers (the key), so it must not even be the implicit __context__.
             failure = translate(
-                exc, method=method, path=urlsplit(url).path, limits=(self._stall, self._total)
+                exc,
+                method=method,
+                path=urlsplit(url).path,
+                limits=(self._stall, self._total),
+                proxies=self._proxy_ends,
             )
         finally:
             if logger.isEnabledFor(logging.DEBUG):
