@@ -134,6 +134,14 @@ def translate(
         )
     if isinstance(exc, aiohttp.TooManyRedirects):
         return APIConnectionError("too many redirects", request_sent=True, method=method, path=path)
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        # The proxy answered the CONNECT itself: the request never left for the host.
+        return APIConnectionError(
+            f"the proxy refused the tunnel ({exc.status} {_printable(exc.message)})",
+            request_sent=False,
+            method=method,
+            path=path,
+        )
     if isinstance(exc, aiohttp.ClientResponseError):
         return MalformedResponseError(
             f"the HTTP answer could not be read ({type(exc).__name__}: {exc.message})"
@@ -148,3 +156,8 @@ def translate(
     return APIConnectionError(
         f"the request failed ({type(exc).__name__})", request_sent=True, method=method, path=path
     )
+
+
+def _printable(text: str, limit: int = 100) -> str:
+    """*text* (a reason phrase from the wire) cut to *limit* characters, printable only."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
