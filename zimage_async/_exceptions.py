@@ -135,9 +135,11 @@ class APIError(ZImageError):
     (seconds to wait, from the ``Retry-After`` header or a ``retry after N seconds``
     suggestion, else ``None``), plus ``method`` and ``path`` of the call.
 
-    Text from the service (``message``, ``param``, ``fallback_suggestion``) is stored
-    with every ``Bearer <token>`` masked, so an envelope that echoes the request's
-    ``Authorization`` header cannot carry the key into logs or error reports.
+    Text from the service (``message``, ``type``, ``code``, ``param``,
+    ``fallback_suggestion``) is stored with every ``Bearer <token>`` masked, so an
+    envelope that echoes the request's ``Authorization`` header cannot carry the key into
+    logs or error reports (the transport masks any other echo of the key, however the
+    answer's JSON escapes it, before the envelope is read).
     """
 
     #: The HTTP status this class stands for (``0`` on the base class).
@@ -157,6 +159,7 @@ class APIError(ZImageError):
         path: str = "",
     ) -> None:
         message = redact_text(message)
+        type = None if type is None else redact_text(type)
         param = None if param is None else redact_text(param)
         if fallback_suggestion is not None:
             fallback_suggestion = redact_text(fallback_suggestion)

@@ -6,7 +6,8 @@ aiohttp needs is built from a :class:`RedactedHeaders` inside the request call o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import NoReturn
 
 from ._secret import MASK, Secret
@@ -15,6 +16,83 @@ __all__ = ["SECRET_HEADERS", "RedactedHeaders", "mask_echoes"]
 
 #: Headers whose values are secrets: masked in every printed form, never sent to images.
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+#: The short escapes of a JSON string, by the character they stand for.
+_SHORT_ESCAPES = {
+    '"': b'\\"',
+    "\\": b"\\\\",
+    "/": b"\\/",
+    "\b": b"\\b",
+    "\f": b"\\f",
+    "\n": b"\\n",
+    "\r": b"\\r",
+    "\t": b"\\t",
+}
+_MASK = MASK.encode()
+
+
+def _spellings(char: str) -> bytes:
+    r"""Return a pattern matching *char* however a JSON string may write it.
+
+    As itself (UTF-8), as ``\u`` and its UTF-16 code in hex digits of either case (two
+    such for a character beyond the BMP), or as its short escape (``\/`` for ``/``).
+    """
+    units = char.encode("utf-16-be")
+    escape = b""
+    for at in range(0, len(units), 2):
+        digits = units[at : at + 2].hex().encode()  # lowercase: "a" to "f" are 0x61 on
+        escape += rb"\\u" + b"".join(
+            b"[%c%c]" % (d, d - 32) if d >= 0x61 else bytes([d]) for d in digits
+        )
+    ways = [escape]
+    if char in _SHORT_ESCAPES:
+        ways.append(re.escape(_SHORT_ESCAPES[char]))
+    if char not in '"\\' and char >= " ":  # what a JSON string may hold unescaped
+        ways.append(re.escape(char.encode()))
+    return b"(?:" + b"|".join(ways) + b")"
+
+
+class _Echoes:
+    r"""Finds and masks echoes of some secrets in an answer, however JSON escapes them.
+
+    An answer may echo a secret with any of its characters escaped (``\u0073k-...``),
+    which decodes to the secret itself: the secrets are looked for in every spelling a
+    JSON string allows, and each echo is replaced with ``***``. Escapes are read whole
+    while masking, so text after an escaped backslash (``\\u0073``) is left as it is,
+    and the answer stays the JSON it was. Holds no readable secret (its repr is masked).
+    """
+
+    __slots__ = ("_escapes", "_find", "_mask")
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        secrets = tuple(secrets)
+        echo = b"|".join(b"".join(map(_spellings, secret)) for secret in secrets)
+        self._find = re.compile(echo)
+        self._mask = re.compile(b"(" + echo + rb")|\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
+        # The escapes that can spell a character of a secret: "\u" any, a short one
+        # ("\/"...) only the character it stands for.
+        shorts = {_SHORT_ESCAPES[char] for char in "".join(secrets) if char in _SHORT_ESCAPES}
+        self._escapes = (b"\\u", *sorted(shorts))
+
+    def __repr__(self) -> str:
+        return "_Echoes(***)"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("echo patterns cannot be pickled")
+
+    def escaped_in(self, body: bytes) -> bool:
+        """Whether *body* holds an escape that can spell a character of a secret."""
+        return any(escape in body for escape in self._escapes)
+
+    def mask(self, body: bytes) -> bytes:
+        """Return *body* with every echo masked (the very same object when it has none)."""
+        if self._find.search(body) is None:
+            return body
+        return self._mask.sub(_masked, body)
+
+
+def _masked(match: re.Match[bytes]) -> bytes:
+    return _MASK if match.group(1) is not None else match.group()
 
 
 class RedactedHeaders:
@@ -35,12 +113,14 @@ class RedactedHeaders:
     RedactedHeaders({'Authorization': '***', 'Accept': 'text/plain', 'Idempotency-Key': 'abc'})
     """
 
-    __slots__ = ("_masks", "_values")
+    __slots__ = ("_echoes", "_masks", "_values")
 
     def __init__(self, headers: Mapping[str, str] | None = None) -> None:
         self._values: dict[str, str | Secret] = {}
-        # What an answer must not echo, found once, when a secret header is set.
+        # What an answer must not echo, found once, when a secret header is set: the
+        # secrets as they are, and a finder of every JSON spelling of them.
         self._masks: tuple[Secret, ...] = ()
+        self._echoes: _Echoes | None = None
         for name, value in (headers or {}).items():
             self[name] = value
 
@@ -50,8 +130,9 @@ class RedactedHeaders:
             return
         self._values[name] = Secret(value)
         token = value.partition(" ")[2] or value  # the token of "Bearer <token>"
-        if len(token) >= 4:
-            self._masks += tuple(Secret(t) for t in {token, token.replace("/", "\\/")})
+        if len(token) >= 4 and Secret(token) not in self._masks:
+            self._masks += (Secret(token),)
+            self._echoes = _Echoes(mask.reveal() for mask in self._masks)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in {k.lower() for k in self._values}
@@ -75,6 +156,7 @@ class RedactedHeaders:
         copy = RedactedHeaders()
         copy._values = dict(self._values)
         copy._masks = self._masks
+        copy._echoes = self._echoes
         copy[name] = value
         return copy
 
@@ -97,9 +179,19 @@ class RedactedHeaders:
 
 
 def mask_echoes(body: bytes, headers: RedactedHeaders) -> bytes:
-    """Replace every echo of a request secret of *headers* in an answer's *body* with ``***``."""
+    r"""Replace every echo of a request secret of *headers* in an answer's *body* with ``***``.
+
+    An echo is the secret however a JSON string spells it, any of its characters escaped
+    (``\u0073k-...`` decodes to ``sk-...``), so that no field decoded from the answer
+    can carry it. A body without an escape that can spell a character of a secret (no
+    ``\u``, nor ``\/`` for a secret with a ``/``...) has the secrets looked for as they
+    are. A body without an echo is returned as it came.
+    """
+    echoes = headers._echoes
+    if echoes is not None and b"\\" in body and echoes.escaped_in(body):
+        return echoes.mask(body)
     for mask in headers._masks:
         token = mask.reveal().encode()
         if token in body:
-            body = body.replace(token, MASK.encode())
+            body = body.replace(token, _MASK)
     return body
