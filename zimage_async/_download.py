@@ -8,9 +8,7 @@ end; and, at the end, that the image is complete by its framing and the length m
 what the server announced. A body cut short, even one that ends cleanly without any
 announced length, is fetched again from where it stopped (``Range: bytes=N-``; if the
 host ignores ranges, the bytes already delivered are skipped), so a truncated image is
-never returned. The resume carries ``If-Range`` with the first answer's strong validator
-(RFC 9110), and an answer whose validator differs from the first one's is another image:
-it fails the download rather than being joined to the bytes already delivered.
+never returned; nor is one joined to another image (:mod:`~zimage_async._resume`).
 
 A 403 is told apart: expiry (:class:`ImageExpiredError`, as for 404 and 410) or a block
 of this client (:class:`ImageBlockedError`), by :func:`~zimage_async._links.block_evidence`.
@@ -28,10 +26,8 @@ never retried.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
-import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import NamedTuple
@@ -51,6 +47,7 @@ from ._imagereply import ImageVerdict, judge_image_reply
 from ._imagestream import ImageStream
 from ._links import REFUSAL_SAMPLE_BYTES, link_expiry, redact_url
 from ._parsing import parse_retry_after
+from ._resume import image_changed, resume_headers, resume_plan
 from ._schedule import RetryPolicy
 from ._transport import Transport
 
@@ -58,11 +55,6 @@ __all__ = ["FRESH_LINK_RETRIES", "ByteBudget", "DownloadInfo", "ImageLimits", "s
 
 logger = logging.getLogger("zimage_async")
 
-# At most 18 digits a number: every length of a real image, and always a safe int().
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d{1,18})-(\d{1,18})/(\d{1,18}|\*)")
-_STRONG_ETAG = re.compile(r'"[\x21\x23-\x7e]*"')  # W/"..." is weak: never an If-Range
-_IMF_FIXDATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT")
-_DATE_MARGIN = 60.0  # how much older than Date a Last-Modified must be to be strong
 _HEAD_KEEP = 64 * 1024  # enough of the start to read JPEG dimensions after EXIF
 
 
@@ -166,7 +158,7 @@ async def stream_image(
         attempt += 1
         try:
             offset = info.size
-            headers = _resume_headers(offset, first) if offset else {}
+            headers = resume_headers(offset, first) if offset else {}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise where.fail(_over_time(limits))
@@ -193,14 +185,18 @@ async def stream_image(
                 if not offset:  # this answer's bytes are the ones a resume continues
                     first = response.headers
                 elif first is not None:
-                    _check_same_image(first, response.headers, where)
-                skip, announced = _plan(
-                    status,
-                    response.headers.get("Content-Range"),
-                    response.content_length,
-                    offset,
-                    where,
-                )
+                    changed = image_changed(first, response.headers)
+                    if changed is not None:
+                        raise where.fail(changed)
+                try:
+                    skip, announced = resume_plan(
+                        status,
+                        response.headers.get("Content-Range"),
+                        response.content_length,
+                        offset,
+                    )
+                except ValueError as exc:
+                    raise where.fail(str(exc)) from None
                 if total is None:
                     total = announced
                 elif announced is not None and announced != total:
@@ -356,94 +352,6 @@ def _take(
     framing.feed(chunk)
     if framing.problem is not None or framing.excess:
         raise _malformed(framing, where)
-
-
-def _plan(
-    status: int,
-    content_range: str | None,
-    content_length: int | None,
-    delivered: int,
-    where: _Where,
-) -> tuple[int, int | None]:
-    """Return (bytes to skip, total length) for a fresh or resumed answer."""
-    if status == 206:
-        match = _CONTENT_RANGE.fullmatch((content_range or "").strip())
-        if not match:
-            raise where.fail(
-                f"the image host sent a malformed Content-Range ({_shown(content_range)})"
-            )
-        if int(match.group(1)) != delivered:
-            raise where.fail(f"the image host resumed at the wrong place ({content_range!r})")
-        size = match.group(3)
-        return 0, None if size == "*" else int(size)
-    return delivered, content_length
-
-
-def _shown(value: str | None) -> str:
-    """Quote a header value for a message, cut to its first 60 characters."""
-    if value is None or len(value) <= 60:
-        return repr(value)
-    return f"{value[:60]!r}... ({len(value)} characters)"
-
-
-def _resume_headers(offset: int, first: Mapping[str, str] | None) -> dict[str, str]:
-    """Ask for the bytes from *offset* on of the answer whose headers are *first*.
-
-    ``If-Range`` (RFC 9110, 13.1.5) carries that answer's strong ETag; without an ETag,
-    its Last-Modified if that is strong by RFC 9110, 8.8.2.2: at least
-    :data:`_DATE_MARGIN` seconds before the answer's own Date (the margin browsers use,
-    against clocks that differ). A weak or malformed ETag, or a Last-Modified without
-    such a Date, gives no If-Range: ``Range`` alone, trusted on its length as before.
-    """
-    headers = {"Range": f"bytes={offset}-"}
-    if first is None:
-        return headers
-    tag = first.get("ETag")
-    if tag is not None:  # a date must not stand in for an entity tag, weak or not
-        if _STRONG_ETAG.fullmatch(tag):
-            headers["If-Range"] = tag
-        return headers
-    modified, date = first.get("Last-Modified"), first.get("Date")
-    if modified is None or date is None:
-        return headers
-    modified_at, dated_at = _http_time(modified), _http_time(date)
-    if modified_at is None or dated_at is None:
-        return headers
-    if dated_at - modified_at >= _DATE_MARGIN:
-        headers["If-Range"] = modified
-    return headers
-
-
-def _http_time(value: str) -> float | None:
-    """Return the Unix time of an HTTP date in the form senders must use, else ``None``."""
-    if not _IMF_FIXDATE.fullmatch(value):
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-
-
-def _check_same_image(first: Mapping[str, str], later: Mapping[str, str], where: _Where) -> None:
-    """Raise if *later*, an answer to a resume, states a validator other than *first*'s.
-
-    ETags are compared weakly (``W/`` aside: two tags that differ so are two images);
-    a validator that either answer does not state tells nothing. The bytes already
-    delivered belong to the first image, so this is a failure, not a retry.
-    """
-    for name in ("ETag", "Last-Modified"):
-        was, now = first.get(name), later.get(name)
-        if was is None or now is None:
-            continue
-        if name == "ETag":
-            same = was.strip().removeprefix("W/") == now.strip().removeprefix("W/")
-        else:
-            same = was.strip() == now.strip()
-        if not same:
-            raise where.fail(
-                f"the image changed between attempts (its {name} was {_shown(was)}, "
-                f"then {_shown(now)}); the bytes already delivered are of the earlier one"
-            )
 
 
 def _malformed(framing: ImageFraming, where: _Where) -> ImageDownloadError:

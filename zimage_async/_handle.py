@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ._delivery import Delivery
-from ._exceptions import WaitTimeoutError, ZImageError, note_task
+from ._exceptions import WaitTimeoutError
+from ._handlepolls import HandlePolls
 from ._imagelimits import DownloadInfo
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
-from ._polling import DeadlineReached, Nap, bounded, deadline_after, naps, snapshots
+from ._polling import DeadlineReached, bounded, deadline_after
 from ._runtime import DEFAULT, Runtime, wait_limit
 from ._saving import plan_save, prepare_folder
 from ._schedule import PollState
 from ._telemetry import task_span
-from ._verdict import note_unknown_status, task_failure, warn_stalled
+from ._verdict import note_unknown_status, task_failure
 
 __all__ = ["TaskHandle"]
 
@@ -38,7 +39,7 @@ async def _fetch_all(handle: TaskHandle, task: Task) -> GenerationResult:
     return await handle._delivery.fetch_all(task)
 
 
-class TaskHandle:
+class TaskHandle(HandlePolls):
     """One task at the service: await it for the result, or poll, stream and save.
 
     Made by :meth:`Session.submit` (with the create call's snapshot) or
@@ -130,13 +131,6 @@ class TaskHandle:
             return None
         return self._rt.now() + (state.predicted_finish - self._rt.clock())
 
-    def _tell_if_stalled(self) -> None:
-        state = self._state
-        if self._stall_told or state is None or not state.stalled(self._rt.clock()):
-            return
-        self._stall_told = True
-        warn_stalled(self._id, self._rt.poll.stall_factor, state.estimate)
-
     @property
     def _delivery(self) -> Delivery:
         if self._deliverer is None:
@@ -176,109 +170,6 @@ class TaskHandle:
             last_status=self._task.raw_status if self._task is not None else None,
             stage=stage,
         )
-
-    async def _look(self) -> Task:
-        before = self._task
-        task = await self.refresh()
-        if before is not None and (task.raw_status, task.progress) == (
-            before.raw_status,
-            before.progress,
-        ):  # a stall is told by a look that finds nothing moved, never before one
-            self._tell_if_stalled()
-        logger.debug("task %s is %s at %s%%", self._id, task.raw_status, task.progress)
-        return task
-
-    def _polls(
-        self, deadline: float | None, nap: Nap, *, scoped: bool
-    ) -> AsyncGenerator[Task, None]:
-        """Start a run of the poll loop; the caller holds the lock and drains it."""
-        self._rt.check_open()
-        first = self._task if self._fresh else None
-        self._fresh = False
-        rt = self._rt
-        stretch = rt.callback_poll_factor if self._expects_callback else 1.0
-        state = self._state = PollState(rt.poll, rng=rt.rng, deadline=deadline, stretch=stretch)
-        # A scoped caller bounds the whole loop itself; else each look is bounded.
-        bound = None if scoped else bounded(deadline, rt.deadlines)
-        return snapshots(
-            self._look,
-            state,
-            first=first,
-            nap=nap,
-            clock=rt.clock,
-            bound=bound,
-            first_seen=self._fresh_at,
-        )
-
-    async def _snapshots(self, deadline: float | None) -> AsyncGenerator[Task, None]:
-        """Yield the snapshots of the handle's poll loop, for :meth:`updates`.
-
-        Every way of waiting runs :meth:`_polls` under the handle's lock, so that
-        concurrent waiters take turns. This one holds it for each nap and look, never
-        while its caller's code runs between snapshots: a wait inside the ``updates()``
-        loop, or in another task meanwhile, goes on, and when it has seen the task end,
-        this loop ends with that snapshot. While a callback is expected, every delay is
-        stretched by the session's ``callback_poll_factor``. Raises
-        :class:`DeadlineReached` at *deadline* (the loop's clock); each look and each
-        wait for the lock are bounded.
-        """
-        with naps(self._rt, self._id) as nap:
-            polls: AsyncGenerator[Task, None] | None = None
-            try:
-                while True:
-                    await self._take_lock(deadline)
-                    try:
-                        task = self._task
-                        if task is None or not task.is_terminal:
-                            if polls is None:
-                                polls = self._polls(deadline, nap, scoped=False)
-                            try:
-                                task = await polls.__anext__()
-                            except StopAsyncIteration:  # pragma: no cover - ends on terminal
-                                return
-                    finally:
-                        self._lock.release()
-                    yield task
-                    if task.is_terminal:
-                        return
-            finally:
-                if polls is not None:
-                    await polls.aclose()
-
-    async def _take_lock(self, deadline: float | None) -> None:
-        if deadline is None:
-            await self._lock.acquire()
-        else:
-            with bounded(deadline, self._rt.deadlines):
-                await self._lock.acquire()
-
-    async def _until_terminal(self, deadline: float | None) -> Task:
-        """Drain :meth:`_polls` to the task's end (no generator of its own) under the lock.
-
-        The caller holds ``bounded(deadline, ...)``: no look opens a deadline scope of its own.
-        """
-        task = self._task
-        if task is not None and task.is_terminal:
-            return task
-        try:
-            await self._lock.acquire()
-            try:
-                task = self._task
-                if task is None or not task.is_terminal:
-                    with naps(self._rt, self._id) as nap:
-                        polls = self._polls(deadline, nap, scoped=True)
-                        try:
-                            async for task in polls:  # noqa: B007 - the last one is the answer
-                                pass
-                        finally:
-                            await polls.aclose()
-            finally:
-                self._lock.release()
-        except ZImageError as exc:  # a read failed for good: the task itself goes on
-            note_task(exc, self._id)
-            raise
-        assert task is not None
-        return task
 
     async def _finish(
         self,

@@ -1,0 +1,159 @@
+"""A handle's turns at the one poll loop: the lock, the looks, the stall warning.
+
+:class:`HandlePolls` is the part of :class:`~zimage_async.TaskHandle` that runs
+:func:`~zimage_async._polling.snapshots` for it: every way of waiting takes the handle's
+lock, so that concurrent waiters share one loop, and starts the loop from the snapshot
+the create call returned (once) or from a look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
+
+from ._exceptions import ZImageError, note_task
+from ._models import Task
+from ._polling import Nap, bounded, naps, snapshots
+from ._schedule import PollState
+from ._verdict import warn_stalled
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+__all__ = ["HandlePolls"]
+
+logger = logging.getLogger("zimage_async")
+
+
+class HandlePolls:
+    """The poll loop of one handle, under its lock.
+
+    A base of :class:`~zimage_async.TaskHandle`, which sets every attribute below.
+    """
+
+    _rt: Runtime
+    _id: str
+    _task: Task | None
+    _fresh: bool  # the snapshot in hand was just returned by create, not looked at yet
+    _fresh_at: float  # when it arrived, on the runtime's clock
+    _expects_callback: bool
+    _lock: asyncio.Lock
+    _state: PollState | None  # the running wait's schedule
+    _stall_told: bool
+
+    if TYPE_CHECKING:
+
+        async def refresh(self) -> Task:
+            """Fetch the task once (TaskHandle's)."""
+
+    def _tell_if_stalled(self) -> None:
+        state = self._state
+        if self._stall_told or state is None or not state.stalled(self._rt.clock()):
+            return
+        self._stall_told = True
+        warn_stalled(self._id, self._rt.poll.stall_factor, state.estimate)
+
+    async def _look(self) -> Task:
+        before = self._task
+        task = await self.refresh()
+        if before is not None and (task.raw_status, task.progress) == (
+            before.raw_status,
+            before.progress,
+        ):  # a stall is told by a look that finds nothing moved, never before one
+            self._tell_if_stalled()
+        logger.debug("task %s is %s at %s%%", self._id, task.raw_status, task.progress)
+        return task
+
+    def _polls(
+        self, deadline: float | None, nap: Nap, *, scoped: bool
+    ) -> AsyncGenerator[Task, None]:
+        """Start a run of the poll loop; the caller holds the lock and drains it."""
+        self._rt.check_open()
+        first = self._task if self._fresh else None
+        self._fresh = False
+        rt = self._rt
+        stretch = rt.callback_poll_factor if self._expects_callback else 1.0
+        state = self._state = PollState(rt.poll, rng=rt.rng, deadline=deadline, stretch=stretch)
+        # A scoped caller bounds the whole loop itself; else each look is bounded.
+        bound = None if scoped else bounded(deadline, rt.deadlines)
+        return snapshots(
+            self._look,
+            state,
+            first=first,
+            nap=nap,
+            clock=rt.clock,
+            bound=bound,
+            first_seen=self._fresh_at,
+        )
+
+    async def _snapshots(self, deadline: float | None) -> AsyncGenerator[Task, None]:
+        """Yield the snapshots of the handle's poll loop, for :meth:`updates`.
+
+        Every way of waiting runs :meth:`_polls` under the handle's lock, so that
+        concurrent waiters take turns. This one holds it for each nap and look, never
+        while its caller's code runs between snapshots: a wait inside the ``updates()``
+        loop, or in another task meanwhile, goes on, and when it has seen the task end,
+        this loop ends with that snapshot. While a callback is expected, every delay is
+        stretched by the session's ``callback_poll_factor``. Raises
+        :class:`DeadlineReached` at *deadline* (the loop's clock); each look and each
+        wait for the lock are bounded.
+        """
+        with naps(self._rt, self._id) as nap:
+            polls: AsyncGenerator[Task, None] | None = None
+            try:
+                while True:
+                    await self._take_lock(deadline)
+                    try:
+                        task = self._task
+                        if task is None or not task.is_terminal:
+                            if polls is None:
+                                polls = self._polls(deadline, nap, scoped=False)
+                            try:
+                                task = await polls.__anext__()
+                            except StopAsyncIteration:  # pragma: no cover - ends on terminal
+                                return
+                    finally:
+                        self._lock.release()
+                    yield task
+                    if task.is_terminal:
+                        return
+            finally:
+                if polls is not None:
+                    await polls.aclose()
+
+    async def _take_lock(self, deadline: float | None) -> None:
+        if deadline is None:
+            await self._lock.acquire()
+        else:
+            with bounded(deadline, self._rt.deadlines):
+                await self._lock.acquire()
+
+    async def _until_terminal(self, deadline: float | None) -> Task:
+        """Drain :meth:`_polls` to the task's end (no generator of its own) under the lock.
+
+        The caller holds ``bounded(deadline, ...)``: no look opens a deadline scope of its own.
+        """
+        task = self._task
+        if task is not None and task.is_terminal:
+            return task
+        try:
+            await self._lock.acquire()
+            try:
+                task = self._task
+                if task is None or not task.is_terminal:
+                    with naps(self._rt, self._id) as nap:
+                        polls = self._polls(deadline, nap, scoped=True)
+                        try:
+                            async for task in polls:  # noqa: B007 - the last one is the answer
+                                pass
+                        finally:
+                            await polls.aclose()
+            finally:
+                self._lock.release()
+        except ZImageError as exc:  # a read failed for good: the task itself goes on
+            note_task(exc, self._id)
+            raise
+        assert task is not None
+        return task
