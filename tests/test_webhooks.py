@@ -31,6 +31,7 @@ from zimage_async import (
     TaskStatus,
 )
 from zimage_async._hints import HintBoard, read_hint
+from zimage_async._polling import _hinted_naps
 from zimage_async._validation import validate_receiver_url
 from zimage_async.emulator import Emulator, ManualClock
 
@@ -514,3 +515,25 @@ async def test_a_wait_cancelled_as_a_callback_hint_arrives_stays_cancelled(
         assert done == {waiting}
         assert waiting.cancelled()
         assert hooks.receiver.watched == 0
+
+
+async def test_a_hint_never_makes_a_nap_longer_than_the_schedule_asked() -> None:
+    """After a hint, the spacing between looks (``wait_min``) is kept, within the nap.
+
+    A nap shorter than the spacing (the last one before a deadline, or a first look due
+    soon after submission) still ends when the schedule said, hint or not.
+    """
+    board = HintBoard()
+    now = [100.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    board.post("task-unified-1-a")  # a hint is waiting: the nap wakes at once
+    with _hinted_naps(
+        board, "task-unified-1-a", sleep=sleep, clock=lambda: now[0], spacing=1.0
+    ) as nap:
+        await nap(0.05)
+    assert sum(slept) <= 0.05

@@ -138,9 +138,10 @@ def naps(runtime: Runtime, task_id: str) -> AbstractContextManager[Nap]:
     A hint is only a reason to look: the task is fetched, and that answer alone decides.
     A flood of hints (forged or duplicated) must not become a flood of requests, so after
     a hint the next look still waits until the schedule's ``wait_min`` has passed since
-    the nap began (which is when the last look ended). The sleeps, the clock and the
-    hints are the *runtime*'s. A plain context manager: watching for hints is set up and
-    ended without awaiting anything.
+    the nap began (which is when the last look ended), or until the nap's end if that
+    comes sooner: a hint never makes a look later than the schedule asked. The sleeps,
+    the clock and the hints are the *runtime*'s. A plain context manager: watching for
+    hints is set up and ended without awaiting anything.
     """
     hints, sleep = runtime.hints, runtime.sleep
     if hints is None:
@@ -185,7 +186,7 @@ def _hinted_naps(
             began = clock()
             if await watch.wait(seconds):
                 logger.debug("task %s: a callback hint arrived; fetching it", task_id)
-                rest = began + spacing - clock()
+                rest = began + min(spacing, seconds) - clock()  # never past the nap
                 if rest > 0:
                     await sleep(rest)
 
