@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import json
+import time
 from typing import Any
 
 import pytest
@@ -595,3 +597,18 @@ def test_json_bodies_read_as_the_standard_library_reads_bytes(body: bytes) -> No
             parse_json(body)
     else:
         assert parse_json(body) == expected
+
+
+def test_a_retry_after_date_with_zone_minus_0000_is_read_as_utc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``-0000`` (a date in UTC, RFC 5322) is not read in the machine's local time."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        now = 1_800_000_000.0
+        header = email.utils.formatdate(now + 30, usegmt=True).replace("GMT", "-0000")
+        assert parse_retry_after(header, None, now=now) == pytest.approx(30.0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()

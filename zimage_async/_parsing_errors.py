@@ -8,6 +8,7 @@ reading every answer shares, error or not.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
 import math
@@ -94,6 +95,8 @@ def parse_retry_after(
             except (TypeError, ValueError, IndexError):
                 when = None
             if when is not None and now is not None:
+                if when.tzinfo is None:  # "-0000": in UTC, says RFC 5322; not local time
+                    when = when.replace(tzinfo=datetime.timezone.utc)
                 waits.append(max(0.0, when.timestamp() - now))
         else:
             if not math.isnan(seconds) and seconds >= 0:
