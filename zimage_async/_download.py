@@ -55,6 +55,7 @@ __all__ = ["FRESH_LINK_RETRIES", "ByteBudget", "DownloadInfo", "ImageLimits", "s
 
 logger = logging.getLogger("zimage_async")
 
+_IDENTITY = frozenset({"", "identity"})  # Content-Encodings that leave the bytes as they are
 _HEAD_KEEP = 64 * 1024  # enough of the start to read JPEG dimensions after EXIF
 
 
@@ -151,6 +152,7 @@ async def stream_image(
     total: int | None = None
     framing: ImageFraming | None = None
     first: Mapping[str, str] | None = None  # the headers of the answer being delivered
+    coded = False  # the host compressed the body although asked for its own bytes
     attempt = 0
     graced = 0
     deadline = time.monotonic() + limits.total_timeout
@@ -158,7 +160,8 @@ async def stream_image(
         attempt += 1
         try:
             offset = info.size
-            headers = resume_headers(offset, first) if offset else {}
+            # A compressed body has no range of the image's own bytes: fetch it all again.
+            headers = resume_headers(offset, first) if offset and not coded else {}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise where.fail(_over_time(limits))
@@ -197,6 +200,8 @@ async def stream_image(
                     )
                 except ValueError as exc:
                     raise where.fail(str(exc)) from None
+                if response.headers.get("Content-Encoding", "").strip().lower() not in _IDENTITY:
+                    coded, announced = True, None  # its Content-Length counts the coded bytes
                 if total is None:
                     total = announced
                 elif announced is not None and announced != total:
