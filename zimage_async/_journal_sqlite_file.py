@@ -149,6 +149,28 @@ _MANIFEST_STATES = {state: JournalState(state.value) for state in RowState}
 _SETTLED = frozenset(
     {JournalState.SAVED, JournalState.FAILED, JournalState.UNCERTAIN, JournalState.REJECTED}
 )
+_CUT_OFF = (
+    "cut off while submitting in a batch manifest of an earlier version, which sent the "
+    "create without an idempotency key: a task may exist; check your usage before "
+    "resubmitting it (under a new key)"
+)
+
+
+def _imported_state(row: ManifestRow) -> tuple[JournalState, str | None]:
+    """Return the journal state and error message of manifest row *row*.
+
+    A row with a key keeps its state: a rerun resends it only with that key. A row of a
+    manifest written before keys (its create was sent without one) that may have a
+    task whose id is unknown becomes ``uncertain``, reported and sent again (under the
+    new key it gets here) only when resubmitting uncertain creates is asked for: one
+    cut off while ``submitting``.
+    """
+    state = _MANIFEST_STATES[row.state]
+    if row.idempotency_key is not None:
+        return state, row.error_message
+    if row.state is RowState.SUBMITTING:
+        return JournalState.UNCERTAIN, _CUT_OFF
+    return state, row.error_message
 
 
 def _import_manifest(
@@ -160,7 +182,7 @@ def _import_manifest(
         record = JournalRecord.for_request(
             request, key=row.idempotency_key or new_key(), base_url=row.base_url
         )
-        state = _MANIFEST_STATES[row.state]
+        state, error_message = _imported_state(row)
         db.execute(
             "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key,"
             " settled) VALUES (?, ?, ?, ?, ?, ?)",
@@ -183,7 +205,7 @@ def _import_manifest(
                 row.completed_at,
                 json.dumps([str(p) for p in row.paths]),
                 row.error_code,
-                row.error_message,
+                error_message,
                 batch_id,
                 index,
                 now,
