@@ -1,9 +1,9 @@
 """A batch manifest written before idempotency keys, taken over as the journal.
 
 Its rows carry no key. A row that may have a task whose id is unknown (cut off while
-``submitting``, or ``uncertain``) is reported as uncertain and sent again only when
-asked; rows known to have no task run, and rows with a task are resumed by its id,
-nothing sent.
+``submitting``, ``uncertain``, or refused on an answer that today's create policy
+calls uncertain) is reported as uncertain and sent again only when asked; rows known
+to have no task run, and rows with a task are resumed by its id, nothing sent.
 """
 
 from __future__ import annotations
@@ -139,6 +139,12 @@ def _answered(status: int, kind: str | None) -> str:
 _NO_TASK_ID = [
     pytest.param("submitting", None, None, "uncertain", id="submitting"),
     pytest.param("uncertain", None, "reset after sending", "uncertain", id="uncertain"),
+    pytest.param(
+        "rejected", "APIError", _answered(408, None), "uncertain", id="rejected-untyped-408"
+    ),
+    pytest.param(
+        "rejected", "APIError", _answered(303, None), "uncertain", id="rejected-untyped-303"
+    ),
     pytest.param(
         "rejected",
         "BadRequestError",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from ._journal_rows import (
 )
 from ._journal_spend import Spend, summarize_spend
 from ._manifest import ManifestRow, RowState, read_manifest
+from ._outcome import CreateVerdict, Stage, judge_create
 
 __all__ = [
     "FORMAT",
@@ -149,6 +151,10 @@ _MANIFEST_STATES = {state: JournalState(state.value) for state in RowState}
 _SETTLED = frozenset(
     {JournalState.SAVED, JournalState.FAILED, JournalState.UNCERTAIN, JournalState.REJECTED}
 )
+#: How versions before idempotency keys stored a refused create's answer (``str()`` of
+#: its APIError): ``POST <url> answered <status> (<type>): <message>``, no type if the
+#: answer had no error envelope.
+_ANSWERED = re.compile(r"(?:POST \S+ )?answered (?P<status>\d{3})(?: \((?P<type>[^()]*)\))?: ")
 _CUT_OFF = (
     "cut off while submitting in a batch manifest of an earlier version, which sent the "
     "create without an idempotency key: a task may exist; check your usage before "
@@ -163,13 +169,22 @@ def _imported_state(row: ManifestRow) -> tuple[JournalState, str | None]:
     manifest written before keys (its create was sent without one) that may have a
     task whose id is unknown becomes ``uncertain``, reported and sent again (under the
     new key it gets here) only when resubmitting uncertain creates is asked for: one
-    cut off while ``submitting``.
+    cut off while ``submitting``, and one ``rejected`` on an answer that
+    :func:`judge_create` finds uncertain (those versions took a proxy's page without
+    the API's envelope, or a 303, for a refusal).
     """
     state = _MANIFEST_STATES[row.state]
     if row.idempotency_key is not None:
         return state, row.error_message
     if row.state is RowState.SUBMITTING:
         return JournalState.UNCERTAIN, _CUT_OFF
+    answer = _ANSWERED.match(row.error_message or "")
+    if row.state is RowState.REJECTED and answer is not None:
+        verdict = judge_create(
+            Stage.ANSWERED, status=int(answer["status"]), error_type=answer["type"]
+        )
+        if verdict is CreateVerdict.UNCERTAIN:
+            return JournalState.UNCERTAIN, row.error_message
     return state, row.error_message
 
 
