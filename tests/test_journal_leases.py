@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from zimage_async import BatchItem, GenerationRequest, JournalError, Session
+from zimage_async import BatchItem, GenerationRequest, JournalError, LeaseLostError, Session
 from zimage_async._batch import Batch
 from zimage_async._batchitems import BatchServices
 from zimage_async._batchoptions import BatchOptions
@@ -92,6 +92,25 @@ async def test_a_late_renewal_does_not_take_back_a_claimed_item(journal: Journal
     assert await journal.claim("b", "worker-b", lease_seconds=600, limit=1)
     assert await journal.renew("b", "worker-a", lease_seconds=600) == 0
     assert (await journal.items("b"))[0].claimed_by == "worker-b"
+
+
+async def test_a_lapsed_lease_nobody_claimed_still_lets_its_holder_begin_and_rekey(
+    journal: Journal,
+) -> None:
+    """As for a late renewal, the item is still its holder's until another worker claims it."""
+    await journal.enqueue("b", [REQUEST])
+    assert await journal.claim("b", "worker-a", lease_seconds=0, limit=1)  # lapses at once
+    key = await journal.rekey("b", "worker-a", 0)
+    assert key is not None
+    record = JournalRecord.for_request(
+        REQUEST, key=key, base_url="http://127.0.0.1:9", batch_id="b", item_index=0
+    )
+    assert (await journal.begin(record, worker_id="worker-a")).key == key
+    assert await journal.claim("b", "worker-b", lease_seconds=600, limit=1)
+    with pytest.raises(LeaseLostError):
+        await journal.begin(record, worker_id="worker-a")
+    assert await journal.rekey("b", "worker-a", 0) is None
+    assert (await journal.items("b"))[0].key == key
 
 
 @pytest.mark.parametrize(

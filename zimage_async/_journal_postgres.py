@@ -171,13 +171,13 @@ class PostgresJournal(PostgresBatches, Journal):
                 raise JournalError(refusal)
             if worker_id is not None and record.batch_id is not None:
                 lease = await db.fetchrow(
-                    "SELECT claimed_by, lease_until, key FROM zimage_batch_items"
+                    "SELECT claimed_by, key FROM zimage_batch_items"
                     " WHERE batch_id = $1 AND idx = $2 FOR UPDATE",
                     record.batch_id,
                     record.item_index,
                 )
-                holder, lease_until, item_key = lease or (None, None, None)
-                refused = lease_refusal(record, worker_id, holder, lease_until, item_key, now)
+                holder, item_key = lease or (None, None)
+                refused = lease_refusal(record, worker_id, holder, item_key)
                 if refused is not None:
                     raise refused
             prices = await _prices(db)

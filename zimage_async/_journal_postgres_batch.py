@@ -31,9 +31,10 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresBatches"]
 
+#: Still the worker's while nobody claimed it, its lease run out or not.
 REKEY = (
-    "UPDATE zimage_batch_items SET key = $1 WHERE batch_id = $2 AND idx = $3"  # noqa: S608
-    f" AND claimed_by = $4 AND lease_until > ({NOW}) RETURNING idx"
+    "UPDATE zimage_batch_items SET key = $1 WHERE batch_id = $2 AND idx = $3"
+    " AND claimed_by = $4 AND NOT settled RETURNING idx"
 )
 
 

@@ -194,15 +194,15 @@ def _shown(indexes: Sequence[int]) -> str:
 
 
 def lease_refusal(
-    record: JournalRecord,
-    worker_id: str,
-    claimed_by: object,
-    lease_until: object,
-    key: object,
-    now: float,
+    record: JournalRecord, worker_id: str, claimed_by: object, key: object
 ) -> JournalError | None:
-    """Return the error refusing *worker_id* to begin *record* for a batch item, or None."""
-    if claimed_by != worker_id or lease_until is None or float(lease_until) <= now:  # type: ignore[arg-type]
+    """Return the error refusing *worker_id* to begin *record* for a batch item, or None.
+
+    The item must be claimed by *worker_id*. A lease that ran out still counts while
+    nobody claimed the item since (a claim writes its own ``claimed_by``), as it does
+    for :meth:`Journal.renew`: a worker whose renewal came late keeps its item.
+    """
+    if claimed_by != worker_id:
         return LeaseLostError(
             f"worker {worker_id!r} does not hold the lease on item {record.item_index} of "
             f"batch {record.batch_id!r} (held by {claimed_by!r}); nothing was sent - claim "

@@ -136,12 +136,11 @@ class SqliteJournal(SqliteBatches, Journal):
                 raise JournalError(refusal)
             if worker_id is not None and record.batch_id is not None:
                 row = db.execute(
-                    "SELECT claimed_by, lease_until, key FROM zimage_batch_items"
-                    " WHERE batch_id = ? AND idx = ?",
+                    "SELECT claimed_by, key FROM zimage_batch_items WHERE batch_id = ? AND idx = ?",
                     (record.batch_id, record.item_index),
                 ).fetchone()
-                holder, lease_until, item_key = row or (None, None, None)
-                refused = lease_refusal(record, worker_id, holder, lease_until, item_key, now)
+                holder, item_key = row or (None, None)
+                refused = lease_refusal(record, worker_id, holder, item_key)
                 if refused is not None:
                     raise refused
             prices = price_table(db)

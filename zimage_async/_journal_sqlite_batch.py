@@ -165,10 +165,11 @@ class SqliteBatches:
 
         def work(db: sqlite3.Connection) -> bool:
             with transaction(db):
+                # Still the worker's while nobody claimed it, its lease run out or not.
                 cursor = db.execute(
                     "UPDATE zimage_batch_items SET key = ? WHERE batch_id = ? AND idx = ?"
-                    " AND claimed_by = ? AND lease_until > ?",
-                    (key, batch_id, index, worker_id, self._clock()),
+                    " AND claimed_by = ? AND settled = 0",
+                    (key, batch_id, index, worker_id),
                 )
             return cursor.rowcount == 1
 

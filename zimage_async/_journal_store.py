@@ -59,7 +59,8 @@ class Journal(abc.ABC):
         else :class:`SpendLimitError` is raised and nothing is written. A key the
         journal already holds is begun again only as :func:`begin_refusal` allows, else
         :class:`JournalError`. With *worker_id*, a batch item's record is refused
-        (:class:`JournalError`) unless that worker holds the item's lease.
+        (:class:`LeaseLostError`) unless the item is claimed by that worker: a lease that
+        ran out still counts while nobody claimed the item since, as for :meth:`renew`.
         """
 
     @abc.abstractmethod
@@ -177,7 +178,8 @@ class Journal(abc.ABC):
 
         Only for an item whose task failed or whose links expired, when a new paid task
         was asked for: an item that may have a task keeps its key. Returns None (and
-        changes nothing) if *worker_id* no longer holds the item's lease.
+        changes nothing) if the item is no longer claimed by *worker_id* (a lease that
+        ran out still counts while nobody claimed the item since, as for :meth:`renew`).
         """
 
     @abc.abstractmethod
