@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import ipaddress
+import math
+import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from ._exceptions import InvalidRequestError
 
-__all__ = ["check_api_key", "check_base_url", "check_bytes", "check_seconds", "check_settings"]
+__all__ = [
+    "check_api_key",
+    "check_base_url",
+    "check_bytes",
+    "check_kind",
+    "check_seconds",
+    "check_settings",
+    "load_ca_bundle",
+]
 
 _NO_KEY = (
     "no API key: pass Session(api_key=...) or set the ZIMAGE_API_KEY environment "
@@ -19,22 +29,58 @@ _NO_KEY = (
 )
 
 
-def check_api_key(key: str | None) -> str:
-    """Return the key, stripped; refuse a missing one or one with spaces or controls."""
+def check_api_key(key: object) -> str:
+    """Return the key without the whitespace around it; refuse a missing or garbled one.
+
+    Whitespace around the key (a line end kept from a file) is dropped; whitespace or
+    control characters inside it are refused, without quoting the key.
+    """
+    if key is not None and not isinstance(key, str):
+        raise InvalidRequestError("api_key", "a str", f"got {type(key).__name__}")
     if not key or not key.strip():
         raise InvalidRequestError("api_key", "a non-empty API key", _NO_KEY)
-    if any(c.isspace() for c in key.strip()) or not key.isprintable():
+    key = key.strip()
+    if any(c.isspace() for c in key) or not key.isprintable():
         raise InvalidRequestError(
-            "api_key", "a single token without spaces or control characters", "it has some"
+            "api_key",
+            "a single token without spaces or control characters",
+            "it has a space or a control character inside",
         )
-    return key.strip()
+    return key
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_seconds(name: str, value: float) -> float:
-    """Return *value* if it is a number of seconds above 0."""
-    if not value > 0:
-        raise InvalidRequestError(name, "a number of seconds above 0", f"got {value!r}")
+    """Return *value* if it is a finite number of seconds above 0."""
+    if not (_is_number(value) and math.isfinite(value) and value > 0):
+        raise InvalidRequestError(name, "a finite number of seconds above 0", f"got {value!r}")
     return value
+
+
+def check_kind(name: str, value: object, kind: type | tuple[type, ...], rule: str) -> None:
+    """Refuse *value* unless it is an instance of *kind* (*rule* says so in words)."""
+    if not isinstance(value, kind):
+        raise InvalidRequestError(name, rule, f"got {type(value).__name__}")
+
+
+def load_ca_bundle(name: str, path: str) -> ssl.SSLContext:
+    """Return a TLS context trusting the certificate authorities of the PEM file *path*.
+
+    *name* is where the path came from (``ca_bundle`` or ``SSL_CERT_FILE``): a file
+    that is missing, unreadable or not PEM is refused under that name.
+    """
+    try:
+        return ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidRequestError(
+            name,
+            "a readable PEM file of certificate authorities",
+            f"{path!r} cannot be loaded ({reason})",
+        ) from None
 
 
 def check_bytes(name: str, value: int | None, *, optional: bool = False) -> int | None:
@@ -60,26 +106,42 @@ def check_settings(
         check_seconds(name, value)
     check_bytes("max_image_bytes", max_image_bytes)
     check_bytes("max_task_bytes", max_task_bytes, optional=True)
+    rule = "a non-empty header value without control characters"
+    check_kind("user_agent", user_agent, str, rule)
     if not user_agent.strip() or not user_agent.isprintable():
-        raise InvalidRequestError(
-            "user_agent", "a non-empty header value without control characters", "it is not"
-        )
+        raise InvalidRequestError("user_agent", rule, "it is not")
+    if not (isinstance(max_connections, int) and not isinstance(max_connections, bool)):
+        raise InvalidRequestError("max_connections", "a whole number", f"got {max_connections!r}")
     if max_connections < 1:
         raise InvalidRequestError("max_connections", "1 or more", f"got {max_connections!r}")
-    if not callback_poll_factor >= 1:
+    factor = callback_poll_factor
+    if not (_is_number(factor) and math.isfinite(factor) and factor >= 1):
         raise InvalidRequestError(
-            "callback_poll_factor", "a number of 1 or more", f"got {callback_poll_factor!r}"
+            "callback_poll_factor", "a finite number of 1 or more", f"got {factor!r}"
         )
 
 
 def check_base_url(url: str) -> str:
-    """Return the base URL without a trailing slash; refuse what would leak the key."""
+    """Return the base URL without a trailing slash; refuse what would leak the key.
+
+    Refused too: what no request can go to (a port out of range or not a number,
+    whitespace anywhere), so that no create fails locally after it was counted as sent.
+    """
+    rule = "an absolute http(s) URL such as https://ai.odkkk.com/apiv1"
+    if not isinstance(url, str):
+        raise InvalidRequestError("base_url", rule, f"got {type(url).__name__}")
+    if any(c.isspace() for c in url) or not url.isprintable():
+        raise InvalidRequestError("base_url", f"{rule}, without spaces", f"{url[:60]!r} has some")
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidRequestError("base_url", rule, f"{url[:60]!r} is not one")
+    try:
+        port = parts.port  # a ValueError when out of range or not a number
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
         raise InvalidRequestError(
-            "base_url",
-            "an absolute http(s) URL such as https://ai.odkkk.com/apiv1",
-            f"{url[:60]!r} is not one",
+            "base_url", f"{rule}, with a port from 1 to 65535 if any", f"{url[:60]!r} has another"
         )
     if parts.username or parts.password or parts.query or parts.fragment:
         raise InvalidRequestError(

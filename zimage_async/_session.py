@@ -13,7 +13,7 @@ import aiohttp
 
 from ._api import APIClient
 from ._batchitems import build_request
-from ._config import check_api_key, check_base_url, check_settings
+from ._config import check_api_key, check_base_url, check_kind, check_settings
 from ._download import ImageLimits
 from ._exceptions import InvalidRequestError, SubmissionUncertainError
 from ._handle import TaskHandle
@@ -127,8 +127,23 @@ class Session(JournalMethods, BatchMethods):
         journal: str | os.PathLike[str] | None = None,
         max_credits: float | None = None,
     ) -> None:
-        env = os.environ if environ is None else environ
-        key = check_api_key(api_key if api_key is not None else env.get("ZIMAGE_API_KEY"))
+        source = os.environ if environ is None else environ
+        self._api_key = Secret(
+            check_api_key(api_key if api_key is not None else source.get("ZIMAGE_API_KEY"))
+        )
+        # No plain copy of the key stays in this frame (a traceback's locals): not the
+        # argument, nor the environment it came from.
+        del api_key
+        env = {name: value for name, value in source.items() if name != "ZIMAGE_API_KEY"}
+        del source, environ
+        check_kind("poll", poll, (PollSchedule, type(None)), "a PollSchedule, or None")
+        check_kind("retry", retry, (RetryPolicy, type(None)), "a RetryPolicy, or None")
+        check_kind(
+            "http_session",
+            http_session,
+            (aiohttp.ClientSession, type(None)),
+            "an aiohttp.ClientSession, or None",
+        )
         check_settings(
             seconds={
                 "timeout": timeout,
@@ -144,7 +159,6 @@ class Session(JournalMethods, BatchMethods):
             max_connections=max_connections,
             callback_poll_factor=callback_poll_factor,
         )
-        self._api_key = Secret(key)
         self._base_url = check_base_url(base_url or env.get("ZIMAGE_BASE_URL") or DEFAULT_BASE_URL)
         if callback_url is not None and callbacks is None:
             raise InvalidRequestError(
@@ -204,7 +218,9 @@ class Session(JournalMethods, BatchMethods):
         )
 
     def __repr__(self) -> str:
-        return f"<Session {self._base_url} {self._state.value}>"
+        # Also for a Session refused half-way through __init__ (a traceback's locals).
+        state = getattr(self, "_state", SessionState.UNOPENED)
+        return f"<Session {getattr(self, '_base_url', '?')} {state.value}>"
 
     @property
     def base_url(self) -> str:
@@ -242,7 +258,12 @@ class Session(JournalMethods, BatchMethods):
         if self._state is SessionState.UNOPENED:
             if self._book is not None:
                 await self._book.open()
-            self._transport.open()
+            try:
+                self._transport.open()
+            except BaseException:
+                if self._book is not None:
+                    await self._book.close()  # nothing left open by an open that failed
+                raise
             self._state = SessionState.OPEN
         return self
 

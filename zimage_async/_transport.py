@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import aiohttp.abc
 
+from ._config import load_ca_bundle
 from ._deadlines import Deadlines
 from ._exceptions import MalformedResponseError
 from ._httperrors import CAUGHT, translate
@@ -165,9 +166,14 @@ class Transport:
         self._proxies = ProxyConfig.from_environ(env) if trust_env else ProxyConfig()
         self._proxied = self._proxies.http is not None or self._proxies.https is not None
         self._proxy_ends = proxy_endpoints(self._proxies.https, self._proxies.http)
-        self._ca_bundle = ca_bundle or ((env.get("SSL_CERT_FILE") or None) if trust_env else None)
         self._resolver = resolver
+        # The CA bundle is loaded now: a missing or broken file is refused by its name.
+        cert_file = (env.get("SSL_CERT_FILE") or None) if trust_env else None
         self._ssl: ssl.SSLContext | None = None
+        if ca_bundle:
+            self._ssl = load_ca_bundle("ca_bundle", ca_bundle)
+        elif cert_file is not None:
+            self._ssl = load_ca_bundle("SSL_CERT_FILE", cert_file)
         self._api_options: dict[str, Any] = {}  # for aiohttp, besides method, URL, body
         self._set_api_options()
 
@@ -181,9 +187,6 @@ class Transport:
         self._loop = asyncio.get_running_loop()
         if self._images is not None:
             return
-        if self._ca_bundle is not None:
-            self._ssl = ssl.create_default_context(cafile=self._ca_bundle)
-            self._set_api_options()
         self._images = self._session(
             resolver=PolicyResolver(
                 self._resolver or aiohttp.ThreadedResolver(),
