@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import attrs
 
 from ._batchitems import BatchItem, BatchProgress, BatchServices, BatchStats, ItemState
+from ._batchjournal import give_back
 from ._batchoptions import BatchOptions
 from ._batchrun import ItemRunner
 from ._exceptions import JournalError, ZImageError
@@ -200,8 +201,9 @@ class Batch:
         """Cancel the work in flight, wait until it has stopped, release the items held.
 
         Idempotent. Tasks already created keep running at the service (and are billed);
-        the journal records them for a rerun. Items this worker held are given back
-        (unsettled), so a rerun or another worker takes them at once.
+        the journal records them for a rerun. Every item the journal says this worker
+        holds is given back (unsettled), one whose claim was under way too, so a rerun
+        or another worker takes them at once.
         """
         self._closed = True
         if self._starting is not None and not self._starting.done():
@@ -217,18 +219,13 @@ class Batch:
             return
         if self._runner is not None:
             await self._runner.pending.settle()
-        held, self._held = sorted(self._held), set()
+        self._held = set()
+        options = self._options
         with contextlib.suppress(ZImageError, asyncio.TimeoutError):
-            await asyncio.wait_for(self._release_all(journal, held), 5.0)
+            await asyncio.wait_for(give_back(journal, options.batch_id, options.worker_id), 5.0)
         if self._owns_journal:
             self._owns_journal = False
             await journal.close()
-
-    async def _release_all(self, journal: Journal, held: list[int]) -> None:
-        for index in held:
-            await journal.release(
-                self._options.batch_id, self._options.worker_id, index, settled=False
-            )
 
     async def __aenter__(self) -> Batch:
         try:
@@ -346,9 +343,12 @@ class Batch:
             raise
         # Items left unsent (a stop) stay open in the journal, for a rerun to send.
         batch_id, worker_id = self._options.batch_id, self._options.worker_id
-        if outcome is not None and not await self._journal.release(
-            batch_id, worker_id, item.index, settled=outcome.sent
-        ):  # its lease ran out and another worker claimed it: that one reports it
+        if outcome is None:
+            # Lost: given back if the journal still says it is this worker's (else a
+            # no-op), so that it is claimed and run again and the batch can end.
+            await self._journal.release(batch_id, worker_id, item.index, settled=False)
+        elif not await self._journal.release(batch_id, worker_id, item.index, settled=outcome.sent):
+            # Its lease ran out and another worker claimed it: that one reports it.
             logger.warning("item %d of batch %r: another worker holds it now", item.index, batch_id)
             outcome = None
         self._held.discard(item.index)

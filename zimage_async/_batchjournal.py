@@ -4,6 +4,7 @@ A worker whose lease ran out may still get an answer to a create it sent; the it
 new holder may have recorded the task already. :func:`note_held` records an answer
 unless it would write over that task, and :func:`recorded_meanwhile` gives an item back
 when its task turned up in the journal before the worker could begin its create.
+:func:`give_back` releases what a worker that closes still holds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ._exceptions import JournalError, LeaseLostError
 from ._journal_records import JournalState
 from ._journal_store import Journal
 
-__all__ = ["note_held", "recorded_meanwhile"]
+__all__ = ["give_back", "note_held", "recorded_meanwhile"]
 
 logger = logging.getLogger("zimage_async.batch")
 
@@ -70,3 +71,15 @@ async def recorded_meanwhile(
         index=index,
         worker_id=worker_id,
     )
+
+
+async def give_back(journal: Journal, batch_id: str, worker_id: str) -> None:
+    """Release, unsettled, every item of the batch the journal says *worker_id* holds.
+
+    Those it was running, and those whose claim was written as the worker was
+    cancelled (its answer never reached the worker), so that a rerun or another worker
+    takes them at once rather than when their leases run out.
+    """
+    for item in await journal.items(batch_id):
+        if item.claimed_by == worker_id and not item.settled:
+            await journal.release(batch_id, worker_id, item.index, settled=False)

@@ -1,0 +1,168 @@
+"""A worker's own lapsed lease never leaves an item stuck, and a closed worker holds nothing.
+
+A lease that ran out while nobody else claimed the item is still the worker's: its
+renewal revives it, and so its begin (and a new key) go through too, rather than being
+refused while the renewals keep the item claimed for ever. Where a worker does lose an
+item, it gives it back if the journal still names it, so the batch can end; and
+closing a batch gives back every item the worker holds, even one whose claim was under
+way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zimage_async import BatchItem, LeaseLostError, Session
+from zimage_async._journal import JournalItem, JournalRecord
+from zimage_async._journal_sqlite import SqliteJournal
+from zimage_async.emulator import Emulator
+
+from .conftest import FAST_POLL, FAST_RETRY
+
+PROMPTS = ["a cat", "a dog"]
+
+
+class _Clock:
+    """The journal's clock: the time now, plus an offset a test moves forward."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.fixture
+def clock() -> _Clock:
+    return _Clock()
+
+
+@pytest.fixture
+async def journal(tmp_path: Path, clock: _Clock) -> AsyncIterator[SqliteJournal]:
+    opened = await SqliteJournal.open(tmp_path / "j.sqlite", clock=clock)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def _session(emulator: Emulator, journal: SqliteJournal) -> Session:
+    return Session(
+        api_key=emulator.api_key,
+        base_url=emulator.base_url,
+        poll=FAST_POLL,
+        retry=FAST_RETRY,
+        journal=journal,  # type: ignore[arg-type]
+    )
+
+
+async def _run_batch(zs: Session, tmp_path: Path) -> list[BatchItem]:
+    async def run() -> list[BatchItem]:
+        async with zs.generate_many(
+            PROMPTS, output_dir=tmp_path / "out", batch_id="b", worker_id="w1", lease=3
+        ) as batch:
+            return [item async for item in batch]
+
+    return await asyncio.wait_for(run(), 10.0)
+
+
+async def _check_done(journal: SqliteJournal, emulator: Emulator, items: list[BatchItem]) -> None:
+    assert sorted(item.index for item in items) == [0, 1]
+    assert all(item.ok for item in items), [item.error for item in items]
+    stored = await journal.items("b")
+    assert [(item.settled, item.claimed_by) for item in stored] == [(True, None)] * 2
+    assert emulator.billed_counts(by="prompt") == dict.fromkeys(PROMPTS, 1)
+
+
+async def test_a_worker_whose_own_lease_lapsed_still_begins_the_item(
+    emulator: Emulator,
+    journal: SqliteJournal,
+    clock: _Clock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lease ran out (the loop was blocked) but nobody claimed the item: it is still run."""
+    real_begin = journal.begin
+    lapsed: list[str] = []
+
+    async def begin(record: JournalRecord, **options: Any) -> JournalRecord:
+        if lapsed or record.item_index != 0:
+            return await real_begin(record, **options)
+        lapsed.append(record.key)
+        clock.offset += 10.0  # past the 3 s lease, and no other worker claimed the item
+        try:
+            return await real_begin(record, **options)
+        finally:  # the late renewal's turn comes next: it revives the lease
+            await journal.renew("b", "w1", lease_seconds=3)
+
+    monkeypatch.setattr(journal, "begin", begin)
+    async with _session(emulator, journal) as zs:
+        items = await _run_batch(zs, tmp_path)
+        await _check_done(journal, emulator, items)
+    assert lapsed
+
+
+async def test_an_item_lost_while_still_the_workers_is_given_back_and_run(
+    emulator: Emulator,
+    journal: SqliteJournal,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A LeaseLostError while the journal still names the worker: released, claimed again."""
+    real_begin = journal.begin
+    refused: list[str] = []
+
+    async def begin(record: JournalRecord, **options: Any) -> JournalRecord:
+        if refused or record.item_index != 0:
+            return await real_begin(record, **options)
+        refused.append(record.key)
+        await journal.renew("b", "w1", lease_seconds=3)  # the renewals go on
+        raise LeaseLostError("lost", batch_id="b", index=0, worker_id="w1")
+
+    monkeypatch.setattr(journal, "begin", begin)
+    async with _session(emulator, journal) as zs:
+        items = await _run_batch(zs, tmp_path)
+        await _check_done(journal, emulator, items)
+    assert refused
+
+
+async def test_closing_gives_back_an_item_whose_claim_was_under_way(
+    emulator: Emulator,
+    journal: SqliteJournal,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The claim was written when the batch was cancelled: aclose() still releases the item."""
+    real_claim = journal.claim
+    written = asyncio.Event()
+
+    async def claim(*args: Any, **options: Any) -> list[JournalItem]:
+        claimed = await real_claim(*args, **options)
+        if claimed:
+            written.set()
+            await asyncio.Event().wait()  # the answer never reaches the worker
+        return claimed
+
+    monkeypatch.setattr(journal, "claim", claim)
+    async with _session(emulator, journal) as zs:
+        batch = zs.generate_many(PROMPTS, batch_id="b", worker_id="w1", lease=600)
+
+        async def consume() -> None:
+            async for _ in batch:
+                pass
+
+        consuming = asyncio.ensure_future(consume())
+        await asyncio.wait_for(written.wait(), 10.0)
+        consuming.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(consuming, 10.0)
+        stored = await journal.items("b")
+    assert [item.claimed_by for item in stored] == [None, None]
+    assert [item.settled for item in stored] == [False, False]
+    assert len(emulator.ledger) == 0
