@@ -7,8 +7,10 @@ waiting on that id; they fetch ``GET /v1/tasks/{id}`` themselves and believe onl
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -50,10 +52,17 @@ class CallbackReceiver:
     * ``400`` for a body that is not a JSON object with a valid task id, and ``413`` for
       one over ``max_body_bytes``. The provider never sends either, so a 4xx can only
       reach a misconfigured or hostile sender, and it tells them nothing new.
+    * A body that does not arrive whole is refused too: ``400`` if its chunks or its
+      compression are broken, ``408`` if it is not all in within ``body_timeout`` (a
+      sender trickling it, or a chunked body that never ends), each answered with
+      ``Connection: close`` and the connection closed; a sender that hangs up midway gets
+      no answer. Each is counted in :attr:`refused` and logged like the other refusals,
+      at INFO without a traceback, never as an error of your application.
 
     Options, keyword-only: ``max_body_bytes`` (default 64 KiB; a task is a few hundred
-    bytes), ``hint_ttl`` (seconds a hint for an id nobody waits on is kept, default 60)
-    and ``max_hints`` (how many such ids are kept at most, the oldest dropped first).
+    bytes), ``body_timeout`` (seconds to read a body, from when its headers are in;
+    default 5), ``hint_ttl`` (seconds a hint for an id nobody waits on is kept, default
+    60) and ``max_hints`` (how many such ids are kept at most, the oldest dropped first).
 
     .. versionadded:: 0.1.0
     """
@@ -62,12 +71,18 @@ class CallbackReceiver:
         self,
         *,
         max_body_bytes: int = 64 * 1024,
+        body_timeout: float = 5.0,
         hint_ttl: float = 60.0,
         max_hints: int = 4096,
     ) -> None:
         if max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be 1 or more, got {max_body_bytes!r}")
+        if not (body_timeout > 0 and math.isfinite(body_timeout)):
+            raise ValueError(
+                f"body_timeout must be a finite number of seconds above 0, got {body_timeout!r}"
+            )
         self._max_body = max_body_bytes
+        self._body_timeout = body_timeout
         self._board = HintBoard(hint_ttl=hint_ttl, max_hints=max_hints)
         self._accepted = 0
         self._refused = 0
@@ -82,7 +97,11 @@ class CallbackReceiver:
 
     @property
     def refused(self) -> int:
-        """Callbacks answered 4xx so far (malformed, without a valid id, or too large)."""
+        """Callbacks refused so far: malformed, without a valid id, too large, or cut off.
+
+        Cut off: the body did not arrive whole within ``body_timeout``, was broken, or its
+        sender hung up (which gets no answer, but is counted here).
+        """
         return self._refused
 
     @property
@@ -116,13 +135,44 @@ class CallbackReceiver:
         logger.info("refused a task callback: %s", reason)
         return web.Response(status=status, text=f"{reason}\n")
 
+    async def _refuse_and_close(
+        self, request: web.Request, status: int, reason: str
+    ) -> web.Response:
+        """Refuse a body that did not arrive whole, then close its connection.
+
+        The rest of such a body is never read: the answer is sent at once, and the
+        connection closed without aiohttp's lingering read of what is left (which would
+        wait on the same slow sender, or raise the same broken chunks again).
+        """
+        reply = self._refuse(status, reason)
+        reply.force_close()
+        with contextlib.suppress(ConnectionError):  # the sender may be gone already
+            await reply.prepare(request)
+            await reply.write_eof()
+        request.protocol.force_close()
+        return reply
+
     async def receive(self, request: web.Request) -> web.Response:
         """Handle one callback POST: an aiohttp handler for ``router.add_post``.
 
-        Reads at most ``max_body_bytes``, takes the task id, wakes the handles waiting on
-        it and answers, without any request of its own.
+        Reads at most ``max_body_bytes`` for at most ``body_timeout`` seconds, takes the
+        task id, wakes the handles waiting on it and answers, without any request of its
+        own.
         """
-        body = await self._read(request)
+        try:
+            body = await asyncio.wait_for(self._read(request), self._body_timeout)
+        except asyncio.TimeoutError:
+            return await self._refuse_and_close(
+                request, 408, f"the body was not all in within {self._body_timeout:g} s"
+            )
+        except ConnectionError:
+            return await self._refuse_and_close(
+                request, 400, "the sender hung up before the whole body was in"
+            )
+        except web.RequestPayloadError:
+            return await self._refuse_and_close(
+                request, 400, "the body's chunks or compression are broken"
+            )
         if body is None:
             return self._refuse(413, f"the body is larger than {self._max_body} bytes")
         task_id = read_hint(body)
