@@ -58,6 +58,7 @@ BAD_INPUTS = [
     pytest.param("prompt", "x" * 2001, "2001 characters long", id="prompt-2001"),
     pytest.param("prompt", "\U0001f408" * 2001, "2001 characters", id="prompt-astral-2001"),
     pytest.param("prompt", None, "type NoneType", id="prompt-none"),
+    pytest.param("prompt", "bad \ud800 prompt", "U+D800 at position 4", id="prompt-surrogate"),
     pytest.param("prompt", b"a cat", "type bytes", id="prompt-bytes"),
     pytest.param("prompt", 42, "type int", id="prompt-int"),
     # size
@@ -213,6 +214,24 @@ def test_over_long_prompt_message_gives_length_not_text() -> None:
         validate_prompt("secret plans " * 200)
     assert "2600 characters long" in str(info.value)
     assert "secret" not in str(info.value)
+
+
+@given(
+    before=st.text(max_size=30),
+    surrogate=st.integers(0xD800, 0xDFFF).map(chr),
+    after=st.text(max_size=30),
+)
+def test_prompts_utf8_cannot_encode_are_refused(before: str, surrogate: str, after: str) -> None:
+    """Any prompt holding a lone surrogate is refused, by position, its text not quoted."""
+    prompt = f"secret {before}{surrogate}{after}"
+    with pytest.raises(InvalidRequestError) as info:
+        validate_prompt(prompt)
+    message = str(info.value)
+    assert info.value.field == "prompt"
+    assert f"U+{ord(surrogate):04X} at position {len('secret ' + before)}" in message
+    assert "UTF-8" in message
+    assert "secret" not in message
+    message.encode("utf-8")  # the message itself can be printed and logged
 
 
 def test_callback_url_message_hides_credentials_and_query() -> None:

@@ -82,7 +82,10 @@ RATIO_PIXELS: Mapping[str, tuple[int, int]] = types.MappingProxyType(
 )
 
 
-_PROMPT_RULE = f"a string with some non-whitespace text, at most {PROMPT_MAX_CHARS} characters"
+_PROMPT_RULE = (
+    f"a string with some non-whitespace text, at most {PROMPT_MAX_CHARS} characters, that "
+    "can be encoded as UTF-8 (no lone surrogate, U+D800 to U+DFFF)"
+)
 _SIZE_RULE = (
     f"one of the ratios {', '.join(SIZE_RATIOS)}, or 'WIDTHxHEIGHT' written in digits with a "
     f"lower-case x and no spaces, each side from {SIZE_SIDE_MIN} to {SIZE_SIDE_MAX} pixels "
@@ -105,10 +108,12 @@ _TASK_ID_OK = re.compile(
 
 
 def validate_prompt(value: object) -> str:
-    """Check a prompt: a string with some text, at most 2000 characters.
+    """Check a prompt: a string with some text, at most 2000 characters, valid as UTF-8.
 
-    Characters are counted as Python counts them (``len(prompt)``). The prompt is
-    returned unchanged; surrounding whitespace is kept.
+    Characters are counted as Python counts them (``len(prompt)``). A lone surrogate
+    (U+D800 to U+DFFF, which a JSON escape or a file name decoded with
+    ``surrogateescape`` can put into a ``str``) is refused: the request body and the
+    journal are UTF-8. The prompt is returned unchanged; surrounding whitespace is kept.
 
     >>> validate_prompt("a cute cat")
     'a cute cat'
@@ -125,6 +130,16 @@ def validate_prompt(value: object) -> str:
             _PROMPT_RULE,
             f"it is {len(value)} characters long, over the maximum of {PROMPT_MAX_CHARS}",
         )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequestError(
+                "prompt",
+                _PROMPT_RULE,
+                f"it contains {describe_char(value[exc.start])} at position {exc.start}, "
+                "a lone surrogate, which UTF-8 cannot encode",
+            ) from None
     return value
 
 
