@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import enum
-import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -35,7 +34,6 @@ __all__ = [
     "BatchServices",
     "BatchStats",
     "ItemState",
-    "as_path",
     "build_request",
     "check_requests",
     "reported_error",
@@ -223,7 +221,17 @@ def build_request(
 
 
 def check_requests(requests: Iterable[str | GenerationRequest]) -> list[GenerationRequest]:
-    """Turn prompts into requests; an invalid one raises naming its index."""
+    """Turn prompts into requests; an invalid one raises naming its index.
+
+    One string is refused rather than read as one prompt per character.
+    """
+    if isinstance(requests, (str, bytes)):
+        raise InvalidRequestError(
+            "requests",
+            "an iterable of prompt strings or GenerationRequest objects, such as a list",
+            f"got one {type(requests).__name__}, which would be one item per character; "
+            "pass [prompt] for a batch of one",
+        )
     checked = []
     for index, item in enumerate(requests):
         if isinstance(item, GenerationRequest):
@@ -240,8 +248,3 @@ def check_requests(requests: Iterable[str | GenerationRequest]) -> list[Generati
             field = f"requests[{index}].{exc.field}"
             raise InvalidRequestError(field, exc.rule, exc.problem) from exc
     return checked
-
-
-def as_path(value: str | os.PathLike[str] | None) -> Path | None:
-    """``Path(value)``, keeping None."""
-    return None if value is None else Path(value)

@@ -13,13 +13,24 @@ from pathlib import Path
 import attrs
 
 from ._exceptions import InvalidRequestError
+from ._models import GenerationRequest
+from ._naming import check_batch_names
+from ._quoting import describe_char, int_text, quote, wrong_type
+from ._runtime import DEFAULT
+from ._saving import plan_save
 
 __all__ = [
     "DEFAULT_LEASE",
     "BatchOptions",
     "check_batch_id",
     "check_cost",
+    "check_flag",
     "check_lease",
+    "check_numbers",
+    "check_output_dir",
+    "check_output_names",
+    "check_spend_type",
+    "check_timeout",
     "check_worker_id",
     "default_worker_id",
 ]
@@ -57,12 +68,127 @@ def check_lease(lease: float) -> float:
 
 
 def check_batch_id(batch_id: str) -> str:
-    """Return *batch_id* if it is a non-empty string of at most 1000 characters."""
+    """Return *batch_id* if it is a non-empty string of at most 1000 characters, in UTF-8."""
+    rule = "a non-empty string of at most 1000 characters that can be encoded as UTF-8"
     if not isinstance(batch_id, str) or not 1 <= len(batch_id) <= 1000:
-        raise InvalidRequestError(
-            "batch_id", "a non-empty string of at most 1000 characters", f"got {batch_id!r}"
-        )
+        raise InvalidRequestError("batch_id", rule, f"got {batch_id!r}")
+    if not _is_utf8(batch_id):
+        raise InvalidRequestError("batch_id", rule, "it holds a lone surrogate (U+D800-U+DFFF)")
     return batch_id
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """Return *timeout* (each item's wait) if a handle's wait would take it.
+
+    That is a number of seconds above 0, None (no limit), or :data:`DEFAULT` (the
+    session's poll schedule).
+    """
+    if timeout is DEFAULT or timeout is None:
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise InvalidRequestError(
+            "timeout",
+            "a number of seconds above 0 for each item's wait, or None for no limit "
+            "(left out: the session's poll schedule)",
+            wrong_type(timeout) if not isinstance(timeout, (int, float)) else f"got {timeout!r}",
+        )
+    return timeout
+
+
+def check_flag(value: bool, field: str) -> bool:
+    """Return *value* if it is True or False (a string such as ``"no"`` is refused)."""
+    if not isinstance(value, bool):
+        raise InvalidRequestError(field, "True or False", wrong_type(value))
+    return value
+
+
+def check_spend_type(max_credits: float | None) -> None:
+    """Refuse a *max_credits* that is not a number (its range is checked by the journal)."""
+    if max_credits is not None and (
+        isinstance(max_credits, bool) or not isinstance(max_credits, (int, float))
+    ):
+        raise InvalidRequestError(
+            "max_credits", "a number of credits >= 0", wrong_type(max_credits)
+        )
+
+
+_NUMBERS_RULE = "a sequence of distinct integers, one per request, in the requests' order"
+
+
+def check_numbers(numbers: Sequence[int] | None, count: int) -> tuple[int, ...] | None:
+    """Return *numbers* as a tuple if they are *count* distinct integers (or None)."""
+    if numbers is None:
+        return None
+    if not isinstance(numbers, Sequence) or isinstance(numbers, (str, bytes)):
+        raise InvalidRequestError("numbers", _NUMBERS_RULE, wrong_type(numbers))
+    if len(numbers) != count:
+        raise InvalidRequestError("numbers", _NUMBERS_RULE, f"got {len(numbers)} for {count}")
+    first: dict[int, int] = {}
+    for index, number in enumerate(numbers):
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise InvalidRequestError(
+                "numbers", _NUMBERS_RULE, f"numbers[{index}]: {wrong_type(number)}"
+            )
+        earlier = first.setdefault(int(number), index)
+        if earlier != index:
+            raise InvalidRequestError(
+                "numbers",
+                _NUMBERS_RULE,
+                f"{int_text(number)} is given twice (numbers[{earlier}] and numbers[{index}]), "
+                "so two items would share a number and their file names",
+            )
+    return tuple(first)
+
+
+def check_output_dir(output_dir: str | os.PathLike[str] | None) -> Path | None:
+    """Return *output_dir* as a Path if it can be the batch's folder (or None)."""
+    rule = (
+        "a folder for the batch's images: a path that does not end in .png, .jpg, .jpeg "
+        "or .webp (or an existing folder), which the file system can encode"
+    )
+    if output_dir is None:
+        return None
+    if not isinstance(output_dir, (str, os.PathLike)) or not isinstance(os.fspath(output_dir), str):
+        raise InvalidRequestError("output_dir", rule, wrong_type(output_dir))
+    text = os.fspath(output_dir)
+    if not text:
+        raise InvalidRequestError("output_dir", rule, "it is empty")
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError as exc:
+        where = f"{describe_char(text[exc.start])} at position {exc.start}"
+        raise InvalidRequestError("output_dir", rule, f"it holds {where}") from None
+    folder = Path(text)
+    if plan_save(folder).target is not None:
+        raise InvalidRequestError(
+            "output_dir",
+            rule,
+            f"{quote(text)} ends in an image extension and is no existing folder, so it "
+            "would be taken for one file, written by every item; name a folder without "
+            "that extension, or create the folder first",
+        )
+    return folder
+
+
+def check_output_names(
+    name: str | None, requests: Sequence[GenerationRequest], numbers: Sequence[int] | None
+) -> None:
+    """Refuse a *name* template that could give two items of a batch one file name."""
+    check_batch_names(
+        name,
+        [
+            (request.prompt, request.seed, index + 1 if numbers is None else numbers[index])
+            for index, request in enumerate(requests)
+        ],
+    )
 
 
 def check_cost(cost: float | None) -> float | None:

@@ -22,18 +22,23 @@ from the format actually received.
 
 from __future__ import annotations
 
+import os
 import re
 import string
+from collections.abc import Sequence
 
 import attrs
 
 from ._exceptions import InvalidRequestError
+from ._quoting import describe_char, int_text, quote, wrong_type
 
 __all__ = [
     "BATCH_NAME",
     "DEFAULT_TEMPLATE",
+    "IMAGES_CHECKED",
     "NAME_FIELDS",
     "NameFields",
+    "check_batch_names",
     "check_template",
     "render_name",
     "slugify",
@@ -47,11 +52,16 @@ DEFAULT_TEMPLATE = "{task_id}-{index}"
 BATCH_NAME = "{number:04d}-{slug}-{index}"
 #: The longest slug, in characters.
 SLUG_MAX = 40
+#: How many images of each task a batch's names are rendered for before it starts.
+IMAGES_CHECKED = 16
+#: Whether a template names the image index (else ``save()`` adds ``-{index}`` to the
+#: names of a task with several images).
+_HAS_INDEX = re.compile(r"\{index[:}]")
 
 _RULE = (
     "a name template is text with fields in braces, among "
     + ", ".join("{" + name + "}" for name in NAME_FIELDS)
-    + ", and no path separator"
+    + ", and no path separator; text the file system can encode"
 )
 _SAMPLE = {"task_id": "task-unified-1-a", "index": 0, "seed": 1, "slug": "a-b", "number": 1}
 
@@ -135,10 +145,19 @@ def check_template(template: str, *, number: int | None = 0) -> str:
     ...
     zimage_async._exceptions.InvalidRequestError: name: '{task}-{index}' uses the unknown ...
     """
-    if not isinstance(template, str) or not template.strip():
+    if not isinstance(template, str):
+        raise InvalidRequestError("name", _RULE, wrong_type(template))
+    if not template.strip():
         raise InvalidRequestError("name", _RULE, f"the template is empty: {template!r}")
     if any(bad in template for bad in ("/", "\\", "\x00")):
         raise InvalidRequestError("name", _RULE, f"{template!r} contains a path separator")
+    try:
+        os.fsencode(template)
+    except UnicodeEncodeError as exc:
+        where = f"{describe_char(template[exc.start])} at position {exc.start}"
+        raise InvalidRequestError(
+            "name", _RULE, f"it holds {where}, which the file system cannot encode"
+        ) from None
     fields = _fields_of(template)
     if "number" in fields and number is None:
         raise InvalidRequestError(
@@ -156,13 +175,65 @@ def render_name(template: str, fields: NameFields) -> str:
 
     *template* must have passed :func:`check_template`.
     """
-    name = template.format(
-        task_id=fields.task_id,
-        index=fields.index,
-        seed=_RANDOM if fields.seed is None else fields.seed,
-        slug=slugify(fields.prompt),
-        number=0 if fields.number is None else fields.number,
+    number = 0 if fields.number is None else fields.number
+    return _render(
+        template, fields.task_id, fields.index, fields.seed, slugify(fields.prompt), number
     )
+
+
+def _render(
+    template: str, task_id: str, index: int, seed: int | None, slug: str, number: int
+) -> str:
+    seeded = _RANDOM if seed is None else seed
+    name = template.format(task_id=task_id, index=index, seed=seeded, slug=slug, number=number)
     if name in {".", ".."} or not name.strip():
-        return f"{fields.task_id}-{fields.index}"
+        return f"{task_id}-{index}"
     return name
+
+
+_UNIQUE_RULE = (
+    "a batch's name template gives every image its own file name: include {number} (each "
+    "item's own number, written in full) or {task_id}; {index} only numbers the images of "
+    "one task"
+)
+
+
+def check_batch_names(
+    template: str | None, items: Sequence[tuple[str | None, int | None, int]]
+) -> None:
+    """Refuse a template under which two items of a batch could write the same file.
+
+    *items* are each item's ``(prompt, seed, number)``. Every item's names are rendered
+    as ``save()`` renders them, for a task of one image and of up to
+    :data:`IMAGES_CHECKED` images (``-{index}`` added when the template has no
+    ``{index}``), with a task id of its own that differs from the others' only in its
+    last characters, as the service's ids may (so a cut ``{task_id:.12}`` collides).
+    Raises :class:`InvalidRequestError` naming both items and the shared name, or the
+    item whose number the template cannot write.
+    """
+    template = DEFAULT_TEMPLATE if template is None else template
+    several = template if _HAS_INDEX.search(template) else template + "-{index}"
+    owners: dict[str, tuple[int, bool]] = {}
+    for item, (prompt, seed, number) in enumerate(items):
+        slug = slugify(prompt)
+        task_id = f"task-unified-0000000000-{item:08d}"
+        try:
+            single = _render(template, task_id, 0, seed, slug, number)
+            names = [
+                _render(several, task_id, n, seed, slug, number) for n in range(IMAGES_CHECKED)
+            ]
+        except (ValueError, TypeError, OverflowError) as exc:
+            written = int_text(number)
+            raise InvalidRequestError(
+                "name", _RULE, f"{template!r} cannot name item {item} (number {written}): {exc}"
+            ) from None
+        for name, alone in [(single, True), *((name, name == single) for name in names)]:
+            owner, owner_alone = owners.setdefault(name, (item, alone))
+            if owner != item:
+                when = "" if alone and owner_alone else " when a task has several images"
+                raise InvalidRequestError(
+                    "name",
+                    _UNIQUE_RULE,
+                    f"{template!r} gives items {owner} and {item} the same file name "
+                    f"{quote(name)}{when}",
+                )

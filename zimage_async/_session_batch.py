@@ -10,13 +10,19 @@ from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from ._batch import Batch
-from ._batchitems import BatchServices, as_path, check_requests
+from ._batchitems import BatchServices, check_requests
 from ._batchoptions import (
     DEFAULT_LEASE,
     BatchOptions,
     check_batch_id,
     check_cost,
+    check_flag,
     check_lease,
+    check_numbers,
+    check_output_dir,
+    check_output_names,
+    check_spend_type,
+    check_timeout,
     check_worker_id,
 )
 from ._exceptions import InvalidRequestError
@@ -87,8 +93,11 @@ class BatchMethods:
         template (default ``{number:04d}-{slug}-{index}``: the item's number, counting
         from 1 or taken from *numbers*, a slug of its prompt, the image index; the fields
         are ``number``, ``slug``, ``seed``, ``task_id`` and ``index``), so a file says
-        which prompt made it; ``name=None`` gives ``<task id>-<n>``.
-        *timeout* bounds each item's wait (default: the session's poll schedule).
+        which prompt made it; ``name=None`` gives ``<task id>-<n>``. *numbers* are
+        distinct integers, one per request. A template that would give two items the same
+        file name (``{slug}`` for two prompts of one slug) is refused before anything is
+        sent: put ``{number}`` or ``{task_id}`` in it. *timeout* bounds each item's wait:
+        seconds above 0, or None for no limit (default: the session's poll schedule).
 
         The batch runs on a journal: the session's (``Session(journal=...)``), else
         *journal* (a file path or a ``postgresql://`` URL, for this batch only; *manifest*
@@ -154,31 +163,32 @@ class BatchMethods:
         checked = check_requests(requests)
         if name is not None:
             check_template(name, number=1)
-        if numbers is not None and len(numbers) != len(checked):
-            raise InvalidRequestError(
-                "numbers", "one number per request", f"got {len(numbers)} for {len(checked)}"
-            )
+        numbered = check_numbers(numbers, len(checked))
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidRequestError("concurrency", "1 or more", f"got {concurrency!r}")
+        folder = check_output_dir(output_dir)
+        if folder is not None:
+            check_output_names(name, checked, numbered)
         target = _batch_journal(journal, manifest, session_journal=self._book is not None)
         durable = self._book is not None or target is not None
+        check_spend_type(max_credits)
         limit = check_max_credits(
             max_credits, journal="journal" if durable else None, name="max_credits"
         )
         options = BatchOptions(
             concurrency=concurrency,
-            output_dir=as_path(output_dir),
+            output_dir=folder,
             journal=target,
             batch_id=check_batch_id(batch_id),
             worker_id=check_worker_id(worker_id),
             lease=check_lease(lease),
-            timeout=timeout,
-            resubmit_uncertain=resubmit_uncertain,
-            resubmit_failed=resubmit_failed,
-            resubmit_expired=resubmit_expired,
+            timeout=check_timeout(timeout),
+            resubmit_uncertain=check_flag(resubmit_uncertain, "resubmit_uncertain"),
+            resubmit_failed=check_flag(resubmit_failed, "resubmit_failed"),
+            resubmit_expired=check_flag(resubmit_expired, "resubmit_expired"),
             max_credits=limit,
             name=name,
-            numbers=numbers,
+            numbers=numbered,
             forget_elsewhere=forget_elsewhere,
             cost=check_cost(cost),
         )
