@@ -8,16 +8,21 @@ import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+import aiohttp
+
 from ._exceptions import InvalidRequestError
+from ._schedule import PollSchedule, RetryPolicy
 
 __all__ = [
     "check_api_key",
     "check_base_url",
     "check_bytes",
     "check_kind",
+    "check_kinds",
     "check_seconds",
     "check_settings",
     "load_ca_bundle",
+    "read_key",
 ]
 
 _NO_KEY = (
@@ -47,6 +52,24 @@ def check_api_key(key: object) -> str:
             "it has a space or a control character inside",
         )
     return key
+
+
+def read_key(api_key: object, environ: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """Return the checked key (*api_key*, else ``ZIMAGE_API_KEY``) and the rest of *environ*.
+
+    The environment is returned without that variable, so that its holder keeps no plain
+    copy of the key.
+    """
+    key = check_api_key(api_key if api_key is not None else environ.get("ZIMAGE_API_KEY"))
+    return key, {name: value for name, value in environ.items() if name != "ZIMAGE_API_KEY"}
+
+
+def check_kinds(*, poll: object, retry: object, http_session: object) -> None:
+    """Refuse a Session's policy objects and borrowed session of another kind."""
+    check_kind("poll", poll, (PollSchedule, type(None)), "a PollSchedule, or None")
+    check_kind("retry", retry, (RetryPolicy, type(None)), "a RetryPolicy, or None")
+    rule = "an aiohttp.ClientSession, or None"
+    check_kind("http_session", http_session, (aiohttp.ClientSession, type(None)), rule)
 
 
 def _is_number(value: object) -> bool:

@@ -13,7 +13,7 @@ import aiohttp
 
 from ._api import APIClient
 from ._batchitems import build_request
-from ._config import check_api_key, check_base_url, check_kind, check_settings
+from ._config import check_base_url, check_kinds, check_settings, read_key
 from ._download import ImageLimits
 from ._exceptions import InvalidRequestError, SubmissionUncertainError
 from ._handle import TaskHandle
@@ -127,23 +127,10 @@ class Session(JournalMethods, BatchMethods):
         journal: str | os.PathLike[str] | None = None,
         max_credits: float | None = None,
     ) -> None:
-        source = os.environ if environ is None else environ
-        self._api_key = Secret(
-            check_api_key(api_key if api_key is not None else source.get("ZIMAGE_API_KEY"))
-        )
-        # No plain copy of the key stays in this frame (a traceback's locals): not the
-        # argument, nor the environment it came from.
-        del api_key
-        env = {name: value for name, value in source.items() if name != "ZIMAGE_API_KEY"}
-        del source, environ
-        check_kind("poll", poll, (PollSchedule, type(None)), "a PollSchedule, or None")
-        check_kind("retry", retry, (RetryPolicy, type(None)), "a RetryPolicy, or None")
-        check_kind(
-            "http_session",
-            http_session,
-            (aiohttp.ClientSession, type(None)),
-            "an aiohttp.ClientSession, or None",
-        )
+        key, env = read_key(api_key, os.environ if environ is None else environ)
+        self._api_key = Secret(key)
+        del api_key, environ, key  # no plain key stays in this frame (a traceback's locals)
+        check_kinds(poll=poll, retry=retry, http_session=http_session)
         check_settings(
             seconds={
                 "timeout": timeout,
