@@ -113,6 +113,30 @@ async def test_a_lapsed_lease_nobody_claimed_still_lets_its_holder_begin_and_rek
     assert (await journal.items("b"))[0].key == key
 
 
+async def test_a_claim_of_begun_items_leaves_those_never_sent(journal: Journal) -> None:
+    """begun_only claims the items whose create may have a task, not those to send."""
+    requests = [GenerationRequest(prompt=f"a cat {n}") for n in range(4)]
+    await journal.enqueue("b", requests)
+    items = await journal.items("b")
+    states = {1: JournalState.REJECTED, 2: JournalState.CREATED, 3: JournalState.UNCERTAIN}
+    for index, state in states.items():
+        await journal.begin(
+            JournalRecord.for_request(
+                requests[index],
+                key=items[index].key,
+                base_url="http://127.0.0.1:9",
+                batch_id="b",
+                item_index=index,
+            )
+        )
+        task_id = "task-2" if state is JournalState.CREATED else None
+        await journal.update(items[index].key, state, task_id=task_id)
+    claimed = await journal.claim("b", "w", lease_seconds=600, limit=4, begun_only=True)
+    assert [item.index for item in claimed] == [2, 3]
+    rest = await journal.claim("b", "w", lease_seconds=600, limit=4)
+    assert [item.index for item in rest] == [0, 1]
+
+
 @pytest.mark.parametrize(
     "state", [JournalState.SUBMITTING, JournalState.UNCERTAIN, JournalState.REJECTED]
 )

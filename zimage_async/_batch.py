@@ -26,7 +26,8 @@ from ._batchitems import BatchItem, BatchProgress, BatchServices, BatchStats, It
 from ._batchjournal import give_back
 from ._batchoptions import BatchOptions
 from ._batchrun import ItemRunner
-from ._exceptions import JournalError, ZImageError
+from ._batchverdicts import elsewhere_refusal, left_unsent
+from ._exceptions import ZImageError
 from ._journal import open_journal
 from ._journal_records import JournalItem, JournalState
 from ._journal_spend import SpendLimit
@@ -119,7 +120,9 @@ class Batch:
 
         The first :class:`AuthenticationError` or :class:`PermissionDeniedError` of a
         create, or a :class:`SpendLimitError` before one, stops the batch at once: no
-        further create is sent, items already created finish, and the items not yet
+        further create is sent, nor resent with its key. Items whose create has a task
+        finish, those an interrupted run or a dead worker made too (collecting costs
+        nothing); one whose create may have a task is reported uncertain; those never
         sent are reported with ``sent=False`` and that error (a refusal's says to check
         ``ZIMAGE_API_KEY``). They stay open in the journal: a rerun sends them.
         """
@@ -185,13 +188,7 @@ class Batch:
         """Report the items settled earlier that need nothing; reopen those that do."""
         reported, reopen, elsewhere = runner.plan_settled(items)
         if elsewhere:
-            shown = ", ".join(map(str, elsewhere[:10]))
-            raise JournalError(
-                f"the journal holds tasks of {len(elsewhere)} item(s) of batch "
-                f"{self._options.batch_id!r} that live at another base URL (item index "
-                f"{shown}), not at {self._services.base_url}; run the batch with a "
-                "session on the base URL that made them"
-            )
+            raise elsewhere_refusal(self._options.batch_id, elsewhere, self._services.base_url)
         if reopen:
             assert self._journal is not None
             await self._journal.reopen(self._options.batch_id, _ALL_STATES, indexes=reopen)
@@ -291,9 +288,13 @@ class Batch:
             while True:
                 free = options.concurrency - len(running)
                 claimed: list[JournalItem] = []
-                if free > 0 and runner.stopped_by is None:
+                if free > 0:  # after a stop, only items that may have a task: no new spend
                     claimed = await journal.claim(
-                        options.batch_id, options.worker_id, lease_seconds=options.lease, limit=free
+                        options.batch_id,
+                        options.worker_id,
+                        lease_seconds=options.lease,
+                        limit=free,
+                        begun_only=runner.stopped_by is not None,
                     )
                     for item in claimed:
                         if item.index in self._held:
@@ -304,7 +305,7 @@ class Batch:
                         if item.index < len(self._requests):
                             running[asyncio.ensure_future(self._run(item))] = item.index
                 if not running:
-                    if runner.stopped_by is not None:
+                    if not claimed and runner.stopped_by is not None:
                         await self._report_unsent(journal, runner)
                         break
                     if not claimed:
@@ -324,6 +325,9 @@ class Batch:
         except BaseException as exc:  # a bug, a full disk, a journal gone: the consumer sees it
             self._outcomes.put_nowait(_Crash(exc))
         else:
+            if self._held:  # items not sent, and past the end of the list: given back open
+                with contextlib.suppress(ZImageError):  # else aclose() gives them back
+                    await give_back(journal, options.batch_id, options.worker_id)
             self._outcomes.put_nowait(_END)
         finally:
             renewing.cancel()
@@ -341,13 +345,15 @@ class Batch:
         except BaseException as exc:  # the consumer sees the item's own error first
             self._outcomes.put_nowait(_Crash(exc))
             raise
-        # Items left unsent (a stop) stay open in the journal, for a rerun to send.
         batch_id, worker_id = self._options.batch_id, self._options.worker_id
-        if outcome is None:
-            # Lost: given back if the journal still says it is this worker's (else a
-            # no-op), so that it is claimed and run again and the batch can end.
+        if outcome is not None and not outcome.sent:
+            # Not sent (a stop): held, so that this worker does not claim it again, until
+            # the batch ends; then given back open in the journal, for a rerun to send.
+            self._settle(outcome)
+            return
+        if outcome is None:  # lost: given back if still this worker's, to be run again
             await self._journal.release(batch_id, worker_id, item.index, settled=False)
-        elif not await self._journal.release(batch_id, worker_id, item.index, settled=outcome.sent):
+        elif not await self._journal.release(batch_id, worker_id, item.index, settled=True):
             # Its lease ran out and another worker claimed it: that one reports it.
             logger.warning("item %d of batch %r: another worker holds it now", item.index, batch_id)
             outcome = None
@@ -382,15 +388,10 @@ class Batch:
         return all(item.settled for item in items)
 
     async def _report_unsent(self, journal: Journal, runner: ItemRunner) -> None:
-        """After a stop: report the open items nobody else holds as not sent (left open)."""
-        now = time.time()
-        for item in await self._items(journal):
-            if item.settled or runner.states[item.index] in (ItemState.DONE, ItemState.FAILED):
-                continue
-            held = item.claimed_by not in (None, self._options.worker_id)
-            if held and item.lease_until is not None and item.lease_until > now:
-                continue
-            self._settle(runner.not_sent(item.index))
+        """After a stop: report the open items never sent that nobody else holds (left open)."""
+        items = await self._items(journal)
+        for index in left_unsent(items, runner.states, self._options.worker_id, now=time.time()):
+            self._settle(runner.not_sent(index))
 
 
 _COUNTED = [f.name for f in attrs.fields(BatchStats) if f.name not in ("worker_id", "elapsed")]

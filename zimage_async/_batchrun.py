@@ -28,6 +28,7 @@ from ._batchverdicts import (
     files_present,
     journal_outcome,
     unrecorded,
+    unsent_resend,
 )
 from ._exceptions import (
     AuthenticationError,
@@ -184,14 +185,17 @@ class ItemRunner:
                 handle = self.services.task(record.task_id, request=request)
                 key = record.key
             else:
+                # Wait out a 429 pause before beginning the create, so a cancellation during
+                # the pause does not leave the item looking possibly billed.
+                await self.services.gate_wait()
+                if self.stopped_by is not None:  # nothing is sent after a stop
+                    return self.held_back(index, record, action)
                 key = item.key
                 if action is ResumeAction.SUBMIT_NEW:
                     rekeyed = await self.journal.rekey(item.batch_id, self.options.worker_id, index)
                     if rekeyed is None:
                         return None
                     key = rekeyed
-                if self.stopped_by is not None:
-                    return self.not_sent(index)
                 handle = await self._submit(index, key, action is ResumeAction.RESUBMIT)
             task_id = handle.id
             return await self._finish(index, handle, key, record if resumed else None, resumed)
@@ -216,6 +220,21 @@ class ItemRunner:
             index=index, request=self.requests[index], error=self.stopped_by, sent=False
         )
 
+    def held_back(
+        self, index: int, record: JournalRecord | None, action: ResumeAction
+    ) -> BatchItem:
+        """Return the outcome of an item not sent because the batch stopped.
+
+        Not even a resend with its key, which may bill: a create that may have made a
+        task is reported uncertain (sent), any other as not sent.
+        """
+        assert self.stopped_by is not None
+        if action is not ResumeAction.RESUBMIT or record is None:
+            return self.not_sent(index)
+        request = self.requests[index]
+        error = unsent_resend(record, request, self.stopped_by)
+        return BatchItem(index=index, request=request, error=error, resumed=True)
+
     def _stop(self, error: ZImageError) -> None:
         if self.stopped_by is None:
             self.stopped_by = error
@@ -225,9 +244,6 @@ class ItemRunner:
 
     async def _submit(self, index: int, key: str, resending: bool) -> TaskHandle:
         request = self.requests[index]
-        # Wait out a 429 pause before beginning the create, so a cancellation during the
-        # pause does not leave the item looking possibly billed.
-        await self.services.gate_wait()
         self.states[index] = ItemState.SUBMITTING
         book = self.services.book
         record = JournalRecord.for_request(

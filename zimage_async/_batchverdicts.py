@@ -1,17 +1,25 @@
 """What a batch worker says about an item it does not simply run (pure, no I/O).
 
 Whether a saved item's files are there for this worker, and the errors of an item left
-to another service, of a delivered item whose files and links are gone, and of a task
-made but not recorded.
+to another service, of a delivered item whose files and links are gone, of a task
+made but not recorded, and of a create that may have a task, not sent again after the
+batch stopped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from ._batchitems import BatchItem, reported_error
-from ._exceptions import ImageExpiredError, JournalError, ZImageError
-from ._journal_records import JournalRecord, JournalState, ResumeAction
+from ._batchitems import BatchItem, ItemState, reported_error
+from ._exceptions import (
+    APIConnectionError,
+    ImageExpiredError,
+    JournalError,
+    SubmissionUncertainError,
+    ZImageError,
+)
+from ._journal_records import JournalItem, JournalRecord, JournalState, ResumeAction
 from ._models import GenerationRequest
 
 #: Actions that would send or wait for a create made at the record's base URL.
@@ -34,10 +42,13 @@ __all__ = [
     "SENDS_OR_WAITS",
     "USES_TASK",
     "elsewhere_message",
+    "elsewhere_refusal",
     "files_present",
     "journal_outcome",
+    "left_unsent",
     "lost_files",
     "unrecorded",
+    "unsent_resend",
 ]
 
 
@@ -106,6 +117,16 @@ def elsewhere_message(record: JournalRecord, base_url: str) -> str:
     )
 
 
+def elsewhere_refusal(batch_id: str, indexes: Sequence[int], base_url: str) -> JournalError:
+    """Return why a batch is refused at its start: tasks of its items live at another URL."""
+    shown = ", ".join(map(str, indexes[:10]))
+    return JournalError(
+        f"the journal holds tasks of {len(indexes)} item(s) of batch {batch_id!r} that "
+        f"live at another base URL (item index {shown}), not at {base_url}; run the "
+        "batch with a session on the base URL that made them"
+    )
+
+
 def unrecorded(exc: JournalError, task_id: str, index: int) -> JournalError:
     """Return *exc* naming the billed task it left unrecorded, and how to collect it."""
     return JournalError(
@@ -113,3 +134,44 @@ def unrecorded(exc: JournalError, task_id: str, index: int) -> JournalError:
         f"not be recorded - collect it with `zimage task {task_id} -o DIR` or "
         f"session.task({task_id!r}), do not submit the item again"
     )
+
+
+def unsent_resend(
+    record: JournalRecord, request: GenerationRequest, stopped_by: ZImageError
+) -> SubmissionUncertainError:
+    """Return the error of an item whose create may have a task, not sent again after a stop.
+
+    A resend with the create's key may bill (the gateway may not honour the key), so a
+    batch stopped by *stopped_by* does not send it: the item stays uncertain.
+    """
+    cause = APIConnectionError(
+        f"an earlier create of this item ({record.state.value}, key {record.key}) may have "
+        f"made a task, and the batch stopped sending creates ({type(stopped_by).__name__}) "
+        "before sending it again with its key; a rerun sends it again with that key",
+        request_sent=True,
+    )
+    return SubmissionUncertainError(cause, idempotency_key=record.key, request=request)
+
+
+def left_unsent(
+    items: Sequence[JournalItem], states: Sequence[ItemState], worker_id: str, *, now: float
+) -> list[int]:
+    """Return the indexes a stopped worker reports as not sent, of the batch's *items*.
+
+    Those open, not brought to an outcome by this worker already (its *states*), whose
+    create was never begun (or was refused, so no task exists), and that no other
+    worker holds (a lease running at Unix time *now*). An item whose create may have a
+    task is never reported as not sent: the worker that holds it, or a rerun, finishes
+    it.
+    """
+    found = []
+    for item in items:
+        if item.settled or states[item.index] in (ItemState.DONE, ItemState.FAILED):
+            continue
+        if item.record is not None and item.record.state.counts_as_spent:
+            continue
+        held = item.claimed_by not in (None, worker_id)
+        if held and item.lease_until is not None and item.lease_until > now:
+            continue
+        found.append(item.index)
+    return found

@@ -104,20 +104,19 @@ class PostgresBatches:
         return len(found)
 
     async def claim(
-        self, batch_id: str, worker_id: str, *, lease_seconds: float, limit: int
+        self,
+        batch_id: str,
+        worker_id: str,
+        *,
+        lease_seconds: float,
+        limit: int,
+        begun_only: bool = False,
     ) -> list[JournalItem]:
         """See :meth:`Journal.claim`."""
         lease = check_lease_seconds(lease_seconds)
         async with self._transaction() as db:
             now = float(await db.fetchval(NOW))
-            claimed = await db.fetch(
-                CLAIM,
-                batch_id,
-                now,
-                limit,
-                worker_id,
-                lease,
-            )
+            claimed = await db.fetch(CLAIM, batch_id, now, limit, worker_id, lease, begun_only)
             return await _items(db, batch_id, [row[0] for row in claimed])
 
     async def renew(self, batch_id: str, worker_id: str, *, lease_seconds: float) -> int:

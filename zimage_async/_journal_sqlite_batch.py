@@ -97,14 +97,27 @@ class SqliteBatches:
         return count
 
     async def claim(
-        self, batch_id: str, worker_id: str, *, lease_seconds: float, limit: int
+        self,
+        batch_id: str,
+        worker_id: str,
+        *,
+        lease_seconds: float,
+        limit: int,
+        begun_only: bool = False,
     ) -> list[JournalItem]:
         """See :meth:`Journal.claim`."""
         lease = check_lease_seconds(lease_seconds)
-        return await self._run(functools.partial(self._claim, batch_id, worker_id, lease, limit))
+        claim = functools.partial(self._claim, batch_id, worker_id, lease, limit, begun_only)
+        return await self._run(claim)
 
     def _claim(
-        self, batch_id: str, worker_id: str, lease: float, limit: int, db: sqlite3.Connection
+        self,
+        batch_id: str,
+        worker_id: str,
+        lease: float,
+        limit: int,
+        begun_only: bool,
+        db: sqlite3.Connection,
     ) -> list[JournalItem]:
         with transaction(db):
             now = self._clock()
@@ -112,8 +125,10 @@ class SqliteBatches:
                 row[0]
                 for row in db.execute(
                     "SELECT idx FROM zimage_batch_items WHERE batch_id = ? AND settled = 0"
-                    " AND (claimed_by IS NULL OR lease_until <= ?) ORDER BY idx LIMIT ?",
-                    (batch_id, now, limit),
+                    " AND (claimed_by IS NULL OR lease_until <= ?) AND (NOT ? OR key IN"
+                    " (SELECT key FROM zimage_creates WHERE state <> 'rejected'))"
+                    " ORDER BY idx LIMIT ?",
+                    (batch_id, now, begun_only, limit),
                 )
             ]
             db.executemany(

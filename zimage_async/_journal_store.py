@@ -145,7 +145,13 @@ class Journal(abc.ABC):
 
     @abc.abstractmethod
     async def claim(
-        self, batch_id: str, worker_id: str, *, lease_seconds: float, limit: int
+        self,
+        batch_id: str,
+        worker_id: str,
+        *,
+        lease_seconds: float,
+        limit: int,
+        begun_only: bool = False,
     ) -> list[JournalItem]:
         """Lease up to *limit* open items to *worker_id* for *lease_seconds*; return them.
 
@@ -153,7 +159,10 @@ class Journal(abc.ABC):
         holds it, or its lease has run out (the store's clock). Each item is held by one
         worker at a time; an item whose holder died is taken over with its key and its
         create's state and task id, for :func:`resume_action` to decide what to do.
-        Settled items are claimed again only after :meth:`reopen`.
+        Settled items are claimed again only after :meth:`reopen`. With *begun_only*,
+        only items whose create was begun and not refused (``rejected``) are claimed:
+        those that may have a task, which a batch that stopped sending creates still
+        finishes.
         """
 
     @abc.abstractmethod
