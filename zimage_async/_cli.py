@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from ._cli_common import (
     add_journal_options,
     create_cost,
     journal_label,
+    printable_command,
     say,
     seconds,
 )
@@ -255,16 +257,54 @@ def build_parser() -> argparse.ArgumentParser:
 # -- entry point --------------------------------------------------------------------------
 
 
+def _still_stopping(args: argparse.Namespace) -> str:
+    """Return what a second Ctrl-C (or SIGTERM) says: the stop goes on, a third cuts it."""
+    if args.command == "batch":
+        return (
+            "still stopping: giving this worker's items back to the journal, so that a "
+            "rerun resumes them at once; press Ctrl-C once more to exit at once (they then "
+            f"stay leased for up to --lease, {args.lease:g} s)"
+        )
+    return "still stopping; press Ctrl-C once more to exit at once"
+
+
+def _exiting_now(args: argparse.Namespace, argv: Sequence[str], interruption: Interruption) -> str:
+    """Return what a third Ctrl-C (or SIGTERM) says, as the process exits without cleanup."""
+    if args.command == "batch":
+        return (
+            "exiting at once: the items this worker held stay leased in the journal until "
+            f"their leases run out (--lease, {args.lease:g} s); the same command resumes "
+            f"them after that:\n  {printable_command(argv)}"
+        )
+    return (
+        "exiting at once" if interruption.hint is None else f"exiting at once: {interruption.hint}"
+    )
+
+
 async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     loop = asyncio.get_running_loop()
     me = asyncio.current_task()
     assert me is not None
     flag = {"interrupted": False}
     interruption = Interruption()
+    signals = 0
 
     def interrupt() -> None:
+        # The first signal stops the command in order (the batch gives its items back).
+        # `timeout` sends its signal twice (to the command and to its process group), and
+        # Ctrl-C is often pressed twice: the second must not cut that stop short. A third
+        # exits at once.
+        nonlocal signals
+        signals += 1
         flag["interrupted"] = True
-        me.cancel()
+        if signals == 1:
+            me.cancel()
+        elif signals == 2:
+            say(_still_stopping(args))
+        else:
+            say(_exiting_now(args, argv, interruption))
+            _show_cursor()
+            os._exit(130)
 
     installed = []
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -287,6 +327,15 @@ async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+
+
+def _show_cursor() -> None:
+    """Show the cursor again on a terminal where a live display hid it."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            if stream.isatty():
+                stream.write("\x1b[?25h")
+                stream.flush()
 
 
 def _log_to_stderr(verbosity: int) -> None:
