@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from zimage_async import BatchItem, LeaseLostError, Session
+from zimage_async import BatchItem, GenerationRequest, LeaseLostError, Session
 from zimage_async._journal import JournalItem, JournalRecord
 from zimage_async._journal_sqlite import SqliteJournal
 from zimage_async.emulator import Emulator
@@ -166,3 +166,14 @@ async def test_closing_gives_back_an_item_whose_claim_was_under_way(
     assert [item.claimed_by for item in stored] == [None, None]
     assert [item.settled for item in stored] == [False, False]
     assert len(emulator.ledger) == 0
+
+
+async def test_a_worker_started_again_under_its_id_runs_the_items_its_earlier_run_held(
+    emulator: Emulator, journal: SqliteJournal, tmp_path: Path
+) -> None:
+    """A killed w1 held item 0; a new w1's renewals would keep it claimed, run by nobody."""
+    await journal.enqueue("b", [GenerationRequest(prompt=prompt) for prompt in PROMPTS])
+    assert await journal.claim("b", "w1", lease_seconds=600, limit=1)
+    async with _session(emulator, journal) as zs:
+        items = await _run_batch(zs, tmp_path)
+        await _check_done(journal, emulator, items)

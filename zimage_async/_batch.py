@@ -174,6 +174,8 @@ class Batch:
             limits.append(SpendLimit(max_credits=options.max_credits, batch_id=options.batch_id))
         runner = ItemRunner(journal, self._services, self._requests, options, limits)
         await journal.enqueue(options.batch_id, self._requests)
+        # Items an earlier run under this worker id held (killed): its renewals would keep them.
+        await give_back(journal, options.batch_id, options.worker_id)
         reported = await self._plan_settled(runner, await self._items(journal))
         if options.output_dir is not None:
             options.output_dir.mkdir(parents=True, exist_ok=True)
