@@ -325,8 +325,9 @@ class LeaseLostError(JournalError):
     """A batch worker no longer holds the lease on the item it was about to send.
 
     Its lease ran out (the worker was stalled, or stopped renewing) and another worker
-    may have taken the item over; nothing was sent for it. The worker leaves the item to
-    whoever holds it now. ``batch_id``, ``index`` and ``worker_id`` say which item and
+    took the item over; nothing was sent for it. The worker leaves the item to whoever
+    holds it now (a lease that ran out while nobody else took the item is still the
+    worker's own). ``batch_id``, ``index`` and ``worker_id`` say which item and
     which worker.
     """
 
