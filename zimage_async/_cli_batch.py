@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._batch import Batch
+from ._batch import Batch, BatchItem
 from ._batchfile import BatchFileError, read_batch_file
 from ._batchoptions import check_batch_id, check_lease, check_worker_id
 from ._cli_common import (
@@ -27,9 +27,19 @@ from ._cli_common import (
     open_session,
     printable_command,
     say,
+    service_problem,
 )
 from ._cli_report import Reporter, output_mode
-from ._exceptions import InvalidRequestError, JournalError, SpendLimitError
+from ._exceptions import (
+    APIConnectionError,
+    AuthenticationError,
+    InvalidRequestError,
+    JournalError,
+    NotFoundError,
+    PermissionDeniedError,
+    SpendLimitError,
+    ZImageError,
+)
 from ._journal import is_postgres_url
 from ._journal_postgres_sql import without_password
 from ._journaling import check_max_credits
@@ -132,6 +142,7 @@ async def run_batch(
     reporter = Reporter(lines, mode=output_mode(args, sys.stdout), out=sys.stdout)
     started = time.monotonic()
     paths: dict[int, tuple[Path, ...]] = {}
+    here = _ThisRun()
     async with open_session(args, session_journal=False) as target:
         zs, emulated = target.session, target.emulated
         batch = zs._generate_many(
@@ -159,6 +170,7 @@ async def run_batch(
                 reporter.start(batch)
                 async for item in batch:
                     reporter.item(item)
+                    here.add(item, batch)
                     if item.ok:
                         paths[item.index] = item.paths
         except JournalError as exc:
@@ -184,6 +196,9 @@ async def run_batch(
         print(json.dumps(summary | {"interrupted": False}), flush=True)
     else:
         print(_summary_text(reporter, batch, summary, out_dir, sheet), flush=True)
+    problem = here.configuration_problem(target.session.base_url)
+    if problem is not None:
+        return _misconfigured(problem, argv)
     if batch.stopped_by is not None:
         say(f"the batch stopped sending creates: {batch.stopped_by}")
     if reporter.failed:
@@ -194,6 +209,58 @@ async def run_batch(
     if isinstance(batch.stopped_by, SpendLimitError):
         return SPEND_LIMIT_EXIT
     return 0 if reporter.failed == 0 else 1
+
+
+class _ThisRun:
+    """The outcomes of the items this run settled (not those reported from the journal)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.saved = 0
+        self.failures: list[ZImageError] = []
+
+    def add(self, item: BatchItem, batch: Batch) -> None:
+        self.seen += 1
+        if self.seen <= batch.stats.reported:  # a batch yields those settled earlier first
+            return
+        if item.ok:
+            self.saved += 1
+        elif item.error is not None:
+            self.failures.append(item.error)
+
+    def configuration_problem(self, base_url: str) -> Exception | None:
+        """Return the configuration error every item of this run failed with, if any.
+
+        Only when this run saved nothing and every item it settled failed the same way:
+        a key refused (401 or 403), a connection that could not be opened (the request
+        never left), or a create answered 404 at a base URL that does not end in
+        ``/apiv1``. Then the batch ends as ``zimage generate`` does. Any other failure
+        among them (a failed task, a create that may have made a task, a 404 under
+        ``/apiv1``) makes them the items' own failures, reported as such.
+        """
+        failures = self.failures
+        if self.saved or not failures:
+            return None
+        if all(isinstance(e, (AuthenticationError, PermissionDeniedError)) for e in failures):
+            return failures[0]
+        if all(isinstance(e, APIConnectionError) and not e.request_sent for e in failures):
+            return service_problem(failures[0], base_url)
+        if all(isinstance(e, NotFoundError) and e.method == "POST" for e in failures):
+            return service_problem(failures[0], base_url)
+        return None
+
+
+def _misconfigured(problem: Exception, argv: Sequence[str]) -> int:
+    """Say what to fix (as `zimage generate` would) and how to resume; return the status."""
+    if isinstance(problem, (UsageError, ServiceError)):
+        say(f"error: {problem}")
+    else:
+        say(f"error: {type(problem).__name__}: {problem}")
+    say(
+        "fix that, then run the same command again to resume the batch (nothing is "
+        f"paid twice):\n  {printable_command(argv)}"
+    )
+    return 2 if isinstance(problem, UsageError) else 1
 
 
 def _where(journal: str | Path) -> str:

@@ -134,20 +134,35 @@ async def open_session(
             say(f"using the Z-Image API at {zs.base_url} (each new task is billed)")
         try:
             yield Target(zs, emulated=False, journal=journal)
-        except APIConnectionError as exc:
-            host = urlsplit(zs.base_url).netloc
-            raise ServiceError(
-                f"could not reach the API at {host} ({type(exc).__name__}: {exc}); check "
-                f"ZIMAGE_BASE_URL (now {zs.base_url}) and the network"
-            ) from None
-        except NotFoundError as exc:
-            if urlsplit(zs.base_url).path.rstrip("/").endswith("/apiv1"):
+        except (APIConnectionError, NotFoundError) as exc:
+            problem = service_problem(exc, zs.base_url)
+            if problem is None:
                 raise
-            raise UsageError(
-                f"the API answered 404 ({exc}) at {zs.base_url}, which does not end in "
-                "/apiv1: the API lives under /apiv1 (such as https://ai.odkkk.com/apiv1); "
-                "check ZIMAGE_BASE_URL"
-            ) from None
+            raise problem from None
+
+
+def service_problem(exc: Exception, base_url: str) -> UsageError | ServiceError | None:
+    """Return what *exc*, met at *base_url*, says of the command's configuration, if anything.
+
+    A connection that fails: a :class:`ServiceError` naming the host and
+    ``ZIMAGE_BASE_URL``. A 404 at a base URL that does not end in ``/apiv1``: a
+    :class:`UsageError` saying the API lives under ``/apiv1``.
+    """
+    if isinstance(exc, APIConnectionError):
+        host = urlsplit(base_url).netloc
+        return ServiceError(
+            f"could not reach the API at {host} ({type(exc).__name__}: {exc}); check "
+            f"ZIMAGE_BASE_URL (now {base_url}) and the network"
+        )
+    if isinstance(exc, NotFoundError) and not urlsplit(base_url).path.rstrip("/").endswith(
+        "/apiv1"
+    ):
+        return UsageError(
+            f"the API answered 404 ({exc}) at {base_url}, which does not end in "
+            "/apiv1: the API lives under /apiv1 (such as https://ai.odkkk.com/apiv1); "
+            "check ZIMAGE_BASE_URL"
+        )
+    return None
 
 
 async def _opened(session: Session, journal: str | None) -> Session:
