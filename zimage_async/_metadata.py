@@ -1,4 +1,4 @@
-"""Generation metadata inside image files: write it, read it back. Pure (bytes in, bytes out).
+r"""Generation metadata inside image files: write it, read it back. Pure (bytes in, bytes out).
 
 An image saved by the SDK can carry what made it (prompt, seed, size, model, task id) in
 the file itself, where image viewers and ``zimage info`` find it:
@@ -15,6 +15,10 @@ The image data is not touched: the pixels decode exactly as before. In XMP the f
 are elements of the namespace :data:`XMP_NAMESPACE`; in PNG, :func:`read_metadata`
 returns every text chunk (``tEXt``, ``zTXt`` and ``iTXt``), also those of other tools.
 
+Characters neither a PNG text chunk nor XML 1.0 can carry (C0 controls but tab, LF, CR;
+U+FFFE, U+FFFF; lone surrogates), which a prompt may hold, are written as U+FFFD in every
+format.
+
 >>> import zlib
 >>> png = bytes.fromhex("89504e470d0a1a0a") + _chunk(b"IHDR", bytes.fromhex(
 ...     "00000001000000010800000000")) + _chunk(b"IDAT", zlib.compress(bytes(2))) + _chunk(
@@ -22,6 +26,9 @@ returns every text chunk (``tEXt``, ``zTXt`` and ``iTXt``), also those of other 
 >>> tagged = embed_metadata(png, "image/png", {"prompt": "a cat", "seed": "7"})
 >>> read_metadata(tagged)
 {'prompt': 'a cat', 'seed': '7'}
+>>> read_metadata(embed_metadata(png, "image/png", {"prompt": "page\x0c1"})) == {
+...     "prompt": "page\ufffd1"}
+True
 """
 
 from __future__ import annotations
@@ -54,21 +61,19 @@ def embed_metadata(data: bytes, content_type: str, fields: Mapping[str, str]) ->
     """Return *data* (a PNG, JPEG or WebP image) with *fields* embedded in it.
 
     Field names are letters, digits, ``_``, ``.`` and ``-``, starting with a letter or
-    ``_``, at most 79 characters; values are text without control characters other
-    than tab, newline and carriage return. A :class:`ValueError` says which rule a name
-    or value breaks, or that *data* is not the *content_type* it is said to be.
+    ``_``, at most 79 characters. Values are any text: a character no format can carry
+    (a control character other than tab, newline and carriage return, U+FFFE, U+FFFF, a
+    lone surrogate) is written as U+FFFD, which :func:`read_metadata` returns. A
+    :class:`ValueError` says which rule a name breaks, or that *data* is not the
+    *content_type* it is said to be (or its framing is broken).
     """
-    for name, value in fields.items():
+    for name in fields:
         if not _NAME.fullmatch(name):
             raise ValueError(
                 f"metadata field name {name[:80]!r}: use 1 to 79 letters, digits, '_', '.' "
                 "or '-', starting with a letter or '_'"
             )
-        if _NOT_XML.search(value):
-            raise ValueError(
-                f"metadata field {name!r}: the value holds a control character or a "
-                "surrogate; only tab, newline and carriage return are allowed"
-            )
+    fields = {name: _NOT_XML.sub("\ufffd", value) for name, value in fields.items()}
     kind = _sniff(data)
     if kind != content_type.split(";")[0].strip().lower():
         raise ValueError(
