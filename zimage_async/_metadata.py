@@ -17,7 +17,8 @@ returns every text chunk (``tEXt``, ``zTXt`` and ``iTXt``), also those of other 
 
 Characters neither a PNG text chunk nor XML 1.0 can carry (C0 controls but tab, LF, CR;
 U+FFFE, U+FFFF; lone surrogates), which a prompt may hold, are written as U+FFFD in every
-format.
+format. Compressed text is inflated only when read, up to 1 MiB per chunk and 8 MiB per
+file; embedding copies other chunks unchanged, unreadable ones too.
 
 >>> import zlib
 >>> png = bytes.fromhex("89504e470d0a1a0a") + _chunk(b"IHDR", bytes.fromhex(
@@ -37,6 +38,10 @@ import re
 import struct
 import zlib
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 __all__ = ["XMP_NAMESPACE", "embed_metadata", "read_metadata"]
 
@@ -50,6 +55,9 @@ _RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,78}")
 #: Characters XML 1.0 cannot carry (so neither can an XMP packet).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+#: How much text one compressed PNG chunk, and all of a file's, may inflate to.
+_INFLATE_MAX = 1024 * 1024
+_INFLATE_TOTAL_MAX = 8 * _INFLATE_MAX
 #: The largest payload of a JPEG segment (its length field counts itself).
 _JPEG_SEGMENT_MAX = 0xFFFF - 2
 # VP8X flag bits.
@@ -89,8 +97,11 @@ def embed_metadata(data: bytes, content_type: str, fields: Mapping[str, str]) ->
 def read_metadata(data: bytes) -> dict[str, str]:
     """Return the metadata fields a PNG, JPEG or WebP image carries (empty if none).
 
-    Raises :class:`ValueError` when *data* is none of these formats or its framing is
-    broken.
+    Raises :class:`ValueError` when *data* is none of these formats, its framing is
+    broken, or its metadata cannot be read: a compressed text chunk that is not a zlib
+    stream or inflates to more than 1 MiB (8 MiB for all of a file's), an XMP packet that
+    is not well-formed XML, names an unknown encoding or declares a DOCTYPE. The message
+    says which.
     """
     kind = _sniff(data)
     if kind == "image/png":
@@ -144,19 +155,44 @@ def _itxt(name: str, value: str) -> bytes:
     return _chunk(b"iTXt", name.encode("latin-1") + b"\x00\x00\x00\x00\x00" + value.encode())
 
 
-def _png_text(kind: bytes, payload: bytes) -> tuple[str, str] | None:
-    keyword, sep, rest = payload.partition(b"\x00")
-    if not sep:
-        return None
-    name = keyword.decode("latin-1")
+def _keyword(payload: bytes) -> str | None:
+    """Return a text chunk's keyword (nothing is inflated), or None if it has none."""
+    keyword, sep, _ = payload.partition(b"\x00")
+    return keyword.decode("latin-1") if sep else None
+
+
+def _inflate(stream: bytes, method: bytes, what: str) -> bytes:
+    """Decompress a text chunk's zlib *stream*, refusing more than :data:`_INFLATE_MAX`."""
+    if method != b"\x00":
+        raise ValueError(f"{what} uses an unknown compression method {method!r}")
+    inflater = zlib.decompressobj()
+    try:
+        text = inflater.decompress(stream, _INFLATE_MAX + 1)
+    except zlib.error as exc:
+        raise ValueError(f"{what} is not a valid zlib stream ({exc})") from None
+    if len(text) > _INFLATE_MAX:
+        raise ValueError(f"{what} inflates to more than 1 MiB; refused")
+    if not inflater.eof:
+        raise ValueError(f"{what} ends before its zlib stream does")
+    return text
+
+
+def _png_text(kind: bytes, payload: bytes, name: str) -> tuple[str, int]:
+    """Return a text chunk's text, and how many bytes it inflated to."""
+    rest = payload.partition(b"\x00")[2]
+    what = f"the PNG's {kind.decode()} chunk {name!r}"
     if kind == b"tEXt":
-        return name, rest.decode("latin-1")
+        return rest.decode("latin-1"), 0
     if kind == b"zTXt":
-        return name, zlib.decompress(rest[1:]).decode("latin-1")
-    compressed, rest = rest[0:1] == b"\x01", rest[2:]
+        text = _inflate(rest[1:], rest[:1], what)
+        return text.decode("latin-1"), len(text)
+    flag, method, rest = rest[0:1], rest[1:2], rest[2:]
     _language, _, rest = rest.partition(b"\x00")
     _translated, _, text = rest.partition(b"\x00")
-    return name, (zlib.decompress(text) if compressed else text).decode("utf-8", "replace")
+    if flag == b"\x01":
+        text = _inflate(text, method, what)
+        return text.decode("utf-8", "replace"), len(text)
+    return text.decode("utf-8", "replace"), 0
 
 
 def _png_embed(data: bytes, fields: Mapping[str, str]) -> bytes:
@@ -164,21 +200,22 @@ def _png_embed(data: bytes, fields: Mapping[str, str]) -> bytes:
     for kind, payload, start, end in _png_chunks(data):
         if kind == b"IEND":
             parts += [_itxt(name, value) for name, value in fields.items()]
-        elif kind in (b"tEXt", b"zTXt", b"iTXt"):
-            text = _png_text(kind, payload)
-            if text is not None and text[0] in fields:
-                continue  # replaced by the new value
+        elif kind in (b"tEXt", b"zTXt", b"iTXt") and _keyword(payload) in fields:
+            continue  # replaced by the new value
         parts.append(data[start:end])
     return b"".join(parts)
 
 
 def _png_read(data: bytes) -> dict[str, str]:
-    found = {}
+    found, inflated = {}, 0
     for kind, payload, _, _ in _png_chunks(data):
-        if kind in (b"tEXt", b"zTXt", b"iTXt"):
-            text = _png_text(kind, payload)
-            if text is not None:
-                found[text[0]] = text[1]
+        name = _keyword(payload) if kind in (b"tEXt", b"zTXt", b"iTXt") else None
+        if name is None:
+            continue
+        found[name], size = _png_text(kind, payload, name)
+        inflated += size
+        if inflated > _INFLATE_TOTAL_MAX:
+            raise ValueError("the PNG's compressed text inflates to more than 8 MiB; refused")
     return found
 
 
@@ -204,16 +241,26 @@ def _xmp_packet(fields: Mapping[str, str]) -> bytes:
     ).encode()
 
 
-def _xmp_read(packet: bytes) -> dict[str, str]:
-    if b"<!DOCTYPE" in packet or b"<!ENTITY" in packet:
-        raise ValueError("the XMP packet declares a DOCTYPE or entities; refused")
+def _xmp_tree(packet: bytes) -> ET.Element:
     import xml.etree.ElementTree as ET  # only reading metadata needs it: not at import
 
+    class Builder(ET.TreeBuilder):
+        def doctype(self, name: str, pubid: str, system: str) -> None:
+            raise ValueError("the XMP packet declares a DOCTYPE; refused")
+
+    # No DTD (in any encoding), so no entities: what remains is plain element parsing.
+    parser = ET.XMLParser(target=Builder())  # noqa: S314
     try:
-        # No DTD, so no entity expansion: what remains is plain element parsing.
-        root = ET.fromstring(packet)  # noqa: S314
+        parser.feed(packet)
+        return parser.close()
     except ET.ParseError as exc:
         raise ValueError(f"the XMP packet is not well-formed XML: {exc}") from None
+    except LookupError as exc:  # an encoding Python does not know
+        raise ValueError(f"the XMP packet cannot be decoded: {exc}") from None
+
+
+def _xmp_read(packet: bytes) -> dict[str, str]:
+    root = _xmp_tree(packet)
     found = {}
     prefix = f"{{{XMP_NAMESPACE}}}"
     for description in root.iter(f"{{{_RDF}}}Description"):
