@@ -87,14 +87,16 @@ class Delivery:
             raise IndexError(f"task {self._id} has {len(task.results)} image(s); no index {index}")
         self._rt.check_open()
         completed = self._completed_at
+        lifetime = self._rt.link_ttl
         return stream_image(
             self._rt.transport,
             task.results[index],
             task_id=self._id,
             index=index,
-            expires_at=None
+            expires_at=None if completed is None else completed + lifetime,
+            stated_expiry=None
             if completed is None
-            else task.links_expire_at(completed + self._rt.link_ttl),
+            else task.believed_expiry(completed, lifetime=lifetime),
             retry=self._rt.retry,
             rng=self._rt.rng,
             limits=self._rt.limits,

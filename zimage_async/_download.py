@@ -45,7 +45,7 @@ from ._imageinfo import SNIFF_BYTES, ImageFraming, check_declared_type, sniff_co
 from ._imagelimits import FRESH_LINK_RETRIES, ByteBudget, DownloadInfo, ImageLimits
 from ._imagereply import ImageVerdict, judge_image_reply
 from ._imagestream import ImageStream
-from ._links import REFUSAL_SAMPLE_BYTES, link_expiry, redact_url
+from ._links import REFUSAL_SAMPLE_BYTES, redact_url, utc
 from ._parsing import parse_retry_after
 from ._resume import image_changed, resume_headers, resume_plan
 from ._schedule import RetryPolicy
@@ -119,6 +119,7 @@ async def stream_image(
     task_id: str | None,
     index: int | None,
     expires_at: float | None,
+    stated_expiry: float | None = None,
     retry: RetryPolicy,
     rng: random.Random,
     limits: ImageLimits,
@@ -133,8 +134,12 @@ async def stream_image(
     *completed_at* (a Unix time) is when the task was first seen completed, for the
     grace given to a CDN that answers 403 or 404 right after completion.
 
-    Raises :class:`ImageExpiredError` without a request when *expires_at* (a Unix time)
-    has passed, or when the host answers 404, 410 or a 403 that looks like expiry;
+    *expires_at* (Unix time) ends the links' lifetime from completion; *stated_expiry*
+    is the link's believed stated expiry (:meth:`Task.believed_expiry`): evidence for
+    judging a refusal, never a reason to send no request (the host's answer decides).
+
+    Raises :class:`ImageExpiredError` without a request when *expires_at* has passed,
+    or when the host answers 404, 410 or a 403 that looks like expiry;
     :class:`ImageLinkRefusedError` for a link or redirect the link policy refuses;
     :class:`ImageBlockedError` for a 403 that looks like a block of this client;
     :class:`ImageDownloadError` for anything else that cannot be fixed by asking again,
@@ -147,7 +152,7 @@ async def stream_image(
         raise where.expired(
             "the link expired (image links are valid for 24 hours after completion); "
             "nothing was requested",
-            expires_at,
+            _earlier(expires_at, stated_expiry),
         )
     total: int | None = None
     framing: ImageFraming | None = None
@@ -178,6 +183,7 @@ async def stream_image(
                         where,
                         user_agent=transport.user_agent,
                         expires_at=expires_at,
+                        stated_expiry=stated_expiry,
                         fresh=fresh,
                         copy=None if framing is None else (framing, info.size),
                     )
@@ -287,21 +293,22 @@ async def _refusal(
     *,
     user_agent: str,
     expires_at: float | None,
+    stated_expiry: float | None,
     fresh: bool,
     copy: tuple[ImageFraming, int] | None,
 ) -> ImageDownloadError:
     """Return the error an answer other than 200 and 206 means (see judge_image_reply).
 
-    *fresh* is whether the grace for a slow CDN right after completion applies; *copy*,
-    when bytes were already received, their framing and number.
+    *stated_expiry* is the link's believed stated expiry (tells a block from expiry,
+    and dates an expiry); *fresh* whether the grace for a slow CDN right after
+    completion applies; *copy*, when bytes were already received, their framing and number.
     """
     status = response.status
     now = time.time()
-    stated = link_expiry(where.link)  # what the link says of its expiry: for refusals
     reply = judge_image_reply(
         status,
         sample=await response.sample(REFUSAL_SAMPLE_BYTES) if status == 403 else b"",
-        stated_expiry=stated,
+        stated_expiry=stated_expiry,
         now=now,
         fresh=fresh,
         resuming=copy is not None,
@@ -309,7 +316,7 @@ async def _refusal(
     verdict = reply.verdict
     if verdict is ImageVerdict.BLOCKED:
         assert reply.evidence is not None
-        return where.blocked(reply.evidence, user_agent, stated)
+        return where.blocked(reply.evidence, user_agent, stated_expiry)
     if verdict is ImageVerdict.GRACE:
         return _Grace(
             f"the image host answered {status} right after completion (the file may not "
@@ -319,9 +326,10 @@ async def _refusal(
             index=where.image,
         )
     if verdict is ImageVerdict.EXPIRED:
-        return where.expired(
-            f"the image host answered {status}: the link has expired or is gone", expires_at
-        )
+        reason = f"the image host answered {status}: the link has expired or is gone"
+        if stated_expiry is not None and stated_expiry <= now:
+            reason += f" (the link states it expired at {utc(stated_expiry)} UTC)"
+        return where.expired(reason, _earlier(expires_at, stated_expiry))
     if verdict is ImageVerdict.TRANSIENT:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), None, now=now)
         return where.transient(f"the image host answered {status}", retry_after)
@@ -333,6 +341,13 @@ async def _refusal(
             f"(it answered 416), but {framing.missing()}"
         )
     return where.fail(f"the image host answered {status}")
+
+
+def _earlier(expires_at: float | None, stated_expiry: float | None) -> float | None:
+    """Return the known expiry: the links' lifetime's end, or an earlier believed stated one."""
+    if stated_expiry is None or (expires_at is not None and expires_at <= stated_expiry):
+        return expires_at
+    return stated_expiry
 
 
 def _take(

@@ -58,7 +58,8 @@ def judge_image_reply(
     """Judge one answer of the image host.
 
     *sample* is the start of a 403's body (empty for other statuses); *stated_expiry*
-    the expiry the link states, if any; *fresh* whether the task completed moments ago
+    the expiry the link states, if believed (:func:`~zimage_async._links.believed_expiry`);
+    *fresh* whether the task completed moments ago
     and the grace for a slow CDN is not used up; *resuming* whether bytes were already
     received (a 416 then means the host's copy ends early).
 

@@ -1,8 +1,13 @@
 """When an image link stops working. Pure.
 
-Links are valid for 24 hours after the task completes. A link may also say so itself:
-an ``expires`` / ``Expires`` / ``exp`` query parameter holding a Unix time, or the
-``X-Amz-Date`` + ``X-Amz-Expires`` pair of presigned URLs. The earlier of the two wins.
+Links are valid for 24 hours after the task completes: that lifetime is the only thing
+the protocol says. A link's query string may seem to say more (an ``expires`` /
+``Expires`` / ``exp`` value, or the ``X-Amz-Date`` + ``X-Amz-Expires`` pair of presigned
+URLs), but hosts write other things there: a flag (``exp=1``), the seconds of validity
+(``Expires=86400``), milliseconds. :func:`link_expiry` reads the value as a Unix time;
+:func:`believed_expiry` keeps it only when it is a plausible one for the task. Even a
+believed expiry that has passed never stops a download before the 24 hours are over:
+the host is asked, and its answer decides.
 
 A host that refuses a link (403) may mean it expired, or may be blocking this client:
 :func:`block_evidence` tells the two apart.
@@ -10,15 +15,30 @@ A host that refuses a link (403) may mean it expired, or may be blocking this cl
 
 from __future__ import annotations
 
+import bisect
 import calendar
+import math
 import re
 import time
+from collections.abc import Sequence
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["LINK_TTL", "REFUSAL_SAMPLE_BYTES", "block_evidence", "link_expiry", "redact_url"]
+__all__ = [
+    "LINK_TTL",
+    "REFUSAL_SAMPLE_BYTES",
+    "STATED_EXPIRY_HORIZON",
+    "believed_expiry",
+    "block_evidence",
+    "link_expiry",
+    "redact_url",
+    "utc",
+]
 
 #: How long the service keeps image links valid after completion, in seconds.
 LINK_TTL = 24 * 60 * 60.0
+#: How far after completion a link's stated expiry may lie and still be believed, in
+#: seconds: seven days, the longest a presigned S3 link can live.
+STATED_EXPIRY_HORIZON = 7 * 24 * 60 * 60.0
 
 
 def redact_url(url: str) -> str:
@@ -45,9 +65,10 @@ def _number(values: list[str] | None) -> float | None:
     if not values:
         return None
     try:
-        return float(values[0])
+        value = float(values[0])
     except ValueError:
         return None
+    return value if math.isfinite(value) else None  # "nan", "inf", "1e999": no time
 
 
 def _query(url: str) -> dict[str, list[str]]:
@@ -71,7 +92,10 @@ _NOT_PLAIN = re.compile(r"[%+\[\]]")  # a regular expression: faster than set lo
 
 
 def link_expiry(url: str) -> float | None:
-    """Return the Unix time at which *url* says it expires, or ``None`` if it does not say.
+    """Return the Unix time at which *url* seems to say it expires, or ``None``.
+
+    The value as written, unchecked (``exp=1`` gives ``1.0``): :func:`believed_expiry`
+    decides whether it is an expiry at all.
 
     >>> link_expiry("https://cdn.example/a.png?expires=1700000000&sig=ab")
     1700000000.0
@@ -98,6 +122,33 @@ def link_expiry(url: str) -> float | None:
     return None
 
 
+def believed_expiry(
+    stated: Sequence[float], *, completed_at: float, lifetime: float, created: float | None
+) -> float | None:
+    """Return the earliest of the *stated* expiries that is believable, or ``None``.
+
+    *stated* holds what the links say (:func:`link_expiry`), in ascending order;
+    *completed_at* is when the task was first seen completed (Unix time), *lifetime* the
+    links' lifetime from then (:data:`LINK_TTL`), *created* the task's ``created`` as the
+    service states it, if it does. A stated expiry is believed when it is later than the
+    task's creation and than one lifetime before completion (a link expiring earlier was
+    dead before it was handed out: the value is not a time, or not this task's), and no
+    later than :data:`STATED_EXPIRY_HORIZON` after completion (milliseconds, or a time
+    the protocol's 24 hours contradict). Anything else is ignored.
+
+    >>> believed_expiry([1.0, 86400.0], completed_at=1.7e9, lifetime=LINK_TTL, created=None)
+    >>> believed_expiry([1.7e9 + 3600], completed_at=1.7e9, lifetime=LINK_TTL, created=None)
+    1700003600.0
+    """
+    earliest = completed_at - lifetime
+    if created is not None and created > earliest:
+        earliest = created
+    first = bisect.bisect_right(stated, earliest)  # the first one later than that
+    if first < len(stated) and stated[first] <= completed_at + STATED_EXPIRY_HORIZON:
+        return stated[first]
+    return None
+
+
 #: How much of a refusal's body :func:`block_evidence` looks at.
 REFUSAL_SAMPLE_BYTES = 4096
 _BLOCK_SIGNS = re.compile(
@@ -113,7 +164,7 @@ def block_evidence(body: bytes, stated_expiry: float | None, *, now: float) -> s
     A block when the answer is a Cloudflare page (error 1010 bans a client by its
     browser signature, that is its ``User-Agent``; other codes are other access rules),
     whatever the link's age. Otherwise a block when the link states its own expiry
-    (*stated_expiry*, from :func:`link_expiry`) and that is still ahead of *now*, unless
+    (*stated_expiry*, as :func:`believed_expiry` gives it) and that is still ahead of *now*, unless
     the host itself says the link expired (then the clocks disagree). ``None`` (expiry)
     for a plain refusal of a link that states no expiry: its 24 hours may well be over.
 
@@ -129,5 +180,9 @@ def block_evidence(body: bytes, stated_expiry: float | None, *, now: float) -> s
         return "the answer is a Cloudflare access-denied page"
     if stated_expiry is None or now >= stated_expiry or _EXPIRY_SIGNS.search(sample):
         return None
-    until = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(stated_expiry))
-    return f"the link states it is valid until {until} UTC"
+    return f"the link states it is valid until {utc(stated_expiry)} UTC"
+
+
+def utc(moment: float) -> str:
+    """Return the Unix time *moment* as ``YYYY-MM-DD HH:MM:SS`` in UTC, for messages."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))

@@ -8,6 +8,7 @@ import attrs
 
 from . import _links
 from ._imageinfo import EXTENSIONS
+from ._links import LINK_TTL
 from ._validation import (
     validate_callback_url,
     validate_model,
@@ -191,9 +192,6 @@ class TaskErrorDetail:
     message: str = ""
 
 
-_NOT_READ = object()
-
-
 _TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 
@@ -222,8 +220,8 @@ class Task:
     #: ``null``), for reporting an error that was not the documented ``{code, message}``
     #: object; :attr:`error` is the usable reading of it. Left out of ``==`` and ``repr``.
     raw_error: object = attrs.field(default=None, eq=False, repr=False)
-    # The links' own earliest expiry, read once on first use (see stated_expiry).
-    _stated_expiry: object = attrs.field(init=False, default=_NOT_READ, eq=False, repr=False)
+    # What the links state of their expiry, ascending, read once on first use.
+    _stated: tuple[float, ...] | None = attrs.field(init=False, default=None, eq=False, repr=False)
     # The status read once, when the snapshot is made: it is asked for on every poll.
     _status: TaskStatus = attrs.field(init=False, eq=False, repr=False)
 
@@ -231,25 +229,49 @@ class Task:
     def _read_status(self) -> TaskStatus:
         return TaskStatus.from_raw(self.raw_status)
 
+    def _stated_expiries(self) -> tuple[float, ...]:
+        """Return what the links state of their expiry, ascending; each link is read once."""
+        stated = self._stated
+        if stated is None:
+            read = [_links.link_expiry(url) for url in self.results]
+            stated = tuple(sorted(value for value in read if value is not None))
+            object.__setattr__(self, "_stated", stated)
+        return stated
+
     @property
     def stated_expiry(self) -> float | None:
-        """The earliest expiry that any result link states itself (Unix time), or ``None``.
+        """The earliest value any result link states as its expiry, unchecked, or ``None``.
 
-        Read from the links' query strings (``expires=``, ``X-Amz-Date`` +
-        ``X-Amz-Expires``...) on first use and kept: each link is parsed once per task,
-        however often this is asked.
+        Read from the links' query strings (``expires=``, ``Expires=``, ``exp=``,
+        ``X-Amz-Date`` + ``X-Amz-Expires``) on first use and kept: each link is parsed
+        once per task, however often this is asked. Taken as it is written, so it may be
+        no time at all (``exp=1``): :meth:`believed_expiry` says what is believed.
         """
-        if self._stated_expiry is _NOT_READ:
-            stated = [_links.link_expiry(url) for url in self.results]
-            known = [value for value in stated if value is not None]
-            object.__setattr__(self, "_stated_expiry", min(known) if known else None)
-        value = self._stated_expiry
-        return value if isinstance(value, float) else None
+        stated = self._stated_expiries()
+        return stated[0] if stated else None
 
-    def links_expire_at(self, expiry: float) -> float:
-        """Return *expiry* (Unix time), or the links' own earlier expiry if one states it."""
-        stated = self.stated_expiry  # each link read once per task, not per image
-        return expiry if stated is None else min(expiry, stated)
+    def believed_expiry(self, completed_at: float, *, lifetime: float = LINK_TTL) -> float | None:
+        """Return the earliest stated expiry that is a plausible Unix time here, or ``None``.
+
+        *completed_at* is when the task was first seen completed, *lifetime* how long
+        links live from then. Believed: later than :attr:`created` (when stated) and
+        than one lifetime before completion, and at most seven days after completion
+        (:func:`~zimage_async._links.believed_expiry`); other values are ignored.
+        """
+        created = None if self.created is None else float(self.created)
+        return _links.believed_expiry(
+            self._stated_expiries(), completed_at=completed_at, lifetime=lifetime, created=created
+        )
+
+    def links_expire_at(self, expiry: float, *, lifetime: float = LINK_TTL) -> float:
+        """Return *expiry*, or the links' believed stated expiry when that is earlier.
+
+        *expiry* is the end of the links' *lifetime* counted from completion (Unix time):
+        the completion time is *expiry* minus *lifetime*. This says when the links are
+        expected to stop working; a download is still attempted until *expiry* itself.
+        """
+        believed = self.believed_expiry(expiry - lifetime, lifetime=lifetime)
+        return expiry if believed is None or believed >= expiry else believed
 
     @property
     def status(self) -> TaskStatus:
