@@ -51,10 +51,11 @@ class ImageDownloadError(ZImageError):
 class ImageExpiredError(ImageDownloadError):
     """The image link has expired (links live 24 hours), so the bytes are gone.
 
-    Raised without a request once the handle knows the link is past its expiry, and
-    when the image host answers 404, 410, or a 403 that does not look like a block of
+    Raised without a request only once 24 hours (the session's ``link_ttl``) have
+    passed since completion was seen; before that the host is always asked, and this
+    is raised when it answers 404, 410, or a 403 that does not look like a block of
     this client (see :class:`ImageBlockedError`). ``expired_at`` is the known expiry as
-    a Unix time, if any.
+    a Unix time, if any (a link's own stated expiry, when it is believable).
     """
 
     __module__ = SHOWN_MODULE
