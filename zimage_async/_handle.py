@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,6 +78,7 @@ class TaskHandle(HandlePolls):
         span = runtime.api.task_spans.pop(task_id, None)
         self._span = span if span is not None else task_span()
         self._span.set("task_id", task_id)
+        self._waiters = 0  # the waits under way (see _waiting)
         self._deliverer: Delivery | None = None  # made when the images are first wanted
         if snapshot is not None:
             self._observe(snapshot)
@@ -163,6 +164,26 @@ class TaskHandle(HandlePolls):
         self._observe(task)
         return task
 
+    @contextlib.contextmanager
+    def _waiting(self) -> Iterator[None]:
+        """Run one wait: whatever stops it before the handle's work is done ends the span.
+
+        A timeout, a cancellation or a failure ends the task span (``timeout``,
+        ``stopped``, ``error``) unless another wait of the handle is still under way, which
+        ends it in turn. A wait after one that ended it starts a new span, linked to it.
+        """
+        span = self._span
+        span.resume()
+        self._waiters += 1
+        try:
+            yield
+        except BaseException as exc:
+            if self._waiters == 1:
+                span.stop(exc)
+            raise
+        finally:
+            self._waiters -= 1
+
     def _timed_out(self, timeout: float | None, *, stage: str = "wait") -> WaitTimeoutError:
         return WaitTimeoutError(
             task_id=self._id,
@@ -207,7 +228,8 @@ class TaskHandle(HandlePolls):
         ``result()``, ``save()``, ``iter_bytes()`` and ``await handle`` raise the same.
         """
         limit = wait_limit(timeout, self._rt.poll)
-        return await self._finish(limit, deadline_after(limit), _completed)
+        with self._waiting():
+            return await self._finish(limit, deadline_after(limit), _completed)
 
     async def updates(self, *, timeout: float | None = DEFAULT) -> AsyncGenerator[Task, None]:
         """Yield a snapshot each time the status or progress changes, ending when it ends.
@@ -221,14 +243,15 @@ class TaskHandle(HandlePolls):
         """
         limit = wait_limit(timeout, self._rt.poll)
         last: tuple[str, int] | None = None
-        try:
-            async with contextlib.aclosing(self._snapshots(deadline_after(limit))) as polls:
-                async for task in polls:
-                    if (task.raw_status, task.progress) != last:
-                        last = (task.raw_status, task.progress)
-                        yield task
-        except DeadlineReached:
-            raise self._timed_out(limit) from None
+        with self._waiting():
+            try:
+                async with contextlib.aclosing(self._snapshots(deadline_after(limit))) as polls:
+                    async for task in polls:
+                        if (task.raw_status, task.progress) != last:
+                            last = (task.raw_status, task.progress)
+                            yield task
+            except DeadlineReached:
+                raise self._timed_out(limit) from None
 
     @property
     def is_done(self) -> bool:
@@ -246,20 +269,21 @@ class TaskHandle(HandlePolls):
         """
         limit = wait_limit(timeout, self._rt.poll)
         deadline = deadline_after(limit)
-        task = await self._finish(limit, deadline, _completed)
-        chunks = self._delivery.stream(task, index, DownloadInfo())
-        try:  # contextlib.aclosing, without its object per stream
-            while True:
-                try:
-                    with bounded(deadline, self._rt.deadlines):
-                        chunk = await chunks.__anext__()
-                except StopAsyncIteration:
-                    return
-                except DeadlineReached:
-                    raise self._timed_out(limit, stage="download") from None
-                yield chunk
-        finally:
-            await chunks.aclose()
+        with self._waiting():
+            task = await self._finish(limit, deadline, _completed)
+            chunks = self._delivery.stream(task, index, DownloadInfo())
+            try:  # contextlib.aclosing, without its object per stream
+                while True:
+                    try:
+                        with bounded(deadline, self._rt.deadlines):
+                            chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        return
+                    except DeadlineReached:
+                        raise self._timed_out(limit, stage="download") from None
+                    yield chunk
+            finally:
+                await chunks.aclose()
 
     async def result(self, *, timeout: float | None = DEFAULT) -> GenerationResult:
         """Wait for completion and download every image into memory (cached).
@@ -270,7 +294,8 @@ class TaskHandle(HandlePolls):
         if self._deliverer is not None and self._deliverer.result is not None:
             return self._deliverer.result
         limit = wait_limit(timeout, self._rt.poll)
-        result = await self._finish(limit, deadline_after(limit), _fetch_all)
+        with self._waiting():
+            result = await self._finish(limit, deadline_after(limit), _fetch_all)
         self._span.end("delivered")
         return result
 
@@ -314,6 +339,7 @@ class TaskHandle(HandlePolls):
             return await handle._delivery.save(task, plan)
 
         limit = wait_limit(timeout, self._rt.poll)
-        paths = await self._finish(limit, deadline_after(limit), write)
+        with self._waiting():
+            paths = await self._finish(limit, deadline_after(limit), write)
         self._span.end("saved")
         return paths

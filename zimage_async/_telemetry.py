@@ -86,6 +86,8 @@ class TaskSpan:
         self.polls = 0
         self.retries = 0
         self._ended = False
+        self._stopped = False  # ended by a wait that stopped: a later wait starts anew
+        self._task_id: object = None
         self._running_seen: float | None = None
 
     @property
@@ -96,6 +98,8 @@ class TaskSpan:
     def set(self, key: str, value: object) -> None:
         """Set attribute ``zimage.<key>`` (ignored for None values)."""
         if self._span is not None and value is not None:
+            if key == "task_id":
+                self._task_id = value
             self._span.set_attribute(f"zimage.{key}", value)
 
     def observe(self, task: Task, now: float) -> None:
@@ -123,8 +127,12 @@ class TaskSpan:
         with _api().use_span(self._span, end_on_exit=False):
             yield
 
-    def end(self, outcome: str, *, error: BaseException | None = None) -> None:
-        """End the span once, with its counters and *outcome*."""
+    def end(self, outcome: str, *, error: BaseException | None = None, failed: bool = True) -> None:
+        """End the span once, with its counters and *outcome*, for good.
+
+        *error* is recorded as the span's exception; with *failed* it also gives the span
+        an error status. A span ended here is never started again (see :meth:`stop`).
+        """
         if self._span is None or self._ended:
             return
         self._ended = True
@@ -132,11 +140,53 @@ class TaskSpan:
         self.set("retries", self.retries)
         self.set("outcome", outcome)
         if error is not None:
-            from opentelemetry.trace import Status, StatusCode
-
             self._span.record_exception(error)
-            self._span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            if failed:
+                from opentelemetry.trace import Status, StatusCode
+
+                self._span.set_status(Status(StatusCode.ERROR, type(error).__name__))
         self._span.end()
+
+    def stop(self, exc: BaseException) -> None:
+        """End the span of a wait that *exc* stopped before the handle's work was done.
+
+        A :class:`~zimage_async.WaitTimeoutError` ends it as ``timeout``, a cancellation
+        as ``stopped`` (neither an error: the task goes on), anything else as ``error``.
+        The task may still be delivered: the next wait starts a new span (:meth:`resume`).
+        An async generator closed by its consumer (``GeneratorExit``) ends nothing.
+        """
+        from ._exceptions import WaitTimeoutError
+
+        if self._span is None or self._ended or isinstance(exc, GeneratorExit):
+            return
+        if isinstance(exc, WaitTimeoutError):
+            self.end("timeout", error=exc, failed=False)
+        elif isinstance(exc, Exception):
+            self.end("error", error=exc)
+        else:  # CancelledError, KeyboardInterrupt, SystemExit: the wait was stopped
+            self.end("stopped")
+        self._stopped = True
+
+    def resume(self) -> None:
+        """Start a new ``zimage.task`` span if a wait that stopped ended the last one.
+
+        The new span carries the task id, counts its own polls and retries, and links
+        to the span it follows. A span ended for good (delivered, saved, failed) stays
+        ended.
+        """
+        if not self._stopped:
+            return
+        tracer = _tracer()
+        if tracer is None:
+            return
+        trace = _api()
+        links = [trace.Link(self._span.get_span_context())]
+        self._span = tracer.start_span("zimage.task", links=links)
+        self._ended = self._stopped = False
+        self.polls = self.retries = 0
+        self._running_seen = None
+        self.set("task_id", self._task_id)
+        self.set("resumed", True)
 
 
 #: A task span that records nothing.
