@@ -74,7 +74,7 @@ class _Collector:
         *,
         task_id: str | None = None,
         paths: list[Path] | None = None,
-        error: ZImageError | None = None,
+        error: Exception | None = None,
     ) -> None:
         self.counts[outcome] += 1
         task_id = task_id or record.task_id
@@ -108,7 +108,9 @@ class _Collector:
                     " again later"
                 )
                 self.report(record, "timeout", text, task_id=handle.id, error=exc)
-            except ZImageError as exc:
+            except (ZImageError, OSError, ValueError) as exc:
+                # This task's own failure (the service's answer, a file that cannot be
+                # written, ...): reported, and the other tasks go on.
                 text = f"{type(exc).__name__}: {exc}"
                 self.report(record, "failed", text, task_id=handle.id, error=exc)
             else:
