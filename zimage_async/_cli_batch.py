@@ -323,7 +323,15 @@ def _contact_sheet(images: list[Path], dest: Path) -> Path | None:
     if not images:
         say("no image was saved, so no contact sheet was written")
         return None
-    return make_contact_sheet(images, dest)
+
+    def left_out(path: Path, why: str) -> None:
+        say(f"the contact sheet leaves out {path}: {why}")
+
+    try:  # the images are saved and paid for: the sheet is never worth the summary
+        return make_contact_sheet(images, dest, on_skip=left_out)
+    except (OSError, ValueError) as exc:
+        say(f"no contact sheet was written: {exc}")
+        return None
 
 
 def _interrupted_message(

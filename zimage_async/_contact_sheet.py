@@ -5,14 +5,38 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ._saving import publish_mode
 
-__all__ = ["make_contact_sheet"]
+__all__ = ["MAX_PIXELS", "make_contact_sheet"]
 
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+#: The most pixels an image may declare to be drawn on a sheet (about 7000 x 7000): far
+#: above any generated image, far below what it would take to decode a decompression
+#: bomb. Checked from the header, before a single pixel is decoded.
+MAX_PIXELS = 48_000_000
+
+
+def _thumbnail(path: Path, size: int) -> Any:
+    """Return *path* scaled to fit a *size* square, in RGB; raise if it cannot be read."""
+    from PIL import Image as PILImage
+
+    with warnings.catch_warnings():
+        # Pillow's own bomb limits are above MAX_PIXELS: its warning cannot come before
+        # the check below (its error can, from open(): the image is skipped alike).
+        warnings.simplefilter("ignore")
+        with PILImage.open(path) as image:  # reads the header only
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ValueError(f"{width}x{height} is more than {MAX_PIXELS} pixels")
+            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale
+            image.thumbnail((size, size))
+            return image.convert("RGB")
 
 
 def make_contact_sheet(
@@ -22,12 +46,18 @@ def make_contact_sheet(
     thumb_pixels: int = 256,
     columns: int | None = None,
     gap_pixels: int = 8,
+    on_skip: Callable[[Path, str], None] | None = None,
 ) -> Path:
     """Write a grid of thumbnails of *images* (in order) to *dest*, atomically.
 
     Each image is scaled to fit a *thumb_pixels* square, keeping its aspect ratio.
     *columns* defaults to a near-square grid. The format follows *dest*'s suffix
     (``.png``, ``.jpg``, ``.webp``). Needs Pillow (the ``cli`` extra).
+
+    An image that declares more than :data:`MAX_PIXELS` pixels is not decoded, and one
+    that cannot be read (not an image, cut short, broken) is not drawn: either leaves
+    its cell empty and is passed to *on_skip* with the reason (without *on_skip*, the
+    error is raised). Raises :class:`ValueError` when no image at all can be drawn.
     """
     from PIL import Image as PILImage  # the optional dependency, imported when used
 
@@ -40,12 +70,21 @@ def make_contact_sheet(
     rows = math.ceil(len(images) / cols)
     cell = thumb_pixels + gap_pixels
     sheet = PILImage.new("RGB", (cols * cell + gap_pixels, rows * cell + gap_pixels), "white")
+    drawn = 0
     for n, path in enumerate(images):
-        with PILImage.open(path) as image:
-            image.thumbnail((thumb_pixels, thumb_pixels))
-            x = gap_pixels + (n % cols) * cell + (thumb_pixels - image.width) // 2
-            y = gap_pixels + (n // cols) * cell + (thumb_pixels - image.height) // 2
-            sheet.paste(image.convert("RGB"), (x, y))
+        try:
+            image = _thumbnail(path, thumb_pixels)
+        except Exception as exc:  # Pillow's decoders raise many kinds: any is unreadable
+            if on_skip is None:
+                raise
+            on_skip(path, str(exc) or type(exc).__name__)
+            continue
+        x = gap_pixels + (n % cols) * cell + (thumb_pixels - image.width) // 2
+        y = gap_pixels + (n // cols) * cell + (thumb_pixels - image.height) // 2
+        sheet.paste(image, (x, y))
+        drawn += 1
+    if not drawn:
+        raise ValueError(f"none of the {len(images)} image(s) could be drawn")
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=".zimage-", suffix=".part")
     try:
