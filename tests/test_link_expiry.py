@@ -231,3 +231,13 @@ def test_a_value_that_is_no_number_of_seconds_is_no_expiry(value: str) -> None:
     task = Task(id="t", raw_status="completed", results=links)
     assert task.stated_expiry == DONE + 60
     assert task.links_expire_at(DONE + DAY) == DONE + 60
+
+
+async def test_expires_at_judges_a_stated_expiry_by_the_sessions_link_ttl(host: Host) -> None:
+    """With link_ttl=1 h, a stated expiry 2 h before completion is not believed."""
+    async with loopback_session(host.base, link_ttl=3600.0) as session:
+        stated = int(time.time()) - 2 * 3600
+        handle = await session.submit(f"ok-nocreated?expires={stated}&sig=abc")
+        await handle.wait()
+        assert handle.expires_at is not None
+        assert handle.expires_at > time.time() + 3000  # completion + 1 h, not the stated time

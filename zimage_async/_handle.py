@@ -113,11 +113,14 @@ class TaskHandle(HandlePolls):
         """Unix time after which the image links stop working, once completed.
 
         24 hours (the session's ``link_ttl``) after completion was first seen, or
-        earlier if a link states its own expiry.
+        earlier if a link states its own expiry and that is believable (see
+        :meth:`Task.believed_expiry`). Downloads are still tried until the 24 hours
+        are up: the image host's answer decides.
         """
         if self._completed_seen is None or self._task is None:
             return None
-        return self._task.links_expire_at(self._completed_seen + self._rt.link_ttl)
+        ttl = self._rt.link_ttl
+        return self._task.links_expire_at(self._completed_seen + ttl, lifetime=ttl)
 
     @property
     def eta(self) -> float | None:
