@@ -146,7 +146,7 @@ async def test_a_number_that_its_format_cannot_write_is_refused(
     error = await _attempt(zs, ["a", "b"], output_dir=out, name="{number:c}", numbers=[65, 2**40])
     assert isinstance(error, InvalidRequestError), repr(error)
     assert error.field == "name"
-    assert "item 1" in str(error)
+    assert "presentation type 'c'" in str(error)
     _nothing_sent(emulator, out)
 
 

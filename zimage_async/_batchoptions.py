@@ -181,7 +181,11 @@ def check_output_dir(output_dir: str | os.PathLike[str] | None) -> Path | None:
 def check_output_names(
     name: str | None, requests: Sequence[GenerationRequest], numbers: Sequence[int] | None
 ) -> None:
-    """Refuse a *name* template that could give two items of a batch one file name."""
+    """Refuse a *name* template that could give two items of a batch one file name.
+
+    Or one that gives an item, with its own number and seed, a name that is no file
+    name of the folder (see :func:`~zimage_async._naming.stem_problem`).
+    """
     check_batch_names(
         name,
         [

@@ -9,9 +9,13 @@ A template is Python format syntax over a fixed set of fields (:data:`NAME_FIELD
   characters (``untitled`` when there is none);
 * ``number``: a number the caller gives (an item's number in a batch).
 
-Format specs are allowed (``{index:02d}``); attribute and item access, conversions and
-positional fields are not. The extension is never part of the template: it is added
-from the format actually received.
+Format specs are allowed (``{index:02d}``), except the presentation type ``c``, which
+turns a number into any character (seed 47 into ``/``); attribute and item access,
+conversions (``!r``, ``!a``, ``!s``) and positional fields are not. Every rendered name
+must be a file name: no ``/``, backslash or control character, not empty, ``.`` or
+``..``, and at most 255 bytes with its extension and the ``-<n>`` a task of several
+images adds. The extension is never part of the template: it is added from the format
+actually received.
 
 >>> check_template("{number:03d}-{slug}")
 '{number:03d}-{slug}'
@@ -25,23 +29,28 @@ from __future__ import annotations
 import os
 import re
 import string
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Iterable, Sequence
 
 import attrs
 
 from ._exceptions import InvalidRequestError
+from ._imageinfo import EXTENSIONS
 from ._quoting import describe_char, int_text, quote, wrong_type
+from ._validation import SEED_MAX
 
 __all__ = [
     "BATCH_NAME",
     "DEFAULT_TEMPLATE",
     "IMAGES_CHECKED",
     "NAME_FIELDS",
+    "NAME_MAX_BYTES",
     "NameFields",
     "check_batch_names",
     "check_template",
     "render_name",
     "slugify",
+    "stem_problem",
 ]
 
 #: The fields a template may use.
@@ -57,13 +66,23 @@ IMAGES_CHECKED = 16
 #: Whether a template names the image index (else ``save()`` adds ``-{index}`` to the
 #: names of a task with several images).
 _HAS_INDEX = re.compile(r"\{index[:}]")
+#: The longest file name, in bytes, the usual file systems take (NAME_MAX).
+NAME_MAX_BYTES = 255
+#: The longest extension a saved image gets.
+_EXTENSION_MAX = "." + max(EXTENSIONS.values(), key=len)
+#: A task id as long as the service's (``task-unified-1757165031-uyujaw3d``, 32
+#: characters) with room to spare; the real one is checked again when the file is saved.
+_TASK_ID_SAMPLE = "task-unified-" + "1" * 18 + "-uyujaw3d"
+#: The longest slug, in the longest form names are checked with.
+_SLUG_SAMPLE = "x" * SLUG_MAX
 
 _RULE = (
     "a name template is text with fields in braces, among "
     + ", ".join("{" + name + "}" for name in NAME_FIELDS)
-    + ", and no path separator; text the file system can encode"
+    + ", without a conversion or the format type 'c', that gives a file name: no path "
+    "separator or control character, not empty, '.' or '..', at most "
+    f"{NAME_MAX_BYTES} bytes with the extension and the '-<n>' of a task of several images"
 )
-_SAMPLE = {"task_id": "task-unified-1-a", "index": 0, "seed": 1, "slug": "a-b", "number": 1}
 
 
 class _Random:
@@ -127,6 +146,11 @@ def _fields_of(template: str) -> list[str]:
             )
         elif conversion is not None or (spec and "{" in spec):
             problem = f"{template!r} uses a conversion or nested field in {{{field}}}"
+        elif spec and spec.endswith("c"):  # the type is last; a fill 'c' is followed by >
+            problem = (
+                f"{quote(template)} formats {{{field}}} with the presentation type 'c', "
+                "which turns a number into any character (47 is '/')"
+            )
         if problem is not None:
             raise InvalidRequestError("name", _RULE, problem)
         names.append(field)
@@ -163,32 +187,94 @@ def check_template(template: str, *, number: int | None = 0) -> str:
         raise InvalidRequestError(
             "name", _RULE, f"{template!r} uses {{number}} but no number was given"
         )
-    try:
-        template.format(**_SAMPLE)
-    except (ValueError, TypeError) as exc:
-        raise InvalidRequestError("name", _RULE, f"{template!r}: {exc}") from None
+    problem = _longest_names_problem(template, [SEED_MAX, None], 0 if number is None else number)
+    if problem is not None:
+        raise InvalidRequestError("name", _RULE, f"{quote(template)} {problem}")
     return template
 
 
-def render_name(template: str, fields: NameFields) -> str:
+def _longest_names_problem(template: str, seeds: Sequence[int | None], number: int) -> str | None:
+    """Say why a name *template* gives for an image could not be a file name, or None.
+
+    The names are rendered as ``save()`` renders them for a task of one image and of
+    :data:`IMAGES_CHECKED` images, with each of *seeds*, the widest values the other
+    fields not known yet can have (the longest slug, a task id as long as the
+    service's), and the longest extension.
+    """
+    several = template if _HAS_INDEX.search(template) else template + "-{index}"
+    try:
+        names = [
+            _render(form, _TASK_ID_SAMPLE, index, each, _SLUG_SAMPLE, number)
+            for form, index in ((template, 0), (several, IMAGES_CHECKED - 1))
+            for each in seeds
+        ]
+    except (ValueError, TypeError, OverflowError) as exc:
+        return f"cannot be rendered: {exc}"
+    return _names_problem(names, _EXTENSION_MAX)
+
+
+def _names_problem(names: Iterable[str], extension: str) -> str | None:
+    for name in names:
+        problem = stem_problem(name, extension)
+        if problem is not None:
+            return problem
+    return None
+
+
+def stem_problem(stem: str, extension: str) -> str | None:
+    """Say why *stem* plus *extension* (``".png"``) is no file name of a folder, or None.
+
+    >>> stem_problem("..", ".png")
+    "gives the name '..', which is '.' or '..', a folder and no file"
+    """
+    if not stem.strip():
+        return f"gives an empty name {quote(stem)}"
+    if stem in {".", ".."}:
+        return f"gives the name {quote(stem)}, which is '.' or '..', a folder and no file"
+    for char in stem:
+        if char in "/\\":
+            return f"gives the name {quote(stem)}, which holds a path separator {char!r}"
+        if unicodedata.category(char) == "Cc":
+            what = describe_char(char)
+            return f"gives the name {quote(stem)}, which holds a control character, {what}"
+    try:
+        size = len(os.fsencode(stem + extension))
+    except UnicodeEncodeError as exc:
+        where = describe_char(stem[exc.start])
+        return f"gives a name holding {where}, which the file system cannot encode"
+    if size > NAME_MAX_BYTES:
+        return (
+            f"gives the name {quote(stem + extension)}, {size} bytes with its extension; "
+            f"a file name has at most {NAME_MAX_BYTES} bytes"
+        )
+    return None
+
+
+def render_name(template: str, fields: NameFields, *, extension: str = "") -> str:
     """Return the file name (without extension) *template* gives the image of *fields*.
 
-    *template* must have passed :func:`check_template`.
+    *template* should have passed :func:`check_template`; the name is checked all the
+    same (with *extension*, such as ``".png"``, for its length), and one that is no file
+    name of a folder raises :class:`InvalidRequestError` on ``name``.
     """
     number = 0 if fields.number is None else fields.number
-    return _render(
-        template, fields.task_id, fields.index, fields.seed, slugify(fields.prompt), number
-    )
+    try:
+        name = _render(
+            template, fields.task_id, fields.index, fields.seed, slugify(fields.prompt), number
+        )
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidRequestError("name", _RULE, f"{quote(template)}: {exc}") from None
+    problem = stem_problem(name, extension)
+    if problem is not None:
+        raise InvalidRequestError("name", _RULE, f"{quote(template)} {problem}")
+    return name
 
 
 def _render(
     template: str, task_id: str, index: int, seed: int | None, slug: str, number: int
 ) -> str:
     seeded = _RANDOM if seed is None else seed
-    name = template.format(task_id=task_id, index=index, seed=seeded, slug=slug, number=number)
-    if name in {".", ".."} or not name.strip():
-        return f"{task_id}-{index}"
-    return name
+    return template.format(task_id=task_id, index=index, seed=seeded, slug=slug, number=number)
 
 
 _UNIQUE_RULE = (
@@ -208,25 +294,24 @@ def check_batch_names(
     :data:`IMAGES_CHECKED` images (``-{index}`` added when the template has no
     ``{index}``), with a task id of its own that differs from the others' only in its
     last characters, as the service's ids may (so a cut ``{task_id:.12}`` collides).
+    Each name is checked to be a file name (see :func:`stem_problem`) with the item's
+    own number and seed, the longest slug and task id, and the longest extension.
     Raises :class:`InvalidRequestError` naming both items and the shared name, or the
-    item whose number the template cannot write.
+    item whose names cannot be files.
     """
     template = DEFAULT_TEMPLATE if template is None else template
+    _fields_of(template)
     several = template if _HAS_INDEX.search(template) else template + "-{index}"
     owners: dict[str, tuple[int, bool]] = {}
     for item, (prompt, seed, number) in enumerate(items):
         slug = slugify(prompt)
-        task_id = f"task-unified-0000000000-{item:08d}"
-        try:
-            single = _render(template, task_id, 0, seed, slug, number)
-            names = [
-                _render(several, task_id, n, seed, slug, number) for n in range(IMAGES_CHECKED)
-            ]
-        except (ValueError, TypeError, OverflowError) as exc:
-            written = int_text(number)
-            raise InvalidRequestError(
-                "name", _RULE, f"{template!r} cannot name item {item} (number {written}): {exc}"
-            ) from None
+        task_id = f"task-unified-{0:018d}-{item:08d}"
+        which = f"item {item} (number {int_text(number)})"
+        problem = _longest_names_problem(template, [seed], number)
+        if problem is not None:
+            raise InvalidRequestError("name", _RULE, f"{quote(template)} {problem} for {which}")
+        single = _render(template, task_id, 0, seed, slug, number)
+        names = [_render(several, task_id, n, seed, slug, number) for n in range(IMAGES_CHECKED)]
         for name, alone in [(single, True), *((name, name == single) for name in names)]:
             owner, owner_alone = owners.setdefault(name, (item, alone))
             if owner != item:

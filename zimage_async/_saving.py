@@ -19,6 +19,7 @@ __all__ = [
     "SavePlan",
     "current_umask",
     "fitting_suffix",
+    "inside",
     "plan_save",
     "prepare_folder",
     "publish_mode",
@@ -83,12 +84,36 @@ class SavePlan:
             if count > 1 and not re.search(r"\{index[:}]", template):
                 template += "-{index}"  # several images must not share one name
             fields = NameFields(task_id=task_id, index=index, prompt=prompt, seed=seed)
-            stem = render_name(template, attrs.evolve(fields, number=self.number))
-            return self.folder / f"{stem}.{EXTENSIONS[content_type]}"
+            extension = f".{EXTENSIONS[content_type]}"
+            stem = render_name(
+                template, attrs.evolve(fields, number=self.number), extension=extension
+            )
+            return inside(self.folder, stem + extension)
         target = fitting_suffix(self.target, content_type)
         if count == 1:
             return target
         return target.with_name(f"{target.stem}-{index}{target.suffix}")
+
+
+def inside(folder: Path, name: str) -> Path:
+    """Return ``folder / name``, refusing a *name* that would not be a file of *folder*.
+
+    The last check before a rendered name becomes a path: a name that is not one path
+    component, or whose path, made absolute and normalised, is not directly in
+    *folder*, raises :class:`InvalidRequestError` on ``name`` and nothing is written.
+    (A symbolic link already at the path is not followed: ``os.replace`` replaces the
+    link itself.)
+    """
+    from ._exceptions import InvalidRequestError
+
+    path = folder / name
+    base = os.path.normpath(os.path.abspath(folder))
+    alone = name not in {"", ".", ".."} and "\x00" not in name and Path(name).name == name
+    if not alone or os.path.dirname(os.path.normpath(os.path.join(base, name))) != base:
+        raise InvalidRequestError(
+            "name", "a saved image's name is a file directly in its folder", f"got {name!r}"
+        )
+    return path
 
 
 def plan_save(
