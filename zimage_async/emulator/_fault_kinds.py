@@ -8,10 +8,13 @@ kind                        endpoints           effect
 ``http_429``                all                 429 ``rate_limit_error``; ``Retry-After`` header
                                                 and/or ``fallback_suggestion: "retry after N
                                                 seconds"`` (``retry_after_in``)
+``http_429_after_create``   create              the task IS created and billed, then the 429
 ``http_500``                all                 documented 500 envelope; on create, no task
 ``http_500_after_create``   create              the task IS created and billed, then a 500
 ``http_502``                all                 documented 502 envelope; on create, no task
+``http_502_after_create``   create              the task IS created and billed, then the 502
 ``http_503``                all                 documented 503 envelope; on create, no task
+``http_503_after_create``   create              the task IS created and billed, then the 503
 ``reset``                   all                 connection aborted, no reply; on create, no task
 ``reset_after_create``      create              task created and billed, then the connection
                                                 is aborted
@@ -87,10 +90,13 @@ __all__ = [
 
 FaultKind = Literal[
     "http_429",
+    "http_429_after_create",
     "http_500",
     "http_500_after_create",
     "http_502",
+    "http_502_after_create",
     "http_503",
+    "http_503_after_create",
     "reset",
     "reset_after_create",
     "truncate",
@@ -118,10 +124,13 @@ SCRIPTABLE_ENDPOINTS: frozenset[str] = _ALL | {"callback"}
 FAULT_ENDPOINTS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "http_429": _ALL,
+        "http_429_after_create": frozenset({"create"}),
         "http_500": _ALL,
         "http_500_after_create": frozenset({"create"}),
         "http_502": _ALL,
+        "http_502_after_create": frozenset({"create"}),
         "http_503": _ALL,
+        "http_503_after_create": frozenset({"create"}),
         "reset": _ALL,
         "reset_after_create": frozenset({"create"}),
         "truncate": frozenset({"image"}),
@@ -145,7 +154,10 @@ FAULT_ENDPOINTS: Mapping[str, frozenset[str]] = MappingProxyType(
 
 AFTER_CREATE_FAULTS: frozenset[str] = frozenset(
     {
+        "http_429_after_create",
         "http_500_after_create",
+        "http_502_after_create",
+        "http_503_after_create",
         "reset_after_create",
         "html_5xx_after_create",
         "typeless_5xx_after_create",

@@ -81,7 +81,7 @@ class FaultRule:
     ``rate`` is the probability (0..1) that a matching request gets it when the rule is in
     :attr:`FaultPlan.rules`; in a script it is ignored. ``delay_seconds`` (real seconds) is
     for ``slow``; ``retry_after_seconds`` (default: the documented 60 for 429, 30 for 503)
-    and ``retry_after_in`` for ``http_429``, ``retry_after_seconds`` for ``http_503``;
+    and ``retry_after_in`` for ``http_429*``, ``retry_after_seconds`` for ``http_503*``;
     ``status_value`` for ``unknown_status``; ``truncate_fraction`` for ``truncate``;
     ``redirect_host`` for ``redirect``; ``http_status`` (500-599) for ``html_5xx*`` and
     ``typeless_5xx*`` (default: 502 for HTML, 500 for typeless); ``error_code`` (the

@@ -36,7 +36,6 @@ __all__ = [
 
 _ERRORS = {
     "http_500": internal_error,
-    "http_500_after_create": internal_error,
     "http_502": upstream_error,
     "http_503": service_unavailable,
 }
@@ -112,11 +111,16 @@ class FaultInjector:
 
 
 def error_reply(rule: FaultRule) -> web.Response | None:
-    """Return the HTTP error reply for an ``http_*`` rule, or None for other kinds."""
-    if rule.kind == "http_503" and rule.retry_after_seconds is not None:
+    """Return the HTTP error reply for an ``http_*`` rule, or None for other kinds.
+
+    A ``*_after_create`` kind answers as the kind it is named after (the task is made
+    before, by the caller).
+    """
+    kind = rule.kind.removesuffix("_after_create")
+    if kind == "http_503" and rule.retry_after_seconds is not None:
         hint = f"retry after {rule.retry_after_seconds} seconds"
         return error_response(service_unavailable(suggestion=hint))
-    if rule.kind == "http_429":
+    if kind == "http_429":
         seconds = 60 if rule.retry_after_seconds is None else rule.retry_after_seconds
         in_suggestion = rule.retry_after_in in ("suggestion", "both")
         in_header = rule.retry_after_in in ("header", "both")
@@ -124,7 +128,7 @@ def error_reply(rule: FaultRule) -> web.Response | None:
             suggestion=f"retry after {seconds} seconds" if in_suggestion else None
         )
         return error_response(error, headers={"Retry-After": str(seconds)} if in_header else None)
-    if rule.kind in ("html_5xx", "html_5xx_after_create"):
+    if kind == "html_5xx":
         status = rule.gateway_status
         return web.Response(
             status=status,
@@ -132,14 +136,14 @@ def error_reply(rule: FaultRule) -> web.Response | None:
             content_type="text/html",
             headers={"Server": "cloudflare" if status >= 520 else "nginx"},
         )
-    if rule.kind in ("typeless_5xx", "typeless_5xx_after_create"):
+    if kind == "typeless_5xx":
         status = rule.gateway_status
         return error_response(typeless_error(status, proxy_reason(status)))
-    if rule.kind == "http_402":
+    if kind == "http_402":
         return error_response(insufficient_quota(rule.error_code or "insufficient_quota"))
-    if rule.kind == "http_403":
+    if kind == "http_403":
         return error_response(permission_denied(rule.error_code or "key_model_not_allowed"))
-    factory = _ERRORS.get(rule.kind)
+    factory = _ERRORS.get(kind)
     return error_response(factory()) if factory is not None else None
 
 
