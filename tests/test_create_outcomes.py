@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from zimage_async import (
@@ -282,17 +282,18 @@ async def test_typed_402_is_a_certain_refusal_a_rerun_resubmits_with_its_key(
     assert gateway.posts[0]["key"] == gateway.posts[1]["key"]
 
 
-async def test_rate_limit_spent_is_a_refusal(gateway: Gateway, tmp_path: Path) -> None:
-    """A typed 429 is retried with the same key and raised once the policy is spent."""
+async def test_typed_429s_are_sent_twice_at_most(gateway: Gateway, tmp_path: Path) -> None:
+    """A typed 429 may follow a task: resent once with the same key, then uncertain."""
     for _ in range(5):
         gateway.then(
             envelope(429, code=429, message="slow", type="rate_limit_error"), makes_task=False
         )
     async with loopback_session(gateway.base) as session:
-        with pytest.raises(RateLimitError):
+        with pytest.raises(SubmissionUncertainError) as caught:
             await session.submit("a fox")
-    assert len(gateway.posts) == 5
-    assert len({post["key"] for post in gateway.posts}) == 1
+    assert isinstance(caught.value.cause, RateLimitError)
+    assert len(gateway.posts) == 2
+    assert {post["key"] for post in gateway.posts} == {caught.value.idempotency_key}
 
 
 async def test_the_manifest_holds_the_key_before_the_create_is_sent(
@@ -378,7 +379,11 @@ def test_the_policy_table_covers_every_verdict() -> None:
     code=st.one_of(st.none(), st.integers(), st.text(max_size=30)),
 )
 def test_an_untyped_answer_is_never_a_certain_refusal(status: int, code: int | str | None) -> None:
-    """Without the API's typed envelope, no error status is ever refused or retried."""
+    """Without the API's typed envelope, no error status is refused or retried.
+
+    A pre-charge code is the exception: refused whatever the envelope.
+    """
+    assume(code not in PRE_CHARGE_REFUSALS)
     for error_type in (None, ""):
         verdict = judge_create(
             Stage.ANSWERED, status=status, error_type=error_type, error_code=code
@@ -430,3 +435,60 @@ async def test_a_journal_row_that_cannot_be_read_is_a_journal_error(
     with pytest.raises(JournalError, match=f"{manifest}.*cannot be read"):
         async with gs.generate_many(["a fox"], output_dir=tmp_path, manifest=manifest) as batch:
             [item async for item in batch]
+
+
+BUSY = [
+    pytest.param(envelope(429, code=429, message="slow", type="rate_limit_error"), id="429"),
+    pytest.param(envelope(502, code=502, message="upstream", type="upstream_error"), id="502"),
+    pytest.param(
+        envelope(503, code=503, message="busy", type="service_unavailable_error"), id="503"
+    ),
+]
+
+
+@pytest.mark.parametrize("answer", BUSY)
+async def test_a_typed_busy_answer_after_billing_is_paid_twice_at_most(
+    gateway: Gateway, gs: Session, answer: Answer
+) -> None:
+    """Each POST bills a task, then answers 429/502/503; the key is ignored: two tasks."""
+    for _ in range(5):
+        gateway.then(answer)
+    with pytest.raises(SubmissionUncertainError) as caught:
+        await gs.submit("a fox")
+    assert len(gateway.tasks) == 2
+    assert [post["key"] for post in gateway.posts] == [caught.value.idempotency_key] * 2
+    assert caught.value.request is not None
+
+
+async def test_a_typed_503_after_billing_with_keys_honoured_is_paid_once(
+    gateway: Gateway, gs: Session
+) -> None:
+    """The resend carries the key, so a gateway that honours it answers with the task."""
+    gateway.honour_keys = True
+    gateway.then(envelope(503, code=503, message="busy", type="service_unavailable_error"))
+    handle = await gs.submit("a fox")
+    assert gateway.tasks == [handle.id]
+    assert len(gateway.posts) == 2
+
+
+async def test_a_refusal_after_a_billed_503_leaves_the_item_uncertain(
+    gateway: Gateway, gs: Session, tmp_path: Path
+) -> None:
+    """503 after the task was made, then 402 (that task took the last credit): uncertain."""
+    gateway.then(envelope(503, code=503, message="busy", type="service_unavailable_error"))
+    gateway.then(
+        envelope(402, code=402, message="no credit", type="insufficient_quota_error"),
+        makes_task=False,
+    )
+    manifest = tmp_path / "m.sqlite"
+    async with gs.generate_many(["a fox"], output_dir=tmp_path, manifest=manifest) as batch:
+        first = [item async for item in batch]
+    error = first[0].error
+    assert isinstance(error, SubmissionUncertainError)
+    assert isinstance(error.cause, InsufficientQuotaError) and error.resent
+    assert error.idempotency_key == gateway.posts[0]["key"]
+    async with gs.generate_many(["a fox"], output_dir=tmp_path, manifest=manifest) as batch:
+        second = [item async for item in batch]
+    assert isinstance(second[0].error, SubmissionUncertainError)
+    assert len(gateway.posts) == 2  # the rerun does not pay for it again
+    assert len(gateway.tasks) == 1

@@ -34,14 +34,33 @@ QUICK_503 = FaultRule(kind="http_503", retry_after_seconds=0)
         pytest.param("http_502", id="502-from-api"),
     ],
 )
-async def test_create_retried_when_no_task_was_made(
+async def test_create_resent_once_after_an_unknown_outcome(
     zs: Session, emulator: Emulator, fault: str | FaultRule
 ) -> None:
-    """A create refused with 429, 503 or the API's own 502 is retried and billed once."""
-    emulator.faults = FaultPlan.script("create", [fault, fault])
+    """A create answered 429, 503 or the API's own 502 is sent once more, same key."""
+    emulator.faults = FaultPlan.script("create", [fault])
     handle = await zs.submit("retry me")
-    assert emulator.request_counts["create"] == 3
+    assert emulator.request_counts["create"] == 2
     assert [entry.task_id for entry in emulator.ledger] == [handle.id]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(QUICK_429, id="429"),
+        pytest.param(QUICK_503, id="503"),
+        pytest.param("http_502", id="502-from-api"),
+    ],
+)
+async def test_a_second_unknown_outcome_is_not_sent_again(
+    zs: Session, emulator: Emulator, fault: str | FaultRule
+) -> None:
+    """Two 429s, 503s or 502s in a row: uncertain after two POSTs (either may have billed)."""
+    emulator.faults = FaultPlan.script("create", [fault, fault, "ok"])
+    with pytest.raises(SubmissionUncertainError) as info:
+        await zs.submit("retry me")
+    assert emulator.request_counts["create"] == 2
+    assert info.value.idempotency_key is not None
 
 
 @pytest.mark.parametrize(
@@ -75,8 +94,8 @@ async def test_ambiguous_500_keeps_its_cause(zs: Session, emulator: Emulator) ->
     assert info.value.__cause__ is info.value.cause
 
 
-async def test_rate_limit_raised_when_retries_run_out(emulator: Emulator) -> None:
-    """Persistent 429s end in RateLimitError carrying the advised wait."""
+async def test_persistent_rate_limits_end_uncertain(emulator: Emulator) -> None:
+    """Persistent 429s end in SubmissionUncertainError over the 429 and its advice."""
     emulator.faults = FaultPlan.script("create", [QUICK_429] * 3)
     async with Session(
         api_key=emulator.api_key,
@@ -84,23 +103,26 @@ async def test_rate_limit_raised_when_retries_run_out(emulator: Emulator) -> Non
         poll=FAST_POLL,
         retry=RetryPolicy(wait_initial=0.01, wait_max=0.02, max_attempts=3),
     ) as session:
-        with pytest.raises(RateLimitError) as info:
+        with pytest.raises(SubmissionUncertainError) as info:
             await session.submit("too fast")
-    assert info.value.retry_after == 0
+    assert isinstance(info.value.cause, RateLimitError)
+    assert info.value.cause.retry_after == 0
+    assert emulator.request_counts["create"] == 2
     assert len(emulator.ledger) == 0
 
 
 async def test_overlong_retry_after_is_not_waited_out(emulator: Emulator) -> None:
-    """A 429 asking for more than max_retry_after is raised at once, not slept on."""
+    """A 429 asking for more than max_retry_after is raised at once (uncertain), not slept on."""
     emulator.faults = FaultPlan.script(
         "create", [FaultRule(kind="http_429", retry_after_seconds=3600)]
     )
     async with Session(
         api_key=emulator.api_key, base_url=emulator.base_url, retry=FAST_RETRY
     ) as session:
-        with pytest.raises(RateLimitError) as info:
+        with pytest.raises(SubmissionUncertainError) as info:
             await session.submit("patience")
-    assert info.value.retry_after == 3600
+    assert isinstance(info.value.cause, RateLimitError)
+    assert info.value.cause.retry_after == 3600
     assert emulator.request_counts["create"] == 1
 
 
@@ -162,15 +184,20 @@ async def test_an_overlong_429_advice_does_not_freeze_the_gate() -> None:
 async def test_a_session_recovers_from_an_absurd_retry_after(
     zs: Session, emulator: Emulator
 ) -> None:
-    """After a 429 asking for 11 days, the next submit fails at once instead of hanging."""
+    """After a 429 asking for 11 days, the next submit fails at once instead of hanging.
+
+    The 429 itself may have come after a task was made: uncertain. The next submit is
+    refused by the session's gate before it is sent: a plain RateLimitError.
+    """
     emulator.faults = FaultPlan.script(
         "create", [FaultRule(kind="http_429", retry_after_seconds=999_999)]
     )
-    with pytest.raises(RateLimitError):
+    with pytest.raises(SubmissionUncertainError):
         await zs.submit("first")
     # Bounded here only so that the defect fails the test instead of hanging it.
     with pytest.raises(RateLimitError):
         await asyncio.wait_for(zs.submit("second"), 10)
+    assert emulator.request_counts["create"] == 1
     assert len(emulator.ledger) == 0
 
 

@@ -2,11 +2,13 @@
 
 ``create`` (``POST /v1/images/generations``) is billed. Every create carries an
 ``Idempotency-Key`` (one per logical submission, the same on each retry). Whether a
-failed create is sent again is decided by :func:`~zimage_async._outcome.judge_create`:
-only when the service certainly made no task (a connection that never opened, the API's
-own typed 429/502/503). Anything else that may have made a task surfaces as
-:class:`~zimage_async.SubmissionUncertainError`, carrying the key so that a later
-resubmission can reuse it. ``get_task`` is a plain read and is retried on every
+failed create is sent again is decided by :func:`~zimage_async._outcome.judge_create`,
+applied across the tries by :class:`~zimage_async._outcome.CreateTries`: freely when the
+connection never opened, once (after the advised wait) after the API's own typed
+429/502/503, which may come after the task was made. Anything else that may have made
+a task, and a create whose every try left that unknown or whose resend was refused,
+surfaces as :class:`~zimage_async.SubmissionUncertainError`, carrying the key so that a
+later resubmission can reuse it. ``get_task`` is a plain read and is retried on every
 transient fault.
 """
 
@@ -30,14 +32,14 @@ from ._exceptions import (
 )
 from ._idempotency import IDEMPOTENCY_HEADER, new_key
 from ._models import GenerationRequest, Task
-from ._outcome import CreateVerdict, Stage, judge_create, read_create_reply
+from ._outcome import CreateTries, CreateVerdict, Stage, judge_create, read_create_reply
 from ._parsing import parse_task_reply
 from ._schedule import RetryPolicy
 from ._secret import Secret
 from ._telemetry import NO_CHILD, NO_SPAN, TaskSpan, child_span, task_span
 from ._transport import RedactedHeaders, Transport
 
-__all__ = ["APIClient", "RateGate", "judge_create_failure", "judge_read_failure"]
+__all__ = ["APIClient", "RateGate", "judge_read_failure"]
 
 logger = logging.getLogger("zimage_async")
 
@@ -51,24 +53,6 @@ _JSON = json.JSONEncoder(ensure_ascii=False)
 
 #: A judge's verdict on a failure: None never retries it, a float is the least wait.
 Judge = Callable[[ZImageError], "float | None"]
-
-
-def judge_create_failure(exc: ZImageError) -> float | None:
-    """Whether a failed create may be sent again (see :func:`judge_create`), and how soon.
-
-    >>> judge_create_failure(APIConnectionError("refused", request_sent=False))
-    0.0
-    >>> judge_create_failure(APIConnectionError("reset", request_sent=True)) is None
-    True
-    """
-    if isinstance(exc, APIError):
-        verdict = judge_create(
-            Stage.ANSWERED, status=exc.status, error_type=exc.type, error_code=exc.code
-        )
-        return (exc.retry_after or 0.0) if verdict is CreateVerdict.RETRY else None
-    if isinstance(exc, APIConnectionError) and not exc.request_sent:
-        return 0.0
-    return None
 
 
 def judge_read_failure(exc: ZImageError) -> float | None:
@@ -231,7 +215,7 @@ class APIClient:
 
         *callback_url*, already checked by the session, is sent when the request has none.
         *idempotency_key* (already checked) is sent on every try; a new one is made when
-        it is None.
+        it is None. The tries follow :class:`CreateTries`.
         """
         url = f"{self._base_url}/v1/images/generations"
         fields = request.to_json()
@@ -240,6 +224,7 @@ class APIClient:
         body = _JSON.encode(fields).encode()
         key = idempotency_key if idempotency_key is not None else new_key()
         headers = self._headers(key)
+        tries = CreateTries(key=key, request=request)
 
         async def call(attempt: int, url: str) -> Task:
             await self.gate.wait()
@@ -266,24 +251,26 @@ class APIClient:
                 )
             except APIError as error:
                 self._note_rate_limit(error)
-                raise
+                raise tries.answered(error) from None
 
         span = task_span()
         try:
             task = await self._call(
                 call,
                 url,
-                judge_create_failure,
+                tries.judge,
                 "POST create",
                 span,
                 span_name="POST /v1/images/generations",
             )
         except ZImageError as exc:
-            span.end(
-                "not created" if not isinstance(exc, SubmissionUncertainError) else "uncertain",
-                error=exc,
-            )
-            raise
+            final = tries.final(exc)
+            uncertain = isinstance(final, SubmissionUncertainError)
+            span.end("uncertain" if uncertain else "not created", error=final)
+            if final is exc:
+                raise
+            assert isinstance(final, SubmissionUncertainError)
+            raise final from final.cause
         if span.recording:
             span.set("task_id", task.id)
             self.task_spans[task.id] = span

@@ -38,6 +38,11 @@ class SubmissionUncertainError(ZImageError):
     or key refusal, ``__cause__``): the gateway may check those before it looks up the
     key, so the refusal does not show that the first send made no task. The create stays
     uncertain under the same key, to be sent again with it later.
+
+    ``sent`` is how many times this call's create reached the service with that key:
+    2 when a 429, 502 or 503 (which may come after the task was made) was followed by
+    the one resend the SDK makes. Where the gateway ignores the key, each may have
+    billed a task.
     """
 
     __module__ = SHOWN_MODULE
@@ -50,12 +55,14 @@ class SubmissionUncertainError(ZImageError):
         idempotency_key: str | None = None,
         request: object | None = None,
         resent: bool = False,
+        sent: int = 1,
     ) -> None:
         self.cause = cause
         self.task_id = task_id
         self.idempotency_key = idempotency_key
         self.request = request
         self.resent = resent
+        self.sent = sent
         if task_id:
             known = f"; the answer names task {task_id}, which session.task() can resume"
         elif idempotency_key:
@@ -72,6 +79,14 @@ class SubmissionUncertainError(ZImageError):
                 "task (the gateway may refuse before it looks up the key): a task may have "
                 "been created and billed - the create is still uncertain; send it again "
                 "with the same key later (never with a new one)"
+            )
+            return
+        if sent > 1:
+            super().__init__(
+                f"the create request was sent {sent} times with the same idempotency key and "
+                f"no answer showed whether a task was made ({cause}), so a task may have been "
+                f"created and billed, up to {sent} where the gateway ignores the key; it was "
+                f"not sent again - check before resubmitting{known}"
             )
             return
         super().__init__(

@@ -4,7 +4,8 @@ The create call (``POST /v1/images/generations``) is billed. Whether a failed on
 sent again depends on whether the service could have made a task. :func:`judge_create`
 decides that from the transport stage, the HTTP status and the error envelope's
 ``type`` and ``code``, and nothing else, so the table in the docs (``protocol.md``,
-"What a failed create means") is tested row by row against it.
+"What a failed create means") is tested row by row against it. :class:`CreateTries`
+applies it across one create's tries.
 
 The rules, most specific first:
 
@@ -13,12 +14,15 @@ The rules, most specific first:
 * A 2xx is a task (an unreadable one is uncertain; the caller salvages the id).
 * A redirect (not followed) says the request was not handled here: refused; except
   303 See Other, the answer a server gives *after* handling a POST: uncertain.
-* Anything that is not the API's own typed envelope (an HTML page from a proxy, text,
-  an empty body, JSON without ``error.type``) is never a certain refusal: uncertain.
 * An envelope ``code`` from the gateway's admission checks (quota, balance, key and
-  account codes) is a refusal before charging, whatever the status: refused.
+  account codes) is a refusal before charging, whatever the status and whether or not
+  the envelope has a ``type``: refused.
+* Anything else that is not the API's own typed envelope (an HTML page from a proxy,
+  text, an empty body, JSON without ``error.type``) is never a certain refusal: uncertain.
 * 429 ``rate_limit_error``, 502 ``upstream_error`` and 503 ``service_unavailable_error``
-  in the API's own envelope are refusals before creating: retry (with the same key).
+  in the API's own envelope may come after the task was made (the gateway family's
+  client reads them as "outcome unknown"): resend once, with the same key, after the
+  advised wait; a second unknown outcome is uncertain.
 * 500 and every other 5xx: uncertain, as the provider's page says of the 500.
 * Every other typed 4xx (400, 401, 402, 403, 404, 409 ...): refused.
 """
@@ -30,6 +34,8 @@ import logging
 from collections.abc import Mapping
 
 from ._exceptions import (
+    APIConnectionError,
+    APIError,
     InvalidRequestError,
     MalformedResponseError,
     SubmissionUncertainError,
@@ -42,6 +48,7 @@ from ._validation import validate_task_id
 
 __all__ = [
     "PRE_CHARGE_REFUSALS",
+    "CreateTries",
     "CreateVerdict",
     "Stage",
     "judge_create",
@@ -74,6 +81,9 @@ class CreateVerdict(enum.Enum):
     REFUSED = "refused"
     #: A task may have been made and billed; never sent again automatically.
     UNCERTAIN = "uncertain"
+    #: A task may have been made and billed; sent again once, with the same key, after
+    #: the advised wait (a gateway that honours keys answers with the task it made).
+    RESEND_ONCE = "resend once"
 
 
 #: Envelope codes of the gateway's admission checks, which refuse before charging.
@@ -89,8 +99,9 @@ PRE_CHARGE_REFUSALS = frozenset(
     }
 )
 
-#: The API's own refusals-before-creating that waiting can cure, by status.
-_RETRYABLE_REFUSALS = {
+#: The API's own answers, by status, that waiting can cure but that may come after the
+#: task was made: the outcome is unknown.
+_UNKNOWN_OUTCOMES = {
     429: "rate_limit_error",
     502: "upstream_error",
     503: "service_unavailable_error",
@@ -113,9 +124,11 @@ def judge_create(
     >>> judge_create(Stage.ANSWERED, status=520).value
     'uncertain'
     >>> judge_create(Stage.ANSWERED, status=503, error_type="service_unavailable_error").value
-    'retry'
+    'resend once'
     >>> judge_create(Stage.ANSWERED, status=429, error_type="x", error_code="insufficient_quota")
     <CreateVerdict.REFUSED: 'refused'>
+    >>> judge_create(Stage.ANSWERED, status=402, error_code="quota_not_enough").value
+    'refused'
     """
     if stage is Stage.NOT_SENT:
         return CreateVerdict.RETRY
@@ -125,12 +138,12 @@ def judge_create(
         return CreateVerdict.CREATED
     if 300 <= status < 400:
         return CreateVerdict.UNCERTAIN if status == 303 else CreateVerdict.REFUSED
-    if not error_type:
-        return CreateVerdict.UNCERTAIN
     if isinstance(error_code, str) and error_code in PRE_CHARGE_REFUSALS:
         return CreateVerdict.REFUSED
-    if _RETRYABLE_REFUSALS.get(status) == error_type:
-        return CreateVerdict.RETRY
+    if not error_type:
+        return CreateVerdict.UNCERTAIN
+    if _UNKNOWN_OUTCOMES.get(status) == error_type:
+        return CreateVerdict.RESEND_ONCE
     if not 400 <= status < 500:
         return CreateVerdict.UNCERTAIN
     return CreateVerdict.REFUSED
@@ -192,7 +205,7 @@ def read_create_reply(
 
 
 def refused_resend(
-    exc: ZImageError, *, key: str, request: GenerationRequest
+    exc: ZImageError, *, key: str, request: GenerationRequest, sent: int = 1
 ) -> SubmissionUncertainError:
     """Return the error for a resend of a create that may have made a task, refused by *exc*.
 
@@ -200,4 +213,78 @@ def refused_resend(
     before it looks the key up, so the refusal does not show that no task was made: the
     create stays uncertain under that key.
     """
-    return SubmissionUncertainError(exc, idempotency_key=key, request=request, resent=True)
+    return SubmissionUncertainError(
+        exc, idempotency_key=key, request=request, resent=True, sent=sent
+    )
+
+
+class CreateTries:
+    """One create's tries in its retry loop: what each failure means for the next one.
+
+    The loop calls :meth:`answered` with each error the service answered (not the rate
+    gate's own refusal, which sends nothing), :meth:`judge` with every failure (the
+    least wait before the next try, or None for none), and :meth:`final` with the error
+    it is about to raise. A connection that never opened is tried again within the
+    policy. An unknown outcome (:attr:`CreateVerdict.RESEND_ONCE`) is sent again once;
+    from then on the create ends :class:`SubmissionUncertainError` under *key*, whatever
+    the last try said: a refusal of the resend (quota, key) does not show that the
+    earlier send made no task (:func:`refused_resend`).
+    """
+
+    def __init__(self, *, key: str, request: GenerationRequest) -> None:
+        self._key = key
+        self._request = request
+        self._answer: APIError | None = None
+        #: The latest answer whose outcome was unknown, once there is one.
+        self._unknown: APIError | None = None
+        #: The tries the service answered with an error.
+        self._answers = 0
+
+    def answered(self, error: APIError) -> APIError:
+        """Note *error* as the service's answer to the try under way; return it."""
+        self._answer = error
+        self._answers += 1
+        return error
+
+    def _verdict(self, exc: ZImageError) -> CreateVerdict:
+        if exc is self._answer:
+            return judge_create(
+                Stage.ANSWERED, status=exc.status, error_type=exc.type, error_code=exc.code
+            )
+        if isinstance(exc, APIConnectionError) and not exc.request_sent:
+            return CreateVerdict.RETRY
+        if isinstance(exc, APIError):  # the rate gate's refusal: nothing was sent
+            return CreateVerdict.RETRY
+        return CreateVerdict.UNCERTAIN
+
+    def judge(self, exc: ZImageError) -> float | None:
+        """Return the least wait before trying again after *exc*, or None to stop."""
+        verdict = self._verdict(exc)
+        if verdict is CreateVerdict.RESEND_ONCE:
+            assert isinstance(exc, APIError)
+            first, self._unknown = self._unknown is None, exc
+            return (exc.retry_after or 0.0) if first else None
+        if verdict is CreateVerdict.RETRY:
+            return (exc.retry_after or 0.0) if isinstance(exc, APIError) else 0.0
+        return None
+
+    def final(self, exc: ZImageError) -> ZImageError:
+        """Return the error to raise for the create, which ended with *exc*."""
+        if self._unknown is None:
+            return exc
+        sent = self._answers
+        if isinstance(exc, SubmissionUncertainError):  # the last try's answer was lost too
+            return SubmissionUncertainError(
+                exc.cause,
+                task_id=exc.task_id,
+                idempotency_key=self._key,
+                request=self._request,
+                sent=sent + 1,
+            )
+        verdict = self._verdict(exc)
+        if verdict is CreateVerdict.REFUSED:
+            return refused_resend(exc, key=self._key, request=self._request, sent=sent)
+        cause = exc if verdict is CreateVerdict.RESEND_ONCE else self._unknown
+        return SubmissionUncertainError(
+            cause, idempotency_key=self._key, request=self._request, sent=sent
+        )
