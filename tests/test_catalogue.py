@@ -374,7 +374,7 @@ SERVER_CASES: list[tuple[Case, Scenario]] = [
             "reply-429-long",
             "server reply",
             "429 asking to wait an hour",
-            zimage_async.RateLimitError,
+            zimage_async.SubmissionUncertainError,
         ),
         lambda e, h, t: _with_faults(
             e, FaultPlan.script("create", [FaultRule(kind="http_429", retry_after_seconds=3600)])

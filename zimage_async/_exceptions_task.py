@@ -21,11 +21,12 @@ __all__ = [
 class SubmissionUncertainError(ZImageError):
     """The create call failed in a way that leaves it unknown whether a task was made.
 
-    A 5xx that is not the API's own typed refusal, a reset or a timeout after the request
-    was sent, an unreadable 2xx: the service may have created (and billed) a task whose id
-    we never received. The SDK does not send such a call again on its own, except where
-    the retry policy allows it with the *same* ``Idempotency-Key``, which the gateway uses
-    to answer with the task it already made.
+    A 500 or another 5xx, the API's 429, 502 or 503 (after the one resend the SDK makes
+    with the same key), a reset or a timeout after the request was sent, an unreadable
+    2xx: the service may have created (and billed) a task whose id we never received.
+    The SDK does not send such a call again on its own beyond that one resend with the
+    *same* ``Idempotency-Key``, which a gateway that honours keys uses to answer with the
+    task it already made.
 
     ``__cause__`` holds the underlying error. ``task_id`` is the id of the task that was
     made, when it could be read from a garbled answer (resume it with

@@ -39,9 +39,10 @@ class RetryPolicy:
     """How failed requests are retried: exponential backoff with jitter, capped.
 
     Only safe requests are retried: task and image reads on 429, 500, 502, 503,
-    connection failures, truncated or malformed bodies; the billed create call only when
-    the service certainly made no task (429, 503, a 502 from the API itself, or a
-    connection that never opened). A wait the server advises (``Retry-After`` or
+    connection failures, truncated or malformed bodies; the billed create call when the
+    service certainly made no task (a connection that never opened), and at most once,
+    with the same key, after the API's own 429, 502 or 503 (which may come after the
+    task was made: see ``docs/protocol.md``). A wait the server advises (``Retry-After`` or
     ``retry after N seconds``) is honoured as a floor, up to ``max_retry_after``; a
     longer advice is given up on at once and raised, as is any error after
     ``max_attempts`` tries.
