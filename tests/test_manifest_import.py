@@ -152,6 +152,20 @@ _NO_TASK_ID = [
         "sent",
         id="rejected-typed-400",
     ),
+    pytest.param(
+        "rejected",
+        "ServiceUnavailableError",
+        _answered(503, "service_unavailable_error"),
+        "uncertain",
+        id="rejected-typed-503",
+    ),
+    pytest.param(
+        "rejected",
+        "RateLimitError",
+        _answered(429, "rate_limit_error"),
+        "uncertain",
+        id="rejected-typed-429",
+    ),
     pytest.param("rejected", "APIError", _answered(307, None), "sent", id="rejected-untyped-307"),
     pytest.param(
         "rejected",

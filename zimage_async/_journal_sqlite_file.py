@@ -169,9 +169,9 @@ def _imported_state(row: ManifestRow) -> tuple[JournalState, str | None]:
     manifest written before keys (its create was sent without one) that may have a
     task whose id is unknown becomes ``uncertain``, reported and sent again (under the
     new key it gets here) only when resubmitting uncertain creates is asked for: one
-    cut off while ``submitting``, and one ``rejected`` on an answer that
-    :func:`judge_create` finds uncertain (those versions took a proxy's page without
-    the API's envelope, or a 303, for a refusal).
+    cut off while ``submitting``, and one ``rejected`` on an answer after which
+    :func:`judge_create` finds a task possible (those versions took a proxy's page
+    without the API's envelope, a 303, or the API's 429, 502 or 503 for a refusal).
     """
     state = _MANIFEST_STATES[row.state]
     if row.idempotency_key is not None:
@@ -183,7 +183,7 @@ def _imported_state(row: ManifestRow) -> tuple[JournalState, str | None]:
         verdict = judge_create(
             Stage.ANSWERED, status=int(answer["status"]), error_type=answer["type"]
         )
-        if verdict is CreateVerdict.UNCERTAIN:
+        if verdict in (CreateVerdict.UNCERTAIN, CreateVerdict.RESEND_ONCE):
             return JournalState.UNCERTAIN, row.error_message
     return state, row.error_message
 
