@@ -243,3 +243,40 @@ async def test_a_block_only_the_keeper_cut_is_told_so() -> None:
     await asyncio.wait_for(block(), 5)
     assert said == [True]
     keeper.close()
+
+
+async def test_two_keepers_cutting_nested_blocks_in_one_turn_leave_it_to_the_outer() -> None:
+    """The inner block does not take both cuts for its own: the outer one's deadline wins."""
+    outer, inner = Deadlines(), Deadlines()
+    said: list[tuple[str, bool]] = []
+
+    async def nested() -> str:
+        outer_task = outer.enter(60.0)
+        try:
+            inner_task = inner.enter(60.0)
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError as exc:
+                said.append(("inner", inner.leave(inner_task, exc)))
+                raise
+            finally:
+                inner.leave(inner_task)
+        except asyncio.CancelledError as exc:
+            said.append(("outer", outer.leave(outer_task, exc)))
+            return "outer deadline"
+        finally:
+            outer.leave(outer_task)
+        return "not cut"  # pragma: no cover - the blocks are cut
+
+    running = asyncio.ensure_future(nested())
+    await asyncio.sleep(0)
+
+    def both() -> None:
+        outer._cut_off(running)
+        inner._cut_off(running)
+
+    asyncio.get_running_loop().call_soon(both)
+    assert await asyncio.wait_for(running, 5) == "outer deadline"
+    assert said == [("inner", False), ("outer", True)]
+    outer.close()
+    inner.close()

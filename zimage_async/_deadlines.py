@@ -30,6 +30,9 @@ _SLACK = 64  # heap entries of blocks already left, kept before the heap is rebu
 #: The message of a keeper's own cancellation: how Python 3.10, which counts no
 #: cancellations, tells it from the caller's.
 _CUT = "zimage_async: the block's deadline passed"
+#: Python 3.10: per task, the keepers' cuts not yet taken by a leave(), so that an inner
+#: block does not take an outer keeper's cut (in the same turn) for its own alone.
+_PENDING: dict[asyncio.Task[object], int] = {}
 
 
 class Deadlines:
@@ -110,6 +113,10 @@ class Deadlines:
         self._cut.discard(task)
         if sys.version_info >= (3, 11):
             return task.uncancel() <= cancelling
+        others = _PENDING.pop(task) - 1  # pragma: no cover - Python 3.10 (its CI run covers it)
+        if others:  # pragma: no cover - another keeper cut the task too: its block decides
+            _PENDING[task] = others
+            return False
         return (  # pragma: no cover - Python 3.10 (its CI run covers it)
             isinstance(error, asyncio.CancelledError)
             and error.args == (_CUT,)
@@ -122,6 +129,7 @@ class Deadlines:
         if sys.version_info >= (3, 11):
             task.cancel()
         else:  # pragma: no cover - Python 3.10 (its CI run covers it)
+            _PENDING[task] = _PENDING.get(task, 0) + 1
             task.cancel(_CUT)
             # The task keeps the message of the last cancel requested: a caller's cancel
             # after this one replaces it, and leave() then sees that it came.
