@@ -171,3 +171,16 @@ async def test_a_wait_then_a_save_is_still_one_span(
     assert _task_spans(spans) == []
     await handle.save(str(tmp_path))
     assert [_outcome(s) for s in _task_spans(spans)] == ["saved"]
+
+
+async def test_a_wait_that_fails_inside_updates_ends_the_span_when_the_loop_closes(
+    zs: Session, spans: InMemorySpanExporter
+) -> None:
+    """A wait inside ``updates()`` times out; when the loop is then left, the span ends."""
+    handle = await zs.submit("a slow fox [[duration:1.5]]")
+    with pytest.raises(WaitTimeoutError):
+        async with contextlib.aclosing(handle.updates(timeout=30)) as updates:
+            async for _ in updates:
+                await handle.wait(timeout=0.05)
+    (task,) = _task_spans(spans)
+    assert _outcome(task) == "timeout"

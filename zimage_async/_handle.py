@@ -79,6 +79,7 @@ class TaskHandle(HandlePolls):
         self._span = span if span is not None else task_span()
         self._span.set("task_id", task_id)
         self._waiters = 0  # the waits under way (see _waiting)
+        self._skipped: BaseException | None = None  # a failure of a wait that was not last
         self._deliverer: Delivery | None = None  # made when the images are first wanted
         if snapshot is not None:
             self._observe(snapshot)
@@ -181,11 +182,18 @@ class TaskHandle(HandlePolls):
         try:
             yield
         except BaseException as exc:
-            if self._waiters == 1:
-                span.stop(exc)
+            if self._waiters > 1:  # another wait ends it; if that one is only closed, with this
+                if not isinstance(exc, GeneratorExit):
+                    self._skipped = exc
+            else:
+                span.stop(
+                    self._skipped if isinstance(exc, GeneratorExit) and self._skipped else exc
+                )
             raise
         finally:
             self._waiters -= 1
+            if not self._waiters:
+                self._skipped = None
 
     def _timed_out(self, timeout: float | None, *, stage: str = "wait") -> WaitTimeoutError:
         return WaitTimeoutError(
