@@ -35,6 +35,9 @@ __all__ = ["Delivery"]
 
 logger = logging.getLogger("zimage_async")
 
+#: Seconds a save() that gives up waits for its cancelled download to stop.
+_STOP_GRACE = 5.0
+
 
 @attrs.define
 class _Shared:
@@ -182,8 +185,9 @@ class Delivery:
             shared.waiters -= 1
             if shared.waiters == 0 and not shared.future.done():
                 shared.future.cancel()  # the last caller left: nobody wants these files
-                # ... and it stops before the caller goes on: its slot and files released.
-                await asyncio.wait((shared.future,))
+                # ... and it stops before the caller goes on: its slot and files released
+                # (bounded, should a step of it be slow to take the cancellation).
+                await asyncio.wait((shared.future,), timeout=_STOP_GRACE)
 
     async def _save_all(self, task: Task, plan: SavePlan) -> list[Path]:
         budget = self._rt.limits.budget()
