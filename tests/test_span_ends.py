@@ -178,9 +178,13 @@ async def test_a_wait_that_fails_inside_updates_ends_the_span_when_the_loop_clos
 ) -> None:
     """A wait inside ``updates()`` times out; when the loop is then left, the span ends."""
     handle = await zs.submit("a slow fox [[duration:1.5]]")
-    with pytest.raises(WaitTimeoutError):
+
+    async def wait_inside_updates() -> None:
         async with contextlib.aclosing(handle.updates(timeout=30)) as updates:
             async for _ in updates:
                 await handle.wait(timeout=0.05)
+
+    with pytest.raises(WaitTimeoutError):
+        await wait_inside_updates()
     (task,) = _task_spans(spans)
     assert _outcome(task) == "timeout"
