@@ -260,3 +260,56 @@ async def test_a_keyed_submitting_row_is_resent_with_its_own_key(
 
     assert item.ok and item.task_id == first.id
     assert [entry.idempotency_key for entry in emulator.ledger] == [key]
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        pytest.param("submitting", None, id="submitting"),
+        pytest.param("uncertain", "reset after sending", id="uncertain"),
+        pytest.param("rejected", _answered(429, "rate_limit_error"), id="rejected-typed-429"),
+    ],
+)
+async def test_an_imported_keyless_row_is_reported_as_resent_under_a_new_key(
+    zs: Session, emulator: Emulator, tmp_path: Path, state: str, message: str | None
+) -> None:
+    """The report names what a resend really does: a new key, no protection from the first."""
+    path = tmp_path / "m.sqlite"
+    row = {"index": 0, "prompt": "p0", "state": state, "error_message": message}
+    _keyless_manifest(path, emulator.base_url, [row])
+
+    (item,) = await _run(zs, ["p0"], path, output_dir=tmp_path / "out")
+
+    assert isinstance(item.error, SubmissionUncertainError)
+    text = str(item.error)
+    assert "original idempotency key" not in text
+    assert "without an idempotency key" in text
+    assert "new key" in text
+    assert len(emulator.ledger) == 0
+
+
+async def test_a_keyed_uncertain_row_is_reported_as_resent_with_its_own_key(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A row that kept its key is resent with it, and its report says so."""
+    path = tmp_path / "m.sqlite"
+    manifest = Manifest.open(path, batch_id="old")
+    manifest.record(
+        0,
+        GenerationRequest(prompt="p0"),
+        RowState.UNCERTAIN,
+        base_url=emulator.base_url,
+        idempotency_key="order-4711-item-0000",
+    )
+    manifest.close()
+
+    (item,) = await _run(zs, ["p0"], path, output_dir=tmp_path / "out")
+
+    assert isinstance(item.error, SubmissionUncertainError)
+    assert item.error.idempotency_key == "order-4711-item-0000"
+    assert "original idempotency key" in str(item.error)
+    assert "new key" not in str(item.error)
+    # What the report offers works: session.resubmit sends it again, with that key.
+    handle = await zs.resubmit(item.error)
+    await handle.wait()
+    assert [entry.idempotency_key for entry in emulator.ledger] == ["order-4711-item-0000"]

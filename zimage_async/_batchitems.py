@@ -23,7 +23,7 @@ from ._exceptions import (
     ZImageError,
 )
 from ._handle import TaskHandle
-from ._journal_records import JournalRecord, ResumeAction
+from ._journal_records import SENT_WITHOUT_KEY, JournalRecord, ResumeAction
 from ._journaling import Bookkeeper
 from ._models import GenerationRequest, GenerationResult
 
@@ -153,6 +153,26 @@ class BatchServices:
     book: Bookkeeper | None = None
 
 
+def _uncertain(row: JournalRecord) -> SubmissionUncertainError:
+    """Return the report of an item whose earlier create may have made a task."""
+    asked = "resubmit with resubmit_uncertain=True, or --resubmit-uncertain, once you have"
+    if row.error_code == SENT_WITHOUT_KEY:  # imported from a manifest of before keys
+        cause = APIConnectionError(
+            "an earlier version's run sent this item's create without an idempotency key, "
+            f"and whether it made a task is unknown ({row.error_message or 'no answer'}); "
+            f"{asked} checked your usage: it is then sent under a new key, which cannot "
+            "find a task that first send made",
+            request_sent=True,
+        )
+        return SubmissionUncertainError(cause)
+    cause = APIConnectionError(
+        f"an earlier run's create call for this item ended without an answer ({asked} "
+        "checked your usage; it is sent with its original idempotency key)",
+        request_sent=True,
+    )
+    return SubmissionUncertainError(cause, idempotency_key=row.key, request=row.request())
+
+
 def reported_error(plan: ResumeAction, row: JournalRecord, *, link_ttl: float) -> ZImageError:
     """Return the error a rerun reports for an item it does not send again."""
     if plan is ResumeAction.REPORT_FAILED and row.error_code == NO_RESULTS:
@@ -164,13 +184,7 @@ def reported_error(plan: ResumeAction, row: JournalRecord, *, link_ttl: float) -
             message=row.error_message or "",
         )
     if plan is ResumeAction.REPORT_UNCERTAIN:
-        cause = APIConnectionError(
-            "an earlier run's create call for this item ended without an answer "
-            "(resubmit with resubmit_uncertain=True, or --resubmit-uncertain, once "
-            "you have checked your usage; it is sent with its original idempotency key)",
-            request_sent=True,
-        )
-        return SubmissionUncertainError(cause, idempotency_key=row.key)
+        return _uncertain(row)
     ttl = link_ttl
     assert row.completed_at is not None
     return ImageExpiredError(

@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="submit again items whose earlier create call may have made a task whose id "
         "is unknown, with their original idempotency key (check your usage first: a "
-        "gateway that ignores keys bills them again)",
+        "gateway that ignores keys bills them again; an item of an earlier version's "
+        "manifest, sent then without a key, goes under a new one)",
     )
     batch.add_argument(
         "--resubmit-failed",

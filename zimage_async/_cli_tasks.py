@@ -61,7 +61,9 @@ def add_tasks_parser(
         "--resubmit-uncertain",
         action="store_true",
         help="send again the creates that may have made a task whose id is unknown, with "
-        "their original idempotency key (a gateway that ignores keys bills them again)",
+        "their original idempotency key (a gateway that ignores keys bills them again; "
+        "one imported from an earlier version's manifest, sent then without a key, goes "
+        "under a new one)",
     )
     collect.add_argument(
         "--timeout",
