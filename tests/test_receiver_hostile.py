@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -28,6 +28,8 @@ BOUND = 5.0
 
 GOOD_BODY = b'{"id": "task-unified-1-abc"}'
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 
 def _head(*headers: str) -> bytes:
     lines = ["POST /hooks/zimage HTTP/1.1", "Host: 127.0.0.1", *headers, "", ""]
@@ -35,10 +37,15 @@ def _head(*headers: str) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def _mounted(receiver: CallbackReceiver) -> AsyncIterator[int]:
-    """Serve an app with *receiver* at ``/hooks/zimage`` on 127.0.0.1; yield its port."""
+async def _mounted(
+    receiver: CallbackReceiver, handler: Handler | None = None
+) -> AsyncIterator[int]:
+    """Serve an app with *receiver* at ``/hooks/zimage`` on 127.0.0.1; yield its port.
+
+    *handler*, if given, is mounted there instead (one that calls the receiver itself).
+    """
     app = web.Application()
-    app.router.add_post("/hooks/zimage", receiver.receive)
+    app.router.add_post("/hooks/zimage", handler or receiver.receive)
     async with serving(app) as base:
         yield int(base.rsplit(":", 1)[1])
 
@@ -199,6 +206,64 @@ async def test_a_prompt_callback_is_accepted_with_a_short_body_timeout(
         await writer.drain()
         assert (await reader.readline()).startswith(b"HTTP/1.1 202")
     assert (receiver.accepted, receiver.refused) == (1, 0)
+
+
+@pytest.mark.parametrize("read_first", [True, False], ids=["read-first", "cancel-first"])
+async def test_a_receive_cancelled_as_its_body_read_completes_stays_cancelled(
+    logs: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, read_first: bool
+) -> None:
+    """The handler cancelled in the turn its body read ends: cancelled, nothing accepted.
+
+    aiohttp cancels a handler when its sender disconnects (``handler_cancellation``) or
+    the server shuts down. ``asyncio.wait_for`` around the read returned the body then,
+    on Python 3.10 and 3.11, and the handler went on and posted the hint. The read is a
+    stand-in here, so that its end and the cancel come in one callback.
+    """
+    receiver = CallbackReceiver()
+    body: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+    reading: list[bool] = []
+    handlers: list[asyncio.Task[object]] = []
+    outcomes: list[str] = []
+
+    async def held_read(request: web.Request) -> bytes | None:
+        reading.append(True)
+        return await body
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        try:
+            return await receiver.receive(request)
+        except asyncio.CancelledError:
+            outcomes.append("cancelled")
+            raise
+
+    def read_and_cancel() -> None:
+        if read_first:
+            body.set_result(GOOD_BODY)
+        handlers[0].cancel()
+        if not body.done():  # (the cancel may have reached the read's own future)
+            body.set_result(GOOD_BODY)
+
+    monkeypatch.setattr(receiver, "_read", held_read)
+    async with _mounted(receiver, handler) as port, _connection(port) as (reader, writer):
+        writer.write(_head(f"Content-Length: {len(GOOD_BODY)}") + GOOD_BODY)
+        await writer.drain()
+        for _ in range(int(BOUND / 0.01)):  # until the receiver is reading the body
+            if reading:
+                break
+            await asyncio.sleep(0.01)
+        assert reading
+        asyncio.get_running_loop().call_soon(read_and_cancel)
+        done, _ = await asyncio.wait(set(handlers), timeout=BOUND)
+        assert done == set(handlers)
+        assert outcomes == ["cancelled"]
+        assert await _answer(reader) == b""  # no answer: the connection is closed
+    assert handlers[0].cancelled()
+    assert (receiver.accepted, receiver.refused) == (0, 0)
+    assert not receiver._board.recent("task-unified-1-abc")  # no hint was posted
+    assert [r.getMessage() for r in logs.records if r.levelno >= logging.ERROR] == []
 
 
 @pytest.mark.parametrize("seconds", [0, -1.0, math.nan, math.inf])
