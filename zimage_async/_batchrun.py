@@ -39,6 +39,7 @@ from ._exceptions import (
     SpendLimitError,
     SubmissionUncertainError,
     TaskFailedError,
+    WaitTimeoutError,
     ZImageError,
 )
 from ._handle import TaskHandle
@@ -48,6 +49,7 @@ from ._journal_store import Journal
 from ._journaling import PendingWrites, begin_priced, note_cancelled
 from ._models import GenerationRequest, TaskStatus
 from ._outcome import refused_resend
+from ._runtime import Allowance, restated
 
 __all__ = ["CREATE_GRACE", "ItemRunner"]
 
@@ -209,6 +211,8 @@ class ItemRunner:
                 raise unrecorded(exc, task_id, index) from exc
             if isinstance(exc, JournalError):
                 raise
+            if isinstance(exc, WaitTimeoutError):  # of what was left: say the item's limit
+                exc = restated(exc, self.options.timeout)
             return BatchItem(
                 index=index, request=request, task_id=task_id, error=exc, resumed=resumed
             )
@@ -353,14 +357,14 @@ class ItemRunner:
         resumed: bool,
     ) -> BatchItem:
         request = self.requests[index]
-        timeout = self.options.timeout
+        allowed = Allowance(self.options.timeout)  # the wait and the download together
         self.states[index] = ItemState.PENDING
-        async with contextlib.aclosing(handle.updates(timeout=timeout)) as updates:
+        async with contextlib.aclosing(handle.updates(timeout=allowed.left())) as updates:
             async for snapshot in updates:
                 if snapshot.status is TaskStatus.PROCESSING:
                     self.states[index] = ItemState.PROCESSING
         try:
-            await handle.wait(timeout=timeout)
+            await handle.wait(timeout=allowed.left())
         except TaskFailedError as exc:
             await self._note(
                 key, JournalState.FAILED, error_code=exc.code, error_message=exc.message
@@ -376,7 +380,7 @@ class ItemRunner:
         self.states[index] = ItemState.DOWNLOADING
         output_dir = self.options.output_dir
         if output_dir is None:
-            result = await handle.result(timeout=timeout)
+            result = await handle.result(timeout=allowed.left())
             await self._note(key, JournalState.SAVED)
             return BatchItem(
                 index=index, request=request, task_id=handle.id, result=result, resumed=resumed
@@ -384,7 +388,7 @@ class ItemRunner:
         numbers = self.options.numbers
         number = numbers[index] if numbers is not None else index + 1
         paths = await handle.save(
-            output_dir, name=self.options.name, number=number, timeout=timeout
+            output_dir, name=self.options.name, number=number, timeout=allowed.left()
         )
         await self._note(key, JournalState.SAVED, paths=paths)
         return BatchItem(

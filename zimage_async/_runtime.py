@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._deadlines import Deadlines
+from ._exceptions import WaitTimeoutError
 from ._imagelimits import ImageLimits
 from ._schedule import PollSchedule, RetryPolicy
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from ._hints import HintSource
     from ._transport import Transport
 
-__all__ = ["DEFAULT", "Runtime", "wait_limit"]
+__all__ = ["DEFAULT", "Allowance", "Runtime", "restated", "wait_limit"]
 
 
 class _Default:
@@ -44,6 +45,41 @@ def wait_limit(timeout: float | None, poll: PollSchedule) -> float | None:
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a number of seconds above 0, or None; got {timeout!r}")
     return timeout
+
+
+class Allowance:
+    """One limit of seconds shared by waits made one after another: each gets what is left.
+
+    A batch item's wait for its task, then for its images, share the item's ``timeout``.
+
+    >>> allowed = Allowance(None)
+    >>> allowed.left() is None
+    True
+    """
+
+    __slots__ = ("_end", "limit")
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit
+        self._end = None if limit is None else time.monotonic() + limit
+
+    def left(self) -> float | None:
+        """Return the seconds left (None: no limit); a spent one gives a wait no time."""
+        return None if self._end is None else max(self._end - time.monotonic(), _NO_TIME)
+
+
+def restated(error: WaitTimeoutError, limit: float | None) -> WaitTimeoutError:
+    """Return *error*, raised by one of an allowance's waits, as a timeout of its *limit*."""
+    return WaitTimeoutError(
+        task_id=error.task_id or "?",
+        timeout=limit or 0.0,
+        last_status=error.last_status,
+        stage=error.stage,
+    )
+
+
+#: The timeout a wait gets when its share of an allowance is spent: it times out at once.
+_NO_TIME = 1e-6
 
 
 @attrs.frozen(kw_only=True)

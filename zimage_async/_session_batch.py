@@ -31,7 +31,7 @@ from ._journal import is_postgres_url
 from ._journaling import check_max_credits
 from ._models import GenerationRequest
 from ._naming import BATCH_NAME, check_template
-from ._runtime import DEFAULT
+from ._runtime import DEFAULT, wait_limit
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -96,8 +96,10 @@ class BatchMethods:
         which prompt made it; ``name=None`` gives ``<task id>-<n>``. *numbers* are
         distinct integers, one per request. A template that would give two items the same
         file name (``{slug}`` for two prompts of one slug) is refused before anything is
-        sent: put ``{number}`` or ``{task_id}`` in it. *timeout* bounds each item's wait:
-        seconds above 0, or None for no limit (default: the session's poll schedule).
+        sent: put ``{number}`` or ``{task_id}`` in it. *timeout* bounds each item's wait
+        for its task and the download of its images together, as for
+        :meth:`TaskHandle.save`: seconds above 0, or None for no limit (default: the
+        session's poll schedule).
 
         The batch runs on a journal: the session's (``Session(journal=...)``), else
         *journal* (a file path or a ``postgresql://`` URL, for this batch only; *manifest*
@@ -182,7 +184,7 @@ class BatchMethods:
             batch_id=check_batch_id(batch_id),
             worker_id=check_worker_id(worker_id),
             lease=check_lease(lease),
-            timeout=check_timeout(timeout),
+            timeout=wait_limit(check_timeout(timeout), self._runtime.poll),
             resubmit_uncertain=check_flag(resubmit_uncertain, "resubmit_uncertain"),
             resubmit_failed=check_flag(resubmit_failed, "resubmit_failed"),
             resubmit_expired=check_flag(resubmit_expired, "resubmit_expired"),
