@@ -27,6 +27,7 @@ from ._batchjournal import give_back
 from ._batchoptions import BatchOptions
 from ._batchrun import ItemRunner
 from ._batchverdicts import elsewhere_refusal, left_unsent
+from ._deadlines import within
 from ._exceptions import ZImageError
 from ._journal import open_journal
 from ._journal_records import JournalItem, JournalState
@@ -221,7 +222,7 @@ class Batch:
         self._held = set()
         options = self._options
         with contextlib.suppress(ZImageError, asyncio.TimeoutError):
-            await asyncio.wait_for(give_back(journal, options.batch_id, options.worker_id), 5.0)
+            await within(give_back(journal, options.batch_id, options.worker_id), 5.0)
         if self._owns_journal:
             self._owns_journal = False
             await journal.close()

@@ -12,10 +12,11 @@ one turn of the loop.
 
 Two keepers bound the SDK's blocks: the transport's, for the total limit of each API
 exchange and each wait for an image host, and the session's, for the deadline of each
-wait. A task runs at most one block of each at a time (an exchange or a download may
-run inside a wait). They are only used where
-the block's code is the SDK's own, so a cancellation always lands inside the block,
-never in the caller's code.
+wait. :func:`within`, a keeper of its own per call, is the SDK's ``asyncio.wait_for``
+(the callback receiver's body, a closing batch's release of its items). A task runs at
+most one block of each at a time (an exchange or a download may run inside a wait).
+They are only used where the block's code is the SDK's own, so a cancellation always
+lands inside the block, never in the caller's code.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import sys
+from collections.abc import Awaitable
+from typing import TypeVar
 
-__all__ = ["Deadlines"]
+__all__ = ["Deadlines", "within"]
+
+T = TypeVar("T")
 
 _SLACK = 64  # heap entries of blocks already left, kept before the heap is rebuilt
 #: The message of a keeper's own cancellation: how Python 3.10, which counts no
@@ -153,3 +158,24 @@ class Deadlines:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+async def within(awaitable: Awaitable[T], seconds: float) -> T:
+    """Await *awaitable* in this task for at most *seconds*, else raise ``TimeoutError``.
+
+    What ``asyncio.wait_for`` does, except that a cancellation of the caller stays one
+    also in the turn the awaitable ends or the time runs out (``wait_for`` returned the
+    result then, on Python 3.10 and 3.11). The keeper is this call's own: its timer
+    belongs to the running loop only.
+    """
+    keeper = Deadlines()
+    task = keeper.enter(seconds)
+    try:
+        return await awaitable
+    except asyncio.CancelledError as exc:
+        if not keeper.leave(task, exc):
+            raise
+        raise asyncio.TimeoutError from None
+    finally:
+        keeper.leave(task)
+        keeper.close()

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ._deadlines import Deadlines
+from ._deadlines import within
 from ._hints import HintBoard, HintWatch, read_hint
 
 __all__ = ["CallbackReceiver"]
@@ -131,27 +131,6 @@ class CallbackReceiver:
             body += more
         return None
 
-    async def _read_in_time(self, request: web.Request) -> bytes | None:
-        """:meth:`_read` within ``body_timeout``, else :class:`asyncio.TimeoutError`.
-
-        A cancellation of the handler (its sender gone, the server stopping) stays one,
-        also in the turn the read ends or the time runs out (``asyncio.wait_for`` returned
-        the body then, on Python 3.10 and 3.11). The keeper is the read's own, not the
-        receiver's: a receiver may serve on one event loop after another, and a keeper's
-        timer belongs to the loop it was armed on.
-        """
-        keeper = Deadlines()
-        task = keeper.enter(self._body_timeout)
-        try:
-            return await self._read(request)
-        except asyncio.CancelledError as exc:
-            if not keeper.leave(task, exc):
-                raise
-            raise asyncio.TimeoutError from None
-        finally:
-            keeper.leave(task)
-            keeper.close()
-
     def _refuse(self, status: int, reason: str) -> web.Response:
         self._refused += 1
         logger.info("refused a task callback: %s", reason)
@@ -182,7 +161,9 @@ class CallbackReceiver:
         own.
         """
         try:
-            body = await self._read_in_time(request)
+            # A cancellation of the handler (its sender gone, the server stopping) stays
+            # one, also in the turn the read ends (within(), not asyncio.wait_for).
+            body = await within(self._read(request), self._body_timeout)
         except asyncio.TimeoutError:
             return await self._refuse_and_close(
                 request, 408, f"the body was not all in within {self._body_timeout:g} s"
