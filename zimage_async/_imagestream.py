@@ -81,6 +81,25 @@ def proxy_endpoints(*proxies: str | None) -> frozenset[tuple[str, int]]:
     return frozenset(found)
 
 
+def _names_a_proxy(link: str, proxies: frozenset[tuple[str, int]]) -> str | None:
+    """Refuse a *link* reached directly (``NO_PROXY``) that names one of the *proxies*.
+
+    The image pool's resolver resolves a proxy's own host and port without the address
+    check (the proxy is the user's choice); a link to that same place, reached as an
+    origin, would have skipped it. A proxy is no image host.
+    """
+    try:
+        url = yarl.URL(link)
+        host, port = url.raw_host or "", url.port or 0
+    except ValueError:  # the link policy judged it already; aiohttp refuses it too
+        return None
+    if host.endswith(".."):  # as aiohttp hands it to the resolver (see proxy_endpoints)
+        host = host.rstrip(".") + "."
+    if (host, port) in proxies:
+        return f"it names the configured proxy ({host}:{port}), which is no image host"
+    return None
+
+
 class PolicyResolver(aiohttp.abc.AbstractResolver):
     """Resolves image hosts, keeping only the addresses the link policy allows.
 
@@ -230,6 +249,7 @@ class ImageOpening:
         "_label",
         "_limits",
         "_policy",
+        "_proxy_ends",
         "_proxy_for",
         "_response",
         "_slot",
@@ -247,11 +267,13 @@ class ImageOpening:
         label: str | None,
         policy: LinkPolicy,
         proxy_for: Callable[[str], str | None],
+        proxy_ends: frozenset[tuple[str, int]] = frozenset(),
         keeper: Deadlines,
         limits: tuple[float | None, float | None],
     ) -> None:
         self._http, self._slot, self._url, self._headers = http, slot, url, headers
         self._label, self._policy, self._proxy_for = label, policy, proxy_for
+        self._proxy_ends = proxy_ends
         self._keeper, self._limits = keeper, limits
         self._bound: tuple[Deadlines, float] | None = None
         self._response: aiohttp.ClientResponse | None = None
@@ -291,6 +313,9 @@ class ImageOpening:
         hop, seen = url, {url}
         for _ in range(policy.max_redirects + 1):
             refusal = policy.refusal(hop)
+            proxy = self._proxy_for(hop)
+            if refusal is None and proxy is None and self._proxy_ends:
+                refusal = _names_a_proxy(hop, self._proxy_ends)
             if refusal is not None:
                 what = "the link" if hop == url else f"a redirect to {redact_url(hop)}"
                 raise self._refused(f"{what} is refused: {refusal}")
@@ -299,7 +324,7 @@ class ImageOpening:
                 headers=self._headers,
                 allow_redirects=False,
                 raise_for_status=False,
-                proxy=self._proxy_for(hop),
+                proxy=proxy,
             )
             location = response.headers.get("Location")
             if response.status not in _REDIRECTS or not location:

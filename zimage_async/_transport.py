@@ -385,6 +385,7 @@ class Transport:
             label=label,
             policy=self.link_policy,
             proxy_for=self._proxies.proxy_for if self._proxied else _no_proxy,
+            proxy_ends=self._proxy_ends,
             keeper=self._limit,
             limits=(self._read_stall, total_timeout),
         )
