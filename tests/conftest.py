@@ -9,7 +9,7 @@ import json
 import os
 import random
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,49 @@ def _png(size: tuple[int, int] = (400, 400)) -> bytes:
     return buffer.getvalue()
 
 
-class OddHost:
+ImageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class CompletedHost:
+    """A loopback gateway whose every task is completed, with one link to *image*.
+
+    A create answers a pending task; every read of it answers it completed at once, its
+    one result :meth:`link` (``/img/0.png`` on this host unless a subclass says
+    otherwise), which *image* serves at *route*. ``prompts`` maps each task made by
+    :meth:`create` to its prompt. Serve ``app`` with :func:`serving` into ``base``.
+    """
+
+    def __init__(self, image: ImageHandler, *, route: str = "/img/0.png") -> None:
+        self.prompts: dict[str, str] = {}
+        self.base = ""
+        self.app = web.Application()
+        self.app.router.add_post("/apiv1/v1/images/generations", self.create)
+        self.app.router.add_get("/apiv1/v1/tasks/{task_id}", self.task)
+        self.app.router.add_get(route, image)
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        task_id = f"task-unified-1-{len(self.prompts)}"
+        self.prompts[task_id] = (await request.json())["prompt"]
+        return web.json_response({"id": task_id, "status": "pending", "progress": 0})
+
+    def link(self, task_id: str) -> str:
+        """The one image link of task *task_id*."""
+        return f"{self.base}/img/0.png"
+
+    def completed(self, task_id: str) -> dict[str, object]:
+        """What a read of task *task_id* answers: completed, with its one link."""
+        return {
+            "id": task_id,
+            "status": "completed",
+            "progress": 100,
+            "results": [self.link(task_id)],
+        }
+
+    async def task(self, request: web.Request) -> web.Response:
+        return web.json_response(self.completed(request.match_info["task_id"]))
+
+
+class OddHost(CompletedHost):
     """A loopback API + image host that misbehaves in chosen ways, recording headers.
 
     The prompt of a create call picks the behaviour: the task it returns completes at
@@ -95,14 +137,10 @@ class OddHost:
     """
 
     def __init__(self) -> None:
+        super().__init__(self.image, route="/img/{kind}")
         self.image_headers: list[dict[str, str]] = []
         self.creates = 0
         self.busy_images = 0
-        self.base = ""
-        self.app = web.Application()
-        self.app.router.add_post("/apiv1/v1/images/generations", self.create)
-        self.app.router.add_get("/apiv1/v1/tasks/{task_id}", self.task)
-        self.app.router.add_get("/img/{kind}", self.image)
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         self.creates += 1
@@ -128,20 +166,14 @@ class OddHost:
             {"id": f"task-unified-1-{kind}", "status": "pending", "progress": 0}
         )
 
-    async def task(self, request: web.Request) -> web.Response:
-        kind = request.match_info["task_id"].removeprefix("task-unified-1-")
-        if kind == "noresults":
-            return web.json_response(
-                {"id": request.match_info["task_id"], "status": "completed", "progress": 100}
-            )
-        return web.json_response(
-            {
-                "id": request.match_info["task_id"],
-                "status": "completed",
-                "progress": 100,
-                "results": [f"{self.base}/img/{kind}"],
-            }
-        )
+    def link(self, task_id: str) -> str:
+        return f"{self.base}/img/{task_id.removeprefix('task-unified-1-')}"
+
+    def completed(self, task_id: str) -> dict[str, object]:
+        reply = super().completed(task_id)
+        if task_id.removeprefix("task-unified-1-") == "noresults":
+            del reply["results"]
+        return reply
 
     async def image(self, request: web.Request) -> web.StreamResponse:
         self.image_headers.append(dict(request.headers))

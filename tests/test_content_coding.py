@@ -19,7 +19,7 @@ from PIL import Image as PILImage
 
 from zimage_async import Session
 
-from .conftest import loopback_session, serving
+from .conftest import CompletedHost, loopback_session, serving
 
 
 def _noisy_png() -> bytes:
@@ -35,33 +35,16 @@ GZIPPED = gzip.compress(PNG)
 assert len(GZIPPED) > len(PNG)
 
 
-class GzipHost:
-    """A loopback API and an image host that gzips the image.
+class GzipHost(CompletedHost):
+    """A loopback gateway whose image host gzips the image.
 
     ``cut_first`` ends the first answer cleanly halfway through the compressed body.
     """
 
     def __init__(self) -> None:
+        super().__init__(self.image)
         self.cut_first = False
         self.image_requests: list[dict[str, str]] = []
-        self.base = ""
-        self.app = web.Application()
-        self.app.router.add_post("/apiv1/v1/images/generations", self.create)
-        self.app.router.add_get("/apiv1/v1/tasks/{task_id}", self.task)
-        self.app.router.add_get("/img/0.png", self.image)
-
-    async def create(self, request: web.Request) -> web.Response:
-        return web.json_response({"id": "task-unified-1-gzip", "status": "pending"})
-
-    async def task(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "id": request.match_info["task_id"],
-                "status": "completed",
-                "progress": 100,
-                "results": [f"{self.base}/img/0.png"],
-            }
-        )
 
     async def image(self, request: web.Request) -> web.StreamResponse:
         self.image_requests.append(dict(request.headers))

@@ -19,7 +19,7 @@ from aiohttp import web
 from zimage_async import ImageBlockedError, ImageExpiredError, Session, Task
 from zimage_async._links import STATED_EXPIRY_HORIZON, believed_expiry
 
-from .conftest import _png, loopback_session, serving
+from .conftest import CompletedHost, _png, loopback_session, serving
 
 PNG = _png((64, 64))
 NOW = time.time()  # only to build query values: a day either way makes no difference
@@ -47,8 +47,8 @@ PAST = [
 ]
 
 
-class Host:
-    """Gateway + image host: the task completes at once with one link ``/img/<kind>?<query>``.
+class Host(CompletedHost):
+    """A gateway whose task completes at once with one link ``/img/<kind>?<query>``.
 
     The prompt is ``kind?query``; *kind* ``ok`` serves a PNG, ``403``/``404``/``410``
     answer that status. ``created`` is stated as a minute before the task is read,
@@ -56,31 +56,18 @@ class Host:
     """
 
     def __init__(self) -> None:
-        self.prompts: dict[str, str] = {}
+        super().__init__(self.image, route="/img/{kind}")
         self.image_requests: list[str] = []
-        self.base = ""
-        self.app = web.Application()
-        self.app.router.add_post("/apiv1/v1/images/generations", self.create)
-        self.app.router.add_get("/apiv1/v1/tasks/{task_id}", self.task)
-        self.app.router.add_get("/img/{kind}", self.image)
 
-    async def create(self, request: web.Request) -> web.Response:
-        task_id = f"task-unified-1-{len(self.prompts)}"
-        self.prompts[task_id] = (await request.json())["prompt"]
-        return web.json_response({"id": task_id, "status": "pending", "progress": 0})
-
-    async def task(self, request: web.Request) -> web.Response:
-        task_id = request.match_info["task_id"]
+    def link(self, task_id: str) -> str:
         kind, _, query = self.prompts[task_id].partition("?")
-        reply: dict[str, object] = {
-            "id": task_id,
-            "status": "completed",
-            "progress": 100,
-            "results": [f"{self.base}/img/{kind}?{query}"],
-        }
-        if not kind.endswith("-nocreated"):
+        return f"{self.base}/img/{kind}?{query}"
+
+    def completed(self, task_id: str) -> dict[str, object]:
+        reply = super().completed(task_id)
+        if not self.prompts[task_id].partition("?")[0].endswith("-nocreated"):
             reply["created"] = int(time.time()) - 60
-        return web.json_response(reply)
+        return reply
 
     async def image(self, request: web.Request) -> web.Response:
         kind = request.match_info["kind"].removesuffix("-nocreated")

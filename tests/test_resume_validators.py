@@ -21,7 +21,7 @@ from PIL import Image as PILImage
 from zimage_async import ImageDownloadError, Session
 from zimage_async.emulator import Emulator
 
-from .conftest import loopback_session, serving
+from .conftest import CompletedHost, loopback_session, serving
 
 
 def _stored_png(colour: tuple[int, int, int]) -> bytes:
@@ -77,35 +77,18 @@ def honouring(etag: str) -> Callable[[Mapping[str, str]], Reply]:
     return answer
 
 
-class ResumeHost:
-    """A loopback API and image host: each image's first answer is cut short cleanly.
+class ResumeHost(CompletedHost):
+    """A loopback gateway whose image host cuts each image's first answer short cleanly.
 
     ``first`` holds the validators of that first answer, ``resume`` answers every later
     request; ``image_requests`` records the headers of each image request.
     """
 
     def __init__(self) -> None:
+        super().__init__(self.image)
         self.first: dict[str, str] = {}
         self.resume: Callable[[Mapping[str, str]], Reply] = partial(A)
         self.image_requests: list[dict[str, str]] = []
-        self.base = ""
-        self.app = web.Application()
-        self.app.router.add_post("/apiv1/v1/images/generations", self.create)
-        self.app.router.add_get("/apiv1/v1/tasks/{task_id}", self.task)
-        self.app.router.add_get("/img/0.png", self.image)
-
-    async def create(self, request: web.Request) -> web.Response:
-        return web.json_response({"id": "task-unified-1-resume", "status": "pending"})
-
-    async def task(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "id": request.match_info["task_id"],
-                "status": "completed",
-                "progress": 100,
-                "results": [f"{self.base}/img/0.png"],
-            }
-        )
 
     async def image(self, request: web.Request) -> web.StreamResponse:
         self.image_requests.append(dict(request.headers))
