@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from aiohttp import web
 from PIL import Image as PILImage
 
@@ -238,6 +239,20 @@ async def odd_session(odd_host: OddHost) -> AsyncIterator[Session]:
         max_image_bytes=200_000,
     ) as session:
         yield session
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A test certificate authority, for HTTPS servers on 127.0.0.1."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    """The test CA's certificate as a PEM file, for ``ca_bundle`` and ``SSL_CERT_FILE``."""
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
 
 
 async def run_example(source: str, tmp_path: Path) -> tuple[int, str, int]:

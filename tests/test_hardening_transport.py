@@ -10,10 +10,8 @@ import asyncio
 import contextlib
 import random
 import socket
-import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -35,6 +33,7 @@ from zimage_async._download import DownloadInfo, ImageLimits, stream_image
 from zimage_async._secret import Secret
 from zimage_async._transport import RedactedHeaders, Transport
 
+from ._proxies import TinyProxy, hello, tls_server
 from .conftest import KEY, OddHost, _png, loopback_session, serving
 
 ONE_TRY = RetryPolicy(max_attempts=1)
@@ -497,76 +496,6 @@ async def test_session_used_from_another_event_loop_names_the_problem(
 
 
 # -- 8. proxies and CA bundles ------------------------------------------------------------
-
-
-class TinyProxy:
-    """A forward proxy on 127.0.0.1: absolute-form HTTP requests and CONNECT tunnels.
-
-    It resolves the test's host names itself, from *names* (host -> 127.0.0.x).
-    """
-
-    def __init__(self, names: dict[str, str]) -> None:
-        self.names = names
-        self.seen: list[str] = []
-
-    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ")
-        self.seen.append(f"{method} {target}")
-        if method == "CONNECT":
-            host, _, port = target.rpartition(":")
-        else:
-            authority = target.split("/", 3)[2]
-            host, _, port = authority.rpartition(":")
-        up_reader, up_writer = await asyncio.open_connection(self.names[host], int(port))
-        if method == "CONNECT":
-            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        else:
-            path = "/" + target.split("/", 3)[3]
-            rest = head.split(b"\r\n", 1)[1]
-            up_writer.write(f"{method} {path} HTTP/1.1\r\n".encode() + rest)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
-async def hello(request: web.Request) -> web.Response:
-    return web.Response(text="hello")
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
-
-
-@contextlib.asynccontextmanager
-async def tls_server(ca: trustme.CA, *names: str) -> AsyncIterator[int]:
-    """An HTTPS server on 127.0.0.1 with a certificate for *names*, from the test CA."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*names).configure_cert(context)
-    app = web.Application()
-    app.router.add_get("/hello", hello)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    try:
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("slots", [10, 1])

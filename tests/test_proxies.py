@@ -13,7 +13,6 @@ import logging
 import random
 import socket
 from collections.abc import Awaitable
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -29,16 +28,9 @@ from zimage_async import (
 from zimage_async._download import DownloadInfo, ImageLimits, stream_image
 from zimage_async._transport import Transport
 
+from ._proxies import TinyProxy, tls_server
 from .conftest import KEY
-from .test_hardening_transport import (
-    MapResolver,
-    TinyProxy,
-    headers,
-    opened,
-    raw_server,
-    tls_server,
-    transport,
-)
+from .test_hardening_transport import MapResolver, headers, opened, raw_server, transport
 
 T = TypeVar("T")
 
@@ -50,18 +42,6 @@ THREE = RetryPolicy(wait_initial=0.01, wait_max=0.02, max_attempts=3)
 async def bounded(wait: Awaitable[T]) -> T:
     """Await *wait*, failing the test after 30 s instead of hanging."""
     return await asyncio.wait_for(wait, 30)
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 class Refuser:
