@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,35 @@ async def _check_done(journal: SqliteJournal, emulator: Emulator, items: list[Ba
     assert emulator.billed_counts(by="prompt") == dict.fromkeys(PROMPTS, 1)
 
 
+async def _run_to_the_end(emulator: Emulator, journal: SqliteJournal, tmp_path: Path) -> None:
+    """Run the batch as worker w1 through a Session on *journal*, and check it all done."""
+    async with _session(emulator, journal) as zs:
+        items = await _run_batch(zs, tmp_path)
+        await _check_done(journal, emulator, items)
+
+
+Begin = Callable[[JournalRecord], Awaitable[JournalRecord]]
+
+
+def _on_first_begin_of_item_0(
+    journal: SqliteJournal,
+    monkeypatch: pytest.MonkeyPatch,
+    first: Callable[[JournalRecord, Begin], Awaitable[JournalRecord]],
+) -> list[str]:
+    """Make the first begin of item 0 run *first* (given the real begin); list its key."""
+    real_begin = journal.begin
+    met: list[str] = []
+
+    async def begin(record: JournalRecord, **options: Any) -> JournalRecord:
+        if met or record.item_index != 0:
+            return await real_begin(record, **options)
+        met.append(record.key)
+        return await first(record, lambda again: real_begin(again, **options))
+
+    monkeypatch.setattr(journal, "begin", begin)
+    return met
+
+
 async def test_a_worker_whose_own_lease_lapsed_still_begins_the_item(
     emulator: Emulator,
     journal: SqliteJournal,
@@ -88,23 +117,16 @@ async def test_a_worker_whose_own_lease_lapsed_still_begins_the_item(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The lease ran out (the loop was blocked) but nobody claimed the item: it is still run."""
-    real_begin = journal.begin
-    lapsed: list[str] = []
 
-    async def begin(record: JournalRecord, **options: Any) -> JournalRecord:
-        if lapsed or record.item_index != 0:
-            return await real_begin(record, **options)
-        lapsed.append(record.key)
+    async def lapse(record: JournalRecord, real_begin: Begin) -> JournalRecord:
         clock.offset += 10.0  # past the 3 s lease, and no other worker claimed the item
         try:
-            return await real_begin(record, **options)
+            return await real_begin(record)
         finally:  # the late renewal's turn comes next: it revives the lease
             await journal.renew("b", "w1", lease_seconds=3)
 
-    monkeypatch.setattr(journal, "begin", begin)
-    async with _session(emulator, journal) as zs:
-        items = await _run_batch(zs, tmp_path)
-        await _check_done(journal, emulator, items)
+    lapsed = _on_first_begin_of_item_0(journal, monkeypatch, lapse)
+    await _run_to_the_end(emulator, journal, tmp_path)
     assert lapsed
 
 
@@ -115,20 +137,13 @@ async def test_an_item_lost_while_still_the_workers_is_given_back_and_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A LeaseLostError while the journal still names the worker: released, claimed again."""
-    real_begin = journal.begin
-    refused: list[str] = []
 
-    async def begin(record: JournalRecord, **options: Any) -> JournalRecord:
-        if refused or record.item_index != 0:
-            return await real_begin(record, **options)
-        refused.append(record.key)
+    async def refuse(record: JournalRecord, real_begin: Begin) -> JournalRecord:
         await journal.renew("b", "w1", lease_seconds=3)  # the renewals go on
         raise LeaseLostError("lost", batch_id="b", index=0, worker_id="w1")
 
-    monkeypatch.setattr(journal, "begin", begin)
-    async with _session(emulator, journal) as zs:
-        items = await _run_batch(zs, tmp_path)
-        await _check_done(journal, emulator, items)
+    refused = _on_first_begin_of_item_0(journal, monkeypatch, refuse)
+    await _run_to_the_end(emulator, journal, tmp_path)
     assert refused
 
 
@@ -174,6 +189,4 @@ async def test_a_worker_started_again_under_its_id_runs_the_items_its_earlier_ru
     """A killed w1 held item 0; a new w1's renewals would keep it claimed, run by nobody."""
     await journal.enqueue("b", [GenerationRequest(prompt=prompt) for prompt in PROMPTS])
     assert await journal.claim("b", "w1", lease_seconds=600, limit=1)
-    async with _session(emulator, journal) as zs:
-        items = await _run_batch(zs, tmp_path)
-        await _check_done(journal, emulator, items)
+    await _run_to_the_end(emulator, journal, tmp_path)
