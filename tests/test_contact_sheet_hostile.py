@@ -44,6 +44,40 @@ def _good(path: Path, colour: str = "red") -> Path:
     return path
 
 
+def _draw(tmp_path: Path, images: list[Path]) -> tuple[Path, list[tuple[Path, str]]]:
+    """Draw *images* into ``sheet.png`` in 32-pixel cells; return it and the skips, with why."""
+    skipped: list[tuple[Path, str]] = []
+    sheet = make_contact_sheet(
+        images,
+        tmp_path / "sheet.png",
+        thumb_pixels=32,
+        on_skip=lambda path, why: skipped.append((path, why)),
+    )
+    return sheet, skipped
+
+
+async def _saved_batch(emulator: Emulator, tmp_path: Path, prompts_text: str) -> tuple[Path, Path]:
+    """Run `zimage batch` on *prompts_text* into ``out``; return the prompts file and ``out``."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(prompts_text)
+    out = tmp_path / "out"
+    status, _, stderr = await zimage(emulator, "batch", prompts, "-o", out)
+    assert status == 0, stderr
+    return prompts, out
+
+
+async def _batch_again_with_a_sheet(
+    emulator: Emulator, prompts: Path, out: Path, *options: str | Path
+) -> tuple[str, str]:
+    """Run the same batch again with ``--contact-sheet``; it ends well: its stdout, stderr."""
+    status, stdout, stderr = await zimage(
+        emulator, "batch", prompts, "-o", out, "--contact-sheet", *options
+    )
+    assert status == 0, stderr
+    assert "Traceback" not in stderr
+    return stdout, stderr
+
+
 @pytest.mark.parametrize(
     "side",
     [
@@ -59,13 +93,8 @@ def test_an_image_declaring_too_many_pixels_is_skipped_before_decoding(
     assert side * side > _contact_sheet.MAX_PIXELS
     bomb = _declared_png(tmp_path / "bomb.png", side, side)
     assert bomb.stat().st_size < 64 * 1024
-    skipped: list[tuple[Path, str]] = []
-    sheet = make_contact_sheet(
-        [_good(tmp_path / "a.png"), bomb, _good(tmp_path / "b.png", "blue")],
-        tmp_path / "sheet.png",
-        thumb_pixels=32,
-        on_skip=lambda path, why: skipped.append((path, why)),
-    )
+    images = [_good(tmp_path / "a.png"), bomb, _good(tmp_path / "b.png", "blue")]
+    sheet, skipped = _draw(tmp_path, images)
     assert [path for path, _ in skipped] == [bomb]
     assert "pixels" in skipped[0][1]
     with PILImage.open(sheet) as drawn:
@@ -87,14 +116,8 @@ def test_an_unreadable_image_is_skipped(tmp_path: Path, content: bytes) -> None:
     """A file Pillow cannot read is skipped with why; the sheet has the others."""
     broken = tmp_path / "broken.png"
     broken.write_bytes(content)
-    skipped: list[Path] = []
-    sheet = make_contact_sheet(
-        [broken, _good(tmp_path / "a.png")],
-        tmp_path / "sheet.png",
-        thumb_pixels=32,
-        on_skip=lambda path, why: skipped.append(path),
-    )
-    assert skipped == [broken]
+    sheet, skipped = _draw(tmp_path, [broken, _good(tmp_path / "a.png")])
+    assert [path for path, _ in skipped] == [broken]
     assert sheet.is_file()
 
 
@@ -104,14 +127,8 @@ def test_a_truncated_image_is_skipped(tmp_path: Path) -> None:
     PILImage.effect_noise((200, 200), 64).save(whole)
     cut = tmp_path / "cut.png"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    skipped: list[Path] = []
-    make_contact_sheet(
-        [cut, _good(tmp_path / "a.png")],
-        tmp_path / "sheet.png",
-        thumb_pixels=32,
-        on_skip=lambda path, why: skipped.append(path),
-    )
-    assert skipped == [cut]
+    _, skipped = _draw(tmp_path, [cut, _good(tmp_path / "a.png")])
+    assert [path for path, _ in skipped] == [cut]
 
 
 def test_nothing_readable_is_a_value_error(tmp_path: Path) -> None:
@@ -126,21 +143,13 @@ async def test_batch_keeps_its_summary_when_an_image_is_a_bomb(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     """A saved image replaced by a bomb: the batch names it, draws the rest, sums up."""
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("a cat\na dog\na fox\n")
-    out = tmp_path / "out"
-    status, _, stderr = await zimage(emulator, "batch", prompts, "-o", out)
-    assert status == 0, stderr
+    prompts, out = await _saved_batch(emulator, tmp_path, "a cat\na dog\na fox\n")
     images = sorted(out.glob("*.png"))
     assert len(images) == 3
     _declared_png(images[1], 14_000, 14_000)  # as if the file had been swapped since
     images[2].write_bytes(b"not an image")
     sheet = tmp_path / "sheet.png"
-    status, stdout, stderr = await zimage(
-        emulator, "batch", prompts, "-o", out, "--contact-sheet", sheet, "--json"
-    )
-    assert status == 0, stderr
-    assert "Traceback" not in stderr
+    stdout, stderr = await _batch_again_with_a_sheet(emulator, prompts, out, sheet, "--json")
     summary = json.loads(stdout.splitlines()[-1])
     assert summary["saved"] == 3
     assert summary["contact_sheet"] == str(sheet)
@@ -153,19 +162,11 @@ async def test_batch_keeps_its_summary_when_no_image_can_be_drawn(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     """Every saved image unreadable: no sheet, said so, the summary and exit status kept."""
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("a cat\n")
-    out = tmp_path / "out"
-    status, _, stderr = await zimage(emulator, "batch", prompts, "-o", out)
-    assert status == 0, stderr
+    prompts, out = await _saved_batch(emulator, tmp_path, "a cat\n")
     (image,) = out.glob("*.png")
     _declared_png(image, 14_000, 14_000)
     sheet = tmp_path / "sheet.png"
-    status, stdout, stderr = await zimage(
-        emulator, "batch", prompts, "-o", out, "--contact-sheet", sheet
-    )
-    assert status == 0, stderr
-    assert "Traceback" not in stderr
+    stdout, stderr = await _batch_again_with_a_sheet(emulator, prompts, out, sheet)
     assert "1 item(s): 1 saved, 0 failed" in stdout
     assert "no contact sheet was written" in stderr
     assert not sheet.exists()
