@@ -61,3 +61,34 @@ async def test_a_link_naming_the_proxy_itself_reached_directly_is_refused(
                     await asyncio.wait_for(t.stream(link, headers={}).__aenter__(), 30)
     assert "proxy" in info.value.reason
     assert connections == []
+
+
+@pytest.mark.parametrize("port", ["99999", "abc", "-1"])
+@pytest.mark.parametrize("redirected", [False, True], ids=["link", "redirect"])
+async def test_a_link_with_a_bad_port_is_refused_while_a_proxy_is_set(
+    port: str, redirected: bool
+) -> None:
+    """The link policy refuses it first, as without a proxy: no bare ValueError."""
+
+    async def origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        bad = f"http://images.test:{port}/0.png"
+        writer.write(f"HTTP/1.1 302 Found\r\nLocation: {bad}\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    async with raw_server(origin) as origin_port:
+        env = {"HTTP_PROXY": "http://proxy.test:3128", "NO_PROXY": "images.test"}
+        if not redirected:
+            env["HTTPS_PROXY"] = "http://proxy.test:3128"
+        resolver = MapResolver({"images.test": "127.0.0.1"})
+        api = "http://127.0.0.1:9/apiv1" if redirected else API
+        t = transport(environ=env, resolver=resolver, api_base_url=api)
+        link = (
+            f"http://images.test:{origin_port}/1.png"
+            if redirected
+            else f"https://images.test:{port}/0.png"
+        )
+        async with opened(t):
+            with pytest.raises(ImageLinkRefusedError):
+                await asyncio.wait_for(t.stream(link, headers={}).__aenter__(), 30)

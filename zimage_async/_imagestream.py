@@ -313,7 +313,7 @@ class ImageOpening:
         hop, seen = url, {url}
         for _ in range(policy.max_redirects + 1):
             refusal = policy.refusal(hop)
-            proxy = self._proxy_for(hop)
+            proxy = None if refusal is not None else self._proxy_for(hop)  # a sound link
             if refusal is None and proxy is None and self._proxy_ends:
                 refusal = _names_a_proxy(hop, self._proxy_ends)
             if refusal is not None:
