@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
+import logging
 import os
 import re
 import shutil
@@ -10,14 +12,17 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from types import ModuleType
+from types import CodeType, ModuleType
+from typing import Any
 
 import pytest
 
 import zimage_async
 import zimage_async.emulator
+from zimage_async import Session
+from zimage_async.emulator import Emulator, FaultPlan
 
-from .conftest import run_example
+from .conftest import FAST_POLL, run_example
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -94,6 +99,108 @@ async def test_docs_example_runs(source: str, tmp_path: Path) -> None:
     assert returncode == 0, stderr
 
 
+def _not_run() -> list[tuple[str, str, str]]:
+    """Every ```python block of the docs marked as not run: its name, the reason, the source."""
+    blocks = []
+    for page in sorted(DOCS.glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        for number, match in enumerate(
+            re.finditer(
+                r"(?:% (not run|run by pytest): ([^\n]+)\n)?```python\n(.*?)```", text, re.S
+            )
+        ):
+            if match.group(1) == "not run":
+                blocks.append((f"{page.stem}-{number}", match.group(2), match.group(3)))
+    return blocks
+
+
+def _compiled(source: str, name: str) -> CodeType:
+    """*source* compiled as the asyncio REPL (``python -m asyncio``) does: await at top level."""
+    code = compile(source, name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    assert isinstance(code, CodeType)
+    return code
+
+
+async def _run_at_top_level(source: str, name: str, namespace: dict[str, Any]) -> None:
+    """Run *source* as typed into ``python -m asyncio``, with *namespace* as its globals."""
+    ran = eval(_compiled(source, name), namespace)  # noqa: S307 - a docs example, as written
+    if inspect.iscoroutine(ran):
+        await ran
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"), [pytest.param(s, r, id=name) for name, r, s in _not_run()]
+)
+def test_every_example_not_run_compiles(source: str, reason: str) -> None:
+    """A block marked as not run still compiles, await at top level allowed, and says why."""
+    assert reason.strip()
+    _compiled(source, "<docs>")
+
+
+def test_the_examples_not_run_are_those_that_cannot_run() -> None:
+    """Of the blocks marked as not run, two cannot run: placeholders, a public address.
+
+    The other two, fragments, run below at top level as in ``python -m asyncio``, against
+    an emulator, the errors page's with the `zs`, `prompt` and `log` it leaves to the reader.
+    """
+    reasons = {name: reason for name, reason, _ in _not_run()}
+    assert set(reasons) == {"errors-0", "index-0", "quickstart-1", "webhooks-0"}
+    assert "placeholders" in reasons["quickstart-1"]  # zs.task("task-unified-...") is refused
+    assert "public HTTPS address" in reasons["webhooks-0"]
+
+
+async def test_the_index_fragment_runs_at_top_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index page's `async with` fragment runs as written in an asyncio REPL."""
+    (source,) = [s for name, _, s in _not_run() if name == "index-0"]
+    async with Emulator(task_duration=0.1, seed=5) as emu:
+        monkeypatch.setenv("ZIMAGE_API_KEY", emu.api_key)
+        monkeypatch.setenv("ZIMAGE_BASE_URL", emu.base_url)
+        namespace: dict[str, Any] = {}
+        await _run_at_top_level(source, "index-0", namespace)
+        assert namespace["result"].images[0].data.startswith(b"\x89PNG")
+        assert len(emu.ledger) == 1
+
+
+@pytest.mark.parametrize(
+    ("prompt", "faults", "outcome"),
+    [
+        pytest.param("a cute cat", [], "result", id="generated"),
+        pytest.param("[[fail:content_policy_violation]]", [], "logged", id="not-retried"),
+        pytest.param("[[fail:service_error]]", [], "queued", id="resubmit-may-help"),
+        pytest.param("a cute cat", ["http_500_after_create"], "handle", id="uncertain"),
+    ],
+)
+async def test_the_errors_page_fragment_handles_each_outcome(
+    prompt: str, faults: list[str], outcome: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The errors page's fragment, given its `zs`, `prompt` and `log`, runs each branch.
+
+    A failed task the page says not to resubmit is logged with its code and advice; an
+    uncertain create is sent again with its key and gives the task the first send made.
+    """
+    (source,) = [s for name, _, s in _not_run() if name == "errors-0"]
+    log = logging.getLogger("yours")
+    plan = FaultPlan.script("create", faults)
+    async with (
+        Emulator(task_duration=0.1, seed=6, faults=plan) as emu,
+        Session(api_key=emu.api_key, base_url=emu.base_url, poll=FAST_POLL) as zs,
+    ):
+        yours = {"zs": zs, "prompt": prompt, "log": log}
+        namespace: dict[str, Any] = {"zimage_async": zimage_async, **yours}
+        with caplog.at_level(logging.WARNING, logger="yours"):
+            await _run_at_top_level(source, "errors-0", namespace)
+            ran = {key for key in ("result", "handle") if key in namespace}
+            if outcome == "handle":
+                assert (await namespace["handle"]).task.id == emu.ledger[0].task_id
+        assert len(emu.ledger) == 1
+    logged = [r.getMessage() for r in caplog.records if r.name == "yours"]
+    assert ran == ({outcome} & {"result", "handle"})
+    if outcome == "logged":
+        assert logged and logged[0].startswith("not retrying content_policy_violation: ")
+    else:
+        assert logged == []
+
+
 def _install_commands() -> list[tuple[str, str]]:
     """Every console command of the README and the docs that installs this package."""
     commands = []
@@ -138,6 +245,9 @@ def test_install_command_runs_as_written_in_a_fresh_clone(command: str, tmp_path
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    if "zimage batch" in command:  # the README's main job: on the bundled emulator, no key
+        assert "using an in-process emulator" in done.stderr
+        assert (clone / "out" / "sheet.png").is_file()
 
 
 def test_the_package_index_name_is_only_offered_as_future() -> None:
