@@ -28,7 +28,9 @@ from zimage_async import (
 )
 from zimage_async._journal import JournalState, open_journal
 from zimage_async._manifest import Manifest, RowState, fingerprint
-from zimage_async.emulator import Emulator
+from zimage_async.emulator import Emulator, FaultPlan, FaultRule
+
+from .test_cli_tasks import zimage
 
 #: The manifest of the versions before idempotency keys: no ``idempotency_key`` column.
 _KEYLESS_SCHEMA = """
@@ -313,3 +315,67 @@ async def test_a_keyed_uncertain_row_is_reported_as_resent_with_its_own_key(
     handle = await zs.resubmit(item.error)
     await handle.wait()
     assert [entry.idempotency_key for entry in emulator.ledger] == ["order-4711-item-0000"]
+
+
+async def test_a_keyless_item_whose_resend_is_refused_is_still_reported_as_keyless(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A refused resend leaves the first, keyless send as the only one that may have a task."""
+    path = tmp_path / "m.sqlite"
+    _keyless_manifest(
+        path, emulator.base_url, [{"index": 0, "prompt": "p0", "state": "submitting"}]
+    )
+    quota = FaultRule(kind="http_402", error_code="quota_not_enough")
+    emulator.faults = FaultPlan.script("create", [quota, quota])  # refused before charging
+    await _run(zs, ["p0"], path, output_dir=tmp_path / "out", resubmit_uncertain=True)
+    emulator.faults = FaultPlan()
+    assert len(emulator.ledger) == 0
+
+    (again,) = await _run(zs, ["p0"], path, output_dir=tmp_path / "out")
+
+    assert isinstance(again.error, SubmissionUncertainError)
+    assert "without an idempotency key" in str(again.error)
+    assert "original idempotency key" not in str(again.error)
+    assert again.error.idempotency_key is None
+
+
+async def test_a_keyless_item_held_back_by_a_stop_is_reported_as_keyless(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A batch stopped before resending it says what a rerun will do: a new key."""
+    path = tmp_path / "m.sqlite"
+    _keyless_manifest(
+        path, emulator.base_url, [{"index": 1, "prompt": "p1", "state": "submitting"}]
+    )
+    emulator.faults = FaultPlan.script("create", ["http_403"])  # item 0's create: a stop
+
+    items = await _run(
+        zs, ["p0", "p1"], path, output_dir=tmp_path / "out", resubmit_uncertain=True, concurrency=1
+    )
+
+    error = items[1].error
+    assert isinstance(error, SubmissionUncertainError)
+    assert error.idempotency_key is None
+    assert "without an idempotency key" in str(error)
+    assert len(emulator.ledger) == 0
+
+
+async def test_tasks_collect_says_a_keyless_item_is_resent_under_a_new_key(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """`zimage tasks collect` does not promise the same key for a create that had none."""
+    path = tmp_path / "m.sqlite"
+    _keyless_manifest(
+        path, emulator.base_url, [{"index": 0, "prompt": "p0", "state": "submitting"}]
+    )
+    async with await open_journal(path):  # takes the manifest over
+        pass
+
+    status, stdout, stderr = await zimage(
+        emulator, "tasks", "collect", "--journal", path, "-o", tmp_path / "o"
+    )
+
+    assert status == 1, stderr
+    assert "with the same key" not in stdout + stderr
+    assert "under a new key" in stdout + stderr
+    assert len(emulator.ledger) == 0

@@ -23,7 +23,8 @@ from ._exceptions import (
     ZImageError,
 )
 from ._handle import TaskHandle
-from ._journal_records import SENT_WITHOUT_KEY, JournalRecord, ResumeAction
+from ._idempotency import first_sent_without_key
+from ._journal_records import JournalRecord, ResumeAction
 from ._journaling import Bookkeeper
 from ._models import GenerationRequest, GenerationResult
 
@@ -156,7 +157,7 @@ class BatchServices:
 def _uncertain(row: JournalRecord) -> SubmissionUncertainError:
     """Return the report of an item whose earlier create may have made a task."""
     asked = "resubmit with resubmit_uncertain=True, or --resubmit-uncertain, once you have"
-    if row.error_code == SENT_WITHOUT_KEY:  # imported from a manifest of before keys
+    if first_sent_without_key(row.key):  # imported from a manifest of before keys
         cause = APIConnectionError(
             "an earlier version's run sent this item's create without an idempotency key, "
             f"and whether it made a task is unknown ({row.error_message or 'no answer'}); "

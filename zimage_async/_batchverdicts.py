@@ -19,6 +19,7 @@ from ._exceptions import (
     SubmissionUncertainError,
     ZImageError,
 )
+from ._idempotency import first_sent_without_key
 from ._journal_records import JournalItem, JournalRecord, JournalState, ResumeAction
 from ._models import GenerationRequest
 
@@ -144,9 +145,19 @@ def unsent_resend(
     A resend with the create's key may bill (the gateway may not honour the key), so a
     batch stopped by *stopped_by* does not send it: the item stays uncertain.
     """
+    stop = type(stopped_by).__name__
+    if first_sent_without_key(record.key):  # no key to offer: its first send had none
+        cause = APIConnectionError(
+            "an earlier version's run sent this item's create without an idempotency key, "
+            f"and it may have made a task; the batch stopped sending creates ({stop}) "
+            "before sending it again; a rerun sends it under a new key, which cannot find "
+            "a task that first send made",
+            request_sent=True,
+        )
+        return SubmissionUncertainError(cause)
     cause = APIConnectionError(
         f"an earlier create of this item ({record.state.value}, key {record.key}) may have "
-        f"made a task, and the batch stopped sending creates ({type(stopped_by).__name__}) "
+        f"made a task, and the batch stopped sending creates ({stop}) "
         "before sending it again with its key; a rerun sends it again with that key",
         request_sent=True,
     )

@@ -31,6 +31,7 @@ from ._cli_common import (
 )
 from ._exceptions import WaitTimeoutError, ZImageError
 from ._handle import TaskHandle
+from ._idempotency import first_sent_without_key
 from ._journal_records import JournalRecord
 from ._session import Session
 
@@ -179,7 +180,12 @@ def _plan(
                 record,
                 "uncertain",
                 f"({prompt}) the create may have made a task whose id is unknown; "
-                "--resubmit-uncertain sends it again with the same key",
+                "--resubmit-uncertain sends it again "
+                + (
+                    "under a new key (its first send, by an earlier version, had none)"
+                    if first_sent_without_key(record.key)
+                    else "with the same key"
+                ),
             )
     return jobs
 

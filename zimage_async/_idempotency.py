@@ -15,7 +15,14 @@ import secrets
 
 from ._exceptions import InvalidRequestError
 
-__all__ = ["IDEMPOTENCY_HEADER", "REPLAYED_HEADER", "new_key", "validate_idempotency_key"]
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "REPLAYED_HEADER",
+    "first_sent_without_key",
+    "keyless_import_key",
+    "new_key",
+    "validate_idempotency_key",
+]
 
 #: The request header that carries the key.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -33,6 +40,30 @@ def new_key() -> str:
     39
     """
     return f"zimage-{secrets.token_hex(16)}"
+
+
+#: The start of the key given, when a manifest written before keys is taken over, to a
+#: create of it that may have made a task: its first send carried no key, so this key
+#: cannot find that task. The mark lives in the key, which every later write keeps.
+_KEYLESS = "zimage-keyless-"
+
+
+def keyless_import_key() -> str:
+    """Return a fresh key for a create whose first send carried none (see above).
+
+    >>> first_sent_without_key(keyless_import_key())
+    True
+    """
+    return f"{_KEYLESS}{secrets.token_hex(16)}"
+
+
+def first_sent_without_key(key: str) -> bool:
+    """Whether *key* was made for a create whose first send carried no key.
+
+    >>> first_sent_without_key(new_key())
+    False
+    """
+    return key.startswith(_KEYLESS)
 
 
 def validate_idempotency_key(key: object) -> str:

@@ -16,7 +16,6 @@ from ._manifest import fingerprint
 from ._models import GenerationRequest
 
 __all__ = [
-    "SENT_WITHOUT_KEY",
     "UNFINISHED",
     "JournalItem",
     "JournalRecord",
@@ -28,12 +27,6 @@ __all__ = [
     "resume_action",
     "update_refusal",
 ]
-
-
-#: The ``error_code`` of an uncertain create imported from a manifest written before
-#: idempotency keys: its first send carried no key, so the key it has now (made at the
-#: import) cannot find a task that send made.
-SENT_WITHOUT_KEY = "sent_without_key"
 
 
 class JournalState(enum.Enum):

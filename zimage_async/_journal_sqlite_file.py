@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ._exceptions import JournalError
-from ._idempotency import new_key
+from ._idempotency import keyless_import_key, new_key
 from ._journal_records import (
-    SENT_WITHOUT_KEY,
     JournalItem,
     JournalRecord,
     JournalState,
@@ -163,33 +162,31 @@ _CUT_OFF = (
 )
 
 
-def _imported_state(row: ManifestRow) -> tuple[JournalState, str | None, str | None]:
-    """Return the journal state, error code and error message of manifest row *row*.
+def _imported_state(row: ManifestRow) -> tuple[JournalState, str | None]:
+    """Return the journal state and error message of manifest row *row*.
 
     A row with a key keeps its state: a rerun resends it only with that key. A row of a
     manifest written before keys (its create was sent without one) that may have a
-    task whose id is unknown becomes ``uncertain`` with the code
-    :data:`SENT_WITHOUT_KEY`, reported and sent again (under the new key it gets here)
-    only when resubmitting uncertain creates is asked for: one cut off while
-    ``submitting`` or left ``uncertain``, and one ``rejected`` on an answer after which
-    :func:`judge_create` finds a task possible (those versions took a proxy's page
-    without the API's envelope, a 303, or the API's 429, 502 or 503 for a refusal).
+    task whose id is unknown becomes ``uncertain`` (its new key from
+    :func:`keyless_import_key`), reported and sent again only when resubmitting
+    uncertain creates is asked for: one cut off while ``submitting`` or left
+    ``uncertain``, and one ``rejected`` on an answer after which :func:`judge_create`
+    finds a task possible (those versions took a proxy's page without the API's
+    envelope, a 303, or the API's 429, 502 or 503 for a refusal).
     """
     state = _MANIFEST_STATES[row.state]
     if row.idempotency_key is not None:
-        return state, row.error_code, row.error_message
+        return state, row.error_message
     if row.state is RowState.SUBMITTING:
-        return JournalState.UNCERTAIN, SENT_WITHOUT_KEY, _CUT_OFF
-    if state is JournalState.UNCERTAIN:
-        return state, SENT_WITHOUT_KEY, row.error_message
+        return JournalState.UNCERTAIN, _CUT_OFF
     answer = _ANSWERED.match(row.error_message or "")
     if row.state is RowState.REJECTED and answer is not None:
         verdict = judge_create(
             Stage.ANSWERED, status=int(answer["status"]), error_type=answer["type"]
         )
         if verdict in (CreateVerdict.UNCERTAIN, CreateVerdict.RESEND_ONCE):
-            return JournalState.UNCERTAIN, SENT_WITHOUT_KEY, row.error_message
-    return state, row.error_code, row.error_message
+            return JournalState.UNCERTAIN, row.error_message
+    return state, row.error_message
 
 
 def _import_manifest(
@@ -198,10 +195,11 @@ def _import_manifest(
     """Make a manifest's rows the items and creates of *batch_id* (inside a transaction)."""
     for index, row in sorted(rows.items()):
         request = request_from_json(row.request)
-        record = JournalRecord.for_request(
-            request, key=row.idempotency_key or new_key(), base_url=row.base_url
-        )
-        state, error_code, error_message = _imported_state(row)
+        state, error_message = _imported_state(row)
+        key = row.idempotency_key
+        if key is None:  # sent without one: a new one, marked so if a task may exist
+            key = keyless_import_key() if state is JournalState.UNCERTAIN else new_key()
+        record = JournalRecord.for_request(request, key=key, base_url=row.base_url)
         db.execute(
             "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key,"
             " settled) VALUES (?, ?, ?, ?, ?, ?)",
@@ -223,7 +221,7 @@ def _import_manifest(
                 row.task_id,
                 row.completed_at,
                 json.dumps([str(p) for p in row.paths]),
-                error_code,
+                row.error_code,
                 error_message,
                 batch_id,
                 index,
