@@ -12,10 +12,11 @@ import asyncio
 
 import pytest
 
-from zimage_async import Session
+from zimage_async import ItemState, Session
 from zimage_async import _batch as batch_module
 from zimage_async._batchjournal import give_back as real
 from zimage_async._journal_store import Journal
+from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
 from .conftest import until
 
@@ -59,3 +60,31 @@ async def test_a_close_cancelled_as_its_leases_come_back_stays_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert went_on == []
+
+
+async def test_a_close_cancelled_while_a_create_is_still_answering_stays_cancelled(
+    zs: Session, emulator: Emulator
+) -> None:
+    """The close still waits for the create's answer (to record its task), then raises."""
+    emulator.faults = FaultPlan.script("create", [FaultRule(kind="slow", delay_seconds=1.5)])
+    went_on: list[str] = []
+    closing = asyncio.Event()
+
+    async def run() -> None:
+        async with zs.generate_many(["a fox"]) as batch:
+            await until(lambda: batch.progress.counts.get(ItemState.SUBMITTING, 0) == 1)
+            await asyncio.sleep(0.2)  # the create is at the (slow) service
+            closing.set()  # leaving the block: the close waits for the create's answer
+        went_on.append("after the batch")
+
+    task = asyncio.ensure_future(run())
+    closed = asyncio.ensure_future(closing.wait())
+    await asyncio.wait([task, closed], timeout=20, return_when=asyncio.FIRST_COMPLETED)
+    closed.cancel()
+    assert closing.is_set() and not task.done()
+    await asyncio.sleep(0.2)  # the close is under way, the create still answering
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 20)
+    assert went_on == []
+    assert len(emulator.ledger) == 1

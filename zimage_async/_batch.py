@@ -35,6 +35,7 @@ from ._journal_spend import SpendLimit
 from ._journal_store import Journal
 from ._models import GenerationRequest
 from ._saving import remove_stale_parts
+from ._stopping import stop_task
 
 __all__ = ["Batch", "BatchItem", "BatchProgress", "BatchStats", "ItemState"]
 
@@ -206,26 +207,23 @@ class Batch:
         or another worker takes them at once.
         """
         self._closed = True
-        if self._starting is not None and not self._starting.done():
-            self._starting.cancel()
-            with contextlib.suppress(BaseException):
-                await self._starting
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(BaseException):
-                await self._supervisor
+        # A cancellation of the caller while the work winds down (a create's answer may
+        # take CREATE_GRACE) is raised once the items are given back, not lost.
+        cancelled = await stop_task(self._starting)
+        cancelled = await stop_task(self._supervisor) or cancelled
         journal = self._journal
-        if journal is None:
-            return
-        if self._runner is not None:
-            await self._runner.pending.settle()
-        self._held = set()
-        options = self._options
-        with contextlib.suppress(ZImageError, asyncio.TimeoutError):
-            await within(give_back(journal, options.batch_id, options.worker_id), 5.0)
-        if self._owns_journal:
-            self._owns_journal = False
-            await journal.close()
+        if journal is not None:
+            if self._runner is not None:
+                await self._runner.pending.settle()
+            self._held = set()
+            options = self._options
+            with contextlib.suppress(ZImageError, asyncio.TimeoutError):
+                await within(give_back(journal, options.batch_id, options.worker_id), 5.0)
+            if self._owns_journal:
+                self._owns_journal = False
+                await journal.close()
+        if cancelled is not None:
+            raise cancelled
 
     async def __aenter__(self) -> Batch:
         try:

@@ -1,0 +1,30 @@
+"""Stopping the SDK's own asyncio tasks without losing the caller's cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+__all__ = ["stop_task"]
+
+
+async def stop_task(task: asyncio.Task[Any] | None) -> asyncio.CancelledError | None:
+    """Cancel *task* and wait until it has ended, whatever it raised (None: nothing to do).
+
+    Returns a cancellation of the caller's that came meanwhile: the wait goes on (the
+    task's own wind-down keeps what it must, such as a create's answer), and the caller
+    raises it once its own cleanup is done, instead of losing it (which
+    ``contextlib.suppress(BaseException)`` around ``await task`` did).
+    """
+    if task is None:
+        return None
+    task.cancel()
+    ours = None
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError as exc:  # noqa: PERF203 - a cancellation, not a loop's cost
+            ours = exc
+    if not task.cancelled():
+        task.exception()  # retrieved: what it raised was dealt with where it ran
+    return ours
