@@ -16,7 +16,7 @@ from ._exceptions import InvalidRequestError
 from ._models import GenerationRequest
 from ._naming import check_batch_names
 from ._quoting import describe_char, int_text, quote, wrong_type
-from ._runtime import DEFAULT
+from ._runtime import check_wait_timeout
 from ._saving import plan_save
 
 __all__ = [
@@ -86,21 +86,12 @@ def _is_utf8(text: str) -> bool:
 
 
 def check_timeout(timeout: float | None) -> float | None:
-    """Return *timeout* (each item's wait) if a handle's wait would take it.
+    """Return *timeout* (each item's wait and download) if a handle's wait would take it.
 
     That is a number of seconds above 0, None (no limit), or :data:`DEFAULT` (the
-    session's poll schedule).
+    session's poll schedule); see :func:`check_wait_timeout`.
     """
-    if timeout is DEFAULT or timeout is None:
-        return timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise InvalidRequestError(
-            "timeout",
-            "a number of seconds above 0 for each item's wait, or None for no limit "
-            "(left out: the session's poll schedule)",
-            wrong_type(timeout) if not isinstance(timeout, (int, float)) else f"got {timeout!r}",
-        )
-    return timeout
+    return check_wait_timeout(timeout)
 
 
 def check_flag(value: bool, field: str) -> bool:

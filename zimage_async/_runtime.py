@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._deadlines import Deadlines
-from ._exceptions import WaitTimeoutError
+from ._exceptions import InvalidRequestError, WaitTimeoutError
 from ._imagelimits import ImageLimits
+from ._quoting import int_text, wrong_type
 from ._schedule import PollSchedule, RetryPolicy
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from ._hints import HintSource
     from ._transport import Transport
 
-__all__ = ["DEFAULT", "Allowance", "Runtime", "restated", "wait_limit"]
+__all__ = ["DEFAULT", "Allowance", "Runtime", "check_wait_timeout", "restated", "wait_limit"]
 
 
 class _Default:
@@ -34,17 +35,43 @@ class _Default:
 DEFAULT: Any = _Default()
 
 
+_TIMEOUT_RULE = (
+    "a number of seconds above 0, or None for no limit (left out: the session's poll schedule)"
+)
+
+
+def check_wait_timeout(timeout: float | None) -> float | None:
+    """Return a wait's *timeout*: :data:`DEFAULT`, None, or seconds above 0 as a float.
+
+    Raises :class:`InvalidRequestError` (a :class:`ValueError`) naming ``timeout`` for
+    anything else: not a number, a bool, not above 0, NaN, more than a float holds.
+
+    >>> check_wait_timeout(5)
+    5.0
+    """
+    if timeout is DEFAULT or timeout is None:
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise InvalidRequestError("timeout", _TIMEOUT_RULE, wrong_type(timeout))
+    try:
+        seconds = float(timeout)
+    except OverflowError:
+        raise InvalidRequestError(
+            "timeout", _TIMEOUT_RULE, f"{int_text(int(timeout))} is more than a float holds"
+        ) from None
+    if not seconds > 0:
+        raise InvalidRequestError("timeout", _TIMEOUT_RULE, f"got {timeout!r}")
+    return seconds
+
+
 def wait_limit(timeout: float | None, poll: PollSchedule) -> float | None:
     """Return the seconds a wait may take: *timeout*, or *poll*'s for :data:`DEFAULT`.
 
-    Raises :class:`ValueError` for a *timeout* that is not above 0 (``None`` waits
-    without limit).
+    Raises :class:`InvalidRequestError` for a *timeout* :func:`check_wait_timeout`
+    refuses (``None`` waits without limit).
     """
-    if timeout is DEFAULT:
-        return poll.timeout
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be a number of seconds above 0, or None; got {timeout!r}")
-    return timeout
+    timeout = check_wait_timeout(timeout)
+    return poll.timeout if timeout is DEFAULT else timeout
 
 
 class Allowance:

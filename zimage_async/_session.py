@@ -21,7 +21,7 @@ from ._idempotency import validate_idempotency_key
 from ._journaling import Bookkeeper, check_max_credits
 from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task
-from ._runtime import DEFAULT, Runtime
+from ._runtime import DEFAULT, Runtime, check_wait_timeout
 from ._schedule import PollSchedule, RetryPolicy
 from ._secret import Secret
 from ._session_batch import BatchMethods
@@ -323,8 +323,10 @@ class Session(JournalMethods, BatchMethods):
     ) -> GenerationResult:
         """Submit, wait and download in one call: ``await zs.generate("a cat")``.
 
-        Equivalent to ``await (await zs.submit(...)).result(timeout=timeout)``.
+        Equivalent to ``await (await zs.submit(...)).result(timeout=timeout)``, except
+        that a *timeout* the wait would refuse is refused before the create is sent.
         """
+        timeout = check_wait_timeout(timeout)
         handle = await self.submit(
             prompt,
             size=size,
