@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import sys
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 __all__ = ["Deadlines", "within"]
 
@@ -160,18 +160,21 @@ class Deadlines:
             self._timer = None
 
 
-async def within(awaitable: Awaitable[T], seconds: float) -> T:
-    """Await *awaitable* in this task for at most *seconds*, else raise ``TimeoutError``.
+async def within(coroutine: Coroutine[Any, Any, T], seconds: float) -> T:
+    """Run *coroutine* in this task for at most *seconds*, else raise ``TimeoutError``.
 
     What ``asyncio.wait_for`` does, except that a cancellation of the caller stays one
-    also in the turn the awaitable ends or the time runs out (``wait_for`` returned the
-    result then, on Python 3.10 and 3.11). The keeper is this call's own: its timer
-    belongs to the running loop only.
+    also in the turn the coroutine ends or the time runs out (``wait_for`` returned the
+    result then, on Python 3.10 and 3.11). A coroutine, not a task or future: it runs in
+    this task, where the cut lands (a task awaited here would lose the cut's message on
+    Python 3.10). On Python 3.10, which counts no cancellations, a caller's cancel, the
+    end and the deadline all in one turn still come out as the timeout. The keeper is
+    this call's own: its timer belongs to the running loop only.
     """
     keeper = Deadlines()
     task = keeper.enter(seconds)
     try:
-        return await awaitable
+        return await coroutine
     except asyncio.CancelledError as exc:
         if not keeper.leave(task, exc):
             raise
