@@ -7,10 +7,11 @@ refused first, with the field and the rule, as every other bad input is.
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import pytest
 
-from zimage_async import InvalidRequestError, Session
+from zimage_async import InvalidRequestError, PollSchedule, Session
 from zimage_async.emulator import Emulator
 
 BAD = [
@@ -56,3 +57,20 @@ async def test_a_handles_waits_refuse_a_bad_timeout_with_the_field_and_rule(
             await wait(timeout=timeout)  # type: ignore[arg-type]
         assert info.value.field == "timeout"
         assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"timeout": 10**400}, id="timeout-no-float-holds-it"),
+        pytest.param({"timeout": True}, id="timeout-bool"),
+        pytest.param({"timeout": Decimal(5)}, id="timeout-decimal"),
+        pytest.param({"timeout": math.nan}, id="timeout-nan"),
+        pytest.param({"wait_max": 10**400}, id="wait_max-no-float-holds-it"),
+        pytest.param({"jitter": True}, id="jitter-bool"),
+    ],
+)
+def test_a_poll_schedule_refuses_numbers_its_waits_could_not_use(fields: dict[str, object]) -> None:
+    """The session's default timeout is a wait's timeout too: refused when made, not billed."""
+    with pytest.raises(ValueError, match=next(iter(fields))):
+        PollSchedule(**fields)  # type: ignore[arg-type]

@@ -11,26 +11,40 @@ sleeps.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import attrs
 
 from ._models import Task, TaskStatus
+from ._quoting import int_text, wrong_type
 
 __all__ = ["PollSchedule", "PollState", "RetryPolicy"]
 
 
+def _real(attribute: attrs.Attribute[Any], value: object) -> float:
+    """Return *value* as a float, if it is a number (not a bool) that a float holds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{attribute.name} must be a number, got {wrong_type(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(
+            f"{attribute.name} must be a number a float holds, got {int_text(int(value))}"
+        ) from None
+
+
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
+    if not _real(attribute, value) > 0:
         raise ValueError(f"{attribute.name} must be greater than 0, got {value!r}")
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value >= 0:
+    if not _real(attribute, value) >= 0:
         raise ValueError(f"{attribute.name} must be 0 or more, got {value!r}")
 
 
 def _fraction(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not 0 <= value <= 1:
+    if not 0 <= _real(attribute, value) <= 1:
         raise ValueError(f"{attribute.name} must be between 0 and 1, got {value!r}")
 
 
@@ -151,7 +165,7 @@ class PollSchedule:
 
     @timeout.validator
     def _check_timeout(self, attribute: attrs.Attribute[float | None], value: float | None) -> None:
-        if value is not None and not value > 0:
+        if value is not None and not _real(attribute, value) > 0:
             raise ValueError(f"timeout must be greater than 0 or None, got {value!r}")
 
     def _clamp(self, seconds: float, rng: random.Random) -> float:
