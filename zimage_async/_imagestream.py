@@ -330,7 +330,10 @@ class ImageOpening:
             if response.status not in _REDIRECTS or not location:
                 return response
             response.release()
-            hop = next_hop(hop, location)
+            try:
+                hop = next_hop(hop, location)
+            except ValueError:  # urljoin: "Invalid IPv6 URL"
+                raise self._refused("a redirect to an unreadable location is refused") from None
             if hop in seen:
                 raise self._refused(f"the redirects loop back to {redact_url(hop)}")
             seen.add(hop)
