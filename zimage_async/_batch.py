@@ -23,11 +23,10 @@ from collections.abc import Sequence
 import attrs
 
 from ._batchitems import BatchItem, BatchProgress, BatchServices, BatchStats, ItemState
-from ._batchjournal import give_back
+from ._batchjournal import give_back, release_all
 from ._batchoptions import BatchOptions
 from ._batchrun import ItemRunner
 from ._batchverdicts import elsewhere_refusal, left_unsent
-from ._deadlines import within
 from ._exceptions import ZImageError
 from ._journal import open_journal
 from ._journal_records import JournalItem, JournalState
@@ -35,7 +34,7 @@ from ._journal_spend import SpendLimit
 from ._journal_store import Journal
 from ._models import GenerationRequest
 from ._saving import remove_stale_parts
-from ._stopping import stop_task
+from ._stopping import outlast, stop_task
 
 __all__ = ["Batch", "BatchItem", "BatchProgress", "BatchStats", "ItemState"]
 
@@ -89,6 +88,7 @@ class Batch:
         self._batch_settled = 0
         self._started: float | None = None
         self._starting: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
         self._closed = False
         self._ended = False
 
@@ -201,29 +201,28 @@ class Batch:
     async def aclose(self) -> None:
         """Cancel the work in flight, wait until it has stopped, release the items held.
 
-        Idempotent. Tasks already created keep running at the service (and are billed);
-        the journal records them for a rerun. Every item the journal says this worker
-        holds is given back (unsettled), one whose claim was under way too, so a rerun
-        or another worker takes them at once.
+        Idempotent: every call, also from another task, waits for the one close. Tasks
+        already created keep running at the service (billed); the journal records them
+        for a rerun. The items held are given back (unsettled) for a rerun or another
+        worker. A cancellation of the caller does not cut the close short (a create's
+        answer may take ``CREATE_GRACE``): it is raised when the close is done.
         """
         self._closed = True
-        # A cancellation of the caller while the work winds down (a create's answer may
-        # take CREATE_GRACE) is raised once the items are given back, not lost.
-        cancelled = await stop_task(self._starting)
-        cancelled = await stop_task(self._supervisor) or cancelled
-        journal = self._journal
-        if journal is not None:
-            if self._runner is not None:
-                await self._runner.pending.settle()
-            self._held = set()
-            options = self._options
-            with contextlib.suppress(ZImageError, asyncio.TimeoutError):
-                await within(give_back(journal, options.batch_id, options.worker_id), 5.0)
-            if self._owns_journal:
-                self._owns_journal = False
-                await journal.close()
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        cancelled = await outlast(self._closing)
         if cancelled is not None:
             raise cancelled
+        self._closing.result()
+
+    async def _close(self) -> None:
+        await stop_task(self._starting)
+        await stop_task(self._supervisor)
+        self._outcomes.put_nowait(_END)  # a consumer waiting for an item sees the end
+        self._held = set()
+        journal, owned, self._owns_journal = self._journal, self._owns_journal, False
+        if journal is not None:
+            await release_all(journal, self._options, self._runner, owned=owned)
 
     async def __aenter__(self) -> Batch:
         try:
@@ -249,7 +248,10 @@ class Batch:
             await self.aclose()
             raise
         if isinstance(outcome, _Crash):
-            await self.aclose()
+            try:
+                await self.aclose()
+            except asyncio.CancelledError as cancel:
+                raise cancel from outcome.exc  # the crash is not lost
             raise outcome.exc
         if not isinstance(outcome, BatchItem):  # the end
             self._ended = True

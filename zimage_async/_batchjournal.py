@@ -9,14 +9,21 @@ when its task turned up in the journal before the worker could begin its create.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._exceptions import JournalError, LeaseLostError
+from ._deadlines import within
+from ._exceptions import JournalError, LeaseLostError, ZImageError
 from ._journal_records import JournalState
 from ._journal_store import Journal
 
-__all__ = ["give_back", "note_held", "recorded_meanwhile"]
+if TYPE_CHECKING:
+    from ._batchoptions import BatchOptions
+    from ._batchrun import ItemRunner
+
+__all__ = ["give_back", "note_held", "recorded_meanwhile", "release_all"]
 
 logger = logging.getLogger("zimage_async.batch")
 
@@ -83,3 +90,20 @@ async def give_back(journal: Journal, batch_id: str, worker_id: str) -> None:
     for item in await journal.items(batch_id):
         if item.claimed_by == worker_id and not item.settled:
             await journal.release(batch_id, worker_id, item.index, settled=False)
+
+
+async def release_all(
+    journal: Journal, options: BatchOptions, runner: ItemRunner | None, *, owned: bool
+) -> None:
+    """End a batch's close: finish its journal writes, give its items back.
+
+    Waits for the journal writes of *runner* under way, gives back what the worker
+    holds (within 5 s; a journal that fails then is left to the leases' expiry), and
+    closes the journal if the batch opened it (*owned*).
+    """
+    if runner is not None:
+        await runner.pending.settle()
+    with contextlib.suppress(ZImageError, asyncio.TimeoutError):
+        await within(give_back(journal, options.batch_id, options.worker_id), 5.0)
+    if owned:
+        await journal.close()

@@ -5,20 +5,29 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["stop_task"]
+__all__ = ["outlast", "stop_task"]
 
 
 async def stop_task(task: asyncio.Task[Any] | None) -> asyncio.CancelledError | None:
     """Cancel *task* and wait until it has ended, whatever it raised (None: nothing to do).
 
-    Returns a cancellation of the caller's that came meanwhile: the wait goes on (the
-    task's own wind-down keeps what it must, such as a create's answer), and the caller
-    raises it once its own cleanup is done, instead of losing it (which
-    ``contextlib.suppress(BaseException)`` around ``await task`` did).
+    Returns a cancellation of the caller's that came meanwhile (see :func:`outlast`).
     """
     if task is None:
         return None
     task.cancel()
+    return await outlast(task)
+
+
+async def outlast(task: asyncio.Task[Any]) -> asyncio.CancelledError | None:
+    """Wait until *task* has ended, whatever it raised; a caller's cancel does not stop it.
+
+    Returns a cancellation of the caller's that came meanwhile: the wait goes on (the
+    task's own wind-down keeps what it must, such as a create's answer), and the caller
+    raises it once its own cleanup is done, instead of losing it (which
+    ``contextlib.suppress(BaseException)`` around ``await task`` did) or cutting the
+    task short. What the task raised is retrieved here and left to its ``result()``.
+    """
     ours = None
     while not task.done():
         try:
