@@ -22,6 +22,7 @@ import pytest
 from zimage_async import (
     BatchItem,
     GenerationRequest,
+    InvalidRequestError,
     Session,
     SubmissionUncertainError,
     TaskFailedError,
@@ -378,4 +379,15 @@ async def test_tasks_collect_says_a_keyless_item_is_resent_under_a_new_key(
     assert status == 1, stderr
     assert "with the same key" not in stdout + stderr
     assert "under a new key" in stdout + stderr
+    assert len(emulator.ledger) == 0
+
+
+async def test_a_key_of_ones_own_may_not_take_the_mark_of_a_keyless_import(
+    zs: Session, emulator: Emulator
+) -> None:
+    """Its reports would say that its first send had no key: refused before sending."""
+    with pytest.raises(InvalidRequestError) as info:
+        await zs.submit("a fox", idempotency_key="zimage-keyless-order-4711")
+    assert info.value.field == "idempotency_key"
+    assert "zimage-keyless-" in str(info.value)
     assert len(emulator.ledger) == 0

@@ -22,6 +22,7 @@ __all__ = [
     "keyless_import_key",
     "new_key",
     "validate_idempotency_key",
+    "validate_own_key",
 ]
 
 #: The request header that carries the key.
@@ -81,4 +82,21 @@ def validate_idempotency_key(key: object) -> str:
             else "it has a character outside that set"
         )
         raise InvalidRequestError("idempotency_key", _RULE, problem)
+    return key
+
+
+def validate_own_key(key: object) -> str:
+    """Return a caller's own *key*, checked, and not in the form :func:`keyless_import_key` makes.
+
+    >>> validate_own_key("order-4711-image-0001")
+    'order-4711-image-0001'
+    """
+    key = validate_idempotency_key(key)
+    if first_sent_without_key(key):
+        raise InvalidRequestError(
+            "idempotency_key",
+            f"{_RULE}, not starting with {_KEYLESS} (the mark of a create first sent "
+            "without a key, by an earlier version)",
+            f"it starts with {_KEYLESS}",
+        )
     return key

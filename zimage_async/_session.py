@@ -17,7 +17,7 @@ from ._config import check_base_url, check_kinds, check_settings, read_key
 from ._download import ImageLimits
 from ._exceptions import InvalidRequestError, SubmissionUncertainError
 from ._handle import TaskHandle
-from ._idempotency import validate_idempotency_key
+from ._idempotency import validate_idempotency_key, validate_own_key
 from ._journaling import Bookkeeper, check_max_credits
 from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task
@@ -306,7 +306,7 @@ class Session(JournalMethods, BatchMethods):
             prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
         )
         if idempotency_key is not None:
-            idempotency_key = validate_idempotency_key(idempotency_key)
+            idempotency_key = validate_own_key(idempotency_key)
         self._check_open()
         return await self._send(request, idempotency_key, cost=cost)
 
