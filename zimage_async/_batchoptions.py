@@ -16,7 +16,6 @@ from ._exceptions import InvalidRequestError
 from ._models import GenerationRequest
 from ._naming import check_batch_names
 from ._quoting import describe_char, int_text, quote, wrong_type
-from ._runtime import check_wait_timeout
 from ._saving import plan_save
 
 __all__ = [
@@ -30,7 +29,6 @@ __all__ = [
     "check_output_dir",
     "check_output_names",
     "check_spend_type",
-    "check_timeout",
     "check_worker_id",
     "default_worker_id",
 ]
@@ -83,15 +81,6 @@ def _is_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def check_timeout(timeout: float | None) -> float | None:
-    """Return *timeout* (each item's wait and download) if a handle's wait would take it.
-
-    That is a number of seconds above 0, None (no limit), or :data:`DEFAULT` (the
-    session's poll schedule); see :func:`check_wait_timeout`.
-    """
-    return check_wait_timeout(timeout)
 
 
 def check_flag(value: bool, field: str) -> bool:

@@ -24,10 +24,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["Deadlines", "within"]
+__all__ = ["Deadlines", "bounded_by", "within"]
 
 T = TypeVar("T")
 
@@ -172,13 +172,24 @@ async def within(coroutine: Coroutine[Any, Any, T], seconds: float) -> T:
     this call's own: its timer belongs to the running loop only.
     """
     keeper = Deadlines()
-    task = keeper.enter(seconds)
     try:
-        return await coroutine
+        return await bounded_by(keeper, asyncio.get_running_loop().time() + seconds, coroutine)
+    finally:
+        keeper.close()
+
+
+async def bounded_by(keeper: Deadlines, deadline: float, wait: Awaitable[T]) -> T:
+    """Await *wait*, cut off at *deadline* (loop time) by *keeper*: :class:`TimeoutError`.
+
+    A cancellation of the caller's own, also one at the same moment, stays one.
+    (:meth:`Transport.request` does the same inline, without a coroutine of its own.)
+    """
+    task = keeper.enter_at(deadline)
+    try:
+        return await wait
     except asyncio.CancelledError as exc:
         if not keeper.leave(task, exc):
             raise
         raise asyncio.TimeoutError from None
     finally:
         keeper.leave(task)
-        keeper.close()

@@ -9,15 +9,14 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import TypeVar
 
 import aiohttp
 import aiohttp.abc
 import yarl
 
-from ._deadlines import Deadlines
+from ._deadlines import Deadlines, bounded_by
 from ._exceptions import ImageLinkRefusedError, ZImageError
 from ._httperrors import WIRE, RefusedAddress, UnresolvedProxy, translate
 from ._links import redact_url
@@ -28,12 +27,10 @@ __all__ = [
     "ImageOpening",
     "ImageStream",
     "PolicyResolver",
-    "bounded_by",
     "proxy_endpoints",
     "read_capped",
 ]
 
-T = TypeVar("T")
 logger = logging.getLogger("zimage_async")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -213,23 +210,6 @@ class ImageStream:
         except ZImageError:
             return b""
         return b"".join(parts)
-
-
-async def bounded_by(keeper: Deadlines, deadline: float, wait: Awaitable[T]) -> T:
-    """Await *wait*, cut off at *deadline* (loop time) by *keeper*: :class:`TimeoutError`.
-
-    A cancellation of the caller's own, also one at the same moment, stays one.
-    (:meth:`Transport.request` does the same inline, without a coroutine of its own.)
-    """
-    task = keeper.enter_at(deadline)
-    try:
-        return await wait
-    except asyncio.CancelledError as exc:
-        if not keeper.leave(task, exc):
-            raise
-        raise asyncio.TimeoutError from None
-    finally:
-        keeper.leave(task)
 
 
 class ImageOpening:

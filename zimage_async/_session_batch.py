@@ -22,7 +22,6 @@ from ._batchoptions import (
     check_output_dir,
     check_output_names,
     check_spend_type,
-    check_timeout,
     check_worker_id,
 )
 from ._exceptions import InvalidRequestError
@@ -184,7 +183,7 @@ class BatchMethods:
             batch_id=check_batch_id(batch_id),
             worker_id=check_worker_id(worker_id),
             lease=check_lease(lease),
-            timeout=wait_limit(check_timeout(timeout), self._runtime.poll),
+            timeout=wait_limit(timeout, self._runtime.poll),
             resubmit_uncertain=check_flag(resubmit_uncertain, "resubmit_uncertain"),
             resubmit_failed=check_flag(resubmit_failed, "resubmit_failed"),
             resubmit_expired=check_flag(resubmit_expired, "resubmit_expired"),
