@@ -71,6 +71,13 @@ def _keyless_manifest(path: Path, base_url: str, rows: Sequence[Mapping[str, Any
             )
 
 
+def _cut_off(path: Path, emulator: Emulator) -> None:
+    """Write a first-format manifest whose one row, "p0", was cut off while submitting."""
+    _keyless_manifest(
+        path, emulator.base_url, [{"index": 0, "prompt": "p0", "state": "submitting"}]
+    )
+
+
 async def _run(zs: Session, prompts: Sequence[str], path: Path, **options: Any) -> list[BatchItem]:
     async with zs.generate_many(prompts, manifest=path, batch_id="old", **options) as batch:
         return sorted([item async for item in batch], key=lambda item: item.index)
@@ -118,9 +125,7 @@ async def test_recover_resends_an_imported_uncertain_row_only_when_asked(
 ) -> None:
     """Session.recover leaves the imported row alone unless resubmit_uncertain=True."""
     path = tmp_path / "zimage-manifest.sqlite"
-    _keyless_manifest(
-        path, emulator.base_url, [{"index": 0, "prompt": "p0", "state": "submitting"}]
-    )
+    _cut_off(path, emulator)
     async with Session(
         api_key=emulator.api_key, base_url=emulator.base_url, journal=path, seed=1
     ) as session:
@@ -323,9 +328,7 @@ async def test_a_keyless_item_whose_resend_is_refused_is_still_reported_as_keyle
 ) -> None:
     """A refused resend leaves the first, keyless send as the only one that may have a task."""
     path = tmp_path / "m.sqlite"
-    _keyless_manifest(
-        path, emulator.base_url, [{"index": 0, "prompt": "p0", "state": "submitting"}]
-    )
+    _cut_off(path, emulator)
     quota = FaultRule(kind="http_402", error_code="quota_not_enough")
     emulator.faults = FaultPlan.script("create", [quota, quota])  # refused before charging
     await _run(zs, ["p0"], path, output_dir=tmp_path / "out", resubmit_uncertain=True)
@@ -366,9 +369,7 @@ async def test_tasks_collect_says_a_keyless_item_is_resent_under_a_new_key(
 ) -> None:
     """`zimage tasks collect` does not promise the same key for a create that had none."""
     path = tmp_path / "m.sqlite"
-    _keyless_manifest(
-        path, emulator.base_url, [{"index": 0, "prompt": "p0", "state": "submitting"}]
-    )
+    _cut_off(path, emulator)
     async with await open_journal(path):  # takes the manifest over
         pass
 
