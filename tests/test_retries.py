@@ -24,16 +24,15 @@ from .conftest import FAST_POLL, FAST_RETRY
 
 QUICK_429 = FaultRule(kind="http_429", retry_after_seconds=0)
 QUICK_503 = FaultRule(kind="http_503", retry_after_seconds=0)
+#: The create answers whose outcome is unknown (the task may have been made).
+UNKNOWN_OUTCOMES = [
+    pytest.param(QUICK_429, id="429"),
+    pytest.param(QUICK_503, id="503"),
+    pytest.param("http_502", id="502-from-api"),
+]
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param(QUICK_429, id="429"),
-        pytest.param(QUICK_503, id="503"),
-        pytest.param("http_502", id="502-from-api"),
-    ],
-)
+@pytest.mark.parametrize("fault", UNKNOWN_OUTCOMES)
 async def test_create_resent_once_after_an_unknown_outcome(
     zs: Session, emulator: Emulator, fault: str | FaultRule
 ) -> None:
@@ -44,14 +43,7 @@ async def test_create_resent_once_after_an_unknown_outcome(
     assert [entry.task_id for entry in emulator.ledger] == [handle.id]
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param(QUICK_429, id="429"),
-        pytest.param(QUICK_503, id="503"),
-        pytest.param("http_502", id="502-from-api"),
-    ],
-)
+@pytest.mark.parametrize("fault", UNKNOWN_OUTCOMES)
 async def test_a_second_unknown_outcome_is_not_sent_again(
     zs: Session, emulator: Emulator, fault: str | FaultRule
 ) -> None:
