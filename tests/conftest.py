@@ -9,11 +9,12 @@ import json
 import os
 import random
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sentry_sdk
 import trustme
 from aiohttp import web
 from PIL import Image as PILImage
@@ -21,6 +22,8 @@ from PIL import Image as PILImage
 from zimage_async import PollSchedule, RetryPolicy, Session
 from zimage_async.emulator import Emulator
 from zimage_async.pytest_plugin import EmulatorFactory
+
+from ._reports import CapturingTransport
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +39,18 @@ def _private_state_home(
     """Give each test its own state directory, where `zimage` keeps its default journal."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
     monkeypatch.delenv("ZIMAGE_JOURNAL", raising=False)
+
+
+@pytest.fixture
+def sentry() -> Iterator[CapturingTransport]:
+    """Sentry's SDK initialised with its default settings and an in-memory transport."""
+    capture = CapturingTransport()
+    sentry_sdk.init(dsn="https://public@sentry.invalid/1", transport=capture)
+    try:
+        yield capture
+    finally:
+        sentry_sdk.get_client().close()
+        sentry_sdk.init()  # an inactive client again for the other tests
 
 
 @pytest.fixture

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
-import contextlib
 import socket
 import struct
-import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-import sentry_sdk
-import sentry_sdk.envelope
-import sentry_sdk.transport
 from aiohttp import web
 
 from zimage_async import (
@@ -27,64 +21,11 @@ from zimage_async import (
 )
 from zimage_async._transport import RedactedHeaders
 
+from ._reports import CapturingTransport, raw_server, rendered, report
 from .conftest import KEY, loopback_session, serving
 
 ONE_TRY = RetryPolicy(max_attempts=1)
 TASK_ID = "task-unified-1-abcdefgh"
-
-
-class CapturingTransport(sentry_sdk.transport.Transport):
-    """A Sentry transport that keeps every envelope in memory and sends nothing."""
-
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        super().__init__(options)
-        self.envelopes: list[sentry_sdk.envelope.Envelope] = []
-
-    def capture_envelope(self, envelope: sentry_sdk.envelope.Envelope) -> None:
-        self.envelopes.append(envelope)
-
-
-@pytest.fixture
-def sentry() -> Iterator[CapturingTransport]:
-    """Sentry's SDK initialised with its default settings and an in-memory transport."""
-    capture = CapturingTransport()
-    sentry_sdk.init(dsn="https://public@sentry.invalid/1", transport=capture)
-    try:
-        yield capture
-    finally:
-        sentry_sdk.get_client().close()
-        sentry_sdk.init()  # an inactive client again for the other tests
-
-
-def report(capture: CapturingTransport, error: BaseException) -> bytes:
-    """Send *error* through Sentry and return the serialised envelope it produced."""
-    try:
-        raise error
-    except BaseException:
-        sentry_sdk.capture_exception()
-    sentry_sdk.flush()
-    events = [e for e in capture.envelopes if e.get_event() is not None]
-    assert events, "Sentry produced no event"
-    return events[-1].serialize()
-
-
-def rendered(error: BaseException) -> str:
-    """The error as a traceback with every frame's locals, chained causes included."""
-    return "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
-
-
-@contextlib.asynccontextmanager
-async def raw_server(
-    answer: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> AsyncIterator[str]:
-    """A raw TCP server on 127.0.0.1 running *answer* per connection; yields its base URL."""
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def _reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any
 
 import pytest
-import sentry_sdk
 from aiohttp import web
 
 from zimage_async import (
@@ -32,8 +31,8 @@ from zimage_async import (
 from zimage_async._parsing import parse_error, parse_json
 from zimage_async._redaction import RedactedHeaders, mask_echoes
 
+from ._reports import CapturingTransport, rendered, report
 from .conftest import FAST_POLL, serving
-from .test_hardening_secrets import CapturingTransport, rendered, report
 
 #: A key with "/" (which JSON may also write "\/"), "+" and "=", as base64 keys have.
 KEY = "sk-live/0123+abcd=WXYZ/5678"
@@ -108,18 +107,6 @@ async def session(host: EchoingHost) -> AsyncIterator[Session]:
         api_key=KEY, base_url=f"{host.base}/apiv1", poll=FAST_POLL, retry=TWO_TRIES
     ) as zs:
         yield zs
-
-
-@pytest.fixture
-def sentry() -> Iterator[CapturingTransport]:
-    """Sentry's SDK at its default settings, sending to memory only."""
-    capture = CapturingTransport()
-    sentry_sdk.init(dsn="https://public@sentry.invalid/1", transport=capture)
-    try:
-        yield capture
-    finally:
-        sentry_sdk.get_client().close()
-        sentry_sdk.init()
 
 
 def _chain(error: BaseException) -> list[BaseException]:
