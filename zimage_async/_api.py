@@ -34,6 +34,7 @@ from ._idempotency import IDEMPOTENCY_HEADER, new_key
 from ._models import GenerationRequest, Task
 from ._outcome import CreateTries, CreateVerdict, Stage, judge_create, read_create_reply
 from ._parsing import parse_task_reply
+from ._redaction import SealedBody
 from ._schedule import RetryPolicy
 from ._secret import Secret
 from ._telemetry import NO_CHILD, NO_SPAN, TaskSpan, child_span, task_span
@@ -53,6 +54,14 @@ _JSON = json.JSONEncoder(ensure_ascii=False)
 
 #: A judge's verdict on a failure: None never retries it, a float is the least wait.
 Judge = Callable[[ZImageError], "float | None"]
+
+
+def _create_body(request: GenerationRequest, callback_url: str | None) -> SealedBody:
+    """Return the create's JSON body; *callback_url* is sent when the request names none."""
+    fields = request.to_json()
+    if callback_url is not None:
+        fields.setdefault("callback_url", callback_url)
+    return SealedBody(_JSON.encode(fields).encode())
 
 
 def judge_read_failure(exc: ZImageError) -> float | None:
@@ -218,10 +227,8 @@ class APIClient:
         it is None. The tries follow :class:`CreateTries`.
         """
         url = f"{self._base_url}/v1/images/generations"
-        fields = request.to_json()
-        if callback_url is not None:
-            fields.setdefault("callback_url", callback_url)
-        body = _JSON.encode(fields).encode()
+        body = _create_body(request, callback_url)
+        del callback_url  # its query may be a token: only the sealed body holds it
         key = idempotency_key if idempotency_key is not None else new_key()
         headers = self._headers(key)
         tries = CreateTries(key=key, request=request)

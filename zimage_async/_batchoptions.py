@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 
 from ._exceptions import InvalidRequestError
+from ._journal_postgres_sql import without_password
 from ._models import GenerationRequest
 from ._naming import check_batch_names
 from ._quoting import describe_char, int_text, quote, wrong_type
@@ -186,6 +187,11 @@ def check_cost(cost: float | None) -> float | None:
     return float(cost)
 
 
+def _printed(journal: str | os.PathLike[str] | None) -> str:
+    """Return the journal as a repr shows it: a URL without its password."""
+    return repr(without_password(journal) if isinstance(journal, str) else journal)
+
+
 @attrs.frozen(kw_only=True)
 class BatchOptions:
     """Everything :class:`Batch` needs to know besides its requests (already checked)."""
@@ -194,7 +200,7 @@ class BatchOptions:
     output_dir: Path | None
     #: The batch's own journal (a file or URL) when the session keeps none; None and no
     #: session journal: an in-memory journal that ends with the batch.
-    journal: str | os.PathLike[str] | None
+    journal: str | os.PathLike[str] | None = attrs.field(repr=_printed)
     batch_id: str
     worker_id: str
     lease: float

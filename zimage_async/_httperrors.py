@@ -8,6 +8,7 @@ request's header dict, the key included) are dropped first by :func:`scrub`.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Collection
 
 import aiohttp
@@ -144,7 +145,7 @@ def translate(
         )
     if isinstance(exc, aiohttp.ClientResponseError):
         return MalformedResponseError(
-            f"the HTTP answer could not be read ({type(exc).__name__}: {exc.message})"
+            f"the HTTP answer could not be read ({type(exc).__name__}: {_parser_reason(exc)})"
         )
     if isinstance(exc, aiohttp.ClientOSError):
         return APIConnectionError(
@@ -156,6 +157,17 @@ def translate(
     return APIConnectionError(
         f"the request failed ({type(exc).__name__})", request_sent=True, method=method, path=path
     )
+
+
+def _parser_reason(exc: aiohttp.ClientResponseError) -> str:
+    """Return what the HTTP parser found wrong, without the bytes it quotes after it.
+
+    aiohttp's message goes on to quote the line it could not parse, and a server (or a
+    proxy) may have put anything there, the request's own ``Authorization`` among it: only
+    the words before the first colon, quote or line end are kept.
+    """
+    reason = re.split(r"[:\n'\"]", str(exc.message), maxsplit=1)[0].strip()
+    return _printable(reason, 80) or "unreadable"
 
 
 def _printable(text: str, limit: int = 100) -> str:

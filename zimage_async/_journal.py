@@ -78,7 +78,11 @@ async def open_journal(target: str | os.PathLike[str]) -> Journal:
     if is_postgres_url(target):
         from ._journal_postgres import PostgresJournal
 
-        return await PostgresJournal.open(str(target))
+        try:
+            return await PostgresJournal.open(str(target))
+        except JournalError as refused:  # raised without the frames that hold the URL
+            del target
+            raise refused.with_traceback(None) from None
     if isinstance(target, str) and "://" in target:
         raise JournalError(
             f"the journal must be a file path or a postgresql:// URL, not {target.split('://')[0]}://"

@@ -100,15 +100,20 @@ class PostgresJournal(PostgresBatches, Journal):
         """Connect to the database at *url* and create the journal's tables if needed."""
         driver = load_asyncpg()
         location = without_password(url)
+        failure: JournalError | None = None
         try:
             pool = await driver.create_pool(url, min_size=1, max_size=POOL_SIZE)
         except (OSError, driver.PostgresError, driver.InterfaceError) as exc:
-            raise JournalError(f"cannot open the journal {location}: {exc}") from exc
+            # Not chained: asyncpg's frames hold the URL (and its password) as locals.
+            failure = JournalError(f"cannot open the journal {location}: {exc}")
         except ValueError:  # asyncpg quotes the part of the URL it misread: maybe the password
-            raise JournalError(  # not even the location: what is the password is unclear
+            failure = JournalError(  # not even the location: what is the password is unclear
                 "cannot open the journal: its postgresql:// URL does not parse (check the "
                 "port, and percent-encode any '/', '@' or ':' in the password)"
-            ) from None
+            )
+        if failure is not None:
+            del url  # raised outside the except blocks: no context, no URL in this frame
+            raise failure
         journal = cls(location, pool, driver)
         try:
             await journal._set_up()

@@ -118,6 +118,11 @@ def _links_repr(links: tuple[str, ...]) -> str:
     return repr(tuple(_links.redact_url(link) for link in links))
 
 
+def _callback_repr(url: str | None) -> str:
+    """Show a callback URL without its query string, which may hold a token for the receiver."""
+    return repr(None if url is None else _links.redact_url(url))
+
+
 @attrs.frozen(kw_only=True)
 class GenerationRequest:
     """One image-generation request, checked against the API's rules when built.
@@ -142,7 +147,9 @@ class GenerationRequest:
     #: Ask for the stricter NSFW check (the service defaults to False).
     nsfw_check: bool | None = attrs.field(default=None, converter=validate_nsfw_check)
     #: A public HTTPS URL the service POSTs the finished task to.
-    callback_url: str | None = attrs.field(default=None, converter=validate_callback_url)
+    callback_url: str | None = attrs.field(
+        default=None, converter=validate_callback_url, repr=_callback_repr
+    )
     model: str = attrs.field(default="z-image-turbo", converter=validate_model)
 
     def to_json(self) -> dict[str, object]:

@@ -10,12 +10,27 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import NoReturn
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from ._secret import MASK, Secret
 
-__all__ = ["SECRET_HEADERS", "RedactedHeaders", "mask_echoes"]
+__all__ = [
+    "READ_HEADERS",
+    "SECRET_HEADERS",
+    "RedactedHeaders",
+    "SealedBody",
+    "kept_headers",
+    "mask_echoes",
+]
 
 #: Headers whose values are secrets: masked in every printed form, never sent to images.
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+#: The only headers of an API answer its readers look at: a :class:`~zimage_async._reply.Reply`
+#: keeps these alone, so that a header echoing the key (a challenge, a redirect) is never
+#: held anywhere a traceback's locals or an error report would show it.
+READ_HEADERS = ("Retry-After", "Idempotency-Replayed")
+_NONE_KEPT: Mapping[str, str] = CIMultiDictProxy(CIMultiDict())
 
 #: The short escapes of a JSON string, by the character they stand for.
 _SHORT_ESCAPES = {
@@ -195,3 +210,44 @@ def mask_echoes(body: bytes, headers: RedactedHeaders) -> bytes:
         if token in body:
             body = body.replace(token, _MASK)
     return body
+
+
+def kept_headers(received: Mapping[str, str], headers: RedactedHeaders) -> Mapping[str, str]:
+    """Return the :data:`READ_HEADERS` of an answer, any echo of *headers*' secrets masked.
+
+    Looked up without regard to case, as HTTP names are; the other headers are dropped.
+    """
+    kept: CIMultiDict[str] | None = None
+    for name in READ_HEADERS:
+        value = received.get(name)
+        if value is None:
+            continue
+        for mask in headers._masks:
+            value = value.replace(mask.reveal(), MASK)
+        if kept is None:
+            kept = CIMultiDict()
+        kept[name] = value
+    return _NONE_KEPT if kept is None else CIMultiDictProxy(kept)
+
+
+class SealedBody:
+    """A request body that no repr shows: a create's body holds the callback URL's token.
+
+    Like :class:`RedactedHeaders`, it is opened only in the call that hands it to aiohttp,
+    so the frames that carry it (a traceback's locals) show its size alone.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def reveal(self) -> bytes:
+        """Return the bytes to send."""
+        return self._data
+
+    def __repr__(self) -> str:
+        return f"<request body, {len(self._data)} bytes>"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a SealedBody cannot be pickled")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
-from typing import NoReturn
+from collections.abc import Callable, Iterable
+from typing import NoReturn, ParamSpec
 
-__all__ = ["MASK", "Secret", "redact_text"]
+P = ParamSpec("P")
+
+__all__ = ["MASK", "Secret", "frameless_refusals", "redact_text"]
 
 #: What a masked secret reads as.
 MASK = "***"
@@ -67,3 +70,24 @@ def redact_text(text: str, *, secrets: Iterable[str] = ()) -> str:
         if len(secret) >= 4:
             text = text.replace(secret, MASK)
     return _AUTH_TOKEN.sub(lambda match: f"{match.group(1)}{match.group(2)}{MASK}", text)
+
+
+def frameless_refusals(init: Callable[P, None]) -> Callable[P, None]:
+    """Make a constructor that takes secrets raise its refusals without its frames.
+
+    A refused setting's traceback would otherwise hold the constructor's frames, and with
+    them its arguments and the values it derived (the key from the environment, a proxy's
+    or a journal URL's password) as locals, which error reporters send. The refusal is
+    raised again from this wrapper alone, its arguments dropped first; its message names
+    the setting and the rule, which is what the caller needs.
+    """
+
+    @functools.wraps(init)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            init(*args, **kwargs)
+        except Exception as refused:
+            kwargs.clear()
+            raise refused.with_traceback(None) from None
+
+    return checked

@@ -23,7 +23,7 @@ from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task
 from ._runtime import DEFAULT, Runtime, check_wait_timeout
 from ._schedule import PollSchedule, RetryPolicy
-from ._secret import Secret
+from ._secret import Secret, frameless_refusals
 from ._session_batch import BatchMethods
 from ._session_journal import JournalMethods
 from ._transport import DEFAULT_USER_AGENT, Transport
@@ -99,6 +99,7 @@ class Session(JournalMethods, BatchMethods):
     closing raises :class:`RuntimeError`.
     """
 
+    @frameless_refusals
     def __init__(
         self,
         *,
@@ -305,6 +306,7 @@ class Session(JournalMethods, BatchMethods):
         request = build_request(
             prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
         )
+        del callback_url  # its query may be a token: the request's repr leaves it out
         if idempotency_key is not None:
             idempotency_key = validate_own_key(idempotency_key)
         self._check_open()
@@ -327,14 +329,11 @@ class Session(JournalMethods, BatchMethods):
         that a *timeout* the wait would refuse is refused before the create is sent.
         """
         timeout = check_wait_timeout(timeout)
-        handle = await self.submit(
-            prompt,
-            size=size,
-            seed=seed,
-            nsfw_check=nsfw_check,
-            callback_url=callback_url,
-            idempotency_key=idempotency_key,
+        request = build_request(
+            prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
         )
+        del callback_url  # its query may be a token: the request's repr leaves it out
+        handle = await self.submit(request, idempotency_key=idempotency_key)
         return await handle.result(timeout=timeout)
 
     async def resubmit(self, error: SubmissionUncertainError) -> TaskHandle:

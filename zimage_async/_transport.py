@@ -60,7 +60,7 @@ from ._imagestream import (
 )
 from ._links import redact_url
 from ._proxy import ProxyConfig
-from ._redaction import SECRET_HEADERS, RedactedHeaders, mask_echoes
+from ._redaction import SECRET_HEADERS, RedactedHeaders, SealedBody, kept_headers, mask_echoes
 from ._reply import Reply
 from ._slots import Slots
 from ._urlpolicy import LinkPolicy
@@ -271,7 +271,7 @@ class Transport:
         url: str,
         *,
         headers: RedactedHeaders,
-        body: bytes | None = None,
+        body: SealedBody | None = None,
         max_body: int,
         attempt: int = 1,
     ) -> Reply:
@@ -299,7 +299,7 @@ class Transport:
                     url,
                     # An owned session sends its User-Agent among its default headers.
                     headers=headers._wire(self.user_agent if slot is None else None),
-                    data=body,
+                    data=None if body is None else body.reveal(),
                     # A borrowed session (no slot) proxies as it was made to.
                     proxy=self._proxies.proxy_for(url)
                     if self._proxied and slot is not None
@@ -315,7 +315,11 @@ class Transport:
                         raise MalformedResponseError(
                             f"the answer is larger than {max_body} bytes", status=response.status
                         )
-                    return Reply(response.status, response.headers, mask_echoes(data, headers))
+                    return Reply(
+                        response.status,
+                        kept_headers(response.headers, headers),
+                        mask_echoes(data, headers),
+                    )
             except asyncio.CancelledError as exc:
                 if not limit.leave(task, exc):
                     raise
