@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 
 import attrs
 
@@ -263,9 +264,10 @@ class Task:
         *completed_at* is when the task was first seen completed, *lifetime* how long
         links live from then. Believed: later than :attr:`created` (when stated) and
         than one lifetime before completion, and at most seven days after completion
-        (:func:`~zimage_async._links.believed_expiry`); other values are ignored.
+        (:func:`~zimage_async._links.believed_expiry`); other values are ignored. A
+        :attr:`created` that no float holds is no time, and is ignored too.
         """
-        created = None if self.created is None else float(self.created)
+        created = _as_time(self.created)
         return _links.believed_expiry(
             self._stated_expiries(), completed_at=completed_at, lifetime=lifetime, created=created
         )
@@ -294,6 +296,17 @@ class Task:
     def estimated_time(self) -> float | None:
         """Shorthand for ``task_info.estimated_time``."""
         return self.task_info.estimated_time if self.task_info is not None else None
+
+
+def _as_time(created: object) -> float | None:
+    """Return *created* as a float, or ``None`` when it is absent or no finite float holds it."""
+    if created is None:
+        return None
+    try:
+        value = float(created)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 @attrs.frozen(kw_only=True)

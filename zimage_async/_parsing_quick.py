@@ -119,6 +119,8 @@ def quick_task(payload: dict[str, Any]) -> Task | None:
         return None
     info, usage = get("task_info"), get("usage")
     try:
+        if created is not None:
+            float(created)  # an integer no float holds is no time: the general reader drops it
         if info is not None:
             info = _task_info(info)
         if usage is not None:

@@ -51,6 +51,21 @@ def _strict_int(value: object, _: type) -> int:
     return value
 
 
+#: ``created``: an integer that is a time (read by :func:`_unix_time`).
+_Created = typing.NewType("_Created", int)
+
+
+def _unix_time(value: object, _: type) -> int:
+    """Read ``created``: an integer, which a float must hold to be a time at all.
+
+    An integer beyond a float's range raises :class:`OverflowError` (as a float read of
+    it does): :func:`_hint` drops it like an infinite estimate.
+    """
+    result = _strict_int(value, int)
+    float(result)
+    return result
+
+
 def _strict_float(value: object, _: type) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"expected a number, got {type(value).__name__}")
@@ -115,7 +130,7 @@ def _make_converter() -> cattrs.Converter:
 #: Fields whose malformation is logged and ignored rather than failing the task; each
 #: is read on its own, and a block's fields one by one.
 _HINTS: Mapping[str, Any] = {
-    "created": int,
+    "created": _Created,
     "model": str,
     "task_info": TaskInfo,
     "usage": Usage,
@@ -132,7 +147,11 @@ _SCALARS: Mapping[Any, Callable[[object, type], Any]] = {
     float: _strict_float,
     bool: _strict_bool,
 }
-_SCALARS = {**_SCALARS, **{kind | None: hook for kind, hook in _SCALARS.items()}}
+_SCALARS = {
+    **_SCALARS,
+    **{kind | None: hook for kind, hook in _SCALARS.items()},
+    _Created: _unix_time,
+}
 _CONVERTER = _make_converter()
 logger = logging.getLogger("zimage_async")
 _PATH_LINE = re.compile(r"@ (\$\S*)")
@@ -166,7 +185,8 @@ def _hint(value: object, kind: Any, path: str, dropped: list[str], unusable: lis
     loses only itself. A NaN or infinite number is not malformed but means nothing (an
     estimate of "infinity" is no estimate): it is dropped too, noted in *unusable*
     (logged at DEBUG only, since such a service sends it on every poll). So is an
-    integer beyond a float's range where a float is read: as a float, it is infinite.
+    integer beyond a float's range where a float is read, or as ``created``: as a float,
+    it is infinite (and no time).
     """
     fields = _BLOCK_FIELDS.get(kind)
     if isinstance(value, float) and not math.isfinite(value):
