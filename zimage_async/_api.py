@@ -305,9 +305,17 @@ class APIClient:
             "GET", url, headers=self._read_headers, max_body=MAX_API_BODY, attempt=attempt
         )
         try:
-            return parse_task_reply(
+            task = parse_task_reply(
                 reply.status, reply.headers, reply.body, method="GET", path=url, now=time.time()
             )
         except APIError as error:
             self._note_rate_limit(error)
             raise
+        asked = url.rpartition("/")[2]
+        if task.id != asked:  # a cache keyed wrongly: another task's answer is not this one's
+            raise MalformedResponseError(
+                f"the answer is the snapshot of task {task.id}, not of task {asked}",
+                path="$.id",
+                status=reply.status,
+            )
+        return task
