@@ -14,6 +14,22 @@ __all__ = ["CallbackMode", "check_options"]
 CallbackMode = Literal["strict", "permissive"]
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_keys(api_keys: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(api_keys, (str, bytes)):
+        raise ValueError(
+            "api_keys must be a sequence of keys such as ('my-key',), not a single string "
+            "(it would be taken one character at a time)."
+        )
+    keys = tuple(api_keys)
+    if not keys or not all(isinstance(key, str) and key.strip() == key and key for key in keys):
+        raise ValueError("api_keys must hold at least one non-empty key without spaces.")
+    return keys
+
+
 def check_options(
     *,
     api_keys: Sequence[str],
@@ -25,9 +41,7 @@ def check_options(
     callback_retry_delays: Sequence[float],
 ) -> tuple[str, ...]:
     """Raise ValueError for the first option out of its range; return the API keys."""
-    keys = tuple(api_keys)
-    if not keys or not all(isinstance(key, str) and key.strip() == key and key for key in keys):
-        raise ValueError("api_keys must hold at least one non-empty key without spaces.")
+    keys = _check_keys(api_keys)
     if callback_mode not in ("strict", "permissive"):
         raise ValueError(f"callback_mode must be 'strict' or 'permissive': {callback_mode!r}.")
     if idempotency not in get_args(IdempotencyMode):
@@ -36,8 +50,8 @@ def check_options(
         raise ValueError(
             f"image_framing must be 'length', 'chunked' or 'close', got {image_framing!r}."
         )
-    if not 1 <= images_per_task <= 16:
-        raise ValueError(f"images_per_task must be from 1 to 16, got {images_per_task!r}.")
+    if not (_is_int(images_per_task) and 1 <= images_per_task <= 16):
+        raise ValueError(f"images_per_task must be an int from 1 to 16, got {images_per_task!r}.")
     if not math.isfinite(link_ttl) or link_ttl <= 0:
         raise ValueError(f"link_ttl must be a positive number of seconds, got {link_ttl!r}.")
     if any(not math.isfinite(d) or d < 0 for d in callback_retry_delays):

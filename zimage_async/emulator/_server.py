@@ -50,8 +50,8 @@ class Emulator:
 
     All options are keyword-only:
 
-    - ``api_keys``: accepted bearer keys (default ``("zimage-emulator-key",)``); the first
-      is :attr:`api_key`.
+    - ``api_keys``: a sequence of accepted bearer keys (default ``("zimage-emulator-key",)``;
+      a lone string is refused, not split into characters); the first is :attr:`api_key`.
     - ``host``: the loopback address to bind (127.0.0.0/8 or ``::1``; anything else is a
       ``ValueError``). ``port`` / ``image_port``: the API's and the origin's ports; 0 (the
       default) picks free ones.
@@ -65,8 +65,8 @@ class Emulator:
       (default 86400.0, the documented 24 hours).
     - ``image_format``: ``"png"`` (default), ``"jpeg"`` or ``"webp"``; the latter two need
       Pillow. ``image_renderer``: ``"auto"`` (Pillow if installed), ``"pillow"`` or
-      ``"plain"`` (standard-library PNG). ``images_per_task``: results per task (default 1).
-      ``image_padding_bytes``: extra bytes in every image file, for download benchmarks.
+      ``"plain"`` (standard-library PNG). ``images_per_task``: results per task, an int
+      from 1 to 16 (default 1). ``image_padding_bytes``: extra bytes in every image file.
     - ``faults``: a :class:`FaultPlan` (replaceable later through :attr:`faults`).
     - ``callback_mode``: ``"strict"`` (default) applies the documented https-only,
       no-internal-address rules to ``callback_url``; ``"permissive"`` also accepts
