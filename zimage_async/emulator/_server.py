@@ -53,8 +53,8 @@ class Emulator:
     - ``api_keys``: a sequence of accepted bearer keys (default ``("zimage-emulator-key",)``;
       a lone string is refused, not split into characters); the first is :attr:`api_key`.
     - ``host``: the loopback address to bind (127.0.0.0/8 or ``::1``; anything else is a
-      ``ValueError``). ``port`` / ``image_port``: the API's and the origin's ports; 0 (the
-      default) picks free ones.
+      ``ValueError``). ``port`` / ``image_port``: the API's and the origin's ports, ints
+      from 0 to 65535; 0 (the default) picks free ones.
     - ``clock``: a :class:`Clock` for everything time-related (default
       :class:`SystemClock`); :class:`ManualClock` makes tests deterministic.
     - ``task_duration``: clock seconds from create to terminal state (default 3.0), or a
@@ -72,7 +72,8 @@ class Emulator:
       no-internal-address rules to ``callback_url``; ``"permissive"`` also accepts
       ``http``/``https`` URLs to loopback addresses so tests can run a receiver.
       ``callback_retry_delays``: clock seconds between delivery attempts (default
-      ``(1.0, 2.0, 4.0)``); ``callback_timeout``: real seconds per attempt (default 10.0).
+      ``(1.0, 2.0, 4.0)``); ``callback_timeout``: real seconds per attempt, a finite number
+      above 0 (default 10.0).
     - ``seed``: seeds the emulator's own randomness (task ids, chosen image seeds, estimate
       noise, fault draws, link secret); None (the default) draws a fresh one.
     - ``idempotency``: ``"honour"`` (default) answers a create carrying an
@@ -125,12 +126,14 @@ class Emulator:
     ) -> None:
         keys = check_options(
             api_keys=api_keys,
+            ports=(port, image_port),
             callback_mode=callback_mode,
             idempotency=idempotency,
             image_framing=image_framing,
             images_per_task=images_per_task,
             link_ttl=link_ttl,
             callback_retry_delays=callback_retry_delays,
+            callback_timeout=callback_timeout,
         )
         renderer = check_renderer(image_format, image_renderer, image_padding_bytes)
         self._host = check_host(host)
