@@ -3,6 +3,7 @@
 When a task with a ``callback_url`` reaches its terminal state (on the emulator's clock),
 the emulator POSTs the task JSON (the same body as ``GET /v1/tasks/{id}``) to the URL with
 a ``callback_timeout`` (default 10 real seconds). Any 2xx counts as delivered; otherwise
+(a redirect included: it is not followed, the task never goes to a URL it did not check)
 it retries after each of ``callback_retry_delays`` (default 1, 2 and 4 clock seconds, so
 a ``SystemClock(speed=10)`` retries after 0.1, 0.2 and 0.4 real seconds and a
 :class:`~zimage_async.emulator.ManualClock` retries when advanced). Every attempt is
@@ -84,7 +85,10 @@ class CallbackDispatcher:
         error: str | None = None
         try:
             async with self._session.post(
-                url, data=payload, headers={"Content-Type": "application/json"}
+                url,
+                data=payload,
+                headers={"Content-Type": "application/json"},
+                allow_redirects=False,
             ) as response:
                 await response.read()
                 status = response.status
