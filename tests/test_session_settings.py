@@ -33,10 +33,12 @@ BASE = "http://127.0.0.1:9/apiv1"  # never contacted: every Session here is refu
         "http://127.0.0.1:8080/apiv1 ",
         "http://127.0.0.1:8080/api v1",
         "\thttp://127.0.0.1:8080/apiv1",
+        "http://[::1/apiv1",
+        "https://[api.example.com]/apiv1",
     ],
 )
 def test_a_base_url_that_cannot_be_requested_is_refused(base_url: str) -> None:
-    """A port out of range or not a number, or whitespace, is refused as base_url."""
+    """A port out of range or not a number, whitespace or an unclosed IPv6 bracket."""
     with pytest.raises(InvalidRequestError) as caught:
         Session(api_key=KEY, base_url=base_url)
     assert caught.value.field == "base_url"

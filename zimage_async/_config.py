@@ -155,8 +155,12 @@ def check_base_url(url: str) -> str:
         raise InvalidRequestError("base_url", rule, f"got {type(url).__name__}")
     if any(c.isspace() for c in url) or not url.isprintable():
         raise InvalidRequestError("base_url", f"{rule}, without spaces", f"{url[:60]!r} has some")
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # an IPv6 bracket left open, or a name in brackets
+        host = None
+    if not host or parts.scheme not in ("https", "http"):
         raise InvalidRequestError("base_url", rule, f"{url[:60]!r} is not one")
     try:
         port = parts.port  # a ValueError when out of range or not a number
@@ -173,7 +177,6 @@ def check_base_url(url: str) -> str:
             "it has some",
         )
     if parts.scheme == "http":
-        host = parts.hostname
         try:
             loopback = ipaddress.ip_address(host).is_loopback
         except ValueError:
