@@ -174,10 +174,12 @@ def read_create_reply(
         )
 
     if 200 <= status < 300:
+        payload = None
         try:
-            task = parse_task(parse_json(body, status=status))
+            payload = parse_json(body, status=status)
+            task = parse_task(payload)
         except MalformedResponseError as exc:
-            raise uncertain(exc, salvage_task_id(body)) from exc
+            raise uncertain(exc, salvage_task_id(body, payload)) from exc
         try:
             validate_task_id(task.id)  # it goes into every poll's URL
         except InvalidRequestError as exc:

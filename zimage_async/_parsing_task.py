@@ -25,9 +25,10 @@ from typing import Any, TypeVar
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from ._exceptions import MalformedResponseError
+from ._exceptions import InvalidRequestError, MalformedResponseError
 from ._models import Task, TaskErrorDetail, TaskInfo, TaskStatus, Usage
 from ._parsing_quick import QUIET, quick_task
+from ._validation import TASK_ID_MAX_CHARS, TASK_ID_PREFIX, validate_task_id
 
 __all__ = ["parse_task", "salvage_task_id"]
 
@@ -346,16 +347,33 @@ def _essentials(present: dict[str, Any], status: int | None) -> _Essentials:
     return task.id, task.raw_status, task.progress, task.results
 
 
-_TASK_ID = re.compile(rb'"id"\s*:\s*"(task-unified-[0-9]+-[a-z0-9]{8})"')
+#: A complete task id named ``id`` in a body: the ids validate_task_id accepts, quoted.
+_TASK_ID = re.compile(
+    rb'"id"\s*:\s*"(%s[A-Za-z0-9_-]{1,%d})"'
+    % (re.escape(TASK_ID_PREFIX.encode()), TASK_ID_MAX_CHARS - len(TASK_ID_PREFIX))
+)
 
 
-def salvage_task_id(body: bytes) -> str | None:
-    """Find a complete task id in a create answer too garbled to parse, if there is one.
+def salvage_task_id(body: bytes, payload: object = None) -> str | None:
+    """Find the task id in a create answer that is unreadable as a task, if there is one.
 
+    *payload* is the body decoded, when it decodes: its ``$.id`` is the id when
+    :func:`~zimage_async._validation.validate_task_id` accepts it. Otherwise *body* is
+    searched for a complete ``"id": "task-unified-..."`` the validator accepts (an answer
+    cut short, or one holding the task deeper down).
+
+    >>> salvage_task_id(b'{"id":"task-unified-17-Ab_cd1234","progress":"0%"}',
+    ...                 {"id": "task-unified-17-Ab_cd1234", "progress": "0%"})
+    'task-unified-17-Ab_cd1234'
     >>> salvage_task_id(b'{"created":1,"id":"task-unified-17-abcd1234","sta')
     'task-unified-17-abcd1234'
     >>> salvage_task_id(b'{"created":1,"id":"task-unified-17-ab') is None
     True
     """
+    if isinstance(payload, dict):
+        try:
+            return validate_task_id(payload.get("id"))
+        except InvalidRequestError:
+            pass
     match = _TASK_ID.search(body)
-    return match.group(1).decode() if match else None
+    return match.group(1).decode("ascii") if match else None
