@@ -58,6 +58,10 @@ __all__ = [
 ]
 
 
+# 2**31 - 1: the largest delta-seconds value RFC 9111 asks a cache to take as given.
+_MAX_RETRY_AFTER_SECONDS = 2_147_483_647
+
+
 def _check_kind(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if value not in FAULT_ENDPOINTS:
         kinds = ", ".join(sorted(FAULT_ENDPOINTS))
@@ -80,8 +84,9 @@ class FaultRule:
 
     ``rate`` is the probability (0..1) that a matching request gets it when the rule is in
     :attr:`FaultPlan.rules`; in a script it is ignored. ``delay_seconds`` (real seconds) is
-    for ``slow``; ``retry_after_seconds`` (default: the documented 60 for 429, 30 for 503)
-    and ``retry_after_in`` for ``http_429*``, ``retry_after_seconds`` for ``http_503*``;
+    for ``slow``; ``retry_after_seconds`` (whole seconds from 0 to 2**31 - 1; default: the
+    documented 60 for 429, 30 for 503) and ``retry_after_in`` for ``http_429*``,
+    ``retry_after_seconds`` for ``http_503*``;
     ``status_value`` for ``unknown_status``; ``truncate_fraction`` for ``truncate``;
     ``redirect_host`` for ``redirect``; ``http_status`` (500-599) for ``html_5xx*`` and
     ``typeless_5xx*`` (default: 502 for HTML, 500 for typeless); ``error_code`` (the
@@ -100,7 +105,7 @@ class FaultRule:
     endpoint: RuleEndpoint = attrs.field(default="any")
     rate: float = attrs.field(default=1.0, validator=_check_fraction)
     delay_seconds: float = attrs.field(default=2.0, validator=_check_non_negative)
-    retry_after_seconds: int | None = None
+    retry_after_seconds: int | None = attrs.field(default=None)
     retry_after_in: RetryAfterIn = attrs.field(default="both")
     status_value: str = "queued"
     truncate_fraction: float = attrs.field(default=0.5, validator=_check_fraction)
@@ -122,6 +127,19 @@ class FaultRule:
     def _check_http_status(self, attribute: attrs.Attribute[int | None], value: int | None) -> None:
         if value is not None and not (isinstance(value, int) and 500 <= value <= 599):
             raise ValueError(f"http_status must be a 5xx status from 500 to 599, got {value!r}.")
+
+    @retry_after_seconds.validator
+    def _check_retry_after(self, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+        if value is None or (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and 0 <= value <= _MAX_RETRY_AFTER_SECONDS
+        ):
+            return
+        raise ValueError(
+            "retry_after_seconds must be whole seconds from 0 to "
+            f"{_MAX_RETRY_AFTER_SECONDS} (2**31 - 1), got {value!r}."
+        )
 
     @null_shape.validator
     def _check_null_shape(self, attribute: attrs.Attribute[str], value: str) -> None:
