@@ -304,7 +304,7 @@ class ItemRunner:
                 handle = await self.services.send(request, key)
             except SubmissionUncertainError as exc:
                 if exc.task_id is not None:
-                    await self._note(key, JournalState.CREATED, task_id=exc.task_id)
+                    await self._created(index, key, exc.task_id)
                     return self.services.task(exc.task_id, request=request)
                 if attempt + 1 < attempts:
                     logger.info(
@@ -336,17 +336,17 @@ class ItemRunner:
                 await note_cancelled(self._note, key, self.pending)
                 raise
             usage = handle.task.usage if handle.task is not None else None
-            try:
-                await self._note(
-                    key,
-                    JournalState.CREATED,
-                    task_id=handle.id,
-                    credits_reserved=None if usage is None else usage.credits_reserved,
-                )
-            except JournalError as exc:
-                raise unrecorded(exc, handle.id, index) from exc
+            reserved = None if usage is None else usage.credits_reserved
+            await self._created(index, key, handle.id, credits_reserved=reserved)
             return handle
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _created(self, index: int, key: str, task_id: str, **fields: Any) -> None:
+        """Record *task_id* as made under *key*; a failure (a lost lease too) names it."""
+        try:
+            await self._note(key, JournalState.CREATED, task_id=task_id, **fields)
+        except JournalError as exc:
+            raise unrecorded(exc, task_id, index) from exc
 
     async def _finish(
         self,

@@ -25,6 +25,7 @@ __all__ = [
     "price_key",
     "request_from_json",
     "resume_action",
+    "unrecorded_task",
     "update_refusal",
 ]
 
@@ -240,6 +241,15 @@ def update_refusal(existing: JournalRecord, state: JournalState) -> str | None:
     return (
         f"the create with key {existing.key!r} already has task {existing.task_id} "
         f"({existing.state.value}); it is not moved back to {state.value}"
+    )
+
+
+def unrecorded_task(failure: object, task_id: str, key: str) -> str:
+    """Return the message of a journal write *failure* that left billed *task_id* unrecorded."""
+    return (
+        f"{failure}; task {task_id} (key {key}) was created and is billed but could not "
+        f"be recorded - collect it with `zimage task {task_id} -o DIR` or "
+        f"session.task({task_id!r}), do not submit it again"
     )
 
 

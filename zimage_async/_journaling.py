@@ -27,6 +27,7 @@ from typing import Any
 
 from ._exceptions import (
     InvalidRequestError,
+    JournalError,
     NoResultsError,
     SubmissionUncertainError,
     TaskFailedError,
@@ -34,7 +35,7 @@ from ._exceptions import (
 )
 from ._handle import TaskHandle
 from ._journal import Journal, open_journal
-from ._journal_records import UNFINISHED, JournalRecord, JournalState
+from ._journal_records import UNFINISHED, JournalRecord, JournalState, unrecorded_task
 from ._journal_spend import PriceAwaited, Spend, SpendLimit
 from ._models import GenerationRequest, GenerationResult, Task
 from ._outcome import refused_resend
@@ -261,7 +262,7 @@ class Bookkeeper:
             handle = await send()
         except SubmissionUncertainError as exc:
             if exc.task_id is not None:
-                await self.note(key, JournalState.CREATED, task_id=exc.task_id)
+                await self._created(key, exc.task_id)
             else:
                 await self.note(key, JournalState.UNCERTAIN, error_message=str(exc))
             raise
@@ -278,13 +279,16 @@ class Bookkeeper:
             await note_cancelled(self.note, key, self.pending)
             raise
         usage = handle.task.usage if handle.task is not None else None
-        await self.note(
-            key,
-            JournalState.CREATED,
-            task_id=handle.id,
-            credits_reserved=None if usage is None else usage.credits_reserved,
-        )
+        reserved = None if usage is None else usage.credits_reserved
+        await self._created(key, handle.id, credits_reserved=reserved)
         return handle
+
+    async def _created(self, key: str, task_id: str, **fields: Any) -> None:
+        """Record *task_id* as made under *key*; a failure names the billed task."""
+        try:
+            await self.note(key, JournalState.CREATED, task_id=task_id, **fields)
+        except JournalError as exc:
+            raise JournalError(unrecorded_task(exc, task_id, key)) from exc
 
     def handle(
         self,
