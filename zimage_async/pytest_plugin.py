@@ -5,6 +5,12 @@ fixtures are available in every test session without imports. They are async fix
 they work with pytest-asyncio in ``auto`` mode, and in ``strict`` mode too, because they
 are declared with ``pytest_asyncio.fixture`` when pytest-asyncio is installed.
 
+The entry point is named after this module, ``zimage_async.pytest_plugin``, so the usual
+ways of loading a plugin by hand work too, beside the entry point or with plugin
+autoloading off (``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``): ``-p zimage_async.pytest_plugin``
+on the command line, or ``pytest_plugins = ["zimage_async.pytest_plugin"]`` in a top-level
+``conftest.py``. ``-p no:zimage_async.pytest_plugin`` turns it off.
+
 Fixtures:
 
 ``zimage_emulator``

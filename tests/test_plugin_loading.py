@@ -1,0 +1,101 @@
+"""The shipped pytest plugin loads every usual way, each in a fresh pytest on a test file.
+
+Through the ``pytest11`` entry point (installed), with ``-p zimage_async.pytest_plugin``,
+with ``pytest_plugins`` in a conftest, the last two also with plugin autoloading off, and
+it can be turned off with ``-p no:zimage_async.pytest_plugin``. Each run is a subprocess
+of this interpreter, bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+PLUGIN = "zimage_async.pytest_plugin"
+
+#: The longest one fresh pytest run may take.
+RUN_TIMEOUT = 120
+
+INI = """\
+[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+"""
+
+TEST_FILE = """\
+async def test_the_fixtures_work(zimage_session, zimage_emulator):
+    await zimage_session.generate("a cat")
+    assert len(zimage_emulator.ledger) == 1
+"""
+
+
+def _installed() -> bool:
+    """Whether the package is installed with its entry point (not only on the path)."""
+    return any(entry.value == PLUGIN for entry in metadata.entry_points(group="pytest11"))
+
+
+def _run(
+    directory: Path, *options: str, conftest: str | None = None, autoload: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run pytest in *directory* on one test that uses the plugin's fixtures."""
+    (directory / "pytest.ini").write_text(INI, encoding="utf-8")
+    (directory / "test_uses_the_plugin.py").write_text(TEST_FILE, encoding="utf-8")
+    if conftest is not None:
+        (directory / "conftest.py").write_text(conftest, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZIMAGE_", "PYTEST_"))}
+    if not autoload:
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        options = ("-p", "asyncio", *options)  # pytest-asyncio, by its name
+    return subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+
+
+def _tail(text: str) -> str:
+    """The last lines of *text*, each cut short (pytest's errors can be huge lines)."""
+    return "\n".join(line[:300] for line in text.splitlines()[-30:])
+
+
+def _passed(done: subprocess.CompletedProcess[str]) -> None:
+    report = f"exit {done.returncode}\n{_tail(done.stdout)}\n{_tail(done.stderr)}"
+    assert done.returncode == 0, report
+    assert "1 passed" in done.stdout, report
+
+
+def test_the_plugin_loads_through_its_entry_point(tmp_path: Path) -> None:
+    """Installed, the fixtures are there with no configuration at all."""
+    if not _installed():
+        pytest.skip("zimage-async is not installed, so it has no entry point")
+    _passed(_run(tmp_path))
+
+
+@pytest.mark.parametrize("autoload", [True, False], ids=["autoload", "no-autoload"])
+def test_the_plugin_loads_with_dash_p(tmp_path: Path, autoload: bool) -> None:
+    """``-p zimage_async.pytest_plugin`` works, also beside the entry point."""
+    _passed(_run(tmp_path, "-p", PLUGIN, autoload=autoload))
+
+
+@pytest.mark.parametrize("autoload", [True, False], ids=["autoload", "no-autoload"])
+def test_the_plugin_loads_with_pytest_plugins_in_a_conftest(tmp_path: Path, autoload: bool) -> None:
+    """``pytest_plugins = ["zimage_async.pytest_plugin"]`` works, also beside the entry point."""
+    _passed(_run(tmp_path, conftest=f"pytest_plugins = [{PLUGIN!r}]\n", autoload=autoload))
+
+
+def test_the_plugin_can_be_turned_off_by_its_name(tmp_path: Path) -> None:
+    """``-p no:zimage_async.pytest_plugin`` turns the installed plugin off."""
+    if not _installed():
+        pytest.skip("zimage-async is not installed, so it has no entry point")
+    done = _run(tmp_path, "-p", f"no:{PLUGIN}")
+    assert done.returncode == 1, _tail(done.stdout)
+    assert "fixture 'zimage_session' not found" in done.stdout
