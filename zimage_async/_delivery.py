@@ -23,6 +23,7 @@ from ._download import stream_image
 from ._exceptions import ImageDownloadError, ImageSizeWarning
 from ._imageinfo import size_mismatch
 from ._imagelimits import ByteBudget, DownloadInfo
+from ._links import redact_url
 from ._metadata import embed_metadata
 from ._models import GenerationRequest, GenerationResult, Image, Task
 from ._saving import SavePlan, write_atomically
@@ -37,6 +38,8 @@ logger = logging.getLogger("zimage_async")
 
 #: Seconds a save() that gives up waits for its cancelled download to stop.
 _STOP_GRACE = 5.0
+#: The longest ``model`` a task may state and have written into an image's metadata.
+_MODEL_FIELD_MAX = 256
 
 
 @attrs.define
@@ -196,10 +199,23 @@ class Delivery:
         )
 
     def metadata_fields(self, task: Task) -> dict[str, str]:
-        """Return what is known of how *task*'s images were made, as metadata fields."""
+        """Return what is known of how *task*'s images were made, as metadata fields.
+
+        A ``model`` the service states that is too long to be a model name is left out,
+        with a warning, as if not stated: it would not fit every format (a JPEG segment
+        holds 64 KiB), and the image matters more than the field.
+        """
         request = self._request
         fields = {"task_id": self._id}
-        model = task.model or (request.model if request is not None else None)
+        model = task.model
+        if model is not None and len(model) > _MODEL_FIELD_MAX:
+            logger.warning(
+                "task %s states a model name of %d characters; the metadata leaves it out",
+                self._id,
+                len(model),
+            )
+            model = None
+        model = model or (request.model if request is not None else None)
         if model:
             fields["model"] = model
         if request is not None:
@@ -222,7 +238,7 @@ class Delivery:
         else:
             chunks = self.stream(task, index, info, budget)
         if plan.metadata:
-            chunks = self._with_metadata(task, chunks, info)
+            chunks = self._with_metadata(task, index, chunks, info)
         async with contextlib.aclosing(chunks):
             temp = await write_atomically(plan.folder, chunks)
         try:
@@ -256,14 +272,28 @@ class Delivery:
             raise
 
     async def _with_metadata(
-        self, task: Task, chunks: AsyncGenerator[bytes, None], info: DownloadInfo
+        self, task: Task, index: int, chunks: AsyncGenerator[bytes, None], info: DownloadInfo
     ) -> AsyncGenerator[bytes, None]:
-        """Yield the whole image at once, with the generation metadata embedded in it."""
+        """Yield the whole image at once, with the generation metadata embedded in it.
+
+        An image the metadata cannot be embedded in (its framing is one the embedder
+        cannot handle) is an :class:`ImageDownloadError` naming the task and the image.
+        """
         async with contextlib.aclosing(chunks):
             data = b"".join([chunk async for chunk in chunks])
         if info.content_type is None or not data:
             return
-        yield embed_metadata(data, info.content_type, self.metadata_fields(task))
+        try:
+            tagged = embed_metadata(data, info.content_type, self.metadata_fields(task))
+        except Exception as exc:  # the embedder's ValueError, or a fault it missed
+            raise ImageDownloadError(
+                f"the metadata could not be embedded ({exc}); saving without metadata "
+                "writes the image as it was sent",
+                url=redact_url(task.results[index]),
+                task_id=self._id,
+                index=index,
+            ) from exc
+        yield tagged
 
 
 def _written(future: asyncio.Future[list[Path]]) -> list[Path] | None:

@@ -359,8 +359,10 @@ def _canvas(kind: bytes, payload: bytes) -> tuple[int, int, bool]:
     if kind == b"VP8 ":
         if len(payload) < 10 or payload[3:6] != b"\x9d\x01\x2a":
             raise ValueError("the WebP's VP8 bitstream has no key frame header")
-        width, height = struct.unpack_from("<HH", payload, 6)
-        return width & 0x3FFF, height & 0x3FFF, False
+        width, height = (side & 0x3FFF for side in struct.unpack_from("<HH", payload, 6))
+        if not width or not height:
+            raise ValueError(f"the WebP's VP8 frame is {width}x{height} pixels")
+        return width, height, False
     if kind == b"VP8L":
         if len(payload) < 5 or payload[0] != 0x2F:
             raise ValueError("the WebP's VP8L bitstream has no signature")
@@ -375,16 +377,13 @@ def _webp_embed(data: bytes, fields: Mapping[str, str]) -> bytes:
         raise ValueError("the WebP has no chunks")
     first_kind, first = chunks[0]
     if first_kind == b"VP8X":
-        header = bytes([first[0] | _XMP]) + first[1:]
-        chunks[0] = (b"VP8X", header)
+        if len(first) < 10:
+            raise ValueError(f"the WebP's VP8X chunk is {len(first)} bytes long, not 10")
+        chunks[0] = (b"VP8X", bytes([first[0] | _XMP]) + first[1:])
     else:
-        width, height, alpha = _canvas(first_kind, first)
-        flags = _XMP | (_ALPHA if alpha else 0)
-        header = (
-            bytes([flags, 0, 0, 0])
-            + (width - 1).to_bytes(3, "little")
-            + (height - 1).to_bytes(3, "little")
-        )
+        width, height, alpha = _canvas(first_kind, first)  # each side 1 to 16384
+        canvas = (width - 1) | (height - 1) << 24  # two 24-bit fields
+        header = bytes([_XMP | (_ALPHA if alpha else 0), 0, 0, 0]) + canvas.to_bytes(6, "little")
         chunks.insert(0, (b"VP8X", header))
     chunks.append((b"XMP ", _xmp_packet(fields)))
     body = b"WEBP" + b"".join(_riff_chunk(kind, payload) for kind, payload in chunks)
