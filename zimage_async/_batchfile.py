@@ -7,6 +7,7 @@ anything is submitted, and an error names the line and the field.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,6 +32,49 @@ class BatchLine:
 
     line: int
     request: GenerationRequest
+
+
+#: The two formats, for the errors that refuse a file or a line as neither.
+FORMATS = (
+    "zimage batch reads text, one prompt per line, or JSON lines, one object such as "
+    '{"prompt": "a cat", "size": "16:9"} per line (a .jsonl or .ndjson name, or a first '
+    "line starting with {)"
+)
+#: Names of files that are not read at all: each of their lines would be sent as a prompt.
+_REFUSED_NAMES = {
+    ".json": "a JSON document, such as an array of objects",
+    ".csv": "a table with a header row",
+}
+#: A header row of a table (CSV, TSV): "prompt" and more column names.
+_TABLE_HEADER = re.compile(
+    r'"?prompt"?(?:\s*[,;\t]\s*"?[A-Za-z_][A-Za-z0-9_]*"?)+\s*,?', re.IGNORECASE
+)
+
+
+def _check_name(name: str) -> None:
+    """Refuse a file whose name says it is neither text nor JSON lines (``.json``, ``.csv``)."""
+    for suffix, what in _REFUSED_NAMES.items():
+        if name.lower().endswith(suffix):
+            raise BatchFileError(
+                f"{name}: a {suffix} file is {what}, not a batch file; {FORMATS}; "
+                f"write one JSON object per line to a .jsonl file instead"
+            )
+
+
+def _not_a_prompt(text: str, first: int | None) -> str | None:
+    """Why a line of a text batch file is no prompt (JSON, a table's header), or None.
+
+    *first* is the line of the file's first item, None when this line is the first.
+    """
+    if first is None and text.startswith("["):
+        return "it starts with '[', as a JSON array does"
+    if first is None and _TABLE_HEADER.fullmatch(text):
+        return "it is a table's header row (CSV)"
+    if text.startswith("{") and text.endswith(("}", "},")):
+        return (
+            f"it is a JSON object, in a file read as text (line {first}, the first item, is none)"
+        )
+    return None
 
 
 def _is_jsonl(name: str, lines: list[str]) -> bool:
@@ -77,6 +121,7 @@ def parse_batch_text(
     their own. Raises :class:`BatchFileError` on the first bad line, or if there is no
     item at all.
     """
+    _check_name(name)
     lines = text.splitlines()
     given = dict(defaults or {})
     items = []
@@ -88,6 +133,8 @@ def parse_batch_text(
         if jsonl:
             request = _row(name, number, stripped, given)
         else:
+            if (why := _not_a_prompt(stripped, items[0].line if items else None)) is not None:
+                raise BatchFileError(f"{name} line {number}: {why}; {FORMATS}")
             try:
                 request = GenerationRequest(prompt=stripped, **given)
             except InvalidRequestError as exc:
@@ -104,6 +151,7 @@ def parse_batch_text(
 
 def read_batch_file(path: Path, *, defaults: Mapping[str, object] | None = None) -> list[BatchLine]:
     """Read and parse the batch file at *path* (UTF-8); see :func:`parse_batch_text`."""
+    _check_name(str(path))
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -1,0 +1,114 @@
+"""Reading a prompt file for ``zimage batch`` never turns what is not a prompt into one.
+
+Every prompt read becomes a billed task, so a file that is not a batch file, or a line
+that is not a prompt, is refused before anything is sent: exit status 2, an error
+naming the file (and the line), and no output written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zimage_async._batchfile import BatchFileError, parse_batch_text
+
+from .test_cli import zimage
+
+FAST = ["--emulator-task-duration", "0.05"]
+
+
+def _refused(tmp_path: Path, name: str, data: bytes) -> str:
+    """Run ``zimage batch`` on a file holding *data*; check nothing ran; return stderr."""
+    prompts = tmp_path / name
+    prompts.write_bytes(data)
+    out = tmp_path / "out"
+    done = zimage("batch", prompts, "-o", out, *FAST)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert "emulator at" not in done.stderr  # refused before any session was opened
+    assert not out.exists()
+    assert name in done.stderr
+    return done.stderr
+
+
+def _prompts(text: str, name: str = "prompts.txt") -> list[tuple[int, str]]:
+    return [(item.line, item.request.prompt) for item in parse_batch_text(text, name=name)]
+
+
+# --- a JSON array or a CSV file is not a prompt file (#8) -------------------------------
+
+JSON_ARRAY = b'[\n  {"prompt": "a cat", "size": "16:9"},\n  {"prompt": "a dog"}\n]\n'
+CSV = b"prompt,size,seed\na cat,16:9,7\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "where"),
+    [
+        pytest.param("prompts.json", JSON_ARRAY, "prompts.json:", id="json-name"),
+        pytest.param("PROMPTS.JSON", b'{"prompt": "a cat"}\n', "PROMPTS.JSON:", id="json-upper"),
+        pytest.param("prompts.csv", CSV, "prompts.csv:", id="csv-name"),
+        pytest.param("array.txt", JSON_ARRAY, "array.txt line 1:", id="array-in-text"),
+        pytest.param("array.txt", b"# mine\n\n[\n", "array.txt line 3:", id="array-after-comment"),
+        pytest.param("table.txt", CSV, "table.txt line 1:", id="csv-header-in-text"),
+        pytest.param(
+            "mixed.txt",
+            b'a cat\n{"prompt": "a dog", "size": "16:9"}\n',
+            "mixed.txt line 2:",
+            id="object-line-in-text",
+        ),
+    ],
+)
+def test_a_json_array_or_csv_file_is_refused_before_anything_is_sent(
+    tmp_path: Path, name: str, data: bytes, where: str
+) -> None:
+    """The error names the file (and line) and the two formats that are read."""
+    said = _refused(tmp_path, name, data)
+    assert where in said
+    assert "one prompt per line" in said
+    assert ".jsonl" in said
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        pytest.param('[{"prompt": "a cat"}]\n', 1, id="one-line-array"),
+        pytest.param("\n# list\n[\n", 3, id="array-after-blank-and-comment"),
+        pytest.param("prompt,size,seed\n", 1, id="csv-header"),
+        pytest.param('"Prompt";"Size"\n', 1, id="csv-header-quoted-semicolons"),
+        pytest.param("prompt\tseed\n", 1, id="tsv-header"),
+        pytest.param('a cat\n{"prompt": "a dog"}\n', 2, id="object-line"),
+        pytest.param("a cat\n  {'prompt': 'a dog'},\n", 2, id="object-like-line"),
+        pytest.param("a cat\n{}\n", 2, id="empty-object"),
+    ],
+)
+def test_text_that_is_not_prompts_is_refused_by_line(text: str, line: int) -> None:
+    """parse_batch_text refuses it, naming the line, whatever the file's name."""
+    with pytest.raises(BatchFileError, match=rf"^p\.txt line {line}: .*one prompt per line"):
+        parse_batch_text(text, name="p.txt")
+
+
+@pytest.mark.parametrize("name", ["p.json", "p.csv", "p.Json", "dir.json/p.CSV"])
+def test_json_and_csv_names_are_refused_by_name(name: str) -> None:
+    """Whatever the text, a .json or .csv name is refused, naming the file."""
+    with pytest.raises(BatchFileError, match=rf"^{name}: .*\.jsonl"):
+        parse_batch_text("a cat\n", name=name)
+
+
+def test_prompts_with_brackets_and_braces_inside_are_kept() -> None:
+    """Only the shapes of JSON and CSV files are refused, not brackets in a prompt."""
+    text = "a cat [oil painting]\n[style] a dog\n{red|blue} car\na {big} fox}\nprompt: a cow\n"
+    assert _prompts(text) == [
+        (1, "a cat [oil painting]"),
+        (2, "[style] a dog"),
+        (3, "{red|blue} car"),
+        (4, "a {big} fox}"),
+        (5, "prompt: a cow"),
+    ]
+    assert _prompts("a cat\nprompt,size\n") == [(1, "a cat"), (2, "prompt,size")]
+
+
+def test_jsonl_files_are_still_read() -> None:
+    """A .jsonl name, or a first item that is an object, is read as JSON lines."""
+    rows = '{"prompt": "a cat"}\n{"prompt": "a dog", "seed": 7}\n'
+    assert _prompts(rows, "p.jsonl") == _prompts(rows, "p.txt") == [(1, "a cat"), (2, "a dog")]
