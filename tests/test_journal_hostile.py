@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from zimage_async import JournalError, Session
-from zimage_async._journal import JournalState, open_journal
+from zimage_async import GenerationRequest, JournalError, LeaseLostError, Session
+from zimage_async._batchjournal import note_held
+from zimage_async._batchrun import ItemRunner
+from zimage_async._journal import JournalRecord, JournalState
 from zimage_async._journal_sqlite import SqliteJournal
 from zimage_async.emulator import Emulator
 
@@ -58,3 +61,80 @@ async def test_a_task_not_recorded_after_its_create_is_named_in_the_error(
     assert key in message
     assert f"zimage task {task_id}" in message
     assert "database is locked" in message
+
+
+# -- J3: a worker whose lease lapsed answers late ---------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _taken_over(tmp_path: Path) -> tuple[SqliteJournal, str]:
+    """Item 0 begun by worker A, whose lease lapsed, then taken over and recorded by B."""
+    clock = _Clock()
+    journal = await SqliteJournal.open(tmp_path / "j.sqlite", clock=clock)
+    request = GenerationRequest(prompt="a cat")
+    await journal.enqueue("b", [request])
+    [item] = await journal.claim("b", "A", lease_seconds=1, limit=1)
+    record = JournalRecord.for_request(
+        request, key=item.key, base_url="https://api.example", batch_id="b", item_index=0
+    )
+    await journal.begin(record, worker_id="A")
+    clock.now += 10
+    await journal.claim("b", "B", lease_seconds=600, limit=1)
+    await journal.begin(record, worker_id="B")
+    await journal.update(item.key, JournalState.CREATED, task_id="task-of-b")
+    return journal, item.key
+
+
+async def test_a_late_answer_never_overwrites_the_task_the_new_holder_recorded(
+    tmp_path: Path,
+) -> None:
+    """Another task id over a recorded one is refused; the journal keeps the new holder's."""
+    journal, key = await _taken_over(tmp_path)
+    try:
+        with pytest.raises(JournalError, match="task-of-b"):
+            await journal.update(key, JournalState.CREATED, task_id="task-of-a")
+        with pytest.raises(LeaseLostError, match="task-of-a"):
+            await note_held(journal, key, JournalState.CREATED, worker_id="A", task_id="task-of-a")
+        stored = await journal.get(key)
+        assert stored is not None
+        assert (stored.state, stored.task_id) == (JournalState.CREATED, "task-of-b")
+    finally:
+        await journal.close()
+
+
+async def test_a_late_created_never_moves_a_saved_create_back(tmp_path: Path) -> None:
+    """A late ``created`` of the same task leaves a saved record saved."""
+    journal, key = await _taken_over(tmp_path)
+    try:
+        await journal.update(key, JournalState.SAVED, paths=[tmp_path / "a.png"])
+        with pytest.raises(LeaseLostError):
+            await note_held(journal, key, JournalState.CREATED, worker_id="A", task_id="task-of-b")
+        stored = await journal.get(key)
+        assert stored is not None
+        assert stored.state is JournalState.SAVED
+    finally:
+        await journal.close()
+
+
+async def test_a_worker_reports_its_late_task_as_billed_and_unrecorded(tmp_path: Path) -> None:
+    """The late answer's task is named as billed; a late answer of the same task is not."""
+    journal, key = await _taken_over(tmp_path)
+    options = SimpleNamespace(worker_id="A")
+    runner = ItemRunner(journal, None, [GenerationRequest(prompt="a cat")], options, [])  # type: ignore[arg-type]
+    try:
+        with pytest.raises(JournalError) as caught:
+            await runner._created(0, key, "task-of-a")
+        assert not isinstance(caught.value, LeaseLostError)
+        assert "task task-of-a (item 0) was created and is billed" in str(caught.value)
+        await journal.update(key, JournalState.SAVED, paths=[tmp_path / "a.png"])
+        with pytest.raises(LeaseLostError):  # the new holder's own task: left to it
+            await runner._created(0, key, "task-of-b")
+    finally:
+        await journal.close()

@@ -14,6 +14,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ._batchverdicts import unrecorded
 from ._deadlines import within
 from ._exceptions import JournalError, LeaseLostError, ZImageError
 from ._journal_records import JournalState
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from ._batchoptions import BatchOptions
     from ._batchrun import ItemRunner
 
-__all__ = ["give_back", "note_held", "recorded_meanwhile", "release_all"]
+__all__ = ["give_back", "note_created", "note_held", "recorded_meanwhile", "release_all"]
 
 logger = logging.getLogger("zimage_async.batch")
 
@@ -34,26 +35,52 @@ async def note_held(
     """Record *state* for the create under *key*, as the worker *worker_id*.
 
     Raises :class:`LeaseLostError` when the answer is a late one: the item was taken over
-    and its new holder recorded the task (this answer says no task is known).
+    and its new holder recorded the task (this answer says no task is known, names
+    another task - then billed and not recorded -, or would move the create back).
     """
     try:
         await journal.update(key, state, **fields)
     except LeaseLostError:
         raise
     except JournalError:
-        if state.has_task:
+        late = fields.get("task_id")
+        if state.has_task and late is None:
             raise
         current = await journal.get(key)
         if current is None or current.task_id is None:
             raise
         # A late answer: the item was taken over and its new holder recorded the task.
+        lost = "" if late in (None, current.task_id) else f" (task {late}, billed)"
         raise LeaseLostError(
             f"the create with key {key} has task {current.task_id}, recorded by the "
-            f"item's new holder; this worker's {state.value} answer is not recorded",
+            f"item's new holder; this worker's {state.value} answer{lost} is not recorded",
             batch_id=current.batch_id,
             index=current.item_index,
             worker_id=worker_id,
         ) from None
+
+
+async def note_created(
+    journal: Journal, key: str, task_id: str, *, worker_id: str, index: int, **fields: Any
+) -> None:
+    """Record *task_id* as made under *key* (item *index*) by the worker *worker_id*.
+
+    Raises :class:`JournalError` naming *task_id* as billed and unrecorded when the
+    write fails or is refused (a late answer naming another task than the one the
+    item's new holder recorded), and :class:`LeaseLostError` when the new holder
+    recorded this very task (it is left to that holder).
+    """
+    try:
+        await note_held(
+            journal, key, JournalState.CREATED, worker_id=worker_id, task_id=task_id, **fields
+        )
+    except LeaseLostError as exc:
+        current = await journal.get(key)
+        if current is not None and current.task_id == task_id:
+            raise
+        raise unrecorded(exc, task_id, index) from exc
+    except JournalError as exc:
+        raise unrecorded(exc, task_id, index) from exc
 
 
 async def recorded_meanwhile(

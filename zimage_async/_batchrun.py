@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._batchitems import NO_RESULTS, BatchItem, BatchServices, ItemState, stop_error
-from ._batchjournal import note_held, recorded_meanwhile
+from ._batchjournal import note_created, note_held, recorded_meanwhile
 from ._batchoptions import BatchOptions
 from ._batchverdicts import (
     SENDS_OR_WAITS,
@@ -342,11 +342,8 @@ class ItemRunner:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _created(self, index: int, key: str, task_id: str, **fields: Any) -> None:
-        """Record *task_id* as made under *key*; a failure (a lost lease too) names it."""
-        try:
-            await self._note(key, JournalState.CREATED, task_id=task_id, **fields)
-        except JournalError as exc:
-            raise unrecorded(exc, task_id, index) from exc
+        worker_id = self.options.worker_id
+        await note_created(self.journal, key, task_id, worker_id=worker_id, index=index, **fields)
 
     async def _finish(
         self,

@@ -237,7 +237,7 @@ class PostgresJournal(PostgresBatches, Journal):
         async with self._transaction() as db:
             existing = await db.fetchrow(GET + " FOR UPDATE", key)
             if existing is not None:
-                refusal = update_refusal(record_from_row(tuple(existing)), state)
+                refusal = update_refusal(record_from_row(tuple(existing)), state, task_id)
                 if refusal is not None:
                     raise JournalError(refusal)
             row = await db.fetchrow(

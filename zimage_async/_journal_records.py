@@ -228,18 +228,30 @@ def begin_refusal(existing: JournalRecord | None, record: JournalRecord) -> str 
     return None
 
 
-def update_refusal(existing: JournalRecord, state: JournalState) -> str | None:
-    """Return why *existing* may not be moved to *state*, or None.
+def update_refusal(
+    existing: JournalRecord, state: JournalState, task_id: str | None = None
+) -> str | None:
+    """Return why *existing* may not be moved to *state* (with *task_id*, if given), or None.
 
     A create whose task id is recorded never goes back to a state that says no task is
-    known (``submitting``, ``uncertain``, ``rejected``): that is a late answer of an
+    known (``submitting``, ``uncertain``, ``rejected``), never takes another task id,
+    and never goes back to ``created`` from a later state: each is a late answer of an
     earlier send (a worker whose item was taken over) writing over the task the item's
     new holder recorded.
     """
-    if existing.task_id is None or state not in _NO_TASK:
+    recorded = existing.task_id
+    if recorded is None:
+        return None
+    if task_id is not None and task_id != recorded:
+        return (
+            f"the create with key {existing.key!r} already has task {recorded} "
+            f"({existing.state.value}); task {task_id} is not recorded over it"
+        )
+    backwards = state is JournalState.CREATED and existing.state not in _CREATED_OR_BEFORE
+    if state not in _NO_TASK and not backwards:
         return None
     return (
-        f"the create with key {existing.key!r} already has task {existing.task_id} "
+        f"the create with key {existing.key!r} already has task {recorded} "
         f"({existing.state.value}); it is not moved back to {state.value}"
     )
 
@@ -254,6 +266,7 @@ def unrecorded_task(failure: object, task_id: str, key: str) -> str:
 
 
 _NO_TASK = frozenset({JournalState.SUBMITTING, JournalState.UNCERTAIN, JournalState.REJECTED})
+_CREATED_OR_BEFORE = _NO_TASK | {JournalState.CREATED}
 
 
 class ResumeAction(enum.Enum):

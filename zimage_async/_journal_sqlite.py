@@ -213,7 +213,7 @@ class SqliteJournal(SqliteBatches, Journal):
             now = self._clock()
             existing = get_record(db, key)
             if existing is not None:
-                refusal = update_refusal(existing, JournalState(values[0]))
+                refusal = update_refusal(existing, JournalState(values[0]), values[1])  # type: ignore[arg-type]
                 if refusal is not None:
                     raise JournalError(refusal)
             cursor = db.execute(
