@@ -22,6 +22,7 @@ provider's page describes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Literal
@@ -53,14 +54,17 @@ REPLAY_WINDOW_SECONDS = 86_400.0
 
 
 def body_fingerprint(body: Mapping[str, object]) -> str:
-    """Return a canonical text of a create body, equal for equal JSON objects.
+    """Return the SHA-256 (hex) of a create body's canonical text, equal for equal objects.
+
+    A digest, not the text: a remembered key does not keep its body (up to 1 MiB) alive.
 
     >>> body_fingerprint({"b": 1, "a": "x"}) == body_fingerprint({"a": "x", "b": 1})
     True
     """
-    return json.dumps(
+    text = json.dumps(
         dict(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain
     )
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _plain(value: object) -> object:

@@ -1,31 +1,80 @@
 """The billing ledger: one entry per accepted (billed) create call.
 
 A replayed create (same ``Idempotency-Key``, same body) is not billed and adds no entry.
+
+An entry keeps the request body's documented fields whole (``model``, ``prompt``,
+``size``, ``seed``, ``nsfw_check``, ``callback_url``: all checked, so all small) and
+its unknown fields, in the order received, while their compact JSON totals at most
+4096 bytes (:data:`MAX_UNKNOWN_FIELD_BYTES`); an unknown field that does not fit is left
+out, so a 1 MB field sent with every create is not kept with every billed task.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Literal
 
 import attrs
 
-__all__ = ["Ledger", "LedgerEntry", "LedgerGrouping"]
+__all__ = ["KNOWN_FIELDS", "MAX_UNKNOWN_FIELD_BYTES", "Ledger", "LedgerEntry", "LedgerGrouping"]
 
 LedgerGrouping = Literal["prompt", "idempotency_key"]
+
+KNOWN_FIELDS = frozenset({"model", "prompt", "size", "seed", "nsfw_check", "callback_url"})
+"""The create body's documented fields, kept whole in a ledger entry."""
+
+MAX_UNKNOWN_FIELD_BYTES = 4096
+"""The compact JSON bytes of unknown fields a ledger entry keeps in all."""
+
+_SMALLEST_FIELD_BYTES = len('"":0,')
+
+
+def _json_bytes(value: object) -> int | None:
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def kept_body(body: Mapping[str, object]) -> Mapping[str, object]:
+    """Return the part of a create *body* a ledger entry keeps (see the module doc)."""
+    kept: dict[str, object] = {}
+    room = MAX_UNKNOWN_FIELD_BYTES
+    for name, value in body.items():
+        if name in KNOWN_FIELDS:
+            kept[name] = value
+            continue
+        if room < _SMALLEST_FIELD_BYTES:
+            continue
+        name_bytes = _json_bytes(name)
+        if name_bytes is None or name_bytes + _SMALLEST_FIELD_BYTES > room:
+            continue
+        value_bytes = _json_bytes(value)
+        if value_bytes is None:
+            continue
+        cost = name_bytes + value_bytes + 2  # the colon and the comma
+        if cost <= room:
+            kept[name] = value
+            room -= cost
+    return MappingProxyType(kept)
 
 
 @attrs.frozen(kw_only=True)
 class LedgerEntry:
     """A billed task: its id, the request body as received, the clock time of creation.
 
-    ``idempotency_key`` is the ``Idempotency-Key`` header the create carried (None without
-    one); it is recorded with ``idempotency="ignore"`` too.
+    ``request_body`` holds the documented fields as received and the unknown ones up to
+    :data:`MAX_UNKNOWN_FIELD_BYTES` of JSON (see the module doc). ``idempotency_key`` is the
+    ``Idempotency-Key`` header the create carried (None without one); it is recorded with
+    ``idempotency="ignore"`` too.
     """
 
     task_id: str
-    request_body: Mapping[str, object]
+    request_body: Mapping[str, object] = attrs.field(converter=kept_body)
     created_at: float
     credits: float
     idempotency_key: str | None = None

@@ -326,7 +326,7 @@ class Emulator:
 
     @property
     def replayed_requests(self) -> tuple[RequestRecord, ...]:
-        """The create calls answered with an idempotent replay, oldest first."""
+        """The create calls in :attr:`requests` answered with an idempotent replay."""
         return tuple(record for record in self._requests.records if record.replayed)
 
     @property
@@ -336,7 +336,7 @@ class Emulator:
 
     @property
     def requests(self) -> tuple[RequestRecord, ...]:
-        """Every request received by both listeners, oldest first (Authorization redacted)."""
+        """The newest 5,000 requests both listeners received, oldest first (key redacted)."""
         return self._requests.records
 
     @property
