@@ -27,7 +27,7 @@ from typing import Protocol
 from ._exceptions import InvalidRequestError
 from ._validation import validate_task_id
 
-__all__ = ["HintBoard", "HintSource", "HintWatch", "read_hint"]
+__all__ = ["HintBoard", "HintSource", "HintWatch", "read_hint", "wake"]
 
 
 def read_hint(body: bytes) -> str | None:
@@ -67,31 +67,37 @@ class HintWatch:
 
     def _notify(self) -> None:
         self._hinted = True
-        _wake(self._waiter)
+        wake(self._waiter)
 
-    async def wait(self, seconds: float) -> bool:
+    async def wait(self, seconds: float, alarms: set[asyncio.Future[None]] | None = None) -> bool:
         """Wait up to *seconds* for a hint; return whether one came (and consume it).
 
         A cancellation of the waiter always propagates, also one in the same loop turn
         as the hint (``asyncio.wait_for`` would return the hint then, on Python 3.10
-        and 3.11, and the cancellation would be lost).
+        and 3.11, and the cancellation would be lost). The wait is kept in *alarms*
+        while it runs, so that their owner can end it early (a session closing).
         """
         if not self._hinted:
             loop = asyncio.get_running_loop()
             self._waiter = waiter = loop.create_future()
-            timer = loop.call_later(seconds, _wake, waiter)
+            timer = loop.call_later(seconds, wake, waiter)
+            if alarms is not None:
+                alarms.add(waiter)
             try:
                 await waiter
             finally:
                 timer.cancel()
                 self._waiter = None
+                if alarms is not None:
+                    alarms.discard(waiter)
             if not self._hinted:
                 return False
         self._hinted = False
         return True
 
 
-def _wake(waiter: asyncio.Future[None] | None) -> None:
+def wake(waiter: asyncio.Future[None] | None) -> None:
+    """Resolve *waiter* unless it is done (or None)."""
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
 

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
 from ._deadlines import Deadlines
+from ._hints import wake
 from ._models import Task
 from ._schedule import PollState
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from ._hints import HintSource
     from ._runtime import Runtime
 
-__all__ = ["DeadlineReached", "bounded", "deadline_after", "naps", "snapshots"]
+__all__ = ["DeadlineReached", "Sleeper", "bounded", "deadline_after", "naps", "snapshots"]
 
 T = TypeVar("T")
 
@@ -132,6 +133,42 @@ async def snapshots(
         task = None
 
 
+class Sleeper:
+    """A session's sleeps between looks: each ends at its time, or every one when it closes.
+
+    Closing a session (:meth:`wake_all`) cuts every sleep short, so that a wait napping
+    then looks at once and fails with the closed-session error instead of sleeping on
+    (for up to ``wait_max`` times ``callback_poll_factor``). A sleep after that returns
+    at once. A cancellation of the sleeper propagates, as with ``asyncio.sleep``.
+    """
+
+    __slots__ = ("closed", "waiting")
+
+    def __init__(self) -> None:
+        self.closed = False
+        #: The futures of the sleeps (and hint waits) under way, woken by wake_all().
+        self.waiting: set[asyncio.Future[None]] = set()
+
+    async def __call__(self, seconds: float) -> None:
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, wake, waiter)
+        self.waiting.add(waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self.waiting.discard(waiter)
+
+    def wake_all(self) -> None:
+        """End every sleep under way, and every later one at once (the session closes)."""
+        self.closed = True
+        for waiter in self.waiting:
+            wake(waiter)
+
+
 def naps(runtime: Runtime, task_id: str) -> AbstractContextManager[Nap]:
     """Return how to sleep between looks: plainly, or until a callback hint for *task_id*.
 
@@ -180,11 +217,12 @@ def _hinted_naps(
     clock: Callable[[], float],
     spacing: float,
 ) -> Iterator[Nap]:
+    alarms = sleep.waiting if isinstance(sleep, Sleeper) else None
     with hints.watch(task_id) as watch:
 
         async def nap(seconds: float) -> None:
             began = clock()
-            if await watch.wait(seconds):
+            if await watch.wait(seconds, alarms):
                 logger.debug("task %s: a callback hint arrived; fetching it", task_id)
                 rest = began + min(spacing, seconds) - clock()  # never past the nap
                 if rest > 0:

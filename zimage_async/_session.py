@@ -21,6 +21,7 @@ from ._idempotency import validate_idempotency_key, validate_own_key
 from ._journaling import Bookkeeper, check_max_credits
 from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task
+from ._polling import Sleeper
 from ._runtime import DEFAULT, Runtime, check_wait_timeout
 from ._schedule import PollSchedule, RetryPolicy
 from ._secret import Secret, frameless_refusals
@@ -182,6 +183,7 @@ class Session(JournalMethods, BatchMethods):
             else Bookkeeper(journal, max_credits=limit, base_url=self._base_url)
         )
         self._state = SessionState.UNOPENED
+        self._sleeper = Sleeper()  # the naps of its waits, cut short when it closes
         self._runtime = Runtime(
             api=APIClient(
                 self._transport,
@@ -203,6 +205,7 @@ class Session(JournalMethods, BatchMethods):
             check_open=self._check_open,
             hints=callbacks,
             callback_poll_factor=callback_poll_factor,
+            sleep=self._sleeper,
         )
 
     def __repr__(self) -> str:
@@ -258,6 +261,7 @@ class Session(JournalMethods, BatchMethods):
     async def close(self) -> None:
         """Close the connection pool (not a caller-owned ``http_session``). Idempotent."""
         self._state = SessionState.CLOSED
+        self._sleeper.wake_all()  # a wait napping now looks, and fails as closed, at once
         self._runtime.deadlines.close()
         try:
             await self._transport.close()
