@@ -138,3 +138,51 @@ async def test_a_worker_reports_its_late_task_as_billed_and_unrecorded(tmp_path:
             await runner._created(0, key, "task-of-b")
     finally:
         await journal.close()
+
+
+# -- J1: server text that a store cannot hold -------------------------------------------
+
+BAD_TEXT = "nul \x00, lone \udc80 and \ud800 surrogates"
+STORED_TEXT = "nul \ufffd, lone \ufffd and \ufffd surrogates"
+
+
+async def test_server_text_with_nul_or_lone_surrogates_is_stored_replaced(tmp_path: Path) -> None:
+    """An error message or code with NUL or a lone surrogate is stored, U+FFFD in their place."""
+    journal = await SqliteJournal.open(tmp_path / "j.sqlite")
+    try:
+        for state in (JournalState.REJECTED, JournalState.UNCERTAIN):
+            record = JournalRecord.for_request(
+                GenerationRequest(prompt=f"a cat {state.value}"),
+                key=f"key-{state.value}-0123456789",
+                base_url="https://api.example",
+            )
+            await journal.begin(record)
+            await journal.update(record.key, state, error_code=BAD_TEXT, error_message=BAD_TEXT)
+            stored = await journal.get(record.key)
+            assert stored is not None
+            assert (stored.state, stored.error_code, stored.error_message) == (
+                state,
+                STORED_TEXT,
+                STORED_TEXT,
+            )
+    finally:
+        await journal.close()
+
+
+async def test_a_task_failing_with_unstorable_text_raises_the_task_error(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TaskFailedError is raised and recorded, not replaced by a JournalError."""
+    from zimage_async import TaskFailedError
+    from zimage_async._handle import TaskHandle
+
+    async def failing(self: TaskHandle, *args: Any, **kwargs: Any) -> Any:
+        raise TaskFailedError(task_id=self.id, code="service_error", message=BAD_TEXT)
+
+    monkeypatch.setattr(TaskHandle, "wait", failing)
+    async with _session(emulator, tmp_path / "j.sqlite") as zs:
+        handle = await zs.submit("a lighthouse")
+        with pytest.raises(TaskFailedError):
+            await handle.wait()
+        [record] = await zs._book.journal.records()  # type: ignore[union-attr]
+    assert (record.state, record.error_message) == (JournalState.FAILED, STORED_TEXT)

@@ -40,6 +40,7 @@ from ._journal_rows import (
     lease_refusal,
     readable_rows,
     record_from_row,
+    storable,
 )
 from ._journal_spend import (
     UNPRICED_WINDOW,
@@ -247,8 +248,8 @@ class PostgresJournal(PostgresBatches, Journal):
                 None if credits_reserved is None else float(credits_reserved),
                 completed_at,
                 None if paths is None else json.dumps([str(p) for p in paths]),
-                error_code,
-                error_message,
+                storable(error_code),
+                storable(error_message),
                 key,
             )
             if row is None:

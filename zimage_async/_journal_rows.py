@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -27,6 +28,7 @@ __all__ = [
     "readable_rows",
     "record_from_row",
     "refuse_changed",
+    "storable",
 ]
 
 
@@ -38,6 +40,19 @@ RECORD_COLUMNS = (
 )
 #: The columns of a batch item, in the order :func:`item_from_row` reads them.
 ITEM_COLUMNS = "batch_id, idx, fingerprint, request, key, claimed_by, lease_until, settled"
+
+
+#: What neither store can hold in text: NUL (PostgreSQL) and lone surrogates (both).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str | None) -> str | None:
+    r"""Return *text* (a server's error, say) fit for either store: U+FFFD for NUL and surrogates.
+
+    >>> storable("nul \x00 and \udc80") == "nul \ufffd and \ufffd"
+    True
+    """
+    return None if text is None else _UNSTORABLE.sub("\ufffd", text)
 
 
 def _float(value: object) -> float | None:
@@ -151,6 +166,8 @@ def readable_rows(location: str) -> Iterator[None]:
     except ValueError as exc:
         if isinstance(exc, ZImageError):
             raise
+        if isinstance(exc, UnicodeEncodeError):  # a write, not a row read back
+            raise JournalError(f"the journal {location} cannot store a text: {exc}") from exc
         raise JournalError(
             f"the journal {location} holds a row that cannot be read ({exc}); "
             "was it changed by hand?"

@@ -37,6 +37,7 @@ from ._journal_rows import (
     lease_refusal,
     readable_rows,
     record_from_row,
+    storable,
 )
 from ._journal_spend import UNPRICED_WINDOW, PriceAwaited, Spend, SpendLimit, check_spend
 from ._journal_sqlite_batch import SqliteBatches
@@ -201,8 +202,8 @@ class SqliteJournal(SqliteBatches, Journal):
             credits_reserved,
             completed_at,
             None if paths is None else json.dumps([str(p) for p in paths]),
-            error_code,
-            error_message,
+            storable(error_code),
+            storable(error_message),
         )
         return await self._run(functools.partial(self._update, key, values))
 
