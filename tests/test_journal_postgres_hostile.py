@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from zimage_async import GenerationRequest
+from zimage_async import GenerationRequest, JournalError
 from zimage_async._journal import Journal, JournalRecord, JournalState, open_journal
 
 from ._postgres import PostgresServer, throwaway_server
@@ -67,3 +67,21 @@ async def test_server_text_with_nul_or_lone_surrogates_is_stored_replaced(
             STORED_TEXT,
             STORED_TEXT,
         )
+
+
+# -- J5 -------------------------------------------------------------------------------
+
+
+async def test_every_driver_error_becomes_a_journal_error(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncpg's InternalClientError (a connection terminated during COMMIT) is a JournalError."""
+    import asyncpg
+    import asyncpg.connection
+
+    async def broken(*args: object, **kwargs: object) -> object:
+        raise asyncpg.InternalClientError("cannot switch to state 15")
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "fetchrow", broken)
+    with pytest.raises(JournalError, match="cannot switch to state 15"):
+        await journal.get("key-a-cat-0123456789")

@@ -69,6 +69,7 @@ from ._journal_postgres_sql import (
     SPEND_LOCK,
     UPDATE,
     UPSERT,
+    driver_errors,
     load_asyncpg,
     without_password,
 )
@@ -104,7 +105,7 @@ class PostgresJournal(PostgresBatches, Journal):
         failure: JournalError | None = None
         try:
             pool = await driver.create_pool(url, min_size=1, max_size=POOL_SIZE)
-        except (OSError, driver.PostgresError, driver.InterfaceError) as exc:
+        except driver_errors(driver) as exc:
             # Not chained: asyncpg's frames hold the URL (and its password) as locals.
             failure = JournalError(f"cannot open the journal {location}: {exc}")
         except ValueError:  # asyncpg quotes the part of the URL it misread: maybe the password
@@ -154,7 +155,7 @@ class PostgresJournal(PostgresBatches, Journal):
             with readable_rows(self.location):
                 async with self._pool.acquire() as db, db.transaction():
                     yield db
-        except (OSError, self._driver.PostgresError, self._driver.InterfaceError) as exc:
+        except driver_errors(self._driver) as exc:
             raise JournalError(f"the journal {self.location} failed: {exc}") from exc
 
     # -- creates -------------------------------------------------------------------------

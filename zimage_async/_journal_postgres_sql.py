@@ -23,6 +23,7 @@ __all__ = [
     "SPEND_LOCK",
     "UPDATE",
     "UPSERT",
+    "driver_errors",
     "load_asyncpg",
     "without_password",
     "without_passwords",
@@ -134,6 +135,22 @@ def load_asyncpg() -> ModuleType:
             "extra (pip install '.[postgres]' in a checkout), or pip install asyncpg"
         ) from exc
     return asyncpg
+
+
+def driver_errors(driver: ModuleType) -> tuple[type[BaseException], ...]:
+    """Return every exception the driver (or the socket under it) raises for a failure.
+
+    The server's errors, the client's (a closed connection), its internal ones (a
+    connection terminated during ``COMMIT`` leaves it "cannot switch to state 15"), and
+    the network's.
+    """
+    return (
+        OSError,
+        TimeoutError,
+        driver.PostgresError,
+        driver.InterfaceError,
+        driver.InternalClientError,
+    )
 
 
 def without_password(url: str) -> str:
