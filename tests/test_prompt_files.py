@@ -7,6 +7,7 @@ naming the file (and the line), and no output written.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,58 @@ def test_jsonl_files_are_still_read() -> None:
     """A .jsonl name, or a first item that is an object, is read as JSON lines."""
     rows = '{"prompt": "a cat"}\n{"prompt": "a dog", "seed": 7}\n'
     assert _prompts(rows, "p.jsonl") == _prompts(rows, "p.txt") == [(1, "a cat"), (2, "a dog")]
+
+
+# --- lines end with a newline only (#9) --------------------------------------------------
+
+BREAKS = {
+    "\u2028": "U+2028",
+    "\u2029": "U+2029",
+    "\x85": "U+0085",
+    "\x0c": "U+000C",
+    "\x0b": "U+000B",
+    "\r": "U+000D",
+    "\x1c": "U+001C",
+    "\x1d": "U+001D",
+    "\x1e": "U+001E",
+}
+
+
+@pytest.mark.parametrize("char", list(BREAKS), ids=list(BREAKS.values()))
+@pytest.mark.parametrize(
+    ("template", "line"),
+    [
+        pytest.param("a cat{}wearing a hat\na dog\n", 1, id="in-a-prompt"),
+        pytest.param("a cat\n# a note{}a dog\n", 2, id="in-a-comment"),
+        pytest.param("a cat\n\n {} \na dog\n", 3, id="on-a-blank-line"),
+        pytest.param('{{"prompt": "a cat"}}\n{{"prompt": "a{}dog"}}\n', 2, id="in-a-jsonl-row"),
+    ],
+)
+def test_a_line_break_other_than_newline_is_refused_naming_the_line(
+    char: str, template: str, line: int
+) -> None:
+    """U+2028, NEL, a form feed, a lone CR...: the line, counted by newlines, is named."""
+    text = template.format(char)
+    with pytest.raises(BatchFileError, match=rf"^p\.txt line {line}: .*{re.escape(BREAKS[char])}"):
+        parse_batch_text(text, name="p.txt")
+
+
+def test_lines_are_split_on_newline_alone_and_crlf_is_read() -> None:
+    """A CR before a newline is dropped; the numbers are the file's lines, as wc -l counts."""
+    assert _prompts("a cat\r\n\r\n# c\r\na dog\r\n") == [(1, "a cat"), (4, "a dog")]
+    assert _prompts("a cat\na dog") == [(1, "a cat"), (2, "a dog")]
+    rows = '{"prompt": "a\\u2028cat"}\r\n'  # an escape in JSON is the writer's choice
+    assert _prompts(rows, "p.jsonl") == [(1, "a\u2028cat")]
+
+
+def test_the_command_line_refuses_a_prompt_split_by_a_line_separator(tmp_path: Path) -> None:
+    """Two lines by newlines, one holding U+2028: exit 2 naming line 1, nothing sent."""
+    said = _refused(tmp_path, "split.txt", "a cat\u2028wearing a hat\na dog\n".encode())
+    assert "split.txt line 1:" in said
+    assert "U+2028" in said
+
+
+def test_a_bad_byte_after_a_lone_cr_is_named_by_the_same_line_numbers(tmp_path: Path) -> None:
+    """Line numbers of every error count newlines: not UTF-8 on line 2, a lone CR on 1."""
+    assert "bad.txt line 2: not UTF-8" in _refused(tmp_path, "bad.txt", b"a\rb\nc\xff\n")
+    assert "ok.txt line 1:" in _refused(tmp_path, "ok.txt", b"a\rb\nc\n")

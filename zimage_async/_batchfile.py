@@ -51,6 +51,43 @@ _TABLE_HEADER = re.compile(
 )
 
 
+#: Characters that some editors and tools take as a line break, but ``\n``-counted
+#: lines (``wc -l``, the numbers in errors) do not: refused anywhere in a batch file.
+_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_BREAK_NAMES = {
+    "\r": "a carriage return not followed by a newline",
+    "\x0b": "a vertical tab",
+    "\x0c": "a form feed",
+    "\x1c": "a file separator",
+    "\x1d": "a group separator",
+    "\x1e": "a record separator",
+    "\x85": "a next-line character (NEL)",
+    "\u2028": "a line separator",
+    "\u2029": "a paragraph separator",
+}
+
+
+def _split_lines(name: str, text: str) -> list[str]:
+    r"""Split *text* into lines at ``\n`` alone, dropping a ``\r`` before it.
+
+    A line holding any other line break is refused, naming the line, so that the items
+    and the line numbers are the lines an editor or ``wc -l`` shows.
+    """
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        if line.endswith("\r"):
+            line = lines[number - 1] = line[:-1]
+        if (found := _BREAKS.search(line)) is not None:
+            char = found.group()
+            raise BatchFileError(
+                f"{name} line {number}: it holds {_BREAK_NAMES[char]} (U+{ord(char):04X}) at "
+                f"column {found.start() + 1}, which some editors and tools take as a line "
+                "break; lines end with a newline (\\n or \\r\\n) alone: replace it by a space, "
+                "or put each prompt on a line of its own"
+            )
+    return lines
+
+
 def _check_name(name: str) -> None:
     """Refuse a file whose name says it is neither text nor JSON lines (``.json``, ``.csv``)."""
     for suffix, what in _REFUSED_NAMES.items():
@@ -115,14 +152,17 @@ def _row(name: str, number: int, text: str, defaults: Mapping[str, object]) -> G
 def parse_batch_text(
     text: str, *, name: str = "<batch>", defaults: Mapping[str, object] | None = None
 ) -> list[BatchLine]:
-    """Parse a batch file's text; blank lines and lines starting with ``#`` are skipped.
+    r"""Parse a batch file's text; blank lines and lines starting with ``#`` are skipped.
+
+    Lines end with ``\n`` (or ``\r\n``) alone; a line holding another line break (a
+    lone ``\r``, a form feed, NEL, U+2028...) is refused.
 
     *defaults* are request fields (``size``, ``nsfw_check``) for items that do not set
     their own. Raises :class:`BatchFileError` on the first bad line, or if there is no
     item at all.
     """
     _check_name(name)
-    lines = text.splitlines()
+    lines = _split_lines(name, text)
     given = dict(defaults or {})
     items = []
     jsonl = _is_jsonl(name, lines)
