@@ -8,13 +8,17 @@ of this interpreter, bounded by a timeout.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+
+from zimage_async import pytest_plugin
 
 PLUGIN = "zimage_async.pytest_plugin"
 
@@ -99,3 +103,35 @@ def test_the_plugin_can_be_turned_off_by_its_name(tmp_path: Path) -> None:
     done = _run(tmp_path, "-p", f"no:{PLUGIN}")
     assert done.returncode == 1, _tail(done.stdout)
     assert "fixture 'zimage_session' not found" in done.stdout
+
+
+#: Which of the heavy modules a fresh interpreter has loaded after importing the plugin.
+IMPORT_PROBE = f"""\
+import json, sys
+import {PLUGIN}
+print(json.dumps([m for m in ("aiohttp", "zimage_async.emulator") if m in sys.modules]))
+"""
+
+
+def test_the_plugin_docstring_says_what_importing_it_loads() -> None:
+    """Every pytest run imports the plugin; its docstring is right about what that loads.
+
+    What it says is loaded only when a fixture is first used is not loaded by the import,
+    and what the import does load (aiohttp, with the package) is named as such.
+    """
+    done = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
+        [sys.executable, "-c", IMPORT_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=True,
+    )
+    loaded = set(json.loads(done.stdout))
+    doc = " ".join((pytest_plugin.__doc__ or "").split())
+    sentences = re.split(r"(?<=[.;:])\s", doc[doc.index("Importing this module") :])
+    deferred = " ".join(s for s in sentences if "when a fixture is first used" in s)
+    assert deferred, "the docstring no longer says what waits for a fixture"
+    assert "zimage_async.emulator" not in loaded
+    if "aiohttp" in loaded:
+        assert "aiohttp" not in deferred, deferred
+        assert "aiohttp" in " ".join(sentences), "the docstring does not say aiohttp is loaded"

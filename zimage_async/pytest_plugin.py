@@ -37,8 +37,10 @@ Fixtures:
             result = await zimage_session.generate("a cat")
             assert result.images[0].content_type == "image/png"
 
-Importing this module is cheap: the emulator (and aiohttp) is imported when a fixture is
-first used.
+Importing this module, which every pytest run does once zimage-async is installed, imports
+the ``zimage_async`` package, and with it aiohttp (a fraction of a second, once per
+run), because this module lives in that package. Only the emulator waits: it is
+imported when a fixture is first used. ``-p no:zimage_async.pytest_plugin`` skips it all.
 """
 
 from __future__ import annotations
