@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http import HttpProcessingError
 
 from ._deadlines import within
 from ._hints import HintBoard, HintWatch, read_hint
@@ -21,6 +23,34 @@ from ._hints import HintBoard, HintWatch, read_hint
 __all__ = ["CallbackReceiver"]
 
 logger = logging.getLogger("zimage_async")
+
+if TYPE_CHECKING:
+    _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
+else:  # not subscriptable at run time before Python 3.11
+    _LoggerAdapter = logging.LoggerAdapter
+
+
+class _ServerLog(_LoggerAdapter):
+    """The ``aiohttp.server`` logger of :meth:`CallbackReceiver.serve`'s listener.
+
+    aiohttp refuses some requests itself, while parsing them and before any handler runs:
+    a body in a Content-Encoding it cannot decode (``br``, ``zstd`` without their
+    decoders), a malformed request line or header. It answers 400 and logs each as an
+    ERROR with a traceback. This logger hands them to *refused* (the receiver counts and
+    logs them like its own refusals) and passes everything else, such as a handler's
+    crash, on to ``aiohttp.server`` unchanged.
+    """
+
+    def __init__(self, refused: Callable[[HttpProcessingError, int], None]) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self._refused = refused
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):
+            self._refused(error, level)
+        else:
+            super().log(level, msg, *args, **kwargs)
 
 
 class CallbackReceiver:
@@ -59,6 +89,13 @@ class CallbackReceiver:
       ``Connection: close`` and the connection closed; a sender that hangs up midway gets
       no answer. Each is counted in :attr:`refused` and logged like the other refusals,
       at INFO without a traceback, never as an error of your application.
+    * Some requests aiohttp refuses itself, with ``400``, before any handler runs: a body
+      in a Content-Encoding it cannot decode (``br`` or ``zstd`` without their
+      decoders), a malformed request line or header. Under :meth:`serve` these are
+      counted in :attr:`refused` and logged at INFO without a traceback too. Mounted in
+      your app (:meth:`receive`, :meth:`app`), the receiver never sees them: your server
+      answers and logs them as for any route (aiohttp logs them on ``aiohttp.server`` as
+      errors with a traceback, unless you give your ``AppRunner`` a ``logger``).
 
     Options, keyword-only: ``max_body_bytes`` (default 64 KiB; a task is a few hundred
     bytes), ``body_timeout`` (seconds to read a body, from when its headers are in;
@@ -101,7 +138,8 @@ class CallbackReceiver:
         """Callbacks refused so far: malformed, without a valid id, too large, or cut off.
 
         Cut off: the body did not arrive whole within ``body_timeout``, was broken, or its
-        sender hung up (which gets no answer, but is counted here).
+        sender hung up (which gets no answer, but is counted here). Under :meth:`serve`,
+        also the requests aiohttp refused before the receiver saw them.
         """
         return self._refused
 
@@ -135,6 +173,25 @@ class CallbackReceiver:
         self._refused += 1
         logger.info("refused a task callback: %s", reason)
         return web.Response(status=status, text=f"{reason}\n")
+
+    def _refused_by_aiohttp(self, error: HttpProcessingError, level: int) -> None:
+        """Count and log a request aiohttp refused (answered 400) before :meth:`receive`.
+
+        Logged at INFO without a traceback, or at aiohttp's own lower level (it logs a
+        first request that is not HTTP at all, such as TLS, at DEBUG).
+        """
+        self._refused += 1
+        # On one line (aiohttp's can have a caret line under the offending bytes), shown
+        # escaped where not printable, and cut short: it may quote the sender's bytes.
+        details = "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+            for c in " ".join(str(error.message).split())
+        )[:200]
+        logger.log(
+            min(level, logging.INFO),
+            "refused a task callback: aiohttp could not read the request (%s)",
+            details,
+        )
 
     async def _refuse_and_close(
         self, request: web.Request, status: int, reason: str
@@ -208,9 +265,13 @@ class CallbackReceiver:
         ``async with receiver.serve(host="0.0.0.0", port=8080) as url:`` serves
         ``POST /`` until the block ends (port 0 picks a free port). The yielded URL is the
         local address; the provider needs your public HTTPS address (behind a TLS proxy)
-        unless you test against the emulator.
+        unless you test against the emulator. Requests aiohttp refuses before the receiver
+        sees them (an undecodable Content-Encoding, a malformed head) are counted in
+        :attr:`refused` and logged at INFO, like the receiver's own refusals.
         """
-        runner = web.AppRunner(self.app(), access_log=None)
+        # Requests aiohttp refuses are counted and logged as refusals, not as errors.
+        server_log = _ServerLog(self._refused_by_aiohttp)
+        runner = web.AppRunner(self.app(), access_log=None, logger=server_log)
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port)
