@@ -32,6 +32,7 @@ from ._cli_common import (
     printable_command,
     say,
     seconds,
+    shown,
 )
 from ._cli_generate import add_save_options, run_generate, run_task
 from ._cli_tasks import add_tasks_parser, run_tasks
@@ -339,9 +340,16 @@ def _show_cursor() -> None:
                 stream.flush()
 
 
+class _Shown(logging.Formatter):
+    """Log lines as :func:`shown` makes them: a logged server string cannot drive the terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(map(shown, super().format(record).split("\n")))
+
+
 def _log_to_stderr(verbosity: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(message)s"))
+    handler.setFormatter(_Shown(f"{PROG}: %(levelname)s %(message)s"))
     logger = logging.getLogger("zimage_async")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
@@ -377,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"over the spend limit: {exc} (see `zimage tasks spend`)")
         return SPEND_LIMIT_EXIT
     except ZImageError as exc:
-        say(f"error: {type(exc).__name__}: {exc}")
+        say(f"error: {type(exc).__name__}: {shown(exc)}")
         return 1
     except KeyboardInterrupt:
         return 130

@@ -23,11 +23,13 @@ from ._cli_common import (
     SPEND_LIMIT_EXIT,
     ServiceError,
     UsageError,
+    echo,
     journal_label,
     open_session,
     printable_command,
     say,
     service_problem,
+    shown,
 )
 from ._cli_report import Reporter, output_mode
 from ._exceptions import (
@@ -195,12 +197,12 @@ async def run_batch(
     if reporter.mode == "json":
         print(json.dumps(summary | {"interrupted": False}), flush=True)
     else:
-        print(_summary_text(reporter, batch, summary, out_dir, sheet), flush=True)
+        echo(_summary_text(reporter, batch, summary, out_dir, sheet))
     problem = here.configuration_problem(target.session.base_url)
     if problem is not None:
         return _misconfigured(problem, argv)
     if batch.stopped_by is not None:
-        say(f"the batch stopped sending creates: {batch.stopped_by}")
+        say(f"the batch stopped sending creates: {shown(batch.stopped_by)}")
     if reporter.failed:
         say(
             "run the same command again to resume the unfinished items (saved ones are "
@@ -255,7 +257,7 @@ def _misconfigured(problem: Exception, argv: Sequence[str]) -> int:
     if isinstance(problem, (UsageError, ServiceError)):
         say(f"error: {problem}")
     else:
-        say(f"error: {type(problem).__name__}: {problem}")
+        say(f"error: {type(problem).__name__}: {shown(problem)}")
     say(
         "fix that, then run the same command again to resume the batch (nothing is "
         f"paid twice):\n  {printable_command(argv)}"
@@ -325,12 +327,12 @@ def _contact_sheet(images: list[Path], dest: Path) -> Path | None:
         return None
 
     def left_out(path: Path, why: str) -> None:
-        say(f"the contact sheet leaves out {path}: {why}")
+        say(f"the contact sheet leaves out {path}: {shown(why)}")
 
     try:  # the images are saved and paid for: the sheet is never worth the summary
         return make_contact_sheet(images, dest, on_skip=left_out)
     except (OSError, ValueError) as exc:
-        say(f"no contact sheet was written: {exc}")
+        say(f"no contact sheet was written: {shown(exc)}")
         return None
 
 

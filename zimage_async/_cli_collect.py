@@ -21,11 +21,13 @@ from typing import Any
 from ._cli_common import (
     Interruption,
     UsageError,
+    echo,
     journal_exists,
     journal_label,
     journal_target,
     open_session,
     say,
+    shown,
     tasks_command,
     wants_emulator,
 )
@@ -94,7 +96,7 @@ class _Collector:
             )
         else:
             label = "FAILED" if outcome == "failed" else outcome
-            print(f"{label} {task_id or record.key}: {text}", flush=True)
+            echo(f"{label} {task_id or record.key}: {shown(text)}")
 
     async def save(self, record: JournalRecord, handle: TaskHandle) -> None:
         """Wait for the task of *record* and save its images."""
@@ -112,7 +114,7 @@ class _Collector:
             except (ZImageError, OSError, ValueError) as exc:
                 # This task's own failure (the service's answer, a file that cannot be
                 # written, ...): reported, and the other tasks go on.
-                text = f"{type(exc).__name__}: {exc}"
+                text = f"{type(exc).__name__}: {shown(exc)}"
                 self.report(record, "failed", text, task_id=handle.id, error=exc)
             else:
                 text = ", ".join(map(str, paths))
@@ -131,7 +133,7 @@ class _Collector:
             )
         else:
             parts = [f"{count} {name}" for name, count in self.counts.items() if count]
-            print(f"{total} unfinished task(s): {', '.join(parts) or 'nothing to do'}", flush=True)
+            echo(f"{total} unfinished task(s): {', '.join(parts) or 'nothing to do'}")
         return 0 if self.counts["saved"] == total else 1
 
 
@@ -173,7 +175,7 @@ def _plan(
             collector.report(record, "failed", f"({prompt}) sent again, and the service refused it")
         elif collector.resubmit_uncertain:
             collector.report(
-                record, "uncertain", f"sent again, still uncertain: {now.error_message}"
+                record, "uncertain", f"sent again, still uncertain: {shown(now.error_message)}"
             )
         else:
             collector.report(

@@ -13,8 +13,10 @@ import math
 import os
 import shlex
 import sys
+import unicodedata
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 import attrs
@@ -38,6 +40,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 JOURNAL_VARIABLE = "ZIMAGE_JOURNAL"
 #: Exit status when a spend limit refused a create (nothing was sent).
 SPEND_LIMIT_EXIT = 3
+#: The most characters :func:`shown` keeps of a text (once escaped).
+SHOWN_CHARACTERS = 1000
+#: What :func:`shown` escapes: controls, format characters (bidi overrides, zero-width
+#: ones), lone surrogates, and the line and paragraph separators.
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 class UsageError(Exception):
@@ -67,9 +74,36 @@ class Target:
     )
 
 
+def shown(text: object, limit: int = SHOWN_CHARACTERS) -> str:
+    r"""Return *text* fit for a terminal: every hidden character escaped, at most *limit* long.
+
+    Controls and format characters (ESC, BEL, CR, a newline, U+202E...) become visible
+    escapes (``\x1b``, ``\u202e``), so that no text from a server or a file can move
+    the cursor, recolour, retitle or reorder the terminal; then a text longer than
+    *limit* is cut there, ending in ``... (N more characters)``.
+    """
+    escaped = "".join(_escape(c) if unicodedata.category(c) in _HIDDEN else c for c in str(text))
+    if len(escaped) <= limit:
+        return escaped
+    return f"{escaped[:limit]}... ({len(escaped) - limit} more characters)"
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
+    wide = "x02" if code < 0x100 else "u04" if code < 0x10000 else "U08"
+    return named or f"\\{wide[0]}{code:{wide[1:]}x}"
+
+
+def echo(text: object, file: IO[str] | None = None) -> None:
+    """Print *text* (on stdout, or *file*), each of its lines :func:`shown`."""
+    lines = "\n".join(shown(line) for line in str(text).split("\n"))
+    print(lines, file=sys.stdout if file is None else file, flush=True)
+
+
 def say(text: str) -> None:
-    """Print a message for the user on stderr."""
-    print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+    """Print a message for the user on stderr, each of its lines :func:`shown`."""
+    echo(f"{PROG}: {text}", file=sys.stderr)
 
 
 def wants_emulator(args: argparse.Namespace) -> bool:
@@ -151,14 +185,14 @@ def service_problem(exc: Exception, base_url: str) -> UsageError | ServiceError 
     if isinstance(exc, APIConnectionError):
         host = urlsplit(base_url).netloc
         return ServiceError(
-            f"could not reach the API at {host} ({type(exc).__name__}: {exc}); check "
+            f"could not reach the API at {host} ({type(exc).__name__}: {shown(exc)}); check "
             f"ZIMAGE_BASE_URL (now {base_url}) and the network"
         )
     if isinstance(exc, NotFoundError) and not urlsplit(base_url).path.rstrip("/").endswith(
         "/apiv1"
     ):
         return UsageError(
-            f"the API answered 404 ({exc}) at {base_url}, which does not end in "
+            f"the API answered 404 ({shown(exc)}) at {base_url}, which does not end in "
             "/apiv1: the API lives under /apiv1 (such as https://ai.odkkk.com/apiv1); "
             "check ZIMAGE_BASE_URL"
         )

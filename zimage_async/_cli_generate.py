@@ -18,11 +18,13 @@ from ._cli_common import (
     UsageError,
     check_output_path,
     collect_commands,
+    echo,
     is_loopback,
     journal_exists,
     journal_target,
     open_session,
     say,
+    shown,
     tasks_command,
     wants_emulator,
 )
@@ -145,9 +147,11 @@ class Progress:
     def update(self, status: str, progress: int) -> None:
         """Show a new status and progress (0-100)."""
         if self._live is not None:
-            self._live.update(self._bar, description=status, completed=progress)
+            from rich.markup import escape
+
+            self._live.update(self._bar, description=escape(shown(status)), completed=progress)
         elif self._mode == "plain" and status != self._last:
-            print(f"{PROG}: {status} {progress}%", file=self._err, flush=True)
+            echo(f"{PROG}: {status} {progress}%", file=self._err)
         self._last = status
 
 
@@ -268,7 +272,7 @@ async def run_generate(args: argparse.Namespace, interruption: Interruption) -> 
         )
     else:
         for path in paths:
-            print(path, flush=True)
+            echo(path)
     return 0
 
 
@@ -307,7 +311,7 @@ async def run_task(args: argparse.Namespace) -> int:
                 _print_json(_task_record(handle.task) | {"paths": [str(p) for p in paths]})
             else:
                 for path in paths:
-                    print(path, flush=True)
+                    echo(path)
             return 0
         if args.wait:
             with contextlib.suppress(ZImageError):
@@ -319,7 +323,7 @@ async def run_task(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(_task_record(task) | {"paths": []})
         else:
-            print(_describe(task), flush=True)
+            echo(_describe(task))
         if task.error is not None:
             return 1
         # Waited, yet not delivered: still running at the deadline, or no image link.

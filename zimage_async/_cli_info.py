@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._cli_common import say
+from ._cli_common import echo, say, shown
 from ._imageinfo import image_dimensions, sniff_content_type
 from ._metadata import read_metadata
 
@@ -37,9 +37,9 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(record, ensure_ascii=False), flush=True)
         return 0
     pixels = "" if size is None else f", {size[0]} x {size[1]}"
-    print(f"{args.image}: {content_type}{pixels}", flush=True)
+    echo(f"{args.image}: {content_type}{pixels}")
     if not fields:
-        print("  no generation metadata", flush=True)
+        echo("  no generation metadata")
     for name, value in fields.items():
-        print(f"  {name}: {value}", flush=True)
+        echo(f"  {shown(name)}: {shown(value)}")
     return 0

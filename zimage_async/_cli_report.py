@@ -9,7 +9,7 @@ from typing import IO, Any
 
 from ._batch import Batch, BatchItem, ItemState
 from ._batchfile import BatchLine
-from ._cli_common import CLI_EXTRA, say
+from ._cli_common import CLI_EXTRA, say, shown
 
 __all__ = ["Reporter", "output_mode"]
 
@@ -107,9 +107,10 @@ class Reporter:
         if item.ok:
             text = f"{count} saved line {line}{again}: {', '.join(map(str, item.paths))}"
         else:
-            error = f"{type(item.error).__name__}: {item.error}"
+            error = f"{type(item.error).__name__}: {shown(item.error)}"
             verdict = "FAILED" if item.sent else "NOT SENT"
             text = f"{count} {verdict} line {line}{again} (task {item.task_id or '-'}): {error}"
+        text = shown(text)
         if self._live is not None:
             self._live.console.print(text, markup=False, highlight=False)
         else:

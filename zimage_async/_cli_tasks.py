@@ -19,6 +19,7 @@ from ._cli_common import (
     Interruption,
     UsageError,
     add_journal_options,
+    echo,
     journal_exists,
     journal_label,
     journal_target,
@@ -163,10 +164,9 @@ async def _list(args: argparse.Namespace, journal: str) -> int:
         print(f"{'CREATED (UTC)':<21} {'STATE':<11} {'TASK':<34} {'CREDITS':>7}  KEY  PROMPT")
     for row in rows:
         credits = "?" if row["credits"] is None else f"{row['credits']:g}"
-        print(
+        echo(
             f"{row['created_at'] or '-':<21} {row['state']:<11} {row['task_id'] or '-':<34} "
-            f"{credits:>7}  {row['key']}  {excerpt(row['prompt'])}",
-            flush=True,
+            f"{credits:>7}  {row['key']}  {excerpt(row['prompt'])}"
         )
     what = "create(s)" if args.all else "unfinished create(s)"
     say(f"{len(rows)} {what} in the journal {journal_label(journal)}")
@@ -214,16 +214,15 @@ async def _spend(args: argparse.Namespace, journal: str) -> int:
             }
         )
         return 0
-    print(
+    echo(
         f"reserved: {figures['credits']:g} credit(s) by {figures['creates']} create(s) "
         f"({figures['uncertain']} uncertain, {figures['unpriced']} of unknown cost) in "
-        f"the journal {journal_label(journal)}",
-        flush=True,
+        f"the journal {journal_label(journal)}"
     )
     for title, groups in (("state", by_state), ("batch", by_batch)):
         if groups:
-            print(f"by {title}:")
+            echo(f"by {title}:")
         for name, (count, credits) in groups.items():
             label = "(single creates)" if name is None else name
-            print(f"  {label:<24} {int(count):>5} create(s) {credits:>10g} credit(s)")
+            echo(f"  {label:<24} {int(count):>5} create(s) {credits:>10g} credit(s)")
     return 0
