@@ -7,6 +7,7 @@ naming the file (and the line), and no output written.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -168,3 +169,46 @@ def test_a_bad_byte_after_a_lone_cr_is_named_by_the_same_line_numbers(tmp_path: 
     """Line numbers of every error count newlines: not UTF-8 on line 2, a lone CR on 1."""
     assert "bad.txt line 2: not UTF-8" in _refused(tmp_path, "bad.txt", b"a\rb\nc\xff\n")
     assert "ok.txt line 1:" in _refused(tmp_path, "ok.txt", b"a\rb\nc\n")
+
+
+# --- invisible characters are no prompt (#10) --------------------------------------------
+
+
+def test_byte_order_marks_and_invisible_lines_are_not_prompts() -> None:
+    """Files saved with a BOM and joined by cat: the comment and the blank lines stay so."""
+    joined = "\ufeffa cat\n\ufeff# second part: dogs\n\ufeff\n\u200b\n \u2060\u00ad \na dog\ufeff\n"
+    assert _prompts(joined) == [(1, "a cat"), (6, "a dog")]
+    assert _prompts("\u200b# a note\n\u200ca\u200db\n") == [(2, "\u200ca\u200db")]
+
+
+def test_a_bom_before_a_jsonl_row_is_dropped() -> None:
+    """JSONL files joined by cat: the second file's BOM does not break its first row."""
+    rows = '{"prompt": "a cat"}\n\ufeff{"prompt": "a dog"}\n'
+    assert _prompts(rows) == [(1, "a cat"), (2, "a dog")]
+    assert _prompts("\ufeff" + rows) == [(1, "a cat"), (2, "a dog")]
+
+
+def test_a_file_of_invisible_lines_has_no_prompts() -> None:
+    """Nothing to send: the error says so."""
+    with pytest.raises(BatchFileError, match="has no prompts"):
+        parse_batch_text("\ufeff\n\u200b\n\ufeff# note\n", name="p.txt")
+
+
+def test_a_jsonl_prompt_of_invisible_characters_is_refused_by_line() -> None:
+    """A row's prompt must hold a visible character too; the error names line and field."""
+    text = '{"prompt": "a cat"}\n{"prompt": "\\u200b\\ufeff"}\n'
+    with pytest.raises(BatchFileError, match=r"p\.jsonl line 2: field 'prompt'.*visible"):
+        parse_batch_text(text, name="p.jsonl")
+
+
+def test_the_command_line_sends_only_the_visible_prompts(tmp_path: Path) -> None:
+    """`cat a.txt b.txt c.txt` of files saved with a BOM: two prompts, two tasks."""
+    joined = tmp_path / "joined.txt"
+    joined.write_bytes(
+        b"\xef\xbb\xbfa cat\n\xef\xbb\xbf# second part: dogs\n\xef\xbb\xbf\n\xe2\x80\x8b\na dog\n"
+    )
+    done = zimage("batch", joined, "-o", tmp_path / "out", "--json", *FAST)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    items = sorted((r["line"], r["prompt"]) for r in records if r["event"] == "item")
+    assert items == [(1, "a cat"), (5, "a dog")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 from collections.abc import Callable
 
 import pytest
@@ -55,6 +56,11 @@ BAD_INPUTS = [
     pytest.param("prompt", "", "it is empty", id="prompt-empty"),
     pytest.param("prompt", " \t\n", "only whitespace", id="prompt-whitespace"),
     pytest.param("prompt", "\u3000", "only whitespace", id="prompt-ideographic-space"),
+    pytest.param("prompt", "\u200b", "no visible character", id="prompt-zero-width-space"),
+    pytest.param("prompt", "\ufeff", "U+FEFF", id="prompt-bom"),
+    pytest.param("prompt", " \u2060\u00ad\u200d ", "no visible character", id="prompt-format"),
+    pytest.param("prompt", "\x00\x1b\x7f", "U+0000", id="prompt-controls"),
+    pytest.param("prompt", "\u3164\ufe0f\u034f", "no visible character", id="prompt-fillers"),
     pytest.param("prompt", "x" * 2001, "2001 characters long", id="prompt-2001"),
     pytest.param("prompt", "\U0001f408" * 2001, "2001 characters", id="prompt-astral-2001"),
     pytest.param("prompt", None, "type NoneType", id="prompt-none"),
@@ -373,7 +379,23 @@ def test_ratio_table_covers_every_ratio_and_is_read_only() -> None:
 
 side = st.integers(SIZE_SIDE_MIN, SIZE_SIDE_MAX)
 bad_side = st.integers(0, SIZE_SIDE_MIN - 1) | st.integers(SIZE_SIDE_MAX + 1, 10**9)
-valid_prompt = st.text(min_size=1, max_size=PROMPT_MAX_CHARS).filter(lambda s: s.strip() != "")
+#: Characters a prompt may hold but that show nothing: whitespace, control and format
+#: characters, and the other default-ignorable ones.
+INVISIBLE = (
+    " \t\n\u00a0\u3000\x00\x1b\x7f"  # whitespace and controls
+    "\u00ad\u200b\u200c\u200d\u2060\u202e\ufeff"  # format characters
+    "\u034f\u115f\u3164\ufe0f"  # a joiner, Hangul fillers, a variation selector
+)
+
+
+def _visible(char: str) -> bool:
+    """A letter, digit, punctuation or symbol that is not a Hangul filler."""
+    return unicodedata.category(char)[0] in "LNPS" and char not in "\u115f\u1160\u3164\uffa0"
+
+
+valid_prompt = st.text(min_size=1, max_size=PROMPT_MAX_CHARS).filter(
+    lambda s: any(map(_visible, s))
+)
 label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
 public_name = st.builds(
     lambda labels, tld: ".".join([*labels, tld]),
@@ -434,6 +456,25 @@ def test_whitespace_prompts_refused(prompt: str) -> None:
     """A prompt of whitespace alone is refused."""
     with pytest.raises(InvalidRequestError, match="only whitespace"):
         validate_prompt(prompt)
+
+
+@given(prompt=st.text(alphabet=INVISIBLE, min_size=1, max_size=PROMPT_MAX_CHARS))
+def test_prompts_with_no_visible_character_refused(prompt: str) -> None:
+    """Whitespace, controls, format characters (U+200B, U+FEFF...) alone: refused."""
+    with pytest.raises(InvalidRequestError, match="visible character") as info:
+        validate_prompt(prompt)
+    assert info.value.field == "prompt"
+    assert "visible character" in info.value.rule
+
+
+@given(
+    invisible=st.text(alphabet=INVISIBLE, max_size=20),
+    visible=st.characters(codec="utf-8").filter(_visible),
+)
+def test_one_visible_character_is_enough(invisible: str, visible: str) -> None:
+    """A prompt with a visible character among invisible ones is kept as given."""
+    prompt = invisible + visible + invisible
+    assert validate_prompt(prompt) == prompt
 
 
 @given(size=st.sampled_from(SIZE_RATIOS) | st.builds("{}x{}".format, side, side))

@@ -15,6 +15,7 @@ import attrs
 
 from ._exceptions import InvalidRequestError
 from ._models import GenerationRequest
+from ._validation import is_invisible
 
 __all__ = ["BatchFileError", "BatchLine", "parse_batch_text", "read_batch_file"]
 
@@ -114,14 +115,23 @@ def _not_a_prompt(text: str, first: int | None) -> str | None:
     return None
 
 
-def _is_jsonl(name: str, lines: list[str]) -> bool:
+def _content(line: str) -> str | None:
+    """Give the item a line holds, or None for a blank line or a ``#`` comment.
+
+    U+FEFF (a byte order mark, which ``cat`` of files saved with one leaves at the
+    start of a line) is dropped, and a line of whitespace and other invisible
+    characters (U+200B...) alone is blank: its first visible character tells a comment.
+    """
+    text = line.replace("\ufeff", "").strip()
+    first = next((char for char in text if not is_invisible(char)), None)
+    return None if first is None or first == "#" else text
+
+
+def _is_jsonl(name: str, items: list[str | None]) -> bool:
     if name.endswith((".jsonl", ".ndjson")):
         return True
-    for text in lines:
-        stripped = text.strip()
-        if stripped and not stripped.startswith("#"):
-            return stripped.startswith("{")
-    return False
+    first = next((text for text in items if text is not None), "")
+    return first.startswith("{")
 
 
 def _row(name: str, number: int, text: str, defaults: Mapping[str, object]) -> GenerationRequest:
@@ -154,6 +164,8 @@ def parse_batch_text(
 ) -> list[BatchLine]:
     r"""Parse a batch file's text; blank lines and lines starting with ``#`` are skipped.
 
+    U+FEFF is dropped, and a line of whitespace and invisible characters is blank.
+
     Lines end with ``\n`` (or ``\r\n``) alone; a line holding another line break (a
     lone ``\r``, a form feed, NEL, U+2028...) is refused.
 
@@ -162,13 +174,12 @@ def parse_batch_text(
     item at all.
     """
     _check_name(name)
-    lines = _split_lines(name, text)
+    contents = [_content(line) for line in _split_lines(name, text)]
     given = dict(defaults or {})
     items = []
-    jsonl = _is_jsonl(name, lines)
-    for number, raw in enumerate(lines, start=1):
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
+    jsonl = _is_jsonl(name, contents)
+    for number, stripped in enumerate(contents, start=1):
+        if stripped is None:
             continue
         if jsonl:
             request = _row(name, number, stripped, given)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import types
+import unicodedata
 from collections.abc import Mapping
 
 from zimage_async._callback_url import (
@@ -83,8 +84,10 @@ RATIO_PIXELS: Mapping[str, tuple[int, int]] = types.MappingProxyType(
 
 
 _PROMPT_RULE = (
-    f"a string with some non-whitespace text, at most {PROMPT_MAX_CHARS} characters, that "
-    "can be encoded as UTF-8 (no lone surrogate, U+D800 to U+DFFF)"
+    "a string with at least one visible character (whitespace, control and format "
+    "characters such as U+200B or U+FEFF, and other invisible ones do not count), at most "
+    f"{PROMPT_MAX_CHARS} characters, that can be encoded as UTF-8 (no lone surrogate, "
+    "U+D800 to U+DFFF)"
 )
 _SIZE_RULE = (
     f"one of the ratios {', '.join(SIZE_RATIOS)}, or 'WIDTHxHEIGHT' written in digits with a "
@@ -107,8 +110,33 @@ _TASK_ID_OK = re.compile(
 )
 
 
+#: A visible ASCII character: most prompts hold one, found without a look at each.
+_VISIBLE_ASCII = re.compile("[!-~]")
+#: Invisible characters that are neither whitespace nor control or format characters:
+#: the other default-ignorable ones (a joiner, fillers, variation selectors).
+_IGNORABLE = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u3164\uffa0"
+    + "".join(map(chr, range(0xFE00, 0xFE10)))
+    + "".join(map(chr, range(0xE0100, 0xE01F0)))
+)
+
+
+def is_invisible(char: str) -> bool:
+    """Tell whether *char* shows nothing: whitespace, a control or format character...
+
+    Format characters (Unicode category Cf) include U+FEFF (a byte order mark), U+200B
+    (zero width space), U+00AD (soft hyphen) and the bidi controls.
+    """
+    if char.isspace() or char in _IGNORABLE:
+        return True
+    return unicodedata.category(char) in ("Cc", "Cf")
+
+
 def validate_prompt(value: object) -> str:
-    """Check a prompt: a string with some text, at most 2000 characters, valid as UTF-8.
+    """Check a prompt: a visible character at least, at most 2000 characters, valid as UTF-8.
+
+    A prompt of whitespace and invisible characters alone (control and format
+    characters such as U+200B or U+FEFF, variation selectors, Hangul fillers) is refused.
 
     Characters are counted as Python counts them (``len(prompt)``). A lone surrogate
     (U+D800 to U+DFFF, which a JSON escape or a file name decoded with
@@ -129,6 +157,14 @@ def validate_prompt(value: object) -> str:
             "prompt",
             _PROMPT_RULE,
             f"it is {len(value)} characters long, over the maximum of {PROMPT_MAX_CHARS}",
+        )
+    if _VISIBLE_ASCII.search(value) is None and all(map(is_invisible, value)):
+        shown = next(char for char in value if not char.isspace())
+        raise InvalidRequestError(
+            "prompt",
+            _PROMPT_RULE,
+            "it has no visible character, only whitespace and invisible characters such as "
+            f"U+{ord(shown):04X}",
         )
     if not value.isascii():
         try:
