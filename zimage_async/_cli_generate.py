@@ -28,7 +28,7 @@ from ._cli_common import (
     tasks_command,
     wants_emulator,
 )
-from ._exceptions import InvalidRequestError, WaitTimeoutError, ZImageError
+from ._exceptions import InvalidRequestError, TaskFailedError, WaitTimeoutError, ZImageError
 from ._handle import TaskHandle
 from ._models import GenerationRequest, Task, TaskStatus
 from ._saving import plan_save
@@ -209,7 +209,12 @@ def _timed_out(exc: WaitTimeoutError, hint: str) -> str:
     return f"timed out: {what}; {hint}"
 
 
-def _print_failure(handle: TaskHandle, exc: ZImageError) -> None:
+def _failed(exc: Exception, task_id: str) -> str:
+    """Say what failed after the task was created."""
+    return f"{type(exc).__name__}: {shown(exc)}"
+
+
+def _print_failure(handle: TaskHandle, exc: Exception) -> None:
     task = handle.task
     _print_json(
         {
@@ -256,9 +261,18 @@ async def run_generate(args: argparse.Namespace, interruption: Interruption) -> 
                 _print_failure(handle, exc)
             say(_timed_out(exc, hint))
             return 1
-        except ZImageError as exc:
+        except TaskFailedError as exc:  # nothing to collect
             if args.json:
                 _print_failure(handle, exc)
+            raise
+        except ZImageError as exc:  # the task is billed: say how to collect it
+            if args.json:
+                _print_failure(handle, exc)
+            say(f"error: {_failed(exc, handle.id)}")
+            say(hint)
+            return 1
+        except Exception:
+            say(hint)
             raise
         interruption.hint = None
     if args.json:

@@ -1,0 +1,61 @@
+"""`zimage generate`: its output checked before the billed create, and failures after it.
+
+Once a task exists it is billed: whatever then fails (a download, a file that cannot be
+written), the command says how to collect it, without a traceback. An output location
+that cannot be written is refused before the create (exit 2, nothing sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from zimage_async.emulator import Emulator, FaultPlan, FaultRule, ManualClock
+
+from ._cli import start
+from .test_cli_display import hostile, zimage
+
+__all__ = ["hostile"]  # the fixture of a server sending hostile strings
+
+
+async def finished(process: asyncio.subprocess.Process) -> tuple[int, str, str]:
+    """Wait for *process* to end; return its status, stdout and stderr."""
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode or 0, stdout.decode(), stderr.decode()
+
+
+@pytest.fixture
+async def frozen() -> AsyncIterator[tuple[Emulator, ManualClock]]:
+    """An emulator whose tasks finish only when its clock is advanced."""
+    clock = ManualClock(start=time.time())
+    async with Emulator(clock=clock, task_duration=1.0) as emu:
+        yield emu, clock
+
+
+async def test_a_download_failure_after_the_create_says_how_to_collect(tmp_path: Path) -> None:
+    """The image host answers 500: exit 1, the error, and the commands that collect it."""
+    async with Emulator(task_duration=0.05) as emu:
+        emu.faults = FaultPlan.random(FaultRule(kind="http_500", endpoint="image"))
+        process = await start(emu, "generate", "a cat", "-o", tmp_path, "--no-journal")
+        status, _, stderr = await finished(process)
+        task_id = emu.ledger[0].task_id
+    assert status == 1
+    assert "ImageDownloadError" in stderr
+    assert f"zimage task {task_id} -o {tmp_path}" in stderr
+    assert "keeps running" in stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("hostile", ["failmsg"], indirect=True)
+async def test_a_failed_task_prints_no_collect_hint(hostile: str, tmp_path: Path) -> None:
+    """A task that failed has nothing to collect: its error, and no hint."""
+    status, _, stderr = await zimage(
+        "generate", "a cat", "-o", tmp_path, "--no-journal", base_url=hostile
+    )
+    assert status == 1
+    assert "TaskFailedError" in stderr
+    assert "zimage task " not in stderr and "keeps running" not in stderr
