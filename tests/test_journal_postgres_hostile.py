@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -75,7 +77,7 @@ async def test_server_text_with_nul_or_lone_surrogates_is_stored_replaced(
 async def test_every_driver_error_becomes_a_journal_error(
     journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """asyncpg's InternalClientError (a connection terminated during COMMIT) is a JournalError."""
+    """The InternalClientError of a connection terminated during COMMIT is a JournalError."""
     import asyncpg
     import asyncpg.connection
 
@@ -85,3 +87,71 @@ async def test_every_driver_error_becomes_a_journal_error(
     monkeypatch.setattr(asyncpg.connection.Connection, "fetchrow", broken)
     with pytest.raises(JournalError, match="cannot switch to state 15"):
         await journal.get("key-a-cat-0123456789")
+
+
+# -- J6 -------------------------------------------------------------------------------
+
+
+async def _terminate_others(url: str) -> None:
+    """End every other backend of *url*'s database (pg_terminate_backend), and wait for it."""
+    import asyncpg
+
+    admin = await asyncpg.connect(url)
+    try:
+        query = (
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert await admin.fetchval(query) >= 1
+        alive = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        for _ in range(100):  # bounded: the backends end within milliseconds
+            if await admin.fetchval(alive) == 1:
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await admin.close()
+
+
+async def test_a_connection_ended_while_idle_is_replaced_not_a_failure(
+    journal: Journal, url: str
+) -> None:
+    """A pooled connection whose backend was terminated while idle is replaced: writes go on."""
+    record = await journal.begin(_record("a cat"))
+    await _terminate_others(url)
+    errors: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, context: errors.append(context))
+    stored = await journal.update(record.key, JournalState.CREATED, task_id="task-1")
+    assert stored.task_id == "task-1"
+    await _terminate_others(url)
+    assert await journal.get(record.key) is not None
+    await journal.close()
+    gc.collect()
+    await asyncio.sleep(0)
+    assert errors == []
+
+
+async def test_a_transaction_whose_begin_finds_the_connection_lost_is_tried_once_more(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BEGIN failing on a lost connection (nothing sent yet) is retried once on another one."""
+    import asyncpg
+    import asyncpg.transaction
+
+    record = await journal.begin(_record("a cat"))
+    start = asyncpg.transaction.Transaction.start
+    failures = [1]
+
+    async def lost_once(self: asyncpg.transaction.Transaction) -> None:
+        if failures:
+            failures.pop()
+            self._connection.terminate()  # type: ignore[attr-defined]
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed")
+        await start(self)
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "start", lost_once)
+    stored = await journal.update(record.key, JournalState.CREATED, task_id="task-1")
+    assert stored.task_id == "task-1"
+    assert failures == []
+    failures[:] = [1, 1]
+    with pytest.raises(JournalError, match="connection was closed"):  # twice: no more tries
+        await journal.get(record.key)

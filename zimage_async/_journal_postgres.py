@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._exceptions import JournalError
 from ._journal_postgres_batch import PostgresBatches
+from ._journal_postgres_pool import pooled_transaction
 from ._journal_records import (
     JournalRecord,
     JournalState,
@@ -104,7 +105,7 @@ class PostgresJournal(PostgresBatches, Journal):
         location = without_password(url)
         failure: JournalError | None = None
         try:
-            pool = await driver.create_pool(url, min_size=1, max_size=POOL_SIZE)
+            pool = await driver.create_pool(url, min_size=0, max_size=POOL_SIZE)
         except driver_errors(driver) as exc:
             # Not chained: asyncpg's frames hold the URL (and its password) as locals.
             failure = JournalError(f"cannot open the journal {location}: {exc}")
@@ -125,8 +126,7 @@ class PostgresJournal(PostgresBatches, Journal):
         return journal
 
     async def _set_up(self) -> None:
-        async with self._transaction() as db:
-            await db.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+        async with self._transaction("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK) as db:
             await db.execute(SCHEMA)
             await db.execute(
                 "INSERT INTO zimage_journal_meta VALUES ('format', $1) ON CONFLICT DO NOTHING",
@@ -147,13 +147,16 @@ class PostgresJournal(PostgresBatches, Journal):
         await self._pool.close()
 
     @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[_Connection]:
-        """One connection in one transaction; the driver's errors become JournalError."""
+    async def _transaction(self, *first: Any) -> AsyncIterator[_Connection]:
+        """One connection in one transaction; the driver's errors become JournalError.
+
+        *first*: the transaction's first statement (a lock) and its arguments.
+        """
         if self._closed:
             raise JournalError(f"the journal {self.location} is closed")
         try:
             with readable_rows(self.location):
-                async with self._pool.acquire() as db, db.transaction():
+                async with pooled_transaction(self._pool, driver_errors(self._driver), first) as db:
                     yield db
         except driver_errors(self._driver) as exc:
             raise JournalError(f"the journal {self.location} failed: {exc}") from exc
@@ -168,8 +171,7 @@ class PostgresJournal(PostgresBatches, Journal):
         worker_id: str | None = None,
     ) -> JournalRecord:
         """See :meth:`Journal.begin`."""
-        async with self._transaction() as db:
-            await db.execute("SELECT pg_advisory_xact_lock($1)", SPEND_LOCK)
+        async with self._transaction("SELECT pg_advisory_xact_lock($1)", SPEND_LOCK) as db:
             now = float(await db.fetchval(NOW))
             row = await db.fetchrow(GET + " FOR UPDATE", record.key)
             existing = None if row is None else record_from_row(tuple(row))

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["PostgresBatches"]
 
 #: Still the worker's while nobody claimed it, its lease run out or not.
+#: The first statement of a transaction that changes a batch's items: its lock.
+BATCH_LOCK = "SELECT pg_advisory_xact_lock(hashtext($1))"
 REKEY = (
     "UPDATE zimage_batch_items SET key = $1 WHERE batch_id = $2 AND idx = $3"
     " AND claimed_by = $4 AND NOT settled RETURNING idx"
@@ -43,13 +45,12 @@ class PostgresBatches:
 
     location: str
 
-    def _transaction(self) -> contextlib.AbstractAsyncContextManager[_Connection]:
+    def _transaction(self, *first: Any) -> contextlib.AbstractAsyncContextManager[_Connection]:
         raise NotImplementedError
 
     async def enqueue(self, batch_id: str, requests: Sequence[GenerationRequest]) -> int:
         """See :meth:`Journal.enqueue`."""
-        async with self._transaction() as db:
-            await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"batch:{batch_id}")
+        async with self._transaction(BATCH_LOCK, f"batch:{batch_id}") as db:
             stored = await db.fetch(
                 "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
                 " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = $1",
@@ -81,8 +82,7 @@ class PostgresBatches:
         """See :meth:`Journal.reopen`."""
         wanted = [s.value for s in states]
         only = None if indexes is None else sorted(indexes)
-        async with self._transaction() as db:
-            await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"batch:{batch_id}")
+        async with self._transaction(BATCH_LOCK, f"batch:{batch_id}") as db:
             found = await db.fetch(
                 "SELECT i.idx, c.state FROM zimage_batch_items i JOIN zimage_creates c"
                 " ON c.key = i.key WHERE i.batch_id = $1 AND i.settled AND c.state = ANY($2)"
