@@ -212,3 +212,30 @@ def test_the_command_line_sends_only_the_visible_prompts(tmp_path: Path) -> None
     records = [json.loads(line) for line in done.stdout.splitlines()]
     items = sorted((r["line"], r["prompt"]) for r in records if r["event"] == "item")
     assert items == [(1, "a cat"), (5, "a dog")]
+
+
+# --- a JSONL row JSON cannot read is that line's error, not a traceback (#11) ---------
+
+HUGE_SEED = '{"prompt": "a dog", "seed": ' + "9" * 5000 + "}"
+DEEP = '{"prompt": ' + "[" * 100_000 + "]" * 100_000 + "}"
+
+
+@pytest.mark.parametrize(
+    ("row", "phrase"),
+    [
+        pytest.param(HUGE_SEED, "5000 digits", id="5000-digit-seed"),
+        pytest.param(DEEP, "nested too deeply", id="deeply-nested"),
+    ],
+)
+def test_a_row_json_cannot_read_is_refused_naming_the_line(row: str, phrase: str) -> None:
+    """A number of 5,000 digits, arrays nested 100,000 deep: a line error, not a crash."""
+    text = '{"prompt": "a cat"}\n' + row + "\n"
+    with pytest.raises(BatchFileError, match=rf"^p\.jsonl line 2: .*{phrase}"):
+        parse_batch_text(text, name="p.jsonl")
+
+
+@pytest.mark.parametrize("row", [HUGE_SEED, DEEP], ids=["5000-digit-seed", "deeply-nested"])
+def test_the_command_line_refuses_such_a_row_with_exit_2(tmp_path: Path, row: str) -> None:
+    """Exit status 2 and the line named, no traceback, nothing sent."""
+    said = _refused(tmp_path, "rows.jsonl", (row + "\n").encode())
+    assert "rows.jsonl line 1: " in said

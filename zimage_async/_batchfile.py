@@ -134,15 +134,39 @@ def _is_jsonl(name: str, items: list[str | None]) -> bool:
     return first.startswith("{")
 
 
+#: The most digits a JSONL row's integer may have; any field's integer has far fewer.
+_INT_DIGITS_MAX = 1000
+
+
+class _UnreadableNumberError(ValueError):
+    """A JSONL row's integer is longer than any field could take."""
+
+
+def _read_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > _INT_DIGITS_MAX:
+        raise _UnreadableNumberError(f"a number of {digits} digits")
+    return int(text)
+
+
 def _row(name: str, number: int, text: str, defaults: Mapping[str, object]) -> GenerationRequest:
     where = f"{name} line {number}"
+    problem: str | None = None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_read_int)
     except json.JSONDecodeError as exc:
+        problem = f"{exc.msg} at column {exc.colno}"
+    except _UnreadableNumberError as exc:
+        problem = str(exc)
+    except ValueError:  # Python's own limit on the digits of an int, if set lower
+        problem = "a number with more digits than can be read"
+    except RecursionError:
+        problem = "arrays or objects nested too deeply to be read"
+    if problem is not None:
         raise BatchFileError(
-            f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); each line of a JSONL "
-            'batch file is one object such as {"prompt": "a cat", "size": "16:9"}'
-        ) from None
+            f"{where}: not valid JSON ({problem}); each line of a JSONL batch file is one "
+            'object such as {"prompt": "a cat", "size": "16:9"}'
+        )
     if not isinstance(data, dict):
         raise BatchFileError(f"{where}: a JSON object is needed, not {type(data).__name__}")
     unknown = sorted(set(data) - set(FIELDS))
@@ -176,7 +200,7 @@ def parse_batch_text(
     _check_name(name)
     contents = [_content(line) for line in _split_lines(name, text)]
     given = dict(defaults or {})
-    items = []
+    items: list[BatchLine] = []
     jsonl = _is_jsonl(name, contents)
     for number, stripped in enumerate(contents, start=1):
         if stripped is None:
