@@ -16,7 +16,7 @@ import pytest
 
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule, ManualClock
 
-from ._cli import start
+from ._cli import created_and_polled, start
 from .test_cli_display import hostile, zimage
 
 __all__ = ["hostile"]  # the fixture of a server sending hostile strings
@@ -59,3 +59,45 @@ async def test_a_failed_task_prints_no_collect_hint(hostile: str, tmp_path: Path
     assert status == 1
     assert "TaskFailedError" in stderr
     assert "zimage task " not in stderr and "keeps running" not in stderr
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        pytest.param("file/x.png", id="parent-is-a-file"),
+        pytest.param("a" * 300 + ".png", id="name-too-long"),
+        pytest.param("file/sub/", id="folder-under-a-file"),
+    ],
+)
+async def test_an_output_that_cannot_be_written_is_refused_before_the_create(
+    frozen: tuple[Emulator, ManualClock], tmp_path: Path, output: str
+) -> None:
+    """-o under a regular file, or a name too long: exit 2, no create, no traceback."""
+    emu, _ = frozen
+    (tmp_path / "file").write_text("not a folder\n")
+    process = await start(emu, "generate", "a cat", "-o", output, "--no-journal", cwd=tmp_path)
+    status, _, stderr = await finished(process)
+    assert status == 2, stderr
+    assert "Traceback" not in stderr
+    assert "-o" in stderr
+    assert emu.request_counts.get("create", 0) == 0
+    assert not emu.ledger
+
+
+async def test_a_file_error_after_the_create_says_how_to_collect(
+    frozen: tuple[Emulator, ManualClock], tmp_path: Path
+) -> None:
+    """The folder becomes a file while the task runs: exit 1, the error and the hint."""
+    emu, clock = frozen
+    out = tmp_path / "out"
+    out.mkdir()
+    process = await start(emu, "generate", "a cat", "-o", f"{out}/", "--no-journal")
+    task_id = await created_and_polled(emu)
+    out.rmdir()
+    out.write_text("now a file\n")
+    clock.advance(5.0)
+    status, _, stderr = await finished(process)
+    assert status == 1
+    assert "Traceback" not in stderr
+    assert "error:" in stderr and str(out) in stderr
+    assert f"zimage task {task_id} -o {out}/" in stderr

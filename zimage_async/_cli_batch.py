@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from ._cli_common import (
     SPEND_LIMIT_EXIT,
     ServiceError,
     UsageError,
+    check_writable,
     echo,
     journal_label,
     open_session,
@@ -55,17 +55,6 @@ JOURNAL_NAME = "zimage-journal.sqlite"
 MANIFEST_NAME = "zimage-manifest.sqlite"
 
 
-def _check_writable(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write to the output directory {directory}: {exc.strerror or exc}"
-        ) from None
-
-
 def _check_contact_sheet(path: Path | None) -> None:
     if path is None:
         return
@@ -75,7 +64,7 @@ def _check_contact_sheet(path: Path | None) -> None:
         import PIL  # noqa: F401
     except ImportError:
         raise UsageError(f"--contact-sheet needs Pillow: {CLI_EXTRA}") from None
-    _check_writable(path.parent)
+    check_writable(path.parent, option=f"--contact-sheet {path}: ")
 
 
 def _journal_target(args: argparse.Namespace, out_dir: Path) -> tuple[str | Path, str]:
@@ -137,7 +126,7 @@ async def run_batch(
     except BatchFileError as exc:
         raise UsageError(str(exc)) from None
     out_dir: Path = args.output_dir
-    _check_writable(out_dir)
+    check_writable(out_dir)
     _check_contact_sheet(args.contact_sheet)
     journal, batch_id = _journal_target(args, out_dir)
     requests = [entry.request for entry in lines]

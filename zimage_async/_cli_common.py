@@ -13,6 +13,7 @@ import math
 import os
 import shlex
 import sys
+import tempfile
 import unicodedata
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -377,6 +378,20 @@ def collect_commands(task_id: str, output: str | None, journal: str | None) -> l
             folder = str(Path(folder).parent)
         commands.append(tasks_command(journal, "collect", "-o", folder))
     return commands
+
+
+def check_writable(directory: Path, *, option: str = "") -> None:
+    """Create *directory* if needed and make a file in it; else a :class:`UsageError`."""
+    try:
+        if directory.exists() and not directory.is_dir():
+            raise NotADirectoryError(f"{directory} is a file, not a directory")
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"{option}cannot write to the output directory {directory}: {exc.strerror or exc}"
+        ) from None
 
 
 def check_output_path(text: str | None) -> None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from ._cli_common import (
     Target,
     UsageError,
     check_output_path,
+    check_writable,
     collect_commands,
     echo,
     is_loopback,
@@ -209,9 +211,32 @@ def _timed_out(exc: WaitTimeoutError, hint: str) -> str:
     return f"timed out: {what}; {hint}"
 
 
+def _check_destination(output: str) -> None:
+    """Refuse, before the billed create, an ``-o`` whose images could not be written.
+
+    Its folder is created if needed and must take a new file; a file name must be one
+    the file system takes (not too long, not under a regular file).
+    """
+    try:
+        plan = plan_save(output)
+    except OSError as exc:  # a name too long, a parent that is a file
+        raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
+    check_writable(plan.folder, option=f"-o {output}: ")
+    if plan.target is not None:
+        try:
+            os.stat(plan.target)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
+
+
 def _failed(exc: Exception, task_id: str) -> str:
-    """Say what failed after the task was created."""
-    return f"{type(exc).__name__}: {shown(exc)}"
+    """Say what failed after the task was created: the typed error, or the file's."""
+    if not isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {shown(exc)}"
+    where = "" if exc.filename is None else f"{exc.filename}: "
+    return f"cannot save the image(s) of task {task_id}: {where}{exc.strerror or exc}"
 
 
 def _print_failure(handle: TaskHandle, exc: Exception) -> None:
@@ -246,6 +271,7 @@ async def run_generate(args: argparse.Namespace, interruption: Interruption) -> 
     check_output_path(args.output)
     _save_options(args)
     journal_target(args, emulated=wants_emulator(args))  # checked before anything starts
+    _check_destination(args.output)
     progress = Progress(enabled=not args.json, err=sys.stderr)
     async with open_session(args) as target:
         interruption.hint = None if target.emulated else _uncertain_hint(target.journal)
@@ -265,7 +291,7 @@ async def run_generate(args: argparse.Namespace, interruption: Interruption) -> 
             if args.json:
                 _print_failure(handle, exc)
             raise
-        except ZImageError as exc:  # the task is billed: say how to collect it
+        except (ZImageError, OSError) as exc:  # the task is billed: say how to collect it
             if args.json:
                 _print_failure(handle, exc)
             say(f"error: {_failed(exc, handle.id)}")
