@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -186,3 +187,70 @@ async def test_a_task_failing_with_unstorable_text_raises_the_task_error(
             await handle.wait()
         [record] = await zs._book.journal.records()  # type: ignore[union-attr]
     assert (record.state, record.error_message) == (JournalState.FAILED, STORED_TEXT)
+
+
+# -- J8: the disk is full --------------------------------------------------------------
+
+
+class _SelfRollingBack:
+    """A connection on which an UPDATE fails as on a full disk: SQLite rolls back by itself."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql.startswith("UPDATE zimage_creates"):
+            self._db.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+
+async def test_a_full_disk_is_reported_as_such(tmp_path: Path) -> None:
+    """A write SQLite rolled back itself raises its own error, not "cannot rollback"."""
+    journal = await SqliteJournal.open(tmp_path / "j.sqlite")
+    try:
+        record = await journal.begin(
+            JournalRecord.for_request(
+                GenerationRequest(prompt="a cat"),
+                key="key-a-cat-0123456789",
+                base_url="https://api.example",
+            )
+        )
+        journal._db = _SelfRollingBack(journal._db)  # type: ignore[assignment]
+        with pytest.raises(JournalError) as caught:
+            await journal.update(record.key, JournalState.CREATED, task_id="task-1")
+        assert "database or disk is full" in str(caught.value)
+        assert "cannot rollback" not in str(caught.value)
+    finally:
+        journal._db = journal._db._db  # type: ignore[attr-defined]
+        await journal.close()
+
+
+async def test_a_database_at_its_size_limit_is_reported_full(tmp_path: Path) -> None:
+    """A write past PRAGMA max_page_count fails as full, and the journal stays usable."""
+    journal = await SqliteJournal.open(tmp_path / "j.sqlite")
+    try:
+        record = await journal.begin(
+            JournalRecord.for_request(
+                GenerationRequest(prompt="a cat"),
+                key="key-a-cat-0123456789",
+                base_url="https://api.example",
+            )
+        )
+
+        def limit(db: sqlite3.Connection) -> None:
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            db.execute(f"PRAGMA max_page_count = {pages}")
+
+        await journal._run(limit)
+        with pytest.raises(JournalError, match="full"):
+            await journal.update(record.key, JournalState.FAILED, error_message="x" * 100_000)
+        assert not await journal._run(lambda db: db.in_transaction)
+        stored = await journal.get(record.key)
+        assert stored is not None
+        assert stored.state is JournalState.SUBMITTING
+    finally:
+        await journal.close()

@@ -101,13 +101,20 @@ SPEND = (
 
 @contextlib.contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One ``BEGIN IMMEDIATE`` transaction, rolled back if its body raises.
+
+    SQLite may have rolled the transaction back by itself (a full disk, out of memory):
+    then there is nothing to roll back, and the body's error is the one raised.
+    """
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # keep the cause, not the rollback's
+                db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
 
 
 def connect(path: Path, clock: Callable[[], float]) -> sqlite3.Connection:
