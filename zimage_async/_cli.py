@@ -26,7 +26,6 @@ from ._cli_common import (
     Interruption,
     ServiceError,
     UsageError,
-    add_journal_options,
     create_cost,
     journal_label,
     printable_command,
@@ -35,7 +34,7 @@ from ._cli_common import (
     shown,
 )
 from ._cli_generate import add_save_options, run_generate, run_task
-from ._cli_tasks import add_tasks_parser, run_tasks
+from ._cli_tasks import add_journal_options, add_tasks_parser, run_tasks
 from ._exceptions import SpendLimitError, ZImageError
 from ._naming import BATCH_NAME
 from ._version import __version__

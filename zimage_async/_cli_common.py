@@ -246,11 +246,6 @@ def _finite(text: str, *, zero: bool, rule: str) -> float:
     return value
 
 
-def credits_amount(text: str) -> float:
-    """Parse ``--max-credits``: a finite number of credits >= 0."""
-    return _finite(text, zero=True, rule="a number of credits >= 0")
-
-
 def create_cost(text: str) -> float:
     """Parse ``--cost``: the expected credits of one create, a finite number > 0."""
     return _finite(text, zero=False, rule="a finite number of credits > 0")
@@ -259,37 +254,6 @@ def create_cost(text: str) -> float:
 def seconds(text: str) -> float:
     """Parse ``--timeout``: a finite number of seconds > 0."""
     return _finite(text, zero=False, rule="a number of seconds > 0")
-
-
-def add_journal_options(
-    parser: argparse.ArgumentParser, *, optional: bool = True, spend_limit: bool = True
-) -> None:
-    """Add ``--journal`` to *parser*; :func:`journal_target` reads the options back.
-
-    With *optional*, also ``--no-journal``; with *spend_limit*, ``--max-credits``.
-    """
-    group = parser.add_mutually_exclusive_group() if optional else parser
-    group.add_argument(
-        "--journal",
-        metavar="PATH|URL",
-        help=f"the journal of paid creates: an SQLite file or a postgresql:// URL "
-        f"(default: ${JOURNAL_VARIABLE}, else $XDG_STATE_HOME/zimage/journal.sqlite, "
-        "~/.local/state/zimage/journal.sqlite without XDG_STATE_HOME)",
-    )
-    if optional:
-        group.add_argument(
-            "--no-journal",
-            action="store_true",
-            help="keep no journal (no --max-credits, and `zimage tasks` cannot see the task)",
-        )
-    if spend_limit:
-        parser.add_argument(
-            "--max-credits",
-            type=credits_amount,
-            metavar="N",
-            help="refuse (exit 3, nothing sent) a create that would take the credits the "
-            "journal counts as reserved, uncertain creates included, over N",
-        )
 
 
 def journal_target(args: argparse.Namespace, *, emulated: bool) -> str | None:

@@ -16,9 +16,10 @@ from typing import Any
 
 from ._cli_collect import excerpt, run_collect, when
 from ._cli_common import (
+    JOURNAL_VARIABLE,
     Interruption,
     UsageError,
-    add_journal_options,
+    _finite,
     echo,
     journal_exists,
     journal_label,
@@ -31,7 +32,43 @@ from ._exceptions import JournalError
 from ._journal import Journal, open_journal
 from ._journal_records import JournalRecord
 
-__all__ = ["add_tasks_parser", "run_tasks"]
+__all__ = ["add_journal_options", "add_tasks_parser", "run_tasks"]
+
+
+def credits_amount(text: str) -> float:
+    """Parse ``--max-credits``: a finite number of credits >= 0."""
+    return _finite(text, zero=True, rule="a number of credits >= 0")
+
+
+def add_journal_options(
+    parser: argparse.ArgumentParser, *, optional: bool = True, spend_limit: bool = True
+) -> None:
+    """Add ``--journal`` to *parser*; :func:`journal_target` reads the options back.
+
+    With *optional*, also ``--no-journal``; with *spend_limit*, ``--max-credits``.
+    """
+    group = parser.add_mutually_exclusive_group() if optional else parser
+    group.add_argument(
+        "--journal",
+        metavar="PATH|URL",
+        help=f"the journal of paid creates: an SQLite file or a postgresql:// URL "
+        f"(default: ${JOURNAL_VARIABLE}, else $XDG_STATE_HOME/zimage/journal.sqlite, "
+        "~/.local/state/zimage/journal.sqlite without XDG_STATE_HOME)",
+    )
+    if optional:
+        group.add_argument(
+            "--no-journal",
+            action="store_true",
+            help="keep no journal (no --max-credits, and `zimage tasks` cannot see the task)",
+        )
+    if spend_limit:
+        parser.add_argument(
+            "--max-credits",
+            type=credits_amount,
+            metavar="N",
+            help="refuse (exit 3, nothing sent) a create that would take the credits the "
+            "journal counts as reserved, uncertain creates included, over N",
+        )
 
 
 def add_tasks_parser(
