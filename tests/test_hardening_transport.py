@@ -305,7 +305,10 @@ class ClosesIdleConnections:
             )
             await reader.readexactly(length)
             self.answered += 1
-            body = b'{"id": "task-unified-1-abcd%04d", "status": "pending"}' % self.answered
+            target = head.split(b" ", 2)[1]
+            asked = target.rpartition(b"/")[2] if b"/v1/tasks/" in target else None
+            task_id = asked or b"task-unified-1-abcd%04d" % self.answered  # a read: the one asked
+            body = b'{"id": "%s", "status": "pending"}' % task_id
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             await writer.drain()
             answered_at = loop.time()

@@ -33,7 +33,7 @@ from ._exceptions import (
 from ._idempotency import IDEMPOTENCY_HEADER, new_key
 from ._models import GenerationRequest, Task
 from ._outcome import CreateTries, CreateVerdict, Stage, judge_create, read_create_reply
-from ._parsing import parse_task_reply
+from ._parsing import parse_task_reply, salvage_task_id
 from ._redaction import SealedBody
 from ._schedule import RetryPolicy
 from ._secret import Secret
@@ -237,7 +237,13 @@ class APIClient:
             await self.gate.wait()
             try:
                 reply = await self._transport.request(
-                    "POST", url, headers=headers, body=body, max_body=MAX_API_BODY, attempt=attempt
+                    "POST",
+                    url,
+                    headers=headers,
+                    body=body,
+                    max_body=MAX_API_BODY,
+                    attempt=attempt,
+                    keep_cut=True,
                 )
             except (APIConnectionError, MalformedResponseError) as exc:
                 sent = not isinstance(exc, APIConnectionError) or exc.request_sent
@@ -246,6 +252,11 @@ class APIClient:
                         exc, idempotency_key=key, request=request
                     ) from exc
                 raise
+            if reply.cut is not None:  # answered, but not whole: the id may be in what came
+                made = salvage_task_id(reply.body) if 200 <= reply.status < 300 else None
+                raise SubmissionUncertainError(
+                    reply.cut, task_id=made, idempotency_key=key, request=request
+                ) from reply.cut
             try:
                 return read_create_reply(
                     reply.status,

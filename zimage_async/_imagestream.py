@@ -28,29 +28,10 @@ __all__ = [
     "ImageStream",
     "PolicyResolver",
     "proxy_endpoints",
-    "read_capped",
 ]
 
 logger = logging.getLogger("zimage_async")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
-
-async def read_capped(content: aiohttp.StreamReader, limit: int, first: bytes) -> bytes:
-    """Read the rest of a body whose *first* bytes were read: at most ``limit + 1`` in all.
-
-    The caller reads the first bytes itself (an API answer usually comes in one piece, and
-    then this is not called); each further read asks for no more than would go one byte
-    past *limit*.
-    """
-    parts = [first]
-    size = len(first)
-    while size <= limit:
-        more = await content.read(limit + 1 - size)
-        if not more:
-            break
-        parts.append(more)
-        size += len(more)
-    return first if len(parts) == 1 else b"".join(parts)
 
 
 def proxy_endpoints(*proxies: str | None) -> frozenset[tuple[str, int]]:

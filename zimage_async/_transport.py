@@ -49,19 +49,13 @@ import aiohttp.abc
 
 from ._config import load_ca_bundle
 from ._deadlines import Deadlines
-from ._exceptions import MalformedResponseError
+from ._exceptions import ZImageError
 from ._httperrors import CAUGHT, translate
-from ._imagestream import (
-    ImageOpening,
-    ImageStream,
-    PolicyResolver,
-    proxy_endpoints,
-    read_capped,
-)
+from ._imagestream import ImageOpening, ImageStream, PolicyResolver, proxy_endpoints
 from ._links import redact_url
 from ._proxy import ProxyConfig
 from ._redaction import SECRET_HEADERS, RedactedHeaders, SealedBody, kept_headers, mask_echoes
-from ._reply import Reply
+from ._reply import Reply, read_body
 from ._slots import Slots
 from ._urlpolicy import LinkPolicy
 from ._version import __version__
@@ -274,13 +268,16 @@ class Transport:
         body: SealedBody | None = None,
         max_body: int,
         attempt: int = 1,
+        keep_cut: bool = False,
     ) -> Reply:
         """Send one request and read the whole answer (at most *max_body* bytes).
 
         Redirects are not followed: API answers come from the API's origin, so the
         ``Authorization`` header never travels anywhere else. ``User-Agent`` is this
         transport's unless *headers* set one. Echoes of the request's secrets in the
-        answer's body (an error message quoting the key) are replaced by ``***``.
+        answer's body (an error message quoting the key) are replaced by ``***``. With
+        *keep_cut*, an answer whose body was cut short or is over *max_body* is returned
+        as far as it came, its error in :attr:`Reply.cut`, instead of raised.
         """
         if self._policy is None:
             self._policy = LinkPolicy.for_api(url)
@@ -307,18 +304,14 @@ class Transport:
                     **self._api_options,
                 ) as response:
                     status = response.status
-                    content = response.content
-                    data = await content.read(max_body + 1)  # usually the whole answer
-                    if data and not content.at_eof():
-                        data = await read_capped(content, max_body, data)
-                    if len(data) > max_body:
-                        raise MalformedResponseError(
-                            f"the answer is larger than {max_body} bytes", status=response.status
-                        )
+                    data, cut = await read_body(
+                        response.content, max_body, status=status, keep_cut=keep_cut
+                    )
                     return Reply(
-                        response.status,
+                        status,
                         kept_headers(response.headers, headers),
                         mask_echoes(data, headers),
+                        None if cut is None else self._translated(cut, method, url),
                     )
             except asyncio.CancelledError as exc:
                 if not limit.leave(task, exc):
@@ -336,13 +329,7 @@ class Transport:
         except CAUGHT as exc:
             # Raised below, outside this block: aiohttp's exception holds the request
             # headers (the key), so it must not even be the implicit __context__.
-            failure = translate(
-                exc,
-                method=method,
-                path=urlsplit(url).path,
-                limits=(self._stall, self._total),
-                proxies=self._proxy_ends,
-            )
+            failure = self._translated(exc, method, url)
         finally:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
@@ -354,6 +341,15 @@ class Transport:
                     (time.perf_counter() - started) * 1000,
                 )
         raise failure from None
+
+    def _translated(self, exc: BaseException, method: str, url: str) -> ZImageError:
+        return translate(
+            exc,
+            method=method,
+            path=urlsplit(url).path,
+            limits=(self._stall, self._total),
+            proxies=self._proxy_ends,
+        )
 
     def stream(
         self,
