@@ -254,3 +254,91 @@ async def test_a_database_at_its_size_limit_is_reported_full(tmp_path: Path) -> 
         assert stored.state is JournalState.SUBMITTING
     finally:
         await journal.close()
+
+
+# -- J7: hand-edited rows ----------------------------------------------------------------
+
+
+async def _edited(tmp_path: Path, sql: str, *args: str) -> SqliteJournal:
+    """A journal with one create and one batch item, then *sql* run on its file."""
+    path = tmp_path / "j.sqlite"
+    journal = await SqliteJournal.open(path)
+    request = GenerationRequest(prompt="a cat")
+    await journal.enqueue("b", [request])
+    [item] = await journal.claim("b", "w", lease_seconds=60, limit=1)
+    record = JournalRecord.for_request(
+        request, key=item.key, base_url="https://api.example", batch_id="b", item_index=0
+    )
+    await journal.begin(record, worker_id="w")
+    await journal.update(record.key, JournalState.CREATED, task_id="task-1")
+    await journal.close()
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(sql, args)
+    db.close()
+    return await SqliteJournal.open(path)
+
+
+async def _read_all(journal: SqliteJournal) -> None:
+    await journal.records()
+    await journal.items("b")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        pytest.param("UPDATE zimage_creates SET paths = '5'", id="paths-5"),
+        pytest.param("UPDATE zimage_creates SET paths = 'null'", id="paths-null"),
+        pytest.param("UPDATE zimage_creates SET paths = '[1]'", id="paths-of-numbers"),
+        pytest.param("UPDATE zimage_creates SET paths = 'nope'", id="paths-not-json"),
+        pytest.param("UPDATE zimage_creates SET item_index = -5", id="negative-item-index"),
+        pytest.param("UPDATE zimage_batch_items SET idx = -5", id="negative-idx"),
+    ],
+)
+async def test_a_hand_edited_row_is_a_journal_error_naming_it(tmp_path: Path, sql: str) -> None:
+    """Reading a row edited into nonsense raises JournalError naming the row, nothing bare."""
+    journal = await _edited(tmp_path, sql)
+    try:
+        with pytest.raises(JournalError, match="cannot be read") as caught:
+            await _read_all(journal)
+        assert "key " in str(caught.value) or "batch 'b'" in str(caught.value)
+    finally:
+        await journal.close()
+
+
+@pytest.mark.parametrize(
+    "request_json",
+    ["{", "[]", "5", '{"model": "z-image-turbo"}', '{"prompt": 7}'],
+)
+async def test_an_unreadable_request_is_a_journal_error_naming_the_row(
+    tmp_path: Path, request_json: str
+) -> None:
+    """A create's or an item's request edited into nonsense: JournalError naming the row."""
+    edit = "UPDATE zimage_creates SET request = ?"
+    journal = await _edited(tmp_path, edit, request_json)
+    try:
+        [record] = await journal.records()
+        with pytest.raises(JournalError, match=f"key {record.key!r}"):
+            record.request()
+    finally:
+        await journal.close()
+    edit = "UPDATE zimage_batch_items SET request = ?"
+    journal = await _edited(tmp_path / "items", edit, request_json)
+    try:
+        [item] = await journal.items("b")
+        with pytest.raises(JournalError, match="item 0 of batch 'b'"):
+            item.request()
+    finally:
+        await journal.close()
+
+
+async def test_a_batch_item_with_a_negative_index_is_refused_when_enqueued(
+    tmp_path: Path,
+) -> None:
+    """Running a batch whose item index was edited to -5: JournalError naming the batch."""
+    journal = await _edited(tmp_path, "UPDATE zimage_batch_items SET idx = -5")
+    try:
+        with pytest.raises(JournalError, match=r"batch 'b'.*-5"):
+            await journal.enqueue("b", [GenerationRequest(prompt="a cat")])
+    finally:
+        await journal.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import attrs
 
+from ._exceptions import JournalError
 from ._idempotency import validate_idempotency_key
 from ._manifest import fingerprint
 from ._models import GenerationRequest
@@ -155,7 +156,7 @@ class JournalRecord:
 
     def request(self) -> GenerationRequest:
         """Rebuild the request the create was (or is to be) sent with."""
-        return request_from_json(self.request_json)
+        return request_from_json(self.request_json, row=f"the create with key {self.key!r}")
 
     @property
     def cost(self) -> float | None:
@@ -163,11 +164,22 @@ class JournalRecord:
         return self.credits_reserved if self.credits_reserved is not None else self.expected_cost
 
 
-def request_from_json(text: str) -> GenerationRequest:
-    """Rebuild a :class:`GenerationRequest` from the create-call body stored as *text*."""
-    body = json.loads(text)
+def request_from_json(text: str, *, row: str = "a row") -> GenerationRequest:
+    """Rebuild a :class:`GenerationRequest` from the create-call body stored as *text*.
+
+    Raises :class:`JournalError` naming *row* if *text* is not a request.
+    """
     fields = ("prompt", "size", "seed", "nsfw_check", "callback_url", "model")
-    return GenerationRequest(**{name: body[name] for name in fields if name in body})
+    try:
+        body = json.loads(text)
+        if not isinstance(body, dict):
+            raise TypeError(f"it is {text[:40]!r}, not a JSON object")
+        return GenerationRequest(**{name: body[name] for name in fields if name in body})
+    except (ValueError, TypeError) as exc:
+        raise JournalError(
+            f"the journal holds {row} whose request cannot be read ({exc}); was it "
+            "changed by hand?"
+        ) from exc
 
 
 @attrs.frozen(kw_only=True)
@@ -190,7 +202,9 @@ class JournalItem:
 
     def request(self) -> GenerationRequest:
         """Rebuild the item's request."""
-        return request_from_json(self.request_json)
+        return request_from_json(
+            self.request_json, row=f"item {self.index} of batch {self.batch_id!r}"
+        )
 
     @property
     def state(self) -> JournalState | None:

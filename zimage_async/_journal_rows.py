@@ -60,8 +60,21 @@ def _float(value: object) -> float | None:
 
 
 def record_from_row(row: Sequence[object]) -> JournalRecord:
-    """Build a record from a row of :data:`RECORD_COLUMNS` (either store's)."""
+    """Build a record from a row of :data:`RECORD_COLUMNS` (either store's).
+
+    Raises ValueError naming the row (its key) if the row cannot be read.
+    """
+    try:
+        return _record(row)
+    except (ValueError, TypeError, IndexError) as exc:
+        key = row[0] if row else None
+        raise ValueError(f"the create with key {key!r}: {exc}") from exc
+
+
+def _record(row: Sequence[object]) -> JournalRecord:
     paths = json.loads(str(row[11]))
+    if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
+        raise ValueError(f"paths is {row[11]!r}, not a list of file paths")
     return JournalRecord(
         key=str(row[0]),
         fingerprint=str(row[1]),
@@ -78,25 +91,38 @@ def record_from_row(row: Sequence[object]) -> JournalRecord:
         error_code=None if row[12] is None else str(row[12]),
         error_message=None if row[13] is None else str(row[13]),
         batch_id=None if row[14] is None else str(row[14]),
-        item_index=None if row[15] is None else int(row[15]),  # type: ignore[call-overload]
+        item_index=None if row[15] is None else _index(row[15]),
         created_at=float(row[16]),  # type: ignore[arg-type]
         updated_at=float(row[17]),  # type: ignore[arg-type]
     )
 
 
+def _index(value: object) -> int:
+    """Return an item index read from a row: an int >= 0, else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"the item index is {value!r}, not a number >= 0")
+    return value
+
+
 def item_from_row(row: Sequence[object], record: JournalRecord | None) -> JournalItem:
-    """Build an item from a row of :data:`ITEM_COLUMNS` and the item's current create."""
-    return JournalItem(
-        batch_id=str(row[0]),
-        index=int(row[1]),  # type: ignore[call-overload]
-        fingerprint=str(row[2]),
-        request_json=str(row[3]),
-        key=str(row[4]),
-        claimed_by=None if row[5] is None else str(row[5]),
-        lease_until=_float(row[6]),
-        settled=bool(row[7]),
-        record=record,
-    )
+    """Build an item from a row of :data:`ITEM_COLUMNS` and the item's current create.
+
+    Raises ValueError naming the item if the row cannot be read.
+    """
+    try:
+        return JournalItem(
+            batch_id=str(row[0]),
+            index=_index(row[1]),
+            fingerprint=str(row[2]),
+            request_json=str(row[3]),
+            key=str(row[4]),
+            claimed_by=None if row[5] is None else str(row[5]),
+            lease_until=_float(row[6]),
+            settled=bool(row[7]),
+            record=record,
+        )
+    except (ValueError, TypeError, IndexError) as exc:
+        raise ValueError(f"item {row[1]!r} of batch {row[0]!r}: {exc}") from exc
 
 
 def changed_items(
@@ -138,10 +164,13 @@ def enqueue_rows(
     fingerprint, request, key)`` (new items). Raises :class:`JournalError` for changed
     items whose create may have a task (:func:`refuse_changed`).
     """
-    known = {
-        int(index): (str(print_), None if state is None else JournalState(state))  # type: ignore[call-overload]
-        for index, print_, state in stored
-    }
+    try:
+        known = {
+            _index(index): (str(print_), None if state is None else JournalState(state))
+            for index, print_, state in stored
+        }
+    except ValueError as exc:
+        raise ValueError(f"an item of batch {batch_id!r}: {exc}") from exc
     replace, refuse = changed_items(known, requests)
     if refuse:
         raise refuse_changed(location, batch_id, refuse, count=len(requests))
@@ -160,10 +189,10 @@ def enqueue_rows(
 
 @contextlib.contextmanager
 def readable_rows(location: str) -> Iterator[None]:
-    """Turn a row that cannot be read (a ValueError) into :class:`JournalError`."""
+    """Turn a row that cannot be read (a ValueError, TypeError...) into :class:`JournalError`."""
     try:
         yield
-    except ValueError as exc:
+    except (ValueError, TypeError, IndexError) as exc:
         if isinstance(exc, ZImageError):
             raise
         if isinstance(exc, UnicodeEncodeError):  # a write, not a row read back
