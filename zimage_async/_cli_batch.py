@@ -24,6 +24,7 @@ from ._cli_common import (
     UsageError,
     check_writable,
     echo,
+    journal_exists,
     journal_label,
     open_session,
     printable_command,
@@ -42,7 +43,7 @@ from ._exceptions import (
     SpendLimitError,
     ZImageError,
 )
-from ._journal import is_postgres_url
+from ._journal import is_postgres_url, open_journal
 from ._journal_postgres_sql import without_password
 from ._journaling import check_max_credits
 from ._runtime import DEFAULT
@@ -55,16 +56,40 @@ JOURNAL_NAME = "zimage-journal.sqlite"
 MANIFEST_NAME = "zimage-manifest.sqlite"
 
 
-def _check_contact_sheet(path: Path | None) -> None:
+async def _check_contact_sheet(
+    path: Path | None, args: argparse.Namespace, journal: str | Path
+) -> None:
+    """Refuse a sheet that cannot be written or would replace a file the batch needs."""
     if path is None:
         return
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise UsageError(f"--contact-sheet {path}: the name must end in .png, .jpg or .webp")
+    from ._contact_sheet import sheet_clash
+
+    keep = [("the prompt file", args.file)]
+    if isinstance(journal, Path):
+        keep.append(("the journal", journal))
+    clash = sheet_clash(path, keep=keep, folder=args.output_dir, template=args.name)
+    if clash is None and journal_exists(str(journal)):  # not the sheet: safe to open
+        saved = [("an image the journal records as saved", p) for p in await _saved(journal)]
+        clash = sheet_clash(path, keep=saved, folder=args.output_dir, template=args.name)
+    if clash is not None:
+        raise UsageError(f"--contact-sheet {path}: {clash}; name another file")
     try:
         import PIL  # noqa: F401
     except ImportError:
         raise UsageError(f"--contact-sheet needs Pillow: {CLI_EXTRA}") from None
     check_writable(path.parent, option=f"--contact-sheet {path}: ")
+
+
+async def _saved(journal: str | Path) -> list[Path]:
+    """Return the paths of the images the journal records as saved (none if unreadable)."""
+    try:
+        store = await open_journal(journal)
+    except JournalError:  # the batch says so when it opens it
+        return []
+    async with store:
+        return [path for record in await store.records() for path in record.paths]
 
 
 def _journal_target(args: argparse.Namespace, out_dir: Path) -> tuple[str | Path, str]:
@@ -127,8 +152,8 @@ async def run_batch(
         raise UsageError(str(exc)) from None
     out_dir: Path = args.output_dir
     check_writable(out_dir)
-    _check_contact_sheet(args.contact_sheet)
     journal, batch_id = _journal_target(args, out_dir)
+    await _check_contact_sheet(args.contact_sheet, args, journal)
     requests = [entry.request for entry in lines]
     reporter = Reporter(lines, mode=output_mode(args, sys.stdout), out=sys.stdout)
     started = time.monotonic()
@@ -313,6 +338,9 @@ def _contact_sheet(images: list[Path], dest: Path) -> Path | None:
 
     if not images:
         say("no image was saved, so no contact sheet was written")
+        return None
+    if dest.resolve() in {image.resolve() for image in images}:
+        say(f"no contact sheet was written: {dest} is one of the saved images")
         return None
 
     def left_out(path: Path, why: str) -> None:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import string
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._saving import publish_mode
 
-__all__ = ["MAX_PIXELS", "make_contact_sheet"]
+__all__ = ["MAX_PIXELS", "make_contact_sheet", "sheet_clash"]
 
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
@@ -20,6 +22,48 @@ _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 #: above any generated image, far below what it would take to decode a decompression
 #: bomb. Checked from the header, before a single pixel is decoded.
 MAX_PIXELS = 48_000_000
+
+
+#: What each field of a name template can give, unformatted (an unknown seed: "random").
+_FIELD_PATTERNS = {
+    "number": r"\d+",
+    "index": r"\d+",
+    "seed": r"(?:\d+|random)",
+    "slug": r"[a-z0-9-]+",
+    "task_id": r"[\w.-]+",
+}
+
+
+def _name_pattern(template: str) -> re.Pattern[str]:
+    """Return a pattern of every file stem *template* can give (any field with a spec: any)."""
+    parts = []
+    for literal, field, spec, conversion in string.Formatter().parse(template):
+        parts.append(re.escape(literal))
+        if field is not None:
+            parts.append(".+" if spec or conversion else _FIELD_PATTERNS.get(field, ".+"))
+    several = "" if "{index" in template else r"(?:-\d+)?"  # save() adds -N to several
+    return re.compile("".join(parts) + several)
+
+
+def sheet_clash(
+    sheet: Path, *, keep: Iterable[tuple[str, Path]], folder: Path, template: str
+) -> str | None:
+    """Return why writing the sheet *sheet* would replace a file a batch needs, or None.
+
+    *keep* names files by what they are (the journal, the prompt file, saved images);
+    an image name *template* can give in *folder* (with an image suffix) counts too.
+    """
+    target = sheet.resolve()
+    for what, path in keep:
+        if path.resolve() == target:
+            return f"it is {what}"
+    if target.parent != folder.resolve() or target.suffix.lower() not in _FORMATS:
+        return None
+    try:
+        given = _name_pattern(template).fullmatch(target.stem)
+    except ValueError:
+        return None
+    return None if given is None else f"the batch's images in {folder} may get that name"
 
 
 def _thumbnail(path: Path, size: int) -> Any:
