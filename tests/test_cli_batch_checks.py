@@ -1,7 +1,8 @@
 """`zimage batch`: its options checked before anything is sent.
 
 A contact sheet may not replace a file the batch needs (its journal, its prompt file,
-an image it saves or saved).
+an image it saves or saved); a refused ``--name`` or ``--size`` is a usage error naming
+the option (exit 2, nothing sent).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def images(folder: Path) -> list[str]:
         pytest.param([], "p.png", id="the-prompt-file"),
         pytest.param([], "out/0001-a-cat-0.png", id="an-image-of-the-batch"),
         pytest.param([], "./out/../out/0002-a-dog-0.webp", id="an-image-by-another-path"),
-        pytest.param(["--name", "cat-{index}"], "out/cat-0.png", id="a-named-image"),
+        pytest.param(["--name", "{number}-cat-{index}"], "out/2-cat-0.png", id="a-named-image"),
     ],
 )
 async def test_a_contact_sheet_that_would_replace_a_batch_file_is_refused(
@@ -93,3 +94,26 @@ async def test_a_contact_sheet_elsewhere_is_written(tmp_path: Path) -> None:
     )
     assert status == 0, stderr
     assert images(tmp_path / "out") == ["0001-a-cat-0.png", "0002-a-dog-0.png", "sheet.png"]
+
+
+@pytest.mark.parametrize("name", ["{seed:c}", "{bogus}", "{slug}"])
+async def test_a_refused_name_template_is_a_usage_error(tmp_path: Path, name: str) -> None:
+    """--name refused (bad, unknown field, two lines one name): exit 2, as generate."""
+    (tmp_path / "p.txt").write_text("a cat\na dog\na cat\n")
+    status, _, stderr = await zimage(
+        "batch", "p.txt", "-o", "out", "--name", name, *FAST, cwd=tmp_path
+    )
+    assert status == 2, stderr
+    assert "--name" in stderr
+    assert images(tmp_path / "out") == []
+
+
+async def test_a_bad_size_option_is_named_not_blamed_on_the_file(tmp_path: Path) -> None:
+    """--size bogus: exit 2, the message names --size, not the file's line 1."""
+    (tmp_path / "p.txt").write_text("a cat\n")
+    status, _, stderr = await zimage(
+        "batch", "p.txt", "-o", "out", "--size", "bogus", *FAST, cwd=tmp_path
+    )
+    assert status == 2, stderr
+    assert "--size" in stderr
+    assert "line 1" not in stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ._batch import Batch, BatchItem
 from ._batchfile import BatchFileError, read_batch_file
-from ._batchoptions import check_batch_id, check_lease, check_worker_id
+from ._batchoptions import check_batch_id, check_lease, check_output_names, check_worker_id
 from ._cli_common import (
     CLI_EXTRA,
     SPEND_LIMIT_EXIT,
@@ -46,6 +46,8 @@ from ._exceptions import (
 from ._journal import is_postgres_url, open_journal
 from ._journal_postgres_sql import without_password
 from ._journaling import check_max_credits
+from ._models import GenerationRequest
+from ._naming import check_template
 from ._runtime import DEFAULT
 
 __all__ = ["JOURNAL_NAME", "MANIFEST_NAME", "run_batch"]
@@ -127,6 +129,9 @@ def _check_options(args: argparse.Namespace) -> None:
     if args.concurrency < 1:
         raise UsageError(f"--concurrency must be 1 or more, not {args.concurrency}")
     try:
+        if args.size is not None:  # the items' default: its own error, not line 1's
+            GenerationRequest(prompt="-", size=args.size)
+        check_template(args.name)
         check_lease(args.lease)
         check_worker_id(args.worker_id)
         if args.batch_id is not None:
@@ -148,8 +153,11 @@ async def run_batch(
     _check_options(args)
     try:
         lines = read_batch_file(args.file, defaults=defaults)
+        check_output_names(args.name, [e.request for e in lines], [e.line for e in lines])
     except BatchFileError as exc:
         raise UsageError(str(exc)) from None
+    except InvalidRequestError as exc:
+        raise UsageError(f"--name: {exc.rule}; {exc.problem}") from None
     out_dir: Path = args.output_dir
     check_writable(out_dir)
     journal, batch_id = _journal_target(args, out_dir)
