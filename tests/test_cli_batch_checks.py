@@ -1,17 +1,20 @@
-"""`zimage batch`: its options checked before anything is sent.
+"""`zimage batch`: its options checked before anything is sent, and a closed stdout.
 
 A contact sheet may not replace a file the batch needs (its journal, its prompt file,
 an image it saves or saved); a refused ``--name`` or ``--size`` is a usage error naming
-the option (exit 2, nothing sent).
+the option (exit 2, nothing sent); ``zimage batch ... | head -1`` ends quietly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from pathlib import Path
 
 import pytest
+
+from zimage_async.emulator import Emulator
 
 from ._cli import cli_env
 
@@ -117,3 +120,45 @@ async def test_a_bad_size_option_is_named_not_blamed_on_the_file(tmp_path: Path)
     assert status == 2, stderr
     assert "--size" in stderr
     assert "line 1" not in stderr
+
+
+async def test_a_closed_stdout_ends_the_batch_quietly(tmp_path: Path) -> None:
+    """`zimage batch ... | head -1`: no traceback; the journal lets a rerun finish it."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("".join(f"prompt {n}\n" for n in range(1, 11)))
+    async with Emulator(task_duration=0.05) as emu:
+        env = cli_env(ZIMAGE_API_KEY=emu.api_key, ZIMAGE_BASE_URL=emu.base_url)
+        args = ["-m", "zimage_async", "batch", str(prompts), "-o", str(tmp_path / "out")]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *args,
+            "--concurrency",
+            "2",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        assert process.stdout is not None and process.stderr is not None
+        first = await asyncio.wait_for(process.stdout.readline(), timeout=60)
+        assert b"saved line" in first
+        process.stdout.feed_eof()
+        transport = process._transport  # type: ignore[attr-defined]
+        transport.get_pipe_transport(1).close()  # the reader goes away, as head does
+        stderr = await asyncio.wait_for(process.stderr.read(), timeout=60)
+        status = await asyncio.wait_for(process.wait(), timeout=60)
+        assert "Traceback" not in stderr.decode(), stderr.decode()
+        assert "BrokenPipeError" not in stderr.decode()
+        assert status == 1
+        with sqlite3.connect(tmp_path / "out" / "zimage-journal.sqlite") as db:
+            leased = db.execute(
+                "select count(*) from zimage_batch_items where claimed_by is not null "
+                "and not settled"
+            ).fetchone()[0]
+        assert leased == 0
+        rerun = await asyncio.create_subprocess_exec(
+            sys.executable, *args, stdout=asyncio.subprocess.PIPE, env=env
+        )
+        await asyncio.wait_for(rerun.communicate(), timeout=60)
+        assert rerun.returncode == 0
+        assert len(images(tmp_path / "out")) == 10
+        assert len(emu.ledger) == 10  # nothing created twice

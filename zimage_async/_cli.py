@@ -374,6 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log_to_stderr(args.verbose)
     try:
         return asyncio.run(_run(args, arguments))
+    except BrokenPipeError:  # stdout's reader went away (`| head -1`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the exit's flush must not fail again
+        return 1
     except UsageError as exc:
         say(f"error: {exc}")
         return 2
