@@ -28,6 +28,7 @@ from ._cli_common import (
     UsageError,
     create_cost,
     journal_label,
+    port_number,
     printable_command,
     say,
     seconds,
@@ -251,7 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the emulator in the foreground (other options: python -m "
         "zimage_async.emulator --help)",
     )
-    emulator.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    emulator.add_argument(
+        "--port", type=port_number, default=8000, help="API port, 0 to 65535 (default 8000)"
+    )
     return parser
 
 

@@ -246,6 +246,17 @@ def _finite(text: str, *, zero: bool, rule: str) -> float:
     return value
 
 
+def port_number(text: str) -> int:
+    """Parse ``--port``: a TCP port, 0 to 65535 (0: any free one)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port from 0 to 65535, not {text!r}")
+    return port
+
+
 def create_cost(text: str) -> float:
     """Parse ``--cost``: the expected credits of one create, a finite number > 0."""
     return _finite(text, zero=False, rule="a finite number of credits > 0")
