@@ -273,7 +273,8 @@ def _pytest_blocks() -> tuple[list[str], str]:
 
 def _pytest(directory: Path, *options: str) -> subprocess.CompletedProcess[str]:
     registered = any(
-        entry.name == "zimage_async" for entry in metadata.entry_points(group="pytest11")
+        entry.name == "zimage_async.pytest_plugin"
+        for entry in metadata.entry_points(group="pytest11")
     )
     plugin = [] if registered else ["-p", "zimage_async.pytest_plugin"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZIMAGE_", "PYTEST_"))}
