@@ -21,6 +21,7 @@ from pathlib import Path
 from ._cli_batch import MANIFEST_NAME, run_batch
 from ._cli_common import (
     EMULATOR_TASK_DURATION,
+    MAX_INFO_BYTES,
     PROG,
     SPEND_LIMIT_EXIT,
     Interruption,
@@ -244,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_tasks_parser(commands, common)
 
     info = commands.add_parser("info", help="show the generation metadata an image file carries")
-    info.add_argument("image", metavar="FILE", type=Path, help="a PNG, JPEG or WebP file")
+    file = f"a PNG, JPEG or WebP image: a regular file of at most {MAX_INFO_BYTES >> 20} MiB"
+    info.add_argument("image", metavar="FILE", type=Path, help=file)
     info.add_argument("--json", action="store_true", help="print the fields as a JSON object")
 
     emulator = commands.add_parser(

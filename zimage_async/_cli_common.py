@@ -41,6 +41,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 JOURNAL_VARIABLE = "ZIMAGE_JOURNAL"
 #: Exit status when a spend limit refused a create (nothing was sent).
 SPEND_LIMIT_EXIT = 3
+#: The largest file ``zimage info`` reads (a generated image is a few MiB).
+MAX_INFO_BYTES = 64 * 2**20
 #: The most characters :func:`shown` keeps of a text (once escaped).
 SHOWN_CHARACTERS = 1000
 #: What :func:`shown` escapes: controls, format characters (bidi overrides, zero-width
