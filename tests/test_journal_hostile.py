@@ -342,3 +342,47 @@ async def test_a_batch_item_with_a_negative_index_is_refused_when_enqueued(
             await journal.enqueue("b", [GenerationRequest(prompt="a cat")])
     finally:
         await journal.close()
+
+
+# -- J9a: recover reads each batch once ---------------------------------------------------
+
+
+async def test_recover_reads_a_batchs_items_once_not_once_per_create(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovering many unfinished creates of one batch reads its items once."""
+    from zimage_async._journaling import Bookkeeper
+
+    journal = await SqliteJournal.open(tmp_path / "j.sqlite")
+    requests = [GenerationRequest(prompt=f"a cat {n}") for n in range(6)]
+    await journal.enqueue("b", requests)
+    for item in await journal.claim("b", "w", lease_seconds=600, limit=6):
+        record = JournalRecord.for_request(
+            requests[item.index],
+            key=item.key,
+            base_url="https://api.example",
+            batch_id="b",
+            item_index=item.index,
+        )
+        await journal.begin(record, worker_id="w")
+    reads: list[str] = []
+    items = journal.items
+
+    async def counted(batch_id: str, *args: Any, **kwargs: Any) -> Any:
+        reads.append(batch_id)
+        return await items(batch_id, *args, **kwargs)
+
+    monkeypatch.setattr(journal, "items", counted)
+    resent: list[str] = []
+
+    async def resend(record: JournalRecord) -> Any:
+        resent.append(record.key)
+        raise AssertionError("a live lease's item is never resent")
+
+    book = Bookkeeper(journal, max_credits=None, base_url="https://api.example")
+    try:
+        handles = await book.recover(link_ttl=86400.0, resume=lambda r: None, resend=resend)  # type: ignore[arg-type,return-value]
+    finally:
+        await journal.close()
+    assert (handles, resent) == ([], [])
+    assert reads == ["b"]

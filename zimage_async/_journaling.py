@@ -36,6 +36,7 @@ from ._exceptions import (
 from ._handle import TaskHandle
 from ._journal import Journal, open_journal
 from ._journal_records import UNFINISHED, JournalRecord, JournalState, unrecorded_task
+from ._journal_recovery import recover_unfinished
 from ._journal_spend import PriceAwaited, Spend, SpendLimit
 from ._models import GenerationRequest, GenerationResult, Task
 from ._outcome import refused_resend
@@ -334,56 +335,7 @@ class Bookkeeper:
         and logged, and the others go on. A completed task whose links have expired is
         settled as ``expired`` and logged (a warning): its images are lost.
         """
-        handles: list[TaskHandle] = []
-        now = time.time()
-        for record in await self.unfinished():
-            if record.base_url != self.base_url:
-                continue
-            if record.task_id is not None:
-                ended = record.completed_at
-                if ended is None or now <= ended + link_ttl:
-                    handles.append(resume(record))
-                else:
-                    await self._expire(record)
-            elif resend is not None:
-                if await self._leased(record, now):
-                    logger.info(
-                        "the create with key %s is item %s of batch %r, which a running "
-                        "worker holds: left to that batch",
-                        record.key,
-                        record.item_index,
-                        record.batch_id,
-                    )
-                    continue
-                try:
-                    handles.append(await resend(record))
-                except ZImageError as exc:
-                    logger.warning(
-                        "the create with key %s, sent again, got no task back: %s: %s",
-                        record.key,
-                        type(exc).__name__,
-                        exc,
-                    )
-        return handles
-
-    async def _leased(self, record: JournalRecord, now: float) -> bool:
-        """Whether *record* is a batch item a worker holds a live lease on."""
-        if record.batch_id is None or record.item_index is None:
-            return False
-        for item in await self.journal.items(record.batch_id):
-            if item.index == record.item_index:
-                return item.claimed_by is not None and (item.lease_until or 0.0) > now
-        return False
-
-    async def _expire(self, record: JournalRecord) -> None:
-        await self.note(record.key, JournalState.EXPIRED)
-        logger.warning(
-            "task %s (key %s) completed at %s and its image links have expired, so its "
-            "images are lost; the journal records it as expired",
-            record.task_id,
-            record.key,
-            time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(record.completed_at or 0)),
-        )
+        return await recover_unfinished(self, link_ttl=link_ttl, resume=resume, resend=resend)
 
     async def unfinished(self, *, batch_id: str | None = None) -> list[JournalRecord]:
         """Return the creates made (or maybe made) and not yet delivered, oldest first."""

@@ -1,0 +1,95 @@
+"""How a session recovers its unfinished creates: :func:`recover_unfinished`.
+
+Used by :meth:`Bookkeeper.recover <._journaling.Bookkeeper.recover>`; see there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from ._exceptions import ZImageError
+from ._handle import TaskHandle
+from ._journal_records import JournalItem, JournalRecord, JournalState
+
+if TYPE_CHECKING:
+    from ._journaling import Bookkeeper
+
+__all__ = ["recover_unfinished"]
+
+logger = logging.getLogger("zimage_async.journal")
+
+
+async def recover_unfinished(
+    book: Bookkeeper,
+    *,
+    link_ttl: float,
+    resume: Callable[[JournalRecord], TaskHandle],
+    resend: Callable[[JournalRecord], Awaitable[TaskHandle]] | None,
+) -> list[TaskHandle]:
+    """Return a handle for each unfinished create of *book* made at its base URL.
+
+    As :meth:`Bookkeeper.recover` says. The items of a batch are read once, when its
+    first create without a task id is met, not once per create.
+    """
+    handles: list[TaskHandle] = []
+    now = time.time()
+    read: dict[str, dict[int, JournalItem]] = {}
+    for record in await book.unfinished():
+        if record.base_url != book.base_url:
+            continue
+        if record.task_id is not None:
+            ended = record.completed_at
+            if ended is None or now <= ended + link_ttl:
+                handles.append(resume(record))
+            else:
+                await _expire(book, record)
+        elif resend is not None:
+            if await _leased(book, record, now, read):
+                logger.info(
+                    "the create with key %s is item %s of batch %r, which a running "
+                    "worker holds: left to that batch",
+                    record.key,
+                    record.item_index,
+                    record.batch_id,
+                )
+                continue
+            try:
+                handles.append(await resend(record))
+            except ZImageError as exc:
+                logger.warning(
+                    "the create with key %s, sent again, got no task back: %s: %s",
+                    record.key,
+                    type(exc).__name__,
+                    exc,
+                )
+    return handles
+
+
+async def _leased(
+    book: Bookkeeper, record: JournalRecord, now: float, read: dict[str, dict[int, JournalItem]]
+) -> bool:
+    """Whether *record* is a batch item a worker holds a live lease on.
+
+    *read*: the items of each batch read so far in this recovery.
+    """
+    if record.batch_id is None or record.item_index is None:
+        return False
+    if record.batch_id not in read:
+        found = await book.journal.items(record.batch_id)
+        read[record.batch_id] = {item.index: item for item in found}
+    item = read[record.batch_id].get(record.item_index)
+    return item is not None and item.claimed_by is not None and (item.lease_until or 0.0) > now
+
+
+async def _expire(book: Bookkeeper, record: JournalRecord) -> None:
+    await book.note(record.key, JournalState.EXPIRED)
+    logger.warning(
+        "task %s (key %s) completed at %s and its image links have expired, so its "
+        "images are lost; the journal records it as expired",
+        record.task_id,
+        record.key,
+        time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(record.completed_at or 0)),
+    )
