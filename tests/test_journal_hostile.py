@@ -386,3 +386,24 @@ async def test_recover_reads_a_batchs_items_once_not_once_per_create(
         await journal.close()
     assert (handles, resent) == ([], [])
     assert reads == ["b"]
+
+
+# -- J9b: batch ids -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "batch_id", ["b\x00", "a\nb", "tab\there", "esc\x1b[2J", "del\x7f", "c1\x85"]
+)
+def test_a_batch_id_with_control_characters_is_refused(batch_id: str) -> None:
+    """NUL (which PostgreSQL cannot store) and other control characters are refused up front."""
+    from zimage_async import InvalidRequestError
+    from zimage_async._batchoptions import check_batch_id
+
+    with pytest.raises(InvalidRequestError, match="batch_id"):
+        check_batch_id(batch_id)
+
+
+def test_a_batch_id_of_printable_text_is_kept() -> None:
+    from zimage_async._batchoptions import check_batch_id
+
+    assert check_batch_id("prompts.txt: Ünïcode 猫 ok") == "prompts.txt: Ünïcode 猫 ok"

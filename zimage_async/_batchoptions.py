@@ -6,6 +6,7 @@ import math
 import os
 import re
 import socket
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,12 +68,24 @@ def check_lease(lease: float) -> float:
 
 
 def check_batch_id(batch_id: str) -> str:
-    """Return *batch_id* if it is a non-empty string of at most 1000 characters, in UTF-8."""
-    rule = "a non-empty string of at most 1000 characters that can be encoded as UTF-8"
+    """Return *batch_id* if it is a non-empty string of at most 1000 characters, in UTF-8.
+
+    Control characters (NUL, which PostgreSQL cannot store, a newline, ESC...) are
+    refused: a batch id is printed and stored as it is.
+    """
+    rule = (
+        "a non-empty string of at most 1000 characters, without control characters, "
+        "that can be encoded as UTF-8"
+    )
     if not isinstance(batch_id, str) or not 1 <= len(batch_id) <= 1000:
         raise InvalidRequestError("batch_id", rule, f"got {batch_id!r}")
     if not _is_utf8(batch_id):
         raise InvalidRequestError("batch_id", rule, "it holds a lone surrogate (U+D800-U+DFFF)")
+    control = next((c for c in batch_id if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        raise InvalidRequestError(
+            "batch_id", rule, f"it holds the control character U+{ord(control):04X}"
+        )
     return batch_id
 
 
