@@ -407,3 +407,19 @@ def test_a_batch_id_of_printable_text_is_kept() -> None:
     from zimage_async._batchoptions import check_batch_id
 
     assert check_batch_id("prompts.txt: Ünïcode 猫 ok") == "prompts.txt: Ünïcode 猫 ok"
+
+
+# -- CLI #19: a symlink planted at the journal's path ---------------------------------------
+
+
+async def test_a_journal_path_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    """A link at the journal's path is not followed: its target is left as it was."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"")
+    link = tmp_path / "out" / "zimage-journal.sqlite"
+    link.parent.mkdir()
+    link.symlink_to(victim)
+    with pytest.raises(JournalError, match="symbolic link"):
+        await SqliteJournal.open(link)
+    assert victim.read_bytes() == b""
+    assert link.is_symlink()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -118,8 +119,18 @@ def transaction(db: sqlite3.Connection) -> Iterator[None]:
 
 
 def connect(path: Path, clock: Callable[[], float]) -> sqlite3.Connection:
+    """Open (or create) the journal file at *path*; a symbolic link there is refused.
+
+    A link planted where a journal is kept (``OUT/zimage-journal.sqlite``) would have
+    the journal written into whatever file it names.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            raise JournalError(
+                f"the journal {path} is a symbolic link (to {os.readlink(path)}), which is "
+                "not followed: remove it, or pass the file it names as the journal"
+            )
         db = sqlite3.connect(path, isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
         raise JournalError(f"cannot open the journal {path}: {exc}") from exc
