@@ -423,3 +423,29 @@ async def test_a_journal_path_that_is_a_symlink_is_refused(tmp_path: Path) -> No
         await SqliteJournal.open(link)
     assert victim.read_bytes() == b""
     assert link.is_symlink()
+
+
+# -- J4: leases by the journal's clock -------------------------------------------------------
+
+
+async def test_a_create_begun_without_a_worker_leaves_a_held_item_until_its_lease_ends(
+    tmp_path: Path,
+) -> None:
+    """begin() with no worker is refused while a worker's lease runs (the journal's clock)."""
+    clock = _Clock()
+    journal = await SqliteJournal.open(tmp_path / "j.sqlite", clock=clock)
+    try:
+        request = GenerationRequest(prompt="a cat")
+        await journal.enqueue("b", [request])
+        [item] = await journal.claim("b", "worker-a", lease_seconds=600, limit=1)
+        record = JournalRecord.for_request(
+            request, key=item.key, base_url="https://api.example", batch_id="b", item_index=0
+        )
+        await journal.begin(record, worker_id="worker-a")
+        assert await journal.now() == clock.now
+        with pytest.raises(JournalError, match="held by worker 'worker-a'"):
+            await journal.begin(record)
+        clock.now += 601
+        assert (await journal.begin(record)).state is JournalState.SUBMITTING
+    finally:
+        await journal.close()

@@ -155,3 +155,52 @@ async def test_a_transaction_whose_begin_finds_the_connection_lost_is_tried_once
     failures[:] = [1, 1]
     with pytest.raises(JournalError, match="connection was closed"):  # twice: no more tries
         await journal.get(record.key)
+
+
+# -- J4 -------------------------------------------------------------------------------
+
+
+async def _held_item(journal: Journal) -> JournalRecord:
+    """Item 0 of batch b1, claimed by worker-a for 600 s, its create begun (submitting)."""
+    request = GenerationRequest(prompt="a lighthouse")
+    await journal.enqueue("b1", [request])
+    [item] = await journal.claim("b1", "worker-a", lease_seconds=600, limit=1)
+    record = JournalRecord.for_request(
+        request, key=item.key, base_url=BASE, batch_id="b1", item_index=0
+    )
+    return await journal.begin(record, worker_id="worker-a")
+
+
+async def test_recover_on_a_machine_whose_clock_runs_ahead_leaves_a_held_item(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leases are judged by the store's clock: an hour's skew does not resend a held item."""
+    import time
+
+    from zimage_async import _journal_recovery, _journaling
+
+    await _held_item(journal)
+    skewed = time.time() + 3600
+    for module in (_journaling, _journal_recovery):
+        monkeypatch.setattr(module.time, "time", lambda: skewed)
+    resent: list[str] = []
+
+    async def resend(record: JournalRecord) -> object:
+        resent.append(record.key)
+        raise AssertionError("a held item was sent again")
+
+    book = _journaling.Bookkeeper(journal, max_credits=None, base_url=BASE)
+    handles = await book.recover(link_ttl=86400.0, resume=lambda r: None, resend=resend)  # type: ignore[arg-type,return-value]
+    assert (handles, resent) == ([], [])
+
+
+async def test_a_create_begun_without_a_worker_is_refused_for_an_item_held_by_one(
+    journal: Journal,
+) -> None:
+    """begin() without worker_id does not take an item another worker holds on a live lease."""
+    record = await _held_item(journal)
+    with pytest.raises(JournalError, match="worker-a"):
+        await journal.begin(record)
+    stored = await journal.get(record.key)
+    assert stored is not None
+    assert stored.state is JournalState.SUBMITTING

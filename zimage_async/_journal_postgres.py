@@ -38,6 +38,7 @@ from ._journal_records import (
 )
 from ._journal_rows import (
     RECORD_COLUMNS,
+    held_refusal,
     lease_refusal,
     readable_rows,
     record_from_row,
@@ -189,6 +190,17 @@ class PostgresJournal(PostgresBatches, Journal):
                 refused = lease_refusal(record, worker_id, holder, item_key)
                 if refused is not None:
                     raise refused
+            elif record.batch_id is not None:
+                lease = await db.fetchrow(
+                    "SELECT claimed_by, lease_until FROM zimage_batch_items"
+                    " WHERE batch_id = $1 AND idx = $2 FOR UPDATE",
+                    record.batch_id,
+                    record.item_index,
+                )
+                holder, until = lease or (None, None)
+                held = held_refusal(record, holder, until, now)
+                if held is not None:
+                    raise held
             prices = await _prices(db)
             expected = record.expected_cost
             if expected is None:
@@ -268,6 +280,11 @@ class PostgresJournal(PostgresBatches, Journal):
                     stored.updated_at,
                 )
         return stored
+
+    async def now(self) -> float:
+        """See :meth:`Journal.now`: the database server's clock."""
+        async with self._transaction() as db:
+            return float(await db.fetchval(NOW))
 
     async def get(self, key: str) -> JournalRecord | None:
         """See :meth:`Journal.get`."""

@@ -177,8 +177,7 @@ def request_from_json(text: str, *, row: str = "a row") -> GenerationRequest:
         return GenerationRequest(**{name: body[name] for name in fields if name in body})
     except (ValueError, TypeError) as exc:
         raise JournalError(
-            f"the journal holds {row} whose request cannot be read ({exc}); was it "
-            "changed by hand?"
+            f"the journal holds {row} whose request cannot be read ({exc}); was it changed by hand?"
         ) from exc
 
 

@@ -32,10 +32,13 @@ async def recover_unfinished(
     """Return a handle for each unfinished create of *book* made at its base URL.
 
     As :meth:`Bookkeeper.recover` says. The items of a batch are read once, when its
-    first create without a task id is met, not once per create.
+    first create without a task id is met, not once per create; whether a lease is
+    still running is judged by the journal's clock (a machine whose clock runs ahead
+    would otherwise resend an item a live worker holds).
     """
     handles: list[TaskHandle] = []
-    now = time.time()
+    now = time.time()  # links expire by this machine's clock (completed_at is its own)
+    lease_now: float | None = None  # leases run out by the journal's clock
     read: dict[str, dict[int, JournalItem]] = {}
     for record in await book.unfinished():
         if record.base_url != book.base_url:
@@ -47,7 +50,9 @@ async def recover_unfinished(
             else:
                 await _expire(book, record)
         elif resend is not None:
-            if await _leased(book, record, now, read):
+            if lease_now is None:
+                lease_now = await book.journal.now()
+            if await _leased(book, record, lease_now, read):
                 logger.info(
                     "the create with key %s is item %s of batch %r, which a running "
                     "worker holds: left to that batch",

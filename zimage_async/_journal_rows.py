@@ -23,6 +23,7 @@ __all__ = [
     "changed_items",
     "check_lease_seconds",
     "enqueue_rows",
+    "held_refusal",
     "item_from_row",
     "lease_refusal",
     "readable_rows",
@@ -263,6 +264,24 @@ def lease_refusal(
             f"{key!r}, not {record.key!r}; begin the item's create with the item's key"
         )
     return None
+
+
+def held_refusal(
+    record: JournalRecord, claimed_by: object, lease_until: object, now: float
+) -> JournalError | None:
+    """Return the error refusing to begin batch item *record* without a worker, or None.
+
+    A create begun with no worker (``Session.recover`` resending a batch item) must not
+    send an item a worker holds on a lease still running at *now* (the store's clock):
+    that worker may be sending it.
+    """
+    if claimed_by is None or lease_until is None or float(lease_until) <= now:  # type: ignore[arg-type]
+        return None
+    return JournalError(
+        f"item {record.item_index} of batch {record.batch_id!r} is held by worker "
+        f"{claimed_by!r} for another {float(lease_until) - now:.0f} s; nothing was sent - "  # type: ignore[arg-type]
+        "it is left to that worker (run the batch, or wait until the lease runs out)"
+    )
 
 
 def check_lease_seconds(lease_seconds: float) -> float:

@@ -34,6 +34,7 @@ from ._journal_records import (
 )
 from ._journal_rows import (
     RECORD_COLUMNS,
+    held_refusal,
     lease_refusal,
     readable_rows,
     record_from_row,
@@ -144,6 +145,16 @@ class SqliteJournal(SqliteBatches, Journal):
                 refused = lease_refusal(record, worker_id, holder, item_key)
                 if refused is not None:
                     raise refused
+            elif record.batch_id is not None:
+                row = db.execute(
+                    "SELECT claimed_by, lease_until FROM zimage_batch_items"
+                    " WHERE batch_id = ? AND idx = ?",
+                    (record.batch_id, record.item_index),
+                ).fetchone()
+                holder, until = row or (None, None)
+                held = held_refusal(record, holder, until, now)
+                if held is not None:
+                    raise held
             prices = price_table(db)
             expected = record.expected_cost
             if expected is None:
@@ -235,6 +246,10 @@ class SqliteJournal(SqliteBatches, Journal):
                     (stored.model, stored.size or "", values[2], now),
                 )
         return stored
+
+    async def now(self) -> float:
+        """See :meth:`Journal.now`: the journal's clock."""
+        return self._clock()
 
     async def get(self, key: str) -> JournalRecord | None:
         """See :meth:`Journal.get`."""

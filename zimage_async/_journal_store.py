@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +40,13 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Close the store; every change is already committed. Idempotent."""
+
+    async def now(self) -> float:
+        """Return the journal's clock (Unix seconds), by which its leases run out.
+
+        The PostgreSQL store's is the database server's, the same for every worker.
+        """
+        return time.time()
 
     # -- creates -------------------------------------------------------------------------
 
