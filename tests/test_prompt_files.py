@@ -8,22 +8,29 @@ naming the file (and the line), and no output written.
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
 
-from zimage_async._batchfile import BatchFileError, parse_batch_text
+from zimage_async import _batchfile
+from zimage_async._batchfile import BatchFileError, parse_batch_text, read_batch_file
 
 from .test_cli import zimage
 
 FAST = ["--emulator-task-duration", "0.05"]
 
 
-def _refused(tmp_path: Path, name: str, data: bytes) -> str:
-    """Run ``zimage batch`` on a file holding *data*; check nothing ran; return stderr."""
+def _refused(tmp_path: Path, name: str, data: bytes | None) -> str:
+    """Run ``zimage batch`` on a file holding *data*; check nothing ran; return stderr.
+
+    With *data* None the file is not written (it exists already).
+    """
     prompts = tmp_path / name
-    prompts.write_bytes(data)
+    if data is not None:
+        prompts.write_bytes(data)
     out = tmp_path / "out"
     done = zimage("batch", prompts, "-o", out, *FAST)
     assert done.returncode == 2, (done.stdout, done.stderr)
@@ -239,3 +246,65 @@ def test_the_command_line_refuses_such_a_row_with_exit_2(tmp_path: Path, row: st
     """Exit status 2 and the line named, no traceback, nothing sent."""
     said = _refused(tmp_path, "rows.jsonl", (row + "\n").encode())
     assert "rows.jsonl line 1: " in said
+
+
+# --- only a regular file of bounded size is read (#17) -----------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    """A FIFO (or a device) is no batch file: refused at once, not read until it ends."""
+    fifo = tmp_path / "prompts.txt"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | object] = []
+
+    def read() -> None:
+        try:
+            outcome.append(read_batch_file(fifo))
+        except BaseException as exc:  # the test looks at whatever was raised
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(30)
+    if reader.is_alive():  # blocked in open(): a writer that closes at once ends it
+        with open(fifo, "wb"):
+            pass
+        reader.join(30)
+        pytest.fail("read_batch_file waited for a writer on a FIFO")
+    (error,) = outcome
+    assert isinstance(error, BatchFileError), error
+    assert str(error).startswith(f"{fifo}: not a regular file")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_the_command_line_refuses_a_fifo(tmp_path: Path) -> None:
+    """``zimage batch FIFO``: exit 2 naming it, nothing sent (the run is bounded by 60 s)."""
+    os.mkfifo(tmp_path / "fifo.txt")
+    assert "fifo.txt: not a regular file" in _refused(tmp_path, "fifo.txt", None)
+
+
+def test_a_file_over_the_size_cap_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file larger than the cap is refused, read no further than one byte past it."""
+    monkeypatch.setattr(_batchfile, "MAX_BATCH_FILE_BYTES", 64)
+    prompts = tmp_path / "p.txt"
+    prompts.write_bytes(b"a cat\n" * 10 + b"dog\n")  # 64 bytes: read
+    assert [item.line for item in read_batch_file(prompts)] == list(range(1, 12))
+    prompts.write_bytes(b"a cat\n" * 10 + b"a dog\n")  # 66 bytes: refused
+    with pytest.raises(BatchFileError, match=rf"^{re.escape(str(prompts))}: larger than 64 "):
+        read_batch_file(prompts)
+
+
+def test_the_size_cap_is_64_mib() -> None:
+    """The cap is generous: 64 MiB holds over 30,000 prompts of the longest length."""
+    assert _batchfile.MAX_BATCH_FILE_BYTES == 64 * 1024 * 1024
+
+
+def test_a_directory_or_a_missing_file_is_named(tmp_path: Path) -> None:
+    """The errors for a folder and a missing file are kept."""
+    with pytest.raises(BatchFileError, match="is a directory"):
+        read_batch_file(tmp_path)
+    with pytest.raises(BatchFileError, match="no such file"):
+        read_batch_file(tmp_path / "missing.txt")

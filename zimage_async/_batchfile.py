@@ -7,7 +7,9 @@ anything is submitted, and an error names the line and the field.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,7 +19,13 @@ from ._exceptions import InvalidRequestError
 from ._models import GenerationRequest
 from ._validation import is_invisible
 
-__all__ = ["BatchFileError", "BatchLine", "parse_batch_text", "read_batch_file"]
+__all__ = [
+    "MAX_BATCH_FILE_BYTES",
+    "BatchFileError",
+    "BatchLine",
+    "parse_batch_text",
+    "read_batch_file",
+]
 
 #: The request fields a JSONL row may carry.
 FIELDS = ("prompt", "size", "seed", "nsfw_check", "callback_url", "model")
@@ -224,17 +232,59 @@ def parse_batch_text(
     return items
 
 
-def read_batch_file(path: Path, *, defaults: Mapping[str, object] | None = None) -> list[BatchLine]:
-    """Read and parse the batch file at *path* (UTF-8); see :func:`parse_batch_text`."""
-    _check_name(str(path))
+#: The largest batch file read, in bytes (64 MiB: over 30,000 prompts of 2000 characters).
+MAX_BATCH_FILE_BYTES = 64 * 1024 * 1024
+
+
+def _size_text(size: int) -> str:
+    return f"{size // 2**20} MiB" if size % 2**20 == 0 else f"{size} bytes"
+
+
+def _read_bounded(path: Path) -> bytes:
+    """Read *path*, a regular file of at most ``MAX_BATCH_FILE_BYTES``, whole."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        data = path.read_bytes()
+        fd = os.open(path, flags)  # O_NONBLOCK: a FIFO without a writer opens at once
     except FileNotFoundError:
         raise BatchFileError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise BatchFileError(f"{path} is a directory; pass a text or JSONL file") from None
     except OSError as exc:
         raise BatchFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        status = os.fstat(fd)
+        if stat.S_ISDIR(status.st_mode):
+            raise BatchFileError(f"{path} is a directory; pass a text or JSONL file")
+        if not stat.S_ISREG(status.st_mode):
+            raise BatchFileError(
+                f"{path}: not a regular file (a FIFO, a device or a socket); pass a text "
+                "or JSONL file saved on disk"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    cap = MAX_BATCH_FILE_BYTES
+    with os.fdopen(fd, "rb") as file:
+        try:  # the size may have changed since: the read is bounded too
+            data = b"" if status.st_size > cap else file.read(cap + 1)
+        except OSError as exc:
+            raise BatchFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if status.st_size > cap or len(data) > cap:
+        raise BatchFileError(
+            f"{path}: larger than {_size_text(cap)}, the most a batch file may hold; split "
+            "it into smaller files, each run as a batch of its own"
+        )
+    return data
+
+
+def read_batch_file(path: Path, *, defaults: Mapping[str, object] | None = None) -> list[BatchLine]:
+    """Read and parse the batch file at *path* (UTF-8); see :func:`parse_batch_text`.
+
+    Only a regular file is read (a FIFO or a device is refused without waiting for it),
+    and at most ``MAX_BATCH_FILE_BYTES`` of it: a larger file is refused.
+    """
+    _check_name(str(path))
+    data = _read_bounded(path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
