@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -204,3 +205,71 @@ async def test_a_create_begun_without_a_worker_is_refused_for_an_item_held_by_on
     stored = await journal.get(record.key)
     assert stored is not None
     assert stored.state is JournalState.SUBMITTING
+
+
+async def test_a_transaction_whose_connection_is_lost_before_commit_is_run_once_more(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection lost mid-transaction (nothing committed) costs a retry, not a failure."""
+    import asyncpg
+    import asyncpg.connection
+
+    record = await journal.begin(_record("a cat"))
+    fetchrow = asyncpg.connection.Connection.fetchrow
+    failures = [1]
+
+    async def lost_once(self: asyncpg.connection.Connection, *args: Any, **kwargs: Any) -> Any:
+        if failures and "UPDATE" in str(args[0]):
+            failures.pop()
+            self.terminate()
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
+        return await fetchrow(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "fetchrow", lost_once)
+    stored = await journal.update(record.key, JournalState.CREATED, task_id="task-1")
+    assert (stored.task_id, failures) == ("task-1", [])
+
+
+async def test_a_failed_commit_is_not_run_again(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A COMMIT that failed may have been applied: it is reported, never sent twice."""
+    import asyncpg
+    import asyncpg.transaction
+
+    record = await journal.begin(_record("a cat"))
+    commits: list[int] = []
+
+    async def failing(self: asyncpg.transaction.Transaction) -> None:
+        commits.append(1)
+        raise asyncpg.ConnectionDoesNotExistError("connection was closed during COMMIT")
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", failing)
+    with pytest.raises(JournalError, match="during COMMIT"):
+        await journal.update(record.key, JournalState.CREATED, task_id="task-1")
+    assert commits == [1]
+
+
+async def test_a_commit_the_driver_refused_to_send_is_run_again(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A COMMIT refused before sending (cannot switch to state): the transaction runs again."""
+    import asyncpg
+    import asyncpg.transaction
+
+    record = await journal.begin(_record("a cat"))
+    commit = asyncpg.transaction.Transaction.commit
+    failures = [1]
+
+    async def refused_once(self: asyncpg.transaction.Transaction) -> None:
+        if failures:
+            failures.pop()
+            self._connection.terminate()  # type: ignore[attr-defined]
+            raise asyncpg.InternalClientError(
+                "cannot switch to state 15; another operation (2) is in progress"
+            )
+        await commit(self)
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", refused_once)
+    stored = await journal.update(record.key, JournalState.CREATED, task_id="task-1")
+    assert (stored.task_id, failures) == ("task-1", [])

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import JournalError
 from ._journal_postgres_batch import PostgresBatches
-from ._journal_postgres_pool import pooled_transaction
+from ._journal_postgres_pool import transaction_attempts
 from ._journal_records import (
     JournalRecord,
     JournalState,
@@ -40,7 +40,6 @@ from ._journal_rows import (
     RECORD_COLUMNS,
     held_refusal,
     lease_refusal,
-    readable_rows,
     record_from_row,
     storable,
 )
@@ -127,13 +126,16 @@ class PostgresJournal(PostgresBatches, Journal):
         return journal
 
     async def _set_up(self) -> None:
-        async with self._transaction("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK) as db:
-            await db.execute(SCHEMA)
-            await db.execute(
-                "INSERT INTO zimage_journal_meta VALUES ('format', $1) ON CONFLICT DO NOTHING",
-                FORMAT,
-            )
-            found = await db.fetchval("SELECT value FROM zimage_journal_meta WHERE key = 'format'")
+        for attempt in self._attempts("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK):
+            async with attempt as db:
+                await db.execute(SCHEMA)
+                await db.execute(
+                    "INSERT INTO zimage_journal_meta VALUES ('format', $1) ON CONFLICT DO NOTHING",
+                    FORMAT,
+                )
+                found = await db.fetchval(
+                    "SELECT value FROM zimage_journal_meta WHERE key = 'format'"
+                )
         if found != FORMAT:
             raise JournalError(
                 f"{self.location} holds a zimage journal of format {found!r}, which this "
@@ -147,20 +149,18 @@ class PostgresJournal(PostgresBatches, Journal):
         self._closed = True
         await self._pool.close()
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self, *first: Any) -> AsyncIterator[_Connection]:
-        """One connection in one transaction; the driver's errors become JournalError.
+    def _attempts(
+        self, *first: Any
+    ) -> Iterator[contextlib.AbstractAsyncContextManager[_Connection]]:
+        """Return the attempts of one transaction (see :func:`transaction_attempts`).
 
-        *first*: the transaction's first statement (a lock) and its arguments.
+        *first*: the transaction's first statement (a lock) and its arguments. The
+        driver's errors become :class:`JournalError`.
         """
         if self._closed:
             raise JournalError(f"the journal {self.location} is closed")
-        try:
-            with readable_rows(self.location):
-                async with pooled_transaction(self._pool, driver_errors(self._driver), first) as db:
-                    yield db
-        except driver_errors(self._driver) as exc:
-            raise JournalError(f"the journal {self.location} failed: {exc}") from exc
+        errors = driver_errors(self._driver)
+        return transaction_attempts(self._pool, errors, first, self.location)
 
     # -- creates -------------------------------------------------------------------------
 
@@ -172,68 +172,71 @@ class PostgresJournal(PostgresBatches, Journal):
         worker_id: str | None = None,
     ) -> JournalRecord:
         """See :meth:`Journal.begin`."""
-        async with self._transaction("SELECT pg_advisory_xact_lock($1)", SPEND_LOCK) as db:
-            now = float(await db.fetchval(NOW))
-            row = await db.fetchrow(GET + " FOR UPDATE", record.key)
-            existing = None if row is None else record_from_row(tuple(row))
-            refusal = begin_refusal(existing, record)
-            if refusal is not None:
-                raise JournalError(refusal)
-            if worker_id is not None and record.batch_id is not None:
-                lease = await db.fetchrow(
-                    "SELECT claimed_by, key FROM zimage_batch_items"
-                    " WHERE batch_id = $1 AND idx = $2 FOR UPDATE",
-                    record.batch_id,
-                    record.item_index,
-                )
-                holder, item_key = lease or (None, None)
-                refused = lease_refusal(record, worker_id, holder, item_key)
-                if refused is not None:
-                    raise refused
-            elif record.batch_id is not None:
-                lease = await db.fetchrow(
-                    "SELECT claimed_by, lease_until FROM zimage_batch_items"
-                    " WHERE batch_id = $1 AND idx = $2 FOR UPDATE",
-                    record.batch_id,
-                    record.item_index,
-                )
-                holder, until = lease or (None, None)
-                held = held_refusal(record, holder, until, now)
-                if held is not None:
-                    raise held
-            prices = await _prices(db)
-            expected = record.expected_cost
-            if expected is None:
-                expected = prices.get(price_key(record.model, record.size))
-            for limit in limits:
-                if expected is None and await db.fetchval(
-                    UNPRICED_IN_FLIGHT,
+        for attempt in self._attempts("SELECT pg_advisory_xact_lock($1)", SPEND_LOCK):
+            async with attempt as db:
+                now = float(await db.fetchval(NOW))
+                row = await db.fetchrow(GET + " FOR UPDATE", record.key)
+                existing = None if row is None else record_from_row(tuple(row))
+                refusal = begin_refusal(existing, record)
+                if refusal is not None:
+                    raise JournalError(refusal)
+                if worker_id is not None and record.batch_id is not None:
+                    lease = await db.fetchrow(
+                        "SELECT claimed_by, key FROM zimage_batch_items"
+                        " WHERE batch_id = $1 AND idx = $2 FOR UPDATE",
+                        record.batch_id,
+                        record.item_index,
+                    )
+                    holder, item_key = lease or (None, None)
+                    refused = lease_refusal(record, worker_id, holder, item_key)
+                    if refused is not None:
+                        raise refused
+                elif record.batch_id is not None:
+                    lease = await db.fetchrow(
+                        "SELECT claimed_by, lease_until FROM zimage_batch_items"
+                        " WHERE batch_id = $1 AND idx = $2 FOR UPDATE",
+                        record.batch_id,
+                        record.item_index,
+                    )
+                    holder, until = lease or (None, None)
+                    held = held_refusal(record, holder, until, now)
+                    if held is not None:
+                        raise held
+                prices = await _prices(db)
+                expected = record.expected_cost
+                if expected is None:
+                    expected = prices.get(price_key(record.model, record.size))
+                for limit in limits:
+                    if expected is None and await db.fetchval(
+                        UNPRICED_IN_FLIGHT,
+                        record.model,
+                        record.size or "",
+                        record.key,
+                        now - UNPRICED_WINDOW,
+                        limit.batch_id,
+                    ):
+                        raise PriceAwaited
+                    reserved = await _spend(
+                        db, prices, batch_id=limit.batch_id, excluding=record.key
+                    )
+                    error = check_spend(limit, reserved=reserved.credits, expected=expected)
+                    if error is not None:
+                        raise error
+                await db.execute(
+                    UPSERT,
+                    record.key,
+                    record.fingerprint,
+                    record.request_json,
                     record.model,
                     record.size or "",
-                    record.key,
-                    now - UNPRICED_WINDOW,
-                    limit.batch_id,
-                ):
-                    raise PriceAwaited
-                reserved = await _spend(db, prices, batch_id=limit.batch_id, excluding=record.key)
-                error = check_spend(limit, reserved=reserved.credits, expected=expected)
-                if error is not None:
-                    raise error
-            await db.execute(
-                UPSERT,
-                record.key,
-                record.fingerprint,
-                record.request_json,
-                record.model,
-                record.size or "",
-                JournalState.SUBMITTING.value,
-                record.base_url,
-                expected,
-                record.batch_id,
-                record.item_index,
-                now,
-            )
-            stored = await db.fetchrow(GET, record.key)
+                    JournalState.SUBMITTING.value,
+                    record.base_url,
+                    expected,
+                    record.batch_id,
+                    record.item_index,
+                    now,
+                )
+                stored = await db.fetchrow(GET, record.key)
         assert stored is not None
         return record_from_row(tuple(stored))
 
@@ -250,46 +253,53 @@ class PostgresJournal(PostgresBatches, Journal):
         error_message: str | None = None,
     ) -> JournalRecord:
         """See :meth:`Journal.update`."""
-        async with self._transaction() as db:
-            existing = await db.fetchrow(GET + " FOR UPDATE", key)
-            if existing is not None:
-                refusal = update_refusal(record_from_row(tuple(existing)), state, task_id)
-                if refusal is not None:
-                    raise JournalError(refusal)
-            row = await db.fetchrow(
-                UPDATE,
-                state.value,
-                task_id,
-                None if credits_reserved is None else float(credits_reserved),
-                completed_at,
-                None if paths is None else json.dumps([str(p) for p in paths]),
-                storable(error_code),
-                storable(error_message),
-                key,
-            )
-            if row is None:
-                raise JournalError(f"the journal {self.location} has no create with key {key!r}")
-            stored = record_from_row(tuple(row))
-            if credits_reserved is not None:
-                await db.execute(
-                    "INSERT INTO zimage_prices VALUES ($1, $2, $3, $4) ON CONFLICT (model, size)"
-                    " DO UPDATE SET credits = EXCLUDED.credits, seen_at = EXCLUDED.seen_at",
-                    stored.model,
-                    stored.size or "",
-                    float(credits_reserved),
-                    stored.updated_at,
+        for attempt in self._attempts():
+            async with attempt as db:
+                existing = await db.fetchrow(GET + " FOR UPDATE", key)
+                if existing is not None:
+                    refusal = update_refusal(record_from_row(tuple(existing)), state, task_id)
+                    if refusal is not None:
+                        raise JournalError(refusal)
+                row = await db.fetchrow(
+                    UPDATE,
+                    state.value,
+                    task_id,
+                    None if credits_reserved is None else float(credits_reserved),
+                    completed_at,
+                    None if paths is None else json.dumps([str(p) for p in paths]),
+                    storable(error_code),
+                    storable(error_message),
+                    key,
                 )
+                if row is None:
+                    raise JournalError(
+                        f"the journal {self.location} has no create with key {key!r}"
+                    )
+                stored = record_from_row(tuple(row))
+                if credits_reserved is not None:
+                    await db.execute(
+                        "INSERT INTO zimage_prices VALUES ($1, $2, $3, $4)"
+                        " ON CONFLICT (model, size) DO UPDATE"
+                        " SET credits = EXCLUDED.credits, seen_at = EXCLUDED.seen_at",
+                        stored.model,
+                        stored.size or "",
+                        float(credits_reserved),
+                        stored.updated_at,
+                    )
         return stored
 
     async def now(self) -> float:
         """See :meth:`Journal.now`: the database server's clock."""
-        async with self._transaction() as db:
-            return float(await db.fetchval(NOW))
+        for attempt in self._attempts():
+            async with attempt as db:
+                now = float(await db.fetchval(NOW))
+        return now
 
     async def get(self, key: str) -> JournalRecord | None:
         """See :meth:`Journal.get`."""
-        async with self._transaction() as db:
-            row = await db.fetchrow(GET, key)
+        for attempt in self._attempts():
+            async with attempt as db:
+                row = await db.fetchrow(GET, key)
         return None if row is None else record_from_row(tuple(row))
 
     async def records(
@@ -300,30 +310,34 @@ class PostgresJournal(PostgresBatches, Journal):
         task_id: str | None = None,
     ) -> list[JournalRecord]:
         """See :meth:`Journal.records`."""
-        async with self._transaction() as db:
-            rows = await db.fetch(
-                f"SELECT {RECORD_COLUMNS} FROM zimage_creates"  # noqa: S608 (constants)
-                " WHERE ($1::text IS NULL OR batch_id = $1)"
-                " AND ($2::text[] IS NULL OR state = ANY($2))"
-                " AND ($3::text IS NULL OR task_id = $3) ORDER BY created_at, key",
-                batch_id,
-                None if states is None else [s.value for s in states],
-                task_id,
-            )
+        for attempt in self._attempts():
+            async with attempt as db:
+                rows = await db.fetch(
+                    f"SELECT {RECORD_COLUMNS} FROM zimage_creates"  # noqa: S608 (constants)
+                    " WHERE ($1::text IS NULL OR batch_id = $1)"
+                    " AND ($2::text[] IS NULL OR state = ANY($2))"
+                    " AND ($3::text IS NULL OR task_id = $3) ORDER BY created_at, key",
+                    batch_id,
+                    None if states is None else [s.value for s in states],
+                    task_id,
+                )
         return [record_from_row(tuple(row)) for row in rows]
 
     async def spent(self, *, batch_id: str | None = None) -> Spend:
         """See :meth:`Journal.spent`."""
-        async with self._transaction() as db:
-            return await _spend(db, await _prices(db), batch_id=batch_id)
+        for attempt in self._attempts():
+            async with attempt as db:
+                spend = await _spend(db, await _prices(db), batch_id=batch_id)
+        return spend
 
     async def last_price(self, model: str, size: str | None) -> float | None:
         """See :meth:`Journal.last_price`."""
-        async with self._transaction() as db:
-            value = await db.fetchval(
-                "SELECT credits FROM zimage_prices WHERE model = $1 AND size = $2",
-                *price_key(model, size),
-            )
+        for attempt in self._attempts():
+            async with attempt as db:
+                value = await db.fetchval(
+                    "SELECT credits FROM zimage_prices WHERE model = $1 AND size = $2",
+                    *price_key(model, size),
+                )
         return None if value is None else float(value)
 
 

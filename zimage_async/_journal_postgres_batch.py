@@ -10,7 +10,7 @@ workers starting together add its items once.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._idempotency import new_key
@@ -45,31 +45,34 @@ class PostgresBatches:
 
     location: str
 
-    def _transaction(self, *first: Any) -> contextlib.AbstractAsyncContextManager[_Connection]:
+    def _attempts(
+        self, *first: Any
+    ) -> Iterator[contextlib.AbstractAsyncContextManager[_Connection]]:
         raise NotImplementedError
 
     async def enqueue(self, batch_id: str, requests: Sequence[GenerationRequest]) -> int:
         """See :meth:`Journal.enqueue`."""
-        async with self._transaction(BATCH_LOCK, f"batch:{batch_id}") as db:
-            stored = await db.fetch(
-                "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
-                " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = $1",
-                batch_id,
-            )
-            updates, inserts = enqueue_rows(
-                self.location, batch_id, requests, (tuple(row) for row in stored)
-            )
-            for update in updates:
-                await db.execute(
-                    "UPDATE zimage_batch_items SET fingerprint = $1, request = $2, key = $3,"
-                    " settled = false WHERE batch_id = $4 AND idx = $5",
-                    *update,
+        for attempt in self._attempts(BATCH_LOCK, f"batch:{batch_id}"):
+            async with attempt as db:
+                stored = await db.fetch(
+                    "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
+                    " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = $1",
+                    batch_id,
                 )
-            await db.executemany(
-                "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key)"
-                " VALUES ($1, $2, $3, $4, $5)",
-                inserts,
-            )
+                updates, inserts = enqueue_rows(
+                    self.location, batch_id, requests, (tuple(row) for row in stored)
+                )
+                for update in updates:
+                    await db.execute(
+                        "UPDATE zimage_batch_items SET fingerprint = $1, request = $2, key = $3,"
+                        " settled = false WHERE batch_id = $4 AND idx = $5",
+                        *update,
+                    )
+                await db.executemany(
+                    "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key)"
+                    " VALUES ($1, $2, $3, $4, $5)",
+                    inserts,
+                )
         return len(inserts)
 
     async def reopen(
@@ -82,25 +85,26 @@ class PostgresBatches:
         """See :meth:`Journal.reopen`."""
         wanted = [s.value for s in states]
         only = None if indexes is None else sorted(indexes)
-        async with self._transaction(BATCH_LOCK, f"batch:{batch_id}") as db:
-            found = await db.fetch(
-                "SELECT i.idx, c.state FROM zimage_batch_items i JOIN zimage_creates c"
-                " ON c.key = i.key WHERE i.batch_id = $1 AND i.settled AND c.state = ANY($2)"
-                " AND ($3::int[] IS NULL OR i.idx = ANY($3))",
-                batch_id,
-                wanted,
-                only,
-            )
-            for index, state in found:
-                fresh = JournalState(state) is JournalState.FAILED
-                await db.execute(
-                    "UPDATE zimage_batch_items SET settled = false,"
-                    " key = CASE WHEN $1 THEN $2 ELSE key END WHERE batch_id = $3 AND idx = $4",
-                    fresh,
-                    new_key(),
+        for attempt in self._attempts(BATCH_LOCK, f"batch:{batch_id}"):
+            async with attempt as db:
+                found = await db.fetch(
+                    "SELECT i.idx, c.state FROM zimage_batch_items i JOIN zimage_creates c"
+                    " ON c.key = i.key WHERE i.batch_id = $1 AND i.settled AND c.state = ANY($2)"
+                    " AND ($3::int[] IS NULL OR i.idx = ANY($3))",
                     batch_id,
-                    index,
+                    wanted,
+                    only,
                 )
+                for index, state in found:
+                    fresh = JournalState(state) is JournalState.FAILED
+                    await db.execute(
+                        "UPDATE zimage_batch_items SET settled = false,"
+                        " key = CASE WHEN $1 THEN $2 ELSE key END WHERE batch_id = $3 AND idx = $4",
+                        fresh,
+                        new_key(),
+                        batch_id,
+                        index,
+                    )
         return len(found)
 
     async def claim(
@@ -114,57 +118,64 @@ class PostgresBatches:
     ) -> list[JournalItem]:
         """See :meth:`Journal.claim`."""
         lease = check_lease_seconds(lease_seconds)
-        async with self._transaction() as db:
-            now = float(await db.fetchval(NOW))
-            claimed = await db.fetch(CLAIM, batch_id, now, limit, worker_id, lease, begun_only)
-            return await _items(db, batch_id, [row[0] for row in claimed])
+        for attempt in self._attempts():
+            async with attempt as db:
+                now = float(await db.fetchval(NOW))
+                claimed = await db.fetch(CLAIM, batch_id, now, limit, worker_id, lease, begun_only)
+                items = await _items(db, batch_id, [row[0] for row in claimed])
+        return items
 
     async def renew(self, batch_id: str, worker_id: str, *, lease_seconds: float) -> int:
         """See :meth:`Journal.renew`."""
         lease = check_lease_seconds(lease_seconds)
-        async with self._transaction() as db:
-            now = float(await db.fetchval(NOW))
-            # A lease that ran out is revived too while the worker still holds it
-            # (nobody claimed it since: a claim writes its own claimed_by).
-            renewed = await db.fetch(
-                "UPDATE zimage_batch_items SET lease_until = $1 WHERE batch_id = $2"
-                " AND claimed_by = $3 AND NOT settled RETURNING idx",
-                now + lease,
-                batch_id,
-                worker_id,
-            )
+        for attempt in self._attempts():
+            async with attempt as db:
+                now = float(await db.fetchval(NOW))
+                # A lease that ran out is revived too while the worker still holds it
+                # (nobody claimed it since: a claim writes its own claimed_by).
+                renewed = await db.fetch(
+                    "UPDATE zimage_batch_items SET lease_until = $1 WHERE batch_id = $2"
+                    " AND claimed_by = $3 AND NOT settled RETURNING idx",
+                    now + lease,
+                    batch_id,
+                    worker_id,
+                )
         return len(renewed)
 
     async def release(self, batch_id: str, worker_id: str, index: int, *, settled: bool) -> bool:
         """See :meth:`Journal.release`."""
-        async with self._transaction() as db:
-            released = await db.fetchval(
-                "UPDATE zimage_batch_items SET claimed_by = NULL, lease_until = NULL,"
-                " settled = $1 WHERE batch_id = $2 AND idx = $3 AND claimed_by = $4"
-                " RETURNING idx",
-                settled,
-                batch_id,
-                index,
-                worker_id,
-            )
+        for attempt in self._attempts():
+            async with attempt as db:
+                released = await db.fetchval(
+                    "UPDATE zimage_batch_items SET claimed_by = NULL, lease_until = NULL,"
+                    " settled = $1 WHERE batch_id = $2 AND idx = $3 AND claimed_by = $4"
+                    " RETURNING idx",
+                    settled,
+                    batch_id,
+                    index,
+                    worker_id,
+                )
         return released is not None
 
     async def items(self, batch_id: str) -> list[JournalItem]:
         """See :meth:`Journal.items`."""
-        async with self._transaction() as db:
-            return await _items(db, batch_id, None)
+        for attempt in self._attempts():
+            async with attempt as db:
+                items = await _items(db, batch_id, None)
+        return items
 
     async def rekey(self, batch_id: str, worker_id: str, index: int) -> str | None:
         """See :meth:`Journal.rekey`."""
         key = new_key()
-        async with self._transaction() as db:
-            changed = await db.fetchval(
-                REKEY,
-                key,
-                batch_id,
-                index,
-                worker_id,
-            )
+        for attempt in self._attempts():
+            async with attempt as db:
+                changed = await db.fetchval(
+                    REKEY,
+                    key,
+                    batch_id,
+                    index,
+                    worker_id,
+                )
         return None if changed is None else key
 
 
