@@ -252,36 +252,33 @@ def test_the_command_line_refuses_such_a_row_with_exit_2(tmp_path: Path, row: st
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
-def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
-    """A FIFO (or a device) is no batch file: refused at once, not read until it ends."""
+def test_a_pipe_is_read_as_its_writer_writes_it(tmp_path: Path) -> None:
+    """A FIFO (as ``<(command)`` gives) is read to its end, as ``cat`` reads it."""
     fifo = tmp_path / "prompts.txt"
     os.mkfifo(fifo)
-    outcome: list[BaseException | object] = []
 
-    def read() -> None:
-        try:
-            outcome.append(read_batch_file(fifo))
-        except BaseException as exc:  # the test looks at whatever was raised
-            outcome.append(exc)
+    def write() -> None:
+        with open(fifo, "wb") as pipe:  # waits for the reader, as a producer would
+            pipe.write(b"a cat\n# a comment\na dog\n")
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(30)
-    if reader.is_alive():  # blocked in open(): a writer that closes at once ends it
-        with open(fifo, "wb"):
-            pass
-        reader.join(30)
-        pytest.fail("read_batch_file waited for a writer on a FIFO")
-    (error,) = outcome
-    assert isinstance(error, BatchFileError), error
-    assert str(error).startswith(f"{fifo}: not a regular file")
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        lines = read_batch_file(fifo)
+    finally:
+        writer.join(30)
+    assert [item.request.prompt for item in lines] == ["a cat", "a dog"]
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
-def test_the_command_line_refuses_a_fifo(tmp_path: Path) -> None:
-    """``zimage batch FIFO``: exit 2 naming it, nothing sent (the run is bounded by 60 s)."""
-    os.mkfifo(tmp_path / "fifo.txt")
-    assert "fifo.txt: not a regular file" in _refused(tmp_path, "fifo.txt", None)
+def test_a_device_is_refused_without_being_read() -> None:
+    """A character device (``/dev/null`` here; ``/dev/zero`` alike) is refused, unopened."""
+    with pytest.raises(BatchFileError, match=r"^/dev/null: a device or a socket"):
+        read_batch_file(Path("/dev/null"))
+
+
+def test_the_command_line_refuses_a_device(tmp_path: Path) -> None:
+    """``zimage batch /dev/null``: exit 2 naming it, nothing sent (bounded by 60 s)."""
+    assert "/dev/null: a device or a socket" in _refused(tmp_path, "/dev/null", None)
 
 
 def test_a_file_over_the_size_cap_is_refused(

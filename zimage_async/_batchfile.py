@@ -241,35 +241,31 @@ def _size_text(size: int) -> str:
 
 
 def _read_bounded(path: Path) -> bytes:
-    """Read *path*, a regular file of at most ``MAX_BATCH_FILE_BYTES``, whole."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    """Read *path* whole: a file or a pipe (``<(command)``), at most ``MAX_BATCH_FILE_BYTES``.
+
+    A device (``/dev/zero``) or a socket is refused without being opened; a FIFO is read
+    as ``cat`` reads it, waiting for its writer.
+    """
     try:
-        fd = os.open(path, flags)  # O_NONBLOCK: a FIFO without a writer opens at once
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise BatchFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BatchFileError(f"{path} is a directory; pass a text or JSONL file") from None
     except OSError as exc:
         raise BatchFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        status = os.fstat(fd)
-        if stat.S_ISDIR(status.st_mode):
-            raise BatchFileError(f"{path} is a directory; pass a text or JSONL file")
-        if not stat.S_ISREG(status.st_mode):
-            raise BatchFileError(
-                f"{path}: not a regular file (a FIFO, a device or a socket); pass a text "
-                "or JSONL file saved on disk"
-            )
-    except BaseException:
-        os.close(fd)
-        raise
+    if stat.S_ISDIR(mode):
+        raise BatchFileError(f"{path} is a directory; pass a text or JSONL file")
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+        raise BatchFileError(
+            f"{path}: a device or a socket, not a file; pass a text or JSONL file (or a pipe)"
+        )
     cap = MAX_BATCH_FILE_BYTES
-    with os.fdopen(fd, "rb") as file:
-        try:  # the size may have changed since: the read is bounded too
-            data = b"" if status.st_size > cap else file.read(cap + 1)
-        except OSError as exc:
-            raise BatchFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if status.st_size > cap or len(data) > cap:
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size if stat.S_ISREG(mode) else 0
+            data = b"" if size > cap else file.read(cap + 1)  # bounded: it may have grown
+    except OSError as exc:
+        raise BatchFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if size > cap or len(data) > cap:
         raise BatchFileError(
             f"{path}: larger than {_size_text(cap)}, the most a batch file may hold; split "
             "it into smaller files, each run as a batch of its own"
@@ -280,8 +276,8 @@ def _read_bounded(path: Path) -> bytes:
 def read_batch_file(path: Path, *, defaults: Mapping[str, object] | None = None) -> list[BatchLine]:
     """Read and parse the batch file at *path* (UTF-8); see :func:`parse_batch_text`.
 
-    Only a regular file is read (a FIFO or a device is refused without waiting for it),
-    and at most ``MAX_BATCH_FILE_BYTES`` of it: a larger file is refused.
+    A file or a pipe is read (a device or a socket is refused without being opened), and
+    at most ``MAX_BATCH_FILE_BYTES`` of it: a larger one is refused.
     """
     _check_name(str(path))
     data = _read_bounded(path)
