@@ -104,8 +104,13 @@ class PostgresJournal(PostgresBatches, Journal):
         driver = load_asyncpg()
         location = without_password(url)
         failure: JournalError | None = None
+        pool = None
         try:
+            # No floor of idle connections: asyncpg would log a traceback every few
+            # seconds while the server is down. The first connection is made here, so
+            # that its failure is reported as below.
             pool = await driver.create_pool(url, min_size=0, max_size=POOL_SIZE)
+            await pool.release(await pool.acquire())
         except driver_errors(driver) as exc:
             # Not chained: asyncpg's frames hold the URL (and its password) as locals.
             failure = JournalError(f"cannot open the journal {location}: {exc}")
@@ -115,8 +120,11 @@ class PostgresJournal(PostgresBatches, Journal):
                 "port, and percent-encode any '/', '@' or ':' in the password)"
             )
         if failure is not None:
-            del url  # raised outside the except blocks: no context, no URL in this frame
+            if pool is not None:
+                pool.terminate()
+            del url, pool  # raised outside the except blocks: no context, no URL here
             raise failure
+        assert pool is not None
         journal = cls(location, pool, driver)
         try:
             await journal._set_up()
