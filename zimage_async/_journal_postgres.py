@@ -20,7 +20,6 @@ Concurrency is the database's job:
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +39,7 @@ from ._journal_rows import (
     RECORD_COLUMNS,
     held_refusal,
     lease_refusal,
+    paths_json,
     record_from_row,
     storable,
 )
@@ -274,7 +274,7 @@ class PostgresJournal(PostgresBatches, Journal):
                     task_id,
                     None if credits_reserved is None else float(credits_reserved),
                     completed_at,
-                    None if paths is None else json.dumps([str(p) for p in paths]),
+                    None if paths is None else paths_json(paths),
                     storable(error_code),
                     storable(error_message),
                     key,

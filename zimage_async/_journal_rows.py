@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = [
     "held_refusal",
     "item_from_row",
     "lease_refusal",
+    "paths_json",
     "readable_rows",
     "record_from_row",
     "refuse_changed",
@@ -54,6 +56,15 @@ def storable(text: str | None) -> str | None:
     True
     """
     return None if text is None else _UNSTORABLE.sub("\ufffd", text)
+
+
+def paths_json(paths: Iterable[Path]) -> str:
+    """Return saved *paths* as either store keeps them: a JSON list of absolute paths.
+
+    Relative paths would name other files for a rerun from another folder (its missing
+    images then never looked for, and never fetched again).
+    """
+    return json.dumps([os.path.abspath(path) for path in paths])
 
 
 def _float(value: object) -> float | None:

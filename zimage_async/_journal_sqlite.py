@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -36,6 +35,7 @@ from ._journal_rows import (
     RECORD_COLUMNS,
     held_refusal,
     lease_refusal,
+    paths_json,
     readable_rows,
     record_from_row,
     storable,
@@ -212,7 +212,7 @@ class SqliteJournal(SqliteBatches, Journal):
             task_id,
             credits_reserved,
             completed_at,
-            None if paths is None else json.dumps([str(p) for p in paths]),
+            None if paths is None else paths_json(paths),
             storable(error_code),
             storable(error_message),
         )
