@@ -67,3 +67,29 @@ async def test_a_wait_expecting_a_callback_ends_when_its_session_closes() -> Non
         with pytest.raises(RuntimeError, match="closed"):
             await asyncio.wait_for(waiter, BOUND)
         assert receiver.watched == 0
+
+
+async def test_a_nap_begun_after_the_close_with_callbacks_ends_at_once() -> None:
+    """Closing inside ``updates()``: the next nap (a hint wait) does not sleep, it fails."""
+    receiver = CallbackReceiver()
+    async with (
+        Emulator(task_duration=120.0, callback_mode="permissive") as emu,
+        receiver.serve() as url,
+    ):
+        zs = Session(
+            api_key=emu.api_key,
+            base_url=emu.base_url,
+            poll=LONG_NAPS,
+            callbacks=receiver,
+            callback_url=url,
+        )
+        await zs.open()
+        handle = await zs.submit("a slow cat")
+
+        async def close_inside_the_loop() -> None:
+            async for _ in handle.updates():
+                await zs.close()  # the next snapshot starts a nap of a closed session
+
+        with pytest.raises(RuntimeError, match="closed"):
+            await asyncio.wait_for(close_inside_the_loop(), BOUND)
+        assert receiver.watched == 0

@@ -217,10 +217,13 @@ def _hinted_naps(
     clock: Callable[[], float],
     spacing: float,
 ) -> Iterator[Nap]:
-    alarms = sleep.waiting if isinstance(sleep, Sleeper) else None
+    sleeper = sleep if isinstance(sleep, Sleeper) else None
+    alarms = None if sleeper is None else sleeper.waiting
     with hints.watch(task_id) as watch:
 
         async def nap(seconds: float) -> None:
+            if sleeper is not None and sleeper.closed:
+                return  # the session closed: look at once (and fail as closed)
             began = clock()
             if await watch.wait(seconds, alarms):
                 logger.debug("task %s: a callback hint arrived; fetching it", task_id)
