@@ -103,3 +103,33 @@ async def test_a_task_read_cut_short_is_still_a_failed_read() -> None:
     ):
         with pytest.raises(APIConnectionError, match="cut short"):
             await zs.get_task(TASK_ID)
+
+
+async def test_a_create_answer_that_stalls_after_the_id_keeps_it() -> None:
+    """The body stops coming (the read timeout ends it): the id already read is kept."""
+    release = asyncio.Event()
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request_head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: *(\d+)", request_head)
+            await reader.readexactly(int(length[1]) if length else 0)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(HEAD) + 200, HEAD)
+            )
+            await writer.drain()
+            await asyncio.wait_for(release.wait(), 10)  # stalls: the client gives up first
+        except TimeoutError:
+            pass
+        finally:
+            writer.close()
+
+    async with (
+        raw_server(stall) as base,
+        loopback_session(base, retry=ONE_TRY, timeout=0.3) as zs,
+    ):
+        with pytest.raises(SubmissionUncertainError) as info:
+            await zs.submit("a cat")
+        release.set()
+    assert info.value.task_id == TASK_ID

@@ -32,11 +32,13 @@ async def read_body(
 ) -> tuple[bytes, Exception | None]:
     """Read a body of at most *max_body* bytes; return it, and why it is not whole.
 
-    A body over *max_body* raises :class:`MalformedResponseError` and one cut short
-    raises aiohttp's ``ClientPayloadError``, unless *keep_cut*: then what was read (up to
-    *max_body* bytes) is returned with the error it would have raised. The body is read
-    as it comes, so what came before the connection ended is in hand when it ends (save
-    bytes that came in the very turn it ended: aiohttp gives none once its error is set).
+    A body over *max_body* raises :class:`MalformedResponseError`, and one cut short or
+    stalled raises aiohttp's ``ClientPayloadError`` or ``ServerTimeoutError``, unless
+    *keep_cut*: then what was read (up to *max_body* bytes) is returned with the error
+    it would have raised. The body is read as it comes, so what came before the
+    connection ended is in hand when it ends (save bytes that came in the very turn it
+    ended: aiohttp gives none once its error is set). The exchange's total limit still
+    raises (a cancellation): what came by then is not kept.
     """
     parts: list[bytes] = []
     size = 0
@@ -49,8 +51,8 @@ async def read_body(
             size += len(more)
             if content.at_eof():
                 break
-    except aiohttp.ClientPayloadError as cut_short:
-        if not keep_cut:
+    except (aiohttp.ClientPayloadError, aiohttp.ServerTimeoutError) as cut_short:
+        if not keep_cut:  # cut short, or stalled past the read timeout
             raise
         return b"".join(parts)[:max_body], cut_short.with_traceback(None)
     data = parts[0] if len(parts) == 1 else b"".join(parts)
