@@ -156,3 +156,15 @@ def test_a_refused_session_leaves_no_plain_key_in_its_traceback(
                 assert KEY not in value
             elif isinstance(value, Mapping):
                 assert KEY not in [v for v in value.values() if isinstance(v, str)]
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy", "ALL_PROXY"])
+@pytest.mark.parametrize("value", ["http://user:pw-secret@[bad", "http://[::1:3128"])
+def test_a_proxy_variable_that_cannot_be_read_is_refused_naming_it(
+    variable: str, value: str
+) -> None:
+    """Not a bare ValueError: an InvalidRequestError naming the variable, never its value."""
+    with pytest.raises(InvalidRequestError) as caught:
+        Session(api_key=KEY, base_url=BASE, environ={variable: value})
+    assert caught.value.field == variable.upper()
+    assert "pw-secret" not in str(caught.value)

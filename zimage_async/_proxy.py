@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from ._exceptions import InvalidRequestError
 from ._urlpolicy import is_loopback_host
 
 __all__ = ["ProxyConfig"]
@@ -38,7 +39,13 @@ def _proxy_url(value: str, name: str) -> str | None:
         return None
     if "://" not in value:
         value = f"http://{value}"
-    parts = urllib.parse.urlsplit(value)
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 - a ValueError when it is not a port
+    except ValueError:  # a bracket left open, say: not its value (it may hold a password)
+        raise InvalidRequestError(
+            name, "a proxy URL such as http://proxy.example:3128", "it cannot be read as a URL"
+        ) from None
     if parts.scheme.lower() != "http" or not parts.hostname:
         logger.warning(
             "ignoring %s: only http:// proxies are supported (got a %r URL)", name, parts.scheme
@@ -81,8 +88,8 @@ class ProxyConfig:
             if entry.strip()
         )
         return cls(
-            https=_proxy_url(https, "HTTPS_PROXY"),
-            http=_proxy_url(http, "HTTP_PROXY"),
+            https=_proxy_url(https, "ALL_PROXY" if https is everything else "HTTPS_PROXY"),
+            http=_proxy_url(http, "ALL_PROXY" if http is everything else "HTTP_PROXY"),
             no_proxy=no_proxy,
         )
 
