@@ -119,6 +119,10 @@ class PostgresJournal(PostgresBatches, Journal):
                 "cannot open the journal: its postgresql:// URL does not parse (check the "
                 "port, and percent-encode any '/', '@' or ':' in the password)"
             )
+        except BaseException:  # cancelled, or timed out, while connecting: end the pool
+            if pool is not None:
+                pool.terminate()
+            raise
         if failure is not None:
             if pool is not None:
                 pool.terminate()
