@@ -117,6 +117,22 @@ def test_prompts_with_brackets_and_braces_inside_are_kept() -> None:
     assert _prompts("a cat\nprompt,size\n") == [(1, "a cat"), (2, "prompt,size")]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[blurry] a cat on a sofa",
+        "[style: watercolor] a harbour at dawn",
+        "a cat\n{masterpiece}, best quality, {1girl}",
+        "a cat\n{red|blue} car in {city}",
+        "Prompt, masterpiece",
+        "prompt; a cat in the rain",
+    ],
+)
+def test_prompts_shaped_a_little_like_json_or_csv_are_kept(text: str) -> None:
+    """Tags in brackets, emphasis in braces, a prompt starting with the word: all prompts."""
+    assert [prompt for _, prompt in _prompts(text + "\n")] == text.split("\n")
+
+
 def test_jsonl_files_are_still_read() -> None:
     """A .jsonl name, or a first item that is an object, is read as JSON lines."""
     rows = '{"prompt": "a cat"}\n{"prompt": "a dog", "seed": 7}\n'

@@ -55,9 +55,15 @@ _REFUSED_NAMES = {
     ".csv": "a table with a header row",
 }
 #: A header row of a table (CSV, TSV): "prompt" and more column names.
+#: A table's header row: ``prompt`` then other fields of a request, quoted or not.
 _TABLE_HEADER = re.compile(
-    r'"?prompt"?(?:\s*[,;\t]\s*"?[A-Za-z_][A-Za-z0-9_]*"?)+\s*,?', re.IGNORECASE
+    r'"?prompt"?(?:\s*[,;\t]\s*"?(?:size|seed|nsfw_check|callback_url|model)"?)+\s*,?',
+    re.IGNORECASE,
 )
+#: The start of a JSON array of rows: ``[`` alone, or ``[`` then an object, string or array.
+_ARRAY_START = re.compile(r"\[\s*(?:[{\[\"]|$)")
+#: An object, written as JSON (or as a Python dict): ``{}``, or ``{`` then a quoted key.
+_OBJECT = re.compile(r"""\{\s*(?:\}|(?:"[^"]*"|'[^']*')\s*:)""")
 
 
 #: Characters that some editors and tools take as a line break, but ``\n``-counted
@@ -112,14 +118,12 @@ def _not_a_prompt(text: str, first: int | None) -> str | None:
 
     *first* is the line of the file's first item, None when this line is the first.
     """
-    if first is None and text.startswith("["):
-        return "it starts with '[', as a JSON array does"
+    if first is None and _ARRAY_START.match(text):
+        return "it starts a JSON array"
     if first is None and _TABLE_HEADER.fullmatch(text):
         return "it is a table's header row (CSV)"
-    if text.startswith("{") and text.endswith(("}", "},")):
-        return (
-            f"it is a JSON object, in a file read as text (line {first}, the first item, is none)"
-        )
+    if _OBJECT.match(text) and text.endswith(("}", "},")):
+        return "it is a JSON object, in a file read as text (one prompt per line)"
     return None
 
 
