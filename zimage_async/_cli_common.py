@@ -11,7 +11,6 @@ import contextlib
 import ipaddress
 import math
 import os
-import shlex
 import sys
 import tempfile
 import unicodedata
@@ -25,6 +24,7 @@ import attrs
 from ._exceptions import APIConnectionError, InvalidRequestError, JournalError, NotFoundError
 from ._journal import is_postgres_url
 from ._journal_postgres_sql import without_password, without_passwords
+from ._quoting import HIDDEN_CATEGORIES, shell_line
 from ._session import Session
 
 PROG = "zimage"
@@ -47,7 +47,7 @@ MAX_INFO_BYTES = 64 * 2**20
 SHOWN_CHARACTERS = 1000
 #: What :func:`shown` escapes: controls, format characters (bidi overrides, zero-width
 #: ones), lone surrogates, and the line and paragraph separators.
-_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_HIDDEN = HIDDEN_CATEGORIES
 
 
 class UsageError(Exception):
@@ -77,7 +77,7 @@ class Target:
     )
 
 
-def shown(text: object, limit: int = SHOWN_CHARACTERS) -> str:
+def shown(text: object, limit: int | None = SHOWN_CHARACTERS) -> str:
     r"""Return *text* fit for a terminal: every hidden character escaped, at most *limit* long.
 
     Controls and format characters (ESC, BEL, CR, a newline, U+202E...) become visible
@@ -86,7 +86,7 @@ def shown(text: object, limit: int = SHOWN_CHARACTERS) -> str:
     *limit* is cut there, ending in ``... (N more characters)``.
     """
     escaped = "".join(_escape(c) if unicodedata.category(c) in _HIDDEN else c for c in str(text))
-    if len(escaped) <= limit:
+    if limit is None or len(escaped) <= limit:
         return escaped
     return f"{escaped[:limit]}... ({len(escaped) - limit} more characters)"
 
@@ -99,8 +99,15 @@ def _escape(char: str) -> str:
 
 
 def echo(text: object, file: IO[str] | None = None) -> None:
-    """Print *text* (on stdout, or *file*), each of its lines :func:`shown`."""
-    lines = "\n".join(shown(line) for line in str(text).split("\n"))
+    """Print *text* (on stdout, or *file*), each of its lines :func:`shown`.
+
+    A line that is a command to run (``  zimage ...``, quoted by ``shell_line``) is
+    never cut: cut, it would be another command.
+    """
+    lines = "\n".join(
+        shown(line, None if line.startswith(f"  {PROG} ") else SHOWN_CHARACTERS)
+        for line in str(text).split("\n")
+    )
     print(lines, file=sys.stdout if file is None else file, flush=True)
 
 
@@ -316,7 +323,7 @@ def printable_command(argv: Sequence[str]) -> str:
     ``--journal URL`` and ``--journal=URL`` alike (and ``--manifest``, or any other
     argument holding a URL): the command to run again must not show the password.
     """
-    return shlex.join([PROG, *map(_printable_argument, argv)])
+    return shell_line([PROG, *map(_printable_argument, argv)])
 
 
 def _printable_argument(argument: str) -> str:
@@ -336,7 +343,7 @@ def tasks_command(journal: str, *args: str) -> str:
     command = [PROG, "tasks", *args]
     if journal != default_journal():
         command += ["--journal", journal_label(journal)]
-    return shlex.join(command)
+    return shell_line(command)
 
 
 def collect_commands(task_id: str, output: str | None, journal: str | None) -> list[str]:
@@ -348,7 +355,7 @@ def collect_commands(task_id: str, output: str | None, journal: str | None) -> l
     task = [PROG, "task", task_id, "-o", output or "."]
     if journal is not None and journal != default_journal():
         task += ["--journal", journal_label(journal)]
-    commands = [shlex.join(task)]
+    commands = [shell_line(task)]
     if journal is not None:
         folder = output or "."
         if Path(folder).suffix.lower() in IMAGE_SUFFIXES and not folder.endswith(("/", os.sep)):

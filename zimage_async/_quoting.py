@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["describe_char", "int_text", "quote", "wrong_type"]
+import shlex
+import unicodedata
+from collections.abc import Sequence
+
+__all__ = ["describe_char", "int_text", "quote", "shell_line", "wrong_type"]
 
 _QUOTE_MAX_CHARS = 60
 
@@ -49,3 +53,44 @@ def describe_char(char: str) -> str:
     if char.isprintable() and not char.isspace():
         return f"the character {char!r}"
     return f"the character U+{ord(char):04X}"
+
+
+#: Characters a terminal does not show as themselves (controls, format characters...).
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def shell_line(args: Sequence[str]) -> str:
+    r"""Return *args* as a shell command line that reads back as *args*, shown plainly.
+
+    As :func:`shlex.join`, except that an argument holding a character a terminal would
+    not show as itself (a tab, ESC, U+200D...) is written in ANSI-C quotes, which bash,
+    zsh and ksh read back: ``$'renders\tv2'``.
+
+    >>> shell_line(["zimage", "task", "a b", "-o", "renders\tv2"])
+    "zimage task 'a b' -o $'renders\\tv2'"
+    """
+    return " ".join(map(_shell_word, args))
+
+
+def _shell_word(arg: str) -> str:
+    if not any(unicodedata.category(char) in HIDDEN_CATEGORIES for char in arg):
+        return shlex.quote(arg)
+    return "$'" + "".join(map(_ansi_c, arg)) + "'"
+
+
+def _ansi_c(char: str) -> str:
+    if char in "\\'":
+        return "\\" + char
+    if unicodedata.category(char) not in HIDDEN_CATEGORIES:
+        return char
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
+    code = ord(char)
+    if named:
+        return named
+    return (
+        f"\\x{code:02x}"
+        if code < 0x80
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
