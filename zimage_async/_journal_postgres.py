@@ -192,28 +192,21 @@ class PostgresJournal(PostgresBatches, Journal):
                 refusal = begin_refusal(existing, record)
                 if refusal is not None:
                     raise JournalError(refusal)
-                if worker_id is not None and record.batch_id is not None:
+                if record.batch_id is not None:
                     lease = await db.fetchrow(
-                        "SELECT claimed_by, key FROM zimage_batch_items"
+                        "SELECT claimed_by, key, lease_until FROM zimage_batch_items"
                         " WHERE batch_id = $1 AND idx = $2 FOR UPDATE",
                         record.batch_id,
                         record.item_index,
                     )
-                    holder, item_key = lease or (None, None)
-                    refused = lease_refusal(record, worker_id, holder, item_key)
+                    holder, item_key, until = lease or (None, None, None)
+                    refused = (
+                        lease_refusal(record, worker_id, holder, item_key)
+                        if worker_id is not None
+                        else held_refusal(record, holder, until, now)
+                    )
                     if refused is not None:
                         raise refused
-                elif record.batch_id is not None:
-                    lease = await db.fetchrow(
-                        "SELECT claimed_by, lease_until FROM zimage_batch_items"
-                        " WHERE batch_id = $1 AND idx = $2 FOR UPDATE",
-                        record.batch_id,
-                        record.item_index,
-                    )
-                    holder, until = lease or (None, None)
-                    held = held_refusal(record, holder, until, now)
-                    if held is not None:
-                        raise held
                 prices = await _prices(db)
                 expected = record.expected_cost
                 if expected is None:
