@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +17,18 @@ def cli_env(**extra: str) -> dict[str, str]:
     """This process's environment without any ``ZIMAGE_*`` variable, plus *extra*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZIMAGE_")}
     return {**env, **extra}
+
+
+def run_keyless(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run the command line to its end without an API key (an in-process emulator), in 60 s."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and module, fixed argv
+        [sys.executable, "-m", "zimage_async", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+        check=False,
+    )
 
 
 async def start(

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from ._cli import cli_env
+from ._cli import run_keyless
 
-
-def zimage(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run the command line to its end (bounded in time)."""
-    return subprocess.run(  # noqa: S603 - our own interpreter and module, fixed argv
-        [sys.executable, "-m", "zimage_async", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=60,
-        check=False,
-    )
+zimage = run_keyless
 
 
 @pytest.mark.parametrize("port", ["99999", "65536", "-1", "eighty"])

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from zimage_async._cli_info import MAX_INFO_BYTES
 
-from ._cli import cli_env
+from ._cli import run_keyless
 
-
-def zimage(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run the command line to its end (bounded in time)."""
-    return subprocess.run(  # noqa: S603 - our own interpreter and module, fixed argv
-        [sys.executable, "-m", "zimage_async", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=60,
-        check=False,
-    )
+zimage = run_keyless
 
 
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero here")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from zimage_async._journal import open_journal
 from zimage_async._journal_postgres_sql import without_password, without_passwords
 from zimage_async.emulator import Emulator, ManualClock
 
-from ._cli import cli_env, start
+from ._cli import run_keyless, start
 from ._postgres import PostgresServer, throwaway_server
 from .conftest import until
 
@@ -119,16 +117,7 @@ def _with_password(url: str, where: str) -> str:
     return f"{url}?sslmode=disable&password={PW}"
 
 
-def zimage(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run the command line without an API key (so on the in-process emulator)."""
-    return subprocess.run(  # noqa: S603 - our own interpreter and module, fixed argv
-        [sys.executable, "-m", "zimage_async", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=60,
-        check=False,
-    )
+zimage = run_keyless
 
 
 def _refused_port() -> int:
