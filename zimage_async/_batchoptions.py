@@ -14,7 +14,6 @@ from pathlib import Path
 import attrs
 
 from ._exceptions import InvalidRequestError
-from ._journal_postgres_sql import without_password
 from ._models import GenerationRequest
 from ._naming import check_batch_names
 from ._quoting import describe_char, int_text, quote, wrong_type
@@ -202,6 +201,8 @@ def check_cost(cost: float | None) -> float | None:
 
 def _printed(journal: str | os.PathLike[str] | None) -> str:
     """Return the journal as a repr shows it: a URL without its password."""
+    from ._journal_postgres_sql import without_password  # only when shown: not at import
+
     return repr(without_password(journal) if isinstance(journal, str) else journal)
 
 
