@@ -158,6 +158,8 @@ def check_base_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         host = parts.hostname
+        if host and "[" in parts.netloc:
+            ipaddress.IPv6Address(host)  # only an IPv6 address goes in brackets
     except ValueError:  # an IPv6 bracket left open, or a name in brackets
         host = None
     if not host or parts.scheme not in ("https", "http"):
