@@ -8,6 +8,7 @@ the option (exit 2, nothing sent); ``zimage batch ... | head -1`` ends quietly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import sys
 from pathlib import Path
@@ -149,7 +150,7 @@ async def test_a_closed_stdout_ends_the_batch_quietly(tmp_path: Path) -> None:
         assert "Traceback" not in stderr.decode(), stderr.decode()
         assert "BrokenPipeError" not in stderr.decode()
         assert status == 1
-        with sqlite3.connect(tmp_path / "out" / "zimage-journal.sqlite") as db:
+        with contextlib.closing(sqlite3.connect(tmp_path / "out" / "zimage-journal.sqlite")) as db:
             leased = db.execute(
                 "select count(*) from zimage_batch_items where claimed_by is not null "
                 "and not settled"
