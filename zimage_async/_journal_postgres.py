@@ -36,9 +36,9 @@ from ._journal_records import (
     update_refusal,
 )
 from ._journal_rows import (
+    ITEM_LEASE_COLUMNS,
     RECORD_COLUMNS,
-    held_refusal,
-    lease_refusal,
+    item_refusal,
     paths_json,
     record_from_row,
     storable,
@@ -193,18 +193,13 @@ class PostgresJournal(PostgresBatches, Journal):
                 if refusal is not None:
                     raise JournalError(refusal)
                 if record.batch_id is not None:
-                    lease = await db.fetchrow(
-                        "SELECT claimed_by, key, lease_until FROM zimage_batch_items"
+                    item = await db.fetchrow(
+                        f"SELECT {ITEM_LEASE_COLUMNS} FROM zimage_batch_items"  # noqa: S608 (a constant)
                         " WHERE batch_id = $1 AND idx = $2 FOR UPDATE",
                         record.batch_id,
                         record.item_index,
                     )
-                    holder, item_key, until = lease or (None, None, None)
-                    refused = (
-                        lease_refusal(record, worker_id, holder, item_key)
-                        if worker_id is not None
-                        else held_refusal(record, holder, until, now)
-                    )
+                    refused = item_refusal(record, worker_id, item, now)
                     if refused is not None:
                         raise refused
                 prices = await _prices(db)

@@ -20,13 +20,13 @@ from ._models import GenerationRequest
 
 __all__ = [
     "ITEM_COLUMNS",
+    "ITEM_LEASE_COLUMNS",
     "RECORD_COLUMNS",
     "changed_items",
     "check_lease_seconds",
     "enqueue_rows",
-    "held_refusal",
     "item_from_row",
-    "lease_refusal",
+    "item_refusal",
     "paths_json",
     "readable_rows",
     "record_from_row",
@@ -251,7 +251,26 @@ def _shown(indexes: Sequence[int]) -> str:
     return ", ".join(str(i) for i in indexes[:10]) + (" ..." if len(indexes) > 10 else "")
 
 
-def lease_refusal(
+#: The batch item's columns :func:`item_refusal` reads, in its order.
+ITEM_LEASE_COLUMNS = "claimed_by, key, lease_until"
+
+
+def item_refusal(
+    record: JournalRecord, worker_id: str | None, item: Sequence[object] | None, now: float
+) -> JournalError | None:
+    """Return the error refusing to begin batch item *record*, or None.
+
+    *item* is the item's row of :data:`ITEM_LEASE_COLUMNS` (None: no such row). With a
+    worker, it must hold the item's lease (:func:`_lease_refusal`); without one, no
+    worker may hold it on a live lease (:func:`_held_refusal`).
+    """
+    holder, key, until = item or (None, None, None)
+    if worker_id is not None:
+        return _lease_refusal(record, worker_id, holder, key)
+    return _held_refusal(record, holder, until, now)
+
+
+def _lease_refusal(
     record: JournalRecord, worker_id: str, claimed_by: object, key: object
 ) -> JournalError | None:
     """Return the error refusing *worker_id* to begin *record* for a batch item, or None.
@@ -277,7 +296,7 @@ def lease_refusal(
     return None
 
 
-def held_refusal(
+def _held_refusal(
     record: JournalRecord, claimed_by: object, lease_until: object, now: float
 ) -> JournalError | None:
     """Return the error refusing to begin batch item *record* without a worker, or None.

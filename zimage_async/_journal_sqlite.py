@@ -32,9 +32,9 @@ from ._journal_records import (
     update_refusal,
 )
 from ._journal_rows import (
+    ITEM_LEASE_COLUMNS,
     RECORD_COLUMNS,
-    held_refusal,
-    lease_refusal,
+    item_refusal,
     paths_json,
     readable_rows,
     record_from_row,
@@ -136,25 +136,15 @@ class SqliteJournal(SqliteBatches, Journal):
             refusal = begin_refusal(existing, record)
             if refusal is not None:
                 raise JournalError(refusal)
-            if worker_id is not None and record.batch_id is not None:
-                row = db.execute(
-                    "SELECT claimed_by, key FROM zimage_batch_items WHERE batch_id = ? AND idx = ?",
-                    (record.batch_id, record.item_index),
-                ).fetchone()
-                holder, item_key = row or (None, None)
-                refused = lease_refusal(record, worker_id, holder, item_key)
-                if refused is not None:
-                    raise refused
-            elif record.batch_id is not None:
-                row = db.execute(
-                    "SELECT claimed_by, lease_until FROM zimage_batch_items"
+            if record.batch_id is not None:
+                item = db.execute(
+                    f"SELECT {ITEM_LEASE_COLUMNS} FROM zimage_batch_items"  # noqa: S608 (a constant)
                     " WHERE batch_id = ? AND idx = ?",
                     (record.batch_id, record.item_index),
                 ).fetchone()
-                holder, until = row or (None, None)
-                held = held_refusal(record, holder, until, now)
-                if held is not None:
-                    raise held
+                refused = item_refusal(record, worker_id, item, now)
+                if refused is not None:
+                    raise refused
             prices = price_table(db)
             expected = record.expected_cost
             if expected is None:
