@@ -31,6 +31,24 @@ def run_keyless(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def finished(
+    *args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[int, str, str]:
+    """Run the command line to its end (in 60 s); return its status, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "zimage_async",
+        *map(str, args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env() if env is None else env,
+        cwd=cwd,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode or 0, stdout.decode(), stderr.decode()
+
+
 async def start(
     emu: Emulator | None, *args: str | Path, cwd: Path | None = None
 ) -> asyncio.subprocess.Process:

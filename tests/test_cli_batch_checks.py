@@ -17,25 +17,14 @@ import pytest
 
 from zimage_async.emulator import Emulator
 
-from ._cli import cli_env
+from ._cli import cli_env, finished
 
 FAST = ("--emulator-task-duration", "0")
 
 
 async def zimage(*args: str | Path, cwd: Path) -> tuple[int, str, str]:
     """Run the command line on the in-process emulator, in *cwd*."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "zimage_async",
-        *map(str, args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=cli_env(),
-        cwd=cwd,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    return process.returncode or 0, stdout.decode(), stderr.decode()
+    return await finished(*args, cwd=cwd)
 
 
 def images(folder: Path) -> list[str]:

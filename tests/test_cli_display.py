@@ -8,10 +8,8 @@ exact.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
-import sys
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +20,7 @@ from aiohttp import web
 
 from zimage_async._cli_common import SHOWN_CHARACTERS, shown
 
-from ._cli import cli_env
+from ._cli import cli_env, finished
 
 #: Escapes, a title change, BEL, CR and a bidi override, as a hostile server sends them.
 HOSTILE = "\x1b[2J\x1b[31mPWNED\x1b]0;title\x07\rOVERWRITE\u202eevil\u202c"
@@ -119,17 +117,7 @@ async def hostile(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 async def zimage(*args: str | Path, base_url: str | None = None) -> tuple[int, str, str]:
     """Run the command line (against *base_url*, else the in-process emulator)."""
     env = {} if base_url is None else {"ZIMAGE_API_KEY": "k", "ZIMAGE_BASE_URL": base_url}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "zimage_async",
-        *map(str, args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=cli_env(**env),
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    return process.returncode or 0, stdout.decode(), stderr.decode()
+    return await finished(*args, env=cli_env(**env))
 
 
 @pytest.mark.parametrize("hostile", ["failmsg"], indirect=True)
