@@ -56,6 +56,10 @@ __all__ = ["JOURNAL_NAME", "MANIFEST_NAME", "run_batch"]
 JOURNAL_NAME = "zimage-journal.sqlite"
 #: The batch manifest's file name of earlier versions, taken over as the journal.
 MANIFEST_NAME = "zimage-manifest.sqlite"
+_AGAIN = (
+    "run the same command again to resume the unfinished items (saved ones are kept, "
+    "nothing is paid twice)"
+)
 
 
 async def _check_contact_sheet(
@@ -201,6 +205,13 @@ async def run_batch(
             if batch.stats.submitted == 0:
                 raise UsageError(str(exc)) from None
             raise ServiceError(str(exc)) from None
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # a full disk, a folder where an image goes: the batch stops
+            raise ServiceError(
+                f"a file could not be written: {shown(exc)}\nfix that, then {_AGAIN}:\n"
+                f"  {printable_command(argv)}"
+            ) from None
         except asyncio.CancelledError:
             if not interrupted():
                 raise
@@ -226,10 +237,7 @@ async def run_batch(
     if batch.stopped_by is not None:
         say(f"the batch stopped sending creates: {shown(batch.stopped_by)}")
     if reporter.failed:
-        say(
-            "run the same command again to resume the unfinished items (saved ones are "
-            f"kept, nothing is paid twice):\n  {printable_command(argv)}"
-        )
+        say(f"{_AGAIN}:\n  {printable_command(argv)}")
     if isinstance(batch.stopped_by, SpendLimitError):
         return SPEND_LIMIT_EXIT
     return 0 if reporter.failed == 0 else 1

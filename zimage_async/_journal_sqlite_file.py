@@ -138,6 +138,11 @@ def connect(path: Path, clock: Callable[[], float]) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous=FULL")
         db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
         db.executescript(SCHEMA)
+    except sqlite3.OperationalError as exc:  # a full disk, a read-only file: not its content
+        db.close()
+        raise JournalError(
+            f"cannot write the journal {path} ({exc}): make room, or pass another journal path"
+        ) from exc
     except sqlite3.DatabaseError as exc:
         db.close()
         raise JournalError(
