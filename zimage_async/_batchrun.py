@@ -384,8 +384,12 @@ class ItemRunner:
             )
         numbers = self.options.numbers
         number = numbers[index] if numbers is not None else index + 1
-        paths = await handle.save(
-            output_dir, name=self.options.name, number=number, timeout=allowed.left()
+        paths = await handle.save(  # durable: the journal then says they are saved
+            output_dir,
+            name=self.options.name,
+            number=number,
+            timeout=allowed.left(),
+            durable=True,
         )
         await self._note(key, JournalState.SAVED, paths=paths)
         return BatchItem(

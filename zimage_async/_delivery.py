@@ -26,7 +26,7 @@ from ._imagelimits import ByteBudget, DownloadInfo
 from ._links import redact_url
 from ._metadata import embed_metadata
 from ._models import GenerationRequest, GenerationResult, Image, Task
-from ._saving import SavePlan, write_atomically
+from ._saving import SavePlan, sync_folder, write_atomically
 from ._telemetry import NO_CHILD, NO_SPAN, TaskSpan, child_span
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ class Delivery:
         if plan.metadata:
             chunks = self._with_metadata(task, index, chunks, info)
         async with contextlib.aclosing(chunks):
-            temp = await write_atomically(plan.folder, chunks)
+            temp = await write_atomically(plan.folder, chunks, durable=plan.durable)
         try:
             if info.content_type is None:
                 raise ImageDownloadError(
@@ -266,6 +266,8 @@ class Delivery:
                     plan.target.name,
                 )
             os.replace(temp, final)
+            if plan.durable:
+                await sync_folder(plan.folder)
             return final
         except BaseException:
             temp.unlink(missing_ok=True)

@@ -321,6 +321,7 @@ class TaskHandle(HandlePolls):
         number: int | None = None,
         metadata: bool = False,
         timeout: float | None = DEFAULT,
+        durable: bool = False,
     ) -> list[Path]:
         """Wait for completion and write every image to disk; return the paths.
 
@@ -341,9 +342,12 @@ class TaskHandle(HandlePolls):
         streamed to a temporary file beside it and renamed into place, so no partial
         file is left, whatever goes wrong; it gets the mode the umask gives new files.
         Existing files are replaced. *timeout* bounds the wait and the downloads
-        together. Concurrent calls for the same *dest* share one download.
+        together. Concurrent calls for the same *dest* share one download. With
+        *durable*, each file and then its folder are flushed to the disk (``fsync``)
+        before this returns, so that a record written afterwards (a batch's journal
+        does so) never outlives the files it names across a power cut.
         """
-        plan = plan_save(dest, name=name, number=number, metadata=metadata)
+        plan = plan_save(dest, name=name, number=number, metadata=metadata, durable=durable)
 
         async def write(handle: TaskHandle, task: Task) -> list[Path]:
             prepare_folder(plan)

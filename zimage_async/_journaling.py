@@ -178,7 +178,12 @@ class JournaledHandle(TaskHandle):
         return result
 
     async def save(self, *args: Any, **kwargs: Any) -> list[Path]:
-        """Save as :meth:`TaskHandle.save` does; record ``saved`` with the paths."""
+        """Save as :meth:`TaskHandle.save` does; record ``saved`` with the paths.
+
+        The files are flushed to the disk before the journal names them, unless the
+        call says ``durable=False``.
+        """
+        kwargs.setdefault("durable", True)
         paths: list[Path] = await self._watch(super().save(*args, **kwargs), saved=True)
         return paths
 

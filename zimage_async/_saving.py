@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import tempfile
@@ -24,6 +25,7 @@ __all__ = [
     "prepare_folder",
     "publish_mode",
     "remove_stale_parts",
+    "sync_folder",
     "write_atomically",
 ]
 
@@ -63,6 +65,8 @@ class SavePlan:
     number: int | None = None
     #: Whether to embed the generation metadata in each file.
     metadata: bool = False
+    #: Whether each file (and then its folder) is flushed to the disk before the save ends.
+    durable: bool = False
 
     def path(
         self,
@@ -122,6 +126,7 @@ def plan_save(
     name: str | None = None,
     number: int | None = None,
     metadata: bool = False,
+    durable: bool = False,
 ) -> SavePlan:
     """Decide where ``save(dest)`` writes (pure: looks at the file system, changes nothing).
 
@@ -130,7 +135,7 @@ def plan_save(
 
     >>> plan_save("out/cat.png")  # doctest: +NORMALIZE_WHITESPACE
     SavePlan(folder=PosixPath('out'), target=PosixPath('out/cat.png'), name=None,
-             number=None, metadata=False)
+             number=None, metadata=False, durable=False)
     >>> plan_save("out/").target is None
     True
     """
@@ -151,8 +156,15 @@ def plan_save(
                 f"dest {str(dest)!r} is already a file name; pass a folder, or drop name=",
             )
     if as_dir:
-        return SavePlan(folder=target, target=None, name=name, number=number, metadata=metadata)
-    return SavePlan(folder=target.parent, target=target, metadata=metadata)
+        return SavePlan(
+            folder=target,
+            target=None,
+            name=name,
+            number=number,
+            metadata=metadata,
+            durable=durable,
+        )
+    return SavePlan(folder=target.parent, target=target, metadata=metadata, durable=durable)
 
 
 def prepare_folder(plan: SavePlan) -> None:
@@ -189,12 +201,15 @@ def publish_mode(path: Path) -> None:
     path.chmod(0o666 & ~current_umask())
 
 
-async def write_atomically(folder: Path, chunks: AsyncIterator[bytes]) -> Path:
+async def write_atomically(
+    folder: Path, chunks: AsyncIterator[bytes], *, durable: bool = False
+) -> Path:
     """Stream *chunks* into a hidden temporary file in *folder*; return its path.
 
     The file gets the mode the umask gives a new file (not ``mkstemp``'s 600). The caller
     renames it into place (``os.replace``) once the bytes are verified; on any failure,
-    cancellation included, the temporary file is removed here.
+    cancellation included, the temporary file is removed here. With *durable*, the
+    bytes are flushed to the disk (``fsync``, in a worker thread) before this returns.
     """
     fd, temp_name = tempfile.mkstemp(dir=folder, prefix=".zimage-", suffix=".part")
     temp = Path(temp_name)
@@ -203,10 +218,34 @@ async def write_atomically(folder: Path, chunks: AsyncIterator[bytes]) -> Path:
             publish_mode(temp)
             async for chunk in chunks:
                 file.write(chunk)
+            if durable:
+                file.flush()
+                await asyncio.to_thread(_fsync_own, os.dup(file.fileno()))
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     return temp
+
+
+async def sync_folder(folder: Path) -> None:
+    """Flush *folder*'s entries to the disk (a rename into it is then kept by a power cut).
+
+    Systems that cannot open a folder as a file (Windows: no ``O_DIRECTORY``) skip it.
+    """
+    if hasattr(os, "O_DIRECTORY"):
+        await asyncio.to_thread(_fsync_own, os.open(folder, os.O_RDONLY | os.O_DIRECTORY))
+
+
+def _fsync_own(fd: int) -> None:
+    """Flush *fd* to the disk, then close it.
+
+    The worker thread gets a descriptor of its own, so that a caller cancelled meanwhile
+    closes its file without this flush landing on another one that reused the number.
+    """
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 #: A partial file untouched for this long is left by a process that died mid-download
