@@ -1,16 +1,14 @@
 """`zimage batch` when the disk refuses a write: a message that says what to do, no traceback.
 
-An image that cannot be written (here: a folder stands where it goes; a full disk acts
-the same) ends the batch with exit 1, the path and the reason, and the command that
-saves it once the trouble is fixed, without paying for the task again. A journal the
+An image the disk cannot hold (here: a limit on the size of the process's files) ends
+the batch with exit 1, the path and the reason, and the command that saves it once the
+trouble is fixed, without paying for the task again. A journal the
 disk cannot hold is said to be unwritable, not to be some other program's file.
 """
 
 from __future__ import annotations
 
-import resource
-import signal
-import subprocess
+import asyncio
 import sys
 from pathlib import Path
 
@@ -21,55 +19,74 @@ from ._cli import cli_env, finished
 FAST = ("--emulator-task-duration", "0")
 
 
-async def test_an_image_that_cannot_be_written_ends_the_batch_with_a_message(
+async def test_an_image_the_disk_cannot_hold_ends_the_batch_with_a_message(
     tmp_path: Path,
 ) -> None:
-    """Exit 1 naming the path and the reason; the rerun saves it and pays nothing twice."""
-    (tmp_path / "p.txt").write_text("a cat\n")
-    blocker = tmp_path / "out" / "0001-a-cat-0.png"
-    blocker.mkdir(parents=True)
+    """Exit 1 naming the file and the reason; the rerun saves it and pays nothing twice."""
+    # Seed 42 at 1536x1536 makes a placeholder of about 100 KB, over the 64 KiB limit;
+    # the journal stays under it.
+    line = '{"prompt": "a dog", "seed": 42, "size": "1536x1536"}\n'
+    (tmp_path / "p.jsonl").write_text(line)
     async with Emulator(task_duration=0.05) as emu:
         env = cli_env(ZIMAGE_API_KEY=emu.api_key, ZIMAGE_BASE_URL=emu.base_url)
-        status, _, stderr = await finished("batch", "p.txt", "-o", "out", env=env, cwd=tmp_path)
+        status, _, stderr = await _run_small("batch", "p.jsonl", "-o", "out", env=env, cwd=tmp_path)
         assert status == 1, stderr
         assert "Traceback" not in stderr
-        assert "0001-a-cat-0.png" in stderr
-        assert "Is a directory" in stderr
-        assert "zimage batch p.txt -o out" in stderr  # the command to run again
+        assert "a file could not be written: [Errno 27] File too large" in stderr
+        assert "out/.zimage-" in stderr  # the file it was writing
+        assert "zimage batch p.jsonl -o out" in stderr  # the command to run again
         assert len(emu.ledger) == 1
+        assert not list((tmp_path / "out").glob("*.png"))
 
-        blocker.rmdir()
         status, stdout, stderr = await finished(
-            "batch", "p.txt", "-o", "out", env=env, cwd=tmp_path
+            "batch", "p.jsonl", "-o", "out", env=env, cwd=tmp_path
         )
         assert status == 0, stderr
-        assert blocker.is_file()
         assert len(emu.ledger) == 1, stdout  # the rerun saved the task it had paid for
+    assert len(list((tmp_path / "out").glob("*.png"))) == 1
     assert not list((tmp_path / "out").glob("*.part")), "no temporary file is left"
 
 
-def _small_files() -> None:
-    """In the child: files may not grow past 20,000 bytes (a disk that is full)."""
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
-    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+#: Run the command line where no file may grow past argv[1] bytes (a full disk): a write
+#: past it fails with EFBIG (SIGXFSZ ignored).
+_SMALL_FILES = """
+import resource, runpy, signal, sys
+limit = int(sys.argv.pop(1))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sys.argv[0] = "zimage"
+runpy.run_module("zimage_async", run_name="__main__")
+"""
 
 
-def test_a_journal_the_disk_cannot_hold_is_called_unwritable(tmp_path: Path) -> None:
+async def _run_small(
+    *args: str, env: dict[str, str], cwd: Path, limit: int = 65_536
+) -> tuple[int, str, str]:
+    """Run the command line where no file may grow past *limit* bytes; return its outcome."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _SMALL_FILES,
+        str(limit),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        # No bytecode is written under the limit: a cut-short .pyc would break later runs.
+        env={**env, "PYTHONDONTWRITEBYTECODE": "1"},
+        cwd=cwd,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode or 0, stdout.decode(), stderr.decode()
+
+
+async def test_a_journal_the_disk_cannot_hold_is_called_unwritable(tmp_path: Path) -> None:
     """SQLite's "disk I/O error" on a new journal is not "not a zimage journal"."""
     (tmp_path / "p.txt").write_text("a cat\n")
-    done = subprocess.run(  # noqa: S603 - our own interpreter and module, fixed argv
-        [sys.executable, "-m", "zimage_async", "batch", "p.txt", "-o", "out", *FAST],
-        capture_output=True,
-        text=True,
-        # No bytecode is written under the limit: a cut-short .pyc would break later runs.
-        env=cli_env(PYTHONDONTWRITEBYTECODE="1"),
-        cwd=tmp_path,
-        preexec_fn=_small_files,  # only sets a limit, before exec
-        timeout=60,
-        check=False,
+    status, _, stderr = await _run_small(
+        "batch", "p.txt", "-o", "out", *FAST, env=cli_env(), cwd=tmp_path, limit=20_000
     )
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    assert "not a zimage journal" not in done.stderr
-    assert "cannot write the journal out/zimage-journal.sqlite" in done.stderr
-    assert "disk I/O error" in done.stderr
+    assert status == 2, stderr
+    assert "Traceback" not in stderr
+    assert "not a zimage journal" not in stderr
+    assert "cannot write the journal out/zimage-journal.sqlite" in stderr
+    assert "disk I/O error" in stderr

@@ -390,6 +390,8 @@ class ItemRunner:
             number=number,
             timeout=allowed.left(),
             durable=True,
+            # Only over the files the journal says this item saved (lost, being saved again).
+            overwrite=earlier is not None and bool(earlier.paths),
         )
         await self._note(key, JournalState.SAVED, paths=paths)
         return BatchItem(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import warnings
 from collections.abc import AsyncGenerator, Awaitable
 from pathlib import Path
@@ -26,7 +25,7 @@ from ._imagelimits import ByteBudget, DownloadInfo
 from ._links import redact_url
 from ._metadata import embed_metadata
 from ._models import GenerationRequest, GenerationResult, Image, Task
-from ._saving import SavePlan, sync_folder, write_atomically
+from ._saving import SavePlan, place, sync_file, sync_folder, write_atomically
 from ._telemetry import NO_CHILD, NO_SPAN, TaskSpan, child_span
 
 if TYPE_CHECKING:
@@ -265,8 +264,10 @@ class Delivery:
                     final.name,
                     plan.target.name,
                 )
-            os.replace(temp, final)
+            kept = place(temp, final, overwrite=plan.overwrite)
             if plan.durable:
+                if kept:
+                    await sync_file(final)
                 await sync_folder(plan.folder)
             return final
         except BaseException:

@@ -322,6 +322,7 @@ class TaskHandle(HandlePolls):
         metadata: bool = False,
         timeout: float | None = DEFAULT,
         durable: bool = False,
+        overwrite: bool = True,
     ) -> list[Path]:
         """Wait for completion and write every image to disk; return the paths.
 
@@ -341,13 +342,22 @@ class TaskHandle(HandlePolls):
         without it the files hold exactly the bytes the service sent. Each file is
         streamed to a temporary file beside it and renamed into place, so no partial
         file is left, whatever goes wrong; it gets the mode the umask gives new files.
-        Existing files are replaced. *timeout* bounds the wait and the downloads
+        Existing files are replaced, unless *overwrite* is false: then a file already at
+        a final path is kept, and counts as saved if it holds the same bytes; any other
+        raises :class:`FileExistsError` naming it. *timeout* bounds the wait and the downloads
         together. Concurrent calls for the same *dest* share one download. With
         *durable*, each file and then its folder are flushed to the disk (``fsync``)
         before this returns, so that a record written afterwards (a batch's journal
         does so) never outlives the files it names across a power cut.
         """
-        plan = plan_save(dest, name=name, number=number, metadata=metadata, durable=durable)
+        plan = plan_save(
+            dest,
+            name=name,
+            number=number,
+            metadata=metadata,
+            durable=durable,
+            overwrite=overwrite,
+        )
 
         async def write(handle: TaskHandle, task: Task) -> list[Path]:
             prepare_folder(plan)

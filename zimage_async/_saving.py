@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
 import re
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import attrs
@@ -21,10 +23,12 @@ __all__ = [
     "current_umask",
     "fitting_suffix",
     "inside",
+    "place",
     "plan_save",
     "prepare_folder",
     "publish_mode",
     "remove_stale_parts",
+    "sync_file",
     "sync_folder",
     "write_atomically",
 ]
@@ -67,6 +71,8 @@ class SavePlan:
     metadata: bool = False
     #: Whether each file (and then its folder) is flushed to the disk before the save ends.
     durable: bool = False
+    #: Whether a file already at a final path is replaced (else: kept, see :func:`place`).
+    overwrite: bool = True
 
     def path(
         self,
@@ -127,6 +133,7 @@ def plan_save(
     number: int | None = None,
     metadata: bool = False,
     durable: bool = False,
+    overwrite: bool = True,
 ) -> SavePlan:
     """Decide where ``save(dest)`` writes (pure: looks at the file system, changes nothing).
 
@@ -135,7 +142,7 @@ def plan_save(
 
     >>> plan_save("out/cat.png")  # doctest: +NORMALIZE_WHITESPACE
     SavePlan(folder=PosixPath('out'), target=PosixPath('out/cat.png'), name=None,
-             number=None, metadata=False, durable=False)
+             number=None, metadata=False, durable=False, overwrite=True)
     >>> plan_save("out/").target is None
     True
     """
@@ -163,8 +170,15 @@ def plan_save(
             number=number,
             metadata=metadata,
             durable=durable,
+            overwrite=overwrite,
         )
-    return SavePlan(folder=target.parent, target=target, metadata=metadata, durable=durable)
+    return SavePlan(
+        folder=target.parent,
+        target=target,
+        metadata=metadata,
+        durable=durable,
+        overwrite=overwrite,
+    )
 
 
 def prepare_folder(plan: SavePlan) -> None:
@@ -217,14 +231,65 @@ async def write_atomically(
         with os.fdopen(fd, "wb") as file:
             publish_mode(temp)
             async for chunk in chunks:
-                file.write(chunk)
+                with _naming(temp):
+                    file.write(chunk)
+            with _naming(temp):
+                file.flush()  # the last bytes, so that a full disk is told here, not at close
             if durable:
-                file.flush()
                 await asyncio.to_thread(_fsync_own, os.dup(file.fileno()))
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     return temp
+
+
+def place(temp: Path, final: Path, *, overwrite: bool) -> bool:
+    """Rename *temp* to *final*; return whether a file already there was kept instead.
+
+    Without *overwrite*, a file at *final* (checked just before the rename) is kept:
+    one with the same bytes as *temp* stands for it (*temp* is removed, ``True`` is
+    returned); anything else (other bytes, a symbolic link, a folder) raises
+    :class:`FileExistsError` naming *final*, and *temp* is left to the caller.
+    """
+    if overwrite or not os.path.lexists(final):
+        os.replace(temp, final)
+        return False
+    if os.path.islink(final) or not _same_bytes(final, temp):
+        raise FileExistsError(
+            errno.EEXIST, "another file is there, and this save does not replace it", str(final)
+        )
+    temp.unlink()
+    return True
+
+
+def _same_bytes(first: Path, second: Path, block: int = 1 << 20) -> bool:
+    """Whether two regular files hold the same bytes."""
+    try:
+        with first.open("rb") as a, second.open("rb") as b:
+            if os.fstat(a.fileno()).st_size != os.fstat(b.fileno()).st_size:
+                return False
+            while chunk := a.read(block):
+                if chunk != b.read(block):
+                    return False
+    except IsADirectoryError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Give an ``OSError`` raised inside (a full disk's names no file) *path* as its file."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+
+
+async def sync_file(path: Path) -> None:
+    """Flush the file at *path* to the disk (one kept by :func:`place`, maybe never flushed)."""
+    await asyncio.to_thread(_fsync_own, os.open(path, os.O_RDONLY))
 
 
 async def sync_folder(folder: Path) -> None:

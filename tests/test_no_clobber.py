@@ -1,0 +1,110 @@
+"""A batch never replaces an image it did not save: ``save(overwrite=False)``.
+
+Two batches saving into one folder under names that meet (``--name "{number}"``, or one
+prompt on the same line of two files) replaced each other's paid images without a word.
+``save(..., overwrite=False)`` keeps a file already at a final path: if it holds the
+same bytes the save counts it as saved (a rerun after a crash between the rename and
+the journal's record), otherwise :class:`FileExistsError` names it and nothing is
+replaced. Batches save that way, except over the files their journal says the item
+saved itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zimage_async import Session
+from zimage_async.emulator import Emulator
+
+from ._cli import cli_env, finished
+
+
+async def test_a_different_file_is_kept_and_named(zs: Session, tmp_path: Path) -> None:
+    """overwrite=False over another file: FileExistsError naming it; it is unchanged."""
+    target = tmp_path / "cat.png"
+    target.write_bytes(b"someone else's image")
+    handle = await zs.submit("a cat")
+    with pytest.raises(FileExistsError) as caught:
+        await handle.save(target, overwrite=False)
+    assert caught.value.filename == str(target)
+    assert target.read_bytes() == b"someone else's image"
+    assert not list(tmp_path.glob(".zimage-*.part"))
+
+
+async def test_the_same_bytes_count_as_saved(zs: Session, tmp_path: Path) -> None:
+    """A file already holding the image is the image: no error, the path is returned."""
+    handle = await zs.submit("a cat")
+    first = await handle.save(tmp_path / "cat.png")
+    again = await handle.save(tmp_path / "cat.png", overwrite=False)
+    assert again == first
+    assert not list(tmp_path.glob(".zimage-*.part"))
+
+
+async def test_a_link_is_never_taken_for_the_image(zs: Session, tmp_path: Path) -> None:
+    """A symbolic link at the path is kept, even to a file with the same bytes."""
+    handle = await zs.submit("a cat")
+    (original,) = await handle.save(tmp_path / "original.png")
+    link = tmp_path / "cat.png"
+    link.symlink_to(original)
+    with pytest.raises(FileExistsError):
+        await handle.save(link, overwrite=False)
+    assert link.is_symlink()
+
+
+async def test_a_second_batch_leaves_the_first_ones_images(zs: Session, tmp_path: Path) -> None:
+    """Two batches, one folder, names that meet: the second stops, the first's stay."""
+    out = tmp_path / "out"
+    async with zs.generate_many(
+        ["a cat", "a cow"], output_dir=out, name="{number}", journal=tmp_path / "j.sqlite"
+    ) as batch:
+        assert all([item.ok async for item in batch])
+    before = {path.name: path.read_bytes() for path in out.glob("*.png")}
+    assert sorted(before) == ["1.png", "2.png"]
+
+    async def dogs() -> None:
+        async with zs.generate_many(
+            ["a dog", "a fox"],
+            output_dir=out,
+            name="{number}",
+            journal=tmp_path / "j.sqlite",
+            batch_id="dogs",
+        ) as batch:
+            async for _ in batch:
+                pass
+
+    with pytest.raises(FileExistsError):
+        await dogs()
+    assert {path.name: path.read_bytes() for path in out.glob("*.png")} == before
+
+
+async def test_a_batch_item_replaces_the_file_it_saved_itself(zs: Session, tmp_path: Path) -> None:
+    """Its own journaled file, lost in part (here: damaged), is saved again over it."""
+    out, journal = tmp_path / "out", tmp_path / "j.sqlite"
+    async with zs.generate_many(["a cat"], output_dir=out, journal=journal) as batch:
+        (item,) = [item async for item in batch]
+    (path,) = item.paths
+    whole = path.read_bytes()
+    path.unlink()  # a lost file is fetched again: the journal says this item saved it
+    async with zs.generate_many(["a cat"], output_dir=out, journal=journal) as batch:
+        (again,) = [item async for item in batch]
+    assert again.ok, again.error
+    assert path.read_bytes() == whole
+
+
+async def test_the_command_line_says_which_file_stopped_the_batch(tmp_path: Path) -> None:
+    """`zimage batch` over another batch's images: exit 1 naming the file, nothing replaced."""
+    (tmp_path / "cats.txt").write_text("a cat\n")
+    (tmp_path / "dogs.txt").write_text("a dog\n")
+    async with Emulator(task_duration=0.05) as emu:
+        env = cli_env(ZIMAGE_API_KEY=emu.api_key, ZIMAGE_BASE_URL=emu.base_url)
+        options = ("-o", "out", "--name", "{number}")
+        status, _, stderr = await finished("batch", "cats.txt", *options, env=env, cwd=tmp_path)
+        assert status == 0, stderr
+        cat = (tmp_path / "out" / "1.png").read_bytes()
+        status, _, stderr = await finished("batch", "dogs.txt", *options, env=env, cwd=tmp_path)
+    assert status == 1, stderr
+    assert "Traceback" not in stderr
+    assert "out/1.png" in stderr
+    assert (tmp_path / "out" / "1.png").read_bytes() == cat
