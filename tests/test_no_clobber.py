@@ -11,6 +11,7 @@ saved itself.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,15 @@ async def test_the_command_line_says_which_file_stopped_the_batch(tmp_path: Path
     assert "Traceback" not in stderr
     assert "out/1.png" in stderr
     assert (tmp_path / "out" / "1.png").read_bytes() == cat
+
+
+async def test_a_named_pipe_at_the_name_is_kept_without_being_opened(
+    zs: Session, tmp_path: Path
+) -> None:
+    """A named pipe (whose open would wait for a writer, the event loop with it): kept."""
+    handle = await zs.submit("a cat")
+    target = tmp_path / "cat.png"
+    os.mkfifo(target)
+    with pytest.raises(FileExistsError):
+        await handle.save(target, overwrite=False)
+    assert target.exists()

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -247,14 +248,20 @@ def place(temp: Path, final: Path, *, overwrite: bool) -> bool:
     """Rename *temp* to *final*; return whether a file already there was kept instead.
 
     Without *overwrite*, a file at *final* (checked just before the rename) is kept:
-    one with the same bytes as *temp* stands for it (*temp* is removed, ``True`` is
-    returned); anything else (other bytes, a symbolic link, a folder) raises
-    :class:`FileExistsError` naming *final*, and *temp* is left to the caller.
+    a regular file with the same bytes as *temp* stands for it (*temp* is removed,
+    ``True`` is returned); anything else (other bytes, a symbolic link, a folder, a
+    named pipe, never opened) raises :class:`FileExistsError` naming *final*, and *temp*
+    is left to the caller.
     """
-    if overwrite or not os.path.lexists(final):
+    try:
+        there = None if overwrite else os.lstat(final)
+    except FileNotFoundError:
+        there = None
+    if there is None:
         os.replace(temp, final)
         return False
-    if os.path.islink(final) or not _same_bytes(final, temp):
+    # Only a regular file is opened (a named pipe's open would wait for a writer).
+    if not stat.S_ISREG(there.st_mode) or not _same_bytes(final, temp, there.st_size):
         raise FileExistsError(
             errno.EEXIST, "another file is there, and this save does not replace it", str(final)
         )
@@ -262,17 +269,14 @@ def place(temp: Path, final: Path, *, overwrite: bool) -> bool:
     return True
 
 
-def _same_bytes(first: Path, second: Path, block: int = 1 << 20) -> bool:
-    """Whether two regular files hold the same bytes."""
-    try:
-        with first.open("rb") as a, second.open("rb") as b:
-            if os.fstat(a.fileno()).st_size != os.fstat(b.fileno()).st_size:
-                return False
-            while chunk := a.read(block):
-                if chunk != b.read(block):
-                    return False
-    except IsADirectoryError:
+def _same_bytes(there: Path, ours: Path, size: int, block: int = 1 << 20) -> bool:
+    """Whether the regular file *there* (of *size* bytes) holds the bytes of *ours*."""
+    if ours.stat().st_size != size:
         return False
+    with there.open("rb") as a, ours.open("rb") as b:
+        while chunk := a.read(block):
+            if chunk != b.read(block):
+                return False
     return True
 
 
