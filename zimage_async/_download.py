@@ -30,22 +30,20 @@ import logging
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from typing import NamedTuple
 
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
-    ImageBlockedError,
     ImageDownloadError,
-    ImageExpiredError,
     ImageLinkRefusedError,
     MalformedResponseError,
 )
+from ._imagefailure import Grace, Retryable, Where, earlier_expiry, malformed, over_time
 from ._imageinfo import SNIFF_BYTES, ImageFraming, check_declared_type, sniff_content_type
 from ._imagelimits import FRESH_LINK_RETRIES, ByteBudget, DownloadInfo, ImageLimits
 from ._imagereply import ImageVerdict, judge_image_reply
 from ._imagestream import ImageStream
-from ._links import REFUSAL_SAMPLE_BYTES, redact_url, utc
+from ._links import REFUSAL_SAMPLE_BYTES, utc
 from ._parsing import parse_retry_after
 from ._resume import image_changed, resume_headers, resume_plan
 from ._schedule import RetryPolicy
@@ -57,59 +55,6 @@ logger = logging.getLogger("zimage_async")
 
 _IDENTITY = frozenset({"", "identity"})  # Content-Encodings that leave the bytes as they are
 _HEAD_KEEP = 64 * 1024  # enough of the start to read JPEG dimensions after EXIF
-
-
-class _Retryable(ImageDownloadError):
-    """A transient download failure; ``retry_after`` is the server's advice."""
-
-    retry_after: float | None = None
-
-
-class _Where(NamedTuple):
-    """Which image a download is about, for the errors it raises."""
-
-    link: str  # as received: redacted only when a message names it
-    task_id: str | None
-    image: int | None  # its index in the task ("index" is a tuple method)
-
-    @property
-    def url(self) -> str:
-        """The link as messages name it, without its query string (a signed link's key)."""
-        return redact_url(self.link)
-
-    def fail(self, reason: str) -> ImageDownloadError:
-        return ImageDownloadError(reason, url=self.url, task_id=self.task_id, index=self.image)
-
-    def expired(self, reason: str, expires_at: float | None) -> ImageExpiredError:
-        return ImageExpiredError(
-            reason, url=self.url, task_id=self.task_id, index=self.image, expired_at=expires_at
-        )
-
-    def blocked(
-        self, evidence: str, user_agent: str, expires_at: float | None
-    ) -> ImageBlockedError:
-        reason = (
-            f"the image host refused the link (403) although {evidence}: this looks like a "
-            "block of this client, not expiry (bot protection such as Cloudflare error 1010 "
-            f"refuses User-Agents that look like scripts). The request sent User-Agent "
-            f"{user_agent!r}; set another with Session(user_agent=...)"
-        )
-        return ImageBlockedError(
-            reason, url=self.url, task_id=self.task_id, index=self.image, expires_at=expires_at
-        )
-
-    def refused(self, reason: str) -> ImageLinkRefusedError:
-        return ImageLinkRefusedError(
-            f"{reason}; not fetched, and not retried",
-            url=self.url,
-            task_id=self.task_id,
-            index=self.image,
-        )
-
-    def transient(self, reason: str, retry_after: float | None = None) -> _Retryable:
-        error = _Retryable(reason, url=self.url, task_id=self.task_id, index=self.image)
-        error.retry_after = retry_after
-        return error
 
 
 async def stream_image(
@@ -147,12 +92,12 @@ async def stream_image(
     its end, and one whose answer to a resume states another ETag or Last-Modified than
     the first answer did (the image changed between attempts).
     """
-    where = _Where(url, task_id, index)
+    where = Where(url, task_id, index)
     if expires_at is not None and time.time() >= expires_at:
         raise where.expired(
             "the link expired (image links are valid for 24 hours after completion); "
             "nothing was requested",
-            _earlier(expires_at, stated_expiry),
+            earlier_expiry(expires_at, stated_expiry),
         )
     total: int | None = None
     framing: ImageFraming | None = None
@@ -169,7 +114,7 @@ async def stream_image(
             headers = resume_headers(offset, first) if offset and not coded else {}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise where.fail(_over_time(limits))
+                raise where.fail(over_time(limits))
             async with transport.stream(url, headers=headers, total_timeout=remaining) as response:
                 status = response.status
                 if status != 200 and status != 206:  # not the image: say why, then raise
@@ -187,7 +132,7 @@ async def stream_image(
                         fresh=fresh,
                         copy=None if framing is None else (framing, info.size),
                     )
-                    if isinstance(failure, _Grace):
+                    if isinstance(failure, Grace):
                         graced += 1
                         attempt -= 1  # the grace does not use up the retry policy's attempts
                     raise failure
@@ -255,9 +200,9 @@ async def stream_image(
             raise where.fail(str(exc)) from exc
         except ImageLinkRefusedError as exc:
             raise where.refused(exc.reason) from None
-        except (_Retryable, APIConnectionError) as exc:
+        except (Retryable, APIConnectionError) as exc:
             if isinstance(exc, APITimeoutError) and time.monotonic() >= deadline:
-                raise where.fail(_over_time(limits)) from None
+                raise where.fail(over_time(limits)) from None
             floor = getattr(exc, "retry_after", None) or 0.0
             delay = retry.after(max(attempt, 1), floor, rng=rng)
             if delay is None:
@@ -265,7 +210,7 @@ async def stream_image(
                     raise where.fail(f"gave up after {attempt} attempts: {exc}") from exc
                 raise where.fail(f"the host asks to wait {floor:g} s") from exc
             if time.monotonic() + delay >= deadline:
-                raise where.fail(_over_time(limits)) from exc
+                raise where.fail(over_time(limits)) from exc
             logger.info(
                 "retrying image download %s (attempt %d failed: %s) in %.2f s",
                 where.url,
@@ -276,20 +221,9 @@ async def stream_image(
             await sleep(delay)
 
 
-def _over_time(limits: ImageLimits) -> str:
-    return (
-        f"the download took longer than its {limits.total_timeout:g} s total limit for one "
-        "image (ImageLimits.total_timeout); a host this slow is not waited for"
-    )
-
-
-class _Grace(_Retryable):
-    """A 403 or 404 right after completion: asked again without using up an attempt."""
-
-
 async def _refusal(
     response: ImageStream,
-    where: _Where,
+    where: Where,
     *,
     user_agent: str,
     expires_at: float | None,
@@ -318,7 +252,7 @@ async def _refusal(
         assert reply.evidence is not None
         return where.blocked(reply.evidence, user_agent, stated_expiry)
     if verdict is ImageVerdict.GRACE:
-        return _Grace(
+        return Grace(
             f"the image host answered {status} right after completion (the file may not "
             "have reached it yet)",
             url=where.url,
@@ -329,7 +263,7 @@ async def _refusal(
         reason = f"the image host answered {status}: the link has expired or is gone"
         if stated_expiry is not None and stated_expiry <= now:
             reason += f" (the link states it expired at {utc(stated_expiry)} UTC)"
-        return where.expired(reason, _earlier(expires_at, stated_expiry))
+        return where.expired(reason, earlier_expiry(expires_at, stated_expiry))
     if verdict is ImageVerdict.TRANSIENT:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), None, now=now)
         return where.transient(f"the image host answered {status}", retry_after)
@@ -343,20 +277,13 @@ async def _refusal(
     return where.fail(f"the image host answered {status}")
 
 
-def _earlier(expires_at: float | None, stated_expiry: float | None) -> float | None:
-    """Return the known expiry: the links' lifetime's end, or an earlier believed stated one."""
-    if stated_expiry is None or (expires_at is not None and expires_at <= stated_expiry):
-        return expires_at
-    return stated_expiry
-
-
 def _take(
     chunk: bytes,
     info: DownloadInfo,
     framing: ImageFraming,
     limits: ImageLimits,
     budget: ByteBudget | None,
-    where: _Where,
+    where: Where,
 ) -> None:
     """Count *chunk* in, against every bound, and check it against the image's framing."""
     info.size += len(chunk)
@@ -371,20 +298,11 @@ def _take(
         info.head += chunk[: _HEAD_KEEP - len(info.head)]
     framing.feed(chunk)
     if framing.problem is not None or framing.excess:
-        raise _malformed(framing, where)
-
-
-def _malformed(framing: ImageFraming, where: _Where) -> ImageDownloadError:
-    if framing.problem is not None:
-        return where.fail(f"the body is not a well-formed image: {framing.problem}")
-    return where.fail(
-        f"the body goes on after the image's end (byte {framing.end}, by its own framing); "
-        "bytes after an image are not part of it"
-    )
+        raise malformed(framing, where)
 
 
 def _verify_head(
-    head: bytes, declared: str | None, info: DownloadInfo, where: _Where
+    head: bytes, declared: str | None, info: DownloadInfo, where: Where
 ) -> ImageFraming:
     sniffed = sniff_content_type(head)
     if sniffed is None:

@@ -1,0 +1,102 @@
+"""The errors of one image's download, made in one place (see :mod:`zimage_async._download`).
+
+:class:`Where` names the image (its link without the query, its task and index) in
+every error; :class:`Retryable` and :class:`Grace` are the failures the download loop
+asks again after.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ._exceptions import (
+    ImageBlockedError,
+    ImageDownloadError,
+    ImageExpiredError,
+    ImageLinkRefusedError,
+)
+from ._imageinfo import ImageFraming
+from ._imagelimits import ImageLimits
+from ._links import redact_url
+
+__all__ = ["Grace", "Retryable", "Where", "earlier_expiry", "malformed", "over_time"]
+
+
+class Retryable(ImageDownloadError):
+    """A transient download failure; ``retry_after`` is the server's advice."""
+
+    retry_after: float | None = None
+
+
+class Where(NamedTuple):
+    """Which image a download is about, for the errors it raises."""
+
+    link: str  # as received: redacted only when a message names it
+    task_id: str | None
+    image: int | None  # its index in the task ("index" is a tuple method)
+
+    @property
+    def url(self) -> str:
+        """The link as messages name it, without its query string (a signed link's key)."""
+        return redact_url(self.link)
+
+    def fail(self, reason: str) -> ImageDownloadError:
+        return ImageDownloadError(reason, url=self.url, task_id=self.task_id, index=self.image)
+
+    def expired(self, reason: str, expires_at: float | None) -> ImageExpiredError:
+        return ImageExpiredError(
+            reason, url=self.url, task_id=self.task_id, index=self.image, expired_at=expires_at
+        )
+
+    def blocked(
+        self, evidence: str, user_agent: str, expires_at: float | None
+    ) -> ImageBlockedError:
+        reason = (
+            f"the image host refused the link (403) although {evidence}: this looks like a "
+            "block of this client, not expiry (bot protection such as Cloudflare error 1010 "
+            f"refuses User-Agents that look like scripts). The request sent User-Agent "
+            f"{user_agent!r}; set another with Session(user_agent=...)"
+        )
+        return ImageBlockedError(
+            reason, url=self.url, task_id=self.task_id, index=self.image, expires_at=expires_at
+        )
+
+    def refused(self, reason: str) -> ImageLinkRefusedError:
+        return ImageLinkRefusedError(
+            f"{reason}; not fetched, and not retried",
+            url=self.url,
+            task_id=self.task_id,
+            index=self.image,
+        )
+
+    def transient(self, reason: str, retry_after: float | None = None) -> Retryable:
+        error = Retryable(reason, url=self.url, task_id=self.task_id, index=self.image)
+        error.retry_after = retry_after
+        return error
+
+
+def over_time(limits: ImageLimits) -> str:
+    return (
+        f"the download took longer than its {limits.total_timeout:g} s total limit for one "
+        "image (ImageLimits.total_timeout); a host this slow is not waited for"
+    )
+
+
+class Grace(Retryable):
+    """A 403 or 404 right after completion: asked again without using up an attempt."""
+
+
+def earlier_expiry(expires_at: float | None, stated_expiry: float | None) -> float | None:
+    """Return the known expiry: the links' lifetime's end, or an earlier believed stated one."""
+    if stated_expiry is None or (expires_at is not None and expires_at <= stated_expiry):
+        return expires_at
+    return stated_expiry
+
+
+def malformed(framing: ImageFraming, where: Where) -> ImageDownloadError:
+    if framing.problem is not None:
+        return where.fail(f"the body is not a well-formed image: {framing.problem}")
+    return where.fail(
+        f"the body goes on after the image's end (byte {framing.end}, by its own framing); "
+        "bytes after an image are not part of it"
+    )
