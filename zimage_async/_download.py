@@ -45,7 +45,7 @@ from ._imagereply import ImageVerdict, judge_image_reply
 from ._imagestream import ImageStream
 from ._links import REFUSAL_SAMPLE_BYTES, utc
 from ._parsing import parse_retry_after
-from ._resume import image_changed, resume_headers, resume_plan
+from ._resume import image_changed, resume_headers, resume_plan, unsatisfied_total
 from ._schedule import RetryPolicy
 from ._transport import Transport
 
@@ -132,6 +132,8 @@ async def stream_image(
                         fresh=fresh,
                         copy=None if framing is None else (framing, info.size),
                     )
+                    if failure is None:  # a 416 after the whole image: it was delivered
+                        return
                     if isinstance(failure, Grace):
                         graced += 1
                         attempt -= 1  # the grace does not use up the retry policy's attempts
@@ -177,12 +179,12 @@ async def stream_image(
                         chunk, pending = pending, b""
                         declared = response.headers.get("Content-Type")
                         framing = _verify_head(chunk, declared, info, where)
-                    _take(chunk, info, framing, limits, budget, where)
+                    _take(chunk, info, framing, (limits, total), budget, where)
                     yield chunk
                 if pending:  # a body shorter than the sniffing window
                     declared = response.headers.get("Content-Type")
                     framing = _verify_head(pending, declared, info, where)
-                    _take(pending, info, framing, limits, budget, where)
+                    _take(pending, info, framing, (limits, total), budget, where)
                     yield pending
             if total is not None and info.size < total:
                 raise where.transient(f"the body was cut short ({info.size} of {total} bytes)")
@@ -197,7 +199,7 @@ async def stream_image(
                 raise where.transient(f"the body ended early: {framing.missing()}")
             return
         except MalformedResponseError as exc:
-            raise where.fail(str(exc)) from exc
+            raise where.fail(f"the image host's answer is malformed: {exc.detail}") from exc
         except ImageLinkRefusedError as exc:
             raise where.refused(exc.reason) from None
         except (Retryable, APIConnectionError) as exc:
@@ -210,7 +212,7 @@ async def stream_image(
                     raise where.fail(f"gave up after {attempt} attempts: {exc}") from exc
                 raise where.fail(f"the host asks to wait {floor:g} s") from exc
             if time.monotonic() + delay >= deadline:
-                raise where.fail(over_time(limits)) from exc
+                raise where.fail(over_time(limits, asked=floor)) from exc
             logger.info(
                 "retrying image download %s (attempt %d failed: %s) in %.2f s",
                 where.url,
@@ -230,7 +232,7 @@ async def _refusal(
     stated_expiry: float | None,
     fresh: bool,
     copy: tuple[ImageFraming, int] | None,
-) -> ImageDownloadError:
+) -> ImageDownloadError | None:
     """Return the error an answer other than 200 and 206 means (see judge_image_reply).
 
     *stated_expiry* is the link's believed stated expiry (tells a block from expiry,
@@ -246,7 +248,12 @@ async def _refusal(
         now=now,
         fresh=fresh,
         resuming=copy is not None,
+        received=None
+        if copy is None or status != 416
+        else (copy[0].complete, copy[1], unsatisfied_total(response.headers.get("Content-Range"))),
     )
+    if reply.verdict is ImageVerdict.COMPLETE:
+        return None
     verdict = reply.verdict
     if verdict is ImageVerdict.BLOCKED:
         assert reply.evidence is not None
@@ -281,14 +288,20 @@ def _take(
     chunk: bytes,
     info: DownloadInfo,
     framing: ImageFraming,
-    limits: ImageLimits,
+    bounds: tuple[ImageLimits, int | None],
     budget: ByteBudget | None,
     where: Where,
 ) -> None:
-    """Count *chunk* in, against every bound, and check it against the image's framing."""
+    """Count *chunk* in, against every bound, and check it against the image's framing.
+
+    *bounds* are the limits and the image's length as the host announced it, if it did.
+    """
+    limits, total = bounds
     info.size += len(chunk)
     if info.size > limits.max_bytes:
         raise where.fail(f"the image exceeds the {limits.max_bytes}-byte limit")
+    if total is not None and info.size > total:
+        raise where.fail(f"the body goes on past the {total} bytes the image host announced")
     if budget is not None:
         try:
             budget.charge(len(chunk))

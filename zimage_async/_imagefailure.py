@@ -75,7 +75,14 @@ class Where(NamedTuple):
         return error
 
 
-def over_time(limits: ImageLimits) -> str:
+def over_time(limits: ImageLimits, *, asked: float = 0.0) -> str:
+    """Say that the download cannot end within its total limit (*asked*: the host's wait)."""
+    if asked > 0:
+        return (
+            f"the image host asks to wait {asked:g} s (Retry-After), past the "
+            f"{limits.total_timeout:g} s total limit for one image (ImageLimits.total_timeout); "
+            "not waited for"
+        )
     return (
         f"the download took longer than its {limits.total_timeout:g} s total limit for one "
         "image (ImageLimits.total_timeout); a host this slow is not waited for"

@@ -31,6 +31,8 @@ class ImageVerdict(enum.Enum):
     TRANSIENT = "transient"
     #: 416 after some bytes: the host's copy is shorter than the image.
     INCOMPLETE_COPY = "incomplete copy"
+    #: 416 after an image complete by its framing, of the length the host states: done.
+    COMPLETE = "complete"
     #: Anything else: a failure that asking again cannot fix.
     FAIL = "fail"
 
@@ -44,6 +46,7 @@ class ImageReply:
 
 
 _READ = ImageReply(ImageVerdict.READ)  # the common verdict, made once: it is frozen
+_COMPLETE = ImageReply(ImageVerdict.COMPLETE)
 
 
 def judge_image_reply(
@@ -54,6 +57,7 @@ def judge_image_reply(
     now: float,
     fresh: bool,
     resuming: bool,
+    received: tuple[bool, int, int | None] | None = None,
 ) -> ImageReply:
     """Judge one answer of the image host.
 
@@ -61,7 +65,9 @@ def judge_image_reply(
     the expiry the link states, if believed (:func:`~zimage_async._links.believed_expiry`);
     *fresh* whether the task completed moments ago
     and the grace for a slow CDN is not used up; *resuming* whether bytes were already
-    received (a 416 then means the host's copy ends early).
+    received (a 416 then means the host's copy ends early, unless *received*, the
+    framing's completeness of the bytes received, their number and the length the 416
+    states, says the image was whole: then the connection only dropped at its end).
 
     >>> judge_image_reply(200, sample=b"", stated_expiry=None, now=0, fresh=False,
     ...                   resuming=False).verdict
@@ -83,5 +89,7 @@ def judge_image_reply(
     if status == 429 or status >= 500:
         return ImageReply(ImageVerdict.TRANSIENT)
     if status == 416 and resuming:
+        if received is not None and received[0] and received[2] in (None, received[1]):
+            return _COMPLETE
         return ImageReply(ImageVerdict.INCOMPLETE_COPY)
     return ImageReply(ImageVerdict.FAIL)

@@ -6,6 +6,7 @@ Part of the thin aiohttp layer (:mod:`zimage_async._transport`), which opens the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -16,7 +17,7 @@ import aiohttp
 import aiohttp.abc
 import yarl
 
-from ._deadlines import Deadlines, bounded_by
+from ._deadlines import Deadlines, bounded_by, within
 from ._exceptions import ImageLinkRefusedError, ZImageError
 from ._httperrors import WIRE, RefusedAddress, UnresolvedProxy, translate
 from ._links import redact_url
@@ -32,6 +33,9 @@ __all__ = [
 
 logger = logging.getLogger("zimage_async")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+#: How long an error page's start is waited for, as evidence of what the refusal means.
+SAMPLE_SECONDS = 2.0
 
 
 def proxy_endpoints(*proxies: str | None) -> frozenset[tuple[str, int]]:
@@ -177,19 +181,22 @@ class ImageStream:
         while chunk := await self.read(chunk_size):
             yield chunk
 
-    async def sample(self, limit: int) -> bytes:
-        """Return the first *limit* bytes of the body, or fewer if it is shorter.
+    async def sample(self, limit: int, seconds: float = SAMPLE_SECONDS) -> bytes:
+        """Return the first *limit* bytes of the body, or fewer: what came in *seconds*.
 
-        For reading an error page as evidence: a body that fails to arrive is ``b""``.
+        For reading an error page as evidence: a page that trickles is judged by what
+        arrived in time (its first line says the most), one that fails by what came.
         """
         parts: list[bytes] = []
-        size = 0
-        try:
+
+        async def gather() -> None:
+            size = 0
             while size < limit and (chunk := await self.read(limit - size)):
                 parts.append(chunk)
                 size += len(chunk)
-        except ZImageError:
-            return b""
+
+        with contextlib.suppress(ZImageError, asyncio.TimeoutError):
+            await within(gather(), seconds)
         return b"".join(parts)
 
 

@@ -12,10 +12,11 @@ import email.utils
 import re
 from collections.abc import Mapping
 
-__all__ = ["image_changed", "resume_headers", "resume_plan", "shown"]
+__all__ = ["image_changed", "resume_headers", "resume_plan", "shown", "unsatisfied_total"]
 
 # At most 18 digits a number: every length of a real image, and always a safe int().
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d{1,18})-(\d{1,18})/(\d{1,18}|\*)")
+_UNSATISFIED = re.compile(r"bytes\s+\*/(\d{1,18})")  # a 416's Content-Range: the length
 _STRONG_ETAG = re.compile(r'"[\x21\x23-\x7e]*"')  # W/"..." is weak: never an If-Range
 _IMF_FIXDATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT")
 _DATE_MARGIN = 60.0  # how much older than Date a Last-Modified must be to be strong
@@ -95,17 +96,43 @@ def resume_plan(
 ) -> tuple[int, int | None]:
     """Return (bytes to skip, total length) of a fresh or resumed answer, *delivered* bytes in.
 
-    A 206 must resume exactly at *delivered*; a 200 is the whole image, whose first
-    *delivered* bytes are skipped. Raises :class:`ValueError` with the reason otherwise.
+    A 206 must resume exactly at *delivered* and, as asked (``bytes=N-``), run to the
+    image's last byte, its ``Content-Length`` (if any) no longer than the range; a 200 is the
+    whole image, whose first *delivered* bytes are skipped. Raises :class:`ValueError`
+    with the reason otherwise.
+
+    >>> resume_plan(206, "bytes 10-99/100", 90, 10)
+    (0, 100)
+    >>> resume_plan(206, "bytes 10-99/100", 190, 10)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: the image host's Content-Length (190) is longer than its Content-Range ...
     """
-    if status == 206:
-        match = _CONTENT_RANGE.fullmatch((content_range or "").strip())
-        if not match:
-            raise ValueError(
-                f"the image host sent a malformed Content-Range ({shown(content_range)})"
-            )
-        if int(match.group(1)) != delivered:
-            raise ValueError(f"the image host resumed at the wrong place ({content_range!r})")
-        size = match.group(3)
-        return 0, None if size == "*" else int(size)
-    return delivered, content_length
+    if status != 206:
+        return delivered, content_length
+    match = _CONTENT_RANGE.fullmatch((content_range or "").strip())
+    if not match:
+        raise ValueError(f"the image host sent a malformed Content-Range ({shown(content_range)})")
+    start, end, size = int(match.group(1)), int(match.group(2)), match.group(3)
+    if start != delivered:
+        raise ValueError(f"the image host resumed at the wrong place ({content_range!r})")
+    total = None if size == "*" else int(size)
+    if end < start or (total is not None and end != total - 1):
+        raise ValueError(
+            f"the image host answered another range than the rest of the image ({content_range!r})"
+        )
+    if content_length is not None and content_length > end - start + 1:  # shorter: cut short
+        raise ValueError(
+            f"the image host's Content-Length ({content_length}) is longer than its "
+            f"Content-Range ({content_range!r}, {end - start + 1} bytes)"
+        )
+    return 0, total
+
+
+def unsatisfied_total(content_range: str | None) -> int | None:
+    """Return the image's length a 416 states (``Content-Range: bytes */N``), else None.
+
+    >>> unsatisfied_total("bytes */77084"), unsatisfied_total(None)
+    (77084, None)
+    """
+    match = _UNSATISFIED.fullmatch((content_range or "").strip())
+    return None if match is None else int(match.group(1))
