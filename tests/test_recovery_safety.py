@@ -19,6 +19,7 @@ from zimage_async import GenerationRequest, Session
 from zimage_async._journal import JournalRecord, JournalState, open_journal
 from zimage_async._journal_sqlite import SqliteJournal
 from zimage_async._journaling import Bookkeeper
+from zimage_async._sending import handing_over
 from zimage_async.emulator import Emulator, FaultPlan
 
 from .conftest import FAST_POLL
@@ -165,6 +166,7 @@ async def test_closing_waits_for_the_uncertain_record_of_a_cancelled_create(
     sending = asyncio.Event()
 
     async def send() -> object:
+        handing_over()  # as the transport does: the create is with the HTTP client
         sending.set()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")

@@ -37,6 +37,7 @@ from ._parsing import parse_task_reply, salvage_task_id
 from ._redaction import SealedBody
 from ._schedule import RetryPolicy
 from ._secret import Secret
+from ._sending import watching
 from ._telemetry import NO_CHILD, NO_SPAN, TaskSpan, child_span, task_span
 from ._transport import RedactedHeaders, Transport
 
@@ -48,6 +49,12 @@ T = TypeVar("T")
 
 #: The largest JSON answer accepted from the API.
 MAX_API_BODY = 1 << 20
+#: Logged when a create handed to the service was cancelled: its task may exist.
+CANCELLED_AFTER_SENDING = (
+    "a create cancelled after it was sent may have made a task (billed) that nothing "
+    "records: submit the same request again with idempotency_key=%r to get that task "
+    "without paying twice"
+)
 
 #: The create call's body encoder, made once (json.dumps makes one per call with options).
 _JSON = json.JSONEncoder(ensure_ascii=False)
@@ -273,14 +280,26 @@ class APIClient:
 
         span = task_span()
         try:
-            task = await self._call(
-                call,
-                url,
-                tries.judge,
-                "POST create",
-                span,
-                span_name="POST /v1/images/generations",
-            )
+            with watching() as (mark, outermost):
+
+                def judge(exc: ZImageError) -> float | None:
+                    delay = tries.judge(exc)
+                    mark.sent = tries.maybe_made  # between tries: only an unknown outcome
+                    return delay
+
+                try:
+                    task = await self._call(
+                        call,
+                        url,
+                        judge,
+                        "POST create",
+                        span,
+                        span_name="POST /v1/images/generations",
+                    )
+                except asyncio.CancelledError:
+                    if mark.sent and outermost:  # no journal above says it: say it here
+                        logger.warning(CANCELLED_AFTER_SENDING, key)
+                    raise
         except ZImageError as exc:
             final = tries.final(exc)
             uncertain = isinstance(final, SubmissionUncertainError)

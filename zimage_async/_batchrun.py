@@ -50,6 +50,7 @@ from ._journaling import PendingWrites, begin_priced, note_cancelled
 from ._models import GenerationRequest, TaskStatus
 from ._outcome import refused_resend
 from ._runtime import Allowance, restated
+from ._sending import handed_over, watching
 
 __all__ = ["CREATE_GRACE", "ItemRunner"]
 
@@ -227,11 +228,7 @@ class ItemRunner:
     def held_back(
         self, index: int, record: JournalRecord | None, action: ResumeAction
     ) -> BatchItem:
-        """Return the outcome of an item not sent because the batch stopped.
-
-        Not even a resend with its key, which may bill: a create that may have made a
-        task is reported uncertain (sent), any other as not sent.
-        """
+        """Return the outcome of an item held back by a stop: uncertain if sent before."""
         assert self.stopped_by is not None
         if action is not ResumeAction.RESUBMIT or record is None:
             return self.not_sent(index)
@@ -275,14 +272,16 @@ class ItemRunner:
             )
             raise
         self._begun.add(key)
-        creating = asyncio.ensure_future(self._create(index, request, key, resending))
+        with watching() as (mark, _):  # the task made here copies the mark with its context
+            creating = asyncio.ensure_future(self._create(index, request, key, resending))
         try:
             return await asyncio.shield(creating)
         except asyncio.CancelledError:
-            # The POST may already be at the service: learn the task's id so that a rerun
-            # resumes it instead of paying again.
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(creating, CREATE_GRACE)
+            # A POST with the HTTP client may be at the service: learn its task, which a rerun
+            # then resumes. One queued for a connection or out a 429 pause is dropped now.
+            if mark.flying:
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(creating, CREATE_GRACE)
             if not creating.done():
                 creating.cancel()
                 with contextlib.suppress(BaseException):
@@ -333,7 +332,8 @@ class ItemRunner:
                 )
                 raise
             except asyncio.CancelledError:
-                await note_cancelled(self._note, key, self.pending)
+                sent = handed_over() or resending
+                await note_cancelled(self._note, key, self.pending, sent=sent)
                 raise
             usage = handle.task.usage if handle.task is not None else None
             reserved = None if usage is None else usage.credits_reserved
@@ -390,8 +390,7 @@ class ItemRunner:
             number=number,
             timeout=allowed.left(),
             durable=True,
-            # Only over the files the journal says this item saved (lost, being saved again).
-            overwrite=earlier is not None and bool(earlier.paths),
+            overwrite=earlier is not None and bool(earlier.paths),  # only over its own files
         )
         await self._note(key, JournalState.SAVED, paths=paths)
         return BatchItem(

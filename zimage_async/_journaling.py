@@ -41,6 +41,7 @@ from ._journal_spend import PriceAwaited, Spend, SpendLimit
 from ._models import GenerationRequest, GenerationResult, Task
 from ._outcome import refused_resend
 from ._runtime import Runtime
+from ._sending import watching
 
 __all__ = [
     "Bookkeeper",
@@ -106,10 +107,24 @@ async def begin_priced(
 
 
 async def note_cancelled(
-    note: Callable[..., Awaitable[Any]], key: str, pending: PendingWrites
+    note: Callable[..., Awaitable[Any]], key: str, pending: PendingWrites, *, sent: bool
 ) -> None:
-    """Record the create under *key* as ``uncertain``: cancelled while it was being sent."""
-    await pending.shield(note(key, JournalState.UNCERTAIN, error_message="cancelled while sending"))
+    """Record the create under *key*, cancelled: ``uncertain`` if it may have been *sent*.
+
+    Cancelled before it was handed over (waiting for a connection, or out a 429 pause),
+    it reached no one: ``rejected``, so that it counts as nothing spent and is never
+    sent again as an uncertain create.
+    """
+    if sent:
+        write = note(key, JournalState.UNCERTAIN, error_message="cancelled while sending")
+    else:
+        write = note(
+            key,
+            JournalState.REJECTED,
+            error_code="CancelledError",
+            error_message="cancelled before it was sent",
+        )
+    await pending.shield(write)
 
 
 def check_max_credits(
@@ -264,26 +279,30 @@ class Bookkeeper:
             item_index=item_index,
         )
         await begin_priced(self.journal, record, limits=self.limits(limits), worker_id=worker_id)
-        try:
-            handle = await send()
-        except SubmissionUncertainError as exc:
-            if exc.task_id is not None:
-                await self._created(key, exc.task_id)
-            else:
-                await self.note(key, JournalState.UNCERTAIN, error_message=str(exc))
-            raise
-        except ZImageError as exc:
-            if resending:
-                uncertain = refused_resend(exc, key=key, request=request)
-                await self.note(key, JournalState.UNCERTAIN, error_message=str(uncertain))
-                raise uncertain from exc
-            await self.note(
-                key, JournalState.REJECTED, error_code=type(exc).__name__, error_message=str(exc)
-            )
-            raise
-        except asyncio.CancelledError:
-            await note_cancelled(self.note, key, self.pending)
-            raise
+        with watching() as (mark, _):
+            try:
+                handle = await send()
+            except SubmissionUncertainError as exc:
+                if exc.task_id is not None:
+                    await self._created(key, exc.task_id)
+                else:
+                    await self.note(key, JournalState.UNCERTAIN, error_message=str(exc))
+                raise
+            except ZImageError as exc:
+                if resending:
+                    uncertain = refused_resend(exc, key=key, request=request)
+                    await self.note(key, JournalState.UNCERTAIN, error_message=str(uncertain))
+                    raise uncertain from exc
+                await self.note(
+                    key,
+                    JournalState.REJECTED,
+                    error_code=type(exc).__name__,
+                    error_message=str(exc),
+                )
+                raise
+            except asyncio.CancelledError:
+                await note_cancelled(self.note, key, self.pending, sent=mark.sent or resending)
+                raise
         usage = handle.task.usage if handle.task is not None else None
         reserved = None if usage is None else usage.credits_reserved
         await self._created(key, handle.id, credits_reserved=reserved)

@@ -242,6 +242,11 @@ class CreateTries:
         #: The tries the service answered with an error.
         self._answers = 0
 
+    @property
+    def maybe_made(self) -> bool:
+        """Whether a try so far may have made a task (its outcome is unknown)."""
+        return self._unknown is not None
+
     def answered(self, error: APIError) -> APIError:
         """Note *error* as the service's answer to the try under way; return it."""
         self._answer = error

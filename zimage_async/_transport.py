@@ -56,6 +56,7 @@ from ._links import redact_url
 from ._proxy import ProxyConfig
 from ._redaction import SECRET_HEADERS, RedactedHeaders, SealedBody, kept_headers, mask_echoes
 from ._reply import Reply, read_body
+from ._sending import handing_over
 from ._slots import Slots
 from ._urlpolicy import LinkPolicy
 from ._version import __version__
@@ -290,6 +291,7 @@ class Transport:
             if slot is not None and (waiter := slot.take()) is not None:
                 await slot.wait(waiter)
             task = limit.enter(self._total)
+            flying = handing_over() if method == "POST" else None  # a create: maybe sent
             try:
                 async with http.request(
                     method,
@@ -319,6 +321,8 @@ class Transport:
                 raise asyncio.TimeoutError from None  # translated below, as the total limit
             finally:
                 limit.leave(task)
+                if flying is not None:
+                    flying.flying = False
                 if slot is not None:
                     slot.release()
                     if http is self._creates:

@@ -1,0 +1,121 @@
+"""A create cancelled before it left the process is not sent, not uncertain, not paid.
+
+A create waits for a connection slot (``max_connections``) and sits out a 429 pause
+before it is handed to aiohttp. Cancelled there, nothing reached the service: the
+journal says so (``rejected``, not ``uncertain``, so neither the spend nor
+``recover(resubmit_uncertain=True)`` counts it), and a stopped batch drops such creates
+at once instead of sending them after the stop. A create cancelled after it was handed
+over may have made a task: it stays ``uncertain`` in a journal, and without one a
+warning names its idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from zimage_async import Session
+from zimage_async.emulator import Emulator, FaultPlan, FaultRule
+
+
+async def test_creates_cancelled_in_the_slot_queue_are_not_uncertain(tmp_path: Path) -> None:
+    """One slow create holds the only connection; the three queued ones are cancelled."""
+    plan = FaultPlan.script("create", [FaultRule(kind="slow", delay_seconds=1.0)])
+    async with (
+        Emulator(task_duration=0.1, faults=plan) as emu,
+        Session(
+            api_key=emu.api_key,
+            base_url=emu.base_url,
+            journal=tmp_path / "j.sqlite",
+            max_connections=1,
+        ) as zs,
+    ):
+        submits = [asyncio.ensure_future(zs.submit(f"prompt {i}")) for i in range(4)]
+        await asyncio.sleep(0.3)  # the first is at the service, the others wait for the slot
+        for submit in submits:
+            submit.cancel()
+        await asyncio.gather(*submits, return_exceptions=True)
+        await asyncio.sleep(1.0)  # the service answers the slow create
+        assert emu.request_counts.get("create") == 1
+        states = sorted(record.state.value for record in await zs.unfinished())
+        assert states == ["uncertain"], states  # only the one that was sent
+        assert (await zs.spent()).creates == 1
+        await zs.recover(resubmit_uncertain=True)
+        assert emu.request_counts.get("create") == 2  # the uncertain one, sent again
+        assert len(emu.ledger) <= 1  # with its key: no second task
+
+
+async def test_a_stopped_batch_sends_none_of_its_queued_creates(tmp_path: Path) -> None:
+    """Creates waiting out a 429 pause when the batch stops are dropped, not sent later."""
+    plan = FaultPlan.script("create", [FaultRule(kind="http_429", retry_after_seconds=3)])
+    async with (
+        Emulator(task_duration=0.1, faults=plan) as emu,
+        Session(api_key=emu.api_key, base_url=emu.base_url) as zs,
+    ):
+
+        async def consume() -> None:
+            async with zs.generate_many(
+                [f"item {i}" for i in range(20)],
+                concurrency=8,
+                output_dir=tmp_path / "out",
+                journal=tmp_path / "j.sqlite",
+            ) as batch:
+                async for _ in batch:
+                    pass
+
+        consumer = asyncio.ensure_future(consume())
+        await asyncio.sleep(0.5)
+        sent = emu.request_counts.get("create", 0)
+        started = time.monotonic()
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+        assert time.monotonic() - started < 2  # not after the 3 s pause
+        await asyncio.sleep(3.5)  # past the pause: nothing more is sent
+        assert emu.request_counts.get("create", 0) == sent
+        assert len(emu.ledger) == 0
+
+
+async def test_a_create_cancelled_after_it_was_sent_is_named_in_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without a journal, the key of a create that may have made a task is logged."""
+    plan = FaultPlan.script("create", [FaultRule(kind="slow", delay_seconds=1.0)])
+    async with (
+        Emulator(task_duration=0.1, faults=plan) as emu,
+        Session(api_key=emu.api_key, base_url=emu.base_url) as zs,
+    ):
+        key = "my-own-key-0123456789"
+        submit = asyncio.ensure_future(zs.submit("a cat", idempotency_key=key))
+        await asyncio.sleep(0.3)
+        with caplog.at_level(logging.WARNING, logger="zimage_async"):
+            submit.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await submit
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(key in message and "billed" in message for message in warnings), warnings
+
+
+async def test_a_create_cancelled_before_it_was_sent_is_not_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Queued behind the only connection and cancelled: nothing was sent, no warning."""
+    plan = FaultPlan.script("create", [FaultRule(kind="slow", delay_seconds=1.0)])
+    async with (
+        Emulator(task_duration=0.1, faults=plan) as emu,
+        Session(api_key=emu.api_key, base_url=emu.base_url, max_connections=1) as zs,
+    ):
+        first = asyncio.ensure_future(zs.submit("a cat"))
+        queued = asyncio.ensure_future(zs.submit("a dog", idempotency_key="queued-key-012345"))
+        await asyncio.sleep(0.3)
+        with caplog.at_level(logging.WARNING, logger="zimage_async"):
+            queued.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await queued
+        await first
+    assert not [r for r in caplog.records if "queued-key-012345" in r.getMessage()]
+

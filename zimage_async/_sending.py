@@ -1,0 +1,72 @@
+"""Whether a create has left the process: a mark its layers share.
+
+A create waits for a connection slot and sits out a 429 pause before it is handed to
+aiohttp; cancelled before that, it certainly reached no one. The layer that must tell
+the two apart (a journal's record, a batch's stop, the warning of a create that may
+have made a task) opens :func:`watching` around the create; the transport marks the
+create sent just before it hands a try over, and the create's retry loop takes that
+back when the try's answer shows that no task was made. The mark travels in a context variable, so
+the layers in between (and tasks made meanwhile, which copy the context) carry it
+without an argument of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
+__all__ = ["SendMark", "handed_over", "handing_over", "watching"]
+
+
+class SendMark:
+    """What is known of the create watched: whether it may have reached the service.
+
+    ``sent``: a try was handed to the HTTP client and its outcome is not known to be
+    "no task" (the create may have made one). ``flying``: a try is with the HTTP client
+    right now, its answer not yet in.
+    """
+
+    __slots__ = ("flying", "sent")
+
+    def __init__(self) -> None:
+        self.sent = False
+        self.flying = False
+
+
+_SENDING: contextvars.ContextVar[SendMark | None] = contextvars.ContextVar(
+    "zimage_async_sending", default=None
+)
+
+
+def handing_over() -> SendMark | None:
+    """Mark the create watched, if any, as sent and flying (called just before a try)."""
+    mark = _SENDING.get()
+    if mark is not None:
+        mark.sent = mark.flying = True
+    return mark
+
+
+def handed_over() -> bool:
+    """Whether the create watched here may have reached the service (False: none watched)."""
+    mark = _SENDING.get()
+    return mark is not None and mark.sent
+
+
+@contextlib.contextmanager
+def watching() -> Iterator[tuple[SendMark, bool]]:
+    """Watch the create run inside: yield its mark and whether this watch is the outermost.
+
+    Inside another watch, that watch's mark is shared (and ``False`` is yielded): the
+    outer layer is the one that says what the cancellation of a create means.
+    """
+    outer = _SENDING.get()
+    if outer is not None:
+        yield outer, False
+        return
+    mark = SendMark()
+    token = _SENDING.set(mark)
+    try:
+        yield mark, True
+    finally:
+        _SENDING.reset(token)
