@@ -118,4 +118,3 @@ async def test_a_create_cancelled_before_it_was_sent_is_not_warned_about(
                 await queued
         await first
     assert not [r for r in caplog.records if "queued-key-012345" in r.getMessage()]
-

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from zimage_async import CallbackReceiver, PollSchedule, Session
-from zimage_async.emulator import Emulator
+from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
 #: Naps far longer than the test may take: a wait still napping after close would hang it.
 LONG_NAPS = PollSchedule(wait_min=30.0, wait_max=30.0, jitter=0.0, timeout=600.0)
@@ -93,3 +93,58 @@ async def test_a_nap_begun_after_the_close_with_callbacks_ends_at_once() -> None
         with pytest.raises(RuntimeError, match="closed"):
             await asyncio.wait_for(close_inside_the_loop(), BOUND)
         assert receiver.watched == 0
+
+
+async def test_a_create_sitting_out_a_429_pause_ends_when_its_session_closes() -> None:
+    """A submit waiting out Retry-After 30 s: close() ends it at once, as closed."""
+    plan = FaultPlan.script("create", [FaultRule(kind="http_429", retry_after_seconds=30)])
+    async with Emulator(task_duration=0.1, faults=plan) as emu:
+        zs = Session(api_key=emu.api_key, base_url=emu.base_url)
+        await zs.open()
+        submit = asyncio.ensure_future(zs.submit("a fox"))
+        await asyncio.sleep(0.5)  # answered 429: the retry waits out the advice
+        await zs.close()
+        with pytest.raises(RuntimeError, match="the Session is closed"):
+            await asyncio.wait_for(submit, BOUND)
+        assert emu.request_counts.get("create") == 1  # nothing sent after the close
+
+
+async def test_a_read_waiting_to_retry_ends_when_its_session_closes() -> None:
+    """A refresh() backing off after a 503 (Retry-After 30 s): close() ends it at once."""
+    plan = FaultPlan.script("task", [FaultRule(kind="http_503", retry_after_seconds=30)])
+    async with Emulator(task_duration=0.1, faults=plan) as emu:
+        zs = Session(api_key=emu.api_key, base_url=emu.base_url)
+        await zs.open()
+        handle = await zs.submit("a fox")
+        refresh = asyncio.ensure_future(handle.refresh())
+        await asyncio.sleep(0.5)
+        await zs.close()
+        with pytest.raises(RuntimeError, match="the Session is closed"):
+            await asyncio.wait_for(refresh, BOUND)
+        assert emu.request_counts.get("task") == 1
+
+
+async def test_a_download_cut_by_the_close_ends_with_the_closed_error() -> None:
+    """An image streaming when its session closes: the closed-Session error, not aiohttp's."""
+    async with Emulator(task_duration=0.1, image_padding_bytes=30_000_000) as emu:
+        zs = Session(api_key=emu.api_key, base_url=emu.base_url)
+        await zs.open()
+        handle = await zs.submit("a large fox")
+        await handle.wait()
+        received = 0
+
+        async def consume() -> None:
+            nonlocal received
+            async for chunk in handle.iter_bytes():
+                received += len(chunk)
+                await asyncio.sleep(0.01)  # a slow reader: the rest waits in the socket
+
+        consumer = asyncio.ensure_future(consume())
+        for _ in range(500):
+            if received >= 1_000_000:
+                break
+            await asyncio.sleep(0.01)
+        assert received >= 1_000_000 and not consumer.done()
+        await zs.close()
+        with pytest.raises(RuntimeError, match="the Session is closed"):
+            await asyncio.wait_for(consumer, BOUND)

@@ -21,7 +21,15 @@ from ._exceptions import (
     ZImageError,
 )
 
-__all__ = ["CAUGHT", "WIRE", "RefusedAddress", "UnresolvedProxy", "scrub", "translate"]
+__all__ = [
+    "CAUGHT",
+    "WIRE",
+    "RefusedAddress",
+    "UnresolvedProxy",
+    "closed_error",
+    "scrub",
+    "translate",
+]
 
 # Every failure of an API exchange is translated: aiohttp's own ValueErrors (a borrowed
 # session's default auth clashing with our header, say) carry the headers too.
@@ -59,6 +67,13 @@ def scrub(exc: BaseException) -> None:
         seen.add(id(current))
         current.__traceback__ = None
         current = current.__cause__ or current.__context__
+
+
+def closed_error(*, opened: bool) -> RuntimeError:
+    """Return the error of a call on a closed transport: its session closed, or never opened."""
+    if opened:
+        return RuntimeError("the Session is closed; create a new Session to make requests")
+    return RuntimeError("the HTTP session is closed; open the zimage_async.Session first")
 
 
 def translate(

@@ -18,7 +18,7 @@ import aiohttp.abc
 import yarl
 
 from ._deadlines import Deadlines, bounded_by, within
-from ._exceptions import ImageLinkRefusedError, ZImageError
+from ._exceptions import APIConnectionError, ImageLinkRefusedError, ZImageError
 from ._httperrors import WIRE, RefusedAddress, UnresolvedProxy, translate
 from ._links import redact_url
 from ._slots import Slots
@@ -174,6 +174,13 @@ class ImageStream:
             return await bounded_by(*bound, content.read(limit))
         except WIRE as exc:
             failure = translate(exc, method="GET", path=self._name(), limits=self._limits)
+        except RuntimeError:  # aiohttp's "Connection closed.": the pool closed under it
+            failure = APIConnectionError(
+                "the connection was closed during the download",
+                request_sent=True,
+                method="GET",
+                path=self._name(),
+            )
         raise failure from None
 
     async def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes]:

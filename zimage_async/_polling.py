@@ -169,6 +169,22 @@ class Sleeper:
             wake(waiter)
 
 
+def checked(
+    sleep: Callable[[float], Awaitable[None]], check: Callable[[], None]
+) -> Callable[[float], Awaitable[None]]:
+    """Return *sleep* followed by *check*: after a nap a closing session cut short, its error.
+
+    For the API's waits between tries and out a 429 pause: woken by the close, they end
+    with the closed-session error instead of sending once more, or sleeping on.
+    """
+
+    async def nap(seconds: float) -> None:
+        await sleep(seconds)
+        check()
+
+    return nap
+
+
 def naps(runtime: Runtime, task_id: str) -> AbstractContextManager[Nap]:
     """Return how to sleep between looks: plainly, or until a callback hint for *task_id*.
 

@@ -21,7 +21,7 @@ from ._idempotency import validate_idempotency_key, validate_own_key
 from ._journaling import Bookkeeper, check_max_credits
 from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task
-from ._polling import Sleeper
+from ._polling import Sleeper, checked
 from ._runtime import DEFAULT, Runtime, check_wait_timeout
 from ._schedule import PollSchedule, RetryPolicy
 from ._secret import Secret, frameless_refusals
@@ -191,6 +191,7 @@ class Session(JournalMethods, BatchMethods):
                 api_key=self._api_key,
                 retry=self._retry,
                 rng=self._rng,
+                sleep=checked(self._sleeper, self._check_open),
             ),
             transport=self._transport,
             poll=self._poll,

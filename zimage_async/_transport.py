@@ -50,7 +50,7 @@ import aiohttp.abc
 from ._config import load_ca_bundle
 from ._deadlines import Deadlines
 from ._exceptions import ZImageError
-from ._httperrors import CAUGHT, translate
+from ._httperrors import CAUGHT, closed_error, translate
 from ._imagestream import ImageOpening, ImageStream, PolicyResolver, proxy_endpoints
 from ._links import redact_url
 from ._proxy import ProxyConfig
@@ -257,7 +257,7 @@ class Transport:
         quiet = time.monotonic() - self._creates_used >= self._keepalive
         http = self._reads if method == "GET" and quiet else self._creates
         if http is None or http.closed:
-            raise RuntimeError("the HTTP session is closed; open the zimage_async.Session first")
+            raise closed_error(opened=self._loop is not None)
         return http, self._slots["api"]
 
     async def request(
@@ -376,7 +376,7 @@ class Transport:
         self._check_loop()
         http, slot = self._images, self._slots.get("images")
         if http is None or http.closed or slot is None:
-            raise RuntimeError("the HTTP session is closed; open the zimage_async.Session first")
+            raise closed_error(opened=self._loop is not None)
         clean = {k: v for k, v in headers.items() if k.lower() not in _NOT_FOR_IMAGES}
         clean["User-Agent"] = self.user_agent
         # Identity encoding: lengths and Range offsets then count the image's own bytes.
