@@ -230,3 +230,34 @@ async def test_a_retry_after_past_the_limit_is_named_as_such(
     message = str(caught.value)
     assert "asks to wait 50 s" in message
     assert "took longer" not in message
+
+
+async def test_a_whole_other_image_answering_a_resume_is_not_joined(
+    session: Session, host: RawImageHost
+) -> None:
+    """No validator, no length: a 200 of another image is told by its first bytes."""
+    other = _noise("JPEG", 9)
+
+    async def another(headers: dict[str, str], writer: Writer) -> None:
+        fields = [("Content-Type", "image/jpeg"), ("Content-Length", str(len(other)))]
+        writer.write(_reply(200, fields, other))
+        await writer.drain()
+
+    host.answer = _first_half_then(another, JPEG, "image/jpeg")
+    with pytest.raises(ImageDownloadError, match="changed between attempts"):
+        await (await session.submit("a cat"))
+
+
+async def test_the_same_image_answering_a_resume_whole_is_joined(
+    session: Session, host: RawImageHost
+) -> None:
+    """A 200 of the same image (Range ignored): its first bytes are skipped, it is whole."""
+
+    async def again(headers: dict[str, str], writer: Writer) -> None:
+        fields = [("Content-Type", "image/jpeg"), ("Content-Length", str(len(JPEG)))]
+        writer.write(_reply(200, fields, JPEG))
+        await writer.drain()
+
+    host.answer = _first_half_then(again, JPEG, "image/jpeg")
+    result = await (await session.submit("a cat"))
+    assert result.image.data == JPEG

@@ -168,6 +168,7 @@ async def stream_image(
                 while chunk := await read(size):
                     if skip:
                         dropped = min(skip, len(chunk))
+                        _same_start(chunk[:dropped], offset - skip, info.head, where)
                         chunk = chunk[dropped:]
                         skip -= dropped
                         if not chunk:
@@ -282,6 +283,20 @@ async def _refusal(
             f"(it answered 416), but {framing.missing()}"
         )
     return where.fail(f"the image host answered {status}")
+
+
+def _same_start(again: bytes, at: int, head: bytes, where: Where) -> None:
+    """Check bytes a whole answer sent again (from *at*) against the start delivered.
+
+    A resume answered 200 without a validator may be another image: the bytes it sends
+    again, compared with the first 64 KiB kept, tell it before anything is joined.
+    """
+    kept = head[at : at + len(again)]
+    if again[: len(kept)] != kept:
+        raise where.fail(
+            "the image changed between attempts (the whole answer to the resume starts "
+            "with other bytes than those already delivered); they are of the earlier one"
+        )
 
 
 def _take(
