@@ -311,7 +311,7 @@ def _summary_text(
     scope = f"{total} item(s)" if handled == total else f"{total} item(s), {handled} here"
     text = (
         f"{scope}: {reporter.saved} saved, {reporter.failed} failed"
-        f" ({reporter.resumed} from an earlier run) in {summary['elapsed_seconds']} s;"
+        f" ({reporter.resumed} from an earlier run) in {summary['elapsed_seconds']:.1f} s;"
         f" images in {out_dir}"
     )
     if sheet is not None:

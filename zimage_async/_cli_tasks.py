@@ -83,7 +83,9 @@ def add_tasks_parser(
     listing = sub.add_parser("list", help="list the unfinished creates of the journal")
     add_journal_options(listing, optional=False, spend_limit=False)
     listing.add_argument(
-        "--all", action="store_true", help="also the finished ones (saved, failed, rejected)"
+        "--all",
+        action="store_true",
+        help="also the finished ones (saved, failed, rejected, expired)",
     )
     listing.add_argument("--json", action="store_true", help="print the records as JSON")
     collect = sub.add_parser(

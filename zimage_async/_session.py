@@ -60,22 +60,22 @@ class Session(JournalMethods, BatchMethods):
       between two reads); time spent queued for a free connection does not count.
       ``connect_timeout``: seconds to open a connection. ``read_timeout``: seconds a
       download may stall between chunks.
-    * ``poll``: a :class:`PollSchedule` (when to poll, and the default wait deadline).
-    * ``retry``: a :class:`RetryPolicy` (how failed requests are retried).
+    * ``poll``: a :class:`PollSchedule` (when to poll, the wait limit); ``retry``: a
+      :class:`RetryPolicy`.
     * ``max_connections``: requests at a time to the API and to image hosts (beyond it
       they queue).
     * ``http_session``: an ``aiohttp.ClientSession`` of yours to use instead of our own;
       it is never closed by us.
-    * ``link_ttl``: seconds image links live after completion (24 h).
-    * ``max_image_bytes``: the largest image accepted.
-    * ``seed``: seeds the jitter of schedules, for reproducible runs.
+    * ``link_ttl``: seconds image links live after completion (24 h); ``max_image_bytes``:
+      the largest image accepted; ``seed``: seeds the jitter, for reproducible schedules.
     * ``total_timeout``: seconds one API exchange may take in all (a reply trickling in
       cannot hold a call longer); ``image_timeout``: the same for one image download,
       retries included; ``max_task_bytes``: the most bytes one task's images may hold in
       memory together (default: only ``max_image_bytes`` per image).
     * ``trust_env``: honour ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (loopback is
       never proxied, ``.netrc`` never read) and ``SSL_CERT_FILE``; ``ca_bundle``: a CA
-      file to trust, e.g. for a TLS-inspecting proxy. See :doc:`configuration`.
+      file to trust, e.g. for a TLS-inspecting proxy. ``environ``: where the variables
+      are read (default ``os.environ``). See :doc:`configuration`.
     * ``user_agent``: the ``User-Agent`` sent with every request (default
       ``zimage-async/<version>``); CDNs in front of the image host block script-like
       ones (:class:`ImageBlockedError`).
