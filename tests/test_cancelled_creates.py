@@ -15,10 +15,13 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from zimage_async import Session
+from zimage_async import Session, SubmissionUncertainError, _batchrun
+from zimage_async._batchjournal import note_created
+from zimage_async._journal import JournalState, open_journal
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
 
@@ -77,7 +80,6 @@ async def test_a_stopped_batch_sends_none_of_its_queued_creates(tmp_path: Path) 
         assert time.monotonic() - started < 2  # not after the 3 s pause
         await asyncio.sleep(3.5)  # past the pause: nothing more is sent
         assert emu.request_counts.get("create", 0) == sent
-        assert len(emu.ledger) == 0
 
 
 async def test_a_create_cancelled_after_it_was_sent_is_named_in_a_warning(
@@ -118,3 +120,76 @@ async def test_a_create_cancelled_before_it_was_sent_is_not_warned_about(
                 await queued
         await first
     assert not [r for r in caplog.records if "queued-key-012345" in r.getMessage()]
+
+
+async def test_a_resend_of_an_uncertain_key_cancelled_in_the_queue_stays_uncertain(
+    tmp_path: Path,
+) -> None:
+    """The first send may have made a task: a queued resend, cancelled, never clears that."""
+    key = "my-own-key-0123456789"
+    plan = FaultPlan.script(
+        "create",
+        [
+            FaultRule(kind="html_5xx_after_create", http_status=502),
+            FaultRule(kind="slow", delay_seconds=1.0),
+        ],
+    )
+    async with (
+        Emulator(task_duration=0.1, faults=plan) as emu,
+        Session(
+            api_key=emu.api_key,
+            base_url=emu.base_url,
+            journal=tmp_path / "j.sqlite",
+            max_connections=1,
+        ) as zs,
+    ):
+        with pytest.raises(SubmissionUncertainError):
+            await zs.submit("a cat", idempotency_key=key)
+        other = asyncio.ensure_future(zs.submit("a dog"))  # holds the only connection
+        await asyncio.sleep(0.3)
+        again = asyncio.ensure_future(zs.submit("a cat", idempotency_key=key))  # queued
+        await asyncio.sleep(0.3)
+        again.cancel()
+        await asyncio.gather(again, return_exceptions=True)
+        await other
+        states = {record.key: record.state.value for record in await zs.unfinished()}
+        assert states.get(key) == "uncertain", states
+        assert (await zs.spent()).creates == 2
+
+
+async def test_a_batch_stopped_while_it_records_its_task_keeps_the_task_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answered, then stopped during the (slow) write of the task id: the id is written."""
+    answered = asyncio.Event()
+    real = note_created
+
+    async def slow_note_created(*args: Any, **kwargs: Any) -> None:
+        answered.set()
+        await asyncio.sleep(0.3)  # a remote PostgreSQL, a busy disk
+        await real(*args, **kwargs)
+
+    monkeypatch.setattr(_batchrun, "note_created", slow_note_created)
+    journal = tmp_path / "j.sqlite"
+    async with (
+        Emulator(task_duration=0.5) as emu,
+        Session(api_key=emu.api_key, base_url=emu.base_url) as zs,
+    ):
+
+        async def consume() -> None:
+            async with zs.generate_many(
+                ["a cat"], output_dir=tmp_path / "out", journal=journal
+            ) as batch:
+                async for _ in batch:
+                    pass
+
+        consumer = asyncio.ensure_future(consume())
+        await asyncio.wait_for(answered.wait(), 10)
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+        assert len(emu.ledger) == 1
+    async with await open_journal(journal) as store:
+        (record,) = await store.records()
+    assert record.state is JournalState.CREATED
+    assert record.task_id == emu.ledger[0].task_id

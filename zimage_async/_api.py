@@ -284,7 +284,8 @@ class APIClient:
 
                 def judge(exc: ZImageError) -> float | None:
                     delay = tries.judge(exc)
-                    mark.sent = tries.maybe_made  # between tries: only an unknown outcome
+                    # Between tries: nothing with the service; sent if an outcome is unknown.
+                    mark.sent, mark.flying = tries.maybe_made, False
                     return delay
 
                 try:

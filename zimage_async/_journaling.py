@@ -361,6 +361,14 @@ class Bookkeeper:
         """
         return await recover_unfinished(self, link_ttl=link_ttl, resume=resume, resend=resend)
 
+    async def sent_before(self, key: str) -> bool:
+        """Whether an earlier send under *key* may have made a task (no id recorded yet)."""
+        record = await self.journal.get(key)
+        return record is not None and record.state in (
+            JournalState.SUBMITTING,
+            JournalState.UNCERTAIN,
+        )
+
     async def unfinished(self, *, batch_id: str | None = None) -> list[JournalRecord]:
         """Return the creates made (or maybe made) and not yet delivered, oldest first."""
         return await self.journal.unfinished(batch_id=batch_id)

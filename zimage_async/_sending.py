@@ -23,8 +23,9 @@ class SendMark:
     """What is known of the create watched: whether it may have reached the service.
 
     ``sent``: a try was handed to the HTTP client and its outcome is not known to be
-    "no task" (the create may have made one). ``flying``: a try is with the HTTP client
-    right now, its answer not yet in.
+    "no task" (the create may have made one). ``flying``: a try was handed over and the
+    create has not yet ended or gone to wait for its next try: its answer, and the
+    record of the task it made, may still be on their way.
     """
 
     __slots__ = ("flying", "sent")
@@ -39,12 +40,11 @@ _SENDING: contextvars.ContextVar[SendMark | None] = contextvars.ContextVar(
 )
 
 
-def handing_over() -> SendMark | None:
+def handing_over() -> None:
     """Mark the create watched, if any, as sent and flying (called just before a try)."""
     mark = _SENDING.get()
     if mark is not None:
         mark.sent = mark.flying = True
-    return mark
 
 
 def handed_over() -> bool:

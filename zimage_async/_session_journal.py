@@ -60,6 +60,8 @@ class JournalMethods:
                 if not resending or key is None:
                     raise
                 raise refused_resend(exc, key=key, request=request) from exc
+        if key is not None and batch_id is None and not resending:  # a key of the caller's
+            resending = await self._book.sent_before(key)
         sent_key = key or new_key()
         handle = await self._book.create(
             request,

@@ -291,7 +291,8 @@ class Transport:
             if slot is not None and (waiter := slot.take()) is not None:
                 await slot.wait(waiter)
             task = limit.enter(self._total)
-            flying = handing_over() if method == "POST" else None  # a create: maybe sent
+            if method == "POST":
+                handing_over()  # a create: maybe sent, and with the service until answered
             try:
                 async with http.request(
                     method,
@@ -321,8 +322,6 @@ class Transport:
                 raise asyncio.TimeoutError from None  # translated below, as the total limit
             finally:
                 limit.leave(task)
-                if flying is not None:
-                    flying.flying = False
                 if slot is not None:
                     slot.release()
                     if http is self._creates:
