@@ -153,28 +153,48 @@ async def test_a_206_that_goes_past_the_total_it_states_is_refused(
         await (await session.submit("a cat"))
 
 
-@pytest.mark.parametrize("ending", ["no-chunked-end", "content-length-one-over"])
+@pytest.mark.parametrize("stated", [True, False], ids=["416-states-the-length", "416-bare"])
 async def test_a_whole_image_then_a_416_is_delivered(
-    session: Session, host: RawImageHost, ending: str
+    session: Session, host: RawImageHost, stated: bool
 ) -> None:
-    """All its bytes came, then the connection dropped; 416 ``*/N`` confirms: delivered."""
+    """All its bytes came (chunked), the connection dropped, then a 416: delivered."""
 
     async def answer(headers: dict[str, str], writer: Writer) -> None:
         if "range" in headers:
-            fields = [("Content-Range", f"bytes */{len(PNG)}"), ("Content-Length", "0")]
-            writer.write(_reply(416, fields))
-        elif ending == "no-chunked-end":
+            length = [("Content-Range", f"bytes */{len(PNG)}")] if stated else []
+            writer.write(_reply(416, [*length, ("Content-Length", "0")]))
+        else:
             fields = [("Content-Type", "image/png"), ("Transfer-Encoding", "chunked")]
             writer.write(_reply(200, fields, f"{len(PNG):x}\r\n".encode() + PNG + b"\r\n"))
-        else:
-            fields = [("Content-Type", "image/png"), ("Content-Length", str(len(PNG) + 1))]
-            writer.write(_reply(200, fields, PNG))
         await writer.drain()
 
     host.answer = answer
     result = await (await session.submit("a cat"))
     assert result.image.data == PNG
     assert host.requests[1]["range"] == f"bytes={len(PNG)}-"
+
+
+@pytest.mark.parametrize("stated", [True, False], ids=["416-states-the-length", "416-bare"])
+async def test_a_416_after_fewer_bytes_than_first_announced_is_refused(
+    session: Session, host: RawImageHost, stated: bool
+) -> None:
+    """Content-Length 100 bytes over the image's framing, then 416: the host disagrees."""
+
+    async def answer(headers: dict[str, str], writer: Writer) -> None:
+        if "range" in headers:
+            length = [("Content-Range", f"bytes */{len(PNG)}")] if stated else []
+            writer.write(_reply(416, [*length, ("Content-Length", "0")]))
+        else:
+            fields = [("Content-Type", "image/png"), ("Content-Length", str(len(PNG) + 100))]
+            writer.write(_reply(200, fields, PNG))
+        await writer.drain()
+
+    host.answer = answer
+    with pytest.raises(ImageDownloadError) as caught:
+        await (await session.submit("a cat"))
+    message = str(caught.value)
+    assert f"{len(PNG) + 100} bytes" in message
+    assert "incomplete" not in message  # the framing says complete: the lengths disagree
 
 
 async def test_a_416_for_bytes_the_image_still_lacks_is_an_incomplete_copy(
@@ -228,8 +248,23 @@ async def test_a_retry_after_past_the_limit_is_named_as_such(
     with pytest.raises(ImageDownloadError) as caught:
         await (await session.submit("a cat"))
     message = str(caught.value)
-    assert "asks to wait 50 s" in message
+    assert "the image host asks 50 s" in message
     assert "took longer" not in message
+
+
+async def test_a_retry_after_past_the_time_left_says_time_left(host: RawImageHost) -> None:
+    """503 every time, Retry-After 2 s, a 5 s limit: raised when the wait passes what is left."""
+
+    async def busy(headers: dict[str, str], writer: Writer) -> None:
+        writer.write(_reply(503, [("Retry-After", "2"), ("Content-Length", "0")]))
+        await writer.drain()
+
+    host.answer = busy
+    async with loopback_session(host.base, image_timeout=5) as session:
+        with pytest.raises(ImageDownloadError) as caught:
+            await (await session.submit("a cat"))
+    message = str(caught.value)
+    assert "s left of the 5 s total limit" in message, message
 
 
 async def test_a_whole_other_image_answering_a_resume_is_not_joined(

@@ -130,7 +130,7 @@ async def stream_image(
                         expires_at=expires_at,
                         stated_expiry=stated_expiry,
                         fresh=fresh,
-                        copy=None if framing is None else (framing, info.size),
+                        copy=None if framing is None else (framing, info.size, total),
                     )
                     if failure is None:  # a 416 after the whole image: it was delivered
                         return
@@ -212,8 +212,9 @@ async def stream_image(
                 if attempt >= retry.max_attempts:
                     raise where.fail(f"gave up after {attempt} attempts: {exc}") from exc
                 raise where.fail(f"the host asks to wait {floor:g} s") from exc
-            if time.monotonic() + delay >= deadline:
-                raise where.fail(over_time(limits, asked=floor)) from exc
+            left = deadline - time.monotonic()
+            if delay >= left:
+                raise where.fail(over_time(limits, asked=floor, wait=delay, left=left)) from exc
             logger.info(
                 "retrying image download %s (attempt %d failed: %s) in %.2f s",
                 where.url,
@@ -232,7 +233,7 @@ async def _refusal(
     expires_at: float | None,
     stated_expiry: float | None,
     fresh: bool,
-    copy: tuple[ImageFraming, int] | None,
+    copy: tuple[ImageFraming, int, int | None] | None,
 ) -> ImageDownloadError | None:
     """Return the error an answer other than 200 and 206 means (see judge_image_reply).
 
@@ -249,9 +250,9 @@ async def _refusal(
         now=now,
         fresh=fresh,
         resuming=copy is not None,
-        received=None
-        if copy is None or status != 416
-        else (copy[0].complete, copy[1], unsatisfied_total(response.headers.get("Content-Range"))),
+        whole=copy is not None
+        and copy[0].complete
+        and {copy[2], unsatisfied_total(response.headers.get("Content-Range"))} <= {None, copy[1]},
     )
     if reply.verdict is ImageVerdict.COMPLETE:
         return None
@@ -277,7 +278,13 @@ async def _refusal(
         return where.transient(f"the image host answered {status}", retry_after)
     if verdict is ImageVerdict.INCOMPLETE_COPY:
         assert copy is not None
-        framing, sent = copy
+        framing, sent, total = copy
+        if framing.complete:  # the image's framing ends there: the host's lengths disagree
+            stated = unsatisfied_total(response.headers.get("Content-Range"))
+            return where.fail(
+                f"the image host's lengths disagree: it announced {total or stated} bytes, then "
+                f"answered 416 (no bytes after the {sent} sent, where the image's framing ends)"
+            )
         return where.fail(
             f"the image host's copy is incomplete: it has no bytes after the {sent} sent "
             f"(it answered 416), but {framing.missing()}"

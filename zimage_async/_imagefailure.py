@@ -75,18 +75,21 @@ class Where(NamedTuple):
         return error
 
 
-def over_time(limits: ImageLimits, *, asked: float = 0.0) -> str:
-    """Say that the download cannot end within its total limit (*asked*: the host's wait)."""
+def over_time(
+    limits: ImageLimits, *, asked: float = 0.0, wait: float = 0.0, left: float = 0.0
+) -> str:
+    """Say that the download cannot end within its total limit.
+
+    With *asked* (the host's Retry-After), the next try's *wait* would pass the *left*
+    seconds of the limit.
+    """
+    total = f"{limits.total_timeout:g} s total limit for one image (ImageLimits.total_timeout)"
     if asked > 0:
         return (
-            f"the image host asks to wait {asked:g} s (Retry-After), past the "
-            f"{limits.total_timeout:g} s total limit for one image (ImageLimits.total_timeout); "
-            "not waited for"
+            f"the next try would wait {wait:.1f} s (the image host asks {asked:g} s, "
+            f"Retry-After), past the {max(left, 0.0):.1f} s left of the {total}; not waited for"
         )
-    return (
-        f"the download took longer than its {limits.total_timeout:g} s total limit for one "
-        "image (ImageLimits.total_timeout); a host this slow is not waited for"
-    )
+    return f"the download took longer than its {total}; a host this slow is not waited for"
 
 
 class Grace(Retryable):

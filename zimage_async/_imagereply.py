@@ -31,7 +31,7 @@ class ImageVerdict(enum.Enum):
     TRANSIENT = "transient"
     #: 416 after some bytes: the host's copy is shorter than the image.
     INCOMPLETE_COPY = "incomplete copy"
-    #: 416 after an image complete by its framing, of the length the host states: done.
+    #: 416 after an image whole by its framing and every length the host stated: done.
     COMPLETE = "complete"
     #: Anything else: a failure that asking again cannot fix.
     FAIL = "fail"
@@ -57,7 +57,7 @@ def judge_image_reply(
     now: float,
     fresh: bool,
     resuming: bool,
-    received: tuple[bool, int, int | None] | None = None,
+    whole: bool = False,
 ) -> ImageReply:
     """Judge one answer of the image host.
 
@@ -65,9 +65,9 @@ def judge_image_reply(
     the expiry the link states, if believed (:func:`~zimage_async._links.believed_expiry`);
     *fresh* whether the task completed moments ago
     and the grace for a slow CDN is not used up; *resuming* whether bytes were already
-    received (a 416 then means the host's copy ends early, unless *received*, the
-    framing's completeness of the bytes received, their number and the length the 416
-    states, says the image was whole: then the connection only dropped at its end).
+    received (a 416 then means the host's copy ends early, unless *whole*: the bytes
+    received are the whole image by its framing and by every length the host stated, and
+    the connection only dropped at its very end).
 
     >>> judge_image_reply(200, sample=b"", stated_expiry=None, now=0, fresh=False,
     ...                   resuming=False).verdict
@@ -89,7 +89,7 @@ def judge_image_reply(
     if status == 429 or status >= 500:
         return ImageReply(ImageVerdict.TRANSIENT)
     if status == 416 and resuming:
-        if received is not None and received[0] and received[2] in (None, received[1]):
+        if whole:
             return _COMPLETE
         return ImageReply(ImageVerdict.INCOMPLETE_COPY)
     return ImageReply(ImageVerdict.FAIL)
