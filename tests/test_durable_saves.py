@@ -10,8 +10,14 @@ session with a journal. A plain ``save()`` does not pay for that unless asked.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import os
+import queue
 import stat
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,9 +30,9 @@ Events = list[tuple[str, str]]
 
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> Events:
-    """Record each fsync (of a file or a folder, by path) and each rename, in order."""
+    """Record each fsync (of a file or a folder, by path) and each rename or link, in order."""
     seen: Events = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
 
     def fsync(fd: int) -> None:
         mode = os.fstat(fd).st_mode
@@ -39,8 +45,14 @@ def events(monkeypatch: pytest.MonkeyPatch) -> Events:
         seen.append(("renamed from", str(Path(src).resolve())))
         real_replace(src, dst)
 
+    def link(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        real_link(src, dst)  # a save that keeps what is there links the file into place
+        seen.append(("rename", str(Path(dst).resolve())))
+        seen.append(("renamed from", str(Path(src).resolve())))
+
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "link", link)
     return seen
 
 
@@ -99,3 +111,68 @@ async def test_a_session_journal_saves_durably_unless_told_not_to(
         plain = await (await session.submit("a dog")).save(tmp_path / "b", durable=False)
         assert plain[0].is_file()
         assert not [event for event in events if event[0].startswith("fsync")]
+
+
+async def test_a_durable_save_cancelled_while_its_flush_waits_leaks_no_descriptor(
+    tmp_path: Path,
+) -> None:
+    """The only worker thread busy when the flush is handed over, then cancelled: no fd left.
+
+    The emulator runs in a thread of its own, so that this loop's worker serves the
+    flush alone (the emulator's own work would otherwise queue behind the blocker).
+    """
+    with _emulator_in_a_thread() as emu:
+        async with Session(api_key=emu.api_key, base_url=emu.base_url) as zs:
+            handle = await zs.submit("a cat")
+            size = len((await handle).image.data)
+            loop = asyncio.get_running_loop()
+            executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+            loop.set_default_executor(executor)
+            release = threading.Event()
+            blocker = loop.run_in_executor(None, release.wait, 10.0)  # the worker is busy
+            save = asyncio.ensure_future(handle.save(tmp_path / "out", durable=True))
+            for _ in range(500):  # until every byte is written: the flush waits now
+                parts = list((tmp_path / "out").glob(".zimage-*.part"))
+                if parts and parts[0].stat().st_size == size:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+            assert not save.done()
+            save.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await save
+            release.set()
+            await blocker
+            await asyncio.sleep(0.2)  # the queued flush would run now
+            leaked = [target for target in _open_files() if str(tmp_path) in target]
+            executor.shutdown(wait=False)
+    assert not leaked
+
+
+@contextlib.contextmanager
+def _emulator_in_a_thread() -> Iterator[Emulator]:
+    """An emulator serving from a thread with its own event loop, until the block ends."""
+    ready: queue.Queue[Emulator] = queue.Queue()
+    stop = threading.Event()
+
+    async def serve() -> None:
+        async with Emulator(task_duration=0.05) as emu:
+            ready.put(emu)
+            await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    try:
+        yield ready.get(timeout=10)
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def _open_files() -> list[str]:
+    """What this process's file descriptors point at (Linux)."""
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed since
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return targets

@@ -5,8 +5,7 @@ prompt on the same line of two files) replaced each other's paid images without 
 ``save(..., overwrite=False)`` keeps a file already at a final path: if it holds the
 same bytes the save counts it as saved (a rerun after a crash between the rename and
 the journal's record), otherwise :class:`FileExistsError` names it and nothing is
-replaced. Batches save that way, except over the files their journal says the item
-saved itself.
+replaced. Batches save that way, whatever their journal says.
 """
 
 from __future__ import annotations
@@ -121,3 +120,27 @@ async def test_a_named_pipe_at_the_name_is_kept_without_being_opened(
     with pytest.raises(FileExistsError):
         await handle.save(target, overwrite=False)
     assert target.exists()
+
+
+async def test_a_rerun_never_replaces_another_batchs_file(zs: Session, tmp_path: Path) -> None:
+    """Its own file gone and its names changed: the rerun meets another batch's, keeps it."""
+    out = tmp_path / "out"
+    async with zs.generate_many(["a cat"], output_dir=out, journal=tmp_path / "mine.sqlite") as b:
+        (mine,) = [item async for item in b]
+    async with zs.generate_many(
+        ["a dog"], output_dir=out, journal=tmp_path / "other.sqlite", name="{number}"
+    ) as b:
+        (other,) = [item async for item in b]
+    theirs = other.paths[0].read_bytes()
+    mine.paths[0].unlink()  # moved away: the rerun saves it again, now as 1.png
+
+    async def rerun() -> None:
+        async with zs.generate_many(
+            ["a cat"], output_dir=out, journal=tmp_path / "mine.sqlite", name="{number}"
+        ) as batch:
+            async for _ in batch:
+                pass
+
+    with pytest.raises(FileExistsError):
+        await rerun()
+    assert other.paths[0].read_bytes() == theirs

@@ -390,7 +390,7 @@ class ItemRunner:
             number=number,
             timeout=allowed.left(),
             durable=True,
-            overwrite=earlier is not None and bool(earlier.paths),  # only over its own files
+            overwrite=False,  # a file already there is kept: same bytes count as saved
         )
         await self._note(key, JournalState.SAVED, paths=paths)
         return BatchItem(

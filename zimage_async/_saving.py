@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import re
 import stat
@@ -237,7 +238,7 @@ async def write_atomically(
             with _naming(temp):
                 file.flush()  # the last bytes, so that a full disk is told here, not at close
             if durable:
-                await asyncio.to_thread(_fsync_own, os.dup(file.fileno()))
+                await _flush(os.dup(file.fileno()))
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -247,19 +248,28 @@ async def write_atomically(
 def place(temp: Path, final: Path, *, overwrite: bool) -> bool:
     """Rename *temp* to *final*; return whether a file already there was kept instead.
 
-    Without *overwrite*, a file at *final* (checked just before the rename) is kept:
-    a regular file with the same bytes as *temp* stands for it (*temp* is removed,
-    ``True`` is returned); anything else (other bytes, a symbolic link, a folder, a
-    named pipe, never opened) raises :class:`FileExistsError` naming *final*, and *temp*
-    is left to the caller.
+    Without *overwrite*, a file at *final* is kept (the new one is linked into place,
+    which fails if anything is there, even in another process's same moment; without
+    hard links, it is checked just before the rename): a regular file with the same
+    bytes as *temp* stands for it (*temp* is removed, ``True`` is returned); anything
+    else (other bytes, a symbolic link, a folder, a named pipe, never opened) raises
+    :class:`FileExistsError` naming *final*, and *temp* is left to the caller.
     """
-    try:
-        there = None if overwrite else os.lstat(final)
-    except FileNotFoundError:
-        there = None
-    if there is None:
+    if overwrite:
         os.replace(temp, final)
         return False
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        pass
+    except OSError:  # no hard links on this file system
+        if not os.path.lexists(final):
+            os.replace(temp, final)
+            return False
+    else:
+        temp.unlink()
+        return False
+    there = os.lstat(final)
     # Only a regular file is opened (a named pipe's open would wait for a writer).
     if not stat.S_ISREG(there.st_mode) or not _same_bytes(final, temp, there.st_size):
         raise FileExistsError(
@@ -293,7 +303,7 @@ def _naming(path: Path) -> Iterator[None]:
 
 async def sync_file(path: Path) -> None:
     """Flush the file at *path* to the disk (one kept by :func:`place`, maybe never flushed)."""
-    await asyncio.to_thread(_fsync_own, os.open(path, os.O_RDONLY))
+    await _flush(os.open(path, os.O_RDONLY))
 
 
 async def sync_folder(folder: Path) -> None:
@@ -302,19 +312,25 @@ async def sync_folder(folder: Path) -> None:
     Systems that cannot open a folder as a file (Windows: no ``O_DIRECTORY``) skip it.
     """
     if hasattr(os, "O_DIRECTORY"):
-        await asyncio.to_thread(_fsync_own, os.open(folder, os.O_RDONLY | os.O_DIRECTORY))
+        await _flush(os.open(folder, os.O_RDONLY | os.O_DIRECTORY))
 
 
-def _fsync_own(fd: int) -> None:
-    """Flush *fd* to the disk, then close it.
+async def _flush(fd: int) -> None:
+    """Flush *fd* to the disk in a worker thread; *fd* is closed once that has run.
 
-    The worker thread gets a descriptor of its own, so that a caller cancelled meanwhile
-    closes its file without this flush landing on another one that reused the number.
+    The flush is shielded: a caller cancelled meanwhile stops waiting, and the
+    descriptor (its own, given up) is still closed when the flush runs, or at once if
+    it never does (its executor shut down). It is never closed while being flushed.
     """
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    job = asyncio.get_running_loop().run_in_executor(None, os.fsync, fd)
+    job.add_done_callback(functools.partial(_close_after, fd))
+    await asyncio.shield(job)
+
+
+def _close_after(fd: int, job: asyncio.Future[None]) -> None:
+    os.close(fd)
+    if not job.cancelled():
+        job.exception()  # seen here too: a cancelled caller no longer awaits it
 
 
 #: A partial file untouched for this long is left by a process that died mid-download
