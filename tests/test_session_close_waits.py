@@ -9,11 +9,13 @@ look: many seconds later, or tens of seconds with callbacks.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from zimage_async import CallbackReceiver, PollSchedule, Session
+from zimage_async._journal import JournalState, open_journal
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
 #: Naps far longer than the test may take: a wait still napping after close would hang it.
@@ -148,3 +150,25 @@ async def test_a_download_cut_by_the_close_ends_with_the_closed_error() -> None:
         await zs.close()
         with pytest.raises(RuntimeError, match="the Session is closed"):
             await asyncio.wait_for(consumer, BOUND)
+
+
+async def test_creates_ended_by_the_close_are_recorded_for_what_they_are(tmp_path: Path) -> None:
+    """Closed during a 429 pause: the create never sent is `rejected`, none `submitting`."""
+    plan = FaultPlan.script("create", [FaultRule(kind="http_429", retry_after_seconds=30)])
+    journal = tmp_path / "j.sqlite"
+    async with Emulator(task_duration=0.1, faults=plan) as emu:
+        zs = Session(api_key=emu.api_key, base_url=emu.base_url, journal=journal)
+        await zs.open()
+        answered = asyncio.ensure_future(zs.submit("a fox", idempotency_key="answered-429-0001"))
+        await asyncio.sleep(0.3)  # answered 429: the session pauses its creates
+        queued = asyncio.ensure_future(zs.submit("a cat", idempotency_key="never-sent-000001"))
+        await asyncio.sleep(0.3)
+        await zs.close()
+        for create in (answered, queued):
+            with pytest.raises(RuntimeError, match="the Session is closed"):
+                await asyncio.wait_for(create, BOUND)
+        assert emu.request_counts.get("create") == 1
+    async with await open_journal(journal) as store:
+        states = {record.key: record.state for record in await store.records()}
+    assert states["never-sent-000001"] is JournalState.REJECTED
+    assert JournalState.SUBMITTING not in states.values(), states

@@ -331,9 +331,9 @@ class ItemRunner:
                     error_message=str(exc),
                 )
                 raise
-            except asyncio.CancelledError:
+            except BaseException as exc:  # cancelled, the session closed: unanswered
                 sent = handed_over() or resending
-                await note_cancelled(self._note, key, self.pending, sent=sent)
+                await note_cancelled(self._note, key, self.pending, sent=sent, error=exc)
                 raise
             usage = handle.task.usage if handle.task is not None else None
             reserved = None if usage is None else usage.credits_reserved

@@ -107,22 +107,28 @@ async def begin_priced(
 
 
 async def note_cancelled(
-    note: Callable[..., Awaitable[Any]], key: str, pending: PendingWrites, *, sent: bool
+    note: Callable[..., Awaitable[Any]],
+    key: str,
+    pending: PendingWrites,
+    *,
+    sent: bool,
+    error: BaseException | None = None,
 ) -> None:
-    """Record the create under *key*, cancelled: ``uncertain`` if it may have been *sent*.
+    """Record the create under *key*, stopped (cancelled, its session closed) unanswered.
 
-    Cancelled before it was handed over (waiting for a connection, or out a 429 pause),
-    it reached no one: ``rejected``, so that it counts as nothing spent and is never
-    sent again as an uncertain create.
+    ``uncertain`` if it may have been *sent*. Stopped before it was handed over
+    (waiting for a connection, or out a 429 pause), it reached no one: ``rejected``, so
+    that it counts as nothing spent and is never sent again as an uncertain create.
     """
+    why = "cancelled" if error is None or isinstance(error, asyncio.CancelledError) else "stopped"
     if sent:
-        write = note(key, JournalState.UNCERTAIN, error_message="cancelled while sending")
+        write = note(key, JournalState.UNCERTAIN, error_message=f"{why} while sending")
     else:
         write = note(
             key,
             JournalState.REJECTED,
-            error_code="CancelledError",
-            error_message="cancelled before it was sent",
+            error_code=type(error).__name__ if error is not None else "CancelledError",
+            error_message=f"{why} before it was sent",
         )
     await pending.shield(write)
 
@@ -300,8 +306,9 @@ class Bookkeeper:
                     error_message=str(exc),
                 )
                 raise
-            except asyncio.CancelledError:
-                await note_cancelled(self.note, key, self.pending, sent=mark.sent or resending)
+            except BaseException as exc:  # cancelled, the session closed: unanswered
+                sent = mark.sent or resending
+                await note_cancelled(self.note, key, self.pending, sent=sent, error=exc)
                 raise
         usage = handle.task.usage if handle.task is not None else None
         reserved = None if usage is None else usage.credits_reserved
