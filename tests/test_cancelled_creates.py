@@ -193,3 +193,79 @@ async def test_a_batch_stopped_while_it_records_its_task_keeps_the_task_id(
         (record,) = await store.records()
     assert record.state is JournalState.CREATED
     assert record.task_id == emu.ledger[0].task_id
+
+
+async def test_a_batch_stopped_while_it_records_a_salvaged_task_id_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A create answered 200 but cut short, its id read from what came: written, not lost."""
+    task_id = "task-unified-17-abcd1234"
+
+    async def cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        body = f'{{"id":"{task_id}","status":"pending"'.encode()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        writer.write(b"Content-Length: 500\r\n\r\n" + body)  # then the connection drops
+        await writer.drain()
+        writer.close()
+
+    answered = asyncio.Event()
+
+    async def slow_note_created(*args: Any, **kwargs: Any) -> None:
+        answered.set()
+        await asyncio.sleep(0.3)
+        await note_created(*args, **kwargs)
+
+    monkeypatch.setattr(_batchrun, "note_created", slow_note_created)
+    server = await asyncio.start_server(cut_short, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    journal = tmp_path / "j.sqlite"
+    try:
+        async with Session(api_key="sk-test-0123456789abcdef", base_url=base) as zs:
+
+            async def consume() -> None:
+                async with zs.generate_many(
+                    ["a cat"], output_dir=tmp_path / "out", journal=journal
+                ) as batch:
+                    async for _ in batch:
+                        pass
+
+            consumer = asyncio.ensure_future(consume())
+            await asyncio.wait_for(answered.wait(), 10)
+            consumer.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await consumer
+    finally:
+        server.close()
+        await server.wait_closed()
+    async with await open_journal(journal) as store:
+        (record,) = await store.records()
+    assert (record.state, record.task_id) == (JournalState.CREATED, task_id)
+
+
+def test_a_submit_closed_unfinished_lets_generator_exit_pass(tmp_path: Path) -> None:
+    """A pending create's coroutine closed (as gc does to an abandoned task): it ends clean."""
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda loop, context: None)  # the abandoned task's report
+    plan = FaultPlan.script("create", [FaultRule(kind="slow", delay_seconds=5.0)])
+    emu = Emulator(task_duration=0.1, faults=plan)
+    zs = Session(api_key="sk-test-0123456789abcdef", base_url="http://127.0.0.1:1/apiv1")
+    try:
+        loop.run_until_complete(emu.__aenter__())
+        zs = Session(api_key=emu.api_key, base_url=emu.base_url, journal=tmp_path / "j.sqlite")
+        loop.run_until_complete(zs.open())
+        task = loop.create_task(zs.submit("a cat"))
+        loop.run_until_complete(asyncio.sleep(0.5))  # the create is with the service
+        task.get_coro().close()  # raises RuntimeError if the coroutine awaits meanwhile
+        others = [t for t in asyncio.all_tasks(loop) if t is not task]
+        assert not [t for t in others if "note" in repr(t.get_coro())]
+    finally:
+        loop.run_until_complete(zs.close())
+        loop.run_until_complete(emu.__aexit__(None, None, None))
+        loop.close()

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from zimage_async import Session
+from zimage_async._saving import sync_folder
 from zimage_async.emulator import Emulator
 
 Events = list[tuple[str, str]]
@@ -176,3 +177,15 @@ def _open_files() -> list[str]:
         with contextlib.suppress(OSError):  # the listing's own descriptor, closed since
             targets.append(os.readlink(f"/proc/self/fd/{fd}"))
     return targets
+
+
+async def test_a_flush_refused_by_a_shut_down_executor_closes_its_descriptor(
+    tmp_path: Path,
+) -> None:
+    """The loop's executor shut down: the flush fails, and the descriptor is closed."""
+    await asyncio.get_running_loop().shutdown_default_executor()
+    before = len(_open_files())
+    for _ in range(5):
+        with pytest.raises(RuntimeError):
+            await sync_folder(tmp_path)
+    assert len(_open_files()) == before

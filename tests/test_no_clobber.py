@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from zimage_async import Session
+from zimage_async._saving import place
 from zimage_async.emulator import Emulator
 
 from ._cli import cli_env, finished
@@ -144,3 +145,24 @@ async def test_a_rerun_never_replaces_another_batchs_file(zs: Session, tmp_path:
     with pytest.raises(FileExistsError):
         await rerun()
     assert other.paths[0].read_bytes() == theirs
+
+
+def test_a_file_removed_between_the_link_and_its_look_frees_the_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process removes the file our link met: the new one takes the free name."""
+    temp, final = tmp_path / ".zimage-x.part", tmp_path / "img.png"
+    temp.write_bytes(b"new image")
+    final.write_bytes(b"someone else's")
+    real_link = os.link
+
+    def racing_link(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        try:
+            real_link(src, dst)
+        finally:
+            os.unlink(dst)  # removed right after our link failed
+
+    monkeypatch.setattr(os, "link", racing_link)
+    assert place(temp, final, overwrite=False) is False
+    assert final.read_bytes() == b"new image"
+    assert not temp.exists()

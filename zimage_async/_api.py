@@ -284,8 +284,8 @@ class APIClient:
 
                 def judge(exc: ZImageError) -> float | None:
                     delay = tries.judge(exc)
-                    # Between tries: nothing with the service; sent if an outcome is unknown.
-                    mark.sent, mark.flying = tries.maybe_made, False
+                    if delay is not None:  # to wait for the next try: nothing in flight now
+                        mark.sent, mark.flying = tries.maybe_made, False
                     return delay
 
                 try:

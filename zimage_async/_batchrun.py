@@ -331,7 +331,7 @@ class ItemRunner:
                     error_message=str(exc),
                 )
                 raise
-            except BaseException as exc:  # cancelled, the session closed: unanswered
+            except (asyncio.CancelledError, Exception) as exc:  # cancelled, closed: unanswered
                 sent = handed_over() or resending
                 await note_cancelled(self._note, key, self.pending, sent=sent, error=exc)
                 raise

@@ -306,7 +306,7 @@ class Bookkeeper:
                     error_message=str(exc),
                 )
                 raise
-            except BaseException as exc:  # cancelled, the session closed: unanswered
+            except (asyncio.CancelledError, Exception) as exc:  # cancelled, closed: unanswered
                 sent = mark.sent or resending
                 await note_cancelled(self.note, key, self.pending, sent=sent, error=exc)
                 raise

@@ -269,7 +269,11 @@ def place(temp: Path, final: Path, *, overwrite: bool) -> bool:
     else:
         temp.unlink()
         return False
-    there = os.lstat(final)
+    try:
+        there = os.lstat(final)
+    except FileNotFoundError:  # removed since (another process): the name is free
+        os.replace(temp, final)
+        return False
     # Only a regular file is opened (a named pipe's open would wait for a writer).
     if not stat.S_ISREG(there.st_mode) or not _same_bytes(final, temp, there.st_size):
         raise FileExistsError(
@@ -322,7 +326,11 @@ async def _flush(fd: int) -> None:
     descriptor (its own, given up) is still closed when the flush runs, or at once if
     it never does (its executor shut down). It is never closed while being flushed.
     """
-    job = asyncio.get_running_loop().run_in_executor(None, os.fsync, fd)
+    try:
+        job = asyncio.get_running_loop().run_in_executor(None, os.fsync, fd)
+    except BaseException:  # refused (the executor shut down): never run, so closed now
+        os.close(fd)
+        raise
     job.add_done_callback(functools.partial(_close_after, fd))
     await asyncio.shield(job)
 

@@ -69,4 +69,7 @@ def watching() -> Iterator[tuple[SendMark, bool]]:
     try:
         yield mark, True
     finally:
-        _SENDING.reset(token)
+        # Closed from outside its task (a coroutine closed like garbage), it is not in
+        # the context that set it: nothing to restore there.
+        with contextlib.suppress(ValueError):
+            _SENDING.reset(token)
