@@ -269,3 +269,32 @@ def test_a_submit_closed_unfinished_lets_generator_exit_pass(tmp_path: Path) -> 
         loop.run_until_complete(zs.close())
         loop.run_until_complete(emu.__aexit__(None, None, None))
         loop.close()
+
+
+async def test_a_stopping_worker_keeps_renewing_while_its_create_finishes(
+    tmp_path: Path,
+) -> None:
+    """Stopped with a create in flight (it waits out the grace): no other worker resends it."""
+    plan = FaultPlan.script("create", [FaultRule(kind="slow", delay_seconds=4.0)])
+    journal, out = tmp_path / "j.sqlite", tmp_path / "out"
+    async with (
+        Emulator(task_duration=0.1, faults=plan) as emu,
+        Session(api_key=emu.api_key, base_url=emu.base_url) as zs,
+    ):
+
+        async def work(worker: str) -> None:
+            async with zs.generate_many(
+                ["a cat"], output_dir=out, journal=journal, worker_id=worker, lease=1.5
+            ) as batch:
+                async for _ in batch:
+                    pass
+
+        first = asyncio.ensure_future(work("worker-a"))
+        await asyncio.sleep(0.5)  # worker-a's create is at the service, slow to answer
+        first.cancel()  # it stops, waiting for the create's answer (the grace)
+        second = asyncio.ensure_future(work("worker-b"))  # would take over a lapsed lease
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await asyncio.wait_for(second, 20)
+        assert emu.request_counts.get("create") == 1  # worker-b resumed it by task id
+        assert len(emu.ledger) == 1

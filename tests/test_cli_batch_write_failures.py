@@ -1,4 +1,4 @@
-"""`zimage batch` when the disk refuses a write: a message that says what to do, no traceback.
+"""`zimage batch` stopped by the disk or by Ctrl-C: a message that says what to do.
 
 An image the disk cannot hold (here: a limit on the size of the process's files) ends
 the batch with exit 1, the path and the reason, and the command that saves it once the
@@ -9,12 +9,14 @@ disk cannot hold is said to be unwritable, not to be some other program's file.
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
-from zimage_async.emulator import Emulator
+from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
-from ._cli import cli_env, finished
+from ._cli import cli_env, finished, start
+from .conftest import until
 
 FAST = ("--emulator-task-duration", "0")
 
@@ -90,3 +92,22 @@ async def test_a_journal_the_disk_cannot_hold_is_called_unwritable(tmp_path: Pat
     assert "not a zimage journal" not in stderr
     assert "cannot write the journal out/zimage-journal.sqlite" in stderr
     assert "disk I/O error" in stderr
+
+
+async def test_ctrl_c_with_a_create_cut_off_says_how_to_send_it_again(tmp_path: Path) -> None:
+    """Interrupted while a create waits to retry after a 429: the message names the option."""
+    (tmp_path / "p.txt").write_text("a cat\na dog\n")
+    plan = FaultPlan.script("create", [FaultRule(kind="http_429", retry_after_seconds=20)])
+    async with Emulator(task_duration=0.05, faults=plan) as emu:
+        args = ("batch", "p.txt", "-o", "out", "--concurrency", "1")
+        process = await start(emu, *args, cwd=tmp_path)
+        await until(lambda: emu.request_counts.get("create", 0) >= 1, deadline=20)
+        await asyncio.sleep(0.5)  # answered 429: waiting to send it again
+        process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 130, stderr.decode()
+        assert "--resubmit-uncertain" in stderr.decode()
+        env = cli_env(ZIMAGE_API_KEY=emu.api_key, ZIMAGE_BASE_URL=emu.base_url)
+        status, _, err = await finished(*args, "--resubmit-uncertain", env=env, cwd=tmp_path)
+        assert status == 0, err
+        assert sorted(entry.request_body["prompt"] for entry in emu.ledger) == ["a cat", "a dog"]

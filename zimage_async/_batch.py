@@ -34,7 +34,7 @@ from ._journal_spend import SpendLimit
 from ._journal_store import Journal
 from ._models import GenerationRequest
 from ._saving import remove_stale_parts
-from ._stopping import outlast, stop_task
+from ._stopping import outlast, stop_in_order, stop_task
 
 __all__ = ["Batch", "BatchItem", "BatchProgress", "BatchStats", "ItemState"]
 
@@ -332,11 +332,8 @@ class Batch:
                 with contextlib.suppress(ZImageError):  # else aclose() gives them back
                     await give_back(journal, options.batch_id, options.worker_id)
             self._outcomes.put_nowait(_END)
-        finally:
-            renewing.cancel()
-            for task in running:
-                task.cancel()
-            await asyncio.gather(renewing, *running, return_exceptions=True)
+        finally:  # the leases are renewed until the items have stopped (a create's grace)
+            await stop_in_order(running, renewing)
 
     async def _run(self, item: JournalItem) -> None:
         assert self._journal is not None

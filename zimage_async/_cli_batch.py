@@ -384,6 +384,8 @@ def _interrupted_message(
     else:
         text += (
             "they keep running at the service (and are billed). Run the same command "
-            "again to resume them without paying twice:"
+            "again to resume them without paying twice (a create cut off while it was "
+            "being sent is reported uncertain then: add --resubmit-uncertain to send it "
+            "again under its own key):"
         )
     return f"{text}\n  {printable_command(argv)}"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from typing import Any
 
-__all__ = ["outlast", "stop_task"]
+__all__ = ["outlast", "stop_in_order", "stop_task"]
 
 
 async def stop_task(task: asyncio.Task[Any] | None) -> asyncio.CancelledError | None:
@@ -37,3 +38,19 @@ async def outlast(task: asyncio.Task[Any]) -> asyncio.CancelledError | None:
     if not task.cancelled():
         task.exception()  # retrieved: what it raised was dealt with where it ran
     return ours
+
+
+async def stop_in_order(first: Collection[asyncio.Future[Any]], then: asyncio.Future[Any]) -> None:
+    """Cancel *first* and wait until they have ended; only then cancel *then*.
+
+    *then* serves *first* while they wind down: a batch's lease renewal goes on while
+    its items wait out a create's answer, so that no other worker takes them meanwhile.
+    *then* is cancelled even if this wait is itself cut short.
+    """
+    for task in first:
+        task.cancel()
+    try:
+        await asyncio.gather(*first, return_exceptions=True)
+    finally:
+        then.cancel()
+        await asyncio.gather(then, return_exceptions=True)
