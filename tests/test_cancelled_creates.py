@@ -25,17 +25,22 @@ from zimage_async._journal import JournalState, open_journal
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
 
+def _one_connection(emu: Emulator, tmp_path: Path) -> Session:
+    """A session with a journal and one connection: a second create queues for it."""
+    return Session(
+        api_key=emu.api_key,
+        base_url=emu.base_url,
+        journal=tmp_path / "j.sqlite",
+        max_connections=1,
+    )
+
+
 async def test_creates_cancelled_in_the_slot_queue_are_not_uncertain(tmp_path: Path) -> None:
     """One slow create holds the only connection; the three queued ones are cancelled."""
     plan = FaultPlan.script("create", [FaultRule(kind="slow", delay_seconds=1.0)])
     async with (
         Emulator(task_duration=0.1, faults=plan) as emu,
-        Session(
-            api_key=emu.api_key,
-            base_url=emu.base_url,
-            journal=tmp_path / "j.sqlite",
-            max_connections=1,
-        ) as zs,
+        _one_connection(emu, tmp_path) as zs,
     ):
         submits = [asyncio.ensure_future(zs.submit(f"prompt {i}")) for i in range(4)]
         await asyncio.sleep(0.3)  # the first is at the service, the others wait for the slot
@@ -136,12 +141,7 @@ async def test_a_resend_of_an_uncertain_key_cancelled_in_the_queue_stays_uncerta
     )
     async with (
         Emulator(task_duration=0.1, faults=plan) as emu,
-        Session(
-            api_key=emu.api_key,
-            base_url=emu.base_url,
-            journal=tmp_path / "j.sqlite",
-            max_connections=1,
-        ) as zs,
+        _one_connection(emu, tmp_path) as zs,
     ):
         with pytest.raises(SubmissionUncertainError):
             await zs.submit("a cat", idempotency_key=key)
@@ -157,37 +157,52 @@ async def test_a_resend_of_an_uncertain_key_cancelled_in_the_queue_stays_uncerta
         assert (await zs.spent()).creates == 2
 
 
+def _slow_task_id_writes(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Make a batch's write of a task id take 0.3 s (a remote PostgreSQL, a busy disk).
+
+    Returns the event set when the first such write begins (the create was answered).
+    """
+    answered = asyncio.Event()
+
+    async def slow_note_created(*args: Any, **kwargs: Any) -> None:
+        answered.set()
+        await asyncio.sleep(0.3)
+        await note_created(*args, **kwargs)
+
+    monkeypatch.setattr(_batchrun, "note_created", slow_note_created)
+    return answered
+
+
+async def _stop_during_the_write(
+    zs: Session, tmp_path: Path, journal: Path, answered: asyncio.Event
+) -> None:
+    """Run a batch of one prompt and stop it once its task id is being written."""
+
+    async def consume() -> None:
+        async with zs.generate_many(
+            ["a cat"], output_dir=tmp_path / "out", journal=journal
+        ) as batch:
+            async for _ in batch:
+                pass
+
+    consumer = asyncio.ensure_future(consume())
+    await asyncio.wait_for(answered.wait(), 10)
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+
+
 async def test_a_batch_stopped_while_it_records_its_task_keeps_the_task_id(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Answered, then stopped during the (slow) write of the task id: the id is written."""
-    answered = asyncio.Event()
-    real = note_created
-
-    async def slow_note_created(*args: Any, **kwargs: Any) -> None:
-        answered.set()
-        await asyncio.sleep(0.3)  # a remote PostgreSQL, a busy disk
-        await real(*args, **kwargs)
-
-    monkeypatch.setattr(_batchrun, "note_created", slow_note_created)
+    answered = _slow_task_id_writes(monkeypatch)
     journal = tmp_path / "j.sqlite"
     async with (
         Emulator(task_duration=0.5) as emu,
         Session(api_key=emu.api_key, base_url=emu.base_url) as zs,
     ):
-
-        async def consume() -> None:
-            async with zs.generate_many(
-                ["a cat"], output_dir=tmp_path / "out", journal=journal
-            ) as batch:
-                async for _ in batch:
-                    pass
-
-        consumer = asyncio.ensure_future(consume())
-        await asyncio.wait_for(answered.wait(), 10)
-        consumer.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await consumer
+        await _stop_during_the_write(zs, tmp_path, journal, answered)
         assert len(emu.ledger) == 1
     async with await open_journal(journal) as store:
         (record,) = await store.records()
@@ -215,32 +230,13 @@ async def test_a_batch_stopped_while_it_records_a_salvaged_task_id_keeps_it(
         await writer.drain()
         writer.close()
 
-    answered = asyncio.Event()
-
-    async def slow_note_created(*args: Any, **kwargs: Any) -> None:
-        answered.set()
-        await asyncio.sleep(0.3)
-        await note_created(*args, **kwargs)
-
-    monkeypatch.setattr(_batchrun, "note_created", slow_note_created)
+    answered = _slow_task_id_writes(monkeypatch)
     server = await asyncio.start_server(cut_short, "127.0.0.1", 0)
     base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     journal = tmp_path / "j.sqlite"
     try:
         async with Session(api_key="sk-test-0123456789abcdef", base_url=base) as zs:
-
-            async def consume() -> None:
-                async with zs.generate_many(
-                    ["a cat"], output_dir=tmp_path / "out", journal=journal
-                ) as batch:
-                    async for _ in batch:
-                        pass
-
-            consumer = asyncio.ensure_future(consume())
-            await asyncio.wait_for(answered.wait(), 10)
-            consumer.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await consumer
+            await _stop_during_the_write(zs, tmp_path, journal, answered)
     finally:
         server.close()
         await server.wait_closed()

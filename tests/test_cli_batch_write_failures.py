@@ -110,4 +110,7 @@ async def test_ctrl_c_with_a_create_cut_off_says_how_to_send_it_again(tmp_path: 
         env = cli_env(ZIMAGE_API_KEY=emu.api_key, ZIMAGE_BASE_URL=emu.base_url)
         status, _, err = await finished(*args, "--resubmit-uncertain", env=env, cwd=tmp_path)
         assert status == 0, err
-        assert sorted(entry.request_body["prompt"] for entry in emu.ledger) == ["a cat", "a dog"]
+        assert sorted(str(entry.request_body["prompt"]) for entry in emu.ledger) == [
+            "a cat",
+            "a dog",
+        ]

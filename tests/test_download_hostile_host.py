@@ -44,6 +44,16 @@ def _reply(status: int, headers: list[tuple[str, str]], body: bytes = b"") -> by
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
+def _answering(status: int, headers: list[tuple[str, str]], body: bytes = b"") -> Answer:
+    """An answer that is always this reply."""
+
+    async def answer(request: dict[str, str], writer: Writer) -> None:
+        writer.write(_reply(status, headers, body))
+        await writer.drain()
+
+    return answer
+
+
 class RawImageHost(CompletedHost):
     """The API on aiohttp; the image link on a raw socket answering with ``answer``."""
 
@@ -153,22 +163,25 @@ async def test_a_206_that_goes_past_the_total_it_states_is_refused(
         await (await session.submit("a cat"))
 
 
+def _then_416(first: Answer, *, stated: bool) -> Answer:
+    """*first* for the image, then 416 for the resume (stating the PNG's length, or bare)."""
+    length = [("Content-Range", f"bytes */{len(PNG)}")] if stated else []
+    refused = _answering(416, [*length, ("Content-Length", "0")])
+
+    async def answer(headers: dict[str, str], writer: Writer) -> None:
+        await (refused if "range" in headers else first)(headers, writer)
+
+    return answer
+
+
 @pytest.mark.parametrize("stated", [True, False], ids=["416-states-the-length", "416-bare"])
 async def test_a_whole_image_then_a_416_is_delivered(
     session: Session, host: RawImageHost, stated: bool
 ) -> None:
     """All its bytes came (chunked), the connection dropped, then a 416: delivered."""
-
-    async def answer(headers: dict[str, str], writer: Writer) -> None:
-        if "range" in headers:
-            length = [("Content-Range", f"bytes */{len(PNG)}")] if stated else []
-            writer.write(_reply(416, [*length, ("Content-Length", "0")]))
-        else:
-            fields = [("Content-Type", "image/png"), ("Transfer-Encoding", "chunked")]
-            writer.write(_reply(200, fields, f"{len(PNG):x}\r\n".encode() + PNG + b"\r\n"))
-        await writer.drain()
-
-    host.answer = answer
+    fields = [("Content-Type", "image/png"), ("Transfer-Encoding", "chunked")]
+    body = f"{len(PNG):x}\r\n".encode() + PNG + b"\r\n"  # no last chunk: cut at the end
+    host.answer = _then_416(_answering(200, fields, body), stated=stated)
     result = await (await session.submit("a cat"))
     assert result.image.data == PNG
     assert host.requests[1]["range"] == f"bytes={len(PNG)}-"
@@ -179,17 +192,8 @@ async def test_a_416_after_fewer_bytes_than_first_announced_is_refused(
     session: Session, host: RawImageHost, stated: bool
 ) -> None:
     """Content-Length 100 bytes over the image's framing, then 416: the host disagrees."""
-
-    async def answer(headers: dict[str, str], writer: Writer) -> None:
-        if "range" in headers:
-            length = [("Content-Range", f"bytes */{len(PNG)}")] if stated else []
-            writer.write(_reply(416, [*length, ("Content-Length", "0")]))
-        else:
-            fields = [("Content-Type", "image/png"), ("Content-Length", str(len(PNG) + 100))]
-            writer.write(_reply(200, fields, PNG))
-        await writer.drain()
-
-    host.answer = answer
+    fields = [("Content-Type", "image/png"), ("Content-Length", str(len(PNG) + 100))]
+    host.answer = _then_416(_answering(200, fields, PNG), stated=stated)
     with pytest.raises(ImageDownloadError) as caught:
         await (await session.submit("a cat"))
     message = str(caught.value)
@@ -201,13 +205,8 @@ async def test_a_416_for_bytes_the_image_still_lacks_is_an_incomplete_copy(
     session: Session, host: RawImageHost
 ) -> None:
     """Half the image, then 416: the host's copy is short (as before)."""
-
-    async def short(headers: dict[str, str], writer: Writer) -> None:
-        fields = [("Content-Range", f"bytes */{len(PNG) // 2}"), ("Content-Length", "0")]
-        writer.write(_reply(416, fields))
-        await writer.drain()
-
-    host.answer = _first_half_then(short, PNG, "image/png")
+    fields = [("Content-Range", f"bytes */{len(PNG) // 2}"), ("Content-Length", "0")]
+    host.answer = _first_half_then(_answering(416, fields), PNG, "image/png")
     with pytest.raises(ImageDownloadError, match="incomplete"):
         await (await session.submit("a cat"))
 
@@ -239,12 +238,7 @@ async def test_a_retry_after_past_the_limit_is_named_as_such(
     session: Session, host: RawImageHost
 ) -> None:
     """503 with Retry-After 50 and a 20 s limit: raised at once, saying what the host asked."""
-
-    async def busy(headers: dict[str, str], writer: Writer) -> None:
-        writer.write(_reply(503, [("Retry-After", "50"), ("Content-Length", "0")]))
-        await writer.drain()
-
-    host.answer = busy
+    host.answer = _answering(503, [("Retry-After", "50"), ("Content-Length", "0")])
     with pytest.raises(ImageDownloadError) as caught:
         await (await session.submit("a cat"))
     message = str(caught.value)
@@ -254,12 +248,7 @@ async def test_a_retry_after_past_the_limit_is_named_as_such(
 
 async def test_a_retry_after_past_the_time_left_says_time_left(host: RawImageHost) -> None:
     """503 every time, Retry-After 2 s, a 5 s limit: raised when the wait passes what is left."""
-
-    async def busy(headers: dict[str, str], writer: Writer) -> None:
-        writer.write(_reply(503, [("Retry-After", "2"), ("Content-Length", "0")]))
-        await writer.drain()
-
-    host.answer = busy
+    host.answer = _answering(503, [("Retry-After", "2"), ("Content-Length", "0")])
     async with loopback_session(host.base, image_timeout=5) as session:
         with pytest.raises(ImageDownloadError) as caught:
             await (await session.submit("a cat"))
@@ -273,12 +262,8 @@ async def test_a_whole_other_image_answering_a_resume_is_not_joined(
     """No validator, no length: a 200 of another image is told by its first bytes."""
     other = _noise("JPEG", 9)
 
-    async def another(headers: dict[str, str], writer: Writer) -> None:
-        fields = [("Content-Type", "image/jpeg"), ("Content-Length", str(len(other)))]
-        writer.write(_reply(200, fields, other))
-        await writer.drain()
-
-    host.answer = _first_half_then(another, JPEG, "image/jpeg")
+    fields = [("Content-Type", "image/jpeg"), ("Content-Length", str(len(other)))]
+    host.answer = _first_half_then(_answering(200, fields, other), JPEG, "image/jpeg")
     with pytest.raises(ImageDownloadError, match="changed between attempts"):
         await (await session.submit("a cat"))
 
@@ -287,12 +272,7 @@ async def test_the_same_image_answering_a_resume_whole_is_joined(
     session: Session, host: RawImageHost
 ) -> None:
     """A 200 of the same image (Range ignored): its first bytes are skipped, it is whole."""
-
-    async def again(headers: dict[str, str], writer: Writer) -> None:
-        fields = [("Content-Type", "image/jpeg"), ("Content-Length", str(len(JPEG)))]
-        writer.write(_reply(200, fields, JPEG))
-        await writer.drain()
-
-    host.answer = _first_half_then(again, JPEG, "image/jpeg")
+    fields = [("Content-Type", "image/jpeg"), ("Content-Length", str(len(JPEG)))]
+    host.answer = _first_half_then(_answering(200, fields, JPEG), JPEG, "image/jpeg")
     result = await (await session.submit("a cat"))
     assert result.image.data == JPEG

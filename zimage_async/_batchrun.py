@@ -46,9 +46,8 @@ from ._handle import TaskHandle
 from ._journal_records import JournalItem, JournalRecord, JournalState, ResumeAction, resume_action
 from ._journal_spend import SpendLimit
 from ._journal_store import Journal
-from ._journaling import PendingWrites, begin_priced, note_cancelled
+from ._journaling import PendingWrites, begin_priced, note_cancelled, note_refused
 from ._models import GenerationRequest, TaskStatus
-from ._outcome import refused_resend
 from ._runtime import Allowance, restated
 from ._sending import handed_over, watching
 
@@ -320,17 +319,10 @@ class ItemRunner:
                 self._stop(stopped)
                 raise stopped from exc
             except ZImageError as exc:  # this send certainly made no task
-                if resending:  # but an earlier one may have
-                    uncertain = refused_resend(exc, key=key, request=request)
-                    await self._note(key, JournalState.UNCERTAIN, error_message=str(uncertain))
-                    raise uncertain from exc
-                await self._note(
-                    key,
-                    JournalState.REJECTED,
-                    error_code=type(exc).__name__,
-                    error_message=str(exc),
-                )
-                raise
+                error = await note_refused(self._note, key, request, exc, resending=resending)
+                if error is exc:
+                    raise
+                raise error from exc
             except (asyncio.CancelledError, Exception) as exc:  # cancelled, closed: unanswered
                 sent = handed_over() or resending
                 await note_cancelled(self._note, key, self.pending, sent=sent, error=exc)

@@ -50,6 +50,7 @@ __all__ = [
     "begin_priced",
     "check_max_credits",
     "note_cancelled",
+    "note_refused",
 ]
 
 logger = logging.getLogger("zimage_async.journal")
@@ -104,6 +105,27 @@ async def begin_priced(
         except PriceAwaited:  # noqa: PERF203 (a wait loop, one begin per pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
+
+
+async def note_refused(
+    note: Callable[..., Awaitable[Any]],
+    key: str,
+    request: GenerationRequest,
+    exc: ZImageError,
+    *,
+    resending: bool,
+) -> ZImageError:
+    """Record a send that certainly made no task (*exc*); return the error to raise.
+
+    ``rejected``; but with *resending* an earlier send under *key* may have made one:
+    the create stays ``uncertain``, and :func:`refused_resend` says so.
+    """
+    if resending:
+        uncertain = refused_resend(exc, key=key, request=request)
+        await note(key, JournalState.UNCERTAIN, error_message=str(uncertain))
+        return uncertain
+    await note(key, JournalState.REJECTED, error_code=type(exc).__name__, error_message=str(exc))
+    return exc
 
 
 async def note_cancelled(
@@ -295,17 +317,10 @@ class Bookkeeper:
                     await self.note(key, JournalState.UNCERTAIN, error_message=str(exc))
                 raise
             except ZImageError as exc:
-                if resending:
-                    uncertain = refused_resend(exc, key=key, request=request)
-                    await self.note(key, JournalState.UNCERTAIN, error_message=str(uncertain))
-                    raise uncertain from exc
-                await self.note(
-                    key,
-                    JournalState.REJECTED,
-                    error_code=type(exc).__name__,
-                    error_message=str(exc),
-                )
-                raise
+                error = await note_refused(self.note, key, request, exc, resending=resending)
+                if error is exc:
+                    raise
+                raise error from exc
             except (asyncio.CancelledError, Exception) as exc:  # cancelled, closed: unanswered
                 sent = mark.sent or resending
                 await note_cancelled(self.note, key, self.pending, sent=sent, error=exc)
