@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,10 +10,7 @@ import pytest
 
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZIMAGE_")}
-    return {**env, "ZIMAGE_API_KEY": "sk-test-0123456789", **extra}
+from ._cli import cli_env, finished
 
 
 async def zimage(*args: str | Path, base_url: str, **env: str) -> tuple[int, str]:
@@ -27,17 +21,8 @@ async def zimage(*args: str | Path, base_url: str, **env: str) -> tuple[int, str
 
 async def zimage_output(*args: str | Path, base_url: str, **env: str) -> tuple[int, str, str]:
     """Run the command line against *base_url*; return its status, stdout and stderr."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "zimage_async",
-        *map(str, args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_env(ZIMAGE_BASE_URL=base_url, **env),
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    return process.returncode or 0, stdout.decode(), stderr.decode()
+    extra = {"ZIMAGE_API_KEY": "sk-test-0123456789", "ZIMAGE_BASE_URL": base_url, **env}
+    return await finished(*args, env=cli_env(**extra))
 
 
 @pytest.fixture

@@ -243,6 +243,7 @@ async def _refusal(
     """
     status = response.status
     now = time.time()
+    stated = unsatisfied_total(response.headers.get("Content-Range")) if status == 416 else None
     reply = judge_image_reply(
         status,
         sample=await response.sample(REFUSAL_SAMPLE_BYTES) if status == 403 else b"",
@@ -250,9 +251,7 @@ async def _refusal(
         now=now,
         fresh=fresh,
         resuming=copy is not None,
-        whole=copy is not None
-        and copy[0].complete
-        and {copy[2], unsatisfied_total(response.headers.get("Content-Range"))} <= {None, copy[1]},
+        whole=copy is not None and copy[0].complete and {copy[2], stated} <= {None, copy[1]},
     )
     if reply.verdict is ImageVerdict.COMPLETE:
         return None
@@ -280,7 +279,6 @@ async def _refusal(
         assert copy is not None
         framing, sent, total = copy
         if framing.complete:  # the image's framing ends there: the host's lengths disagree
-            stated = unsatisfied_total(response.headers.get("Content-Range"))
             return where.fail(
                 f"the image host's lengths disagree: it announced {total or stated} bytes, then "
                 f"answered 416 (no bytes after the {sent} sent, where the image's framing ends)"
