@@ -223,7 +223,7 @@ async def write_atomically(
     """Stream *chunks* into a hidden temporary file in *folder*; return its path.
 
     The file gets the mode the umask gives a new file (not ``mkstemp``'s 600). The caller
-    renames it into place (``os.replace``) once the bytes are verified; on any failure,
+    puts it into place (:func:`place`) once the bytes are verified; on any failure,
     cancellation included, the temporary file is removed here. With *durable*, the
     bytes are flushed to the disk (``fsync``, in a worker thread) before this returns.
     """
