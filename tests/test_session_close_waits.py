@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from zimage_async import CallbackReceiver, PollSchedule, Session
+from zimage_async import CallbackReceiver, PollSchedule, Session, SubmissionUncertainError
 from zimage_async._journal import JournalState, open_journal
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
@@ -172,3 +172,32 @@ async def test_creates_ended_by_the_close_are_recorded_for_what_they_are(tmp_pat
         states = {record.key: record.state for record in await store.records()}
     assert states["never-sent-000001"] is JournalState.REJECTED
     assert JournalState.SUBMITTING not in states.values(), states
+
+
+async def test_a_create_queued_for_a_connection_when_the_session_closes_is_not_sent(
+    tmp_path: Path,
+) -> None:
+    """One connection, held by a slow create: the one queued behind it is `rejected`.
+
+    The close ends the slow create (it may have made a task: `uncertain`) and so frees
+    the connection slot; the queued create then gets it, but the session is closed: it
+    was never handed to the HTTP client, and the journal must say so.
+    """
+    plan = FaultPlan.script("create", [FaultRule(kind="slow", delay_seconds=30)])
+    journal = tmp_path / "j.sqlite"
+    async with Emulator(task_duration=0.1, faults=plan) as emu:
+        zs = Session(api_key=emu.api_key, base_url=emu.base_url, journal=journal, max_connections=1)
+        await zs.open()
+        slow = asyncio.ensure_future(zs.submit("a fox", idempotency_key="slow-create-00001"))
+        await asyncio.sleep(0.3)  # the slow create holds the only connection
+        queued = asyncio.ensure_future(zs.submit("a cat", idempotency_key="never-sent-000002"))
+        await asyncio.sleep(0.3)
+        await zs.close()
+        with pytest.raises(SubmissionUncertainError):
+            await asyncio.wait_for(slow, BOUND)
+        with pytest.raises(RuntimeError, match="the Session is closed"):
+            await asyncio.wait_for(queued, BOUND)
+    async with await open_journal(journal) as store:
+        states = {record.key: record.state for record in await store.records()}
+    assert states["never-sent-000002"] is JournalState.REJECTED, states
+    assert states["slow-create-00001"] is JournalState.UNCERTAIN, states

@@ -28,9 +28,8 @@ Rules kept here, so that no caller can forget them:
   proxy's own host (the user's choice, resolved plainly), follow redirects hop by
   hop with every hop checked, and never send ``Authorization``, also when a borrowed
   ``aiohttp.ClientSession`` has one among its default headers.
-* Proxies come from ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` (loopback never
-  proxied), the CA bundle from ``ca_bundle`` or ``SSL_CERT_FILE``; nothing from
-  ``.netrc``.
+* Proxies come from ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` (loopback never proxied),
+  the CA bundle from ``ca_bundle`` or ``SSL_CERT_FILE``; nothing from ``.netrc``.
 """
 
 from __future__ import annotations
@@ -283,13 +282,16 @@ class Transport:
         if self._policy is None:
             self._policy = LinkPolicy.for_api(url)
         http, slot = self._api_session(method)
+        if slot is not None and (waiter := slot.take()) is not None:
+            await slot.wait(waiter)
+            if http.closed:  # closed while in line for a slot: this try was never sent
+                slot.release()
+                raise closed_error(opened=True)
         limit = self._limit
         started = time.perf_counter()
         status: int | str = "error"
         failure: BaseException
         try:
-            if slot is not None and (waiter := slot.take()) is not None:
-                await slot.wait(waiter)
             task = limit.enter(self._total)
             if method == "POST":
                 handing_over()  # a create: maybe sent, and with the service until answered
