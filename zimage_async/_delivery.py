@@ -324,15 +324,22 @@ async def _one_chunk(data: bytes) -> AsyncGenerator[bytes, None]:
 
 
 async def _all_or_none(jobs: list[Awaitable[Any]]) -> list[Any]:
-    """Run *jobs* together; if one fails, cancel the others and raise its error."""
+    """Run *jobs* together; if one fails, cancel the others and raise its error.
+
+    The error raised is a failed job's own (the first of those that had failed when
+    the others were stopped), never the cancellation of a job stopped for it.
+    """
     if len(jobs) == 1:
         return [await jobs[0]]
     tasks = [asyncio.ensure_future(job) for job in jobs]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     finally:
         for task in tasks:
             if not task.done():
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    for task in sorted(tasks, key=lambda task: task not in done):  # the first failures first
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
     return [task.result() for task in tasks]
