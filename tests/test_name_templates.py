@@ -214,3 +214,30 @@ async def test_cli_generate_refuses_the_name_before_creating(
     assert "Traceback" not in stderr.decode()
     assert emulator.ledger == ()
     assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("template", ["{{index}}-{task_id}", "{task_id}-{{index:02d}}"])
+async def test_a_literal_index_in_braces_does_not_number_the_images(
+    tmp_path: Path, template: str
+) -> None:
+    """``{{index}}`` is the text ``{index}``, not the field: ``-0``, ``-1`` ... are added."""
+    async with (
+        Emulator(task_duration=0.05, images_per_task=3) as emu,
+        Session(api_key=emu.api_key, base_url=emu.base_url) as zs,
+    ):
+        handle = await zs.submit("three of them")
+        paths = await handle.save(tmp_path, name=template)
+        served = [await emu.image_bytes(handle.id, index) for index in range(3)]
+    assert len(set(paths)) == 3, paths
+    assert [path.read_bytes() for path in paths] == served
+
+
+async def test_batch_names_with_a_literal_index_still_name_each_image(tmp_path: Path) -> None:
+    async with (
+        Emulator(task_duration=0.05, images_per_task=2) as emu,
+        Session(api_key=emu.api_key, base_url=emu.base_url) as zs,
+        zs.generate_many(["a fox"], output_dir=tmp_path, name="{number}-{{index}}") as batch,
+    ):
+        items = [item async for item in batch]
+    assert items[0].ok, items[0].error
+    assert len({path.name for path in items[0].paths}) == 2

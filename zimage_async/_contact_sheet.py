@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._naming import names_index
 from ._saving import publish_mode
 
 __all__ = ["MAX_PIXELS", "make_contact_sheet", "sheet_clash"]
@@ -41,7 +42,7 @@ def _name_pattern(template: str) -> re.Pattern[str]:
         parts.append(re.escape(literal))
         if field is not None:
             parts.append(".+" if spec or conversion else _FIELD_PATTERNS.get(field, ".+"))
-    several = "" if "{index" in template else r"(?:-\d+)?"  # save() adds -N to several
+    several = "" if names_index(template) else r"(?:-\d+)?"  # save() adds -N to several
     return re.compile("".join(parts) + several)
 
 

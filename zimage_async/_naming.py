@@ -48,6 +48,7 @@ __all__ = [
     "NameFields",
     "check_batch_names",
     "check_template",
+    "names_index",
     "render_name",
     "slugify",
     "stem_problem",
@@ -63,9 +64,6 @@ BATCH_NAME = "{number:04d}-{slug}-{index}"
 SLUG_MAX = 40
 #: How many images of each task a batch's names are rendered for before it starts.
 IMAGES_CHECKED = 16
-#: Whether a template names the image index (else ``save()`` adds ``-{index}`` to the
-#: names of a task with several images).
-_HAS_INDEX = re.compile(r"\{index[:}]")
 #: The longest file name, in bytes, the usual file systems take (NAME_MAX).
 NAME_MAX_BYTES = 255
 #: The longest extension a saved image gets.
@@ -124,6 +122,20 @@ def slugify(prompt: str | None, *, limit: int = SLUG_MAX) -> str:
     if not slug and words:
         slug = words[0][:limit]
     return slug or "untitled"
+
+
+def names_index(template: str) -> bool:
+    """Whether *template* has the ``{index}`` field (else several images get ``-{index}``).
+
+    Read as ``str.format`` reads it: ``{{index}}`` is the text ``{index}``, not the field.
+
+    >>> names_index("{task_id}-{index:02d}"), names_index("{{index}}-{task_id}")
+    (True, False)
+    """
+    try:
+        return any(field == "index" for _, field, _, _ in string.Formatter().parse(template))
+    except ValueError:  # not a template: check_template says why
+        return False
 
 
 def _fields_of(template: str) -> list[str]:
@@ -201,7 +213,7 @@ def _longest_names_problem(template: str, seeds: Sequence[int | None], number: i
     fields not known yet can have (the longest slug, a task id as long as the
     service's), and the longest extension.
     """
-    several = template if _HAS_INDEX.search(template) else template + "-{index}"
+    several = template if names_index(template) else template + "-{index}"
     try:
         names = [
             _render(form, _TASK_ID_SAMPLE, index, each, _SLUG_SAMPLE, number)
@@ -301,7 +313,7 @@ def check_batch_names(
     """
     template = DEFAULT_TEMPLATE if template is None else template
     _fields_of(template)
-    several = template if _HAS_INDEX.search(template) else template + "-{index}"
+    several = template if names_index(template) else template + "-{index}"
     owners: dict[str, tuple[int, bool]] = {}
     for item, (prompt, seed, number) in enumerate(items):
         slug = slugify(prompt)

@@ -7,7 +7,6 @@ import contextlib
 import errno
 import functools
 import os
-import re
 import stat
 import tempfile
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import attrs
 
 from ._imageinfo import EXTENSIONS
-from ._naming import DEFAULT_TEMPLATE, NameFields, check_template, render_name
+from ._naming import DEFAULT_TEMPLATE, NameFields, check_template, names_index, render_name
 
 __all__ = [
     "STALE_PART_SECONDS",
@@ -93,7 +92,7 @@ class SavePlan:
         """
         if self.target is None:
             template = self.name or DEFAULT_TEMPLATE
-            if count > 1 and not re.search(r"\{index[:}]", template):
+            if count > 1 and not names_index(template):
                 template += "-{index}"  # several images must not share one name
             fields = NameFields(task_id=task_id, index=index, prompt=prompt, seed=seed)
             extension = f".{EXTENSIONS[content_type]}"
