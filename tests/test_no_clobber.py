@@ -166,3 +166,25 @@ def test_a_file_removed_between_the_link_and_its_look_frees_the_name(
     assert place(temp, final, overwrite=False) is False
     assert final.read_bytes() == b"new image"
     assert not temp.exists()
+
+
+@pytest.mark.parametrize("overwrite", [True, False])
+async def test_a_second_save_does_not_take_another_image_for_its_own(
+    zs: Session, tmp_path: Path, overwrite: bool
+) -> None:
+    """a.save(), then b.save() to the same name, then a.save() again: A's image, or refused.
+
+    A save remembered its files and gave them again while they existed, whatever they
+    held since: the third save returned a file holding B's image.
+    """
+    a, b = await zs.submit("a red fox"), await zs.submit("a blue whale")
+    (first,) = await a.save(tmp_path, name="cover", overwrite=overwrite)
+    mine = first.read_bytes()
+    await b.save(tmp_path, name="cover")  # replaces it (the default)
+    assert first.read_bytes() != mine
+    if overwrite:
+        assert await a.save(tmp_path, name="cover", overwrite=True) == [first]
+        assert first.read_bytes() == mine
+    else:
+        with pytest.raises(FileExistsError):
+            await a.save(tmp_path, name="cover", overwrite=False)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,8 @@ class _Shared:
 
     future: asyncio.Future[list[Path]]
     waiters: int = 0
+    #: What the files were when the save ended (see :func:`_stamp`), once it has.
+    stamps: list[tuple[int, ...] | None] | None = None
 
 
 class Delivery:
@@ -169,16 +171,18 @@ class Delivery:
 
         The save goes on while any caller still waits for it, and is cancelled when the
         last one leaves. A later call for the same plan whose files are all still there
-        gets them without a download; a failed or cancelled save is not remembered.
+        gets them without a download (a file replaced or changed since is written again);
+        a failed or cancelled save is not remembered.
         """
         shared = self._saves.get(plan)
         if shared is not None and shared.future.done():
             written = _written(shared.future)
-            if written is not None and all(path.exists() for path in written):
-                return list(written)
+            if written is not None and [_stamp(path) for path in written] == shared.stamps:
+                return list(written)  # each file still the one this save wrote
             shared = None
         if shared is None:
             shared = _Shared(asyncio.ensure_future(self._save_all(task, plan)))
+            shared.future.add_done_callback(_stamped(shared))
             self._saves[plan] = shared
         shared.waiters += 1
         try:
@@ -297,6 +301,26 @@ class Delivery:
                 index=index,
             ) from exc
         yield tagged
+
+
+def _stamp(path: Path) -> tuple[int, ...] | None:
+    """Return what tells the file at *path* from another one put there since, or None."""
+    try:
+        there = path.stat()
+    except OSError:
+        return None
+    return (there.st_dev, there.st_ino, there.st_size, there.st_mtime_ns)
+
+
+def _stamped(shared: _Shared) -> Callable[[asyncio.Future[list[Path]]], None]:
+    """Return the callback that notes, as a save ends, what its files are."""
+
+    def note(future: asyncio.Future[list[Path]]) -> None:
+        written = _written(future)
+        if written is not None:
+            shared.stamps = [_stamp(path) for path in written]
+
+    return note
 
 
 def _written(future: asyncio.Future[list[Path]]) -> list[Path] | None:
