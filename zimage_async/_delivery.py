@@ -260,6 +260,7 @@ class Delivery:
                 prompt=None if request is None else request.prompt,
                 seed=None if request is None else request.seed,
             )
+            overwrite = plan.overwrite
             if plan.target is not None and final.suffix != plan.target.suffix:
                 logger.warning(
                     "task %s sent a %s image; saving it as %s instead of %s",
@@ -268,7 +269,8 @@ class Delivery:
                     final.name,
                     plan.target.name,
                 )
-            kept = place(temp, final, overwrite=plan.overwrite)
+                overwrite = False  # the caller named another file: this one is not theirs
+            kept = place(temp, final, overwrite=overwrite)
             if plan.durable:
                 if kept:
                     await sync_file(final)

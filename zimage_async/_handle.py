@@ -330,10 +330,11 @@ class TaskHandle(HandlePolls):
         ``.jpeg``, ``.webp``) and is not an existing directory; the name is used as given
         (a task with several images gets ``<stem>-<n><suffix>``), except that a suffix
         naming another format than the one received is replaced by the right one
-        (``fox.jpg`` receiving PNG becomes ``fox.png``, with a warning in the log): use
-        the returned paths. Anything else is a directory, created if needed, which
-        receives ``<task id>-<n>.<ext>`` with the extension of the format actually
-        received, or the *name* template's name (fields ``{task_id}``, ``{index}``,
+        (``fox.jpg`` receiving PNG becomes ``fox.png``, with a warning in the log, and a
+        file already at that other name is never replaced): use the returned paths.
+        Anything else is a directory, created if needed, which receives
+        ``<task id>-<n>.<ext>`` with the extension of the format actually received, or
+        the *name* template's name (fields ``{task_id}``, ``{index}``,
         ``{seed}``, ``{slug}`` and ``{number}``, the latter being *number*); a bad
         template raises :class:`InvalidRequestError` before anything is awaited.
 
