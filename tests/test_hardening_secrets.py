@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import json
 import socket
 import struct
 from typing import Any
@@ -138,6 +139,27 @@ async def test_401_echoing_the_key_is_masked(sentry: CapturingTransport, echo: s
     async with serving(app) as base:
         error = await _fail(base, "read")
     assert isinstance(error, AuthenticationError)
+    assert KEY not in f"{error} {error!r} {error.message} {error.args}"
+    _assert_clean(error, sentry, in_transport=False)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32", "utf-32-be", "utf-8-sig"])
+async def test_a_key_echoed_in_json_of_another_unicode_encoding_is_masked(
+    sentry: CapturingTransport, encoding: str
+) -> None:
+    """JSON in UTF-16 or UTF-32 (read as the standard library reads it) is masked too."""
+    envelope = {"error": {"code": 401, "type": "authentication_error", "message": f"bad {KEY}"}}
+
+    async def refuse(request: web.Request) -> web.Response:
+        body = json.dumps(envelope).encode(encoding)
+        return web.Response(status=401, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    async with serving(app) as base:
+        error = await _fail(base, "read")
+    assert isinstance(error, AuthenticationError)
+    assert "bad ***" in error.message
     assert KEY not in f"{error} {error!r} {error.message} {error.args}"
     _assert_clean(error, sentry, in_transport=False)
 

@@ -6,6 +6,7 @@ aiohttp needs is built from a :class:`RedactedHeaders` inside the request call o
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import NoReturn
@@ -200,8 +201,12 @@ def mask_echoes(body: bytes, headers: RedactedHeaders) -> bytes:
     (``\u0073k-...`` decodes to ``sk-...``), so that no field decoded from the answer
     can carry it. A body without an escape that can spell a character of a secret (no
     ``\u``, nor ``\/`` for a secret with a ``/``...) has the secrets looked for as they
-    are. A body without an echo is returned as it came.
+    are. A body without an echo is returned as it came. JSON in UTF-16 or UTF-32 (which
+    the answer's reading accepts, as the standard library does) is turned into UTF-8
+    first, so that its echoes are found too.
     """
+    if b"\x00" in body:  # JSON text in UTF-8 has no NUL byte; in UTF-16 and UTF-32 it has
+        body = _as_utf8(body)
     echoes = headers._echoes
     if echoes is not None and b"\\" in body and echoes.escaped_in(body):
         return echoes.mask(body)
@@ -210,6 +215,14 @@ def mask_echoes(body: bytes, headers: RedactedHeaders) -> bytes:
         if token in body:
             body = body.replace(token, _MASK)
     return body
+
+
+def _as_utf8(body: bytes) -> bytes:
+    """Return a JSON *body* in UTF-16 or UTF-32 as UTF-8 (as it came if it is neither)."""
+    try:
+        return body.decode(json.detect_encoding(body)).encode()
+    except UnicodeError:  # not JSON of any encoding: its reading fails, nothing is shown
+        return body
 
 
 def kept_headers(received: Mapping[str, str], headers: RedactedHeaders) -> Mapping[str, str]:
