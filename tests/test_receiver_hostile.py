@@ -270,3 +270,47 @@ async def test_a_receive_cancelled_as_its_body_read_completes_stays_cancelled(
 def test_body_timeout_must_be_a_finite_number_of_seconds_above_0(seconds: float) -> None:
     with pytest.raises(ValueError, match="body_timeout"):
         CallbackReceiver(body_timeout=seconds)
+
+
+# -- bodies over the limit ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(_head("Content-Length: 100000000"), id="content-length"),
+        pytest.param(_head("Transfer-Encoding: chunked"), id="chunked"),
+    ],
+)
+async def test_a_body_over_the_limit_is_answered_413_and_not_read_further(
+    logs: pytest.LogCaptureFixture, head: bytes
+) -> None:
+    """413, then the connection closed: the rest of the body is not read (nor unzipped).
+
+    Before, aiohttp went on reading what was left for up to 10 s after the 413 (its
+    lingering read), gigabytes from a fast sender, all of it decompressed if gzipped.
+    A sender still sending when the connection closes may see it reset before it reads
+    the 413 (its system drops the answer it has not read yet).
+    """
+    receiver = CallbackReceiver(max_body_bytes=1000)
+    chunked = b"chunked" in head
+    piece = b" " * 65536
+    if chunked:
+        piece = b"%x\r\n%s\r\n" % (len(piece), piece)
+    sent = 0
+    async with _mounted(receiver) as port, _connection(port) as (reader, writer):
+        writer.write(head)
+        answering = asyncio.ensure_future(_answer(reader))
+        try:
+            while not answering.done() and sent < 400:  # 26 MB at most
+                writer.write(piece)
+                sent += 1
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+                await asyncio.sleep(0)
+            answer = await answering
+        finally:
+            answering.cancel()
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 413 "), answer
+    assert sent < 400  # closed while the sender still had more to send
+    _assert_refused_quietly(receiver, logs)

@@ -81,8 +81,10 @@ class CallbackReceiver:
       prober nothing about which tasks exist. Duplicates are harmless: a handle fetches
       at most once per hint, and not more often than its poll schedule's ``wait_min``.
     * ``400`` for a body that is not a JSON object with a valid task id, and ``413`` for
-      one over ``max_body_bytes``. The provider never sends either, so a 4xx can only
-      reach a misconfigured or hostile sender, and it tells them nothing new.
+      one over ``max_body_bytes`` (its connection closed: the rest is not read, nor
+      decompressed; a sender still sending may see it reset). The provider never sends
+      either, so a 4xx can only reach a misconfigured or hostile sender, and it tells
+      them nothing new.
     * A body that does not arrive whole is refused too: ``400`` if its chunks or its
       compression are broken, ``408`` if it is not all in within ``body_timeout`` (a
       sender trickling it, or a chunked body that never ends), each answered with
@@ -196,7 +198,7 @@ class CallbackReceiver:
     async def _refuse_and_close(
         self, request: web.Request, status: int, reason: str
     ) -> web.Response:
-        """Refuse a body that did not arrive whole, then close its connection.
+        """Refuse a body that did not arrive whole (or is too large), then close its connection.
 
         The rest of such a body is never read: the answer is sent at once, and the
         connection closed without aiohttp's lingering read of what is left (which would
@@ -234,7 +236,9 @@ class CallbackReceiver:
                 request, 400, "the body's chunks or compression are broken"
             )
         if body is None:
-            return self._refuse(413, f"the body is larger than {self._max_body} bytes")
+            return await self._refuse_and_close(
+                request, 413, f"the body is larger than {self._max_body} bytes"
+            )
         task_id = read_hint(body)
         if task_id is None:
             return self._refuse(400, "the body is not a JSON task object with a valid id")
