@@ -537,3 +537,23 @@ async def test_a_hint_never_makes_a_nap_longer_than_the_schedule_asked() -> None
     ) as nap:
         await nap(0.05)
     assert sum(slept) <= 0.05
+
+
+async def test_recovered_handles_poll_at_the_normal_pace(
+    cb_emulator: Emulator, hooks: Hooks, tmp_path: Path
+) -> None:
+    """A task recovered from the journal may have no callback: it is polled as usual.
+
+    It was made by a session without a callback URL, so no callback will come; the
+    recovering session's receiver stretched its naps (here a thousandfold) all the same.
+    """
+    journal = tmp_path / "j.sqlite"
+    async with Session(
+        api_key=cb_emulator.api_key, base_url=cb_emulator.base_url, journal=journal
+    ) as first:
+        await first.submit("made without a callback")
+    async with _session(cb_emulator, hooks, journal=journal) as zs:
+        (handle,) = await zs.recover()
+        task = await handle.wait(timeout=10)
+    assert task.status is TaskStatus.COMPLETED
+    assert hooks.receiver.accepted == 0

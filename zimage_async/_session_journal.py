@@ -84,11 +84,20 @@ class JournalMethods:
         return TaskHandle(self._runtime, task.id, task, request, expects_callback=expects)
 
     def _journaled(
-        self, task_id: str, task: Task | None, request: GenerationRequest | None, key: str
+        self,
+        task_id: str,
+        task: Task | None,
+        request: GenerationRequest | None,
+        key: str,
+        *,
+        recovered: bool = False,
     ) -> TaskHandle:
         assert self._book is not None
-        expects = self._callback_url is not None or (
-            request is not None and request.callback_url is not None
+        # A recovered task may have been made without this session's callback URL: it is
+        # not known whether a callback will come, so it polls at the normal pace.
+        expects = not recovered and (
+            self._callback_url is not None
+            or (request is not None and request.callback_url is not None)
         )
         return self._book.handle(
             self._runtime, task_id, task, request, key=key, expects_callback=expects
@@ -139,7 +148,7 @@ class JournalMethods:
         """
         return await self._bookkeeper().recover(
             link_ttl=self._runtime.link_ttl,
-            resume=lambda r: self._journaled(str(r.task_id), None, None, r.key),
+            resume=lambda r: self._journaled(str(r.task_id), None, None, r.key, recovered=True),
             resend=self._resend if resubmit_uncertain else None,
         )
 
