@@ -2,8 +2,7 @@
 
 Without ``ZIMAGE_API_KEY`` (or with ``--emulator``) every command runs against an
 emulator started in this process, and says so on stderr. Exit status: 0 when all went
-well, 1 when some item or task failed, 2 for a usage error (nothing was submitted),
-130 after Ctrl-C.
+well, 1 when some item or task failed, 2 for a usage error (nothing sent), 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from ._cli_common import (
     shown,
 )
 from ._cli_generate import add_save_options, run_generate, run_task
+from ._cli_streams import null_for_closed_streams
 from ._cli_tasks import add_journal_options, add_tasks_parser, run_tasks
 from ._exceptions import SpendLimitError, ZImageError
 from ._naming import BATCH_NAME
@@ -361,6 +361,7 @@ def _log_to_stderr(verbosity: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``zimage`` command line; return the exit status."""
+    null_for_closed_streams()
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(arguments)
