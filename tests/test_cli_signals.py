@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sqlite3
 import time
@@ -112,3 +113,37 @@ async def test_a_third_signal_exits_at_once_and_says_what_stays_leased(
     assert "exiting at once" in stderr
     assert "stay leased" in stderr and "--lease" in stderr
     assert any(by is not None for _, by in leases(journal))
+
+
+async def test_ctrl_c_stops_a_batch_reading_its_prompts_from_a_slow_pipe(
+    frozen: Emulator, tmp_path: Path
+) -> None:
+    """The prompt file is a pipe whose writer waits: one Ctrl-C ends the command.
+
+    The file was read on the event loop, which held the signal handlers: the command
+    ignored every Ctrl-C and SIGTERM until the writer had finished.
+    """
+    pipe = tmp_path / "prompts.fifo"
+    os.mkfifo(pipe)
+    process = await start(frozen, "batch", pipe, "-o", tmp_path / "out")
+    writer = -1
+    try:
+        for _ in range(300):  # the command opens the pipe for reading: then it can be written
+            with contextlib.suppress(OSError):
+                writer = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            await asyncio.sleep(0.05)
+        assert writer >= 0, "the command never opened its prompt file"
+        os.write(writer, b"a cat\n")  # then nothing more, and the pipe stays open
+        await asyncio.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        stderr = await finished(process)
+        assert process.returncode == 130, stderr
+        assert "Traceback" not in stderr
+        assert not frozen.ledger  # nothing was sent
+    finally:
+        if writer >= 0:
+            os.close(writer)
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

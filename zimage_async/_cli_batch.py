@@ -33,6 +33,7 @@ from ._cli_common import (
     shown,
 )
 from ._cli_report import Reporter, output_mode
+from ._cli_threads import off_the_loop
 from ._exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -156,7 +157,7 @@ async def run_batch(
         defaults["nsfw_check"] = args.nsfw_check
     _check_options(args)
     try:
-        lines = read_batch_file(args.file, defaults=defaults)
+        lines = await off_the_loop(lambda: read_batch_file(args.file, defaults=defaults))
         check_output_names(args.name, [e.request for e in lines], [e.line for e in lines])
     except BatchFileError as exc:
         raise UsageError(str(exc)) from None
@@ -225,7 +226,8 @@ async def run_batch(
             reporter.stop()
     sheet = None
     if args.contact_sheet is not None:
-        sheet = _contact_sheet([p for i in sorted(paths) for p in paths[i]], args.contact_sheet)
+        images = [p for i in sorted(paths) for p in paths[i]]
+        sheet = await off_the_loop(lambda: _contact_sheet(images, args.contact_sheet))
     summary = _summary(reporter, batch, len(lines), out_dir, where, sheet, started)
     if reporter.mode == "json":
         print(json.dumps(summary | {"interrupted": False}), flush=True)
