@@ -223,3 +223,20 @@ async def test_an_image_download_refused_by_the_proxy_gives_up_after_the_retry_p
     assert "the proxy refused the tunnel (407 Proxy Authentication Required)" in str(info.value)
     assert PASSWORD not in str(info.value)
     assert proxy.seen == ["CONNECT images.example.com:443 HTTP/1.1"] * 3
+
+
+async def test_a_proxy_reason_phrase_echoing_its_credentials_is_not_shown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A proxy's own reason phrase may quote its Proxy-Authorization: the standard one shows."""
+    caplog.set_level(logging.DEBUG, logger="zimage_async")
+    encoded = base64.b64encode(f"someone:{PASSWORD}".encode()).decode()
+    proxy = Refuser(407, f"denied for Basic {encoded}")
+    async with raw_server(proxy) as proxy_port:
+        env = {"HTTPS_PROXY": f"http://someone:{PASSWORD}@127.0.0.1:{proxy_port}"}
+        async with Session(api_key=KEY, base_url=API, environ=env, retry=THREE) as zs:
+            with pytest.raises(APIConnectionError) as info:
+                await bounded(zs.submit("a cat"))
+    assert "the proxy refused the tunnel (407 Proxy Authentication Required)" in str(info.value)
+    shown = [str(info.value), repr(info.value), caplog.text]
+    assert not [text for text in shown if PASSWORD in text or encoded in text]

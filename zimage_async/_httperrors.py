@@ -8,6 +8,7 @@ request's header dict, the key included) are dropped first by :func:`scrub`.
 from __future__ import annotations
 
 import asyncio
+import http
 import re
 from collections.abc import Collection
 
@@ -153,7 +154,7 @@ def translate(
     if isinstance(exc, aiohttp.ClientHttpProxyError):
         # The proxy answered the CONNECT itself: the request never left for the host.
         return APIConnectionError(
-            f"the proxy refused the tunnel ({exc.status} {_printable(exc.message)})",
+            f"the proxy refused the tunnel ({_status_line(exc.status)})",
             request_sent=False,
             method=method,
             path=path,
@@ -183,6 +184,18 @@ def _parser_reason(exc: aiohttp.ClientResponseError) -> str:
     """
     reason = re.split(r"[:\n'\"]", str(exc.message), maxsplit=1)[0].strip()
     return _printable(reason, 80) or "unreadable"
+
+
+def _status_line(status: int) -> str:
+    """Return *status* with its standard reason phrase (never the proxy's own text).
+
+    A proxy's reason phrase is its own text, and may quote the request's
+    ``Proxy-Authorization`` (the proxy's credentials).
+    """
+    try:
+        return f"{status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
 
 
 def _printable(text: str, limit: int = 100) -> str:
