@@ -221,3 +221,26 @@ async def test_a_failed_create_with_a_callback_url_does_not_show_its_token(
                 "a cat", callback_url=f"https://hooks.example/zimage?token={CALLBACK_TOKEN}"
             )
     _assert_hidden(info.value, sentry, KEY, CALLBACK_TOKEN)
+
+
+@pytest.mark.parametrize("how", ["GenerationRequest", "submit", "generate"])
+async def test_a_refused_callback_url_does_not_show_its_token(
+    sentry: CapturingTransport, how: str
+) -> None:
+    """A callback URL refused before anything is sent (http): its token in no frame's locals."""
+    async with loopback_session("http://127.0.0.1:9", retry=ONE_TRY) as zs:  # nothing is sent
+
+        async def refused() -> object:
+            url = f"http://hooks.example/zimage?token={CALLBACK_TOKEN}"
+            try:
+                if how == "GenerationRequest":
+                    return GenerationRequest(prompt="a cat", callback_url=url)
+                call = zs.submit if how == "submit" else zs.generate
+                return await call("a cat", callback_url=url)
+            finally:  # this test's own frame keeps no copy either
+                del url
+
+        with pytest.raises(InvalidRequestError) as info:
+            await refused()
+    assert info.value.field == "callback_url"
+    _assert_hidden(info.value, sentry, CALLBACK_TOKEN)

@@ -230,9 +230,12 @@ def build_request(
         if any(v is not None for v in (size, seed, nsfw_check, callback_url)):
             raise TypeError("pass either a GenerationRequest or keyword fields, not both")
         return prompt
-    return GenerationRequest(
-        prompt=prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
-    )
+    try:
+        return GenerationRequest(
+            prompt=prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
+        )
+    finally:  # a refusal's frames keep their locals: the URL's query may be a token
+        del callback_url
 
 
 def check_requests(requests: Iterable[str | GenerationRequest]) -> list[GenerationRequest]:

@@ -10,6 +10,7 @@ import attrs
 from . import _links
 from ._imageinfo import EXTENSIONS
 from ._links import LINK_TTL
+from ._secret import frameless_refusals
 from ._validation import (
     validate_callback_url,
     validate_model,
@@ -165,6 +166,11 @@ class GenerationRequest:
         if self.callback_url is not None:
             body["callback_url"] = self.callback_url
         return body
+
+
+# Built by the caller with a callback URL that may hold a token: a refusal of any field
+# is raised without the constructor's frames (their locals hold the URL).
+setattr(GenerationRequest, "__init__", frameless_refusals(GenerationRequest.__init__))  # noqa: B010
 
 
 @attrs.frozen(kw_only=True)

@@ -88,6 +88,7 @@ def frameless_refusals(init: Callable[P, None]) -> Callable[P, None]:
             init(*args, **kwargs)
         except Exception as refused:
             kwargs.clear()
+            del args  # the instance itself, half built: even its repr may fail
             raise refused.with_traceback(None) from None
 
     return checked

@@ -61,14 +61,12 @@ class Session(JournalMethods, BatchMethods):
       ``connect_timeout``: seconds to open a connection. ``read_timeout``: seconds a
       download may stall between chunks.
     * ``poll``: a :class:`PollSchedule` (when to poll, the wait limit); ``retry``: a
-      :class:`RetryPolicy`.
-    * ``max_connections``: requests at a time to the API and to image hosts (beyond it
-      they queue).
-    * ``http_session``: an ``aiohttp.ClientSession`` of yours to use instead of our own;
-      it is never closed by us.
+      :class:`RetryPolicy`. ``max_connections``: requests at a time to the API and to
+      image hosts (beyond it they queue). ``http_session``: an ``aiohttp.ClientSession``
+      of yours to use instead of our own; it is never closed by us.
     * ``link_ttl``: seconds image links live after completion (24 h); ``max_image_bytes``:
-      the largest image accepted; ``seed``: seeds the jitter, for reproducible schedules.
-    * ``total_timeout``: seconds one API exchange may take in all (a reply trickling in
+      the largest image accepted; ``seed``: seeds the jitter, for reproducible schedules;
+      ``total_timeout``: seconds one API exchange may take in all (a reply trickling in
       cannot hold a call longer); ``image_timeout``: the same for one image download,
       retries included; ``max_task_bytes``: the most bytes one task's images may hold in
       memory together (default: only ``max_image_bytes`` per image).
@@ -77,16 +75,14 @@ class Session(JournalMethods, BatchMethods):
       file to trust, e.g. for a TLS-inspecting proxy. ``environ``: where the variables
       are read (default ``os.environ``). See :doc:`configuration`.
     * ``user_agent``: the ``User-Agent`` sent with every request (default
-      ``zimage-async/<version>``); CDNs in front of the image host block script-like
-      ones (:class:`ImageBlockedError`).
+      ``zimage-async/<version>``); CDNs block script-like ones (:class:`ImageBlockedError`).
     * ``callbacks``: a :class:`CallbackReceiver` that your server runs, and
       ``callback_url``: the public HTTPS URL it is reachable at. :meth:`submit` then
       sends ``callback_url`` with every task, and awaiting a handle finishes as soon as
       the callback arrives (and the task, fetched from the API, confirms it). Until then
       the handle still polls, with every delay ``callback_poll_factor`` times longer
       (default 10), so a lost callback delays the result but never loses it. A loopback
-      ``callback_url`` is accepted only while ``base_url`` is on loopback too (the
-      emulator). See :doc:`webhooks`.
+      ``callback_url`` needs a loopback ``base_url`` (the emulator). See :doc:`webhooks`.
     * ``journal``: a file path (SQLite) or a ``postgresql://`` URL: every create is
       recorded there before it is sent and after each change of state, for
       :meth:`unfinished`, :meth:`recover` and :meth:`spent`; ``max_credits``: refuse
@@ -308,10 +304,12 @@ class Session(JournalMethods, BatchMethods):
         ``max_credits`` with *cost*, its expected credits, else the last price seen) and
         the handle records the task's outcome.
         """
-        request = build_request(
-            prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
-        )
-        del callback_url  # its query may be a token: the request's repr leaves it out
+        try:
+            request = build_request(
+                prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
+            )
+        finally:  # its query may be a token (the request's repr leaves it out): no local
+            del callback_url
         if idempotency_key is not None:
             idempotency_key = validate_own_key(idempotency_key)
         self._check_open()
@@ -334,10 +332,12 @@ class Session(JournalMethods, BatchMethods):
         that a *timeout* the wait would refuse is refused before the create is sent.
         """
         timeout = check_wait_timeout(timeout)
-        request = build_request(
-            prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
-        )
-        del callback_url  # its query may be a token: the request's repr leaves it out
+        try:
+            request = build_request(
+                prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
+            )
+        finally:  # its query may be a token (the request's repr leaves it out): no local
+            del callback_url
         handle = await self.submit(request, idempotency_key=idempotency_key)
         return await handle.result(timeout=timeout)
 
