@@ -102,7 +102,10 @@ class CallbackReceiver:
     Options, keyword-only: ``max_body_bytes`` (default 64 KiB; a task is a few hundred
     bytes), ``body_timeout`` (seconds to read a body, from when its headers are in;
     default 5), ``hint_ttl`` (seconds a hint for an id nobody waits on is kept, default
-    60) and ``max_hints`` (how many such ids are kept at most, the oldest dropped first).
+    60) and ``max_hints`` (how many such ids the table of kept hints is sized for, about
+    128 bytes each: no hint is dropped early, but past that many ids within
+    ``hint_ttl``, ids nobody posted start to look hinted, each costing its handle one
+    early task read, never more often than the poll schedule's ``wait_min``).
 
     .. versionadded:: 0.1.0
     """
