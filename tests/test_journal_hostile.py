@@ -14,7 +14,7 @@ from zimage_async._batchjournal import note_held
 from zimage_async._batchrun import ItemRunner
 from zimage_async._journal import JournalRecord, JournalState
 from zimage_async._journal_sqlite import SqliteJournal
-from zimage_async.emulator import Emulator
+from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
 from .conftest import FAST_POLL, FAST_RETRY
 
@@ -62,6 +62,34 @@ async def test_a_task_not_recorded_after_its_create_is_named_in_the_error(
     assert key in message
     assert f"zimage task {task_id}" in message
     assert "database is locked" in message
+
+
+@pytest.mark.usefixtures("created_write_fails")
+async def test_a_batch_names_every_task_it_could_not_record(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Three creates in flight, none recorded: the error names all three billed tasks.
+
+    It named the first one only: the others were paid for and named nowhere.
+    """
+    emulator.faults = FaultPlan(
+        rules=(FaultRule(kind="slow", endpoint="create", rate=1.0, delay_seconds=0.5),)
+    )
+    prompts = ["a cat", "a dog", "a fox"]
+
+    async def run(zs: Session) -> None:
+        async with zs.generate_many(prompts, concurrency=3) as batch:
+            async for _ in batch:
+                pass
+
+    async with _session(emulator, tmp_path / "j.sqlite") as zs:
+        with pytest.raises(JournalError) as caught:
+            await run(zs)
+    assert len(emulator.ledger) == 3
+    message = str(caught.value)
+    for created in emulator.ledger:
+        assert created.task_id in message
+    assert "do not submit" in message
 
 
 # -- J3: a worker whose lease lapsed answers late ---------------------------------------

@@ -26,7 +26,7 @@ from ._batchitems import BatchItem, BatchProgress, BatchServices, BatchStats, It
 from ._batchjournal import give_back, release_all
 from ._batchoptions import BatchOptions
 from ._batchrun import ItemRunner
-from ._batchverdicts import elsewhere_refusal, left_unsent
+from ._batchverdicts import all_unrecorded, elsewhere_refusal, left_unsent
 from ._exceptions import ZImageError
 from ._journal import open_journal
 from ._journal_records import JournalItem, JournalState
@@ -252,7 +252,8 @@ class Batch:
                 await self.aclose()
             except asyncio.CancelledError as cancel:
                 raise cancel from outcome.exc  # the crash is not lost
-            raise outcome.exc
+            rest = [self._outcomes.get_nowait() for _ in range(self._outcomes.qsize())]
+            raise all_unrecorded(outcome.exc, [o.exc for o in rest if isinstance(o, _Crash)])
         if not isinstance(outcome, BatchItem):  # the end
             self._ended = True
             await self.aclose()

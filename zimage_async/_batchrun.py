@@ -285,6 +285,10 @@ class ItemRunner:
                 creating.cancel()
                 with contextlib.suppress(BaseException):
                     await creating
+            elif not creating.cancelled() and isinstance(
+                failed := creating.exception(), JournalError
+            ):
+                raise failed from None  # its task, if billed, must be named
             raise
 
     async def _create(

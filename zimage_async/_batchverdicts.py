@@ -8,7 +8,7 @@ batch stopped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ._batchitems import BatchItem, ItemState, reported_error
@@ -130,10 +130,36 @@ def elsewhere_refusal(batch_id: str, indexes: Sequence[int], base_url: str) -> J
 
 def unrecorded(exc: JournalError, task_id: str, index: int) -> JournalError:
     """Return *exc* naming the billed task it left unrecorded, and how to collect it."""
-    return JournalError(
+    error = JournalError(
         f"{exc}; task {task_id} (item {index}) was created and is billed but could "
         f"not be recorded - collect it with `zimage task {task_id} -o DIR` or "
         f"session.task({task_id!r}), do not submit the item again"
+    )
+    error._unrecorded = (str(exc), task_id, index)  # type: ignore[attr-defined]
+    return error
+
+
+def all_unrecorded(first: BaseException, others: Iterable[BaseException]) -> BaseException:
+    """Return *first*, or one error naming every billed task it and *others* left unrecorded.
+
+    The items in flight when a batch's journal failed each made a task it could not
+    record; the batch stops at the first, and the others end with the same failure while
+    it stops: each of those tasks is paid for and must be named, not only the first.
+    """
+    tasks: dict[str, int] = {}
+    cause = None
+    for error in (first, *others):
+        noted = getattr(error, "_unrecorded", None)
+        if noted is not None:
+            cause = cause or noted[0]
+            tasks.setdefault(noted[1], noted[2])
+    if len(tasks) < 2:
+        return first
+    listed = ", ".join(f"{task_id} (item {index})" for task_id, index in tasks.items())
+    return JournalError(
+        f"{cause}; {len(tasks)} tasks were created and are billed but could not be "
+        f"recorded: {listed} - collect each with `zimage task ID -o DIR` or "
+        "session.task(ID), do not submit these items again"
     )
 
 
