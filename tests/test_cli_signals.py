@@ -147,3 +147,17 @@ async def test_ctrl_c_stops_a_batch_reading_its_prompts_from_a_slow_pipe(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_a_hangup_stops_the_batch_in_order_like_ctrl_c(
+    frozen: Emulator, tmp_path: Path
+) -> None:
+    """SIGHUP (the terminal or the ssh session closed): the items are given back.
+
+    It killed the command at once (status 129), its items leased until their lease ran out.
+    """
+    process, journal = await running_batch(frozen, tmp_path)
+    process.send_signal(signal.SIGHUP)
+    stderr = await finished(process)
+    assert process.returncode == 130, stderr
+    assert leases(journal) == [(n, None) for n in range(ITEMS)]

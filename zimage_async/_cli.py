@@ -313,7 +313,7 @@ async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             os._exit(130)
 
     installed = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, interrupt)
             installed.append(signum)
