@@ -5,8 +5,10 @@ Routes (under the ``/apiv1`` prefix, like production ``https://ai.odkkk.com/apiv
 - ``POST /apiv1/v1/images/generations``: validate, bill, reply with the pending task;
 - ``GET /apiv1/v1/tasks/{task_id}``: the task as it stands now.
 
-Both need ``Authorization: Bearer <key>`` with a configured key. The create call honours
-an ``Idempotency-Key`` header unless the emulator ignores it (see ``_idempotency``).
+Both need ``Authorization: Bearer <key>`` with a configured key. A task belongs to the
+key that created it: read with another key, it answers the same 404 as an unknown task.
+The create call honours an ``Idempotency-Key`` header, per API key, unless the emulator
+ignores it (see ``_idempotency``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ._clock import Clock
 from ._envelopes import ApiError, method_not_allowed, route_not_found, unauthorized
 from ._factory import TaskFactory
 from ._faults import AFTER_CREATE_FAULTS, BILLED_CREATE_FAULTS, REPLACING_FAULTS, FaultRule
-from ._http import abort_connection, error_response
+from ._http import abort_connection, error_response, error_then_close
 from ._idempotency import (
     IDEMPOTENCY_HEADER,
     REPLAYED_HEADER,
@@ -33,7 +35,7 @@ from ._idempotency import (
 from ._injection import FaultInjector, altered_body, error_reply, task_reply
 from ._ledger import Ledger, LedgerEntry
 from ._tasks import CREDITS_PER_TASK, ID_PREFIX, TaskRecord, TaskStore, task_body
-from ._validation import CreateRequest, body_too_large, validate_create
+from ._validation import CreateRequest, body_too_large, body_unreadable, validate_create
 
 __all__ = ["API_PREFIX", "ApiHandlers", "api_error_renderer"]
 
@@ -106,9 +108,11 @@ class ApiHandlers:
             ),
         ]
 
-    def _authorized(self, request: web.Request) -> bool:
+    def _api_key(self, request: web.Request) -> str | None:
+        """Return the configured key the request authenticates with, or None."""
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and key.strip() in self._keys
+        key = key.strip()
+        return key if scheme.lower() == "bearer" and key in self._keys else None
 
     def body(self, record: TaskRecord, *, as_created: bool = False) -> dict[str, object]:
         """Return the task JSON of *record* now (or as the create call answers it)."""
@@ -126,6 +130,7 @@ class ApiHandlers:
     def _accept(
         self, record: TaskRecord, request: CreateRequest, idempotency_key: str | None
     ) -> None:
+        assert record.api_key is not None, record.task_id
         self._store.add(record)
         self._ledger.bill(
             LedgerEntry(
@@ -139,6 +144,7 @@ class ApiHandlers:
         if idempotency_key is not None and self._honour_keys:
             self.keys.remember(
                 idempotency_key,
+                api_key=record.api_key,
                 fingerprint=body_fingerprint(request.body),
                 task_id=record.task_id,
                 now=record.created_at,
@@ -151,11 +157,13 @@ class ApiHandlers:
                 body=lambda: self.callback_body(record),
             )
 
-    def _replayed(self, key: str | None, request: CreateRequest) -> TaskRecord | ApiError | None:
+    def _replayed(
+        self, key: str | None, api_key: str, request: CreateRequest
+    ) -> TaskRecord | ApiError | None:
         """Return the task *key* already made for this body, a 409, or None for a new task."""
         if key is None or not self._honour_keys:
             return None
-        use = self.keys.lookup(key, now=self._clock.now())
+        use = self.keys.lookup(key, api_key=api_key, now=self._clock.now())
         if use is None:
             return None
         if use.fingerprint != body_fingerprint(request.body):
@@ -166,7 +174,8 @@ class ApiHandlers:
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         """Handle ``POST /v1/images/generations``."""
-        if not self._authorized(request):
+        api_key = self._api_key(request)
+        if api_key is None:
             return error_response(unauthorized())
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None and self._honour_keys:
@@ -177,10 +186,14 @@ class ApiHandlers:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return error_response(body_too_large())
+        except web.RequestPayloadError:  # a broken content coding: the client's mistake
+            return error_then_close(request, body_unreadable())
+        except ConnectionError:  # the client hung up mid-body: no one to answer
+            return abort_connection(request)
         accepted = validate_create(raw, allow_loopback_callbacks=self._allow_loopback)
         if isinstance(accepted, ApiError):
             return error_response(accepted)
-        conflict = self._replayed(key, accepted)
+        conflict = self._replayed(key, api_key, accepted)
         if isinstance(conflict, ApiError):
             return error_response(conflict)
         rule = self._faults.draw("create", status="pending")
@@ -188,14 +201,14 @@ class ApiHandlers:
             return abort_connection(request)
         if rule is not None and rule.kind not in BILLED_CREATE_FAULTS:
             return self._fault_reply(request, rule)
-        replayed = self._replayed(key, accepted)  # again: a slow fault may have waited
+        replayed = self._replayed(key, api_key, accepted)  # again: a slow fault may have waited
         if isinstance(replayed, ApiError):
             return error_response(replayed)
         if replayed is not None:
             body = self.body(replayed)
             headers: dict[str, str] | None = {REPLAYED_HEADER: "true"}
         else:
-            record = self._factory.create(accepted, now=self._clock.now())
+            record = self._factory.create(accepted, now=self._clock.now(), api_key=api_key)
             self._accept(record, accepted, key)
             body = self.body(record, as_created=True)
             headers = None
@@ -212,13 +225,14 @@ class ApiHandlers:
 
     async def get_task(self, request: web.Request) -> web.StreamResponse:
         """Handle ``GET /v1/tasks/{task_id}``."""
-        if not self._authorized(request):
+        api_key = self._api_key(request)
+        if api_key is None:
             return error_response(unauthorized())
         task_id = request.match_info["task_id"]
         if not task_id.startswith(ID_PREFIX):
             return error_response(_INVALID_TASK_ID)
         record = self._store.get(task_id)
-        if record is None:
+        if record is None or record.api_key not in (None, api_key):  # another key's task
             return error_response(_task_not_found(task_id))
         # The fault is judged on the body that goes out, read at one instant.
         body = self.body(record)

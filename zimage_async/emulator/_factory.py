@@ -87,8 +87,13 @@ class TaskFactory:
                 return task_id
         raise RuntimeError("Could not draw a fresh task id.")
 
-    def create(self, request: CreateRequest, *, now: float) -> TaskRecord:
-        """Return the record of a new task created at clock time *now* (not yet stored)."""
+    def create(
+        self, request: CreateRequest, *, now: float, api_key: str | None = None
+    ) -> TaskRecord:
+        """Return the record of a new task created at clock time *now* (not yet stored).
+
+        The task belongs to *api_key*: only that key can read it.
+        """
         directives = Directives.parse(request.prompt)
         duration = self._duration(request, directives)
         queue = duration * 0.1 if self._queue_delay is None else min(self._queue_delay, duration)
@@ -123,4 +128,5 @@ class TaskFactory:
             cancelled=directives.cancel,
             results_shape=directives.results,
             estimate_factor=self._rng.uniform(*_ESTIMATE_FACTOR_RANGE),
+            api_key=api_key,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -20,6 +21,7 @@ __all__ = [
     "RawReply",
     "abort_connection",
     "error_response",
+    "error_then_close",
     "json_response",
     "middleware",
     "send_raw",
@@ -70,6 +72,22 @@ def send_raw(request: web.Request, data: bytes, *, status: int) -> web.Response:
         transport.write(data)
         transport.close()
     return RawReply(status)
+
+
+def error_then_close(request: web.Request, error: ApiError) -> web.Response:
+    """Send the JSON envelope for *error* with ``Connection: close``, then close.
+
+    For a body aiohttp could not read (a broken content coding): after an ordinary reply
+    aiohttp would read the rest of that body, meet the same error again and log it as an
+    unhandled exception. Closing the connection leaves nothing more to read.
+    """
+    payload = json.dumps(error.body(), separators=(",", ":")).encode()
+    head = (
+        f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    )
+    return send_raw(request, head.encode("latin-1") + payload, status=error.status)
 
 
 def _connection_dropped(request: web.Request) -> bool:

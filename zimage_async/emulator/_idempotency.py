@@ -1,8 +1,9 @@
 """The idempotency ledger: which task each ``Idempotency-Key`` made, for replays.
 
 Not on the provider's page; seen in the gateway family, whose newest official client sends
-``Idempotency-Key`` (16 to 96 characters) on every paid POST. With the emulator's
-``idempotency="honour"`` (the default):
+``Idempotency-Key`` (16 to 96 characters) on every paid POST. Keys belong to the API key
+that sent them: the same ``Idempotency-Key`` under another API key is another key. With the
+emulator's ``idempotency="honour"`` (the default):
 
 - a key of another length is refused with ``400 invalid_request_error``,
   ``param: "Idempotency-Key"``;
@@ -105,28 +106,33 @@ class KeyUse:
     """The first billed use of a key: the body's fingerprint, the task and the clock time."""
 
     key: str
+    api_key: str = attrs.field(repr=False)
     fingerprint: str
     task_id: str
     at: float
 
 
 class IdempotencyLedger:
-    """Keys of billed creates, each with the task it made."""
+    """Keys of billed creates, each with the task it made, per API key."""
 
     def __init__(self, *, window_seconds: float = REPLAY_WINDOW_SECONDS) -> None:
         self._window = window_seconds
-        self._uses: dict[str, KeyUse] = {}
+        self._uses: dict[tuple[str, str], KeyUse] = {}
 
-    def lookup(self, key: str, *, now: float) -> KeyUse | None:
-        """Return the use of *key* still within the replay window at *now*, or None."""
-        use = self._uses.get(key)
+    def lookup(self, key: str, *, api_key: str, now: float) -> KeyUse | None:
+        """Return *api_key*'s use of *key* still within the replay window at *now*, or None."""
+        use = self._uses.get((api_key, key))
         if use is None or now - use.at >= self._window:
             return None
         return use
 
-    def remember(self, key: str, *, fingerprint: str, task_id: str, now: float) -> None:
-        """Record that *key* made *task_id* at *now* (replacing an expired use)."""
-        self._uses[key] = KeyUse(key=key, fingerprint=fingerprint, task_id=task_id, at=now)
+    def remember(
+        self, key: str, *, api_key: str, fingerprint: str, task_id: str, now: float
+    ) -> None:
+        """Record that *api_key* made *task_id* with *key* at *now* (replacing an expired use)."""
+        self._uses[(api_key, key)] = KeyUse(
+            key=key, api_key=api_key, fingerprint=fingerprint, task_id=task_id, at=now
+        )
 
     @property
     def uses(self) -> tuple[KeyUse, ...]:

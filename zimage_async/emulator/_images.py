@@ -21,6 +21,7 @@ import asyncio
 import collections
 import hashlib
 import io
+import re
 import struct
 import textwrap
 from typing import Literal
@@ -46,6 +47,7 @@ Renderer = Literal["auto", "pillow", "plain"]
 CONTENT_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _JPEG_COMMENT_BYTES = 65_533
 _DEFAULT_CACHE_ENTRIES = 16
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def pillow_available() -> bool:
@@ -110,8 +112,18 @@ class ImageSpec:
     renderer: Literal["pillow", "plain"] = "plain"
 
     def digest(self) -> bytes:
-        """Return the hash the colours and the pattern are drawn from."""
-        return hashlib.sha256(f"{self.seed}\n{self.prompt}".encode()).digest()
+        """Return the hash the colours and the pattern are drawn from.
+
+        A lone surrogate in the prompt is hashed as its code point (``surrogatepass``)
+        rather than raising: the API refuses such prompts, but the image code should not
+        depend on that to stay up.
+        """
+        text = f"{self.seed}\n{self.prompt}"
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+    def caption(self) -> str:
+        """Return the prompt as it is drawn: each lone surrogate as U+FFFD."""
+        return _LONE_SURROGATE.sub("\ufffd", self.prompt)
 
 
 def _colour(digest: bytes, offset: int) -> tuple[int, int, int]:
@@ -156,7 +168,7 @@ def _render_pillow(spec: ImageSpec) -> bytes:
     font = ImageFont.load_default(size=font_pixels)
     chars_per_line = max(10, int(width * 0.8 / (font_pixels * 0.55)))
     max_lines = max(1, int(height * 0.6 / (font_pixels * 1.25)))
-    lines = textwrap.wrap(spec.prompt, width=chars_per_line)[:max_lines] or [""]
+    lines = textwrap.wrap(spec.caption(), width=chars_per_line)[:max_lines] or [""]
     lines.append(f"seed {spec.seed} · {width}x{height}")
     text = "\n".join(lines)
     margin = font_pixels

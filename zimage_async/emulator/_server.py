@@ -52,6 +52,7 @@ class Emulator:
 
     - ``api_keys``: a sequence of accepted bearer keys (default ``("zimage-emulator-key",)``;
       a lone string is refused, not split into characters); the first is :attr:`api_key`.
+      Each key sees only its own tasks and ``Idempotency-Key`` values.
     - ``host``: the loopback address to bind (127.0.0.0/8 or ``::1``; anything else is a
       ``ValueError``). ``port`` / ``image_port``: the API's and the origin's ports, ints
       from 0 to 65535; 0 (the default) picks free ones.
@@ -70,7 +71,8 @@ class Emulator:
     - ``faults``: a :class:`FaultPlan` (replaceable later through :attr:`faults`).
     - ``callback_mode``: ``"strict"`` (default) applies the documented https-only,
       no-internal-address rules to ``callback_url``; ``"permissive"`` also accepts
-      ``http``/``https`` URLs to loopback addresses so tests can run a receiver.
+      ``http``/``https`` URLs to loopback addresses so tests can run a receiver. Callbacks
+      are sent to loopback hosts only; one to another host is recorded, never sent.
       ``callback_retry_delays``: clock seconds between delivery attempts (default
       ``(1.0, 2.0, 4.0)``); ``callback_timeout``: real seconds per attempt, a finite number
       above 0 (default 10.0).

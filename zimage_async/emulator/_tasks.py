@@ -80,6 +80,8 @@ class TaskRecord:
     estimate_factor: float
     cancelled: bool = False
     results_shape: str = "links"
+    # The API key that created the task, the only one that can read it (None: any key).
+    api_key: str | None = attrs.field(default=None, repr=False)
 
     @property
     def created(self) -> int:

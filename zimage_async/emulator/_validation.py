@@ -1,4 +1,4 @@
-"""The create call's request rules, as a pure function from body bytes to a request or an error.
+r"""The create call's request rules, as a pure function from body bytes to a request or an error.
 
 Rules (each broken rule answers ``400 invalid_request_error`` naming the field in ``param``,
 except an unknown model, which answers ``404 not_found_error`` with
@@ -6,7 +6,8 @@ except an unknown model, which answers ``404 not_found_error`` with
 
 - the body is a UTF-8 JSON object (no ``NaN``/``Infinity``); unknown fields are ignored;
 - ``model``: required string; only ``z-image-turbo``;
-- ``prompt``: required string, 1 to 2000 characters, not only whitespace;
+- ``prompt``: required string, 1 to 2000 characters, not only whitespace, without a lone
+  surrogate (JSON can escape one, ``"\ud800"``, but UTF-8 cannot encode it);
 - ``size``: optional; a documented ratio or ``WIDTHxHEIGHT`` with sides 376..1536;
 - ``seed``: optional integer (not a boolean, not ``1.0``) from 1 to 2147483647;
 - ``nsfw_check``: optional boolean;
@@ -39,6 +40,7 @@ __all__ = [
     "MODEL",
     "CreateRequest",
     "body_too_large",
+    "body_unreadable",
     "validate_create",
 ]
 
@@ -80,6 +82,20 @@ def body_too_large() -> ApiError:
     )
 
 
+def body_unreadable() -> ApiError:
+    """Return the 400 envelope for a body that could not be read, so no task was made.
+
+    A broken ``Content-Encoding`` (say, bytes that are not gzip under ``gzip``) is the
+    client's mistake, answered like any other malformed body, not a 500, which would
+    leave the client unsure whether a task was made.
+    """
+    return _invalid(
+        None,
+        "The request body could not be read (its Content-Encoding could not be decoded, or "
+        "it was cut short); send the JSON body again, uncompressed or properly encoded.",
+    )
+
+
 def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -109,6 +125,15 @@ def _check_model(body: Mapping[str, object]) -> ApiError | None:
     return None
 
 
+def _encodable(text: str) -> bool:
+    """Tell whether *text* has no lone surrogate, which JSON can escape but UTF-8 cannot hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_prompt(body: Mapping[str, object]) -> ApiError | None:
     prompt = body.get("prompt")
     if not isinstance(prompt, str):
@@ -117,6 +142,12 @@ def _check_prompt(body: Mapping[str, object]) -> ApiError | None:
         )
     if not prompt.strip():
         return _invalid("prompt", "The 'prompt' field must not be empty; describe the image.")
+    if not _encodable(prompt):
+        return _invalid(
+            "prompt",
+            "The 'prompt' field must be text UTF-8 can encode; it holds a lone surrogate "
+            "(an escape from \\ud800 to \\udfff without its pair).",
+        )
     if len(prompt) > MAX_PROMPT_CHARS:
         return _invalid(
             "prompt",
