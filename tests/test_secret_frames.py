@@ -244,3 +244,35 @@ async def test_a_refused_callback_url_does_not_show_its_token(
             await refused()
     assert info.value.field == "callback_url"
     _assert_hidden(info.value, sentry, CALLBACK_TOKEN)
+
+
+async def test_an_answer_quoting_the_callback_url_does_not_show_its_token(
+    sentry: CapturingTransport,
+) -> None:
+    """A refusal that quotes the callback URL it received has its token masked, as the key."""
+
+    async def refuse(request: web.Request) -> web.Response:
+        quoted = (await request.json())["callback_url"]
+        envelope = {
+            "code": 400,
+            "type": "invalid_request_error",
+            "param": "callback_url",
+            "message": f"callback_url {quoted} did not answer our probe",
+        }
+        return web.json_response({"error": envelope}, status=400)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    async with serving(app) as base, loopback_session(base, retry=ONE_TRY) as zs:
+
+        async def refused() -> object:
+            url = f"https://hooks.example/zimage?token={CALLBACK_TOKEN}"
+            try:
+                return await zs.submit("a cat", callback_url=url)
+            finally:
+                del url
+
+        with pytest.raises(APIError) as info:
+            await refused()
+    assert "https://hooks.example/zimage?token=***" in str(info.value)
+    _assert_hidden(info.value, sentry, KEY, CALLBACK_TOKEN)

@@ -21,6 +21,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 from ._exceptions import (
     APIConnectionError,
@@ -69,6 +70,15 @@ def _create_body(request: GenerationRequest, callback_url: str | None) -> Sealed
     if callback_url is not None:
         fields.setdefault("callback_url", callback_url)
     return SealedBody(_JSON.encode(fields).encode())
+
+
+def _query_values(url: str | None) -> list[str]:
+    """Return the values in *url*'s query string (a callback URL's token), raw and decoded."""
+    if url is None or "?" not in url:
+        return []
+    query = urlsplit(url).query
+    raw = [pair.partition("=")[2] for pair in query.split("&")]
+    return [*raw, *(value for _, value in parse_qsl(query))]
 
 
 def judge_read_failure(exc: ZImageError) -> float | None:
@@ -235,9 +245,15 @@ class APIClient:
         """
         url = f"{self._base_url}/v1/images/generations"
         body = _create_body(request, callback_url)
-        del callback_url  # its query may be a token: only the sealed body holds it
+        # Its query may be a token: only the sealed body holds it, and answers quoting it
+        # have it masked, as the key.
+        tokens = _query_values(request.callback_url or callback_url)
+        del callback_url
         key = idempotency_key if idempotency_key is not None else new_key()
         headers = self._headers(key)
+        if tokens:
+            headers = headers.masking(*tokens)
+        del tokens
         tries = CreateTries(key=key, request=request)
 
         async def call(attempt: int, url: str) -> Task:

@@ -176,6 +176,23 @@ class RedactedHeaders:
         copy[name] = value
         return copy
 
+    def masking(self, *secrets: str) -> RedactedHeaders:
+        """Return a copy whose answers also have *secrets* (not headers) masked.
+
+        For what the request sends in its body and an answer may quote: a callback URL's
+        query (a token for the receiver). Secrets shorter than 4 characters are ignored.
+
+        >>> headers = RedactedHeaders({"Accept": "text/plain"}).masking("hook-1")
+        >>> mask_echoes(b'{"message": "bad url ?token=hook-1"}', headers)
+        b'{"message": "bad url ?token=***"}'
+        """
+        copy = RedactedHeaders()
+        copy._values = dict(self._values)
+        masks = self._masks + tuple(Secret(s) for s in secrets if len(s) >= 4)
+        copy._masks = tuple(dict.fromkeys(masks))
+        copy._echoes = _Echoes(mask.reveal() for mask in copy._masks) if copy._masks else None
+        return copy
+
     def _wire(self, user_agent: str | None) -> dict[str, str]:
         """Return the plain header dict for aiohttp; call it only inside the request call.
 
