@@ -66,6 +66,8 @@ async def test_a_failed_task_prints_no_collect_hint(hostile: str, tmp_path: Path
     [
         pytest.param("file/x.png", id="parent-is-a-file"),
         pytest.param("a" * 300 + ".png", id="name-too-long"),
+        # 255 bytes: a task of several images (-<n>), or a JPEG (.jpeg), would not fit
+        pytest.param("a" * 251 + ".png", id="name-too-long-for-its-variants"),
         pytest.param("file/sub/", id="folder-under-a-file"),
     ],
 )

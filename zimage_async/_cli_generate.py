@@ -33,7 +33,7 @@ from ._cli_common import (
 from ._exceptions import InvalidRequestError, TaskFailedError, WaitTimeoutError, ZImageError
 from ._handle import TaskHandle
 from ._models import GenerationRequest, Task, TaskStatus
-from ._saving import plan_save
+from ._saving import plan_save, variant_problem
 from ._validation import validate_task_id
 
 if TYPE_CHECKING:
@@ -223,6 +223,9 @@ def _check_destination(output: str) -> None:
         raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
     check_writable(plan.folder, option=f"-o {output}: ")
     if plan.target is not None:
+        problem = variant_problem(plan.target)
+        if problem is not None:
+            raise UsageError(f"-o {output}: {problem}")
         try:
             os.stat(plan.target)
         except FileNotFoundError:
@@ -235,7 +238,8 @@ def _failed(exc: Exception, task_id: str) -> str:
     """Say what failed after the task was created: the typed error, or the file's."""
     if not isinstance(exc, OSError):
         return f"{type(exc).__name__}: {shown(exc)}"
-    where = "" if exc.filename is None else f"{exc.filename}: "
+    named = exc.filename2 or exc.filename  # a rename's or link's target, not its source
+    where = "" if named is None else f"{named}: "
     return f"cannot save the image(s) of task {task_id}: {where}{exc.strerror or exc}"
 
 

@@ -16,7 +16,15 @@ from pathlib import Path
 import attrs
 
 from ._imageinfo import EXTENSIONS
-from ._naming import DEFAULT_TEMPLATE, NameFields, check_template, names_index, render_name
+from ._naming import (
+    DEFAULT_TEMPLATE,
+    IMAGES_CHECKED,
+    NameFields,
+    check_template,
+    names_index,
+    render_name,
+    stem_problem,
+)
 
 __all__ = [
     "STALE_PART_SECONDS",
@@ -104,6 +112,26 @@ class SavePlan:
         if count == 1:
             return target
         return target.with_name(f"{target.stem}-{index}{target.suffix}")
+
+
+def variant_problem(target: Path) -> str | None:
+    """Say why the file name *target* may not fit once ``save()`` varies it, or None.
+
+    A task of several images is saved as ``<stem>-<n><suffix>``, and an image of another
+    format than the suffix names gets that format's suffix: the longest such name must
+    still be one the file system takes.
+
+    >>> variant_problem(Path("out/fox.png")) is None
+    True
+    """
+    widest = max([target.suffix, *(f".{ext}" for ext in EXTENSIONS.values())], key=len)
+    problem = stem_problem(f"{target.stem}-{IMAGES_CHECKED - 1}", widest)
+    if problem is None:
+        return None
+    return (
+        "the name does not fit once numbered for several images or given another "
+        f"format's extension: it {problem}"
+    )
 
 
 def inside(folder: Path, name: str) -> Path:
