@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from zimage_async import Session
-from zimage_async._saving import sync_folder
+from zimage_async._durable import sync_folder
 from zimage_async.emulator import Emulator
 
 Events = list[tuple[str, str]]
@@ -189,3 +189,18 @@ async def test_a_flush_refused_by_a_shut_down_executor_closes_its_descriptor(
         with pytest.raises(RuntimeError):
             await sync_folder(tmp_path)
     assert len(_open_files()) == before
+
+
+async def test_a_durable_save_into_new_folders_flushes_the_folders_it_made(
+    zs: Session, tmp_path: Path, events: Events
+) -> None:
+    """``save(a/b/c, durable=True)`` makes a, b and c: each one's entry is flushed too.
+
+    Only the file and c were flushed: a power cut could lose b (or a), and with it the
+    image a journal names.
+    """
+    (path,) = await (await zs.submit("a cat")).save(tmp_path / "a" / "b" / "c", durable=True)
+    _check_durable(events, path)
+    flushed = {name for kind, name in events if kind == "fsync folder"}
+    for parent in (tmp_path, tmp_path / "a", tmp_path / "a" / "b"):
+        assert str(parent.resolve()) in flushed, events

@@ -27,6 +27,7 @@ from ._batchjournal import give_back, release_all
 from ._batchoptions import BatchOptions
 from ._batchrun import ItemRunner
 from ._batchverdicts import all_unrecorded, elsewhere_refusal, left_unsent
+from ._durable import make_folder
 from ._exceptions import ZImageError
 from ._journal import open_journal
 from ._journal_records import JournalItem, JournalState
@@ -180,7 +181,7 @@ class Batch:
         await give_back(journal, options.batch_id, options.worker_id)
         reported = await self._plan_settled(runner, await self._items(journal))
         if options.output_dir is not None:
-            options.output_dir.mkdir(parents=True, exist_ok=True)
+            await make_folder(options.output_dir, durable=True)  # its saves are durable
             remove_stale_parts(options.output_dir)
         self._runner = runner
         self._started = time.monotonic()

@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._download import stream_image
+from ._durable import sync_file, sync_folder
 from ._exceptions import ImageDownloadError, ImageSizeWarning
 from ._imageinfo import size_mismatch
 from ._imagelimits import ByteBudget, DownloadInfo
 from ._links import redact_url
 from ._metadata import embed_metadata
 from ._models import GenerationRequest, GenerationResult, Image, Task
-from ._saving import SavePlan, place, sync_file, sync_folder, write_atomically
+from ._saving import SavePlan, place, write_atomically
 from ._telemetry import NO_CHILD, NO_SPAN, TaskSpan, child_span
 
 if TYPE_CHECKING:

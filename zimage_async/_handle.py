@@ -361,7 +361,7 @@ class TaskHandle(HandlePolls):
         )
 
         async def write(handle: TaskHandle, task: Task) -> list[Path]:
-            prepare_folder(plan)
+            await prepare_folder(plan)
             return await handle._delivery.save(task, plan)
 
         limit = wait_limit(timeout, self._rt.poll)

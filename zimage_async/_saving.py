@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
-import functools
 import os
 import stat
 import tempfile
@@ -15,6 +13,7 @@ from pathlib import Path
 
 import attrs
 
+from ._durable import flush, make_folder
 from ._imageinfo import EXTENSIONS
 from ._naming import (
     DEFAULT_TEMPLATE,
@@ -37,8 +36,6 @@ __all__ = [
     "prepare_folder",
     "publish_mode",
     "remove_stale_parts",
-    "sync_file",
-    "sync_folder",
     "write_atomically",
 ]
 
@@ -210,11 +207,11 @@ def plan_save(
     )
 
 
-def prepare_folder(plan: SavePlan) -> None:
+async def prepare_folder(plan: SavePlan) -> None:
     """Create the plan's folder, refusing one that is a file."""
     if plan.folder.exists() and not plan.folder.is_dir():
         raise NotADirectoryError(f"cannot save into {plan.folder}: it is a file, not a folder")
-    plan.folder.mkdir(parents=True, exist_ok=True)
+    await make_folder(plan.folder, durable=plan.durable)
 
 
 def current_umask() -> int:
@@ -265,7 +262,7 @@ async def write_atomically(
             with _naming(temp):
                 file.flush()  # the last bytes, so that a full disk is told here, not at close
             if durable:
-                await _flush(os.dup(file.fileno()))
+                await flush(os.dup(file.fileno()))
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -330,42 +327,6 @@ def _naming(path: Path) -> Iterator[None]:
         if exc.filename is not None:
             raise
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
-
-
-async def sync_file(path: Path) -> None:
-    """Flush the file at *path* to the disk (one kept by :func:`place`, maybe never flushed)."""
-    await _flush(os.open(path, os.O_RDONLY))
-
-
-async def sync_folder(folder: Path) -> None:
-    """Flush *folder*'s entries to the disk (a rename into it is then kept by a power cut).
-
-    Systems that cannot open a folder as a file (Windows: no ``O_DIRECTORY``) skip it.
-    """
-    if hasattr(os, "O_DIRECTORY"):
-        await _flush(os.open(folder, os.O_RDONLY | os.O_DIRECTORY))
-
-
-async def _flush(fd: int) -> None:
-    """Flush *fd* to the disk in a worker thread; *fd* is closed once that has run.
-
-    The flush is shielded: a caller cancelled meanwhile stops waiting, and the
-    descriptor (its own, given up) is still closed when the flush runs, or at once if
-    it never does (its executor shut down). It is never closed while being flushed.
-    """
-    try:
-        job = asyncio.get_running_loop().run_in_executor(None, os.fsync, fd)
-    except BaseException:  # refused (the executor shut down): never run, so closed now
-        os.close(fd)
-        raise
-    job.add_done_callback(functools.partial(_close_after, fd))
-    await asyncio.shield(job)
-
-
-def _close_after(fd: int, job: asyncio.Future[None]) -> None:
-    os.close(fd)
-    if not job.cancelled():
-        job.exception()  # seen here too: a cancelled caller no longer awaits it
 
 
 #: A partial file untouched for this long is left by a process that died mid-download
