@@ -8,6 +8,7 @@ that cannot be written is refused before the create (exit 2, nothing sent).
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -103,3 +104,23 @@ async def test_a_file_error_after_the_create_says_how_to_collect(
     assert "Traceback" not in stderr
     assert "error:" in stderr and str(out) in stderr
     assert f"zimage task {task_id} -o {out}/" in stderr
+
+
+async def test_ctrl_c_during_the_create_names_the_output_folder_to_collect_into(
+    tmp_path: Path,
+) -> None:
+    """-o out/fox.png, interrupted while creating: the command to collect says -o out.
+
+    It said ``-o .``: the image would have been saved in the current folder instead.
+    """
+    async with Emulator(task_duration=0.05) as emu:
+        emu.faults = FaultPlan.script("create", [FaultRule(kind="slow", delay_seconds=30)])
+        process = await start(
+            emu, "generate", "a cat", "-o", "out/fox.png", "--journal", "j.sqlite", cwd=tmp_path
+        )
+        await asyncio.sleep(2.0)  # the create is on its way: the emulator holds it
+        process.send_signal(signal.SIGINT)
+        status, _, stderr = await finished(process)
+    assert status == 130, stderr
+    assert "collect -o out --resubmit-uncertain" in stderr, stderr
+    assert "-o . " not in stderr and not stderr.rstrip().endswith("-o .")

@@ -357,11 +357,16 @@ def collect_commands(task_id: str, output: str | None, journal: str | None) -> l
         task += ["--journal", journal_label(journal)]
     commands = [shell_line(task)]
     if journal is not None:
-        folder = output or "."
-        if Path(folder).suffix.lower() in IMAGE_SUFFIXES and not folder.endswith(("/", os.sep)):
-            folder = str(Path(folder).parent)
-        commands.append(tasks_command(journal, "collect", "-o", folder))
+        commands.append(tasks_command(journal, "collect", "-o", collect_folder(output)))
     return commands
+
+
+def collect_folder(output: str | None) -> str:
+    """Return the folder ``zimage tasks collect -o`` takes for the ``-o`` *output* given."""
+    folder = output or "."
+    if Path(folder).suffix.lower() in IMAGE_SUFFIXES and not folder.endswith(("/", os.sep)):
+        folder = str(Path(folder).parent)
+    return folder
 
 
 def check_writable(directory: Path, *, option: str = "") -> None:

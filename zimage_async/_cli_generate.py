@@ -20,6 +20,7 @@ from ._cli_common import (
     check_output_path,
     check_writable,
     collect_commands,
+    collect_folder,
     echo,
     is_loopback,
     journal_exists,
@@ -189,16 +190,17 @@ def _collect_hint(
     return text
 
 
-def _uncertain_hint(journal: str | None) -> str | None:
+def _uncertain_hint(journal: str | None, output: str | None) -> str | None:
     """Return what to say when the create is interrupted before its answer came back."""
     if journal is None:
         return None
+    folder = collect_folder(output)
     return (
         "interrupted while creating the task. If the create request went out, a task may "
         "exist whose id is unknown: the journal then lists it, with the create's key, in\n  "
         f"{tasks_command(journal, 'list')}\nand this sends it again with that same key "
         "(where keys are honoured, that returns the task already made, not a new one):\n  "
-        f"{tasks_command(journal, 'collect', '-o', '.', '--resubmit-uncertain')}"
+        f"{tasks_command(journal, 'collect', '-o', folder, '--resubmit-uncertain')}"
     )
 
 
@@ -278,7 +280,9 @@ async def run_generate(args: argparse.Namespace, interruption: Interruption) -> 
     _check_destination(args.output)
     progress = Progress(enabled=not args.json, err=sys.stderr)
     async with open_session(args) as target:
-        interruption.hint = None if target.emulated else _uncertain_hint(target.journal)
+        interruption.hint = (
+            None if target.emulated else _uncertain_hint(target.journal, args.output)
+        )
         handle = await target.session.submit(request)
         hint = _hint_for(handle, args, target)
         interruption.hint = hint
