@@ -114,3 +114,24 @@ async def test_ctrl_c_with_a_create_cut_off_says_how_to_send_it_again(tmp_path: 
             "a cat",
             "a dog",
         ]
+
+
+async def test_a_batch_left_with_uncertain_creates_names_the_option_that_resends_them(
+    tmp_path: Path,
+) -> None:
+    """Creates whose answer was lost: the rerun command shown carries --resubmit-uncertain.
+
+    It said to run the same command again, which leaves uncertain creates as they are: a
+    user following it made no progress, run after run.
+    """
+    (tmp_path / "p.txt").write_text("a cat\n")
+    plan = FaultPlan.script("create", ["reset_after_create"])
+    async with Emulator(task_duration=0.05, faults=plan) as emu:
+        env = cli_env(ZIMAGE_API_KEY=emu.api_key, ZIMAGE_BASE_URL=emu.base_url)
+        args = ("batch", "p.txt", "-o", "out")
+        for _ in range(2):  # the first run, then the rerun it advises
+            status, _, stderr = await finished(*args, env=env, cwd=tmp_path)
+            assert status == 1, stderr
+            assert "batch p.txt -o out --resubmit-uncertain" in stderr, stderr
+        status, _, stderr = await finished(*args, "--resubmit-uncertain", env=env, cwd=tmp_path)
+        assert status == 0, stderr

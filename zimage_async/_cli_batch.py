@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._batch import Batch, BatchItem
+from ._batch import Batch
 from ._batchfile import BatchFileError, read_batch_file
 from ._batchoptions import check_batch_id, check_lease, check_output_names, check_worker_id
 from ._cli_common import (
@@ -29,20 +29,14 @@ from ._cli_common import (
     open_session,
     printable_command,
     say,
-    service_problem,
     shown,
 )
-from ._cli_report import Reporter, output_mode
+from ._cli_report import Reporter, ThisRun, output_mode
 from ._cli_threads import off_the_loop
 from ._exceptions import (
-    APIConnectionError,
-    AuthenticationError,
     InvalidRequestError,
     JournalError,
-    NotFoundError,
-    PermissionDeniedError,
     SpendLimitError,
-    ZImageError,
 )
 from ._journal import is_postgres_url, open_journal
 from ._journal_postgres_sql import without_password
@@ -57,6 +51,11 @@ __all__ = ["JOURNAL_NAME", "MANIFEST_NAME", "run_batch"]
 JOURNAL_NAME = "zimage-journal.sqlite"
 #: The batch manifest's file name of earlier versions, taken over as the journal.
 MANIFEST_NAME = "zimage-manifest.sqlite"
+_UNCERTAIN = (
+    "{} item(s) may have made a task whose id is unknown, which the same command leaves "
+    "as it is; this sends their creates again with their keys (where keys are honoured, "
+    "that returns the task already made, not a new one):\n  {}"
+)
 _AGAIN = (
     "run the same command again to resume the unfinished items (saved ones are kept, "
     "nothing is paid twice)"
@@ -171,7 +170,7 @@ async def run_batch(
     reporter = Reporter(lines, mode=output_mode(args, sys.stdout), out=sys.stdout)
     started = time.monotonic()
     paths: dict[int, tuple[Path, ...]] = {}
-    here = _ThisRun()
+    here = ThisRun()
     async with open_session(args, session_journal=False) as target:
         zs, emulated = target.session, target.emulated
         batch = zs._generate_many(
@@ -240,48 +239,15 @@ async def run_batch(
         say(f"the batch stopped sending creates: {shown(batch.stopped_by)}")
     if reporter.failed:
         say(f"{_AGAIN}:\n  {printable_command(argv)}")
+        if here.uncertain and not args.resubmit_uncertain:
+            say(
+                _UNCERTAIN.format(
+                    here.uncertain, printable_command([*argv, "--resubmit-uncertain"])
+                )
+            )
     if isinstance(batch.stopped_by, SpendLimitError):
         return SPEND_LIMIT_EXIT
     return 0 if reporter.failed == 0 else 1
-
-
-class _ThisRun:
-    """The outcomes of the items this run settled (not those reported from the journal)."""
-
-    def __init__(self) -> None:
-        self.seen = 0
-        self.saved = 0
-        self.failures: list[ZImageError] = []
-
-    def add(self, item: BatchItem, batch: Batch) -> None:
-        self.seen += 1
-        if self.seen <= batch.stats.reported:  # a batch yields those settled earlier first
-            return
-        if item.ok:
-            self.saved += 1
-        elif item.error is not None:
-            self.failures.append(item.error)
-
-    def configuration_problem(self, base_url: str) -> Exception | None:
-        """Return the configuration error every item of this run failed with, if any.
-
-        Only when this run saved nothing and every item it settled failed the same way:
-        a key refused (401 or 403), a connection that could not be opened (the request
-        never left), or a create answered 404 at a base URL that does not end in
-        ``/apiv1``. Then the batch ends as ``zimage generate`` does. Any other failure
-        among them (a failed task, a create that may have made a task, a 404 under
-        ``/apiv1``) makes them the items' own failures, reported as such.
-        """
-        failures = self.failures
-        if self.saved or not failures:
-            return None
-        if all(isinstance(e, (AuthenticationError, PermissionDeniedError)) for e in failures):
-            return failures[0]
-        if all(isinstance(e, APIConnectionError) and not e.request_sent for e in failures):
-            return service_problem(failures[0], base_url)
-        if all(isinstance(e, NotFoundError) and e.method == "POST" for e in failures):
-            return service_problem(failures[0], base_url)
-        return None
 
 
 def _misconfigured(problem: Exception, argv: Sequence[str]) -> int:

@@ -9,9 +9,17 @@ from typing import IO, Any
 
 from ._batch import Batch, BatchItem, ItemState
 from ._batchfile import BatchLine
-from ._cli_common import CLI_EXTRA, say, shown
+from ._cli_common import CLI_EXTRA, say, service_problem, shown
+from ._exceptions import (
+    APIConnectionError,
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    SubmissionUncertainError,
+    ZImageError,
+)
 
-__all__ = ["Reporter", "output_mode"]
+__all__ = ["Reporter", "ThisRun", "output_mode"]
 
 
 class Reporter:
@@ -128,3 +136,44 @@ def output_mode(args: argparse.Namespace, out: IO[str]) -> str:
         say(f"plain progress lines: install rich for a live display ({CLI_EXTRA})")
         return "plain"
     return "rich"
+
+
+class ThisRun:
+    """The outcomes of the items this run settled (not those reported from the journal)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.saved = 0
+        self.failures: list[ZImageError] = []
+        self.uncertain = 0  # items whose create may have made a task (reported ones too)
+
+    def add(self, item: BatchItem, batch: Batch) -> None:
+        self.seen += 1
+        self.uncertain += isinstance(item.error, SubmissionUncertainError)
+        if self.seen <= batch.stats.reported:  # a batch yields those settled earlier first
+            return
+        if item.ok:
+            self.saved += 1
+        elif item.error is not None:
+            self.failures.append(item.error)
+
+    def configuration_problem(self, base_url: str) -> Exception | None:
+        """Return the configuration error every item of this run failed with, if any.
+
+        Only when this run saved nothing and every item it settled failed the same way:
+        a key refused (401 or 403), a connection that could not be opened (the request
+        never left), or a create answered 404 at a base URL that does not end in
+        ``/apiv1``. Then the batch ends as ``zimage generate`` does. Any other failure
+        among them (a failed task, a create that may have made a task, a 404 under
+        ``/apiv1``) makes them the items' own failures, reported as such.
+        """
+        failures = self.failures
+        if self.saved or not failures:
+            return None
+        if all(isinstance(e, (AuthenticationError, PermissionDeniedError)) for e in failures):
+            return failures[0]
+        if all(isinstance(e, APIConnectionError) and not e.request_sent for e in failures):
+            return service_problem(failures[0], base_url)
+        if all(isinstance(e, NotFoundError) and e.method == "POST" for e in failures):
+            return service_problem(failures[0], base_url)
+        return None
