@@ -274,7 +274,8 @@ class CallbackReceiver:
         local address; the provider needs your public HTTPS address (behind a TLS proxy)
         unless you test against the emulator. Requests aiohttp refuses before the receiver
         sees them (an undecodable Content-Encoding, a malformed head) are counted in
-        :attr:`refused` and logged at INFO, like the receiver's own refusals.
+        :attr:`refused` and logged at INFO, like the receiver's own refusals. aiohttp
+        bounds no request head in time: serve it behind a proxy with a header timeout.
         """
         # Requests aiohttp refuses are counted and logged as refusals, not as errors.
         server_log = _ServerLog(self._refused_by_aiohttp)
