@@ -161,3 +161,20 @@ async def test_a_hangup_stops_the_batch_in_order_like_ctrl_c(
     stderr = await finished(process)
     assert process.returncode == 130, stderr
     assert leases(journal) == [(n, None) for n in range(ITEMS)]
+
+
+async def test_items_that_cannot_be_given_back_are_said_to_stay_leased(
+    frozen: Emulator, tmp_path: Path
+) -> None:
+    """One Ctrl-C while another process holds the journal: the command says what stays.
+
+    The give-back waits at most 5 s; it then ended silently, and the rerun waited for
+    the leases without a word on why.
+    """
+    process, journal = await running_batch(frozen, tmp_path)
+    with write_locked(journal):  # held throughout: the journal's writes wait up to 30 s
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=90)
+    stderr = err.decode()
+    assert process.returncode == 130, stderr
+    assert "stay leased until their lease runs out (60 s)" in stderr, stderr

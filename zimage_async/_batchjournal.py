@@ -10,7 +10,6 @@ when its task turned up in the journal before the worker could begin its create.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -125,12 +124,22 @@ async def release_all(
     """End a batch's close: finish its journal writes, give its items back.
 
     Waits for the journal writes of *runner* under way, gives back what the worker
-    holds (within 5 s; a journal that fails then is left to the leases' expiry), and
+    holds (within 5 s; a journal that fails then is left to the leases' expiry, with a
+    warning saying so), and
     closes the journal if the batch opened it (*owned*).
     """
     if runner is not None:
         await runner.pending.settle()
-    with contextlib.suppress(ZImageError, asyncio.TimeoutError):
+    try:
         await within(give_back(journal, options.batch_id, options.worker_id), 5.0)
+    except (ZImageError, asyncio.TimeoutError) as exc:
+        logger.warning(
+            "the items worker %s holds in batch %r could not be given back (%s): they "
+            "stay leased until their lease runs out (%g s), and a rerun waits for them",
+            options.worker_id,
+            options.batch_id,
+            exc or "the journal did not answer within 5 s",
+            options.lease,
+        )
     if owned:
         await journal.close()
