@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +48,6 @@ class _Shared:
 
     future: asyncio.Future[list[Path]]
     waiters: int = 0
-    #: What the files were when the save ended (see :func:`_stamp`), once it has.
-    stamps: list[tuple[int, ...] | None] | None = None
 
 
 class Delivery:
@@ -72,6 +70,7 @@ class Delivery:
         self._lock = asyncio.Lock()
         self.result: GenerationResult | None = None
         self._saves: dict[SavePlan, _Shared] = {}
+        self._stamps: dict[SavePlan, list[tuple[int, ...] | None]] = {}
 
     def stream(
         self, task: Task, index: int, info: DownloadInfo, budget: ByteBudget | None = None
@@ -178,12 +177,11 @@ class Delivery:
         shared = self._saves.get(plan)
         if shared is not None and shared.future.done():
             written = _written(shared.future)
-            if written is not None and [_stamp(path) for path in written] == shared.stamps:
+            if written is not None and [_stamp(path) for path in written] == self._stamps[plan]:
                 return list(written)  # each file still the one this save wrote
             shared = None
         if shared is None:
             shared = _Shared(asyncio.ensure_future(self._save_all(task, plan)))
-            shared.future.add_done_callback(_stamped(shared))
             self._saves[plan] = shared
         shared.waiters += 1
         try:
@@ -198,9 +196,11 @@ class Delivery:
 
     async def _save_all(self, task: Task, plan: SavePlan) -> list[Path]:
         budget = self._rt.limits.budget()
-        return await _all_or_none(
+        paths: list[Path] = await _all_or_none(
             [self._save_one(task, index, plan, budget) for index in range(len(task.results))]
         )
+        self._stamps[plan] = [_stamp(path) for path in paths]  # what this save wrote
+        return paths
 
     def metadata_fields(self, task: Task) -> dict[str, str]:
         """Return what is known of how *task*'s images were made, as metadata fields.
@@ -313,17 +313,6 @@ def _stamp(path: Path) -> tuple[int, ...] | None:
     except OSError:
         return None
     return (there.st_dev, there.st_ino, there.st_size, there.st_mtime_ns)
-
-
-def _stamped(shared: _Shared) -> Callable[[asyncio.Future[list[Path]]], None]:
-    """Return the callback that notes, as a save ends, what its files are."""
-
-    def note(future: asyncio.Future[list[Path]]) -> None:
-        written = _written(future)
-        if written is not None:
-            shared.stamps = [_stamp(path) for path in written]
-
-    return note
 
 
 def _written(future: asyncio.Future[list[Path]]) -> list[Path] | None:
