@@ -190,23 +190,22 @@ async def test_a_second_save_does_not_take_another_image_for_its_own(
             await a.save(tmp_path, name="cover", overwrite=False)
 
 
-async def test_a_name_changed_for_the_format_replaces_no_file(tmp_path: Path) -> None:
-    """save("cover.png") of a JPEG writes cover.jpg, but never over a cover.jpg there.
+async def test_saving_to_one_name_again_replaces_the_renamed_file_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """save("cover.png") of a JPEG writes cover.jpg; the same call again replaces it.
 
-    The caller named cover.png, so only that file is theirs to replace; the user's own
-    cover.jpg was replaced with nothing but a WARNING.
+    The replacing save follows overwrite=True, as for the name given, and says in its
+    warning that it replaces a file. (Refusing it made the second of two identical
+    commands fail after its task was billed, its image not saved.)
     """
-    theirs = tmp_path / "cover.jpg"
-    theirs.write_bytes(b"the user's own photo")
     async with (
         Emulator(task_duration=0.05, image_format="jpeg") as emu,
         Session(api_key=emu.api_key, base_url=emu.base_url) as zs,
     ):
-        handle = await zs.submit("a cat")
-        with pytest.raises(FileExistsError) as caught:
-            await handle.save(tmp_path / "cover.png")
-        assert caught.value.filename == str(theirs)
-        assert theirs.read_bytes() == b"the user's own photo"
-        theirs.unlink()
-        assert await handle.save(tmp_path / "cover.png") == [theirs]  # the name is free
-        assert await handle.save(tmp_path / "cover.png") == [theirs]  # the same bytes: saved
+        first, second = await zs.submit("a cat"), await zs.submit("a dog")
+        (saved,) = await first.save(tmp_path / "cover.png")
+        assert saved == tmp_path / "cover.jpg"
+        assert await second.save(tmp_path / "cover.png") == [saved]
+        assert saved.read_bytes() == await emu.image_bytes(second.id)
+    assert any("replacing the file there" in r.getMessage() for r in caplog.records)

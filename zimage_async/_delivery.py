@@ -261,17 +261,16 @@ class Delivery:
                 prompt=None if request is None else request.prompt,
                 seed=None if request is None else request.seed,
             )
-            overwrite = plan.overwrite
             if plan.target is not None and final.suffix != plan.target.suffix:
                 logger.warning(
-                    "task %s sent a %s image; saving it as %s instead of %s",
+                    "task %s sent a %s image; saving it as %s instead of %s%s",
                     self._id,
                     info.content_type,
                     final.name,
                     plan.target.name,
+                    ", replacing the file there" if plan.overwrite and final.exists() else "",
                 )
-                overwrite = False  # the caller named another file: this one is not theirs
-            kept = place(temp, final, overwrite=overwrite)
+            kept = place(temp, final, overwrite=plan.overwrite)
             if plan.durable:
                 if kept:
                     await sync_file(final)

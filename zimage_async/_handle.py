@@ -330,8 +330,8 @@ class TaskHandle(HandlePolls):
         ``.jpeg``, ``.webp``) and is not an existing directory; the name is used as given
         (a task with several images gets ``<stem>-<n><suffix>``), except that a suffix
         naming another format than the one received is replaced by the right one
-        (``fox.jpg`` receiving PNG becomes ``fox.png``, with a warning in the log, and a
-        file already at that other name is never replaced): use the returned paths.
+        (``fox.jpg`` receiving PNG becomes ``fox.png``, with a warning in the log, which
+        says whether it replaces a file of that name): use the returned paths.
         Anything else is a directory, created if needed, which receives
         ``<task id>-<n>.<ext>`` with the extension of the format actually received, or
         the *name* template's name (fields ``{task_id}``, ``{index}``,
