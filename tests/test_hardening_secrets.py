@@ -172,3 +172,25 @@ def test_redacted_headers_are_not_a_mapping() -> None:
     assert not isinstance(headers, collections.abc.Sequence)
     assert KEY not in repr(headers) and KEY not in str(headers)
     assert "Idempotency-Key" in repr(headers)
+
+
+async def test_a_key_echoed_in_utf16_json_with_a_lone_surrogate_is_masked(
+    sentry: CapturingTransport,
+) -> None:
+    """A raw lone surrogate (which the answer's reading keeps) does not stop the masking."""
+    head = '{"error": {"code": 401, "type": "authentication_error", "message": "bad '
+    tail = f' {KEY}"}}}}'
+    lone = b"\x00\xd8"  # U+D800 alone, in UTF-16-LE: no valid UTF-16 decoder takes it
+    body = head.encode("utf-16-le") + lone + tail.encode("utf-16-le")
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=401, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    async with serving(app) as base:
+        error = await _fail(base, "read")
+    assert isinstance(error, AuthenticationError)
+    assert "bad \ud800 ***" in error.message
+    assert KEY not in f"{error} {error!r} {error.message} {error.args}"
+    _assert_clean(error, sentry, in_transport=False)

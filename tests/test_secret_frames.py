@@ -28,6 +28,7 @@ from zimage_async import (
     SubmissionUncertainError,
     ZImageError,
 )
+from zimage_async.emulator import Emulator
 
 from ._reports import CapturingTransport, raw_server, rendered, report
 from .conftest import KEY, loopback_session, serving
@@ -275,4 +276,46 @@ async def test_an_answer_quoting_the_callback_url_does_not_show_its_token(
         with pytest.raises(APIError) as info:
             await refused()
     assert "https://hooks.example/zimage?token=***" in str(info.value)
+    _assert_hidden(info.value, sentry, KEY, CALLBACK_TOKEN)
+
+
+async def test_a_callback_url_with_plain_query_values_leaves_the_answer_whole(
+    emulator: Emulator,
+) -> None:
+    """?async=true&ref=task: plain words, no token; the create's answer is read as sent.
+
+    Every query value was masked in every answer: ``"can_cancel": ***`` and
+    ``"id": "***-unified-..."`` made a billed create look uncertain.
+    """
+    async with Session(api_key=emulator.api_key, base_url=emulator.base_url) as zs:
+        handle = await zs.submit(
+            "a cat", callback_url="https://hooks.example.com/zimage?async=true&ref=task&v=unified"
+        )
+    assert handle.id.startswith("task-unified-")
+
+
+async def test_a_bare_query_token_quoted_in_an_answer_is_masked(
+    sentry: CapturingTransport,
+) -> None:
+    """``?TOKEN`` (no name): the whole query is the value, masked as a named one is."""
+
+    async def refuse(request: web.Request) -> web.Response:
+        quoted = (await request.json())["callback_url"]
+        envelope = {"code": 400, "type": "invalid_request_error", "message": f"bad {quoted}"}
+        return web.json_response({"error": envelope}, status=400)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    async with serving(app) as base, loopback_session(base, retry=ONE_TRY) as zs:
+
+        async def refused() -> object:
+            url = f"https://hooks.example/zimage?{CALLBACK_TOKEN}"
+            try:
+                return await zs.submit("a cat", callback_url=url)
+            finally:
+                del url
+
+        with pytest.raises(APIError) as info:
+            await refused()
+    assert "https://hooks.example/zimage?***" in str(info.value)
     _assert_hidden(info.value, sentry, KEY, CALLBACK_TOKEN)

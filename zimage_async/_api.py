@@ -77,7 +77,7 @@ def _query_values(url: str | None) -> list[str]:
     if url is None or "?" not in url:
         return []
     query = urlsplit(url).query
-    raw = [pair.partition("=")[2] for pair in query.split("&")]
+    raw = [pair.partition("=")[2] if "=" in pair else pair for pair in query.split("&")]
     return [*raw, *(value for _, value in parse_qsl(query))]
 
 

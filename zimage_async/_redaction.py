@@ -15,7 +15,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._secret import MASK, Secret
 
+#: The fewest characters of a value sent in a body (a callback URL's query value) that
+#: error answers are searched for: a token is longer; a short value is a plain word.
+QUOTED_MIN = 12
+
 __all__ = [
+    "QUOTED_MIN",
     "READ_HEADERS",
     "SECRET_HEADERS",
     "RedactedHeaders",
@@ -129,7 +134,7 @@ class RedactedHeaders:
     RedactedHeaders({'Authorization': '***', 'Accept': 'text/plain', 'Idempotency-Key': 'abc'})
     """
 
-    __slots__ = ("_echoes", "_masks", "_values")
+    __slots__ = ("_echoes", "_masks", "_quoted", "_values")
 
     def __init__(self, headers: Mapping[str, str] | None = None) -> None:
         self._values: dict[str, str | Secret] = {}
@@ -137,6 +142,7 @@ class RedactedHeaders:
         # secrets as they are, and a finder of every JSON spelling of them.
         self._masks: tuple[Secret, ...] = ()
         self._echoes: _Echoes | None = None
+        self._quoted: tuple[Secret, ...] = ()  # sent in the body; masked in error answers
         for name, value in (headers or {}).items():
             self[name] = value
 
@@ -173,24 +179,25 @@ class RedactedHeaders:
         copy._values = dict(self._values)
         copy._masks = self._masks
         copy._echoes = self._echoes
+        copy._quoted = self._quoted
         copy[name] = value
         return copy
 
     def masking(self, *secrets: str) -> RedactedHeaders:
-        """Return a copy whose answers also have *secrets* (not headers) masked.
+        """Return a copy whose error answers also have *secrets* (sent in the body) masked.
 
-        For what the request sends in its body and an answer may quote: a callback URL's
-        query (a token for the receiver). Secrets shorter than 4 characters are ignored.
+        For a callback URL's query values (a token for the receiver), which a refusal
+        may quote. Only error answers (status 300 and up) are searched, and only for
+        values of at least :data:`QUOTED_MIN` characters: a short value (``?v=2``) is no
+        token, and masked in a task's JSON it would corrupt the answer.
 
-        >>> headers = RedactedHeaders({"Accept": "text/plain"}).masking("hook-1")
-        >>> mask_echoes(b'{"message": "bad url ?token=hook-1"}', headers)
+        >>> headers = RedactedHeaders({"Accept": "text/plain"}).masking("hook-1234567890")
+        >>> mask_echoes(b'{"message": "bad url ?token=hook-1234567890"}', headers, error=True)
         b'{"message": "bad url ?token=***"}'
         """
         copy = RedactedHeaders()
-        copy._values = dict(self._values)
-        masks = self._masks + tuple(Secret(s) for s in secrets if len(s) >= 4)
-        copy._masks = tuple(dict.fromkeys(masks))
-        copy._echoes = _Echoes(mask.reveal() for mask in copy._masks) if copy._masks else None
+        copy._values, copy._masks, copy._echoes = dict(self._values), self._masks, self._echoes
+        copy._quoted = tuple(Secret(s) for s in dict.fromkeys(secrets) if len(s) >= QUOTED_MIN)
         return copy
 
     def _wire(self, user_agent: str | None) -> dict[str, str]:
@@ -211,7 +218,7 @@ class RedactedHeaders:
         return [mask.reveal().encode() for mask in self._masks]
 
 
-def mask_echoes(body: bytes, headers: RedactedHeaders) -> bytes:
+def mask_echoes(body: bytes, headers: RedactedHeaders, *, error: bool = False) -> bytes:
     r"""Replace every echo of a request secret of *headers* in an answer's *body* with ``***``.
 
     An echo is the secret however a JSON string spells it, any of its characters escaped
@@ -220,14 +227,18 @@ def mask_echoes(body: bytes, headers: RedactedHeaders) -> bytes:
     ``\u``, nor ``\/`` for a secret with a ``/``...) has the secrets looked for as they
     are. A body without an echo is returned as it came. JSON in UTF-16 or UTF-32 (which
     the answer's reading accepts, as the standard library does) is turned into UTF-8
-    first, so that its echoes are found too.
+    first, so that its echoes are found too. An *error* answer is also searched for the
+    secrets the request's body sent (:meth:`RedactedHeaders.masking`).
     """
     if b"\x00" in body:  # JSON text in UTF-8 has no NUL byte; in UTF-16 and UTF-32 it has
         body = _as_utf8(body)
-    echoes = headers._echoes
+    masks, echoes = headers._masks, headers._echoes
+    if error and headers._quoted:  # rare: the finder of their spellings is made here
+        masks = masks + headers._quoted
+        echoes = _Echoes(mask.reveal() for mask in masks)
     if echoes is not None and b"\\" in body and echoes.escaped_in(body):
         return echoes.mask(body)
-    for mask in headers._masks:
+    for mask in masks:
         token = mask.reveal().encode()
         if token in body:
             body = body.replace(token, _MASK)
@@ -236,8 +247,10 @@ def mask_echoes(body: bytes, headers: RedactedHeaders) -> bytes:
 
 def _as_utf8(body: bytes) -> bytes:
     """Return a JSON *body* in UTF-16 or UTF-32 as UTF-8 (as it came if it is neither)."""
-    try:
-        return body.decode(json.detect_encoding(body)).encode()
+    try:  # lone surrogates kept, as the answer's reading (json.loads) keeps them
+        return body.decode(json.detect_encoding(body), "surrogatepass").encode(
+            "utf-8", "surrogatepass"
+        )
     except UnicodeError:  # not JSON of any encoding: its reading fails, nothing is shown
         return body
 

@@ -315,7 +315,7 @@ class Transport:
                     return Reply(
                         status,
                         kept_headers(response.headers, headers),
-                        mask_echoes(data, headers),
+                        mask_echoes(data, headers, error=status >= 300),
                         None if cut is None else self._translated(cut, method, url),
                     )
             except asyncio.CancelledError as exc:
