@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
+import termios
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,7 +27,7 @@ import pytest
 
 from zimage_async.emulator import Emulator, ManualClock
 
-from ._cli import start
+from ._cli import cli_env, start
 from .conftest import until
 
 ITEMS = 3
@@ -178,3 +183,82 @@ async def test_items_that_cannot_be_given_back_are_said_to_stay_leased(
     stderr = err.decode()
     assert process.returncode == 130, stderr
     assert "stay leased until their lease runs out (60 s)" in stderr, stderr
+
+
+async def test_under_nohup_a_hangup_leaves_the_batch_running(tmp_path: Path) -> None:
+    """SIGHUP ignored by the caller (``nohup``) stays ignored: the batch runs to its end."""
+    (tmp_path / "p.txt").write_text("".join(f"prompt {n}\n" for n in range(4)))
+    async with Emulator(task_duration=1.0) as emu:
+        env = cli_env(ZIMAGE_API_KEY=emu.api_key, ZIMAGE_BASE_URL=emu.base_url)
+        process = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            'trap "" HUP; exec "$@"',
+            "sh",
+            sys.executable,
+            "-m",
+            "zimage_async",
+            "batch",
+            "p.txt",
+            "-o",
+            "out",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=tmp_path,
+        )
+        await until(lambda: len(emu.ledger) >= 1, deadline=30)
+        process.send_signal(signal.SIGHUP)
+        stderr = await finished(process)
+    assert process.returncode == 0, stderr
+    assert len(list((tmp_path / "out").glob("*.png"))) == 4
+
+
+def test_a_terminal_that_hangs_up_stops_the_batch_in_order(tmp_path: Path) -> None:
+    """The batch's terminal closes (a real hang-up): status 130, items given back.
+
+    Its live display's last write to the closed terminal failed (EIO): a traceback and
+    status 1.
+    """
+    (tmp_path / "p.txt").write_text("".join(f"prompt number {n}\n" for n in range(40)))
+    env = cli_env(XDG_STATE_HOME=str(tmp_path / "state"), TERM="xterm")
+    controller, terminal = os.openpty()
+
+    def own_terminal() -> None:  # the child's controlling terminal: its close is a hang-up
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    args = ["batch", "p.txt", "-o", "out", "--emulator", "--concurrency", "8", "--lease", "600"]
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "zimage_async", *args],
+        env=env,
+        cwd=tmp_path,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+        preexec_fn=own_terminal,  # only an ioctl: safe between fork and exec
+    )
+    os.close(terminal)
+    seen: list[bytes] = []
+
+    def drain() -> None:
+        with contextlib.suppress(OSError):
+            while data := os.read(controller, 65536):
+                seen.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        for _ in range(300):  # until the batch has saved something (30 s at most)
+            if list((tmp_path / "out").glob("*.png")):
+                break
+            time.sleep(0.1)
+        os.close(controller)  # the terminal window closes
+        status = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert status == 130, b"".join(seen).decode(errors="replace")[-2000:]
+    leases_left = [by for _, by in leases(tmp_path / "out" / "zimage-journal.sqlite") if by]
+    assert leases_left == []

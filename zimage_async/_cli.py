@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,12 +27,12 @@ from ._cli_common import (
     create_cost,
     journal_label,
     port_number,
-    printable_command,
     say,
     seconds,
     shown,
 )
 from ._cli_generate import add_save_options, run_generate, run_task
+from ._cli_signals import HANGUP, exiting_now, hung_up, install, show_cursor, still_stopping
 from ._cli_streams import null_for_closed_streams
 from ._cli_tasks import add_journal_options, add_tasks_parser, run_tasks
 from ._exceptions import SpendLimitError, ZImageError
@@ -263,30 +261,6 @@ def build_parser() -> argparse.ArgumentParser:
 # -- entry point --------------------------------------------------------------------------
 
 
-def _still_stopping(args: argparse.Namespace) -> str:
-    """Return what a second Ctrl-C (or SIGTERM) says: the stop goes on, a third cuts it."""
-    if args.command == "batch":
-        return (
-            "still stopping: giving this worker's items back to the journal, so that a "
-            "rerun resumes them at once; press Ctrl-C once more to exit at once (they then "
-            f"stay leased for up to --lease, {args.lease:g} s)"
-        )
-    return "still stopping; press Ctrl-C once more to exit at once"
-
-
-def _exiting_now(args: argparse.Namespace, argv: Sequence[str], interruption: Interruption) -> str:
-    """Return what a third Ctrl-C (or SIGTERM) says, as the process exits without cleanup."""
-    if args.command == "batch":
-        return (
-            "exiting at once: the items this worker held stay leased in the journal until "
-            f"their leases run out (--lease, {args.lease:g} s); the same command resumes "
-            f"them after that:\n  {printable_command(argv)}"
-        )
-    return (
-        "exiting at once" if interruption.hint is None else f"exiting at once: {interruption.hint}"
-    )
-
-
 async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     loop = asyncio.get_running_loop()
     me = asyncio.current_task()
@@ -295,7 +269,7 @@ async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     interruption = Interruption()
     signals = 0
 
-    def interrupt() -> None:
+    def interrupt(signum: int) -> None:
         # The first signal stops the command in order (the batch gives its items back).
         # `timeout` sends its signal twice (to the command and to its process group), and
         # Ctrl-C is often pressed twice: the second must not cut that stop short. A third
@@ -303,20 +277,18 @@ async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         nonlocal signals
         signals += 1
         flag["interrupted"] = True
+        if signum == HANGUP:
+            hung_up()
         if signals == 1:
             me.cancel()
         elif signals == 2:
-            say(_still_stopping(args))
+            say(still_stopping(args))
         else:
-            say(_exiting_now(args, argv, interruption))
-            _show_cursor()
+            say(exiting_now(args, argv, interruption))
+            show_cursor()
             os._exit(130)
 
-    installed = []
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, interrupt)
-            installed.append(signum)
+    installed = install(loop, interrupt)
     try:
         if args.command == "generate":
             return await run_generate(args, interruption)
@@ -333,15 +305,6 @@ async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
-
-
-def _show_cursor() -> None:
-    """Show the cursor again on a terminal where a live display hid it."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            if stream.isatty():
-                stream.write("\x1b[?25h")
-                stream.flush()
 
 
 class _Shown(logging.Formatter):
