@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
@@ -90,6 +91,45 @@ async def test_a_batch_names_every_task_it_could_not_record(
     for created in emulator.ledger:
         assert created.task_id in message
     assert "do not submit" in message
+
+
+async def test_a_batch_names_the_one_task_left_unrecorded_after_another_failure(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 1's begin fails (no task); item 0's task, answered meanwhile, goes unrecorded.
+
+    The error was item 1's alone: the one billed task was named nowhere.
+    """
+    begin, update = SqliteJournal.begin, SqliteJournal.update
+
+    async def failing_begin(self: SqliteJournal, record: JournalRecord, **kw: Any) -> Any:
+        if record.item_index == 1:  # while item 0's create is at the service
+            await asyncio.sleep(0.15)
+            raise JournalError(f"the journal {self.location} failed: disk I/O error")
+        return await begin(self, record, **kw)
+
+    async def failing_update(self: SqliteJournal, key: str, state: JournalState, **f: Any) -> Any:
+        if state is JournalState.CREATED:
+            raise JournalError(f"the journal {self.location} failed: database is locked")
+        return await update(self, key, state, **f)
+
+    monkeypatch.setattr(SqliteJournal, "begin", failing_begin)
+    monkeypatch.setattr(SqliteJournal, "update", failing_update)
+    emulator.faults = FaultPlan(
+        rules=(FaultRule(kind="slow", endpoint="create", rate=1.0, delay_seconds=0.5),)
+    )
+
+    async def run(zs: Session) -> None:
+        async with zs.generate_many(["a cat", "a dog"], concurrency=2) as batch:
+            async for _ in batch:
+                pass
+
+    async with _session(emulator, tmp_path / "j.sqlite") as zs:
+        with pytest.raises(JournalError) as caught:
+            await run(zs)
+    (billed,) = emulator.ledger
+    assert billed.task_id in str(caught.value)
+    assert "disk I/O error" in str(caught.value)
 
 
 # -- J3: a worker whose lease lapsed answers late ---------------------------------------

@@ -138,7 +138,7 @@ async def release_all(
             "stay leased until their lease runs out (%g s), and a rerun waits for them",
             options.worker_id,
             options.batch_id,
-            exc or "the journal did not answer within 5 s",
+            str(exc) or "the journal did not answer within 5 s",
             options.lease,
         )
     if owned:

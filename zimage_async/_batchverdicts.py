@@ -153,11 +153,13 @@ def all_unrecorded(first: BaseException, others: Iterable[BaseException]) -> Bas
         if noted is not None:
             cause = cause or noted[0]
             tasks.setdefault(noted[1], noted[2])
-    if len(tasks) < 2:
-        return first
+    if not tasks or (len(tasks) == 1 and getattr(first, "_unrecorded", None) is not None):
+        return first  # it names them all already
+    if getattr(first, "_unrecorded", None) is None:  # the first failure made no task
+        cause = str(first)
     listed = ", ".join(f"{task_id} (item {index})" for task_id, index in tasks.items())
     return JournalError(
-        f"{cause}; {len(tasks)} tasks were created and are billed but could not be "
+        f"{cause}; {len(tasks)} task(s) were created and are billed but could not be "
         f"recorded: {listed} - collect each with `zimage task ID -o DIR` or "
         "session.task(ID), do not submit these items again"
     )
