@@ -288,3 +288,24 @@ async def test_a_bad_cost_is_refused_before_any_request(
     with pytest.raises(InvalidRequestError, match="cost"):
         await _collect(zs, ["a cat"], journal=tmp_path / "j.sqlite", cost=cost)
     assert not emulator.requests
+
+
+@pytest.mark.parametrize("cost", [0, -1.0, float("-inf"), float("nan"), True, "0.01"])
+async def test_submit_refuses_a_bad_cost_before_any_request(
+    emulator: Emulator, tmp_path: Path, cost: object
+) -> None:
+    """submit(cost=) is checked as generate_many's is: a negative one passed max_credits."""
+    async with Session(
+        api_key=emulator.api_key,
+        base_url=emulator.base_url,
+        journal=tmp_path / "j.sqlite",
+        max_credits=0.05,
+    ) as zs:
+        with pytest.raises(InvalidRequestError, match="cost"):
+            await zs.submit("a cat", cost=cost)  # type: ignore[arg-type]
+    assert not emulator.requests
+
+
+async def test_resubmit_refuses_what_is_not_an_uncertain_create(zs: Session) -> None:
+    with pytest.raises(InvalidRequestError, match="SubmissionUncertainError"):
+        await zs.resubmit(ValueError("not one"))  # type: ignore[arg-type]

@@ -201,3 +201,22 @@ async def test_a_create_queued_for_a_connection_when_the_session_closes_is_not_s
         states = {record.key: record.state for record in await store.records()}
     assert states["never-sent-000002"] is JournalState.REJECTED, states
     assert states["slow-create-00001"] is JournalState.UNCERTAIN, states
+
+
+async def test_a_session_closed_while_it_opens_stays_closed(tmp_path: Path) -> None:
+    """close() while open() waits for the journal: open() fails, nothing can be sent.
+
+    open() set the state back to open after the close: the session then billed tasks and
+    left its connection pools open.
+    """
+    async with Emulator(task_duration=0.1) as emu:
+        zs = Session(api_key=emu.api_key, base_url=emu.base_url, journal=tmp_path / "j.sqlite")
+        opening = asyncio.ensure_future(zs.open())
+        await asyncio.sleep(0)  # open() now waits for the journal
+        await zs.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await asyncio.wait_for(opening, BOUND)
+        assert zs.state.value == "closed"
+        with pytest.raises(RuntimeError, match="closed"):
+            await zs.submit("a cat")
+        assert not emu.ledger

@@ -13,11 +13,12 @@ import aiohttp
 
 from ._api import APIClient
 from ._batchitems import build_request
+from ._batchoptions import check_cost
 from ._config import check_base_url, check_kinds, check_settings, read_key
 from ._download import ImageLimits
-from ._exceptions import InvalidRequestError, SubmissionUncertainError
+from ._exceptions import InvalidRequestError
 from ._handle import TaskHandle
-from ._idempotency import validate_idempotency_key, validate_own_key
+from ._idempotency import validate_own_key
 from ._journaling import Bookkeeper, check_max_credits
 from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task
@@ -89,11 +90,11 @@ class Session(JournalMethods, BatchMethods):
       (:class:`SpendLimitError`, nothing sent) a create that would take what the journal
       counts as reserved over this many credits. See :doc:`journal`.
 
+    A session is opened once and closed once; using it before opening or after closing
+    raises :class:`RuntimeError`.
+
     >>> Session(api_key="sk-secret", base_url="https://api.example")
     <Session https://api.example unopened>
-
-    A session is opened once and closed once; using it before opening or after
-    closing raises :class:`RuntimeError`.
     """
 
     @frameless_refusals
@@ -246,6 +247,9 @@ class Session(JournalMethods, BatchMethods):
         if self._state is SessionState.UNOPENED:
             if self._book is not None:
                 await self._book.open()
+                if self.state is SessionState.CLOSED:  # closed meanwhile: it stays closed
+                    await self._book.close()
+                    raise RuntimeError("the Session was closed while it opened")
             try:
                 self._transport.open()
             except BaseException:
@@ -313,7 +317,7 @@ class Session(JournalMethods, BatchMethods):
         if idempotency_key is not None:
             idempotency_key = validate_own_key(idempotency_key)
         self._check_open()
-        return await self._send(request, idempotency_key, cost=cost)
+        return await self._send(request, idempotency_key, cost=check_cost(cost))
 
     async def generate(
         self,
@@ -340,36 +344,6 @@ class Session(JournalMethods, BatchMethods):
             del callback_url
         handle = await self.submit(request, idempotency_key=idempotency_key)
         return await handle.result(timeout=timeout)
-
-    async def resubmit(self, error: SubmissionUncertainError) -> TaskHandle:
-        """Send an uncertain create again, with its original ``Idempotency-Key``.
-
-        Where the gateway honours keys, this returns the task the first attempt made
-        (if it made one) instead of billing a second; where it ignores them, it is a new
-        billed task, so check your usage first. When the error names a task id, that task
-        is resumed instead and nothing is sent. A refusal of the resend (quota, key: the
-        gateway may refuse before it looks the key up) does not show that no task was made:
-        it raises :class:`SubmissionUncertainError` again, with ``resent`` true and the key::
-
-            try:
-                handle = await zs.submit("a fox")
-            except SubmissionUncertainError as exc:
-                handle = await zs.resubmit(exc)
-
-        .. versionadded:: 0.1.0
-        """
-        if error.task_id is not None:
-            return self.task(error.task_id)
-        if not isinstance(error.request, GenerationRequest) or error.idempotency_key is None:
-            raise InvalidRequestError(
-                "error",
-                "a SubmissionUncertainError raised by Session.submit, which carries its "
-                "request and idempotency key",
-                "this one has no request or key to send again",
-            )
-        self._check_open()
-        key = validate_idempotency_key(error.idempotency_key)
-        return await self._send(error.request, key, resending=True)
 
     def task(self, task_id: str, *, request: GenerationRequest | None = None) -> TaskHandle:
         """Return a handle for an existing task, from its stored id (no request yet).

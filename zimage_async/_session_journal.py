@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ._exceptions import InvalidRequestError, SubmissionUncertainError, ZImageError
 from ._handle import TaskHandle
-from ._idempotency import new_key
+from ._idempotency import new_key, validate_idempotency_key
 from ._journal_records import JournalRecord
 from ._journal_spend import Spend
 from ._journaling import Bookkeeper
@@ -34,6 +34,7 @@ class JournalMethods:
     _callback_url: str | None
     _check_open: Callable[[], None]
     _base_url: str
+    task: Callable[..., TaskHandle]
 
     async def _send(
         self,
@@ -82,6 +83,40 @@ class JournalMethods:
         )
         expects = request.callback_url is not None or self._callback_url is not None
         return TaskHandle(self._runtime, task.id, task, request, expects_callback=expects)
+
+    async def resubmit(self, error: SubmissionUncertainError) -> TaskHandle:
+        """Send an uncertain create again, with its original ``Idempotency-Key``.
+
+        Where the gateway honours keys, this returns the task the first attempt made
+        (if it made one) instead of billing a second; where it ignores them, it is a new
+        billed task, so check your usage first. When the error names a task id, that task
+        is resumed instead and nothing is sent. A refusal of the resend (quota, key: the
+        gateway may refuse before it looks the key up) does not show that no task was made:
+        it raises :class:`SubmissionUncertainError` again, with ``resent`` true and the key::
+
+            try:
+                handle = await zs.submit("a fox")
+            except SubmissionUncertainError as exc:
+                handle = await zs.resubmit(exc)
+
+        .. versionadded:: 0.1.0
+        """
+        if not isinstance(error, SubmissionUncertainError):
+            raise InvalidRequestError(
+                "error", "a SubmissionUncertainError raised by Session.submit", f"got {error!r}"
+            )
+        if error.task_id is not None:
+            return self.task(error.task_id)
+        if not isinstance(error.request, GenerationRequest) or error.idempotency_key is None:
+            raise InvalidRequestError(
+                "error",
+                "a SubmissionUncertainError raised by Session.submit, which carries its "
+                "request and idempotency key",
+                "this one has no request or key to send again",
+            )
+        self._check_open()
+        key = validate_idempotency_key(error.idempotency_key)
+        return await self._send(error.request, key, resending=True)
 
     def _journaled(
         self,
