@@ -174,6 +174,11 @@ def plan_save(
     """
     from ._exceptions import InvalidRequestError
 
+    if not isinstance(dest, (str, os.PathLike)):
+        raise InvalidRequestError("dest", "a file or folder path (str or Path)", f"got {dest!r}")
+    for field, flag in (("metadata", metadata), ("durable", durable), ("overwrite", overwrite)):
+        if not isinstance(flag, bool):
+            raise InvalidRequestError(field, "True or False", f"got {flag!r}")
     target = Path(dest)
     as_dir = (
         target.is_dir()
