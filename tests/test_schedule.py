@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -82,12 +83,24 @@ def test_the_one_retry_decision(attempt: int, floor: float | None, expected: flo
         pytest.param("jitter", 1.5, id="jitter-over-one"),
         pytest.param("max_attempts", 0, id="no-attempts"),
         pytest.param("max_retry_after", -1.0, id="negative-retry-after"),
+        pytest.param("wait_initial", math.inf, id="infinite-initial"),
+        pytest.param("wait_max", math.inf, id="infinite-max"),
+        pytest.param("max_retry_after", math.inf, id="infinite-retry-after"),
     ],
 )
 def test_retry_policy_refuses_bad_settings(field: str, value: float) -> None:
     """Nonsensical retry settings are refused with the field's name."""
     with pytest.raises(ValueError, match=field):
         RetryPolicy(**{field: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "field", ["wait_min", "wait_max", "wait_exp_base", "finish_margin", "stall_factor", "timeout"]
+)
+def test_a_poll_schedule_refuses_an_infinite_setting(field: str) -> None:
+    """An infinite wait stalled every wait without a word: refused, naming the field."""
+    with pytest.raises(ValueError, match=field):
+        PollSchedule(**{field: math.inf})  # type: ignore[arg-type]
 
 
 def test_first_poll_follows_the_estimate() -> None:

@@ -10,6 +10,7 @@ sleeps.
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -34,13 +35,13 @@ def _real(attribute: attrs.Attribute[Any], value: object) -> float:
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not _real(attribute, value) > 0:
-        raise ValueError(f"{attribute.name} must be greater than 0, got {value!r}")
+    if not math.inf > _real(attribute, value) > 0:
+        raise ValueError(f"{attribute.name} must be a finite number above 0, got {value!r}")
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not _real(attribute, value) >= 0:
-        raise ValueError(f"{attribute.name} must be 0 or more, got {value!r}")
+    if not math.inf > _real(attribute, value) >= 0:
+        raise ValueError(f"{attribute.name} must be a finite number, 0 or more, got {value!r}")
 
 
 def _fraction(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -165,8 +166,10 @@ class PollSchedule:
 
     @timeout.validator
     def _check_timeout(self, attribute: attrs.Attribute[float | None], value: float | None) -> None:
-        if value is not None and not _real(attribute, value) > 0:
-            raise ValueError(f"timeout must be greater than 0 or None, got {value!r}")
+        if value is not None and not math.inf > _real(attribute, value) > 0:
+            raise ValueError(
+                f"timeout must be a finite number above 0, or None for no limit, got {value!r}"
+            )
 
     def _clamp(self, seconds: float, rng: random.Random) -> float:
         seconds = min(self.wait_max, max(self.wait_min, seconds))
