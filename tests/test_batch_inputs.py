@@ -70,6 +70,8 @@ def _nothing_sent(emulator: Emulator, out: Path) -> None:
         pytest.param({"output_dir": "OUT/\ud800"}, "output_dir", "U+D800", id="dir-surrogate"),
         pytest.param({"name": "{number}-\ud800"}, "name", "U+D800", id="name-surrogate"),
         pytest.param({"batch_id": "b\udcff"}, "batch_id", "UTF-8", id="batch-id-surrogate"),
+        pytest.param({"concurrency": 0}, "concurrency", "from 1 to", id="concurrency-zero"),
+        pytest.param({"concurrency": 2**63}, "concurrency", "from 1 to", id="concurrency-huge"),
     ],
 )
 async def test_a_bad_option_is_refused_before_anything_is_sent(
@@ -91,6 +93,17 @@ async def test_a_bad_option_is_refused_before_anything_is_sent(
     assert error.field == field
     assert phrase in str(error)
     _nothing_sent(emulator, out)
+
+
+@pytest.mark.parametrize("item", [b"a cat", None, 3])
+async def test_an_item_that_is_no_prompt_is_refused_naming_its_index(
+    emulator: Emulator, zs: Session, tmp_path: Path, item: object
+) -> None:
+    """A bytes or None item raised a bare TypeError; it is an InvalidRequestError on it."""
+    error = await _attempt(zs, ["a cat", item], output_dir=tmp_path / "out")
+    assert isinstance(error, InvalidRequestError), repr(error)
+    assert error.field == "requests[1]"
+    _nothing_sent(emulator, tmp_path / "out")
 
 
 async def test_one_string_is_not_read_as_a_prompt_per_character(

@@ -256,9 +256,10 @@ def check_requests(requests: Iterable[str | GenerationRequest]) -> list[Generati
             checked.append(item)
             continue
         if not isinstance(item, str):
-            raise TypeError(
-                f"requests[{index}] is a {type(item).__name__}; each item must be a prompt "
-                "string or a GenerationRequest"
+            raise InvalidRequestError(
+                f"requests[{index}]",
+                "a prompt string or a GenerationRequest",
+                f"got a {type(item).__name__}",
             )
         try:
             checked.append(GenerationRequest(prompt=item))

@@ -277,6 +277,8 @@ class TaskHandle(HandlePolls):
         The whole image is never held in memory. A body cut short is fetched again from
         where it stopped, so the chunks always add up to the complete image. *timeout*
         bounds the wait and the download together (not your code's time between chunks).
+        Stopping early, close it (``contextlib.aclosing``, or run ``async for`` to its end):
+        a stream kept open, unread, holds its connection (one of ``max_connections``).
         """
         limit = wait_limit(timeout, self._rt.poll)
         deadline = deadline_after(limit)

@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from ._journaling import Bookkeeper
     from ._runtime import Runtime
 
+#: The most items a batch worker runs at once (its requests are bounded by the session's
+#: max_connections besides).
+MAX_CONCURRENCY = 10_000
+
 __all__ = ["BatchMethods"]
 
 
@@ -165,8 +169,14 @@ class BatchMethods:
         if name is not None:
             check_template(name, number=1)
         numbered = check_numbers(numbers, len(checked))
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise InvalidRequestError("concurrency", "1 or more", f"got {concurrency!r}")
+        if (
+            isinstance(concurrency, bool)
+            or not isinstance(concurrency, int)
+            or not (1 <= concurrency <= MAX_CONCURRENCY)
+        ):
+            raise InvalidRequestError(
+                "concurrency", f"an integer from 1 to {MAX_CONCURRENCY}", f"got {concurrency!r}"
+            )
         folder = check_output_dir(output_dir)
         if folder is not None:
             check_output_names(name, checked, numbered)
