@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from zimage_async import Session
+from zimage_async._cli_common import check_writable
 from zimage_async._durable import sync_folder
 from zimage_async.emulator import Emulator
 
@@ -203,4 +204,18 @@ async def test_a_durable_save_into_new_folders_flushes_the_folders_it_made(
     _check_durable(events, path)
     flushed = {name for kind, name in events if kind == "fsync folder"}
     for parent in (tmp_path, tmp_path / "a", tmp_path / "a" / "b"):
+        assert str(parent.resolve()) in flushed, events
+
+
+def test_the_command_line_flushes_the_output_folders_it_makes(
+    tmp_path: Path, events: Events
+) -> None:
+    """``-o out/new/deep``, made by the command line's check: each new entry is flushed.
+
+    The check made them with a plain mkdir, so a durable save found them there and
+    flushed nothing above the last.
+    """
+    check_writable(tmp_path / "out" / "new" / "deep")
+    flushed = {name for kind, name in events if kind == "fsync folder"}
+    for parent in (tmp_path, tmp_path / "out", tmp_path / "out" / "new"):
         assert str(parent.resolve()) in flushed, events

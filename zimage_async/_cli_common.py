@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from ._durable import make_folder_now
 from ._exceptions import APIConnectionError, InvalidRequestError, JournalError, NotFoundError
 from ._journal import is_postgres_url
 from ._journal_postgres_sql import without_password, without_passwords
@@ -374,7 +375,7 @@ def check_writable(directory: Path, *, option: str = "") -> None:
     try:
         if directory.exists() and not directory.is_dir():
             raise NotADirectoryError(f"{directory} is a file, not a directory")
-        directory.mkdir(parents=True, exist_ok=True)
+        make_folder_now(directory)  # flushed: its durable saves flush only their own
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as exc:

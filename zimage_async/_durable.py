@@ -12,7 +12,7 @@ import functools
 import os
 from pathlib import Path
 
-__all__ = ["flush", "make_folder", "sync_file", "sync_folder"]
+__all__ = ["flush", "make_folder", "make_folder_now", "sync_file", "sync_folder"]
 
 
 async def make_folder(folder: Path, *, durable: bool) -> None:
@@ -21,15 +21,38 @@ async def make_folder(folder: Path, *, durable: bool) -> None:
     A durable save flushes its file and the folder it is in; a folder made for it must
     itself outlive a power cut, so the folder holding each new one is flushed too.
     """
+    made = _missing(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if durable:
+        for new in made:
+            await sync_folder(new.parent)
+
+
+def make_folder_now(folder: Path) -> None:
+    """Create *folder* and its missing parents, each new entry flushed, without a thread.
+
+    For the command line's check of its output folder, made before anything else (a
+    durable save later finds it there, and flushes nothing above it).
+    """
+    made = _missing(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if hasattr(os, "O_DIRECTORY"):
+        for new in made:
+            fd = os.open(new.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _missing(folder: Path) -> list[Path]:
+    """Return the folders from *folder* up that do not exist yet, the outermost first."""
     made = []
     here = folder
     while not here.exists() and here.parent != here:
         made.append(here)
         here = here.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    if durable:
-        for new in reversed(made):
-            await sync_folder(new.parent)
+    return made[::-1]
 
 
 async def sync_file(path: Path) -> None:
