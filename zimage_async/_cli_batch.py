@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -225,8 +226,10 @@ async def run_batch(
             reporter.stop()
     sheet = None
     if args.contact_sheet is not None:
-        images = [p for i in sorted(paths) for p in paths[i]]
-        sheet = await off_the_loop(lambda: _contact_sheet(images, args.contact_sheet))
+        images, stop = [p for i in sorted(paths) for p in paths[i]], threading.Event()
+        sheet = await off_the_loop(
+            lambda: _contact_sheet(images, args.contact_sheet, stop), stop=stop
+        )
     summary = _summary(reporter, batch, len(lines), out_dir, where, sheet, started)
     if reporter.mode == "json":
         print(json.dumps(summary | {"interrupted": False}), flush=True)
@@ -317,7 +320,7 @@ def _summary(
     }
 
 
-def _contact_sheet(images: list[Path], dest: Path) -> Path | None:
+def _contact_sheet(images: list[Path], dest: Path, stop: threading.Event) -> Path | None:
     from ._contact_sheet import make_contact_sheet
 
     if not images:
@@ -331,7 +334,7 @@ def _contact_sheet(images: list[Path], dest: Path) -> Path | None:
         say(f"the contact sheet leaves out {path}: {shown(why)}")
 
     try:  # the images are saved and paid for: the sheet is never worth the summary
-        return make_contact_sheet(images, dest, on_skip=left_out)
+        return make_contact_sheet(images, dest, on_skip=left_out, stop=stop)
     except (OSError, ValueError) as exc:
         say(f"no contact sheet was written: {shown(exc)}")
         return None

@@ -8,6 +8,7 @@ import os
 import re
 import string
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -149,6 +150,7 @@ def make_contact_sheet(
     columns: int | None = None,
     gap_pixels: int = 8,
     on_skip: Callable[[Path, str], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> Path:
     """Write a grid of thumbnails of *images* (in order) to *dest*, atomically.
 
@@ -168,6 +170,8 @@ def make_contact_sheet(
     its cell empty and is passed to *on_skip* with the reason (without *on_skip*, the
     error is raised). Raises :class:`ValueError` when no image at all can be drawn,
     or when *thumb_pixels* is not positive or *gap_pixels* is negative or leaves no room.
+    A *stop* event set meanwhile (the command was interrupted) ends it before the next
+    image or the writing, with :class:`InterruptedError`, nothing written.
     """
     from PIL import Image as PILImage  # the optional dependency, imported when used
 
@@ -192,6 +196,7 @@ def make_contact_sheet(
     sheet = PILImage.new("RGB", (cols * cell + gap_pixels, rows * cell + gap_pixels), "white")
     drawn = 0
     for n, path in enumerate(images[: cols * rows]):
+        _check_stop(stop)
         try:
             image = _thumbnail(path, thumb)
         except Exception as exc:  # Pillow's decoders raise many kinds: any is unreadable
@@ -205,6 +210,7 @@ def make_contact_sheet(
         drawn += 1
     if not drawn:
         raise ValueError(f"none of the {len(images)} image(s) could be drawn")
+    _check_stop(stop)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=".zimage-", suffix=".part")
     try:
@@ -216,3 +222,8 @@ def make_contact_sheet(
         Path(temp_name).unlink(missing_ok=True)
         raise
     return dest
+
+
+def _check_stop(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise InterruptedError("the contact sheet was stopped; nothing was written")
