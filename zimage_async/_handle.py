@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ._delivery import Delivery
-from ._exceptions import WaitTimeoutError
+from ._exceptions import InvalidRequestError, WaitTimeoutError
 from ._handlepolls import HandlePolls
 from ._imagelimits import DownloadInfo
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
@@ -280,6 +280,8 @@ class TaskHandle(HandlePolls):
         Stopping early, close it (``contextlib.aclosing``, or run ``async for`` to its end):
         a stream kept open, unread, holds its connection (one of ``max_connections``).
         """
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise InvalidRequestError("index", "an image's index: 0, 1, ...", f"got {index!r}")
         limit = wait_limit(timeout, self._rt.poll)
         deadline = deadline_after(limit)
         with self._waiting():
