@@ -100,7 +100,7 @@ async def test_an_item_that_is_no_prompt_is_refused_naming_its_index(
     emulator: Emulator, zs: Session, tmp_path: Path, item: object
 ) -> None:
     """A bytes or None item raised a bare TypeError; it is an InvalidRequestError on it."""
-    error = await _attempt(zs, ["a cat", item], output_dir=tmp_path / "out")
+    error = await _attempt(zs, ["a cat", item], output_dir=tmp_path / "out")  # type: ignore[list-item]
     assert isinstance(error, InvalidRequestError), repr(error)
     assert error.field == "requests[1]"
     _nothing_sent(emulator, tmp_path / "out")

@@ -21,8 +21,9 @@ SIDE = 8192
 SMALLEST = 32
 
 
-def _near(pixel: tuple[int, ...], colour: tuple[int, ...], slack: int = 24) -> bool:
-    """Whether *pixel* is *colour* give or take JPEG's rounding."""
+def _near(pixel: object, colour: object, slack: int = 24) -> bool:
+    """Whether *pixel* is *colour* give or take JPEG's rounding (both RGB tuples)."""
+    assert isinstance(pixel, tuple) and isinstance(colour, tuple)
     return all(abs(a - b) <= slack for a, b in zip(pixel, colour, strict=True))
 
 
@@ -40,7 +41,8 @@ def _one_cell(tmp_path: Path, image: Path) -> PILImage.Image:
     """Draw *image* alone in a 100-pixel cell with no gap; return the sheet, in RGB."""
     sheet = make_contact_sheet([image], tmp_path / "sheet.png", thumb_pixels=100, gap_pixels=0)
     with PILImage.open(sheet) as drawn:
-        return drawn.convert("RGB")
+        converted: PILImage.Image = drawn.convert("RGB")
+        return converted
 
 
 def _non_white_size(image: PILImage.Image) -> tuple[int, int]:
