@@ -241,10 +241,6 @@ class Bookkeeper:
         max_credits: float | None,
         base_url: str = "",
     ) -> None:
-        if not isinstance(target, (str, os.PathLike, Journal)):
-            raise InvalidRequestError(
-                "journal", "a file path or a postgresql:// URL", f"got {target!r}"
-            )
         self._target = target
         self._max_credits = max_credits
         #: The service this session's creates go to; only its records are recovered.

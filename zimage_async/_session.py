@@ -173,6 +173,10 @@ class Session(JournalMethods, BatchMethods):
             ca_bundle=ca_bundle,
         )
         self._rng = random.Random(seed)
+        if journal is not None and not isinstance(journal, (str, os.PathLike)):
+            raise InvalidRequestError(
+                "journal", "a file path or a postgresql:// URL", f"got {journal!r}"
+            )
         limit = check_max_credits(max_credits, journal=journal, name="max_credits")
         self._book = (
             None
