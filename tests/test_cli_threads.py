@@ -8,6 +8,7 @@ given a moment to clean up before the command exits.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from pathlib import Path
@@ -55,3 +56,29 @@ def test_a_stopped_contact_sheet_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(InterruptedError):
         make_contact_sheet([image], tmp_path / "sheet.png", stop=stop)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+async def test_an_abandoned_read_that_fails_later_logs_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A read abandoned by Ctrl-C that then fails: no "exception was never retrieved"."""
+    release, ended = threading.Event(), threading.Event()
+
+    def read() -> str:
+        try:
+            release.wait(10)
+            raise ValueError("the pipe's writer went away")
+        finally:
+            ended.set()
+
+    waiting = asyncio.ensure_future(off_the_loop(read))
+    await asyncio.sleep(0.1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    release.set()
+    assert ended.wait(10)
+    await asyncio.sleep(0.1)  # the thread's outcome reaches the loop
+    del waiting
+    gc.collect()
+    assert "never retrieved" not in caplog.text

@@ -55,4 +55,5 @@ async def off_the_loop(
             stop.set()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(future, grace)
+        future.cancel()  # abandoned: what the thread ends with later is dropped, unlogged
         raise
