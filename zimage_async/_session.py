@@ -19,6 +19,7 @@ from ._download import ImageLimits
 from ._exceptions import InvalidRequestError
 from ._handle import TaskHandle
 from ._idempotency import validate_own_key
+from ._journal import Journal
 from ._journaling import Bookkeeper, check_max_credits
 from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task
@@ -173,7 +174,7 @@ class Session(JournalMethods, BatchMethods):
             ca_bundle=ca_bundle,
         )
         self._rng = random.Random(seed)
-        if journal is not None and not isinstance(journal, (str, os.PathLike)):
+        if journal is not None and not isinstance(journal, (str, os.PathLike, Journal)):
             raise InvalidRequestError(
                 "journal", "a file path or a postgresql:// URL", f"got {journal!r}"
             )
