@@ -149,9 +149,16 @@ async def test_a_key_echoed_in_json_of_another_unicode_encoding_is_masked(
 ) -> None:
     """JSON in UTF-16 or UTF-32 (read as the standard library reads it) is masked too."""
     envelope = {"error": {"code": 401, "type": "authentication_error", "message": f"bad {KEY}"}}
+    error = await _refused_with(json.dumps(envelope).encode(encoding))
+    assert "bad ***" in error.message
+    assert KEY not in f"{error} {error!r} {error.message} {error.args}"
+    _assert_clean(error, sentry, in_transport=False)
+
+
+async def _refused_with(body: bytes) -> AuthenticationError:
+    """Return the error of a task read answered 401 with *body* (JSON, of any encoding)."""
 
     async def refuse(request: web.Request) -> web.Response:
-        body = json.dumps(envelope).encode(encoding)
         return web.Response(status=401, body=body, content_type="application/json")
 
     app = web.Application()
@@ -159,9 +166,7 @@ async def test_a_key_echoed_in_json_of_another_unicode_encoding_is_masked(
     async with serving(app) as base:
         error = await _fail(base, "read")
     assert isinstance(error, AuthenticationError)
-    assert "bad ***" in error.message
-    assert KEY not in f"{error} {error!r} {error.message} {error.args}"
-    _assert_clean(error, sentry, in_transport=False)
+    return error
 
 
 def test_redacted_headers_are_not_a_mapping() -> None:
@@ -181,16 +186,7 @@ async def test_a_key_echoed_in_utf16_json_with_a_lone_surrogate_is_masked(
     head = '{"error": {"code": 401, "type": "authentication_error", "message": "bad '
     tail = f' {KEY}"}}}}'
     lone = b"\x00\xd8"  # U+D800 alone, in UTF-16-LE: no valid UTF-16 decoder takes it
-    body = head.encode("utf-16-le") + lone + tail.encode("utf-16-le")
-
-    async def refuse(request: web.Request) -> web.Response:
-        return web.Response(status=401, body=body, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", refuse)
-    async with serving(app) as base:
-        error = await _fail(base, "read")
-    assert isinstance(error, AuthenticationError)
+    error = await _refused_with(head.encode("utf-16-le") + lone + tail.encode("utf-16-le"))
     assert "bad \ud800 ***" in error.message
     assert KEY not in f"{error} {error!r} {error.message} {error.args}"
     _assert_clean(error, sentry, in_transport=False)
