@@ -176,6 +176,7 @@ class TaskHandle(HandlePolls):
         ``stopped``, ``error``) unless another wait of the handle is still under way, which
         ends it in turn. A wait after one that ended it starts a new span, linked to it.
         """
+        self._rt.transport.check_loop()  # another loop's wait would break the lock
         span = self._span
         span.resume()
         self._waiters += 1

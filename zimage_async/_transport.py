@@ -149,8 +149,7 @@ class Transport:
         self._total = total_timeout
         self._read_stall = read_timeout
         self._connect = connect_timeout
-        # The total limit is this transport's own (Deadlines), entered once the slot
-        # is taken: a wait for a free connection counts against it on no pool.
+        # The total limit is ours (Deadlines), from when a slot is taken (not the wait for one).
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=timeout
         )
@@ -238,7 +237,8 @@ class Transport:
             if session is not None:
                 await session.close()
 
-    def _check_loop(self) -> None:
+    def check_loop(self) -> None:
+        """Raise RuntimeError when not called in the event loop that opened the transport."""
         if self._loop is not None and asyncio.get_running_loop() is not self._loop:
             raise RuntimeError(
                 "this zimage_async.Session was opened in another event loop; a session (and "
@@ -247,7 +247,7 @@ class Transport:
             )
 
     def _api_session(self, method: str) -> tuple[aiohttp.ClientSession, Slots | None]:
-        self._check_loop()
+        self.check_loop()
         if self._borrowed is not None:
             if self._borrowed.closed:
                 raise RuntimeError("the borrowed aiohttp.ClientSession is closed")
@@ -374,7 +374,7 @@ class Transport:
         transport's; *label* names the link in messages (by default the link without its
         query string, made only when a message needs it).
         """
-        self._check_loop()
+        self.check_loop()
         http, slot = self._images, self._slots.get("images")
         if http is None or http.closed or slot is None:
             raise closed_error(opened=self._loop is not None)
