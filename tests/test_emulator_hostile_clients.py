@@ -176,6 +176,22 @@ async def test_the_same_idempotency_key_under_another_api_key_is_a_new_task(
     assert len(emulator.ledger) == 2
 
 
+async def test_billed_tasks_of_an_idempotency_key_are_counted_per_api_key(
+    zimage_emulator_factory: EmulatorFactory, client: aiohttp.ClientSession
+) -> None:
+    """One key used by two API keys: billed once for each, and each counted on its own."""
+    emulator = await zimage_emulator_factory(api_keys=(KEY_A, KEY_B))
+    body = json.dumps({"model": "z-image-turbo", "prompt": "a cat"}).encode()
+    for key in (KEY_A, KEY_A, KEY_B):  # A's second create is a replay
+        await _post(client, emulator, body, {**_auth(key), "Idempotency-Key": IDEMPOTENCY_KEY})
+    assert len(emulator.billed_tasks(idempotency_key=IDEMPOTENCY_KEY)) == 2
+    for key in (KEY_A, KEY_B):
+        (entry,) = emulator.billed_tasks(idempotency_key=IDEMPOTENCY_KEY, api_key=key)
+        assert entry.api_key == key
+        assert key not in repr(entry)
+    assert emulator.billed_tasks(api_key="key-of-nobody") == ()
+
+
 # -- callbacks go to loopback hosts only -----------------------------------------------------
 
 

@@ -139,6 +139,7 @@ class ApiHandlers:
                 created_at=record.created_at,
                 credits=CREDITS_PER_TASK,
                 idempotency_key=idempotency_key,
+                api_key=record.api_key,
             )
         )
         if idempotency_key is not None and self._honour_keys:

@@ -70,7 +70,8 @@ class LedgerEntry:
     ``request_body`` holds the documented fields as received and the unknown ones up to
     :data:`MAX_UNKNOWN_FIELD_BYTES` of JSON (see the module doc). ``idempotency_key`` is the
     ``Idempotency-Key`` header the create carried (None without one); it is recorded with
-    ``idempotency="ignore"`` too.
+    ``idempotency="ignore"`` too. ``api_key`` is the API key the create was billed to
+    (None for an entry made without one); it is left out of the repr.
     """
 
     task_id: str
@@ -78,6 +79,7 @@ class LedgerEntry:
     created_at: float
     credits: float
     idempotency_key: str | None = None
+    api_key: str | None = attrs.field(default=None, repr=False)
 
     @property
     def prompt(self) -> str:
@@ -101,14 +103,19 @@ class Ledger:
         return tuple(self._entries)
 
     def select(
-        self, *, prompt: str | None = None, idempotency_key: str | None = None
+        self,
+        *,
+        prompt: str | None = None,
+        idempotency_key: str | None = None,
+        api_key: str | None = None,
     ) -> tuple[LedgerEntry, ...]:
-        """Return the entries with this *prompt* and/or *idempotency_key*, oldest first."""
+        """Return the entries matching every criterion given (None: any), oldest first."""
         return tuple(
             entry
             for entry in self._entries
             if (prompt is None or entry.prompt == prompt)
             and (idempotency_key is None or entry.idempotency_key == idempotency_key)
+            and (api_key is None or entry.api_key == api_key)
         )
 
     def counts(self, by: LedgerGrouping) -> dict[str | None, int]:

@@ -310,14 +310,20 @@ class Emulator:
         return self._ledger.entries
 
     def billed_tasks(
-        self, *, prompt: str | None = None, idempotency_key: str | None = None
+        self,
+        *,
+        prompt: str | None = None,
+        idempotency_key: str | None = None,
+        api_key: str | None = None,
     ) -> tuple[LedgerEntry, ...]:
-        """Return the billed tasks with this *prompt* and/or *idempotency_key*, oldest first.
+        """Return the billed tasks with this *prompt*, *idempotency_key* and *api_key*.
 
-        ``len(emulator.billed_tasks(idempotency_key=key))`` is how often a key was billed:
-        1 however many times it was replayed (0 if never billed).
+        Oldest first; a criterion left out (None) matches any. ``len(emulator.billed_tasks(
+        idempotency_key=key))`` is how often a key was billed: 1 however many times it was
+        replayed (0 if never billed). Idempotency keys are kept per API key, so with
+        several ``api_keys`` each may bill a key once: pass *api_key* to count one's.
         """
-        return self._ledger.select(prompt=prompt, idempotency_key=idempotency_key)
+        return self._ledger.select(prompt=prompt, idempotency_key=idempotency_key, api_key=api_key)
 
     def billed_counts(self, *, by: LedgerGrouping = "prompt") -> dict[str | None, int]:
         """Return the number of billed tasks per prompt (``by="prompt"``) or per key.
