@@ -59,3 +59,8 @@ def typed_errors(exc: zimage_async.ZImageError) -> None:
         assert_type(exc.resubmit_may_help, bool)
     if isinstance(exc, zimage_async.InvalidRequestError):
         assert_type(exc.field, str)
+    if isinstance(exc, zimage_async.SubmissionUncertainError):
+        assert_type(exc.request, zimage_async.GenerationRequest | None)
+        assert_type(exc.idempotency_key, str | None)
+    if isinstance(exc, zimage_async.NoResultsError):
+        assert_type(exc.task, Task | None)

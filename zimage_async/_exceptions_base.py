@@ -7,6 +7,8 @@ which re-exports them and draws the whole tree, wherever the class is defined.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["SHOWN_MODULE", "ZImageError", "note_task"]
 
 #: The module every exception class names as its own (``__module__``): the one that
@@ -30,6 +32,19 @@ class ZImageError(Exception):
     __module__ = SHOWN_MODULE
 
     task_id: str | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its args and attributes, never by calling the class again: the
+        # subclasses' constructors take fields, not the finished message. So an error
+        # survives pickle (process pools, task queues), copy and deepcopy, whole.
+        return (_rebuilt, (type(self), self.args), dict(vars(self)) or None)
+
+
+def _rebuilt(cls: type[ZImageError], args: tuple[Any, ...]) -> ZImageError:
+    """Return an error of *cls* holding *args*, its constructor not called (unpickling)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
 
 
 def note_task(error: ZImageError, task_id: str) -> ZImageError:

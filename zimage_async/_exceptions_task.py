@@ -7,8 +7,12 @@ say how to collect it later.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ._exceptions_base import SHOWN_MODULE, ZImageError
+
+if TYPE_CHECKING:
+    from ._models import GenerationRequest, Task
 
 __all__ = [
     "NoResultsError",
@@ -54,7 +58,7 @@ class SubmissionUncertainError(ZImageError):
         *,
         task_id: str | None = None,
         idempotency_key: str | None = None,
-        request: object | None = None,
+        request: GenerationRequest | None = None,
         resent: bool = False,
         sent: int = 1,
     ) -> None:
@@ -153,7 +157,7 @@ class NoResultsError(ZImageError):
 
     __module__ = SHOWN_MODULE
 
-    def __init__(self, *, task_id: str, task: object | None = None) -> None:
+    def __init__(self, *, task_id: str, task: Task | None = None) -> None:
         self.task_id = task_id
         self.task = task
         super().__init__(
