@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import math
 import time
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "SystemClock", "sleep_for"]
+from ._numbers import finite_number, shown
+
+__all__ = ["Clock", "ManualClock", "SystemClock", "check_clock", "sleep_for"]
 
 # SystemClock.sleep_until wakes at most this many times per wait: asyncio timers may fire a
 # hair early, so a wait re-checks the clock, but never loops without bound.
@@ -37,6 +38,13 @@ class Clock(Protocol):
         ...
 
 
+def _start(start: object) -> float:
+    checked = finite_number(start)
+    if checked is None:
+        raise ValueError(f"start must be a finite number of seconds, got {shown(start)}.")
+    return checked
+
+
 async def sleep_for(clock: Clock, seconds: float) -> None:
     """Sleep *seconds* of *clock* time (not necessarily real seconds)."""
     await clock.sleep_until(clock.now() + seconds)
@@ -57,10 +65,11 @@ class SystemClock:
     """
 
     def __init__(self, *, speed: float = 1.0, start: float | None = None) -> None:
-        if not math.isfinite(speed) or speed <= 0:
-            raise ValueError(f"speed must be a finite number above 0, got {speed!r}.")
-        self._speed = float(speed)
-        self._origin = time.time() if start is None else float(start)
+        checked = finite_number(speed)
+        if checked is None or checked <= 0:
+            raise ValueError(f"speed must be a finite number above 0, got {shown(speed)}.")
+        self._speed = checked
+        self._origin = time.time() if start is None else _start(start)
         self._monotonic_origin = time.monotonic()
 
     @property
@@ -103,9 +112,7 @@ class ManualClock:
     """
 
     def __init__(self, *, start: float = 1_757_165_031.0) -> None:
-        if not math.isfinite(start):
-            raise ValueError(f"start must be a finite number of seconds, got {start!r}.")
-        self._now = float(start)
+        self._now = _start(start)
         self._sequence = itertools.count()
         self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
 
@@ -115,9 +122,12 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward by *seconds* and wake every sleeper that is now due."""
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"seconds must be a finite number of at least 0, got {seconds!r}.")
-        self._now += seconds
+        checked = finite_number(seconds)
+        if checked is None or checked < 0:
+            raise ValueError(
+                f"seconds must be a finite number of at least 0, got {shown(seconds)}."
+            )
+        self._now += checked
         while self._waiters and self._waiters[0][0] <= self._now:
             _, _, waiter = heapq.heappop(self._waiters)
             if not waiter.done():
@@ -133,3 +143,20 @@ class ManualClock:
 
     def __repr__(self) -> str:
         return f"ManualClock(now={self._now!r})"
+
+
+def check_clock(clock: Clock | None) -> Clock:
+    """Return *clock*, or a new :class:`SystemClock` for None; raise ValueError if it is no Clock.
+
+    A clock is an instance with ``now()`` and ``sleep_until()`` (a class is refused).
+    """
+    if clock is None:
+        return SystemClock()
+    candidate: object = clock
+    methods = (getattr(candidate, name, None) for name in ("now", "sleep_until"))
+    if isinstance(candidate, type) or not all(callable(method) for method in methods):
+        raise ValueError(
+            "clock must be a Clock, such as SystemClock() or ManualClock(), with now() and "
+            f"sleep_until(); got {shown(clock)}."
+        )
+    return clock

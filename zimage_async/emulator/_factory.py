@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from ._directives import CANCEL_CODE, REQUEST_FAULT_CODES, Directives, failure_message
+from ._numbers import finite_number, shown
 from ._tasks import TaskRecord, TaskStore, new_task_id
 from ._validation import MAX_SEED, CreateRequest
 
@@ -37,10 +38,13 @@ class QueuedFailure:
     message: str
 
 
-def _check_seconds(name: str, value: float) -> float:
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number of seconds, at least 0; got {value!r}.")
-    return float(value)
+def _check_seconds(name: str, value: object) -> float:
+    seconds = finite_number(value)
+    if seconds is None or seconds < 0:
+        raise ValueError(
+            f"{name} must be a finite number of seconds, at least 0; got {shown(value)}."
+        )
+    return seconds
 
 
 class TaskFactory:

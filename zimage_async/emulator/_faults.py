@@ -20,7 +20,6 @@ Example::
 from __future__ import annotations
 
 import collections
-import math
 import random
 from collections.abc import Callable, Iterable
 from typing import get_args
@@ -41,6 +40,7 @@ from ._fault_kinds import (
 )
 from ._framing import BodyFraming
 from ._nulls import NULL_SHAPES, NullShape
+from ._numbers import finite_number, is_int, shown
 
 __all__ = [
     "AFTER_CREATE_FAULTS",
@@ -63,19 +63,23 @@ _MAX_RETRY_AFTER_SECONDS = 2_147_483_647
 
 
 def _check_kind(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if value not in FAULT_ENDPOINTS:
+    if not isinstance(value, str) or value not in FAULT_ENDPOINTS:
         kinds = ", ".join(sorted(FAULT_ENDPOINTS))
-        raise ValueError(f"Unknown fault kind {value!r}; use one of: {kinds}.")
+        raise ValueError(f"Unknown fault kind {shown(value)}; use one of: {kinds}.")
 
 
 def _check_fraction(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"{attribute.name} must be from 0 to 1, got {value!r}.")
+    number = finite_number(value)
+    if number is None or not 0.0 <= number <= 1.0:
+        raise ValueError(f"{attribute.name} must be a number from 0 to 1, got {shown(value)}.")
 
 
 def _check_non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{attribute.name} must be a finite number of at least 0, got {value!r}.")
+    number = finite_number(value)
+    if number is None or number < 0:
+        raise ValueError(
+            f"{attribute.name} must be a finite number of at least 0, got {shown(value)}."
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -143,9 +147,9 @@ class FaultRule:
 
     @null_shape.validator
     def _check_null_shape(self, attribute: attrs.Attribute[str], value: str) -> None:
-        if value not in NULL_SHAPES:
+        if not isinstance(value, str) or value not in NULL_SHAPES:
             shapes = ", ".join(sorted(NULL_SHAPES))
-            raise ValueError(f"Unknown null_shape {value!r}; use one of: {shapes}.")
+            raise ValueError(f"Unknown null_shape {shown(value)}; use one of: {shapes}.")
 
     @body_framing.validator
     def _check_body_framing(self, attribute: attrs.Attribute[str], value: str) -> None:
@@ -154,8 +158,8 @@ class FaultRule:
 
     @garbage_bytes.validator
     def _check_garbage_bytes(self, attribute: attrs.Attribute[int], value: int) -> None:
-        if not (isinstance(value, int) and 1 <= value <= 1_048_576):
-            raise ValueError(f"garbage_bytes must be from 1 to 1048576, got {value!r}.")
+        if not (is_int(value) and 1 <= value <= 1_048_576):
+            raise ValueError(f"garbage_bytes must be an int from 1 to 1048576, got {shown(value)}.")
 
     @endpoint.validator
     def _check_endpoint(self, attribute: attrs.Attribute[str], value: str) -> None:

@@ -28,6 +28,7 @@ from typing import Literal
 
 import attrs
 
+from ._numbers import is_int, shown
 from ._png import PADDING_CHUNK_TYPE, chunk, encode_rgb, insert_before_iend
 
 __all__ = [
@@ -68,15 +69,22 @@ def _webp_available() -> bool:
 def check_renderer(image_format: str, renderer: str, padding_bytes: int) -> Renderer:
     """Resolve *renderer* to ``"pillow"`` or ``"plain"``, or raise if the combination cannot work.
 
-    Raises ``ValueError`` for unknown names or padding a WebP, and ``RuntimeError`` when the
-    format needs Pillow and it is not installed.
+    Raises ``ValueError`` for unknown names, a padding that is not an int from 0 to 2**31-1
+    or padding a WebP, and ``RuntimeError`` when the format needs Pillow and it is not
+    installed.
     """
-    if image_format not in CONTENT_TYPES:
-        raise ValueError(f"image_format must be 'png', 'jpeg' or 'webp', got {image_format!r}.")
+    if not isinstance(image_format, str) or image_format not in CONTENT_TYPES:
+        raise ValueError(
+            f"image_format must be 'png', 'jpeg' or 'webp', got {shown(image_format)}."
+        )
     if renderer not in ("auto", "pillow", "plain"):
-        raise ValueError(f"image_renderer must be 'auto', 'pillow' or 'plain', got {renderer!r}.")
-    if padding_bytes < 0 or padding_bytes > 2**31 - 1:
-        raise ValueError(f"image_padding_bytes must be 0 to 2**31-1, got {padding_bytes!r}.")
+        raise ValueError(
+            f"image_renderer must be 'auto', 'pillow' or 'plain', got {shown(renderer)}."
+        )
+    if not (is_int(padding_bytes) and 0 <= padding_bytes <= 2**31 - 1):
+        raise ValueError(
+            f"image_padding_bytes must be an int from 0 to 2**31-1, got {shown(padding_bytes)}."
+        )
     if padding_bytes and image_format == "webp":
         raise ValueError("image_padding_bytes works with 'png' and 'jpeg' images, not 'webp'.")
     has_pillow = pillow_available()

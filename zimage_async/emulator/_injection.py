@@ -23,6 +23,7 @@ from ._envelopes import (
 from ._faults import Endpoint, FaultLog, FaultPlan, FaultRecord, FaultRule, FaultState
 from ._http import error_response, json_response
 from ._nulls import null_shape_applies, with_nulls
+from ._numbers import shown
 from ._proxy_pages import proxy_error_page, proxy_reason
 
 __all__ = [
@@ -55,11 +56,23 @@ def with_unknown_fields(body: dict[str, object]) -> dict[str, object]:
     return extended
 
 
+def _checked_plan(plan: FaultPlan | None) -> FaultPlan:
+    """Return *plan* (an empty plan for None); raise ValueError if it is not a FaultPlan."""
+    if plan is None:
+        return FaultPlan()
+    if not isinstance(plan, FaultPlan):
+        raise ValueError(
+            "faults must be a FaultPlan or None, such as FaultPlan.script('create', "
+            f"['http_500']) or FaultPlan.random(rule); got {shown(plan)}."
+        )
+    return plan
+
+
 class FaultInjector:
     """Holds the plan in use, draws faults for requests and records each injected fault."""
 
     def __init__(self, *, plan: FaultPlan | None, rng: random.Random, clock: Clock) -> None:
-        self._state = FaultState(plan or FaultPlan())
+        self._state = FaultState(_checked_plan(plan))
         self._rng = rng
         self._clock = clock
         self._closing = asyncio.Event()
@@ -72,7 +85,7 @@ class FaultInjector:
 
     @plan.setter
     def plan(self, plan: FaultPlan | None) -> None:
-        self._state = FaultState(plan or FaultPlan())
+        self._state = FaultState(_checked_plan(plan))
 
     def draw(self, endpoint: Endpoint, *, status: str | None = None) -> FaultRule | None:
         """Return the fault for this request (recording it), or None.

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from ._http import ErrorRenderer, middleware
+from ._numbers import shown
 from ._records import RequestLog
 from ._validation import MAX_BODY_BYTES
 
@@ -22,13 +23,13 @@ _SHUTDOWN_TIMEOUT_SECONDS = 1.0
 
 def check_host(host: str) -> str:
     """Return *host* if it is a loopback address; raise ValueError otherwise."""
-    try:
-        address = ipaddress.ip_address(host)
+    try:  # a string only: ip_address() would also take an int or packed bytes
+        address = ipaddress.ip_address(host) if isinstance(host, str) else None
     except ValueError:
         address = None
     if address is None or not address.is_loopback:
         raise ValueError(
-            f"host must be a loopback address (127.0.0.0/8 or ::1), got {host!r}; "
+            f"host must be a loopback address (127.0.0.0/8 or ::1), got {shown(host)}; "
             "the emulator never listens on other interfaces."
         )
     return host

@@ -2,41 +2,53 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal, get_args
 
 from ._idempotency import IdempotencyMode
+from ._numbers import finite_number, is_int, shown
 from ._origin import ImageFraming
 
-__all__ = ["CallbackMode", "check_options"]
+__all__ = ["CallbackMode", "check_options", "check_seed"]
 
 CallbackMode = Literal["strict", "permissive"]
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _positive_seconds(value: object) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    number = finite_number(value)
+    return number is not None and number > 0
+
+
+def _delays(value: object) -> bool:
+    """Tell whether *value* is a sequence of finite numbers of seconds >= 0 (not a string)."""
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes, bytearray)):
         return False
-    try:
-        return math.isfinite(value) and value > 0
-    except OverflowError:  # an int too large for a float
-        return False
+    numbers = [finite_number(delay) for delay in value]
+    return all(number is not None and number >= 0 for number in numbers)
 
 
 def _check_keys(api_keys: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(api_keys, (str, bytes)):
+    if isinstance(api_keys, (str, bytes, bytearray)):
         raise ValueError(
             "api_keys must be a sequence of keys such as ('my-key',), not a single string "
             "(it would be taken one character at a time)."
+        )
+    if not isinstance(api_keys, Iterable):  # the keys are not quoted: they are secrets
+        raise ValueError(
+            "api_keys must be a sequence of keys such as ('my-key',), "
+            f"got a {type(api_keys).__name__}."
         )
     keys = tuple(api_keys)
     if not keys or not all(isinstance(key, str) and key.strip() == key and key for key in keys):
         raise ValueError("api_keys must hold at least one non-empty key without spaces.")
     return keys
+
+
+def check_seed(seed: int | None) -> int | None:
+    """Return *seed* if it is an int or None (what ``random.Random`` is given); else raise."""
+    if seed is not None and not is_int(seed):
+        raise ValueError(f"seed must be an int or None, got {shown(seed)}.")
+    return seed
 
 
 def check_options(
@@ -50,29 +62,44 @@ def check_options(
     link_ttl: float,
     callback_retry_delays: Sequence[float],
     callback_timeout: float,
+    block_script_user_agents: bool,
 ) -> tuple[str, ...]:
-    """Raise ValueError for the first option out of its range; return the API keys."""
+    """Raise ValueError for the first option of a wrong type or out of range; return the keys."""
     keys = _check_keys(api_keys)
     for name, port in zip(("port", "image_port"), ports, strict=True):
-        if not (_is_int(port) and 0 <= port <= 65535):
-            raise ValueError(f"{name} must be an int from 0 (a free port) to 65535, got {port!r}.")
+        if not (is_int(port) and 0 <= port <= 65535):
+            raise ValueError(
+                f"{name} must be an int from 0 (a free port) to 65535, got {shown(port)}."
+            )
     if callback_mode not in ("strict", "permissive"):
-        raise ValueError(f"callback_mode must be 'strict' or 'permissive': {callback_mode!r}.")
+        raise ValueError(f"callback_mode must be 'strict' or 'permissive': {shown(callback_mode)}.")
     if idempotency not in get_args(IdempotencyMode):
-        raise ValueError(f"idempotency must be 'honour' or 'ignore', got {idempotency!r}.")
+        raise ValueError(f"idempotency must be 'honour' or 'ignore', got {shown(idempotency)}.")
     if image_framing not in get_args(ImageFraming):
         raise ValueError(
-            f"image_framing must be 'length', 'chunked' or 'close', got {image_framing!r}."
+            f"image_framing must be 'length', 'chunked' or 'close', got {shown(image_framing)}."
         )
-    if not (_is_int(images_per_task) and 1 <= images_per_task <= 16):
-        raise ValueError(f"images_per_task must be an int from 1 to 16, got {images_per_task!r}.")
-    if not math.isfinite(link_ttl) or link_ttl <= 0:
-        raise ValueError(f"link_ttl must be a positive number of seconds, got {link_ttl!r}.")
-    if any(not math.isfinite(d) or d < 0 for d in callback_retry_delays):
-        raise ValueError("callback_retry_delays must be finite numbers of seconds >= 0.")
+    if not (is_int(images_per_task) and 1 <= images_per_task <= 16):
+        raise ValueError(
+            f"images_per_task must be an int from 1 to 16, got {shown(images_per_task)}."
+        )
+    if not _positive_seconds(link_ttl):
+        raise ValueError(
+            f"link_ttl must be a finite number of seconds above 0, got {shown(link_ttl)}."
+        )
+    if not _delays(callback_retry_delays):
+        raise ValueError(
+            "callback_retry_delays must be a sequence of finite numbers of seconds >= 0, "
+            f"such as (1.0, 2.0, 4.0); got {shown(callback_retry_delays)}."
+        )
     if not _positive_seconds(callback_timeout):
         raise ValueError(
             "callback_timeout must be a finite number of seconds above 0, "
-            f"got {callback_timeout!r}."
+            f"got {shown(callback_timeout)}."
+        )
+    if not isinstance(block_script_user_agents, bool):
+        raise ValueError(
+            "block_script_user_agents must be True or False, "
+            f"got {shown(block_script_user_agents)}."
         )
     return keys

@@ -5,12 +5,11 @@ from __future__ import annotations
 import enum
 import random
 from collections.abc import Sequence
-from types import TracebackType
 from typing import TypeVar
 
 from ._api import API_PREFIX, ApiHandlers, api_error_renderer
 from ._callbacks import CallbackAttempt, CallbackDispatcher
-from ._clock import Clock, SystemClock
+from ._clock import Clock, check_clock
 from ._factory import DurationSource, TaskFactory
 from ._faults import FaultPlan, FaultRecord
 from ._idempotency import IdempotencyMode
@@ -19,7 +18,7 @@ from ._injection import FaultInjector
 from ._ledger import Ledger, LedgerEntry, LedgerGrouping
 from ._links import FILE_EXTENSIONS, LinkSigner, file_path
 from ._listeners import Listener, check_host, listener_app, url_host
-from ._options import CallbackMode, check_options
+from ._options import CallbackMode, check_options, check_seed
 from ._origin import ImageFraming, OriginHandlers, origin_error_renderer
 from ._records import RequestLog, RequestRecord
 from ._tasks import TaskRecord, TaskStore
@@ -48,7 +47,7 @@ class Emulator:
             headers = {"Authorization": f"Bearer {emulator.api_key}"}
             ...  # POST f"{emulator.base_url}/v1/images/generations"
 
-    All options are keyword-only:
+    All options are keyword-only; a wrong type or a value out of range is a ``ValueError``:
 
     - ``api_keys``: a sequence of accepted bearer keys (default ``("zimage-emulator-key",)``;
       a lone string is refused, not split into characters); the first is :attr:`api_key`.
@@ -62,8 +61,8 @@ class Emulator:
       callable given the request body. The prompt directive ``[[duration:S]]`` overrides it.
     - ``queue_delay``: clock seconds a task stays ``pending`` before ``processing``
       (default None: 10% of its duration).
-    - ``link_ttl``: seconds an image link stays valid after the task completes
-      (default 86400.0, the documented 24 hours).
+    - ``link_ttl``: seconds an image link stays valid after the task completes, a finite
+      number above 0 (default 86400.0, the documented 24 hours).
     - ``image_format``: ``"png"`` (default), ``"jpeg"`` or ``"webp"``; the latter two need
       Pillow. ``image_renderer``: ``"auto"`` (Pillow if installed), ``"pillow"`` or
       ``"plain"`` (standard-library PNG). ``images_per_task``: results per task, an int
@@ -73,11 +72,11 @@ class Emulator:
       no-internal-address rules to ``callback_url``; ``"permissive"`` also accepts
       ``http``/``https`` URLs to loopback addresses so tests can run a receiver. Callbacks
       are sent to loopback hosts only; one to another host is recorded, never sent.
-      ``callback_retry_delays``: clock seconds between delivery attempts (default
-      ``(1.0, 2.0, 4.0)``); ``callback_timeout``: real seconds per attempt, a finite number
-      above 0 (default 10.0).
-    - ``seed``: seeds the emulator's own randomness (task ids, chosen image seeds, estimate
-      noise, fault draws, link secret); None (the default) draws a fresh one.
+      ``callback_retry_delays``: a sequence of clock seconds (each 0 or more) between
+      delivery attempts (default ``(1.0, 2.0, 4.0)``); ``callback_timeout``: real seconds
+      per attempt, a finite number above 0 (default 10.0).
+    - ``seed``: an int seeding the emulator's own randomness (task ids, chosen image seeds,
+      estimate noise, fault draws, link secret); None (the default) draws a fresh one.
     - ``idempotency``: ``"honour"`` (default) answers a create carrying an
       ``Idempotency-Key`` it has seen within 24 clock hours with the same body with that
       key's task (header ``idempotency-replayed: true``, not billed again), refuses the
@@ -126,7 +125,7 @@ class Emulator:
         image_framing: ImageFraming = "length",
         block_script_user_agents: bool = False,
     ) -> None:
-        keys = check_options(
+        self._keys = check_options(
             api_keys=api_keys,
             ports=(port, image_port),
             callback_mode=callback_mode,
@@ -136,13 +135,13 @@ class Emulator:
             link_ttl=link_ttl,
             callback_retry_delays=callback_retry_delays,
             callback_timeout=callback_timeout,
+            block_script_user_agents=block_script_user_agents,
         )
         renderer = check_renderer(image_format, image_renderer, image_padding_bytes)
         self._host = check_host(host)
         self._ports = (port, image_port)
-        self._keys = keys
-        self._clock: Clock = clock if clock is not None else SystemClock()
-        self._rng = random.Random(seed)
+        self._clock = check_clock(clock)
+        self._rng = random.Random(check_seed(seed))
         self._signer = LinkSigner(secret=self._rng.randbytes(32), ttl_seconds=link_ttl)
         self._image_format = image_format
         self._store = TaskStore()
@@ -166,7 +165,7 @@ class Emulator:
             on_attempt=self._record_attempt,
         )
         self._api = ApiHandlers(
-            api_keys=keys,
+            api_keys=self._keys,
             store=self._store,
             factory=self._factory,
             ledger=self._ledger,
@@ -231,12 +230,7 @@ class Emulator:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     # -- addresses -------------------------------------------------------------------------
