@@ -310,3 +310,54 @@ def test_the_command_line_refuses_a_name_two_lines_share(tmp_path: Path) -> None
     assert "'{slug}' gives items 0 and 2 the same file name 'a-cat'" in done.stderr
     assert "{number}" in done.stderr
     assert not any(path.suffix == ".png" for path in out.rglob("*"))
+
+
+@pytest.mark.parametrize("requests", [None, 5, 2.5])
+async def test_requests_that_are_no_iterable_are_refused_naming_them(
+    emulator: Emulator, zs: Session, tmp_path: Path, requests: object
+) -> None:
+    """``generate_many(None)`` raised a bare TypeError ("not iterable")."""
+    error = await _attempt(zs, requests, output_dir=tmp_path / "out")  # type: ignore[arg-type]
+    assert isinstance(error, InvalidRequestError), repr(error)
+    assert error.field == "requests"
+    assert "iterable" in error.rule
+    _nothing_sent(emulator, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        pytest.param({"cost": 10**400}, "cost", id="cost-huge"),
+        pytest.param({"max_credits": 10**400}, "max_credits", id="max-credits-huge"),
+    ],
+)
+async def test_a_number_no_float_holds_is_refused_naming_it(
+    emulator: Emulator, zs: Session, tmp_path: Path, options: dict[str, object], field: str
+) -> None:
+    """A bare OverflowError came out of the checks of cost and max_credits."""
+    out = tmp_path / "out"
+    error = await _attempt(zs, ["a cat"], output_dir=out, journal=tmp_path / "j.sqlite", **options)
+    assert isinstance(error, InvalidRequestError), repr(error)
+    assert error.field == field
+    assert len(str(error)) < 400
+    _nothing_sent(emulator, out)
+
+
+async def test_submit_refuses_a_cost_no_float_holds(emulator: Emulator, zs: Session) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        await zs.submit("a cat", cost=10**400)
+    assert caught.value.field == "cost"
+    assert emulator.ledger == ()
+
+
+@pytest.mark.parametrize("journal", [b"postgresql://app:hunter2pw@db/zimage", 5])
+async def test_a_batch_journal_of_another_type_is_named_by_its_type_only(
+    emulator: Emulator, zs: Session, tmp_path: Path, journal: object
+) -> None:
+    """A bytes postgresql:// URL was quoted whole in the refusal, password and all."""
+    error = await _attempt(zs, ["a cat"], output_dir=tmp_path / "out", journal=journal)
+    assert isinstance(error, InvalidRequestError), repr(error)
+    assert error.field == "journal"
+    assert "hunter2pw" not in str(error)
+    assert type(journal).__name__ in str(error)
+    _nothing_sent(emulator, tmp_path / "out")

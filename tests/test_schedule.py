@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zimage_async import PollSchedule, RetryPolicy, Task
+from zimage_async import InvalidRequestError, PollSchedule, RetryPolicy, Task
 from zimage_async._parsing import parse_task
 from zimage_async._schedule import PollState
 
@@ -206,3 +206,50 @@ def test_poll_delay_within_bounds(
     assert delay <= schedule.wait_max * (1 + schedule.jitter)
     if remaining is None or remaining >= schedule.wait_min:
         assert delay >= schedule.wait_min * (1 - schedule.jitter) - 1e-9
+
+
+@pytest.mark.parametrize(
+    ("cls", "field", "value"),
+    [
+        pytest.param(PollSchedule, "jitter", "0.1", id="poll-jitter-text"),
+        pytest.param(PollSchedule, "wait_min", 0, id="poll-wait-min-zero"),
+        pytest.param(PollSchedule, "first_poll_fraction", 2, id="poll-fraction"),
+        pytest.param(PollSchedule, "finish_margin", -1, id="poll-margin"),
+        pytest.param(PollSchedule, "timeout", math.inf, id="poll-timeout-infinite"),
+        pytest.param(PollSchedule, "stall_factor", 10**400, id="poll-stall-huge"),
+        pytest.param(RetryPolicy, "max_attempts", 0, id="retry-no-attempts"),
+        pytest.param(RetryPolicy, "max_attempts", True, id="retry-attempts-bool"),
+        pytest.param(RetryPolicy, "wait_max", 10**400, id="retry-wait-max-huge"),
+        pytest.param(RetryPolicy, "jitter", None, id="retry-jitter-none"),
+    ],
+)
+def test_a_bad_setting_is_an_invalid_request_error_naming_field_and_rule(
+    cls: type[PollSchedule | RetryPolicy], field: str, value: object
+) -> None:
+    """A typed ZImageError with .field and .rule, like every other setting (still a ValueError)."""
+    with pytest.raises(InvalidRequestError) as caught:
+        cls(**{field: value})  # type: ignore[arg-type]
+    assert caught.value.field == field
+    assert caught.value.rule
+    assert isinstance(caught.value, ValueError)
+    assert "got got" not in str(caught.value)
+    assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"wait_min": 5.0, "wait_max": 0.1}, {"wait_min": 10.0}, {"wait_max": 0.1}],
+)
+def test_a_poll_schedule_whose_shortest_delay_exceeds_its_longest_is_refused(
+    fields: dict[str, float],
+) -> None:
+    """wait_min above wait_max was accepted; every delay then ignored one of them."""
+    with pytest.raises(InvalidRequestError) as caught:
+        PollSchedule(**fields)
+    assert caught.value.field == "wait_max"
+    assert "wait_min" in str(caught.value)
+
+
+def test_a_poll_schedule_may_poll_at_one_fixed_delay() -> None:
+    """wait_min equal to wait_max is a fixed schedule, as the benchmarks use."""
+    assert PollSchedule(wait_min=0.5, wait_max=0.5).wait_max == 0.5

@@ -16,8 +16,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from yarl import URL
 
-from zimage_async import InvalidRequestError, Session
+from zimage_async import (
+    DEFAULT_BASE_URL,
+    CallbackReceiver,
+    InvalidRequestError,
+    Session,
+    SessionState,
+)
 from zimage_async.emulator import Emulator
 
 KEY = "sk-test-SETTINGS-0123456789"
@@ -168,3 +175,150 @@ def test_a_proxy_variable_that_cannot_be_read_is_refused_naming_it(
         Session(api_key=KEY, base_url=BASE, environ={variable: value})
     assert caught.value.field == variable.upper()
     assert "pw-secret" not in str(caught.value)
+
+
+class _NotAReceiver:
+    """Has what a receiver has for a wait (``watch``), but is no CallbackReceiver."""
+
+    def watch(self, task_id: str) -> None:  # pragma: no cover - never called
+        raise AssertionError(task_id)
+
+
+@pytest.mark.parametrize(
+    "callbacks",
+    [
+        pytest.param("https://hooks.example.com/cb", id="the-url-instead"),
+        pytest.param(object(), id="object"),
+        pytest.param(_NotAReceiver(), id="look-alike"),
+    ],
+)
+def test_callbacks_that_are_no_receiver_are_refused_when_the_session_is_made(
+    callbacks: object,
+) -> None:
+    """Before: accepted, and every create was billed before a bare AttributeError."""
+    with pytest.raises(InvalidRequestError) as caught:
+        Session(api_key=KEY, base_url=BASE, callbacks=callbacks)  # type: ignore[arg-type]
+    assert caught.value.field == "callbacks"
+    assert "CallbackReceiver" in caught.value.rule
+    assert "hooks.example.com" not in str(caught.value)
+
+
+HUGE = 10**400
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        *[
+            pytest.param(name, HUGE, id=f"{name}-huge")
+            for name in (
+                "timeout",
+                "connect_timeout",
+                "read_timeout",
+                "link_ttl",
+                "total_timeout",
+                "image_timeout",
+                "callback_poll_factor",
+            )
+        ],
+        pytest.param("seed", [1], id="seed-list"),
+        pytest.param("seed", True, id="seed-bool"),
+        pytest.param("seed", 1.5, id="seed-float"),
+        pytest.param("ca_bundle", 123, id="ca-bundle-int"),
+        pytest.param("ca_bundle", b"ca.pem", id="ca-bundle-bytes"),
+        pytest.param("ca_bundle", "", id="ca-bundle-empty"),
+        pytest.param("environ", ["ZIMAGE_API_KEY"], id="environ-list"),
+        pytest.param("environ", {"HTTPS_PROXY": 3128}, id="environ-int-value"),
+        pytest.param("environ", {1: "x"}, id="environ-int-name"),
+        pytest.param("max_credits", "5", id="max-credits-str"),
+        pytest.param("max_credits", HUGE, id="max-credits-huge"),
+        pytest.param("trust_env", "no", id="trust-env-str"),
+        pytest.param("trust_env", 0, id="trust-env-int"),
+        pytest.param("base_url", "", id="base-url-empty"),
+        pytest.param("journal", "", id="journal-empty"),
+    ],
+)
+def test_a_setting_no_check_caught_is_refused_by_name(
+    setting: str, value: Any, tmp_path: Path
+) -> None:
+    """Before: a bare OverflowError, TypeError or AttributeError, or silently accepted."""
+    options: dict[str, Any] = {"api_key": KEY, "base_url": BASE, "environ": {}, setting: value}
+    if setting == "max_credits":
+        options["journal"] = tmp_path / "j.sqlite"
+    with pytest.raises(InvalidRequestError) as caught:
+        Session(**options)
+    assert caught.value.field == setting
+    assert len(str(caught.value)) < 400  # a huge number is described, not written out
+
+
+def test_an_empty_base_url_says_to_leave_it_out() -> None:
+    """``base_url=""`` went to production with the key; ``None`` is the way to the default."""
+    with pytest.raises(InvalidRequestError) as caught:
+        Session(api_key=KEY, base_url="", environ={"ZIMAGE_BASE_URL": BASE})
+    assert caught.value.field == "base_url"
+    assert "None" in str(caught.value)
+
+
+def test_an_empty_base_url_variable_still_means_unset() -> None:
+    """``ZIMAGE_BASE_URL=""`` is the default (the Session is made, never opened)."""
+    session = Session(api_key=KEY, environ={"ZIMAGE_BASE_URL": ""})
+    assert session.base_url == DEFAULT_BASE_URL
+    assert session.state is SessionState.UNOPENED
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://svc:hunter2pw@api.example.com/apiv1\n",
+        "https://svc:hunter2pw@api.example.com/api v1",
+        "https://svc:hunter2pw@api.example.com:99999/apiv1",
+        "https://svc:hunter2pw@api.example.com:port/apiv1",
+        "ftp://svc:hunter2pw@api.example.com/apiv1",
+        "svc:hunter2pw@api.example.com/apiv1",
+        "http://svc:hunter2pw@api.example.com/apiv1",
+        "https://svc:hunter2pw@[api.example.com]/apiv1",
+        "https://api.example.com/apiv1?key=hunter2pw ",
+    ],
+)
+@pytest.mark.parametrize("where", ["argument", "ZIMAGE_BASE_URL"])
+def test_a_refused_base_url_never_shows_its_password(base_url: str, where: str) -> None:
+    """Whichever rule refuses it (spaces, scheme, port), the credentials are not quoted."""
+    options: dict[str, Any] = {"api_key": KEY, "environ": {}}
+    if where == "argument":
+        options["base_url"] = base_url
+    else:
+        options["environ"] = {"ZIMAGE_BASE_URL": base_url}
+    with pytest.raises(InvalidRequestError) as caught:
+        Session(**options)
+    assert caught.value.field == "base_url"
+    assert "hunter2pw" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "callback_url",
+    [
+        pytest.param(URL("https://hooks.example.com/z?t=cbtok_9f8e7d6c5b4a"), id="yarl"),
+        pytest.param(b"https://hooks.example.com/z?t=cbtok_9f8e7d6c5b4a", id="bytes"),
+    ],
+)
+def test_a_callback_url_of_another_type_is_named_by_its_type_only(callback_url: object) -> None:
+    """Its query is a token: the refusal says what type it was, never what it held."""
+    with pytest.raises(InvalidRequestError) as caught:
+        Session(
+            api_key=KEY,
+            base_url=BASE,
+            callbacks=CallbackReceiver(),
+            callback_url=callback_url,  # type: ignore[arg-type]
+        )
+    assert caught.value.field == "callback_url"
+    assert "cbtok_9f8e7d6c5b4a" not in str(caught.value)
+    assert type(callback_url).__name__ in str(caught.value)
+
+
+def test_a_journal_url_of_another_type_never_shows_its_password() -> None:
+    """A bytes postgresql:// URL was quoted whole in the refusal, password and all."""
+    with pytest.raises(InvalidRequestError) as caught:
+        Session(api_key=KEY, base_url=BASE, journal=b"postgresql://app:hunter2pw@db/zimage")  # type: ignore[arg-type]
+    assert caught.value.field == "journal"
+    assert "hunter2pw" not in str(caught.value)
+    assert "bytes" in str(caught.value)

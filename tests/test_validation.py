@@ -9,8 +9,11 @@ from collections.abc import Callable
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from yarl import URL
 
+from zimage_async import GenerationRequest
 from zimage_async._exceptions import InvalidRequestError
+from zimage_async._idempotency import validate_idempotency_key
 from zimage_async._validation import (
     CALLBACK_URL_MAX_CHARS,
     PROMPT_MAX_CHARS,
@@ -637,3 +640,40 @@ def test_task_ids_with_unsafe_characters_refused(rest: str, bad: str, position: 
     with pytest.raises(InvalidRequestError, match="contains the character") as info:
         validate_task_id(task_id)
     assert info.value.field == "task_id"
+
+
+TOKEN = "cbtok_9f8e7d6c5b4a"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("callback_url", URL(f"https://hooks.example.com/z?t={TOKEN}"), id="cb-yarl"),
+        pytest.param(
+            "callback_url", f"https://hooks.example.com/z?t={TOKEN}".encode(), id="cb-bytes"
+        ),
+        pytest.param("prompt", f"a cat {TOKEN}".encode(), id="prompt-bytes"),
+        pytest.param("prompt", [f"a cat {TOKEN}"], id="prompt-list"),
+    ],
+)
+def test_a_secret_field_of_another_type_is_named_by_its_type_only(
+    field: str, value: object
+) -> None:
+    """A prompt or callback URL is never quoted, not even when its type is wrong."""
+    for check in (VALIDATORS[field], lambda v: GenerationRequest(**{"prompt": "a cat", field: v})):
+        with pytest.raises(InvalidRequestError) as info:
+            check(value)
+        assert info.value.field == field
+        assert TOKEN not in str(info.value)
+        assert f"of type {type(value).__name__}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "described"),
+    [(7, "got an int"), (b"k" * 20, "got a bytes"), (None, "got None")],
+)
+def test_a_key_of_another_type_is_named_with_the_right_article(key: object, described: str) -> None:
+    """``idempotency_key: got a int`` read wrong."""
+    with pytest.raises(InvalidRequestError) as info:
+        validate_idempotency_key(key)
+    assert described in str(info.value)

@@ -74,3 +74,31 @@ def test_a_poll_schedule_refuses_numbers_its_waits_could_not_use(fields: dict[st
     """The session's default timeout is a wait's timeout too: refused when made, not billed."""
     with pytest.raises(ValueError, match=next(iter(fields))):
         PollSchedule(**fields)  # type: ignore[arg-type]
+
+
+async def test_an_infinite_timeout_is_refused_as_the_poll_schedule_refuses_it(
+    zs: Session, emulator: Emulator
+) -> None:
+    """generate(timeout=inf) was accepted while PollSchedule(timeout=inf) was refused.
+
+    ``None`` is the one way to say "no limit", everywhere.
+    """
+    refusals = []
+    with pytest.raises(InvalidRequestError) as info:
+        await zs.generate("a cat", timeout=math.inf)
+    refusals.append(info.value)
+    with pytest.raises(InvalidRequestError) as info:
+        zs.generate_many(["a cat"], timeout=math.inf)
+    refusals.append(info.value)
+    handle = zs.task("task-unified-1-abcdefgh")
+    with pytest.raises(InvalidRequestError) as info:
+        await handle.wait(timeout=math.inf)
+    refusals.append(info.value)
+    with pytest.raises(InvalidRequestError) as info:
+        PollSchedule(timeout=math.inf)
+    refusals.append(info.value)
+    for refused in refusals:
+        assert refused.field == "timeout"
+        assert "finite" in refused.rule
+        assert "None for no limit" in refused.rule
+    assert not emulator.requests

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import socket
@@ -13,11 +12,12 @@ from pathlib import Path
 
 import attrs
 
+from ._config import is_finite
 from ._exceptions import InvalidRequestError
 from ._models import GenerationRequest
 from ._naming import check_batch_names
-from ._quoting import describe_char, int_text, quote, wrong_type
-from ._saving import plan_save
+from ._quoting import int_text, quote, short_repr, wrong_type
+from ._saving import path_text, plan_save
 
 __all__ = [
     "DEFAULT_LEASE",
@@ -104,13 +104,18 @@ def check_flag(value: bool, field: str) -> bool:
 
 
 def check_spend_type(max_credits: float | None) -> None:
-    """Refuse a *max_credits* that is not a number (its range is checked by the journal)."""
+    """Refuse a *max_credits* that is not a number a float holds (the journal checks its range)."""
     if max_credits is not None and (
         isinstance(max_credits, bool) or not isinstance(max_credits, (int, float))
     ):
         raise InvalidRequestError(
             "max_credits", "a number of credits >= 0", wrong_type(max_credits)
         )
+    try:
+        float(max_credits or 0)
+    except OverflowError:  # an int too large
+        problem = f"{int_text(int(max_credits or 0))} does not fit in a float"
+        raise InvalidRequestError("max_credits", "a number of credits >= 0", problem) from None
 
 
 _NUMBERS_RULE = "a sequence of distinct integers, one per request, in the requests' order"
@@ -145,20 +150,13 @@ def check_output_dir(output_dir: str | os.PathLike[str] | None) -> Path | None:
     """Return *output_dir* as a Path if it can be the batch's folder (or None)."""
     rule = (
         "a folder for the batch's images: a path that does not end in .png, .jpg, .jpeg "
-        "or .webp (or an existing folder), which the file system can encode"
+        "or .webp (or an existing folder), without NUL, which the file system can encode"
     )
     if output_dir is None:
         return None
-    if not isinstance(output_dir, (str, os.PathLike)) or not isinstance(os.fspath(output_dir), str):
-        raise InvalidRequestError("output_dir", rule, wrong_type(output_dir))
-    text = os.fspath(output_dir)
+    text = path_text("output_dir", output_dir, rule)
     if not text:
         raise InvalidRequestError("output_dir", rule, "it is empty")
-    try:
-        os.fsencode(text)
-    except UnicodeEncodeError as exc:
-        where = f"{describe_char(text[exc.start])} at position {exc.start}"
-        raise InvalidRequestError("output_dir", rule, f"it holds {where}") from None
     folder = Path(text)
     if plan_save(folder).target is not None:
         raise InvalidRequestError(
@@ -193,9 +191,11 @@ def check_cost(cost: float | None) -> float | None:
     if cost is None:
         return None
     if isinstance(cost, bool) or not isinstance(cost, (int, float)):
-        raise InvalidRequestError("cost", "a finite number of credits > 0", f"got {cost!r}")
-    if not math.isfinite(cost) or cost <= 0:
-        raise InvalidRequestError("cost", "a finite number of credits > 0", f"got {cost!r}")
+        raise InvalidRequestError("cost", "a finite number of credits > 0", wrong_type(cost))
+    if not is_finite(cost) or cost <= 0:
+        raise InvalidRequestError(
+            "cost", "a finite number of credits > 0", f"got {short_repr(cost)}"
+        )
     return float(cost)
 
 

@@ -67,7 +67,7 @@ def validate_callback_url(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidRequestError("callback_url", _URL_RULE, wrong_type(value))
+        raise InvalidRequestError("callback_url", _URL_RULE, wrong_type(value, quoted=False))
     if len(value) > CALLBACK_URL_MAX_CHARS:
         raise InvalidRequestError(
             "callback_url",

@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from ._callback_url import validate_receiver_url
 from ._exceptions import InvalidRequestError
+from ._quoting import a_type, quote, short_repr
 from ._schedule import PollSchedule, RetryPolicy
 
 __all__ = [
+    "DEFAULT_BASE_URL",
     "check_api_key",
     "check_base_url",
     "check_bytes",
+    "check_environment",
+    "check_journal_target",
     "check_kind",
     "check_kinds",
+    "check_receiver",
     "check_seconds",
     "check_settings",
+    "is_finite",
     "load_ca_bundle",
+    "read_base_url",
     "read_key",
 ]
+
+#: The production API's base URL.
+DEFAULT_BASE_URL = "https://ai.odkkk.com/apiv1"
 
 _NO_KEY = (
     "no API key: pass Session(api_key=...) or set the ZIMAGE_API_KEY environment "
@@ -64,22 +76,102 @@ def read_key(api_key: object, environ: Mapping[str, str]) -> tuple[str, dict[str
     return key, {name: value for name, value in environ.items() if name != "ZIMAGE_API_KEY"}
 
 
-def check_kinds(*, poll: object, retry: object, http_session: object) -> None:
-    """Refuse a Session's policy objects and borrowed session of another kind."""
+def read_base_url(base_url: object, environ: Mapping[str, str]) -> str:
+    """Return the checked base URL: *base_url*, else ``ZIMAGE_BASE_URL``, else the default.
+
+    An empty ``ZIMAGE_BASE_URL`` counts as unset, but an empty *base_url* is refused: a
+    value meant for another service must never fall back to production with the key.
+    """
+    if base_url is None:
+        base_url = environ.get("ZIMAGE_BASE_URL") or DEFAULT_BASE_URL
+    return check_base_url(base_url)
+
+
+def check_kinds(
+    *, poll: object, retry: object, http_session: object, seed: object, trust_env: object
+) -> None:
+    """Refuse a Session's policy objects, borrowed session, seed and flag of another kind."""
     check_kind("poll", poll, (PollSchedule, type(None)), "a PollSchedule, or None")
     check_kind("retry", retry, (RetryPolicy, type(None)), "a RetryPolicy, or None")
     rule = "an aiohttp.ClientSession, or None"
     check_kind("http_session", http_session, (aiohttp.ClientSession, type(None)), rule)
+    if isinstance(seed, bool) or not isinstance(seed, (int, type(None))):
+        raise InvalidRequestError("seed", "an integer, or None", f"got {a_type(seed)}")
+    check_kind("trust_env", trust_env, bool, "True or False")
+
+
+def check_receiver(callbacks: object, callback_url: object, *, base_url: str) -> str | None:
+    """Refuse a *callbacks* that is no CallbackReceiver, or a *callback_url* without one.
+
+    Return *callback_url* checked against *base_url* (see
+    :func:`~zimage_async._callback_url.validate_receiver_url`), or None.
+    """
+    if callbacks is not None:
+        from ._webhooks import CallbackReceiver  # needs aiohttp.web: only when one is given
+
+        rule = "a CallbackReceiver that your server runs, or None (its URL goes in callback_url=)"
+        check_kind("callbacks", callbacks, CallbackReceiver, rule)
+    if callback_url is None:
+        return None
+    if callbacks is None:
+        raise InvalidRequestError(
+            "callback_url",
+            "the URL of the CallbackReceiver given as callbacks=",
+            "no callbacks= receiver was given; without one, pass callback_url to submit()",
+        )
+    return validate_receiver_url(callback_url, base_url=base_url)
+
+
+def check_environment(*, environ: object, ca_bundle: object) -> str | None:
+    """Refuse an *environ* that is no mapping of names to text; return *ca_bundle* as text.
+
+    Values are never quoted (a variable may hold a key or a proxy's password).
+    """
+    rule = "a mapping of variable names to values, both str (such as os.environ), or None"
+    if isinstance(environ, Mapping):
+        for name, value in environ.items():
+            if not isinstance(name, str):
+                raise InvalidRequestError("environ", rule, f"a variable name is {a_type(name)}")
+            if not isinstance(value, str):
+                raise InvalidRequestError("environ", rule, f"{quote(name)} is {a_type(value)}")
+    elif environ is not None:
+        raise InvalidRequestError("environ", rule, f"got {type(environ).__name__}")
+    rule = "a path to a PEM file of certificate authorities (str or os.PathLike), or None"
+    if ca_bundle is None:
+        return None
+    path = os.fspath(ca_bundle) if isinstance(ca_bundle, (str, os.PathLike)) else None
+    if not isinstance(path, str):
+        raise InvalidRequestError("ca_bundle", rule, f"got {a_type(ca_bundle)}")
+    if not path:
+        raise InvalidRequestError("ca_bundle", rule, "it is empty: leave it out, or pass None")
+    return path
+
+
+def check_journal_target(field: str, journal: object) -> None:
+    """Refuse a journal that is no file path or URL, without quoting it (its password)."""
+    rule = "a file path or a postgresql:// URL"
+    check_kind(field, journal, (str, os.PathLike), rule)
+    if not str(journal):
+        raise InvalidRequestError(field, rule, "it is empty")
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def is_finite(value: float) -> bool:
+    """Whether the number *value* is finite as a float (an int too large for one is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def check_seconds(name: str, value: float) -> float:
     """Return *value* if it is a finite number of seconds above 0."""
-    if not (_is_number(value) and math.isfinite(value) and value > 0):
-        raise InvalidRequestError(name, "a finite number of seconds above 0", f"got {value!r}")
+    if not (_is_number(value) and is_finite(value) and value > 0):
+        rule = "a finite number of seconds above 0"
+        raise InvalidRequestError(name, rule, f"got {short_repr(value)}")
     return value
 
 
@@ -138,13 +230,13 @@ def check_settings(
     if max_connections < 1:
         raise InvalidRequestError("max_connections", "1 or more", f"got {max_connections!r}")
     factor = callback_poll_factor
-    if not (_is_number(factor) and math.isfinite(factor) and factor >= 1):
+    if not (_is_number(factor) and is_finite(factor) and factor >= 1):
         raise InvalidRequestError(
-            "callback_poll_factor", "a finite number of 1 or more", f"got {factor!r}"
+            "callback_poll_factor", "a finite number of 1 or more", f"got {short_repr(factor)}"
         )
 
 
-def check_base_url(url: str) -> str:
+def check_base_url(url: object) -> str:
     """Return the base URL without a trailing slash; refuse what would leak the key.
 
     Refused too: what no request can go to (a port out of range or not a number,
@@ -153,8 +245,12 @@ def check_base_url(url: str) -> str:
     rule = "an absolute http(s) URL such as https://ai.odkkk.com/apiv1"
     if not isinstance(url, str):
         raise InvalidRequestError("base_url", rule, f"got {type(url).__name__}")
+    if not url:
+        problem = "it is empty, which is no URL; leave it out or pass None for the default"
+        raise InvalidRequestError("base_url", rule, problem)
+    shown = quote(_masked(url))  # what a message may show of it: no credentials, no query
     if any(c.isspace() for c in url) or not url.isprintable():
-        raise InvalidRequestError("base_url", f"{rule}, without spaces", f"{url[:60]!r} has some")
+        raise InvalidRequestError("base_url", f"{rule}, without spaces", f"{shown} has some")
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -163,14 +259,14 @@ def check_base_url(url: str) -> str:
     except ValueError:  # an IPv6 bracket left open, or a name in brackets
         host = None
     if not host or parts.scheme not in ("https", "http"):
-        raise InvalidRequestError("base_url", rule, f"{url[:60]!r} is not one")
+        raise InvalidRequestError("base_url", rule, f"{shown} is not one")
     try:
         port = parts.port  # a ValueError when out of range or not a number
     except ValueError:
         port = -1
     if port is not None and not 1 <= port <= 65535:
         raise InvalidRequestError(
-            "base_url", f"{rule}, with a port from 1 to 65535 if any", f"{url[:60]!r} has another"
+            "base_url", f"{rule}, with a port from 1 to 65535 if any", f"{shown} has another"
         )
     if parts.username or parts.password or parts.query or parts.fragment:
         raise InvalidRequestError(
@@ -191,3 +287,20 @@ def check_base_url(url: str) -> str:
                 f"plain http to {host!r} is refused",
             )
     return url.rstrip("/")
+
+
+def _masked(url: str) -> str:
+    """Return *url* with its user name and password, query and fragment masked.
+
+    Everything up to the last ``@`` is masked, since a malformed password may hold
+    ``/``, ``?`` or ``#`` too.
+
+    >>> _masked("https://svc:pw@api.example.com/apiv1?key=k")
+    'https://***@api.example.com/apiv1?***'
+    """
+    start = url.find("//") + 2 if "//" in url else 0
+    at = url.rfind("@", start)
+    rest = url[at:] if at >= 0 else url[start:]
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    masked = rest[:cut] + (rest[cut] + "***" if cut < len(rest) else "")
+    return url[:start] + ("***" if at >= 0 else "") + masked

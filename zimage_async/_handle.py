@@ -340,8 +340,9 @@ class TaskHandle(HandlePolls):
         Anything else is a directory, created if needed, which receives
         ``<task id>-<n>.<ext>`` with the extension of the format actually received, or
         the *name* template's name (fields ``{task_id}``, ``{index}``,
-        ``{seed}``, ``{slug}`` and ``{number}``, the latter being *number*); a bad
-        template raises :class:`InvalidRequestError` before anything is awaited.
+        ``{seed}``, ``{slug}`` and ``{number}``, the latter being *number*, an integer); a
+        bad template or *number*, or a *dest* holding NUL, raises
+        :class:`InvalidRequestError` before anything is awaited.
 
         With *metadata*, the prompt, seed, size, model and task id are embedded in each
         file (PNG text chunks, XMP in JPEG and WebP; ``zimage info`` reads them);

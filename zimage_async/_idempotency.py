@@ -14,6 +14,7 @@ import re
 import secrets
 
 from ._exceptions import InvalidRequestError
+from ._quoting import a_type
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
@@ -74,7 +75,7 @@ def validate_idempotency_key(key: object) -> str:
     'order-4711-image-0001'
     """
     if not isinstance(key, str):
-        raise InvalidRequestError("idempotency_key", _RULE, f"got a {type(key).__name__}")
+        raise InvalidRequestError("idempotency_key", _RULE, f"got {a_type(key)}")
     if not _KEY.fullmatch(key):
         problem = (
             f"it has {len(key)} characters"

@@ -6,14 +6,48 @@ import shlex
 import unicodedata
 from collections.abc import Sequence
 
-__all__ = ["describe_char", "int_text", "quote", "shell_line", "wrong_type"]
+__all__ = [
+    "a_type",
+    "describe_char",
+    "int_text",
+    "quote",
+    "shell_line",
+    "short_repr",
+    "wrong_type",
+]
 
 _QUOTE_MAX_CHARS = 60
 
 
-def wrong_type(value: object) -> str:
-    """Describe a value of the wrong type, quoting a short start of its repr."""
-    return f"got a value of type {type(value).__name__}: {_shorten(_safe_repr(value))}"
+def wrong_type(value: object, *, quoted: bool = True) -> str:
+    """Describe a value of the wrong type, quoting a short start of its repr.
+
+    With ``quoted=False`` (a value that may hold a secret: a prompt, a callback URL),
+    only its type is named.
+
+    >>> wrong_type(b"https://hooks.example/?t=token", quoted=False)
+    'got a value of type bytes'
+    """
+    if not quoted:
+        return f"got a value of type {type(value).__name__}"
+    return f"got a value of type {type(value).__name__}: {short_repr(value)}"
+
+
+def a_type(value: object) -> str:
+    """Name the type of *value* with its article, for "got ...": ``an int``, ``None``.
+
+    >>> a_type(7), a_type("x"), a_type(None)
+    ('an int', 'a str', 'None')
+    """
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeio' else 'a'} {name}"
+
+
+def short_repr(value: object) -> str:
+    """Return the start of ``repr(value)`` (about 60 characters); a huge int by its size."""
+    return _shorten(_safe_repr(value))
 
 
 def _safe_repr(value: object) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -36,7 +37,8 @@ DEFAULT: Any = _Default()
 
 
 _TIMEOUT_RULE = (
-    "a number of seconds above 0, or None for no limit (left out: the session's poll schedule)"
+    "a finite number of seconds above 0, or None for no limit (left out: the session's "
+    "poll schedule)"
 )
 
 
@@ -44,7 +46,8 @@ def check_wait_timeout(timeout: float | None) -> float | None:
     """Return a wait's *timeout*: :data:`DEFAULT`, None, or seconds above 0 as a float.
 
     Raises :class:`InvalidRequestError` (a :class:`ValueError`) naming ``timeout`` for
-    anything else: not a number, a bool, not above 0, NaN, more than a float holds.
+    anything else: not a number, a bool, not above 0, NaN, infinity (None is no limit, as
+    for :attr:`PollSchedule.timeout`), more than a float holds.
 
     >>> check_wait_timeout(5)
     5.0
@@ -59,7 +62,7 @@ def check_wait_timeout(timeout: float | None) -> float | None:
         raise InvalidRequestError(
             "timeout", _TIMEOUT_RULE, f"{int_text(int(timeout))} is more than a float holds"
         ) from None
-    if not seconds > 0:
+    if not math.inf > seconds > 0:
         raise InvalidRequestError("timeout", _TIMEOUT_RULE, f"got {timeout!r}")
     return seconds
 

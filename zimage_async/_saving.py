@@ -24,6 +24,7 @@ from ._naming import (
     render_name,
     stem_problem,
 )
+from ._quoting import describe_char, wrong_type
 
 __all__ = [
     "STALE_PART_SECONDS",
@@ -31,6 +32,7 @@ __all__ = [
     "current_umask",
     "fitting_suffix",
     "inside",
+    "path_text",
     "place",
     "plan_save",
     "prepare_folder",
@@ -152,6 +154,31 @@ def inside(folder: Path, name: str) -> Path:
     return path
 
 
+def path_text(field: str, value: object, rule: str) -> str:
+    """Return the text of the path *value*, refusing one that no file system call takes.
+
+    Refused, as an :class:`InvalidRequestError` on *field* with *rule*: anything but a
+    str or an os.PathLike of str, a NUL character, a character the file system's
+    encoding cannot encode (a lone surrogate outside ``surrogateescape``'s range).
+    """
+    from ._exceptions import InvalidRequestError
+
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(text, str):
+        raise InvalidRequestError(field, rule, wrong_type(value))
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError as exc:
+        bad = exc.start
+    else:
+        bad = text.find("\x00")
+    if bad >= 0:
+        raise InvalidRequestError(
+            field, rule, f"it holds {describe_char(text[bad])} at position {bad}"
+        )
+    return text
+
+
 def plan_save(
     dest: str | os.PathLike[str],
     *,
@@ -174,15 +201,18 @@ def plan_save(
     """
     from ._exceptions import InvalidRequestError
 
-    if not isinstance(dest, (str, os.PathLike)):
-        raise InvalidRequestError("dest", "a file or folder path (str or Path)", f"got {dest!r}")
+    rule = "a file or folder path (str or Path), without NUL, which the file system can encode"
+    text = path_text("dest", dest, rule)
     for field, flag in (("metadata", metadata), ("durable", durable), ("overwrite", overwrite)):
         if not isinstance(flag, bool):
             raise InvalidRequestError(field, "True or False", f"got {flag!r}")
-    target = Path(dest)
+    if number is not None and (isinstance(number, bool) or not isinstance(number, int)):
+        rule = "an integer (the {number} of a name template), or None"
+        raise InvalidRequestError("number", rule, wrong_type(number))
+    target = Path(text)
     as_dir = (
         target.is_dir()
-        or str(dest).endswith(("/", os.sep))
+        or text.endswith(("/", os.sep))
         or target.suffix.lower() not in _FILE_SUFFIXES
     )
     if name is not None:

@@ -6,6 +6,9 @@ request, and :meth:`RetryPolicy.after` is the one retry decision every loop asks
 applies it to one wait, fed ``(task, now)``. All take an injected
 :class:`random.Random` for jitter, so tests assert exact delays; only the I/O layer
 sleeps.
+
+A setting out of its range raises :class:`~zimage_async.InvalidRequestError` (a
+:class:`ValueError`) naming the field and its rule.
 """
 
 from __future__ import annotations
@@ -16,37 +19,42 @@ from typing import Any
 
 import attrs
 
+from ._exceptions import InvalidRequestError
 from ._models import Task, TaskStatus
-from ._quoting import int_text, wrong_type
+from ._quoting import int_text, short_repr, wrong_type
 
 __all__ = ["PollSchedule", "PollState", "RetryPolicy"]
 
 
-def _real(attribute: attrs.Attribute[Any], value: object) -> float:
+def _real(attribute: attrs.Attribute[Any], value: object, rule: str) -> float:
     """Return *value* as a float, if it is a number (not a bool) that a float holds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{attribute.name} must be a number, got {wrong_type(value)}")
+        raise InvalidRequestError(attribute.name, rule, wrong_type(value))
     try:
         return float(value)
     except OverflowError:
-        raise ValueError(
-            f"{attribute.name} must be a number a float holds, got {int_text(int(value))}"
-        ) from None
+        problem = f"{int_text(int(value))} is more than a float holds"
+        raise InvalidRequestError(attribute.name, rule, problem) from None
+
+
+def _check(attribute: attrs.Attribute[Any], value: object, rule: str, ok: bool) -> None:
+    if not ok:
+        raise InvalidRequestError(attribute.name, rule, f"got {short_repr(value)}")
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not math.inf > _real(attribute, value) > 0:
-        raise ValueError(f"{attribute.name} must be a finite number above 0, got {value!r}")
+    rule = "a finite number above 0"
+    _check(attribute, value, rule, math.inf > _real(attribute, value, rule) > 0)
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not math.inf > _real(attribute, value) >= 0:
-        raise ValueError(f"{attribute.name} must be a finite number, 0 or more, got {value!r}")
+    rule = "a finite number, 0 or more"
+    _check(attribute, value, rule, math.inf > _real(attribute, value, rule) >= 0)
 
 
 def _fraction(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not 0 <= _real(attribute, value) <= 1:
-        raise ValueError(f"{attribute.name} must be between 0 and 1, got {value!r}")
+    rule = "a number from 0 to 1"
+    _check(attribute, value, rule, 0 <= _real(attribute, value, rule) <= 1)
 
 
 @attrs.frozen(kw_only=True)
@@ -84,8 +92,10 @@ class RetryPolicy:
 
     @max_attempts.validator
     def _check_attempts(self, attribute: attrs.Attribute[int], value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"max_attempts must be an integer of 1 or more, got {value!r}")
+        rule = "an integer of 1 or more"
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequestError(attribute.name, rule, wrong_type(value))
+        _check(attribute, value, rule, value >= 1)
 
     def delay(self, attempt: int, *, rng: random.Random, retry_after: float | None = None) -> float:
         """Seconds to wait after failed try number *attempt* (1-based).
@@ -164,12 +174,18 @@ class PollSchedule:
     #: has changed for this many times the service's estimate.
     stall_factor: float = attrs.field(default=3.0, validator=_positive)
 
+    @wait_max.validator
+    def _check_wait_max(self, attribute: attrs.Attribute[float], value: float) -> None:
+        rule = "a finite number above 0, at least wait_min (the shortest delay between polls)"
+        if value < self.wait_min:
+            problem = f"it is {short_repr(value)}, below wait_min ({short_repr(self.wait_min)})"
+            raise InvalidRequestError(attribute.name, rule, problem)
+
     @timeout.validator
     def _check_timeout(self, attribute: attrs.Attribute[float | None], value: float | None) -> None:
-        if value is not None and not math.inf > _real(attribute, value) > 0:
-            raise ValueError(
-                f"timeout must be a finite number above 0, or None for no limit, got {value!r}"
-            )
+        if value is not None:
+            rule = "a finite number of seconds above 0, or None for no limit"
+            _check(attribute, value, rule, math.inf > _real(attribute, value, rule) > 0)
 
     def _clamp(self, seconds: float, rng: random.Random) -> float:
         seconds = min(self.wait_max, max(self.wait_min, seconds))

@@ -13,10 +13,19 @@ import aiohttp
 
 from ._api import APIClient
 from ._batchitems import build_request
-from ._batchoptions import check_cost
-from ._config import check_base_url, check_kinds, check_settings, read_key
+from ._batchoptions import check_cost, check_spend_type
+from ._config import (
+    DEFAULT_BASE_URL,
+    check_environment,
+    check_journal_target,
+    check_kind,
+    check_kinds,
+    check_receiver,
+    check_settings,
+    read_base_url,
+    read_key,
+)
 from ._download import ImageLimits
-from ._exceptions import InvalidRequestError
 from ._handle import TaskHandle
 from ._idempotency import validate_own_key
 from ._journal import Journal
@@ -30,15 +39,12 @@ from ._secret import Secret, frameless_refusals
 from ._session_batch import BatchMethods
 from ._session_journal import JournalMethods
 from ._transport import DEFAULT_USER_AGENT, Transport
-from ._validation import validate_receiver_url, validate_task_id
+from ._validation import validate_task_id
 
 if TYPE_CHECKING:
     from ._webhooks import CallbackReceiver
 
 __all__ = ["DEFAULT_BASE_URL", "Session", "SessionState"]
-
-#: The production API's base URL.
-DEFAULT_BASE_URL = "https://ai.odkkk.com/apiv1"
 
 
 class SessionState(enum.Enum):
@@ -56,8 +62,9 @@ class Session(JournalMethods, BatchMethods):
 
     * ``api_key``: the bearer key; default ``$ZIMAGE_API_KEY``. Kept out of every repr,
       log line and exception, and sent only to ``base_url``'s origin.
-    * ``base_url``: default ``$ZIMAGE_BASE_URL``, else :data:`DEFAULT_BASE_URL`. Plain
-      ``http`` is accepted only for loopback hosts (the emulator).
+    * ``base_url``: default (None) ``$ZIMAGE_BASE_URL``, else :data:`DEFAULT_BASE_URL`;
+      an empty one is refused. Plain ``http`` is accepted only for loopback hosts (the
+      emulator).
     * ``timeout``: seconds an API answer may keep us waiting (for its first byte, or
       between two reads); time spent queued for a free connection does not count.
       ``connect_timeout``: seconds to open a connection. ``read_timeout``: seconds a
@@ -123,14 +130,21 @@ class Session(JournalMethods, BatchMethods):
         image_timeout: float = 600.0,
         max_task_bytes: int | None = None,
         trust_env: bool = True,
-        ca_bundle: str | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
         journal: str | os.PathLike[str] | None = None,
         max_credits: float | None = None,
     ) -> None:
+        check_kinds(
+            poll=poll,
+            retry=retry,
+            http_session=http_session,
+            seed=seed,
+            trust_env=trust_env,
+        )
+        ca_bundle = check_environment(environ=environ, ca_bundle=ca_bundle)
         key, env = read_key(api_key, os.environ if environ is None else environ)
         self._api_key = Secret(key)
         del api_key, environ, key  # no plain key stays in this frame (a traceback's locals)
-        check_kinds(poll=poll, retry=retry, http_session=http_session)
         check_settings(
             seconds={
                 "timeout": timeout,
@@ -146,18 +160,8 @@ class Session(JournalMethods, BatchMethods):
             max_connections=max_connections,
             callback_poll_factor=callback_poll_factor,
         )
-        self._base_url = check_base_url(base_url or env.get("ZIMAGE_BASE_URL") or DEFAULT_BASE_URL)
-        if callback_url is not None and callbacks is None:
-            raise InvalidRequestError(
-                "callback_url",
-                "the URL of the CallbackReceiver given as callbacks=",
-                "no callbacks= receiver was given; without one, pass callback_url to submit()",
-            )
-        self._callback_url = (
-            None
-            if callback_url is None
-            else validate_receiver_url(callback_url, base_url=self._base_url)
-        )
+        self._base_url = read_base_url(base_url, env)
+        self._callback_url = check_receiver(callbacks, callback_url, base_url=self._base_url)
         self._poll = poll or PollSchedule()
         self._retry = retry or RetryPolicy()
         self._transport = Transport(
@@ -174,10 +178,9 @@ class Session(JournalMethods, BatchMethods):
             ca_bundle=ca_bundle,
         )
         self._rng = random.Random(seed)
-        if journal is not None and not isinstance(journal, (str, os.PathLike, Journal)):
-            raise InvalidRequestError(
-                "journal", "a file path or a postgresql:// URL", f"got {journal!r}"
-            )
+        if journal is not None and not isinstance(journal, Journal):
+            check_journal_target("journal", journal)
+        check_spend_type(max_credits)
         limit = check_max_credits(max_credits, journal=journal, name="max_credits")
         self._book = (
             None
@@ -366,6 +369,8 @@ class Session(JournalMethods, BatchMethods):
         do.
         """
         task_id = validate_task_id(task_id)
+        rule = "the GenerationRequest the task was made from, or None"
+        check_kind("request", request, (GenerationRequest, type(None)), rule)
         self._check_open()
         if self._book is None:
             return TaskHandle(self._runtime, task_id, None, request)

@@ -24,12 +24,14 @@ from ._batchoptions import (
     check_spend_type,
     check_worker_id,
 )
+from ._config import check_journal_target
 from ._exceptions import InvalidRequestError
 from ._handle import TaskHandle
 from ._journal import is_postgres_url
 from ._journaling import check_max_credits
 from ._models import GenerationRequest
 from ._naming import BATCH_NAME, check_template
+from ._quoting import a_type
 from ._runtime import DEFAULT, wait_limit
 
 if TYPE_CHECKING:
@@ -101,8 +103,8 @@ class BatchMethods:
         file name (``{slug}`` for two prompts of one slug) is refused before anything is
         sent: put ``{number}`` or ``{task_id}`` in it. *timeout* bounds each item's wait
         for its task and the download of its images together, as for
-        :meth:`TaskHandle.save`: seconds above 0, or None for no limit (default: the
-        session's poll schedule).
+        :meth:`TaskHandle.save`: finite seconds above 0, or None for no limit (default:
+        the session's poll schedule).
 
         The batch runs on a journal: the session's (``Session(journal=...)``), else
         *journal* (a file path or a ``postgresql://`` URL, for this batch only; *manifest*
@@ -165,6 +167,11 @@ class BatchMethods:
         forget_elsewhere: bool = False,
         cost: float | None = None,
     ) -> Batch:
+        try:
+            iter(requests)
+        except TypeError:
+            rule = "an iterable of prompt strings or GenerationRequest objects, such as a list"
+            raise InvalidRequestError("requests", rule, f"got {a_type(requests)}") from None
         checked = check_requests(requests)
         if name is not None:
             check_template(name, number=1)
@@ -244,6 +251,5 @@ def _batch_journal(
         raise InvalidRequestError(
             "manifest", "a file path", "for a postgresql:// URL, pass journal= instead"
         )
-    if not isinstance(target, (str, os.PathLike)) or not str(target):
-        raise InvalidRequestError(field, "a file path or a postgresql:// URL", f"got {target!r}")
+    check_journal_target(field, target)  # never quoted: a URL may hold a password
     return target

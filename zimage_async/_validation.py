@@ -147,7 +147,7 @@ def validate_prompt(value: object) -> str:
     'a cute cat'
     """
     if not isinstance(value, str):
-        raise InvalidRequestError("prompt", _PROMPT_RULE, wrong_type(value))
+        raise InvalidRequestError("prompt", _PROMPT_RULE, wrong_type(value, quoted=False))
     if not value:
         raise InvalidRequestError("prompt", _PROMPT_RULE, "it is empty")
     if not value.strip():
