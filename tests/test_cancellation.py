@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 
+import zimage_async
 from zimage_async import Session, TaskStatus, WaitTimeoutError
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
 from .conftest import settled, until
+
+#: The SDK's own source folder, and the emulator's inside it (its server tasks are not ours).
+PACKAGE = Path(zimage_async.__file__).parent
+EMULATOR = PACKAGE / "emulator"
 
 
 def _client_tasks() -> set[asyncio.Task[object]]:
@@ -19,9 +24,10 @@ def _client_tasks() -> set[asyncio.Task[object]]:
     found = set()
     for task in asyncio.all_tasks():
         code = getattr(task.get_coro(), "cr_code", None)
-        filename = code.co_filename if code is not None else ""
-        if "zimage_async" in filename and "emulator" not in filename and not task.done():
-            found.add(task)
+        path = Path(code.co_filename if code is not None else "")
+        if path.is_relative_to(PACKAGE) and not path.is_relative_to(EMULATOR):
+            if not task.done():
+                found.add(task)
     return found
 
 

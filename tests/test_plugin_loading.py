@@ -135,3 +135,57 @@ def test_the_plugin_docstring_says_what_importing_it_loads() -> None:
     if "aiohttp" in loaded:
         assert "aiohttp" not in deferred, deferred
         assert "aiohttp" in " ".join(sentences), "the docstring does not say aiohttp is loaded"
+
+
+#: The command docs/testing.md gives for loading both plugins by hand, as written there.
+BY_HAND = "-p asyncio -p zimage_async.pytest_plugin"
+
+
+def test_the_documented_loading_by_hand_passes_with_warnings_as_errors(tmp_path: Path) -> None:
+    """The docs' order of ``-p`` options raises no warning under ``filterwarnings = error``.
+
+    Loaded first, the plugin imports asyncio (with aiohttp), and pytest then warns that the
+    ``asyncio`` of ``-p asyncio`` (pytest-asyncio's name) was imported before it could be
+    rewritten: a run with warnings as errors stopped there.
+    """
+    page = " ".join((Path(__file__).parents[1] / "docs" / "testing.md").read_text().split())
+    assert f"`{BY_HAND}`" in page, "docs/testing.md no longer gives this command"
+    (tmp_path / "pytest.ini").write_text(INI + "filterwarnings = error\n", encoding="utf-8")
+    (tmp_path / "test_uses_the_plugin.py").write_text(TEST_FILE, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZIMAGE_", "PYTEST_"))}
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    done = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *BY_HAND.split()],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    _passed(done)
+
+
+def test_an_old_pytest_asyncio_does_not_break_an_unrelated_run(tmp_path: Path) -> None:
+    """A pytest-asyncio without ``pytest_asyncio.fixture`` (before 0.17) leaves runs working.
+
+    The plugin loads in every pytest run of an environment where zimage-async is installed;
+    it took ``pytest_asyncio.fixture`` and failed every run, the user's unrelated ones too.
+    """
+    old = tmp_path / "old"
+    (old / "pytest_asyncio").mkdir(parents=True)
+    (old / "pytest_asyncio" / "__init__.py").write_text('__version__ = "0.16.0"\n')
+    (tmp_path / "test_plain.py").write_text("def test_plain():\n    assert True\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZIMAGE_", "PYTEST_"))}
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    env["PYTHONPATH"] = str(old)
+    done = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", PLUGIN],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    _passed(done)

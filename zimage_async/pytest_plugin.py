@@ -54,10 +54,13 @@ if TYPE_CHECKING:
     from zimage_async import Session
     from zimage_async.emulator import Emulator
 
+# This module loads in every pytest run where zimage-async is installed: it must not
+# fail there, whatever pytest-asyncio is (before 0.17, it has no ``fixture``; its own
+# mode runs plain async fixtures).
 try:
     import pytest_asyncio
 
-    _async_fixture: Callable[..., Any] = pytest_asyncio.fixture
+    _async_fixture: Callable[..., Any] = getattr(pytest_asyncio, "fixture", pytest.fixture)
 except ImportError:  # pragma: no cover - pytest-asyncio is needed to run async fixtures
     _async_fixture = pytest.fixture
 
