@@ -95,14 +95,20 @@ async def test_a_bad_option_is_refused_before_anything_is_sent(
     _nothing_sent(emulator, out)
 
 
-@pytest.mark.parametrize("item", [b"a cat", None, 3])
+@pytest.mark.parametrize(
+    ("item", "got"), [(b"a cat", "got a bytes"), (None, "got None"), (3, "got an int")]
+)
 async def test_an_item_that_is_no_prompt_is_refused_naming_its_index(
-    emulator: Emulator, zs: Session, tmp_path: Path, item: object
+    emulator: Emulator, zs: Session, tmp_path: Path, item: object, got: str
 ) -> None:
-    """A bytes or None item raised a bare TypeError; it is an InvalidRequestError on it."""
+    """A bytes or None item raised a bare TypeError; it is an InvalidRequestError on it.
+
+    Its type is named with its article: it said "got a int" and "got a NoneType".
+    """
     error = await _attempt(zs, ["a cat", item], output_dir=tmp_path / "out")  # type: ignore[list-item]
     assert isinstance(error, InvalidRequestError), repr(error)
     assert error.field == "requests[1]"
+    assert error.problem == got
     _nothing_sent(emulator, tmp_path / "out")
 
 

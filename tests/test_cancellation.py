@@ -25,9 +25,9 @@ def _client_tasks() -> set[asyncio.Task[object]]:
     for task in asyncio.all_tasks():
         code = getattr(task.get_coro(), "cr_code", None)
         path = Path(code.co_filename if code is not None else "")
-        if path.is_relative_to(PACKAGE) and not path.is_relative_to(EMULATOR):
-            if not task.done():
-                found.add(task)
+        ours = path.is_relative_to(PACKAGE) and not path.is_relative_to(EMULATOR)
+        if ours and not task.done():
+            found.add(task)
     return found
 
 

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from zimage_async import GenerationRequest, JournalError, LeaseLostError, Session
+from zimage_async import (
+    GenerationRequest,
+    JournalError,
+    LeaseLostError,
+    Session,
+    _journal_sqlite_file,
+)
 from zimage_async._batchjournal import note_held
 from zimage_async._batchrun import ItemRunner
 from zimage_async._journal import JournalRecord, JournalState
@@ -130,6 +136,47 @@ async def test_a_batch_names_the_one_task_left_unrecorded_after_another_failure(
     (billed,) = emulator.ledger
     assert billed.task_id in str(caught.value)
     assert "disk I/O error" in str(caught.value)
+
+
+@pytest.mark.parametrize("failing", [JournalState.COMPLETED, JournalState.SAVED])
+async def test_a_task_recorded_before_a_later_write_failed_is_not_called_unrecorded(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: JournalState
+) -> None:
+    """A write after ``created`` fails: the task is in the journal, and a rerun resumes it.
+
+    The error said the task "could not be recorded" and to collect it with ``zimage
+    task``, though the journal held it and the same batch run again resumed it, unpaid.
+    """
+    update = SqliteJournal.update
+
+    async def failing_update(self: SqliteJournal, key: str, state: JournalState, **f: Any) -> Any:
+        if state is failing:
+            raise JournalError(f"the journal {self.location} failed: database is locked")
+        return await update(self, key, state, **f)
+
+    journal, out = tmp_path / "j.sqlite", tmp_path / "out"
+
+    async def run(zs: Session) -> list[Any]:
+        async with zs.generate_many(["a cat"], output_dir=out) as batch:
+            return [item async for item in batch]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SqliteJournal, "update", failing_update)
+        async with _session(emulator, journal) as zs:
+            with pytest.raises(JournalError) as caught:
+                await run(zs)
+    (billed,) = emulator.ledger
+    message = str(caught.value)
+    assert "database is locked" in message
+    assert f"task {billed.task_id} (item 0) is recorded in the journal" in message
+    assert "run the batch again" in message
+    assert "could not be recorded" not in message
+    assert "do not submit" not in message
+    async with _session(emulator, journal) as zs:
+        [item] = await run(zs)
+    assert item.ok, item.error
+    assert item.task_id == billed.task_id
+    assert len(emulator.ledger) == 1  # resumed by its id: nothing paid twice
 
 
 # -- J3: a worker whose lease lapsed answers late ---------------------------------------
@@ -322,6 +369,94 @@ async def test_a_database_at_its_size_limit_is_reported_full(tmp_path: Path) -> 
         assert stored.state is JournalState.SUBMITTING
     finally:
         await journal.close()
+
+
+# -- J10: another process holds the journal's lock (a worker stopped mid-write) ----------
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes wait 0.2 s, not 30 s, for another process's lock on the journal file."""
+    monkeypatch.setattr(_journal_sqlite_file, "BUSY_TIMEOUT_MS", 200)
+
+
+def _locked(path: Path) -> sqlite3.Connection:
+    """Another connection to *path* in a write transaction: a worker stopped (SIGSTOP) there."""
+    holder = sqlite3.connect(path, timeout=0, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+@pytest.mark.usefixtures("short_busy_timeout")
+async def test_a_journal_locked_by_another_process_says_so_and_for_how_long(
+    tmp_path: Path,
+) -> None:
+    """A write, a claim and an open past the busy timeout name the file and the wait.
+
+    The error was SQLite's bare "database is locked", which does not say that another
+    process holds the file, nor that the write waited for it.
+    """
+    path = tmp_path / "j.sqlite"
+    journal = await SqliteJournal.open(path)
+    try:
+        await journal.enqueue("b", [GenerationRequest(prompt="a cat")])
+        holder = _locked(path)
+        try:
+            attempts = (
+                lambda: journal.claim("b", "w", lease_seconds=60, limit=1),
+                lambda: SqliteJournal.open(path),
+            )
+            for attempt in attempts:
+                with pytest.raises(JournalError) as caught:
+                    await attempt()
+                assert f"the journal {path} stayed locked by another process for 0.2 s" in str(
+                    caught.value
+                )
+        finally:
+            holder.close()
+        assert len(await journal.claim("b", "w", lease_seconds=60, limit=1)) == 1
+    finally:
+        await journal.close()
+
+
+@pytest.mark.usefixtures("short_busy_timeout")
+async def test_a_batch_whose_journal_stays_locked_stops_naming_the_lock_and_its_task(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``completed`` write waits for a lock held elsewhere, then the batch stops.
+
+    The message says the journal stayed locked, and that the task is recorded and a rerun
+    resumes it; once the lock is gone, the rerun does so and pays nothing more.
+    """
+    path = tmp_path / "j.sqlite"
+    update = SqliteJournal.update
+
+    async def held_update(self: SqliteJournal, key: str, state: JournalState, **f: Any) -> Any:
+        if state is not JournalState.COMPLETED:
+            return await update(self, key, state, **f)
+        holder = _locked(path)  # for the length of this write only
+        try:
+            return await update(self, key, state, **f)
+        finally:
+            holder.close()
+
+    async def run(zs: Session) -> list[Any]:
+        async with zs.generate_many(["a cat"], output_dir=tmp_path / "out") as batch:
+            return [item async for item in batch]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SqliteJournal, "update", held_update)
+        async with _session(emulator, path) as zs:
+            with pytest.raises(JournalError) as caught:
+                await run(zs)
+    (billed,) = emulator.ledger
+    message = str(caught.value)
+    assert f"the journal {path} stayed locked by another process for 0.2 s" in message
+    assert f"task {billed.task_id} (item 0) is recorded in the journal" in message
+    async with _session(emulator, path) as zs:
+        [item] = await run(zs)
+    assert item.ok, item.error
+    assert len(emulator.ledger) == 1
 
 
 # -- J7: hand-edited rows ----------------------------------------------------------------

@@ -124,6 +124,9 @@ def test_prompts_with_brackets_and_braces_inside_are_kept() -> None:
         "[style: watercolor] a harbour at dawn",
         "a cat\n{masterpiece}, best quality, {1girl}",
         "a cat\n{red|blue} car in {city}",
+        "{red|blue} car\na dog",
+        "{masterpiece}, best quality, {1girl}",
+        "{ red | blue } car",
         "Prompt, masterpiece",
         "prompt; a cat in the rain",
     ],
@@ -137,6 +140,16 @@ def test_jsonl_files_are_still_read() -> None:
     """A .jsonl name, or a first item that is an object, is read as JSON lines."""
     rows = '{"prompt": "a cat"}\n{"prompt": "a dog", "seed": 7}\n'
     assert _prompts(rows, "p.jsonl") == _prompts(rows, "p.txt") == [(1, "a cat"), (2, "a dog")]
+
+
+@pytest.mark.parametrize(
+    "first",
+    ['{"prompt": "a cat", "size": }', '{"prompt": "a cat"', "{'prompt': 'a cat'}", "{}"],
+)
+def test_a_first_item_shaped_as_an_object_makes_the_file_json_lines(first: str) -> None:
+    """``{`` then a quoted key (or ``{}``): JSON lines, its error named, never a prompt."""
+    with pytest.raises(BatchFileError, match=r"^p\.txt line 1: "):
+        parse_batch_text(first + "\na dog\n", name="p.txt")
 
 
 # --- lines end with a newline only (#9) --------------------------------------------------

@@ -6,6 +6,7 @@ a dead worker's items are taken over, and bad options are refused before any req
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -21,11 +22,13 @@ from zimage_async import (
     InvalidRequestError,
     Session,
     SpendLimitError,
+    TaskFailedError,
 )
+from zimage_async._batch import Batch
 from zimage_async._journal import JournalRecord, JournalState, open_journal
 from zimage_async.emulator import Emulator
 
-from .conftest import FAST_POLL, FAST_RETRY
+from .conftest import FAST_POLL, FAST_RETRY, until
 
 
 async def _collect(zs: Session, prompts: list[str], **options: object) -> list[BatchItem]:
@@ -105,6 +108,70 @@ async def test_resubmitting_a_failed_item_makes_a_new_task(
     )
     assert again[0].task_id != first[0].task_id
     assert len(emulator.ledger) == 2
+
+
+async def test_resubmit_failed_applies_to_a_failure_left_unreleased_by_a_killed_run(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """Killed between recording the failure and releasing the item: the flag still applies.
+
+    The first rerun with resubmit_failed=True reported the failure again, because the
+    item it took over was not settled; only a second rerun sent it again.
+    """
+    journal, out, prompts = tmp_path / "j.sqlite", tmp_path / "out", ["a glass owl", "a tin robot"]
+    emulator.fail_next("content_policy_violation")
+    first = await _collect(zs, prompts, journal=journal, output_dir=out, concurrency=1)
+    assert first[0].error is not None and first[1].ok
+    with contextlib.closing(sqlite3.connect(journal)) as db, db:  # as the kill left it: held
+        db.execute(  # by the dead run, whose lease runs out half a second from now
+            "UPDATE zimage_batch_items SET settled = 0, claimed_by = 'killed', lease_until = ?"
+            " WHERE idx = 0",
+            (time.time() + 0.5,),
+        )
+    again = await _collect(
+        zs, prompts, journal=journal, output_dir=out, resubmit_failed=True, lease=1
+    )
+    assert again[0].ok, again[0].error
+    assert again[0].task_id != first[0].task_id
+    assert emulator.billed_counts(by="prompt") == {"a glass owl": 2, "a tin robot": 1}
+    assert len(emulator.billed_counts(by="idempotency_key")) == 3  # a new key for the new task
+
+
+async def test_resubmit_failed_leaves_a_failure_recorded_during_the_run_reported(
+    zs: Session, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A failure another worker records after this one started is not sent again by it.
+
+    resubmit_failed sends again the items that failed in an earlier run; the item a live
+    worker fails meanwhile, then loses to this one (its lease ran out), is reported.
+    """
+    path, prompt = tmp_path / "j.sqlite", "a glass owl"
+    request = GenerationRequest(prompt=prompt)
+    async with await open_journal(path) as other:
+        await other.enqueue("b", [request])
+        [item] = await other.claim("b", "other", lease_seconds=600, limit=1)
+        batch = zs.generate_many(
+            [prompt], journal=path, batch_id="b", resubmit_failed=True, lease=1
+        )
+        async with batch:
+            outcomes = asyncio.ensure_future(_all(batch))
+            await until(lambda: batch._runner is not None)  # started: the item is the other's
+            record = JournalRecord.for_request(
+                request, key=item.key, base_url=zs.base_url, batch_id="b", item_index=0
+            )
+            await other.begin(record, worker_id="other")
+            await other.update(item.key, JournalState.CREATED, task_id="task-of-the-other")
+            await other.update(item.key, JournalState.FAILED, error_code="content_policy_violation")
+            await other.renew("b", "other", lease_seconds=0)  # it hangs: its lease runs out
+            [outcome] = await asyncio.wait_for(outcomes, 20)
+    assert isinstance(outcome.error, TaskFailedError), outcome.error
+    assert outcome.task_id == "task-of-the-other"
+    assert emulator.ledger == ()
+    assert batch.stats.submitted == 0
+
+
+async def _all(batch: Batch) -> list[BatchItem]:
+    return [item async for item in batch]
 
 
 #: The emulator's price of one task.

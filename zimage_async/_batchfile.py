@@ -47,7 +47,7 @@ class BatchLine:
 FORMATS = (
     "zimage batch reads text, one prompt per line, or JSON lines, one object such as "
     '{"prompt": "a cat", "size": "16:9"} per line (a .jsonl or .ndjson name, or a first '
-    "line starting with {)"
+    "item that is an object: {} or { then a quoted key)"
 )
 #: Names of files that are not read at all: each of their lines would be sent as a prompt.
 _REFUSED_NAMES = {
@@ -140,10 +140,16 @@ def _content(line: str) -> str | None:
 
 
 def _is_jsonl(name: str, items: list[str | None]) -> bool:
+    """Whether the file is JSON lines: by its name, or a first item that is an object.
+
+    An object is ``{}``, or ``{`` then a quoted key, the shape a text file refuses as a
+    JSON object: a row with a typo is still named as bad JSON, while a first prompt of
+    tags or emphasis in braces (``{red|blue} car``) makes a file of prompts.
+    """
     if name.endswith((".jsonl", ".ndjson")):
         return True
     first = next((text for text in items if text is not None), "")
-    return first.startswith("{")
+    return _OBJECT.match(first) is not None
 
 
 #: The most digits a JSONL row's integer may have; any field's integer has far fewer.

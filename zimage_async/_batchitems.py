@@ -27,6 +27,7 @@ from ._idempotency import first_sent_without_key
 from ._journal_records import JournalRecord, ResumeAction
 from ._journaling import Bookkeeper
 from ._models import GenerationRequest, GenerationResult
+from ._quoting import a_type
 
 __all__ = [
     "NO_RESULTS",
@@ -259,7 +260,7 @@ def check_requests(requests: Iterable[str | GenerationRequest]) -> list[Generati
             raise InvalidRequestError(
                 f"requests[{index}]",
                 "a prompt string or a GenerationRequest",
-                f"got a {type(item).__name__}",
+                f"got {a_type(item)}",
             )
         try:
             checked.append(GenerationRequest(prompt=item))

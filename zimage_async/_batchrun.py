@@ -21,15 +21,8 @@ from typing import Any
 from ._batchitems import NO_RESULTS, BatchItem, BatchServices, ItemState, stop_error
 from ._batchjournal import note_created, note_held, recorded_meanwhile
 from ._batchoptions import BatchOptions
-from ._batchverdicts import (
-    SENDS_OR_WAITS,
-    USES_TASK,
-    elsewhere_message,
-    files_present,
-    journal_outcome,
-    unrecorded,
-    unsent_resend,
-)
+from ._batchplan import ItemPlanner
+from ._batchverdicts import elsewhere_message, recorded, unsent_resend
 from ._exceptions import (
     AuthenticationError,
     JournalError,
@@ -43,7 +36,7 @@ from ._exceptions import (
     ZImageError,
 )
 from ._handle import TaskHandle
-from ._journal_records import JournalItem, JournalRecord, JournalState, ResumeAction, resume_action
+from ._journal_records import JournalItem, JournalRecord, JournalState, ResumeAction
 from ._journal_spend import SpendLimit
 from ._journal_store import Journal
 from ._journaling import PendingWrites, begin_priced, note_cancelled, note_refused
@@ -64,7 +57,7 @@ class NotSentError(Exception):
     """The item's create was refused before sending (a spend limit, a stopped batch)."""
 
 
-class ItemRunner:
+class ItemRunner(ItemPlanner):
     """Runs claimed items of one batch for one worker; see the module docstring."""
 
     def __init__(
@@ -75,10 +68,8 @@ class ItemRunner:
         options: BatchOptions,
         limits: Sequence[SpendLimit],
     ) -> None:
+        super().__init__(services, requests, options)
         self.journal = journal
-        self.services = services
-        self.requests = requests
-        self.options = options
         self.limits = list(limits)
         self.states = [ItemState.QUEUED] * len(requests)
         self.counts: Counter[str] = Counter()
@@ -86,67 +77,6 @@ class ItemRunner:
         self._begun: set[str] = set()
         #: The journal writes that must end before the batch gives its journal back.
         self.pending = PendingWrites()
-
-    def action(self, record: JournalRecord | None, *, taking_over: bool) -> ResumeAction:
-        """Return what to do with an item whose create is *record*, on claim or at start."""
-        options = self.options
-        action = resume_action(
-            record,
-            now=time.time(),
-            link_ttl=self.services.link_ttl,
-            resubmit_uncertain=options.resubmit_uncertain,
-            resubmit_failed=options.resubmit_failed and not taking_over,
-            resubmit_expired=options.resubmit_expired,
-            resend_submitting=taking_over,
-            files_present=record is not None and files_present(record, options.output_dir),
-        )
-        if (
-            record is not None
-            and options.forget_elsewhere
-            and record.base_url != self.services.base_url
-            and action in USES_TASK
-        ):
-            return ResumeAction.SUBMIT_NEW
-        return action
-
-    def report(self, record: JournalRecord, action: ResumeAction, index: int) -> BatchItem | None:
-        """Return the outcome of an item reported from the journal, or None if it needs work."""
-        return journal_outcome(
-            record, action, index, self.requests[index], link_ttl=self.services.link_ttl
-        )
-
-    def plan_settled(
-        self, items: Sequence[JournalItem]
-    ) -> tuple[list[BatchItem], list[int], list[int]]:
-        """Sort a batch's items at a worker's start, before anything is sent.
-
-        Returns the outcomes of settled items that need nothing more (reported from the
-        journal), the indexes of settled items that need work again (a file deleted, a
-        resubmission asked for, a create refused at another base URL: to reopen), and
-        the indexes of items whose create would be sent again or waited for, but was
-        made at another base URL.
-        """
-        reported, reopen, elsewhere = [], [], []
-        for item in items:
-            record = item.record
-            if record is None:
-                continue
-            if item.settled:
-                action = self.action(record, taking_over=False)
-                outcome = None
-                if record.state is not JournalState.SUBMITTING:
-                    outcome = self.report(record, action, item.index)
-                if outcome is not None:
-                    reported.append(outcome)
-                    continue
-                reopen.append(item.index)
-            if self.elsewhere(record, self.action(record, taking_over=True)):
-                elsewhere.append(item.index)
-        return reported, reopen, elsewhere
-
-    def elsewhere(self, record: JournalRecord, action: ResumeAction) -> bool:
-        """Whether *action* would send or wait for *record*'s create at another service."""
-        return action in SENDS_OR_WAITS and record.base_url != self.services.base_url
 
     async def run(self, item: JournalItem) -> BatchItem | None:
         """Bring *item* to its outcome; None if another worker holds it now."""
@@ -207,8 +137,8 @@ class ItemRunner:
             logger.info("item %d: lease lost to another worker; left to it", index)
             return None
         except ZImageError as exc:
-            if isinstance(exc, JournalError) and task_id is not None:
-                raise unrecorded(exc, task_id, index) from exc
+            if isinstance(exc, JournalError) and task_id is not None:  # committed already
+                raise recorded(exc, task_id, index) from exc
             if isinstance(exc, JournalError):
                 raise
             if isinstance(exc, WaitTimeoutError):  # of what was left: say the item's limit

@@ -2,8 +2,8 @@
 
 Whether a saved item's files are there for this worker, and the errors of an item left
 to another service, of a delivered item whose files and links are gone, of a task
-made but not recorded, and of a create that may have a task, not sent again after the
-batch stopped.
+made but not recorded (or recorded, and a later write failed), and of a create that may
+have a task, not sent again after the batch stopped.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ __all__ = [
     "journal_outcome",
     "left_unsent",
     "lost_files",
+    "recorded",
     "unrecorded",
     "unsent_resend",
 ]
@@ -137,6 +138,19 @@ def unrecorded(exc: JournalError, task_id: str, index: int) -> JournalError:
     )
     error._unrecorded = (str(exc), task_id, index)  # type: ignore[attr-defined]
     return error
+
+
+def recorded(exc: JournalError, task_id: str, index: int) -> JournalError:
+    """Return *exc* naming the task of the item it stopped, whose id the journal holds.
+
+    A write after the task id was committed failed (the ``completed``, ``failed`` or
+    ``saved`` one): the task is not lost, and running the batch again resumes it by its
+    id, paying nothing more; it is not one to collect by hand.
+    """
+    return JournalError(
+        f"{exc}; task {task_id} (item {index}) is recorded in the journal: run the batch "
+        "again, on the same journal, to resume it by its id (it is not paid for again)"
+    )
 
 
 def all_unrecorded(first: BaseException, others: Iterable[BaseException]) -> BaseException:

@@ -45,6 +45,7 @@ from ._journal_sqlite_batch import SqliteBatches
 from ._journal_sqlite_file import (
     connect,
     get_record,
+    locked,
     price_table,
     spend_of,
     transaction,
@@ -109,7 +110,8 @@ class SqliteJournal(SqliteBatches, Journal):
             with readable_rows(self.location):
                 return await loop.run_in_executor(self._executor, work, self._db)
         except sqlite3.Error as exc:
-            raise JournalError(f"the journal {self.location} failed: {exc}") from exc
+            error = locked(self.location, exc)
+            raise error or JournalError(f"the journal {self.location} failed: {exc}") from exc
 
     # -- creates -------------------------------------------------------------------------
 

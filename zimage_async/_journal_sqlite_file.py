@@ -38,6 +38,7 @@ __all__ = [
     "connect",
     "get_record",
     "item_rows",
+    "locked",
     "price_table",
     "spend_of",
     "transaction",
@@ -46,6 +47,8 @@ __all__ = [
 FORMAT = "zimage-journal/1"
 #: Milliseconds a write waits for another process's transaction on the file to end.
 BUSY_TIMEOUT_MS = 30_000
+#: SQLite's primary result code of a write that waited that long in vain.
+_SQLITE_BUSY = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS zimage_journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -100,6 +103,24 @@ SPEND = (
 )
 
 
+def locked(location: Path | str, exc: sqlite3.Error) -> JournalError | None:
+    """Return the error of a write that waited out the busy timeout, or None for another.
+
+    SQLite's "database is locked": another process held the file's write lock all that
+    time, such as a worker stopped (Ctrl-Z, SIGSTOP) or hung in the middle of a write.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+; before, the text says it
+    if code is None and str(exc) != "database is locked":
+        return None
+    if code is not None and code & 0xFF != _SQLITE_BUSY:
+        return None
+    return JournalError(
+        f"the journal {location} stayed locked by another process for "
+        f"{BUSY_TIMEOUT_MS / 1000:g} s ({exc}): a process stopped or hung in the middle of "
+        "a journal write holds the lock; let it go on or end it, then run again"
+    )
+
+
 @contextlib.contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[None]:
     """One ``BEGIN IMMEDIATE`` transaction, rolled back if its body raises.
@@ -140,7 +161,7 @@ def connect(path: Path, clock: Callable[[], float]) -> sqlite3.Connection:
         db.executescript(SCHEMA)
     except sqlite3.OperationalError as exc:  # a full disk, a read-only file: not its content
         db.close()
-        raise JournalError(
+        raise locked(path, exc) or JournalError(
             f"cannot write the journal {path} ({exc}): make room, or pass another journal path"
         ) from exc
     except sqlite3.DatabaseError as exc:
@@ -160,7 +181,7 @@ def connect(path: Path, clock: Callable[[], float]) -> sqlite3.Connection:
                 db.executemany("INSERT INTO zimage_journal_meta VALUES (?, ?)", meta.items())
     except sqlite3.DatabaseError as exc:
         db.close()
-        raise JournalError(f"cannot set up the journal {path}: {exc}") from exc
+        raise locked(path, exc) or JournalError(f"cannot set up the journal {path}: {exc}") from exc
     if meta.get("format") != FORMAT:
         db.close()
         raise JournalError(
