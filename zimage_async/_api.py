@@ -325,6 +325,12 @@ class APIClient:
                 raise
             assert isinstance(final, SubmissionUncertainError)
             raise final from final.cause
+        except Exception as exc:  # not the API's own failure (a bug, a closed loop): ``error``
+            span.end("error", error=exc)
+            raise
+        except BaseException:  # cancelled (Ctrl-C, a timeout around it): ``stopped``, as a wait
+            span.end("stopped")
+            raise
         if span.recording:
             span.set("task_id", task.id)
             self.task_spans[task.id] = span

@@ -293,7 +293,8 @@ class TaskHandle(HandlePolls):
                     try:
                         with bounded(deadline, self._rt.deadlines):
                             chunk = await chunks.__anext__()
-                    except StopAsyncIteration:
+                    except StopAsyncIteration:  # the image is in hand: as result() does
+                        self._span.end("delivered")
                         return
                     except DeadlineReached:
                         raise self._timed_out(limit, stage="download") from None

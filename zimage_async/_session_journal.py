@@ -64,18 +64,33 @@ class JournalMethods:
         if key is not None and batch_id is None and not resending:  # a key of the caller's
             resending = await self._book.sent_before(key)
         sent_key = key or new_key()
-        handle = await self._book.create(
-            request,
-            key=sent_key,
-            base_url=self._base_url,
-            cost=cost,
-            send=lambda: self._create(request, sent_key),
-            limits=limits,
-            batch_id=batch_id,
-            item_index=item_index,
-            resending=resending,
-        )
-        return self._journaled(handle.id, handle.task, request, sent_key)
+        # The journaled handle is the only one made for the task: it takes the create's
+        # task span (a second handle would start another and leave that one open).
+        made: list[TaskHandle] = []
+
+        async def send() -> TaskHandle:
+            task = await self._runtime.api.create(
+                request, callback_url=self._callback_url, idempotency_key=sent_key
+            )
+            made.append(self._journaled(task.id, task, request, sent_key))
+            return made[0]
+
+        try:
+            return await self._book.create(
+                request,
+                key=sent_key,
+                base_url=self._base_url,
+                cost=cost,
+                send=send,
+                limits=limits,
+                batch_id=batch_id,
+                item_index=item_index,
+                resending=resending,
+            )
+        except BaseException as exc:  # made, then not recorded: no one will wait for it
+            if made:
+                made[0]._span.stop(exc)
+            raise
 
     async def _create(self, request: GenerationRequest, key: str | None) -> TaskHandle:
         task = await self._runtime.api.create(
