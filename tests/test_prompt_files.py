@@ -89,6 +89,7 @@ def test_a_json_array_or_csv_file_is_refused_before_anything_is_sent(
         pytest.param('a cat\n{"prompt": "a dog"}\n', 2, id="object-line"),
         pytest.param("a cat\n  {'prompt': 'a dog'},\n", 2, id="object-like-line"),
         pytest.param("a cat\n{}\n", 2, id="empty-object"),
+        pytest.param('a cat\n{prompt: "a dog", seed: 7}\n', 2, id="unquoted-keys-line"),
     ],
 )
 def test_text_that_is_not_prompts_is_refused_by_line(text: str, line: int) -> None:
@@ -144,7 +145,15 @@ def test_jsonl_files_are_still_read() -> None:
 
 @pytest.mark.parametrize(
     "first",
-    ['{"prompt": "a cat", "size": }', '{"prompt": "a cat"', "{'prompt': 'a cat'}", "{}"],
+    [
+        '{"prompt": "a cat", "size": }',
+        '{"prompt": "a cat"',
+        "{'prompt': 'a cat'}",
+        "{}",
+        '{prompt: "a cat", size: "16:9"}',
+        '{ prompt: "a cat" }',
+        '{"pro\\"mpt": "a cat"}',
+    ],
 )
 def test_a_first_item_shaped_as_an_object_makes_the_file_json_lines(first: str) -> None:
     """``{`` then a quoted key (or ``{}``): JSON lines, its error named, never a prompt."""

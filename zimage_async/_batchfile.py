@@ -47,7 +47,7 @@ class BatchLine:
 FORMATS = (
     "zimage batch reads text, one prompt per line, or JSON lines, one object such as "
     '{"prompt": "a cat", "size": "16:9"} per line (a .jsonl or .ndjson name, or a first '
-    "item that is an object: {} or { then a quoted key)"
+    "item that is an object: {}, { then a quoted key, or {...} holding a colon)"
 )
 #: Names of files that are not read at all: each of their lines would be sent as a prompt.
 _REFUSED_NAMES = {
@@ -63,7 +63,12 @@ _TABLE_HEADER = re.compile(
 #: The start of a JSON array of rows: ``[`` alone, or ``[`` then an object, string or array.
 _ARRAY_START = re.compile(r"\[\s*(?:[{\[\"]|$)")
 #: An object, written as JSON (or as a Python dict): ``{}``, or ``{`` then a quoted key.
-_OBJECT = re.compile(r"""\{\s*(?:\}|(?:"[^"]*"|'[^']*')\s*:)""")
+_OBJECT = re.compile(r"""\{\s*(?:\}|(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*:)""")
+
+
+def _object_shaped(text: str) -> bool:
+    """Whether *text* is shaped as a JSON object: ``{...}`` holding a ``:``, keys quoted or not."""
+    return text.startswith("{") and text.endswith(("}", "},")) and ":" in text
 
 
 #: Characters that some editors and tools take as a line break, but ``\n``-counted
@@ -122,7 +127,7 @@ def _not_a_prompt(text: str, first: int | None) -> str | None:
         return "it starts a JSON array"
     if first is None and _TABLE_HEADER.fullmatch(text):
         return "it is a table's header row (CSV)"
-    if _OBJECT.match(text) and text.endswith(("}", "},")):
+    if _object_shaped(text) or (_OBJECT.match(text) and text.endswith(("}", "},"))):
         return "it is a JSON object, in a file read as text (one prompt per line)"
     return None
 
@@ -142,14 +147,16 @@ def _content(line: str) -> str | None:
 def _is_jsonl(name: str, items: list[str | None]) -> bool:
     """Whether the file is JSON lines: by its name, or a first item that is an object.
 
-    An object is ``{}``, or ``{`` then a quoted key, the shape a text file refuses as a
-    JSON object: a row with a typo is still named as bad JSON, while a first prompt of
-    tags or emphasis in braces (``{red|blue} car``) makes a file of prompts.
+    An object is ``{}``, ``{`` then a quoted key, or ``{...}`` holding a ``:`` (keys
+    without quotes), the shapes a text file refuses as a JSON object: a row with a typo is
+    still named as bad JSON, never sent as a prompt, while a first prompt of tags or
+    emphasis in braces (``{red|blue} car``, ``{masterpiece}, {1girl}``) makes a file of
+    prompts.
     """
     if name.endswith((".jsonl", ".ndjson")):
         return True
     first = next((text for text in items if text is not None), "")
-    return _OBJECT.match(first) is not None
+    return _OBJECT.match(first) is not None or _object_shaped(first)
 
 
 #: The most digits a JSONL row's integer may have; any field's integer has far fewer.
