@@ -83,3 +83,20 @@ async def test_close_from_another_loop_is_refused_and_the_session_stays_usable()
         assert "another event loop" in str(failure)
         result = await asyncio.wait_for(zs.generate("a dog"), BOUND)
         assert result.images
+
+
+def test_a_session_whose_loop_has_ended_can_still_be_closed() -> None:
+    """Opened in one ``asyncio.run()``, closed from the next: closed, its pools released."""
+
+    async def opened() -> tuple[Session, Emulator]:
+        emu = Emulator(task_duration=0.1)
+        await emu.start()
+        zs = Session(api_key=emu.api_key, base_url=emu.base_url, poll=QUICK)
+        await zs.open()
+        await zs.generate("a cat")
+        await emu.close()
+        return zs, emu
+
+    zs, _ = asyncio.run(opened())
+    asyncio.run(asyncio.wait_for(zs.close(), BOUND))
+    assert zs.state.name == "CLOSED"

@@ -270,11 +270,11 @@ class Session(JournalMethods, BatchMethods):
     async def close(self) -> None:
         """Close the connection pool (not a caller-owned ``http_session``). Idempotent.
 
-        Raises RuntimeError, changing nothing, when called from another event loop than
-        the one that opened the session (its connections can only be closed there).
+        Raises RuntimeError, changing nothing, when called from another event loop while
+        the one that opened the session still runs (its connections are closed there).
         """
         if self._state is not SessionState.CLOSED:
-            self._transport.check_loop()
+            self._transport.check_loop(closing=True)
         self._state = SessionState.CLOSED
         self._sleeper.wake_all()  # a wait napping now looks, and fails as closed, at once
         self._runtime.deadlines.close()

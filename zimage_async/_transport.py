@@ -99,22 +99,20 @@ class Transport:
     :data:`API_KEEPALIVE`), *max_connections* requests at a time over both. Image
     downloads always use a pool of this transport's own (see the module docstring).
 
-    Limits, in seconds: *connect_timeout* to open a connection; *timeout* for an API
-    answer to stall (first byte, or between reads) and *total_timeout* for a whole API
-    exchange; *read_timeout* for a download to stall, and the ``total_timeout`` given
-    to :meth:`stream` for a whole download. Time queued for a free connection counts
-    against none of them (over a borrowed session, its own pool's queue is not ours to
-    see).
+    Limits, in seconds: *connect_timeout* to open a connection; *timeout* for an API answer to
+    stall (first byte, or between reads) and *total_timeout* for a whole API exchange;
+    *read_timeout* for a download to stall, and the ``total_timeout`` given to :meth:`stream`
+    for a whole download. Time queued for a free connection counts against none of them (over a
+    borrowed session, its own pool's queue is not ours to see).
 
-    *api_base_url* sets the image :class:`~zimage_async._urlpolicy.LinkPolicy` (loopback
-    images only while the API is on loopback...); when ``None``, the origin of the first
-    API request decides, and a download before any API request gets the strict policy.
-    *trust_env* (default ``True``) reads ``HTTPS_PROXY`` / ``HTTP_PROXY`` /
-    ``ALL_PROXY`` / ``NO_PROXY`` and ``SSL_CERT_FILE`` from *environ* (default
-    ``os.environ``) for the owned sessions; loopback is never proxied and ``.netrc`` is
-    never read. *ca_bundle* is a PEM file of the certificate authorities to trust
-    instead of the system's. *resolver* replaces aiohttp's DNS resolver (the link policy
-    still checks what it returns).
+    *api_base_url* sets the image :class:`~zimage_async._urlpolicy.LinkPolicy` (loopback images
+    only while the API is on loopback...); when ``None``, the origin of the first API request
+    decides, and a download before any API request gets the strict policy. *trust_env* (default
+    ``True``) reads ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` and
+    ``SSL_CERT_FILE`` from *environ* (default ``os.environ``) for the owned sessions; loopback
+    is never proxied and ``.netrc`` is never read. *ca_bundle* is a PEM file of the certificate
+    authorities to trust instead of the system's. *resolver* replaces aiohttp's DNS resolver
+    (the link policy still checks what it returns).
     """
 
     def __init__(
@@ -237,13 +235,15 @@ class Transport:
             if session is not None:
                 await session.close()
 
-    def check_loop(self) -> None:
-        """Raise RuntimeError when not called in the event loop that opened the transport."""
-        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+    def check_loop(self, *, closing: bool = False) -> None:
+        """Raise RuntimeError out of the loop that opened it (*closing*: unless that ended)."""
+        loop = self._loop
+        ended = closing and loop is not None and loop.is_closed()
+        if loop is not None and asyncio.get_running_loop() is not loop and not ended:
             raise RuntimeError(
-                "this zimage_async.Session was opened in another event loop; a session (and "
-                "its connection pool) belongs to the loop that opened it - open a new "
-                "Session in this loop (for example inside the asyncio.run() call that uses it)"
+                "this zimage_async.Session was opened in another event loop, which owns its"
+                " connections: open a new Session in this loop (for example inside the"
+                " asyncio.run() call that uses it), and close it there"
             )
 
     def _api_session(self, method: str) -> tuple[aiohttp.ClientSession, Slots | None]:
