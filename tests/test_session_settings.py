@@ -11,6 +11,8 @@ import math
 import threading
 import traceback
 from collections.abc import Mapping
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -223,7 +225,7 @@ HUGE = 10**400
         ],
         pytest.param("seed", [1], id="seed-list"),
         pytest.param("seed", True, id="seed-bool"),
-        pytest.param("seed", 1.5, id="seed-float"),
+        pytest.param("seed", {"a": 1}, id="seed-dict"),
         pytest.param("ca_bundle", 123, id="ca-bundle-int"),
         pytest.param("ca_bundle", b"ca.pem", id="ca-bundle-bytes"),
         pytest.param("ca_bundle", "", id="ca-bundle-empty"),
@@ -249,6 +251,32 @@ def test_a_setting_no_check_caught_is_refused_by_name(
         Session(**options)
     assert caught.value.field == setting
     assert len(str(caught.value)) < 400  # a huge number is described, not written out
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        pytest.param("seed", "nightly-run", id="seed-str"),
+        pytest.param("seed", 7.5, id="seed-float"),
+        pytest.param("seed", b"x", id="seed-bytes"),
+        pytest.param("max_credits", Decimal("5"), id="max-credits-decimal"),
+        pytest.param("max_credits", Fraction(1, 2), id="max-credits-fraction"),
+    ],
+)
+async def test_seeds_and_credits_that_worked_before_the_checks_are_still_taken(
+    setting: str, value: Any, tmp_path: Path
+) -> None:
+    """What ``random.Random`` takes as a seed, and any real number of credits, work."""
+    async with (
+        Emulator(task_duration=0.05) as emu,
+        Session(
+            api_key=emu.api_key,
+            base_url=emu.base_url,
+            journal=tmp_path / "j.sqlite",
+            **{setting: value},
+        ) as zs,
+    ):
+        assert (await zs.generate("a cat")).images
 
 
 def test_an_empty_base_url_says_to_leave_it_out() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 import socket
 import unicodedata
 import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 
 import attrs
@@ -103,19 +105,21 @@ def check_flag(value: bool, field: str) -> bool:
     return value
 
 
-def check_spend_type(max_credits: float | None) -> None:
-    """Refuse a *max_credits* that is not a number a float holds (the journal checks its range)."""
-    if max_credits is not None and (
-        isinstance(max_credits, bool) or not isinstance(max_credits, (int, float))
-    ):
-        raise InvalidRequestError(
-            "max_credits", "a number of credits >= 0", wrong_type(max_credits)
-        )
+def check_spend_type(max_credits: object) -> float | None:
+    """Return *max_credits* as a float, if a real number a float holds (a Decimal too).
+
+    The journal checks its range; None (no limit) stays None.
+    """
+    if max_credits is None:
+        return None
+    rule = "a number of credits >= 0"
+    if isinstance(max_credits, bool) or not isinstance(max_credits, (numbers.Real, Decimal)):
+        raise InvalidRequestError("max_credits", rule, wrong_type(max_credits))
     try:
-        float(max_credits or 0)
+        return float(max_credits)
     except OverflowError:  # an int too large
-        problem = f"{int_text(int(max_credits or 0))} does not fit in a float"
-        raise InvalidRequestError("max_credits", "a number of credits >= 0", problem) from None
+        problem = f"{short_repr(max_credits)} does not fit in a float"
+        raise InvalidRequestError("max_credits", rule, problem) from None
 
 
 _NUMBERS_RULE = "a sequence of distinct integers, one per request, in the requests' order"

@@ -87,6 +87,11 @@ def read_base_url(base_url: object, environ: Mapping[str, str]) -> str:
     return check_base_url(base_url)
 
 
+#: What ``random.Random`` takes as a seed (a bool too, but that is taken for a mistake).
+SEED_TYPES = (int, float, str, bytes, bytearray, type(None))
+SEED_RULE = "what random.Random takes: an int, a float, a str, bytes, or None"
+
+
 def check_kinds(
     *, poll: object, retry: object, http_session: object, seed: object, trust_env: object
 ) -> None:
@@ -95,8 +100,8 @@ def check_kinds(
     check_kind("retry", retry, (RetryPolicy, type(None)), "a RetryPolicy, or None")
     rule = "an aiohttp.ClientSession, or None"
     check_kind("http_session", http_session, (aiohttp.ClientSession, type(None)), rule)
-    if isinstance(seed, bool) or not isinstance(seed, (int, type(None))):
-        raise InvalidRequestError("seed", "an integer, or None", f"got {a_type(seed)}")
+    if isinstance(seed, bool) or not isinstance(seed, SEED_TYPES):
+        raise InvalidRequestError("seed", SEED_RULE, f"got {a_type(seed)}")
     check_kind("trust_env", trust_env, bool, "True or False")
 
 

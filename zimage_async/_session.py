@@ -180,7 +180,7 @@ class Session(JournalMethods, BatchMethods):
         self._rng = random.Random(seed)
         if journal is not None and not isinstance(journal, Journal):
             check_journal_target("journal", journal)
-        check_spend_type(max_credits)
+        max_credits = check_spend_type(max_credits)
         limit = check_max_credits(max_credits, journal=journal, name="max_credits")
         self._book = (
             None

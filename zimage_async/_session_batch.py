@@ -189,7 +189,7 @@ class BatchMethods:
             check_output_names(name, checked, numbered)
         target = _batch_journal(journal, manifest, session_journal=self._book is not None)
         durable = self._book is not None or target is not None
-        check_spend_type(max_credits)
+        max_credits = check_spend_type(max_credits)
         limit = check_max_credits(
             max_credits, journal="journal" if durable else None, name="max_credits"
         )

@@ -44,10 +44,10 @@ def _check_keys(api_keys: Sequence[str]) -> tuple[str, ...]:
     return keys
 
 
-def check_seed(seed: int | None) -> int | None:
-    """Return *seed* if it is an int or None (what ``random.Random`` is given); else raise."""
-    if seed is not None and not is_int(seed):
-        raise ValueError(f"seed must be an int or None, got {shown(seed)}.")
+def check_seed(seed: int | float | str | bytes | None) -> int | float | str | bytes | None:
+    """Return *seed* if ``random.Random`` takes it (a bool is taken for a mistake); else raise."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, float, str, bytes, type(None))):
+        raise ValueError(f"seed must be an int, a float, a str, bytes or None, got {shown(seed)}.")
     return seed
 
 
