@@ -23,12 +23,12 @@ import os
 from pathlib import Path
 
 from ._exceptions import JournalError
+from ._journal_moves import begin_refusal
 from ._journal_records import (
     JournalItem,
     JournalRecord,
     JournalState,
     ResumeAction,
-    begin_refusal,
     price_key,
     resume_action,
 )

@@ -26,15 +26,10 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import JournalError
+from ._journal_moves import begin_refusal, passed_already, update_refusal
 from ._journal_postgres_batch import PostgresBatches
 from ._journal_postgres_pool import transaction_attempts
-from ._journal_records import (
-    JournalRecord,
-    JournalState,
-    begin_refusal,
-    price_key,
-    update_refusal,
-)
+from ._journal_records import JournalRecord, JournalState, price_key
 from ._journal_rows import (
     ITEM_LEASE_COLUMNS,
     RECORD_COLUMNS,
@@ -138,21 +133,24 @@ class PostgresJournal(PostgresBatches, Journal):
         return journal
 
     async def _set_up(self) -> None:
+        """Create the tables a journal of this format lacks; refuse any other database.
+
+        Checked before anything is created: a journal of another format, or a schema
+        holding other tables and no journal (another application's), is refused and
+        left as it was.
+        """
         for attempt in self._attempts("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK):
             async with attempt as db:
-                await db.execute(SCHEMA)
-                await db.execute(
-                    "INSERT INTO zimage_journal_meta VALUES ('format', $1) ON CONFLICT DO NOTHING",
-                    FORMAT,
-                )
-                found = await db.fetchval(
-                    "SELECT value FROM zimage_journal_meta WHERE key = 'format'"
-                )
-        if found != FORMAT:
-            raise JournalError(
-                f"{self.location} holds a zimage journal of format {found!r}, which this "
-                f"version does not read (it reads {FORMAT!r}); upgrade zimage-async"
-            )
+                refusal = await _refusal(db, self.location)
+                if refusal is None:
+                    await db.execute(SCHEMA)
+                    await db.execute(
+                        "INSERT INTO zimage_journal_meta VALUES ('format', $1)"
+                        " ON CONFLICT DO NOTHING",
+                        FORMAT,
+                    )
+        if refusal is not None:
+            raise JournalError(refusal)
 
     async def close(self) -> None:
         """Close the connection pool (every change is already committed). Idempotent."""
@@ -189,7 +187,7 @@ class PostgresJournal(PostgresBatches, Journal):
                 now = float(await db.fetchval(NOW))
                 row = await db.fetchrow(GET + " FOR UPDATE", record.key)
                 existing = None if row is None else record_from_row(tuple(row))
-                refusal = begin_refusal(existing, record)
+                refusal = begin_refusal(existing, record, now=now)
                 if refusal is not None:
                     raise JournalError(refusal)
                 if record.batch_id is not None:
@@ -255,11 +253,14 @@ class PostgresJournal(PostgresBatches, Journal):
         """See :meth:`Journal.update`."""
         for attempt in self._attempts():
             async with attempt as db:
-                existing = await db.fetchrow(GET + " FOR UPDATE", key)
-                if existing is not None:
-                    refusal = update_refusal(record_from_row(tuple(existing)), state, task_id)
+                found = await db.fetchrow(GET + " FOR UPDATE", key)
+                if found is not None:
+                    existing = record_from_row(tuple(found))
+                    refusal = update_refusal(existing, state, task_id)
                     if refusal is not None:
                         raise JournalError(refusal)
+                    if passed_already(existing, state):  # a late or repeated outcome: kept
+                        return existing
                 row = await db.fetchrow(
                     UPDATE,
                     state.value,
@@ -339,6 +340,32 @@ class PostgresJournal(PostgresBatches, Journal):
                     *price_key(model, size),
                 )
         return None if value is None else float(value)
+
+
+async def _refusal(db: _Connection, location: str) -> str | None:
+    """Return why the database at *location* is not opened as a journal, or None."""
+    if await db.fetchval("SELECT to_regclass('zimage_journal_meta') IS NOT NULL"):
+        found = await db.fetchval("SELECT value FROM zimage_journal_meta WHERE key = 'format'")
+        if found is None or found == FORMAT:
+            return None
+        return (
+            f"{location} holds a zimage journal of format {found!r}, which this version "
+            f"does not read (it reads {FORMAT!r}); it was left as it was - upgrade zimage-async"
+        )
+    others = [
+        str(row[0])
+        for row in await db.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            " AND left(tablename, 7) <> 'zimage_' ORDER BY tablename LIMIT 6"
+        )
+    ]
+    if not others:
+        return None
+    shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+    return (
+        f"{location} is not a zimage journal: its schema holds other tables ({shown}) and "
+        "no journal, and was left as it was; give the journal a database of its own"
+    )
 
 
 async def _prices(db: _Connection) -> dict[tuple[str, str], float]:

@@ -22,12 +22,9 @@ __all__ = [
     "JournalRecord",
     "JournalState",
     "ResumeAction",
-    "begin_refusal",
     "price_key",
     "request_from_json",
     "resume_action",
-    "unrecorded_task",
-    "update_refusal",
 ]
 
 
@@ -209,77 +206,6 @@ class JournalItem:
     def state(self) -> JournalState | None:
         """The state of the item's create, or None if it was never begun."""
         return None if self.record is None else self.record.state
-
-
-def begin_refusal(existing: JournalRecord | None, record: JournalRecord) -> str | None:
-    """Return why *record* may not be begun over *existing* (same key), or None.
-
-    A key may be begun again (sent again, with the same key) while its create has no
-    known task: ``submitting``, ``uncertain`` or ``rejected``. A key that already has a
-    task is resumed by task id, never sent again; a key is never reused for another
-    request.
-    """
-    if existing is None:
-        return None
-    if existing.fingerprint != record.fingerprint:
-        return (
-            f"the idempotency key {record.key!r} was used for another request; send this "
-            "request with a new key"
-        )
-    if existing.state.has_task:
-        return (
-            f"the create with key {record.key!r} already made task {existing.task_id} "
-            f"({existing.state.value}); resume that task by its id instead of sending again"
-        )
-    if existing.state is not JournalState.REJECTED and existing.base_url != record.base_url:
-        return (
-            f"the create with key {record.key!r} was sent to {existing.base_url} "
-            f"({existing.state.value}) and may have made a task there; sending it to "
-            f"{record.base_url} would pay for a second task - resume it with a session "
-            f"on {existing.base_url}"
-        )
-    return None
-
-
-def update_refusal(
-    existing: JournalRecord, state: JournalState, task_id: str | None = None
-) -> str | None:
-    """Return why *existing* may not be moved to *state* (with *task_id*, if given), or None.
-
-    A create whose task id is recorded never goes back to a state that says no task is
-    known (``submitting``, ``uncertain``, ``rejected``), never takes another task id,
-    and never goes back to ``created`` from a later state: each is a late answer of an
-    earlier send (a worker whose item was taken over) writing over the task the item's
-    new holder recorded.
-    """
-    recorded = existing.task_id
-    if recorded is None:
-        return None
-    if task_id is not None and task_id != recorded:
-        return (
-            f"the create with key {existing.key!r} already has task {recorded} "
-            f"({existing.state.value}); task {task_id} is not recorded over it"
-        )
-    backwards = state is JournalState.CREATED and existing.state not in _CREATED_OR_BEFORE
-    if state not in _NO_TASK and not backwards:
-        return None
-    return (
-        f"the create with key {existing.key!r} already has task {recorded} "
-        f"({existing.state.value}); it is not moved back to {state.value}"
-    )
-
-
-def unrecorded_task(failure: object, task_id: str, key: str) -> str:
-    """Return the message of a journal write *failure* that left billed *task_id* unrecorded."""
-    return (
-        f"{failure}; task {task_id} (key {key}) was created and is billed but could not "
-        f"be recorded - collect it with `zimage task {task_id} -o DIR` or "
-        f"session.task({task_id!r}), do not submit it again"
-    )
-
-
-_NO_TASK = frozenset({JournalState.SUBMITTING, JournalState.UNCERTAIN, JournalState.REJECTED})
-_CREATED_OR_BEFORE = _NO_TASK | {JournalState.CREATED}
 
 
 class ResumeAction(enum.Enum):

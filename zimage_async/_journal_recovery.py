@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ._exceptions import ZImageError
 from ._handle import TaskHandle
+from ._journal_moves import IN_FLIGHT_WINDOW, in_flight
 from ._journal_records import JournalItem, JournalRecord, JournalState
 
 if TYPE_CHECKING:
@@ -33,12 +34,14 @@ async def recover_unfinished(
 
     As :meth:`Bookkeeper.recover` says. The items of a batch are read once, when its
     first create without a task id is met, not once per create; whether a lease is
-    still running is judged by the journal's clock (a machine whose clock runs ahead
-    would otherwise resend an item a live worker holds).
+    still running, or a create may still be in flight in another session
+    (:func:`in_flight`: begun less than :data:`IN_FLIGHT_WINDOW` ago), is judged by the
+    journal's clock (a machine whose clock runs ahead would otherwise resend a create
+    that a live worker or session is sending).
     """
     handles: list[TaskHandle] = []
     now = time.time()  # links expire by this machine's clock (completed_at is its own)
-    lease_now: float | None = None  # leases run out by the journal's clock
+    lease_now: float | None = None  # leases and begins run by the journal's clock
     read: dict[str, dict[int, JournalItem]] = {}
     for record in await book.unfinished():
         if record.base_url != book.base_url:
@@ -52,6 +55,16 @@ async def recover_unfinished(
         elif resend is not None:
             if lease_now is None:
                 lease_now = await book.journal.now()
+            if in_flight(record, now=lease_now):
+                logger.info(
+                    "the create with key %s was begun %.0f s ago and may still be in flight "
+                    "in another session: not sent again (a recover sends it again if it is "
+                    "still unanswered in %.0f s)",
+                    record.key,
+                    max(0.0, lease_now - record.updated_at),
+                    IN_FLIGHT_WINDOW - max(0.0, lease_now - record.updated_at),
+                )
+                continue
             if await _leased(book, record, lease_now, read):
                 logger.info(
                     "the create with key %s is item %s of batch %r, which a running "

@@ -24,13 +24,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from ._exceptions import JournalError
-from ._journal_records import (
-    JournalRecord,
-    JournalState,
-    begin_refusal,
-    price_key,
-    update_refusal,
-)
+from ._journal_moves import begin_refusal, passed_already, update_refusal
+from ._journal_records import JournalRecord, JournalState, price_key
 from ._journal_rows import (
     ITEM_LEASE_COLUMNS,
     RECORD_COLUMNS,
@@ -135,7 +130,7 @@ class SqliteJournal(SqliteBatches, Journal):
         with transaction(db):
             now = self._clock()
             existing = get_record(db, record.key)
-            refusal = begin_refusal(existing, record)
+            refusal = begin_refusal(existing, record, now=now)
             if refusal is not None:
                 raise JournalError(refusal)
             if record.batch_id is not None:
@@ -217,9 +212,12 @@ class SqliteJournal(SqliteBatches, Journal):
             now = self._clock()
             existing = get_record(db, key)
             if existing is not None:
-                refusal = update_refusal(existing, JournalState(values[0]), values[1])  # type: ignore[arg-type]
+                state = JournalState(values[0])
+                refusal = update_refusal(existing, state, values[1])  # type: ignore[arg-type]
                 if refusal is not None:
                     raise JournalError(refusal)
+                if passed_already(existing, state):  # a late or repeated outcome: kept
+                    return existing
             cursor = db.execute(
                 "UPDATE zimage_creates SET state = ?, task_id = COALESCE(?, task_id),"
                 " credits_reserved = COALESCE(?, credits_reserved),"

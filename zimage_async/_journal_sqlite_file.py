@@ -143,7 +143,9 @@ def connect(path: Path, clock: Callable[[], float]) -> sqlite3.Connection:
     """Open (or create) the journal file at *path*; a symbolic link there is refused.
 
     A link planted where a journal is kept (``OUT/zimage-journal.sqlite``) would have
-    the journal written into whatever file it names.
+    the journal written into whatever file it names. What the file holds is checked
+    before anything is written to it (:func:`_meta`): a file of another format, or
+    another application's database, is refused and left as it was.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +160,12 @@ def connect(path: Path, clock: Callable[[], float]) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA synchronous=FULL")
         db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
-        db.executescript(SCHEMA)
+        _meta(db, path)  # reads only: a file refused here is left as it was
+        with transaction(db):
+            _set_up(db, _meta(db, path), clock)  # again: another process may have set it up
+    except JournalError:
+        db.close()
+        raise
     except sqlite3.OperationalError as exc:  # a full disk, a read-only file: not its content
         db.close()
         raise locked(path, exc) or JournalError(
@@ -169,28 +176,60 @@ def connect(path: Path, clock: Callable[[], float]) -> sqlite3.Connection:
         raise JournalError(
             f"{path} is not a zimage journal ({exc}); pass another journal path"
         ) from exc
-    try:
-        with transaction(db):
-            meta = dict(db.execute("SELECT key, value FROM zimage_journal_meta").fetchall())
-            if not meta:
-                meta = {"format": FORMAT, "created": str(clock())}
-                manifest = read_manifest(db)
-                if manifest is not None:
-                    meta["imported_manifest"] = manifest[0]
-                    _import_manifest(db, *manifest, now=clock())
-                db.executemany("INSERT INTO zimage_journal_meta VALUES (?, ?)", meta.items())
-    except sqlite3.DatabaseError as exc:
-        db.close()
-        raise locked(path, exc) or JournalError(f"cannot set up the journal {path}: {exc}") from exc
-    if meta.get("format") != FORMAT:
-        db.close()
-        raise JournalError(
-            f"{path} is a zimage journal of format {meta.get('format')!r}, which this version "
-            f"does not read (it reads {FORMAT!r}); upgrade zimage-async or pass another path"
-        )
     return db
 
 
+def _meta(db: sqlite3.Connection, path: Path) -> dict[str, str]:
+    """Return the journal's meta ({} if none yet), or refuse a file that is not one to open.
+
+    A journal of another format is refused (a newer one may have other tables and
+    columns: nothing of this version is written into it), and so is a database that
+    holds other tables and no journal (another application's; a batch manifest of an
+    earlier version is taken over). A new or empty file, and the journal tables of a
+    set-up cut off before its meta was written, have no meta yet.
+    """
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if _META in tables:
+        meta = {str(k): str(v) for k, v in db.execute("SELECT key, value FROM zimage_journal_meta")}
+        if meta and meta.get("format") != FORMAT:
+            raise JournalError(
+                f"{path} is a zimage journal of format {meta.get('format')!r}, which this "
+                f"version does not read (it reads {FORMAT!r}); it was left as it was - "
+                "upgrade zimage-async or pass another path"
+            )
+        return meta
+    others = sorted(name for name in tables if not name.startswith(("zimage_", "sqlite_")))
+    if others and not (set(others) <= _MANIFEST_TABLES and read_manifest(db) is not None):
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise JournalError(
+            f"{path} is not a zimage journal: it is an SQLite database holding other tables "
+            f"({shown}) and no journal, and was left as it was; pass a new file's path"
+        )
+    return {}
+
+
+def _set_up(db: sqlite3.Connection, meta: dict[str, str], clock: Callable[[], float]) -> None:
+    """Create what the journal lacks (inside a transaction), given its *meta* (:func:`_meta`).
+
+    The tables and indexes of this format that an existing journal lacks (one written
+    before the task index) are added; a new one gets its meta, and takes a batch
+    manifest's rows over.
+    """
+    for statement in SCHEMA.split(";"):  # not executescript: it would commit first
+        if statement.strip():
+            db.execute(statement)
+    if not meta:
+        meta = {"format": FORMAT, "created": str(clock())}
+        manifest = read_manifest(db)
+        if manifest is not None:
+            meta["imported_manifest"] = manifest[0]
+            _import_manifest(db, *manifest, now=clock())
+        db.executemany("INSERT INTO zimage_journal_meta VALUES (?, ?)", meta.items())
+
+
+_META = "zimage_journal_meta"
+#: The tables of a batch manifest of an earlier version, which a journal takes over.
+_MANIFEST_TABLES = frozenset({"meta", "items"})
 _MANIFEST_STATES = {state: JournalState(state.value) for state in RowState}
 _SETTLED = frozenset(
     {JournalState.SAVED, JournalState.FAILED, JournalState.UNCERTAIN, JournalState.REJECTED}

@@ -65,8 +65,9 @@ class Journal(abc.ABC):
         *limits* must admit the record's cost (:func:`check_spend`, with the cost from
         :attr:`JournalRecord.expected_cost` or the last price of its model and size),
         else :class:`SpendLimitError` is raised and nothing is written. A key the
-        journal already holds is begun again only as :func:`begin_refusal` allows, else
-        :class:`JournalError`. With *worker_id*, a batch item's record is refused
+        journal already holds is begun again only as :func:`begin_refusal` allows (not
+        while its create may still be in flight in another session, by the store's
+        clock), else :class:`JournalError`. With *worker_id*, a batch item's record is refused
         (:class:`LeaseLostError`) unless the item is claimed by that worker: a lease that
         ran out still counts while nobody claimed the item since, as for :meth:`renew`.
         """
@@ -91,7 +92,9 @@ class Journal(abc.ABC):
         the journal has no record under *key*, or (changing nothing, checked atomically
         with the write) if the record has a task id and *state* says no task is known
         (:func:`update_refusal`): a stale worker's late answer never overwrites the task
-        the item's new holder recorded.
+        the item's new holder recorded. A state the record has gone past
+        (:func:`passed_already`: ``completed`` over ``saved``, say) changes nothing, and
+        the record is returned as it is: states move forward only.
         """
 
     @abc.abstractmethod

@@ -35,11 +35,12 @@ from ._exceptions import (
 )
 from ._handle import TaskHandle
 from ._journal import Journal, open_journal
-from ._journal_records import UNFINISHED, JournalRecord, JournalState, unrecorded_task
+from ._journal_moves import unrecorded_task
+from ._journal_notes import PendingWrites, begin_priced, note_cancelled, note_refused
+from ._journal_records import UNFINISHED, JournalRecord, JournalState
 from ._journal_recovery import recover_unfinished
-from ._journal_spend import PriceAwaited, Spend, SpendLimit
+from ._journal_spend import Spend, SpendLimit
 from ._models import GenerationRequest, GenerationResult, Task
-from ._outcome import refused_resend
 from ._runtime import Runtime
 from ._sending import watching
 
@@ -57,102 +58,6 @@ logger = logging.getLogger("zimage_async.journal")
 
 #: The error code a ``failed`` record gets for a task that completed without any link.
 NO_RESULTS = "completed_without_results"
-#: The most seconds closing waits for journal writes still under way.
-CLOSE_GRACE = 10.0
-
-
-class PendingWrites:
-    """Journal writes that must finish even if their caller is cancelled.
-
-    Whoever closes the journal calls :meth:`settle` first, so a write that a cancelled
-    caller stopped waiting for is neither lost nor run against a closed store.
-    """
-
-    def __init__(self) -> None:
-        self._writes: set[asyncio.Future[Any]] = set()
-
-    async def shield(self, write: Awaitable[Any]) -> None:
-        """Run *write* to its end even if the caller is cancelled; wait for it."""
-        future = asyncio.ensure_future(write)
-        self._writes.add(future)
-        future.add_done_callback(self._writes.discard)
-        await asyncio.shield(future)
-
-    async def settle(self, timeout: float = CLOSE_GRACE) -> None:
-        """Wait (at most *timeout* seconds) for the writes still under way."""
-        if self._writes:
-            await asyncio.wait(set(self._writes), timeout=timeout)
-
-
-async def begin_priced(
-    journal: Journal,
-    record: JournalRecord,
-    *,
-    limits: Sequence[SpendLimit],
-    worker_id: str | None = None,
-) -> JournalRecord:
-    """Begin *record*, first waiting while another unpriced create of its kind is sent.
-
-    Under a spend limit a create whose cost is unknown counts as 0 credits, so only one
-    create of a model and size without a known price is sent at a time (the store
-    refuses the others with :class:`PriceAwaited`); they wait here, polling with a
-    growing pause (at most 1 s), until its price is known or it settles without one.
-    """
-    pause = 0.05
-    while True:
-        try:
-            return await journal.begin(record, limits=limits, worker_id=worker_id)
-        except PriceAwaited:  # noqa: PERF203 (a wait loop, one begin per pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 1.0)
-
-
-async def note_refused(
-    note: Callable[..., Awaitable[Any]],
-    key: str,
-    request: GenerationRequest,
-    exc: ZImageError,
-    *,
-    resending: bool,
-) -> ZImageError:
-    """Record a send that certainly made no task (*exc*); return the error to raise.
-
-    ``rejected``; but with *resending* an earlier send under *key* may have made one:
-    the create stays ``uncertain``, and :func:`refused_resend` says so.
-    """
-    if resending:
-        uncertain = refused_resend(exc, key=key, request=request)
-        await note(key, JournalState.UNCERTAIN, error_message=str(uncertain))
-        return uncertain
-    await note(key, JournalState.REJECTED, error_code=type(exc).__name__, error_message=str(exc))
-    return exc
-
-
-async def note_cancelled(
-    note: Callable[..., Awaitable[Any]],
-    key: str,
-    pending: PendingWrites,
-    *,
-    sent: bool,
-    error: BaseException | None = None,
-) -> None:
-    """Record the create under *key*, stopped (cancelled, its session closed) unanswered.
-
-    ``uncertain`` if it may have been *sent*. Stopped before it was handed over
-    (waiting for a connection, or out a 429 pause), it reached no one: ``rejected``, so
-    that it counts as nothing spent and is never sent again as an uncertain create.
-    """
-    why = "cancelled" if error is None or isinstance(error, asyncio.CancelledError) else "stopped"
-    if sent:
-        write = note(key, JournalState.UNCERTAIN, error_message=f"{why} while sending")
-    else:
-        write = note(
-            key,
-            JournalState.REJECTED,
-            error_code=type(error).__name__ if error is not None else "CancelledError",
-            error_message=f"{why} before it was sent",
-        )
-    await pending.shield(write)
 
 
 def check_max_credits(
@@ -179,7 +84,11 @@ def check_max_credits(
 
 
 class JournaledHandle(TaskHandle):
-    """A :class:`TaskHandle` whose outcome (completed, failed, saved) goes to the journal."""
+    """A :class:`TaskHandle` whose outcome (completed, failed, saved) goes to the journal.
+
+    Waiting again after a save leaves the record ``saved``: the store keeps a state the
+    record has gone past (:func:`passed_already`).
+    """
 
     def _journaled(self, book: Bookkeeper, key: str | None) -> JournaledHandle:
         self._book = book
@@ -204,7 +113,7 @@ class JournaledHandle(TaskHandle):
             await self._note(JournalState.FAILED, error_code=NO_RESULTS)
             raise
         if saved:
-            paths = outcome if isinstance(outcome, list) else []
+            paths = outcome if isinstance(outcome, list) else None  # result(): files kept
             await self._note(JournalState.SAVED, completed_at=time.time(), paths=paths)
         else:
             await self._note(JournalState.COMPLETED, completed_at=time.time())
@@ -376,7 +285,8 @@ class Bookkeeper:
         """Return a handle for each unfinished create made at this base URL.
 
         *resume* those with a task id, *resend* (if given) those without one, except a
-        batch item a worker holds a live lease on (it is left to its batch): a resend
+        batch item a worker holds a live lease on (it is left to its batch) and a
+        create another session may still be sending (:func:`in_flight`, logged): a resend
         the service refuses, or whose answer is uncertain again, is recorded as such
         and logged, and the others go on. A completed task whose links have expired is
         settled as ``expired`` and logged (a warning): its images are lost.

@@ -188,8 +188,10 @@ class JournalMethods:
         *resubmit_uncertain*, and then with its original idempotency key, its batch and
         item index and its expected cost (so a batch's spend limit still counts it);
         otherwise it is left in :meth:`unfinished`. A batch item that a running worker
-        holds (its lease has not run out) is not sent: it is left to its batch. A
-        resend that fails stays ``uncertain`` under its key (a refusal too: the gateway
+        holds (its lease has not run out) is not sent: it is left to its batch. Nor is a
+        ``submitting`` create begun less than 30 minutes ago (longer than a create can
+        take): another session may still be sending it, and a resend could bill twice.
+        A resend that fails stays ``uncertain`` under its key (a refusal too: the gateway
         may refuse before it looks the key up) and is logged as a warning, and the
         others go on. A completed task
         whose image links have expired gets no handle: it is recorded as ``expired``
