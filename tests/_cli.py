@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from zimage_async.emulator import Emulator
@@ -49,11 +50,28 @@ async def finished(
     return process.returncode or 0, stdout.decode(), stderr.decode()
 
 
+def emulator_env(emu: Emulator | None, **extra: str) -> dict[str, str]:
+    """The environment that points the command at *emu* (None: no key, in-process), + *extra*.
+
+    The emulator must be listening on a loopback address: a test never reaches the real
+    service, whose URL is the command's default.
+    """
+    if emu is None:
+        return cli_env(**extra)
+    assert emu.base_url.startswith("http://127.0.0.1:"), emu.base_url
+    return cli_env(ZIMAGE_API_KEY=emu.api_key, ZIMAGE_BASE_URL=emu.base_url, **extra)
+
+
 async def start(
-    emu: Emulator | None, *args: str | Path, cwd: Path | None = None
+    emu: Emulator | None,
+    *args: str | Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> asyncio.subprocess.Process:
-    """Start the command line against *emu* (None: no key, so an in-process emulator)."""
-    env = {} if emu is None else {"ZIMAGE_API_KEY": emu.api_key, "ZIMAGE_BASE_URL": emu.base_url}
+    """Start the command line against *emu* (None: no key, so an in-process emulator).
+
+    *env*: more environment variables for the command.
+    """
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -61,9 +79,41 @@ async def start(
         *map(str, args),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=cli_env(**env),
+        env=emulator_env(emu, **(env or {})),
         cwd=cwd,
     )
+
+
+async def ended(process: asyncio.subprocess.Process) -> tuple[int, str, str]:
+    """Wait (60 s at most) for *process* to end; return its status, stdout and stderr."""
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def redirected(
+    emu: Emulator | None, redirect: str, *args: str | Path, cwd: Path
+) -> tuple[int, str]:
+    """Run the command line followed by *redirect* (``> /dev/full``, ``| true``) in a shell.
+
+    Return the status of the last command of the line, and the command's stderr.
+    """
+    process = await asyncio.create_subprocess_exec(
+        "/bin/sh",
+        "-c",
+        f'"$@" {redirect}',
+        "sh",
+        sys.executable,
+        "-m",
+        "zimage_async",
+        *map(str, args),
+        stderr=asyncio.subprocess.PIPE,
+        env=emulator_env(emu),
+        cwd=cwd,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, stderr.decode()
 
 
 async def created_and_polled(emu: Emulator) -> str:

@@ -113,7 +113,7 @@ def test_generate_saves_one_image_to_the_named_file(tmp_path: Path) -> None:
         pytest.param(["generate", "a cat", "--seed", "0"], "seed", id="bad-seed"),
         pytest.param(["batch", "missing.txt", "-o", "out"], "no such file", id="missing-file"),
         pytest.param(["batch", ".", "-o", "out"], "is a directory", id="directory"),
-        pytest.param(["task", "../etc"], "task_id", id="bad-task-id"),
+        pytest.param(["task", "../etc"], "error: ID: ", id="bad-task-id"),
         pytest.param(["batch", "p.txt"], "required: -o", id="no-output"),
         pytest.param(["frobnicate"], "invalid choice", id="unknown-command"),
         pytest.param(["batch", "p.txt", "-o", "out", "--concurrency", "0"], "concurrency", id="c0"),

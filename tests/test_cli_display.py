@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from zimage_async._cli_common import SHOWN_CHARACTERS, shown
+from zimage_async._cli_output import SHOWN_CHARACTERS, shown
 
 from ._cli import cli_env, finished
 

@@ -19,7 +19,9 @@ import pytest
 
 from zimage_async import GenerationRequest
 from zimage_async._journal import open_journal
+from zimage_async._journal_moves import IN_FLIGHT_WINDOW
 from zimage_async._journal_records import JournalRecord, JournalState
+from zimage_async._journal_sqlite import SqliteJournal
 from zimage_async.emulator import Emulator, ManualClock, _factory
 
 from ._cli import created_and_polled, start
@@ -301,7 +303,10 @@ async def test_resubmit_uncertain_sends_the_original_key_and_gets_the_task_alrea
             headers={"Authorization": f"Bearer {emulator.api_key}", "Idempotency-Key": key},
         )
         assert reply.status == 200
-    await _journal_with(_record("uncertain-1", "an owl", emulator.base_url))
+    # Begun by a process that died long ago: a younger record may still be in flight.
+    begun = time.time() - IN_FLIGHT_WINDOW - 60
+    async with await SqliteJournal.open(default_journal(), clock=lambda: begun) as journal:
+        await journal.begin(_record("uncertain-1", "an owl", emulator.base_url))
     status, stdout, stderr = await zimage(
         emulator, "tasks", "collect", "-o", tmp_path, "--resubmit-uncertain"
     )
@@ -326,7 +331,7 @@ def test_hints_name_the_journal_without_its_password_and_the_folder_of_a_file() 
 
 def test_the_billed_service_is_called_billed_in_the_hint() -> None:
     """Against the real service, the message says the task is billed."""
-    from zimage_async._cli_generate import _collect_hint
+    from zimage_async._cli_hints import collect_hint as _collect_hint
 
     text = _collect_hint("task-unified-1-a", "out/", emulated=False, billed=True, journal=None)
     assert "where it is billed" in text and "without creating another task" in text

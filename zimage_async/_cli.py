@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -31,10 +30,14 @@ from ._cli_common import (
     seconds,
     shown,
 )
-from ._cli_generate import add_save_options, run_generate, run_task
+from ._cli_generate import add_save_options, run_generate
+from ._cli_logging import logging_to_stderr
+from ._cli_output import StdoutError, drop_stdout, guarded_stdout, print_json
 from ._cli_signals import HANGUP, exiting_now, hung_up, install, show_cursor, still_stopping
 from ._cli_streams import null_for_closed_streams
+from ._cli_task import run_task
 from ._cli_tasks import add_journal_options, add_tasks_parser, run_tasks
+from ._cli_words import cli_words, spend_limit_text
 from ._exceptions import SpendLimitError, ZImageError
 from ._naming import BATCH_NAME
 from ._version import __version__
@@ -301,25 +304,18 @@ async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if not flag["interrupted"]:
             raise
         say("interrupted" if interruption.hint is None else f"interrupted: {interruption.hint}")
+        if interruption.record is not None:
+            try:
+                print_json(interruption.record())
+            except (StdoutError, BrokenPipeError):  # its id is in the message just said
+                drop_stdout()
         return 130
+    except StdoutError as exc:
+        exc.hint = interruption.hint
+        raise
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
-
-
-class _Shown(logging.Formatter):
-    """Log lines as :func:`shown` makes them: a logged server string cannot drive the terminal."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return "\n".join(map(shown, super().format(record).split("\n")))
-
-
-def _log_to_stderr(verbosity: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Shown(f"{PROG}: %(levelname)s %(message)s"))
-    logger = logging.getLogger("zimage_async")
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -333,19 +329,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return emulator_main(["--port", str(args.port), *extra])
     if extra:
-        parser.error(f"unrecognized arguments: {' '.join(map(journal_label, extra))}")
-    if args.command == "info":
-        from ._cli_info import run_info
-
-        return run_info(args)
+        parser.error(f"unrecognized arguments: {' '.join(shown(journal_label(a)) for a in extra)}")
     args.verbose = getattr(args, "verbose", 0) + args.verbose_before
-    if args.verbose:
-        _log_to_stderr(args.verbose)
+    with guarded_stdout(), logging_to_stderr(args.verbose):
+        return _outcome(args, arguments)
+
+
+def _outcome(args: argparse.Namespace, arguments: list[str]) -> int:
+    """Run the command; say what ended it, if it did not end well; return the exit status."""
     try:
+        if args.command == "info":
+            from ._cli_info import run_info
+
+            return run_info(args)
         return asyncio.run(_run(args, arguments))
     except BrokenPipeError:  # stdout's reader went away (`| head -1`): stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # the exit's flush must not fail again
+        drop_stdout()  # the exit's flush must not fail again
+        return 1
+    except StdoutError as exc:  # a full disk, an I/O error: the results are lost, say so
+        drop_stdout()
+        hint = "" if exc.hint is None else f"; {exc.hint}"
+        say(f"error: cannot write to stdout: {exc.reason}{hint}")
         return 1
     except UsageError as exc:
         say(f"error: {exc}")
@@ -354,10 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"error: {exc}")
         return 1
     except SpendLimitError as exc:
-        say(f"over the spend limit: {exc} (see `zimage tasks spend`)")
+        say(f"over the spend limit: {spend_limit_text(exc)}")
         return SPEND_LIMIT_EXIT
     except ZImageError as exc:
-        say(f"error: {type(exc).__name__}: {shown(exc)}")
+        say(f"error: {type(exc).__name__}: {shown(cli_words(str(exc)))}")
         return 1
     except KeyboardInterrupt:
         return 130

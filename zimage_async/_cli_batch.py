@@ -34,6 +34,7 @@ from ._cli_common import (
 )
 from ._cli_report import Reporter, ThisRun, output_mode
 from ._cli_threads import off_the_loop
+from ._cli_words import spend_limit_text
 from ._exceptions import (
     InvalidRequestError,
     JournalError,
@@ -70,7 +71,7 @@ async def _check_contact_sheet(
     if path is None:
         return
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise UsageError(f"--contact-sheet {path}: the name must end in .png, .jpg or .webp")
+        raise UsageError(f"--contact-sheet {shown(path)}: the name must end in .png, .jpg or .webp")
     from ._contact_sheet import sheet_clash
 
     keep = [("the prompt file", args.file)]
@@ -81,12 +82,12 @@ async def _check_contact_sheet(
         saved = [("an image the journal records as saved", p) for p in await _saved(journal)]
         clash = sheet_clash(path, keep=saved, folder=args.output_dir, template=args.name)
     if clash is not None:
-        raise UsageError(f"--contact-sheet {path}: {clash}; name another file")
+        raise UsageError(f"--contact-sheet {shown(path)}: {shown(clash)}; name another file")
     try:
         import PIL  # noqa: F401
     except ImportError:
         raise UsageError(f"--contact-sheet needs Pillow: {CLI_EXTRA}") from None
-    check_writable(path.parent, option=f"--contact-sheet {path}: ")
+    check_writable(path.parent, option=f"--contact-sheet {shown(path)}: ")
 
 
 async def _saved(journal: str | Path) -> list[Path]:
@@ -113,7 +114,7 @@ def _journal_target(args: argparse.Namespace, out_dir: Path) -> tuple[str | Path
     given = args.journal if args.journal is not None else args.manifest
     legacy = out_dir / MANIFEST_NAME
     if given is None and not (out_dir / JOURNAL_NAME).exists() and legacy.exists():
-        say(f"using the batch manifest of an earlier version, {legacy}, as the journal")
+        say(f"using the batch manifest of an earlier version, {shown(legacy)}, as the journal")
         batch_id = args.batch_id or str(args.file.resolve())
         return legacy, batch_id
     batch_id = args.batch_id or args.file.name
@@ -124,7 +125,7 @@ def _journal_target(args: argparse.Namespace, out_dir: Path) -> tuple[str | Path
     if "://" in str(given):
         option = "--journal" if args.journal is not None else "--manifest"
         raise UsageError(
-            f"{option} {journal_label(str(given))}: give a file path or a postgresql:// URL"
+            f"{option} {shown(journal_label(str(given)))}: give a file path or a postgresql:// URL"
         )
     return Path(given), batch_id
 
@@ -144,7 +145,7 @@ def _check_options(args: argparse.Namespace) -> None:
         check_max_credits(args.max_credits, journal="journal", name="max_credits")
     except InvalidRequestError as exc:
         option = "--" + exc.field.replace("_", "-")
-        raise UsageError(f"{option}: {exc.rule}; {exc.problem}") from None
+        raise UsageError(f"{option}: {shown(exc.rule)}; {shown(exc.problem)}") from None
 
 
 async def run_batch(
@@ -160,9 +161,9 @@ async def run_batch(
         lines = await off_the_loop(lambda: read_batch_file(args.file, defaults=defaults))
         check_output_names(args.name, [e.request for e in lines], [e.line for e in lines])
     except BatchFileError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(shown(exc)) from None
     except InvalidRequestError as exc:
-        raise UsageError(f"--name: {exc.rule}; {exc.problem}") from None
+        raise UsageError(f"--name: {shown(exc.rule)}; {shown(exc.problem)}") from None
     out_dir: Path = args.output_dir
     check_writable(out_dir)
     journal, batch_id = _journal_target(args, out_dir)
@@ -204,8 +205,8 @@ async def run_batch(
                         paths[item.index] = item.paths
         except JournalError as exc:
             if batch.stats.submitted == 0:
-                raise UsageError(str(exc)) from None
-            raise ServiceError(str(exc)) from None
+                raise UsageError(shown(exc)) from None
+            raise ServiceError(shown(exc)) from None
         except BrokenPipeError:
             raise
         except OSError as exc:  # a full disk, a folder where an image goes: the batch stops
@@ -238,8 +239,14 @@ async def run_batch(
     problem = here.configuration_problem(target.session.base_url)
     if problem is not None:
         return _misconfigured(problem, argv)
-    if batch.stopped_by is not None:
-        say(f"the batch stopped sending creates: {shown(batch.stopped_by)}")
+    stopped_by = batch.stopped_by
+    if stopped_by is not None:
+        why = (
+            spend_limit_text(stopped_by)
+            if isinstance(stopped_by, SpendLimitError)
+            else shown(stopped_by)
+        )
+        say(f"the batch stopped sending creates: {why}")
     if reporter.failed:
         say(f"{_AGAIN}:\n  {printable_command(argv)}")
         if here.uncertain and not args.resubmit_uncertain:
@@ -327,11 +334,11 @@ def _contact_sheet(images: list[Path], dest: Path, stop: threading.Event) -> Pat
         say("no image was saved, so no contact sheet was written")
         return None
     if dest.resolve() in {image.resolve() for image in images}:
-        say(f"no contact sheet was written: {dest} is one of the saved images")
+        say(f"no contact sheet was written: {shown(dest)} is one of the saved images")
         return None
 
     def left_out(path: Path, why: str) -> None:
-        say(f"the contact sheet leaves out {path}: {shown(why)}")
+        say(f"the contact sheet leaves out {shown(path)}: {shown(why)}")
 
     try:  # the images are saved and paid for: the sheet is never worth the summary
         return make_contact_sheet(images, dest, on_skip=left_out, stop=stop)

@@ -31,6 +31,7 @@ from ._cli_common import (
     tasks_command,
     wants_emulator,
 )
+from ._cli_words import cli_words
 from ._exceptions import WaitTimeoutError, ZImageError
 from ._handle import TaskHandle
 from ._idempotency import first_sent_without_key
@@ -96,7 +97,7 @@ class _Collector:
             )
         else:
             label = "FAILED" if outcome == "failed" else outcome
-            echo(f"{label} {task_id or record.key}: {shown(text)}")
+            echo(f"{label} {shown(task_id or record.key)}: {shown(cli_words(text))}")
 
     async def save(self, record: JournalRecord, handle: TaskHandle) -> None:
         """Wait for the task of *record* and save its images."""
@@ -207,9 +208,12 @@ async def run_collect(args: argparse.Namespace, interruption: Interruption) -> i
     try:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot write to the output directory {args.output_dir}: {exc}") from None
+        raise UsageError(
+            f"cannot write to the output directory {shown(args.output_dir)}: "
+            f"{exc.strerror or shown(exc)}"
+        ) from None
     if not journal_exists(journal):
-        say(f"no journal at {journal} yet: nothing to collect")
+        say(f"no journal at {shown(journal_label(journal))} yet: nothing to collect")
         return _Collector(args, None, journal).summary()
     interruption.hint = (
         "the tasks keep running; run the same command again to collect the rest "

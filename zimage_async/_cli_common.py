@@ -11,24 +11,25 @@ import contextlib
 import ipaddress
 import math
 import os
-import sys
 import tempfile
-import unicodedata
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
+from ._cli_output import PROG as PROG
+from ._cli_output import echo as echo
+from ._cli_output import say as say
+from ._cli_output import shown as shown
 from ._durable import make_folder_now
 from ._exceptions import APIConnectionError, InvalidRequestError, JournalError, NotFoundError
 from ._journal import is_postgres_url
 from ._journal_postgres_sql import without_password, without_passwords
-from ._quoting import HIDDEN_CATEGORIES, shell_line
+from ._quoting import shell_line
 from ._session import Session
 
-PROG = "zimage"
 #: Task duration of the in-process emulator, in seconds.
 EMULATOR_TASK_DURATION = 2.0
 #: How to get the optional dependencies, from a clone (the package is not on the index yet).
@@ -44,11 +45,6 @@ JOURNAL_VARIABLE = "ZIMAGE_JOURNAL"
 SPEND_LIMIT_EXIT = 3
 #: The largest file ``zimage info`` reads (a generated image is a few MiB).
 MAX_INFO_BYTES = 64 * 2**20
-#: The most characters :func:`shown` keeps of a text (once escaped).
-SHOWN_CHARACTERS = 1000
-#: What :func:`shown` escapes: controls, format characters (bidi overrides, zero-width
-#: ones), lone surrogates, and the line and paragraph separators.
-_HIDDEN = HIDDEN_CATEGORIES
 
 
 class UsageError(Exception):
@@ -61,9 +57,13 @@ class ServiceError(Exception):
 
 @attrs.define
 class Interruption:
-    """What to tell the user on Ctrl-C: a command updates ``hint`` as it goes."""
+    """What to tell the user on Ctrl-C: a command updates ``hint`` as it goes.
+
+    ``record``, when set, returns the JSON record ``--json`` prints on stdout then.
+    """
 
     hint: str | None = None
+    record: Callable[[], dict[str, Any]] | None = None
 
 
 @attrs.frozen
@@ -76,45 +76,6 @@ class Target:
     journal: str | None = attrs.field(
         default=None, repr=lambda j: repr(j if j is None else journal_label(j))
     )
-
-
-def shown(text: object, limit: int | None = SHOWN_CHARACTERS) -> str:
-    r"""Return *text* fit for a terminal: every hidden character escaped, at most *limit* long.
-
-    Controls and format characters (ESC, BEL, CR, a newline, U+202E...) become visible
-    escapes (``\x1b``, ``\u202e``), so that no text from a server or a file can move
-    the cursor, recolour, retitle or reorder the terminal; then a text longer than
-    *limit* is cut there, ending in ``... (N more characters)``.
-    """
-    escaped = "".join(_escape(c) if unicodedata.category(c) in _HIDDEN else c for c in str(text))
-    if limit is None or len(escaped) <= limit:
-        return escaped
-    return f"{escaped[:limit]}... ({len(escaped) - limit} more characters)"
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
-    wide = "x02" if code < 0x100 else "u04" if code < 0x10000 else "U08"
-    return named or f"\\{wide[0]}{code:{wide[1:]}x}"
-
-
-def echo(text: object, file: IO[str] | None = None) -> None:
-    """Print *text* (on stdout, or *file*), each of its lines :func:`shown`.
-
-    A line that is a command to run (``  zimage ...``, quoted by ``shell_line``) is
-    never cut: cut, it would be another command.
-    """
-    lines = "\n".join(
-        shown(line, None if line.startswith(f"  {PROG} ") else SHOWN_CHARACTERS)
-        for line in str(text).split("\n")
-    )
-    print(lines, file=sys.stdout if file is None else file, flush=True)
-
-
-def say(text: str) -> None:
-    """Print a message for the user on stderr, each of its lines :func:`shown`."""
-    echo(f"{PROG}: {text}", file=sys.stderr)
 
 
 def wants_emulator(args: argparse.Namespace) -> bool:
@@ -164,7 +125,7 @@ async def open_session(
                 journal=journal,
                 max_credits=max_credits,
             )
-            async with await _opened(session, journal) as zs:
+            async with await _opened(session, journal, args) as zs:
                 yield Target(zs, emulated=True, journal=journal)
         return
     try:
@@ -172,7 +133,7 @@ async def open_session(
     except InvalidRequestError as exc:
         source = "ZIMAGE_BASE_URL" if exc.field == "base_url" else "ZIMAGE_API_KEY"
         raise UsageError(f"check {source}: {exc}") from None
-    async with await _opened(session, journal) as zs:
+    async with await _opened(session, journal, args) as zs:
         if is_loopback(zs.base_url):
             say(f"using the API at {zs.base_url} (a loopback address, such as an emulator)")
         else:
@@ -210,16 +171,40 @@ def service_problem(exc: Exception, base_url: str) -> UsageError | ServiceError 
     return None
 
 
-async def _opened(session: Session, journal: str | None) -> Session:
+async def _opened(session: Session, journal: str | None, args: argparse.Namespace) -> Session:
     """Open *session*; a journal that cannot be opened is a usage error (nothing sent)."""
     try:
         return await session.open()
     except JournalError as exc:
         await session.close()
-        raise UsageError(
-            f"{exc} (the journal comes from --journal, else ${JOURNAL_VARIABLE}, else "
-            f"{journal_label(journal or '')}; --no-journal keeps none)"
-        ) from None
+        raise journal_refused(exc, journal or "", args) from None
+
+
+def journal_origin(args: argparse.Namespace) -> str:
+    """Say what named the command's journal: ``--journal``, ``$ZIMAGE_JOURNAL`` or neither."""
+    if getattr(args, "journal", None) is not None:
+        return "--journal"
+    if os.environ.get(JOURNAL_VARIABLE, "").strip():
+        return f"${JOURNAL_VARIABLE}"
+    return ""
+
+
+def journal_refused(exc: Exception, journal: str, args: argparse.Namespace) -> UsageError:
+    """Return the usage error for *journal*, which cannot be used: what named it, what else.
+
+    A journal named by ``$ZIMAGE_JOURNAL`` is not called the default one, and
+    ``--no-journal`` is offered only to a command that takes it.
+    """
+    label = shown(journal_label(journal))
+    origin = journal_origin(args)
+    if origin == "--journal":
+        named = "from --journal"
+    else:
+        named = f"the journal {label}, from {origin}" if origin else f"the default journal {label}"
+        named += "; --journal PATH|URL names another"
+    if hasattr(args, "no_journal"):
+        named += "; --no-journal keeps none"
+    return UsageError(f"{shown(exc)} ({named})")
 
 
 # -- the journal --------------------------------------------------------------------------
@@ -297,10 +282,15 @@ def journal_target(args: argparse.Namespace, *, emulated: bool) -> str | None:
             raise UsageError("--journal: a file path or a postgresql:// URL, not ''")
         if "://" in target and not is_postgres_url(target):
             raise UsageError(
-                f"--journal {journal_label(target)}: a file path or a postgresql:// URL"
+                f"--journal {shown(journal_label(target))}: a file path or a postgresql:// URL"
             )
     else:
         target = None if emulated else default_journal()
+        if target is not None and "://" in target and not is_postgres_url(target):
+            raise UsageError(
+                f"${JOURNAL_VARIABLE} {shown(journal_label(target))}: a file path or a "
+                "postgresql:// URL; set it to one, or unset it"
+            )
     if getattr(args, "max_credits", None) is not None and target is None:
         why = (
             "--no-journal was given"
@@ -374,13 +364,14 @@ def check_writable(directory: Path, *, option: str = "") -> None:
     """Create *directory* if needed and make a file in it; else a :class:`UsageError`."""
     try:
         if directory.exists() and not directory.is_dir():
-            raise NotADirectoryError(f"{directory} is a file, not a directory")
+            raise NotADirectoryError(f"{shown(directory)} is a file, not a directory")
         make_folder_now(directory)  # flushed: its durable saves flush only their own
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as exc:
         raise UsageError(
-            f"{option}cannot write to the output directory {directory}: {exc.strerror or exc}"
+            f"{option}cannot write to the output directory {shown(directory)}: "
+            f"{exc.strerror or shown(exc)}"
         ) from None
 
 
@@ -392,7 +383,7 @@ def check_output_path(text: str | None) -> None:
     if not path.suffix or path.suffix.lower() in IMAGE_SUFFIXES or path.is_dir():
         return
     raise UsageError(
-        f"-o {text}: an output path is a directory, or a file name ending in .png, .jpg, "
-        f".jpeg or .webp, not {path.suffix}; to save into a directory of that name, "
-        f"write {text}/"
+        f"-o {shown(text)}: an output path is a directory, or a file name ending in .png, "
+        f".jpg, .jpeg or .webp, not {shown(path.suffix)}; to save into a directory of that "
+        f"name, write {shown(text)}/"
     )

@@ -1,11 +1,10 @@
-"""``zimage generate`` and ``zimage task``: one task, its progress, its images."""
+"""``zimage generate``: one task, its progress, its images (``zimage task`` shows one)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -19,28 +18,40 @@ from ._cli_common import (
     UsageError,
     check_output_path,
     check_writable,
-    collect_commands,
-    collect_folder,
     echo,
     is_loopback,
-    journal_exists,
     journal_target,
     open_session,
     say,
     shown,
-    tasks_command,
     wants_emulator,
 )
-from ._exceptions import InvalidRequestError, TaskFailedError, WaitTimeoutError, ZImageError
+from ._cli_hints import (
+    collect_hint,
+    failed_text,
+    no_results_text,
+    timed_out,
+    uncertain_create,
+    uncertain_hint,
+)
+from ._cli_output import StdoutError, drop_stdout, print_json
+from ._cli_words import cli_words, option_error
+from ._exceptions import (
+    InvalidRequestError,
+    NoResultsError,
+    SubmissionUncertainError,
+    TaskFailedError,
+    WaitTimeoutError,
+    ZImageError,
+)
 from ._handle import TaskHandle
-from ._models import GenerationRequest, Task, TaskStatus
+from ._models import GenerationRequest, TaskStatus
 from ._saving import plan_save, variant_problem
-from ._validation import validate_task_id
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["add_save_options", "run_generate", "run_task"]
+__all__ = ["add_save_options", "check_destination", "run_generate"]
 
 
 def add_save_options(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +77,7 @@ def _save_options(args: argparse.Namespace) -> tuple[str | None, bool]:
         try:
             plan_save(args.output, name=name, number=0)
         except InvalidRequestError as exc:
-            raise UsageError(str(exc)) from None
+            raise option_error(exc) from None
     return name, bool(getattr(args, "embed_metadata", False))
 
 
@@ -76,32 +87,7 @@ def _request(args: argparse.Namespace) -> GenerationRequest:
             prompt=args.prompt, size=args.size, seed=args.seed, nsfw_check=args.nsfw_check
         )
     except InvalidRequestError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _describe(task: Task) -> str:
-    text = f"{task.id} {task.raw_status} {task.progress}%"
-    if task.error is not None:
-        text += f" error {task.error.code}: {task.error.message}"
-    if task.results:
-        text += f" ({len(task.results)} image link(s))"
-    return text
-
-
-def _task_record(task: Task) -> dict[str, object]:
-    return {
-        "id": task.id,
-        "status": task.raw_status,
-        "progress": task.progress,
-        "error": None
-        if task.error is None
-        else {"code": task.error.code, "message": task.error.message},
-        "image_links": len(task.results),
-    }
-
-
-def _print_json(record: dict[str, object]) -> None:
-    print(json.dumps(record, ensure_ascii=False), flush=True)
+        raise option_error(exc) from None
 
 
 class Progress:
@@ -170,91 +156,43 @@ async def _follow(handle: TaskHandle, progress: Progress, timeout: float | None)
         progress.update("downloading", 100)
 
 
-def _collect_hint(
-    task_id: str, output: str | None, *, emulated: bool, billed: bool, journal: str | None
-) -> str:
-    """Say that task *task_id* goes on, and how to collect it without another task."""
-    if emulated:
-        return (
-            f"task {task_id} ended with the in-process emulator (nothing was billed); "
-            "run the command again for a new one"
-        )
-    where = "at the service, where it is billed" if billed else "at its server"
-    first, *more = collect_commands(task_id, output, journal)
-    text = (
-        f"task {task_id} keeps running {where}. Collect its image(s) later, without "
-        f"creating another task, with:\n  {first}"
-    )
-    for command in more:
-        text += f"\nor collect every unfinished task of the journal with:\n  {command}"
-    return text
-
-
-def _uncertain_hint(journal: str | None, output: str | None) -> str | None:
-    """Return what to say when the create is interrupted before its answer came back."""
-    if journal is None:
-        return None
-    folder = collect_folder(output)
-    return (
-        "interrupted while creating the task. If the create request went out, a task may "
-        "exist whose id is unknown: the journal then lists it, with the create's key, in\n  "
-        f"{tasks_command(journal, 'list')}\nand this sends it again with that same key "
-        "(where keys are honoured, that returns the task already made, not a new one):\n  "
-        f"{tasks_command(journal, 'collect', '-o', folder, '--resubmit-uncertain')}"
-    )
-
-
-def _timed_out(exc: WaitTimeoutError, hint: str) -> str:
-    if exc.stage == "download":
-        what = f"the images of task {exc.task_id} were not all downloaded within {exc.timeout:g} s"
-    else:
-        last = exc.last_status or "unknown"
-        what = f"task {exc.task_id} was still {last} after {exc.timeout:g} s (--timeout)"
-    return f"timed out: {what}; {hint}"
-
-
-def _check_destination(output: str) -> None:
+def check_destination(output: str) -> None:
     """Refuse, before the billed create, an ``-o`` whose images could not be written.
 
     Its folder is created if needed and must take a new file; a file name must be one
     the file system takes (not too long, not under a regular file).
     """
+    option = f"-o {shown(output)}: "
     try:
         plan = plan_save(output)
     except OSError as exc:  # a name too long, a parent that is a file
-        raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
-    check_writable(plan.folder, option=f"-o {output}: ")
+        raise UsageError(f"{option}{exc.strerror or shown(exc)}") from None
+    check_writable(plan.folder, option=option)
     if plan.target is not None:
         problem = variant_problem(plan.target)
         if problem is not None:
-            raise UsageError(f"-o {output}: {problem}")
+            raise UsageError(f"{option}{shown(problem)}")
         try:
             os.stat(plan.target)
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
+            raise UsageError(f"{option}{exc.strerror or shown(exc)}") from None
 
 
-def _failed(exc: Exception, task_id: str) -> str:
-    """Say what failed after the task was created: the typed error, or the file's."""
-    if not isinstance(exc, OSError):
-        return f"{type(exc).__name__}: {shown(exc)}"
-    named = exc.filename2 or exc.filename  # a rename's or link's target, not its source
-    where = "" if named is None else f"{named}: "
-    return f"cannot save the image(s) of task {task_id}: {where}{exc.strerror or exc}"
+def _failure(handle: TaskHandle, kind: str, message: str) -> dict[str, object]:
+    """Return the ``--json`` record of a task that gave no image (yet): the error."""
+    task = handle.task
+    return {
+        "task_id": handle.id,
+        "status": None if task is None else task.raw_status,
+        "paths": [],
+        "error": {"type": kind, "message": message},
+    }
 
 
 def _print_failure(handle: TaskHandle, exc: Exception) -> None:
-    task = handle.task
-    _print_json(
-        {
-            "task_id": handle.id,
-            "status": None if task is None else task.raw_status,
-            "paths": [],
-            "error": {"type": type(exc).__name__, "message": str(exc)},
-        }
-    )
+    print_json(_failure(handle, type(exc).__name__, cli_words(str(exc))))
 
 
 async def _wait_and_save(
@@ -277,103 +215,104 @@ async def run_generate(args: argparse.Namespace, interruption: Interruption) -> 
     check_output_path(args.output)
     _save_options(args)
     journal_target(args, emulated=wants_emulator(args))  # checked before anything starts
-    _check_destination(args.output)
+    check_destination(args.output)
     progress = Progress(enabled=not args.json, err=sys.stderr)
     async with open_session(args) as target:
-        interruption.hint = (
-            None if target.emulated else _uncertain_hint(target.journal, args.output)
-        )
-        handle = await target.session.submit(request)
+        interruption.hint = None if target.emulated else uncertain_hint(target.journal, args.output)
+        try:
+            handle = await target.session.submit(request)
+        except SubmissionUncertainError as exc:  # the journal holds it, if there is one
+            interruption.hint = None
+            return _uncertain(exc, args, target)
         hint = _hint_for(handle, args, target)
         interruption.hint = hint
+        if args.json:  # Ctrl-C: the billed task's record, as on a timeout
+            interruption.record = lambda: _failure(handle, "Interrupted", hint)
         if not args.verbose:  # -v logs the created task already
             say(f"created task {handle.id}; waiting")
         try:
             paths = await _wait_and_save(handle, args, progress)
-        except WaitTimeoutError as exc:
-            if args.json:
-                _print_failure(handle, exc)
-            say(_timed_out(exc, hint))
-            return 1
-        except TaskFailedError as exc:  # nothing to collect
-            if args.json:
-                _print_failure(handle, exc)
-            raise
-        except (ZImageError, OSError) as exc:  # the task is billed: say how to collect it
-            if args.json:
-                _print_failure(handle, exc)
-            say(f"error: {_failed(exc, handle.id)}")
-            say(hint)
-            return 1
-        except Exception:
-            say(hint)
-            raise
+        except Exception as exc:  # not Ctrl-C: that prints the record set above
+            interruption.record = None
+            return _failed(exc, handle, args, hint)
+        interruption.record = None
         interruption.hint = None
-    if args.json:
-        _print_json(
-            {
-                "task_id": handle.id,
-                "status": "completed",
-                "paths": [str(path) for path in paths],
-                "error": None,
-            }
-        )
+    return _print_saved(handle, paths, args)
+
+
+def _failed(exc: Exception, handle: TaskHandle, args: argparse.Namespace, hint: str) -> int:
+    """Say what failed once the task existed, and how to collect it if it can be; status 1.
+
+    A task that failed, or completed without an image, has nothing to collect: its error
+    alone. With ``--json``, its record too. An unforeseen error is raised again.
+    """
+    if args.json and isinstance(exc, (ZImageError, OSError)):
+        _print_failure(handle, exc)
+    if isinstance(exc, WaitTimeoutError):
+        say(timed_out(exc, hint))
+    elif isinstance(exc, TaskFailedError):
+        raise exc
+    elif isinstance(exc, NoResultsError):
+        say(f"error: {failed_text(exc, handle.id)}")
+        say(no_results_text(handle.id))
+    elif isinstance(exc, (ZImageError, OSError)):  # the task is billed: say how to collect it
+        say(f"error: {failed_text(exc, handle.id)}")
+        say(hint)
     else:
-        for path in paths:
-            echo(path)
+        say(hint)
+        raise exc
+    return 1
+
+
+def _print_saved(handle: TaskHandle, paths: list[Path], args: argparse.Namespace) -> int:
+    """Print the saved paths (or the JSON record); if stdout fails, name them on stderr."""
+    try:
+        if args.json:
+            record = {"task_id": handle.id, "status": "completed", "error": None}
+            print_json(record | {"paths": [str(path) for path in paths]})
+        else:
+            for path in paths:
+                echo(shown(path))
+    except (StdoutError, BrokenPipeError) as exc:  # the image is saved and billed: say where
+        drop_stdout()
+        why = exc.reason if isinstance(exc, StdoutError) else "its reader went away"
+        saved = "".join(f"\n  {shown(path)}" for path in paths)
+        say(
+            f"error: cannot write to stdout: {why}; task {shown(handle.id)} completed, and "
+            f"its image(s) were saved as:{saved}"
+        )
+        return 1
     return 0
 
 
+def _uncertain(exc: SubmissionUncertainError, args: argparse.Namespace, target: Target) -> int:
+    """Say that the create's answer was lost, and how to recover its task; exit status 1."""
+    text = uncertain_create(
+        exc,
+        args.output,
+        journal=target.journal,
+        emulated=target.emulated,
+        billed=not is_loopback(target.session.base_url),
+    )
+    if args.json:
+        print_json(
+            {
+                "task_id": exc.task_id,
+                "status": "uncertain" if exc.task_id is None else "created",
+                "idempotency_key": exc.idempotency_key,
+                "paths": [],
+                "error": {"type": type(exc).__name__, "message": text},
+            }
+        )
+    say(f"error: {type(exc).__name__}: {text}")
+    return 1
+
+
 def _hint_for(handle: TaskHandle, args: argparse.Namespace, target: Target) -> str:
-    return _collect_hint(
+    return collect_hint(
         handle.id,
         args.output,
         emulated=target.emulated,
         billed=not is_loopback(target.session.base_url),
         journal=target.journal,
     )
-
-
-async def run_task(args: argparse.Namespace) -> int:
-    """Show a task; with --wait, wait for it; with -o, save its images."""
-    try:
-        task_id = validate_task_id(args.task_id)
-    except InvalidRequestError as exc:
-        raise UsageError(str(exc)) from None
-    check_output_path(args.output)
-    journal = journal_target(args, emulated=False)
-    if journal is not None and not journal_exists(journal):
-        args.no_journal = True  # looking at a task creates no journal
-    if wants_emulator(args):
-        raise UsageError(
-            "zimage task needs the service that made the task, and an in-process emulator "
-            "is new and knows no task: set ZIMAGE_API_KEY (and ZIMAGE_BASE_URL for an "
-            "emulator started with `zimage emulator`)"
-        )
-    async with open_session(args) as target:
-        handle = target.session.task(task_id)  # records to the journal if it holds it
-        if args.output is not None:
-            paths = await handle.save(args.output)
-            if args.json:
-                assert handle.task is not None
-                _print_json(_task_record(handle.task) | {"paths": [str(p) for p in paths]})
-            else:
-                for path in paths:
-                    echo(path)
-            return 0
-        if args.wait:
-            with contextlib.suppress(ZImageError):
-                await handle.wait()
-            task = handle.task
-            assert task is not None
-        else:
-            task = await handle.refresh()
-        if args.json:
-            _print_json(_task_record(task) | {"paths": []})
-        else:
-            echo(_describe(task))
-        if task.error is not None:
-            return 1
-        # Waited, yet not delivered: still running at the deadline, or no image link.
-        delivered = task.status is TaskStatus.COMPLETED and bool(task.results)
-        return 1 if args.wait and not delivered else 0

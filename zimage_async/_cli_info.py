@@ -34,13 +34,13 @@ def run_info(args: argparse.Namespace) -> int:
     try:
         data = _read(args.image)
     except OSError as exc:
-        say(f"error: cannot read {args.image}: {exc.strerror or exc}")
+        say(f"error: cannot read {shown(args.image)}: {exc.strerror or shown(exc)}")
         return 2
     content_type = sniff_content_type(data[:32])
     try:
         fields = read_metadata(data)
     except ValueError as exc:
-        say(f"error: {args.image}: {exc}")
+        say(f"error: {shown(args.image)}: {shown(exc)}")
         return 2
     size = image_dimensions(data)
     if args.json:
@@ -54,7 +54,7 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(record, ensure_ascii=False), flush=True)
         return 0
     pixels = "" if size is None else f", {size[0]} x {size[1]}"
-    echo(f"{args.image}: {content_type}{pixels}")
+    echo(f"{shown(args.image)}: {content_type}{pixels}")
     if not fields:
         echo("  no generation metadata")
     for name, value in fields.items():

@@ -18,14 +18,15 @@ from ._cli_collect import excerpt, run_collect, when
 from ._cli_common import (
     JOURNAL_VARIABLE,
     Interruption,
-    UsageError,
     _finite,
     echo,
     journal_exists,
     journal_label,
+    journal_refused,
     journal_target,
     say,
     seconds,
+    shown,
     tasks_command,
 )
 from ._exceptions import JournalError
@@ -142,16 +143,16 @@ def _prompt(record: JournalRecord) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _reading(journal: str) -> AsyncIterator[Journal | None]:
+async def _reading(journal: str, args: argparse.Namespace) -> AsyncIterator[Journal | None]:
     """Open the journal to read it; None when its file does not exist (nothing recorded)."""
     if not journal_exists(journal):
-        say(f"no journal at {journal_label(journal)} yet: nothing was recorded there")
+        say(f"no journal at {shown(journal_label(journal))} yet: nothing was recorded there")
         yield None
         return
     try:
         store = await open_journal(journal)
     except JournalError as exc:
-        raise UsageError(f"{exc} (check --journal)") from None
+        raise journal_refused(exc, journal, args) from None
     async with store:
         yield store
 
@@ -191,7 +192,7 @@ def _row(record: JournalRecord, credits: float | None) -> dict[str, Any]:
 
 async def _list(args: argparse.Namespace, journal: str) -> int:
     rows = []
-    async with _reading(journal) as store:
+    async with _reading(journal, args) as store:
         if store is not None:
             records = await (store.records() if args.all else store.unfinished())
             prices = _Prices(store)
@@ -204,11 +205,12 @@ async def _list(args: argparse.Namespace, journal: str) -> int:
     for row in rows:
         credits = "?" if row["credits"] is None else f"{row['credits']:g}"
         echo(
-            f"{row['created_at'] or '-':<21} {row['state']:<11} {row['task_id'] or '-':<34} "
-            f"{credits:>7}  {row['key']}  {excerpt(row['prompt'])}"
+            f"{row['created_at'] or '-':<21} {shown(row['state']):<11} "
+            f"{shown(row['task_id'] or '-'):<34} {credits:>7}  {shown(row['key'])}  "
+            f"{shown(excerpt(row['prompt']))}"
         )
     what = "create(s)" if args.all else "unfinished create(s)"
-    say(f"{len(rows)} {what} in the journal {journal_label(journal)}")
+    say(f"{len(rows)} {what} in the journal {shown(journal_label(journal))}")
     if rows and not args.all:
         say(f"collect them with: {tasks_command(journal, 'collect', '-o', 'DIR')}")
     return 0
@@ -218,7 +220,7 @@ async def _spend(args: argparse.Namespace, journal: str) -> int:
     figures: dict[str, Any] = {"credits": 0.0, "creates": 0, "uncertain": 0, "unpriced": 0}
     by_state: dict[str, list[float]] = {}
     by_batch: dict[str | None, list[float]] = {}
-    async with _reading(journal) as store:
+    async with _reading(journal, args) as store:
         if store is not None:
             spend = await store.spent()
             figures = {
@@ -256,12 +258,12 @@ async def _spend(args: argparse.Namespace, journal: str) -> int:
     echo(
         f"reserved: {figures['credits']:g} credit(s) by {figures['creates']} create(s) "
         f"({figures['uncertain']} uncertain, {figures['unpriced']} of unknown cost) in "
-        f"the journal {journal_label(journal)}"
+        f"the journal {shown(journal_label(journal))}"
     )
     for title, groups in (("state", by_state), ("batch", by_batch)):
         if groups:
             echo(f"by {title}:")
         for name, (count, credits) in groups.items():
-            label = "(single creates)" if name is None else name
+            label = "(single creates)" if name is None else shown(name)
             echo(f"  {label:<24} {int(count):>5} create(s) {credits:>10g} credit(s)")
     return 0

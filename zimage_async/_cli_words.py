@@ -1,0 +1,83 @@
+"""The library's words put in the command's: option names, the spend limit, Python advice.
+
+The library's messages speak to a Python caller: a request field (``size:``), a keyword
+argument (``drop name=``, ``over max_credits=0.03``), a method to call
+(``session.resubmit(error)``). On the command line, the same refusal names the option
+(``--size``, ``--name``, ``--max-credits``) and the command that does the same.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ._cli_common import UsageError
+from ._cli_output import PROG, shown
+from ._exceptions import InvalidRequestError, SpendLimitError
+
+__all__ = ["cli_words", "option_error", "spend_limit_text"]
+
+#: The option of ``zimage generate`` (or ``task``) that sets each field the library names.
+OPTIONS = {
+    "prompt": "PROMPT",
+    "size": "--size",
+    "seed": "--seed",
+    "nsfw_check": "--nsfw-check",
+    "name": "--name",
+    "dest": "-o",
+    "task_id": "ID",
+}
+
+#: The library's advice for the Python API, and what the command line offers instead.
+_PYTHON_ADVICE = (
+    (
+        re.compile(r"(?:session\.resubmit\(error\)|recover\(resubmit_uncertain=True\)) sends"),
+        f"`{PROG} tasks collect -o DIR --resubmit-uncertain` sends",
+    ),
+    (
+        re.compile(r"the answer names task (\S+), which session\.task\(\) can resume"),
+        rf"the answer names task \1, which `{PROG} task \1 -o PATH` collects",
+    ),
+    (
+        re.compile(
+            r"(?:await the handle again, or )?"
+            r"collect it later with session\.task\('[^']*'\) \(or (`[^`]*`)\)"
+        ),
+        r"collect it later with \1",
+    ),
+)
+
+
+def cli_words(text: str) -> str:
+    """Return the library's *text* with its advice for the Python API in the command's words."""
+    for pattern, words in _PYTHON_ADVICE:
+        text = pattern.sub(words, text)
+    return text
+
+
+def _optioned(text: str) -> str:
+    """Return *text* with ``field=`` (a keyword argument) and ``dest`` as the options."""
+    text = re.sub(
+        r"\b([a-z_]+)=(?=[;,.)\s]|$)",
+        lambda m: OPTIONS.get(m.group(1), m.group(0)),
+        text,
+    )
+    return re.sub(r"^dest\b", OPTIONS["dest"], text)
+
+
+def option_error(exc: InvalidRequestError) -> UsageError:
+    """Return the usage error for a refused field, naming the option that set it."""
+    option = OPTIONS.get(exc.field, exc.field)
+    return UsageError(
+        f"{option}: {shown(_optioned(exc.problem))}; the rule is: {shown(_optioned(exc.rule))}."
+    )
+
+
+def spend_limit_text(exc: SpendLimitError) -> str:
+    """Say why a create was refused by ``--max-credits``, and what to do, in the options' words."""
+    scope = "the journal" if exc.batch_id is None else f"batch {shown(exc.batch_id)}"
+    return (
+        f"creating this task would reserve {exc.expected:g} credit(s) on top of the "
+        f"{exc.reserved:g} already reserved in {scope} (uncertain creates included), over "
+        f"--max-credits {exc.max_credits:g}; nothing was sent - raise --max-credits, or "
+        f"wait for uncertain creates to be resolved (see `{PROG} tasks spend`)"
+    )
