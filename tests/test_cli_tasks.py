@@ -465,3 +465,19 @@ async def test_a_batch_stopped_by_its_spend_limit_exits_3(
     assert status == 3, stderr
     assert "the batch stopped sending creates" in stderr
     assert len(emulator.ledger) == 1
+
+
+async def test_resubmit_uncertain_leaves_a_create_still_in_flight_and_says_so(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A create begun moments ago may still be on its way: not sent, and not called resent."""
+    async with await SqliteJournal.open(default_journal()) as journal:
+        await journal.begin(_record("in-flight-1", "an owl", emulator.base_url))
+    status, stdout, stderr = await zimage(
+        emulator, "tasks", "collect", "-o", tmp_path, "--resubmit-uncertain"
+    )
+    assert emulator.request_counts.get("create", 0) == 0
+    assert "sent again, still uncertain" not in stdout + stderr
+    assert "not sent again" in stdout + stderr, stdout + stderr
+    assert "in-flight-1" in stdout + stderr or "order-4711-in-flight-1" in stdout + stderr
+    assert status == 1, stderr

@@ -174,6 +174,13 @@ def _plan(
             )
         elif now is None:
             collector.report(record, "failed", f"({prompt}) sent again, and the service refused it")
+        elif collector.resubmit_uncertain and now.updated_at == record.updated_at:
+            collector.report(  # left as it was by recover(): in flight, or a batch's
+                record,
+                "uncertain",
+                f"({prompt}) not sent again: begun {when(record.updated_at)}, it may still be "
+                "on its way from another session or batch worker; run this again later",
+            )
         elif collector.resubmit_uncertain:
             collector.report(
                 record, "uncertain", f"sent again, still uncertain: {shown(now.error_message)}"
