@@ -51,14 +51,19 @@ def _run(
     (directory / "test_uses_the_plugin.py").write_text(TEST_FILE, encoding="utf-8")
     if conftest is not None:
         (directory / "conftest.py").write_text(conftest, encoding="utf-8")
+    if autoload:
+        return _pytest(directory, *options)
+    # pytest-asyncio, by its name, first
+    return _pytest(directory, "-p", "asyncio", *options, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+
+
+def _pytest(directory: Path, *options: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    """Run a fresh pytest in *directory* with *options*; *environ* added to the environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZIMAGE_", "PYTEST_"))}
-    if not autoload:
-        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-        options = ("-p", "asyncio", *options)  # pytest-asyncio, by its name
     return subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options],
         cwd=directory,
-        env=env,
+        env={**env, **environ},
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
@@ -152,18 +157,7 @@ def test_the_documented_loading_by_hand_passes_with_warnings_as_errors(tmp_path:
     assert f"`{BY_HAND}`" in page, "docs/testing.md no longer gives this command"
     (tmp_path / "pytest.ini").write_text(INI + "filterwarnings = error\n", encoding="utf-8")
     (tmp_path / "test_uses_the_plugin.py").write_text(TEST_FILE, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZIMAGE_", "PYTEST_"))}
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    done = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *BY_HAND.split()],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
-    _passed(done)
+    _passed(_pytest(tmp_path, *BY_HAND.split(), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"))
 
 
 def test_an_old_pytest_asyncio_does_not_break_an_unrelated_run(tmp_path: Path) -> None:
@@ -176,16 +170,5 @@ def test_an_old_pytest_asyncio_does_not_break_an_unrelated_run(tmp_path: Path) -
     (old / "pytest_asyncio").mkdir(parents=True)
     (old / "pytest_asyncio" / "__init__.py").write_text('__version__ = "0.16.0"\n')
     (tmp_path / "test_plain.py").write_text("def test_plain():\n    assert True\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZIMAGE_", "PYTEST_"))}
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    env["PYTHONPATH"] = str(old)
-    done = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", PLUGIN],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
-    _passed(done)
+    autoload_off = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": str(old)}
+    _passed(_pytest(tmp_path, "-p", PLUGIN, **autoload_off))
