@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 
 from zimage_async import GenerationRequest, JournalError
@@ -26,16 +27,7 @@ def _with(state: JournalState, task_id: str | None = "task-1") -> JournalRecord:
     record = JournalRecord.for_request(
         GenerationRequest(prompt="a cat"), key="forward-key-0123456789", base_url=BASE
     )
-    return JournalRecord(
-        key=record.key,
-        fingerprint=record.fingerprint,
-        request_json=record.request_json,
-        model=record.model,
-        size=record.size,
-        state=state,
-        base_url=BASE,
-        task_id=task_id,
-    )
+    return attrs.evolve(record, state=state, task_id=task_id)
 
 
 @pytest.mark.parametrize(

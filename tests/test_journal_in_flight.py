@@ -15,6 +15,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
+import attrs
 import pytest
 
 from zimage_async import GenerationRequest, JournalError
@@ -38,19 +39,7 @@ def _record(state: JournalState, *, begun: float, batch: bool = False) -> Journa
         batch_id="b" if batch else None,
         item_index=0 if batch else None,
     )
-    return JournalRecord(
-        key=made.key,
-        fingerprint=made.fingerprint,
-        request_json=made.request_json,
-        model=made.model,
-        size=made.size,
-        state=state,
-        base_url=BASE,
-        batch_id=made.batch_id,
-        item_index=made.item_index,
-        created_at=begun,
-        updated_at=begun,
-    )
+    return attrs.evolve(made, state=state, created_at=begun, updated_at=begun)
 
 
 def test_a_young_submitting_create_is_in_flight_and_not_begun_again() -> None:
