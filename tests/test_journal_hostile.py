@@ -138,6 +138,20 @@ async def test_a_batch_names_the_one_task_left_unrecorded_after_another_failure(
     assert "disk I/O error" in str(caught.value)
 
 
+async def _batch_of_a_cat(zs: Session, out: Path) -> list[Any]:
+    """Run a batch of one prompt into *out*; return its items."""
+    async with zs.generate_many(["a cat"], output_dir=out) as batch:
+        return [item async for item in batch]
+
+
+async def _stopped_batch(emulator: Emulator, journal: Path, out: Path) -> str:
+    """Run that batch on *journal*; return the message of the JournalError that stops it."""
+    async with _session(emulator, journal) as zs:
+        with pytest.raises(JournalError) as caught:
+            await _batch_of_a_cat(zs, out)
+    return str(caught.value)
+
+
 @pytest.mark.parametrize("failing", [JournalState.COMPLETED, JournalState.SAVED])
 async def test_a_task_recorded_before_a_later_write_failed_is_not_called_unrecorded(
     emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: JournalState
@@ -155,25 +169,17 @@ async def test_a_task_recorded_before_a_later_write_failed_is_not_called_unrecor
         return await update(self, key, state, **f)
 
     journal, out = tmp_path / "j.sqlite", tmp_path / "out"
-
-    async def run(zs: Session) -> list[Any]:
-        async with zs.generate_many(["a cat"], output_dir=out) as batch:
-            return [item async for item in batch]
-
     with monkeypatch.context() as patch:
         patch.setattr(SqliteJournal, "update", failing_update)
-        async with _session(emulator, journal) as zs:
-            with pytest.raises(JournalError) as caught:
-                await run(zs)
+        message = await _stopped_batch(emulator, journal, out)
     (billed,) = emulator.ledger
-    message = str(caught.value)
     assert "database is locked" in message
     assert f"task {billed.task_id} (item 0) is recorded in the journal" in message
     assert "run the batch again" in message
     assert "could not be recorded" not in message
     assert "do not submit" not in message
     async with _session(emulator, journal) as zs:
-        [item] = await run(zs)
+        [item] = await _batch_of_a_cat(zs, out)
     assert item.ok, item.error
     assert item.task_id == billed.task_id
     assert len(emulator.ledger) == 1  # resumed by its id: nothing paid twice
@@ -440,21 +446,14 @@ async def test_a_batch_whose_journal_stays_locked_stops_naming_the_lock_and_its_
         finally:
             holder.close()
 
-    async def run(zs: Session) -> list[Any]:
-        async with zs.generate_many(["a cat"], output_dir=tmp_path / "out") as batch:
-            return [item async for item in batch]
-
     with monkeypatch.context() as patch:
         patch.setattr(SqliteJournal, "update", held_update)
-        async with _session(emulator, path) as zs:
-            with pytest.raises(JournalError) as caught:
-                await run(zs)
+        message = await _stopped_batch(emulator, path, tmp_path / "out")
     (billed,) = emulator.ledger
-    message = str(caught.value)
     assert f"the journal {path} stayed locked by another process for 0.2 s" in message
     assert f"task {billed.task_id} (item 0) is recorded in the journal" in message
     async with _session(emulator, path) as zs:
-        [item] = await run(zs)
+        [item] = await _batch_of_a_cat(zs, tmp_path / "out")
     assert item.ok, item.error
     assert len(emulator.ledger) == 1
 
