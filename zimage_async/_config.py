@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import os
@@ -203,6 +204,47 @@ def load_ca_bundle(name: str, path: str) -> ssl.SSLContext:
         ) from None
 
 
+def ca_bundle_context(
+    ca_bundle: str | None, environ: Mapping[str, str], *, trust_env: bool
+) -> ssl.SSLContext | None:
+    """Return a context trusting the CA bundle named: *ca_bundle*, else ``SSL_CERT_FILE``.
+
+    ``SSL_CERT_FILE`` is read from *environ*, and only with *trust_env*; ``None`` when
+    no bundle is named. The file is loaded now: a missing or broken one is refused.
+    """
+    if ca_bundle:
+        return load_ca_bundle("ca_bundle", ca_bundle)
+    cert_file = (environ.get("SSL_CERT_FILE") or None) if trust_env else None
+    return None if cert_file is None else load_ca_bundle("SSL_CERT_FILE", cert_file)
+
+
+def default_trust(environ: Mapping[str, str], *, trust_env: bool) -> ssl.SSLContext | bool:
+    """Return what verifies servers when no CA bundle is named.
+
+    ``True`` (aiohttp's default context) when the process environment is the one to
+    trust: OpenSSL then reads ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` from it by itself.
+    Otherwise (*trust_env* off, or an *environ* of the caller's) those variables of the
+    process must not count: the system's CAs at OpenSSL's built-in paths.
+    """
+    return True if trust_env and environ is os.environ else system_trust()
+
+
+@functools.cache
+def system_trust() -> ssl.SSLContext:
+    """Return a context trusting the CAs at OpenSSL's built-in paths, whatever the environment.
+
+    ``ssl.create_default_context()`` without arguments would let OpenSSL take
+    ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` from the process environment instead. A
+    system without either path gets a context that trusts no server.
+    """
+    paths = ssl.get_default_verify_paths()
+    cafile = paths.openssl_cafile if os.path.isfile(paths.openssl_cafile) else None
+    capath = paths.openssl_capath if os.path.isdir(paths.openssl_capath) else None
+    if cafile is None and capath is None:
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return ssl.create_default_context(cafile=cafile, capath=capath)
+
+
 def check_bytes(name: str, value: int | None, *, optional: bool = False) -> int | None:
     """Return *value* if it is a whole number of bytes above 0 (or None when optional)."""
     if value is None and optional:
@@ -224,6 +266,14 @@ def check_settings(
     """Check a Session's numeric and text settings; *seconds* maps names to durations."""
     for name, value in seconds.items():
         check_seconds(name, value)
+    connect, total = seconds["connect_timeout"], seconds["total_timeout"]
+    if connect >= total:  # the total limit would end a connection that looks sent then
+        raise InvalidRequestError(
+            "connect_timeout",
+            "shorter than total_timeout, so that a create cut off while still connecting "
+            "is known not to have been sent (connect_timeout is 10 s unless set)",
+            f"it is {connect:g} s, and total_timeout {total:g} s",
+        )
     check_bytes("max_image_bytes", max_image_bytes)
     check_bytes("max_task_bytes", max_task_bytes, optional=True)
     rule = "a non-empty header value without control characters"

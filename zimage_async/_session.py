@@ -67,7 +67,8 @@ class Session(JournalMethods, BatchMethods):
       emulator).
     * ``timeout``: seconds an API answer may keep us waiting (for its first byte, or
       between two reads); time spent queued for a free connection does not count.
-      ``connect_timeout``: seconds to open a connection. ``read_timeout``: seconds a
+      ``connect_timeout``: seconds to open a connection, a proxy's tunnel included
+      (shorter than ``total_timeout``). ``read_timeout``: seconds a
       download may stall between chunks.
     * ``poll``: a :class:`PollSchedule` (when to poll, the wait limit); ``retry``: a
       :class:`RetryPolicy`. ``max_connections``: requests at a time to the API and to
@@ -82,7 +83,8 @@ class Session(JournalMethods, BatchMethods):
     * ``trust_env``: honour ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (loopback is
       never proxied, ``.netrc`` never read) and ``SSL_CERT_FILE``; ``ca_bundle``: a CA
       file to trust, e.g. for a TLS-inspecting proxy. ``environ``: where the variables
-      are read (default ``os.environ``). See :doc:`configuration`.
+      are read (default ``os.environ``; with another, or without ``trust_env``, the
+      process's ``SSL_CERT_FILE``/``SSL_CERT_DIR`` do not count). See :doc:`configuration`.
     * ``user_agent``: the ``User-Agent`` sent with every request (default
       ``zimage-async/<version>``); CDNs block script-like ones (:class:`ImageBlockedError`).
     * ``callbacks``: a :class:`CallbackReceiver` that your server runs, and
@@ -143,6 +145,7 @@ class Session(JournalMethods, BatchMethods):
         )
         ca_bundle = check_environment(environ=environ, ca_bundle=ca_bundle)
         key, env = read_key(api_key, os.environ if environ is None else environ)
+        from_process = environ is None  # then OpenSSL may read SSL_CERT_DIR from it too
         self._api_key = Secret(key)
         del api_key, environ, key  # no plain key stays in this frame (a traceback's locals)
         check_settings(
@@ -174,7 +177,7 @@ class Session(JournalMethods, BatchMethods):
             total_timeout=total_timeout,
             api_base_url=self._base_url,
             trust_env=trust_env,
-            environ=env,
+            environ=None if from_process else env,
             ca_bundle=ca_bundle,
         )
         self._rng = random.Random(seed)

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
-import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import aiohttp.abc
 
-from ._config import load_ca_bundle
+from ._config import ca_bundle_context, default_trust
 from ._deadlines import Deadlines
 from ._exceptions import ZImageError
 from ._httperrors import CAUGHT, closed_error, translate
@@ -103,7 +103,7 @@ class Transport:
     stall (first byte, or between reads) and *total_timeout* for a whole API exchange;
     *read_timeout* for a download to stall, and the ``total_timeout`` given to :meth:`stream`
     for a whole download. Time queued for a free connection counts against none of them (over a
-    borrowed session, its own pool's queue is not ours to see).
+    borrowed session, its own pool's queue counts against *connect_timeout*, as aiohttp counts).
 
     *api_base_url* sets the image :class:`~zimage_async._urlpolicy.LinkPolicy` (loopback images
     only while the API is on loopback...); when ``None``, the origin of the first API request
@@ -147,9 +147,10 @@ class Transport:
         self._total = total_timeout
         self._read_stall = read_timeout
         self._connect = connect_timeout
-        # The total limit is ours (Deadlines), from when a slot is taken (not the wait for one).
+        # The total limit is ours (Deadlines), from when a slot is taken (not the wait for one);
+        # connect bounds a proxy's CONNECT too, unrounded: it must end before the total.
         self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=timeout
+            connect=connect_timeout, sock_read=timeout, ceil_threshold=math.inf
         )
         self._limit = Deadlines()
         self._policy = LinkPolicy.for_api(api_base_url) if api_base_url else None
@@ -158,13 +159,8 @@ class Transport:
         self._proxied = self._proxies.http is not None or self._proxies.https is not None
         self._proxy_ends = proxy_endpoints(self._proxies.https, self._proxies.http)
         self._resolver = resolver
-        # The CA bundle is loaded now: a missing or broken file is refused by its name.
-        cert_file = (env.get("SSL_CERT_FILE") or None) if trust_env else None
-        self._ssl: ssl.SSLContext | None = None
-        if ca_bundle:
-            self._ssl = load_ca_bundle("ca_bundle", ca_bundle)
-        elif cert_file is not None:
-            self._ssl = load_ca_bundle("SSL_CERT_FILE", cert_file)
+        self._ssl = ca_bundle_context(ca_bundle, env, trust_env=trust_env)
+        self._trust = self._ssl or default_trust(env, trust_env=trust_env)  # owned pools'
         self._api_options: dict[str, Any] = {}  # for aiohttp, besides method, URL, body
         self._set_api_options()
 
@@ -186,7 +182,7 @@ class Transport:
             ),
             # The total limit per download is the shared timer's (ImageOpening).
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=self._connect, sock_read=self._read_stall
+                connect=self._connect, sock_read=self._read_stall, ceil_threshold=math.inf
             ),
         )
         if self._borrowed is None:
@@ -216,7 +212,7 @@ class Transport:
             limit=self._max_connections,
             resolver=resolver,
             keepalive_timeout=keepalive,
-            ssl=self._ssl if self._ssl is not None else True,
+            ssl=self._trust,
         )
         return aiohttp.ClientSession(
             connector=connector,

@@ -1,0 +1,110 @@
+"""Which certificate authorities a Session trusts, and where it reads them from.
+
+``SSL_CERT_FILE`` is read from ``environ`` when ``trust_env`` is on, and from nowhere
+when it is off. OpenSSL also reads ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` from the
+process environment by itself, for any context made with its default paths; so these
+checks run in a child process whose own environment names the test CA, against an
+HTTPS server on 127.0.0.1 whose certificate only that CA issued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trustme
+from aiohttp import web
+
+from .conftest import ROOT
+
+CHILD = """
+import asyncio, sys
+from zimage_async import APIConnectionError
+from zimage_async._redaction import RedactedHeaders
+from zimage_async._transport import Transport
+
+async def main(port, how):
+    options = {
+        "default": {},
+        "trust_env=False": {"trust_env": False},
+        "environ={}": {"environ": {}},
+    }[how]
+    t = Transport(
+        http_session=None, max_connections=2, timeout=5, connect_timeout=5, read_timeout=5,
+        **options,
+    )
+    t.open()
+    try:
+        reply = await t.request(
+            "GET", f"https://127.0.0.1:{port}/hello", headers=RedactedHeaders({}), max_body=100
+        )
+        print(reply.body.decode())
+    except APIConnectionError as exc:
+        print("refused:", exc)
+    finally:
+        await t.close()
+
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+"""
+
+
+async def _hello(request: web.Request) -> web.Response:
+    return web.Response(text="hello")
+
+
+@pytest.fixture
+async def server(ca: trustme.CA) -> AsyncIterator[int]:
+    """An HTTPS server on 127.0.0.1 whose certificate only the test CA issued."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    app = web.Application()
+    app.router.add_get("/hello", _hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+async def _child(port: int, how: str, ca_file: str, tmp_path: Path) -> str:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in {"SSL_CERT_FILE", "SSL_CERT_DIR"}}
+    env |= {"SSL_CERT_FILE": ca_file, "PYTHONPATH": str(ROOT)}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        str(port),
+        how,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(child.communicate(), 60)
+    assert child.returncode == 0, err.decode()
+    return out.decode().strip()
+
+
+async def test_the_process_environment_names_the_ca_by_default(
+    server: int, ca_file: str, tmp_path: Path
+) -> None:
+    """With the defaults, the process's SSL_CERT_FILE is where the CAs come from."""
+    assert await _child(server, "default", ca_file, tmp_path) == "hello"
+
+
+@pytest.mark.parametrize("how", ["trust_env=False", "environ={}"])
+async def test_a_session_told_to_ignore_the_environment_ignores_its_ca_file(
+    server: int, ca_file: str, tmp_path: Path, how: str
+) -> None:
+    """trust_env=False, or an environ without SSL_CERT_FILE: the process's is not trusted."""
+    shown = await _child(server, how, ca_file, tmp_path)
+    assert shown.startswith("refused:")
+    assert "certificate" in shown
