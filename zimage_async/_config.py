@@ -1,4 +1,8 @@
-"""Checking a Session's settings: each one is refused with its name and rule, up front."""
+"""Checking a Session's settings: each one is refused with its name and rule, up front.
+
+A refusal never quotes a value that may be a secret: a setting of the wrong type (a key
+passed as ``timeout=``) is named by its type, a number out of range shown as it is.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import aiohttp
 
 from ._callback_url import validate_receiver_url
 from ._exceptions import InvalidRequestError
-from ._quoting import a_type, quote, short_repr
+from ._quoting import a_type, number_or_type, quote
 from ._schedule import PollSchedule, RetryPolicy
 
 __all__ = [
@@ -96,11 +100,25 @@ SEED_RULE = "what random.Random takes: an int, a float, a str, bytes, or None"
 def check_kinds(
     *, poll: object, retry: object, http_session: object, seed: object, trust_env: object
 ) -> None:
-    """Refuse a Session's policy objects, borrowed session, seed and flag of another kind."""
+    """Refuse a Session's policy objects, borrowed session, seed and flag of another kind.
+
+    A borrowed session made with ``auth=`` is refused too: aiohttp will not send its
+    Basic credentials along with the API key's ``Authorization`` header, and fails each
+    request before sending it, which would read as a create that may have been billed.
+    """
     check_kind("poll", poll, (PollSchedule, type(None)), "a PollSchedule, or None")
     check_kind("retry", retry, (RetryPolicy, type(None)), "a RetryPolicy, or None")
     rule = "an aiohttp.ClientSession, or None"
     check_kind("http_session", http_session, (aiohttp.ClientSession, type(None)), rule)
+    if getattr(http_session, "auth", None) is not None:  # never shown: it holds a password
+        raise InvalidRequestError(
+            "http_session",
+            "an aiohttp.ClientSession made without auth=, or None (the API key goes in "
+            "each request's Authorization header)",
+            "it was made with auth=: aiohttp will not send those Basic credentials along "
+            "with the API key's Authorization header, and would fail every request before "
+            "sending it; make the session without auth=",
+        )
     if isinstance(seed, bool) or not isinstance(seed, SEED_TYPES):
         raise InvalidRequestError("seed", SEED_RULE, f"got {a_type(seed)}")
     check_kind("trust_env", trust_env, bool, "True or False")
@@ -162,6 +180,7 @@ def check_journal_target(field: str, journal: object) -> None:
 
 
 def _is_number(value: object) -> bool:
+    """Whether *value* is an int or a float, not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -177,7 +196,7 @@ def check_seconds(name: str, value: float) -> float:
     """Return *value* if it is a finite number of seconds above 0."""
     if not (_is_number(value) and is_finite(value) and value > 0):
         rule = "a finite number of seconds above 0"
-        raise InvalidRequestError(name, rule, f"got {short_repr(value)}")
+        raise InvalidRequestError(name, rule, f"got {number_or_type(value)}")
     return value
 
 
@@ -250,7 +269,8 @@ def check_bytes(name: str, value: int | None, *, optional: bool = False) -> int 
     if value is None and optional:
         return None
     if isinstance(value, bool) or not (isinstance(value, int) and value > 0):
-        raise InvalidRequestError(name, "a whole number of bytes above 0", f"got {value!r}")
+        rule = "a whole number of bytes above 0"
+        raise InvalidRequestError(name, rule, f"got {number_or_type(value)}")
     return value
 
 
@@ -280,14 +300,15 @@ def check_settings(
     check_kind("user_agent", user_agent, str, rule)
     if not user_agent.strip() or not user_agent.isprintable():
         raise InvalidRequestError("user_agent", rule, "it is not")
+    got = f"got {number_or_type(max_connections)}"
     if not (isinstance(max_connections, int) and not isinstance(max_connections, bool)):
-        raise InvalidRequestError("max_connections", "a whole number", f"got {max_connections!r}")
+        raise InvalidRequestError("max_connections", "a whole number", got)
     if max_connections < 1:
-        raise InvalidRequestError("max_connections", "1 or more", f"got {max_connections!r}")
+        raise InvalidRequestError("max_connections", "1 or more", got)
     factor = callback_poll_factor
     if not (_is_number(factor) and is_finite(factor) and factor >= 1):
         raise InvalidRequestError(
-            "callback_poll_factor", "a finite number of 1 or more", f"got {short_repr(factor)}"
+            "callback_poll_factor", "a finite number of 1 or more", f"got {number_or_type(factor)}"
         )
 
 

@@ -1,4 +1,10 @@
-"""Quoting values in error messages: never a whole value, never a broken repr."""
+"""Quoting values in error messages: never a whole value, never a broken repr.
+
+A value of the wrong type is named by its type, not quoted: it is most often something
+meant for another argument (an API key, a password, a callback URL with its token),
+and the message ends up in logs and crash reports. Numbers are no secrets: one of the
+wrong type or out of its range is shown as it is (``got -1``, ``got inf``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ __all__ = [
     "a_type",
     "describe_char",
     "int_text",
+    "number_or_type",
     "quote",
     "shell_line",
     "short_repr",
@@ -19,18 +26,39 @@ __all__ = [
 _QUOTE_MAX_CHARS = 60
 
 
-def wrong_type(value: object, *, quoted: bool = True) -> str:
-    """Describe a value of the wrong type, quoting a short start of its repr.
+def wrong_type(value: object, *, quoted: bool = False) -> str:
+    """Describe a value of the wrong type by its type; a number by its value too.
 
-    With ``quoted=False`` (a value that may hold a secret: a prompt, a callback URL),
-    only its type is named.
+    With ``quoted=True`` (a value known to hold no secret), a short start of any
+    value's repr is shown too.
 
-    >>> wrong_type(b"https://hooks.example/?t=token", quoted=False)
-    'got a value of type bytes'
+    >>> wrong_type("sk-live-0123456789")
+    'got a value of type str'
+    >>> wrong_type(2.5)
+    'got a value of type float: 2.5'
     """
-    if not quoted:
-        return f"got a value of type {type(value).__name__}"
-    return f"got a value of type {type(value).__name__}: {short_repr(value)}"
+    if quoted or _is_number(value):
+        return f"got a value of type {type(value).__name__}: {short_repr(value)}"
+    return f"got a value of type {type(value).__name__}"
+
+
+def number_or_type(value: object) -> str:
+    """Say what a number setting got: a number as it is, anything else by its type only.
+
+    For ``f"got {number_or_type(value)}"``; a bool is named as one (it is taken for a
+    mistake where a number is wanted).
+
+    >>> number_or_type(-1), number_or_type(float("inf")), number_or_type(2**200)
+    ('-1', 'inf', 'a 201-bit integer')
+    >>> number_or_type("sk-live-0123456789"), number_or_type(True), number_or_type(None)
+    ('a str', 'a bool', 'None')
+    """
+    return short_repr(value) if _is_number(value) else a_type(value)
+
+
+def _is_number(value: object) -> bool:
+    """Whether *value* is an int or a float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def a_type(value: object) -> str:

@@ -8,7 +8,8 @@ applies it to one wait, fed ``(task, now)``. All take an injected
 sleeps.
 
 A setting out of its range raises :class:`~zimage_async.InvalidRequestError` (a
-:class:`ValueError`) naming the field and its rule.
+:class:`ValueError`) naming the field and its rule; one of the wrong type is named by its
+type, never quoted (it may be a key passed to the wrong field), as for a Session's.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import attrs
 
 from ._exceptions import InvalidRequestError
 from ._models import Task, TaskStatus
-from ._quoting import int_text, short_repr, wrong_type
+from ._quoting import int_text, number_or_type, short_repr
 
 __all__ = ["PollSchedule", "PollState", "RetryPolicy"]
 
@@ -29,7 +30,7 @@ __all__ = ["PollSchedule", "PollState", "RetryPolicy"]
 def _real(attribute: attrs.Attribute[Any], value: object, rule: str) -> float:
     """Return *value* as a float, if it is a number (not a bool) that a float holds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequestError(attribute.name, rule, wrong_type(value))
+        raise InvalidRequestError(attribute.name, rule, f"got {number_or_type(value)}")
     try:
         return float(value)
     except OverflowError:
@@ -94,7 +95,7 @@ class RetryPolicy:
     def _check_attempts(self, attribute: attrs.Attribute[int], value: int) -> None:
         rule = "an integer of 1 or more"
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidRequestError(attribute.name, rule, wrong_type(value))
+            raise InvalidRequestError(attribute.name, rule, f"got {number_or_type(value)}")
         _check(attribute, value, rule, value >= 1)
 
     def delay(self, attempt: int, *, rng: random.Random, retry_after: float | None = None) -> float:
