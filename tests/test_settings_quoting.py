@@ -91,7 +91,7 @@ def test_a_schedule_field_of_the_wrong_type_is_named_by_its_type(
 
 
 @pytest.mark.parametrize(("value", "kind"), WRONG_TYPES)
-@pytest.mark.parametrize("option", ["max_credits", "cost", "timeout"])
+@pytest.mark.parametrize("option", ["max_credits", "cost", "timeout", "concurrency", "lease"])
 def test_a_batch_number_of_the_wrong_type_is_named_by_its_type(
     option: str, value: object, kind: str, tmp_path: Path
 ) -> None:
@@ -171,3 +171,16 @@ def test_none_for_a_number_reads_as_none(setting: str, tmp_path: Path) -> None:
     with pytest.raises(InvalidRequestError) as caught:
         _session(tmp_path, **{setting: None})
     assert "got None;" in str(caught.value)
+
+
+@pytest.mark.parametrize(("value", "kind"), WRONG_TYPES)
+@pytest.mark.parametrize("flag", ["metadata", "durable", "overwrite"])
+async def test_a_save_flag_of_the_wrong_type_is_named_by_its_type(
+    flag: str, value: object, kind: str, tmp_path: Path
+) -> None:
+    """save()'s flags are checked before any request (BASE's port refuses connections)."""
+    options: dict[str, Any] = {flag: value}
+    async with Session(api_key=KEY, base_url=BASE, environ={}) as zs:
+        with pytest.raises(InvalidRequestError) as caught:
+            await zs.task("task-unified-1-abcdefgh").save(tmp_path, **options)
+    _names_the_type_only(caught.value, flag, kind)

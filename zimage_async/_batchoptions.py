@@ -18,7 +18,7 @@ from ._config import is_finite
 from ._exceptions import InvalidRequestError
 from ._models import GenerationRequest
 from ._naming import check_batch_names
-from ._quoting import int_text, quote, short_repr, wrong_type
+from ._quoting import int_text, number_or_type, quote, short_repr, wrong_type
 from ._saving import path_text, plan_save
 
 __all__ = [
@@ -64,7 +64,8 @@ def check_worker_id(worker_id: str | None) -> str:
 def check_lease(lease: float) -> float:
     """Return *lease* (seconds, at least 1) as a float."""
     if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 1 <= lease <= 86400:
-        raise InvalidRequestError("lease", "a number of seconds from 1 to 86400", f"got {lease!r}")
+        rule = "a number of seconds from 1 to 86400"
+        raise InvalidRequestError("lease", rule, f"got {number_or_type(lease)}")
     return float(lease)
 
 

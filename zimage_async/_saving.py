@@ -205,7 +205,7 @@ def plan_save(
     text = path_text("dest", dest, rule)
     for field, flag in (("metadata", metadata), ("durable", durable), ("overwrite", overwrite)):
         if not isinstance(flag, bool):
-            raise InvalidRequestError(field, "True or False", f"got {flag!r}")
+            raise InvalidRequestError(field, "True or False", wrong_type(flag))
     if number is not None and (isinstance(number, bool) or not isinstance(number, int)):
         rule = "an integer (the {number} of a name template), or None"
         raise InvalidRequestError("number", rule, wrong_type(number))

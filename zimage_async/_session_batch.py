@@ -31,7 +31,7 @@ from ._journal import is_postgres_url
 from ._journaling import check_max_credits
 from ._models import GenerationRequest
 from ._naming import BATCH_NAME, check_template
-from ._quoting import a_type
+from ._quoting import a_type, number_or_type
 from ._runtime import DEFAULT, wait_limit
 
 if TYPE_CHECKING:
@@ -182,7 +182,9 @@ class BatchMethods:
             or not (1 <= concurrency <= MAX_CONCURRENCY)
         ):
             raise InvalidRequestError(
-                "concurrency", f"an integer from 1 to {MAX_CONCURRENCY}", f"got {concurrency!r}"
+                "concurrency",
+                f"an integer from 1 to {MAX_CONCURRENCY}",
+                f"got {number_or_type(concurrency)}",
             )
         folder = check_output_dir(output_dir)
         if folder is not None:
