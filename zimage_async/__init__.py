@@ -55,11 +55,20 @@ from ._models import (
     Usage,
 )
 from ._schedule import PollSchedule, RetryPolicy
-from ._session import DEFAULT_BASE_URL, Session, SessionState
+from ._session import DEFAULT_BASE_URL as _DEFAULT_BASE_URL
+from ._session import Session, SessionState
 from ._version import __version__
 
 if _typing.TYPE_CHECKING:
     from ._webhooks import CallbackReceiver
+
+# Bound here, not only imported, so that the API reference shows each constant's own
+# comment below: autodoc reads it from this module, and would else show a string with
+# the docstring of str itself and a mapping with none.
+
+#: The production API's base URL, used when neither ``base_url=`` nor
+#: ``$ZIMAGE_BASE_URL`` is given.
+DEFAULT_BASE_URL = _DEFAULT_BASE_URL
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -146,8 +146,8 @@ class RateGate:
                 raise RateLimitError(
                     f"the service asked to wait {advice:.0f} s more, longer than the "
                     f"{self._max_pause:g} s this session waits (RetryPolicy.max_retry_after); "
-                    f"new calls are refused for {self._refusing_until - now:.0f} s more, then "
-                    "tried again",
+                    f"new submissions are refused for {self._refusing_until - now:.0f} s more, "
+                    "then let through again (task reads are not held)",
                     status=429,
                     type="rate_limit_error",
                     retry_after=advice,

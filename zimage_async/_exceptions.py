@@ -224,9 +224,14 @@ class ConflictError(APIError):
 
 
 class RateLimitError(APIError):
-    """429 ``rate_limit_error``: too many requests; retried after ``retry_after`` seconds.
+    """429 ``rate_limit_error``: too many requests; ``retry_after`` is the wait asked for.
 
-    Raised to the caller only once the retry policy is spent.
+    A read is retried after that wait and this is raised once the retry policy is spent,
+    or at once, not slept on, when the wait is over ``RetryPolicy.max_retry_after``. Such a
+    wait also holds the session's new submissions (create calls) for ``max_retry_after``
+    seconds at most: each is refused at once with this error, nothing sent, its
+    ``retry_after`` still the service's whole wait. Task reads are not held. A create's
+    own 429 surfaces as :class:`SubmissionUncertainError`, with this error as its cause.
     """
 
     status_code = 429

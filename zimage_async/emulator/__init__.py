@@ -19,12 +19,24 @@ client modules. Pillow (the ``images`` extra) is optional.
 from ._callbacks import CallbackAttempt
 from ._cli import main, serve
 from ._clock import Clock, ManualClock, SystemClock
-from ._directives import TASK_ERROR_MESSAGES
+from ._directives import TASK_ERROR_MESSAGES as _TASK_ERROR_MESSAGES
 from ._faults import FaultKind, FaultPlan, FaultRecord, FaultRule
 from ._ledger import LedgerEntry
 from ._records import RequestRecord
-from ._server import DEFAULT_API_KEY, Emulator
-from ._sizes import RATIO_SIZES
+from ._server import DEFAULT_API_KEY as _DEFAULT_API_KEY
+from ._server import Emulator
+from ._sizes import RATIO_SIZES as _RATIO_SIZES
+
+# Bound here, not only imported, so that the API reference shows each constant's own
+# comment below: autodoc reads it from this module, and would else show a string with
+# the docstring of str itself and a mapping with none.
+
+#: The API key an :class:`Emulator` accepts unless given ``api_keys``.
+DEFAULT_API_KEY = _DEFAULT_API_KEY
+#: Pixels (width, height) the emulator renders for each documented aspect ratio.
+RATIO_SIZES = _RATIO_SIZES
+#: A sentence for each documented task error code, the message of a task failed with it.
+TASK_ERROR_MESSAGES = _TASK_ERROR_MESSAGES
 
 __all__ = [
     "DEFAULT_API_KEY",

@@ -25,6 +25,7 @@ from ._tasks import TaskRecord, TaskStore
 
 __all__ = ["DEFAULT_API_KEY", "Emulator"]
 
+#: The API key an :class:`Emulator` accepts unless given ``api_keys``.
 DEFAULT_API_KEY = "zimage-emulator-key"
 _Self = TypeVar("_Self", bound="Emulator")
 
