@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,19 +20,21 @@ import attrs
 
 from ._download import stream_image
 from ._durable import sync_file, sync_folder
-from ._exceptions import ImageDownloadError, ImageSizeWarning
+from ._exceptions import ImageDownloadError, ImageSizeWarning, InvalidRequestError
+from ._exceptions_base import note_collectable
 from ._imageinfo import size_mismatch
 from ._imagelimits import ByteBudget, DownloadInfo
 from ._links import redact_url
 from ._metadata import embed_metadata
 from ._models import GenerationRequest, GenerationResult, Image, Task
+from ._quoting import int_text, wrong_type
 from ._saving import SavePlan, place, write_atomically
 from ._telemetry import NO_CHILD, NO_SPAN, TaskSpan, child_span
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
-__all__ = ["Delivery"]
+__all__ = ["Delivery", "check_image_index"]
 
 logger = logging.getLogger("zimage_async")
 
@@ -40,6 +42,15 @@ logger = logging.getLogger("zimage_async")
 _STOP_GRACE = 5.0
 #: The longest ``model`` a task may state and have written into an image's metadata.
 _MODEL_FIELD_MAX = 256
+_INDEX_RULE = "an int, 0 for the first image"
+
+
+def check_image_index(index: object) -> None:
+    """Refuse an image *index* that is not an int of 0 or more (:class:`InvalidRequestError`)."""
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise InvalidRequestError("index", _INDEX_RULE, wrong_type(index))
+    if index < 0:
+        raise InvalidRequestError("index", _INDEX_RULE, f"got {int_text(index)}")
 
 
 @attrs.define
@@ -90,8 +101,7 @@ class Delivery:
         self, task: Task, index: int, info: DownloadInfo, budget: ByteBudget | None
     ) -> AsyncGenerator[bytes, None]:
         """Start the download of image *index*: the one place its stream is opened."""
-        if not 0 <= index < len(task.results):
-            raise IndexError(f"task {self._id} has {len(task.results)} image(s); no index {index}")
+        self._check_index(index, len(task.results))
         self._rt.check_open()
         completed = self._completed_at
         lifetime = self._rt.link_ttl
@@ -104,6 +114,7 @@ class Delivery:
             stated_expiry=None
             if completed is None
             else task.believed_expiry(completed, lifetime=lifetime),
+            lifetime=lifetime,
             retry=self._rt.retry,
             rng=self._rt.rng,
             limits=self._rt.limits,
@@ -112,6 +123,22 @@ class Delivery:
             completed_at=completed,
             sleep=self._rt.sleep,
         )
+
+    def _check_index(self, index: int, count: int) -> None:
+        if not 0 <= index < count:
+            raise IndexError(f"task {self._id} has {count} image(s); no index {index}")
+
+    def held(self, index: int) -> Iterator[bytes] | None:
+        """Return image *index* of the delivered result in chunks, or None before delivery.
+
+        Chunks of :attr:`ImageLimits.chunk_size` bytes, as a download hands them, from
+        memory: nothing is requested (the links may have expired since).
+        """
+        if self.result is None:
+            return None
+        self._check_index(index, len(self.result.images))
+        data, size = self.result.images[index].data, self._rt.limits.chunk_size
+        return (data[start : start + size] for start in range(0, len(data), size))
 
     def _check_size(self, dimensions: tuple[int, int] | None, index: int) -> None:
         if self._request is None or dimensions is None:
@@ -247,9 +274,10 @@ class Delivery:
             temp = await write_atomically(plan.folder, chunks, durable=plan.durable)
         try:
             if info.content_type is None:
-                raise ImageDownloadError(
+                error = ImageDownloadError(
                     "no bytes were received", url="", task_id=self._id, index=index
                 )
+                raise note_collectable(error, self._id)
             if cached is None:
                 self._check_size(info.dimensions, index)
             request = self._request
@@ -295,13 +323,14 @@ class Delivery:
         try:
             tagged = embed_metadata(data, info.content_type, self.metadata_fields(task))
         except Exception as exc:  # the embedder's ValueError, or a fault it missed
-            raise ImageDownloadError(
+            error = ImageDownloadError(
                 f"the metadata could not be embedded ({exc}); saving without metadata "
                 "writes the image as it was sent",
                 url=redact_url(task.results[index]),
                 task_id=self._id,
                 index=index,
-            ) from exc
+            )
+            raise note_collectable(error, self._id) from exc
         yield tagged
 
 

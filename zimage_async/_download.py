@@ -9,6 +9,9 @@ what the server announced. A body cut short, even one that ends cleanly without 
 announced length, is fetched again from where it stopped (``Range: bytes=N-``; if the
 host ignores ranges, the bytes already delivered are skipped), so a truncated image is
 never returned; nor is one joined to another image (:mod:`~zimage_async._resume`).
+Without a length, a body that ends before its first byte, or within an image signature
+(too short to be told, but the start of a PNG, JPEG or WebP one), was cut short too:
+only a short body that no accepted format starts with is refused as not an image.
 
 A 403 is told apart: expiry (:class:`ImageExpiredError`, as for 404 and 410) or a block
 of this client (:class:`ImageBlockedError`), by :func:`~zimage_async._links.block_evidence`.
@@ -43,7 +46,7 @@ from ._imageinfo import SNIFF_BYTES, ImageFraming, check_declared_type, sniff_co
 from ._imagelimits import FRESH_LINK_RETRIES, ByteBudget, DownloadInfo, ImageLimits
 from ._imagereply import ImageVerdict, judge_image_reply
 from ._imagestream import ImageStream
-from ._links import REFUSAL_SAMPLE_BYTES, utc
+from ._links import LINK_TTL, REFUSAL_SAMPLE_BYTES, utc
 from ._parsing import parse_retry_after
 from ._resume import image_changed, resume_headers, resume_plan, unsatisfied_total
 from ._schedule import RetryPolicy
@@ -55,6 +58,7 @@ logger = logging.getLogger("zimage_async")
 
 _IDENTITY = frozenset({"", "identity"})  # Content-Encodings that leave the bytes as they are
 _HEAD_KEEP = 64 * 1024  # enough of the start to read JPEG dimensions after EXIF
+_PNG, _JPEG = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"  # the signatures sniffing tells
 
 
 async def stream_image(
@@ -65,6 +69,7 @@ async def stream_image(
     index: int | None,
     expires_at: float | None,
     stated_expiry: float | None = None,
+    lifetime: float = LINK_TTL,
     retry: RetryPolicy,
     rng: random.Random,
     limits: ImageLimits,
@@ -79,7 +84,7 @@ async def stream_image(
     *completed_at* (a Unix time) is when the task was first seen completed, for the
     grace given to a CDN that answers 403 or 404 right after completion.
 
-    *expires_at* (Unix time) ends the links' lifetime from completion; *stated_expiry*
+    *expires_at* (Unix time) ends the links' *lifetime* (seconds) from completion; *stated_expiry*
     is the link's believed stated expiry (:meth:`Task.believed_expiry`): evidence for
     judging a refusal, never a reason to send no request (the host's answer decides).
 
@@ -94,11 +99,7 @@ async def stream_image(
     """
     where = Where(url, task_id, index)
     if expires_at is not None and time.time() >= expires_at:
-        raise where.expired(
-            "the link expired (image links are valid for 24 hours after completion); "
-            "nothing was requested",
-            earlier_expiry(expires_at, stated_expiry),
-        )
+        raise where.lapsed(lifetime, earlier_expiry(expires_at, stated_expiry))
     total: int | None = None
     framing: ImageFraming | None = None
     first: Mapping[str, str] | None = None  # the headers of the answer being delivered
@@ -183,6 +184,11 @@ async def stream_image(
                     _take(chunk, info, framing, (limits, total), budget, where)
                     yield chunk
                 if pending:  # a body shorter than the sniffing window
+                    if (total is None or len(pending) < total) and _signature_start(pending):
+                        raise where.transient(
+                            f"the body ended after {len(pending)} bytes, within the image's "
+                            "signature"
+                        )
                     declared = response.headers.get("Content-Type")
                     framing = _verify_head(pending, declared, info, where)
                     _take(pending, info, framing, (limits, total), budget, where)
@@ -190,6 +196,8 @@ async def stream_image(
             if total is not None and info.size < total:
                 raise where.transient(f"the body was cut short ({info.size} of {total} bytes)")
             if framing is None:
+                if total is None:  # the connection closed before the first byte
+                    raise where.transient("the body ended before its first byte")
                 raise where.fail("the image host sent an empty body")
             if not framing.complete:
                 if total is not None:
@@ -210,7 +218,8 @@ async def stream_image(
             delay = retry.after(max(attempt, 1), floor, rng=rng)
             if delay is None:
                 if attempt >= retry.max_attempts:
-                    raise where.fail(f"gave up after {attempt} attempts: {exc}") from exc
+                    gave_up = f"gave up after {attempt} attempts: {where.said(exc)}"
+                    raise where.fail(gave_up) from exc
                 raise where.fail(f"the host asks to wait {floor:g} s") from exc
             left = deadline - time.monotonic()
             if delay >= left:
@@ -219,7 +228,7 @@ async def stream_image(
                 "retrying image download %s (attempt %d failed: %s) in %.2f s",
                 where.url,
                 attempt,
-                exc,
+                where.said(exc),
                 delay,
             )
             await sleep(delay)
@@ -332,6 +341,19 @@ def _take(
     framing.feed(chunk)
     if framing.problem is not None or framing.excess:
         raise malformed(framing, where)
+
+
+def _signature_start(head: bytes) -> bool:
+    r"""Whether *head* is too short to tell, but the start of a PNG, JPEG or WebP signature.
+
+    >>> _signature_start(b"\x89PN"), _signature_start(b"RIFF\x10\x00"), _signature_start(b"GIF8")
+    (True, True, False)
+    """
+    if len(head) < len(_PNG) and _PNG.startswith(head):
+        return True
+    if len(head) < len(_JPEG) and _JPEG.startswith(head):
+        return True
+    return len(head) < 12 and b"RIFF".startswith(head[:4]) and b"WEBP".startswith(head[8:])
 
 
 def _verify_head(

@@ -7,7 +7,7 @@ which re-exports them and draws the whole tree, wherever the class is defined.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["SHOWN_MODULE", "ZImageError", "note_task"]
 
@@ -15,6 +15,9 @@ __all__ = ["SHOWN_MODULE", "ZImageError", "note_task"]
 #: draws the tree and re-exports every class, so that tracebacks, pickles and error
 #: reports name each class by one stable path, whichever module defines it.
 SHOWN_MODULE = "zimage_async._exceptions"
+_NOT_FOUND = 404  # the HTTP status of an unknown (or expired) task id
+
+_E = TypeVar("_E", bound="ZImageError")
 
 
 class ZImageError(Exception):
@@ -22,8 +25,10 @@ class ZImageError(Exception):
 
     Catch it to handle anything the SDK reports; the subclasses say what went wrong.
     ``task_id`` names the billed task an error concerns, when there is one: an error met
-    while waiting for a task that was already created carries it (and its message says
-    how to collect the task), so that nobody pays for the same image twice.
+    while waiting for a task that was already created carries it, and its message says
+    how to collect the task, so that nobody pays for the same image twice. Where
+    collecting cannot work the message does not offer it: a 404 (the service does not
+    know the id), an expired link, a link the SDK refuses to fetch.
 
     Attributes:
         task_id (str | None): The id of the (billed) task this error concerns, or None.
@@ -50,15 +55,29 @@ def _rebuilt(cls: type[ZImageError], args: tuple[Any, ...]) -> ZImageError:
 def note_task(error: ZImageError, task_id: str) -> ZImageError:
     """Attach *task_id* to an error met after the task was created, saying how to collect it.
 
-    An error that already names a task is returned unchanged.
+    An error that already names a task is returned unchanged. A 404 (``NotFoundError``)
+    gets the id without the note: the service does not know the task (a wrong id, or one
+    expired), so neither "billed" nor "collect it later" would be true of it.
     """
     if error.task_id is None:
         error.task_id = task_id
-        hint = (
-            f" [task {task_id} was created and is billed: collect it later with "
-            f"session.task({task_id!r}) or `zimage task {task_id} -o DIR` instead of "
-            "generating it again]"
-        )
-        first = str(error.args[0]) if error.args else ""
-        error.args = (first + hint, *error.args[1:])
+        # NotFoundError's own status (its class is defined downstream of this module).
+        if getattr(error, "status_code", None) != _NOT_FOUND:
+            note_collectable(error, task_id)
+    return error
+
+
+def note_collectable(error: _E, task_id: str) -> _E:
+    """Add to *error*'s message that task *task_id* is billed and how to collect it later.
+
+    For the errors that already name their task when made (an image's download), and
+    only where collecting later can work; :func:`note_task` adds it to the others.
+    """
+    hint = (
+        f" [task {task_id} was created and is billed: collect it later with "
+        f"session.task({task_id!r}) (or `zimage task {task_id} -o DIR`) instead of "
+        "generating it again]"
+    )
+    first = str(error.args[0]) if error.args else ""
+    error.args = (first + hint, *error.args[1:])
     return error

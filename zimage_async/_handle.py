@@ -10,8 +10,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iter
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._delivery import Delivery
-from ._exceptions import InvalidRequestError, WaitTimeoutError
+from ._delivery import Delivery, check_image_index
+from ._exceptions import WaitTimeoutError, ZImageError, note_task
 from ._handlepolls import HandlePolls
 from ._imagelimits import DownloadInfo
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
@@ -160,9 +160,16 @@ class TaskHandle(HandlePolls):
             note_unknown_status(self._id, task.raw_status, self._rt.warned_statuses)
 
     async def refresh(self) -> Task:
-        """Fetch the task once (``GET /v1/tasks/{id}``) and return the new snapshot."""
+        """Fetch the task once (``GET /v1/tasks/{id}``) and return the new snapshot.
+
+        A failure names the task and says how to collect it later (a 404 only names it).
+        """
         self._rt.check_open()
-        task = await self._rt.api.get_task(self._id, span=self._span)
+        try:
+            task = await self._rt.api.get_task(self._id, span=self._span)
+        except ZImageError as exc:  # the read failed, not the task: it goes on
+            note_task(exc, self._id)
+            raise
         self._span.polls += 1
         self._fresh = False
         self._observe(task)
@@ -280,9 +287,15 @@ class TaskHandle(HandlePolls):
         bounds the wait and the download together (not your code's time between chunks).
         Stopping early, close it (``contextlib.aclosing``, or run ``async for`` to its end):
         a stream kept open, unread, holds its connection (one of ``max_connections``).
+        Once the handle holds its images (``await handle`` delivered them), they come from
+        memory, in chunks of the same size, with no request: even after the links expired.
         """
-        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-            raise InvalidRequestError("index", "an image's index: 0, 1, ...", f"got {index!r}")
+        check_image_index(index)
+        held = self._deliverer.held(index) if self._deliverer is not None else None
+        if held is not None:  # delivered already: from memory
+            for chunk in held:
+                yield chunk
+            return
         limit = wait_limit(timeout, self._rt.poll)
         deadline = deadline_after(limit)
         with self._waiting():

@@ -98,7 +98,7 @@ class HandlePolls:
         this loop ends with that snapshot. While a callback is expected, every delay is
         stretched by the session's ``callback_poll_factor``. Raises
         :class:`DeadlineReached` at *deadline* (the loop's clock); each look and each
-        wait for the lock are bounded.
+        wait for the lock are bounded. An error of the loop names the task (:func:`note_task`).
         """
         with naps(self._rt, self._id) as nap:
             polls: AsyncGenerator[Task, None] | None = None
@@ -119,6 +119,9 @@ class HandlePolls:
                     yield task
                     if task.is_terminal:
                         return
+            except ZImageError as exc:  # a read failed for good: the task itself goes on
+                note_task(exc, self._id)
+                raise
             finally:
                 if polls is not None:
                     await polls.aclose()

@@ -3,6 +3,14 @@
 :class:`Where` names the image (its link without the query, its task and index) in
 every error; :class:`Retryable` and :class:`Grace` are the failures the download loop
 asks again after.
+
+The task is billed whatever happens to its download, so an error that collecting the
+task later can mend says how (:func:`~zimage_async._exceptions_base.note_collectable`):
+a plain :class:`ImageDownloadError` (a host that kept failing, a body that failed its
+checks, a limit: the host may recover, the limit be raised) and an
+:class:`ImageBlockedError` (the link still works for another client). An
+:class:`ImageExpiredError` does not (the links are gone), nor does an
+:class:`ImageLinkRefusedError` (the same link would be refused again).
 """
 
 from __future__ import annotations
@@ -10,16 +18,26 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ._exceptions import (
+    APIConnectionError,
     ImageBlockedError,
     ImageDownloadError,
     ImageExpiredError,
     ImageLinkRefusedError,
 )
+from ._exceptions_base import note_collectable
 from ._imageinfo import ImageFraming
 from ._imagelimits import ImageLimits
 from ._links import redact_url
 
-__all__ = ["Grace", "Retryable", "Where", "earlier_expiry", "malformed", "over_time"]
+__all__ = [
+    "Grace",
+    "Retryable",
+    "Where",
+    "earlier_expiry",
+    "lifetime_text",
+    "malformed",
+    "over_time",
+]
 
 
 class Retryable(ImageDownloadError):
@@ -41,7 +59,22 @@ class Where(NamedTuple):
         return redact_url(self.link)
 
     def fail(self, reason: str) -> ImageDownloadError:
-        return ImageDownloadError(reason, url=self.url, task_id=self.task_id, index=self.image)
+        error = ImageDownloadError(reason, url=self.url, task_id=self.task_id, index=self.image)
+        return error if self.task_id is None else note_collectable(error, self.task_id)
+
+    def said(self, exc: ImageDownloadError | APIConnectionError) -> str:
+        """Say what *exc*, one attempt's failure, says, without naming this image again."""
+        if isinstance(exc, ImageDownloadError):
+            return exc.reason
+        return str(exc).removeprefix(f"GET {self.url}: ")  # a redirect's hop stays named
+
+    def lapsed(self, lifetime: float, expires_at: float | None) -> ImageExpiredError:
+        """Say that the links' *lifetime* (seconds from completion) is over: nothing requested."""
+        return self.expired(
+            f"the link expired (image links are valid for {lifetime_text(lifetime)} after "
+            "completion); nothing was requested",
+            expires_at,
+        )
 
     def expired(self, reason: str, expires_at: float | None) -> ImageExpiredError:
         return ImageExpiredError(
@@ -57,9 +90,10 @@ class Where(NamedTuple):
             f"refuses User-Agents that look like scripts). The request sent User-Agent "
             f"{user_agent!r}; set another with Session(user_agent=...)"
         )
-        return ImageBlockedError(
+        error = ImageBlockedError(
             reason, url=self.url, task_id=self.task_id, index=self.image, expires_at=expires_at
         )
+        return error if self.task_id is None else note_collectable(error, self.task_id)
 
     def refused(self, reason: str) -> ImageLinkRefusedError:
         return ImageLinkRefusedError(
@@ -90,6 +124,18 @@ def over_time(
             f"Retry-After), past the {max(left, 0.0):.1f} s left of the {total}; not waited for"
         )
     return f"the download took longer than its {total}; a host this slow is not waited for"
+
+
+def lifetime_text(seconds: float) -> str:
+    """Say a links' lifetime: in hours when it is whole hours, else in seconds.
+
+    >>> lifetime_text(86400.0), lifetime_text(3600.0), lifetime_text(90.0)
+    ('24 hours', '1 hour', '90 s')
+    """
+    hours = seconds / 3600
+    if hours >= 1 and hours.is_integer():
+        return f"{int(hours)} hour{'s' if hours > 1 else ''}"
+    return f"{seconds:g} s"
 
 
 class Grace(Retryable):
