@@ -16,7 +16,10 @@ wait. :func:`within`, a keeper of its own per call, is the SDK's ``asyncio.wait_
 (the callback receiver's body, a closing batch's release of its items). A task runs at
 most one block of each at a time (an exchange or a download may run inside a wait).
 They are only used where the block's code is the SDK's own, so a cancellation always
-lands inside the block, never in the caller's code.
+lands inside the block, never in the caller's code. Closing a keeper leaves the blocks
+still running bounded (a closing session's waits still end at their deadlines); a
+closing transport cuts its own off at once (:meth:`Deadlines.cut_all`), for each to end
+with the closed-session error.
 """
 
 from __future__ import annotations
@@ -153,9 +156,23 @@ class Deadlines:
         if heap:
             self._timer = loop.call_at(heap[0][0], self._expire)
 
+    def cut_all(self) -> None:
+        """Cut off every block running now, as its deadline passing would (see :meth:`leave`).
+
+        For an owner that is closing and must end what it has under way at once: the
+        owner, knowing it closed, tells these cuts from its deadlines'.
+        """
+        for task in list(self._blocks):
+            if task not in self._cut:
+                self._cut_off(task)
+
     def close(self) -> None:
-        """Drop the timer (its owner is closing)."""
-        if self._timer is not None:
+        """Drop the timer, unless a block is still running (its owner is closing).
+
+        A close never leaves a block unbounded: the blocks still running keep their
+        deadlines, and the timer stays for them (it stops once they have all left).
+        """
+        if self._timer is not None and not self._blocks:
             self._timer.cancel()
             self._timer = None
 

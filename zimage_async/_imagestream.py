@@ -19,8 +19,9 @@ import yarl
 
 from ._deadlines import Deadlines, bounded_by, within
 from ._exceptions import APIConnectionError, ImageLinkRefusedError, ZImageError
-from ._httperrors import WIRE, RefusedAddress, UnresolvedProxy, translate
+from ._httperrors import WIRE, RefusedAddress, UnresolvedProxy, closed_error, translate
 from ._links import redact_url
+from ._pools import InFlight
 from ._slots import Slots
 from ._urlpolicy import LinkPolicy, next_hop
 
@@ -33,6 +34,9 @@ __all__ = [
 
 logger = logging.getLogger("zimage_async")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: What a read of a body may raise: the wire's failures, and aiohttp's "Connection closed."
+#: (a RuntimeError) once the pool closed under it.
+_BROKEN = (*WIRE, RuntimeError)
 
 #: How long an error page's start is waited for, as evidence of what the refusal means.
 SAMPLE_SECONDS = 2.0
@@ -133,21 +137,33 @@ class ImageStream:
 
     Reads that must wait for the host are bounded by *bound*: the transport's
     :class:`~zimage_async._deadlines.Deadlines` and the download's deadline (loop time).
-    A read of bytes that have already arrived does not wait, and is not bounded.
+    A read of bytes that have already arrived does not wait, and is not bounded. Once
+    the transport closed (*inflight*), every read raises the closed-session error.
     """
 
-    __slots__ = ("_bound", "_limits", "_name", "_response", "content_length", "headers", "status")
+    __slots__ = (
+        "_bound",
+        "_inflight",
+        "_limits",
+        "_name",
+        "_response",
+        "content_length",
+        "headers",
+        "status",
+    )
 
     def __init__(
         self,
         response: aiohttp.ClientResponse,
         *,
         name: Callable[[], str],
+        inflight: InFlight,
         limits: tuple[float | None, float | None] = (None, None),
         bound: tuple[Deadlines, float] | None = None,
     ) -> None:
         self._response = response
         self._name = name  # names the link in messages
+        self._inflight = inflight
         self._limits = limits
         self._bound = bound
         self.status = response.status
@@ -160,9 +176,10 @@ class ImageStream:
 
         What has arrived is returned at once, without waiting for *limit* bytes. A body
         shorter than its ``Content-Length`` raises :class:`APIConnectionError`; one that
-        stalls or outlasts the download's total limit, :class:`APITimeoutError`.
+        stalls or outlasts the download's total limit, :class:`APITimeoutError`; any read
+        once the transport closed, the closed-session error (a ``RuntimeError``).
         """
-        failure: ZImageError
+        failure: Exception
         content = self._response.content
         try:
             chunk = content.read_nowait(limit)
@@ -172,16 +189,25 @@ class ImageStream:
             if bound is None:
                 return await content.read(limit)
             return await bounded_by(*bound, content.read(limit))
-        except WIRE as exc:
-            failure = translate(exc, method="GET", path=self._name(), limits=self._limits)
-        except RuntimeError:  # aiohttp's "Connection closed.": the pool closed under it
-            failure = APIConnectionError(
-                "the connection was closed during the download",
-                request_sent=True,
-                method="GET",
-                path=self._name(),
-            )
+        except _BROKEN as exc:
+            if self._inflight.closed:  # the close set its error, cut the wait, or both
+                failure = closed_error(opened=True)
+            elif isinstance(exc, RuntimeError):  # "Connection closed.": the pool closed
+                failure = APIConnectionError(
+                    "the connection was closed during the download",
+                    request_sent=True,
+                    method="GET",
+                    path=self._name(),
+                )
+            else:
+                failure = translate(exc, method="GET", path=self._name(), limits=self._limits)
         raise failure from None
+
+    def extend(self, seconds: float) -> None:
+        """Move the download's deadline *seconds* later: time its consumer held a chunk."""
+        bound = self._bound
+        if bound is not None:
+            self._bound = (bound[0], bound[1] + seconds)
 
     async def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
         """Yield the body in chunks of at most *chunk_size* bytes (see :meth:`read`)."""
@@ -212,7 +238,8 @@ class ImageOpening:
 
     Entering takes a download slot and follows the redirects hop by hop, each checked
     against *policy*, within *total* seconds; it returns the :class:`ImageStream`.
-    Leaving releases the answer and the slot. Made by :meth:`Transport.stream`, which
+    Leaving releases the answer and the slot. Once the transport closed (*inflight*),
+    entering raises the closed-session error. Made by :meth:`Transport.stream`, which
     explains the rest.
     """
 
@@ -220,6 +247,7 @@ class ImageOpening:
         "_bound",
         "_headers",
         "_http",
+        "_inflight",
         "_keeper",
         "_label",
         "_limits",
@@ -245,11 +273,12 @@ class ImageOpening:
         proxy_ends: frozenset[tuple[str, int]] = frozenset(),
         keeper: Deadlines,
         limits: tuple[float | None, float | None],
+        inflight: InFlight,
     ) -> None:
         self._http, self._slot, self._url, self._headers = http, slot, url, headers
         self._label, self._policy, self._proxy_for = label, policy, proxy_for
         self._proxy_ends = proxy_ends
-        self._keeper, self._limits = keeper, limits
+        self._keeper, self._limits, self._inflight = keeper, limits, inflight
         self._bound: tuple[Deadlines, float] | None = None
         self._response: aiohttp.ClientResponse | None = None
         self._started = 0.0
@@ -262,34 +291,44 @@ class ImageOpening:
         total = self._limits[1]
         if total is not None:
             self._bound = (self._keeper, asyncio.get_running_loop().time() + total)
-        failure: ZImageError
+        failure: Exception
         try:
+            if self._inflight.closed:  # closed while in line for a slot: nothing was sent
+                raise closed_error(opened=True)
             if self._bound is None:
                 response = await self._follow()
             else:
                 response = await bounded_by(*self._bound, self._follow())
-        except WIRE as exc:
+        except _BROKEN as exc:
             self._release()
-            failure = translate(exc, method="GET", path=self._named(), limits=self._limits)
+            if self._inflight.closed:  # the close cut the wait off, or the pool closed
+                failure = closed_error(opened=True)
+            elif isinstance(exc, RuntimeError):
+                raise
+            else:
+                failure = translate(exc, method="GET", path=self._named(), limits=self._limits)
         except BaseException:
             self._release()
             raise
         else:
+            self._inflight.opened(response)
             return ImageStream(
                 response,
                 name=self._named,
+                inflight=self._inflight,
                 limits=self._limits,
                 bound=self._bound,
             )
         raise failure from None
 
     async def _follow(self) -> aiohttp.ClientResponse:
+        # The proxy's URL (its password) is in no local: error reporters show the locals.
         url, policy = self._url, self._policy
         hop, seen = url, {url}
         for _ in range(policy.max_redirects + 1):
             refusal = policy.refusal(hop)
-            proxy = None if refusal is not None else self._proxy_for(hop)  # a sound link
-            if refusal is None and proxy is None and self._proxy_ends:
+            proxied = refusal is None and self._proxy_for(hop) is not None  # a sound link
+            if refusal is None and not proxied and self._proxy_ends:
                 refusal = _names_a_proxy(hop, self._proxy_ends)
             if refusal is not None:
                 what = "the link" if hop == url else f"a redirect to {redact_url(hop)}"
@@ -299,7 +338,7 @@ class ImageOpening:
                 headers=self._headers,
                 allow_redirects=False,
                 raise_for_status=False,
-                proxy=proxy,
+                proxy=self._proxy_for(hop) if proxied else None,
             )
             location = response.headers.get("Location")
             if response.status not in _REDIRECTS or not location:
@@ -326,6 +365,7 @@ class ImageOpening:
     def _release(self) -> None:
         response = self._response
         if response is not None:
+            self._inflight.released(response)
             response.release()
         self._slot.release()
         if logger.isEnabledFor(logging.DEBUG):

@@ -7,13 +7,16 @@ lower-case name wins, and ``HTTP_PROXY`` is ignored when ``REQUEST_METHOD`` is s
 (a CGI process, where a request header could set it: "httpoxy"). Loopback hosts are
 never proxied. Only ``http://`` proxies are supported (the CONNECT method carries
 ``https`` through them); a proxy URL of another scheme is ignored with a warning.
-Nothing is read from ``.netrc``: proxy credentials, if any, come from the proxy URL.
+Nothing is read from ``.netrc``: proxy credentials, if any, come from the proxy URL,
+and a :class:`ProxyConfig`'s repr masks them (error reporters show the reprs of a
+traceback's locals).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import urllib.parse
 from collections.abc import Mapping
 
@@ -25,6 +28,8 @@ from ._urlpolicy import is_loopback_host
 __all__ = ["ProxyConfig"]
 
 logger = logging.getLogger("zimage_async")
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def _read(environ: Mapping[str, str], name: str) -> str:
@@ -54,6 +59,25 @@ def _proxy_url(value: str, name: str) -> str | None:
     return value
 
 
+def _shown(url: str | None) -> str:
+    """Return the repr of a proxy *url* with its user info (the credentials) masked.
+
+    Everything from the scheme up to the last ``@`` is user info: a password may hold
+    ``/``, ``?``, ``#`` or ``@`` unescaped, and a proxy URL has no path worth showing.
+
+    >>> _shown("http://someone:p/w@proxy.example:3128"), _shown("pw@proxy:80"), _shown(None)
+    ("'http://***@proxy.example:3128'", "'***@proxy:80'", 'None')
+    """
+    if url is None:
+        return "None"
+    scheme = _SCHEME.match(url)
+    start = scheme.end() if scheme else 0
+    at = url.rfind("@")
+    if at >= start:
+        url = f"{url[:start]}***{url[at:]}"
+    return repr(url)
+
+
 @attrs.frozen(kw_only=True)
 class ProxyConfig:
     """The proxies to use, by URL scheme, and the hosts that bypass them.
@@ -67,10 +91,15 @@ class ProxyConfig:
     True
     >>> config.proxy_for("https://127.0.0.1:8080/") is None
     True
+
+    The repr masks the credentials a proxy URL holds:
+
+    >>> ProxyConfig(https="http://someone:pw@proxy:3128")
+    ProxyConfig(https='http://***@proxy:3128', http=None, no_proxy=())
     """
 
-    https: str | None = None
-    http: str | None = None
+    https: str | None = attrs.field(default=None, repr=_shown)
+    http: str | None = attrs.field(default=None, repr=_shown)
     no_proxy: tuple[str, ...] = ()
 
     @classmethod

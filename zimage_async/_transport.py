@@ -1,8 +1,9 @@
 """The thin layer over aiohttp: send a request, stream a body, translate errors.
 
-This module and its three helpers (:mod:`~zimage_async._redaction` for the headers,
+This module and its helpers (:mod:`~zimage_async._redaction` for the headers,
 :mod:`~zimage_async._httperrors` for the errors, :mod:`~zimage_async._imagestream` for
-image bodies) are the only ones that touch aiohttp. Everything above them sees
+image bodies, :mod:`~zimage_async._pools` for the pools and their close) are the only
+ones that touch aiohttp. Everything above them sees
 :class:`~zimage_async._reply.Reply` and :class:`ImageStream` and the exceptions of
 :mod:`zimage_async._exceptions`; aiohttp's own exceptions are translated in
 :func:`~zimage_async._httperrors.translate` and never reach the user.
@@ -52,6 +53,7 @@ from ._exceptions import ZImageError
 from ._httperrors import CAUGHT, closed_error, translate
 from ._imagestream import ImageOpening, ImageStream, PolicyResolver, proxy_endpoints
 from ._links import redact_url
+from ._pools import InFlight, closed_failure, new_pool
 from ._proxy import ProxyConfig
 from ._redaction import SECRET_HEADERS, RedactedHeaders, SealedBody, kept_headers, mask_echoes
 from ._reply import Reply, read_body
@@ -153,6 +155,7 @@ class Transport:
             connect=connect_timeout, sock_read=timeout, ceil_threshold=math.inf
         )
         self._limit = Deadlines()
+        self._inflight = InFlight()  # what close() ends at once
         self._policy = LinkPolicy.for_api(api_base_url) if api_base_url else None
         env = os.environ if environ is None else environ
         self._proxies = ProxyConfig.from_environ(env) if trust_env else ProxyConfig()
@@ -161,8 +164,13 @@ class Transport:
         self._resolver = resolver
         self._ssl = ca_bundle_context(ca_bundle, env, trust_env=trust_env)
         self._trust = self._ssl or default_trust(env, trust_env=trust_env)  # owned pools'
-        self._api_options: dict[str, Any] = {}  # for aiohttp, besides method, URL, body
-        self._set_api_options()
+        self._api_options: dict[str, Any] = {  # for aiohttp, besides method, URL, body
+            "allow_redirects": False,
+            "timeout": self._timeout,
+            "raise_for_status": False,
+            # Only a CA bundle of ours overrides a borrowed session's own TLS settings.
+            **({} if self._ssl is None else {"ssl": self._ssl}),
+        }
 
     @property
     def link_policy(self) -> LinkPolicy:
@@ -174,6 +182,7 @@ class Transport:
         self._loop = asyncio.get_running_loop()
         if self._images is not None:
             return
+        self._inflight = InFlight()
         self._images = self._session(
             resolver=PolicyResolver(
                 self._resolver or aiohttp.ThreadedResolver(),
@@ -190,15 +199,6 @@ class Transport:
             self._creates = self._session(resolver=self._resolver, keepalive=self._keepalive)
         self._slots = {name: Slots(self._max_connections) for name in ("api", "images")}
 
-    def _set_api_options(self) -> None:
-        self._api_options = {
-            "allow_redirects": False,
-            "timeout": self._timeout,
-            "raise_for_status": False,
-            # Only a CA bundle of ours overrides a borrowed session's own TLS settings.
-            **({} if self._ssl is None else {"ssl": self._ssl}),
-        }
-
     def _session(
         self,
         *,
@@ -206,30 +206,30 @@ class Transport:
         keepalive: float = 15.0,
         timeout: aiohttp.ClientTimeout | None = None,
     ) -> aiohttp.ClientSession:
-        # aiohttp checks a pooled connection's idle time when it hands it out, and closes
-        # it instead if it was idle longer than keepalive_timeout (15 s is its default).
-        connector = aiohttp.TCPConnector(
+        return new_pool(
             limit=self._max_connections,
             resolver=resolver,
-            keepalive_timeout=keepalive,
-            ssl=self._trust,
-        )
-        return aiohttp.ClientSession(
-            connector=connector,
-            headers={"User-Agent": self.user_agent},
-            auto_decompress=True,
-            trust_env=False,  # proxies are chosen per request; .netrc is never read
+            keepalive=keepalive,
+            trust=self._trust,
+            user_agent=self.user_agent,
             timeout=timeout or self._timeout,
         )
 
     async def close(self) -> None:
-        """Close the owned sessions; a borrowed one is left open. Idempotent."""
+        """Close the owned sessions; a borrowed one is left open. Idempotent.
+
+        What is under way ends first, at once, with the closed-session error (a create
+        with a connection error: it was sent); see :mod:`~zimage_async._pools`.
+        """
         owned = (self._reads, self._creates, self._images)
         self._reads = self._creates = self._images = None
-        self._limit.close()
-        for session in owned:
-            if session is not None:
-                await session.close()
+        self._inflight.close(self._limit)
+        try:
+            for session in owned:
+                if session is not None:
+                    await session.close()
+        finally:
+            self._limit.close()
 
     def check_loop(self, *, closing: bool = False) -> None:
         """Raise RuntimeError out of the loop that opened it (*closing*: unless that ended)."""
@@ -280,7 +280,7 @@ class Transport:
         http, slot = self._api_session(method)
         if slot is not None and (waiter := slot.take()) is not None:
             await slot.wait(waiter)
-            if http.closed:  # closed while in line for a slot: this try was never sent
+            if self._inflight.closed:  # closed while in line for a slot: never sent
                 slot.release()
                 raise closed_error(opened=True)
         limit = self._limit
@@ -330,7 +330,10 @@ class Transport:
         except CAUGHT as exc:
             # Raised below, outside this block: aiohttp's exception holds the request
             # headers (the key), so it must not even be the implicit __context__.
-            failure = self._translated(exc, method, url)
+            if self._inflight.closed:  # cut off by close(), or broken by it
+                failure = closed_failure(method, urlsplit(url).path)
+            else:
+                failure = self._translated(exc, method, url)
         finally:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
@@ -389,6 +392,7 @@ class Transport:
             proxy_ends=self._proxy_ends,
             keeper=self._limit,
             limits=(self._read_stall, total_timeout),
+            inflight=self._inflight,
         )
 
 
