@@ -182,7 +182,12 @@ async def stream_image(
                         declared = response.headers.get("Content-Type")
                         framing = _verify_head(chunk, declared, info, where)
                     _take(chunk, info, framing, (limits, total), budget, where)
+                    paused = time.monotonic()
                     yield chunk
+                    # The consumer's time with the chunk is not the download's: no limit counts it.
+                    spent = time.monotonic() - paused
+                    deadline += spent
+                    response.extend(spent)
                 if pending:  # a body shorter than the sniffing window
                     if (total is None or len(pending) < total) and _signature_start(pending):
                         raise where.transient(

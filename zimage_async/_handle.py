@@ -284,7 +284,8 @@ class TaskHandle(HandlePolls):
 
         The whole image is never held in memory. A body cut short is fetched again from
         where it stopped, so the chunks always add up to the complete image. *timeout*
-        bounds the wait and the download together (not your code's time between chunks).
+        bounds the wait and the download together, and ``image_timeout`` the download (neither
+        counts your code's time with a chunk).
         Stopping early, close it (``contextlib.aclosing``, or run ``async for`` to its end):
         a stream kept open, unread, holds its connection (one of ``max_connections``).
         Once the handle holds its images (``await handle`` delivered them), they come from
@@ -298,6 +299,7 @@ class TaskHandle(HandlePolls):
             return
         limit = wait_limit(timeout, self._rt.poll)
         deadline = deadline_after(limit)
+        loop = asyncio.get_running_loop()
         with self._waiting():
             task = await self._finish(limit, deadline, _completed)
             chunks = self._delivery.stream(task, index, DownloadInfo())
@@ -311,7 +313,10 @@ class TaskHandle(HandlePolls):
                         return
                     except DeadlineReached:
                         raise self._timed_out(limit, stage="download") from None
+                    paused = loop.time()
                     yield chunk
+                    if deadline is not None:  # the caller's time with the chunk is not counted
+                        deadline += loop.time() - paused
             finally:
                 await chunks.aclose()
 
