@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import trustme
 from aiohttp import web
@@ -52,17 +52,27 @@ class TinyProxy:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 async def hello(request: web.Request) -> web.Response:
     return web.Response(text="hello")
 
 
 @contextlib.asynccontextmanager
-async def tls_server(ca: trustme.CA, *names: str) -> AsyncIterator[int]:
-    """An HTTPS server on 127.0.0.1 with a certificate for *names*, from the test CA."""
+async def tls_server(
+    ca: trustme.CA,
+    *names: str,
+    route: tuple[str, Handler] = ("/hello", hello),
+) -> AsyncIterator[int]:
+    """An HTTPS server on 127.0.0.1 with a certificate for *names*, from the test CA.
+
+    It answers GET *route* (a path pattern and its handler; ``/hello`` by default).
+    """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(*names).configure_cert(context)
     app = web.Application()
-    app.router.add_get("/hello", hello)
+    app.router.add_get(*route)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)

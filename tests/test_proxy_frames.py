@@ -10,10 +10,7 @@ went with them. The proxy settings' repr showed it too.
 
 from __future__ import annotations
 
-import contextlib
-import ssl
 import traceback
-from collections.abc import AsyncIterator
 
 import pytest
 import trustme
@@ -22,7 +19,7 @@ from aiohttp import web
 from zimage_async import ImageLinkRefusedError, RetryPolicy
 from zimage_async._proxy import ProxyConfig
 
-from ._proxies import TinyProxy
+from ._proxies import TinyProxy, tls_server
 from ._reports import CapturingTransport, raw_server, rendered, report
 from .conftest import CompletedHost, loopback_session, serving
 
@@ -40,23 +37,6 @@ async def _redirect(request: web.Request) -> web.Response:
     else:
         location = f"/hop/{int(path.rsplit('/', 1)[1]) + 1}"
     return web.Response(status=302, headers={"Location": location})
-
-
-@contextlib.asynccontextmanager
-async def _images(ca: trustme.CA) -> AsyncIterator[int]:
-    """An HTTPS image host on 127.0.0.1, named ``images.test``, that only redirects."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("images.test").configure_cert(context)
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", _redirect)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    try:
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
 
 
 def _chain(error: BaseException) -> list[BaseException]:
@@ -95,7 +75,7 @@ async def test_a_refused_redirect_through_a_proxy_shows_not_its_password(
     sentry: CapturingTransport, ca: trustme.CA, ca_file: str, path: str, reason: str
 ) -> None:
     """The refusal's frames (and their chained causes') hold the proxy's URL nowhere."""
-    async with _images(ca) as image_port:
+    async with tls_server(ca, "images.test", route=("/{tail:.*}", _redirect)) as image_port:
         proxy = TinyProxy({"images.test": "127.0.0.1"})
         async with raw_server(proxy) as proxy_url:
             proxy_port = proxy_url.rsplit(":", 1)[1]

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import ssl
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trustme
-from aiohttp import web
 
+from ._proxies import tls_server
 from .conftest import ROOT
 
 CHILD = """
@@ -53,25 +52,11 @@ asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
 """
 
 
-async def _hello(request: web.Request) -> web.Response:
-    return web.Response(text="hello")
-
-
 @pytest.fixture
 async def server(ca: trustme.CA) -> AsyncIterator[int]:
     """An HTTPS server on 127.0.0.1 whose certificate only the test CA issued."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    app = web.Application()
-    app.router.add_get("/hello", _hello)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    try:
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
+    async with tls_server(ca, "127.0.0.1") as port:
+        yield port
 
 
 async def _child(port: int, how: str, ca_file: str, tmp_path: Path) -> str:
