@@ -72,7 +72,8 @@ async def demo() -> None:
         ) as session,
     ):
         app[SESSION] = session
-        runner = web.AppRunner(app)
+        # No access log: it would write each request line, a callback URL's token included.
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
             await web.SockSite(runner, sock).start()
@@ -104,7 +105,8 @@ async def serve(port: int) -> None:
     app = make_app(receiver)
     async with zimage_async.Session(callbacks=receiver, callback_url=callback_url) as session:
         app[SESSION] = session
-        runner = web.AppRunner(app)
+        # No access log: it would write each request line, a callback URL's token included.
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, "0.0.0.0", port).start()  # noqa: S104 - a server

@@ -160,9 +160,9 @@ async def test_wrong_key_is_not_retried(emulator: Emulator) -> None:
             id="http-callback",
         ),
         pytest.param(
-            {"prompt": "a", "callback_url": "https://127.0.0.1/h"},
+            {"prompt": "a", "callback_url": "https://10.0.0.1/h"},
             "callback_url",
-            id="loopback-callback",
+            id="private-callback",
         ),
     ],
 )

@@ -2,21 +2,34 @@
 
 :func:`validate_callback_url` checks the ``callback_url`` a request sends (the provider
 refuses internal addresses, so a refusal here saves a billed task that could never call
-back); :func:`validate_receiver_url` checks the URL of a :class:`CallbackReceiver`, which
-may be on loopback while the API itself is (the emulator). Pure: no I/O.
+back); :func:`validate_receiver_url` checks a callback URL a session is given, which may
+be on loopback while the API itself is (the emulator): its receiver's
+(``Session(callback_url=...)``) and a task's own (``submit(callback_url=...)``, which
+builds its request within :func:`building_for`). A :class:`GenerationRequest` built
+anywhere else does not know where it will be sent, and keeps the strict rule. Pure: no
+I/O.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ipaddress
 import unicodedata
 import urllib.parse
+from collections.abc import Iterator
 
 from ._addresses import internal_host_reason
 from ._exceptions import InvalidRequestError
 from ._quoting import describe_char, quote, wrong_type
 
-__all__ = ["CALLBACK_URL_MAX_CHARS", "validate_callback_url", "validate_receiver_url"]
+__all__ = [
+    "CALLBACK_URL_MAX_CHARS",
+    "building_for",
+    "validate_callback_url",
+    "validate_receiver_url",
+    "validate_request_callback_url",
+]
 
 #: The longest callback URL the service accepts.
 CALLBACK_URL_MAX_CHARS = 2048
@@ -28,6 +41,12 @@ _URL_RULE = (
     "without spaces or control characters, or omitted"
 )
 _URL_SCHEME_RULE = "the callback URL must use https; http and every other scheme are refused"
+#: The rule while the API is on loopback (the emulator): loopback hosts may be called too.
+_LOOPBACK_URL_RULE = (
+    "an absolute https URL to a public host or, while base_url is on loopback (the "
+    "emulator), an http or https URL to a loopback host (127.0.0.1, [::1] or localhost); "
+    f"at most {CALLBACK_URL_MAX_CHARS} characters, without spaces or control characters"
+)
 _URL_CREDENTIALS_RULE = (
     "no user name or password before the host, because credentials in the URL hide the "
     "real host (https://api.example.com@10.0.0.1/ goes to 10.0.0.1)"
@@ -41,6 +60,11 @@ _URL_HOST_SYNTAX_RULE = (
     "optionally followed by ':port'"
 )
 _URL_PORT_RULE = "a port, if given, is a number from 1 to 65535"
+
+#: The base URL of the session building a request in this context (see building_for).
+_BUILDING_FOR: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "zimage_async_building_for", default=None
+)
 
 
 def validate_callback_url(value: object) -> str | None:
@@ -66,39 +90,95 @@ def validate_callback_url(value: object) -> str | None:
     """
     if value is None:
         return None
+    return _check(value, loopback=False)
+
+
+def validate_receiver_url(value: object, *, base_url: str) -> str:
+    """Check a callback URL a session at *base_url* is given (not None).
+
+    The rules of :func:`validate_callback_url`, with one exception for testing: when
+    *base_url* is itself on loopback (the emulator), an ``http`` or ``https`` URL to a
+    loopback host written plainly (``127.x.x.x``, ``[::1]``, ``localhost``) is accepted,
+    since only a server on this machine could call it; its port must still be 1..65535,
+    and a refusal names the fault (the port, the syntax) under this rule. The real
+    service is never on loopback, so this never loosens a production setup.
+
+    >>> validate_receiver_url("http://127.0.0.1:8080/", base_url="http://127.0.0.1:9000")
+    'http://127.0.0.1:8080/'
+    >>> validate_receiver_url("http://127.0.0.1:8080/", base_url="https://ai.odkkk.com/apiv1")
+    Traceback (most recent call last):
+    ...
+    zimage_async._exceptions.InvalidRequestError: callback_url: ...
+    """
+    if value is None:
+        raise InvalidRequestError("callback_url", _URL_RULE, "it is None")
+    return _check(value, loopback=_is_loopback(urllib.parse.urlsplit(base_url).hostname))
+
+
+def validate_request_callback_url(value: object) -> str | None:
+    """Check ``GenerationRequest.callback_url``: by its session's rule while one builds it.
+
+    Within :func:`building_for` (a session's ``submit``), the rule of
+    :func:`validate_receiver_url` for that session's base URL; anywhere else the strict
+    rule of :func:`validate_callback_url`.
+    """
+    base_url = _BUILDING_FOR.get()
+    if value is None or base_url is None:
+        return validate_callback_url(value)
+    return validate_receiver_url(value, base_url=base_url)
+
+
+@contextlib.contextmanager
+def building_for(base_url: str) -> Iterator[None]:
+    """Let the requests built in the block take callback URLs by a session's rule.
+
+    For the session at *base_url* building a request from ``submit``'s fields: on a
+    loopback API, a task's own loopback callback URL is accepted as the session's is.
+    A context variable, so that other tasks building requests meanwhile are unaffected.
+    """
+    token = _BUILDING_FOR.set(base_url)
+    try:
+        yield
+    finally:
+        _BUILDING_FOR.reset(token)
+
+
+def _check(value: object, *, loopback: bool) -> str:
+    """Check callback URL *value*; *loopback*: plainly spelled loopback hosts are allowed."""
+    rule = _LOOPBACK_URL_RULE if loopback else _URL_RULE
     if not isinstance(value, str):
-        raise InvalidRequestError("callback_url", _URL_RULE, wrong_type(value, quoted=False))
+        raise InvalidRequestError("callback_url", rule, wrong_type(value, quoted=False))
     if len(value) > CALLBACK_URL_MAX_CHARS:
         raise InvalidRequestError(
             "callback_url",
-            _URL_RULE,
+            rule,
             f"it is {len(value)} characters long, over the maximum of {CALLBACK_URL_MAX_CHARS}",
         )
     if not value:
-        raise InvalidRequestError("callback_url", _URL_RULE, "it is empty")
+        raise InvalidRequestError("callback_url", rule, "it is empty")
     for position, char in enumerate(value):
         if char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES:
             raise InvalidRequestError(
                 "callback_url",
-                _URL_RULE,
+                rule,
                 f"it contains {describe_char(char)} at position {position}",
             )
     try:
         parts = urllib.parse.urlsplit(value)
     except ValueError as exc:
         raise InvalidRequestError(
-            "callback_url", _URL_RULE, f"it does not parse as a URL ({exc})"
+            "callback_url", rule, f"it does not parse as a URL ({exc})"
         ) from exc
+    scheme_rule = _LOOPBACK_URL_RULE if loopback else _URL_SCHEME_RULE
     if not parts.scheme:
-        raise InvalidRequestError("callback_url", _URL_SCHEME_RULE, "it has no scheme")
-    if parts.scheme.lower() != "https":
+        raise InvalidRequestError("callback_url", scheme_rule, "it has no scheme")
+    scheme = parts.scheme.lower()
+    if scheme != "https" and not (loopback and scheme == "http"):
         raise InvalidRequestError(
-            "callback_url", _URL_SCHEME_RULE, f"its scheme is {quote(parts.scheme)}"
+            "callback_url", scheme_rule, f"its scheme is {quote(parts.scheme)}"
         )
     if not parts.netloc:
-        raise InvalidRequestError(
-            "callback_url", _URL_RULE, "it has no host (write https://host/path)"
-        )
+        raise InvalidRequestError("callback_url", rule, "it has no host (write https://host/path)")
     if "@" in parts.netloc:
         after = parts.netloc.rpartition("@")[2]
         raise InvalidRequestError(
@@ -107,10 +187,21 @@ def validate_callback_url(value: object) -> str | None:
             f"it carries credentials before '@', and the host it really names is {quote(after)}",
         )
     host = _split_host_port(parts.netloc)
+    if loopback and _is_loopback(host[1:-1] if host.startswith("[") else host):
+        return value
     reason = internal_host_reason(host)
     if reason is not None:
         raise InvalidRequestError(
-            "callback_url", _URL_HOST_RULE, f"its host {quote(host)} is {reason}"
+            "callback_url",
+            rule if loopback else _URL_HOST_RULE,
+            f"its host {quote(host)} is {reason}",
+        )
+    if scheme != "https":  # http, on a loopback API, to a public host
+        raise InvalidRequestError(
+            "callback_url",
+            rule,
+            f"its scheme is {quote(parts.scheme)} and its host {quote(host)} is not a "
+            "loopback host (a public host needs https)",
         )
     return value
 
@@ -123,46 +214,6 @@ def _is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host.lower() == "localhost"
-
-
-def validate_receiver_url(value: object, *, base_url: str) -> str:
-    """Check the callback URL a session's receiver serves (``Session(callback_url=...)``).
-
-    The rules of :func:`validate_callback_url`, with one exception for testing: when
-    *base_url* is itself on loopback (the emulator), an ``http`` or ``https`` URL to a
-    loopback host is accepted, since only a server on this machine could call it. The
-    real service is never on loopback, so this never loosens a production setup.
-
-    >>> validate_receiver_url("http://127.0.0.1:8080/", base_url="http://127.0.0.1:9000")
-    'http://127.0.0.1:8080/'
-    >>> validate_receiver_url("http://127.0.0.1:8080/", base_url="https://ai.odkkk.com/apiv1")
-    Traceback (most recent call last):
-    ...
-    zimage_async._exceptions.InvalidRequestError: callback_url: ...
-    """
-    if (
-        isinstance(value, str)
-        and len(value) <= CALLBACK_URL_MAX_CHARS
-        and value.isprintable()
-        and " " not in value
-        and _is_loopback(urllib.parse.urlsplit(base_url).hostname)
-    ):
-        try:
-            parts = urllib.parse.urlsplit(value)
-            parts.port  # noqa: B018 - raises ValueError for a port outside 0..65535
-        except ValueError:
-            pass
-        else:
-            if (
-                parts.scheme.lower() in ("http", "https")
-                and "@" not in parts.netloc
-                and _is_loopback(parts.hostname)
-            ):
-                return value
-    checked = validate_callback_url(value)
-    if checked is None:
-        raise InvalidRequestError("callback_url", _URL_RULE, "it is None")
-    return checked
 
 
 def _split_host_port(netloc: str) -> str:

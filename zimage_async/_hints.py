@@ -11,6 +11,11 @@ because a fast task's callback can arrive before the create call's answer does. 
 in a fixed-size table of time stamps (a Bloom filter whose slots hold the last time they
 were set), so a flood of forged callbacks for made-up ids cannot push a genuine early hint
 out; at worst it makes a few ids look hinted that were not, which costs one early look.
+
+One board may serve handles on several event loops (a receiver in a web server's loop,
+sessions in other threads): a watch remembers the loop it was opened on, and a hint
+posted from another thread reaches it through that loop (``call_soon_threadsafe``),
+since an asyncio future may only be resolved on its own loop.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import array
 import asyncio
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Protocol
 
 from ._exceptions import InvalidRequestError
@@ -55,17 +61,41 @@ def read_hint(body: bytes) -> str | None:
         return None
 
 
-class HintWatch:
-    """One waiter's view of the hints for one task id (made by :meth:`HintBoard.watch`)."""
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """Return the event loop running in this thread, or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
-    __slots__ = ("_hinted", "_waiter", "task_id")
+
+class HintWatch:
+    """One waiter's view of the hints for one task id (made by :meth:`HintBoard.watch`).
+
+    Its state belongs to the loop it was opened on: a hint from another thread is handed
+    to that loop, never applied from the poster's thread.
+    """
+
+    __slots__ = ("_hinted", "_loop", "_waiter", "task_id")
 
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
         self._hinted = False
         self._waiter: asyncio.Future[None] | None = None
+        #: The loop its waits run on (None if opened outside one: used where it is).
+        self._loop = _running_loop()
 
     def _notify(self) -> None:
+        """Take a hint: at once on the watch's own loop, else through that loop."""
+        loop = self._loop
+        if loop is None or loop is _running_loop():
+            self._hint()
+            return
+        with suppress(RuntimeError):  # a closed loop: nothing waits on it now
+            loop.call_soon_threadsafe(self._hint)
+
+    def _hint(self) -> None:
+        """Mark a hint and wake the wait under way (on the watch's loop)."""
         self._hinted = True
         wake(self._waiter)
 
@@ -117,7 +147,8 @@ class HintBoard:
     nobody watches is remembered for *hint_ttl* seconds, and a watch opened in that time
     starts out woken. Remembering takes a fixed table sized for *max_hints* ids at a time
     (about 128 bytes an id): beyond that, ids start to look hinted that were not (each
-    then costs one early look), but no hint is ever forgotten early.
+    then costs one early look), but no hint is ever forgotten early. Watches may be
+    opened and hints posted from several threads (each with its own loop).
     """
 
     #: Slots set per id.
@@ -140,6 +171,7 @@ class HintBoard:
         self._clock = clock
         self._stamps = array.array("d", [-float("inf")]) * (max_hints * self._SLOTS_PER_HINT)
         self._watches: dict[str, set[HintWatch]] = {}
+        self._lock = threading.Lock()  # the watches, for threads with loops of their own
 
     def _slots(self, task_id: str) -> list[int]:
         digest = hashlib.blake2b(task_id.encode(), digest_size=8 * self._HASHES).digest()
@@ -153,7 +185,8 @@ class HintBoard:
         now = self._clock()
         for slot in self._slots(task_id):
             self._stamps[slot] = now
-        watches = self._watches.get(task_id, ())
+        with self._lock:
+            watches = tuple(self._watches.get(task_id, ()))
         for watch in watches:
             watch._notify()
         return bool(watches)
@@ -171,19 +204,23 @@ class HintBoard:
     def watch(self, task_id: str) -> Iterator[HintWatch]:
         """Watch *task_id* for the duration of a ``with`` block.
 
-        The watch starts out woken if a hint for the id is still kept.
+        The watch starts out woken if a hint for the id is still kept. It is listed
+        before the kept hints are looked at, so that a hint posted meanwhile from another
+        thread is seen one way or the other.
         """
         watch = HintWatch(task_id)
-        if self.recent(task_id):
-            watch._notify()
-        self._watches.setdefault(task_id, set()).add(watch)
+        with self._lock:
+            self._watches.setdefault(task_id, set()).add(watch)
         try:
+            if self.recent(task_id):
+                watch._notify()
             yield watch
         finally:
-            watches = self._watches[task_id]
-            watches.discard(watch)
-            if not watches:
-                del self._watches[task_id]
+            with self._lock:
+                watches = self._watches[task_id]
+                watches.discard(watch)
+                if not watches:
+                    del self._watches[task_id]
 
     @property
     def watched(self) -> int:

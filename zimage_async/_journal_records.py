@@ -11,6 +11,7 @@ from pathlib import Path
 
 import attrs
 
+from ._callback_url import building_for
 from ._exceptions import JournalError
 from ._idempotency import validate_idempotency_key
 from ._manifest import fingerprint
@@ -152,8 +153,13 @@ class JournalRecord:
         )
 
     def request(self) -> GenerationRequest:
-        """Rebuild the request the create was (or is to be) sent with."""
-        return request_from_json(self.request_json, row=f"the create with key {self.key!r}")
+        """Rebuild the request the create was (or is to be) sent with.
+
+        By the rule of the session that recorded it: a task's own loopback callback URL,
+        taken on a loopback API (the emulator), reads back as it was sent.
+        """
+        with building_for(self.base_url):
+            return request_from_json(self.request_json, row=f"the create with key {self.key!r}")
 
     @property
     def cost(self) -> float | None:

@@ -8,11 +8,11 @@ import math
 import attrs
 
 from . import _links
+from ._callback_url import validate_request_callback_url
 from ._imageinfo import EXTENSIONS
 from ._links import LINK_TTL
 from ._secret import frameless_refusals
 from ._validation import (
-    validate_callback_url,
     validate_model,
     validate_nsfw_check,
     validate_prompt,
@@ -148,9 +148,10 @@ class GenerationRequest:
     seed: int | None = attrs.field(default=None, converter=validate_seed)
     #: Ask for the stricter NSFW check (the service defaults to False).
     nsfw_check: bool | None = attrs.field(default=None, converter=validate_nsfw_check)
-    #: A public HTTPS URL the service POSTs the finished task to.
+    #: A public HTTPS URL the service POSTs the finished task to (a loopback one too,
+    #: when ``Session.submit`` builds the request for a session on a loopback API).
     callback_url: str | None = attrs.field(
-        default=None, converter=validate_callback_url, repr=_callback_repr
+        default=None, converter=validate_request_callback_url, repr=_callback_repr
     )
     model: str = attrs.field(default="z-image-turbo", converter=validate_model)
 

@@ -14,6 +14,7 @@ import aiohttp
 from ._api import APIClient
 from ._batchitems import build_request
 from ._batchoptions import check_cost, check_spend_type
+from ._callback_url import building_for
 from ._config import (
     DEFAULT_BASE_URL,
     check_environment,
@@ -323,12 +324,14 @@ class Session(JournalMethods, BatchMethods):
 
         With a ``journal``, the create is recorded before it is sent (checked against
         ``max_credits`` with *cost*, its expected credits, else the last price seen) and
-        the handle records the task's outcome.
+        the handle records the task's outcome. *callback_url* follows the rule of the
+        session's own: on a loopback ``base_url`` (the emulator), loopback URLs too.
         """
         try:
-            request = build_request(
-                prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
-            )
+            with building_for(self._base_url):
+                request = build_request(
+                    prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
+                )
         finally:  # its query may be a token (the request's repr leaves it out): no local
             del callback_url
         if idempotency_key is not None:
@@ -354,9 +357,10 @@ class Session(JournalMethods, BatchMethods):
         """
         timeout = check_wait_timeout(timeout)
         try:
-            request = build_request(
-                prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
-            )
+            with building_for(self._base_url):  # as submit() builds it
+                request = build_request(
+                    prompt, size=size, seed=seed, nsfw_check=nsfw_check, callback_url=callback_url
+                )
         finally:  # its query may be a token (the request's repr leaves it out): no local
             del callback_url
         handle = await self.submit(request, idempotency_key=idempotency_key)
@@ -369,7 +373,7 @@ class Session(JournalMethods, BatchMethods):
         check image sizes, name files by its prompt and embed it as metadata. When the
         session's journal holds the task unfinished (made at this base URL), the handle
         records its outcome there, as the handles of :meth:`submit` and :meth:`recover`
-        do.
+        do. It polls at the normal pace: whether a callback will come is not known.
         """
         task_id = validate_task_id(task_id)
         rule = "the GenerationRequest the task was made from, or None"
@@ -377,9 +381,9 @@ class Session(JournalMethods, BatchMethods):
         self._check_open()
         if self._book is None:
             return TaskHandle(self._runtime, task_id, None, request)
-        expects = request is not None and request.callback_url is not None
+        # Normal pace, as without a journal: its callback may go to an earlier receiver.
         return self._book.handle(
-            self._runtime, task_id, None, request, key=None, expects_callback=expects
+            self._runtime, task_id, None, request, key=None, expects_callback=False
         )
 
     def _task(self, task_id: str, *, request: GenerationRequest | None = None) -> TaskHandle:

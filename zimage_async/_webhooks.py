@@ -10,19 +10,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.http import HttpProcessingError
 
+from ._config import check_seconds
 from ._deadlines import within
+from ._exceptions import InvalidRequestError
 from ._hints import HintBoard, HintWatch, read_hint
+from ._quoting import number_or_type
 
 __all__ = ["CallbackReceiver"]
 
 logger = logging.getLogger("zimage_async")
+
+#: The largest ``max_body_bytes``: a callback is a few hundred bytes, read into memory whole.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+#: The largest ``max_hints``: the table of kept hints takes about 128 bytes an id.
+MAX_HINTS = 1_000_000
+
+
+def _check_count(name: str, value: object, *, most: int, what: str) -> int:
+    """Return *value* if it is a whole number from 1 to *most* (a bool is no number)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise InvalidRequestError(
+            name, f"a whole number of {what} from 1 to {most:,}", f"got {number_or_type(value)}"
+        )
+    return value
+
 
 if TYPE_CHECKING:
     _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
@@ -35,10 +52,10 @@ class _ServerLog(_LoggerAdapter):
 
     aiohttp refuses some requests itself, while parsing them and before any handler runs:
     a body in a Content-Encoding it cannot decode (``br``, ``zstd`` without their
-    decoders), a malformed request line or header. It answers 400 and logs each as an
-    ERROR with a traceback. This logger hands them to *refused* (the receiver counts and
-    logs them like its own refusals) and passes everything else, such as a handler's
-    crash, on to ``aiohttp.server`` unchanged.
+    decoders), a malformed request line or header, or a malformed chunk sent with them.
+    It answers 400 and logs each as an ERROR with a traceback. This logger hands them to
+    *refused* (the receiver counts and logs them like its own refusals) and passes
+    everything else, such as a handler's crash, on to ``aiohttp.server`` unchanged.
     """
 
     def __init__(self, refused: Callable[[HttpProcessingError, int], None]) -> None:
@@ -85,19 +102,25 @@ class CallbackReceiver:
       decompressed; a sender still sending may see it reset). The provider never sends
       either, so a 4xx can only reach a misconfigured or hostile sender, and it tells
       them nothing new.
-    * A body that does not arrive whole is refused too: ``400`` if its chunks or its
-      compression are broken, ``408`` if it is not all in within ``body_timeout`` (a
-      sender trickling it, or a chunked body that never ends), each answered with
-      ``Connection: close`` and the connection closed; a sender that hangs up midway gets
-      no answer. Each is counted in :attr:`refused` and logged like the other refusals,
-      at INFO without a traceback, never as an error of your application.
+    * A body that does not arrive whole is refused too: ``400`` if its compression is
+      broken, ``408`` if it is not all in within ``body_timeout`` (a sender trickling
+      it, a chunked body that never ends), each answered with ``Connection: close`` and
+      the connection closed; a sender that hangs up midway gets no answer. Each is
+      counted in :attr:`refused` and logged like the other refusals, at INFO without a
+      traceback, never as an error of your application.
+    * A malformed chunk in a chunked body: sent together with the head, aiohttp refuses
+      the request itself with ``400`` (see below); sent after it, the body stalls in
+      aiohttp's C parser and gets ``408`` at ``body_timeout``, like any body that never
+      ends (aiohttp's pure-Python parser, as on PyPy, hands the error on: ``400`` at
+      once, counted and logged like the other refusals).
     * Some requests aiohttp refuses itself, with ``400``, before any handler runs: a body
       in a Content-Encoding it cannot decode (``br`` or ``zstd`` without their
-      decoders), a malformed request line or header. Under :meth:`serve` these are
-      counted in :attr:`refused` and logged at INFO without a traceback too. Mounted in
-      your app (:meth:`receive`, :meth:`app`), the receiver never sees them: your server
-      answers and logs them as for any route (aiohttp logs them on ``aiohttp.server`` as
-      errors with a traceback, unless you give your ``AppRunner`` a ``logger``).
+      decoders), a malformed request line or header, a malformed chunk that arrives
+      with the head. Under :meth:`serve` these are counted in :attr:`refused` and logged
+      at INFO without a traceback too. Mounted in your app (:meth:`receive`,
+      :meth:`app`), the receiver never sees them: your server answers and logs them as
+      for any route (aiohttp logs them on ``aiohttp.server`` as errors with a
+      traceback, unless you give your ``AppRunner`` a ``logger``).
 
     Options, keyword-only: ``max_body_bytes`` (default 64 KiB; a task is a few hundred
     bytes), ``body_timeout`` (seconds to read a body, from when its headers are in;
@@ -105,7 +128,15 @@ class CallbackReceiver:
     60) and ``max_hints`` (how many such ids the table of kept hints is sized for, about
     128 bytes each: no hint is dropped early, but past that many ids within
     ``hint_ttl``, ids nobody posted start to look hinted, each costing its handle one
-    early task read, never more often than the poll schedule's ``wait_min``).
+    early task read, never more often than the poll schedule's ``wait_min``). The
+    counts are whole numbers, ``max_body_bytes`` from 1 to 16 MiB (16,777,216) and
+    ``max_hints`` from 1 to 1,000,000 (a table of 128 MB); the seconds are finite
+    numbers above 0. Anything else, a bool included, raises
+    :class:`InvalidRequestError` naming the option.
+
+    One receiver may serve sessions running on other event loops, in other threads (a
+    receiver in your web server's loop, sessions in worker threads): a callback wakes
+    each handle through its own loop.
 
     .. versionadded:: 0.1.0
     """
@@ -118,15 +149,14 @@ class CallbackReceiver:
         hint_ttl: float = 60.0,
         max_hints: int = 4096,
     ) -> None:
-        if max_body_bytes < 1:
-            raise ValueError(f"max_body_bytes must be 1 or more, got {max_body_bytes!r}")
-        if not (body_timeout > 0 and math.isfinite(body_timeout)):
-            raise ValueError(
-                f"body_timeout must be a finite number of seconds above 0, got {body_timeout!r}"
-            )
-        self._max_body = max_body_bytes
-        self._body_timeout = body_timeout
-        self._board = HintBoard(hint_ttl=hint_ttl, max_hints=max_hints)
+        self._max_body = _check_count(
+            "max_body_bytes", max_body_bytes, most=MAX_BODY_BYTES, what="bytes"
+        )
+        self._body_timeout = check_seconds("body_timeout", body_timeout)
+        self._board = HintBoard(
+            hint_ttl=check_seconds("hint_ttl", hint_ttl),
+            max_hints=_check_count("max_hints", max_hints, most=MAX_HINTS, what="task ids"),
+        )
         self._accepted = 0
         self._refused = 0
 
@@ -144,7 +174,8 @@ class CallbackReceiver:
 
         Cut off: the body did not arrive whole within ``body_timeout``, was broken, or its
         sender hung up (which gets no answer, but is counted here). Under :meth:`serve`,
-        also the requests aiohttp refused before the receiver saw them.
+        also the requests aiohttp refused before the receiver saw them (a malformed head,
+        a malformed chunk sent with it, an undecodable Content-Encoding).
         """
         return self._refused
 
@@ -163,9 +194,17 @@ class CallbackReceiver:
         return self._board.watch(task_id)
 
     async def _read(self, request: web.Request) -> bytes | None:
-        """Read the body; return ``None`` if it is larger than ``max_body_bytes``."""
+        """Read the body; return ``None`` if it is larger than ``max_body_bytes``.
+
+        A middleware may have read it already (``await request.read()``, as audit and
+        body-logging ones do): its stream is drained then, and aiohttp keeps the bytes
+        for ``request.read()``, which returns them (held to ``max_body_bytes`` as well).
+        """
         if request.content_length is not None and request.content_length > self._max_body:
             return None
+        if request.body_exists and not request.can_read_body:  # read before the receiver
+            kept = await request.read()
+            return kept if len(kept) <= self._max_body else None
         body = await request.content.read(self._max_body + 1)
         while len(body) <= self._max_body:
             more = await request.content.read(self._max_body + 1 - len(body))
@@ -234,7 +273,9 @@ class CallbackReceiver:
             return await self._refuse_and_close(
                 request, 400, "the sender hung up before the whole body was in"
             )
-        except web.RequestPayloadError:
+        except (web.RequestPayloadError, HttpProcessingError):
+            # Broken compression; or broken chunks, which aiohttp's pure-Python parser
+            # (PyPy, AIOHTTP_NO_EXTENSIONS) hands on here, and its C parser does not.
             return await self._refuse_and_close(
                 request, 400, "the body's chunks or compression are broken"
             )
@@ -273,9 +314,10 @@ class CallbackReceiver:
         ``POST /`` until the block ends (port 0 picks a free port). The yielded URL is the
         local address; the provider needs your public HTTPS address (behind a TLS proxy)
         unless you test against the emulator. Requests aiohttp refuses before the receiver
-        sees them (an undecodable Content-Encoding, a malformed head) are counted in
-        :attr:`refused` and logged at INFO, like the receiver's own refusals. aiohttp
-        bounds no request head in time: serve it behind a proxy with a header timeout.
+        sees them (an undecodable Content-Encoding, a malformed head, or a malformed chunk
+        sent with it) are counted in :attr:`refused` and logged at INFO, like the
+        receiver's own refusals. aiohttp bounds no request head in time: serve it behind
+        a proxy with a header timeout.
         """
         # Requests aiohttp refuses are counted and logged as refusals, not as errors.
         server_log = _ServerLog(self._refused_by_aiohttp)
