@@ -158,3 +158,18 @@ async def test_ctrl_c_while_waiting_prints_the_json_record_of_the_billed_task(
     assert record["status"] == "pending"
     assert record["error"]["type"] == "Interrupted"
     assert f"zimage task {task_id} -o {tmp_path}" in record["error"]["message"]
+
+
+async def test_a_download_that_gave_up_gets_the_collect_advice_once(tmp_path: Path) -> None:
+    """The library's own "collect it later" note is left out: the command gives its own."""
+    plan = FaultPlan(rules=(FaultRule(kind="http_500", endpoint="image", rate=1.0),))
+    async with Emulator(task_duration=0.05, faults=plan) as emu:
+        out = tmp_path / "out"
+        process = await start(emu, "generate", "a cat", "-o", out, "--no-journal")
+        status, _, stderr = await ended(process)
+        task_id = emu.ledger[0].task_id
+    assert status == 1, stderr
+    assert "ImageDownloadError" in stderr
+    assert "is billed" not in stderr  # the library's note, in the Python API's words
+    assert stderr.count(f"zimage task {task_id}") == 1, stderr
+    assert f"zimage task {task_id} -o {out}" in stderr

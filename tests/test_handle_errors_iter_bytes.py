@@ -113,3 +113,17 @@ async def test_an_expired_link_names_the_sessions_link_ttl(odd_host: OddHost) ->
 def test_lifetime_text(seconds: float, text: str) -> None:
     """A lifetime of whole hours is said in hours, any other in seconds."""
     assert lifetime_text(seconds) == text
+
+
+@pytest.mark.parametrize("timeout", ["10", -5, math.nan])
+async def test_a_bad_timeout_is_refused_when_the_images_are_held_too(
+    odd_host: OddHost, timeout: object
+) -> None:
+    """iter_bytes(timeout=...) is checked before the held bytes are streamed, as before a wait."""
+    async with loopback_session(odd_host.base) as session:
+        handle = await session.submit("cat")
+        await handle
+        with pytest.raises(InvalidRequestError) as caught:
+            async for _ in handle.iter_bytes(0, timeout=timeout):  # type: ignore[arg-type]
+                pass
+    assert caught.value.field == "timeout"

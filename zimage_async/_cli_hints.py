@@ -10,6 +10,8 @@ collect. Every value put into these messages is :func:`shown`.
 
 from __future__ import annotations
 
+import re
+
 from ._cli_common import PROG, collect_commands, collect_folder, shown, tasks_command
 from ._cli_words import cli_words
 from ._exceptions import SubmissionUncertainError, WaitTimeoutError
@@ -127,10 +129,18 @@ def timed_out(exc: WaitTimeoutError, hint: str) -> str:
     return f"timed out: {what}; {hint}"
 
 
+#: The library's note that a task is billed and can be collected (``note_collectable``).
+_COLLECT_NOTE = re.compile(r" \[task \S+ was created and is billed: collect it later [^\]]*\]")
+
+
 def failed_text(exc: Exception, task_id: str) -> str:
-    """Say what failed after the task was created: the typed error, or the file's."""
+    """Say what failed after the task was created: the typed error, or the file's.
+
+    Without the library's "collect it later" note: the command gives its own advice,
+    with the real output path, after this line.
+    """
     if not isinstance(exc, OSError):
-        return f"{type(exc).__name__}: {shown(cli_words(str(exc)))}"
+        return f"{type(exc).__name__}: {shown(cli_words(_COLLECT_NOTE.sub('', str(exc))))}"
     named = exc.filename2 or exc.filename  # a rename's or link's target, not its source
     where = "" if named is None else f"{shown(named)}: "
     return f"cannot save the image(s) of task {shown(task_id)}: {where}{exc.strerror or shown(exc)}"

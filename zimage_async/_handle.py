@@ -292,12 +292,12 @@ class TaskHandle(HandlePolls):
         memory, in chunks of the same size, with no request: even after the links expired.
         """
         check_image_index(index)
+        limit = wait_limit(timeout, self._rt.poll)  # checked, whether it is needed or not
         held = self._deliverer.held(index) if self._deliverer is not None else None
         if held is not None:  # delivered already: from memory
             for chunk in held:
                 yield chunk
             return
-        limit = wait_limit(timeout, self._rt.poll)
         deadline = deadline_after(limit)
         loop = asyncio.get_running_loop()
         with self._waiting():
