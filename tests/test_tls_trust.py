@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trustme
+
+from zimage_async import _config
 
 from ._proxies import tls_server
 from .conftest import ROOT
@@ -93,3 +96,26 @@ async def test_a_session_told_to_ignore_the_environment_ignores_its_ca_file(
     shown = await _child(server, how, ca_file, tmp_path)
     assert shown.startswith("refused:")
     assert "certificate" in shown
+
+
+def test_without_openssl_paths_the_system_store_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows (no OpenSSL CA paths, a certificate store of its own): the default context.
+
+    A context with no CA would refuse every server; ``ssl.create_default_context()``
+    loads the system's store there (OpenSSL's variables do not name it).
+    """
+    missing = ssl.DefaultVerifyPaths(
+        "", "", "SSL_CERT_FILE", "/nonexistent/cert.pem", "SSL_CERT_DIR", "/nonexistent/certs"
+    )
+    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: missing)
+    loaded: list[bool] = []
+    real = ssl.SSLContext.load_default_certs
+
+    def spy(self: ssl.SSLContext, purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH) -> None:
+        loaded.append(True)
+        real(self, purpose)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_default_certs", spy)
+    context = _config.system_trust.__wrapped__()
+    assert loaded == [True]
+    assert context.verify_mode is ssl.CERT_REQUIRED

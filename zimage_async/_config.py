@@ -254,13 +254,15 @@ def system_trust() -> ssl.SSLContext:
 
     ``ssl.create_default_context()`` without arguments would let OpenSSL take
     ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` from the process environment instead. A
-    system without either path gets a context that trusts no server.
+    system without either path (Windows, whose CAs are in its own certificate store)
+    gets that default context all the same: it loads the system's store, and a context
+    with no CA would refuse every server.
     """
     paths = ssl.get_default_verify_paths()
     cafile = paths.openssl_cafile if os.path.isfile(paths.openssl_cafile) else None
     capath = paths.openssl_capath if os.path.isdir(paths.openssl_capath) else None
     if cafile is None and capath is None:
-        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        return ssl.create_default_context()
     return ssl.create_default_context(cafile=cafile, capath=capath)
 
 
