@@ -19,6 +19,7 @@ import pytest
 
 from zimage_async import RetryPolicy, Session, SubmissionUncertainError
 from zimage_async._deadlines import Deadlines
+from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
 from ._reports import raw_server
 from .conftest import KEY, until
@@ -175,3 +176,29 @@ async def test_a_keeper_closed_with_no_block_keeps_no_timer() -> None:
     assert keeper._timer is not None  # armed for the block that left
     keeper.close()
     assert keeper._timer is None
+
+
+async def test_a_create_waiting_to_be_sent_again_ends_uncertain_when_its_session_closes() -> None:
+    """A 503 after the task was made, then the close during the wait before the resend.
+
+    The first send may have made (and billed) a task: the create ends
+    :class:`SubmissionUncertainError` with its key, not the closed-Session error, which
+    would say nothing was made.
+    """
+    plan = FaultPlan.script(
+        "create", [FaultRule(kind="http_503_after_create", retry_after_seconds=2)]
+    )
+    async with Emulator(task_duration=0.1, faults=plan) as emu:
+        zs = Session(api_key=emu.api_key, base_url=emu.base_url)
+        await zs.open()
+        submit = asyncio.create_task(zs.submit("a cat"))
+        await until(lambda: emu.request_counts.get("create", 0) == 1, deadline=5.0)
+        await asyncio.sleep(0.2)  # the 503 is in: the create waits 2 s to be sent again
+        await zs.close()
+        with pytest.raises(SubmissionUncertainError) as caught:
+            await asyncio.wait_for(submit, PROMPTLY)
+        billed = len(emu.ledger)
+    assert billed == 1
+    assert caught.value.idempotency_key is not None
+    assert caught.value.request is not None
+    assert emu.request_counts.get("create", 0) == 1  # not sent again

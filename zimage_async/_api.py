@@ -325,9 +325,12 @@ class APIClient:
                 raise
             assert isinstance(final, SubmissionUncertainError)
             raise final from final.cause
-        except Exception as exc:  # not the API's own failure (a bug, a closed loop): ``error``
-            span.end("error", error=exc)
-            raise
+        except Exception as exc:  # not the API's own failure (a closed session, a bug)
+            lost = tries.stopped()  # closed while a resend was due: a task may exist
+            span.end("error" if lost is None else "uncertain", error=lost or exc)
+            if lost is None:
+                raise
+            raise lost from exc
         except BaseException:  # cancelled (Ctrl-C, a timeout around it): ``stopped``, as a wait
             span.end("stopped")
             raise

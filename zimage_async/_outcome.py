@@ -275,6 +275,18 @@ class CreateTries:
             return (exc.retry_after or 0.0) if isinstance(exc, APIError) else 0.0
         return None
 
+    def stopped(self) -> SubmissionUncertainError | None:
+        """Return the error of a create stopped between tries (its session closed), if any.
+
+        Uncertain when a try so far may have made a task (the resend that would tell was
+        never sent); None when none may have, and the stop's own error stands.
+        """
+        if self._unknown is None:
+            return None
+        return SubmissionUncertainError(
+            self._unknown, idempotency_key=self._key, request=self._request, sent=self._answers
+        )
+
     def final(self, exc: ZImageError) -> ZImageError:
         """Return the error to raise for the create, which ended with *exc*."""
         if self._unknown is None:
