@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from zimage_async import RetryPolicy, Session
+from zimage_async import RetryPolicy, Session, SessionClosedError
 
 from .conftest import CompletedHost, loopback_session, serving, until
 
@@ -47,6 +47,9 @@ PACE = 0.05  # seconds between pieces
 PROMPTLY = 1.0
 #: No second try: the closed error must not depend on a retry meeting the closed Session.
 ONE_TRY = RetryPolicy(max_attempts=1)
+
+
+TASK_ID = "task-unified-1-0"  # the task CompletedHost answers for any id
 
 
 class TricklingHost(CompletedHost):
@@ -91,7 +94,7 @@ def _open_fds() -> int:
 
 async def _drain(zs: Session, call: str, folder: Path) -> object:
     """Download the task's one image by *call*, each with a 3 s timeout of its own."""
-    handle = zs.task("task-unified-1-0")
+    handle = zs.task(TASK_ID)
     if call == "iter_bytes":
         return sum([len(chunk) async for chunk in handle.iter_bytes(timeout=3.0)])
     if call == "result":
@@ -135,8 +138,10 @@ async def test_a_download_under_way_ends_at_once_when_its_session_closes(
                 await zs.close()
                 running.cancel()
                 await asyncio.gather(running, return_exceptions=True)
-            with pytest.raises(RuntimeError, match="the Session is closed"):
+            with pytest.raises(SessionClosedError, match="the Session is closed") as ended:
                 running.result()
+            assert ended.value.task_id == TASK_ID  # billed: to be collected later
+            assert f"session.task({TASK_ID!r})" in str(ended.value)
             assert took < PROMPTLY, f"{call}() ended {took:.2f} s after close()"
             assert list(folder.iterdir()) == []  # no .part file, and no image
             del running, zs

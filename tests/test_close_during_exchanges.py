@@ -17,7 +17,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from zimage_async import RetryPolicy, Session, SubmissionUncertainError
+from zimage_async import RetryPolicy, Session, SessionClosedError, SubmissionUncertainError
 from zimage_async._deadlines import Deadlines
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
@@ -202,3 +202,20 @@ async def test_a_create_waiting_to_be_sent_again_ends_uncertain_when_its_session
     assert caught.value.idempotency_key is not None
     assert caught.value.request is not None
     assert emu.request_counts.get("create", 0) == 1  # not sent again
+
+
+async def test_a_generation_whose_session_closes_while_it_polls_names_its_task() -> None:
+    """generate() gives no handle: the closed error must name the billed task to collect."""
+    async with Emulator(task_duration=5.0) as emu:
+        zs = Session(api_key=emu.api_key, base_url=emu.base_url)
+        await zs.open()
+        generating = asyncio.create_task(zs.generate("a cat"))
+        await until(lambda: len(emu.ledger) == 1, deadline=5.0)
+        await asyncio.sleep(0.2)  # created: now it polls
+        await zs.close()
+        with pytest.raises(SessionClosedError) as caught:
+            await asyncio.wait_for(generating, PROMPTLY)
+        task_id = emu.ledger[0].task_id
+    assert isinstance(caught.value, RuntimeError)
+    assert caught.value.task_id == task_id
+    assert f"session.task({task_id!r})" in str(caught.value)

@@ -46,7 +46,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from ._exceptions_base import ZImageError, note_task
+from ._exceptions_base import SessionClosedError, ZImageError, note_closed, note_task
 from ._exceptions_image import (
     ImageBlockedError,
     ImageDownloadError,
@@ -86,6 +86,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ServiceUnavailableError",
+    "SessionClosedError",
     "SpendLimitError",
     "SubmissionUncertainError",
     "TaskFailedError",
@@ -93,6 +94,7 @@ __all__ = [
     "WaitTimeoutError",
     "ZImageError",
     "api_error_class",
+    "note_closed",
     "note_task",
 ]
 

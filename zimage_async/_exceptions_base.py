@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-__all__ = ["SHOWN_MODULE", "ZImageError", "note_task"]
+__all__ = ["SHOWN_MODULE", "SessionClosedError", "ZImageError", "note_closed", "note_task"]
 
 #: The module every exception class names as its own (``__module__``): the one that
 #: draws the tree and re-exports every class, so that tracebacks, pickles and error
@@ -17,7 +17,7 @@ __all__ = ["SHOWN_MODULE", "ZImageError", "note_task"]
 SHOWN_MODULE = "zimage_async._exceptions"
 _NOT_FOUND = 404  # the HTTP status of an unknown (or expired) task id
 
-_E = TypeVar("_E", bound="ZImageError")
+_E = TypeVar("_E", bound=Exception)
 
 
 class ZImageError(Exception):
@@ -80,4 +80,35 @@ def note_collectable(error: _E, task_id: str) -> _E:
     )
     first = str(error.args[0]) if error.args else ""
     error.args = (first + hint, *error.args[1:])
+    return error
+
+
+class SessionClosedError(RuntimeError):
+    """A call on a :class:`Session` that is closed, or a wait that its ``close()`` ended.
+
+    A ``RuntimeError`` (the session is in the wrong state for the call), not a
+    :class:`ZImageError`. When the close ended a wait for a task already created
+    (``await handle``, ``generate()``, ``save()``...), ``task_id`` names that billed
+    task, and the message says how to collect it with a new Session.
+
+    Attributes:
+        task_id (str | None): The billed task the ended wait was for, or None.
+    """
+
+    __module__ = SHOWN_MODULE
+
+    def __init__(self, message: str, *, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle its message and its ``task_id``."""
+        return (type(self), self.args, self.__dict__)
+
+
+def note_closed(error: SessionClosedError, task_id: str) -> SessionClosedError:
+    """Attach *task_id* to a close that ended a wait for that (created) task; say so."""
+    if error.task_id is None:
+        error.task_id = task_id
+        note_collectable(error, task_id)
     return error

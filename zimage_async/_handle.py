@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ._delivery import Delivery, check_image_index
-from ._exceptions import WaitTimeoutError, ZImageError, note_task
+from ._exceptions import SessionClosedError, WaitTimeoutError, ZImageError, note_closed, note_task
 from ._handlepolls import HandlePolls
 from ._imagelimits import DownloadInfo
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
@@ -190,6 +190,8 @@ class TaskHandle(HandlePolls):
         try:
             yield
         except BaseException as exc:
+            if isinstance(exc, SessionClosedError):  # the task goes on: say how to collect it
+                note_closed(exc, self._id)
             if self._waiters > 1:  # another wait ends it; if that one is only closed, with this
                 if not isinstance(exc, GeneratorExit):
                     self._skipped = exc

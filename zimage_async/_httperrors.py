@@ -19,6 +19,7 @@ from ._exceptions import (
     APITimeoutError,
     ImageLinkRefusedError,
     MalformedResponseError,
+    SessionClosedError,
     ZImageError,
 )
 
@@ -73,7 +74,7 @@ def scrub(exc: BaseException) -> None:
 def closed_error(*, opened: bool) -> RuntimeError:
     """Return the error of a call on a closed transport: its session closed, or never opened."""
     if opened:
-        return RuntimeError("the Session is closed; create a new Session to make requests")
+        return SessionClosedError("the Session is closed; create a new Session to make requests")
     return RuntimeError("the HTTP session is closed; open the zimage_async.Session first")
 
 

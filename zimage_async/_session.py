@@ -27,6 +27,7 @@ from ._config import (
     read_key,
 )
 from ._download import ImageLimits
+from ._exceptions import SessionClosedError
 from ._handle import TaskHandle
 from ._idempotency import validate_own_key
 from ._journal import Journal
@@ -250,7 +251,7 @@ class Session(JournalMethods, BatchMethods):
                 "(or `await zs.open()`)"
             )
         if self._state is SessionState.CLOSED:
-            raise RuntimeError("the Session is closed; create a new Session to make requests")
+            raise SessionClosedError("the Session is closed; create a new Session to make requests")
 
     async def open(self) -> Session:
         """Open the connection pool. ``async with`` does this for you."""
