@@ -98,7 +98,11 @@ async def test_a_nap_begun_after_the_close_with_callbacks_ends_at_once() -> None
 
 
 async def test_a_create_sitting_out_a_429_pause_ends_when_its_session_closes() -> None:
-    """A submit waiting out Retry-After 30 s: close() ends it at once, as closed."""
+    """A submit waiting out Retry-After 30 s: close() ends it at once, as uncertain.
+
+    The API's own 429 to a create may follow a task it made (its resend with the key
+    would tell): stopped before that resend, the create is uncertain, not "closed".
+    """
     plan = FaultPlan.script("create", [FaultRule(kind="http_429", retry_after_seconds=30)])
     async with Emulator(task_duration=0.1, faults=plan) as emu:
         zs = Session(api_key=emu.api_key, base_url=emu.base_url)
@@ -106,8 +110,9 @@ async def test_a_create_sitting_out_a_429_pause_ends_when_its_session_closes() -
         submit = asyncio.ensure_future(zs.submit("a fox"))
         await asyncio.sleep(0.5)  # answered 429: the retry waits out the advice
         await zs.close()
-        with pytest.raises(RuntimeError, match="the Session is closed"):
+        with pytest.raises(SubmissionUncertainError) as caught:
             await asyncio.wait_for(submit, BOUND)
+        assert caught.value.idempotency_key is not None
         assert emu.request_counts.get("create") == 1  # nothing sent after the close
 
 
@@ -153,7 +158,7 @@ async def test_a_download_cut_by_the_close_ends_with_the_closed_error() -> None:
 
 
 async def test_creates_ended_by_the_close_are_recorded_for_what_they_are(tmp_path: Path) -> None:
-    """Closed during a 429 pause: the create never sent is `rejected`, none `submitting`."""
+    """Closed during a 429 pause: the one never sent is `rejected`, the answered one `uncertain`."""
     plan = FaultPlan.script("create", [FaultRule(kind="http_429", retry_after_seconds=30)])
     journal = tmp_path / "j.sqlite"
     async with Emulator(task_duration=0.1, faults=plan) as emu:
@@ -164,12 +169,14 @@ async def test_creates_ended_by_the_close_are_recorded_for_what_they_are(tmp_pat
         queued = asyncio.ensure_future(zs.submit("a cat", idempotency_key="never-sent-000001"))
         await asyncio.sleep(0.3)
         await zs.close()
-        for create in (answered, queued):
-            with pytest.raises(RuntimeError, match="the Session is closed"):
-                await asyncio.wait_for(create, BOUND)
+        with pytest.raises(SubmissionUncertainError):  # its 429 may follow a task made
+            await asyncio.wait_for(answered, BOUND)
+        with pytest.raises(RuntimeError, match="the Session is closed"):
+            await asyncio.wait_for(queued, BOUND)
         assert emu.request_counts.get("create") == 1
     async with await open_journal(journal) as store:
         states = {record.key: record.state for record in await store.records()}
+    assert states["answered-429-0001"] is JournalState.UNCERTAIN
     assert states["never-sent-000001"] is JournalState.REJECTED
     assert JournalState.SUBMITTING not in states.values(), states
 
