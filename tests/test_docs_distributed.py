@@ -65,7 +65,9 @@ def server() -> Iterator[str]:
     commands = _blocks("console")[0]
     assert STOP in PAGE
     assert URL in PAGE
-    script = "set -e\n" + "\n".join(commands) + '\necho "$dir"\n'
+    # On a failure, the server's own log says why (its folder is not kept).
+    keep_log = 'trap \'test -f "$dir/log" && cat "$dir/log" >&2\' ERR\n'
+    script = "set -e\n" + keep_log + "\n".join(commands) + '\necho "$dir"\n'
     done = subprocess.run(  # noqa: S603 - the page's commands, run as written
         [BASH, "-c", script], capture_output=True, text=True, env=_env(), timeout=120
     )
