@@ -34,23 +34,29 @@ Events = list[tuple[str, str]]
 def events(monkeypatch: pytest.MonkeyPatch) -> Events:
     """Record each fsync (of a file or a folder, by path) and each rename or link, in order."""
     seen: Events = []
+    lock = threading.Lock()  # fsyncs are recorded by worker threads, renames on the loop
     real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
 
     def fsync(fd: int) -> None:
         mode = os.fstat(fd).st_mode
         kind = "fsync folder" if stat.S_ISDIR(mode) else "fsync file"
-        seen.append((kind, os.readlink(f"/proc/self/fd/{fd}")))
+        with lock:
+            seen.append((kind, os.readlink(f"/proc/self/fd/{fd}")))
         real_fsync(fd)
 
+    def renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        """Record the rename and its source as adjacent events, never split by a thread's."""
+        with lock:
+            seen.append(("rename", str(Path(dst).resolve())))
+            seen.append(("renamed from", str(Path(src).resolve())))
+
     def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-        seen.append(("rename", str(Path(dst).resolve())))
-        seen.append(("renamed from", str(Path(src).resolve())))
+        renamed(src, dst)
         real_replace(src, dst)
 
     def link(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         real_link(src, dst)  # a save that keeps what is there links the file into place
-        seen.append(("rename", str(Path(dst).resolve())))
-        seen.append(("renamed from", str(Path(src).resolve())))
+        renamed(src, dst)
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
