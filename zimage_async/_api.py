@@ -285,7 +285,7 @@ class APIClient:
                     reply.status,
                     reply.headers,
                     reply.body,
-                    url=url,
+                    path=urlsplit(url).path,
                     idempotency_key=key,
                     request=request,
                     now=time.time(),
@@ -362,7 +362,12 @@ class APIClient:
         )
         try:
             task = parse_task_reply(
-                reply.status, reply.headers, reply.body, method="GET", path=url, now=time.time()
+                reply.status,
+                reply.headers,
+                reply.body,
+                method="GET",
+                path=urlsplit(url).path,
+                now=time.time(),
             )
         except APIError as error:
             self._note_rate_limit(error)

@@ -154,7 +154,7 @@ def read_create_reply(
     headers: Mapping[str, str],
     body: bytes,
     *,
-    url: str,
+    path: str,
     idempotency_key: str,
     request: GenerationRequest,
     now: float,
@@ -195,7 +195,7 @@ def read_create_reply(
         else:
             logger.info("created task %s (billed)", task.id)
         return task
-    error = parse_error(status, headers, body, method="POST", path=url, now=now)
+    error = parse_error(status, headers, body, method="POST", path=path, now=now)
     verdict = judge_create(
         Stage.ANSWERED, status=error.status, error_type=error.type, error_code=error.code
     )
