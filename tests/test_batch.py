@@ -327,15 +327,17 @@ async def test_a_task_without_links_is_recorded_and_not_fetched_again(
 
 @pytest.fixture
 def opened_journals(monkeypatch: pytest.MonkeyPatch) -> list[Journal]:
-    """Every journal a batch opens itself (``open_journal`` in the batch, spied on)."""
+    """Every journal a batch opens itself (``open_batch_journal`` in the batch, spied on)."""
+    from zimage_async._journal import open_batch_journal
+
     opened: list[Journal] = []
 
-    async def spy(target: str | Path) -> Journal:
-        journal = await open_journal(target)
+    async def spy(target: str | Path | None) -> Journal:
+        journal = await open_batch_journal(target)
         opened.append(journal)
         return journal
 
-    monkeypatch.setattr(batch_module, "open_journal", spy)
+    monkeypatch.setattr(batch_module, "open_batch_journal", spy)
     return opened
 
 

@@ -29,7 +29,7 @@ from ._batchrun import ItemRunner
 from ._batchverdicts import all_unrecorded, elsewhere_refusal, left_unsent
 from ._durable import make_folder
 from ._exceptions import ZImageError
-from ._journal import open_journal
+from ._journal import open_batch_journal
 from ._journal_records import JournalItem, JournalState
 from ._journal_spend import SpendLimit
 from ._journal_store import Journal
@@ -169,7 +169,7 @@ class Batch:
         if self._services.book is not None:
             journal = self._services.book.journal
         else:
-            journal = await open_journal(":memory:" if options.journal is None else options.journal)
+            journal = await open_batch_journal(options.journal)
             self._owns_journal = True
         self._journal = journal
         limits = []

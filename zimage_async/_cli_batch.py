@@ -40,7 +40,7 @@ from ._exceptions import (
     JournalError,
     SpendLimitError,
 )
-from ._journal import is_postgres_url, open_journal
+from ._journal import IN_MEMORY_WORDS, is_in_memory_name, is_postgres_url, open_journal
 from ._journal_postgres_sql import without_password
 from ._journaling import check_max_credits
 from ._models import GenerationRequest
@@ -122,11 +122,13 @@ def _journal_target(args: argparse.Namespace, out_dir: Path) -> tuple[str | Path
         return out_dir / JOURNAL_NAME, batch_id
     if is_postgres_url(given):
         return str(given), batch_id
+    option = "--journal" if args.journal is not None else "--manifest"
     if "://" in str(given):
-        option = "--journal" if args.journal is not None else "--manifest"
         raise UsageError(
             f"{option} {shown(journal_label(str(given)))}: give a file path or a postgresql:// URL"
         )
+    if is_in_memory_name(str(given)):
+        raise UsageError(f"{option} {shown(given)} {IN_MEMORY_WORDS}; give a path to a file")
     return Path(given), batch_id
 
 

@@ -25,7 +25,7 @@ from ._cli_output import say as say
 from ._cli_output import shown as shown
 from ._durable import make_folder_now
 from ._exceptions import APIConnectionError, InvalidRequestError, JournalError, NotFoundError
-from ._journal import is_postgres_url
+from ._journal import IN_MEMORY_WORDS, is_in_memory_name, is_postgres_url
 from ._journal_postgres_sql import without_password, without_passwords
 from ._quoting import shell_line
 from ._session import Session
@@ -268,8 +268,8 @@ def journal_target(args: argparse.Namespace, *, emulated: bool) -> str | None:
     ``--no-journal``: none. ``--journal``: that one. Otherwise :func:`default_journal`,
     except with an in-process emulator (*emulated*), whose tasks end with the process and
     must not mix with billed ones: none (as for a command without these options).
-    ``--max-credits`` without a journal, and a journal URL that is not
-    ``postgresql://``, are usage errors.
+    ``--max-credits`` without a journal, a journal URL that is not ``postgresql://``,
+    and a name SQLite would keep in memory (``:memory:``) are usage errors.
     """
     target: str | None
     if not hasattr(args, "journal"):  # a command without the journal options keeps none
@@ -291,6 +291,12 @@ def journal_target(args: argparse.Namespace, *, emulated: bool) -> str | None:
                 f"${JOURNAL_VARIABLE} {shown(journal_label(target))}: a file path or a "
                 "postgresql:// URL; set it to one, or unset it"
             )
+    if target is not None and is_in_memory_name(target):
+        none = "; --no-journal keeps none" if hasattr(args, "no_journal") else ""
+        raise UsageError(
+            f"{journal_origin(args)} {shown(target)} {IN_MEMORY_WORDS}; give a path to a "
+            f"journal file or a postgresql:// URL{none}"
+        )
     if getattr(args, "max_credits", None) is not None and target is None:
         why = (
             "--no-journal was given"

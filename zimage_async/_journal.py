@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import parse_qs, unquote
 
 from ._exceptions import JournalError
 from ._journal_moves import begin_refusal
@@ -43,6 +44,8 @@ from ._journal_spend import (
 from ._journal_store import Journal
 
 __all__ = [
+    "IN_MEMORY_PROBLEM",
+    "IN_MEMORY_WORDS",
     "Journal",
     "JournalItem",
     "JournalRecord",
@@ -54,12 +57,43 @@ __all__ = [
     "begin_refusal",
     "check_spend",
     "expected_cost",
+    "is_in_memory_name",
     "is_postgres_url",
+    "open_batch_journal",
     "open_journal",
     "price_key",
     "reserved_credits",
     "resume_action",
 ]
+
+
+#: Why a journal that SQLite would keep in memory is refused, after what names it.
+IN_MEMORY_WORDS = "names an in-memory SQLite database, which keeps nothing across a restart"
+#: The same, said of "it".
+IN_MEMORY_PROBLEM = f"it {IN_MEMORY_WORDS}"
+
+
+def is_in_memory_name(target: str | os.PathLike[str]) -> bool:
+    """Whether SQLite, given *target* as it is, would keep the journal in memory only.
+
+    ``:memory:``, and a ``file:`` URI (which SQLite reads when built to) naming
+    ``:memory:``, with ``mode=memory``, or naming no file (a temporary database,
+    deleted when closed). Such a name is refused as a journal; every other name is
+    opened as the file it names, never read as a URI.
+
+    >>> is_in_memory_name(":memory:"), is_in_memory_name("file:x?mode=memory")
+    (True, True)
+    >>> is_in_memory_name("journal.sqlite"), is_in_memory_name("file:journal.sqlite")
+    (False, False)
+    """
+    name = os.fspath(target)
+    if name == ":memory:":
+        return True
+    if not name.startswith("file:"):
+        return False
+    path, _, query = name[len("file:") :].partition("#")[0].partition("?")
+    modes = parse_qs(query).get("mode", [])
+    return unquote(path) in ("", ":memory:") or any(mode.lower() == "memory" for mode in modes)
 
 
 def is_postgres_url(target: str | os.PathLike[str]) -> bool:
@@ -70,9 +104,10 @@ def is_postgres_url(target: str | os.PathLike[str]) -> bool:
 async def open_journal(target: str | os.PathLike[str]) -> Journal:
     """Open (creating if needed) the journal at *target*: a file path or a PostgreSQL URL.
 
-    A path opens an SQLite file (an existing batch manifest is taken over: its items
-    join the journal under the manifest's batch id). A ``postgresql://`` URL needs the
-    ``postgres`` extra (asyncpg). Raises
+    A path opens an SQLite file, by its absolute path (an existing batch manifest is
+    taken over: its items join the journal under the manifest's batch id); a name
+    SQLite would keep in memory (:func:`is_in_memory_name`) is refused. A
+    ``postgresql://`` URL needs the ``postgres`` extra (asyncpg). Raises
     :class:`JournalError` if the journal cannot be opened.
     """
     if is_postgres_url(target):
@@ -90,3 +125,17 @@ async def open_journal(target: str | os.PathLike[str]) -> Journal:
     from ._journal_sqlite import SqliteJournal
 
     return await SqliteJournal.open(Path(target))
+
+
+async def open_batch_journal(target: str | os.PathLike[str] | None) -> Journal:
+    """Open a batch's own journal: the one at *target*, else one in memory (None).
+
+    The one in memory ends when closed, keeping nothing across a restart: it is for a
+    batch given no journal, and no path or text given as a journal reaches it
+    (:func:`open_journal` refuses ``:memory:``).
+    """
+    if target is not None:
+        return await open_journal(target)
+    from ._journal_sqlite import SqliteJournal
+
+    return await SqliteJournal.in_memory()

@@ -38,6 +38,7 @@ from ._journal_rows import (
 from ._journal_spend import UNPRICED_WINDOW, PriceAwaited, Spend, SpendLimit, check_spend
 from ._journal_sqlite_batch import SqliteBatches
 from ._journal_sqlite_file import (
+    IN_MEMORY,
     connect,
     get_record,
     locked,
@@ -57,13 +58,13 @@ class SqliteJournal(SqliteBatches, Journal):
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         executor: concurrent.futures.ThreadPoolExecutor,
         db: sqlite3.Connection,
         clock: Callable[[], float],
     ) -> None:
         self.path = path
-        self.location = str(path)
+        self.location = IN_MEMORY if path is None else str(path)
         self._executor = executor
         self._db = db
         self._clock = clock
@@ -75,6 +76,15 @@ class SqliteJournal(SqliteBatches, Journal):
     @classmethod
     async def open(cls, path: Path, *, clock: Callable[[], float] = time.time) -> SqliteJournal:
         """Open (or create) the journal file at *path*; see :func:`open_journal`."""
+        return await cls._open(path, clock)
+
+    @classmethod
+    async def in_memory(cls, *, clock: Callable[[], float] = time.time) -> SqliteJournal:
+        """Open a journal in memory, which ends when closed; see :func:`open_batch_journal`."""
+        return await cls._open(None, clock)
+
+    @classmethod
+    async def _open(cls, path: Path | None, clock: Callable[[], float]) -> SqliteJournal:
         executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="zimage-journal"
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ._exceptions import JournalError
 from ._idempotency import keyless_import_key, new_key
+from ._journal import IN_MEMORY_PROBLEM, is_in_memory_name
 from ._journal_records import (
     JournalItem,
     JournalRecord,
@@ -33,6 +34,7 @@ from ._outcome import CreateVerdict, Stage, judge_create
 
 __all__ = [
     "FORMAT",
+    "IN_MEMORY",
     "SCHEMA",
     "SPEND",
     "connect",
@@ -45,6 +47,8 @@ __all__ = [
 ]
 
 FORMAT = "zimage-journal/1"
+#: What SQLite opens in memory: the package's own journal for a batch without one.
+IN_MEMORY = ":memory:"
 #: Milliseconds a write waits for another process's transaction on the file to end.
 BUSY_TIMEOUT_MS = 30_000
 #: SQLite's primary result code of a write that waited that long in vain.
@@ -139,47 +143,65 @@ def transaction(db: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-def connect(path: Path, clock: Callable[[], float]) -> sqlite3.Connection:
+def connect(path: Path | None, clock: Callable[[], float]) -> sqlite3.Connection:
     """Open (or create) the journal file at *path*; a symbolic link there is refused.
 
-    A link planted where a journal is kept (``OUT/zimage-journal.sqlite``) would have
-    the journal written into whatever file it names. What the file holds is checked
+    The file is opened by its absolute path (:func:`_file`), so that no name is read as
+    anything else: ``file:x`` is the file of that name, never an SQLite URI. A link
+    planted where a journal is kept (``OUT/zimage-journal.sqlite``) would have the
+    journal written into whatever file it names. What the file holds is checked
     before anything is written to it (:func:`_meta`): a file of another format, or
-    another application's database, is refused and left as it was.
+    another application's database, is refused and left as it was. *path* None opens
+    the package's own journal in memory (:data:`IN_MEMORY`), which no name reaches.
     """
+    where = IN_MEMORY if path is None else path
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_symlink():
-            raise JournalError(
-                f"the journal {path} is a symbolic link (to {os.readlink(path)}), which is "
-                "not followed: remove it, or pass the file it names as the journal"
-            )
-        db = sqlite3.connect(path, isolation_level=None)
+        db = sqlite3.connect(IN_MEMORY if path is None else _file(path), isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
-        raise JournalError(f"cannot open the journal {path}: {exc}") from exc
+        raise JournalError(f"cannot open the journal {where}: {exc}") from exc
     try:
         db.execute("PRAGMA synchronous=FULL")
         db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
-        _meta(db, path)  # reads only: a file refused here is left as it was
+        _meta(db, where)  # reads only: a file refused here is left as it was
         with transaction(db):
-            _set_up(db, _meta(db, path), clock)  # again: another process may have set it up
+            _set_up(db, _meta(db, where), clock)  # again: another process may have set it up
     except JournalError:
         db.close()
         raise
     except sqlite3.OperationalError as exc:  # a full disk, a read-only file: not its content
         db.close()
-        raise locked(path, exc) or JournalError(
-            f"cannot write the journal {path} ({exc}): make room, or pass another journal path"
+        raise locked(where, exc) or JournalError(
+            f"cannot write the journal {where} ({exc}): make room, or pass another journal path"
         ) from exc
     except sqlite3.DatabaseError as exc:
         db.close()
         raise JournalError(
-            f"{path} is not a zimage journal ({exc}); pass another journal path"
+            f"{where} is not a zimage journal ({exc}); pass another journal path"
         ) from exc
     return db
 
 
-def _meta(db: sqlite3.Connection, path: Path) -> dict[str, str]:
+def _file(path: Path) -> Path:
+    """Return the absolute path of the journal file *path*, its folder made if needed.
+
+    A name SQLite would keep in memory is refused (a journal that forgets everything
+    at a restart), and so is a symbolic link at the absolute path, the one opened.
+    """
+    if is_in_memory_name(path):
+        raise JournalError(
+            f"the journal {path} is refused: {IN_MEMORY_PROBLEM}; pass a path to a journal file"
+        )
+    file = path.absolute()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    if file.is_symlink():
+        raise JournalError(
+            f"the journal {path} is a symbolic link (to {os.readlink(file)}), which is "
+            "not followed: remove it, or pass the file it names as the journal"
+        )
+    return file
+
+
+def _meta(db: sqlite3.Connection, path: Path | str) -> dict[str, str]:
     """Return the journal's meta ({} if none yet), or refuse a file that is not one to open.
 
     A journal of another format is refused (a newer one may have other tables and
