@@ -109,6 +109,11 @@ class PostgresJournal(PostgresBatches, Journal):
         except driver_errors(driver) as exc:
             # Not chained: asyncpg's frames hold the URL (and its password) as locals.
             failure = JournalError(f"cannot open the journal {location}: {exc}")
+        except OverflowError:  # asyncpg leaves a port to the socket, which refuses it unsent
+            failure = JournalError(
+                f"cannot open the journal {location}: its port (or $PGPORT) is out of range; "
+                "give one from 1 to 65535"
+            )
         except ValueError:  # asyncpg quotes the part of the URL it misread: maybe the password
             failure = JournalError(  # not even the location: what is the password is unclear
                 "cannot open the journal: its postgresql:// URL does not parse (check the "
