@@ -251,7 +251,8 @@ async def test_permissive_mode_accepts_loopback_callbacks(api: Api, url: str) ->
         pytest.param("http://10.0.0.1/hook", id="http-private"),
         pytest.param("https://192.168.1.1/hook", id="https-private"),
         pytest.param("http://example.com/hook", id="http-public"),
-        pytest.param("http://localhost:8080/hook", id="http-localhost-name"),
+        pytest.param("http://localhost.:8080/hook", id="http-localhost-dot"),
+        pytest.param("https://api.localhost/hook", id="https-under-localhost"),
     ],
 )
 async def test_permissive_mode_still_refuses_other_internal_or_http_urls(

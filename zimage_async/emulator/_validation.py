@@ -188,8 +188,17 @@ def _check_nsfw_check(body: Mapping[str, object]) -> ApiError | None:
     return None
 
 
+#: The loopback hosts callback_mode="permissive" takes, as the emulator delivers to them.
+_LOOPBACK = "127.0.0.0/8, ::1 or localhost"
+
+
 def callback_url_problem(url: object, *, allow_loopback: bool) -> str | None:
-    """Return why *url* is not an acceptable ``callback_url``, or None if it is acceptable."""
+    """Return why *url* is not an acceptable ``callback_url``, or None if it is acceptable.
+
+    With *allow_loopback* (``callback_mode="permissive"``), an http or https URL to a
+    loopback host is acceptable too: an address in 127.0.0.0/8, ``::1``, or the name
+    ``localhost``.
+    """
     if not isinstance(url, str):
         return "must be a string holding an https URL"
     if len(url) > MAX_CALLBACK_URL_CHARS:
@@ -202,13 +211,26 @@ def callback_url_problem(url: object, *, allow_loopback: bool) -> str | None:
         return "must be a well-formed https URL"
     if not host or any(char.isspace() for char in url):
         return "must be a well-formed https URL with a host name"
-    if allow_loopback and is_loopback_host(host) and parts.scheme in {"http", "https"}:
+    if allow_loopback and _is_loopback(host) and parts.scheme in {"http", "https"}:
         return None
     if parts.scheme != "https":
-        return "must use https"
+        loopback = f" (or http to a loopback host: {_LOOPBACK})" if allow_loopback else ""
+        return f"must use https{loopback}"
     if is_internal_host(host):
-        return "must not point at an internal address (loopback, private or link-local)"
+        kinds = "loopback, private or link-local"
+        if allow_loopback:
+            kinds = f"private or link-local; loopback only as {_LOOPBACK}"
+        return f"must not point at an internal address ({kinds})"
     return None
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether *host* (lower case, from ``urlsplit``) is a loopback address or ``localhost``.
+
+    The name ``localhost`` itself, as the emulator delivers to it; not ``localhost.``
+    nor a name under it, which only a resolver could tell.
+    """
+    return host == "localhost" or is_loopback_host(host)
 
 
 def _check_callback_url(body: Mapping[str, object], *, allow_loopback: bool) -> ApiError | None:
