@@ -354,12 +354,19 @@ def check_base_url(url: object) -> str:
         raise InvalidRequestError(
             "base_url", f"{rule}, with a port from 1 to 65535 if any", f"{shown} has another"
         )
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise InvalidRequestError(
-            "base_url",
-            "no credentials, query or fragment in the base URL",
-            "it has some",
+    extras = [
+        name
+        for name, present in (
+            ("credentials", parts.username or parts.password),
+            ("a query", parts.query),
+            ("a fragment", parts.fragment),
         )
+        if present
+    ]
+    if extras:
+        has = ", ".join(extras[:-1]) + " and " + extras[-1] if len(extras) > 1 else extras[0]
+        rule = "no credentials, query or fragment in the base URL"
+        raise InvalidRequestError("base_url", rule, f"{shown} has {has}")
     if parts.scheme == "http":
         try:
             loopback = ipaddress.ip_address(host).is_loopback
