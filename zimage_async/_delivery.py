@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import warnings
 from collections.abc import AsyncGenerator, Awaitable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from ._download import stream_image
 from ._durable import sync_file, sync_folder
@@ -24,12 +21,15 @@ from ._exceptions import ImageDownloadError, ImageSizeWarning, InvalidRequestErr
 from ._exceptions_base import note_collectable
 from ._imageinfo import size_mismatch
 from ._imagelimits import ByteBudget, DownloadInfo
+from ._imagespan import ImageRetries, in_span
 from ._links import redact_url
 from ._metadata import embed_metadata
 from ._models import GenerationRequest, GenerationResult, Image, Task
 from ._quoting import int_text, wrong_type
 from ._saving import SavePlan, place, write_atomically
+from ._sharedsave import SharedSave, file_stamp, written_paths
 from ._telemetry import NO_CHILD, NO_SPAN, TaskSpan, child_span
+from ._warning_site import warn
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -53,14 +53,6 @@ def check_image_index(index: object) -> None:
         raise InvalidRequestError("index", _INDEX_RULE, f"got {int_text(index)}")
 
 
-@attrs.define
-class _Shared:
-    """One save in progress, and how many ``save()`` calls wait for it."""
-
-    future: asyncio.Future[list[Path]]
-    waiters: int = 0
-
-
 class Delivery:
     """Fetches the images of one task (see the module docstring)."""
 
@@ -80,7 +72,7 @@ class Delivery:
         self._span = span
         self._lock = asyncio.Lock()
         self.result: GenerationResult | None = None
-        self._saves: dict[SavePlan, _Shared] = {}
+        self._saves: dict[SavePlan, SharedSave] = {}
         self._stamps: dict[SavePlan, list[tuple[int, ...] | None]] = {}
 
     def stream(
@@ -91,16 +83,25 @@ class Delivery:
         *budget* is shared by the images of one task fetched together (the per-task cap).
         While telemetry is off this is the download's own generator, with no layer on top.
         """
-        chunks = self._chunks(task, index, info, budget)
+        retries = ImageRetries.of(self._span)
+        chunks = self._chunks(task, index, info, budget, retries)
         scope = child_span("GET image", parent=self._span, key="zimage.image_index", value=index)
         if scope is NO_CHILD:
             return chunks
-        return _in_span(chunks, scope, info)
+        return in_span(chunks, scope, info, retries)
 
     def _chunks(
-        self, task: Task, index: int, info: DownloadInfo, budget: ByteBudget | None
+        self,
+        task: Task,
+        index: int,
+        info: DownloadInfo,
+        budget: ByteBudget | None,
+        retries: ImageRetries | None = None,
     ) -> AsyncGenerator[bytes, None]:
-        """Start the download of image *index*: the one place its stream is opened."""
+        """Start the download of image *index*: the one place its stream is opened.
+
+        *retries*, while telemetry is on, is told each retry of the download.
+        """
         self._check_index(index, len(task.results))
         self._rt.check_open()
         completed = self._completed_at
@@ -122,6 +123,7 @@ class Delivery:
             budget=budget,
             completed_at=completed,
             sleep=self._rt.sleep,
+            retried=retries,
         )
 
     def _check_index(self, index: int, count: int) -> None:
@@ -140,30 +142,38 @@ class Delivery:
         data, size = self.result.images[index].data, self._rt.limits.chunk_size
         return (data[start : start + size] for start in range(0, len(data), size))
 
-    def _check_size(self, dimensions: tuple[int, int] | None, index: int) -> None:
+    def _size_warning(
+        self, dimensions: tuple[int, int] | None, index: int
+    ) -> ImageSizeWarning | None:
+        """Return the warning for image *index* of other *dimensions* than asked, if so.
+
+        It is issued (:func:`warn`) in the caller's own task, so that it points at the
+        caller's line, not at a task the downloads run in.
+        """
         if self._request is None or dimensions is None:
-            return
+            return None
         problem = size_mismatch(self._request.size, dimensions)
-        if problem is not None:
-            warnings.warn(
-                ImageSizeWarning(f"image {index} of task {self._id}: {problem}"), stacklevel=5
-            )
+        if problem is None:
+            return None
+        return ImageSizeWarning(f"image {index} of task {self._id}: {problem}")
 
     async def _download(self, task: Task, index: int, budget: ByteBudget | None) -> Image:
         info = DownloadInfo()
-        chunks = self._chunks(task, index, info, budget)  # no generator of its own on top
+        retries = ImageRetries.of(self._span)
+        chunks = self._chunks(task, index, info, budget, retries)  # no generator on top
         with child_span(
             "GET image", parent=self._span, key="zimage.image_index", value=index
         ) as span:
+            if retries is not None:
+                retries.span = span
             try:  # contextlib.aclosing, without its object per image
                 parts = [chunk async for chunk in chunks]
             finally:
                 await chunks.aclose()
-            if span is not None:
-                span.set_attribute("zimage.image_bytes", info.size)
+                if span is not None:
+                    span.set_attribute("zimage.image_bytes", info.size)
         assert info.content_type is not None
         dimensions = info.dimensions
-        self._check_size(dimensions, index)
         return Image(
             index=index,
             url=task.results[index],
@@ -184,6 +194,11 @@ class Delivery:
                 else:
                     images = await self._download_each(task, budget)
                 self.result = GenerationResult(task=task, images=tuple(images))
+                for image in images:  # issued in the caller's task: pointed at its line
+                    if image.width is not None and image.height is not None:
+                        warning = self._size_warning((image.width, image.height), image.index)
+                        if warning is not None:
+                            warn(warning)
         finally:
             self._lock.release()
         return self.result
@@ -203,16 +218,22 @@ class Delivery:
         """
         shared = self._saves.get(plan)
         if shared is not None and shared.future.done():
-            written = _written(shared.future)
-            if written is not None and [_stamp(path) for path in written] == self._stamps[plan]:
+            written = written_paths(shared.future)
+            if written is not None and [file_stamp(path) for path in written] == self._stamps[plan]:
                 return list(written)  # each file still the one this save wrote
             shared = None
         if shared is None:
-            shared = _Shared(asyncio.ensure_future(self._save_all(task, plan)))
+            told: list[ImageSizeWarning] = []
+            shared = SharedSave(
+                asyncio.ensure_future(self._save_all(task, plan, told)), warnings=told
+            )
             self._saves[plan] = shared
         shared.waiters += 1
         try:
-            return list(await asyncio.shield(shared.future))
+            paths = list(await asyncio.shield(shared.future))
+            for warning in shared.warnings:  # in this caller's task: pointed at its line
+                warn(warning)
+            return paths
         finally:
             shared.waiters -= 1
             if shared.waiters == 0 and not shared.future.done():
@@ -221,12 +242,15 @@ class Delivery:
                 # (bounded, should a step of it be slow to take the cancellation).
                 await asyncio.wait((shared.future,), timeout=_STOP_GRACE)
 
-    async def _save_all(self, task: Task, plan: SavePlan) -> list[Path]:
+    async def _save_all(
+        self, task: Task, plan: SavePlan, told: list[ImageSizeWarning]
+    ) -> list[Path]:
+        """Save every image; the size warnings of those downloaded go to *told*."""
         budget = self._rt.limits.budget()
         paths: list[Path] = await _all_or_none(
-            [self._save_one(task, index, plan, budget) for index in range(len(task.results))]
+            [self._save_one(task, index, plan, budget, told) for index in range(len(task.results))]
         )
-        self._stamps[plan] = [_stamp(path) for path in paths]  # what this save wrote
+        self._stamps[plan] = [file_stamp(path) for path in paths]  # what this save wrote
         return paths
 
     def metadata_fields(self, task: Task) -> dict[str, str]:
@@ -258,7 +282,12 @@ class Delivery:
         return fields
 
     async def _save_one(
-        self, task: Task, index: int, plan: SavePlan, budget: ByteBudget | None
+        self,
+        task: Task,
+        index: int,
+        plan: SavePlan,
+        budget: ByteBudget | None,
+        told: list[ImageSizeWarning],
     ) -> Path:
         cached = self.result.images[index] if self.result is not None else None
         info = DownloadInfo()
@@ -278,8 +307,9 @@ class Delivery:
                     "no bytes were received", url="", task_id=self._id, index=index
                 )
                 raise note_collectable(error, self._id)
-            if cached is None:
-                self._check_size(info.dimensions, index)
+            warning = None if cached is not None else self._size_warning(info.dimensions, index)
+            if warning is not None:
+                told.append(warning)
             request = self._request
             final = plan.path(
                 task_id=self._id,
@@ -332,35 +362,6 @@ class Delivery:
             )
             raise note_collectable(error, self._id) from exc
         yield tagged
-
-
-def _stamp(path: Path) -> tuple[int, ...] | None:
-    """Return what tells the file at *path* from another one put there since, or None."""
-    try:
-        there = path.stat()
-    except OSError:
-        return None
-    return (there.st_dev, there.st_ino, there.st_size, there.st_mtime_ns)
-
-
-def _written(future: asyncio.Future[list[Path]]) -> list[Path] | None:
-    """Return the paths a finished save wrote, or None if it failed or was cancelled."""
-    if future.cancelled() or future.exception() is not None:
-        return None
-    return future.result()
-
-
-async def _in_span(
-    chunks: AsyncGenerator[bytes, None],
-    scope: contextlib.AbstractContextManager[Any],
-    info: DownloadInfo,
-) -> AsyncGenerator[bytes, None]:
-    """Yield *chunks* inside the span *scope*, and note the bytes received on it."""
-    with scope as span:
-        async with contextlib.aclosing(chunks):
-            async for chunk in chunks:
-                yield chunk
-        span.set_attribute("zimage.image_bytes", info.size)
 
 
 async def _one_chunk(data: bytes) -> AsyncGenerator[bytes, None]:

@@ -77,12 +77,14 @@ async def stream_image(
     budget: ByteBudget | None = None,
     completed_at: float | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    retried: Callable[[str, float], None] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Yield the verified bytes of the image at *url*, retrying transient faults.
 
     *budget*, shared by the images of one task, bounds the bytes they hold together;
     *completed_at* (a Unix time) is when the task was first seen completed, for the
-    grace given to a CDN that answers 403 or 404 right after completion.
+    grace given to a CDN that answers 403 or 404 right after completion. *retried* is
+    told each retry: why the try failed (:func:`_retry_reason`) and the delay before the next.
 
     *expires_at* (Unix time) ends the links' *lifetime* (seconds) from completion; *stated_expiry*
     is the link's believed stated expiry (:meth:`Task.believed_expiry`): evidence for
@@ -109,6 +111,7 @@ async def stream_image(
     deadline = time.monotonic() + limits.total_timeout
     while True:
         attempt += 1
+        status: int | None = None  # this try's answer, once it came
         try:
             offset = info.size
             # A compressed body has no range of the image's own bytes: fetch it all again.
@@ -236,7 +239,21 @@ async def stream_image(
                 where.said(exc),
                 delay,
             )
+            if retried is not None:
+                retried(_retry_reason(exc, status), delay)
             await sleep(delay)
+
+
+def _retry_reason(exc: Exception, status: int | None) -> str:
+    """Say in a word why a try failed: its status, a body cut short, or the error's type.
+
+    >>> cut = Retryable("", url="", task_id=None, index=None)
+    >>> _retry_reason(cut, 503), _retry_reason(cut, 200), _retry_reason(TimeoutError(), None)
+    ('status 503', 'body cut short', 'TimeoutError')
+    """
+    if not isinstance(exc, Retryable):
+        return type(exc).__name__
+    return "body cut short" if status in (None, 200, 206) else f"status {status}"
 
 
 async def _refusal(

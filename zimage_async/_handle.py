@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ._delivery import Delivery, check_image_index
-from ._exceptions import SessionClosedError, WaitTimeoutError, ZImageError, note_closed, note_task
+from ._exceptions import WaitTimeoutError, ZImageError, note_task
 from ._handlepolls import HandlePolls
 from ._imagelimits import DownloadInfo
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
@@ -19,7 +19,7 @@ from ._polling import DeadlineReached, bounded, deadline_after
 from ._runtime import DEFAULT, Runtime, wait_limit
 from ._saving import plan_save, prepare_folder
 from ._schedule import PollState
-from ._telemetry import task_span
+from ._telemetry import handle_span
 from ._verdict import note_unknown_status, task_failure
 
 __all__ = ["TaskHandle"]
@@ -75,9 +75,8 @@ class TaskHandle(HandlePolls):
         self._completed_seen: float | None = None
         self._state: PollState | None = None  # the running wait's schedule
         self._stall_told = False
-        span = runtime.api.task_spans.pop(task_id, None)
-        self._span = span if span is not None else task_span()
-        self._span.set("task_id", task_id)
+        started = runtime.api.task_spans.pop(task_id, None)  # the create's, if it made it
+        self._span = handle_span(started, task_id, self, runtime.open_spans)
         self._waiters = 0  # the waits under way (see _waiting)
         self._skipped: BaseException | None = None  # a failure of a wait that was not last
         self._deliverer: Delivery | None = None  # made when the images are first wanted
@@ -175,36 +174,6 @@ class TaskHandle(HandlePolls):
         self._observe(task)
         return task
 
-    @contextlib.contextmanager
-    def _waiting(self) -> Iterator[None]:
-        """Run one wait: whatever stops it before the handle's work is done ends the span.
-
-        A timeout, a cancellation or a failure ends the task span (``timeout``,
-        ``stopped``, ``error``) unless another wait of the handle is still under way, which
-        ends it in turn. A wait after one that ended it starts a new span, linked to it.
-        """
-        self._rt.transport.check_loop()  # another loop's wait would break the lock
-        span = self._span
-        span.resume()
-        self._waiters += 1
-        try:
-            yield
-        except BaseException as exc:
-            if isinstance(exc, SessionClosedError):  # the task goes on: say how to collect it
-                note_closed(exc, self._id)
-            if self._waiters > 1:  # another wait ends it; if that one is only closed, with this
-                if not isinstance(exc, GeneratorExit):
-                    self._skipped = exc
-            else:
-                span.stop(
-                    self._skipped if isinstance(exc, GeneratorExit) and self._skipped else exc
-                )
-            raise
-        finally:
-            self._waiters -= 1
-            if not self._waiters:
-                self._skipped = None
-
     def _timed_out(self, timeout: float | None, *, stage: str = "wait") -> WaitTimeoutError:
         return WaitTimeoutError(
             task_id=self._id,
@@ -230,7 +199,7 @@ class TaskHandle(HandlePolls):
                 task = await self._until_terminal(deadline)
                 failure = task_failure(task, self._id)
                 if failure is not None:
-                    self._span.end(task.raw_status, error=failure)
+                    self._span.fail(task, failure)
                     raise failure
                 stage = "download"
                 return await deliver(self, task)
@@ -260,7 +229,9 @@ class TaskHandle(HandlePolls):
         same loop as :meth:`wait` (callback hints included). A failed task ends the
         iteration without raising (look at the last snapshot's status); failures of the
         calls themselves, and :class:`WaitTimeoutError`, are raised. Close it early with
-        ``contextlib.aclosing`` (or let ``async for`` run to the end).
+        ``contextlib.aclosing`` (or let ``async for`` run to the end). A task that ends
+        without a result ends the task span as :meth:`wait` would, before its last
+        snapshot is yielded.
         """
         limit = wait_limit(timeout, self._rt.poll)
         last: tuple[str, int] | None = None
@@ -268,6 +239,8 @@ class TaskHandle(HandlePolls):
             try:
                 async with contextlib.aclosing(self._snapshots(deadline_after(limit))) as polls:
                     async for task in polls:
+                        if task.is_terminal and (failure := task_failure(task, self._id)):
+                            self._span.fail(task, failure)  # not raised: the status says it
                         if (task.raw_status, task.progress) != last:
                             last = (task.raw_status, task.progress)
                             yield task

@@ -3,17 +3,19 @@
 :class:`HandlePolls` is the part of :class:`~zimage_async.TaskHandle` that runs
 :func:`~zimage_async._polling.snapshots` for it: every way of waiting takes the handle's
 lock, so that concurrent waiters share one loop, and starts the loop from the snapshot
-the create call returned (once) or from a look.
+the create call returned (once) or from a look. Each wait runs in :meth:`_waiting`,
+which starts the task span and ends it if the wait stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from typing import TYPE_CHECKING
 
-from ._exceptions import ZImageError, note_task
+from ._exceptions import SessionClosedError, ZImageError, note_closed, note_task
 from ._models import Task
 from ._polling import Nap, bounded, naps, snapshots
 from ._schedule import PollState
@@ -21,6 +23,7 @@ from ._verdict import warn_stalled
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
+    from ._telemetry import TaskSpan
 
 __all__ = ["HandlePolls"]
 
@@ -42,11 +45,46 @@ class HandlePolls:
     _lock: asyncio.Lock
     _state: PollState | None  # the running wait's schedule
     _stall_told: bool
+    _span: TaskSpan
+    _waiters: int  # the waits under way
+    _skipped: BaseException | None  # a failure of a wait that was not the last
 
     if TYPE_CHECKING:
 
         async def refresh(self) -> Task:
             """Fetch the task once (TaskHandle's)."""
+
+    @contextlib.contextmanager
+    def _waiting(self) -> Iterator[None]:
+        """Run one wait: whatever stops it before the handle's work is done ends the span.
+
+        A timeout, a cancellation or a failure ends the task span (``timeout``,
+        ``stopped``, ``error``) unless another wait of the handle is still under way, which
+        ends it in turn. A wait after one that ended it starts a new span, linked to it;
+        the first wait of a handle made from a task id starts its span.
+        """
+        self._rt.transport.check_loop()  # another loop's wait would break the lock
+        span = self._span
+        span.resume(self._task)
+        span.watch(self, self._rt.open_spans)  # the session ends it if it is left open
+        self._waiters += 1
+        try:
+            yield
+        except BaseException as exc:
+            if isinstance(exc, SessionClosedError):  # the task goes on: say how to collect it
+                note_closed(exc, self._id)
+            if self._waiters > 1:  # another wait ends it; if that one is only closed, with this
+                if not isinstance(exc, GeneratorExit):
+                    self._skipped = exc
+            else:
+                span.stop(
+                    self._skipped if isinstance(exc, GeneratorExit) and self._skipped else exc
+                )
+            raise
+        finally:
+            self._waiters -= 1
+            if not self._waiters:
+                self._skipped = None
 
     def _tell_if_stalled(self) -> None:
         state = self._state

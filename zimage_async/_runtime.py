@@ -20,6 +20,7 @@ from ._schedule import PollSchedule, RetryPolicy
 if TYPE_CHECKING:
     from ._api import APIClient
     from ._hints import HintSource
+    from ._telemetry import TaskSpan
     from ._transport import Transport
 
 __all__ = ["DEFAULT", "Allowance", "Runtime", "check_wait_timeout", "restated", "wait_limit"]
@@ -138,3 +139,6 @@ class Runtime:
     warned_statuses: set[str] = attrs.field(factory=set)
     #: The deadlines of the waits in progress: one timer for every waiting handle.
     deadlines: Deadlines = attrs.field(factory=Deadlines)
+    #: The task spans still open, ended when the session closes (empty while no
+    #: span is recorded): each leaves it when it ends.
+    open_spans: set[TaskSpan] = attrs.field(factory=set)

@@ -40,6 +40,7 @@ from ._schedule import PollSchedule, RetryPolicy
 from ._secret import Secret, frameless_refusals
 from ._session_batch import BatchMethods
 from ._session_journal import JournalMethods
+from ._telemetry import end_open_spans
 from ._transport import DEFAULT_USER_AGENT, Transport
 from ._validation import validate_task_id
 
@@ -283,6 +284,7 @@ class Session(JournalMethods, BatchMethods):
         self._state = SessionState.CLOSED
         self._sleeper.wake_all()  # a wait napping now looks, and fails as closed, at once
         self._runtime.deadlines.close()
+        end_open_spans(self._runtime.open_spans)
         try:
             await self._transport.close()
         finally:

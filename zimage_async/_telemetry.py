@@ -5,6 +5,8 @@ result, with a child span per HTTP call made for it: the create's tries, each ta
 each image download. The task span carries the task id, the number of polls and
 retries, an upper bound of the detection lag (the time between the last look that saw
 the task running and the one that saw it end), the credits reserved and the outcome.
+The session keeps the task spans still open, to end them when it closes; a handle
+dropped with its span open ends it (``abandoned``).
 
 ``opentelemetry-api`` is imported on the first span, never by ``import zimage_async``;
 without it every function here returns at once. Whether spans are recorded and where
@@ -13,16 +15,28 @@ they go is the application's choice, through the OpenTelemetry SDK.
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 import contextlib
 import functools
 import os
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._models import Task
 
-__all__ = ["NO_CHILD", "NO_SPAN", "TaskSpan", "child_span", "current_span", "task_span"]
+__all__ = [
+    "NO_CHILD",
+    "NO_SPAN",
+    "TaskSpan",
+    "child_span",
+    "current_span",
+    "end_open_spans",
+    "handle_span",
+    "task_span",
+]
 
 _NAME = "zimage_async"
 
@@ -79,16 +93,26 @@ def _tracer() -> Any:
 
 
 class TaskSpan:
-    """The span of one task (a stand-in that does nothing when telemetry is off)."""
+    """The span of one task (a stand-in that does nothing when telemetry is off).
 
-    def __init__(self, span: Any) -> None:
+    Made with a started *span*, or with *task_id* alone for one that the handle's first
+    wait starts (:meth:`resume`). While it is open it sits in its session's set of open
+    spans (see :meth:`watch`), which it leaves when it ends.
+    """
+
+    def __init__(self, span: Any, *, task_id: str | None = None) -> None:
         self._span = span
         self.polls = 0
         self.retries = 0
         self._ended = False
         self._stopped = False  # ended by a wait that stopped: a later wait starts anew
-        self._task_id: object = None
+        self._pending = task_id is not None and span is None  # started by the first wait
+        self._task_id: object = task_id
         self._running_seen: float | None = None
+        self._completed = False  # the last snapshot seen was completed
+        self._open: builtins.set[TaskSpan] | None = None  # the session's, once watched
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # where a finalizer ends it
 
     @property
     def recording(self) -> bool:
@@ -114,6 +138,14 @@ class TaskSpan:
             # The task ended between the last look that saw it running and this one.
             self.set("detection_lag_max_s", now - self._running_seen)
             self._running_seen = None
+        self._saw(task)
+
+    def _saw(self, task: Task) -> None:
+        """Note how *task* stands: completed or not, and its status as sent when it ended."""
+        status = task.status
+        self._completed = status.value == "completed"
+        if task.is_terminal and task.raw_status != status.value:
+            self.set("raw_status", task.raw_status)
 
     @contextlib.contextmanager
     def current(self) -> Iterator[None]:
@@ -136,6 +168,7 @@ class TaskSpan:
         if self._span is None or self._ended:
             return
         self._ended = True
+        self._unwatch()
         self.set("polls", self.polls)
         self.set("retries", self.retries)
         self.set("outcome", outcome)
@@ -146,6 +179,20 @@ class TaskSpan:
 
                 self._span.set_status(Status(StatusCode.ERROR, type(error).__name__))
         self._span.end()
+
+    def fail(self, task: Task, failure: BaseException) -> None:
+        """End the span of a *task* that ended without a result: *failure* is its error.
+
+        The outcome is the task's status (``failed``, ``cancelled``), or ``no results``
+        for a completed task without any link (:class:`~zimage_async.NoResultsError`).
+        """
+        from ._exceptions import NoResultsError
+
+        if self._span is None or self._ended:
+            return
+        self._saw(task)
+        outcome = "no results" if isinstance(failure, NoResultsError) else task.status.value
+        self.end(outcome, error=failure)
 
     def stop(self, exc: BaseException) -> None:
         """End the span of a wait that *exc* stopped before the handle's work was done.
@@ -167,26 +214,91 @@ class TaskSpan:
             self.end("stopped")
         self._stopped = True
 
-    def resume(self) -> None:
-        """Start a new ``zimage.task`` span if a wait that stopped ended the last one.
+    def resume(self, last: Task | None = None) -> None:
+        """Start the span, at a handle's first wait, or anew after a wait that stopped.
 
-        The new span carries the task id, counts its own polls and retries, and links
-        to the span it follows. A span ended for good (delivered, saved, failed) stays
-        ended.
+        A handle made from a task id starts its span with its first wait (*last* is the
+        snapshot in hand). After a wait that stopped ended it, the new span carries the
+        task id, counts its own polls and retries, is marked ``resumed`` and links to
+        the span it follows. A span ended for good (delivered, saved, failed) stays ended.
         """
-        if not self._stopped:
+        if not (self._stopped or self._pending):
             return
         tracer = _tracer()
         if tracer is None:
             return
-        trace = _api()
-        links = [trace.Link(self._span.get_span_context())]
+        links = [] if self._pending else [_api().Link(self._span.get_span_context())]
         self._span = tracer.start_span("zimage.task", links=links)
-        self._ended = self._stopped = False
+        self._ended = self._stopped = self._pending = False
         self.polls = self.retries = 0
         self._running_seen = None
         self.set("task_id", self._task_id)
-        self.set("resumed", True)
+        if links:
+            self.set("resumed", True)
+        if last is not None:
+            self._saw(last)
+
+    def watch(self, owner: object, open_spans: builtins.set[TaskSpan]) -> None:
+        """Keep this span, while it is open, in *open_spans*; end it if *owner* is collected.
+
+        *owner* is the handle whose span this is: should it be garbage-collected with the
+        span open (a handle dropped without waiting), the span ends as ``abandoned``. The
+        finalizer holds no reference to *owner*, and never runs while *owner* is referenced
+        (nor at the interpreter's exit). Nothing is kept while the span is not recording.
+        """
+        if self._span is None or self._ended:
+            return
+        self._open = open_spans
+        open_spans.add(self)
+        if self._finalizer is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: ended where collected
+                self._loop = asyncio.get_running_loop()
+            self._finalizer = weakref.finalize(owner, self._collected)
+            self._finalizer.atexit = False
+
+    def _unwatch(self) -> None:
+        """Leave the session's open spans, and drop the finalizer (the span has ended)."""
+        if self._open is not None:
+            self._open.discard(self)
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+
+    def _collected(self) -> None:
+        """End the span of a handle that was garbage-collected, on its loop if it runs.
+
+        A finalizer runs wherever the collector does, perhaps in the middle of another
+        span's export: the end is handed to the event loop, unless it is closed.
+        """
+        with contextlib.suppress(Exception):  # closed meanwhile: ended here instead
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self.abandon)
+                return
+        self.abandon()
+
+    def abandon(self) -> None:
+        """End the span as ``abandoned`` (not an error); never raises."""
+        with contextlib.suppress(Exception):  # a finalizer must let nothing escape
+            self.end("abandoned")
+
+    def close(self) -> None:
+        """End the span because its session closes: ``completed`` or ``closed``, no error.
+
+        ``completed`` when the last snapshot seen was completed (the images were not
+        fetched), else ``closed``.
+        """
+        self.end("completed" if self._completed else "closed")
+
+
+def end_open_spans(open_spans: set[TaskSpan]) -> None:
+    """End every span still in *open_spans* (a session closes): see :meth:`TaskSpan.close`.
+
+    A span that cannot be ended (a broken exporter) is left: the session closes anyway.
+    """
+    while open_spans:
+        span = open_spans.pop()
+        with contextlib.suppress(Exception):
+            span.close()
 
 
 #: A task span that records nothing.
@@ -199,6 +311,22 @@ def task_span() -> TaskSpan:
     if tracer is None:
         return NO_SPAN
     return TaskSpan(tracer.start_span("zimage.task"))
+
+
+def handle_span(
+    started: TaskSpan | None, task_id: str, owner: object, open_spans: set[TaskSpan]
+) -> TaskSpan:
+    """Return the task span of a new handle, *owner*, of task *task_id*.
+
+    *started* is the span the create call started, if it made this task; else the span
+    is started by the handle's first wait (:meth:`TaskSpan.resume`), so that a handle
+    only looked at (``refresh()``) starts none. While telemetry is off: the no-op span.
+    """
+    if started is None:
+        return NO_SPAN if _tracer() is None else TaskSpan(None, task_id=task_id)
+    started.set("task_id", task_id)
+    started.watch(owner, open_spans)
+    return started
 
 
 def current_span() -> Any:
@@ -241,11 +369,16 @@ def _child_span(
             if value is not None:
                 span.set_attribute(key, value)
         yield span
-    except BaseException as exc:
+    except Exception as exc:
         from opentelemetry.trace import Status, StatusCode
 
         span.record_exception(exc)
         span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        raise
+    except GeneratorExit:  # a stream closed early by its consumer: nothing went wrong
+        raise
+    except BaseException:  # cancelled (or Ctrl-C): stopped, not failed, as a wait
+        span.set_attribute("zimage.stopped", True)
         raise
     finally:
         span.end()
