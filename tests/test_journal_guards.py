@@ -266,18 +266,35 @@ async def test_the_first_creates_of_a_new_price_stay_within_the_limit(
 async def test_a_given_cost_is_each_item_s_expected_cost(
     zs: Session, emulator: Emulator, tmp_path: Path
 ) -> None:
-    """cost= is checked against the limit before the first price is known."""
+    """cost= is checked against the limit before the first price is known.
+
+    A create in flight counts at it until its answer brings the real price (0.026):
+    under a limit of 1.5, the creates go one at a time, and all six fit.
+    """
+    prompts = [f"a cat {n}" for n in range(6)]
     items = await _collect(
         zs,
-        [f"a cat {n}" for n in range(6)],
+        prompts,
+        journal=tmp_path / "j0.sqlite",
+        output_dir=tmp_path / "out",
+        max_credits=0.9,
+        cost=1.0,
+        concurrency=4,
+    )
+    assert emulator.billed_counts() == {}
+    refusals = [item.error for item in items]
+    assert all(isinstance(error, SpendLimitError) and error.expected == 1.0 for error in refusals)
+    items = await _collect(
+        zs,
+        prompts,
         journal=tmp_path / "j.sqlite",
         output_dir=tmp_path / "out",
         max_credits=1.5,
         cost=1.0,
         concurrency=4,
     )
-    assert len(emulator.ledger) == 1
-    assert sum(item.ok for item in items) == 1
+    assert emulator.billed_counts() == dict.fromkeys(prompts, 1)
+    assert all(item.ok for item in items)
 
 
 @pytest.mark.parametrize("cost", [0, -1.0, float("nan"), float("inf"), True, "1"])

@@ -16,6 +16,7 @@ from ._batchitems import BatchItem, BatchServices
 from ._batchoptions import BatchOptions
 from ._batchverdicts import SENDS_OR_WAITS, USES_TASK, files_present, journal_outcome
 from ._journal_records import JournalItem, JournalRecord, JournalState, ResumeAction, resume_action
+from ._manifest import fingerprint
 from ._models import GenerationRequest
 
 __all__ = ["ItemPlanner"]
@@ -33,17 +34,33 @@ class ItemPlanner:
         self.services = services
         self.requests = requests
         self.options = options
+        #: Each request's fingerprint, as the journal keeps it for the item and its create.
+        self.fingerprints = [fingerprint(request) for request in requests]
         #: The keys of the creates found failed at this worker's start, settled or not (a
         #: kill before the release): resubmit_failed sends those again, not later failures.
         self._failed_before: set[str] = set()
 
-    def action(self, record: JournalRecord | None, *, taking_over: bool) -> ResumeAction:
-        """Return what to do with an item whose create is *record*, on claim or at start.
+    def foreign(self, record: JournalRecord, index: int) -> bool:
+        """Whether *record*, the create under item *index*'s key, was made for another request.
+
+        A worker of an earlier version, still running a list the item was edited in
+        since, sent its own request under the edited item's key: that task is not the
+        item's, and the item's request was never sent.
+        """
+        return record.fingerprint != self.fingerprints[index]
+
+    def action(
+        self, record: JournalRecord | None, *, taking_over: bool, index: int
+    ) -> ResumeAction:
+        """Return what to do with item *index*, whose create is *record*, on claim or at start.
 
         Only a failure of an earlier run is sent again (resubmit_failed): one recorded
         while this worker runs, by itself or by a live worker it takes the item from, is
-        reported, as that worker would have.
+        reported, as that worker would have. A create made for another request
+        (:meth:`foreign`) is none of the item's: the item is sent under a new key.
         """
+        if record is not None and self.foreign(record, index):
+            return ResumeAction.SUBMIT_NEW
         options = self.options
         failed_before = record is not None and record.key in self._failed_before
         action = resume_action(
@@ -81,7 +98,9 @@ class ItemPlanner:
         resubmission asked for, a create refused at another base URL: to reopen), and
         the indexes of items whose create would be sent again or waited for, but was
         made at another base URL. The creates found failed, settled or not, are the
-        failures of an earlier run: those that resubmit_failed sends again.
+        failures of an earlier run: those that resubmit_failed sends again. A settled
+        item whose create was made for another request (:meth:`foreign`) is reopened,
+        never reported with that create's task.
         """
         reported, reopen, elsewhere = [], [], []
         for item in items:
@@ -91,7 +110,7 @@ class ItemPlanner:
             if record.state is JournalState.FAILED:
                 self._failed_before.add(record.key)
             if item.settled:
-                action = self.action(record, taking_over=False)
+                action = self.action(record, taking_over=False, index=item.index)
                 outcome = None
                 if record.state is not JournalState.SUBMITTING:
                     outcome = self.report(record, action, item.index)
@@ -99,7 +118,7 @@ class ItemPlanner:
                     reported.append(outcome)
                     continue
                 reopen.append(item.index)
-            if self.elsewhere(record, self.action(record, taking_over=True)):
+            if self.elsewhere(record, self.action(record, taking_over=True, index=item.index)):
                 elsewhere.append(item.index)
         return reported, reopen, elsewhere
 

@@ -22,7 +22,14 @@ from ._batchitems import NO_RESULTS, BatchItem, BatchServices, ItemState, stop_e
 from ._batchjournal import note_created, note_held, recorded_meanwhile
 from ._batchoptions import BatchOptions
 from ._batchplan import ItemPlanner
-from ._batchverdicts import elsewhere_message, recorded, unsent_resend
+from ._batchverdicts import (
+    elsewhere_message,
+    foreign_message,
+    list_differs,
+    recorded,
+    refused_for_estimates,
+    unsent_resend,
+)
 from ._exceptions import (
     AuthenticationError,
     JournalError,
@@ -75,13 +82,25 @@ class ItemRunner(ItemPlanner):
         self.counts: Counter[str] = Counter()
         self.stopped_by: ZImageError | None = None
         self._begun: set[str] = set()
+        #: The creates this worker has begun and not yet recorded the answer of, by key,
+        #: with the cost the journal counts them at meanwhile (their estimate).
+        self._flying: dict[str, float] = {}
+        #: Set (and replaced) whenever one of those answers is recorded.
+        self._answered = asyncio.Event()
         #: The journal writes that must end before the batch gives its journal back.
         self.pending = PendingWrites()
 
     async def run(self, item: JournalItem) -> BatchItem | None:
-        """Bring *item* to its outcome; None if another worker holds it now."""
+        """Bring *item* to its outcome; None if another worker holds it now.
+
+        Raises :class:`JournalError` (having given the item back, unsent) when the
+        journal holds another request for the item than this worker's list: a run with
+        an edited list changed it after this worker started.
+        """
         index, record = item.index, item.record
         request = self.requests[index]
+        if item.fingerprint != self.fingerprints[index]:
+            await self._give_back_changed(index)
         self.counts["claimed"] += 1
         if record is not None and record.state.unfinished and record.key not in self._begun:
             self.counts["taken_over"] += 1
@@ -93,10 +112,12 @@ class ItemRunner(ItemPlanner):
                 record.task_id or "unknown",
                 record.key,
             )
-        action = self.action(record, taking_over=True)
+        action = self.action(record, taking_over=True, index=index)
         reported = None if record is None else self.report(record, action, index)
         if reported is not None:
             return reported
+        if record is not None and self.foreign(record, index):
+            logger.warning("%s", foreign_message(record, index))
         if record is not None and self.elsewhere(record, action):
             # Begun by a worker on another service meanwhile: only that service may have
             # its task. Settled with the refusal; a run there reopens and resumes it.
@@ -169,6 +190,54 @@ class ItemRunner(ItemPlanner):
         if self.stopped_by is None:
             self.stopped_by = error
 
+    async def _changed(self, index: int) -> bool:
+        """Whether the journal holds another request for item *index* now (False if unread)."""
+        with contextlib.suppress(ZImageError):
+            items = await self.journal.items(self.options.batch_id)
+            return any(
+                i.index == index and i.fingerprint != self.fingerprints[index] for i in items
+            )
+        return False
+
+    async def _give_back_changed(self, index: int) -> None:
+        """Give item *index* back unsent and stop: the journal holds another request for it."""
+        batch_id, worker_id = self.options.batch_id, self.options.worker_id
+        await self.journal.release(batch_id, worker_id, index, settled=False)
+        raise list_differs(batch_id, index)
+
+    async def _begin(self, record: JournalRecord, limits: Sequence[SpendLimit]) -> None:
+        """Begin *record*'s create under *limits*, as this worker, before it is sent.
+
+        A spend refusal that only the estimates of this worker's creates in flight cause
+        (:func:`refused_for_estimates`) waits for one of their answers, which brings its
+        real price, and the create is checked again; the refusal is final (raised) when
+        the create would go over a limit even if those cost nothing, or with none in
+        flight. Raises :class:`NotSentError` if the batch was stopped meanwhile.
+        """
+        while True:
+            answered = self._answered
+            try:
+                begun = await begin_priced(
+                    self.journal, record, limits=limits, worker_id=self.options.worker_id
+                )
+            except SpendLimitError as exc:
+                if self._answered is not answered:  # an answer was recorded meanwhile
+                    continue
+                if not refused_for_estimates(exc, sum(self._flying.values())):
+                    raise
+                await answered.wait()
+                if self.stopped_by is not None:
+                    raise NotSentError from exc
+                continue
+            self._flying[record.key] = begun.expected_cost or 0.0
+            return
+
+    def _landed(self, key: str) -> None:
+        """Note that the answer of the create under *key* is recorded (or never will be)."""
+        self._flying.pop(key, None)
+        answered, self._answered = self._answered, asyncio.Event()
+        answered.set()
+
     async def _note(self, key: str, state: JournalState, **fields: Any) -> None:
         await note_held(self.journal, key, state, worker_id=self.options.worker_id, **fields)
 
@@ -186,9 +255,7 @@ class ItemRunner(ItemPlanner):
         )
         limits = self.limits if book is None else book.limits(self.limits)
         try:
-            await begin_priced(
-                self.journal, record, limits=limits, worker_id=self.options.worker_id
-            )
+            await self._begin(record, limits)
         except SpendLimitError as exc:  # nothing was sent: the item is not sent
             self._stop(exc)
             raise NotSentError from exc
@@ -199,10 +266,13 @@ class ItemRunner(ItemPlanner):
             await recorded_meanwhile(
                 self.journal, options.batch_id, options.worker_id, index=index, key=key
             )
+            if await self._changed(index):  # since its claim: its key was replaced too
+                await self._give_back_changed(index)
             raise
         self._begun.add(key)
         with watching() as (mark, _):  # the task made here copies the mark with its context
             creating = asyncio.ensure_future(self._create(index, request, key, resending))
+        creating.add_done_callback(lambda _: self._landed(key))
         try:
             return await asyncio.shield(creating)
         except asyncio.CancelledError:

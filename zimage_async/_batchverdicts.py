@@ -1,9 +1,10 @@
 """What a batch worker says about an item it does not simply run (pure, no I/O).
 
-Whether a saved item's files are there for this worker, and the errors of an item left
-to another service, of a delivered item whose files and links are gone, of a task
-made but not recorded (or recorded, and a later write failed), and of a create that may
-have a task, not sent again after the batch stopped.
+Whether a saved item's files are there for this worker, whether a spend refusal is one
+that creates in flight cause, and the errors of an item whose request the journal holds
+otherwise, of an item left to another service, of a delivered item whose files and
+links are gone, of a task made but not recorded (or recorded, and a later write
+failed), and of a create that may have a task, not sent again after the batch stopped.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from ._exceptions import (
     APIConnectionError,
     ImageExpiredError,
     JournalError,
+    SpendLimitError,
     SubmissionUncertainError,
     ZImageError,
 )
 from ._idempotency import first_sent_without_key
 from ._journal_records import JournalItem, JournalRecord, JournalState, ResumeAction
+from ._journal_spend import SpendLimit, check_spend
+from ._manifest import fingerprint
 from ._models import GenerationRequest
 
 #: Actions that would send or wait for a create made at the record's base URL.
@@ -45,10 +49,13 @@ __all__ = [
     "elsewhere_message",
     "elsewhere_refusal",
     "files_present",
+    "foreign_message",
     "journal_outcome",
     "left_unsent",
+    "list_differs",
     "lost_files",
     "recorded",
+    "refused_for_estimates",
     "unrecorded",
     "unsent_resend",
 ]
@@ -78,7 +85,13 @@ def journal_outcome(
     *,
     link_ttl: float,
 ) -> BatchItem | None:
-    """Return the outcome of an item reported from the journal, or None if it needs work."""
+    """Return the outcome of an item reported from the journal, or None if it needs work.
+
+    A *record* made for another request than *request* (sent under the item's key by
+    a worker with an older list) is never reported as its outcome: None.
+    """
+    if record.fingerprint != fingerprint(request):
+        return None
     if action is ResumeAction.DONE:
         return BatchItem(
             index=index, request=request, task_id=record.task_id, paths=record.paths, resumed=True
@@ -108,6 +121,48 @@ def lost_files(record: JournalRecord, link_ttl: float) -> ImageExpiredError:
         index=0,
         expired_at=completed_at + link_ttl,
     )
+
+
+def list_differs(batch_id: str, index: int) -> JournalError:
+    """Return why a worker stops: the journal holds another request for item *index*.
+
+    The item was changed (an edited list run on the same journal and batch id) after
+    this worker started with its own list; sending this worker's request under the
+    item's key would file its image under the other request. The prompt is not quoted.
+    """
+    return JournalError(
+        f"the journal holds another request for item {index} of batch {batch_id!r} than "
+        "this worker's list: a run with an edited list changed the item after this worker "
+        "started; this worker stops, and gave the item back unsent - run the batch with "
+        "the list the journal holds"
+    )
+
+
+def foreign_message(record: JournalRecord, index: int) -> str:
+    """Return the warning for item *index*, whose create *record* was made for another request."""
+    return (
+        f"item {index} of batch {record.batch_id!r}: its create with key {record.key} (task "
+        f"{record.task_id or 'unknown'}) was made for another request, by a worker with an "
+        "older list; it is not this item's: the item is sent under a new key"
+    )
+
+
+def refused_for_estimates(refusal: SpendLimitError, in_flight: float) -> bool:
+    """Whether only the estimates of creates in flight (*in_flight* credits) cause *refusal*.
+
+    Those creates count at their expected cost until their answers bring the real one:
+    without them the refused create would fit the limit, so it waits for them and is
+    checked again. False when it would not fit even if they cost nothing.
+
+    >>> refusal = SpendLimitError(max_credits=0.25, reserved=0.2, expected=0.1, batch_id=None)
+    >>> refused_for_estimates(refusal, 0.2), refused_for_estimates(refusal, 0.0)
+    (True, False)
+    """
+    if in_flight <= 0:
+        return False
+    limit = SpendLimit(max_credits=refusal.max_credits, batch_id=refusal.batch_id)
+    reserved = max(0.0, refusal.reserved - in_flight)
+    return check_spend(limit, reserved=reserved, expected=refusal.expected or None) is None
 
 
 def elsewhere_message(record: JournalRecord, base_url: str) -> str:
