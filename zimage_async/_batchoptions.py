@@ -154,8 +154,9 @@ def check_numbers(numbers: Sequence[int] | None, count: int) -> tuple[int, ...] 
 def check_output_dir(output_dir: str | os.PathLike[str] | None) -> Path | None:
     """Return *output_dir* as a Path if it can be the batch's folder (or None)."""
     rule = (
-        "a folder for the batch's images: a path that does not end in .png, .jpg, .jpeg "
-        "or .webp (or an existing folder), without NUL, which the file system can encode"
+        "a folder for the batch's images: an existing folder, or a path where one can be "
+        "made that does not end in .png, .jpg, .jpeg or .webp, without NUL, which the "
+        "file system can encode"
     )
     if output_dir is None:
         return None
@@ -163,6 +164,12 @@ def check_output_dir(output_dir: str | os.PathLike[str] | None) -> Path | None:
     if not text:
         raise InvalidRequestError("output_dir", rule, "it is empty")
     folder = Path(text)
+    blocker = _not_a_folder(folder)
+    if blocker == folder:
+        raise InvalidRequestError("output_dir", rule, "it is a file, not a folder")
+    if blocker is not None:
+        problem = f"{quote(blocker.name)} in its path is a file, not a folder: none can be made"
+        raise InvalidRequestError("output_dir", rule, problem)
     if plan_save(folder).target is not None:
         raise InvalidRequestError(
             "output_dir",
@@ -172,6 +179,20 @@ def check_output_dir(output_dir: str | os.PathLike[str] | None) -> Path | None:
             "that extension, or create the folder first",
         )
     return folder
+
+
+def _not_a_folder(folder: Path) -> Path | None:
+    """Return *folder*, or the nearest of its parents, that exists but is no folder.
+
+    None when *folder* is a folder, or can be made (its nearest existing parent is a
+    folder). A link counts as what it points to; a link to nothing is no folder.
+    """
+    for path in (folder, *folder.parents):
+        if path.is_dir():
+            return None
+        if os.path.lexists(path):
+            return path
+    return None
 
 
 def check_output_names(

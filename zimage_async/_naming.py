@@ -5,8 +5,9 @@ A template is Python format syntax over a fixed set of fields (:data:`NAME_FIELD
 * ``task_id``: the task id (``task-unified-...``);
 * ``index``: the image's index within its task (0, 1, ...);
 * ``seed``: the request's seed, or ``random`` when the service picked it;
-* ``slug``: the prompt in lower case, letters and digits joined by ``-``, at most 40
-  characters (``untitled`` when there is none);
+* ``slug``: the prompt in lower case, its words of ASCII letters and digits joined by
+  ``-`` (accents dropped: ``café`` gives ``cafe``), at most 40 characters (``untitled``
+  when there is none);
 * ``number``: a number the caller gives (an item's number in a batch).
 
 Format specs are allowed (``{index:02d}``), except the presentation type ``c``, which
@@ -107,12 +108,18 @@ class NameFields:
 def slugify(prompt: str | None, *, limit: int = SLUG_MAX) -> str:
     """Return *prompt* as a file-name-safe slug: lower-case ASCII words joined by ``-``.
 
+    Accented letters are folded to their ASCII letters (case-folded, decomposed with
+    NFKD, the combining marks dropped); a letter with no such fold (CJK, say) is left
+    out, as punctuation is.
+
     >>> slugify("Ein Fuchs im Schnee -- bei Nacht")
     'ein-fuchs-im-schnee-bei-nacht'
+    >>> slugify("Crème brûlée, Straße")
+    'creme-brulee-strasse'
     >>> slugify("!!!")
     'untitled'
     """
-    words = re.findall(r"[a-z0-9]+", (prompt or "").lower())
+    words = re.findall(r"[a-z0-9]+", _folded(prompt or ""))
     slug = ""
     for word in words:
         longer = f"{slug}-{word}" if slug else word
@@ -122,6 +129,12 @@ def slugify(prompt: str | None, *, limit: int = SLUG_MAX) -> str:
     if not slug and words:
         slug = words[0][:limit]
     return slug or "untitled"
+
+
+def _folded(text: str) -> str:
+    """Return *text* case-folded, decomposed (NFKD), without its combining marks."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
 def names_index(template: str) -> bool:
@@ -308,8 +321,9 @@ def check_batch_names(
     last characters, as the service's ids may (so a cut ``{task_id:.12}`` collides).
     Each name is checked to be a file name (see :func:`stem_problem`) with the item's
     own number and seed, the longest slug and task id, and the longest extension.
-    Raises :class:`InvalidRequestError` naming both items and the shared name, or the
-    item whose names cannot be files.
+    Raises :class:`InvalidRequestError` naming both items, the template and the fields
+    that render alike for them (never the shared name: its slug is words of the
+    prompts), or the item whose names cannot be files.
     """
     template = DEFAULT_TEMPLATE if template is None else template
     _fields_of(template)
@@ -331,6 +345,47 @@ def check_batch_names(
                 raise InvalidRequestError(
                     "name",
                     _UNIQUE_RULE,
-                    f"{template!r} gives items {owner} and {item} the same file name "
-                    f"{quote(name)}{when}",
+                    f"{template!r} gives items {owner} and {item} the same file name"
+                    f"{when} ({_alike(template, items[owner], items[item])})",
                 )
+
+
+def _alike(
+    template: str,
+    first: tuple[str | None, int | None, int],
+    second: tuple[str | None, int | None, int],
+) -> str:
+    """Say which fields of *template* give the two items one name, without the name.
+
+    The name is not quoted: its slug is words of the prompts, which an error never
+    quotes. Numbers and seeds are shown; of the slugs, only whether they are the same.
+    """
+    used = [field for field in dict.fromkeys(_fields_of(template)) if field != "index"]
+    if not used:
+        return "none of its fields tells items apart"
+    facts = []
+    for field in used:
+        if field == "number":
+            facts.append(_pair("number", int_text(first[2]), int_text(second[2])))
+        elif field == "seed":
+            seeds = ("random" if seed is None else int_text(seed) for seed in (first[1], second[1]))
+            facts.append(_pair("seed", *seeds))
+        elif field == "slug":
+            same = slugify(first[0]) == slugify(second[0])
+            facts.append(
+                "the same slug of their prompts"
+                if same
+                else "the slugs of their prompts differ, but not the names they give"
+            )
+        else:
+            facts.append("task ids that differ only in their last characters")
+    fields = ", ".join("{" + field + "}" for field in used)
+    verb = "fields" if len(used) > 1 else "field"
+    return f"from its {verb} {fields}: " + "; ".join(facts)
+
+
+def _pair(label: str, first: str, second: str) -> str:
+    """Return ``seed random for both`` or ``numbers 10 and 11``."""
+    if first == second:
+        return f"{label} {first} for both"
+    return f"{label}s {first} and {second}"
