@@ -135,7 +135,11 @@ async def open_batch_journal(target: str | os.PathLike[str] | None) -> Journal:
     (:func:`open_journal` refuses ``:memory:``).
     """
     if target is not None:
-        return await open_journal(target)
+        try:
+            return await open_journal(target)
+        except JournalError as refused:  # raised without this frame: target holds the URL
+            del target
+            raise refused.with_traceback(None) from None
     from ._journal_sqlite import SqliteJournal
 
     return await SqliteJournal.in_memory()
