@@ -1,14 +1,14 @@
 """Concurrent batches on the journal: :class:`Batch`, what :meth:`Session.generate_many` returns.
 
 The batch's items are added to the journal under its ``batch_id``; the batch then
-claims items with a lease (at most ``concurrency`` at a time), renews the leases in
-the background while it works, runs each claimed item (:mod:`._batchrun`) and releases
-it, settled, once it has its outcome. Any number of such workers, in this process or
-others sharing the journal (a PostgreSQL one across machines), share one batch: each
-item is held by one worker at a time, and the item of a worker that died is taken over
-when its lease runs out. When nothing is left to claim but other workers still hold
-items, the batch keeps trying to claim at a bounded interval until every item is
-settled; then the iteration ends.
+claims items with a lease (at most ``concurrency`` in flight or waiting unread, see
+:mod:`._batchoutcomes`), renews the leases in the background while it works, runs each
+claimed item (:mod:`._batchrun`) and releases it, settled, once it has its outcome.
+Any number of such workers, in this process or others sharing the journal (a
+PostgreSQL one across machines), share one batch: each item is held by one worker at a
+time, and the item of a worker that died is taken over when its lease runs out. When
+nothing is left to claim but other workers still hold items, the batch keeps trying to
+claim at a bounded interval until every item is settled; then the iteration ends.
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ from collections.abc import Sequence
 
 import attrs
 
-from ._batchitems import BatchItem, BatchProgress, BatchServices, BatchStats, ItemState
+from ._batchitems import BatchItem, BatchProgress, BatchServices, BatchStats, ItemState, Stopwatch
 from ._batchjournal import give_back, release_all
 from ._batchoptions import BatchOptions
+from ._batchoutcomes import Crash, Outcomes
 from ._batchrun import ItemRunner
-from ._batchverdicts import all_unrecorded, elsewhere_refusal, left_unsent
+from ._batchverdicts import all_unrecorded, elsewhere_refusal, left_unsent, left_unsettled
 from ._durable import make_folder
-from ._exceptions import ZImageError
+from ._exceptions import NoResultsError, TaskFailedError, ZImageError
 from ._journal import open_batch_journal
 from ._journal_records import JournalItem, JournalState
 from ._journal_spend import SpendLimit
@@ -42,16 +43,6 @@ __all__ = ["Batch", "BatchItem", "BatchProgress", "BatchStats", "ItemState"]
 logger = logging.getLogger("zimage_async.batch")
 
 _ALL_STATES = frozenset(JournalState)
-
-
-class _Crash:
-    """A worker's unexpected exception, handed to the consumer to re-raise."""
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-_END = object()
 
 
 class Batch:
@@ -82,12 +73,12 @@ class Batch:
         self._journal: Journal | None = None
         self._owns_journal = False
         self._runner: ItemRunner | None = None
-        self._outcomes: asyncio.Queue[BatchItem | _Crash | object] = asyncio.Queue()
+        self._outcomes = Outcomes()
         self._supervisor: asyncio.Task[None] | None = None
         self._held: set[int] = set()
         self._finished = 0
         self._batch_settled = 0
-        self._started: float | None = None
+        self._clock = Stopwatch()
         self._starting: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._closed = False
@@ -134,13 +125,12 @@ class Batch:
     @property
     def progress(self) -> BatchProgress:
         """How many items are in each state now (this worker's view)."""
-        elapsed = 0.0 if self._started is None else time.monotonic() - self._started
         states = self._runner.states if self._runner is not None else []
         return BatchProgress(
             total=len(self._requests),
             counts=dict(Counter(states)),
             finished=self._finished,
-            elapsed=elapsed,
+            elapsed=self._clock.elapsed,
             batch_settled=self._batch_settled,
         )
 
@@ -148,10 +138,9 @@ class Batch:
     def stats(self) -> BatchStats:
         """What this worker did: items claimed, taken over, submitted, saved, and so on."""
         counts = Counter[str]() if self._runner is None else self._runner.counts
-        elapsed = 0.0 if self._started is None else time.monotonic() - self._started
         return BatchStats(
             worker_id=self._options.worker_id,
-            elapsed=elapsed,
+            elapsed=self._clock.elapsed,
             **{name: counts[name] for name in _COUNTED},
         )
 
@@ -184,7 +173,7 @@ class Batch:
             await make_folder(options.output_dir, durable=True)  # its saves are durable
             remove_stale_parts(options.output_dir)
         self._runner = runner
-        self._started = time.monotonic()
+        self._clock.start()
         for item in reported:
             self._settle(item, reported=True)
         self._supervisor = asyncio.ensure_future(self._supervise())
@@ -219,7 +208,8 @@ class Batch:
     async def _close(self) -> None:
         await stop_task(self._starting)
         await stop_task(self._supervisor)
-        self._outcomes.put_nowait(_END)  # a consumer waiting for an item sees the end
+        self._clock.stop()
+        self._outcomes.end()  # a consumer waiting for an item sees the end
         self._held = set()
         journal, owned, self._owns_journal = self._journal, self._owns_journal, False
         if journal is not None:
@@ -244,28 +234,34 @@ class Batch:
             raise StopAsyncIteration
         try:
             await self._start()
-            outcome = await self._outcomes.get()
+            outcome = await self._outcomes.take()
         except BaseException:
             await self.aclose()
             raise
-        if isinstance(outcome, _Crash):
+        if isinstance(outcome, Crash):
             try:
                 await self.aclose()
             except asyncio.CancelledError as cancel:
                 raise cancel from outcome.exc  # the crash is not lost
-            rest = [self._outcomes.get_nowait() for _ in range(self._outcomes.qsize())]
-            raise all_unrecorded(outcome.exc, [o.exc for o in rest if isinstance(o, _Crash)])
-        if not isinstance(outcome, BatchItem):  # the end
+            rest = [o.exc for o in self._outcomes.rest() if isinstance(o, Crash)]
+            tasks = {} if self._runner is None else self._runner.tasks  # not delivered
+            raise left_unsettled(all_unrecorded(outcome.exc, rest), tasks)
+        if outcome is None:  # the end
             self._ended = True
             await self.aclose()
             raise StopAsyncIteration
+        if self._runner is not None:
+            self._runner.tasks.pop(outcome.index, None)  # delivered
         return outcome
 
     # -- work ------------------------------------------------------------------------------
 
-    def _settle(self, item: BatchItem, *, reported: bool = False) -> None:
+    def _settle(self, item: BatchItem, *, reported: bool = False, counted: bool = True) -> None:
+        """Hand *item*'s outcome to the consumer; *counted*: see :meth:`Outcomes.put`."""
         assert self._runner is not None
         self._runner.states[item.index] = ItemState.DONE if item.ok else ItemState.FAILED
+        if isinstance(item.error, (TaskFailedError, NoResultsError)):
+            self._runner.tasks.pop(item.index, None)  # ended: nothing to collect
         counts = self._runner.counts
         if reported:
             counts["reported"] += 1
@@ -276,7 +272,7 @@ class Batch:
         else:
             counts["failed"] += 1
         self._finished += 1
-        self._outcomes.put_nowait(item)
+        self._outcomes.put(item, counted=counted and not reported)
 
     @property
     def _idle(self) -> float:
@@ -287,11 +283,13 @@ class Batch:
         assert self._journal is not None
         assert self._runner is not None
         journal, runner, options = self._journal, self._runner, self._options
+        outcomes = self._outcomes
         renewing = asyncio.ensure_future(self._renew())
         running: dict[asyncio.Task[None], int] = {}
         try:
             while True:
-                free = options.concurrency - len(running)
+                outcomes.read.clear()  # set when the consumer takes an outcome
+                free = options.concurrency - len(running) - outcomes.unread
                 claimed: list[JournalItem] = []
                 if free > 0:  # after a stop, only items that may have a task: no new spend
                     claimed = await journal.claim(
@@ -309,7 +307,7 @@ class Batch:
                         self._held.add(item.index)  # past the end of the list: held only
                         if item.index < len(self._requests):
                             running[asyncio.ensure_future(self._run(item))] = item.index
-                if not running:
+                if not running and free > 0:  # (none free: outcomes wait unread)
                     if not claimed and runner.stopped_by is not None:
                         await self._report_unsent(journal, runner)
                         break
@@ -319,23 +317,19 @@ class Batch:
                         await asyncio.sleep(self._idle)
                     continue
                 waiting = None if free - len(claimed) <= 0 else self._idle
-                done, _ = await asyncio.wait(
-                    running, timeout=waiting, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in done:
-                    running.pop(task)
-                    task.result()
+                await outcomes.next_change(running, waiting)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug, a full disk, a journal gone: the consumer sees it
-            self._outcomes.put_nowait(_Crash(exc))
+            outcomes.crash(exc)
         else:
             if self._held:  # items not sent, and past the end of the list: given back open
                 with contextlib.suppress(ZImageError):  # else aclose() gives them back
                     await give_back(journal, options.batch_id, options.worker_id)
-            self._outcomes.put_nowait(_END)
+            outcomes.end()
         finally:  # the leases are renewed until the items have stopped (a create's grace)
             await stop_in_order(running, renewing)
+            self._clock.stop()
 
     async def _run(self, item: JournalItem) -> None:
         assert self._journal is not None
@@ -345,7 +339,7 @@ class Batch:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # the consumer sees the item's own error first
-            self._outcomes.put_nowait(_Crash(exc))
+            self._outcomes.crash(exc)
             raise
         batch_id, worker_id = self._options.batch_id, self._options.worker_id
         if outcome is not None and not outcome.sent:
@@ -360,8 +354,10 @@ class Batch:
             logger.warning("item %d of batch %r: another worker holds it now", item.index, batch_id)
             outcome = None
         self._held.discard(item.index)
-        if outcome is not None:  # None: another worker holds it now
+        if outcome is not None:  # None: another worker holds it now, and its task
             self._settle(outcome)
+        else:
+            self._runner.tasks.pop(item.index, None)
 
     async def _renew(self) -> None:
         """Renew this worker's leases every third of a lease, and read the batch's totals."""
@@ -393,7 +389,7 @@ class Batch:
         """After a stop: report the open items never sent that nobody else holds (left open)."""
         items = await self._items(journal)
         for index in left_unsent(items, runner.states, self._options.worker_id, now=time.time()):
-            self._settle(runner.not_sent(index))
+            self._settle(runner.not_sent(index), counted=False)  # nothing spent, no image
 
 
 _COUNTED = [f.name for f in attrs.fields(BatchStats) if f.name not in ("worker_id", "elapsed")]

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -36,6 +37,7 @@ __all__ = [
     "BatchServices",
     "BatchStats",
     "ItemState",
+    "Stopwatch",
     "build_request",
     "check_requests",
     "reported_error",
@@ -97,7 +99,7 @@ class BatchProgress:
     counts: Mapping[ItemState, int]
     #: Items finished in this run (resumed-and-saved ones included).
     finished: int
-    #: Seconds since the batch started.
+    #: Seconds since the batch started; once its work ended or it was closed, its duration.
     elapsed: float
     #: Items of the whole batch settled so far, by any worker, as last read from the
     #: journal (every few seconds while the batch runs).
@@ -106,6 +108,30 @@ class BatchProgress:
     def count(self, state: ItemState) -> int:
         """How many items are in *state*."""
         return self.counts.get(state, 0)
+
+
+@attrs.define
+class Stopwatch:
+    """A batch's duration: from its start to the end of its work, or its close."""
+
+    started: float | None = None
+    stopped: float | None = None
+
+    def start(self) -> None:
+        """Start the watch (the batch begins its work)."""
+        self.started = time.monotonic()
+
+    def stop(self) -> None:
+        """Stop the watch, if it runs: the batch's work ended, or the batch was closed."""
+        if self.started is not None and self.stopped is None:
+            self.stopped = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from the start to the stop, or to now while it runs (0 before it starts)."""
+        if self.started is None:
+            return 0.0
+        return (self.stopped or time.monotonic()) - self.started
 
 
 @attrs.frozen(kw_only=True)
@@ -129,7 +155,7 @@ class BatchStats:
     failed: int = 0
     not_sent: int = 0
     reported: int = 0
-    #: Seconds since the worker started.
+    #: Seconds since the worker started; once its work ended or it was closed, its duration.
     elapsed: float = 0.0
 
     def to_json(self) -> dict[str, object]:

@@ -81,6 +81,9 @@ class ItemRunner(ItemPlanner):
         self.states = [ItemState.QUEUED] * len(requests)
         self.counts: Counter[str] = Counter()
         self.stopped_by: ZImageError | None = None
+        #: The tasks of the items this worker made or resumed, by index, until the
+        #: consumer takes their outcomes: those a batch ended by an error names.
+        self.tasks: dict[int, str] = {}
         self._begun: set[str] = set()
         #: The creates this worker has begun and not yet recorded the answer of, by key,
         #: with the cost the journal counts them at meanwhile (their estimate).
@@ -135,6 +138,7 @@ class ItemRunner(ItemPlanner):
                 assert record is not None
                 assert record.task_id is not None
                 self.counts["resumed"] += 1
+                self.tasks[index] = record.task_id
                 handle = self.services.task(record.task_id, request=request)
                 key = record.key
             else:
@@ -340,6 +344,7 @@ class ItemRunner(ItemPlanner):
     async def _created(self, index: int, key: str, task_id: str, **fields: Any) -> None:
         worker_id = self.options.worker_id
         await note_created(self.journal, key, task_id, worker_id=worker_id, index=index, **fields)
+        self.tasks[index] = task_id
 
     async def _finish(
         self,

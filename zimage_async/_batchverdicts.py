@@ -9,7 +9,7 @@ failed), and of a create that may have a task, not sent again after the batch st
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ._batchitems import BatchItem, ItemState, reported_error
@@ -52,6 +52,7 @@ __all__ = [
     "foreign_message",
     "journal_outcome",
     "left_unsent",
+    "left_unsettled",
     "list_differs",
     "lost_files",
     "recorded",
@@ -232,6 +233,42 @@ def all_unrecorded(first: BaseException, others: Iterable[BaseException]) -> Bas
         f"recorded: {listed} - collect each with `zimage task ID -o DIR` or "
         "session.task(ID), do not submit these items again"
     )
+
+
+def left_unsettled(error: BaseException, tasks: Mapping[int, str]) -> BaseException:
+    """Return *error*, its message naming the created *tasks* (by item) its batch leaves.
+
+    A batch ended by an unexpected error (a closed Session, a full disk) leaves the tasks
+    of the items in flight, and of outcomes it could not deliver, made and billed:
+    without a journal file nothing else remembers them. Those the message names already
+    with their items (:func:`all_unrecorded`, :func:`recorded`) are not repeated. The
+    note goes where ``str(error)`` shows it (an ``OSError``'s ``strerror``, else a
+    one-argument message), the error keeping its type and attributes; any other error
+    gets it as an exception note.
+    """
+    shown = str(error)
+    each = [f"{task_id} (item {index})" for index, task_id in sorted(tasks.items())]
+    named = [one for one in each if one not in shown]
+    if not named:
+        return error
+    listed = ", ".join(named)
+    note = (
+        f"[the batch stopped with {len(named)} created task(s) it did not deliver, billed: "
+        f"{listed} - collect each with session.task(ID) (or `zimage task ID -o DIR`) "
+        "instead of generating it again; with a journal file, running the batch again "
+        "resumes them]"
+    )
+    args = error.args
+    if isinstance(error, OSError) and error.strerror is not None:
+        error.strerror = f"{error.strerror} {note}"
+        error.args = (error.errno, error.strerror)
+    elif len(args) == 1 and isinstance(args[0], str) and shown == args[0]:
+        error.args = (f"{args[0]} {note}",)
+    elif hasattr(error, "add_note"):  # Python 3.11 and later
+        error.add_note(note)
+    else:
+        error.__notes__ = [*getattr(error, "__notes__", []), note]  # type: ignore[attr-defined]
+    return error
 
 
 def unsent_resend(
