@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from .test_telemetry import _EXPORTER
-from .test_telemetry_spans_end import _OPEN, _watching
 
 __all__ = ["OPEN", "attributes", "one_span", "task_spans", "watched_spans"]
 
+
+class _Open(SpanProcessor):
+    """The spans started and not ended yet: span id -> name."""
+
+    def __init__(self) -> None:
+        self.spans: dict[int, str] = {}
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.spans[span.context.span_id] = span.name
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.pop(span.context.span_id, None)
+
+
 #: The spans started and not ended yet: span id -> name.
-OPEN = _OPEN
+OPEN = _Open()
+_watching: list[TracerProvider] = []
 
 
 def watched_spans(caplog: pytest.LogCaptureFixture) -> Iterator[InMemorySpanExporter]:
@@ -31,10 +46,10 @@ def watched_spans(caplog: pytest.LogCaptureFixture) -> Iterator[InMemorySpanExpo
         provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
         trace.set_tracer_provider(provider)
     if provider not in _watching:
-        provider.add_span_processor(_OPEN)
+        provider.add_span_processor(OPEN)
         _watching.append(provider)
     _EXPORTER.clear()
-    _OPEN.spans.clear()
+    OPEN.spans.clear()
     caplog.set_level(logging.WARNING, logger="opentelemetry")
     yield _EXPORTER
     _EXPORTER.clear()

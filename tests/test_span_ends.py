@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -23,8 +20,8 @@ from zimage_async import (
 )
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
+from ._spans import watched_spans
 from .conftest import until
-from .test_telemetry import _EXPORTER
 
 #: Image faults that make a download fail for good (every try gets one).
 IMAGE_FAULTS = ["reset", "http_500", "truncate", "trailing_garbage"]
@@ -32,17 +29,8 @@ IMAGE_FAULTS = ["reset", "http_500", "truncate", "trailing_garbage"]
 
 @pytest.fixture
 def spans(caplog: pytest.LogCaptureFixture) -> Iterator[InMemorySpanExporter]:
-    """The exporter of the process's SDK provider (test_telemetry's), emptied."""
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        trace.set_tracer_provider(provider)
-    _EXPORTER.clear()
-    caplog.set_level(logging.WARNING, logger="opentelemetry")
-    yield _EXPORTER
-    _EXPORTER.clear()
-    # The SDK warns when a span is ended a second time: never.
-    assert not [r for r in caplog.records if "ended span" in r.getMessage()]
+    """The process's in-memory exporter, emptied (no span may be ended twice)."""
+    yield from watched_spans(caplog)
 
 
 def _task_spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:

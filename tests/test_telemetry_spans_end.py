@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -24,46 +20,19 @@ from zimage_async import ImageDownloadError, JournalError, Session, TaskHandle
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 from zimage_async.pytest_plugin import EmulatorFactory
 
+from ._spans import OPEN, watched_spans
 from .conftest import FAST_POLL, FAST_RETRY, until
-from .test_telemetry import _EXPORTER
 
 POST = "POST /v1/images/generations"
 
 
-class _Open(SpanProcessor):
-    """The spans started and not ended yet: span id -> name."""
-
-    def __init__(self) -> None:
-        self.spans: dict[int, str] = {}
-
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        self.spans[span.context.span_id] = span.name
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self.spans.pop(span.context.span_id, None)
-
-
-_OPEN = _Open()
-_watching: list[TracerProvider] = []
+_OPEN = OPEN
 
 
 @pytest.fixture
 def spans(caplog: pytest.LogCaptureFixture) -> Iterator[InMemorySpanExporter]:
     """The process's in-memory exporter, emptied; no span may be left open at the end."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        trace.set_tracer_provider(provider)
-    if provider not in _watching:
-        provider.add_span_processor(_OPEN)
-        _watching.append(provider)
-    _EXPORTER.clear()
-    _OPEN.spans.clear()
-    caplog.set_level(logging.WARNING, logger="opentelemetry")
-    yield _EXPORTER
-    _EXPORTER.clear()
-    assert not [r for r in caplog.records if "ended span" in r.getMessage()]
+    yield from watched_spans(caplog)
 
 
 def _open_spans() -> list[str]:
