@@ -131,9 +131,15 @@ def slugify(prompt: str | None, *, limit: int = SLUG_MAX) -> str:
     return slug or "untitled"
 
 
+#: Latin letters that no decomposition takes to ASCII (a stroke, a ligature, a thorn).
+_LATIN = str.maketrans(
+    {"þ": "th", "æ": "ae", "œ": "oe"} | dict(zip("øłđðıħŧĸ", "olddihtk", strict=True))
+)
+
+
 def _folded(text: str) -> str:
-    """Return *text* case-folded, decomposed (NFKD), without its combining marks."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    """Return *text* case-folded, in ASCII where Latin (NFKD), without combining marks."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_LATIN))
     return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
