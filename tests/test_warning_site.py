@@ -89,3 +89,23 @@ async def test_a_filter_by_the_packages_module_matches_the_packages_warning(
             warnings.filterwarnings("error", category=ImageSizeWarning, module="zimage_async")
             with pytest.raises(ImageSizeWarning):
                 await asyncio.ensure_future(handle.result())
+
+
+@pytest.mark.parametrize("how", ["await", "save"])
+async def test_a_size_warning_made_an_error_rejects_the_images_every_time(
+    zimage_emulator_factory: EmulatorFactory, tmp_path: Path, how: str
+) -> None:
+    """As an error, the warning keeps the images out: nothing cached, no file placed.
+
+    The images were cached, and the files put in place, before the warning was issued:
+    the first call raised, the second returned them without a word.
+    """
+    async with await _session(zimage_emulator_factory, 1) as zs:
+        handle = await zs.submit("a fox", size="1024x1024")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ImageSizeWarning)
+            for _ in range(2):
+                call = handle.result() if how == "await" else handle.save(tmp_path)
+                with pytest.raises(ImageSizeWarning):
+                    await call
+                assert not [path for path in tmp_path.iterdir() if not path.name.startswith(".")]

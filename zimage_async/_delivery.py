@@ -29,7 +29,7 @@ from ._quoting import int_text, wrong_type
 from ._saving import SavePlan, place, write_atomically
 from ._sharedsave import SharedSave, file_stamp, written_paths
 from ._telemetry import NO_CHILD, NO_SPAN, TaskSpan, child_span
-from ._warning_site import warn
+from ._warning_site import Site, caller_site, warn, warn_at
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -193,12 +193,12 @@ class Delivery:
                     images = [await self._download(task, 0, budget)]
                 else:
                     images = await self._download_each(task, budget)
-                self.result = GenerationResult(task=task, images=tuple(images))
-                for image in images:  # issued in the caller's task: pointed at its line
+                for image in images:  # in the caller's task (its line), before it is kept
                     if image.width is not None and image.height is not None:
                         warning = self._size_warning((image.width, image.height), image.index)
                         if warning is not None:
-                            warn(warning)
+                            warn(warning)  # turned into an error: the images are not kept
+                self.result = GenerationResult(task=task, images=tuple(images))
         finally:
             self._lock.release()
         return self.result
@@ -223,17 +223,12 @@ class Delivery:
                 return list(written)  # each file still the one this save wrote
             shared = None
         if shared is None:
-            told: list[ImageSizeWarning] = []
-            shared = SharedSave(
-                asyncio.ensure_future(self._save_all(task, plan, told)), warnings=told
-            )
+            site = caller_site()  # a size warning points at this caller's line
+            shared = SharedSave(asyncio.ensure_future(self._save_all(task, plan, site)))
             self._saves[plan] = shared
         shared.waiters += 1
         try:
-            paths = list(await asyncio.shield(shared.future))
-            for warning in shared.warnings:  # in this caller's task: pointed at its line
-                warn(warning)
-            return paths
+            return list(await asyncio.shield(shared.future))
         finally:
             shared.waiters -= 1
             if shared.waiters == 0 and not shared.future.done():
@@ -242,13 +237,11 @@ class Delivery:
                 # (bounded, should a step of it be slow to take the cancellation).
                 await asyncio.wait((shared.future,), timeout=_STOP_GRACE)
 
-    async def _save_all(
-        self, task: Task, plan: SavePlan, told: list[ImageSizeWarning]
-    ) -> list[Path]:
-        """Save every image; the size warnings of those downloaded go to *told*."""
+    async def _save_all(self, task: Task, plan: SavePlan, site: Site | None) -> list[Path]:
+        """Save every image; a size warning is issued at *site* before its file is placed."""
         budget = self._rt.limits.budget()
         paths: list[Path] = await _all_or_none(
-            [self._save_one(task, index, plan, budget, told) for index in range(len(task.results))]
+            [self._save_one(task, index, plan, budget, site) for index in range(len(task.results))]
         )
         self._stamps[plan] = [file_stamp(path) for path in paths]  # what this save wrote
         return paths
@@ -287,7 +280,7 @@ class Delivery:
         index: int,
         plan: SavePlan,
         budget: ByteBudget | None,
-        told: list[ImageSizeWarning],
+        site: Site | None,
     ) -> Path:
         cached = self.result.images[index] if self.result is not None else None
         info = DownloadInfo()
@@ -309,7 +302,7 @@ class Delivery:
                 raise note_collectable(error, self._id)
             warning = None if cached is not None else self._size_warning(info.dimensions, index)
             if warning is not None:
-                told.append(warning)
+                warn_at(warning, site)  # turned into an error: the file is not placed
             request = self._request
             final = plan.path(
                 task_id=self._id,

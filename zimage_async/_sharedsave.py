@@ -12,19 +12,15 @@ from pathlib import Path
 
 import attrs
 
-from ._exceptions import ImageSizeWarning
-
 __all__ = ["SharedSave", "file_stamp", "written_paths"]
 
 
 @attrs.define
 class SharedSave:
-    """One save in progress, how many ``save()`` calls wait for it, what to warn of."""
+    """One save in progress and how many ``save()`` calls wait for it."""
 
     future: asyncio.Future[list[Path]]
     waiters: int = 0
-    #: The size warnings of its images, issued to each caller (where its call is).
-    warnings: list[ImageSizeWarning] = attrs.field(factory=list)
 
 
 def file_stamp(path: Path) -> tuple[int, ...] | None:
