@@ -69,3 +69,26 @@ def test_the_refusal_names_what_the_base_url_has(
     assert "it has some" not in str(error)
     assert SECRET not in str(error) and "svc" not in str(error)
     assert error.rule == "no credentials, query or fragment in the base URL"
+
+
+@pytest.mark.parametrize(
+    ("suffix", "has"),
+    [
+        pytest.param("?", "has a query", id="bare-question-mark"),
+        pytest.param("#", "has a fragment", id="bare-hash"),
+        pytest.param("?#", "has a query and a fragment", id="both-bare"),
+    ],
+)
+def test_an_empty_query_or_fragment_is_refused_too(suffix: str, has: str) -> None:
+    """A bare ``?`` or ``#`` sent every call to another path (``/apiv1?/v1/...``): refused."""
+    with pytest.raises(InvalidRequestError) as caught:
+        Session(api_key=KEY, base_url=f"http://127.0.0.1:9/apiv1{suffix}", environ={})
+    assert caught.value.field == "base_url"
+    assert caught.value.problem.endswith(has)
+
+
+def test_an_empty_user_before_the_host_is_refused_too() -> None:
+    """``https://@host`` names empty credentials: refused as credentials are."""
+    with pytest.raises(InvalidRequestError) as caught:
+        Session(api_key=KEY, base_url="http://@127.0.0.1:9/apiv1", environ={})
+    assert caught.value.problem.endswith("has credentials")

@@ -357,9 +357,9 @@ def check_base_url(url: object) -> str:
     extras = [
         name
         for name, present in (
-            ("credentials", parts.username or parts.password),
-            ("a query", parts.query),
-            ("a fragment", parts.fragment),
+            ("credentials", "@" in parts.netloc),  # empty ones too: 'http://@host'
+            ("a query", "?" in url),  # a bare '?' or '#' would change every call's path
+            ("a fragment", "#" in url),
         )
         if present
     ]
