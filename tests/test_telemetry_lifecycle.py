@@ -196,6 +196,21 @@ async def test_a_dropped_handle_ends_its_span_as_abandoned_and_the_session_keeps
     assert _opentask_spans() == ["zimage.task"]
 
 
+async def test_a_span_the_sampler_drops_is_not_kept(
+    zs: Session, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A span that records nothing (sampled out) is neither kept nor watched for its end."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    tracer = telemetry._tracer()
+    assert tracer is not None
+    monkeypatch.setattr(tracer, "sampler", ALWAYS_OFF)
+    handles = [await zs.submit(f"a fox {n} [[duration:5]]") for n in range(3)]
+    assert not any(handle._span._span.is_recording() for handle in handles)
+    assert len(zs._runtime.open_spans) == 0
+    assert all(handle._span._finalizer is None for handle in handles)
+
+
 async def test_a_handle_that_ended_its_span_leaves_nothing_behind(
     zs: Session, spans: InMemorySpanExporter
 ) -> None:
@@ -218,6 +233,9 @@ def test_ending_from_a_finalizer_lets_no_exception_escape() -> None:
     """
 
     class Broken:
+        def is_recording(self) -> bool:
+            return True
+
         def set_attribute(self, key: str, value: object) -> None:
             raise RuntimeError("the exporter broke")
 

@@ -246,8 +246,8 @@ class TaskSpan:
         finalizer holds no reference to *owner*, and never runs while *owner* is referenced
         (nor at the interpreter's exit). Nothing is kept while the span is not recording.
         """
-        if self._span is None or self._ended:
-            return
+        if self._span is None or self._ended or not self._span.is_recording():
+            return  # a span the sampler dropped records nothing: none to end
         self._open = open_spans
         open_spans.add(self)
         if self._finalizer is None:
