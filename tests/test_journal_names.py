@@ -27,6 +27,8 @@ IN_MEMORY = [
     pytest.param("file:scratch?cache=shared&mode=Memory", id="uri-mode-memory-case"),
     pytest.param("file:%3Amemory%3A", id="uri-memory-escaped"),
     pytest.param("file:?mode=rwc", id="uri-temporary"),
+    pytest.param("./:memory:", id="memory-dot-slash"),
+    pytest.param(":memory:/", id="memory-slash"),
 ]
 
 
@@ -161,12 +163,15 @@ async def test_an_in_memory_journal_variable_is_refused(emulator: Emulator, tmp_
     assert not emulator.ledger
 
 
-async def test_batch_refuses_an_in_memory_journal(emulator: Emulator, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", [":memory:", "./:memory:"])
+async def test_batch_refuses_an_in_memory_journal(
+    emulator: Emulator, tmp_path: Path, name: str
+) -> None:
     """``zimage batch FILE --journal :memory:``: exit 2 with the rule, nothing billed."""
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a cat\n", encoding="utf-8")
     status, _, stderr = await finished(
-        "batch", prompts, "-o", tmp_path / "out", "--journal", ":memory:",
+        "batch", prompts, "-o", tmp_path / "out", "--journal", name,
         env=emulator_env(emulator), cwd=tmp_path,
     )  # fmt: skip
     assert status == 2

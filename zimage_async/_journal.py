@@ -86,8 +86,10 @@ def is_in_memory_name(target: str | os.PathLike[str]) -> bool:
     >>> is_in_memory_name("journal.sqlite"), is_in_memory_name("file:journal.sqlite")
     (False, False)
     """
-    name = os.fspath(target)
-    if name == ":memory:":
+    name: object = os.fspath(target)
+    if not isinstance(name, str):  # a path given as bytes: no text SQLite reads so
+        return False
+    if os.path.normpath(name) == ":memory:":  # './:memory:' is opened as ':memory:' too
         return True
     if not name.startswith("file:"):
         return False
