@@ -1,10 +1,10 @@
 """The page on many workers runs as written: its PostgreSQL server, workers and example.
 
-The page's console commands start a server on 127.0.0.1:55432 as the ``postgres`` user
+The page's console commands start a server on 127.0.0.1:15432 as the ``postgres`` user
 (through ``runuser``, as root), its two ``zimage batch`` commands then run at the same
 time against an emulator in this process, and its library example runs twice at once
 with ``ZIMAGE_JOURNAL`` set to the page's URL. Skipped when not root, without
-PostgreSQL binaries, or when port 55432 is taken.
+PostgreSQL binaries, or when port 15432 is taken.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ._postgres import find_binaries
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = (ROOT / "docs" / "distributed.md").read_text(encoding="utf-8")
-URL = "postgresql://postgres@127.0.0.1:55432/zimage"
+URL = "postgresql://postgres@127.0.0.1:15432/zimage"
 BASH = shutil.which("bash") or "/bin/bash"
 STOP = 'runuser -u postgres -- pg_ctl -D "$dir/data" stop'
 
@@ -48,9 +48,25 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def test_the_page_s_port_is_outside_the_ephemeral_range() -> None:
+    """The page's port is one the system never gives a connection as its own end.
+
+    Inside the range (32768-60999 here), any connection open at that moment may hold it:
+    the server then fails to bind ("Address already in use") though nothing listens there,
+    as it did in two runs of this file.
+    """
+    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    if not ranges.exists():
+        pytest.skip("no Linux ephemeral port range to compare with")
+    low, high = (int(part) for part in ranges.read_text().split())
+    port = int(re.findall(r"127\.0\.0\.1:(\d+)/", URL)[0])
+    assert not low <= port <= high, (port, low, high)
+    assert f"-p {port} " in PAGE
+
+
 def _port_taken() -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        return probe.connect_ex(("127.0.0.1", 55432)) == 0
+        return probe.connect_ex(("127.0.0.1", 15432)) == 0
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +77,7 @@ def server() -> Iterator[str]:
     if find_binaries() is None:
         pytest.skip("no PostgreSQL binaries")
     if _port_taken():
-        pytest.skip("port 55432, the page's, is in use")
+        pytest.skip("port 15432, the page's, is in use")
     commands = _blocks("console")[0]
     assert STOP in PAGE
     assert URL in PAGE
