@@ -89,7 +89,7 @@ async def test_an_output_dir_that_is_a_file_is_refused_before_the_journal_is_mad
         pytest.param("Đà Nẵng", "da-nang", id="stroke-d"),
         pytest.param("Œuvre", "oeuvre", id="ligature-oe"),
         pytest.param("Þingvellir, Ðorg", "thingvellir-dorg", id="thorn-eth"),
-        pytest.param("Iğdır ħal", "igdir-hal", id="dotless-i-stroke-h"),
+        pytest.param("Iğdır ħal", "igdir-hal", id="dotless-i-stroke-h"),  # noqa: RUF001
         pytest.param("狐狸 in snow", "in-snow", id="cjk-dropped"),
         pytest.param("狐狸", "untitled", id="cjk-only"),
     ],
