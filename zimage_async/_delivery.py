@@ -147,8 +147,8 @@ class Delivery:
     ) -> ImageSizeWarning | None:
         """Return the warning for image *index* of other *dimensions* than asked, if so.
 
-        It is issued (:func:`warn`) in the caller's own task, so that it points at the
-        caller's line, not at a task the downloads run in.
+        It is issued at the caller's line (:mod:`._warning_site`), not at a task the
+        downloads run in, before the image is kept or its file placed.
         """
         if self._request is None or dimensions is None:
             return None

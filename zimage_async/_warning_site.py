@@ -64,10 +64,10 @@ def caller_site() -> Site | None:
     return (frame.f_code.co_filename, frame.f_lineno, frame.f_globals)
 
 
-def warn_at(warning: Warning, site: Site | None) -> None:
-    """Issue *warning* at *site* (:func:`caller_site`), else at the line calling this."""
+def warn_at(warning: Warning, site: Site | None, *, stacklevel: int = 2) -> None:
+    """Issue *warning* at *site* (:func:`caller_site`), else *stacklevel* up from here."""
     if site is None:
-        warnings.warn(warning, stacklevel=2)
+        warnings.warn(warning, stacklevel=stacklevel)
         return
     filename, lineno, module_globals = site
     warnings.warn_explicit(
@@ -83,10 +83,4 @@ def warn_at(warning: Warning, site: Site | None) -> None:
 
 def warn(warning: Warning) -> None:
     """Issue *warning*, pointed at the caller's line (see the module docstring)."""
-    frame = _callers_frame(sys._getframe(0))
-    if frame is None:
-        warnings.warn(warning, stacklevel=2)
-        return
-    filename, lineno, module_globals = frame.f_code.co_filename, frame.f_lineno, frame.f_globals
-    del frame
-    warn_at(warning, (filename, lineno, module_globals))
+    warn_at(warning, caller_site(), stacklevel=3)  # else: the package's line calling this
