@@ -8,11 +8,13 @@ file is created. File-name slugs fold accented letters to their ASCII letters.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from zimage_async import InvalidRequestError, Session
+from zimage_async._batchoptions import check_output_dir
 from zimage_async._naming import check_batch_names, slugify
 from zimage_async.emulator import Emulator
 
@@ -97,3 +99,22 @@ async def test_an_output_dir_that_is_a_file_is_refused_before_the_journal_is_mad
 def test_slugs_fold_accented_letters_to_ascii(prompt: str, slug: str) -> None:
     """Accents are dropped, not the letters they sit on; letters with no ASCII fold go."""
     assert slugify(prompt) == slug
+
+
+def test_an_output_dir_made_by_another_worker_meanwhile_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker on the same batch makes the folder between the two looks: no refusal.
+
+    Two workers started at once on one batch both look at ``out/``; the first look finds
+    nothing, the other worker makes it, the second look finds it. It is a folder, not a file.
+    """
+    where = tmp_path / "out"
+    real_lexists = os.path.lexists
+
+    def made_meanwhile(path: str | os.PathLike[str]) -> bool:
+        where.mkdir(exist_ok=True)  # the other worker's mkdir lands now
+        return real_lexists(path)
+
+    monkeypatch.setattr(os.path, "lexists", made_meanwhile)
+    assert check_output_dir(f"{where}/") == where

@@ -185,13 +185,15 @@ def _not_a_folder(folder: Path) -> Path | None:
     """Return *folder*, or the nearest of its parents, that exists but is no folder.
 
     None when *folder* is a folder, or can be made (its nearest existing parent is a
-    folder). A link counts as what it points to; a link to nothing is no folder.
+    folder). A link counts as what it points to; a link to nothing is no folder. A path
+    found to exist is looked at once more: another worker on the same batch may have made
+    the folder since the first look found nothing there.
     """
     for path in (folder, *folder.parents):
         if path.is_dir():
             return None
         if os.path.lexists(path):
-            return path
+            return None if path.is_dir() else path
     return None
 
 
