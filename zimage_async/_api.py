@@ -174,6 +174,8 @@ class APIClient:
     ) -> None:
         self._transport = transport
         self._base_url = base_url.rstrip("/")
+        #: Where the path starts in this client's URLs (each error names its URL's path).
+        self._path_start = len(self._base_url) - len(urlsplit(self._base_url).path)
         self._api_key = api_key
         self._retry = retry
         self._rng = rng
@@ -285,7 +287,7 @@ class APIClient:
                     reply.status,
                     reply.headers,
                     reply.body,
-                    path=urlsplit(url).path,
+                    path=url[self._path_start :],
                     idempotency_key=key,
                     request=request,
                     now=time.time(),
@@ -366,7 +368,7 @@ class APIClient:
                 reply.headers,
                 reply.body,
                 method="GET",
-                path=urlsplit(url).path,
+                path=url[self._path_start :],
                 now=time.time(),
             )
         except APIError as error:
