@@ -24,6 +24,7 @@ __all__ = [
     "Options",
     "ServerProcess",
     "Table",
+    "control",
     "mean",
     "median",
     "p95",
@@ -188,6 +189,12 @@ def python_env(*, bytecode: bool = False) -> dict[str, str]:
     return env
 
 
+def control(control_url: str, path: str) -> Any:
+    """GET a control path of the emulator process at *control_url*; return its JSON."""
+    with urllib.request.urlopen(control_url + path, timeout=60) as reply:  # noqa: S310
+        return json.loads(reply.read())
+
+
 class ServerProcess:
     """The emulator in its own process (``benchmarks._server``), with a control endpoint.
 
@@ -200,7 +207,8 @@ class ServerProcess:
         self._process: subprocess.Popen[str] | None = None
         self.base_url = ""
         self.api_key = ""
-        self._control_url = ""
+        #: The control endpoint (``/tasks``, ``/counts``), for worker processes too.
+        self.control_url = ""
 
     def __enter__(self) -> ServerProcess:
         self._process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
@@ -223,13 +231,12 @@ class ServerProcess:
         announced = json.loads(line)
         self.base_url = str(announced["base_url"])
         self.api_key = str(announced["api_key"])
-        self._control_url = str(announced["control_url"])
+        self.control_url = str(announced["control_url"])
         return self
 
     def control(self, path: str) -> Any:
         """GET a control path (``/tasks``, ``/counts``) and return its JSON."""
-        with urllib.request.urlopen(self._control_url + path, timeout=60) as reply:  # noqa: S310
-            return json.loads(reply.read())
+        return control(self.control_url, path)
 
     def _stop(self) -> None:
         process, self._process = self._process, None
