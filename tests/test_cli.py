@@ -117,6 +117,11 @@ def test_generate_saves_one_image_to_the_named_file(tmp_path: Path) -> None:
         pytest.param(["batch", "p.txt"], "required: -o", id="no-output"),
         pytest.param(["frobnicate"], "invalid choice", id="unknown-command"),
         pytest.param(["batch", "p.txt", "-o", "out", "--concurrency", "0"], "concurrency", id="c0"),
+        pytest.param(
+            ["batch", "p.txt", "-o", "out", "--concurrency", "10001"],
+            "--concurrency must be from 1 to 10000, not 10001",
+            id="c-over",
+        ),
         pytest.param(["batch", "p.txt", "-o", "o", "--contact-sheet", "s.gif"], ".png", id="sheet"),
         pytest.param(["batch", "p.txt", "-o", "out", "--lease", "0"], "--lease", id="lease"),
         pytest.param(["batch", "p.txt", "-o", "out", "--max-credits", "-1"], "credits", id="limit"),

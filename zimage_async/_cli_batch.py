@@ -46,6 +46,7 @@ from ._journaling import check_max_credits
 from ._models import GenerationRequest
 from ._naming import check_template
 from ._runtime import DEFAULT
+from ._session_batch import MAX_CONCURRENCY
 
 __all__ = ["JOURNAL_NAME", "MANIFEST_NAME", "run_batch"]
 
@@ -134,8 +135,10 @@ def _journal_target(args: argparse.Namespace, out_dir: Path) -> tuple[str | Path
 
 def _check_options(args: argparse.Namespace) -> None:
     """Refuse bad option values before anything starts (exit status 2)."""
-    if args.concurrency < 1:
-        raise UsageError(f"--concurrency must be 1 or more, not {args.concurrency}")
+    if not 1 <= args.concurrency <= MAX_CONCURRENCY:
+        raise UsageError(
+            f"--concurrency must be from 1 to {MAX_CONCURRENCY}, not {args.concurrency}"
+        )
     try:
         if args.size is not None:  # the items' default: its own error, not line 1's
             GenerationRequest(prompt="-", size=args.size)
