@@ -17,7 +17,6 @@ from aiohttp import web
 
 from zimage_async import (
     InternalServerError,
-    MalformedResponseError,
     RetryPolicy,
     ServiceUnavailableError,
     Session,
@@ -102,19 +101,15 @@ async def test_create_answer_with_a_huge_created_is_the_task(host: Host, session
 
 
 @pytest.mark.parametrize("progress", [HUGE, BIG], ids=["5001-digits", "401-digits"])
-async def test_create_answer_with_a_huge_progress_is_uncertain_with_its_key(
+async def test_create_answer_with_a_huge_progress_is_the_task(
     host: Host, session: Session, progress: str
 ) -> None:
-    """A billed create whose progress cannot be a number is uncertain, carrying its key."""
+    """A billed create whose progress cannot be a number gives the task, at progress 0."""
     host.creates = [(200, _task(progress=progress))]
-    with pytest.raises(SubmissionUncertainError) as caught:
-        await session.submit("a cat")
-    error = caught.value
+    handle = await session.submit("a cat")
+    assert handle.id == TASK_ID
+    assert handle.task is not None and handle.task.progress == 0
     assert len(host.keys) == 1
-    assert error.idempotency_key is not None and error.idempotency_key == host.keys[0]
-    assert getattr(error.request, "prompt", None) == "a cat"
-    assert error.task_id == TASK_ID  # salvaged from the answer: resumable
-    assert isinstance(error.cause, MalformedResponseError) and error.cause.path == "$.progress"
 
 
 @pytest.mark.parametrize("number", [HUGE, BIG, "-" + BIG], ids=["5001-digits", "401", "-401"])
@@ -138,13 +133,12 @@ async def test_task_read_drops_hints_beyond_a_float_quietly(
     assert len(noted) < 2000  # the numbers themselves are not written out
 
 
-async def test_task_read_with_a_huge_progress_is_malformed(host: Host) -> None:
-    """A task read whose progress has 5,001 digits is a MalformedResponseError at $.progress."""
+async def test_task_read_with_a_huge_progress_is_read_at_progress_0(host: Host) -> None:
+    """A task read whose progress has 5,001 digits is the task, its progress dropped."""
     host.reads = [(200, _task(progress=HUGE))]
     async with loopback_session(host.base, retry=ONE_TRY) as session:
-        with pytest.raises(MalformedResponseError) as caught:
-            await session.get_task(TASK_ID)
-    assert caught.value.path == "$.progress"
+        task = await session.get_task(TASK_ID)
+    assert (task.id, task.progress) == (TASK_ID, 0)
 
 
 @pytest.mark.parametrize("code", [HUGE, BIG], ids=["5001-digits", "401-digits"])

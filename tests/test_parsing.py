@@ -97,11 +97,6 @@ def test_failed_task_without_error_gets_unknown_error() -> None:
     [
         pytest.param({"status": "pending"}, "$.id", id="missing-id"),
         pytest.param({"id": 5, "status": "pending"}, "$.id", id="int-id"),
-        pytest.param(
-            {"id": "task-unified-1-a", "status": "pending", "progress": "5"},
-            "$.progress",
-            id="string-progress",
-        ),
         pytest.param({"id": None, "status": "pending"}, "$.id", id="null-id"),
         pytest.param({"id": "task-unified-1-a", "status": None}, "$.status", id="null-status"),
         pytest.param(
@@ -268,7 +263,7 @@ def test_rate_limit_error_carries_retry_after() -> None:
     "hints",
     [
         pytest.param({"task_info": {"can_cancel": "yes"}}, id="string-bool"),
-        pytest.param({"task_info": {"estimated_time": "10"}}, id="string-estimate"),
+        pytest.param({"task_info": {"estimated_time": "10 s"}}, id="string-estimate"),
         pytest.param({"usage": "free"}, id="usage-not-object"),
         pytest.param({"created": "yesterday"}, id="string-created"),
     ],

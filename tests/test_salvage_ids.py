@@ -35,7 +35,7 @@ IDS = [
 
 
 def _answer(task_id: str, **fields: object) -> bytes:
-    body = {"id": task_id, "status": "pending", "progress": "0%", "created": 1757165031}
+    body = {"id": task_id, "status": "pending", "results": "0%", "created": 1757165031}
     return json.dumps(body | fields).encode()
 
 

@@ -67,7 +67,15 @@ def _unix_time(value: object, _: type) -> int:
     return result
 
 
+#: A plain decimal number written as a string (``"0.026"``, ``"40"``, ``"1e-2"``).
+_NUMERIC = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+#: ``progress``: a number from 0 to 100, a hint read by :func:`_progress`.
+_Progress = typing.NewType("_Progress", int)
+
+
 def _strict_float(value: object, _: type) -> float:
+    if isinstance(value, str) and len(value) <= 64 and _NUMERIC.fullmatch(value):
+        value = float(value)  # a number the service wrote as a string, as some do
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"expected a number, got {type(value).__name__}")
     result = float(value)
@@ -89,7 +97,8 @@ def _string_list(value: object, _: type) -> tuple[str, ...]:
 
 
 def _progress(value: object, _: type) -> int:
-    # Clamp rather than refuse: a progress of 101 is no reason to lose a task.
+    # Clamp rather than refuse: a progress of 101 is no reason to lose a task (nor is a
+    # malformed one: parse_task reads it as a hint, dropped when unusable).
     return min(100, max(0, round(_strict_float(value, float))))
 
 
@@ -152,6 +161,7 @@ _SCALARS = {
     **_SCALARS,
     **{kind | None: hook for kind, hook in _SCALARS.items()},
     _Created: _unix_time,
+    _Progress: _progress,
 }
 _CONVERTER = _make_converter()
 logger = logging.getLogger("zimage_async")
@@ -255,12 +265,14 @@ def parse_task(payload: object, *, status: int | None = None) -> Task:
     """Structure a decoded task object into a :class:`Task`.
 
     ``null`` reads as absent everywhere. Only ``id`` and ``status`` are required, and
-    only they, ``progress`` and ``results`` can make the task malformed; a malformed hint
-    (``created``, ``model``, a field of ``task_info`` or ``usage``) is logged and dropped
-    alone. A failed task always gets an :attr:`~Task.error` (``unknown_error`` when the
-    service sent none usable), and the ``error`` value as sent is kept in
-    :attr:`~Task.raw_error`. A ``completed`` task without results is returned as it is:
-    deciding what that means is the caller's business.
+    only they and ``results`` can make the task malformed; a malformed hint (``progress``,
+    read as 0 then, ``created``, ``model``, a field of ``task_info`` or ``usage``) is
+    logged and dropped alone. A number sent as a plain decimal string (``"40"``,
+    ``"0.026"``) is read as that number. A failed task always gets an
+    :attr:`~Task.error` (``unknown_error`` when the service sent none usable), and the
+    ``error`` value as sent is kept in :attr:`~Task.raw_error`. A ``completed`` task
+    without results is returned as it is: deciding what that means is the caller's
+    business.
 
     >>> parse_task({"id": "task-unified-1-abc", "status": "queued", "extra": 1}).raw_status
     'queued'
@@ -277,17 +289,21 @@ def parse_task(payload: object, *, status: int | None = None) -> Task:
     if quick is not None:  # the common answer, plainly well formed throughout
         return quick
     present = _present(payload)
+    sent_progress = present.pop("progress", None)  # a hint: read below, never fatal
     essentials = _well_formed(present)
     if essentials is None:
         essentials = _essentials(present, status)
     dropped: list[str] = []
     unusable: list[str] = []
+    progress = 0
+    if sent_progress is not None:
+        progress = _hint(sent_progress, _Progress, "$.progress", dropped, unusable) or 0
     hints = {
         name: _hint(present[name], kind, f"$.{name}", dropped, unusable)
         for name, kind in _HINTS.items()
         if name in present
     }
-    task_id, raw_status, progress, results = essentials
+    task_id, raw_status, _, results = essentials
     if dropped:
         logger.warning("ignored malformed hint fields in task %s: %s", task_id, ", ".join(dropped))
     if unusable:
