@@ -14,7 +14,8 @@ Concurrency is the database's job:
   LOCKED`` and leases them in the same statement, so no item is claimed twice; lease
   times are the server's clock (``clock_timestamp()``), the same for every worker.
 - :meth:`PostgresJournal.enqueue` and :meth:`PostgresJournal.reopen` lock the batch
-  (an advisory lock on its id), so workers starting together add its items once.
+  (an advisory lock on its id), so workers starting together add its items once;
+  ``enqueue`` then takes :data:`SPEND_LOCK` too, so no begin commits during an edit.
 """
 
 from __future__ import annotations
@@ -219,6 +220,11 @@ class PostgresJournal(PostgresBatches, Journal):
                         limit.batch_id,
                     ):
                         raise PriceAwaited
+                    if expected is None:
+                        # None in flight now: a first price may have been committed since
+                        # the read above (READ COMMITTED; update() takes no lock): read again.
+                        prices = await _prices(db)
+                        expected = prices.get(price_key(record.model, record.size))
                     reserved = await _spend(
                         db, prices, batch_id=limit.batch_id, excluding=record.key
                     )

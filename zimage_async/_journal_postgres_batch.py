@@ -4,7 +4,9 @@ A base of :class:`._journal_postgres.PostgresJournal`. Claims pick free items wi
 ``SELECT ... FOR UPDATE SKIP LOCKED`` and lease them in the same statement, so no item
 is claimed twice; lease times are the server's clock, the same for every worker.
 :meth:`enqueue` and :meth:`reopen` lock the batch (an advisory lock on its id), so
-workers starting together add its items once.
+workers starting together add its items once; :meth:`enqueue` then takes the spend
+lock too (the order: batch, then spend; begins take no batch lock), so that no begin
+commits between its read of which items have a create and its edit of the others.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._idempotency import new_key
-from ._journal_postgres_sql import CLAIM, ITEMS, NOW
+from ._journal_postgres_sql import CLAIM, ITEMS, NOW, SPEND_LOCK
 from ._journal_records import JournalItem, JournalState
 from ._journal_rows import (
     check_lease_seconds,
@@ -54,6 +56,9 @@ class PostgresBatches:
         """See :meth:`Journal.enqueue`."""
         for attempt in self._attempts(BATCH_LOCK, f"batch:{batch_id}"):
             async with attempt as db:
+                # Begins take the spend lock: none commits between the read of which
+                # items have a create and the edit of the others (lock order: batch, spend).
+                await db.execute("SELECT pg_advisory_xact_lock($1)", SPEND_LOCK)
                 stored = await db.fetch(
                     "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
                     " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = $1",
