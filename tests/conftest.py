@@ -23,6 +23,7 @@ from zimage_async import PollSchedule, RetryPolicy, Session
 from zimage_async.emulator import Emulator
 from zimage_async.pytest_plugin import EmulatorFactory
 
+from ._postgres import PostgresServer, throwaway_server
 from ._reports import CapturingTransport
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,16 @@ def _private_state_home(
     """Give each test its own state directory, where `zimage` keeps its default journal."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
     monkeypatch.delenv("ZIMAGE_JOURNAL", raising=False)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server on 127.0.0.1 for the module using it, removed afterwards.
+
+    Skipped (outside CI) when no PostgreSQL binaries are found: see ``tests/_postgres.py``.
+    """
+    with throwaway_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ create may have a task are refused before anything is sent, by index.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,7 @@ from zimage_async import BatchItem, GenerationRequest, JournalError, Session
 from zimage_async._journal import open_journal
 from zimage_async.emulator import Emulator, FaultPlan
 
-from ._postgres import PostgresServer, throwaway_server
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server on 127.0.0.1 for this module, removed afterwards."""
-    with throwaway_server() as server:
-        yield server
+from ._postgres import PostgresServer
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import pytest
 from zimage_async._journal import open_journal
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
-from ._postgres import PostgresServer, throwaway_server
+from ._postgres import PostgresServer
 
 #: The emulator's price of one task (its ``usage.credits_reserved``).
 PRICE = 0.026
@@ -37,13 +37,6 @@ PROMPTS = 300
 LEASE = "3"
 #: The longest the whole run may take before the test fails (a bound, not a timing assert).
 DEADLINE = 240.0
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server on 127.0.0.1 for this module, removed afterwards."""
-    with throwaway_server() as server:
-        yield server
 
 
 def _faults() -> FaultPlan:

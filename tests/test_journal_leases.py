@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -34,15 +34,8 @@ from zimage_async._journal_spend import PriceAwaited, SpendLimit
 from zimage_async.emulator import Emulator, ManualClock
 from zimage_async.pytest_plugin import EmulatorFactory
 
-from ._postgres import PostgresServer, throwaway_server
+from ._postgres import PostgresServer
 from .conftest import FAST_POLL, FAST_RETRY, until
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server on 127.0.0.1 for this module, removed afterwards."""
-    with throwaway_server() as server:
-        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

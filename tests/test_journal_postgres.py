@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,16 +19,9 @@ from zimage_async._journal import (
     resume_action,
 )
 
-from ._postgres import PostgresServer, throwaway_server
+from ._postgres import PostgresServer
 
 BASE = "https://api.example"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server on 127.0.0.1 for this module, removed afterwards."""
-    with throwaway_server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from zimage_async import GenerationRequest, JournalError
 from zimage_async._journal import Journal, JournalRecord, JournalState, open_journal
 from zimage_async._journal_moves import IN_FLIGHT_WINDOW
 
-from ._postgres import PostgresServer, throwaway_server
+from ._postgres import PostgresServer
 from .test_journal_forward import _moves_forward_only
 
 asyncpg = pytest.importorskip("asyncpg")
@@ -28,13 +28,6 @@ BASE = "https://api.example"
 PW = "S3cret-pw-of-the-journal"
 BAD_TEXT = "nul \x00, lone \udc80 and \ud800 surrogates"
 STORED_TEXT = "nul \ufffd, lone \ufffd and \ufffd surrogates"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server on 127.0.0.1 for this module, removed afterwards."""
-    with throwaway_server() as server:
-        yield server
 
 
 @pytest.fixture

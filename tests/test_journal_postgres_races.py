@@ -26,7 +26,7 @@ from zimage_async._journal import (
 )
 from zimage_async._journal_postgres import PostgresJournal
 
-from ._postgres import PostgresServer, throwaway_server
+from ._postgres import PostgresServer
 
 BASE = "https://api.example"
 #: The price the first create's answer brings; two of them do not fit under LIMIT.
@@ -34,13 +34,6 @@ PRICE = 0.026
 LIMIT = 0.03
 
 _Hook = Callable[[], Awaitable[None]]
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server on 127.0.0.1 for this module, removed afterwards."""
-    with throwaway_server() as server:
-        yield server
 
 
 @pytest.fixture
