@@ -22,11 +22,15 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import attrs
 import pytest
+
+from zimage_async._journal import Journal
+from zimage_async._journal_records import JournalItem, JournalRecord
+from zimage_async._models import GenerationRequest
 
 __all__ = ["PostgresServer", "find_binaries", "throwaway_server"]
 
@@ -187,3 +191,41 @@ def _start(prefix: list[str], bin_dir: Path, data: Path, log: Path, base: Path) 
             return PostgresServer(bin_dir=bin_dir, port=port)
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
     raise RuntimeError(f"PostgreSQL did not start: {started.stderr!r}\n{tail}")
+
+
+@contextlib.asynccontextmanager
+async def journals(url: str, count: int) -> AsyncIterator[list[Journal]]:
+    """*count* journals on the database at *url*, each with its own pool (workers); closed after."""
+    from zimage_async._journal import open_journal
+
+    opened = [await open_journal(url) for _ in range(count)]
+    try:
+        yield opened
+    finally:
+        for journal in opened:
+            await journal.close()
+
+
+#: The API base URL the journal records of these tests name.
+BASE = "https://api.example"
+
+
+def record(prompt: str, *, cost: float | None = None) -> JournalRecord:
+    """A create's record for *prompt* (its key made from the prompt), costing *cost*."""
+    return JournalRecord.for_request(
+        GenerationRequest(prompt=prompt),
+        key=f"key-{prompt.replace(' ', '-')}-0123456789",
+        base_url=BASE,
+        expected_cost=cost,
+    )
+
+
+def item_record(journal_item: JournalItem) -> JournalRecord:
+    """The create's record of a claimed batch item, with the item's own key."""
+    return JournalRecord.for_request(
+        journal_item.request(),
+        key=journal_item.key,
+        base_url=BASE,
+        batch_id=journal_item.batch_id,
+        item_index=journal_item.index,
+    )

@@ -10,7 +10,6 @@ import pytest
 from zimage_async import GenerationRequest, JournalError, SpendLimitError
 from zimage_async._journal import (
     Journal,
-    JournalItem,
     JournalRecord,
     JournalState,
     ResumeAction,
@@ -19,9 +18,7 @@ from zimage_async._journal import (
     resume_action,
 )
 
-from ._postgres import PostgresServer
-
-BASE = "https://api.example"
+from ._postgres import PostgresServer, item_record, journals, record
 
 
 @pytest.fixture
@@ -33,31 +30,8 @@ def url(postgres: PostgresServer) -> str:
 @pytest.fixture
 async def workers(url: str) -> AsyncIterator[list[Journal]]:
     """Three journals on one database, each with its own connection pool (three workers)."""
-    opened = [await open_journal(url) for _ in range(3)]
-    try:
+    async with journals(url, 3) as opened:
         yield opened
-    finally:
-        for journal in opened:
-            await journal.close()
-
-
-def _record(prompt: str, *, cost: float | None = None) -> JournalRecord:
-    return JournalRecord.for_request(
-        GenerationRequest(prompt=prompt),
-        key=f"key-{prompt.replace(' ', '-')}-0123456789",
-        base_url=BASE,
-        expected_cost=cost,
-    )
-
-
-def _item_record(journal_item: JournalItem) -> JournalRecord:
-    return JournalRecord.for_request(
-        journal_item.request(),
-        key=journal_item.key,
-        base_url=BASE,
-        batch_id=journal_item.batch_id,
-        item_index=journal_item.index,
-    )
 
 
 async def test_workers_claiming_one_batch_never_share_an_item(workers: list[Journal]) -> None:
@@ -98,12 +72,12 @@ async def test_a_dead_workers_created_task_is_resumed_by_id_not_sent_again(
     dead, taker, _ = workers
     await dead.enqueue("b", [GenerationRequest(prompt="only")])
     (item,) = await dead.claim("b", "dead", lease_seconds=3600, limit=1)
-    record = await dead.begin(_item_record(item), worker_id="dead")
+    record = await dead.begin(item_record(item), worker_id="dead")
     await dead.update(record.key, JournalState.CREATED, task_id="task-7", credits_reserved=1)
     await dead.renew("b", "dead", lease_seconds=0)  # the holder dies: its lease runs out now
     (taken,) = await taker.claim("b", "taker", lease_seconds=3600, limit=1)
     with pytest.raises(JournalError, match="resume that task"):
-        await taker.begin(_item_record(taken), worker_id="taker")
+        await taker.begin(item_record(taken), worker_id="taker")
     assert (taken.key, taken.claimed_by) == (item.key, "taker")
     assert taken.record is not None and taken.record.task_id == "task-7"
     assert resume_action(taken.record, now=0.0, link_ttl=86400.0) is ResumeAction.WAIT
@@ -116,8 +90,8 @@ async def test_a_worker_whose_lease_was_taken_cannot_send(workers: list[Journal]
     (item,) = await slow.claim("b", "slow", lease_seconds=0, limit=1)
     (taken,) = await taker.claim("b", "taker", lease_seconds=3600, limit=1)
     with pytest.raises(JournalError, match="does not hold the lease"):
-        await slow.begin(_item_record(item), worker_id="slow")
-    resent = await taker.begin(_item_record(taken), worker_id="taker")
+        await slow.begin(item_record(item), worker_id="slow")
+    resent = await taker.begin(item_record(taken), worker_id="taker")
     assert await slow.release("b", "slow", 0, settled=True) is False
     assert resent.key == item.key == taken.key
 
@@ -128,7 +102,7 @@ async def test_concurrent_begins_of_many_workers_never_exceed_the_limit(
     """50 concurrent begins from three pools against 10 credits at cost 1: exactly 10 pass."""
     limit = [SpendLimit(max_credits=10)]
     outcomes = await asyncio.gather(
-        *(workers[i % 3].begin(_record(f"p{i}", cost=1), limits=limit) for i in range(50)),
+        *(workers[i % 3].begin(record(f"p{i}", cost=1), limits=limit) for i in range(50)),
         return_exceptions=True,
     )
     spend = await workers[0].spent()
@@ -140,19 +114,19 @@ async def test_concurrent_begins_of_many_workers_never_exceed_the_limit(
 async def test_uncertain_creates_and_the_last_price_count_across_restarts(url: str) -> None:
     """A reopened journal counts uncertain creates and prices unpriced ones at the last price."""
     async with await open_journal(url) as journal:
-        first = await journal.begin(_record("one"))
+        first = await journal.begin(record("one"))
         await journal.update(first.key, JournalState.CREATED, task_id="t", credits_reserved=4)
-        await journal.begin(_record("two"))
-        await journal.update(_record("two").key, JournalState.UNCERTAIN, error_message="reset")
+        await journal.begin(record("two"))
+        await journal.update(record("two").key, JournalState.UNCERTAIN, error_message="reset")
     async with await open_journal(url) as journal:
         spend = await journal.spent()
         unfinished = await journal.unfinished()
         with pytest.raises(SpendLimitError) as caught:
-            await journal.begin(_record("three"), limits=[SpendLimit(max_credits=10)])
+            await journal.begin(record("three"), limits=[SpendLimit(max_credits=10)])
     assert (spend.credits, spend.uncertain) == (8.0, 1)
     assert [(r.key, r.state) for r in unfinished] == [
         (first.key, JournalState.CREATED),
-        (_record("two").key, JournalState.UNCERTAIN),
+        (record("two").key, JournalState.UNCERTAIN),
     ]
     assert (caught.value.reserved, caught.value.expected) == (8.0, 4.0)
 
@@ -162,7 +136,7 @@ async def test_a_changed_batch_item_with_a_create_is_refused(workers: list[Journ
     journal = workers[0]
     await journal.enqueue("b", [GenerationRequest(prompt="a")])
     (item,) = await journal.claim("b", "w", lease_seconds=3600, limit=1)
-    await journal.begin(_item_record(item), worker_id="w")
+    await journal.begin(item_record(item), worker_id="w")
     with pytest.raises(JournalError, match="item index 0"):
         await journal.enqueue("b", [GenerationRequest(prompt="b")])
 

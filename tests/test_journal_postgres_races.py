@@ -18,17 +18,14 @@ import pytest
 from zimage_async import GenerationRequest, JournalError, SpendLimitError
 from zimage_async._journal import (
     Journal,
-    JournalItem,
     JournalRecord,
     JournalState,
     SpendLimit,
-    open_journal,
 )
 from zimage_async._journal_postgres import PostgresJournal
 
-from ._postgres import PostgresServer
+from ._postgres import PostgresServer, item_record, journals, record
 
-BASE = "https://api.example"
 #: The price the first create's answer brings; two of them do not fit under LIMIT.
 PRICE = 0.026
 LIMIT = 0.03
@@ -37,20 +34,11 @@ _Hook = Callable[[], Awaitable[None]]
 
 
 @pytest.fixture
-def url(postgres: PostgresServer) -> str:
-    """The URL of a new, empty database on the throwaway server."""
-    return postgres.create_database()
-
-
-@pytest.fixture
-async def workers(url: str) -> AsyncIterator[list[Journal]]:
-    """Two journals on one database, each with its own connection pool (two workers)."""
-    opened = [await open_journal(url) for _ in range(2)]
-    try:
-        yield opened
-    finally:
-        for journal in opened:
-            await journal.close()
+async def pair(postgres: PostgresServer) -> AsyncIterator[tuple[str, list[Journal]]]:
+    """A new database's URL, and two journals on it (two workers, each its own pool)."""
+    url = postgres.create_database()
+    async with journals(url, 2) as opened:
+        yield url, opened
 
 
 class _Interposed:
@@ -89,24 +77,6 @@ def _interpose(monkeypatch: pytest.MonkeyPatch, journal: Journal, marker: str, h
     monkeypatch.setattr(journal, "_attempts", attempts)
 
 
-def _record(prompt: str) -> JournalRecord:
-    return JournalRecord.for_request(
-        GenerationRequest(prompt=prompt),
-        key=f"key-{prompt.replace(' ', '-')}-0123456789",
-        base_url=BASE,
-    )
-
-
-def _item_record(journal_item: JournalItem) -> JournalRecord:
-    return JournalRecord.for_request(
-        journal_item.request(),
-        key=journal_item.key,
-        base_url=BASE,
-        batch_id=journal_item.batch_id,
-        item_index=journal_item.index,
-    )
-
-
 async def _settled(task: asyncio.Future[Any], url: str) -> None:
     """Wait until *task* is done or waits for an advisory lock (bounded: 10 s)."""
     watcher = await asyncpg.connect(url)
@@ -123,7 +93,7 @@ async def _settled(task: asyncio.Future[Any], url: str) -> None:
 
 
 async def test_price_recorded_mid_begin_is_checked_not_counted_as_zero(
-    workers: list[Journal], monkeypatch: pytest.MonkeyPatch
+    pair: tuple[str, list[Journal]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A first price committed during a begin's check still counts: no create at 0 over a limit.
 
@@ -132,9 +102,9 @@ async def test_price_recorded_mid_begin_is_checked_not_counted_as_zero(
     Here the first create's answer (its price) commits right after the second begin read
     the known prices (none yet): the second create must be refused at that price.
     """
-    first, second = workers
+    _, (first, second) = pair
     limits = [SpendLimit(max_credits=LIMIT)]
-    sent = await first.begin(_record("first"), limits=limits)
+    sent = await first.begin(record("first"), limits=limits)
     assert sent.expected_cost is None
 
     async def answer() -> None:
@@ -142,13 +112,13 @@ async def test_price_recorded_mid_begin_is_checked_not_counted_as_zero(
 
     _interpose(monkeypatch, second, "FROM zimage_prices", answer)
     with pytest.raises(SpendLimitError):
-        await second.begin(_record("second"), limits=limits)
-    assert await second.get(_record("second").key) is None
+        await second.begin(record("second"), limits=limits)
+    assert await second.get(record("second").key) is None
     assert (await second.spent()).credits == pytest.approx(PRICE)
 
 
 async def test_edit_landing_after_an_old_list_begin_is_refused(
-    workers: list[Journal], url: str, monkeypatch: pytest.MonkeyPatch
+    pair: tuple[str, list[Journal]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An edited item and an old-list worker's begin of it: only one request can be sent.
 
@@ -158,13 +128,13 @@ async def test_edit_landing_after_an_old_list_begin_is_refused(
     items (no create yet) and before it wrote the new request: that begin must be
     refused (the item's key changed), so the old request is never sent.
     """
-    old_worker, editor = workers
+    url, (old_worker, editor) = pair
     await old_worker.enqueue("b", [GenerationRequest(prompt="p0 old")])
     (item,) = await old_worker.claim("b", "w-old", lease_seconds=3600, limit=1)
     begins: list[asyncio.Future[JournalRecord]] = []
 
     async def old_list_begin() -> None:
-        begun = asyncio.ensure_future(old_worker.begin(_item_record(item), worker_id="w-old"))
+        begun = asyncio.ensure_future(old_worker.begin(item_record(item), worker_id="w-old"))
         begins.append(begun)
         await _settled(begun, url)
 
