@@ -200,3 +200,23 @@ async def test_items_saved_by_an_earlier_run_do_not_hide_a_wrong_base_url(
     assert status == 2, stderr
     assert "/apiv1" in stderr and "ZIMAGE_BASE_URL" in stderr
     assert len(emulator.ledger) == 1
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "HTTP_PROXY"])
+async def test_a_malformed_proxy_variable_is_named_not_the_key(
+    closed_port: int, variable: str
+) -> None:
+    """An unreadable proxy URL in the environment is a usage error about that variable.
+
+    It used to be shown as ``check ZIMAGE_API_KEY: ...``, sending the user to the key.
+    """
+    status, stderr = await zimage(
+        "generate",
+        "a cat",
+        base_url=f"http://127.0.0.1:{closed_port}/apiv1",
+        **{variable: "http://user:pw@[127.0.0.1:18433"},
+    )
+    assert status == 2, stderr
+    assert variable in stderr
+    assert "ZIMAGE_API_KEY" not in stderr
+    assert "pw@" not in stderr

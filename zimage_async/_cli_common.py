@@ -131,8 +131,9 @@ async def open_session(
     try:
         session = Session(journal=journal, max_credits=max_credits)
     except InvalidRequestError as exc:
-        source = "ZIMAGE_BASE_URL" if exc.field == "base_url" else "ZIMAGE_API_KEY"
-        raise UsageError(f"check {source}: {exc}") from None
+        source = {"base_url": "ZIMAGE_BASE_URL", "api_key": "ZIMAGE_API_KEY"}.get(exc.field)
+        # Any other field is a variable of its own (HTTPS_PROXY, SSL_CERT_FILE): it says so.
+        raise UsageError(str(exc) if source is None else f"check {source}: {exc}") from None
     async with await _opened(session, journal, args) as zs:
         if is_loopback(zs.base_url):
             say(f"using the API at {zs.base_url} (a loopback address, such as an emulator)")
