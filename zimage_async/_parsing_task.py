@@ -27,6 +27,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from ._exceptions import InvalidRequestError, MalformedResponseError
 from ._models import Task, TaskErrorDetail, TaskInfo, TaskStatus, Usage
+from ._parsing_hints import report_dropped
 from ._parsing_quick import QUIET, quick_task
 from ._validation import TASK_ID_MAX_CHARS, TASK_ID_PREFIX, validate_task_id
 
@@ -305,7 +306,7 @@ def parse_task(payload: object, *, status: int | None = None) -> Task:
     }
     task_id, raw_status, _, results = essentials
     if dropped:
-        logger.warning("ignored malformed hint fields in task %s: %s", task_id, ", ".join(dropped))
+        report_dropped(task_id, dropped)
     if unusable:
         # Sent on every poll by a service that has no estimate: not worth a warning.
         logger.debug("ignored non-finite hint values in task %s: %s", task_id, ", ".join(unusable))
