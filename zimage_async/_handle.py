@@ -71,6 +71,7 @@ class TaskHandle(HandlePolls):
         self._task = snapshot
         self._fresh = snapshot is not None  # the snapshot was just returned by create
         self._fresh_at = runtime.clock()  # when it arrived: the schedule counts from then
+        self._created_here = snapshot is not None  # a 404 just after it is a lagging read
         self._lock = asyncio.Lock()
         self._completed_seen: float | None = None
         self._state: PollState | None = None  # the running wait's schedule

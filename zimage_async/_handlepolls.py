@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncGenerator, Iterator
 from typing import TYPE_CHECKING
 
-from ._exceptions import SessionClosedError, ZImageError, note_closed, note_task
+from ._exceptions import NotFoundError, SessionClosedError, ZImageError, note_closed, note_task
 from ._models import Task
 from ._polling import Nap, bounded, naps, snapshots
 from ._schedule import PollState
@@ -29,6 +29,10 @@ __all__ = ["HandlePolls"]
 
 logger = logging.getLogger("zimage_async")
 
+#: Seconds after its create's answer that a 404 to a handle's own task is read as "not
+#: visible yet" (a gateway's replica behind its primary) and the poll loop looks again.
+NOT_YET_VISIBLE = 15.0
+
 
 class HandlePolls:
     """The poll loop of one handle, under its lock.
@@ -41,6 +45,7 @@ class HandlePolls:
     _task: Task | None
     _fresh: bool  # the snapshot in hand was just returned by create, not looked at yet
     _fresh_at: float  # when it arrived, on the runtime's clock
+    _created_here: bool  # the snapshot came from this session's create call
     _expects_callback: bool
     _lock: asyncio.Lock
     _state: PollState | None  # the running wait's schedule
@@ -95,7 +100,17 @@ class HandlePolls:
 
     async def _look(self) -> Task:
         before = self._task
-        task = await self.refresh()
+        try:
+            task = await self.refresh()
+        except NotFoundError:
+            # The create's answer proved the task exists: a 404 just after it is a replica
+            # that has not seen it yet, and the loop looks again on its schedule.
+            if before is None or not self._created_here:
+                raise
+            if self._rt.clock() - self._fresh_at >= NOT_YET_VISIBLE:
+                raise
+            logger.debug("task %s is not visible yet (404 just after its create)", self._id)
+            return before
         if before is not None and (task.raw_status, task.progress) == (
             before.raw_status,
             before.progress,
