@@ -194,7 +194,8 @@ def _uncertain(row: JournalRecord) -> SubmissionUncertainError:
         )
         return SubmissionUncertainError(cause)
     cause = APIConnectionError(
-        f"an earlier run's create call for this item ended without an answer ({asked} "
+        "an earlier create call for this item, by an earlier run or another worker of"
+        f" this batch, ended without an answer ({asked} "
         "checked your usage; it is sent with its original idempotency key)",
         request_sent=True,
     )
