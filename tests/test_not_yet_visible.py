@@ -58,6 +58,7 @@ async def test_a_404_just_after_the_create_is_polled_past(way: str) -> None:
     async with serving(host.app) as host.base, loopback_session(host.base) as zs:
         handle = await zs.submit("a cat")
         await WAYS[way](handle)
+        assert handle.task is not None
         assert handle.task.status.value == "completed"
     assert host.reads[handle.id] == 3
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import time
+import typing
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import attrs
 
 from ._exceptions import (
     APIConnectionError,
+    APIError,
     AuthenticationError,
     ImageExpiredError,
     InvalidRequestError,
@@ -242,6 +244,34 @@ def stop_error(exc: AuthenticationError | PermissionDeniedError) -> ZImageError:
         param=exc.param,
         method=exc.method,
         path=exc.path,
+    )
+
+
+@typing.overload
+def key_stop(exc: AuthenticationError | PermissionDeniedError) -> ZImageError: ...
+@typing.overload
+def key_stop(exc: ZImageError) -> ZImageError | None: ...
+def key_stop(exc: ZImageError) -> ZImageError | None:
+    """Return the batch's stop after a create met *exc*, if *exc* says the key is refused.
+
+    A typed 401 or 403 is restated by :func:`stop_error`. A create answered by a 401 or
+    403 page without the API's envelope stays uncertain (no certain refusal), but the
+    answer says the key is refused all the same: no further create is sent.
+    """
+    if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
+        return stop_error(exc)
+    cause = exc.cause if isinstance(exc, SubmissionUncertainError) else None
+    if not isinstance(cause, APIError) or cause.status not in (401, 403):
+        return None
+    kind = AuthenticationError if cause.status == 401 else PermissionDeniedError
+    return stop_error(
+        kind(
+            f"{cause.message} (a page without the API's error envelope, which may come from"
+            " a proxy in front of it)",
+            status=cause.status,
+            method=cause.method,
+            path=cause.path,
+        )
     )
 
 

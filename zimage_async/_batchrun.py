@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from ._batchitems import NO_RESULTS, BatchItem, BatchServices, ItemState, stop_error
+from ._batchitems import NO_RESULTS, BatchItem, BatchServices, ItemState, key_stop
 from ._batchjournal import note_created, note_held, recorded_meanwhile
 from ._batchoptions import BatchOptions
 from ._batchplan import ItemPlanner
@@ -190,7 +190,7 @@ class ItemRunner(ItemPlanner):
         error = unsent_resend(record, request, self.stopped_by)
         return BatchItem(index=index, request=request, error=error, resumed=True)
 
-    def _stop(self, error: ZImageError) -> None:
+    def _stop(self, error: ZImageError | None) -> None:
         if self.stopped_by is None:
             self.stopped_by = error
 
@@ -312,19 +312,19 @@ class ItemRunner(ItemPlanner):
                 if exc.task_id is not None:
                     await self._created(index, key, exc.task_id)
                     return self.services.task(exc.task_id, request=request)
-                if attempt + 1 < attempts:
+                if (stop := key_stop(exc)) is None and attempt + 1 < attempts:
                     logger.info(
                         "item %d: create uncertain; sending it again with key %s", index, key
                     )
                     resending = True
                     continue
                 await self._note(key, JournalState.UNCERTAIN, error_message=str(exc))
+                self._stop(stop)
                 raise
             except (AuthenticationError, PermissionDeniedError) as exc:
                 state = JournalState.UNCERTAIN if resending else JournalState.REJECTED
                 await self._note(key, state, error_code=type(exc).__name__)
-                stopped = stop_error(exc)
-                self._stop(stopped)
+                self._stop(stopped := key_stop(exc))
                 raise stopped from exc
             except ZImageError as exc:  # this send certainly made no task
                 error = await note_refused(self._note, key, request, exc, resending=resending)
