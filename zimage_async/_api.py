@@ -35,6 +35,7 @@ from ._idempotency import IDEMPOTENCY_HEADER, new_key
 from ._models import GenerationRequest, Task
 from ._outcome import CreateTries, CreateVerdict, Stage, judge_create, read_create_reply
 from ._parsing import parse_task_reply, salvage_task_id
+from ._rategate import RateGate
 from ._redaction import SealedBody
 from ._schedule import RetryPolicy
 from ._secret import Secret
@@ -93,69 +94,6 @@ def judge_read_failure(exc: ZImageError) -> float | None:
     if isinstance(exc, (APIConnectionError, MalformedResponseError)):
         return 0.0
     return None
-
-
-class RateGate:
-    """Session-wide back-pressure: after a 429, new submissions wait out the advice.
-
-    Every create call passes through :meth:`wait`; any 429 calls :meth:`pause`. Waiters
-    released together are spread by a little jitter so they do not stampede. No pause is
-    longer than *max_pause* (the retry policy's ``max_retry_after``): for a longer advice
-    the gate does not make callers sleep; for *max_pause* seconds it raises
-    :class:`RateLimitError` to the calls that would have to wait, and then opens again
-    by itself, so one absurd ``Retry-After`` cannot freeze a session.
-    """
-
-    def __init__(
-        self,
-        *,
-        rng: random.Random,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        max_pause: float = 120.0,
-    ):
-        self._rng = rng
-        self._clock = clock
-        self._sleep = sleep
-        self._max_pause = max_pause
-        self._until = 0.0
-        self._refusing_until = 0.0
-        self._advice_until = 0.0
-
-    @property
-    def paused_for(self) -> float:
-        """Seconds until submissions may go again (0 when open)."""
-        return max(0.0, self._until - self._clock(), self._refusing_until - self._clock())
-
-    def pause(self, seconds: float) -> None:
-        """Hold new submissions for *seconds* from now (an earlier pause is never cut)."""
-        now = self._clock()
-        if seconds > self._max_pause:
-            self._refusing_until = max(self._refusing_until, now + self._max_pause)
-            self._advice_until = max(self._advice_until, now + seconds)
-        else:
-            self._until = max(self._until, now + seconds)
-
-    async def wait(self) -> None:
-        """Return once no pause is in force; raise RateLimitError during a refused one."""
-        # A later 429 may extend the pause while we sleep, so re-check after each nap.
-        while True:
-            now = self._clock()
-            if now < self._refusing_until:
-                advice = self._advice_until - now
-                raise RateLimitError(
-                    f"the service asked to wait {advice:.0f} s more, longer than the "
-                    f"{self._max_pause:g} s this session waits (RetryPolicy.max_retry_after); "
-                    f"new submissions are refused for {self._refusing_until - now:.0f} s more, "
-                    "then let through again (task reads are not held)",
-                    status=429,
-                    type="rate_limit_error",
-                    retry_after=advice,
-                )
-            delay = self._until - now
-            if delay <= 0:
-                return
-            await self._sleep(delay + self._rng.random() * min(1.0, delay * 0.1))
 
 
 class APIClient:
@@ -228,9 +166,10 @@ class APIClient:
             await self._sleep(delay)
             attempt += 1
 
-    def _note_rate_limit(self, error: APIError) -> None:
+    def _note_rate_limit(self, error: APIError, *, pace: bool) -> None:
+        """Pause the session's creates after a 429; *pace*: it answered a create."""
         if isinstance(error, RateLimitError):
-            self.gate.pause(error.retry_after or self._retry.wait_initial)
+            self.gate.pause(error.retry_after or self._retry.wait_initial, pace=pace)
 
     async def create(
         self,
@@ -259,7 +198,7 @@ class APIClient:
         tries = CreateTries(key=key, request=request)
 
         async def call(attempt: int, url: str) -> Task:
-            await self.gate.wait()
+            await self.gate.admit()  # every try, a resend too, takes its turn after a 429
             try:
                 reply = await self._transport.request(
                     "POST",
@@ -283,7 +222,7 @@ class APIClient:
                     reply.cut, task_id=made, idempotency_key=key, request=request
                 ) from reply.cut
             try:
-                return read_create_reply(
+                task = read_create_reply(
                     reply.status,
                     reply.headers,
                     reply.body,
@@ -293,8 +232,10 @@ class APIClient:
                     now=time.time(),
                 )
             except APIError as error:
-                self._note_rate_limit(error)
+                self._note_rate_limit(error, pace=True)
                 raise tries.answered(error) from None
+            self.gate.accepted()  # the rate the gateway accepts is learned from these
+            return task
 
         span = task_span()
         try:
@@ -372,7 +313,7 @@ class APIClient:
                 now=time.time(),
             )
         except APIError as error:
-            self._note_rate_limit(error)
+            self._note_rate_limit(error, pace=False)  # says nothing of the rate of creates
             raise
         asked = url.rpartition("/")[2]
         if task.id != asked:  # a cache keyed wrongly: another task's answer is not this one's
