@@ -16,6 +16,9 @@ Concurrency is the database's job:
 - :meth:`PostgresJournal.enqueue` and :meth:`PostgresJournal.reopen` lock the batch
   (an advisory lock on its id), so workers starting together add its items once;
   ``enqueue`` then takes :data:`SPEND_LOCK` too, so no begin commits during an edit.
+- The server ends a session left idle inside a transaction (a worker stopped mid-write),
+  releasing its locks, and fails a wait for a lock past a limit (:func:`open_pool`): each
+  a :class:`JournalError` of the worker concerned, before any create of its is sent.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ._exceptions import JournalError
 from ._journal_moves import begin_refusal, passed_already, update_refusal
 from ._journal_postgres_batch import PostgresBatches
-from ._journal_postgres_pool import transaction_attempts
+from ._journal_postgres_pool import Limits, open_pool, transaction_attempts
 from ._journal_records import JournalRecord, JournalState, price_key
 from ._journal_rows import (
     ITEM_LEASE_COLUMNS,
@@ -59,7 +62,6 @@ from ._journal_postgres_sql import (
     FORMAT,
     GET,
     NOW,
-    POOL_SIZE,
     SCHEMA,
     SCHEMA_LOCK,
     SPEND,
@@ -85,9 +87,11 @@ UNPRICED_IN_FLIGHT = (
 class PostgresJournal(PostgresBatches, Journal):
     """The journal in a PostgreSQL database; open it with ``open_journal(url)``."""
 
-    def __init__(self, location: str, pool: asyncpg.Pool[Any], driver: ModuleType) -> None:
+    def __init__(
+        self, location: str, pool: asyncpg.Pool[Any], driver: ModuleType, limits: Limits
+    ) -> None:
         self.location = location
-        self._pool = pool
+        self._pool, self._limits = pool, limits
         self._driver = driver
         self._closed = False
 
@@ -102,11 +106,7 @@ class PostgresJournal(PostgresBatches, Journal):
         failure: JournalError | None = None
         pool = None
         try:
-            # No floor of idle connections: asyncpg would log a traceback every few
-            # seconds while the server is down. The first connection is made here, so
-            # that its failure is reported as below.
-            pool = await driver.create_pool(url, min_size=0, max_size=POOL_SIZE)
-            await pool.release(await pool.acquire())
+            pool, limits = await open_pool(driver, url)  # its first connection made
         except driver_errors(driver) as exc:
             # Not chained: asyncpg's frames hold the URL (and its password) as locals.
             failure = JournalError(f"cannot open the journal {location}: {exc}")
@@ -130,7 +130,7 @@ class PostgresJournal(PostgresBatches, Journal):
             del url, pool  # raised outside the except blocks: no context, no URL here
             raise failure
         assert pool is not None
-        journal = cls(location, pool, driver)
+        journal = cls(location, pool, driver, limits)
         try:
             await journal._set_up()
         except BaseException:
@@ -176,7 +176,7 @@ class PostgresJournal(PostgresBatches, Journal):
         if self._closed:
             raise JournalError(f"the journal {self.location} is closed")
         errors = driver_errors(self._driver)
-        return transaction_attempts(self._pool, errors, first, self.location)
+        return transaction_attempts(self._pool, errors, first, self.location, self._limits)
 
     # -- creates -------------------------------------------------------------------------
 

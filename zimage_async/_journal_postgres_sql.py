@@ -13,7 +13,10 @@ __all__ = [
     "CLAIM",
     "FORMAT",
     "GET",
+    "IDLE_IN_TRANSACTION_LIMIT",
     "ITEMS",
+    "LIMIT_SETTINGS",
+    "LOCK_WAIT_LIMIT",
     "NOW",
     "POOL_SIZE",
     "SCHEMA",
@@ -31,6 +34,22 @@ __all__ = [
 
 #: The most connections one process opens to the journal's database.
 POOL_SIZE = 4
+#: How long (seconds) the server lets a journal session sit idle inside a transaction
+#: before it ends the session and so releases its locks (``idle_in_transaction_session_timeout``):
+#: a worker stopped in the middle of a journal write (SIGSTOP, a debugger, a paused
+#: machine) holds the others up no longer than this. A journal transaction runs for
+#: milliseconds; only a stopped or badly stalled process sits in one for half a minute.
+IDLE_IN_TRANSACTION_LIMIT = 30.0
+#: How long (seconds) a journal statement waits for a lock before it fails with
+#: :class:`JournalError` (``lock_timeout``). Twice the idle limit: a stopped worker's
+#: session is ended, and the others go on, before any of them gives up; what it bounds is
+#: a holder the idle limit does not end (another program's session, a statement that runs on).
+LOCK_WAIT_LIMIT = 60.0
+#: The server settings of the two limits, and how to read where each comes from.
+LIMIT_SETTINGS = (
+    "SELECT name, setting, source FROM pg_settings"
+    " WHERE name IN ('idle_in_transaction_session_timeout', 'lock_timeout')"
+)
 #: The advisory lock that serialises begins (and so the spend check) across workers.
 SPEND_LOCK = 0x7A696D67  # "zimg"
 #: The advisory lock held while the schema is created.
