@@ -95,7 +95,7 @@ async def test_a_batch_item_replaces_the_file_it_saved_itself(zs: Session, tmp_p
 
 
 async def test_the_command_line_says_which_file_stopped_the_batch(tmp_path: Path) -> None:
-    """`zimage batch` over another batch's images: exit 1 naming the file, nothing replaced."""
+    """`zimage batch` over another batch's images: exit 2 naming the file, nothing replaced."""
     (tmp_path / "cats.txt").write_text("a cat\n")
     (tmp_path / "dogs.txt").write_text("a dog\n")
     async with Emulator(task_duration=0.05) as emu:
@@ -105,7 +105,9 @@ async def test_the_command_line_says_which_file_stopped_the_batch(tmp_path: Path
         assert status == 0, stderr
         cat = (tmp_path / "out" / "1.png").read_bytes()
         status, _, stderr = await finished("batch", "dogs.txt", *options, env=env, cwd=tmp_path)
-    assert status == 1, stderr
+        billed = len(emu.ledger)
+    assert status == 2, stderr
+    assert billed == 1  # the cats' task only: refused before any create
     assert "Traceback" not in stderr
     assert "out/1.png" in stderr
     assert (tmp_path / "out" / "1.png").read_bytes() == cat

@@ -9,38 +9,51 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._cli_batch import MANIFEST_NAME, run_batch
-from ._cli_common import (
-    EMULATOR_TASK_DURATION,
-    MAX_INFO_BYTES,
-    PROG,
-    SPEND_LIMIT_EXIT,
-    Interruption,
-    ServiceError,
-    UsageError,
-    create_cost,
-    journal_label,
-    port_number,
-    say,
-    seconds,
-    shown,
-)
-from ._cli_generate import add_save_options, run_generate
-from ._cli_logging import logging_to_stderr
-from ._cli_output import StdoutError, drop_stdout, guarded_stdout, print_json
-from ._cli_signals import HANGUP, exiting_now, hung_up, install, show_cursor, still_stopping
-from ._cli_streams import null_for_closed_streams
-from ._cli_task import run_task
-from ._cli_tasks import add_journal_options, add_tasks_parser, run_tasks
-from ._cli_words import cli_words, spend_limit_text
-from ._exceptions import SpendLimitError, ZImageError
-from ._naming import BATCH_NAME
-from ._version import __version__
+try:  # Ctrl-C while the command loads: its status, without a traceback
+    from ._cli_batch import MANIFEST_NAME, run_batch
+    from ._cli_common import (
+        EMULATOR_TASK_DURATION,
+        MAX_INFO_BYTES,
+        PROG,
+        SPEND_LIMIT_EXIT,
+        Interruption,
+        ServiceError,
+        UsageError,
+        _finite,
+        create_cost,
+        journal_label,
+        port_number,
+        say,
+        seconds,
+        shown,
+    )
+    from ._cli_generate import add_save_options, run_generate
+    from ._cli_logging import logging_to_stderr
+    from ._cli_output import StdoutError, drop_stdout, guarded_stdout, print_json
+    from ._cli_signals import (
+        HANGUP,
+        exiting_now,
+        hung_up,
+        install,
+        show_cursor,
+        still_stopping,
+        uninstall,
+    )
+    from ._cli_streams import null_for_closed_streams
+    from ._cli_task import run_task
+    from ._cli_tasks import add_journal_options, add_tasks_parser, run_tasks
+    from ._cli_words import cli_words, spend_limit_text
+    from ._exceptions import SpendLimitError, ZImageError
+    from ._naming import BATCH_NAME
+    from ._version import __version__
+except KeyboardInterrupt:
+    raise SystemExit(130) from None
 
 __all__ = ["build_parser", "main"]
 
@@ -64,7 +77,7 @@ def _common() -> argparse.ArgumentParser:
     # For tests and demos: how long the in-process emulator's tasks take.
     common.add_argument(
         "--emulator-task-duration",
-        type=float,
+        type=functools.partial(_finite, zero=True, rule="a finite number of seconds >= 0"),
         default=EMULATOR_TASK_DURATION,
         metavar="SECONDS",
         help=argparse.SUPPRESS,
@@ -313,13 +326,19 @@ async def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     except StdoutError as exc:
         exc.hint = interruption.hint
         raise
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+    finally:  # after a first signal, the rest of the stop stays guarded
+        uninstall(loop, installed, interrupt if flag["interrupted"] else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``zimage`` command line; return the exit status."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before the command's own handling (or after it): quietly
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     null_for_closed_streams()
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

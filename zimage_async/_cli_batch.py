@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import json
+import os
+import string
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._batch import Batch
-from ._batchfile import BatchFileError, read_batch_file
+from ._batchfile import BatchFileError, BatchLine, read_batch_file
 from ._batchoptions import check_batch_id, check_lease, check_output_names, check_worker_id
 from ._cli_common import (
-    CLI_EXTRA,
+    IMAGE_SUFFIXES,
     SPEND_LIMIT_EXIT,
     ServiceError,
     UsageError,
@@ -32,9 +35,18 @@ from ._cli_common import (
     say,
     shown,
 )
-from ._cli_report import Reporter, ThisRun, output_mode
+from ._cli_report import (
+    Reporter,
+    ThisRun,
+    check_contact_sheet,
+    contact_sheet,
+    interrupted_message,
+    output_mode,
+    summary,
+    summary_text,
+)
 from ._cli_threads import off_the_loop
-from ._cli_words import spend_limit_text
+from ._cli_words import cli_words, spend_limit_text
 from ._exceptions import (
     InvalidRequestError,
     JournalError,
@@ -42,9 +54,11 @@ from ._exceptions import (
 )
 from ._journal import IN_MEMORY_WORDS, is_in_memory_name, is_postgres_url, open_journal
 from ._journal_postgres_sql import without_password
+from ._journal_records import JournalRecord
 from ._journaling import check_max_credits
 from ._models import GenerationRequest
-from ._naming import check_template
+from ._naming import IMAGES_CHECKED, _render, check_template, slugify
+from ._quoting import quote, shell_line
 from ._runtime import DEFAULT
 from ._session_batch import MAX_CONCURRENCY
 
@@ -65,40 +79,73 @@ _AGAIN = (
 )
 
 
-async def _check_contact_sheet(
-    path: Path | None, args: argparse.Namespace, journal: str | Path
-) -> None:
-    """Refuse a sheet that cannot be written or would replace a file the batch needs."""
-    if path is None:
-        return
-    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise UsageError(f"--contact-sheet {shown(path)}: the name must end in .png, .jpg or .webp")
-    from ._contact_sheet import sheet_clash
-
-    keep = [("the prompt file", args.file)]
-    if isinstance(journal, Path):
-        keep.append(("the journal", journal))
-    clash = sheet_clash(path, keep=keep, folder=args.output_dir, template=args.name)
-    if clash is None and journal_exists(str(journal)):  # not the sheet: safe to open
-        saved = [("an image the journal records as saved", p) for p in await _saved(journal)]
-        clash = sheet_clash(path, keep=saved, folder=args.output_dir, template=args.name)
-    if clash is not None:
-        raise UsageError(f"--contact-sheet {shown(path)}: {shown(clash)}; name another file")
-    try:
-        import PIL  # noqa: F401
-    except ImportError:
-        raise UsageError(f"--contact-sheet needs Pillow: {CLI_EXTRA}") from None
-    check_writable(path.parent, option=f"--contact-sheet {shown(path)}: ")
-
-
-async def _saved(journal: str | Path) -> list[Path]:
-    """Return the paths of the images the journal records as saved (none if unreadable)."""
+async def _records(journal: str | Path) -> list[JournalRecord]:
+    """Return the records of the journal, if it exists (none if it cannot be opened)."""
+    if not journal_exists(str(journal)):
+        return []
     try:
         store = await open_journal(journal)
     except JournalError:  # the batch says so when it opens it
         return []
     async with store:
-        return [path for record in await store.records() for path in record.paths]
+        return await store.records()
+
+
+def _others_images(
+    args: argparse.Namespace,
+    batch_id: str,
+    lines: Sequence[BatchLine],
+    records: Sequence[JournalRecord],
+) -> tuple[str, Path] | None:
+    """Return another batch's image in -o DIR under a name this batch gives, and its batch.
+
+    A batch never replaces a file it did not save: it would find the image only when
+    saving its own there, after its tasks were created and billed. Names with
+    ``{task_id}`` never meet another batch's (the tasks are new).
+    """
+    target = os.path.realpath(args.output_dir)
+    folders: dict[str, bool] = {}  # a folder of a record: whether it is -o DIR
+
+    def in_dir(path: Path) -> bool:
+        folder = os.path.dirname(path)
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder) == target
+        return folders[folder]
+
+    theirs = {
+        path.stem: (record.batch_id, path)
+        for record in records
+        if record.batch_id is not None and record.batch_id != batch_id
+        for path in record.paths
+        if path.suffix.lower() in IMAGE_SUFFIXES and in_dir(path) and os.path.lexists(path)
+    }
+    fields = [field for _, field, _, _ in string.Formatter().parse(args.name)]
+    if not theirs or "task_id" in fields:
+        return None
+    several = args.name if "index" in fields else args.name + "-{index}"
+    for entry in lines:
+        request, slug = entry.request, slugify(entry.request.prompt)
+        for form, count in ((args.name, 1), (several, IMAGES_CHECKED)):
+            for index in range(count):
+                with contextlib.suppress(ValueError, TypeError, OverflowError):  # no name
+                    name = _render(form, "", index, request.seed, slug, entry.line)
+                    if (found := theirs.get(name)) is not None:
+                        return found
+    return None
+
+
+def _others_refusal(batch_id: str, image: Path, out_dir: Path) -> FileExistsError:
+    """Say that -o DIR holds batch *batch_id*'s *image*, under a name this batch gives."""
+    resume = shell_line(["--batch-id", batch_id])
+    example = shown(out_dir / image.name)
+    return FileExistsError(
+        f"-o {shown(out_dir)}: it holds images that batch {shown(quote(batch_id))} saved "
+        f"under names this batch gives its items, such as {example}; a batch never "
+        "replaces a file it did not save, so it would stop there, after its tasks were "
+        f"created and billed. Nothing was sent: give another -o DIR, or {resume} if "
+        "this is that batch (its saved items are then kept, not paid again), or a --name "
+        "template that gives other names"
+    )
 
 
 def _journal_target(args: argparse.Namespace, out_dir: Path) -> tuple[str | Path, str]:
@@ -116,7 +163,7 @@ def _journal_target(args: argparse.Namespace, out_dir: Path) -> tuple[str | Path
     legacy = out_dir / MANIFEST_NAME
     if given is None and not (out_dir / JOURNAL_NAME).exists() and legacy.exists():
         say(f"using the batch manifest of an earlier version, {shown(legacy)}, as the journal")
-        batch_id = args.batch_id or str(args.file.resolve())
+        batch_id = args.batch_id or _default_batch_id(str(args.file.resolve()), "path")
         return legacy, batch_id
     batch_id = args.batch_id or args.file.name
     if given is None:
@@ -151,6 +198,20 @@ def _check_options(args: argparse.Namespace) -> None:
     except InvalidRequestError as exc:
         option = "--" + exc.field.replace("_", "-")
         raise UsageError(f"{option}: {shown(exc.rule)}; {shown(exc.problem)}") from None
+    if args.batch_id is None and args.file.name:  # none: a folder, which reading refuses
+        _default_batch_id(args.file.name, "file name")
+
+
+def _default_batch_id(name: str, what: str) -> str:
+    """Return *name*, the batch's default id (the file's); refuse one no id can be."""
+    try:
+        return check_batch_id(name)
+    except InvalidRequestError as exc:
+        raise UsageError(
+            f"the {what} {shown(name)} cannot be the batch's id, its default: "
+            f"{shown(exc.problem)}; a batch id is {shown(exc.rule)}; give one with "
+            "--batch-id NAME"
+        ) from None
 
 
 async def run_batch(
@@ -172,10 +233,21 @@ async def run_batch(
     out_dir: Path = args.output_dir
     check_writable(out_dir)
     journal, batch_id = _journal_target(args, out_dir)
-    await _check_contact_sheet(args.contact_sheet, args, journal)
+    records = await _records(journal)
+    await check_contact_sheet(args.contact_sheet, args, journal, _saved(records))
     requests = [entry.request for entry in lines]
     reporter = Reporter(lines, mode=output_mode(args, sys.stdout), out=sys.stdout)
     started = time.monotonic()
+    where = _where(journal)
+    ending = functools.partial(
+        summary, reporter, out_dir=out_dir, journal=where, batch_id=batch_id, started=started
+    )
+    others = _others_images(args, batch_id, lines, records)
+    if others is not None:
+        refusal = _others_refusal(*others, out_dir)
+        if reporter.mode == "json":
+            _print(ending(None, error=refusal))
+        raise UsageError(str(refusal))
     paths: dict[int, tuple[Path, ...]] = {}
     here = ThisRun()
     async with open_session(args, session_journal=False) as target:
@@ -199,7 +271,6 @@ async def run_batch(
             numbers=[entry.line for entry in lines],
             forget_elsewhere=emulated,
         )
-        where = _where(journal)
         try:
             async with batch:
                 reporter.start(batch)
@@ -215,18 +286,19 @@ async def run_batch(
         except BrokenPipeError:
             raise
         except OSError as exc:  # a full disk, a folder where an image goes: the batch stops
+            if reporter.mode == "json":
+                _print(ending(batch, error=exc))
             raise ServiceError(
-                f"a file could not be written: {shown(exc)}\nfix that, then {_AGAIN}:\n"
-                f"  {printable_command(argv)}"
+                f"a file could not be written: {shown(cli_words(str(exc)))}\nfix that, "
+                f"then {_AGAIN}:\n  {printable_command(argv)}"
             ) from None
         except asyncio.CancelledError:
             if not interrupted():
                 raise
             reporter.stop()
             if reporter.mode == "json":
-                summary = _summary(reporter, batch, len(lines), out_dir, where, None, started)
-                print(json.dumps(summary | {"interrupted": True}), flush=True)
-            say(_interrupted_message(reporter, where, argv, emulated=emulated))
+                _print(ending(batch, interrupted=True))
+            say(interrupted_message(reporter, where, argv, emulated=emulated))
             return 130
         finally:
             reporter.stop()
@@ -234,13 +306,13 @@ async def run_batch(
     if args.contact_sheet is not None:
         images, stop = [p for i in sorted(paths) for p in paths[i]], threading.Event()
         sheet = await off_the_loop(
-            lambda: _contact_sheet(images, args.contact_sheet, stop), stop=stop
+            lambda: contact_sheet(images, args.contact_sheet, stop), stop=stop
         )
-    summary = _summary(reporter, batch, len(lines), out_dir, where, sheet, started)
+    record = ending(batch, sheet=sheet)
     if reporter.mode == "json":
-        print(json.dumps(summary | {"interrupted": False}), flush=True)
+        _print(record)
     else:
-        echo(_summary_text(reporter, batch, summary, out_dir, sheet))
+        echo(summary_text(reporter, batch, record, out_dir, sheet))
     problem = here.configuration_problem(target.session.base_url)
     if problem is not None:
         return _misconfigured(problem, argv)
@@ -278,97 +350,14 @@ def _misconfigured(problem: Exception, argv: Sequence[str]) -> int:
     return 2 if isinstance(problem, UsageError) else 1
 
 
+def _saved(records: Sequence[JournalRecord]) -> list[Path]:
+    """Return the paths of the images *records* hold as saved, every batch's."""
+    return [path for record in records for path in record.paths]
+
+
+def _print(record: dict[str, object]) -> None:
+    print(json.dumps(record), flush=True)
+
+
 def _where(journal: str | Path) -> str:
     return without_password(journal) if isinstance(journal, str) else str(journal)
-
-
-def _summary_text(
-    reporter: Reporter,
-    batch: Batch,
-    summary: dict[str, object],
-    out_dir: Path,
-    sheet: Path | None,
-) -> str:
-    total = len(reporter.lines)
-    handled = reporter.saved + reporter.failed
-    scope = f"{total} item(s)" if handled == total else f"{total} item(s), {handled} here"
-    text = (
-        f"{scope}: {reporter.saved} saved, {reporter.failed} failed"
-        f" ({reporter.resumed} from an earlier run) in {summary['elapsed_seconds']:.1f} s;"
-        f" images in {out_dir}"
-    )
-    if sheet is not None:
-        text += f"; contact sheet {sheet}"
-    stats = batch.stats
-    return (
-        f"{text}\nworker {stats.worker_id}: claimed {stats.claimed} ({stats.taken_over} "
-        f"taken over), submitted {stats.submitted}, resumed {stats.resumed}, saved "
-        f"{stats.saved}, failed {stats.failed}, not sent {stats.not_sent}, reported "
-        f"{stats.reported} in {stats.elapsed:.1f} s; journal {summary['journal']}"
-    )
-
-
-def _summary(
-    reporter: Reporter,
-    batch: Batch,
-    total: int,
-    out_dir: Path,
-    journal: str,
-    sheet: Path | None,
-    started: float,
-) -> dict[str, object]:
-    return {
-        "event": "summary",
-        "total": total,
-        "saved": reporter.saved,
-        "failed": reporter.failed,
-        "resumed": reporter.resumed,
-        "output_dir": str(out_dir),
-        "journal": journal,
-        "batch_id": batch.batch_id,
-        "worker": batch.stats.to_json(),
-        "contact_sheet": None if sheet is None else str(sheet),
-        "elapsed_seconds": round(time.monotonic() - started, 3),
-    }
-
-
-def _contact_sheet(images: list[Path], dest: Path, stop: threading.Event) -> Path | None:
-    from ._contact_sheet import make_contact_sheet
-
-    if not images:
-        say("no image was saved, so no contact sheet was written")
-        return None
-    if dest.resolve() in {image.resolve() for image in images}:
-        say(f"no contact sheet was written: {shown(dest)} is one of the saved images")
-        return None
-
-    def left_out(path: Path, why: str) -> None:
-        say(f"the contact sheet leaves out {shown(path)}: {shown(why)}")
-
-    try:  # the images are saved and paid for: the sheet is never worth the summary
-        return make_contact_sheet(images, dest, on_skip=left_out, stop=stop)
-    except (OSError, ValueError) as exc:
-        say(f"no contact sheet was written: {shown(exc)}")
-        return None
-
-
-def _interrupted_message(
-    reporter: Reporter, journal: str, argv: Sequence[str], *, emulated: bool
-) -> str:
-    text = (
-        f"interrupted: {reporter.saved} image(s) saved, {reporter.failed} failed. Every "
-        f"task created so far is recorded in the journal {journal}; "
-    )
-    if emulated:
-        text += (
-            "the in-process emulator's tasks ended with it, so the same command "
-            "generates the unfinished items again and keeps the saved ones:"
-        )
-    else:
-        text += (
-            "they keep running at the service (and are billed). Run the same command "
-            "again to resume them without paying twice (a create cut off while it was "
-            "being sent is reported uncertain then: add --resubmit-uncertain to send it "
-            "again under its own key):"
-        )
-    return f"{text}\n  {printable_command(argv)}"

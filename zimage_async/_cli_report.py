@@ -1,15 +1,31 @@
-"""The display of ``zimage batch``: a live rich view on a terminal, plain lines, or JSON."""
+"""The display of ``zimage batch``: a live rich view on a terminal, plain lines, or JSON.
+
+Also what it leaves at its end: a contact sheet, the summary (a record with ``--json``),
+or how to resume.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO, Any
 
 from ._batch import Batch, BatchItem, ItemState
 from ._batchfile import BatchLine
-from ._cli_common import CLI_EXTRA, say, service_problem, shown
+from ._cli_common import (
+    CLI_EXTRA,
+    UsageError,
+    check_writable,
+    printable_command,
+    say,
+    service_problem,
+    shown,
+)
+from ._cli_words import cli_words
 from ._exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -19,7 +35,16 @@ from ._exceptions import (
     ZImageError,
 )
 
-__all__ = ["Reporter", "ThisRun", "output_mode"]
+__all__ = [
+    "Reporter",
+    "ThisRun",
+    "check_contact_sheet",
+    "contact_sheet",
+    "interrupted_message",
+    "output_mode",
+    "summary",
+    "summary_text",
+]
 
 
 class Reporter:
@@ -125,6 +150,56 @@ class Reporter:
             print(text, file=self.out, flush=True)
 
 
+# -- the batch's end: its contact sheet, its summary -----------------------------------
+
+
+async def check_contact_sheet(
+    path: Path | None, args: argparse.Namespace, journal: str | Path, saved: Sequence[Path]
+) -> None:
+    """Refuse a sheet that cannot be written or would replace a file the batch needs."""
+    if path is None:
+        return
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise UsageError(f"--contact-sheet {shown(path)}: the name must end in .png, .jpg or .webp")
+    from ._contact_sheet import sheet_clash
+
+    keep = [("the prompt file", args.file)]
+    if isinstance(journal, Path):
+        keep.append(("the journal", journal))
+    clash = sheet_clash(path, keep=keep, folder=args.output_dir, template=args.name)
+    if clash is None:
+        kept = [("an image the journal records as saved", p) for p in saved]
+        clash = sheet_clash(path, keep=kept, folder=args.output_dir, template=args.name)
+    if clash is not None:
+        raise UsageError(f"--contact-sheet {shown(path)}: {shown(clash)}; name another file")
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        raise UsageError(f"--contact-sheet needs Pillow: {CLI_EXTRA}") from None
+    check_writable(path.parent, option=f"--contact-sheet {shown(path)}: ")
+
+
+def contact_sheet(images: list[Path], dest: Path, stop: threading.Event) -> Path | None:
+    """Draw the sheet of *images* at *dest*; say why not if it cannot (the batch is done)."""
+    from ._contact_sheet import make_contact_sheet
+
+    if not images:
+        say("no image was saved, so no contact sheet was written")
+        return None
+    if dest.resolve() in {image.resolve() for image in images}:
+        say(f"no contact sheet was written: {shown(dest)} is one of the saved images")
+        return None
+
+    def left_out(path: Path, why: str) -> None:
+        say(f"the contact sheet leaves out {shown(path)}: {shown(why)}")
+
+    try:  # the images are saved and paid for: the sheet is never worth the summary
+        return make_contact_sheet(images, dest, on_skip=left_out, stop=stop)
+    except (OSError, ValueError) as exc:
+        say(f"no contact sheet was written: {shown(exc)}")
+        return None
+
+
 def output_mode(args: argparse.Namespace, out: IO[str]) -> str:
     if args.json:
         return "json"
@@ -177,3 +252,83 @@ class ThisRun:
         if all(isinstance(e, NotFoundError) and e.method == "POST" for e in failures):
             return service_problem(failures[0], base_url)
         return None
+
+
+def summary_text(
+    reporter: Reporter,
+    batch: Batch,
+    summary: dict[str, object],
+    out_dir: Path,
+    sheet: Path | None,
+) -> str:
+    total = len(reporter.lines)
+    handled = reporter.saved + reporter.failed
+    scope = f"{total} item(s)" if handled == total else f"{total} item(s), {handled} here"
+    text = (
+        f"{scope}: {reporter.saved} saved, {reporter.failed} failed"
+        f" ({reporter.resumed} from an earlier run) in {summary['elapsed_seconds']:.1f} s;"
+        f" images in {out_dir}"
+    )
+    if sheet is not None:
+        text += f"; contact sheet {sheet}"
+    stats = batch.stats
+    return (
+        f"{text}\nworker {stats.worker_id}: claimed {stats.claimed} ({stats.taken_over} "
+        f"taken over), submitted {stats.submitted}, resumed {stats.resumed}, saved "
+        f"{stats.saved}, failed {stats.failed}, not sent {stats.not_sent}, reported "
+        f"{stats.reported} in {stats.elapsed:.1f} s; journal {summary['journal']}"
+    )
+
+
+def summary(
+    reporter: Reporter,
+    batch: Batch | None,
+    *,
+    out_dir: Path,
+    journal: str,
+    batch_id: str,
+    started: float,
+    sheet: Path | None = None,
+    interrupted: bool = False,
+    error: BaseException | None = None,
+) -> dict[str, object]:
+    """Return the summary record ``--json`` ends with; *batch* None: the batch never began."""
+    return {
+        "event": "summary",
+        "total": len(reporter.lines),
+        "saved": reporter.saved,
+        "failed": reporter.failed,
+        "resumed": reporter.resumed,
+        "output_dir": str(out_dir),
+        "journal": journal,
+        "batch_id": batch_id,
+        "worker": None if batch is None else batch.stats.to_json(),
+        "contact_sheet": None if sheet is None else str(sheet),
+        "elapsed_seconds": round(time.monotonic() - started, 3),
+        "interrupted": interrupted,
+        "error": None
+        if error is None
+        else {"type": type(error).__name__, "message": cli_words(str(error))},
+    }
+
+
+def interrupted_message(
+    reporter: Reporter, journal: str, argv: Sequence[str], *, emulated: bool
+) -> str:
+    text = (
+        f"interrupted: {reporter.saved} image(s) saved, {reporter.failed} failed. Every "
+        f"task created so far is recorded in the journal {journal}; "
+    )
+    if emulated:
+        text += (
+            "the in-process emulator's tasks ended with it, so the same command "
+            "generates the unfinished items again and keeps the saved ones:"
+        )
+    else:
+        text += (
+            "they keep running at the service (and are billed). Run the same command "
+            "again to resume them without paying twice (a create cut off while it was "
+            "being sent is reported uncertain then: add --resubmit-uncertain to send it "
+            "again under its own key):"
+        )
+    return f"{text}\n  {printable_command(argv)}"

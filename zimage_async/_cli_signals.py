@@ -1,15 +1,16 @@
 """How ``zimage`` answers the signals that stop it: Ctrl-C, SIGTERM and a hang-up.
 
 The first stops the command in order, a second says the stop goes on, a third exits at
-once (see ``_run`` in :mod:`zimage_async._cli`). A hang-up (SIGHUP: the terminal or the
-ssh session closed) stops it as Ctrl-C does, unless it is ignored, as under ``nohup``:
-then the command runs on.
+once (see ``_run`` in :mod:`zimage_async._cli`), until the process ends. A hang-up
+(SIGHUP: the terminal or the ssh session closed) stops it as Ctrl-C does, unless it is
+ignored, as under ``nohup``: then the command runs on.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import os
 import signal
@@ -19,7 +20,15 @@ from collections.abc import Callable, Sequence
 
 from ._cli_common import Interruption, printable_command
 
-__all__ = ["HANGUP", "exiting_now", "hung_up", "install", "show_cursor", "still_stopping"]
+__all__ = [
+    "HANGUP",
+    "exiting_now",
+    "hung_up",
+    "install",
+    "show_cursor",
+    "still_stopping",
+    "uninstall",
+]
 
 #: The hang-up signal, where the system has one.
 HANGUP: int | None = getattr(signal, "SIGHUP", None)
@@ -39,6 +48,47 @@ def install(loop: asyncio.AbstractEventLoop, on_signal: Callable[[int], None]) -
             loop.add_signal_handler(signum, on_signal, signum)
             installed.append(signum)
     return installed
+
+
+def uninstall(
+    loop: asyncio.AbstractEventLoop,
+    installed: Sequence[int],
+    on_signal: Callable[[int], None] | None,
+) -> None:
+    """Take the signals *installed* off *loop*; with *on_signal*, hand them to the process.
+
+    Once a first signal has stopped the command, its stop goes on after the loop: the
+    journal's thread may still wait for its lock, and the exit waits for that thread.
+    The system's own handling would then let a second SIGTERM kill the process (143)
+    and a second Ctrl-C print a traceback; *on_signal* goes on counting them instead,
+    until the exit has waited for the threads. Python then gives the signals back to
+    the system as it tears itself down: from then on they are ignored, the stop being
+    over. They are blocked while the handlers change hands.
+    """
+
+    def handler(signum: int, _frame: object) -> None:
+        assert on_signal is not None
+        with contextlib.suppress(Exception):  # a message cut into another write: lost
+            on_signal(signum)
+
+    blocking = hasattr(signal, "pthread_sigmask") and bool(installed)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, installed) if blocking else set()
+    try:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+            if on_signal is not None:
+                signal.signal(signum, handler)
+        if on_signal is not None and installed:  # run after the exit's wait for threads
+            atexit.register(_ignore, tuple(installed))
+    finally:
+        if blocking:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _ignore(signals: Sequence[int]) -> None:
+    for signum in signals:
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def hung_up() -> None:

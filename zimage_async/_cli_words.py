@@ -38,6 +38,10 @@ _PYTHON_ADVICE = (
         rf"the answer names task \1, which `{PROG} task \1 -o PATH` collects",
     ),
     (
+        re.compile(r"collect each with session\.task\(ID\) \(or (`[^`]*`)\)"),
+        r"collect each with \1",
+    ),
+    (
         re.compile(
             r"(?:await the handle again, or )?"
             r"collect it later with session\.task\('[^']*'\) \(or (`[^`]*`)\)"
