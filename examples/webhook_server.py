@@ -13,8 +13,15 @@ three images and prints what it cost in task fetches::
 With the real service, give it the public HTTPS URL under which your TLS proxy forwards
 to this process's ``/hooks/zimage``, and it serves until stopped::
 
-    ZIMAGE_API_KEY=... ZIMAGE_CALLBACK_URL=https://example.com/hooks/zimage \\
+    ZIMAGE_API_KEY=... ZIMAGE_CALLBACK_URL=https://example.com/hooks/zimage?token=... \\
         python examples/webhook_server.py --port 8080
+
+It listens on 127.0.0.1 only, for the TLS proxy on the same machine: ``GET /generate``
+asks for no credentials, and anyone who can reach it can have billed tasks made. Widen
+it with ``--host`` (``--host 0.0.0.0``: every interface) only behind a proxy that
+authenticates the callers of ``/generate``. The callback URL is printed without its
+query, which holds the token, and a failed generation is answered with a plain 502:
+the SDK's error text stays in this process.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import aiohttp
 from aiohttp import web
 
 import zimage_async
+from zimage_async._transport import redact_url  # the SDK's own: a URL without its query
 from zimage_async.emulator import Emulator
 
 SESSION = web.AppKey("session", zimage_async.Session)
@@ -40,7 +48,9 @@ async def generate(request: web.Request) -> web.Response:
     try:
         result = await request.app[SESSION].generate(prompt)
     except zimage_async.ZImageError as exc:
-        raise web.HTTPBadGateway(text=f"{exc}\n") from exc
+        # Logged here, not told the caller: an SDK error may name tasks and the service.
+        print(f"a generation failed: {type(exc).__name__}", file=sys.stderr)
+        raise web.HTTPBadGateway(text="the image could not be generated\n") from exc
     image = result.image
     return web.Response(body=image.data, content_type=image.content_type)
 
@@ -96,8 +106,8 @@ async def demo() -> None:
         )
 
 
-async def serve(port: int) -> None:
-    """Serve on *port* against the real API until interrupted."""
+async def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Serve on *host* and *port* (0: any free port) against the real API until interrupted."""
     callback_url = os.environ.get("ZIMAGE_CALLBACK_URL")
     if not callback_url:
         sys.exit("set ZIMAGE_CALLBACK_URL to the public https URL of /hooks/zimage")
@@ -109,18 +119,30 @@ async def serve(port: int) -> None:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
-            await web.TCPSite(runner, "0.0.0.0", port).start()  # noqa: S104 - a server
-            print(f"serving on port {port}; callbacks expected at {callback_url}")
+            await web.TCPSite(runner, host, port).start()
+            bound_host, bound_port = runner.addresses[0][:2]
+            shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+            # The query holds the receiver's token: never printed.
+            hidden = "?***" if "?" in callback_url else ""
+            print(
+                f"serving on http://{shown_host}:{bound_port}/; callbacks expected at "
+                f"{redact_url(callback_url)}{hidden}",
+                flush=True,
+            )
             await asyncio.Event().wait()  # until Ctrl-C
         finally:
             await runner.cleanup()
 
 
+def _option(name: str, default: str) -> str:
+    """Return the value after *name* on the command line, or *default*."""
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+
+
 def main() -> None:
     """Serve with a key set, else run the offline demo."""
     if os.environ.get("ZIMAGE_API_KEY"):
-        port = int(sys.argv[sys.argv.index("--port") + 1]) if "--port" in sys.argv else 8080
-        asyncio.run(serve(port))
+        asyncio.run(serve(int(_option("--port", "8080")), _option("--host", "127.0.0.1")))
     else:
         asyncio.run(demo())
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import attrs
 
+from ._batchoptions import BatchOptions
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -169,7 +170,8 @@ class BatchStats:
 class BatchServices:
     """What a batch needs of its session (and no more): made by the session."""
 
-    #: Send the create call: ``send(request, idempotency_key)``; nothing journaled.
+    #: Send the create call exactly as given: ``send(request, idempotency_key)``; nothing
+    #: journaled.
     send: Callable[[GenerationRequest, str], Awaitable[TaskHandle]]
     #: A handle for an existing task id.
     task: Callable[..., TaskHandle]
@@ -181,6 +183,44 @@ class BatchServices:
     link_ttl: float
     #: The session's journal and spend limit, if it keeps one.
     book: Bookkeeper | None = None
+    #: A request as its first send goes out (with the session's callback URL, if any).
+    outgoing: Callable[[GenerationRequest], GenerationRequest] = lambda request: request
+
+    def record_create(
+        self,
+        request: GenerationRequest,
+        key: str,
+        index: int,
+        options: BatchOptions,
+        resent: JournalRecord | None,
+    ) -> JournalRecord:
+        """Return the record to begin before item *index*'s create is sent under *key*.
+
+        A first send records *request* as the session sends it (:attr:`outgoing`:
+        with the session's callback URL when *request* names none) under *request*'s
+        fingerprint, which stays the item's whatever URL a session adds: a rerun's list
+        matches. A resend (*resent*: the create recorded under *key*) records that
+        create's body unchanged, whatever callback URL this session has, or none: a
+        gateway that honours keys answers a key sent again with another body by 409.
+        """
+        cost, batch_id = options.cost, options.batch_id
+        if resent is not None:
+            return resent.again(
+                base_url=self.base_url, expected_cost=cost, batch_id=batch_id, item_index=index
+            )
+        return JournalRecord.for_request(
+            request,
+            key=key,
+            base_url=self.base_url,
+            expected_cost=cost,
+            batch_id=batch_id,
+            item_index=index,
+            sent=self.outgoing(request),
+        )
+
+    def send_recorded(self, record: JournalRecord) -> Awaitable[TaskHandle]:
+        """Send *record*'s create as it was recorded, under its key (each call sends once)."""
+        return self.send(record.request(), record.key)
 
 
 def _uncertain(row: JournalRecord) -> SubmissionUncertainError:

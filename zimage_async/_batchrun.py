@@ -153,7 +153,7 @@ class ItemRunner(ItemPlanner):
                     if rekeyed is None:
                         return None
                     key = rekeyed
-                handle = await self._submit(index, key, action is ResumeAction.RESUBMIT)
+                handle = await self._submit(index, key, action, record)
             task_id = handle.id
             return await self._finish(index, handle, key, record if resumed else None, resumed)
         except NotSentError:
@@ -187,7 +187,7 @@ class ItemRunner(ItemPlanner):
         if action is not ResumeAction.RESUBMIT or record is None:
             return self.not_sent(index)
         request = self.requests[index]
-        error = unsent_resend(record, request, self.stopped_by)
+        error = unsent_resend(record, record.request(), self.stopped_by)  # as it was sent
         return BatchItem(index=index, request=request, error=error, resumed=True)
 
     def _stop(self, error: ZImageError | None) -> None:
@@ -245,18 +245,13 @@ class ItemRunner(ItemPlanner):
     async def _note(self, key: str, state: JournalState, **fields: Any) -> None:
         await note_held(self.journal, key, state, worker_id=self.options.worker_id, **fields)
 
-    async def _submit(self, index: int, key: str, resending: bool) -> TaskHandle:
-        request = self.requests[index]
+    async def _submit(
+        self, index: int, key: str, action: ResumeAction, earlier: JournalRecord | None
+    ) -> TaskHandle:
+        request, options, book = self.requests[index], self.options, self.services.book
+        resent = earlier if action is ResumeAction.RESUBMIT else None  # sent as it was
         self.states[index] = ItemState.SUBMITTING
-        book = self.services.book
-        record = JournalRecord.for_request(
-            request,
-            key=key,
-            base_url=self.services.base_url,
-            expected_cost=self.options.cost,
-            batch_id=self.options.batch_id,
-            item_index=index,
-        )
+        record = self.services.record_create(request, key, index, options, resent)
         limits = self.limits if book is None else book.limits(self.limits)
         try:
             await self._begin(record, limits)
@@ -266,7 +261,6 @@ class ItemRunner(ItemPlanner):
         except LeaseLostError:
             raise
         except JournalError:
-            options = self.options
             await recorded_meanwhile(
                 self.journal, options.batch_id, options.worker_id, index=index, key=key
             )
@@ -275,7 +269,7 @@ class ItemRunner(ItemPlanner):
             raise
         self._begun.add(key)
         with watching() as (mark, _):  # the task made here copies the mark with its context
-            creating = asyncio.ensure_future(self._create(index, request, key, resending))
+            creating = asyncio.ensure_future(self._create(index, record, resent is not None))
         creating.add_done_callback(lambda _: self._landed(key))
         try:
             return await asyncio.shield(creating)
@@ -295,19 +289,18 @@ class ItemRunner(ItemPlanner):
                 raise failed from None  # its task, if billed, must be named
             raise
 
-    async def _create(
-        self, index: int, request: GenerationRequest, key: str, resending: bool
-    ) -> TaskHandle:
+    async def _create(self, index: int, record: JournalRecord, resending: bool) -> TaskHandle:
         """Send the create (once more with the same key after an uncertain answer, if asked).
 
-        *resending*: an earlier send with *key* may have made a task, so a refusal of this
-        one does not show that none was made: the create stays uncertain.
+        *resending*: an earlier send under its key may have made a task, so a refusal of
+        this one does not show that none was made: the create stays uncertain.
         """
+        key, request = record.key, record.request()  # as sent: its error names the body
         attempts = 2 if self.options.resubmit_uncertain else 1
         for attempt in range(attempts):
             self.counts["submitted"] += 1
             try:
-                handle = await self.services.send(request, key)
+                handle = await self.services.send_recorded(record)
             except SubmissionUncertainError as exc:
                 if exc.task_id is not None:
                     await self._created(index, key, exc.task_id)

@@ -128,8 +128,15 @@ class JournalRecord:
         expected_cost: float | None = None,
         batch_id: str | None = None,
         item_index: int | None = None,
+        sent: GenerationRequest | None = None,
     ) -> JournalRecord:
         """Return the ``submitting`` record to :meth:`Journal.begin` before sending *request*.
+
+        *sent* is the request as it goes out, if not *request* itself: with the session's
+        callback URL, added because *request* names none. Its body is recorded (a resend
+        sends it unchanged: a gateway answers a key sent again with another body by 409),
+        while the fingerprint is *request*'s, the same whatever callback URL a session
+        adds (a batch item's, or a key's, across sessions).
 
         >>> record = JournalRecord.for_request(
         ...     GenerationRequest(prompt="a cat", size="16:9"),
@@ -142,7 +149,7 @@ class JournalRecord:
         return cls(
             key=validate_idempotency_key(key),
             fingerprint=fingerprint(request),
-            request_json=json.dumps(request.to_json(), sort_keys=True, ensure_ascii=False),
+            request_json=_body(request if sent is None else sent),
             model=request.model,
             size=request.size,
             state=JournalState.SUBMITTING,
@@ -152,8 +159,38 @@ class JournalRecord:
             item_index=item_index,
         )
 
+    def again(
+        self,
+        *,
+        base_url: str,
+        expected_cost: float | None = None,
+        batch_id: str | None = None,
+        item_index: int | None = None,
+    ) -> JournalRecord:
+        """Return the ``submitting`` record that sends this create again, as it was sent.
+
+        The same key, fingerprint and body: whichever session resends it, the create
+        goes out as the first send sent it, callback URL included (or left out).
+        """
+        return JournalRecord(
+            key=self.key,
+            fingerprint=self.fingerprint,
+            request_json=self.request_json,
+            model=self.model,
+            size=self.size,
+            state=JournalState.SUBMITTING,
+            base_url=base_url,
+            expected_cost=expected_cost,
+            batch_id=batch_id,
+            item_index=item_index,
+        )
+
+    def sends(self, request: GenerationRequest) -> bool:
+        """Whether *request* is this create's: as asked (its fingerprint) or as sent (its body)."""
+        return fingerprint(request) == self.fingerprint or _body(request) == self.request_json
+
     def request(self) -> GenerationRequest:
-        """Rebuild the request the create was (or is to be) sent with.
+        """Rebuild the request the create was (or is to be) sent with, as it went out.
 
         By the rule of the session that recorded it: a task's own loopback callback URL,
         taken on a loopback API (the emulator), reads back as it was sent.
@@ -165,6 +202,11 @@ class JournalRecord:
     def cost(self) -> float | None:
         """``credits_reserved`` if the service reported it, else ``expected_cost``."""
         return self.credits_reserved if self.credits_reserved is not None else self.expected_cost
+
+
+def _body(request: GenerationRequest) -> str:
+    """Return *request*'s create-call body as the journal stores it."""
+    return json.dumps(request.to_json(), sort_keys=True, ensure_ascii=False)
 
 
 def request_from_json(text: str, *, row: str = "a row") -> GenerationRequest:

@@ -185,6 +185,46 @@ class Bookkeeper:
         """Record the create under *key* as now in *state* (fields as in ``update``)."""
         await self.journal.update(key, state, **fields)
 
+    async def outgoing(
+        self,
+        request: GenerationRequest,
+        *,
+        key: str,
+        sent: GenerationRequest,
+        resending: bool = False,
+        cost: float | None = None,
+        batch_id: str | None = None,
+        item_index: int | None = None,
+    ) -> JournalRecord:
+        """Return the record to begin before sending *request* under *key*.
+
+        The record holds *sent*, the request as it goes out (on a first send, with this
+        session's callback URL when *request* names none; on a resend, *request* as it
+        is). But a resend (*resending*) of the create this journal holds under *key* for
+        *request* (as asked or as sent, :meth:`JournalRecord.sends`) records and sends
+        the body that create was sent with, unchanged, whatever this session's callback
+        URL: a gateway that honours keys answers a key sent again with another body by
+        409, and the task the key made would stay unknown.
+        """
+        if resending:
+            recorded = await self.journal.get(key)
+            if recorded is not None and recorded.sends(request):
+                return recorded.again(
+                    base_url=self.base_url,
+                    expected_cost=cost,
+                    batch_id=batch_id,
+                    item_index=item_index,
+                )
+        return JournalRecord.for_request(
+            request,
+            key=key,
+            base_url=self.base_url,
+            expected_cost=cost,
+            batch_id=batch_id,
+            item_index=item_index,
+            sent=sent,
+        )
+
     async def create(
         self,
         request: GenerationRequest,
@@ -199,14 +239,7 @@ class Bookkeeper:
         worker_id: str | None = None,
         resending: bool = False,
     ) -> TaskHandle:
-        """Begin the record, run *send* (the create call), record its answer.
-
-        Raises :class:`SpendLimitError` before sending when the create would go over a
-        limit, and :class:`JournalError` when *worker_id* no longer holds the batch
-        item's lease; re-raises whatever *send* raises once the record says what it
-        means. With *resending* (the key's earlier send may have made a task) a refusal
-        leaves the create ``uncertain``, raised as :func:`refused_resend` says.
-        """
+        """Begin the record of *request* (sent as it is) under *key*, as :meth:`create_from`."""
         record = JournalRecord.for_request(
             request,
             key=key,
@@ -215,6 +248,28 @@ class Bookkeeper:
             batch_id=batch_id,
             item_index=item_index,
         )
+        return await self.create_from(
+            record, send=send, limits=limits, worker_id=worker_id, resending=resending
+        )
+
+    async def create_from(
+        self,
+        record: JournalRecord,
+        *,
+        send: Callable[[], Awaitable[TaskHandle]],
+        limits: Sequence[SpendLimit] = (),
+        worker_id: str | None = None,
+        resending: bool = False,
+    ) -> TaskHandle:
+        """Begin *record*, run *send* (the create of ``record.request()``), record its answer.
+
+        Raises :class:`SpendLimitError` before sending when the create would go over a
+        limit, and :class:`JournalError` when *worker_id* no longer holds the batch
+        item's lease; re-raises whatever *send* raises once the record says what it
+        means. With *resending* (the key's earlier send may have made a task) a refusal
+        leaves the create ``uncertain``, raised as :func:`refused_resend` says.
+        """
+        key = record.key
         await begin_priced(self.journal, record, limits=self.limits(limits), worker_id=worker_id)
         with watching() as (mark, _):
             try:
@@ -226,7 +281,8 @@ class Bookkeeper:
                     await self.note(key, JournalState.UNCERTAIN, error_message=str(exc))
                 raise
             except ZImageError as exc:
-                error = await note_refused(self.note, key, request, exc, resending=resending)
+                body = record.request()  # as sent: a resubmit of the error sends it again
+                error = await note_refused(self.note, key, body, exc, resending=resending)
                 if error is exc:
                     raise
                 raise error from exc

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from ._batch import Batch
@@ -59,6 +59,9 @@ class BatchMethods:
         raise NotImplementedError
 
     async def _create(self, request: GenerationRequest, key: str | None) -> TaskHandle:
+        raise NotImplementedError
+
+    def _outgoing(self, request: GenerationRequest) -> GenerationRequest:
         raise NotImplementedError
 
     def generate_many(
@@ -214,11 +217,9 @@ class BatchMethods:
         )
         self._check_open()
 
-        def send(request: GenerationRequest, key: str) -> Awaitable[TaskHandle]:
-            return self._create(request, key)
-
         services = BatchServices(
-            send=send,
+            send=self._create,
+            outgoing=self._outgoing,
             task=self._task,
             gate_wait=self._runtime.api.gate.wait,
             base_url=self._base_url,

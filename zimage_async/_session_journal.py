@@ -6,8 +6,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import attrs
+
+from ._callback_url import building_for
 from ._exceptions import InvalidRequestError, SubmissionUncertainError, ZImageError
 from ._handle import TaskHandle
 from ._idempotency import new_key, validate_idempotency_key
@@ -19,7 +23,7 @@ from ._outcome import refused_resend
 from ._runtime import Runtime
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from ._journal_spend import SpendLimit
 
@@ -49,12 +53,16 @@ class JournalMethods:
     ) -> TaskHandle:
         """Send the create, through the journal if there is one.
 
-        *resending*: *key*'s earlier send may have made a task, so a refusal of this one
-        leaves the create uncertain (:func:`refused_resend`), never certainly not made.
+        A first send goes out with this session's callback URL when *request* names
+        none, and is journaled so. *resending*: *key*'s earlier send may have made a
+        task, so the create goes out as that send sent it (the body the journal holds
+        under *key*, else *request* as it is, never with this session's callback URL
+        added: a gateway that honours keys answers another body by 409), and a refusal
+        leaves it uncertain (:func:`refused_resend`), never certainly not made.
         """
         if self._book is None:
             try:
-                return await self._create(request, key)
+                return await self._create(request if resending else self._outgoing(request), key)
             except SubmissionUncertainError:
                 raise
             except ZImageError as exc:
@@ -64,39 +72,53 @@ class JournalMethods:
         if key is not None and batch_id is None and not resending:  # a key of the caller's
             resending = await self._book.sent_before(key)
         sent_key = key or new_key()
+        record = await self._book.outgoing(
+            request,
+            key=sent_key,
+            sent=request if resending else self._outgoing(request),
+            resending=resending,
+            cost=cost,
+            batch_id=batch_id,
+            item_index=item_index,
+        )
+        body = record.request()  # the body recorded is the body sent
         # The journaled handle is the only one made for the task: it takes the create's
         # task span (a second handle would start another and leave that one open).
         made: list[TaskHandle] = []
 
         async def send() -> TaskHandle:
-            task = await self._runtime.api.create(
-                request, callback_url=self._callback_url, idempotency_key=sent_key
-            )
-            made.append(self._journaled(task.id, task, request, sent_key))
+            task = await self._runtime.api.create(body, idempotency_key=sent_key)
+            made.append(self._journaled(task.id, task, body, sent_key))
             return made[0]
 
         try:
-            return await self._book.create(
-                request,
-                key=sent_key,
-                base_url=self._base_url,
-                cost=cost,
-                send=send,
-                limits=limits,
-                batch_id=batch_id,
-                item_index=item_index,
-                resending=resending,
+            return await self._book.create_from(
+                record, send=send, limits=limits, resending=resending
             )
         except BaseException as exc:  # made, then not recorded: no one will wait for it
             if made:
                 made[0]._span.stop(exc)
             raise
 
+    def _outgoing(self, request: GenerationRequest) -> GenerationRequest:
+        """Return *request* as a first send sends it: with this session's URL if it names none."""
+        if request.callback_url is not None or self._callback_url is None:
+            return request
+        with building_for(self._base_url):  # the URL was checked by this session's rule
+            return attrs.evolve(request, callback_url=self._callback_url)
+
+    def _expects_callback(self, request: GenerationRequest) -> bool:
+        """Whether the task of *request* (as sent) calls back this session's own receiver."""
+        return self._callback_url is not None and request.callback_url == self._callback_url
+
     async def _create(self, request: GenerationRequest, key: str | None) -> TaskHandle:
-        task = await self._runtime.api.create(
-            request, callback_url=self._callback_url, idempotency_key=key
-        )
-        expects = request.callback_url is not None or self._callback_url is not None
+        """Send *request* exactly as given under *key* (a batch's send); nothing journaled.
+
+        A first send passes :meth:`_outgoing` first, so that the session's callback URL
+        goes with it; a resend sends the body as it was first sent.
+        """
+        task = await self._runtime.api.create(request, idempotency_key=key)
+        expects = self._expects_callback(request)
         return TaskHandle(self._runtime, task.id, task, request, expects_callback=expects)
 
     async def resubmit(self, error: SubmissionUncertainError) -> TaskHandle:
@@ -104,10 +126,14 @@ class JournalMethods:
 
         Where the gateway honours keys, this returns the task the first attempt made
         (if it made one) instead of billing a second; where it ignores them, it is a new
-        billed task, so check your usage first. When the error names a task id, that task
-        is resumed instead and nothing is sent. A refusal of the resend (quota, key: the
-        gateway may refuse before it looks the key up) does not show that no task was made:
-        it raises :class:`SubmissionUncertainError` again, with ``resent`` true and the key::
+        billed task, so check your usage first. The create goes out exactly as it was
+        first sent (``error.request``, or the body the journal recorded under the key),
+        with the callback URL it was sent with or without one, whatever this session's
+        ``callback_url``: a gateway answers a key sent with another body with 409.
+        When the error names a task id, that task is resumed instead and nothing is sent.
+        A refusal of the resend (quota, key: the gateway may refuse before it looks the
+        key up) does not show that no task was made: it raises
+        :class:`SubmissionUncertainError` again, with ``resent`` true and the key::
 
             try:
                 handle = await zs.submit("a fox")
@@ -144,11 +170,9 @@ class JournalMethods:
     ) -> TaskHandle:
         assert self._book is not None
         # A recovered task may have been made without this session's callback URL: it is
-        # not known whether a callback will come, so it polls at the normal pace.
-        expects = not recovered and (
-            self._callback_url is not None
-            or (request is not None and request.callback_url is not None)
-        )
+        # not known whether a callback will come, so it polls at the normal pace. So does
+        # a task whose callback goes to another URL than this session's receiver's.
+        expects = not recovered and request is not None and self._expects_callback(request)
         return self._book.handle(
             self._runtime, task_id, task, request, key=key, expects_callback=expects
         )

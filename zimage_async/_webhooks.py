@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,8 @@ logger = logging.getLogger("zimage_async")
 MAX_BODY_BYTES = 16 * 1024 * 1024
 #: The largest ``max_hints``: the table of kept hints takes about 128 bytes an id.
 MAX_HINTS = 1_000_000
+#: Seconds in which one refusal of each kind is logged at INFO (see :class:`_RefusalLog`).
+REFUSAL_LOG_PERIOD = 60.0
 
 
 def _check_count(name: str, value: object, *, most: int, what: str) -> int:
@@ -39,6 +42,42 @@ def _check_count(name: str, value: object, *, most: int, what: str) -> int:
             name, f"a whole number of {what} from 1 to {most:,}", f"got {number_or_type(value)}"
         )
     return value
+
+
+class _RefusalLog:
+    """Logs refused callbacks so that a sender refused over and over cannot flood the log.
+
+    In each period of :data:`REFUSAL_LOG_PERIOD` seconds (from a refusal), the first
+    refusal of each kind is logged at INFO with its reason, the others at DEBUG. The
+    first refusal after a period in which some went to DEBUG logs first, at INFO, how
+    many did. So a flood costs a few INFO lines a minute; ``refused`` counts them all.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._since: float | None = None
+        self._kinds: set[str] = set()
+        self._quiet = 0
+
+    def log(self, kind: str, level: int, total: int, message: str, *args: object) -> None:
+        """Log refusal number *total*, of *kind*, at *level*: DEBUG if its kind was at INFO."""
+        now = self.clock()
+        if self._since is None or now - self._since >= REFUSAL_LOG_PERIOD:
+            if self._quiet and self._since is not None:
+                logger.info(
+                    "refused %d more task callbacks in the last %.0f s, logged at DEBUG "
+                    "(%d in all so far)",
+                    self._quiet,
+                    now - self._since,
+                    total,
+                )
+            self._since, self._kinds, self._quiet = now, set(), 0
+        if level >= logging.INFO and kind in self._kinds:
+            self._quiet += 1
+            level = logging.DEBUG
+        elif level >= logging.INFO:
+            self._kinds.add(kind)
+        logger.log(level, message, *args)
 
 
 if TYPE_CHECKING:
@@ -106,7 +145,7 @@ class CallbackReceiver:
       broken, ``408`` if it is not all in within ``body_timeout`` (a sender trickling
       it, a chunked body that never ends), each answered with ``Connection: close`` and
       the connection closed; a sender that hangs up midway gets no answer. Each is
-      counted in :attr:`refused` and logged like the other refusals, at INFO without a
+      counted in :attr:`refused` and logged like the other refusals, without a
       traceback, never as an error of your application.
     * A malformed chunk in a chunked body: sent together with the head, aiohttp refuses
       the request itself with ``400`` (see below); sent after it, the body stalls in
@@ -117,10 +156,15 @@ class CallbackReceiver:
       in a Content-Encoding it cannot decode (``br`` or ``zstd`` without their
       decoders), a malformed request line or header, a malformed chunk that arrives
       with the head. Under :meth:`serve` these are counted in :attr:`refused` and logged
-      at INFO without a traceback too. Mounted in your app (:meth:`receive`,
+      like the other refusals too. Mounted in your app (:meth:`receive`,
       :meth:`app`), the receiver never sees them: your server answers and logs them as
       for any route (aiohttp logs them on ``aiohttp.server`` as errors with a
       traceback, unless you give your ``AppRunner`` a ``logger``).
+
+    **Logs.** Refusals are logged on the ``zimage_async`` logger without a traceback,
+    and a flood of them cannot flood the log: in each minute, the first refusal of each
+    kind at INFO with its reason and the others at DEBUG, then one INFO line saying how
+    many went to DEBUG (:attr:`refused` counts them all).
 
     Options, keyword-only: ``max_body_bytes`` (default 64 KiB; a task is a few hundred
     bytes), ``body_timeout`` (seconds to read a body, from when its headers are in;
@@ -159,6 +203,7 @@ class CallbackReceiver:
         )
         self._accepted = 0
         self._refused = 0
+        self._refusals = _RefusalLog()
 
     def __repr__(self) -> str:
         return f"<CallbackReceiver accepted={self._accepted} refused={self._refused}>"
@@ -215,14 +260,17 @@ class CallbackReceiver:
 
     def _refuse(self, status: int, reason: str) -> web.Response:
         self._refused += 1
-        logger.info("refused a task callback: %s", reason)
+        self._refusals.log(
+            reason, logging.INFO, self._refused, "refused a task callback: %s", reason
+        )
         return web.Response(status=status, text=f"{reason}\n")
 
     def _refused_by_aiohttp(self, error: HttpProcessingError, level: int) -> None:
         """Count and log a request aiohttp refused (answered 400) before :meth:`receive`.
 
-        Logged at INFO without a traceback, or at aiohttp's own lower level (it logs a
-        first request that is not HTTP at all, such as TLS, at DEBUG).
+        Logged as the receiver's own refusals are, without a traceback, or at aiohttp's
+        own lower level (it logs a first request that is not HTTP at all, such as TLS, at
+        DEBUG).
         """
         self._refused += 1
         # On one line (aiohttp's can have a caret line under the offending bytes), shown
@@ -231,8 +279,10 @@ class CallbackReceiver:
             c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
             for c in " ".join(str(error.message).split())
         )[:200]
-        logger.log(
+        self._refusals.log(
+            "aiohttp",
             min(level, logging.INFO),
+            self._refused,
             "refused a task callback: aiohttp could not read the request (%s)",
             details,
         )
@@ -315,8 +365,8 @@ class CallbackReceiver:
         local address; the provider needs your public HTTPS address (behind a TLS proxy)
         unless you test against the emulator. Requests aiohttp refuses before the receiver
         sees them (an undecodable Content-Encoding, a malformed head, or a malformed chunk
-        sent with it) are counted in :attr:`refused` and logged at INFO, like the
-        receiver's own refusals. aiohttp bounds no request head in time: serve it behind
+        sent with it) are counted in :attr:`refused` and logged like the receiver's own
+        refusals. aiohttp bounds no request head in time: serve it behind
         a proxy with a header timeout.
         """
         # Requests aiohttp refuses are counted and logged as refusals, not as errors.
