@@ -7,7 +7,7 @@ import logging
 from ._exceptions import NoResultsError, TaskFailedError
 from ._models import Task, TaskStatus
 
-__all__ = ["note_unknown_status", "task_failure", "warn_stalled"]
+__all__ = ["WARNED_STATUSES", "note_unknown_status", "task_failure", "warn_stalled"]
 
 logger = logging.getLogger("zimage_async")
 
@@ -36,13 +36,20 @@ def task_failure(task: Task, task_id: str) -> NoResultsError | TaskFailedError |
     )
 
 
+#: The most unknown statuses a session warns about (each by its first 64 characters);
+#: past them, a gateway that sends a new one on every poll is logged at debug level only.
+WARNED_STATUSES = 64
+
+
 def note_unknown_status(task_id: str, raw_status: str, warned: set[str]) -> None:
     """Log a status this client does not know: a warning the first time, then debug.
 
-    *warned* holds the statuses already warned about (one set per session).
+    *warned* holds the statuses already warned about (one set per session), at most
+    :data:`WARNED_STATUSES` of them, each by its first 64 characters.
     """
-    if raw_status not in warned:
-        warned.add(raw_status)
+    seen = raw_status[:64]
+    if seen not in warned and len(warned) < WARNED_STATUSES:
+        warned.add(seen)
         logger.warning(
             "task %s reported an unknown status %r; treating it as not finished "
             "(said once per session; later ones are logged at debug level)",
