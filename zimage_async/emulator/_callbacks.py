@@ -29,6 +29,7 @@ import aiohttp
 import attrs
 
 from ._clock import Clock, sleep_for
+from ._redact import url_repr
 
 __all__ = ["NOT_DELIVERED", "CallbackAttempt", "CallbackDispatcher", "is_deliverable"]
 
@@ -77,7 +78,8 @@ class CallbackAttempt:
     """
 
     task_id: str
-    url: str
+    #: The callback URL, whole; the repr leaves out its query string (often a token).
+    url: str = attrs.field(repr=url_repr)
     attempt: int
     status: int | None
     error: str | None

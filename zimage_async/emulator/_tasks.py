@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 
+from ._redact import url_repr
+
 __all__ = [
     "CREDITS_PER_TASK",
     "TaskRecord",
@@ -76,7 +78,8 @@ class TaskRecord:
     failure_code: str | None
     failure_message: str | None
     failure_progress: int
-    callback_url: str | None
+    #: Whole; the repr leaves out its query string (often a token).
+    callback_url: str | None = attrs.field(repr=url_repr)
     estimate_factor: float
     cancelled: bool = False
     results_shape: str = "links"

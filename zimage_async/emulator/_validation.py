@@ -30,6 +30,7 @@ import attrs
 
 from ._addresses import is_internal_host, is_loopback_host
 from ._envelopes import ApiError
+from ._redact import body_repr, url_repr
 from ._sizes import RATIO_SIZES, parse_size
 
 __all__ = [
@@ -62,8 +63,9 @@ class CreateRequest:
     height_pixels: int
     seed: int | None
     nsfw_check: bool
-    callback_url: str | None
-    body: Mapping[str, object]
+    #: Whole; the repr leaves out its query string (often a token), here and in *body*.
+    callback_url: str | None = attrs.field(repr=url_repr)
+    body: Mapping[str, object] = attrs.field(repr=body_repr)
 
 
 def _invalid(param: str | None, message: str) -> ApiError:
