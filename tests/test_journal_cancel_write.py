@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from zimage_async import GenerationRequest, JournalError
-from zimage_async._journal import JournalState, open_journal
+from zimage_async._journal import JournalRecord, JournalState, open_journal
 from zimage_async._journal_sqlite import SqliteJournal
 from zimage_async._journaling import Bookkeeper
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
@@ -75,11 +75,12 @@ async def test_a_create_cancelled_before_sending_whose_record_fails_is_still_can
         raise AssertionError("unreachable")
 
     create = asyncio.ensure_future(
-        book.create(
-            GenerationRequest(prompt="a cat"),
-            key="never-sent-unwritten-1",
-            base_url="http://127.0.0.1:1/apiv1",
-            cost=None,
+        book.create_from(
+            JournalRecord.for_request(
+                GenerationRequest(prompt="a cat"),
+                key="never-sent-unwritten-1",
+                base_url="http://127.0.0.1:1/apiv1",
+            ),
             send=send,  # type: ignore[arg-type]
         )
     )

@@ -172,11 +172,12 @@ async def test_closing_waits_for_the_uncertain_record_of_a_cancelled_create(
         raise AssertionError("unreachable")
 
     create = asyncio.ensure_future(
-        book.create(
-            GenerationRequest(prompt="a cat"),
-            key="cancelled-create-001",
-            base_url="http://127.0.0.1:1/apiv1",
-            cost=None,
+        book.create_from(
+            JournalRecord.for_request(
+                GenerationRequest(prompt="a cat"),
+                key="cancelled-create-001",
+                base_url="http://127.0.0.1:1/apiv1",
+            ),
             send=send,  # type: ignore[arg-type]
         )
     )

@@ -196,26 +196,20 @@ class BatchServices:
     ) -> JournalRecord:
         """Return the record to begin before item *index*'s create is sent under *key*.
 
-        A first send records *request* as the session sends it (:attr:`outgoing`:
-        with the session's callback URL when *request* names none) under *request*'s
-        fingerprint, which stays the item's whatever URL a session adds: a rerun's list
-        matches. A resend (*resent*: the create recorded under *key*) records that
-        create's body unchanged, whatever callback URL this session has, or none: a
-        gateway that honours keys answers a key sent again with another body by 409.
+        A first send records *request* as the session sends it (:attr:`outgoing`), under
+        *request*'s fingerprint, so that a rerun's list matches; a resend (*resent*: the
+        create recorded under *key*) records that create's body unchanged
+        (:meth:`JournalRecord.to_send`).
         """
-        cost, batch_id = options.cost, options.batch_id
-        if resent is not None:
-            return resent.again(
-                base_url=self.base_url, expected_cost=cost, batch_id=batch_id, item_index=index
-            )
-        return JournalRecord.for_request(
+        return JournalRecord.to_send(
             request,
             key=key,
             base_url=self.base_url,
-            expected_cost=cost,
-            batch_id=batch_id,
+            expected_cost=options.cost,
+            batch_id=options.batch_id,
             item_index=index,
             sent=self.outgoing(request),
+            resent=resent,
         )
 
     def send_recorded(self, record: JournalRecord) -> Awaitable[TaskHandle]:

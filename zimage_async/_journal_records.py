@@ -159,6 +159,44 @@ class JournalRecord:
             item_index=item_index,
         )
 
+    @classmethod
+    def to_send(
+        cls,
+        request: GenerationRequest,
+        *,
+        key: str,
+        base_url: str,
+        expected_cost: float | None,
+        batch_id: str | None,
+        item_index: int | None,
+        sent: GenerationRequest,
+        resent: JournalRecord | None,
+    ) -> JournalRecord:
+        """Return the record to begin before sending *request* under *key*.
+
+        A first send (*resent* None) records *sent*, the request as it goes out, under
+        *request*'s fingerprint (:meth:`for_request`). A resend of *resent*, the create
+        recorded under *key*, records that create's body unchanged (:meth:`again`),
+        whatever callback URL this session has, or none: a gateway that honours keys
+        answers a key sent again with another body by 409.
+        """
+        if resent is not None:
+            return resent.again(
+                base_url=base_url,
+                expected_cost=expected_cost,
+                batch_id=batch_id,
+                item_index=item_index,
+            )
+        return cls.for_request(
+            request,
+            key=key,
+            base_url=base_url,
+            expected_cost=expected_cost,
+            batch_id=batch_id,
+            item_index=item_index,
+            sent=sent,
+        )
+
     def again(
         self,
         *,

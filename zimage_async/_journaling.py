@@ -198,24 +198,14 @@ class Bookkeeper:
     ) -> JournalRecord:
         """Return the record to begin before sending *request* under *key*.
 
-        The record holds *sent*, the request as it goes out (on a first send, with this
-        session's callback URL when *request* names none; on a resend, *request* as it
-        is). But a resend (*resending*) of the create this journal holds under *key* for
+        The record holds *sent*, the request as it goes out (:meth:`JournalRecord.to_send`).
+        But a resend (*resending*) of the create this journal holds under *key* for
         *request* (as asked or as sent, :meth:`JournalRecord.sends`) records and sends
         the body that create was sent with, unchanged, whatever this session's callback
-        URL: a gateway that honours keys answers a key sent again with another body by
-        409, and the task the key made would stay unknown.
+        URL, or none.
         """
-        if resending:
-            recorded = await self.journal.get(key)
-            if recorded is not None and recorded.sends(request):
-                return recorded.again(
-                    base_url=self.base_url,
-                    expected_cost=cost,
-                    batch_id=batch_id,
-                    item_index=item_index,
-                )
-        return JournalRecord.for_request(
+        recorded = await self.journal.get(key) if resending else None
+        return JournalRecord.to_send(
             request,
             key=key,
             base_url=self.base_url,
@@ -223,33 +213,7 @@ class Bookkeeper:
             batch_id=batch_id,
             item_index=item_index,
             sent=sent,
-        )
-
-    async def create(
-        self,
-        request: GenerationRequest,
-        *,
-        key: str,
-        base_url: str,
-        cost: float | None,
-        send: Callable[[], Awaitable[TaskHandle]],
-        limits: Sequence[SpendLimit] = (),
-        batch_id: str | None = None,
-        item_index: int | None = None,
-        worker_id: str | None = None,
-        resending: bool = False,
-    ) -> TaskHandle:
-        """Begin the record of *request* (sent as it is) under *key*, as :meth:`create_from`."""
-        record = JournalRecord.for_request(
-            request,
-            key=key,
-            base_url=base_url,
-            expected_cost=cost,
-            batch_id=batch_id,
-            item_index=item_index,
-        )
-        return await self.create_from(
-            record, send=send, limits=limits, worker_id=worker_id, resending=resending
+            resent=recorded if recorded is not None and recorded.sends(request) else None,
         )
 
     async def create_from(
