@@ -185,7 +185,8 @@ def _file(path: Path) -> Path:
     """Return the absolute path of the journal file *path*, its folder made if needed.
 
     A name SQLite would keep in memory is refused (a journal that forgets everything
-    at a restart), and so is a symbolic link at the absolute path, the one opened.
+    at a restart), and so is a symbolic link at the absolute path, the one opened. A
+    new file is created readable and writable by its owner only (:func:`_create`).
     """
     if is_in_memory_name(path):
         raise JournalError(
@@ -198,7 +199,28 @@ def _file(path: Path) -> Path:
             f"the journal {path} is a symbolic link (to {os.readlink(file)}), which is "
             "not followed: remove it, or pass the file it names as the journal"
         )
+    _create(file)
     return file
+
+
+def _create(file: Path) -> None:
+    """Create *file* empty with mode 0600 unless it exists (then kept as it is, mode and all).
+
+    It holds request bodies (a ``callback_url``'s query is often a token) and idempotency
+    keys; SQLite gives its -journal, -wal and -shm files its mode. No link is followed.
+    """
+    new = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(file, new | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError:
+        if os.path.lexists(file):  # made before, maybe by another process just now: kept
+            return
+        raise
+    try:
+        if hasattr(os, "fchmod"):  # a umask may have taken the owner's bits off
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _meta(db: sqlite3.Connection, path: Path | str) -> dict[str, str]:
