@@ -34,7 +34,7 @@ from ._exceptions import (
 from ._idempotency import IDEMPOTENCY_HEADER, new_key
 from ._models import GenerationRequest, Task
 from ._outcome import CreateTries, CreateVerdict, Stage, judge_create, read_create_reply
-from ._parsing import parse_task_reply, salvage_task_id
+from ._parsing import parse_error, parse_json, parse_task, salvage_task_id
 from ._rategate import RateGate
 from ._redaction import SealedBody
 from ._schedule import RetryPolicy
@@ -60,6 +60,24 @@ CANCELLED_AFTER_SENDING = (
 
 #: The create call's body encoder, made once (json.dumps makes one per call with options).
 _JSON = json.JSONEncoder(ensure_ascii=False)
+#: Its C core, made once too (``JSONEncoder.encode`` makes one per call), without the
+#: check for circular references: a request's JSON fields are plain strings and numbers.
+_C_MAKE = getattr(json.encoder, "c_make_encoder", None)
+_ENCODE: Callable[[dict[str, object], int], Any] | None = (
+    None
+    if _C_MAKE is None
+    else _C_MAKE(
+        None,
+        _JSON.default,
+        json.encoder.encode_basestring,
+        None,
+        _JSON.key_separator,
+        _JSON.item_separator,
+        False,
+        False,
+        True,
+    )
+)
 
 #: A judge's verdict on a failure: None never retries it, a float is the least wait.
 Judge = Callable[[ZImageError], "float | None"]
@@ -70,7 +88,8 @@ def _create_body(request: GenerationRequest, callback_url: str | None) -> Sealed
     fields = request.to_json()
     if callback_url is not None:
         fields.setdefault("callback_url", callback_url)
-    return SealedBody(_JSON.encode(fields).encode())
+    text = _JSON.encode(fields) if _ENCODE is None else "".join(_ENCODE(fields, 0))
+    return SealedBody(text.encode())
 
 
 def _query_values(url: str | None) -> list[str]:
@@ -114,6 +133,8 @@ class APIClient:
         self._base_url = base_url.rstrip("/")
         #: Where the path starts in this client's URLs (each error names its URL's path).
         self._path_start = len(self._base_url) - len(urlsplit(self._base_url).path)
+        self._create_url = f"{self._base_url}/v1/images/generations"
+        self._create_path = self._create_url[self._path_start :]
         self._api_key = api_key
         self._retry = retry
         self._rng = rng
@@ -184,7 +205,7 @@ class APIClient:
         *idempotency_key* (already checked) is sent on every try; a new one is made when
         it is None. The tries follow :class:`CreateTries`.
         """
-        url = f"{self._base_url}/v1/images/generations"
+        url = self._create_url
         body = _create_body(request, callback_url)
         # Its query may be a token: only the sealed body holds it, and answers quoting it
         # have it masked, as the key.
@@ -226,7 +247,7 @@ class APIClient:
                     reply.status,
                     reply.headers,
                     reply.body,
-                    path=url[self._path_start :],
+                    path=self._create_path,
                     idempotency_key=key,
                     request=request,
                     now=time.time(),
@@ -303,18 +324,19 @@ class APIClient:
         reply = await self._transport.request(
             "GET", url, headers=self._read_headers, max_body=MAX_API_BODY, attempt=attempt
         )
-        try:
-            task = parse_task_reply(
-                reply.status,
+        status = reply.status
+        if not 200 <= status < 300:  # what parse_task_reply does, the clock read only here
+            error = parse_error(
+                status,
                 reply.headers,
                 reply.body,
                 method="GET",
                 path=url[self._path_start :],
                 now=time.time(),
             )
-        except APIError as error:
             self._note_rate_limit(error, pace=False)  # says nothing of the rate of creates
-            raise
+            raise error
+        task = parse_task(parse_json(reply.body, status=status), status=status)
         asked = url.rpartition("/")[2]
         if task.id != asked:  # a cache keyed wrongly: another task's answer is not this one's
             raise MalformedResponseError(

@@ -199,7 +199,8 @@ async def bounded_by(keeper: Deadlines, deadline: float, wait: Awaitable[T]) -> 
     """Await *wait*, cut off at *deadline* (loop time) by *keeper*: :class:`TimeoutError`.
 
     A cancellation of the caller's own, also one at the same moment, stays one.
-    (:meth:`Transport.request` does the same inline, without a coroutine of its own.)
+    (:meth:`Transport.request` and :class:`ImageOpening` do the same inline, without a
+    coroutine of their own.)
     """
     task = keeper.enter_at(deadline)
     try:

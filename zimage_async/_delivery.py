@@ -74,6 +74,8 @@ class Delivery:
         self.result: GenerationResult | None = None
         self._saves: dict[SavePlan, SharedSave] = {}
         self._stamps: dict[SavePlan, list[tuple[int, ...] | None]] = {}
+        #: The last snapshot streamed from, the link lifetime, and its believed expiry.
+        self._believed: tuple[Task, float, float | None] | None = None
 
     def stream(
         self, task: Task, index: int, info: DownloadInfo, budget: ByteBudget | None = None
@@ -106,15 +108,21 @@ class Delivery:
         self._rt.check_open()
         completed = self._completed_at
         lifetime = self._rt.link_ttl
+        stated = None
+        if completed is not None:  # read once per snapshot (pure: the same task, the same answer)
+            kept = self._believed
+            if kept is not None and kept[0] is task and kept[1] == lifetime:
+                stated = kept[2]
+            else:
+                stated = task.believed_expiry(completed, lifetime=lifetime)
+                self._believed = (task, lifetime, stated)
         return stream_image(
             self._rt.transport,
             task.results[index],
             task_id=self._id,
             index=index,
             expires_at=None if completed is None else completed + lifetime,
-            stated_expiry=None
-            if completed is None
-            else task.believed_expiry(completed, lifetime=lifetime),
+            stated_expiry=stated,
             lifetime=lifetime,
             retry=self._rt.retry,
             rng=self._rt.rng,

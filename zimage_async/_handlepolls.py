@@ -10,9 +10,9 @@ which starts the task span and ends it if the wait stops.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ._exceptions import NotFoundError, SessionClosedError, ZImageError, note_closed, note_task
@@ -59,8 +59,7 @@ class HandlePolls:
         async def refresh(self) -> Task:
             """Fetch the task once (TaskHandle's)."""
 
-    @contextlib.contextmanager
-    def _waiting(self) -> Iterator[None]:
+    def _waiting(self) -> _Waiting:
         """Run one wait: whatever stops it before the handle's work is done ends the span.
 
         A timeout, a cancellation or a failure ends the task span (``timeout``,
@@ -68,28 +67,7 @@ class HandlePolls:
         ends it in turn. A wait after one that ended it starts a new span, linked to it;
         the first wait of a handle made from a task id starts its span.
         """
-        self._rt.transport.check_loop()  # another loop's wait would break the lock
-        span = self._span
-        span.resume(self._task)
-        span.watch(self, self._rt.open_spans)  # the session ends it if it is left open
-        self._waiters += 1
-        try:
-            yield
-        except BaseException as exc:
-            if isinstance(exc, SessionClosedError):  # the task goes on: say how to collect it
-                note_closed(exc, self._id)
-            if self._waiters > 1:  # another wait ends it; if that one is only closed, with this
-                if not isinstance(exc, GeneratorExit):
-                    self._skipped = exc
-            else:
-                span.stop(
-                    self._skipped if isinstance(exc, GeneratorExit) and self._skipped else exc
-                )
-            raise
-        finally:
-            self._waiters -= 1
-            if not self._waiters:
-                self._skipped = None
+        return _Waiting(self)
 
     def _tell_if_stalled(self) -> None:
         state = self._state
@@ -213,3 +191,47 @@ class HandlePolls:
             raise
         assert task is not None
         return task
+
+
+class _Waiting:
+    """One wait of a handle (:meth:`HandlePolls._waiting`): a plain context manager.
+
+    Entered once per wait, not a generator: no generator and wrapper object per wait.
+    It never swallows the exception that ends the wait.
+    """
+
+    __slots__ = ("_handle", "_span")
+
+    def __init__(self, handle: HandlePolls) -> None:
+        self._handle = handle
+
+    def __enter__(self) -> None:
+        handle = self._handle
+        handle._rt.transport.check_loop()  # another loop's wait would break the lock
+        span = self._span = handle._span
+        span.resume(handle._task)
+        span.watch(handle, handle._rt.open_spans)  # the session ends it if it is left open
+        handle._waiters += 1
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        handle = self._handle
+        try:
+            if exc is None:
+                return
+            if isinstance(exc, SessionClosedError):  # the task goes on: say how to collect it
+                note_closed(exc, handle._id)
+            if handle._waiters > 1:  # another wait ends it; if that one is only closed, with this
+                if not isinstance(exc, GeneratorExit):
+                    handle._skipped = exc
+            else:
+                skipped = handle._skipped
+                self._span.stop(skipped if isinstance(exc, GeneratorExit) and skipped else exc)
+        finally:
+            handle._waiters -= 1
+            if not handle._waiters:
+                handle._skipped = None

@@ -297,8 +297,17 @@ class ImageOpening:
                 raise closed_error(opened=True)
             if self._bound is None:
                 response = await self._follow()
-            else:
-                response = await bounded_by(*self._bound, self._follow())
+            else:  # bounded_by, inline: no coroutine of its own per download
+                keeper, deadline = self._bound
+                task = keeper.enter_at(deadline)
+                try:
+                    response = await self._follow()
+                except asyncio.CancelledError as exc:
+                    if not keeper.leave(task, exc):
+                        raise
+                    raise asyncio.TimeoutError from None
+                finally:
+                    keeper.leave(task)
         except _BROKEN as exc:
             self._release()
             if self._inflight.closed:  # the close cut the wait off, or the pool closed

@@ -167,24 +167,25 @@ def read_create_reply(
     subclass, or :class:`SubmissionUncertainError` wrapping it when :func:`judge_create`
     says a task may exist.
     """
-
-    def uncertain(cause: MalformedResponseError, task_id: str | None = None) -> Exception:
-        return SubmissionUncertainError(
-            cause, task_id=task_id, idempotency_key=idempotency_key, request=request
-        )
-
     if 200 <= status < 300:
         payload = None
         try:
             payload = parse_json(body, status=status)
             task = parse_task(payload)
         except MalformedResponseError as exc:
-            raise uncertain(exc, salvage_task_id(body, payload)) from exc
+            raise SubmissionUncertainError(
+                exc,
+                task_id=salvage_task_id(body, payload),
+                idempotency_key=idempotency_key,
+                request=request,
+            ) from exc
         try:
             validate_task_id(task.id)  # it goes into every poll's URL
         except InvalidRequestError as exc:
-            raise uncertain(
-                MalformedResponseError(exc.problem, path="$.id", status=status)
+            raise SubmissionUncertainError(
+                MalformedResponseError(exc.problem, path="$.id", status=status),
+                idempotency_key=idempotency_key,
+                request=request,
             ) from None
         if headers.get(REPLAYED_HEADER, "").strip().lower() == "true":
             logger.info(

@@ -111,8 +111,11 @@ def quick_task(payload: dict[str, Any]) -> Task | None:
     links = get("results")
     results: tuple[str, ...] = ()
     if links is not None:
-        if type(links) is not list or (links and not all(type(link) is str for link in links)):
+        if type(links) is not list:
             return None
+        for link in links:  # a loop, not all(): no generator for the one or two links
+            if type(link) is not str:
+                return None
         results = tuple(links)
     created, model = get("created"), get("model")
     if (created is not None and type(created) is not int) or not _text(model):

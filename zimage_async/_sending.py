@@ -3,7 +3,7 @@
 A create waits for a connection slot and sits out a 429 pause before it is handed to
 aiohttp; cancelled before that, it certainly reached no one. The layer that must tell
 the two apart (a journal's record, a batch's stop, the warning of a create that may
-have made a task) opens :func:`watching` around the create; the transport marks the
+have made a task) opens :class:`watching` around the create; the transport marks the
 create sent just before it hands a try over, and the create's retry loop takes that
 back when the try's answer shows that no task was made. The mark travels in a context variable, so
 the layers in between (and tasks made meanwhile, which copy the context) carry it
@@ -12,9 +12,7 @@ without an argument of their own.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-from collections.abc import Iterator
 
 __all__ = ["SendMark", "handed_over", "handing_over", "watching"]
 
@@ -53,23 +51,35 @@ def handed_over() -> bool:
     return mark is not None and mark.sent
 
 
-@contextlib.contextmanager
-def watching() -> Iterator[tuple[SendMark, bool]]:
-    """Watch the create run inside: yield its mark and whether this watch is the outermost.
+class watching:
+    """Watch the create run inside: enter it for its mark and whether this watch is the outermost.
 
-    Inside another watch, that watch's mark is shared (and ``False`` is yielded): the
-    outer layer is the one that says what the cancellation of a create means.
+    Inside another watch, that watch's mark is shared (and ``False`` is given): the
+    outer layer is the one that says what the cancellation of a create means. A plain
+    class, not a generator: entered once per create.
     """
-    outer = _SENDING.get()
-    if outer is not None:
-        yield outer, False
-        return
-    mark = SendMark()
-    token = _SENDING.set(mark)
-    try:
-        yield mark, True
-    finally:
-        # Closed from outside its task (a coroutine closed like garbage), it is not in
-        # the context that set it: nothing to restore there.
-        with contextlib.suppress(ValueError):
+
+    __slots__ = ("_token",)
+
+    def __init__(self) -> None:
+        self._token: contextvars.Token[SendMark | None] | None = None
+
+    def __enter__(self) -> tuple[SendMark, bool]:
+        outer = _SENDING.get()
+        if outer is not None:
+            return outer, False
+        mark = SendMark()
+        self._token = _SENDING.set(mark)
+        return mark, True
+
+    def __exit__(self, *exc_info: object) -> None:
+        token = self._token
+        if token is None:  # an inner watch: the outer one restores the context
+            return
+        self._token = None
+        try:
             _SENDING.reset(token)
+        except ValueError:
+            # Closed from outside its task (a coroutine closed like garbage), it is not
+            # in the context that set it: nothing to restore there.
+            return
