@@ -165,10 +165,12 @@ def _check(value: object, *, loopback: bool) -> str:
             )
     try:
         parts = urllib.parse.urlsplit(value)
-    except ValueError as exc:
-        raise InvalidRequestError(
-            "callback_url", rule, f"it does not parse as a URL ({exc})"
-        ) from exc
+    except ValueError as exc:  # raised below: urllib's frames hold the URL, query and all
+        unparsed = f"it does not parse as a URL ({exc})"
+    else:
+        unparsed = ""
+    if unparsed:
+        raise InvalidRequestError("callback_url", rule, unparsed)
     scheme_rule = _LOOPBACK_URL_RULE if loopback else _URL_SCHEME_RULE
     if not parts.scheme:
         raise InvalidRequestError("callback_url", scheme_rule, "it has no scheme")

@@ -1,8 +1,7 @@
 """The PostgreSQL journal: one database shared by any number of workers.
 
-Opened for ``postgresql://`` (or ``postgres://``) URLs through asyncpg, which is
-imported only then (the ``postgres`` extra installs it). A small connection pool
-(at most :data:`POOL_SIZE` connections) serves one process.
+Opened for ``postgresql://`` (or ``postgres://``) URLs through asyncpg, imported only then
+(the ``postgres`` extra installs it). A process pools at most :data:`POOL_SIZE` connections.
 
 Concurrency is the database's job:
 
@@ -91,8 +90,7 @@ class PostgresJournal(PostgresBatches, Journal):
         self, location: str, pool: asyncpg.Pool[Any], driver: ModuleType, limits: Limits
     ) -> None:
         self.location = location
-        self._pool, self._limits = pool, limits
-        self._driver = driver
+        self._pool, self._limits, self._driver = pool, limits, driver
         self._closed = False
 
     def __repr__(self) -> str:
@@ -191,8 +189,7 @@ class PostgresJournal(PostgresBatches, Journal):
         for attempt in self._attempts("SELECT pg_advisory_xact_lock($1)", SPEND_LOCK):
             async with attempt as db:
                 now = float(await db.fetchval(NOW))
-                row = await db.fetchrow(GET + " FOR UPDATE", record.key)
-                existing = None if row is None else record_from_row(tuple(row))
+                existing = await _create(db, GET + " FOR UPDATE", record.key)
                 refusal = begin_refusal(existing, record, now=now)
                 if refusal is not None:
                     raise JournalError(refusal)
@@ -245,9 +242,9 @@ class PostgresJournal(PostgresBatches, Journal):
                     record.item_index,
                     now,
                 )
-                stored = await db.fetchrow(GET, record.key)
+                stored = await _create(db, GET, record.key)
         assert stored is not None
-        return record_from_row(tuple(stored))
+        return stored
 
     async def update(
         self,
@@ -264,15 +261,15 @@ class PostgresJournal(PostgresBatches, Journal):
         """See :meth:`Journal.update`."""
         for attempt in self._attempts():
             async with attempt as db:
-                found = await db.fetchrow(GET + " FOR UPDATE", key)
-                if found is not None:
-                    existing = record_from_row(tuple(found))
+                existing = await _create(db, GET + " FOR UPDATE", key)
+                if existing is not None:
                     refusal = update_refusal(existing, state, task_id)
                     if refusal is not None:
                         raise JournalError(refusal)
                     if passed_already(existing, state):  # a late or repeated outcome: kept
                         return existing
-                row = await db.fetchrow(
+                stored = await _create(
+                    db,
                     UPDATE,
                     state.value,
                     task_id,
@@ -283,11 +280,10 @@ class PostgresJournal(PostgresBatches, Journal):
                     storable(error_message),
                     key,
                 )
-                if row is None:
+                if stored is None:
                     raise JournalError(
                         f"the journal {self.location} has no create with key {key!r}"
                     )
-                stored = record_from_row(tuple(row))
                 if credits_reserved is not None:
                     await db.execute(
                         "INSERT INTO zimage_prices VALUES ($1, $2, $3, $4)"
@@ -298,6 +294,7 @@ class PostgresJournal(PostgresBatches, Journal):
                         float(credits_reserved),
                         stored.updated_at,
                     )
+        assert stored is not None
         return stored
 
     async def now(self) -> float:
@@ -311,8 +308,8 @@ class PostgresJournal(PostgresBatches, Journal):
         """See :meth:`Journal.get`."""
         for attempt in self._attempts():
             async with attempt as db:
-                row = await db.fetchrow(GET, key)
-        return None if row is None else record_from_row(tuple(row))
+                found = await _create(db, GET, key)
+        return found
 
     async def records(
         self,
@@ -324,16 +321,19 @@ class PostgresJournal(PostgresBatches, Journal):
         """See :meth:`Journal.records`."""
         for attempt in self._attempts():
             async with attempt as db:
-                rows = await db.fetch(
-                    f"SELECT {RECORD_COLUMNS} FROM zimage_creates"  # noqa: S608 (constants)
-                    " WHERE ($1::text IS NULL OR batch_id = $1)"
-                    " AND ($2::text[] IS NULL OR state = ANY($2))"
-                    " AND ($3::text IS NULL OR task_id = $3) ORDER BY created_at, key",
-                    batch_id,
-                    None if states is None else [s.value for s in states],
-                    task_id,
-                )
-        return [record_from_row(tuple(row)) for row in rows]
+                found = [
+                    record_from_row(tuple(row))  # not a row: its repr shows the request
+                    for row in await db.fetch(
+                        f"SELECT {RECORD_COLUMNS} FROM zimage_creates"  # noqa: S608 (constants)
+                        " WHERE ($1::text IS NULL OR batch_id = $1)"
+                        " AND ($2::text[] IS NULL OR state = ANY($2))"
+                        " AND ($3::text IS NULL OR task_id = $3) ORDER BY created_at, key",
+                        batch_id,
+                        None if states is None else [s.value for s in states],
+                        task_id,
+                    )
+                ]
+        return found
 
     async def spent(self, *, batch_id: str | None = None) -> Spend:
         """See :meth:`Journal.spent`."""
@@ -379,6 +379,12 @@ async def _refusal(db: _Connection, location: str) -> str | None:
     )
 
 
+async def _create(db: _Connection, query: str, *args: object) -> JournalRecord | None:
+    """Return the create in *query*'s row, or None; never the row: its repr shows the request."""
+    row = await db.fetchrow(query, *args)
+    return None if row is None else record_from_row(tuple(row))
+
+
 async def _prices(db: _Connection) -> dict[tuple[str, str], float]:
     rows = await db.fetch("SELECT model, size, credits FROM zimage_prices")
     return {(row[0], row[1]): float(row[2]) for row in rows}
@@ -391,5 +397,4 @@ async def _spend(
     batch_id: str | None,
     excluding: str = "",
 ) -> Spend:
-    rows = await db.fetch(SPEND, excluding, batch_id)
-    return summarize_spend((tuple(row) for row in rows), prices)
+    return summarize_spend((tuple(r) for r in await db.fetch(SPEND, excluding, batch_id)), prices)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Iterator, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._idempotency import new_key
-from ._journal_postgres_sql import CLAIM, ITEMS, NOW, SPEND_LOCK
+from ._journal_postgres_sql import CLAIM, ITEMS, NOW, SPEND_LOCK, driver_errors
 from ._journal_records import JournalItem, JournalState
 from ._journal_rows import (
     check_lease_seconds,
@@ -46,6 +47,7 @@ class PostgresBatches:
     """The batch half of the PostgreSQL journal (see :class:`Journal` for each method)."""
 
     location: str
+    _driver: ModuleType
 
     def _attempts(
         self, *first: Any
@@ -54,31 +56,16 @@ class PostgresBatches:
 
     async def enqueue(self, batch_id: str, requests: Sequence[GenerationRequest]) -> int:
         """See :meth:`Journal.enqueue`."""
+        errors = driver_errors(self._driver)
         for attempt in self._attempts(BATCH_LOCK, f"batch:{batch_id}"):
             async with attempt as db:
-                # Begins take the spend lock: none commits between the read of which
-                # items have a create and the edit of the others (lock order: batch, spend).
-                await db.execute("SELECT pg_advisory_xact_lock($1)", SPEND_LOCK)
-                stored = await db.fetch(
-                    "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
-                    " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = $1",
-                    batch_id,
-                )
-                updates, inserts = enqueue_rows(
-                    self.location, batch_id, requests, (tuple(row) for row in stored)
-                )
-                for update in updates:
-                    await db.execute(
-                        "UPDATE zimage_batch_items SET fingerprint = $1, request = $2, key = $3,"
-                        " settled = false WHERE batch_id = $4 AND idx = $5",
-                        *update,
-                    )
-                await db.executemany(
-                    "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key)"
-                    " VALUES ($1, $2, $3, $4, $5)",
-                    inserts,
-                )
-        return len(inserts)
+                try:
+                    added = await _enqueue(db, self.location, batch_id, requests)
+                except errors as exc:
+                    # Raised without the frames below, which hold the items' requests
+                    # (a callback URL's token): its words are the failure's.
+                    raise exc.with_traceback(None) from None
+        return added
 
     async def reopen(
         self,
@@ -182,6 +169,33 @@ class PostgresBatches:
                     worker_id,
                 )
         return None if changed is None else key
+
+
+async def _enqueue(
+    db: _Connection, location: str, batch_id: str, requests: Sequence[GenerationRequest]
+) -> int:
+    """Add (or change) the items of batch *batch_id* on *db*; return how many were added."""
+    # Begins take the spend lock: none commits between the read of which items have a
+    # create and the edit of the others (the lock order: batch, then spend).
+    await db.execute("SELECT pg_advisory_xact_lock($1)", SPEND_LOCK)
+    stored = await db.fetch(
+        "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
+        " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = $1",
+        batch_id,
+    )
+    updates, inserts = enqueue_rows(location, batch_id, requests, (tuple(r) for r in stored))
+    for update in updates:
+        await db.execute(
+            "UPDATE zimage_batch_items SET fingerprint = $1, request = $2, key = $3,"
+            " settled = false WHERE batch_id = $4 AND idx = $5",
+            *update,
+        )
+    await db.executemany(
+        "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        inserts,
+    )
+    return len(inserts)
 
 
 async def _items(db: _Connection, batch_id: str, indexes: list[int] | None) -> list[JournalItem]:

@@ -23,6 +23,30 @@ __all__ = ["SqliteBatches"]
 _T = TypeVar("_T")
 
 
+def _enqueue(
+    db: sqlite3.Connection, location: str, batch_id: str, requests: Sequence[GenerationRequest]
+) -> int:
+    """Add (or change) the items of batch *batch_id* on *db*; return how many were added."""
+    with transaction(db):
+        stored = db.execute(
+            "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
+            " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = ?",
+            (batch_id,),
+        ).fetchall()
+        updates, inserts = enqueue_rows(location, batch_id, requests, stored)
+        db.executemany(
+            "UPDATE zimage_batch_items SET fingerprint = ?, request = ?, key = ?,"
+            " settled = 0 WHERE batch_id = ? AND idx = ?",
+            updates,
+        )
+        db.executemany(
+            "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key)"
+            " VALUES (?, ?, ?, ?, ?)",
+            inserts,
+        )
+    return len(inserts)
+
+
 class SqliteBatches:
     """The batch half of the SQLite journal (see :class:`Journal` for each method)."""
 
@@ -39,24 +63,12 @@ class SqliteBatches:
     def _enqueue(
         self, batch_id: str, requests: Sequence[GenerationRequest], db: sqlite3.Connection
     ) -> int:
-        with transaction(db):
-            stored = db.execute(
-                "SELECT i.idx, i.fingerprint, c.state FROM zimage_batch_items i"
-                " LEFT JOIN zimage_creates c ON c.key = i.key WHERE i.batch_id = ?",
-                (batch_id,),
-            ).fetchall()
-            updates, inserts = enqueue_rows(self.location, batch_id, requests, stored)
-            db.executemany(
-                "UPDATE zimage_batch_items SET fingerprint = ?, request = ?, key = ?,"
-                " settled = 0 WHERE batch_id = ? AND idx = ?",
-                updates,
-            )
-            db.executemany(
-                "INSERT INTO zimage_batch_items (batch_id, idx, fingerprint, request, key)"
-                " VALUES (?, ?, ?, ?, ?)",
-                inserts,
-            )
-        return len(inserts)
+        try:
+            return _enqueue(db, self.location, batch_id, requests)
+        except sqlite3.Error as exc:
+            # Raised without the frames below, which hold the items' requests (a callback
+            # URL's token): its words are the failure's.
+            raise exc.with_traceback(None) from None
 
     async def reopen(
         self,

@@ -9,13 +9,19 @@ from typing import NoReturn, ParamSpec
 
 P = ParamSpec("P")
 
-__all__ = ["MASK", "Secret", "frameless_refusals", "redact_text"]
+__all__ = ["MASK", "Secret", "frameless_refusals", "redact_text", "without_queries"]
 
 #: What a masked secret reads as.
 MASK = "***"
 
 # "Bearer <token>" and "Basic <token>" as an Authorization value would carry them.
 _AUTH_TOKEN = re.compile(r"\b(Bearer|Basic)(\s+)[A-Za-z0-9\-._~+/=:]+", re.IGNORECASE)
+# A query in a quoted request line (``b'POST /hook?token=... HTTP/1.1' ^``, as aiohttp
+# quotes one): from its "?" to the line's version and end (an escaped CR or LF, the
+# quote's end, the text's end); an escape (``\x01``, ``\\``) is taken whole.
+_QUOTED_QUERY = re.compile(
+    r"\?(?:\\.|[^\\])*?(?=(?: (?:HTTP|RTSP|ICE)/[0-9.]*)?(?:\\[rn]|['\"] \^|['\"]?$))"
+)
 
 
 class Secret:
@@ -72,13 +78,26 @@ def redact_text(text: str, *, secrets: Iterable[str] = ()) -> str:
     return _AUTH_TOKEN.sub(lambda match: f"{match.group(1)}{match.group(2)}{MASK}", text)
 
 
+def without_queries(text: str) -> str:
+    r"""Return *text*, quoting a request line (aiohttp's words on a request), without its query.
+
+    A callback URL's query may hold a token for the receiver. Every query is masked, up
+    to the line's version, which is kept.
+
+    >>> without_queries("Invalid method: b'PO{T /hook?token=abc\\x01 HTTP/1.1' ^")
+    "Invalid method: b'PO{T /hook?*** HTTP/1.1' ^"
+    """
+    return _QUOTED_QUERY.sub(f"?{MASK}", text)
+
+
 def frameless_refusals(init: Callable[P, None]) -> Callable[P, None]:
     """Make a constructor that takes secrets raise its refusals without its frames.
 
     A refused setting's traceback would otherwise hold the constructor's frames, and with
     them its arguments and the values it derived (the key from the environment, a proxy's
     or a journal URL's password) as locals, which error reporters send. The refusal is
-    raised again from this wrapper alone, its arguments dropped first; its message names
+    raised again from this wrapper alone, its arguments dropped first, and without the
+    error it was raised while handling (whose frames hold them too); its message names
     the setting and the rule, which is what the caller needs.
     """
 
@@ -89,6 +108,7 @@ def frameless_refusals(init: Callable[P, None]) -> Callable[P, None]:
         except Exception as refused:
             kwargs.clear()
             del args  # the instance itself, half built: even its repr may fail
+            refused.__context__ = None  # an error it was raised while handling: its frames
             raise refused.with_traceback(None) from None
 
     return checked

@@ -22,6 +22,7 @@ from ._deadlines import within
 from ._exceptions import InvalidRequestError
 from ._hints import HintBoard, HintWatch, read_hint
 from ._quoting import number_or_type
+from ._secret import without_queries
 
 __all__ = ["CallbackReceiver"]
 
@@ -275,9 +276,11 @@ class CallbackReceiver:
         self._refused += 1
         # On one line (aiohttp's can have a caret line under the offending bytes), shown
         # escaped where not printable, and cut short: it may quote the sender's bytes.
-        details = "".join(
-            c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-            for c in " ".join(str(error.message).split())
+        details = without_queries(
+            "".join(
+                c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                for c in " ".join(str(error.message).split())
+            )
         )[:200]
         self._refusals.log(
             "aiohttp",
