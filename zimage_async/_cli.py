@@ -25,16 +25,13 @@ try:  # Ctrl-C while the command loads: its status, without a traceback
         Interruption,
         ServiceError,
         UsageError,
-        _finite,
-        create_cost,
         journal_label,
-        port_number,
         say,
-        seconds,
         shown,
     )
     from ._cli_generate import add_save_options, run_generate
     from ._cli_logging import logging_to_stderr
+    from ._cli_numbers import create_cost, finite, number, port_number, seconds, whole_number
     from ._cli_output import StdoutError, drop_stdout, guarded_stdout, print_json
     from ._cli_signals import (
         HANGUP,
@@ -77,7 +74,7 @@ def _common() -> argparse.ArgumentParser:
     # For tests and demos: how long the in-process emulator's tasks take.
     common.add_argument(
         "--emulator-task-duration",
-        type=functools.partial(_finite, zero=True, rule="a finite number of seconds >= 0"),
+        type=functools.partial(finite, zero=True, rule="a finite number of seconds >= 0"),
         default=EMULATOR_TASK_DURATION,
         metavar="SECONDS",
         help=argparse.SUPPRESS,
@@ -89,7 +86,7 @@ def _request_options(parser: argparse.ArgumentParser, *, batch: bool) -> None:
     scope = " (for items that set none)" if batch else ""
     parser.add_argument("--size", help=f"aspect ratio such as 16:9, or WIDTHxHEIGHT{scope}")
     if not batch:
-        parser.add_argument("--seed", type=int, help="1..2147483647; omitted: random")
+        parser.add_argument("--seed", type=whole_number, help="1..2147483647; omitted: random")
     parser.add_argument(
         "--nsfw-check",
         action="store_true",
@@ -160,7 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output-dir", required=True, type=Path, metavar="DIR", help="where images go"
     )
     batch.add_argument(
-        "--concurrency", type=int, default=8, metavar="N", help="items in flight (default 8)"
+        "--concurrency",
+        type=whole_number,
+        default=8,
+        metavar="N",
+        help="items in flight (default 8)",
     )
     batch.add_argument(
         "--journal",
@@ -180,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument(
         "--max-credits",
-        type=float,
+        type=number,
         metavar="N",
         help="stop sending creates once the batch has reserved N credits, counted in the "
         "journal by all its workers together; sent items still finish",
@@ -199,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument(
         "--lease",
-        type=float,
+        type=number,
         default=60.0,
         metavar="SECONDS",
         help="how long a claimed item stays this worker's without renewal; a dead "

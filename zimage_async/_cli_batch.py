@@ -45,8 +45,9 @@ from ._cli_report import (
     summary,
     summary_text,
 )
+from ._cli_stopped import report_left
 from ._cli_threads import off_the_loop
-from ._cli_words import cli_words, spend_limit_text
+from ._cli_words import batch_words, spend_limit_text, stop_words
 from ._exceptions import (
     InvalidRequestError,
     JournalError,
@@ -236,7 +237,7 @@ async def run_batch(
     records = await _records(journal)
     await check_contact_sheet(args.contact_sheet, args, journal, _saved(records))
     requests = [entry.request for entry in lines]
-    reporter = Reporter(lines, mode=output_mode(args, sys.stdout), out=sys.stdout)
+    reporter = Reporter(lines, mode=output_mode(args, sys.stdout), out=sys.stdout, out_dir=out_dir)
     started = time.monotonic()
     where = _where(journal)
     ending = functools.partial(
@@ -281,15 +282,15 @@ async def run_batch(
                         paths[item.index] = item.paths
         except JournalError as exc:
             if batch.stats.submitted == 0:
-                raise UsageError(shown(exc)) from None
-            raise ServiceError(shown(exc)) from None
+                raise UsageError(shown(batch_words(str(exc)))) from None
+            raise ServiceError(shown(batch_words(str(exc)))) from None
         except BrokenPipeError:
             raise
         except OSError as exc:  # a full disk, a folder where an image goes: the batch stops
             if reporter.mode == "json":
                 _print(ending(batch, error=exc))
             raise ServiceError(
-                f"a file could not be written: {shown(cli_words(str(exc)))}\nfix that, "
+                f"a file could not be written: {shown(batch_words(str(exc)))}\nfix that, "
                 f"then {_AGAIN}:\n  {printable_command(argv)}"
             ) from None
         except asyncio.CancelledError:
@@ -297,6 +298,7 @@ async def run_batch(
                 raise
             reporter.stop()
             if reporter.mode == "json":
+                await report_left(reporter, journal, batch_id, argv, emulated=emulated, where=where)
                 _print(ending(batch, interrupted=True))
             say(interrupted_message(reporter, where, argv, emulated=emulated))
             return 130
@@ -321,11 +323,11 @@ async def run_batch(
         why = (
             spend_limit_text(stopped_by)
             if isinstance(stopped_by, SpendLimitError)
-            else shown(stopped_by)
+            else shown(stop_words(stopped_by))
         )
         say(f"the batch stopped sending creates: {why}")
-    if reporter.failed:
-        say(f"{_AGAIN}:\n  {printable_command(argv)}")
+    if reporter.failed or reporter.not_sent:
+        say(f"{_again(reporter)}:\n  {printable_command(argv)}")
         if here.uncertain and not args.resubmit_uncertain:
             say(
                 _UNCERTAIN.format(
@@ -334,7 +336,17 @@ async def run_batch(
             )
     if isinstance(batch.stopped_by, SpendLimitError):
         return SPEND_LIMIT_EXIT
-    return 0 if reporter.failed == 0 else 1
+    return 0 if reporter.failed == reporter.not_sent == 0 else 1
+
+
+def _again(reporter: Reporter) -> str:
+    """Say that the same command resumes the failed items and sends those not sent."""
+    if not reporter.not_sent:
+        return _AGAIN
+    unsent = f"{reporter.not_sent} item(s) not sent, once what stopped the batch is fixed"
+    if not reporter.failed:
+        return f"run the same command again to send the {unsent} (nothing is paid twice)"
+    return f"run the same command again to resume the unfinished items and send the {unsent}"
 
 
 def _misconfigured(problem: Exception, argv: Sequence[str]) -> int:
@@ -342,7 +354,7 @@ def _misconfigured(problem: Exception, argv: Sequence[str]) -> int:
     if isinstance(problem, (UsageError, ServiceError)):
         say(f"error: {problem}")
     else:
-        say(f"error: {type(problem).__name__}: {shown(problem)}")
+        say(f"error: {type(problem).__name__}: {shown(stop_words(problem))}")
     say(
         "fix that, then run the same command again to resume the batch (nothing is "
         f"paid twice):\n  {printable_command(argv)}"

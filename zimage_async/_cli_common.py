@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
-import math
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -229,38 +228,6 @@ def default_journal(environ: Mapping[str, str] | None = None) -> str:
     state = env.get("XDG_STATE_HOME", "")
     base = Path(state) if os.path.isabs(state) else Path.home() / ".local" / "state"
     return str(base / "zimage" / "journal.sqlite")
-
-
-def _finite(text: str, *, zero: bool, rule: str) -> float:
-    """Parse a finite number > 0 (or >= 0 with *zero*); else an argparse error naming *rule*."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and (value >= 0 if zero else value > 0)):
-        raise argparse.ArgumentTypeError(f"{rule}, not {text!r}")
-    return value
-
-
-def port_number(text: str) -> int:
-    """Parse ``--port``: a TCP port, 0 to 65535 (0: any free one)."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"a port from 0 to 65535, not {text!r}")
-    return port
-
-
-def create_cost(text: str) -> float:
-    """Parse ``--cost``: the expected credits of one create, a finite number > 0."""
-    return _finite(text, zero=False, rule="a finite number of credits > 0")
-
-
-def seconds(text: str) -> float:
-    """Parse ``--timeout``: a finite number of seconds > 0."""
-    return _finite(text, zero=False, rule="a number of seconds > 0")
 
 
 def journal_target(args: argparse.Namespace, *, emulated: bool) -> str | None:

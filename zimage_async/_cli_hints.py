@@ -58,7 +58,10 @@ def _resend_commands(journal: str, output: str | None) -> str:
 
 
 def uncertain_hint(journal: str | None, output: str | None) -> str:
-    """Return what to say when the create is interrupted before its answer came back."""
+    """Return what to say when the create is interrupted before its answer came back.
+
+    It follows "interrupted: " (or "exiting at once: "), so it does not say it again.
+    """
     if journal is None:
         return (
             "while creating the task, with --no-journal: if the create request went out, "
@@ -68,8 +71,8 @@ def uncertain_hint(journal: str | None, output: str | None) -> str:
             f"`{PROG} tasks collect -o DIR --resubmit-uncertain` sends again with its own key"
         )
     return (
-        "interrupted while creating the task. If the create request went out, a task may "
-        "exist whose id is unknown: the journal then lists it, with the create's key, in"
+        "while creating the task; if the create request went out, a task may exist "
+        "whose id is unknown: the journal then lists it, with the create's key, in"
         + _resend_commands(journal, output)
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from ._cli_common import (
     service_problem,
     shown,
 )
-from ._cli_words import cli_words
+from ._cli_words import batch_words
 from ._exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -50,13 +51,20 @@ __all__ = [
 class Reporter:
     """Shows a batch's progress: rich on a terminal, plain lines otherwise, or JSON."""
 
-    def __init__(self, lines: Sequence[BatchLine], *, mode: str, out: IO[str]) -> None:
+    def __init__(
+        self, lines: Sequence[BatchLine], *, mode: str, out: IO[str], out_dir: Path
+    ) -> None:
         self.lines = lines
         self.mode = mode
         self.out = out
+        self.out_dir = out_dir
+        self._folder = os.path.realpath(out_dir)
         self.saved = 0
         self.failed = 0
+        self.not_sent = 0
         self.resumed = 0
+        #: The items reported so far, by index.
+        self.reported: set[int] = set()
         self._live: Any = None
         self._batch: Batch | None = None
 
@@ -111,36 +119,54 @@ class Reporter:
         bar.add_row(ProgressBar(total=progress.total, completed=done, width=30), summary)
         return Group(bar, Text(states, style="dim"))
 
+    def path(self, path: Path) -> str:
+        """Return *path* as shown: under the output folder as given, as this run's are.
+
+        The journal holds the absolute paths an earlier run saved.
+        """
+        if path.is_absolute() and os.path.realpath(path.parent) == self._folder:
+            return str(self.out_dir / path.name)
+        return str(path)
+
+    def count(self, status: str) -> None:
+        """Count an item reported with *status*."""
+        if status == "saved":
+            self.saved += 1
+        elif status == "failed":
+            self.failed += 1
+        elif status == "not_sent":
+            self.not_sent += 1
+
     def item(self, item: BatchItem) -> None:
         line = self.lines[item.index].line
         self.resumed += item.resumed
-        if item.ok:
-            self.saved += 1
-        else:
-            self.failed += 1
+        self.reported.add(item.index)
+        status = "saved" if item.ok else "failed" if item.sent else "not_sent"
+        self.count(status)
+        paths = [self.path(p) for p in item.paths]
         if self.mode == "json":
             record = {
                 "event": "item",
                 "index": item.index,
                 "line": line,
                 "prompt": item.request.prompt,
-                "status": "saved" if item.ok else "failed" if item.sent else "not_sent",
+                "status": status,
                 "task_id": item.task_id,
-                "paths": [str(p) for p in item.paths],
+                "paths": paths,
                 "resumed": item.resumed,
                 "error": None
                 if item.error is None
-                else {"type": type(item.error).__name__, "message": str(item.error)},
+                else {"type": type(item.error).__name__, "message": batch_words(str(item.error))},
             }
-            print(json.dumps(record, ensure_ascii=False), file=self.out, flush=True)
+            self.print(record)
             return
         total = len(self.lines)
-        count = f"[{self.saved + self.failed}/{total}]"
+        count = f"[{self.saved + self.failed + self.not_sent}/{total}]"
         again = " (resumed)" if item.resumed else ""
         if item.ok:
-            text = f"{count} saved line {line}{again}: {', '.join(map(str, item.paths))}"
+            text = f"{count} saved line {line}{again}: {', '.join(paths)}"
         else:
-            error = f"{type(item.error).__name__}: {shown(item.error)}"
+            error = f"{type(item.error).__name__}: {shown(batch_words(str(item.error)))}"
             verdict = "FAILED" if item.sent else "NOT SENT"
             text = f"{count} {verdict} line {line}{again} (task {item.task_id or '-'}): {error}"
         text = shown(text)
@@ -148,6 +174,10 @@ class Reporter:
             self._live.console.print(text, markup=False, highlight=False)
         else:
             print(text, file=self.out, flush=True)
+
+    def print(self, record: dict[str, object]) -> None:
+        """Print one ``--json`` record."""
+        print(json.dumps(record, ensure_ascii=False), file=self.out, flush=True)
 
 
 # -- the batch's end: its contact sheet, its summary -----------------------------------
@@ -262,10 +292,11 @@ def summary_text(
     sheet: Path | None,
 ) -> str:
     total = len(reporter.lines)
-    handled = reporter.saved + reporter.failed
+    handled = reporter.saved + reporter.failed + reporter.not_sent
     scope = f"{total} item(s)" if handled == total else f"{total} item(s), {handled} here"
+    unsent = f", {reporter.not_sent} not sent" if reporter.not_sent else ""
     text = (
-        f"{scope}: {reporter.saved} saved, {reporter.failed} failed"
+        f"{scope}: {reporter.saved} saved, {reporter.failed} failed{unsent}"
         f" ({reporter.resumed} from an earlier run) in {summary['elapsed_seconds']:.1f} s;"
         f" images in {out_dir}"
     )
@@ -298,6 +329,7 @@ def summary(
         "total": len(reporter.lines),
         "saved": reporter.saved,
         "failed": reporter.failed,
+        "not_sent": reporter.not_sent,
         "resumed": reporter.resumed,
         "output_dir": str(out_dir),
         "journal": journal,
@@ -308,7 +340,7 @@ def summary(
         "interrupted": interrupted,
         "error": None
         if error is None
-        else {"type": type(error).__name__, "message": cli_words(str(error))},
+        else {"type": type(error).__name__, "message": batch_words(str(error))},
     }
 
 

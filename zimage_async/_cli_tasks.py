@@ -18,17 +18,16 @@ from ._cli_collect import excerpt, run_collect, when
 from ._cli_common import (
     JOURNAL_VARIABLE,
     Interruption,
-    _finite,
     echo,
     journal_exists,
     journal_label,
     journal_refused,
     journal_target,
     say,
-    seconds,
     shown,
     tasks_command,
 )
+from ._cli_numbers import finite, seconds, whole_number
 from ._exceptions import JournalError
 from ._journal import Journal, open_journal
 from ._journal_records import JournalRecord
@@ -38,7 +37,7 @@ __all__ = ["add_journal_options", "add_tasks_parser", "run_tasks"]
 
 def credits_amount(text: str) -> float:
     """Parse ``--max-credits``: a finite number of credits >= 0."""
-    return _finite(text, zero=True, rule="a number of credits >= 0")
+    return finite(text, zero=True, rule="a number of credits >= 0")
 
 
 def add_journal_options(
@@ -113,7 +112,7 @@ def add_tasks_parser(
         help="how long to wait for each task (default 600); it goes on running after",
     )
     collect.add_argument(
-        "--concurrency", type=int, default=8, metavar="N", help="tasks at once (default 8)"
+        "--concurrency", type=whole_number, default=8, metavar="N", help="tasks at once (default 8)"
     )
     collect.add_argument(
         "--json", action="store_true", help="print one JSON object per task, then a summary"

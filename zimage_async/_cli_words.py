@@ -14,7 +14,7 @@ from ._cli_common import UsageError
 from ._cli_output import PROG, shown
 from ._exceptions import InvalidRequestError, SpendLimitError
 
-__all__ = ["cli_words", "option_error", "spend_limit_text"]
+__all__ = ["batch_words", "cli_words", "option_error", "spend_limit_text", "stop_words"]
 
 #: The option of ``zimage generate`` (or ``task``) that sets each field the library names.
 OPTIONS = {
@@ -48,6 +48,32 @@ _PYTHON_ADVICE = (
         ),
         r"collect it later with \1",
     ),
+    (re.compile(r"(`[^`]*`) or session\.task\([^)]*\)"), r"\1"),
+    (re.compile(r" \(or api_key=\)"), ""),
+)
+
+#: What a `zimage batch` item says instead: the same command, run again, resumes it.
+_AGAIN = "run the same command again"
+_BATCH_ADVICE = (
+    (
+        re.compile(r"session\.resubmit\(error\) sends it again"),
+        f"{_AGAIN} with --resubmit-uncertain: it sends it again",
+    ),
+    (
+        re.compile(r"resubmit with resubmit_uncertain=True, or --resubmit-uncertain, once"),
+        f"{_AGAIN} with --resubmit-uncertain once",
+    ),
+    (
+        re.compile(r"rerun the batch with resubmit_expired=True \([^)]*\)"),
+        f"{_AGAIN} with --resubmit-expired",
+    ),
+    (
+        re.compile(
+            r"(?:await the handle again, or )?collect it later with session\.task\('[^']*'\) "
+            r"\(or `[^`]*`\)(?: instead of generating it again)?"
+        ),
+        f"{_AGAIN} to resume it (it is not paid again)",
+    ),
 )
 
 
@@ -56,6 +82,22 @@ def cli_words(text: str) -> str:
     for pattern, words in _PYTHON_ADVICE:
         text = pattern.sub(words, text)
     return text
+
+
+def batch_words(text: str) -> str:
+    """Return an item's *text* of `zimage batch` with the Python advice in the command's words.
+
+    What resumes a batch's item is the same command run again (with
+    ``--resubmit-uncertain`` or ``--resubmit-expired`` where the item needs it).
+    """
+    for pattern, words in _BATCH_ADVICE:
+        text = pattern.sub(words, text)
+    return cli_words(text)
+
+
+def stop_words(exc: Exception) -> str:
+    """Say why a batch stopped sending creates, without saying that it stopped again."""
+    return batch_words(str(exc)).replace(" - the batch stopped sending creates; ", " - ")
 
 
 def _optioned(text: str) -> str:
