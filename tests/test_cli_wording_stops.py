@@ -13,8 +13,6 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from zimage_async.emulator import Emulator, FaultPlan, FaultRule
 
 from ._cli import emulator_env, ended, finished, start
@@ -95,12 +93,6 @@ async def test_items_with_running_tasks_get_an_interrupted_record(tmp_path: Path
         assert "run the same command again" in item["error"]["message"], item
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_batchrun.py:ItemRunner.run warns 'taking over' for every unfinished record "
-    "this worker did not begin, without knowing whether the earlier claim was released "
-    "in order or lapsed (the journal's claim does not say): not a CLI file",
-)
 async def test_a_rerun_after_an_orderly_stop_takes_nothing_over(tmp_path: Path) -> None:
     """Ctrl-C gives the items back: the rerun warns of no takeover of another's claims."""
     (tmp_path / "p.txt").write_text("a cat\na dog\n")

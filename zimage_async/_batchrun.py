@@ -107,13 +107,18 @@ class ItemRunner(ItemPlanner):
         self.counts["claimed"] += 1
         if record is not None and record.state.unfinished and record.key not in self._begun:
             self.counts["taken_over"] += 1
-            logger.warning(
-                "taking over item %d of batch %r: its create is %s (task %s, key %s)",
+            # A warning only when its holder's lease ran out (it died or stalled): an item
+            # given back in order (a worker that stopped) is resumed as a matter of course.
+            logger.log(
+                logging.INFO if item.taken_from is None else logging.WARNING,
+                "%s item %d of batch %r: its create is %s (task %s, key %s%s)",
+                "resuming" if item.taken_from is None else "taking over",
                 index,
                 item.batch_id,
                 record.state.value,
                 record.task_id or "unknown",
                 record.key,
+                "" if item.taken_from is None else f"; the lease of {item.taken_from} ran out",
             )
         action = self.action(record, taking_over=True, index=index)
         reported = None if record is None else self.report(record, action, index)

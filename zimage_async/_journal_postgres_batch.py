@@ -16,6 +16,8 @@ from collections.abc import Collection, Iterator, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from ._idempotency import new_key
 from ._journal_postgres_sql import CLAIM, ITEMS, NOW, SPEND_LOCK, driver_errors
 from ._journal_records import JournalItem, JournalState
@@ -114,8 +116,10 @@ class PostgresBatches:
             async with attempt as db:
                 now = float(await db.fetchval(NOW))
                 claimed = await db.fetch(CLAIM, batch_id, now, limit, worker_id, lease, begun_only)
-                items = await _items(db, batch_id, [row[0] for row in claimed])
-        return items
+                # index -> the worker whose lease ran out (None: the item was free)
+                held_by = {int(row[0]): row[1] for row in claimed}
+                items = await _items(db, batch_id, list(held_by))
+        return [attrs.evolve(item, taken_from=held_by[item.index]) for item in items]
 
     async def renew(self, batch_id: str, worker_id: str, *, lease_seconds: float) -> int:
         """See :meth:`Journal.renew`."""

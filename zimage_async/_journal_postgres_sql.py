@@ -136,12 +136,12 @@ ITEMS = (  # noqa: S608 (constants)
 )
 CLAIM = (
     "WITH picked AS ("
-    " SELECT idx FROM zimage_batch_items WHERE batch_id = $1 AND NOT settled"
+    " SELECT idx, claimed_by AS was FROM zimage_batch_items WHERE batch_id = $1 AND NOT settled"
     " AND (claimed_by IS NULL OR lease_until <= $2) AND (NOT $6::boolean OR EXISTS (SELECT 1"
     " FROM zimage_creates c WHERE c.key = zimage_batch_items.key AND c.state <> 'rejected'))"
     " ORDER BY idx LIMIT $3 FOR UPDATE SKIP LOCKED)"
     " UPDATE zimage_batch_items t SET claimed_by = $4, lease_until = $2 + $5"
-    " FROM picked WHERE t.batch_id = $1 AND t.idx = picked.idx RETURNING t.idx"
+    " FROM picked WHERE t.batch_id = $1 AND t.idx = picked.idx RETURNING t.idx, picked.was"
 )
 
 

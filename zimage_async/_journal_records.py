@@ -281,6 +281,10 @@ class JournalItem:
     settled: bool = False
     #: The create under ``key``, once it has been begun.
     record: JournalRecord | None = None
+    #: Set by :meth:`Journal.claim` only: the worker whose lease on the item had run out
+    #: when this claim took it (it died or stalled), or None when the item was free
+    #: (never claimed, or given back in order by a worker that stopped).
+    taken_from: str | None = None
 
     def request(self) -> GenerationRequest:
         """Rebuild the item's request."""

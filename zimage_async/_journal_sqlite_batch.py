@@ -12,6 +12,8 @@ import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
 
+import attrs
+
 from ._idempotency import new_key
 from ._journal_records import JournalItem, JournalState
 from ._journal_rows import check_lease_seconds, enqueue_rows
@@ -133,22 +135,26 @@ class SqliteBatches:
     ) -> list[JournalItem]:
         with transaction(db):
             now = self._clock()
-            indexes = [
-                row[0]
-                for row in db.execute(
-                    "SELECT idx FROM zimage_batch_items WHERE batch_id = ? AND settled = 0"
-                    " AND (claimed_by IS NULL OR lease_until <= ?) AND (NOT ? OR key IN"
-                    " (SELECT key FROM zimage_creates WHERE state <> 'rejected'))"
+            # index -> the worker whose lease ran out (None: the item was free)
+            held_by: dict[int, str | None] = dict(
+                db.execute(
+                    "SELECT idx, claimed_by FROM zimage_batch_items WHERE batch_id = ?"
+                    " AND settled = 0 AND (claimed_by IS NULL OR lease_until <= ?) AND (NOT ?"
+                    " OR key IN (SELECT key FROM zimage_creates WHERE state <> 'rejected'))"
                     " ORDER BY idx LIMIT ?",
                     (batch_id, now, begun_only, limit),
                 )
-            ]
+            )
             db.executemany(
                 "UPDATE zimage_batch_items SET claimed_by = ?, lease_until = ?"
                 " WHERE batch_id = ? AND idx = ?",
-                [(worker_id, now + lease, batch_id, index) for index in indexes],
+                [(worker_id, now + lease, batch_id, index) for index in held_by],
             )
-            return [item for item in item_rows(db, batch_id) if item.index in set(indexes)]
+            return [
+                attrs.evolve(item, taken_from=held_by[item.index])
+                for item in item_rows(db, batch_id)
+                if item.index in held_by
+            ]
 
     async def renew(self, batch_id: str, worker_id: str, *, lease_seconds: float) -> int:
         """See :meth:`Journal.renew`."""
