@@ -37,7 +37,8 @@ T = TypeVar("T")
 
 logger = logging.getLogger("zimage_async")
 
-#: Sleeps up to the given seconds; what it returns is ignored.
+#: Sleeps up to the given seconds; returns True when a callback hint cut the nap short
+#: (the schedule then stops stretching its delays), anything else when it slept.
 Nap = Callable[[float], Awaitable[object]]
 
 
@@ -128,8 +129,8 @@ async def snapshots(
         if seen is not None:
             delay -= now - seen  # the time since the snapshot arrived counts
             seen = None
-        if delay > 0:
-            await nap(delay)
+        if delay > 0 and await nap(delay) is True:  # a callback hint cut the nap short
+            state.hinted()
         task = None
 
 
@@ -237,14 +238,16 @@ def _hinted_naps(
     alarms = None if sleeper is None else sleeper.waiting
     with hints.watch(task_id) as watch:
 
-        async def nap(seconds: float) -> None:
+        async def nap(seconds: float) -> bool:
             if sleeper is not None and sleeper.closed:
-                return  # the session closed: look at once (and fail as closed)
+                return False  # the session closed: look at once (and fail as closed)
             began = clock()
-            if await watch.wait(seconds, alarms):
-                logger.debug("task %s: a callback hint arrived; fetching it", task_id)
-                rest = began + min(spacing, seconds) - clock()  # never past the nap
-                if rest > 0:
-                    await sleep(rest)
+            if not await watch.wait(seconds, alarms):
+                return False
+            logger.debug("task %s: a callback hint arrived; fetching it", task_id)
+            rest = began + min(spacing, seconds) - clock()  # never past the nap
+            if rest > 0:
+                await sleep(rest)
+            return True
 
         yield nap

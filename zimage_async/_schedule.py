@@ -266,6 +266,26 @@ class PollState:
     _progress: tuple[str, int] | None = attrs.field(default=None, init=False)
     _last: tuple[float, int] | None = attrs.field(default=None, init=False)  # (time, progress)
 
+    def hinted(self) -> None:
+        """Stop stretching the delays: a callback hint came for the task.
+
+        Nothing else will wake the wait: a read that does not show what the callback said
+        yet (a gateway answering from a stale replica or cache) is followed by looks at
+        the plain schedule, from ``wait_min`` on, not by a nap ``stretch`` times longer.
+
+        >>> state = PollState(PollSchedule(jitter=0.0), rng=random.Random(0), deadline=None,
+        ...     stretch=10.0)
+        >>> stuck = Task(id="task-unified-1-a", raw_status="processing", task_info=None)
+        >>> round(state.after(stuck, 0.0), 2), round(state.after(stuck, 2.0), 2)
+        (2.0, 2.0)
+        >>> state.hinted()
+        >>> round(state.after(stuck, 2.2), 2)
+        0.2
+        """
+        self.stretch = 1.0
+        self.overdue = 0
+        self._promised = None
+
     def stalled(self, now: float) -> bool:
         """Whether nothing has moved for more than ``stall_factor`` times the estimate.
 
