@@ -96,7 +96,10 @@ class TaskHandle(HandlePolls):
 
     @property
     def task(self) -> Task | None:
-        """The last snapshot seen, or ``None`` for a resumed handle not yet polled."""
+        """The last snapshot seen (once the task has ended, the first ended one), or ``None``.
+
+        ``None`` for a resumed handle not yet polled.
+        """
         return self._task
 
     @property
@@ -151,6 +154,19 @@ class TaskHandle(HandlePolls):
         return self._deliverer
 
     def _observe(self, task: Task) -> None:
+        kept = self._task
+        if kept is not None and kept.is_terminal and task is not kept:
+            # What was seen ended stays ended: a later read that says otherwise (another
+            # status, other links) comes from a replica or cache that lags behind.
+            if (task.raw_status, task.results) != (kept.raw_status, kept.results):
+                logger.info(
+                    "task %s: a read answered %s after the task was seen %s; the earlier"
+                    " answer stands (a lagging replica or cache)",
+                    self._id,
+                    task.raw_status,
+                    kept.raw_status,
+                )
+            return
         self._task = task
         if task.status is TaskStatus.COMPLETED and self._completed_seen is None:
             self._completed_seen = self._rt.now()
@@ -160,9 +176,12 @@ class TaskHandle(HandlePolls):
             note_unknown_status(self._id, task.raw_status, self._rt.warned_statuses)
 
     async def refresh(self) -> Task:
-        """Fetch the task once (``GET /v1/tasks/{id}``) and return the new snapshot.
+        """Fetch the task once (``GET /v1/tasks/{id}``) and return the handle's snapshot.
 
-        A failure names the task and says how to collect it later (a 404 only names it).
+        That is the new one, unless the task was already seen ended: that snapshot stays
+        (a later read that disagrees, another status or other links, comes from a replica
+        or cache of the gateway that lags behind; it is logged at ``INFO``). A failure
+        names the task and says how to collect it later (a 404 only names it).
         """
         self._rt.check_open()
         try:
@@ -173,7 +192,8 @@ class TaskHandle(HandlePolls):
         self._span.polls += 1
         self._fresh = False
         self._observe(task)
-        return task
+        assert self._task is not None
+        return self._task
 
     def _timed_out(self, timeout: float | None, *, stage: str = "wait") -> WaitTimeoutError:
         return WaitTimeoutError(

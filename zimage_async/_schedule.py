@@ -222,6 +222,10 @@ class PollSchedule:
         return delay
 
 
+#: Distinct statuses a wait remembers (a gateway inventing new ones moves nothing after).
+_STATUSES_KEPT = 8
+
+
 @attrs.define
 class PollState:
     """One wait's poll schedule: fed each snapshot and the time, it says when to look next.
@@ -263,7 +267,9 @@ class PollState:
     #: The service's last estimate of the task's duration, in seconds.
     estimate: float | None = attrs.field(default=None, init=False)
     _promised: float | None = attrs.field(default=None, init=False)
-    _progress: tuple[str, int] | None = attrs.field(default=None, init=False)
+    #: The statuses seen so far, and the highest progress: what counts as moving on.
+    _statuses: tuple[str, ...] = attrs.field(default=(), init=False)
+    _top: int = attrs.field(default=-1, init=False)
     _last: tuple[float, int] | None = attrs.field(default=None, init=False)  # (time, progress)
 
     def hinted(self) -> None:
@@ -331,9 +337,15 @@ class PollState:
         progress, estimate = task.progress, task.estimated_time  # each read once per look
         seconds_left = self._seconds_left(now, task.status, progress, estimate)
         finish = None if seconds_left is None else now + seconds_left
-        seen = (task.raw_status, progress)
-        moved = seen != self._progress
-        self._progress = seen
+        # Moving on is a status or a progress not seen before in this wait: replicas that
+        # answer in turn (pending, processing, pending ...; 40 %, 41 %, 40 % ...) do not.
+        status = task.raw_status
+        new_status = status not in self._statuses and len(self._statuses) < _STATUSES_KEPT
+        moved = progress > self._top or new_status
+        if progress > self._top:
+            self._top = progress
+        if new_status:
+            self._statuses += (status,)
         if estimate is not None and estimate > 0:
             self.estimate = estimate
         if moved:
