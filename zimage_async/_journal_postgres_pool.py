@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
@@ -41,7 +42,7 @@ from ._journal_postgres_sql import (
     POOL_SIZE,
     SPEND_LOCK,
 )
-from ._journal_rows import readable_rows
+from ._journal_rows import raise_alone, readable_rows
 
 if TYPE_CHECKING:
     import asyncpg
@@ -53,6 +54,8 @@ __all__ = ["ATTEMPTS", "Limits", "open_pool", "transaction_attempts"]
 #: How many times a transaction that failed before its COMMIT is run.
 ATTEMPTS = 2
 
+#: The server's error of a ``RAISE`` in a function (a trigger's, say) that gives no other.
+RAISED = "P0001"
 #: The server's error of a statement that waited for a lock past ``lock_timeout``.
 LOCK_NOT_AVAILABLE = "55P03"
 #: The server's error (and words) of a session it ended for sitting idle in a transaction.
@@ -165,7 +168,7 @@ async def _attempt(
 ) -> AsyncIterator[PoolConnectionProxy[Any]]:
     started = False
     try:
-        with readable_rows(location):
+        with readable_rows(location, errors):  # the driver's errors are told below
             db, transaction = await _begun(pool, errors, first)
             started = True
             state.since = time.monotonic()
@@ -190,7 +193,10 @@ async def _attempt(
             state.again = True  # nothing was committed: run it once more
             return
         creating = SPEND_LOCK in first[1:]  # a begin: its create is sent only after it
-        raise JournalError(_failure(exc, location, limits, ended=ended, creating=creating)) from exc
+        message = _failure(exc, location, limits, ended=ended, creating=creating)
+        exc.args = (_told(exc),)  # what the frames above show of it (their locals): no value
+        del exc  # its frames hold the statement's arguments: a row, a request's token
+        raise_alone(JournalError(message))
 
 
 async def _begun(
@@ -270,7 +276,33 @@ def _failure(
             f"written{unsent}; try again once it goes on or ends (the database ends a "
             f"stopped worker's session{idle})"
         )
-    return f"the journal {location} failed: {exc}"
+    return f"the journal {location} failed: {_told(exc)}"
+
+
+#: How asyncpg begins its words on an argument it cannot encode, before quoting it.
+_ARGUMENT = re.compile(
+    r"invalid input for query argument \$\d+(?: in element #\d+ of executemany\(\) sequence)?: "
+)
+
+
+def _told(exc: BaseException) -> str:
+    """Return the driver's words on *exc*, with no value of a row in them.
+
+    ``str()`` of a server's error appends its DETAIL (and HINT), where the server quotes
+    the row a constraint refused ("Failing row contains (...)", "Key (...)=(...) already
+    exists"): only its message is kept, and its SQLSTATE (but P0001's, a ``RAISE`` of a
+    function: its message is all it says). An argument asyncpg cannot encode is named,
+    not quoted (it quotes its start), with why if that is a codec's words (they quote a
+    character, not the text).
+    """
+    code = getattr(exc, "sqlstate", None)
+    text = str(exc.args[0]) if code is not None and exc.args else str(exc)
+    argument = _ARGUMENT.match(text)
+    if argument is not None:
+        cause = exc.__cause__
+        why = f" ({cause})" if isinstance(cause, UnicodeError) else ""
+        return argument.group()[:-2] + why
+    return text if code is None or code == RAISED else f"{text} (SQLSTATE {code})"
 
 
 def _seconds(value: float) -> str:

@@ -5,12 +5,13 @@ Both stores (SQLite and PostgreSQL) select the same columns in the same order.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Any, NoReturn
 
 from ._exceptions import JournalError, LeaseLostError, ZImageError
 from ._idempotency import new_key
@@ -22,12 +23,14 @@ __all__ = [
     "ITEM_COLUMNS",
     "ITEM_LEASE_COLUMNS",
     "RECORD_COLUMNS",
+    "UnreadableRow",
     "changed_items",
     "check_lease_seconds",
     "enqueue_rows",
     "item_from_row",
     "item_refusal",
     "paths_json",
+    "raise_alone",
     "readable_rows",
     "record_from_row",
     "refuse_changed",
@@ -67,74 +70,119 @@ def paths_json(paths: Iterable[Path]) -> str:
     return json.dumps([os.path.abspath(path) for path in paths])
 
 
-def _float(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
+#: The journal's states, as a row holds them.
+_STATES = ", ".join(state.value for state in JournalState)
 
 
-def record_from_row(row: Sequence[object]) -> JournalRecord:
-    """Build a record from a row of :data:`RECORD_COLUMNS` (either store's).
+class UnreadableRow(ValueError):
+    """A journal row that cannot be read: its words name it and its column, quoting no text."""
 
-    Raises ValueError naming the row (its key) if the row cannot be read.
-    """
+
+def _paths(value: object) -> tuple[Path, ...]:
     try:
-        return _record(row)
-    except (ValueError, TypeError, IndexError) as exc:
-        key = row[0] if row else None
-        raise ValueError(f"the create with key {key!r}: {exc}") from exc
-
-
-def _record(row: Sequence[object]) -> JournalRecord:
-    paths = json.loads(str(row[11]))
+        paths = json.loads(str(value))
+    except RecursionError:  # nested too deep: not paths either
+        paths = None
     if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
-        raise ValueError(f"paths is {row[11]!r}, not a list of file paths")
-    return JournalRecord(
-        key=str(row[0]),
-        fingerprint=str(row[1]),
-        request_json=str(row[2]),
-        model=str(row[3]),
-        size=str(row[4]) or None,
-        state=JournalState(row[5]),
-        base_url=str(row[6]),
-        expected_cost=_float(row[7]),
-        credits_reserved=_float(row[8]),
-        task_id=None if row[9] is None else str(row[9]),
-        completed_at=_float(row[10]),
-        paths=tuple(Path(p) for p in paths),
-        error_code=None if row[12] is None else str(row[12]),
-        error_message=None if row[13] is None else str(row[13]),
-        batch_id=None if row[14] is None else str(row[14]),
-        item_index=None if row[15] is None else _index(row[15]),
-        created_at=float(row[16]),  # type: ignore[arg-type]
-        updated_at=float(row[17]),  # type: ignore[arg-type]
-    )
+        raise ValueError("not a list of file paths")
+    return tuple(Path(path) for path in paths)
 
 
 def _index(value: object) -> int:
     """Return an item index read from a row: an int >= 0, else raise ValueError."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"the item index is {value!r}, not a number >= 0")
+        raise ValueError("not a number >= 0")
     return value
+
+
+_NUMBER = (float, "a number")
+#: How a column is read, and what it must be, unless it is text (read with ``str``).
+_READS: dict[str, tuple[Callable[[Any], object], str]] = {
+    "state": (JournalState, f"one of the journal's states ({_STATES})"),
+    "paths": (_paths, "a JSON list of file paths"),
+    "idx": (_index, "a number >= 0"),
+    "item_index": (_index, "a number >= 0"),
+    "settled": (bool, "true or false"),
+    **dict.fromkeys(("expected_cost", "credits_reserved", "completed_at"), _NUMBER),
+    **dict.fromkeys(("created_at", "updated_at", "lease_until"), _NUMBER),
+}
+#: The columns that may be NULL (read as None).
+_NULLABLE = frozenset(
+    {
+        "expected_cost",
+        "credits_reserved",
+        "task_id",
+        "completed_at",
+        "error_code",
+        "error_message",
+        "batch_id",
+        "item_index",
+        "claimed_by",
+        "lease_until",
+    }
+)
+#: The fields of the columns named otherwise.
+_FIELDS = {"request": "request_json", "idx": "index"}
+_RECORD_NAMES = tuple(name.strip() for name in RECORD_COLUMNS.split(","))
+_ITEM_NAMES = tuple(name.strip() for name in ITEM_COLUMNS.split(","))
+
+
+def _fields(
+    names: tuple[str, ...], row: Sequence[object], nullable: frozenset[str] = _NULLABLE
+) -> dict[str, Any] | str:
+    """Return the fields read from *row* of columns *names*, or what is wrong: no text of it."""
+    if len(row) != len(names):
+        return f"it has {len(row)} columns, not {len(names)}"
+    fields: dict[str, Any] = {}
+    name, value = "", None
+    try:
+        for name, value in zip(names, row, strict=True):
+            read = _READS.get(name, (str, ""))[0]
+            fields[_FIELDS.get(name, name)] = (
+                None if value is None and name in nullable else read(value)
+            )
+    except (ValueError, TypeError, OverflowError):
+        rule = _READS.get(name, (str, "text"))[1] + (" or NULL" if name in nullable else "")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        shown = f"is {value}, not" if number else "is not"  # a number holds no token
+        return f"its {name} column {shown} {rule}"
+    return fields
+
+
+def record_from_row(row: Sequence[object]) -> JournalRecord:
+    """Build a record from a row of :data:`RECORD_COLUMNS` (either store's).
+
+    Raises :class:`UnreadableRow` naming the create (its key) and the column that
+    cannot be read; no value of the row (its request holds a callback URL's token).
+    """
+    fields = _fields(_RECORD_NAMES, row)
+    if not isinstance(fields, str):
+        return JournalRecord(**{**fields, "size": fields["size"] or None})
+    key = row[0] if row else None
+    del row  # not in this frame's locals, which error reporters send
+    raise UnreadableRow(f"the create with key {key!r}: {fields}")
 
 
 def item_from_row(row: Sequence[object], record: JournalRecord | None) -> JournalItem:
     """Build an item from a row of :data:`ITEM_COLUMNS` and the item's current create.
 
-    Raises ValueError naming the item if the row cannot be read.
+    Raises :class:`UnreadableRow` naming the item (its batch, and its index if a
+    number) and the column that cannot be read; no other value of the row.
     """
+    fields = _fields(_ITEM_NAMES, row)
+    if not isinstance(fields, str):
+        return JournalItem(**fields, record=record)
+    batch_id, index = (row[0], row[1]) if len(row) > 1 else (None, None)
+    del row, record
+    raise UnreadableRow(f"{_item(batch_id, index)}: {fields}")
+
+
+def _item(batch_id: object, index: object) -> str:
+    """Name a batch item read from a row: by its index too if that is one."""
     try:
-        return JournalItem(
-            batch_id=str(row[0]),
-            index=_index(row[1]),
-            fingerprint=str(row[2]),
-            request_json=str(row[3]),
-            key=str(row[4]),
-            claimed_by=None if row[5] is None else str(row[5]),
-            lease_until=_float(row[6]),
-            settled=bool(row[7]),
-            record=record,
-        )
-    except (ValueError, TypeError, IndexError) as exc:
-        raise ValueError(f"item {row[1]!r} of batch {row[0]!r}: {exc}") from exc
+        return f"item {_index(index)} of batch {batch_id!r}"
+    except ValueError:
+        return f"an item of batch {batch_id!r}"
 
 
 def changed_items(
@@ -176,13 +224,12 @@ def enqueue_rows(
     fingerprint, request, key)`` (new items). Raises :class:`JournalError` for changed
     items whose create may have a task (:func:`refuse_changed`).
     """
-    try:
-        known = {
-            _index(index): (str(print_), None if state is None else JournalState(state))
-            for index, print_, state in stored
-        }
-    except ValueError as exc:
-        raise ValueError(f"an item of batch {batch_id!r}: {exc}") from exc
+    known: dict[int, tuple[str, JournalState | None]] = {}
+    for row in stored:
+        fields = _fields(("idx", "fingerprint", "state"), row, _NULLABLE | {"state"})
+        if isinstance(fields, str):
+            raise UnreadableRow(f"{_item(batch_id, row[0] if row else None)}: {fields}")
+        known[fields["index"]] = (fields["fingerprint"], fields["state"])
     replace, refuse = changed_items(known, requests)
     if refuse:
         raise refuse_changed(location, batch_id, refuse, count=len(requests))
@@ -199,20 +246,49 @@ def enqueue_rows(
     return updates, inserts
 
 
-@contextlib.contextmanager
-def readable_rows(location: str) -> Iterator[None]:
-    """Turn a row that cannot be read (a ValueError, TypeError...) into :class:`JournalError`."""
+class readable_rows:  # a context, named like contextlib's
+    """Turn a row that cannot be read (a ValueError, TypeError...) into :class:`JournalError`.
+
+    The error chains nothing and keeps no frame below the ``with`` (:func:`raise_alone`):
+    their locals hold the rows, and a row's request its callback URL's token. Errors of
+    *passing* (a driver's, told by its caller) and the package's own go through as they are.
+    """
+
+    def __init__(self, location: str, passing: tuple[type[BaseException], ...] = ()) -> None:
+        self.location, self.passing = location, passing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        errors = (ValueError, TypeError, IndexError)
+        if not isinstance(exc, errors) or isinstance(exc, (ZImageError, *self.passing)):
+            return
+        if isinstance(exc, UnicodeEncodeError):  # a write; its words (not its repr) hold no text
+            message = f"the journal {self.location} cannot store a text: {exc}"
+        else:
+            message = (
+                f"the journal {self.location} holds a row that cannot be read ({exc}); "
+                "was it changed by hand?"
+            )
+        del exc, tb  # not in this frame's locals, which error reporters send
+        raise_alone(JournalError(message))
+
+
+def raise_alone(error: BaseException) -> NoReturn:
+    """Raise *error* with no cause or context, and its traceback begun here.
+
+    For an error raised while handling another one whose frames hold a journal's rows
+    (or a driver's, their arguments): error reporters send every chained exception and
+    the locals of each frame. The caller keeps neither in its own locals.
+    """
     try:
-        yield
-    except (ValueError, TypeError, IndexError) as exc:
-        if isinstance(exc, ZImageError):
-            raise
-        if isinstance(exc, UnicodeEncodeError):  # a write, not a row read back
-            raise JournalError(f"the journal {location} cannot store a text: {exc}") from exc
-        raise JournalError(
-            f"the journal {location} holds a row that cannot be read ({exc}); "
-            "was it changed by hand?"
-        ) from exc
+        raise error
+    except BaseException as raised:
+        raised.__context__ = None  # set by the raise above: what the caller was handling
+        raise raised.with_traceback(None) from None
 
 
 def refuse_changed(
