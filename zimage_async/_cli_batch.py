@@ -297,8 +297,8 @@ async def run_batch(
             if not interrupted():
                 raise
             reporter.stop()
+            await report_left(reporter, journal, batch_id, argv, emulated=emulated, where=where)
             if reporter.mode == "json":
-                await report_left(reporter, journal, batch_id, argv, emulated=emulated, where=where)
                 _print(ending(batch, interrupted=True))
             say(interrupted_message(reporter, where, argv, emulated=emulated))
             return 130

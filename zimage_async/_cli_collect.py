@@ -31,6 +31,7 @@ from ._cli_common import (
     tasks_command,
     wants_emulator,
 )
+from ._cli_hints import collectable, error_words, timeout_text
 from ._cli_words import cli_words
 from ._exceptions import WaitTimeoutError, ZImageError
 from ._handle import TaskHandle
@@ -79,7 +80,12 @@ class _Collector:
         task_id: str | None = None,
         paths: list[Path] | None = None,
         error: Exception | None = None,
+        said: str = "",
     ) -> None:
+        """Print what became of *record*: *text* on a line, or a ``--json`` record.
+
+        The record's error is *error*'s type and *said*, its message in the command's words.
+        """
         self.counts[outcome] += 1
         task_id = task_id or record.task_id
         if self._args.json:
@@ -92,7 +98,7 @@ class _Collector:
                     "paths": [str(path) for path in paths or []],
                     "error": None
                     if error is None
-                    else {"type": type(error).__name__, "message": str(error)},
+                    else {"type": type(error).__name__, "message": said},
                 }
             )
         else:
@@ -106,20 +112,37 @@ class _Collector:
             try:
                 paths = await handle.save(self._args.output_dir, **options)
             except WaitTimeoutError as exc:
-                text = (
-                    f"{exc}; it keeps running: run "
-                    f"{tasks_command(self._journal, 'collect', '-o', str(self._args.output_dir))}"
-                    " again later"
-                )
-                self.report(record, "timeout", text, task_id=handle.id, error=exc)
+                said = self.said(exc)
+                self.report(record, "timeout", said, task_id=handle.id, error=exc, said=said)
             except (ZImageError, OSError, ValueError) as exc:
                 # This task's own failure (the service's answer, a file that cannot be
                 # written, ...): reported, and the other tasks go on.
-                text = f"{type(exc).__name__}: {shown(exc)}"
-                self.report(record, "failed", text, task_id=handle.id, error=exc)
+                said = self.said(exc)
+                text = f"{type(exc).__name__}: {said}"
+                self.report(record, "failed", text, task_id=handle.id, error=exc, said=said)
             else:
                 text = ", ".join(map(str, paths))
                 self.report(record, "saved", text, task_id=handle.id, paths=paths)
+
+    def said(self, exc: Exception) -> str:
+        """Say why a task was not saved, in the command's words; and, if it can be, how to.
+
+        A task still running, or billed and not downloaded, stays in the journal: this
+        command, run again, saves it. The library's own advice (for Python callers) is
+        left out. Not escaped: ``--json`` prints it exactly.
+        """
+        again = tasks_command(self._journal, "collect", "-o", str(self._args.output_dir))
+        saves = "to save its image(s), without creating another task"
+        later = f"run `{again}` again later {saves}"
+        if isinstance(exc, WaitTimeoutError):
+            if exc.stage == "download":
+                return f"{timeout_text(exc)}; its image links live 24 hours: {later}"
+            return f"{timeout_text(exc)}; it keeps running at the service: {later}"
+        if isinstance(exc, OSError):
+            return f"{exc}; fix that, then run `{again}` again {saves}"
+        if isinstance(exc, ZImageError) and collectable(exc):
+            return f"{error_words(exc)}; the task is billed and stays in the journal: {later}"
+        return error_words(exc)
 
     def summary(self) -> int:
         total = sum(self.counts.values())

@@ -45,6 +45,7 @@ from ._exceptions import (
     ZImageError,
 )
 from ._handle import TaskHandle
+from ._idempotency import new_key
 from ._models import GenerationRequest, TaskStatus
 from ._saving import plan_save, variant_problem
 
@@ -218,12 +219,19 @@ async def run_generate(args: argparse.Namespace, interruption: Interruption) -> 
     check_destination(args.output)
     progress = Progress(enabled=not args.json, err=sys.stderr)
     async with open_session(args) as target:
-        interruption.hint = None if target.emulated else uncertain_hint(target.journal, args.output)
+        key = new_key()  # its own, so that Ctrl-C during the create can name it
+        sending = None if target.emulated else uncertain_hint(target.journal, args.output, key)
+        interruption.hint = sending
+        if args.json:  # Ctrl-C: the create's record, its outcome unknown
+            interruption.record = lambda: _cut_create(key, sending)
         try:
-            handle = await target.session.submit(request)
+            handle = await target.session.submit(request, idempotency_key=key)
         except SubmissionUncertainError as exc:  # the journal holds it, if there is one
-            interruption.hint = None
+            interruption.hint = interruption.record = None
             return _uncertain(exc, args, target)
+        except Exception:  # refused, or not sent: not Ctrl-C, whose record is set above
+            interruption.record = None
+            raise
         hint = _hint_for(handle, args, target)
         interruption.hint = hint
         if args.json:  # Ctrl-C: the billed task's record, as on a timeout
@@ -283,6 +291,26 @@ def _print_saved(handle: TaskHandle, paths: list[Path], args: argparse.Namespace
         )
         return 1
     return 0
+
+
+def _cut_create(key: str, hint: str | None) -> dict[str, object]:
+    """Return the ``--json`` record of a create that Ctrl-C cut off: its outcome unknown.
+
+    *hint* is what stderr says after "interrupted: " (None: the in-process emulator).
+    """
+    message = (
+        f"interrupted {hint}"
+        if hint is not None
+        else "interrupted while creating the task, with the in-process emulator, whose "
+        "tasks end with it: nothing was billed; run the command again"
+    )
+    return {
+        "task_id": None,
+        "status": "uncertain",
+        "idempotency_key": key,
+        "paths": [],
+        "error": {"type": "Interrupted", "message": message},
+    }
 
 
 def _uncertain(exc: SubmissionUncertainError, args: argparse.Namespace, target: Target) -> int:

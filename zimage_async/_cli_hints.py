@@ -18,9 +18,12 @@ from ._exceptions import SubmissionUncertainError, WaitTimeoutError
 
 __all__ = [
     "collect_hint",
+    "collectable",
+    "error_words",
     "failed_text",
     "no_results_text",
     "timed_out",
+    "timeout_text",
     "uncertain_create",
     "uncertain_hint",
 ]
@@ -57,22 +60,24 @@ def _resend_commands(journal: str, output: str | None) -> str:
     )
 
 
-def uncertain_hint(journal: str | None, output: str | None) -> str:
-    """Return what to say when the create is interrupted before its answer came back.
+def uncertain_hint(journal: str | None, output: str | None, key: str) -> str:
+    """Return what to say when the create, sent with *key*, is interrupted before its answer.
 
     It follows "interrupted: " (or "exiting at once: "), so it does not say it again.
     """
+    key = shown(key)
     if journal is None:
         return (
             "while creating the task, with --no-journal: if the create request went out, "
             "a task may have been made (and billed) whose id is unknown and that nothing "
-            "records, so no command can collect it; check your usage before generating "
-            "again. Without --no-journal, the journal keeps such a create, which "
-            f"`{PROG} tasks collect -o DIR --resubmit-uncertain` sends again with its own key"
+            f"records, so no command can collect it (its idempotency key was {key}); check "
+            "your usage before generating again. Without --no-journal, the journal keeps "
+            f"such a create, which `{PROG} tasks collect -o DIR --resubmit-uncertain` sends "
+            "again with its own key"
         )
     return (
         "while creating the task; if the create request went out, a task may exist "
-        "whose id is unknown: the journal then lists it, with the create's key, in"
+        f"whose id is unknown: the journal then lists it, under its idempotency key {key}, in"
         + _resend_commands(journal, output)
     )
 
@@ -119,21 +124,37 @@ def no_results_text(task_id: str) -> str:
     )
 
 
-def timed_out(exc: WaitTimeoutError, hint: str) -> str:
-    """Say that ``--timeout`` passed, then *hint* (how to collect the task)."""
+def timeout_text(exc: WaitTimeoutError) -> str:
+    """Say what ``--timeout`` cut short, without the library's advice on collecting it."""
     if exc.stage == "download":
-        what = (
+        return (
             f"the images of task {shown(exc.task_id)} were not all downloaded within "
             f"{exc.timeout:g} s"
         )
-    else:
-        last = shown(exc.last_status or "unknown")
-        what = f"task {shown(exc.task_id)} was still {last} after {exc.timeout:g} s (--timeout)"
-    return f"timed out: {what}; {hint}"
+    last = shown(exc.last_status or "unknown")
+    return f"task {shown(exc.task_id)} was still {last} after {exc.timeout:g} s (--timeout)"
+
+
+def timed_out(exc: WaitTimeoutError, hint: str) -> str:
+    """Say that ``--timeout`` passed, then *hint* (how to collect the task)."""
+    return f"timed out: {timeout_text(exc)}; {hint}"
 
 
 #: The library's note that a task is billed and can be collected (``note_collectable``).
 _COLLECT_NOTE = re.compile(r" \[task \S+ was created and is billed: collect it later [^\]]*\]")
+
+
+def collectable(exc: Exception) -> bool:
+    """Whether the library noted that *exc*'s task is billed and can be collected later."""
+    return _COLLECT_NOTE.search(str(exc)) is not None
+
+
+def error_words(exc: Exception) -> str:
+    """Return *exc*'s message in the command's words, without the "collect it later" note.
+
+    Not escaped (``--json`` prints it exactly); the command gives its own advice.
+    """
+    return cli_words(_COLLECT_NOTE.sub("", str(exc)))
 
 
 def failed_text(exc: Exception, task_id: str) -> str:
@@ -143,7 +164,7 @@ def failed_text(exc: Exception, task_id: str) -> str:
     with the real output path, after this line.
     """
     if not isinstance(exc, OSError):
-        return f"{type(exc).__name__}: {shown(cli_words(_COLLECT_NOTE.sub('', str(exc))))}"
+        return f"{type(exc).__name__}: {shown(error_words(exc))}"
     named = exc.filename2 or exc.filename  # a rename's or link's target, not its source
     where = "" if named is None else f"{shown(named)}: "
     return f"cannot save the image(s) of task {shown(task_id)}: {where}{exc.strerror or shown(exc)}"

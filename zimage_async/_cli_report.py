@@ -62,6 +62,7 @@ class Reporter:
         self.saved = 0
         self.failed = 0
         self.not_sent = 0
+        self.interrupted = 0  # in flight at Ctrl-C: a task running, or a create on its way
         self.resumed = 0
         #: The items reported so far, by index.
         self.reported: set[int] = set()
@@ -136,6 +137,8 @@ class Reporter:
             self.failed += 1
         elif status == "not_sent":
             self.not_sent += 1
+        elif status in ("interrupted", "uncertain"):
+            self.interrupted += 1
 
     def item(self, item: BatchItem) -> None:
         line = self.lines[item.index].line
@@ -347,9 +350,14 @@ def summary(
 def interrupted_message(
     reporter: Reporter, journal: str, argv: Sequence[str], *, emulated: bool
 ) -> str:
+    left = "".join(
+        f", {count} {what}"
+        for count, what in ((reporter.interrupted, "interrupted"), (reporter.not_sent, "not sent"))
+        if count
+    )
     text = (
-        f"interrupted: {reporter.saved} image(s) saved, {reporter.failed} failed. Every "
-        f"task created so far is recorded in the journal {journal}; "
+        f"interrupted: {reporter.saved} image(s) saved, {reporter.failed} failed{left}. "
+        f"Every task created so far is recorded in the journal {journal}; "
     )
     if emulated:
         text += (

@@ -1,12 +1,17 @@
-"""What `zimage batch --json` prints, on Ctrl-C, for the items it had not reported yet.
+"""What `zimage batch` prints, on Ctrl-C, for the items it had not reported yet.
 
-Every item gets one record saying what became of it. Those this run had not reported
-when it was interrupted are read back from the journal once the batch has given its
-items back: a create cut off on its way is ``uncertain`` (with its key and the command
-that sends it again under that key), a task still running is ``interrupted`` (the same
-command resumes it, not paying again), an item whose create was never sent (or was
-stopped before it left) is ``not_sent``. A journal that cannot be read within a few
-seconds leaves them ``interrupted``, with the command that resumes the batch.
+With ``--json``, every item gets one record saying what became of it. Those this run
+had not reported when it was interrupted are read back from the journal once the batch
+has given its items back: a create cut off on its way is ``uncertain`` (with its key and
+the command that sends it again under that key), a task still running is
+``interrupted`` (the same command resumes it, not paying again), an item whose create
+was never sent (or was stopped before it left) is ``not_sent``. A journal that cannot
+be read within a few seconds leaves them ``interrupted``, with the command that resumes
+the batch.
+
+The plain output prints the same, as a line like the other items' lines, for each
+item but those never sent: the closing message counts these, which on a long file
+could be thousands of lines saying the same.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._cli_common import journal_exists, printable_command
+from ._cli_common import journal_exists, printable_command, shown
 from ._cli_report import Reporter
+from ._cli_words import batch_words
 from ._deadlines import within
 from ._exceptions import JournalError
 from ._journal import open_journal
@@ -54,10 +60,11 @@ async def report_left(
     emulated: bool,
     where: str,
 ) -> None:
-    """Print a ``--json`` record for each item *reporter* has not reported yet."""
+    """Print a ``--json`` record, or a line, for each item *reporter* has not reported yet."""
     left = [i for i in range(len(reporter.lines)) if i not in reporter.reported]
     if not left:
         return
+    unsent = 0  # plain output: counted last, so that the lines' counts follow the lines
     items = await _items(journal, batch_id)
     again = f"`{printable_command(argv)}`"
     resend = argv if "--resubmit-uncertain" in argv else [*argv, "--resubmit-uncertain"]
@@ -113,11 +120,17 @@ async def report_left(
             error = {"type": "TaskFailedError", "message": ""}
             message = (
                 f"task {task_id} ended {record.state.value}: "
-                f"{record.error_message or record.error_code or 'no reason given'}"
+                f"{batch_words(record.error_message or record.error_code or 'no reason given')}"
             )
         if error is not None:
             error["message"] = message
         reporter.reported.add(index)
+        if reporter.mode != "json":
+            if status == "not_sent":
+                unsent += 1
+            else:
+                _line(reporter, entry.line, status, task_id, paths, error)
+            continue
         reporter.count(status)
         reporter.print(
             {
@@ -133,3 +146,27 @@ async def report_left(
                 **({} if key is None else {"idempotency_key": key}),
             }
         )
+    for _ in range(unsent):
+        reporter.count("not_sent")
+
+
+def _line(
+    reporter: Reporter,
+    line: int,
+    status: str,
+    task_id: str | None,
+    paths: list[str],
+    error: dict[str, str] | None,
+) -> None:
+    """Print an item's plain line, as :meth:`Reporter.item` prints the others."""
+    reporter.count(status)
+    count = f"[{reporter.saved + reporter.failed + reporter.not_sent + reporter.interrupted}"
+    count += f"/{len(reporter.lines)}]"
+    if error is None:
+        text = f"{count} saved line {line}: {', '.join(paths)}"
+    elif status == "failed":
+        text = f"{count} FAILED line {line} (task {task_id or '-'}): {error['type']}: "
+        text += error["message"]
+    else:  # its task still running, or its create cut off on its way
+        text = f"{count} INTERRUPTED line {line} (task {task_id or '-'}): {error['message']}"
+    print(shown(text), file=reporter.out, flush=True)
