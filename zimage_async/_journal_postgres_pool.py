@@ -42,7 +42,8 @@ from ._journal_postgres_sql import (
     POOL_SIZE,
     SPEND_LOCK,
 )
-from ._journal_rows import raise_alone, readable_rows
+from ._journal_rows import readable_rows
+from ._secret import raise_alone
 
 if TYPE_CHECKING:
     import asyncpg

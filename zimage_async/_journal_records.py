@@ -16,6 +16,7 @@ from ._exceptions import JournalError
 from ._idempotency import validate_idempotency_key
 from ._manifest import fingerprint
 from ._models import GenerationRequest
+from ._secret import raise_alone
 
 __all__ = [
     "UNFINISHED",
@@ -247,21 +248,31 @@ def _body(request: GenerationRequest) -> str:
     return json.dumps(request.to_json(), sort_keys=True, ensure_ascii=False)
 
 
+#: How a JSON value that is not an object is named (any other is a number).
+_JSON_KINDS: dict[type, str] = {list: "array", str: "string", bool: "boolean", type(None): "null"}
+
+
 def request_from_json(text: str, *, row: str = "a row") -> GenerationRequest:
     """Rebuild a :class:`GenerationRequest` from the create-call body stored as *text*.
 
     Raises :class:`JournalError` naming *row* if *text* is not a request.
     """
     fields = ("prompt", "size", "seed", "nsfw_check", "callback_url", "model")
-    try:
-        body = json.loads(text)
+    body: object = None
+    try:  # no text of it is quoted, nor kept in a frame: it may hold a callback's token
+        body = json.loads(text)  # its errors give a position, no text
         if not isinstance(body, dict):
-            raise TypeError(f"it is {text[:40]!r}, not a JSON object")
+            raise TypeError(f"it is a JSON {_JSON_KINDS.get(type(body), 'number')}, not an object")
         return GenerationRequest(**{name: body[name] for name in fields if name in body})
     except (ValueError, TypeError) as exc:
-        raise JournalError(
-            f"the journal holds {row} whose request cannot be read ({exc}); was it changed by hand?"
-        ) from exc
+        problem = str(exc)  # the rule broken, naming the field (never a callback's query)
+    del text, body
+    return raise_alone(
+        JournalError(
+            f"the journal holds {row} whose request cannot be read ({problem}); "
+            "was it changed by hand?"
+        )
+    )
 
 
 @attrs.frozen(kw_only=True)

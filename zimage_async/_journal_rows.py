@@ -11,13 +11,14 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any
 
 from ._exceptions import JournalError, LeaseLostError, ZImageError
 from ._idempotency import new_key
 from ._journal_records import JournalItem, JournalRecord, JournalState
 from ._manifest import fingerprint
 from ._models import GenerationRequest
+from ._secret import raise_alone
 
 __all__ = [
     "ITEM_COLUMNS",
@@ -30,7 +31,6 @@ __all__ = [
     "item_from_row",
     "item_refusal",
     "paths_json",
-    "raise_alone",
     "readable_rows",
     "record_from_row",
     "refuse_changed",
@@ -275,20 +275,6 @@ class readable_rows:  # a context, named like contextlib's
             )
         del exc, tb  # not in this frame's locals, which error reporters send
         raise_alone(JournalError(message))
-
-
-def raise_alone(error: BaseException) -> NoReturn:
-    """Raise *error* with no cause or context, and its traceback begun here.
-
-    For an error raised while handling another one whose frames hold a journal's rows
-    (or a driver's, their arguments): error reporters send every chained exception and
-    the locals of each frame. The caller keeps neither in its own locals.
-    """
-    try:
-        raise error
-    except BaseException as raised:
-        raised.__context__ = None  # set by the raise above: what the caller was handling
-        raise raised.with_traceback(None) from None
 
 
 def refuse_changed(

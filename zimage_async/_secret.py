@@ -9,7 +9,14 @@ from typing import NoReturn, ParamSpec
 
 P = ParamSpec("P")
 
-__all__ = ["MASK", "Secret", "frameless_refusals", "redact_text", "without_queries"]
+__all__ = [
+    "MASK",
+    "Secret",
+    "frameless_refusals",
+    "raise_alone",
+    "redact_text",
+    "without_queries",
+]
 
 #: What a masked secret reads as.
 MASK = "***"
@@ -112,3 +119,18 @@ def frameless_refusals(init: Callable[P, None]) -> Callable[P, None]:
             raise refused.with_traceback(None) from None
 
     return checked
+
+
+def raise_alone(error: BaseException) -> NoReturn:
+    """Raise *error* with no cause or context, and its traceback begun here.
+
+    For an error raised while handling another one whose frames hold a secret (a
+    journal's rows, a driver's arguments, a request's callback token): error reporters
+    send every chained exception and the locals of each frame. The caller keeps neither
+    in its own locals.
+    """
+    try:
+        raise error
+    except BaseException as raised:
+        raised.__context__ = None  # set by the raise above: what the caller was handling
+        raise raised.with_traceback(None) from None
