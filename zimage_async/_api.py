@@ -51,6 +51,8 @@ T = TypeVar("T")
 
 #: The largest JSON answer accepted from the API.
 MAX_API_BODY = 1 << 20
+#: The most tasks whose reads mask their create's callback token (the latest ones made).
+MASKED_READS_KEPT = 4096
 #: Logged when a create handed to the service was cancelled: its task may exist.
 CANCELLED_AFTER_SENDING = (
     "a create cancelled after it was sent may have made a task (billed) that nothing "
@@ -147,6 +149,9 @@ class APIClient:
             {"Authorization": f"Bearer {api_key.reveal()}", "Accept": "application/json"}
         )
         self._plain_headers = self._read_headers.with_header("Content-Type", "application/json")
+        # The read headers of the tasks made with a callback token: their reads mask it too.
+        self._masked_reads: dict[str, RedactedHeaders] = {}
+        self._last_masked = self._read_headers  # shared by the tasks of one callback URL
 
     def _headers(self, idempotency_key: str | None = None) -> RedactedHeaders:
         """Return the headers of a call with a JSON body, copied only to add a key."""
@@ -213,9 +218,15 @@ class APIClient:
         del callback_url
         key = idempotency_key if idempotency_key is not None else new_key()
         headers = self._headers(key)
-        if tokens:
-            headers = headers.masking(*tokens)
+        reads = self._read_headers.masking(*tokens) if tokens else None
         del tokens
+        if reads is not None and reads.masks_as(self._read_headers):
+            reads = None  # no value long enough to be a token
+        elif reads is not None:  # one URL's tasks share them: their patterns made once
+            if reads.masks_as(self._last_masked):
+                reads = self._last_masked
+            headers = headers.masking_as(reads)
+            self._last_masked = reads
         tries = CreateTries(key=key, request=request)
 
         async def call(attempt: int, url: str) -> Task:
@@ -284,6 +295,9 @@ class APIClient:
         except ZImageError as exc:
             final = tries.final(exc)
             uncertain = isinstance(final, SubmissionUncertainError)
+            made = final.task_id if isinstance(final, SubmissionUncertainError) else None
+            if made is not None and reads is not None:  # resumed by its id, it is read
+                self._mask_reads(made, reads)
             span.end("uncertain" if uncertain else "not created", error=final)
             if final is exc:
                 raise
@@ -298,10 +312,19 @@ class APIClient:
         except BaseException:  # cancelled (Ctrl-C, a timeout around it): ``stopped``, as a wait
             span.end("stopped")
             raise
+        if reads is not None:
+            self._mask_reads(task.id, reads)
         if span.recording:
             span.set("task_id", task.id)
             self.task_spans[task.id] = span
         return task
+
+    def _mask_reads(self, task_id: str, reads: RedactedHeaders) -> None:
+        """Have the reads of *task_id* mask what its create sent (the latest tasks' only)."""
+        masked = self._masked_reads
+        masked[task_id] = reads
+        if len(masked) > MASKED_READS_KEPT:
+            del masked[next(iter(masked))]
 
     def get_task(self, task_id: str, *, span: TaskSpan = NO_SPAN) -> Coroutine[Any, Any, Task]:
         """``GET /v1/tasks/{task_id}``: the task as it stands now (await it).
@@ -320,9 +343,16 @@ class APIClient:
         )
 
     async def _read_task(self, attempt: int, url: str) -> Task:
-        """Send one ``GET /v1/tasks/{id}`` and read the answer (one try of :meth:`get_task`)."""
+        """Send one ``GET /v1/tasks/{id}`` and read the answer (one try of :meth:`get_task`).
+
+        The answer of a task this client made with a callback token has the token masked.
+        """
+        asked = url.rpartition("/")[2]
+        headers = self._read_headers
+        if self._masked_reads:
+            headers = self._masked_reads.get(asked, headers)
         reply = await self._transport.request(
-            "GET", url, headers=self._read_headers, max_body=MAX_API_BODY, attempt=attempt
+            "GET", url, headers=headers, max_body=MAX_API_BODY, attempt=attempt
         )
         status = reply.status
         if not 200 <= status < 300:  # what parse_task_reply does, the clock read only here
@@ -337,7 +367,6 @@ class APIClient:
             self._note_rate_limit(error, pace=False)  # says nothing of the rate of creates
             raise error
         task = parse_task(parse_json(reply.body, status=status), status=status)
-        asked = url.rpartition("/")[2]
         if task.id != asked:  # a cache keyed wrongly: another task's answer is not this one's
             raise MalformedResponseError(
                 f"the answer is the snapshot of task {task.id}, not of task {asked}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import NoReturn
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -16,7 +16,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from ._secret import MASK, Secret
 
 #: The fewest characters of a value sent in a body (a callback URL's query value) that
-#: error answers are searched for: a token is longer; a short value is a plain word.
+#: answers are searched for: a token is longer; a short value is a plain word.
 QUOTED_MIN = 12
 
 __all__ = [
@@ -73,6 +73,24 @@ def _spellings(char: str) -> bytes:
     return b"(?:" + b"|".join(ways) + b")"
 
 
+#: A percent sign as an answer may echo it: itself or encoded again, maybe JSON-escaped.
+_PERCENT = rb"(?:%|\\u0025)(?:25)?"
+
+
+def _url_spellings(char: str) -> bytes:
+    """Return a pattern matching *char* of a URL's query however an answer may write it.
+
+    Every JSON spelling (:func:`_spellings`), its UTF-8 bytes percent-encoded (hex digits
+    of either case, the ``%`` itself maybe encoded again), and ``+`` for a space.
+    """
+    encoded = b"".join(
+        _PERCENT + b"".join(b"[%c%c]" % (d, d + 32) if d >= 0x41 else bytes([d]) for d in hexed)
+        for hexed in (b"%02X" % byte for byte in char.encode("utf-8", "surrogatepass"))
+    )
+    ways = [_spellings(char), encoded, *([rb"\+"] if char == " " else [])]
+    return b"(?:" + b"|".join(ways) + b")"
+
+
 class _Echoes:
     r"""Finds and masks echoes of some secrets in an answer, however JSON escapes them.
 
@@ -85,9 +103,9 @@ class _Echoes:
 
     __slots__ = ("_escapes", "_find", "_mask")
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, secrets: Iterable[str], spell: Callable[[str], bytes] = _spellings) -> None:
         secrets = tuple(secrets)
-        echo = b"|".join(b"".join(map(_spellings, secret)) for secret in secrets)
+        echo = b"|".join(b"".join(map(spell, secret)) for secret in secrets)
         self._find = re.compile(echo)
         self._mask = re.compile(b"(" + echo + rb")|\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
         # The escapes that can spell a character of a secret: "\u" any, a short one
@@ -116,6 +134,79 @@ def _masked(match: re.Match[bytes]) -> bytes:
     return _MASK if match.group(1) is not None else match.group()
 
 
+#: What may be left of one escape where an answer was cut short: ``\u00``, ``%2``...
+_PART_ESCAPE = rb"(?:[\\%][\\%u0-9A-Fa-f]{0,7})?\Z"
+#: A letter or digit percent-encoded (``%73``, ``%2573``); else echoes show them plainly.
+_ENCODED_ALNUM = re.compile(rb"%(?:25)?(?:3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa])")
+
+
+class _Quoted:
+    r"""The values a request's body sent (a callback URL's token) that its answers must not echo.
+
+    Found in every answer, in every spelling a JSON string or a URL allows (``\u0073``,
+    ``%73``, ``%2f`` for ``%2F``, ``%252F`` in an encoded URL; :func:`_url_spellings`).
+    An answer without ``\``, ``%`` (nor ``+``, for a value with a space) can hold them only
+    as they are, and is searched for those bytes; one without ``\u`` nor an encoded letter
+    or digit, first for their longest runs of letters and digits. The patterns are made on
+    first need, once. At the end of an answer cut short, a start of one is masked too.
+    """
+
+    __slots__ = ("_echoes", "_plain", "_plus", "_runs", "_secrets", "_tails")
+
+    def __init__(self, secrets: tuple[Secret, ...]) -> None:
+        self._secrets = secrets
+        plain = [secret.reveal().encode("utf-8", "surrogatepass") for secret in secrets]
+        self._plus = any(b" " in value for value in plain)
+        self._runs = tuple(max(re.split(rb"[^0-9A-Za-z]+", value), key=len) for value in plain)
+        self._plain = tuple(v for v in plain if b"%" not in v and b"\\" not in v)  # else escaped
+        self._echoes: _Echoes | None = None
+        self._tails: tuple[tuple[int, re.Pattern[bytes]], ...] | None = None
+
+    def __repr__(self) -> str:
+        return "_Quoted(***)"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("echo patterns cannot be pickled")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Quoted) and other._secrets == self._secrets
+
+    def mask(self, body: bytes, *, cut: bool) -> bytes:
+        """Return *body* with every echo masked (the very same object when it has none)."""
+        if not (b"\\" in body or b"%" in body or (self._plus and b"+" in body)):
+            for plain in self._plain:
+                if plain in body:
+                    body = body.replace(plain, _MASK)
+        elif b"\\u" in body or _ENCODED_ALNUM.search(body) or any(r in body for r in self._runs):
+            echoes = self._echoes
+            if echoes is None:
+                secrets = [secret.reveal() for secret in self._secrets]
+                echoes = self._echoes = _Echoes(secrets, _url_spellings)
+            body = echoes.mask(body)
+        return self._cut_end(body) if cut else body
+
+    def _cut_end(self, body: bytes) -> bytes:
+        """Return *body*, cut short, without the start of a secret at its end."""
+        if self._tails is None:
+            self._tails = tuple(map(_tail, self._secrets))
+        found = [tail.search(body, max(0, len(body) - reach)) for reach, tail in self._tails]
+        start = min((match.start() for match in found if match), default=len(body))
+        return body if start == len(body) else body[:start] + _MASK
+
+
+def _tail(secret: Secret) -> tuple[int, re.Pattern[bytes]]:
+    """Return how far from the end to look, and a pattern of a start of *secret* at the end.
+
+    Group *i* (character *i*) is tried only when the one before matched: no nesting, which
+    Python's regular expressions allow a few hundred deep at most.
+    """
+    chars = secret.reveal()
+    steps = [b"(" + _url_spellings(chars[0]) + b")?"]
+    steps += [b"(?(%d)(%s)?)" % (at, _url_spellings(char)) for at, char in enumerate(chars[1:], 1)]
+    reach = sum(max(12, 10 * len(char.encode("utf-8", "surrogatepass"))) for char in chars)
+    return reach + 8, re.compile(b"".join(steps) + _PART_ESCAPE, re.DOTALL)
+
+
 class RedactedHeaders:
     """Request headers whose every printed form hides the ``Authorization`` value.
 
@@ -142,7 +233,7 @@ class RedactedHeaders:
         # secrets as they are, and a finder of every JSON spelling of them.
         self._masks: tuple[Secret, ...] = ()
         self._echoes: _Echoes | None = None
-        self._quoted: tuple[Secret, ...] = ()  # sent in the body; masked in error answers
+        self._quoted: _Quoted | None = None  # sent in the body; masked in its answers
         for name, value in (headers or {}).items():
             self[name] = value
 
@@ -175,29 +266,40 @@ class RedactedHeaders:
         >>> base
         RedactedHeaders({'Accept': 'text/plain'})
         """
-        copy = RedactedHeaders()
-        copy._values = dict(self._values)
-        copy._masks = self._masks
-        copy._echoes = self._echoes
-        copy._quoted = self._quoted
+        copy = self._quoting(self._quoted)
         copy[name] = value
         return copy
 
     def masking(self, *secrets: str) -> RedactedHeaders:
-        """Return a copy whose error answers also have *secrets* (sent in the body) masked.
+        """Return a copy whose answers also have *secrets* (sent in the body) masked.
 
-        For a callback URL's query values (a token for the receiver), which a refusal
-        may quote. Only error answers (status 300 and up) are searched, and only for
-        values of at least :data:`QUOTED_MIN` characters: a short value (``?v=2``) is no
-        token, and masked in a task's JSON it would corrupt the answer.
+        For a callback URL's query values (a token for the receiver), which a refusal may
+        quote and a gateway may echo in a task: every answer, whatever its status, is
+        searched for every spelling of them (:class:`_Quoted`), if they have at least
+        :data:`QUOTED_MIN` characters: a short value (``?v=2``) is no token, and masked
+        in a task's JSON it would corrupt the answer.
 
         >>> headers = RedactedHeaders({"Accept": "text/plain"}).masking("hook-1234567890")
-        >>> mask_echoes(b'{"message": "bad url ?token=hook-1234567890"}', headers, error=True)
+        >>> mask_echoes(b'{"message": "bad url ?token=hook%2D1234567890"}', headers)
         b'{"message": "bad url ?token=***"}'
+        >>> mask_echoes(b'{"input": {"callback_url": "/hook?token=hook-12', headers, cut=True)
+        b'{"input": {"callback_url": "/hook?token=***'
         """
+        kept = tuple(Secret(s) for s in dict.fromkeys(secrets) if len(s) >= QUOTED_MIN)
+        return self._quoting(_Quoted(kept) if kept else None)
+
+    def masking_as(self, other: RedactedHeaders) -> RedactedHeaders:
+        """Return a copy whose answers have what *other*'s have masked (:meth:`masking`)."""
+        return self._quoting(other._quoted)
+
+    def masks_as(self, other: RedactedHeaders) -> bool:
+        """Whether the answers of these headers and of *other* have the same values masked."""
+        return self._quoted == other._quoted
+
+    def _quoting(self, quoted: _Quoted | None) -> RedactedHeaders:
         copy = RedactedHeaders()
         copy._values, copy._masks, copy._echoes = dict(self._values), self._masks, self._echoes
-        copy._quoted = tuple(Secret(s) for s in dict.fromkeys(secrets) if len(s) >= QUOTED_MIN)
+        copy._quoted = quoted
         return copy
 
     def _wire(self, user_agent: str | None) -> dict[str, str]:
@@ -218,7 +320,7 @@ class RedactedHeaders:
         return [mask.reveal().encode() for mask in self._masks]
 
 
-def mask_echoes(body: bytes, headers: RedactedHeaders, *, error: bool = False) -> bytes:
+def mask_echoes(body: bytes, headers: RedactedHeaders, *, cut: bool = False) -> bytes:
     r"""Replace every echo of a request secret of *headers* in an answer's *body* with ``***``.
 
     An echo is the secret however a JSON string spells it, any of its characters escaped
@@ -227,15 +329,16 @@ def mask_echoes(body: bytes, headers: RedactedHeaders, *, error: bool = False) -
     ``\u``, nor ``\/`` for a secret with a ``/``...) has the secrets looked for as they
     are. A body without an echo is returned as it came. JSON in UTF-16 or UTF-32 (which
     the answer's reading accepts, as the standard library does) is turned into UTF-8
-    first, so that its echoes are found too. An *error* answer is also searched for the
-    secrets the request's body sent (:meth:`RedactedHeaders.masking`).
+    first, so that its echoes are found too. Every answer, whatever its status, is also
+    searched for the secrets the request's body sent (:meth:`RedactedHeaders.masking`),
+    percent-encoded too, and, when it was *cut* short, for the start of one at its end.
     """
     if b"\x00" in body:  # JSON text in UTF-8 has no NUL byte; in UTF-16 and UTF-32 it has
         body = _as_utf8(body)
+    quoted = headers._quoted
+    if quoted is not None:  # a create's callback token, or a read of the task it made
+        body = quoted.mask(body, cut=cut)
     masks, echoes = headers._masks, headers._echoes
-    if error and headers._quoted:  # rare: the finder of their spellings is made here
-        masks = masks + headers._quoted
-        echoes = _Echoes(mask.reveal() for mask in masks)
     if echoes is not None and b"\\" in body and echoes.escaped_in(body):
         return echoes.mask(body)
     for mask in masks:

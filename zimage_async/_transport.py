@@ -271,9 +271,9 @@ class Transport:
         Redirects are not followed: API answers come from the API's origin, so the
         ``Authorization`` header never travels anywhere else. ``User-Agent`` is this
         transport's unless *headers* set one. Echoes of the request's secrets in the
-        answer's body (an error message quoting the key) are replaced by ``***``. With
-        *keep_cut*, an answer whose body was cut short or is over *max_body* is returned
-        as far as it came, its error in :attr:`Reply.cut`, instead of raised.
+        answer's body (the key, a callback token; the start of one ending a cut body)
+        are replaced by ``***``. With *keep_cut*, an answer whose body was cut short or
+        is over *max_body* is returned as far as it came, its error in :attr:`Reply.cut`.
         """
         if self._policy is None:
             self._policy = LinkPolicy.for_api(url)
@@ -311,7 +311,7 @@ class Transport:
                     return Reply(
                         status,
                         kept_headers(response.headers, headers),
-                        mask_echoes(data, headers, error=status >= 300),
+                        mask_echoes(data, headers, cut=cut is not None),
                         None if cut is None else self._translated(cut, method, url),
                     )
             except asyncio.CancelledError as exc:
