@@ -322,9 +322,9 @@ class TaskHandle(HandlePolls):
         This is what ``await handle`` does. *timeout* bounds the wait and the downloads
         together; if one image fails, the downloads of the others are stopped.
         """
+        limit = wait_limit(timeout, self._rt.poll)  # checked, whether it is needed or not
         if self._deliverer is not None and self._deliverer.result is not None:
             return self._deliverer.result
-        limit = wait_limit(timeout, self._rt.poll)
         with self._waiting():
             result = await self._finish(limit, deadline_after(limit), _fetch_all)
         self._span.end("delivered")

@@ -204,7 +204,9 @@ def check_template(template: str, *, number: int | None = 0) -> str:
         raise InvalidRequestError("name", _RULE, wrong_type(template))
     if not template.strip():
         raise InvalidRequestError("name", _RULE, f"the template is empty: {template!r}")
-    if any(bad in template for bad in ("/", "\\", "\x00")):
+    if "\x00" in template:
+        raise InvalidRequestError("name", _RULE, f"{template!r} contains a NUL character")
+    if "/" in template or "\\" in template:
         raise InvalidRequestError("name", _RULE, f"{template!r} contains a path separator")
     try:
         os.fsencode(template)

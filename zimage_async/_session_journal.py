@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from ._batchoptions import check_batch_id, check_flag
 from ._callback_url import building_for
 from ._exceptions import InvalidRequestError, SubmissionUncertainError, ZImageError
 from ._handle import TaskHandle
@@ -194,11 +195,11 @@ class JournalMethods:
         ``submitting`` and ``uncertain`` records carry their idempotency keys (a task may
         exist, its id unknown); ``created`` and ``completed`` ones their task ids.
         """
-        return await self._bookkeeper().unfinished(batch_id=batch_id)
+        return await self._bookkeeper().unfinished(batch_id=_batch_id(batch_id))
 
     async def spent(self, *, batch_id: str | None = None) -> Spend:
         """Return what the journal (or one batch) counts as reserved, uncertain included."""
-        return await self._bookkeeper().spent(batch_id=batch_id)
+        return await self._bookkeeper().spent(batch_id=_batch_id(batch_id))
 
     async def recover(self, *, resubmit_uncertain: bool = False) -> list[TaskHandle]:
         """Return handles for the unfinished creates, to wait for and save.
@@ -222,6 +223,7 @@ class JournalMethods:
         (no longer unfinished, still counted as spent) and logged as a warning on the
         ``zimage_async.journal`` logger, since its images are lost.
         """
+        resubmit_uncertain = check_flag(resubmit_uncertain, "resubmit_uncertain")
         return await self._bookkeeper().recover(
             link_ttl=self._runtime.link_ttl,
             resume=lambda r: self._journaled(str(r.task_id), None, None, r.key, recovered=True),
@@ -238,3 +240,8 @@ class JournalMethods:
             item_index=record.item_index,
             resending=True,
         )
+
+
+def _batch_id(batch_id: str | None) -> str | None:
+    """Return *batch_id* (None: every batch's) if it is one, else raise InvalidRequestError."""
+    return None if batch_id is None else check_batch_id(batch_id)
