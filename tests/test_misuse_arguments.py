@@ -121,3 +121,22 @@ def test_a_nul_in_a_name_template_is_not_called_a_path_separator(tmp_path: Path)
         check_template("a\x00b")
     assert "NUL" in str(caught.value)
     assert "contains a path separator" not in str(caught.value)
+
+
+async def test_a_handle_cannot_be_pickled_or_copied_and_says_what_to_keep(
+    emulator: Emulator,
+) -> None:
+    """Pickling or copying a handle says to keep its id and resume with ``session.task``."""
+    import copy
+    import pickle
+
+    async with Session(
+        api_key=emulator.api_key, base_url=emulator.base_url, poll=FAST_POLL, retry=FAST_RETRY
+    ) as zs:
+        handle = await zs.submit("a fox")
+        for attempt in (pickle.dumps, copy.copy, copy.deepcopy):
+            with pytest.raises(TypeError) as caught:
+                attempt(handle)
+            assert handle.id in str(caught.value)
+            assert "session.task(" in str(caught.value)
+        await handle

@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from ._delivery import Delivery, check_image_index
 from ._exceptions import WaitTimeoutError, ZImageError, note_task
@@ -83,6 +83,13 @@ class TaskHandle(HandlePolls):
         self._deliverer: Delivery | None = None  # made when the images are first wanted
         if snapshot is not None:
             self._observe(snapshot)
+
+    def __reduce__(self) -> NoReturn:
+        """Refuse pickling and copying: a handle belongs to its open Session."""
+        raise TypeError(
+            f"a TaskHandle cannot be pickled or copied (it belongs to its open Session): "
+            f"keep its id, {self._id!r}, and resume with session.task(id)"
+        )
 
     def __repr__(self) -> str:
         status = self._task.raw_status if self._task is not None else "unknown"
