@@ -19,7 +19,7 @@ import aiohttp
 from ._callback_url import validate_receiver_url
 from ._exceptions import InvalidRequestError
 from ._journal import IN_MEMORY_PROBLEM, is_in_memory_name
-from ._quoting import a_type, number_or_type, quote
+from ._quoting import a_type, number_or_type, quote, text_problem
 from ._schedule import PollSchedule, RetryPolicy
 
 __all__ = [
@@ -309,7 +309,7 @@ def check_settings(
     rule = "a non-empty header value without control characters"
     check_kind("user_agent", user_agent, str, rule)
     if not user_agent.strip() or not user_agent.isprintable():
-        raise InvalidRequestError("user_agent", rule, _text_problem(user_agent))
+        raise InvalidRequestError("user_agent", rule, text_problem(user_agent))
     got = f"got {number_or_type(max_connections)}"
     if not (isinstance(max_connections, int) and not isinstance(max_connections, bool)):
         raise InvalidRequestError("max_connections", "a whole number", got)
@@ -320,15 +320,6 @@ def check_settings(
         raise InvalidRequestError(
             "callback_poll_factor", "a finite number of 1 or more", f"got {number_or_type(factor)}"
         )
-
-
-def _text_problem(text: str, shown: str = "it") -> str:
-    """Say what a text refused for spaces or control characters has wrong (*shown*: it)."""
-    if not text.strip():
-        return f"{shown} is empty" if not text else f"{shown} is blank (spaces only)"
-    if any(not c.isprintable() and c != " " for c in text):
-        return f"{shown} contains a control character (such as a line break)"
-    return f"{shown} contains a space"
 
 
 def check_base_url(url: object) -> str:
@@ -345,7 +336,7 @@ def check_base_url(url: object) -> str:
         raise InvalidRequestError("base_url", rule, problem)
     shown = quote(_masked(url))  # what a message may show of it: no credentials, no query
     if any(c.isspace() for c in url) or not url.isprintable():
-        raise InvalidRequestError("base_url", f"{rule}, without spaces", _text_problem(url, shown))
+        raise InvalidRequestError("base_url", f"{rule}, without spaces", text_problem(url, shown))
     try:
         parts = urlsplit(url)
         host = parts.hostname

@@ -20,6 +20,7 @@ __all__ = [
     "quote",
     "shell_line",
     "short_repr",
+    "text_problem",
     "wrong_type",
 ]
 
@@ -156,3 +157,12 @@ def _ansi_c(char: str) -> str:
         if code < 0x10000
         else f"\\U{code:08x}"
     )
+
+
+def text_problem(text: str, shown: str = "it") -> str:
+    """Say what a text refused for spaces or control characters has wrong (*shown*: it)."""
+    if not text.strip():
+        return f"{shown} is empty" if not text else f"{shown} is blank (spaces only)"
+    if any(not c.isprintable() and c != " " for c in text):
+        return f"{shown} contains a control character (such as a line break)"
+    return f"{shown} contains a space"
