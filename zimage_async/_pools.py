@@ -19,11 +19,19 @@ its pools:
 
 Cheap where it runs often: one set entry per download, nothing per API exchange or per
 chunk (the keeper already knows the task of each block).
+
+Then :func:`close_pools` closes the pools themselves, every one of them even when the
+close is cancelled part-way, and without their event loop when that loop has ended.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
 import ssl
+from collections.abc import Iterable
+from typing import Any
 
 import aiohttp
 import aiohttp.abc
@@ -32,7 +40,7 @@ from ._deadlines import Deadlines
 from ._exceptions import APIConnectionError
 from ._httperrors import closed_error
 
-__all__ = ["InFlight", "closed_failure", "new_pool"]
+__all__ = ["InFlight", "close_pools", "closed_failure", "new_pool"]
 
 
 def new_pool(
@@ -108,3 +116,75 @@ def closed_failure(method: str, path: str) -> Exception:
         method=method,
         path=path,
     )
+
+
+async def close_pools(
+    pools: Iterable[aiohttp.ClientSession], loop: asyncio.AbstractEventLoop | None
+) -> None:
+    """Close each of *pools*, made in *loop*; idempotent.
+
+    A cancellation (a second Ctrl-C, a task group ending, ``wait_for``) cuts short only the
+    wait for the pool being closed: the close of every other one still begins, and the
+    cancellation is raised once all have. A pool's close marks it closed and closes its
+    connections before it waits at all, so none is left open; closing again finishes
+    what a cancelled close left (its resolver). When *loop* has ended, each pool's
+    sockets are closed at once (:func:`_close_sockets`): that loop can close none.
+    """
+    pools = list(pools)
+    if loop is not None and loop.is_closed():
+        for pool in pools:
+            _close_sockets(pool)
+    cancelled: asyncio.CancelledError | None = None
+    for pool in pools:
+        stopped = await _close_pool(pool)
+        cancelled = cancelled or stopped
+    if cancelled is not None:
+        raise cancelled
+
+
+async def _close_pool(pool: aiohttp.ClientSession) -> asyncio.CancelledError | None:
+    """Close *pool*; return the cancellation that cut the wait for it short, if one did."""
+    try:
+        connector = pool.connector  # closed again, it closes what it had left (its resolver)
+        if connector is not None:
+            await connector.close()
+        await pool.close()
+    except asyncio.CancelledError as exc:
+        return exc
+    return None
+
+
+def _close_sockets(pool: aiohttp.ClientSession) -> None:
+    """Close the sockets of *pool*'s connections, whose event loop has ended, there and then.
+
+    aiohttp closes a connection through its loop (a callback closes the socket); an ended
+    loop runs none, so aiohttp's close lets go of them, sockets open ("unclosed transport"
+    when collected). So each connection it holds, idle or in use, is closed here as
+    aiohttp's own close walks them, its socket closed directly, no callback on that loop.
+    """
+    connector = pool.connector
+    if connector is None or connector.closed:
+        return
+    idle = getattr(connector, "_conns", {}).values()
+    handlers = [handler for pooled in idle for handler, _ in pooled]
+    handlers.extend(getattr(connector, "_acquired", ()))
+    transports = [handler.transport for handler in handlers]
+    transports.extend(getattr(connector, "_cleanup_closed_transports", ()))
+    for transport in transports:
+        if transport is not None:
+            _close_transport(transport)
+
+
+def _close_transport(transport: Any) -> None:
+    """Close *transport* of an ended loop, and the socket under it (under TLS too)."""
+    with contextlib.suppress(RuntimeError, OSError):
+        transport.close()  # marked closed; then it finds its loop closed
+    for _ in range(3):  # a TLS transport is over the one holding the socket
+        inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+        if inner is None:
+            break
+        transport = inner
+    sock = getattr(transport, "_sock", None)
+    if isinstance(sock, socket.socket):
+        sock.close()
+        transport._sock = None  # closed: nothing left for it to warn of when collected

@@ -6,7 +6,6 @@ import enum
 import os
 import random
 from collections.abc import Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -15,6 +14,7 @@ from ._api import APIClient
 from ._batchitems import build_request
 from ._batchoptions import check_cost, check_spend_type
 from ._callback_url import building_for
+from ._closing import CLOSED, NOT_OPEN, OpenGuard
 from ._config import (
     DEFAULT_BASE_URL,
     check_environment,
@@ -103,8 +103,9 @@ class Session(JournalMethods, BatchMethods):
       (:class:`SpendLimitError`, nothing sent) a create that would take what the journal
       counts as reserved over this many credits. See :doc:`journal`.
 
-    A session is opened once and closed once; using it before opening or after closing
-    raises :class:`RuntimeError`.
+    A session is opened once and closed once, by its opener; using it before opening or
+    after closing raises :class:`RuntimeError`, and so does opening (or ``async with``) a
+    session already open: pass it to the code using it, which must not close it.
 
     >>> Session(api_key="sk-secret", base_url="https://api.example")
     <Session https://api.example unopened>
@@ -194,6 +195,7 @@ class Session(JournalMethods, BatchMethods):
             else Bookkeeper(journal, max_credits=limit, base_url=self._base_url)
         )
         self._state = SessionState.UNOPENED
+        self._guard = OpenGuard()  # opened once: a second open or `async with` is refused
         self._sleeper = Sleeper()  # the naps of its waits, cut short when it closes
         self._runtime = Runtime(
             api=APIClient(
@@ -247,18 +249,15 @@ class Session(JournalMethods, BatchMethods):
 
     def _check_open(self) -> None:
         if self._state is SessionState.UNOPENED:
-            raise RuntimeError(
-                "the Session is not open yet; use `async with Session(...) as zs:` "
-                "(or `await zs.open()`)"
-            )
+            raise RuntimeError(NOT_OPEN)
         if self._state is SessionState.CLOSED:
-            raise SessionClosedError("the Session is closed; create a new Session to make requests")
+            raise SessionClosedError(CLOSED)
 
     async def open(self) -> Session:
-        """Open the connection pool. ``async with`` does this for you."""
+        """Open the connection pool, once (RuntimeError if open). ``async with`` does this."""
         if self._state is SessionState.CLOSED:
             raise RuntimeError("a closed Session cannot be reopened; create a new one")
-        if self._state is SessionState.UNOPENED:
+        with self._guard.opening(is_open=self._state is SessionState.OPEN):
             if self._book is not None:
                 await self._book.open()
                 if self.state is SessionState.CLOSED:  # closed meanwhile: it stays closed
@@ -271,13 +270,16 @@ class Session(JournalMethods, BatchMethods):
                     await self._book.close()  # nothing left open by an open that failed
                 raise
             self._state = SessionState.OPEN
+        self._guard.opened()  # `async with await zs.open()`: that `async with` closes it
         return self
 
     async def close(self) -> None:
         """Close the connection pool (not a caller-owned ``http_session``). Idempotent.
 
-        Raises RuntimeError, changing nothing, when called from another event loop while
-        the one that opened the session still runs (its connections are closed there).
+        Cancelled part-way, it still closes every pool, then raises the cancellation (a
+        second close finishes what is left). Raises RuntimeError, changing nothing, from
+        another event loop while the one that opened the session still runs (close it
+        there); once that loop has ended, its connections are closed at once from here.
         """
         if self._state is not SessionState.CLOSED:
             self._transport.check_loop(closing=True)
@@ -292,14 +294,12 @@ class Session(JournalMethods, BatchMethods):
                 await self._book.close()
 
     async def __aenter__(self) -> Session:
-        return await self.open()
+        if not (self._guard.take() and self._state is SessionState.OPEN):
+            await self.open()  # RuntimeError if already open: entered once, closed once
+            self._guard.take()
+        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def submit(

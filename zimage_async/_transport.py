@@ -53,7 +53,7 @@ from ._exceptions import ZImageError
 from ._httperrors import CAUGHT, closed_error, translate
 from ._imagestream import ImageOpening, ImageStream, PolicyResolver, proxy_endpoints
 from ._links import redact_url
-from ._pools import InFlight, closed_failure, new_pool
+from ._pools import InFlight, close_pools, closed_failure, new_pool
 from ._proxy import ProxyConfig
 from ._redaction import SECRET_HEADERS, RedactedHeaders, SealedBody, kept_headers, mask_echoes
 from ._reply import Reply, read_body
@@ -142,6 +142,7 @@ class Transport:
         self._creates_used = float("-inf")  # when an exchange over it last ended
         self._keepalive = keepalive
         self._images: aiohttp.ClientSession | None = None
+        self._closing: list[aiohttp.ClientSession] = []  # kept until closed, by a later close too
         self._slots: dict[str, Slots] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._max_connections = max_connections
@@ -216,20 +217,19 @@ class Transport:
         )
 
     async def close(self) -> None:
-        """Close the owned sessions; a borrowed one is left open. Idempotent.
+        """Close the owned sessions (never a borrowed one), all even if cancelled. Idempotent.
 
         What is under way ends first, at once, with the closed-session error (a create
         with a connection error: it was sent); see :mod:`~zimage_async._pools`.
         """
-        owned = (self._reads, self._creates, self._images)
+        self._closing += filter(None, (self._reads, self._creates, self._images))
         self._reads = self._creates = self._images = None
         self._inflight.close(self._limit)
         try:
-            for session in owned:
-                if session is not None:
-                    await session.close()
+            await close_pools(self._closing, self._loop)
         finally:
             self._limit.close()
+        self._closing = []
 
     def check_loop(self, *, closing: bool = False) -> None:
         """Raise RuntimeError out of the loop that opened it (*closing*: unless that ended)."""
