@@ -20,6 +20,7 @@ from aiohttp import web
 from PIL import Image as PILImage
 
 from zimage_async import PollSchedule, RetryPolicy, Session
+from zimage_async._journal import Journal, open_journal
 from zimage_async.emulator import Emulator
 from zimage_async.pytest_plugin import EmulatorFactory
 
@@ -50,6 +51,36 @@ def postgres() -> Iterator[PostgresServer]:
     """
     with throwaway_server() as server:
         yield server
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """The URL of a new, empty database on the throwaway PostgreSQL server."""
+    return postgres.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where an empty journal of each kind lives (a file, a PostgreSQL database URL).
+
+    A module of PostgreSQL-only tests overrides it with ``pg_url``.
+    """
+    if request.param == "sqlite":
+        return str(tmp_path / "j.sqlite")
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def journal(journal_target: str) -> AsyncIterator[Journal]:
+    """An empty journal at :func:`journal_target`, closed after the test.
+
+    Modules whose ``journal`` is something else define their own, which wins.
+    """
+    opened = await open_journal(journal_target)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture

@@ -9,35 +9,9 @@ the taker warn. In SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from zimage_async import GenerationRequest
-from zimage_async._journal import Journal, JournalRecord, open_journal
-
-from ._postgres import PostgresServer
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where an empty journal of each kind lives (a file, a PostgreSQL database URL)."""
-    if request.param == "sqlite":
-        return str(tmp_path / "j.sqlite")
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database()
-
-
-@pytest.fixture
-async def journal(target: str) -> AsyncIterator[Journal]:
-    """An empty journal of each kind."""
-    opened = await open_journal(target)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
+from zimage_async._journal import Journal, JournalRecord
 
 REQUESTS = [GenerationRequest(prompt="a cat"), GenerationRequest(prompt="a dog")]
 

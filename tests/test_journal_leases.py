@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -28,34 +28,12 @@ from zimage_async._journal import (
     JournalItem,
     JournalRecord,
     JournalState,
-    open_journal,
 )
 from zimage_async._journal_spend import PriceAwaited, SpendLimit
 from zimage_async.emulator import Emulator, ManualClock
 from zimage_async.pytest_plugin import EmulatorFactory
 
-from ._postgres import PostgresServer
 from .conftest import FAST_POLL, FAST_RETRY, until
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where an empty journal of each kind lives (a file, a PostgreSQL database URL)."""
-    if request.param == "sqlite":
-        return str(tmp_path / "j.sqlite")
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database()
-
-
-@pytest.fixture
-async def journal(target: str) -> AsyncIterator[Journal]:
-    """An empty journal of each kind."""
-    opened = await open_journal(target)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
 
 REQUEST = GenerationRequest(prompt="a cat")
 
@@ -198,7 +176,7 @@ async def _eventually(condition: Callable[[], Awaitable[bool]]) -> None:
 
 
 async def test_a_worker_whose_item_was_taken_over_leaves_its_outcome_to_the_new_holder(
-    target: str,
+    journal_target: str,
     journal: Journal,
     zimage_emulator_factory: EmulatorFactory,
     tmp_path: Path,
@@ -221,7 +199,7 @@ async def test_a_worker_whose_item_was_taken_over_leaves_its_outcome_to_the_new_
         session as zs,
         zs.generate_many(
             ["a cat"],
-            journal=target,
+            journal=journal_target,
             batch_id="b",
             worker_id="worker-a",
             lease=1,

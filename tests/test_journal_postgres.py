@@ -22,15 +22,9 @@ from ._postgres import PostgresServer, item_record, journals, record
 
 
 @pytest.fixture
-def url(postgres: PostgresServer) -> str:
-    """The URL of a new, empty database on the throwaway server."""
-    return postgres.create_database()
-
-
-@pytest.fixture
-async def workers(url: str) -> AsyncIterator[list[Journal]]:
+async def workers(pg_url: str) -> AsyncIterator[list[Journal]]:
     """Three journals on one database, each with its own connection pool (three workers)."""
-    async with journals(url, 3) as opened:
+    async with journals(pg_url, 3) as opened:
         yield opened
 
 
@@ -111,14 +105,14 @@ async def test_concurrent_begins_of_many_workers_never_exceed_the_limit(
     assert (spend.credits, spend.creates) == (10.0, 10)
 
 
-async def test_uncertain_creates_and_the_last_price_count_across_restarts(url: str) -> None:
+async def test_uncertain_creates_and_the_last_price_count_across_restarts(pg_url: str) -> None:
     """A reopened journal counts uncertain creates and prices unpriced ones at the last price."""
-    async with await open_journal(url) as journal:
+    async with await open_journal(pg_url) as journal:
         first = await journal.begin(record("one"))
         await journal.update(first.key, JournalState.CREATED, task_id="t", credits_reserved=4)
         await journal.begin(record("two"))
         await journal.update(record("two").key, JournalState.UNCERTAIN, error_message="reset")
-    async with await open_journal(url) as journal:
+    async with await open_journal(pg_url) as journal:
         spend = await journal.spent()
         unfinished = await journal.unfinished()
         with pytest.raises(SpendLimitError) as caught:
@@ -143,7 +137,7 @@ async def test_a_changed_batch_item_with_a_create_is_refused(workers: list[Journ
 
 async def test_the_password_is_not_in_the_location(postgres: PostgresServer) -> None:
     """An unreachable URL's error and the journal's location never show the password."""
-    url = f"postgresql://postgres:secret-pw@127.0.0.1:{postgres.port}/no_such_db"
+    pg_url = f"postgresql://postgres:secret-pw@127.0.0.1:{postgres.port}/no_such_db"
     with pytest.raises(JournalError) as caught:
-        await open_journal(url)
+        await open_journal(pg_url)
     assert "secret-pw" not in str(caught.value)

@@ -12,15 +12,14 @@ exceptions, and keeps none of their frames. Against the throwaway PostgreSQL ser
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from zimage_async import GenerationRequest, JournalError
-from zimage_async._journal import Journal, JournalRecord, JournalState, open_journal
+from zimage_async._journal import Journal, JournalRecord, JournalState
 
-from ._postgres import BASE, PostgresServer
+from ._postgres import BASE
 from ._reports import CapturingTransport
 from .test_journal_row_secrets import HOOK, TOKEN, assert_hidden, exposed
 
@@ -31,24 +30,14 @@ FULL = "could not extend file: No space left on device"
 
 
 @pytest.fixture
-def url(postgres: PostgresServer) -> str:
-    """The URL of a new, empty database on the throwaway server."""
-    return postgres.create_database()
+def journal_target(pg_url: str) -> str:
+    """Only a PostgreSQL journal (the shared ``journal`` fixture opens it)."""
+    return pg_url
 
 
-@pytest.fixture
-async def journal(url: str) -> AsyncIterator[Journal]:
-    """A PostgreSQL journal on a new database; closed after the test."""
-    opened = await open_journal(url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-async def _admin(url: str, sql: str) -> None:
+async def _admin(pg_url: str, sql: str) -> None:
     """Run *sql* on the journal's database as its administrator would, by hand."""
-    db = await asyncpg.connect(url)
+    db = await asyncpg.connect(pg_url)
     try:
         await db.execute(sql)
     finally:
@@ -107,14 +96,14 @@ def _unencodable() -> JournalRecord:
 
 @pytest.mark.parametrize("constraint", CONSTRAINTS.values(), ids=CONSTRAINTS.keys())
 async def test_a_constraint_violation_is_told_without_the_row(
-    url: str,
+    pg_url: str,
     journal: Journal,
     sentry: CapturingTransport,
     constraint: tuple[str, Any, str],
 ) -> None:
     """The server's message and SQLSTATE are kept; its DETAIL, quoting the row, is not."""
     sql, writes, words = constraint
-    await _admin(url, sql)
+    await _admin(pg_url, sql)
     with pytest.raises(JournalError) as info:
         await writes(journal)
     assert_hidden(info.value, sentry)
@@ -123,11 +112,11 @@ async def test_a_constraint_violation_is_told_without_the_row(
 
 
 async def test_a_failed_postgres_begin_keeps_no_frame_with_the_request(
-    url: str, journal: Journal, sentry: CapturingTransport
+    pg_url: str, journal: Journal, sentry: CapturingTransport
 ) -> None:
     """A begin the database fails: asyncpg's frames (its arguments: the request) are not kept."""
     await _admin(
-        url,
+        pg_url,
         "CREATE FUNCTION full_disk() RETURNS trigger AS $$"
         f" BEGIN RAISE EXCEPTION '{FULL}'; END $$ LANGUAGE plpgsql;"
         " CREATE TRIGGER full_disk BEFORE INSERT ON zimage_creates"

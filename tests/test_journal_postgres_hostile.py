@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from zimage_async import GenerationRequest, JournalError
 from zimage_async._journal import Journal, JournalRecord, JournalState, open_journal
 from zimage_async._journal_moves import IN_FLIGHT_WINDOW
 
-from ._postgres import PostgresServer
 from .test_journal_forward import _moves_forward_only
 
 asyncpg = pytest.importorskip("asyncpg")
@@ -31,18 +29,9 @@ STORED_TEXT = "nul \ufffd, lone \ufffd and \ufffd surrogates"
 
 
 @pytest.fixture
-def url(postgres: PostgresServer) -> str:
-    """The URL of a new, empty database on the throwaway server."""
-    return postgres.create_database()
-
-
-@pytest.fixture
-async def journal(url: str) -> AsyncIterator[Journal]:
-    opened = await open_journal(url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
+def journal_target(pg_url: str) -> str:
+    """Only a PostgreSQL journal (the shared ``journal`` fixture opens it)."""
+    return pg_url
 
 
 def _record(prompt: str, **options: object) -> JournalRecord:
@@ -97,11 +86,11 @@ async def test_every_driver_error_becomes_a_journal_error(
 # -- J6 -------------------------------------------------------------------------------
 
 
-async def _terminate_others(url: str) -> None:
-    """End every other backend of *url*'s database (pg_terminate_backend), and wait for it."""
+async def _terminate_others(pg_url: str) -> None:
+    """End every other backend of *pg_url*'s database (pg_terminate_backend), and wait for it."""
     import asyncpg
 
-    admin = await asyncpg.connect(url)
+    admin = await asyncpg.connect(pg_url)
     try:
         query = (
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
@@ -118,16 +107,16 @@ async def _terminate_others(url: str) -> None:
 
 
 async def test_a_connection_ended_while_idle_is_replaced_not_a_failure(
-    journal: Journal, url: str
+    journal: Journal, pg_url: str
 ) -> None:
     """A pooled connection whose backend was terminated while idle is replaced: writes go on."""
     record = await journal.begin(_record("a cat"))
-    await _terminate_others(url)
+    await _terminate_others(pg_url)
     errors: list[dict[str, object]] = []
     asyncio.get_running_loop().set_exception_handler(lambda _loop, context: errors.append(context))
     stored = await journal.update(record.key, JournalState.CREATED, task_id="task-1")
     assert stored.task_id == "task-1"
-    await _terminate_others(url)
+    await _terminate_others(pg_url)
     assert await journal.get(record.key) is not None
     await journal.close()
     gc.collect()
@@ -282,9 +271,9 @@ async def test_a_commit_the_driver_refused_to_send_is_run_again(
 # -- states forward only, foreign databases, creates in flight ------------------------
 
 
-async def _objects(url: str) -> list[tuple[str, str]]:
-    """Every table, index and row of the journal's meta table in *url*'s public schema."""
-    db = await asyncpg.connect(url)
+async def _objects(pg_url: str) -> list[tuple[str, str]]:
+    """Every table, index and row of the journal's meta table in *pg_url*'s public schema."""
+    db = await asyncpg.connect(pg_url)
     try:
         rows = await db.fetch(
             "SELECT 'table', tablename FROM pg_tables WHERE schemaname = 'public'"
@@ -306,11 +295,11 @@ async def test_the_postgres_store_moves_a_record_forward_only(
     await _moves_forward_only(journal, "forward-postgres-0001", tmp_path)
 
 
-async def test_a_journal_of_a_newer_format_is_refused_and_left_as_it_was(url: str) -> None:
+async def test_a_journal_of_a_newer_format_is_refused_and_left_as_it_was(pg_url: str) -> None:
     """Refused before anything is created in it: no table or index is added."""
-    async with await open_journal(url):
+    async with await open_journal(pg_url):
         pass
-    db = await asyncpg.connect(url)
+    db = await asyncpg.connect(pg_url)
     try:
         await db.execute("UPDATE zimage_journal_meta SET value = 'zimage-journal/2'")
         await db.execute("DROP INDEX zimage_creates_task")
@@ -318,31 +307,31 @@ async def test_a_journal_of_a_newer_format_is_refused_and_left_as_it_was(url: st
         await db.execute("ALTER TABLE zimage_creates RENAME COLUMN task_id TO remote_id")
     finally:
         await db.close()
-    before = await _objects(url)
+    before = await _objects(pg_url)
     with pytest.raises(JournalError, match="format 'zimage-journal/2'"):
-        await open_journal(url)
-    assert await _objects(url) == before
+        await open_journal(pg_url)
+    assert await _objects(pg_url) == before
 
 
 async def test_a_database_of_another_application_is_refused_and_left_as_it_was(
-    url: str,
+    pg_url: str,
 ) -> None:
     """Tables of its own and no journal: not a zimage journal; nothing added; no password."""
-    db = await asyncpg.connect(url)
+    db = await asyncpg.connect(pg_url)
     try:
         await db.execute("CREATE TABLE customers (id integer PRIMARY KEY, name text)")
     finally:
         await db.close()
-    before = await _objects(url)
+    before = await _objects(pg_url)
     with pytest.raises(JournalError) as refused:
-        await open_journal(url.replace("postgres@", f"postgres:{PW}@", 1))
+        await open_journal(pg_url.replace("postgres@", f"postgres:{PW}@", 1))
     message = str(refused.value)
     assert "is not a zimage journal" in message and "customers" in message
-    assert url.rpartition("/")[2] in message and PW not in message
-    assert await _objects(url) == before
+    assert pg_url.rpartition("/")[2] in message and PW not in message
+    assert await _objects(pg_url) == before
 
 
-async def test_a_create_still_being_sent_is_not_begun_again(journal: Journal, url: str) -> None:
+async def test_a_create_still_being_sent_is_not_begun_again(journal: Journal, pg_url: str) -> None:
     """A fresh submitting record is in flight: begun again only once the window is over."""
     record = JournalRecord.for_request(
         GenerationRequest(prompt="in flight"), key="in-flight-postgres-01", base_url=BASE
@@ -350,7 +339,7 @@ async def test_a_create_still_being_sent_is_not_begun_again(journal: Journal, ur
     await journal.begin(record)
     with pytest.raises(JournalError, match="is being sent"):
         await journal.begin(record)
-    db = await asyncpg.connect(url)
+    db = await asyncpg.connect(pg_url)
     try:
         await db.execute(
             "UPDATE zimage_creates SET updated_at = updated_at - $1", IN_FLIGHT_WINDOW + 1
