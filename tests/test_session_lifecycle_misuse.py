@@ -18,20 +18,26 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+import trustme
 
 from zimage_async import PollSchedule, RetryPolicy, Session, SessionState
+from zimage_async._redaction import RedactedHeaders
+from zimage_async._transport import Transport
 from zimage_async.emulator import Emulator
+
+from ._proxies import tls_server
 
 QUICK = PollSchedule(wait_min=0.01, wait_max=0.05, jitter=0.0, timeout=20.0)
 FAST_RETRY = RetryPolicy(wait_initial=0.01, wait_max=0.05, max_attempts=5)
 #: Bounds every wait of these tests: each step takes milliseconds when it works.
 BOUND = 10.0
+T = TypeVar("T")
 
 
 def _session(emu: Emulator, **options: Any) -> Session:
@@ -239,16 +245,19 @@ async def test_two_opens_at_once_open_the_session_once(tmp_path: Path) -> None:
 
 
 @contextmanager
-def _emulator_in_a_thread() -> Iterator[Emulator]:
-    """An emulator on 127.0.0.1 served by its own loop in a thread, for the test's span."""
+def _served_in_a_thread(serving: Callable[[], AbstractAsyncContextManager[T]]) -> Iterator[T]:
+    """What ``async with serving()`` gives, served on 127.0.0.1 by a loop of its own in a thread.
+
+    So that it keeps answering between the test's own ``asyncio.run()`` calls.
+    """
     started = threading.Event()
     stop: list[asyncio.Event] = []
-    held: list[Emulator] = []
+    held: list[T] = []
     loops: list[asyncio.AbstractEventLoop] = []
 
     async def serve() -> None:
-        async with Emulator(task_duration=0.05) as emu:
-            held.append(emu)
+        async with serving() as served:
+            held.append(served)
             stop.append(asyncio.Event())
             loops.append(asyncio.get_running_loop())
             started.set()
@@ -257,7 +266,7 @@ def _emulator_in_a_thread() -> Iterator[Emulator]:
     thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
     thread.start()
     try:
-        assert started.wait(BOUND), "the emulator did not start"
+        assert started.wait(BOUND), "the server did not start"
         yield held[0]
     finally:
         if loops:
@@ -286,7 +295,7 @@ def test_a_session_closed_after_its_loop_ended_closes_that_loops_sockets() -> No
     The first loop's pooled sockets are closed there and then (that loop cannot run their
     callbacks any more): no "unclosed transport" warning, no descriptor left open.
     """
-    with _emulator_in_a_thread() as emu, _recording() as caught:
+    with _served_in_a_thread(lambda: Emulator(task_duration=0.05)) as emu, _recording() as caught:
         zs = _session(emu)
         before = _open_descriptors()
 
@@ -302,5 +311,36 @@ def test_a_session_closed_after_its_loop_ended_closes_that_loops_sockets() -> No
         if before is not None:  # its sockets, and so the emulator's ends of them, closed
             assert _descriptors_back_to(before) == before
         del zs
+        gc.collect()
+    assert _resource_warnings(caught) == []
+
+
+def test_tls_connections_of_a_loop_that_ended_are_closed_too(ca: trustme.CA, ca_file: str) -> None:
+    """The same over HTTPS: the socket under each TLS connection is closed, none left open."""
+    with _served_in_a_thread(lambda: tls_server(ca, "127.0.0.1")) as port, _recording() as caught:
+        transport = Transport(
+            http_session=None,
+            max_connections=2,
+            timeout=5,
+            connect_timeout=5,
+            read_timeout=5,
+            ca_bundle=ca_file,
+        )
+        before = _open_descriptors()
+
+        async def used(transport: Transport) -> None:
+            transport.open()
+            reply = await transport.request(
+                "GET", f"https://127.0.0.1:{port}/hello", headers=RedactedHeaders({}), max_body=100
+            )
+            assert reply.body == b"hello"
+
+        asyncio.run(used(transport))
+        if before is not None:
+            assert (_open_descriptors() or 0) > before  # its pooled TLS connection
+        asyncio.run(asyncio.wait_for(transport.close(), BOUND))
+        if before is not None:
+            assert _descriptors_back_to(before) == before
+        del transport
         gc.collect()
     assert _resource_warnings(caught) == []
