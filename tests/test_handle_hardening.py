@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from zimage_async import ImageDownloadError, Session, WaitTimeoutError, ZImageError
-from zimage_async._saving import STALE_PART_SECONDS, remove_stale_parts
+from zimage_async._partfiles import STALE_PART_SECONDS, remove_stale_parts
 
 from .conftest import _png, loopback_session, serving
 

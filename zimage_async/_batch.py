@@ -24,18 +24,16 @@ import attrs
 
 from ._batchitems import BatchItem, BatchProgress, BatchServices, BatchStats, ItemState, Stopwatch
 from ._batchjournal import give_back, release_all
-from ._batchoptions import BatchOptions
+from ._batchoptions import BatchOptions, ready_output_dir
 from ._batchoutcomes import Crash, Outcomes
 from ._batchrun import ItemRunner
 from ._batchverdicts import all_unrecorded, elsewhere_refusal, left_unsent, left_unsettled
-from ._durable import make_folder
 from ._exceptions import NoResultsError, TaskFailedError, ZImageError
 from ._journal import open_batch_journal
 from ._journal_records import JournalItem, JournalState
 from ._journal_spend import SpendLimit
 from ._journal_store import Journal
 from ._models import GenerationRequest
-from ._saving import remove_stale_parts
 from ._stopping import outlast, stop_in_order, stop_task
 
 __all__ = ["Batch", "BatchItem", "BatchProgress", "BatchStats", "ItemState"]
@@ -155,6 +153,8 @@ class Batch:
 
     async def _open(self) -> None:
         options = self._options
+        if options.output_dir is not None:  # first: a folder that takes no file costs nothing
+            await ready_output_dir(options.output_dir)
         if self._services.book is not None:
             journal = self._services.book.journal
         else:
@@ -169,9 +169,6 @@ class Batch:
         # Items an earlier run under this worker id held (killed): its renewals would keep them.
         await give_back(journal, options.batch_id, options.worker_id)
         reported = await self._plan_settled(runner, await self._items(journal))
-        if options.output_dir is not None:
-            await make_folder(options.output_dir, durable=True)  # its saves are durable
-            remove_stale_parts(options.output_dir)
         self._runner = runner
         self._clock.start()
         for item in reported:

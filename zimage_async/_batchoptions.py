@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import numbers
 import os
 import re
 import socket
+import tempfile
 import unicodedata
 import uuid
 from collections.abc import Sequence
@@ -15,9 +17,11 @@ from pathlib import Path
 import attrs
 
 from ._config import is_finite
+from ._durable import make_folder
 from ._exceptions import InvalidRequestError
 from ._models import GenerationRequest
 from ._naming import check_batch_names
+from ._partfiles import remove_stale_parts
 from ._quoting import int_text, number_or_type, quote, short_repr, wrong_type
 from ._saving import path_text, plan_save
 
@@ -151,13 +155,20 @@ def check_numbers(numbers: Sequence[int] | None, count: int) -> tuple[int, ...] 
     return tuple(first)
 
 
+_OUTPUT_DIR_RULE = (
+    "a folder for the batch's images: an existing folder, or a path where one can be "
+    "made that does not end in .png, .jpg, .jpeg or .webp, without NUL, which the "
+    "file system can encode, and in which files can be made"
+)
+
+
 def check_output_dir(output_dir: str | os.PathLike[str] | None) -> Path | None:
-    """Return *output_dir* as a Path if it can be the batch's folder (or None)."""
-    rule = (
-        "a folder for the batch's images: an existing folder, or a path where one can be "
-        "made that does not end in .png, .jpg, .jpeg or .webp, without NUL, which the "
-        "file system can encode"
-    )
+    """Return *output_dir* as a Path if it can be the batch's folder (or None).
+
+    Whether files can be made in it is checked when the batch starts
+    (:func:`ready_output_dir`), still before anything is sent.
+    """
+    rule = _OUTPUT_DIR_RULE
     if output_dir is None:
         return None
     text = path_text("output_dir", output_dir, rule)
@@ -166,9 +177,11 @@ def check_output_dir(output_dir: str | os.PathLike[str] | None) -> Path | None:
     folder = Path(text)
     blocker = _not_a_folder(folder)
     if blocker == folder:
-        raise InvalidRequestError("output_dir", rule, "it is a file, not a folder")
+        raise InvalidRequestError("output_dir", rule, f"it is {_what_is_there(folder)}")
     if blocker is not None:
-        problem = f"{quote(blocker.name)} in its path is a file, not a folder: none can be made"
+        problem = (
+            f"{quote(blocker.name)} in its path is {_what_is_there(blocker)}: none can be made"
+        )
         raise InvalidRequestError("output_dir", rule, problem)
     if plan_save(folder).target is not None:
         raise InvalidRequestError(
@@ -179,6 +192,39 @@ def check_output_dir(output_dir: str | os.PathLike[str] | None) -> Path | None:
             "that extension, or create the folder first",
         )
     return folder
+
+
+def _what_is_there(path: Path) -> str:
+    """Say what *path*, which exists but is no folder, is: a file, or a link to none."""
+    if path.is_symlink():
+        try:
+            path.stat()
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "a link that loops, not a folder"
+            return "a link to nothing, not a folder"
+        return "a link to a file, not a folder"
+    return "a file, not a folder"
+
+
+async def ready_output_dir(folder: Path) -> None:
+    """Make the batch's *folder* and a file in it (then gone), before anything is sent.
+
+    A folder no file can be made in (a read-only file system, no permission) is refused
+    as ``output_dir`` before the first create, not found out by the first item's save
+    once its task is paid for. Partial files a killed process left there are removed.
+    """
+    try:
+        await make_folder(folder, durable=True)  # its saves are durable
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".zimage-", suffix=".probe")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InvalidRequestError(
+            "output_dir", _OUTPUT_DIR_RULE, f"no file can be made in it ({reason})"
+        ) from None
+    remove_stale_parts(folder)
 
 
 def _not_a_folder(folder: Path) -> Path | None:

@@ -301,7 +301,9 @@ class Delivery:
         if plan.metadata:
             chunks = self._with_metadata(task, index, chunks, info)
         async with contextlib.aclosing(chunks):
-            temp = await write_atomically(plan.folder, chunks, durable=plan.durable)
+            temp = await write_atomically(
+                plan.folder, chunks, durable=plan.durable, shown=plan.target
+            )
         try:
             if info.content_type is None:
                 error = ImageDownloadError(

@@ -7,7 +7,6 @@ import errno
 import os
 import stat
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,10 +23,10 @@ from ._naming import (
     render_name,
     stem_problem,
 )
+from ._partfiles import sweep_once
 from ._quoting import describe_char, wrong_type
 
 __all__ = [
-    "STALE_PART_SECONDS",
     "SavePlan",
     "current_umask",
     "fitting_suffix",
@@ -37,7 +36,6 @@ __all__ = [
     "plan_save",
     "prepare_folder",
     "publish_mode",
-    "remove_stale_parts",
     "write_atomically",
 ]
 
@@ -243,10 +241,15 @@ def plan_save(
 
 
 async def prepare_folder(plan: SavePlan) -> None:
-    """Create the plan's folder, refusing one that is a file."""
+    """Create the plan's folder, refusing one that is a file.
+
+    The first save into a folder (in this process) removes the partial files a killed
+    process left there (:func:`~zimage_async._partfiles.sweep_once`).
+    """
     if plan.folder.exists() and not plan.folder.is_dir():
         raise NotADirectoryError(f"cannot save into {plan.folder}: it is a file, not a folder")
     await make_folder(plan.folder, durable=plan.durable)
+    sweep_once(plan.folder)
 
 
 def current_umask() -> int:
@@ -277,7 +280,7 @@ def publish_mode(path: Path) -> None:
 
 
 async def write_atomically(
-    folder: Path, chunks: AsyncIterator[bytes], *, durable: bool = False
+    folder: Path, chunks: AsyncIterator[bytes], *, durable: bool = False, shown: Path | None = None
 ) -> Path:
     """Stream *chunks* into a hidden temporary file in *folder*; return its path.
 
@@ -285,16 +288,20 @@ async def write_atomically(
     puts it into place (:func:`place`) once the bytes are verified; on any failure,
     cancellation included, the temporary file is removed here. With *durable*, the
     bytes are flushed to the disk (``fsync``, in a worker thread) before this returns.
+    A failure to write (a full disk) names *shown*, the file being saved (else *folder*),
+    not the temporary file, which is gone by then.
     """
-    fd, temp_name = tempfile.mkstemp(dir=folder, prefix=".zimage-", suffix=".part")
+    named = folder if shown is None else shown
+    with _naming(named):
+        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=".zimage-", suffix=".part")
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as file:
             publish_mode(temp)
             async for chunk in chunks:
-                with _naming(temp):
+                with _naming(named):
                     file.write(chunk)
-            with _naming(temp):
+            with _naming(named):
                 file.flush()  # the last bytes, so that a full disk is told here, not at close
             if durable:
                 await flush(os.dup(file.fileno()))
@@ -355,35 +362,10 @@ def _same_bytes(there: Path, ours: Path, size: int, block: int = 1 << 20) -> boo
 
 @contextlib.contextmanager
 def _naming(path: Path) -> Iterator[None]:
-    """Give an ``OSError`` raised inside (a full disk's names no file) *path* as its file."""
+    """Give an ``OSError`` raised inside (a full disk's, the temp file's) *path* as its file."""
     try:
         yield
     except OSError as exc:
-        if exc.filename is not None:
+        if exc.errno is None:
             raise
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
-
-
-#: A partial file untouched for this long is left by a process that died mid-download
-#: (a live download writes every few seconds, and gives up after ``image_timeout``).
-STALE_PART_SECONDS = 3600.0
-
-
-def remove_stale_parts(folder: Path, *, now: float | None = None) -> list[Path]:
-    """Remove the ``.zimage-*.part`` files a killed process left in *folder*; return them.
-
-    Only files untouched for :data:`STALE_PART_SECONDS` go: another process saving into
-    the same folder right now keeps its own.
-    """
-    cutoff = (time.time() if now is None else now) - STALE_PART_SECONDS
-    return [part for part in folder.glob(".zimage-*.part") if _remove_if_older(part, cutoff)]
-
-
-def _remove_if_older(part: Path, cutoff: float) -> bool:
-    try:
-        if part.stat().st_mtime >= cutoff:
-            return False
-        part.unlink()
-    except OSError:  # gone already, or not ours to remove
-        return False
-    return True
