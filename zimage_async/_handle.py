@@ -71,7 +71,7 @@ class TaskHandle(HandlePolls):
         self._task = snapshot
         self._fresh = snapshot is not None  # the snapshot was just returned by create
         self._fresh_at = runtime.clock()  # when it arrived: the schedule counts from then
-        self._created_here = snapshot is not None  # a 404 just after it is a lagging read
+        self._seen_at: float | None = None  # when an answer last showed the task (_observe)
         self._lock = asyncio.Lock()
         self._completed_seen: float | None = None
         self._state: PollState | None = None  # the running wait's schedule
@@ -161,6 +161,7 @@ class TaskHandle(HandlePolls):
         return self._deliverer
 
     def _observe(self, task: Task) -> None:
+        self._seen_at = self._rt.clock()  # it exists: a 404 for a while is a lagging read
         kept = self._task
         if kept is not None and kept.is_terminal and task is not kept:
             # What was seen ended stays ended: a later read that says otherwise (another

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ._exceptions import NotFoundError, SessionClosedError, ZImageError, note_closed, note_task
+from ._exceptions_base import note_collectable
 from ._models import Task
 from ._polling import Nap, bounded, naps, snapshots
 from ._schedule import PollState
@@ -29,9 +30,19 @@ __all__ = ["HandlePolls"]
 
 logger = logging.getLogger("zimage_async")
 
-#: Seconds after its create's answer that a 404 to a handle's own task is read as "not
-#: visible yet" (a gateway's replica behind its primary) and the poll loop looks again.
+#: Seconds after an answer showed a handle's task (its create's, a read) that a 404 for it
+#: is read as "not visible" (a gateway's replica behind) and the poll loop looks again.
 NOT_YET_VISIBLE = 15.0
+
+
+def lost_task(error: NotFoundError, task_id: str, lost_for: float) -> NotFoundError:
+    """Return *error*, a 404 for *lost_for* seconds for a task shown before, told billed."""
+    first = str(error.args[0]) if error.args else ""
+    error.args = (
+        f"{first} (for {lost_for:.0f} s, after the service had shown the task)",
+        *error.args[1:],
+    )
+    return note_collectable(error, task_id)
 
 
 class HandlePolls:
@@ -45,7 +56,7 @@ class HandlePolls:
     _task: Task | None
     _fresh: bool  # the snapshot in hand was just returned by create, not looked at yet
     _fresh_at: float  # when it arrived, on the runtime's clock
-    _created_here: bool  # the snapshot came from this session's create call
+    _seen_at: float | None  # when an answer last showed the task, on the runtime's clock
     _expects_callback: bool
     _lock: asyncio.Lock
     _state: PollState | None  # the running wait's schedule
@@ -80,14 +91,18 @@ class HandlePolls:
         before = self._task
         try:
             task = await self.refresh()
-        except NotFoundError:
-            # The create's answer proved the task exists: a 404 just after it is a replica
-            # that has not seen it yet, and the loop looks again on its schedule.
-            if before is None or not self._created_here:
+        except NotFoundError as exc:
+            # An answer (the create's, a read) showed the task exists: a 404 soon after it
+            # is a replica that has not seen it (yet), and the loop looks again.
+            seen = self._seen_at
+            if before is None or seen is None:  # never shown: an id the service does not know
                 raise
-            if self._rt.clock() - self._fresh_at >= NOT_YET_VISIBLE:
-                raise
-            logger.debug("task %s is not visible yet (404 just after its create)", self._id)
+            lost_for = self._rt.clock() - seen
+            if lost_for >= NOT_YET_VISIBLE:
+                raise lost_task(exc, self._id, lost_for) from None
+            logger.debug(
+                "task %s is not visible (404 %.1f s after it was shown)", self._id, lost_for
+            )
             return before
         if before is not None and (task.raw_status, task.progress) == (
             before.raw_status,
