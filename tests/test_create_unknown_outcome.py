@@ -268,3 +268,46 @@ def test_the_gates_own_refusal_is_not_an_answer() -> None:
     gate = RateLimitError("wait", status=429, type="rate_limit_error", retry_after=999.0)
     assert tries.judge(gate) == 999.0
     assert tries.final(gate) is gate
+
+
+@pytest.mark.parametrize("status", [429, 502, 503])
+@pytest.mark.parametrize(
+    "error_type", ["rate_limit_exceeded", "too_many_requests", "new_api_error"]
+)
+def test_an_unknown_outcome_status_typed_otherwise_is_still_unknown(
+    status: int, error_type: str
+) -> None:
+    """The family's client decides 429, 502 and 503 by status: any other type is no refusal."""
+    verdict = judge_create(Stage.ANSWERED, status=status, error_type=error_type, error_code="x")
+    assert verdict is CreateVerdict.UNCERTAIN
+
+
+async def test_a_429_of_another_type_is_not_sent_again_by_a_rerun(tmp_path: Path) -> None:
+    """A billing, key-ignoring gateway's 429 typed ``rate_limit_exceeded``: one POST, uncertain.
+
+    Recorded ``rejected``, it counted as nothing spent and every rerun sent it again,
+    each send billed.
+    """
+    posts: list[str | None] = []
+
+    async def create(request: web.Request) -> web.Response:
+        posts.append(request.headers.get("Idempotency-Key"))
+        body = {"error": {"type": "rate_limit_exceeded", "code": "rate_limited", "message": "slow"}}
+        return web.json_response(body, status=429)
+
+    app = web.Application()
+    app.router.add_post("/apiv1/v1/images/generations", create)
+    async with (
+        serving(app) as base,
+        loopback_session(base, journal=tmp_path / "j.sqlite") as session,
+    ):
+        with pytest.raises(SubmissionUncertainError) as caught:
+            await session.submit("a lighthouse")
+        key = caught.value.idempotency_key
+        states, creates, uncertain = await _journal_says(session, key)
+        handles = await session.recover()  # the default: an uncertain create is not resent
+    assert len(posts) == 1
+    assert isinstance(caught.value.cause, RateLimitError)
+    assert states == [JournalState.UNCERTAIN]
+    assert (creates, uncertain) == (1, 1)
+    assert handles == [] and len(posts) == 1

@@ -99,8 +99,8 @@ PRE_CHARGE_REFUSALS = frozenset(
     }
 )
 
-#: The API's own answers, by status, that waiting can cure but that may come after the
-#: task was made: the outcome is unknown.
+#: The statuses that waiting can cure but that may come after the task was made: the
+#: outcome is unknown, whatever the type; the API's own type for each gets one resend.
 _UNKNOWN_OUTCOMES = {
     429: "rate_limit_error",
     502: "upstream_error",
@@ -129,6 +129,8 @@ def judge_create(
     <CreateVerdict.REFUSED: 'refused'>
     >>> judge_create(Stage.ANSWERED, status=402, error_code="quota_not_enough").value
     'refused'
+    >>> judge_create(Stage.ANSWERED, status=429, error_type="rate_limit_exceeded").value
+    'uncertain'
     """
     if stage is Stage.NOT_SENT:
         return CreateVerdict.RETRY
@@ -142,9 +144,10 @@ def judge_create(
         return CreateVerdict.REFUSED
     if not error_type:
         return CreateVerdict.UNCERTAIN
-    if _UNKNOWN_OUTCOMES.get(status) == error_type:
+    unknown = _UNKNOWN_OUTCOMES.get(status)
+    if unknown == error_type:
         return CreateVerdict.RESEND_ONCE
-    if not 400 <= status < 500:
+    if unknown is not None or not 400 <= status < 500:  # decided by status, whatever type
         return CreateVerdict.UNCERTAIN
     return CreateVerdict.REFUSED
 
