@@ -304,6 +304,7 @@ async def test_a_429_of_another_type_is_not_sent_again_by_a_rerun(tmp_path: Path
         with pytest.raises(SubmissionUncertainError) as caught:
             await session.submit("a lighthouse")
         key = caught.value.idempotency_key
+        assert key is not None
         states, creates, uncertain = await _journal_says(session, key)
         handles = await session.recover()  # the default: an uncertain create is not resent
     assert len(posts) == 1
