@@ -234,7 +234,13 @@ class Bookkeeper:
         leaves the create ``uncertain``, raised as :func:`refused_resend` says.
         """
         key = record.key
-        await begin_priced(self.journal, record, limits=self.limits(limits), worker_id=worker_id)
+        try:
+            await begin_priced(
+                self.journal, record, limits=self.limits(limits), worker_id=worker_id
+            )
+        except asyncio.CancelledError as exc:  # its entry may be written all the same
+            await self.pending.shield(self._unbegun(key, resending=resending, error=exc))
+            raise
         with watching() as (mark, _):
             try:
                 handle = await send()
@@ -258,6 +264,20 @@ class Bookkeeper:
         reserved = None if usage is None else usage.credits_reserved
         await self._created(key, handle.id, credits_reserved=reserved)
         return handle
+
+    async def _unbegun(self, key: str, *, resending: bool, error: BaseException) -> None:
+        """Record the create under *key*, cancelled while its entry was being written.
+
+        The journal's write goes on (in its thread, at the server) when the caller is
+        cancelled: an entry it left ``submitting`` says "maybe sent" of a create that was
+        not sent (``rejected`` then; ``uncertain`` again for a resend). No entry: nothing.
+        """
+        try:
+            stored = await self.journal.get(key)
+        except JournalError:  # unreadable now: the entry, if any, stays as written
+            return
+        if stored is not None and stored.state is JournalState.SUBMITTING:
+            await note_cancelled(self.note, key, self.pending, sent=resending, error=error)
 
     async def _created(self, key: str, task_id: str, **fields: Any) -> None:
         """Record *task_id* as made under *key*; a failure names the billed task."""
