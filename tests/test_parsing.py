@@ -236,6 +236,16 @@ def test_error_without_envelope_still_typed() -> None:
         pytest.param("soon", None, None, id="garbage-header"),
         pytest.param("-3", None, None, id="negative"),
         pytest.param("Wed, 21 Oct 2015 07:28:10 GMT", None, 10.0, id="http-date"),
+        pytest.param(" 12 ", None, 12.0, id="spaces"),
+        pytest.param("1.5", None, 1.5, id="fraction"),
+        # Not delay-seconds (digits, RFC 9110): Python's float() reads them, a server
+        # did not mean them: no advice, the policy's own wait.
+        pytest.param("1_0", None, None, id="underscore"),
+        pytest.param("inf", None, None, id="infinity"),
+        pytest.param("1e400", None, None, id="exponent"),
+        pytest.param("+5", None, None, id="sign"),
+        pytest.param("\u0665", None, None, id="arabic-digit"),
+        pytest.param("9" * 30, None, 1e11, id="huge-digits"),
     ],
 )
 def test_retry_after(header: str | None, suggestion: str | None, expected: float | None) -> None:

@@ -37,7 +37,7 @@ from ._outcome import CreateTries, CreateVerdict, Stage, judge_create, read_crea
 from ._parsing import parse_error, parse_json, parse_task, salvage_task_id
 from ._rategate import RateGate
 from ._redaction import SealedBody
-from ._schedule import RetryPolicy
+from ._schedule import RetryPolicy, transient_status
 from ._secret import Secret
 from ._sending import watching
 from ._telemetry import NO_CHILD, NO_SPAN, TaskSpan, child_span, task_span
@@ -110,8 +110,7 @@ def judge_read_failure(exc: ZImageError) -> float | None:
     0.0
     """
     if isinstance(exc, APIError):
-        transient = exc.status == 429 or exc.status >= 500
-        return (exc.retry_after or 0.0) if transient else None
+        return (exc.retry_after or 0.0) if transient_status(exc.status) else None
     if isinstance(exc, (APIConnectionError, MalformedResponseError)):
         return 0.0
     return None

@@ -12,6 +12,7 @@ import enum
 import attrs
 
 from ._links import block_evidence
+from ._schedule import transient_status
 
 __all__ = ["ImageReply", "ImageVerdict", "judge_image_reply"]
 
@@ -86,7 +87,7 @@ def judge_image_reply(
         return ImageReply(ImageVerdict.GRACE)
     if status in (403, 404, 410):
         return ImageReply(ImageVerdict.EXPIRED)
-    if status == 429 or status >= 500:
+    if transient_status(status):
         return ImageReply(ImageVerdict.TRANSIENT)
     if status == 416 and resuming:
         if whole:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import email.utils
 import json
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -56,6 +55,8 @@ def read_json(body: bytes) -> Any:
             return json.loads(body, parse_int=_long_integer)
 
 
+#: A ``Retry-After`` in seconds: digits (RFC 9110's delay-seconds), a fraction let in.
+_DELAY_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _SUGGESTION_WAIT = re.compile(
     r"retry\s+after\s+(\d+(?:\.\d+)?(?:e[+-]?\d+)?)\s*"
     r"(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?)?\b",
@@ -73,8 +74,10 @@ def parse_retry_after(
 
     Reads the ``Retry-After`` header (seconds, or an HTTP date compared with *now*, a Unix
     time) and the envelope's ``fallback_suggestion`` (``"retry after 60 seconds"``,
-    ``"retry after 1e9 seconds"``); when both are present the longer wait wins. A wait
-    is read as the number written, exponent included, up to :data:`MAX_ADVISED_WAIT`.
+    ``"retry after 1e9 seconds"``); when both are present the longer wait wins. The
+    header's seconds are digits (RFC 9110; a fraction let in), anything else that is no
+    date is no advice; a suggestion's number is read as written, exponent included. A
+    wait is at most :data:`MAX_ADVISED_WAIT`.
 
     >>> parse_retry_after("5", "retry after 60 seconds")
     60.0
@@ -86,10 +89,9 @@ def parse_retry_after(
     waits: list[float] = []
     if header:
         text = header.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            when = None
+        if _DELAY_SECONDS.fullmatch(text):  # digits (a fraction let in), not float()'s forms
+            waits.append(float(text))
+        else:
             try:
                 when = email.utils.parsedate_to_datetime(text)
             except (TypeError, ValueError, IndexError):
@@ -98,9 +100,6 @@ def parse_retry_after(
                 if when.tzinfo is None:  # "-0000": in UTC, says RFC 5322; not local time
                     when = when.replace(tzinfo=datetime.timezone.utc)
                 waits.append(max(0.0, when.timestamp() - now))
-        else:
-            if not math.isnan(seconds) and seconds >= 0:
-                waits.append(seconds)
     if suggestion:
         match = _SUGGESTION_WAIT.search(suggestion)
         if match:

@@ -24,7 +24,7 @@ from ._exceptions import InvalidRequestError
 from ._models import Task, TaskStatus
 from ._quoting import int_text, number_or_type, short_repr
 
-__all__ = ["PollSchedule", "PollState", "RetryPolicy"]
+__all__ = ["PollSchedule", "PollState", "RetryPolicy", "transient_status"]
 
 
 def _real(attribute: attrs.Attribute[Any], value: object, rule: str) -> float:
@@ -58,11 +58,24 @@ def _fraction(_: object, attribute: attrs.Attribute[float], value: float) -> Non
     _check(attribute, value, rule, 0 <= _real(attribute, value, rule) <= 1)
 
 
+#: The 4xx answers that say "send it again": a read answered so is retried, as a 5xx.
+_AGAIN = frozenset({408, 425, 429})
+
+
+def transient_status(status: int) -> bool:
+    """Whether a read answered *status* may be sent again: 408, 425, 429 and every 5xx.
+
+    >>> [transient_status(s) for s in (404, 408, 429, 503)]
+    [False, True, True, True]
+    """
+    return status in _AGAIN or status >= 500
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How failed requests are retried: exponential backoff with jitter, capped.
 
-    Only safe requests are retried: task and image reads on 429, 500, 502, 503,
+    Only safe requests are retried: task and image reads on 408, 425, 429 and 5xx,
     connection failures, truncated or malformed bodies; the billed create call when the
     service certainly made no task (a connection that never opened), and at most once,
     with the same key, after the API's own 429, 502 or 503 (which may come after the
