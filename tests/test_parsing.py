@@ -619,3 +619,18 @@ def test_a_retry_after_date_with_zone_minus_0000_is_read_as_utc(
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_answer_says_it_is_one_and_is_not_followed(status: int) -> None:
+    """Not "HTTP 301 with no error envelope": where it pointed (no query), and why not there."""
+    location = "https://elsewhere.example/v1/tasks/x?token=abc123"
+    error = parse_error(status, {"Location": location}, b"<html>Moved</html>")
+    message = str(error)
+    assert "redirect to https://elsewhere.example/v1/tasks/x" in message
+    assert "not followed" in message and "base_url" in message
+    assert "abc123" not in message
+    bare = str(parse_error(status, {}, b""))
+    assert "redirect" in bare and "not followed" in bare
+    relative = str(parse_error(status, {"Location": "/v2/tasks/x?sig=s3cret"}, b""))
+    assert "redirect to /v2/tasks/x," in relative and "s3cret" not in relative

@@ -14,8 +14,10 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._exceptions import APIError, api_error_class
+from ._links import redact_url
 
 __all__ = ["MAX_ADVISED_WAIT", "parse_error", "parse_retry_after", "read_json"]
 
@@ -146,7 +148,7 @@ def parse_error(
     suggestion = text("fallback_suggestion")
     cls = api_error_class(status)
     return cls(
-        text("message") or f"HTTP {status} with no error envelope",
+        text("message") or _no_envelope(status, headers.get("Location")),
         status=status,
         code=code,
         type=text("type"),
@@ -155,4 +157,18 @@ def parse_error(
         retry_after=parse_retry_after(headers.get("Retry-After"), suggestion, now=now),
         method=method,
         path=path,
+    )
+
+
+def _no_envelope(status: int, location: str | None) -> str:
+    """Say what an answer without the error envelope is: a redirect says so, and why not."""
+    if not 300 <= status < 400:
+        return f"HTTP {status} with no error envelope"
+    where = (location or "").strip()
+    if where:  # named without its query (a signed link's signature) or user info
+        where = redact_url(where) if "://" in where else urlsplit(where).path
+    to = f" to {where}" if where else ""
+    return (
+        f"HTTP {status}: a redirect{to}, which is not followed (the API key is only sent"
+        " to the address of base_url): check base_url"
     )
