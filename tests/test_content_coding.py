@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from PIL import Image as PILImage
 
-from zimage_async import Session
+from zimage_async import APIConnectionError, MalformedResponseError, Session
 
 from .conftest import CompletedHost, loopback_session, serving
 
@@ -90,3 +90,24 @@ async def test_a_gzipped_image_cut_short_is_fetched_again_whole(
     assert result.image.data == PNG
     assert len(host.image_requests) == 2
     assert "Range" not in host.image_requests[1]
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br"])
+async def test_an_answer_whose_coding_is_a_lie_is_not_called_cut_short(coding: str) -> None:
+    """A whole plain body labelled compressed: the error names the coding, not a cut body."""
+    reads: list[int] = []
+
+    async def read(request: web.Request) -> web.Response:
+        reads.append(1)
+        body = b'{"id": "task-unified-1796285667-coded001", "status": "processing"}'
+        return web.Response(body=body, headers={"Content-Encoding": coding})
+
+    app = web.Application()
+    app.router.add_get("/apiv1/v1/tasks/{id}", read)
+    async with serving(app) as base, loopback_session(base) as zs:
+        with pytest.raises((APIConnectionError, MalformedResponseError)) as caught:
+            await zs.get_task("task-unified-1796285667-coded001")
+    message = str(caught.value)
+    assert "cut short" not in message
+    assert f"Content-Encoding {coding}" in message
+    assert len(reads) > 1, "a coding error may be a proxy's glitch: the read is tried again"

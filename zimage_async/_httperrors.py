@@ -140,8 +140,15 @@ def translate(
             f"could not connect ({reason})", request_sent=False, method=method, path=path
         )
     if isinstance(exc, aiohttp.ClientPayloadError):
+        coding = _undecodable(exc)
         return APIConnectionError(
-            "the answer's body was cut short", request_sent=True, method=method, path=path
+            "the answer's body was cut short"
+            if coding is None
+            else f"the answer says Content-Encoding {coding}, but its body could not be "
+            f"decoded as {coding}",
+            request_sent=True,
+            method=method,
+            path=path,
         )
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return APIConnectionError(
@@ -161,6 +168,12 @@ def translate(
             path=path,
         )
     if isinstance(exc, aiohttp.ClientResponseError):
+        coding = _undecodable(exc)
+        if coding is not None:  # one it was not asked for, that this client cannot decode
+            return MalformedResponseError(
+                f"the answer is coded with Content-Encoding {coding}, which this client did"
+                " not ask for and cannot decode"
+            )
         return MalformedResponseError(
             f"the HTTP answer could not be read ({type(exc).__name__}: {_parser_reason(exc)})"
         )
@@ -174,6 +187,17 @@ def translate(
     return APIConnectionError(
         f"the request failed ({type(exc).__name__})", request_sent=True, method=method, path=path
     )
+
+
+#: aiohttp's words for a body it cannot decode, and the coding named (``gzip``, or the
+#: ``br`` of ``brotli (br)``): a token, never more of what the server sent.
+_UNDECODABLE = re.compile(r"Can not decode content-encoding: (?:[\w-]{1,20} \()?([\w.-]{1,20})")
+
+
+def _undecodable(exc: aiohttp.ClientError) -> str | None:
+    """Return the Content-Encoding that aiohttp could not decode, if that is the failure."""
+    match = _UNDECODABLE.search(str(exc)) or _UNDECODABLE.search(str(exc.__cause__))
+    return match[1] if match else None
 
 
 def _parser_reason(exc: aiohttp.ClientResponseError) -> str:
