@@ -67,11 +67,16 @@ async def test_a_session_closed_mid_batch_names_every_task_in_flight(
 def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every image write fails as a full disk does (ENOSPC), after the task is made."""
 
-    async def refused(folder: Path, chunks: AsyncIterator[bytes], *, durable: bool = False) -> Path:
+    async def refused(
+        folder: Path,
+        chunks: AsyncIterator[bytes],
+        *,
+        durable: bool = False,
+        shown: Path | None = None,
+    ) -> Path:
         async for _ in chunks:
             break
-        part = folder / ".zimage-full.part"
-        raise OSError(errno.ENOSPC, "No space left on device", str(part))
+        raise OSError(errno.ENOSPC, "No space left on device", str(shown or folder))
 
     monkeypatch.setattr(delivery_module, "write_atomically", refused)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["is_internal_host", "is_loopback_host", "parse_host_address"]
+__all__ = ["is_internal_host", "is_loopback_host", "is_loopback_name", "parse_host_address"]
 
 _IPv4_INTERNAL = tuple(
     ipaddress.IPv4Network(net)
@@ -133,3 +133,14 @@ def is_loopback_host(host: str) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback
+
+
+def is_loopback_name(host: str) -> bool:
+    """Tell whether *host*, as written (no spaces), names this machine: localhost or loopback.
+
+    >>> is_loopback_name("localhost"), is_loopback_name("::1"), is_loopback_name("10.0.0.1")
+    (True, True, False)
+    """
+    if not host or host != host.strip():
+        return False
+    return _is_localhost_name(host) or is_loopback_host(host)

@@ -35,6 +35,8 @@ __all__ = [
 
 MAX_DIRECTIVE_DURATION_SECONDS = 86_400.0
 
+#: A business error code the emulator can fail a task with (``[[fail:CODE]]``, ``fail_next``).
+FAIL_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _FAIL = re.compile(r"\[\[fail:([A-Za-z0-9_.\-]{1,64})\]\]")
 _DURATION = re.compile(r"\[\[duration:([0-9]{1,6}(?:\.[0-9]{1,6})?)\]\]")
 _CANCEL = re.compile(r"\[\[cancel\]\]")

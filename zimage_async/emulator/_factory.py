@@ -18,8 +18,14 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
-from ._directives import CANCEL_CODE, REQUEST_FAULT_CODES, Directives, failure_message
-from ._numbers import finite_number, shown
+from ._directives import (
+    CANCEL_CODE,
+    FAIL_CODE,
+    REQUEST_FAULT_CODES,
+    Directives,
+    failure_message,
+)
+from ._numbers import finite_number, is_int, shown
 from ._tasks import TaskRecord, TaskStore, new_task_id
 from ._validation import MAX_SEED, CreateRequest
 
@@ -73,7 +79,16 @@ class TaskFactory:
         self._failures: collections.deque[QueuedFailure] = collections.deque()
 
     def fail_next(self, code: str, message: str | None, count: int) -> None:
-        """Queue *count* failures for the next accepted tasks."""
+        """Queue *count* failures for the next accepted tasks (each checked first)."""
+        if not isinstance(code, str) or not FAIL_CODE.fullmatch(code):
+            raise ValueError(
+                "fail_next: code must be 1 to 64 letters, digits, '_', '.' or '-' (as in "
+                f"[[fail:CODE]]), got {shown(code)}."
+            )
+        if message is not None and not isinstance(message, str):
+            raise ValueError(f"fail_next: message must be a str or None, got {shown(message)}.")
+        if not is_int(count) or count < 1:
+            raise ValueError(f"fail_next: count must be an int of at least 1, got {shown(count)}.")
         failure = QueuedFailure(code=code, message=message or failure_message(code))
         self._failures.extend([failure] * count)
 

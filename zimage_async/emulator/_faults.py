@@ -26,6 +26,7 @@ from typing import get_args
 
 import attrs
 
+from ._addresses import is_loopback_name
 from ._fault_kinds import (
     AFTER_CREATE_FAULTS,
     BILLED_CREATE_FAULTS,
@@ -39,7 +40,7 @@ from ._fault_kinds import (
     RuleEndpoint,
 )
 from ._framing import BodyFraming
-from ._nulls import NULL_SHAPES, NullShape
+from ._nulls import NULL_SHAPES, NullShape, null_shape_applies
 from ._numbers import finite_number, is_int, shown
 
 __all__ = [
@@ -57,6 +58,9 @@ __all__ = [
     "FaultState",
 ]
 
+
+#: The statuses ``unknown_status`` must not stand in for: the task would look ended.
+_ENDED = frozenset({"completed", "failed", "cancelled"})
 
 # 2**31 - 1: the largest delta-seconds value RFC 9111 asks a cache to take as given.
 _MAX_RETRY_AFTER_SECONDS = 2_147_483_647
@@ -111,9 +115,9 @@ class FaultRule:
     delay_seconds: float = attrs.field(default=2.0, validator=_check_non_negative)
     retry_after_seconds: int | None = attrs.field(default=None)
     retry_after_in: RetryAfterIn = attrs.field(default="both")
-    status_value: str = "queued"
+    status_value: str = attrs.field(default="queued")
     truncate_fraction: float = attrs.field(default=0.5, validator=_check_fraction)
-    redirect_host: str | None = None
+    redirect_host: str | None = attrs.field(default=None)
     http_status: int | None = attrs.field(default=None)
     error_code: str | None = None
     null_shape: NullShape = attrs.field(default="absent")
@@ -170,11 +174,41 @@ class FaultRule:
         if value != "any" and value not in FAULT_ENDPOINTS[self.kind]:
             allowed = ", ".join(sorted(FAULT_ENDPOINTS[self.kind]))
             raise ValueError(f"The fault {self.kind!r} applies to {allowed}, not {value!r}.")
+        if self.never_applies_to(value):
+            raise _never_on_create(self)
 
     @retry_after_in.validator
     def _check_retry_after_in(self, attribute: attrs.Attribute[str], value: str) -> None:
         if value not in get_args(RetryAfterIn):
             raise ValueError(f"retry_after_in must be header, suggestion or both, not {value!r}.")
+
+    @redirect_host.validator
+    def _check_redirect_host(
+        self, attribute: attrs.Attribute[str | None], value: str | None
+    ) -> None:
+        if value is None or (isinstance(value, str) and is_loopback_name(value)):
+            return
+        raise ValueError(
+            "redirect_host must name this machine (localhost, or a loopback address such as"
+            " 127.0.0.1 or ::1), so that the redirect reaches the same listener; got "
+            f"{shown(value)}."
+        )
+
+    @status_value.validator
+    def _check_status_value(self, attribute: attrs.Attribute[str], value: str) -> None:
+        if not isinstance(value, str) or not value.strip() or value in _ENDED:
+            raise ValueError(
+                "status_value must be a status text other than completed, failed or cancelled "
+                f"(unknown_status is for unfinished tasks), got {shown(value)}."
+            )
+
+    def never_applies_to(self, endpoint: str) -> bool:
+        """Tell whether this fault can never change an answer of *endpoint* (its body's shape)."""
+        return (
+            endpoint == "create"
+            and self.kind == "null_fields"
+            and not null_shape_applies(self.null_shape, "pending")
+        )
 
     def applies_to(self, endpoint: str) -> bool:
         """Tell whether this rule can hit a request to *endpoint*."""
@@ -188,7 +222,17 @@ def _step(endpoint: Endpoint, step: str | FaultRule | None) -> FaultRule | None:
         return FaultRule(kind=step, endpoint=endpoint)  # type: ignore[arg-type]
     if not step.applies_to(endpoint):
         raise ValueError(f"The fault {step.kind!r} cannot hit the {endpoint!r} endpoint.")
+    if step.never_applies_to(endpoint):
+        raise _never_on_create(step)
     return step
+
+
+def _never_on_create(rule: FaultRule) -> ValueError:
+    return ValueError(
+        f"null_shape={rule.null_shape!r} changes only a failed or cancelled task, and a "
+        "create's answer is always pending: it can never apply to the 'create' endpoint "
+        "(use it on 'task')."
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -249,15 +293,16 @@ class FaultState:
     ) -> FaultRule | None:
         """Return the fault for the next request to *endpoint*, or None for no fault.
 
-        A script step that is not *eligible* for this request waits for the next one.
+        A script step that is not *eligible* for this request waits for the next one; the
+        other scripts and the rules go on meanwhile.
         """
         for number, script in enumerate(self.plan.scripts):
             position = self._positions[number]
             if script.endpoint != endpoint or position >= len(script.steps):
                 continue
             step = script.steps[position]
-            if step is not None and not eligible(step):
-                return None
+            if step is not None and not eligible(step):  # it waits: the others go on
+                continue
             self._positions[number] = position + 1
             return step
         for rule in self.plan.rules:

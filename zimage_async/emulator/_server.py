@@ -292,9 +292,8 @@ class Emulator:
         """Make the next *count* accepted tasks fail with the error *code* (and *message*).
 
         A ``[[fail:CODE]]`` directive in a prompt takes precedence and does not use one up.
+        *code* is written as in that directive; a wrong type or value is a ValueError.
         """
-        if not code or count < 1:
-            raise ValueError("fail_next needs a non-empty code and a count of at least 1.")
         self._factory.fail_next(code, message, count)
 
     # -- inspection ------------------------------------------------------------------------
