@@ -314,3 +314,30 @@ async def test_a_body_over_the_limit_is_answered_413_and_not_read_further(
     assert answer == b"" or answer.startswith(b"HTTP/1.1 413 "), answer
     assert sent < 400  # closed while the sender still had more to send
     _assert_refused_quietly(receiver, logs)
+
+
+async def test_leaving_serve_does_not_wait_for_a_trickling_sender(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``serve()`` ends promptly while a sender trickles its body (``body_timeout`` 30 s).
+
+    Its exit waited for that sender's handler: until ``body_timeout``, or aiohttp's 60 s
+    shutdown limit for one that never reads its answers. A callback is answered in
+    milliseconds: nothing is worth waiting for.
+    """
+    receiver = CallbackReceiver(body_timeout=30.0)
+    loop = asyncio.get_running_loop()
+    async with receiver.serve(host="127.0.0.1", port=0) as url:
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+        writer.write(head.encode() + b"{")
+        await writer.drain()
+        await asyncio.sleep(0.2)  # its handler is reading the body
+        started = loop.time()
+    took = loop.time() - started
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    assert took < 5.0, f"leaving serve() took {took:.1f} s"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -34,6 +34,8 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_HINTS = 1_000_000
 #: Seconds in which one refusal of each kind is logged at INFO (see :class:`_RefusalLog`).
 REFUSAL_LOG_PERIOD = 60.0
+#: Seconds that leaving :meth:`CallbackReceiver.serve` waits for requests under way.
+SERVE_GRACE = 1.0
 
 
 def _check_count(name: str, value: object, *, most: int, what: str) -> int:
@@ -374,7 +376,11 @@ class CallbackReceiver:
         """
         # Requests aiohttp refuses are counted and logged as refusals, not as errors.
         server_log = _ServerLog(self._refused_by_aiohttp)
-        runner = web.AppRunner(self.app(), access_log=None, logger=server_log)
+        # Its exit waits this long, not aiohttp's 60 s, for a sender still trickling or
+        # not reading its answers: a callback is answered in milliseconds.
+        runner = web.AppRunner(
+            self.app(), access_log=None, logger=server_log, shutdown_timeout=SERVE_GRACE
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port)
