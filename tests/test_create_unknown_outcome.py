@@ -191,19 +191,26 @@ async def test_the_uncertain_create_resumes_with_its_key(
     assert emulator.request_counts["create"] == 3
 
 
-async def test_a_typeless_pre_charge_refusal_is_a_refusal(tmp_path: Path) -> None:
-    """402 with the gateway's ``quota_not_enough`` and no ``type``: refused, nothing spent."""
-    posts: list[str | None] = []
+def _answering_creates(
+    status: int, body: dict[str, object], posts: list[str | None]
+) -> web.Application:
+    """A gateway answering every create *status* with *body*; *posts* gets each send's key."""
 
     async def create(request: web.Request) -> web.Response:
         posts.append(request.headers.get("Idempotency-Key"))
-        body = {"error": {"code": "quota_not_enough", "message": "quota not enough"}}
-        return web.json_response(body, status=402)
+        return web.json_response(body, status=status)
 
     app = web.Application()
     app.router.add_post("/apiv1/v1/images/generations", create)
+    return app
+
+
+async def test_a_typeless_pre_charge_refusal_is_a_refusal(tmp_path: Path) -> None:
+    """402 with the gateway's ``quota_not_enough`` and no ``type``: refused, nothing spent."""
+    posts: list[str | None] = []
+    body = {"error": {"code": "quota_not_enough", "message": "quota not enough"}}
     async with (
-        serving(app) as base,
+        serving(_answering_creates(402, body, posts)) as base,
         loopback_session(base, journal=tmp_path / "j.sqlite") as session,
     ):
         with pytest.raises(InsufficientQuotaError) as caught:
@@ -289,16 +296,9 @@ async def test_a_429_of_another_type_is_not_sent_again_by_a_rerun(tmp_path: Path
     each send billed.
     """
     posts: list[str | None] = []
-
-    async def create(request: web.Request) -> web.Response:
-        posts.append(request.headers.get("Idempotency-Key"))
-        body = {"error": {"type": "rate_limit_exceeded", "code": "rate_limited", "message": "slow"}}
-        return web.json_response(body, status=429)
-
-    app = web.Application()
-    app.router.add_post("/apiv1/v1/images/generations", create)
+    body = {"error": {"type": "rate_limit_exceeded", "code": "rate_limited", "message": "slow"}}
     async with (
-        serving(app) as base,
+        serving(_answering_creates(429, body, posts)) as base,
         loopback_session(base, journal=tmp_path / "j.sqlite") as session,
     ):
         with pytest.raises(SubmissionUncertainError) as caught:
