@@ -10,7 +10,7 @@ so the ledger shows what the SDK's own retries cost.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -192,7 +192,7 @@ async def test_the_uncertain_create_resumes_with_its_key(
 
 
 def _answering_creates(
-    status: int, body: dict[str, object], posts: list[str | None]
+    status: int, body: Mapping[str, object], posts: list[str | None]
 ) -> web.Application:
     """A gateway answering every create *status* with *body*; *posts* gets each send's key."""
 
