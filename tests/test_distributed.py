@@ -39,14 +39,21 @@ LEASE = "3"
 DEADLINE = 240.0
 
 
+#: Creates between two scripted answers that leave a create uncertain: more than the three
+#: workers have in flight (3 x 12), so that the one resend of an uncertain create (with
+#: ``--resubmit-uncertain``) never meets the next one. Closer, a resend could land on it
+#: and the item rightly end uncertain, failing the run by the script's timing alone.
+UNCERTAIN_APART = 45
+
+
 def _faults() -> FaultPlan:
     """429s and uncertain creates early on (scripted), and random faults on polls and images."""
-    steps: list[str | FaultRule] = ["ok"] * 90
-    for position in (5, 25, 45, 65):
+    steps: list[str | FaultRule] = ["ok"] * (5 + 3 * UNCERTAIN_APART)
+    for position in (5, 5 + UNCERTAIN_APART):
         steps[position] = "html_5xx_after_create"
-    for position in (15, 55):
+    steps[5 + 2 * UNCERTAIN_APART] = "html_5xx"
+    for position in (25, 70):
         steps[position] = FaultRule(kind="http_429", retry_after_seconds=0)
-    steps[35] = "html_5xx"
     return FaultPlan.script("create", steps) + FaultPlan.random(
         FaultRule(kind="html_5xx", endpoint="task", rate=0.02),
         FaultRule(kind="null_fields", endpoint="task", rate=0.05),
