@@ -148,3 +148,33 @@ async def test_an_id_never_shown_is_refused_at_its_first_404(
         await zs.task(TASK_ID)
     assert gateway.reads == ["404"]
     assert "billed" not in str(caught.value)
+
+
+async def test_a_refresh_of_a_task_shown_before_says_it_is_billed(
+    losing: tuple[LosingGateway, Session],
+) -> None:
+    """``refresh()`` raises a 404 at once, but of a task the service showed: told billed."""
+    gateway, zs = losing
+    gateway.script = [(99.0, "404")]
+    handle = await zs.submit("a cat")  # the create's answer shows the task
+    with pytest.raises(NotFoundError) as caught:
+        await handle.refresh()
+    assert gateway.reads == ["404"], "refresh() reads once"
+    message = str(caught.value)
+    assert "after the service had shown the task" in message
+    assert "billed" in message
+    assert f"session.task({TASK_ID!r})" in message
+    assert message.count("billed") == 1, message
+
+
+async def test_a_task_lost_for_good_is_told_billed_once(
+    losing: tuple[LosingGateway, Session],
+) -> None:
+    """The wait's final 404 carries the note once: refresh() notes it, the loop adds nothing."""
+    _, zs = losing
+    handle = await zs.submit("a cat")
+    with pytest.raises(NotFoundError) as caught:
+        await handle
+    message = str(caught.value)
+    assert message.count("billed") == 1, message
+    assert message.count("after the service had shown the task") == 1, message

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from ._delivery import Delivery, check_image_index
-from ._exceptions import WaitTimeoutError, ZImageError, note_task
-from ._handlepolls import HandlePolls
+from ._exceptions import WaitTimeoutError, ZImageError
+from ._handlepolls import HandlePolls, note_read_failure
 from ._imagelimits import DownloadInfo
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
 from ._polling import DeadlineReached, bounded, deadline_after
@@ -188,14 +188,14 @@ class TaskHandle(HandlePolls):
 
         That is the new one, unless the task was already seen ended: that snapshot stays
         (a later read that disagrees, another status or other links, comes from a replica
-        or cache of the gateway that lags behind; it is logged at ``INFO``). A failure
-        names the task and says how to collect it later (a 404 only names it).
+        or cache of the gateway that lags behind; it is logged at ``INFO``). A failure names
+        the task and says how to collect it later; a 404 only names it, unless an answer showed it.
         """
         self._rt.check_open()
         try:
             task = await self._rt.api.get_task(self._id, span=self._span)
         except ZImageError as exc:  # the read failed, not the task: it goes on
-            note_task(exc, self._id)
+            note_read_failure(exc, self._id, self._seen_at, self._rt.clock())
             raise
         self._span.polls += 1
         self._fresh = False

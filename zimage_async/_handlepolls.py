@@ -36,13 +36,29 @@ NOT_YET_VISIBLE = 15.0
 
 
 def lost_task(error: NotFoundError, task_id: str, lost_for: float) -> NotFoundError:
-    """Return *error*, a 404 for *lost_for* seconds for a task shown before, told billed."""
+    """Return *error*, a 404 *lost_for* seconds after the task was shown, told billed."""
+    if error.task_id is None:
+        error.task_id = task_id
     first = str(error.args[0]) if error.args else ""
     error.args = (
-        f"{first} (for {lost_for:.0f} s, after the service had shown the task)",
+        f"{first} ({lost_for:.1f} s after the service had shown the task)",
         *error.args[1:],
     )
     return note_collectable(error, task_id)
+
+
+def note_read_failure(
+    error: ZImageError, task_id: str, seen_at: float | None, now: float
+) -> ZImageError:
+    """Tell *error*, a failed read of task *task_id*, what is known of the task.
+
+    A 404 for a task no answer showed (*seen_at* is ``None``) only names the id: the
+    service does not know it. Any other failure, and a 404 for a task an answer showed
+    (so billed: a replica behind, or the task lost), says how to collect it.
+    """
+    if seen_at is not None and isinstance(error, NotFoundError):
+        return lost_task(error, task_id, now - seen_at)
+    return note_task(error, task_id)
 
 
 class HandlePolls:
@@ -91,15 +107,16 @@ class HandlePolls:
         before = self._task
         try:
             task = await self.refresh()
-        except NotFoundError as exc:
+        except NotFoundError:
             # An answer (the create's, a read) showed the task exists: a 404 soon after it
             # is a replica that has not seen it (yet), and the loop looks again.
+            # refresh() has told the error whether the task was shown (billed) or not.
             seen = self._seen_at
             if before is None or seen is None:  # never shown: an id the service does not know
                 raise
             lost_for = self._rt.clock() - seen
             if lost_for >= NOT_YET_VISIBLE:
-                raise lost_task(exc, self._id, lost_for) from None
+                raise
             logger.debug(
                 "task %s is not visible (404 %.1f s after it was shown)", self._id, lost_for
             )
