@@ -62,6 +62,14 @@ def _fraction(_: object, attribute: attrs.Attribute[float], value: float) -> Non
 _AGAIN = frozenset({408, 425, 429})
 
 
+def grown(start: float, factor: float, steps: int, cap: float) -> float:
+    """Return ``start * factor ** steps``, at most *cap*; one too large for a float is *cap*."""
+    try:
+        return min(cap, start * factor ** min(steps, 64))
+    except OverflowError:  # a float's power or an int's product past a float's range
+        return cap
+
+
 def transient_status(status: int) -> bool:
     """Whether a read answered *status* may be sent again: 408, 425, 429 and every 5xx.
 
@@ -118,8 +126,7 @@ class RetryPolicy:
         ``wait_max``, of which the ``jitter`` share is drawn uniformly from *rng*; a
         *retry_after* from the server is a floor.
         """
-        exponent = min(attempt - 1, 64)
-        base = min(self.wait_max, self.wait_initial * self.wait_exp_base**exponent)
+        base = grown(self.wait_initial, self.wait_exp_base, attempt - 1, self.wait_max)
         wait = base * (1 - self.jitter) + base * self.jitter * rng.random()
         if retry_after is not None:
             wait = max(wait, retry_after)
@@ -228,8 +235,9 @@ class PollSchedule:
         if seconds_left is not None and seconds_left >= 0:
             delay = self._clamp(seconds_left + self.finish_margin, rng)
         else:
-            exponent = min(attempt - 1, 64)
-            delay = self._clamp(self.wait_min * self.wait_exp_base**exponent, rng)
+            delay = self._clamp(
+                grown(self.wait_min, self.wait_exp_base, attempt - 1, self.wait_max), rng
+            )
         if remaining is not None:
             delay = max(0.0, min(delay, remaining))
         return delay
