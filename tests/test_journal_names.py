@@ -69,6 +69,39 @@ async def test_an_in_memory_journal_is_refused_by_a_batch(
     assert not emulator.ledger
 
 
+UNUSABLE = [
+    pytest.param("journal\x00.db", "U+0000", id="nul"),
+    pytest.param("journal-\udfff.db", "U+DFFF", id="lone-surrogate"),
+    pytest.param("postgresql://u:pw@127.0.0.1/db\x00", "U+0000", id="url-nul"),
+]
+
+
+@pytest.mark.parametrize(("journal", "named"), UNUSABLE)
+def test_a_journal_name_no_file_system_takes_is_refused_by_the_session(
+    journal: str, named: str, emulator: Emulator
+) -> None:
+    """A NUL or an unencodable character: refused naming journal, not a ValueError at opening."""
+    with pytest.raises(InvalidRequestError) as caught:
+        Session(api_key=emulator.api_key, base_url=emulator.base_url, journal=journal)
+    assert caught.value.field == "journal"
+    assert named in caught.value.problem
+    assert "pw" not in str(caught.value)
+    assert not emulator.requests
+
+
+@pytest.mark.parametrize("field", ["journal", "manifest"])
+async def test_a_journal_name_no_file_system_takes_is_refused_by_a_batch(
+    field: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    r"""generate_many(journal="j\x00.db") is refused as it is called, naming the option."""
+    async with Session(api_key=emulator.api_key, base_url=emulator.base_url) as zs:
+        with pytest.raises(InvalidRequestError) as caught:
+            zs.generate_many(["a cat"], output_dir=tmp_path, **{field: str(tmp_path / "j\x00.db")})  # type: ignore[arg-type]
+    assert caught.value.field == field
+    assert "U+0000" in caught.value.problem
+    assert not emulator.ledger
+
+
 async def test_the_sqlite_journal_itself_refuses_an_in_memory_name(tmp_path: Path) -> None:
     """Opening ``:memory:`` at the store is refused too: only the package's own is in memory."""
     with pytest.raises(JournalError, match="in-memory"):

@@ -18,7 +18,6 @@ import aiohttp
 
 from ._callback_url import validate_receiver_url
 from ._exceptions import InvalidRequestError
-from ._journal import IN_MEMORY_PROBLEM, is_in_memory_name
 from ._quoting import a_type, number_or_type, quote, text_problem
 from ._schedule import PollSchedule, RetryPolicy
 
@@ -28,7 +27,6 @@ __all__ = [
     "check_base_url",
     "check_bytes",
     "check_environment",
-    "check_journal_target",
     "check_kind",
     "check_kinds",
     "check_receiver",
@@ -170,21 +168,6 @@ def check_environment(*, environ: object, ca_bundle: object) -> str | None:
     if not path:
         raise InvalidRequestError("ca_bundle", rule, "it is empty: leave it out, or pass None")
     return path
-
-
-def check_journal_target(field: str, journal: object) -> None:
-    """Refuse a journal that is no file path or URL, without quoting it (its password).
-
-    A name SQLite would keep in memory (``:memory:``) is refused too: such a journal
-    forgets every create, and the credits spent, at a restart.
-    """
-    rule = "a file path or a postgresql:// URL"
-    check_kind(field, journal, (str, os.PathLike), rule)
-    if not str(journal):
-        raise InvalidRequestError(field, rule, "it is empty")
-    if isinstance(journal, (str, os.PathLike)) and is_in_memory_name(journal):
-        rule = f"a path to a journal file, or a postgresql:// URL; leave {field} out to keep none"
-        raise InvalidRequestError(field, rule, IN_MEMORY_PROBLEM)
 
 
 def _is_number(value: object) -> bool:

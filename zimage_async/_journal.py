@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
-from ._exceptions import JournalError
+from ._exceptions import InvalidRequestError, JournalError
 from ._journal_moves import begin_refusal
 from ._journal_records import (
     JournalItem,
@@ -42,6 +42,7 @@ from ._journal_spend import (
     reserved_credits,
 )
 from ._journal_store import Journal
+from ._saving import path_text
 
 __all__ = [
     "IN_MEMORY_PROBLEM",
@@ -55,6 +56,7 @@ __all__ = [
     "SpendGroup",
     "SpendLimit",
     "begin_refusal",
+    "check_journal_target",
     "check_spend",
     "expected_cost",
     "is_in_memory_name",
@@ -71,6 +73,22 @@ __all__ = [
 IN_MEMORY_WORDS = "names an in-memory SQLite database, which keeps nothing across a restart"
 #: The same, said of "it".
 IN_MEMORY_PROBLEM = f"it {IN_MEMORY_WORDS}"
+
+
+def check_journal_target(field: str, journal: object) -> None:
+    """Refuse a journal that is no file path or URL, without quoting it (its password).
+
+    A name no file system call takes (a NUL, a character the file system cannot encode)
+    is refused, and so is a name SQLite would keep in memory (``:memory:``): such a
+    journal forgets every create, and the credits spent, at a restart.
+    """
+    rule = "a file path or a postgresql:// URL"
+    text = path_text(field, journal, rule)
+    if not text:
+        raise InvalidRequestError(field, rule, "it is empty")
+    if is_in_memory_name(text):
+        rule = f"a path to a journal file, or a postgresql:// URL; leave {field} out to keep none"
+        raise InvalidRequestError(field, rule, IN_MEMORY_PROBLEM)
 
 
 def is_in_memory_name(target: str | os.PathLike[str]) -> bool:

@@ -18,7 +18,6 @@ from ._closing import CLOSED, NOT_OPEN, OpenGuard
 from ._config import (
     DEFAULT_BASE_URL,
     check_environment,
-    check_journal_target,
     check_kind,
     check_kinds,
     check_receiver,
@@ -30,7 +29,7 @@ from ._download import ImageLimits
 from ._exceptions import SessionClosedError
 from ._handle import TaskHandle
 from ._idempotency import validate_own_key
-from ._journal import Journal
+from ._journal import Journal, check_journal_target
 from ._journaling import Bookkeeper, check_max_credits
 from ._links import LINK_TTL
 from ._models import GenerationRequest, GenerationResult, Task

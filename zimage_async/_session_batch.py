@@ -24,10 +24,9 @@ from ._batchoptions import (
     check_spend_type,
     check_worker_id,
 )
-from ._config import check_journal_target
 from ._exceptions import InvalidRequestError
 from ._handle import TaskHandle
-from ._journal import is_postgres_url
+from ._journal import check_journal_target, is_postgres_url
 from ._journaling import check_max_credits
 from ._models import GenerationRequest
 from ._naming import BATCH_NAME, check_template
