@@ -22,7 +22,7 @@ from ._exceptions import InvalidRequestError
 from ._models import GenerationRequest
 from ._naming import check_batch_names
 from ._partfiles import remove_stale_parts
-from ._quoting import int_text, number_or_type, quote, short_repr, wrong_type
+from ._quoting import int_text, number_or_type, quote, short_repr, surrogate_at, wrong_type
 from ._saving import path_text, plan_save
 
 __all__ = [
@@ -60,7 +60,7 @@ def check_worker_id(worker_id: str | None) -> str:
         raise InvalidRequestError(
             "worker_id",
             "1-200 printable ASCII characters without spaces, unique to each worker",
-            f"got {worker_id!r}",
+            f"got {short_repr(worker_id)}",
         )
     return worker_id
 
@@ -84,8 +84,8 @@ def check_batch_id(batch_id: str) -> str:
         "that can be encoded as UTF-8"
     )
     if not isinstance(batch_id, str) or not 1 <= len(batch_id) <= 1000:
-        raise InvalidRequestError("batch_id", rule, f"got {batch_id!r}")
-    if not _is_utf8(batch_id):
+        raise InvalidRequestError("batch_id", rule, f"got {short_repr(batch_id)}")
+    if surrogate_at(batch_id) is not None:
         raise InvalidRequestError("batch_id", rule, "it holds a lone surrogate (U+D800-U+DFFF)")
     control = next((c for c in batch_id if unicodedata.category(c) == "Cc"), None)
     if control is not None:
@@ -93,14 +93,6 @@ def check_batch_id(batch_id: str) -> str:
             "batch_id", rule, f"it holds the control character U+{ord(control):04X}"
         )
     return batch_id
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def check_flag(value: bool, field: str) -> bool:

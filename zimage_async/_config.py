@@ -18,7 +18,7 @@ import aiohttp
 
 from ._callback_url import validate_receiver_url
 from ._exceptions import InvalidRequestError
-from ._quoting import a_type, number_or_type, quote, text_problem
+from ._quoting import a_type, describe_char, number_or_type, quote, surrogate_at, text_problem
 from ._schedule import PollSchedule, RetryPolicy
 
 __all__ = [
@@ -120,6 +120,9 @@ def check_kinds(
         )
     if isinstance(seed, bool) or not isinstance(seed, SEED_TYPES):
         raise InvalidRequestError("seed", SEED_RULE, f"got {a_type(seed)}")
+    if isinstance(seed, str) and (at := surrogate_at(seed)) is not None:
+        problem = f"it holds a lone surrogate, {describe_char(seed[at])}, at position {at}"
+        raise InvalidRequestError("seed", SEED_RULE, problem)
     check_kind("trust_env", trust_env, bool, "True or False")
 
 

@@ -136,7 +136,7 @@ class Delivery:
 
     def _check_index(self, index: int, count: int) -> None:
         if not 0 <= index < count:
-            raise IndexError(f"task {self._id} has {count} image(s); no index {index}")
+            raise IndexError(f"task {self._id} has {count} image(s); no index {int_text(index)}")
 
     def held(self, index: int) -> Iterator[bytes] | None:
         """Return image *index* of the delivered result in chunks, or None before delivery.

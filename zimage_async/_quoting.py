@@ -97,6 +97,15 @@ def int_text(value: int) -> str:
     return f"a {sign}{value.bit_length()}-bit integer"
 
 
+def surrogate_at(text: str) -> int | None:
+    """Return where *text* holds a lone surrogate (no UTF-8 encodes it), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
 def quote(text: str) -> str:
     """Return ``repr(text)``, cut to its first 60 characters with a note of its length."""
     if len(text) <= _QUOTE_MAX_CHARS:

@@ -21,6 +21,7 @@ from ._journal_spend import Spend
 from ._journaling import Bookkeeper
 from ._models import GenerationRequest, Task
 from ._outcome import refused_resend
+from ._quoting import a_type
 from ._runtime import Runtime
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from ._journal_spend import SpendLimit
 
 __all__ = ["JournalMethods"]
+
+_RESUBMIT_RULE = "a SubmissionUncertainError raised by Session.submit"
 
 
 class JournalMethods:
@@ -144,9 +147,7 @@ class JournalMethods:
         .. versionadded:: 0.1.0
         """
         if not isinstance(error, SubmissionUncertainError):
-            raise InvalidRequestError(
-                "error", "a SubmissionUncertainError raised by Session.submit", f"got {error!r}"
-            )
+            raise InvalidRequestError("error", _RESUBMIT_RULE, f"got {a_type(error)}")
         if error.task_id is not None:
             return self.task(error.task_id)
         if not isinstance(error.request, GenerationRequest) or error.idempotency_key is None:

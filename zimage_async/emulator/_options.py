@@ -48,6 +48,12 @@ def check_seed(seed: int | float | str | bytes | None) -> int | float | str | by
     """Return *seed* if ``random.Random`` takes it (a bool is taken for a mistake); else raise."""
     if isinstance(seed, bool) or not isinstance(seed, (int, float, str, bytes, type(None))):
         raise ValueError(f"seed must be an int, a float, a str, bytes or None, got {shown(seed)}.")
+    if isinstance(seed, str):
+        try:
+            seed.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            at = f"U+{ord(seed[exc.start]):04X} at position {exc.start}"
+            raise ValueError(f"seed must be UTF-8 text: it holds a lone surrogate, {at}.") from None
     return seed
 
 
