@@ -50,6 +50,16 @@ _NO_KEY = (
 )
 
 
+#: The longest key or User-Agent sent: servers take header lines of about 8 KB.
+MAX_HEADER_CHARS = 4096
+
+
+def _check_header_length(field: str, value: str) -> None:
+    if len(value) > MAX_HEADER_CHARS:
+        rule = f"at most {MAX_HEADER_CHARS} characters (a request header line's room)"
+        raise InvalidRequestError(field, rule, f"it has {len(value)} characters")
+
+
 def check_api_key(key: object) -> str:
     """Return the key without the whitespace around it; refuse a missing or garbled one.
 
@@ -67,6 +77,7 @@ def check_api_key(key: object) -> str:
             "a single token without spaces or control characters",
             "it has a space or a control character inside",
         )
+    _check_header_length("api_key", key)
     return key
 
 
@@ -296,6 +307,7 @@ def check_settings(
     check_kind("user_agent", user_agent, str, rule)
     if not user_agent.strip() or not user_agent.isprintable():
         raise InvalidRequestError("user_agent", rule, text_problem(user_agent))
+    _check_header_length("user_agent", user_agent)
     got = f"got {number_or_type(max_connections)}"
     if not (isinstance(max_connections, int) and not isinstance(max_connections, bool)):
         raise InvalidRequestError("max_connections", "a whole number", got)
