@@ -304,7 +304,10 @@ async def _refusal(
             reason += f" (the link states it expired at {utc(stated_expiry)} UTC)"
         return where.expired(reason, earlier_expiry(expires_at, stated_expiry))
     if verdict is ImageVerdict.TRANSIENT:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), None, now=now)
+        headers = response.headers
+        retry_after = parse_retry_after(
+            headers.get("Retry-After"), None, now=now, date=headers.get("Date")
+        )
         return where.transient(f"the image host answered {status}", retry_after)
     if verdict is ImageVerdict.INCOMPLETE_COPY:
         assert copy is not None

@@ -70,16 +70,21 @@ MAX_ADVISED_WAIT = 1e11
 
 
 def parse_retry_after(
-    header: str | None, suggestion: str | None, *, now: float | None = None
+    header: str | None,
+    suggestion: str | None,
+    *,
+    now: float | None = None,
+    date: str | None = None,
 ) -> float | None:
     """Return the seconds to wait that the server advised, or ``None`` if it gave no hint.
 
-    Reads the ``Retry-After`` header (seconds, or an HTTP date compared with *now*, a Unix
-    time) and the envelope's ``fallback_suggestion`` (``"retry after 60 seconds"``,
-    ``"retry after 1e9 seconds"``); when both are present the longer wait wins. The
-    header's seconds are digits (RFC 9110; a fraction let in), anything else that is no
-    date is no advice; a suggestion's number is read as written, exponent included. A
-    wait is at most :data:`MAX_ADVISED_WAIT`.
+    Reads the ``Retry-After`` header (seconds, or an HTTP date: a time of the server's
+    clock, so compared with the same answer's ``Date`` header, *date*, when that parses,
+    else with *now*, a Unix time of this machine's clock) and the envelope's
+    ``fallback_suggestion`` (``"retry after 60 seconds"``, ``"retry after 1e9 seconds"``);
+    when both are present the longer wait wins. The header's seconds are digits (RFC 9110;
+    a fraction let in), anything else that is no date is no advice; a suggestion's number
+    is read as written, exponent included. A wait is at most :data:`MAX_ADVISED_WAIT`.
 
     >>> parse_retry_after("5", "retry after 60 seconds")
     60.0
@@ -94,14 +99,12 @@ def parse_retry_after(
         if _DELAY_SECONDS.fullmatch(text):  # digits (a fraction let in), not float()'s forms
             waits.append(float(text))
         else:
-            try:
-                when = email.utils.parsedate_to_datetime(text)
-            except (TypeError, ValueError, IndexError):
-                when = None
-            if when is not None and now is not None:
-                if when.tzinfo is None:  # "-0000": in UTC, says RFC 5322; not local time
-                    when = when.replace(tzinfo=datetime.timezone.utc)
-                waits.append(max(0.0, when.timestamp() - now))
+            when = _http_time(text)
+            base = _http_time(date) if date else None
+            if base is None:  # no Date to read it against: this machine's clock
+                base = now
+            if when is not None and base is not None:
+                waits.append(max(0.0, when - base))
     if suggestion:
         match = _SUGGESTION_WAIT.search(suggestion)
         if match:
@@ -113,6 +116,17 @@ def parse_retry_after(
                 amount *= 60
             waits.append(amount)
     return min(max(waits), MAX_ADVISED_WAIT) if waits else None
+
+
+def _http_time(text: str) -> float | None:
+    """Return the Unix time of an HTTP date, or None if *text* is none."""
+    try:
+        when = email.utils.parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": in UTC, says RFC 5322; not local time
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
 
 
 def parse_error(
@@ -154,7 +168,9 @@ def parse_error(
         type=text("type"),
         param=text("param"),
         fallback_suggestion=suggestion,
-        retry_after=parse_retry_after(headers.get("Retry-After"), suggestion, now=now),
+        retry_after=parse_retry_after(
+            headers.get("Retry-After"), suggestion, now=now, date=headers.get("Date")
+        ),
         method=method,
         path=path,
     )

@@ -35,7 +35,7 @@ SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 #: The only headers of an API answer its readers look at: a :class:`~zimage_async._reply.Reply`
 #: keeps these alone, so that a header echoing the key (a challenge, a redirect) is never
 #: held anywhere a traceback's locals or an error report would show it.
-READ_HEADERS = ("Retry-After", "Idempotency-Replayed")
+READ_HEADERS = ("Retry-After", "Date", "Idempotency-Replayed")
 _NONE_KEPT: Mapping[str, str] = CIMultiDictProxy(CIMultiDict())
 
 #: The short escapes of a JSON string, by the character they stand for.
