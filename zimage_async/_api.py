@@ -35,6 +35,7 @@ from ._idempotency import IDEMPOTENCY_HEADER, new_key
 from ._models import GenerationRequest, Task
 from ._outcome import CreateTries, CreateVerdict, Stage, judge_create, read_create_reply
 from ._parsing import parse_error, parse_json, parse_task, salvage_task_id
+from ._polling import wait_out
 from ._rategate import RateGate
 from ._redaction import SealedBody
 from ._schedule import RetryPolicy, transient_status
@@ -187,8 +188,9 @@ class APIClient:
                 logger.info(
                     "retrying %s (attempt %d failed: %s) in %.2f s", what, attempt, exc, delay
                 )
+                why = f"the last try failed ({exc})"
             span.retries += 1
-            await self._sleep(delay)
+            await wait_out(self._sleep, delay, why)
             attempt += 1
 
     def _note_rate_limit(self, error: APIError, *, pace: bool) -> None:

@@ -48,6 +48,7 @@ from ._imagereply import ImageVerdict, judge_image_reply
 from ._imagestream import ImageStream
 from ._links import LINK_TTL, REFUSAL_SAMPLE_BYTES, utc
 from ._parsing import parse_retry_after
+from ._polling import wait_out
 from ._resume import image_changed, resume_headers, resume_plan, unsatisfied_total
 from ._schedule import RetryPolicy
 from ._transport import Transport
@@ -241,7 +242,7 @@ async def stream_image(
             )
             if retried is not None:
                 retried(_retry_reason(exc, status), delay)
-            await sleep(delay)
+            await wait_out(sleep, delay, f"the download's last try failed ({where.said(exc)})")
 
 
 def _retry_reason(exc: Exception, status: int | None) -> str:

@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 
 from ._delivery import Delivery, check_image_index
 from ._exceptions import WaitTimeoutError, ZImageError
-from ._handlepolls import HandlePolls, note_read_failure
+from ._handlepolls import HandlePolls, note_read_failure, note_retrying
 from ._imagelimits import DownloadInfo
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
 from ._polling import DeadlineReached, bounded, deadline_after
@@ -204,12 +204,11 @@ class TaskHandle(HandlePolls):
         return self._task
 
     def _timed_out(self, timeout: float | None, *, stage: str = "wait") -> WaitTimeoutError:
-        return WaitTimeoutError(
-            task_id=self._id,
-            timeout=timeout or 0.0,
-            last_status=self._task.raw_status if self._task is not None else None,
-            stage=stage,
+        last = self._task.raw_status if self._task is not None else None
+        error = WaitTimeoutError(
+            task_id=self._id, timeout=timeout or 0.0, last_status=last, stage=stage
         )
+        return note_retrying(error)
 
     async def _finish(
         self,

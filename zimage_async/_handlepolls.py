@@ -15,10 +15,17 @@ from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ._exceptions import NotFoundError, SessionClosedError, ZImageError, note_closed, note_task
+from ._exceptions import (
+    NotFoundError,
+    SessionClosedError,
+    WaitTimeoutError,
+    ZImageError,
+    note_closed,
+    note_task,
+)
 from ._exceptions_base import note_collectable
 from ._models import Task
-from ._polling import Nap, bounded, naps, snapshots
+from ._polling import RETRYING, Nap, bounded, naps, snapshots
 from ._schedule import PollState
 from ._verdict import warn_stalled
 
@@ -59,6 +66,15 @@ def note_read_failure(
     if seen_at is not None and isinstance(error, NotFoundError):
         return lost_task(error, task_id, now - seen_at)
     return note_task(error, task_id)
+
+
+def note_retrying(error: WaitTimeoutError) -> WaitTimeoutError:
+    """Add to *error*, a wait cut off, the retry its read was waiting out (then forget it)."""
+    waiting = RETRYING.get()
+    if waiting is not None:
+        RETRYING.set(None)
+        error.args = (f"{error.args[0]} [{waiting}]", *error.args[1:])
+    return error
 
 
 class HandlePolls:
@@ -244,6 +260,8 @@ class _Waiting:
         span.resume(handle._task)
         span.watch(handle, handle._rt.open_spans)  # the session ends it if it is left open
         handle._waiters += 1
+        if RETRYING.get() is not None:  # left by a call cut off before: not this wait's
+            RETRYING.set(None)
 
     def __exit__(
         self,

@@ -15,6 +15,7 @@ each look instead.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
@@ -31,7 +32,30 @@ if TYPE_CHECKING:
     from ._hints import HintSource
     from ._runtime import Runtime
 
-__all__ = ["DeadlineReached", "Sleeper", "bounded", "deadline_after", "naps", "snapshots"]
+__all__ = [
+    "RETRYING",
+    "DeadlineReached",
+    "Sleeper",
+    "bounded",
+    "deadline_after",
+    "naps",
+    "snapshots",
+    "wait_out",
+]
+
+#: While a call of the running task waits out a retry (a read's, a download's): what
+#: failed and the delay, for a wait cut off then to tell (``note_retrying``).
+RETRYING: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "zimage_async_retrying", default=None
+)
+
+
+async def wait_out(sleep: Callable[[float], Awaitable[None]], delay: float, why: str) -> None:
+    """Sleep *delay* seconds before a retry; a wait cut off meanwhile tells *why* (failed)."""
+    waiting = RETRYING.set(f"{why}; retrying in {delay:.3g} s")
+    await sleep(delay)
+    RETRYING.reset(waiting)
+
 
 T = TypeVar("T")
 
