@@ -15,7 +15,7 @@ import random
 import pytest
 from aiohttp import web
 
-from zimage_async import PollSchedule, RetryPolicy
+from zimage_async import InvalidRequestError, PollSchedule, RetryPolicy
 
 from .conftest import FAST_POLL, FAST_RETRY, _png, loopback_session, serving
 
@@ -89,3 +89,19 @@ async def test_a_read_retried_with_a_huge_retry_growth_ends_with_the_image() -> 
             result = await (await zs.submit("a cat"))
     assert len(result.images) == 1
     assert gateway.reads == 4
+
+
+@pytest.mark.parametrize("policy", [PollSchedule, RetryPolicy])
+@pytest.mark.parametrize("base", [0.5, 0.999])
+def test_a_growth_factor_below_one_is_refused(policy: type, base: float) -> None:
+    """Below 1 the delays would shrink after each try: hammering a struggling service."""
+    with pytest.raises(InvalidRequestError) as caught:
+        policy(wait_exp_base=base)
+    assert caught.value.field == "wait_exp_base"
+    assert "1 or more" in caught.value.rule
+
+
+@pytest.mark.parametrize("policy", [PollSchedule, RetryPolicy])
+def test_a_growth_factor_of_one_keeps_the_delay(policy: type) -> None:
+    """1 is taken: the same delay each time."""
+    assert policy(wait_exp_base=1).wait_exp_base == 1

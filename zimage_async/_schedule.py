@@ -3,13 +3,11 @@
 :class:`RetryPolicy` says how often and how long to wait before repeating a failed
 request, and :meth:`RetryPolicy.after` is the one retry decision every loop asks;
 :class:`PollSchedule` says when to look at a running task again, and :class:`PollState`
-applies it to one wait, fed ``(task, now)``. All take an injected
-:class:`random.Random` for jitter, so tests assert exact delays; only the I/O layer
-sleeps.
-
-A setting out of its range raises :class:`~zimage_async.InvalidRequestError` (a
-:class:`ValueError`) naming the field and its rule; one of the wrong type is named by its
-type, never quoted (it may be a key passed to the wrong field), as for a Session's.
+applies it to one wait, fed ``(task, now)``. All take an injected :class:`random.Random`
+for jitter, so tests assert exact delays; only the I/O layer sleeps. A setting out of
+its range raises :class:`~zimage_async.InvalidRequestError` (a :class:`ValueError`)
+naming the field and its rule; one of the wrong type is named by its type, never quoted
+(it may be a key passed to the wrong field), as for a Session's.
 """
 
 from __future__ import annotations
@@ -46,6 +44,11 @@ def _check(attribute: attrs.Attribute[Any], value: object, rule: str, ok: bool) 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     rule = "a finite number above 0"
     _check(attribute, value, rule, math.inf > _real(attribute, value, rule) > 0)
+
+
+def _growth(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    rule = "a finite number of 1 or more (1: the same delay each time)"
+    _check(attribute, value, rule, math.inf > _real(attribute, value, rule) >= 1)
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -106,7 +109,7 @@ class RetryPolicy:
     #: The cap on a computed backoff delay, in seconds.
     wait_max: float = attrs.field(default=20.0, validator=_positive)
     #: Growth factor between attempts.
-    wait_exp_base: float = attrs.field(default=2.0, validator=_positive)
+    wait_exp_base: float = attrs.field(default=2.0, validator=_growth)
     #: The share of each delay that is randomised (0: none, 1: "full jitter").
     jitter: float = attrs.field(default=0.5, validator=_fraction)
     #: The longest server-advised wait honoured; a longer one is raised to the caller.
@@ -186,7 +189,7 @@ class PollSchedule:
 
     wait_min: float = attrs.field(default=0.2, validator=_positive)
     wait_max: float = attrs.field(default=5.0, validator=_positive)
-    wait_exp_base: float = attrs.field(default=1.6, validator=_positive)
+    wait_exp_base: float = attrs.field(default=1.6, validator=_growth)
     first_poll_fraction: float = attrs.field(default=0.5, validator=_fraction)
     finish_margin: float = attrs.field(default=0.05, validator=_non_negative)
     jitter: float = attrs.field(default=0.1, validator=_fraction)
