@@ -8,29 +8,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 
 import aiohttp
 import aiohttp.abc
-import yarl
 
 from ._deadlines import Deadlines, bounded_by, within
 from ._exceptions import APIConnectionError, ImageLinkRefusedError, ZImageError
-from ._httperrors import WIRE, RefusedAddress, UnresolvedProxy, closed_error, translate
+from ._httperrors import WIRE, closed_error, translate
+from ._imageresolver import names_a_proxy
 from ._links import redact_url
 from ._pools import InFlight
 from ._slots import Slots
 from ._urlpolicy import LinkPolicy, next_hop
 
-__all__ = [
-    "ImageOpening",
-    "ImageStream",
-    "PolicyResolver",
-    "proxy_endpoints",
-]
+__all__ = ["ImageOpening", "ImageStream"]
 
 logger = logging.getLogger("zimage_async")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -42,108 +36,22 @@ _BROKEN = (*WIRE, RuntimeError)
 SAMPLE_SECONDS = 2.0
 
 
-def proxy_endpoints(*proxies: str | None) -> frozenset[tuple[str, int]]:
-    """Return the ``(host, port)`` of each proxy URL given, as aiohttp names them.
-
-    aiohttp asks a pool's resolver for the proxy's host (with its port) just as for any
-    other host, and names it so in its connection errors.
-
-    >>> sorted(proxy_endpoints("http://Proxy.Corp:3128", None, "http://localhost"))
-    [('localhost', 80), ('proxy.corp', 3128)]
-    """
-    found: set[tuple[str, int]] = set()
-    for proxy in proxies:
-        if proxy is None:
-            continue
-        try:
-            url = yarl.URL(proxy)
-            host, port = url.raw_host, url.port
-        except ValueError:  # aiohttp refuses it too, before connecting
-            continue
-        if host and port is not None:
-            found.add((host, port))
-            if host.endswith(".."):  # aiohttp resolves such a name with one trailing dot
-                found.add((host.rstrip(".") + ".", port))
-    return frozenset(found)
-
-
-def _names_a_proxy(link: str, proxies: frozenset[tuple[str, int]]) -> str | None:
-    """Refuse a *link* reached directly (``NO_PROXY``) that names one of the *proxies*.
-
-    The image pool's resolver resolves a proxy's own host and port without the address
-    check (the proxy is the user's choice); a link to that same place, reached as an
-    origin, would have skipped it. A proxy is no image host.
-    """
-    try:
-        url = yarl.URL(link)
-        host, port = url.raw_host or "", url.port or 0
-    except ValueError:  # the link policy judged it already; aiohttp refuses it too
-        return None
-    if host.endswith(".."):  # as aiohttp hands it to the resolver (see proxy_endpoints)
-        host = host.rstrip(".") + "."
-    if (host, port) in proxies:
-        return f"it names the configured proxy ({host}:{port}), which is no image host"
-    return None
-
-
-class PolicyResolver(aiohttp.abc.AbstractResolver):
-    """Resolves image hosts, keeping only the addresses the link policy allows.
-
-    The *proxies*' own hosts (``(host, port)`` pairs, from :func:`proxy_endpoints`) are
-    resolved plainly: the user chose them, and only image hosts are the link policy's
-    to judge (through a proxy, the proxy resolves the image host, not this resolver).
-    """
-
-    def __init__(
-        self,
-        inner: aiohttp.abc.AbstractResolver,
-        policy: Callable[[], LinkPolicy],
-        *,
-        proxies: frozenset[tuple[str, int]] = frozenset(),
-    ) -> None:
-        self._inner = inner
-        self._policy = policy
-        self._proxies = proxies
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[aiohttp.abc.ResolveResult]:
-        """Resolve *host* with the inner resolver; drop the addresses the policy refuses."""
-        if (host, port) in self._proxies:
-            try:
-                found = await self._inner.resolve(host, port, family)
-            except asyncio.TimeoutError:
-                raise
-            except OSError as exc:
-                raise UnresolvedProxy(host, exc.strerror or type(exc).__name__) from None
-            if not found:
-                raise UnresolvedProxy(host, "it resolves to no address")
-            return found
-        found = await self._inner.resolve(host, port, family)
-        policy = self._policy()
-        refusals = [policy.address_refusal(entry["host"]) for entry in found]
-        kept = [entry for entry, refusal in zip(found, refusals, strict=True) if refusal is None]
-        if not kept:
-            reason = next((r for r in refusals if r is not None), "it resolves to no address")
-            raise RefusedAddress(host, reason)
-        return kept
-
-    async def close(self) -> None:
-        """Nothing to close: the inner resolver belongs to whoever made it."""
-
-
 class ImageStream:
     """An open image download: status, headers and the body as a stream of chunks.
 
     Reads that must wait for the host are bounded by *bound*: the transport's
-    :class:`~zimage_async._deadlines.Deadlines` and the download's deadline (loop time).
-    A read of bytes that have already arrived does not wait, and is not bounded. Once
-    the transport closed (*inflight*), every read raises the closed-session error.
+    :class:`~zimage_async._deadlines.Deadlines` and the download's deadline (loop time),
+    and each by the stall limit (*limits*' first) on *keeper*, the same Deadlines: only
+    the waits for bytes not yet arrived count as the host's stalls, never the consumer's
+    time between reads. A read of bytes that have already arrived does not wait, and is
+    not bounded. Once the transport closed (*inflight*), every read raises the
+    closed-session error.
     """
 
     __slots__ = (
         "_bound",
         "_inflight",
+        "_keeper",
         "_limits",
         "_name",
         "_response",
@@ -160,12 +68,14 @@ class ImageStream:
         inflight: InFlight,
         limits: tuple[float | None, float | None] = (None, None),
         bound: tuple[Deadlines, float] | None = None,
+        keeper: Deadlines | None = None,
     ) -> None:
         self._response = response
         self._name = name  # names the link in messages
         self._inflight = inflight
         self._limits = limits
         self._bound = bound
+        self._keeper = keeper
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
         #: The body length the server announced, if it did.
@@ -185,7 +95,14 @@ class ImageStream:
             chunk = content.read_nowait(limit)
             if chunk or content.at_eof():
                 return chunk
-            bound = self._bound
+            bound, stall, keeper = self._bound, self._limits[0], self._keeper
+            if stall is not None and keeper is not None:  # the host's stall is timed here
+                stalled_at = asyncio.get_running_loop().time() + stall
+                if bound is None or stalled_at < bound[1]:
+                    try:
+                        return await bounded_by(keeper, stalled_at, content.read(limit))
+                    except asyncio.TimeoutError:  # as aiohttp's own read timer says it
+                        raise aiohttp.ServerTimeoutError("no data within the limit") from None
             if bound is None:
                 return await content.read(limit)
             return await bounded_by(*bound, content.read(limit))
@@ -321,12 +238,15 @@ class ImageOpening:
             raise
         else:
             self._inflight.opened(response)
+            if self._limits[0] is not None:  # ImageStream.read times the body's stalls
+                _no_read_timer(response)
             return ImageStream(
                 response,
                 name=self._named,
                 inflight=self._inflight,
                 limits=self._limits,
                 bound=self._bound,
+                keeper=self._keeper,
             )
         raise failure from None
 
@@ -338,7 +258,7 @@ class ImageOpening:
             refusal = policy.refusal(hop)
             proxied = refusal is None and self._proxy_for(hop) is not None  # a sound link
             if refusal is None and not proxied and self._proxy_ends:
-                refusal = _names_a_proxy(hop, self._proxy_ends)
+                refusal = names_a_proxy(hop, self._proxy_ends)
             if refusal is not None:
                 what = "the link" if hop == url else f"a redirect to {redact_url(hop)}"
                 raise self._refused(f"{what} is refused: {refusal}")
@@ -395,3 +315,17 @@ class ImageOpening:
         if isinstance(exc, WIRE):
             failure = translate(exc, method="GET", path=self._named(), limits=self._limits)
             raise failure from None
+
+
+def _no_read_timer(response: aiohttp.ClientResponse) -> None:
+    """Stop aiohttp's read timer on *response*'s connection, for its body.
+
+    That timer runs whenever no bytes arrive, also while what did arrive waits unread in
+    aiohttp's buffer: a consumer holding a chunk would count as the host stalling.
+    The connection's next request sets its timer again (aiohttp's per-request limits).
+    """
+    connection = response.connection
+    protocol = None if connection is None else connection.protocol
+    if protocol is not None:
+        protocol.read_timeout = None
+        protocol.start_timeout()  # with no limit: cancels the one running

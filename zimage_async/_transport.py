@@ -2,11 +2,11 @@
 
 This module and its helpers (:mod:`~zimage_async._redaction` for the headers,
 :mod:`~zimage_async._httperrors` for the errors, :mod:`~zimage_async._imagestream` for
-image bodies, :mod:`~zimage_async._pools` for the pools and their close) are the only
-ones that touch aiohttp. Everything above them sees
-:class:`~zimage_async._reply.Reply` and :class:`ImageStream` and the exceptions of
-:mod:`zimage_async._exceptions`; aiohttp's own exceptions are translated in
-:func:`~zimage_async._httperrors.translate` and never reach the user.
+image bodies, :mod:`~zimage_async._imageresolver` for image hosts' addresses,
+:mod:`~zimage_async._pools` for the pools and their close) are the only ones that touch
+aiohttp. Everything above them sees :class:`~zimage_async._reply.Reply` and
+:class:`ImageStream` and the exceptions of :mod:`zimage_async._exceptions`; aiohttp's own
+exceptions are translated in :func:`~zimage_async._httperrors.translate`.
 
 Rules kept here, so that no caller can forget them:
 
@@ -14,10 +14,9 @@ Rules kept here, so that no caller can forget them:
   reporters that serialise mappings item by item (Sentry does, with its defaults) see
   only its masked repr. The plain header dict aiohttp needs is built inside the call
   expression, never held in a local; aiohttp's frames are cut from every traceback.
-* Each exchange has a stall limit and a total limit; the wait for a free connection
-  in the pool counts against neither. The total limits of the API exchanges and of the
-  image downloads share one timer (:class:`~zimage_async._deadlines.Deadlines`), not
-  one per request.
+* Each exchange has a stall limit and a total limit; the wait for a free connection in
+  the pool counts against neither. The total limits of the API exchanges and of the image
+  downloads (and an image body's stalls) share one timer, not one per request.
 * A ``POST`` (the billed create) only goes out on a connection that was in use less
   than :data:`API_KEEPALIVE` seconds ago, far less than any server keeps an idle
   connection, so it never meets one the server is closing (the create would be
@@ -51,7 +50,8 @@ from ._config import ca_bundle_context, default_trust
 from ._deadlines import Deadlines
 from ._exceptions import ZImageError
 from ._httperrors import CAUGHT, closed_error, translate
-from ._imagestream import ImageOpening, ImageStream, PolicyResolver, proxy_endpoints
+from ._imageresolver import PolicyResolver, proxy_endpoints
+from ._imagestream import ImageOpening, ImageStream
 from ._links import redact_url
 from ._pools import InFlight, close_pools, closed_failure, new_pool
 from ._proxy import ProxyConfig
