@@ -36,6 +36,7 @@ from ._models import GenerationRequest, Task
 from ._outcome import CreateTries, CreateVerdict, Stage, judge_create, read_create_reply
 from ._parsing import parse_error, parse_json, parse_task, salvage_task_id
 from ._polling import wait_out
+from ._quoting import log_text
 from ._rategate import RateGate
 from ._redaction import SealedBody
 from ._schedule import RetryPolicy, transient_status
@@ -186,7 +187,11 @@ class APIClient:
                 if delay is None:
                     raise
                 logger.info(
-                    "retrying %s (attempt %d failed: %s) in %.2f s", what, attempt, exc, delay
+                    "retrying %s (attempt %d failed: %s) in %.2f s",
+                    what,
+                    attempt,
+                    log_text(exc),
+                    delay,
                 )
                 why = f"the last try failed ({exc})"
             span.retries += 1

@@ -49,6 +49,7 @@ from ._imagestream import ImageStream
 from ._links import LINK_TTL, REFUSAL_SAMPLE_BYTES, utc
 from ._parsing import parse_retry_after
 from ._polling import wait_out
+from ._quoting import log_text
 from ._resume import image_changed, resume_headers, resume_plan, unsatisfied_total
 from ._schedule import RetryPolicy
 from ._transport import Transport
@@ -237,7 +238,7 @@ async def stream_image(
                 "retrying image download %s (attempt %d failed: %s) in %.2f s",
                 where.url,
                 attempt,
-                where.said(exc),
+                log_text(where.said(exc)),
                 delay,
             )
             if retried is not None:

@@ -16,6 +16,7 @@ from ._handlepolls import HandlePolls, note_read_failure, note_retrying
 from ._imagelimits import DownloadInfo
 from ._models import GenerationRequest, GenerationResult, Task, TaskStatus
 from ._polling import DeadlineReached, bounded, deadline_after
+from ._quoting import log_text
 from ._runtime import DEFAULT, Runtime, wait_limit
 from ._saving import plan_save, prepare_folder
 from ._schedule import PollState
@@ -171,8 +172,8 @@ class TaskHandle(HandlePolls):
                     "task %s: a read answered %s after the task was seen %s; the earlier"
                     " answer stands (a lagging replica or cache)",
                     self._id,
-                    task.raw_status,
-                    kept.raw_status,
+                    log_text(task.raw_status),
+                    log_text(kept.raw_status),
                 )
             return
         self._task = task

@@ -26,6 +26,7 @@ from ._exceptions import (
 from ._exceptions_base import note_collectable
 from ._models import Task
 from ._polling import RETRYING, Nap, bounded, naps, snapshots
+from ._quoting import log_text
 from ._schedule import PollState
 from ._verdict import warn_stalled
 
@@ -142,7 +143,9 @@ class HandlePolls:
             before.progress,
         ):  # a stall is told by a look that finds nothing moved, never before one
             self._tell_if_stalled()
-        logger.debug("task %s is %s at %s%%", self._id, task.raw_status, task.progress)
+        if logger.isEnabledFor(logging.DEBUG):
+            status = log_text(task.raw_status)
+            logger.debug("task %s is %s at %s%%", self._id, status, task.progress)
         return task
 
     def _polls(

@@ -14,6 +14,7 @@ from ._exceptions import ZImageError
 from ._handle import TaskHandle
 from ._journal_moves import IN_FLIGHT_WINDOW, in_flight
 from ._journal_records import JournalItem, JournalRecord, JournalState
+from ._quoting import log_text
 
 if TYPE_CHECKING:
     from ._journaling import Bookkeeper
@@ -81,7 +82,7 @@ async def recover_unfinished(
                     "the create with key %s, sent again, got no task back: %s: %s",
                     record.key,
                     type(exc).__name__,
-                    exc,
+                    log_text(exc),
                 )
     return handles
 

@@ -16,6 +16,7 @@ __all__ = [
     "a_type",
     "describe_char",
     "int_text",
+    "log_text",
     "number_or_type",
     "quote",
     "shell_line",
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 _QUOTE_MAX_CHARS = 60
+_LOG_MAX_CHARS = 500
 
 
 def wrong_type(value: object, *, quoted: bool = False) -> str:
@@ -111,6 +113,21 @@ def quote(text: str) -> str:
     if len(text) <= _QUOTE_MAX_CHARS:
         return repr(text)
     return f"{text[:_QUOTE_MAX_CHARS]!r}... ({len(text)} characters)"
+
+
+def log_text(value: object) -> str:
+    r"""Return ``str(value)`` for a log line: cut to 500 characters, on one line.
+
+    For the gateway's text (a status, an error's message) in the SDK's log records: a
+    newline or another control character in it is written escaped (``\n``), so an
+    answer cannot add lines of its own to the application's log.
+    """
+    text = str(value)
+    if len(text) > _LOG_MAX_CHARS:
+        text = f"{text[:_LOG_MAX_CHARS]}... ({len(text)} characters)"
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _shorten(text: str) -> str:

@@ -6,6 +6,7 @@ import logging
 
 from ._exceptions import NoResultsError, TaskFailedError
 from ._models import Task, TaskStatus
+from ._quoting import quote
 
 __all__ = ["WARNED_STATUSES", "note_unknown_status", "task_failure", "warn_stalled"]
 
@@ -51,13 +52,13 @@ def note_unknown_status(task_id: str, raw_status: str, warned: set[str]) -> None
     if seen not in warned and len(warned) < WARNED_STATUSES:
         warned.add(seen)
         logger.warning(
-            "task %s reported an unknown status %r; treating it as not finished "
+            "task %s reported an unknown status %s; treating it as not finished "
             "(said once per session; later ones are logged at debug level)",
             task_id,
-            raw_status,
+            quote(raw_status),
         )
     else:
-        logger.debug("task %s has unknown status %r", task_id, raw_status)
+        logger.debug("task %s has unknown status %s", task_id, quote(raw_status))
 
 
 def warn_stalled(task_id: str, stall_factor: float, estimate: float | None) -> None:
