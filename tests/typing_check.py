@@ -12,6 +12,7 @@ from pathlib import Path
 from typing_extensions import assert_type
 
 import zimage_async
+import zimage_async.emulator
 from zimage_async import (
     GenerationResult,
     Image,
@@ -64,3 +65,26 @@ def typed_errors(exc: zimage_async.ZImageError) -> None:
         assert_type(exc.idempotency_key, str | None)
     if isinstance(exc, zimage_async.NoResultsError):
         assert_type(exc.task, Task | None)
+
+
+async def typed_journal(zs: Session) -> None:
+    """What the journal's methods return is importable from the package, to annotate."""
+    records = await zs.unfinished()
+    assert_type(records, list[zimage_async.JournalRecord])
+    assert_type(records[0].state, zimage_async.JournalState)
+    assert_type(await zs.spent(), zimage_async.Spend)
+
+
+def misspelled_names_are_errors() -> None:
+    """A name the package lacks is an error for the type checker, as at run time.
+
+    (The module's ``__getattr__``, which loads ``CallbackReceiver`` on first use, is
+    hidden from type checkers: else every name would be an ``object``.)
+    """
+    zimage_async.Sesion  # type: ignore[attr-defined]  # noqa: B018
+    assert_type(zimage_async.CallbackReceiver, type[zimage_async.CallbackReceiver])
+
+
+def typed_fault_plan(plan: zimage_async.emulator.FaultPlan) -> None:
+    """A fault plan's scripts are of a class the emulator exports."""
+    assert_type(plan.scripts, tuple[zimage_async.emulator.FaultScript, ...])

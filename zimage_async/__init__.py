@@ -45,6 +45,8 @@ from ._exceptions import (
     ZImageError,
 )
 from ._handle import TaskHandle
+from ._journal_records import JournalRecord, JournalState
+from ._journal_spend import Spend
 from ._models import (
     GenerationRequest,
     GenerationResult,
@@ -97,6 +99,8 @@ __all__ = [
     "InvalidRequestError",
     "ItemState",
     "JournalError",
+    "JournalRecord",
+    "JournalState",
     "LeaseLostError",
     "MalformedResponseError",
     "ManifestError",
@@ -110,6 +114,7 @@ __all__ = [
     "Session",
     "SessionClosedError",
     "SessionState",
+    "Spend",
     "SpendLimitError",
     "SubmissionUncertainError",
     "Task",
@@ -126,14 +131,16 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # CallbackReceiver needs aiohttp.web (a server), which most users never load: it is
-    # imported on first use, so `import zimage_async` stays cheap.
-    if name == "CallbackReceiver":
-        from ._webhooks import CallbackReceiver
+if not _typing.TYPE_CHECKING:  # type checkers see the import above, and no other names
 
-        return CallbackReceiver
-    raise AttributeError(f"module 'zimage_async' has no attribute {name!r}")
+    def __getattr__(name: str) -> object:
+        # CallbackReceiver needs aiohttp.web (a server), which most users never load: it
+        # is imported on first use, so `import zimage_async` stays cheap.
+        if name == "CallbackReceiver":
+            from ._webhooks import CallbackReceiver
+
+            return CallbackReceiver
+        raise AttributeError(f"module 'zimage_async' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -20,7 +20,7 @@ from ._callbacks import CallbackAttempt
 from ._cli import main, serve
 from ._clock import Clock, ManualClock, SystemClock
 from ._directives import TASK_ERROR_MESSAGES as _TASK_ERROR_MESSAGES
-from ._faults import FaultKind, FaultPlan, FaultRecord, FaultRule
+from ._faults import FaultKind, FaultPlan, FaultRecord, FaultRule, FaultScript
 from ._ledger import LedgerEntry
 from ._records import RequestRecord
 from ._server import DEFAULT_API_KEY as _DEFAULT_API_KEY
@@ -49,6 +49,7 @@ __all__ = [
     "FaultPlan",
     "FaultRecord",
     "FaultRule",
+    "FaultScript",
     "LedgerEntry",
     "ManualClock",
     "RequestRecord",

@@ -239,7 +239,9 @@ def _never_on_create(rule: FaultRule) -> ValueError:
 class FaultScript:
     """Faults for the next requests to one endpoint, in order (None lets one through)."""
 
+    #: The endpoint whose next requests the steps apply to.
     endpoint: Endpoint
+    #: One step per request, in order: the fault to inject, or None for a normal answer.
     steps: tuple[FaultRule | None, ...]
 
 
