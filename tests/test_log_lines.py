@@ -20,40 +20,33 @@ from aiohttp import web
 
 from zimage_async import Session
 
-from .conftest import _png, loopback_session, serving
+from .conftest import CompletedHost, _png, loopback_session, serving
 
-TASK_ID = "task-unified-1796285667-loglines1"
 FORGED = "queued\nCRITICAL zimage_async: forged line"
+#: A read's answer in a script: (HTTP status, body); a body of None is the task completed.
+Answer = tuple[int, dict[str, Any] | None]
+COMPLETED: Answer = (200, None)
 
 
-class ScriptedGateway:
-    """Creates one task; its reads answer ``script`` in turn, then its last answer."""
+async def _image(request: web.Request) -> web.Response:
+    return web.Response(body=_png((64, 64)), content_type="image/png")
 
-    def __init__(self, script: list[tuple[int, dict[str, Any]]]) -> None:
+
+class ScriptedGateway(CompletedHost):
+    """A completed-task host whose reads answer ``script`` in turn, then its last answer."""
+
+    def __init__(self, script: list[Answer]) -> None:
+        super().__init__(_image)
         self.script = script
-        self.base = ""
-        self.app = web.Application()
-        self.app.router.add_post("/apiv1/v1/images/generations", self.create)
-        self.app.router.add_get("/apiv1/v1/tasks/{id}", self.read)
-        self.app.router.add_get("/img/0.png", self.image)
 
-    async def create(self, request: web.Request) -> web.Response:
-        return web.json_response({"id": TASK_ID, "status": "processing", "progress": 10})
-
-    async def read(self, request: web.Request) -> web.Response:
+    async def task(self, request: web.Request) -> web.Response:
         status, body = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-        if "results" in body:
-            body = body | {"results": [f"{self.base}/img/0.png"]}
-        return web.json_response({"id": TASK_ID} | body, status=status)
-
-    async def image(self, request: web.Request) -> web.Response:
-        return web.Response(body=_png((64, 64)), content_type="image/png")
+        task_id = request.match_info["task_id"]
+        answer = self.completed(task_id) if body is None else {"id": task_id} | body
+        return web.json_response(answer, status=status)
 
 
-COMPLETED = (200, {"status": "completed", "progress": 100, "results": []})
-
-
-async def _session(script: list[tuple[int, dict[str, Any]]]) -> AsyncIterator[Session]:
+async def _session(script: list[Answer]) -> AsyncIterator[Session]:
     gateway = ScriptedGateway(script)
     async with serving(gateway.app) as base:
         gateway.base = base
