@@ -19,7 +19,7 @@ from ._common import BenchmarkError, Options, Table
 
 __all__ = ["main"]
 
-WORKLOADS = ("overhead", "scale", "polling", "downloads", "imports", "calls")
+WORKLOADS = ("overhead", "scale", "polling", "downloads", "imports", "calls", "journal")
 
 
 def _runner(name: str) -> Callable[[Options], list[Table]]:
@@ -33,6 +33,8 @@ def _runner(name: str) -> Callable[[Options], list[Table]]:
         from ._downloads import run
     elif name == "calls":
         from ._calls import run
+    elif name == "journal":
+        from ._journal import run
     else:
         from ._imports import run
     return run
@@ -58,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help=(
             "A/B rounds of every workload (default: overhead 9, scale 2, polling 3, "
-            "downloads 9, calls 5)"
+            "downloads 9, calls 5, journal 5)"
         ),
     )
     parser.add_argument("--scale-tasks", type=int, help="concurrent tasks for 'scale' (10000)")
@@ -97,6 +99,7 @@ def _options(args: argparse.Namespace) -> Options:
             ("scale_rounds", args.rounds),
             ("download_rounds", args.rounds),
             ("calls_rounds", args.rounds),
+            ("journal_rounds", args.rounds),
             ("scale_tasks", args.scale_tasks),
             ("scale_duration", args.scale_duration),
             ("seed", args.seed),

@@ -62,6 +62,9 @@ class Options:
     import_repeats: int = 15
     calls_rounds: int = 5
     calls_each: int = 2000
+    journal_sizes: tuple[int, ...] = (1_000, 100_000)
+    journal_rounds: int = 5
+    journal_begins: int = 200
     seed: int = 2026
 
     @classmethod
@@ -80,6 +83,9 @@ class Options:
             import_repeats=5,
             calls_rounds=1,
             calls_each=100,
+            journal_sizes=(100, 2_000),
+            journal_rounds=1,
+            journal_begins=20,
         )
 
 
