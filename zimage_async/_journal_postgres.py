@@ -6,9 +6,8 @@ Opened for ``postgresql://`` (or ``postgres://``) URLs through asyncpg, imported
 Concurrency is the database's job:
 
 - :meth:`PostgresJournal.begin` takes a transaction-scoped advisory lock
-  (:data:`SPEND_LOCK`) before it sums what is reserved and inserts the new record, so
-  begins from every worker are serialised and a spend limit holds for all of them
-  together.
+  (:data:`SPEND_LOCK`) before it reads what is reserved (running totals a trigger keeps)
+  and inserts the new record: begins from every worker are serialised, a limit holds.
 - :meth:`PostgresJournal.claim` picks free items with ``SELECT ... FOR UPDATE SKIP
   LOCKED`` and leases them in the same statement, so no item is claimed twice; lease
   times are the server's clock (``clock_timestamp()``), the same for every worker.
@@ -61,7 +60,6 @@ from ._journal_postgres_sql import (
     FORMAT,
     GET,
     NOW,
-    SCHEMA,
     SCHEMA_LOCK,
     SPEND,
     SPEND_LOCK,
@@ -69,6 +67,7 @@ from ._journal_postgres_sql import (
     UPSERT,
     driver_errors,
     load_asyncpg,
+    set_up_schema,
     without_password,
 )
 
@@ -147,7 +146,7 @@ class PostgresJournal(PostgresBatches, Journal):
             async with attempt as db:
                 refusal = await _refusal(db, self.location)
                 if refusal is None:
-                    await db.execute(SCHEMA)
+                    await set_up_schema(db)
                     await db.execute(
                         "INSERT INTO zimage_journal_meta VALUES ('format', $1)"
                         " ON CONFLICT DO NOTHING",
@@ -397,4 +396,5 @@ async def _spend(
     batch_id: str | None,
     excluding: str = "",
 ) -> Spend:
-    return summarize_spend((tuple(r) for r in await db.fetch(SPEND, excluding, batch_id)), prices)
+    rows = await db.fetch(SPEND, excluding, batch_id)
+    return summarize_spend((tuple(r) for r in rows), prices)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from types import ModuleType
+from typing import Any
 
 from ._exceptions import JournalError
 from ._journal_rows import ITEM_COLUMNS, RECORD_COLUMNS
@@ -28,6 +29,7 @@ __all__ = [
     "UPSERT",
     "driver_errors",
     "load_asyncpg",
+    "set_up_schema",
     "without_password",
     "without_passwords",
 ]
@@ -119,13 +121,93 @@ UPDATE = (
     " error_code = COALESCE($6, error_code), error_message = COALESCE($7, error_message),"
     f" updated_at = ({NOW}) WHERE key = $8 RETURNING {RECORD_COLUMNS}"
 )
-SPEND = (
-    "SELECT model, size, SUM(COALESCE(credits_reserved, expected_cost)),"
-    " COUNT(*) FILTER (WHERE credits_reserved IS NULL AND expected_cost IS NULL), COUNT(*),"
-    " COUNT(*) FILTER (WHERE state IN ('submitting', 'uncertain'))"
-    " FROM zimage_creates WHERE state <> 'rejected' AND key <> $1"
-    " AND ($2::text IS NULL OR batch_id = $2) GROUP BY model, size"
+#: The running spend totals and the trigger keeping them, as :mod:`._journal_totals`
+#: describes for SQLite. Each total row is written in one order (the whole journal's,
+#: then the batch's), so two writers never wait on each other's rows crosswise.
+_COUNT = """
+CREATE OR REPLACE FUNCTION zimage_spend_count() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    one_scope text;
+BEGIN
+    IF TG_OP <> 'INSERT' AND OLD.state <> 'rejected' THEN
+        FOREACH one_scope IN ARRAY ARRAY['', '#' || OLD.batch_id] LOOP
+            UPDATE zimage_spend AS s
+            SET known = s.known - COALESCE(OLD.credits_reserved, OLD.expected_cost, 0),
+                unpriced = s.unpriced
+                    - (OLD.credits_reserved IS NULL AND OLD.expected_cost IS NULL)::int,
+                creates = s.creates - 1,
+                uncertain = s.uncertain - (OLD.state IN ('submitting', 'uncertain'))::int
+            WHERE s.scope = one_scope AND s.model = OLD.model AND s.size = OLD.size;
+        END LOOP;
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.state <> 'rejected' THEN
+        INSERT INTO zimage_spend AS s
+        SELECT scope, NEW.model, NEW.size, COALESCE(NEW.credits_reserved, NEW.expected_cost, 0),
+            (NEW.credits_reserved IS NULL AND NEW.expected_cost IS NULL)::int, 1,
+            (NEW.state IN ('submitting', 'uncertain'))::int
+        FROM unnest(ARRAY['', '#' || NEW.batch_id]) AS scope WHERE scope IS NOT NULL ORDER BY scope
+        ON CONFLICT (scope, model, size) DO UPDATE SET known = s.known + EXCLUDED.known,
+            unpriced = s.unpriced + EXCLUDED.unpriced, creates = s.creates + 1,
+            uncertain = s.uncertain + EXCLUDED.uncertain;
+    END IF;
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS zimage_spend_count ON zimage_creates;
+CREATE TRIGGER zimage_spend_count
+    AFTER INSERT OR UPDATE OF state, credits_reserved, expected_cost, model, size, batch_id
+    OR DELETE ON zimage_creates FOR EACH ROW EXECUTE FUNCTION zimage_spend_count();
+"""
+_TOTALS = (
+    """
+CREATE TABLE zimage_spend (
+    scope text NOT NULL,
+    model text NOT NULL,
+    size text NOT NULL,
+    known double precision NOT NULL DEFAULT 0,
+    unpriced bigint NOT NULL DEFAULT 0,
+    creates bigint NOT NULL DEFAULT 0,
+    uncertain bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (scope, model, size)
+);
+"""
+    + _COUNT
+    + """
+INSERT INTO zimage_spend
+SELECT scope, model, size, SUM(COALESCE(credits_reserved, expected_cost, 0)),
+    COUNT(*) FILTER (WHERE credits_reserved IS NULL AND expected_cost IS NULL), COUNT(*),
+    COUNT(*) FILTER (WHERE state IN ('submitting', 'uncertain'))
+FROM zimage_creates, unnest(ARRAY['', '#' || batch_id]) AS scope
+WHERE state <> 'rejected' AND scope IS NOT NULL GROUP BY scope, model, size;
+"""
 )
+#: The totals of batch $2 (NULL: the whole journal) less what the create with key $1
+#: adds to them (see :data:`._journal_totals.SPEND`).
+SPEND = (
+    "SELECT s.model, s.size, s.known - COALESCE(x.known, 0), s.unpriced - COALESCE(x.unpriced, 0),"
+    " s.creates - COALESCE(x.creates, 0), s.uncertain - COALESCE(x.uncertain, 0)"
+    " FROM zimage_spend s LEFT JOIN (SELECT model, size, batch_id,"
+    " COALESCE(credits_reserved, expected_cost, 0) AS known,"
+    " (credits_reserved IS NULL AND expected_cost IS NULL)::int AS unpriced, 1 AS creates,"
+    " (state IN ('submitting', 'uncertain'))::int AS uncertain"
+    " FROM zimage_creates WHERE key = $1 AND state <> 'rejected') x"
+    " ON x.model = s.model AND x.size = s.size AND s.scope IN ('', '#' || x.batch_id)"
+    " WHERE s.scope = COALESCE('#' || $2::text, '')"
+)
+
+
+async def set_up_schema(db: Any) -> None:
+    """Create what the journal lacks (in a transaction holding :data:`SCHEMA_LOCK`).
+
+    The running totals of a journal written before them are summed once, here: the
+    trigger is created first, and its lock on ``zimage_creates`` keeps every write out
+    until the sums are committed with it.
+    """
+    had_totals = await db.fetchval("SELECT to_regclass('zimage_spend') IS NOT NULL")
+    await db.execute(SCHEMA)
+    if not had_totals:
+        await db.execute(_TOTALS)
+
+
 ITEMS = (  # noqa: S608 (constants)
     "SELECT {items}, {records} FROM zimage_batch_items i"
     " LEFT JOIN zimage_creates c ON c.key = i.key"

@@ -174,7 +174,8 @@ def summarize_spend(
             SpendGroup(
                 model=str(model),
                 size=str(size) or None,
-                known_credits=float(known or 0),  # type: ignore[arg-type]
+                # Running totals add and take away: 1e-9 of a credit is float drift.
+                known_credits=round(float(known or 0), 9),  # type: ignore[arg-type]
                 unpriced=int(unpriced or 0),  # type: ignore[call-overload]
             )
         )

@@ -29,6 +29,7 @@ from ._journal_rows import (
     record_from_row,
 )
 from ._journal_spend import Spend, summarize_spend
+from ._journal_totals import SPEND, scope_of, set_up_totals
 from ._manifest import ManifestRow, RowState, read_manifest
 from ._outcome import CreateVerdict, Stage, judge_create
 
@@ -36,7 +37,6 @@ __all__ = [
     "FORMAT",
     "IN_MEMORY",
     "SCHEMA",
-    "SPEND",
     "connect",
     "get_record",
     "item_rows",
@@ -99,13 +99,6 @@ CREATE TABLE IF NOT EXISTS zimage_batch_items (
 );
 """
 
-SPEND = (
-    "SELECT model, size, SUM(COALESCE(credits_reserved, expected_cost)),"
-    " SUM(credits_reserved IS NULL AND expected_cost IS NULL), COUNT(*),"
-    " SUM(state IN ('submitting', 'uncertain'))"
-    " FROM zimage_creates WHERE state != 'rejected' AND key != ? {scope} GROUP BY model, size"
-)
-
 
 def locked(location: Path | str, exc: sqlite3.Error) -> JournalError | None:
     """Return the error of a write that waited out the busy timeout, or None for another.
@@ -162,6 +155,7 @@ def connect(path: Path | None, clock: Callable[[], float]) -> sqlite3.Connection
     try:
         db.execute("PRAGMA synchronous=FULL")
         db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
+        db.execute("PRAGMA recursive_triggers=OFF")  # what the spend totals count on
         _meta(db, where)  # reads only: a file refused here is left as it was
         with transaction(db):
             _set_up(db, _meta(db, where), clock)  # again: another process may have set it up
@@ -262,6 +256,7 @@ def _set_up(db: sqlite3.Connection, meta: dict[str, str], clock: Callable[[], fl
     for statement in SCHEMA.split(";"):  # not executescript: it would commit first
         if statement.strip():
             db.execute(statement)
+    set_up_totals(db)
     if not meta:
         meta = {"format": FORMAT, "created": str(clock())}
         manifest = read_manifest(db)
@@ -378,10 +373,7 @@ def spend_of(
     batch_id: str | None,
     excluding: str = "",
 ) -> Spend:
-    if batch_id is None:
-        rows = db.execute(SPEND.format(scope=""), (excluding,))
-    else:
-        rows = db.execute(SPEND.format(scope="AND batch_id = ?"), (excluding, batch_id))
+    rows = db.execute(SPEND, (excluding, scope_of(batch_id)))
     return summarize_spend(rows, prices)
 
 
