@@ -174,3 +174,31 @@ async def test_a_journal_written_before_the_totals_gets_them(journal_target: str
         assert (await journal.spent()).creates == expected[None][1] + 1
         with pytest.raises(SpendLimitError):
             await journal.begin(_record("over", cost=1.0), limits=[SpendLimit(max_credits=2.0)])
+
+
+async def test_a_journal_in_its_own_schema_counts_its_own_creates(pg_url: str) -> None:
+    """A journal in a schema of its own, another journal's later on the path, has own totals.
+
+    Its tables go to the first schema on its search_path; it neither reads the other
+    journal's totals nor leaves its own creates uncounted.
+    """
+    import asyncpg
+
+    async with await open_journal(pg_url) as other:
+        for i in range(3):
+            await other.begin(_record(f"other-{i}", cost=5.0))
+    pg = await asyncpg.connect(pg_url)
+    try:
+        await pg.execute("CREATE SCHEMA own")
+    finally:
+        await pg.close()
+    async with await open_journal(pg_url + "?search_path=own,public") as journal:
+        assert (await journal.spent()).creates == 0
+        limits = [SpendLimit(max_credits=10)]
+        await journal.begin(_record("own-0", cost=4.0), limits=limits)
+        await journal.begin(_record("own-1", cost=4.0), limits=limits)
+        with pytest.raises(SpendLimitError):
+            await journal.begin(_record("own-2", cost=4.0), limits=limits)
+        assert await _reported(journal) == await _summed(journal) == (8.0, 2, 2, 0)
+    async with await open_journal(pg_url) as other:
+        assert (await other.spent()).creates == 3

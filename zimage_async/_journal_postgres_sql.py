@@ -202,7 +202,10 @@ async def set_up_schema(db: Any) -> None:
     trigger is created first, and its lock on ``zimage_creates`` keeps every write out
     until the sums are committed with it.
     """
-    had_totals = await db.fetchval("SELECT to_regclass('zimage_spend') IS NOT NULL")
+    had_totals = await db.fetchval(  # in the schema the tables go to, not anywhere on the path
+        "SELECT EXISTS (SELECT 1 FROM pg_tables"
+        " WHERE schemaname = current_schema() AND tablename = 'zimage_spend')"
+    )
     await db.execute(SCHEMA)
     if not had_totals:
         await db.execute(_TOTALS)
