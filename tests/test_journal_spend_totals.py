@@ -11,6 +11,7 @@ for a journal written before the totals existed.
 from __future__ import annotations
 
 import contextlib
+import decimal
 import sqlite3
 from pathlib import Path
 
@@ -202,3 +203,41 @@ async def test_a_journal_in_its_own_schema_counts_its_own_creates(pg_url: str) -
         assert await _reported(journal) == await _summed(journal) == (8.0, 2, 2, 0)
     async with await open_journal(pg_url) as other:
         assert (await other.spent()).creates == 3
+
+
+async def _kept_known(target: str) -> float:
+    """The journal-wide total of known credits as stored (one model, no size)."""
+    query = "SELECT known FROM zimage_spend WHERE scope = ''"
+    if target.startswith("postgresql"):
+        import asyncpg
+
+        pg = await asyncpg.connect(target)
+        try:
+            return float(await pg.fetchval(query))
+        finally:
+            await pg.close()
+    with contextlib.closing(sqlite3.connect(target)) as db:
+        return float(db.execute(query).fetchone()[0])
+
+
+async def test_the_kept_total_does_not_drift_with_additions_and_removals(
+    journal_target: str,
+) -> None:
+    """Decimal costs (no exact binary form), added and taken away many times, leave no residue.
+
+    Each begin adds its expected cost; its outcome takes that away and adds the cost
+    reported. A float total would keep the rounding of every step (a limit that fits
+    exactly would then refuse, or pass by a hair, after enough creates); the totals are
+    kept to a billionth of a credit.
+    """
+    costs = [0.1, 0.7, 0.0125, 0.01, 2.2]
+    async with await open_journal(journal_target) as journal:
+        for i in range(60):
+            record = _record(f"drift-{i}", cost=costs[i % 5])
+            await journal.begin(record)
+            await journal.update(record.key, JournalState.CREATED, task_id=f"t-{i}")
+            await journal.update(
+                record.key, JournalState.SAVED, credits_reserved=costs[(i + 2) % 5]
+            )
+    expected = float(sum(decimal.Decimal(str(costs[(i + 2) % 5])) for i in range(60)))
+    assert await _kept_known(journal_target) == expected

@@ -132,7 +132,9 @@ BEGIN
     IF TG_OP <> 'INSERT' AND OLD.state <> 'rejected' THEN
         FOREACH one_scope IN ARRAY ARRAY['', '#' || OLD.batch_id] LOOP
             UPDATE zimage_spend AS s
-            SET known = s.known - COALESCE(OLD.credits_reserved, OLD.expected_cost, 0),
+            SET known = round(
+                    (s.known - COALESCE(OLD.credits_reserved, OLD.expected_cost, 0))::numeric, 9
+                ),
                 unpriced = s.unpriced
                     - (OLD.credits_reserved IS NULL AND OLD.expected_cost IS NULL)::int,
                 creates = s.creates - 1,
@@ -146,7 +148,8 @@ BEGIN
             (NEW.credits_reserved IS NULL AND NEW.expected_cost IS NULL)::int, 1,
             (NEW.state IN ('submitting', 'uncertain'))::int
         FROM unnest(ARRAY['', '#' || NEW.batch_id]) AS scope WHERE scope IS NOT NULL ORDER BY scope
-        ON CONFLICT (scope, model, size) DO UPDATE SET known = s.known + EXCLUDED.known,
+        ON CONFLICT (scope, model, size) DO UPDATE
+        SET known = round((s.known + EXCLUDED.known)::numeric, 9),
             unpriced = s.unpriced + EXCLUDED.unpriced, creates = s.creates + 1,
             uncertain = s.uncertain + EXCLUDED.uncertain;
     END IF;
@@ -173,7 +176,7 @@ CREATE TABLE zimage_spend (
     + _COUNT
     + """
 INSERT INTO zimage_spend
-SELECT scope, model, size, SUM(COALESCE(credits_reserved, expected_cost, 0)),
+SELECT scope, model, size, round(SUM(COALESCE(credits_reserved, expected_cost, 0))::numeric, 9),
     COUNT(*) FILTER (WHERE credits_reserved IS NULL AND expected_cost IS NULL), COUNT(*),
     COUNT(*) FILTER (WHERE state IN ('submitting', 'uncertain'))
 FROM zimage_creates, unnest(ARRAY['', '#' || batch_id]) AS scope

@@ -174,7 +174,7 @@ def summarize_spend(
             SpendGroup(
                 model=str(model),
                 size=str(size) or None,
-                # Running totals add and take away: 1e-9 of a credit is float drift.
+                # The stores keep totals to a billionth of a credit (_journal_totals).
                 known_credits=round(float(known or 0), 9),  # type: ignore[arg-type]
                 unpriced=int(unpriced or 0),  # type: ignore[call-overload]
             )

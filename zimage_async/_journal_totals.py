@@ -46,13 +46,23 @@ _ROWS = (
 )
 
 
+def _kept(column: str, value: str) -> str:
+    """Return ``column = value``; credits kept to a billionth, so that no float rounding piles up.
+
+    A total that is added to and taken from at every write would otherwise keep the
+    rounding error of each step for good; costs are decimal numbers (from JSON) of a
+    few places, whose sums a billionth of a credit holds exactly.
+    """
+    return f"{column} = ROUND({value}, 9)" if column == "known" else f"{column} = {value}"
+
+
 def _add(row: str, sign: str) -> str:
     """Return the statements adding (*sign* ``+``) or taking away (``-``) *row* from its totals.
 
     No ``INSERT OR IGNORE``: in a trigger, the outer statement's conflict clause (the
     ``INSERT OR REPLACE`` of a begin) would replace it, and a total would start over.
     """
-    sets = ", ".join(f"{c} = {c} {sign} ({p})" for c, p in zip(_COLUMNS, _PARTS, strict=True))
+    sets = ", ".join(_kept(c, f"{c} {sign} ({p})") for c, p in zip(_COLUMNS, _PARTS, strict=True))
     update = f"UPDATE zimage_spend SET {sets} WHERE {_ROWS} AND {{R}}.state != 'rejected';"  # noqa: S608 (constants)
     if sign == "-":
         return update.format(R=row)
@@ -76,7 +86,7 @@ def _add(row: str, sign: str) -> str:
 _REPLACED = (
     "UPDATE zimage_spend SET "  # noqa: S608 (constants)
     + ", ".join(
-        f"{c} = {c} - (SELECT {p.format(R='c')} FROM zimage_creates c WHERE c.key = NEW.key)"  # noqa: S608
+        _kept(c, f"{c} - (SELECT {p.format(R='c')} FROM zimage_creates c WHERE c.key = NEW.key)")  # noqa: S608
         for c, p in zip(_COLUMNS, _PARTS, strict=True)
     )
     + " WHERE EXISTS (SELECT 1 FROM zimage_creates c WHERE c.key = NEW.key"  # noqa: S608
@@ -96,7 +106,7 @@ _TRIGGERS = (
 )
 
 _FILL = (
-    "INSERT INTO zimage_spend SELECT {scope}, model, size, SUM({known}), SUM({unpriced}),"
+    "INSERT INTO zimage_spend SELECT {scope}, model, size, ROUND(SUM({known}), 9), SUM({unpriced}),"
     " COUNT(*), SUM({uncertain}) FROM zimage_creates WHERE state != 'rejected' {where}"
     " GROUP BY {scope}, model, size"
 )
