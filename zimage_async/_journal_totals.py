@@ -5,9 +5,10 @@ one batch, has reserved per model and size. Summing every create at each check m
 long-lived journal's creates slower as it grew (each one read every record, inside
 the write transaction). The table ``zimage_spend`` holds those sums instead, one row
 per *scope* (``''``: the whole journal; ``'#'`` and a batch id: that batch), model and
-size; triggers on ``zimage_creates`` keep it, so every write counts whichever code (or
-version) makes it, and a journal written before the table existed is summed once when
-opened (:func:`set_up_totals`).
+size; triggers on ``zimage_creates`` keep it, so the writes of every version of the
+package count (plain inserts, ``INSERT OR REPLACE``, updates, deletes; an ``INSERT OR
+IGNORE`` or an upsert of an existing key would not, and none is made), and a journal
+written before the table existed is summed once when opened (:func:`set_up_totals`).
 
 A create counts unless ``rejected``: its known cost (``credits_reserved``, else
 ``expected_cost``), whether it has none (unpriced), one create, and whether a task may
