@@ -132,6 +132,7 @@ class Delivery:
             completed_at=completed,
             sleep=self._rt.sleep,
             retried=retries,
+            secrets=self._rt.secrets,
         )
 
     def _check_index(self, index: int, count: int) -> None:

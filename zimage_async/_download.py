@@ -41,7 +41,7 @@ from ._exceptions import (
     ImageLinkRefusedError,
     MalformedResponseError,
 )
-from ._imagefailure import Grace, Retryable, Where, earlier_expiry, malformed, over_time
+from ._imagefailure import Grace, Retryable, Secrets, Where, earlier_expiry, malformed, over_time
 from ._imageinfo import SNIFF_BYTES, ImageFraming, check_declared_type, sniff_content_type
 from ._imagelimits import FRESH_LINK_RETRIES, ByteBudget, DownloadInfo, ImageLimits
 from ._imagereply import ImageVerdict, judge_image_reply
@@ -80,6 +80,7 @@ async def stream_image(
     completed_at: float | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     retried: Callable[[str, float], None] | None = None,
+    secrets: Secrets = (),
 ) -> AsyncGenerator[bytes, None]:
     """Yield the verified bytes of the image at *url*, retrying transient faults.
 
@@ -87,7 +88,7 @@ async def stream_image(
     *completed_at* (a Unix time) is when the task was first seen completed, for the
     grace given to a CDN that answers 403 or 404 right after completion. *retried* is
     told each retry: why the try failed (:func:`_retry_reason`) and the delay before the next.
-
+    *secrets* (the API key) are masked in the errors' text, should the host echo them.
     *expires_at* (Unix time) ends the links' *lifetime* (seconds) from completion; *stated_expiry*
     is the link's believed stated expiry (:meth:`Task.believed_expiry`): evidence for
     judging a refusal, never a reason to send no request (the host's answer decides).
@@ -101,7 +102,7 @@ async def stream_image(
     its end, and one whose answer to a resume states another ETag or Last-Modified than
     the first answer did (the image changed between attempts).
     """
-    where = Where(url, task_id, index)
+    where = Where(url, task_id, index, secrets)
     if expires_at is not None and time.time() >= expires_at:
         raise where.lapsed(lifetime, earlier_expiry(expires_at, stated_expiry))
     total: int | None = None
@@ -236,7 +237,7 @@ async def stream_image(
                 raise where.fail(over_time(limits, asked=floor, wait=delay, left=left)) from exc
             logger.info(
                 "retrying image download %s (attempt %d failed: %s) in %.2f s",
-                where.url,
+                log_text(where.url),
                 attempt,
                 log_text(where.said(exc)),
                 delay,

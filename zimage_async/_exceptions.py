@@ -60,6 +60,7 @@ from ._exceptions_task import (
     TaskFailedError,
     WaitTimeoutError,
 )
+from ._quoting import log_text
 from ._secret import redact_text
 
 __all__ = [
@@ -176,12 +177,12 @@ class APIError(ZImageError):
         self.path = path
         parts = [f"{method} {path} answered {status}".strip()]
         if type:
-            parts.append(f"({type})")
-        text = " ".join(parts) + f": {message}"
+            parts.append(f"({log_text(type)})")
+        text = " ".join(parts) + f": {log_text(message)}"
         if param:
-            text += f" [param: {param}]"
+            text += f" [param: {log_text(param)}]"
         if fallback_suggestion:
-            text += f" [suggestion: {fallback_suggestion}]"
+            text += f" [suggestion: {log_text(fallback_suggestion)}]"
         super().__init__(text)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from ._quoting import escaped
+
 __all__ = ["SHOWN_MODULE", "SessionClosedError", "ZImageError", "note_closed", "note_task"]
 
 #: The module every exception class names as its own (``__module__``): the one that
@@ -21,7 +23,7 @@ _E = TypeVar("_E", bound=Exception)
 
 
 class ZImageError(Exception):
-    """Root of every exception that zimage-async raises on purpose.
+    r"""Root of every exception that zimage-async raises on purpose.
 
     Catch it to handle anything the SDK reports; the subclasses say what went wrong.
     ``task_id`` names the billed task an error concerns, when there is one: an error met
@@ -30,6 +32,10 @@ class ZImageError(Exception):
     collecting cannot work the message does not offer it: a 404 (the service does not
     know the id), an expired link, a link the SDK refuses to fetch.
 
+    The message (``str(error)``) is one line of printable characters, safe to log or
+    print: text a server sent is written escaped in it (``\n``, ``\x1b``, ``\ud800``)
+    and each such text cut to 500 characters, while the attributes keep it as it came.
+
     Attributes:
         task_id (str | None): The id of the (billed) task this error concerns, or None.
     """
@@ -37,6 +43,13 @@ class ZImageError(Exception):
     __module__ = SHOWN_MODULE
 
     task_id: str | None = None
+
+    def __init__(self, *args: object) -> None:
+        # The message often quotes a server's text: one line of printable characters,
+        # so that printing or logging the error adds no line and sends no escape code.
+        if args and isinstance(args[0], str) and not args[0].isprintable():
+            args = (escaped(args[0]), *args[1:])
+        super().__init__(*args)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt from its args and attributes, never by calling the class again: the

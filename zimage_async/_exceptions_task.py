@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ._exceptions_base import SHOWN_MODULE, ZImageError
+from ._quoting import log_text
 
 if TYPE_CHECKING:
     from ._models import GenerationRequest, Task
@@ -144,7 +145,8 @@ class TaskFailedError(ZImageError):
         advice, retry = _TASK_ERROR_KINDS.get(code, ("an unrecognised code; report it", False))
         self.advice = advice
         self.resubmit_may_help = retry
-        super().__init__(f"task {task_id} failed with {code}: {message} ({advice})")
+        said = f"{log_text(code)}: {log_text(message)}"
+        super().__init__(f"task {task_id} failed with {said} ({advice})")
 
 
 class NoResultsError(ZImageError):
@@ -189,7 +191,8 @@ class WaitTimeoutError(ZImageError, TimeoutError):
             what = f"the images of task {task_id} were not all downloaded within {timeout:g} s"
             then = "it is billed and its links live 24 hours"
         else:
-            what = f"task {task_id} was still {last_status or 'unknown'} after {timeout:g} s"
+            status = log_text(last_status or "unknown")
+            what = f"task {task_id} was still {status} after {timeout:g} s"
             then = "it keeps running at the service"
         super().__init__(
             f"{what}; {then} - await the handle again, or collect it later with "

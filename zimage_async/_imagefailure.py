@@ -28,10 +28,12 @@ from ._exceptions_base import note_collectable
 from ._imageinfo import ImageFraming
 from ._imagelimits import ImageLimits
 from ._links import redact_url
+from ._secret import Secret, redact_text
 
 __all__ = [
     "Grace",
     "Retryable",
+    "Secrets",
     "Where",
     "earlier_expiry",
     "lifetime_text",
@@ -46,12 +48,25 @@ class Retryable(ImageDownloadError):
     retry_after: float | None = None
 
 
+#: The secrets an image host is never sent, masked in the text of the errors it causes.
+Secrets = tuple[Secret, ...]
+
+
 class Where(NamedTuple):
-    """Which image a download is about, for the errors it raises."""
+    """Which image a download is about, for the errors it raises.
+
+    Every reason an error gives passes :meth:`clean`: the host's own text quoted in it
+    (a header, a page) has *secrets* and any ``Bearer <token>`` masked.
+    """
 
     link: str  # as received: redacted only when a message names it
     task_id: str | None
     image: int | None  # its index in the task ("index" is a tuple method)
+    secrets: Secrets = ()
+
+    def clean(self, reason: str) -> str:
+        """Return *reason* with the secrets masked, should the host have echoed them."""
+        return redact_text(reason, secrets=[secret.reveal() for secret in self.secrets])
 
     @property
     def url(self) -> str:
@@ -59,7 +74,9 @@ class Where(NamedTuple):
         return redact_url(self.link)
 
     def fail(self, reason: str) -> ImageDownloadError:
-        error = ImageDownloadError(reason, url=self.url, task_id=self.task_id, index=self.image)
+        error = ImageDownloadError(
+            self.clean(reason), url=self.url, task_id=self.task_id, index=self.image
+        )
         return error if self.task_id is None else note_collectable(error, self.task_id)
 
     def said(self, exc: ImageDownloadError | APIConnectionError) -> str:
@@ -78,7 +95,11 @@ class Where(NamedTuple):
 
     def expired(self, reason: str, expires_at: float | None) -> ImageExpiredError:
         return ImageExpiredError(
-            reason, url=self.url, task_id=self.task_id, index=self.image, expired_at=expires_at
+            self.clean(reason),
+            url=self.url,
+            task_id=self.task_id,
+            index=self.image,
+            expired_at=expires_at,
         )
 
     def blocked(
@@ -91,20 +112,24 @@ class Where(NamedTuple):
             f"{user_agent!r}; set another with Session(user_agent=...)"
         )
         error = ImageBlockedError(
-            reason, url=self.url, task_id=self.task_id, index=self.image, expires_at=expires_at
+            self.clean(reason),
+            url=self.url,
+            task_id=self.task_id,
+            index=self.image,
+            expires_at=expires_at,
         )
         return error if self.task_id is None else note_collectable(error, self.task_id)
 
     def refused(self, reason: str) -> ImageLinkRefusedError:
         return ImageLinkRefusedError(
-            f"{reason}; not fetched, and not retried",
+            f"{self.clean(reason)}; not fetched, and not retried",
             url=self.url,
             task_id=self.task_id,
             index=self.image,
         )
 
     def transient(self, reason: str, retry_after: float | None = None) -> Retryable:
-        error = Retryable(reason, url=self.url, task_id=self.task_id, index=self.image)
+        error = Retryable(self.clean(reason), url=self.url, task_id=self.task_id, index=self.image)
         error.retry_after = retry_after
         return error
 

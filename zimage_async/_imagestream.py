@@ -21,6 +21,7 @@ from ._httperrors import WIRE, closed_error, translate
 from ._imageresolver import names_a_proxy
 from ._links import redact_url
 from ._pools import InFlight
+from ._quoting import log_text
 from ._slots import Slots
 from ._urlpolicy import LinkPolicy, next_hop
 
@@ -300,7 +301,7 @@ class ImageOpening:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "GET %s -> %s (%.1f ms)",
-                self._named(),
+                log_text(self._named()),  # a link is the gateway's text
                 response.status if response is not None else "error",
                 (time.perf_counter() - self._started) * 1000,
             )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 __all__ = [
     "a_type",
     "describe_char",
+    "escaped",
     "int_text",
     "log_text",
     "number_or_type",
@@ -125,6 +126,19 @@ def log_text(value: object) -> str:
     text = str(value)
     if len(text) > _LOG_MAX_CHARS:
         text = f"{text[:_LOG_MAX_CHARS]}... ({len(text)} characters)"
+    return escaped(text)
+
+
+def escaped(text: str) -> str:
+    r"""Return *text* with every character that is not printable written as its escape.
+
+    A newline, an escape code, a lone surrogate (which no UTF-8 stream can write)...:
+    ``\n``, ``\x1b``, ``\ud800``. Printable text, accented letters included, is
+    returned as it is.
+
+    >>> print(escaped("a\nb\x1b[2J \ud800 é"))
+    a\nb\x1b[2J \ud800 é
+    """
     if text.isprintable():
         return text
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

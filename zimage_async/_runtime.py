@@ -16,6 +16,7 @@ from ._exceptions import InvalidRequestError, WaitTimeoutError
 from ._imagelimits import ImageLimits
 from ._quoting import int_text, wrong_type
 from ._schedule import PollSchedule, RetryPolicy
+from ._secret import Secret
 
 if TYPE_CHECKING:
     from ._api import APIClient
@@ -139,6 +140,8 @@ class Runtime:
     warned_statuses: set[str] = attrs.field(factory=set)
     #: The deadlines of the waits in progress: one timer for every waiting handle.
     deadlines: Deadlines = attrs.field(factory=Deadlines)
+    #: What image hosts are never sent (the API key): masked should one echo it.
+    secrets: tuple[Secret, ...] = attrs.field(default=(), repr=False)
     #: The task spans still open, ended when the session closes (empty while no
     #: span is recorded): each leaves it when it ends.
     open_spans: set[TaskSpan] = attrs.field(factory=set)

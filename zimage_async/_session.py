@@ -219,6 +219,7 @@ class Session(JournalMethods, BatchMethods):
             hints=callbacks,
             callback_poll_factor=callback_poll_factor,
             sleep=self._sleeper,
+            secrets=(self._api_key,),
         )
 
     def __repr__(self) -> str:
