@@ -293,7 +293,8 @@ def test_batch_names_are_rendered_for_several_images(
     """Names are compared across items for every image index checked, not image 0 alone."""
     items = [("a cat", None, number) for number in numbers]
     if collides:
-        with pytest.raises(InvalidRequestError, match="gives items 0 and 1 the same"):
+        expected = rf"gives items 0 and 1 \(numbers {numbers[0]} and {numbers[1]}\) the same"
+        with pytest.raises(InvalidRequestError, match=expected):
             check_batch_names(template, items)
     else:
         check_batch_names(template, items)
@@ -320,7 +321,7 @@ def test_the_command_line_refuses_a_name_two_lines_share(tmp_path: Path) -> None
         "batch", prompts, "-o", out, "--name", "{slug}", "--emulator-task-duration", "0.05"
     )
     assert done.returncode != 0, done.stderr
-    assert "'{slug}' gives items 0 and 2 the same file name" in done.stderr
+    assert "'{slug}' gives lines 1 and 3 the same file name" in done.stderr
     assert "a-cat" not in done.stderr
     assert "{number}" in done.stderr
     assert not any(path.suffix == ".png" for path in out.rglob("*"))

@@ -17,6 +17,7 @@ import attrs
 
 from ._exceptions import InvalidRequestError
 from ._models import GenerationRequest
+from ._quoting import quote
 from ._validation import is_invisible
 
 __all__ = [
@@ -174,15 +175,33 @@ def _read_int(text: str) -> int:
     return int(text)
 
 
+class _RepeatedFieldError(ValueError):
+    """A JSONL row's object gives one field twice: which value is meant is not known."""
+
+
+def _once_each(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """Return a JSON object's fields as a dict, refusing one given twice."""
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedFieldError(f"the field {quote(key)} is given twice")
+            seen.add(key)
+    return data
+
+
 def _row(name: str, number: int, text: str, defaults: Mapping[str, object]) -> GenerationRequest:
     where = f"{name} line {number}"
     problem: str | None = None
     try:
-        data = json.loads(text, parse_int=_read_int)
+        data = json.loads(text, parse_int=_read_int, object_pairs_hook=_once_each)
     except json.JSONDecodeError as exc:
         problem = f"{exc.msg} at column {exc.colno}"
     except _UnreadableNumberError as exc:
         problem = str(exc)
+    except _RepeatedFieldError as exc:  # which value to send (and bill) is not known
+        raise BatchFileError(f"{where}: {exc}; give each field once") from None
     except ValueError:  # Python's own limit on the digits of an int, if set lower
         problem = "a number with more digits than can be read"
     except RecursionError:

@@ -44,7 +44,7 @@ try:  # Ctrl-C while the command loads: its status, without a traceback
     )
     from ._cli_streams import null_for_closed_streams
     from ._cli_task import run_task
-    from ._cli_tasks import add_journal_options, add_tasks_parser, run_tasks
+    from ._cli_tasks import add_journal_options, add_tasks_parser, credits_amount, run_tasks
     from ._cli_words import cli_words, spend_limit_text
     from ._exceptions import SpendLimitError, ZImageError
     from ._naming import BATCH_NAME
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument(
         "--max-credits",
-        type=number,
+        type=credits_amount,
         metavar="N",
         help="stop sending creates once the batch has reserved N credits, counted in the "
         "journal by all its workers together; sent items still finish",

@@ -26,7 +26,7 @@ from ._cli_common import (
     SPEND_LIMIT_EXIT,
     ServiceError,
     UsageError,
-    check_writable,
+    check_batch_folder,
     echo,
     journal_exists,
     journal_label,
@@ -47,7 +47,7 @@ from ._cli_report import (
 )
 from ._cli_stopped import report_left
 from ._cli_threads import off_the_loop
-from ._cli_words import batch_words, spend_limit_text, stop_words
+from ._cli_words import batch_words, line_words, spend_limit_text, stop_words
 from ._exceptions import (
     InvalidRequestError,
     JournalError,
@@ -229,20 +229,25 @@ async def run_batch(
         check_output_names(args.name, [e.request for e in lines], [e.line for e in lines])
     except BatchFileError as exc:
         raise UsageError(shown(exc)) from None
-    except InvalidRequestError as exc:
-        raise UsageError(f"--name: {shown(exc.rule)}; {shown(exc.problem)}") from None
+    except InvalidRequestError as exc:  # the items' numbers are their lines
+        raise UsageError(f"--name: {shown(exc.rule)}; {shown(line_words(exc.problem))}") from None
     out_dir: Path = args.output_dir
-    check_writable(out_dir)
     journal, batch_id = _journal_target(args, out_dir)
-    records = await _records(journal)
-    await check_contact_sheet(args.contact_sheet, args, journal, _saved(records))
-    requests = [entry.request for entry in lines]
     reporter = Reporter(lines, mode=output_mode(args, sys.stdout), out=sys.stdout, out_dir=out_dir)
     started = time.monotonic()
     where = _where(journal)
     ending = functools.partial(
         summary, reporter, out_dir=out_dir, journal=where, batch_id=batch_id, started=started
     )
+    try:
+        check_batch_folder(out_dir)
+    except UsageError as exc:
+        if reporter.mode == "json":  # the record a script reads, as for the refusals below
+            _print(ending(None, error=exc))
+        raise
+    records = await _records(journal)
+    await check_contact_sheet(args.contact_sheet, args, journal, _saved(records))
+    requests = [entry.request for entry in lines]
     others = _others_images(args, batch_id, lines, records)
     if others is not None:
         refusal = _others_refusal(*others, out_dir)

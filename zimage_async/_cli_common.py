@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from ._batchoptions import check_output_dir
 from ._cli_output import PROG as PROG
 from ._cli_output import echo as echo
 from ._cli_output import say as say
@@ -347,6 +348,17 @@ def check_writable(directory: Path, *, option: str = "") -> None:
             f"{option}cannot write to the output directory {shown(directory)}: "
             f"{exc.strerror or shown(exc)}"
         ) from None
+
+
+def check_batch_folder(out_dir: Path) -> None:
+    """Refuse a batch's -o as the library would (``shots.png``, no such folder), else make it."""
+    try:
+        check_output_dir(out_dir)
+    except InvalidRequestError as exc:
+        raise UsageError(
+            f"cannot write to the output directory {shown(out_dir)}: {shown(exc.problem)}"
+        ) from None
+    check_writable(out_dir)
 
 
 def check_output_path(text: str | None) -> None:

@@ -301,16 +301,16 @@ def summary_text(
     text = (
         f"{scope}: {reporter.saved} saved, {reporter.failed} failed{unsent}"
         f" ({reporter.resumed} from an earlier run) in {summary['elapsed_seconds']:.1f} s;"
-        f" images in {out_dir}"
+        f" images in {shown(out_dir, None)}"
     )
     if sheet is not None:
-        text += f"; contact sheet {sheet}"
+        text += f"; contact sheet {shown(sheet, None)}"
     stats = batch.stats
     return (
         f"{text}\nworker {stats.worker_id}: claimed {stats.claimed} ({stats.taken_over} "
         f"taken over), submitted {stats.submitted}, resumed {stats.resumed}, saved "
         f"{stats.saved}, failed {stats.failed}, not sent {stats.not_sent}, reported "
-        f"{stats.reported} in {stats.elapsed:.1f} s; journal {summary['journal']}"
+        f"{stats.reported} in {stats.elapsed:.1f} s; journal {shown(summary['journal'], None)}"
     )
 
 

@@ -32,7 +32,7 @@ from ._exceptions import JournalError
 from ._journal import Journal, open_journal
 from ._journal_records import JournalRecord
 
-__all__ = ["add_journal_options", "add_tasks_parser", "run_tasks"]
+__all__ = ["add_journal_options", "add_tasks_parser", "credits_amount", "run_tasks"]
 
 
 def credits_amount(text: str) -> float:
@@ -59,7 +59,9 @@ def add_journal_options(
         group.add_argument(
             "--no-journal",
             action="store_true",
-            help="keep no journal (no --max-credits, and `zimage tasks` cannot see the task)",
+            help="keep no journal (no --max-credits, and `zimage tasks` cannot see the task)"
+            if spend_limit
+            else "keep no journal (`zimage tasks` cannot see the task)",
         )
     if spend_limit:
         parser.add_argument(

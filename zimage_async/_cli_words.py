@@ -14,7 +14,14 @@ from ._cli_common import UsageError
 from ._cli_output import PROG, shown
 from ._exceptions import InvalidRequestError, SpendLimitError
 
-__all__ = ["batch_words", "cli_words", "option_error", "spend_limit_text", "stop_words"]
+__all__ = [
+    "batch_words",
+    "cli_words",
+    "line_words",
+    "option_error",
+    "spend_limit_text",
+    "stop_words",
+]
 
 #: The option of ``zimage generate`` (or ``task``) that sets each field the library names.
 OPTIONS = {
@@ -127,3 +134,13 @@ def spend_limit_text(exc: SpendLimitError) -> str:
         f"--max-credits {exc.max_credits:g}; nothing was sent - raise --max-credits, or "
         f"wait for uncertain creates to be resolved (see `{PROG} tasks spend`)"
     )
+
+
+#: An item of the library's messages by its number, which is its line in a batch file.
+_ITEM = re.compile(r"\bitem \d+ \(number (\d+)\)")
+_ITEMS = re.compile(r"\bitems \d+ and \d+ \(numbers (\d+) and (\d+)\)")
+
+
+def line_words(problem: str) -> str:
+    """Name the items of a batch file by their lines: ``item 0 (number 3)`` is ``line 3``."""
+    return _ITEMS.sub(r"lines \1 and \2", _ITEM.sub(r"line \1", problem))

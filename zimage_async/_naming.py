@@ -353,7 +353,8 @@ def check_batch_names(
                 raise InvalidRequestError(
                     "name",
                     _UNIQUE_RULE,
-                    f"{template!r} gives items {owner} and {item} the same file name"
+                    f"{template!r} gives items {owner} and {item} (numbers "
+                    f"{int_text(items[owner][2])} and {int_text(number)}) the same file name"
                     f"{when} ({_alike(template, items[owner], items[item])})",
                 )
 
