@@ -157,6 +157,19 @@ async def test_updates_report_rising_progress(zs: Session) -> None:
     assert len(seen) >= 3
 
 
+async def test_two_updates_loops_of_one_handle_see_the_same_changes(zs: Session) -> None:
+    """Two ``updates()`` at once share the handle's looks: each sees every change, in order."""
+    handle = await zs.submit("watched twice [[duration:0.4]]")
+
+    async def watch() -> list[tuple[str, int]]:
+        return [(task.raw_status, task.progress) async for task in handle.updates(timeout=10)]
+
+    first, second = await asyncio.gather(watch(), watch())
+    assert first[0][0] == "pending" and first[-1] == ("completed", 100)
+    assert len(first) >= 3
+    assert second == first
+
+
 async def test_updates_end_on_failure_without_raising(zs: Session) -> None:
     """A failed task ends updates() with its failed snapshot."""
     handle = await zs.submit("x [[fail:service_error]]")

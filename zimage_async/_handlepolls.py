@@ -178,18 +178,26 @@ class HandlePolls:
         while its caller's code runs between snapshots: a wait inside the ``updates()``
         loop, or in another task meanwhile, goes on, and when it has seen the task end,
         this loop ends with that snapshot. While a callback is expected, every delay is
-        stretched by the session's ``callback_poll_factor``. Raises
+        stretched by the session's ``callback_poll_factor``. It starts with the latest
+        snapshot known, and yields each one another waiter looked up meanwhile without a
+        look of its own, so that two ``updates()`` at once both see every change. Raises
         :class:`DeadlineReached` at *deadline* (the loop's clock); each look and each
         wait for the lock are bounded. An error of the loop names the task (:func:`note_task`).
         """
         with naps(self._rt, self._id) as nap:
             polls: AsyncGenerator[Task, None] | None = None
+            mine = self._task  # the snapshot this loop yielded last: first, the latest known
             try:
+                if mine is not None:  # before any wait for the lock: a waiter may hold it
+                    yield mine
+                    if mine.is_terminal:
+                        return
                 while True:
                     await self._take_lock(deadline)
                     try:
                         task = self._task
-                        if task is None or not task.is_terminal:
+                        # One that another waiter looked up meanwhile comes without a look.
+                        if task is None or (task is mine and not task.is_terminal):
                             if polls is None:
                                 polls = self._polls(deadline, nap, scoped=False)
                             try:
@@ -198,6 +206,7 @@ class HandlePolls:
                                 return
                     finally:
                         self._lock.release()
+                    mine = task
                     yield task
                     if task.is_terminal:
                         return
