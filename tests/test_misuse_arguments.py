@@ -123,6 +123,20 @@ def test_a_nul_in_a_name_template_is_not_called_a_path_separator(tmp_path: Path)
     assert "contains a path separator" not in str(caught.value)
 
 
+async def test_a_session_cannot_be_pickled_or_copied(emulator: Emulator) -> None:
+    """A copy would share the session's connections: closing it would close the original."""
+    import copy
+    import pickle
+
+    async with Session(api_key=emulator.api_key, base_url=emulator.base_url) as zs:
+        for attempt in (pickle.dumps, copy.copy, copy.deepcopy):
+            with pytest.raises(TypeError) as caught:
+                attempt(zs)
+            assert "a Session cannot be pickled or copied" in str(caught.value)
+            assert emulator.api_key not in str(caught.value)
+        assert zs.state.value == "open"
+
+
 async def test_a_handle_cannot_be_pickled_or_copied_and_says_what_to_keep(
     emulator: Emulator,
 ) -> None:

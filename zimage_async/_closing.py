@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
-__all__ = ["ALREADY_OPEN", "CLOSED", "NOT_OPEN", "OpenGuard"]
+__all__ = ["ALREADY_OPEN", "CLOSED", "NOT_OPEN", "OpenGuard", "Unshared"]
 
 #: The error of a call on a Session not opened yet.
 NOT_OPEN = (
@@ -33,6 +33,22 @@ ALREADY_OPEN = (
     " or `await zs.open()`) and closed once, by its opener; pass the open Session to the"
     " code that uses it, and use it there without `async with` (whose end would close it)"
 )
+
+
+class Unshared:
+    """Refuses pickling and copying a Session: a copy would share its connections.
+
+    Closing such a copy would close the pools of the original, which would still say it
+    is open; a pickle could not carry them (nor the key) anyway.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(
+            "a Session cannot be pickled or copied (it owns its connections, opened and "
+            "closed once, by its opener): pass the same Session along, or make another"
+        )
 
 
 class OpenGuard:

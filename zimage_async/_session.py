@@ -14,7 +14,7 @@ from ._api import APIClient
 from ._batchitems import build_request
 from ._batchoptions import check_cost, check_spend_type
 from ._callback_url import building_for
-from ._closing import CLOSED, NOT_OPEN, OpenGuard
+from ._closing import CLOSED, NOT_OPEN, OpenGuard, Unshared
 from ._config import (
     DEFAULT_BASE_URL,
     check_environment,
@@ -57,54 +57,52 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-class Session(JournalMethods, BatchMethods):
+class Session(JournalMethods, BatchMethods, Unshared):
     """A connection to the Z-Image Turbo API; use it as ``async with Session() as zs:``.
 
     Configuration, all keyword-only:
 
-    * ``api_key``: the bearer key; default ``$ZIMAGE_API_KEY``. Kept out of every repr,
-      log line and exception, and sent only to ``base_url``'s origin.
-    * ``base_url``: default (None) ``$ZIMAGE_BASE_URL``, else :data:`DEFAULT_BASE_URL`;
-      an empty one is refused. Plain ``http`` is accepted only for loopback hosts (the
-      emulator).
-    * ``timeout``: seconds an API answer may keep us waiting (for its first byte, or
-      between two reads); time spent queued for a free connection does not count.
-      ``connect_timeout``: seconds to open a connection, a proxy's tunnel included
-      (shorter than ``total_timeout``). ``read_timeout``: seconds a
-      download may stall between chunks.
+    * ``api_key``: the bearer key; default ``$ZIMAGE_API_KEY``. Kept out of every repr, log line
+      and exception, and sent only to ``base_url``'s origin.
+    * ``base_url``: default (None) ``$ZIMAGE_BASE_URL``, else :data:`DEFAULT_BASE_URL`; an empty
+      one is refused. Plain ``http`` is accepted only for loopback hosts (the emulator).
+    * ``timeout``: seconds an API answer may keep us waiting (for its first byte, or between two
+      reads); time spent queued for a free connection does not count. ``connect_timeout``: seconds
+      to open a connection, a proxy's tunnel included (shorter than ``total_timeout``).
+      ``read_timeout``: seconds a download may stall between chunks.
     * ``poll``: a :class:`PollSchedule` (when to poll, the wait limit); ``retry``: a
-      :class:`RetryPolicy`. ``max_connections``: requests at a time to the API and to
-      image hosts (beyond it they queue). ``http_session``: an ``aiohttp.ClientSession``
-      of yours to use instead of our own; it is never closed by us.
-    * ``link_ttl``: seconds image links live after completion (24 h); ``max_image_bytes``:
-      the largest image accepted; ``seed``: seeds the jitter, for reproducible schedules;
-      ``total_timeout``: seconds one API exchange may take in all (a reply trickling in
-      cannot hold a call longer); ``image_timeout``: the same for one image download,
-      retries included; ``max_task_bytes``: the most bytes one task's images may hold in
-      memory together (default: only ``max_image_bytes`` per image).
-    * ``trust_env``: honour ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (loopback is
-      never proxied, ``.netrc`` never read) and ``SSL_CERT_FILE``; ``ca_bundle``: a CA
-      file to trust, e.g. for a TLS-inspecting proxy. ``environ``: where the variables
-      are read (default ``os.environ``; with another, or without ``trust_env``, the
-      process's ``SSL_CERT_FILE``/``SSL_CERT_DIR`` do not count). See :doc:`configuration`.
+      :class:`RetryPolicy`. ``max_connections``: requests at a time to the API and to image hosts
+      (beyond it they queue). ``http_session``: an ``aiohttp.ClientSession`` of yours to use
+      instead of our own; it is never closed by us.
+    * ``link_ttl``: seconds image links live after completion (24 h); ``max_image_bytes``: the
+      largest image accepted; ``seed``: seeds the jitter, for reproducible schedules;
+      ``total_timeout``: seconds one API exchange may take in all (a reply trickling in cannot hold
+      a call longer); ``image_timeout``: the same for one image download, retries included;
+      ``max_task_bytes``: the most bytes one task's images may hold in memory together (default:
+      only ``max_image_bytes`` per image).
+    * ``trust_env``: honour ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (loopback is never proxied,
+      ``.netrc`` never read) and ``SSL_CERT_FILE``; ``ca_bundle``: a CA file to trust, e.g. for a
+      TLS-inspecting proxy. ``environ``: where the variables are read (default ``os.environ``; with
+      another, or without ``trust_env``, the process's ``SSL_CERT_FILE``/``SSL_CERT_DIR`` do not
+      count). See :doc:`configuration`.
     * ``user_agent``: the ``User-Agent`` sent with every request (default
       ``zimage-async/<version>``); CDNs block script-like ones (:class:`ImageBlockedError`).
-    * ``callbacks``: a :class:`CallbackReceiver` that your server runs, and
-      ``callback_url``: the public HTTPS URL it is reachable at. :meth:`submit` then
-      sends ``callback_url`` with every task, and awaiting a handle finishes as soon as
-      the callback arrives (and the task, fetched from the API, confirms it). Until then
-      the handle still polls, with every delay ``callback_poll_factor`` times longer
-      (default 10), so a lost callback delays the result but never loses it. A loopback
-      ``callback_url`` needs a loopback ``base_url`` (the emulator). See :doc:`webhooks`.
-    * ``journal``: a file path (SQLite) or a ``postgresql://`` URL: every create is
-      recorded there before it is sent and after each change of state, for
-      :meth:`unfinished`, :meth:`recover` and :meth:`spent`; ``max_credits``: refuse
-      (:class:`SpendLimitError`, nothing sent) a create that would take what the journal
-      counts as reserved over this many credits. See :doc:`journal`.
+    * ``callbacks``: a :class:`CallbackReceiver` that your server runs, and ``callback_url``: the
+      public HTTPS URL it is reachable at. :meth:`submit` then sends ``callback_url`` with every
+      task, and awaiting a handle finishes as soon as the callback arrives (and the task, fetched
+      from the API, confirms it). Until then the handle still polls, with every delay
+      ``callback_poll_factor`` times longer (default 10), so a lost callback delays the result but
+      never loses it. A loopback ``callback_url`` needs a loopback ``base_url`` (the emulator). See
+      :doc:`webhooks`.
+    * ``journal``: a file path (SQLite) or a ``postgresql://`` URL: every create is recorded there
+      before it is sent and after each change of state, for :meth:`unfinished`, :meth:`recover` and
+      :meth:`spent`; ``max_credits``: refuse (:class:`SpendLimitError`, nothing sent) a create that
+      would take what the journal counts as reserved over this many credits. See :doc:`journal`.
 
     A session is opened once and closed once, by its opener; using it before opening or
     after closing raises :class:`RuntimeError`, and so does opening (or ``async with``) a
-    session already open: pass it to the code using it, which must not close it.
+    session already open: pass it to the code using it, which must not close it. It
+    cannot be pickled or copied (``TypeError``).
 
     >>> Session(api_key="sk-secret", base_url="https://api.example")
     <Session https://api.example unopened>
