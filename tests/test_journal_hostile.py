@@ -71,6 +71,58 @@ async def test_a_task_not_recorded_after_its_create_is_named_in_the_error(
     assert "database is locked" in message
 
 
+@pytest.fixture
+def created_write_fails_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first journal write of ``created`` fails (a lock held a while); later ones work."""
+    update = SqliteJournal.update
+    failed: list[str] = []
+
+    async def failing(self: SqliteJournal, key: str, state: JournalState, **fields: Any) -> Any:
+        if state is JournalState.CREATED and not failed:
+            failed.append(key)
+            raise JournalError(f"the journal {self.location} failed: database is locked")
+        return await update(self, key, state, **fields)
+
+    monkeypatch.setattr(SqliteJournal, "update", failing)
+
+
+@pytest.mark.usefixtures("created_write_fails_once")
+async def test_collecting_a_task_left_unrecorded_records_it(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The error's task_id names the billed task; collecting it as advised records it saved.
+
+    The error named the task in its message only (``task_id`` None), and the record
+    stayed ``submitting`` with no task for good: a later recovery could send it again.
+    """
+    journal = tmp_path / "j.sqlite"
+    async with _session(emulator, journal) as zs:
+        with pytest.raises(JournalError) as caught:
+            await zs.submit("a lighthouse", idempotency_key="order-0002-image-0001")
+        task_id = emulator.ledger[0].task_id
+        assert caught.value.task_id == task_id
+        assert [r.state for r in await zs.unfinished()] == [JournalState.SUBMITTING]
+        await zs.task(task_id).save(tmp_path / "out")
+        assert await zs.unfinished() == []  # saved, under its key: nothing left to send
+        assert (await zs.spent()).creates == 1
+    assert len(emulator.ledger) == 1
+
+
+@pytest.mark.usefixtures("created_write_fails_once")
+async def test_a_task_left_unrecorded_is_recorded_when_the_session_closes(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Not collected: the close writes its id, so the journal shows it created, not unsent."""
+    journal = tmp_path / "j.sqlite"
+    async with _session(emulator, journal) as zs:
+        with pytest.raises(JournalError):
+            await zs.submit("a lighthouse", idempotency_key="order-0003-image-0001")
+    async with _session(emulator, journal) as zs:
+        [record] = await zs.unfinished()
+    assert record.state is JournalState.CREATED
+    assert record.task_id == emulator.ledger[0].task_id
+
+
 @pytest.mark.usefixtures("created_write_fails")
 async def test_a_batch_names_every_task_it_could_not_record(
     emulator: Emulator, tmp_path: Path
@@ -651,3 +703,50 @@ async def test_a_create_begun_without_a_worker_leaves_a_held_item_until_its_leas
         assert (await journal.begin(record)).state is JournalState.SUBMITTING
     finally:
         await journal.close()
+
+
+async def test_a_damaged_journal_is_refused_with_advice_to_keep_it(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A journal cut short is refused; the error says to keep it, not only to use another."""
+    journal = tmp_path / "j.sqlite"
+    async with _session(emulator, journal) as zs:
+        await zs.submit("a lighthouse")
+    data = journal.read_bytes()
+    journal.write_bytes(data[: len(data) // 2])
+    with pytest.raises(JournalError) as caught:
+        async with _session(emulator, journal):
+            pass
+    message = str(caught.value)
+    assert "is not a zimage journal" in message
+    assert "keep it" in message and ".recover" in message
+
+
+async def test_a_resend_refused_by_the_journal_is_not_logged_as_sent(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """recover(): a resend the journal refuses before sending is not said to be sent."""
+    journal = tmp_path / "j.sqlite"
+    async with _session(emulator, journal) as zs:
+        base_url = zs.base_url
+    async with await SqliteJournal.open(journal) as store:
+        key = "gave-up-uncertain-002"
+        await store.begin(
+            JournalRecord.for_request(
+                GenerationRequest(prompt="an owl"), key=key, base_url=base_url
+            )
+        )
+        await store.update(key, JournalState.UNCERTAIN)
+
+    async def refusing(self: SqliteJournal, *args: Any, **kwargs: Any) -> Any:
+        raise JournalError(
+            f"the journal {self.location} failed: attempt to write a readonly database"
+        )
+
+    monkeypatch.setattr(SqliteJournal, "begin", refusing)
+    async with _session(emulator, journal) as zs:
+        assert not await zs.recover(resubmit_uncertain=True)
+    assert not emulator.ledger
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert key in warning and "readonly" in warning
+    assert "sent again, got no task back" not in warning

@@ -193,6 +193,7 @@ def unrecorded(exc: JournalError, task_id: str, index: int) -> JournalError:
         f"session.task({task_id!r}), do not submit the item again"
     )
     error._unrecorded = (str(exc), task_id, index)  # type: ignore[attr-defined]
+    error.task_id = task_id
     return error
 
 

@@ -325,7 +325,10 @@ class JournalError(ZImageError):
     the ``postgres`` extra missing for a ``postgresql://`` URL), when a create is begun
     with a key the journal holds for another request or for a task that already exists,
     or when a batch worker acts on an item whose lease it no longer holds. Nothing was
-    sent for the create concerned.
+    sent for the create concerned, except when the message says that a task was created
+    and is billed but could not be recorded: ``task_id`` names it then. Collect it (with
+    ``session.task(task_id)``), never submit it again: the journal records it then, or
+    when the session closes.
     """
 
 

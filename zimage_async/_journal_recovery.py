@@ -79,7 +79,7 @@ async def recover_unfinished(
                 handles.append(await resend(record))
             except ZImageError as exc:
                 logger.warning(
-                    "the create with key %s, sent again, got no task back: %s: %s",
+                    "the create with key %s could not be sent again, or got no task back: %s: %s",
                     record.key,
                     type(exc).__name__,
                     log_text(exc),

@@ -170,7 +170,9 @@ def connect(path: Path | None, clock: Callable[[], float]) -> sqlite3.Connection
     except sqlite3.DatabaseError as exc:
         db.close()
         raise JournalError(
-            f"{where} is not a zimage journal ({exc}); pass another journal path"
+            f"{where} is not a zimage journal ({exc}); pass another journal path. If it is"
+            " one that was damaged, keep it: it may hold the only record of paid creates"
+            " (`sqlite3 FILE .recover` can read what is left)"
         ) from exc
     return db
 

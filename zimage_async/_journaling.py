@@ -41,6 +41,7 @@ from ._journal_records import UNFINISHED, JournalRecord, JournalState
 from ._journal_recovery import recover_unfinished
 from ._journal_spend import Spend, SpendLimit
 from ._models import GenerationRequest, GenerationResult, Task
+from ._quoting import log_text
 from ._runtime import Runtime
 from ._sending import watching
 
@@ -156,6 +157,9 @@ class Bookkeeper:
         self.base_url = base_url
         self._journal: Journal | None = target if isinstance(target, Journal) else None
         self.pending = PendingWrites()
+        #: Tasks made whose ``created`` write failed: task id -> (key, fields), written
+        #: when the task is looked up (collected) or at the close, whichever comes first.
+        self._unrecorded: dict[str, tuple[str, dict[str, Any]]] = {}
 
     @property
     def journal(self) -> Journal:
@@ -179,7 +183,16 @@ class Bookkeeper:
         """Close the journal once the writes under way are done (bounded). Idempotent."""
         if self._journal is not None:
             await self.pending.settle()
+            for task_id, (key, fields) in list(self._unrecorded.items()):
+                await self._record_late(key, task_id, fields)
             await self._journal.close()
+
+    async def _record_late(self, key: str, task_id: str, fields: dict[str, Any]) -> None:
+        """Try once more to record a task made earlier whose ``created`` write failed."""
+        try:
+            await self._created(key, task_id, **fields)
+        except JournalError as exc:  # its error named the task when it was made
+            logger.warning("%s", log_text(exc))
 
     async def note(self, key: str, state: JournalState, **fields: Any) -> None:
         """Record the create under *key* as now in *state* (fields as in ``update``)."""
@@ -280,11 +293,19 @@ class Bookkeeper:
             await note_cancelled(self.note, key, self.pending, sent=resending, error=error)
 
     async def _created(self, key: str, task_id: str, **fields: Any) -> None:
-        """Record *task_id* as made under *key*; a failure names the billed task."""
+        """Record *task_id* as made under *key*; a failure names the billed task.
+
+        After a failure the write is tried again when the task is looked up
+        (:meth:`key_of`: collecting it as the error advises) or when the session closes.
+        """
         try:
             await self.note(key, JournalState.CREATED, task_id=task_id, **fields)
         except JournalError as exc:
-            raise JournalError(unrecorded_task(exc, task_id, key)) from exc
+            self._unrecorded[task_id] = (key, fields)
+            error = JournalError(unrecorded_task(exc, task_id, key))
+            error.task_id = task_id
+            raise error from exc
+        self._unrecorded.pop(task_id, None)
 
     def handle(
         self,
@@ -309,8 +330,13 @@ class Bookkeeper:
         """Return the key of the unfinished record of *task_id* made here, or None.
 
         A record already delivered, failed or expired is left as it is: looking at its
-        task again must not make it unfinished.
+        task again must not make it unfinished. A task made here whose id could not be
+        recorded then is recorded now, under its key.
         """
+        if task_id in self._unrecorded:
+            key, fields = self._unrecorded[task_id]
+            await self._created(key, task_id, **fields)
+            return key
         records = await self.journal.records(task_id=task_id, states=UNFINISHED)
         mine = [record for record in records if record.base_url == self.base_url]
         return mine[-1].key if mine else None
