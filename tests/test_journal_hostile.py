@@ -40,17 +40,24 @@ def _session(emulator: Emulator, journal: Path, **options: Any) -> Session:
 # -- J2: the write after the create fails -----------------------------------------------
 
 
-@pytest.fixture
-def created_write_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every journal write of ``created`` fails, as with a locked file or a stopped server."""
+def _fail_created_writes(monkeypatch: pytest.MonkeyPatch, *, times: float) -> None:
+    """The first *times* journal writes of ``created`` fail, as with a locked file."""
     update = SqliteJournal.update
+    failed: list[str] = []
 
     async def failing(self: SqliteJournal, key: str, state: JournalState, **fields: Any) -> Any:
-        if state is JournalState.CREATED:
+        if state is JournalState.CREATED and len(failed) < times:
+            failed.append(key)
             raise JournalError(f"the journal {self.location} failed: database is locked")
         return await update(self, key, state, **fields)
 
     monkeypatch.setattr(SqliteJournal, "update", failing)
+
+
+@pytest.fixture
+def created_write_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every journal write of ``created`` fails, as with a locked file or a stopped server."""
+    _fail_created_writes(monkeypatch, times=float("inf"))
 
 
 @pytest.mark.usefixtures("created_write_fails")
@@ -74,16 +81,7 @@ async def test_a_task_not_recorded_after_its_create_is_named_in_the_error(
 @pytest.fixture
 def created_write_fails_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """The first journal write of ``created`` fails (a lock held a while); later ones work."""
-    update = SqliteJournal.update
-    failed: list[str] = []
-
-    async def failing(self: SqliteJournal, key: str, state: JournalState, **fields: Any) -> Any:
-        if state is JournalState.CREATED and not failed:
-            failed.append(key)
-            raise JournalError(f"the journal {self.location} failed: database is locked")
-        return await update(self, key, state, **fields)
-
-    monkeypatch.setattr(SqliteJournal, "update", failing)
+    _fail_created_writes(monkeypatch, times=1)
 
 
 @pytest.mark.usefixtures("created_write_fails_once")
