@@ -253,9 +253,9 @@ class TaskHandle(HandlePolls):
     async def updates(self, *, timeout: float | None = DEFAULT) -> AsyncGenerator[Task, None]:
         """Yield a snapshot each time the status or progress changes, ending when it ends.
 
-        The snapshot the create call returned, if not looked at yet, comes first.
-        Polling happens only while you iterate (nothing runs in the background), in the
-        same loop as :meth:`wait` (callback hints included). A failed task ends the
+        The latest snapshot known (the create call's, at first) comes first, and two
+        loops at once each see every change. Polling happens only while you iterate, in
+        the same loop as :meth:`wait` (callback hints included). A failed task ends the
         iteration without raising (look at the last snapshot's status); failures of the
         calls themselves, and :class:`WaitTimeoutError`, are raised. Close it early with
         ``contextlib.aclosing`` (or let ``async for`` run to the end). A task that ends
