@@ -111,17 +111,37 @@ async def test_402_defaults_to_insufficient_quota(api_factory: ApiFactory) -> No
     assert (await api.create()).json()["error"]["code"] == "insufficient_quota"
 
 
-async def test_403_is_a_permission_error_with_the_gateway_code(api_factory: ApiFactory) -> None:
-    """http_403 answers permission_error with key_model_not_allowed and bills nothing."""
+async def test_403_is_the_documented_permission_error(api_factory: ApiFactory) -> None:
+    """http_403 answers the API's documented 403 (code 403, param model); nothing billed.
+
+    It answered the gateway code ``key_model_not_allowed`` with a 403, where the gateway
+    family sends its key refusals as 402 (``http_402`` with that ``error_code``).
+    """
     api = await api_factory(faults=FaultPlan.script("create", ["http_403"]))
     reply = await api.create()
     assert reply.status == 403
+    assert reply.json() == {
+        "error": {
+            "code": 403,
+            "message": "Access denied for this model",
+            "type": "permission_error",
+            "param": "model",
+        }
+    }
+    assert api.emulator.ledger == ()
+
+
+@pytest.mark.parametrize("code", ["key_disabled", "key_model_not_allowed", "user_disabled"])
+async def test_a_key_refusal_comes_as_402_with_its_gateway_code(
+    api_factory: ApiFactory, code: str
+) -> None:
+    """The gateway family's key and account refusals: 402, their own code and message."""
+    rule = FaultRule(kind="http_402", error_code=code)
+    api = await api_factory(faults=FaultPlan.script("create", [rule]))
+    reply = await api.create()
+    assert reply.status == 402
     error = reply.json()["error"]
-    assert (error["code"], error["type"], error["param"]) == (
-        "key_model_not_allowed",
-        "permission_error",
-        "model",
-    )
+    assert error["code"] == code and "refused before charging" not in error["message"]
     assert api.emulator.ledger == ()
 
 

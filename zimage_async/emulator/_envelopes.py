@@ -129,18 +129,31 @@ _PERMISSION_MESSAGES = {
 
 
 def insufficient_quota(code: str = "insufficient_quota") -> ApiError:
-    """Return the gateway's 402 pre-charge refusal with the string *code* (nothing billed)."""
+    """Return the gateway's 402 pre-charge refusal with the string *code* (nothing billed).
+
+    Quota, balance, key and account codes alike: the gateway family sends its key
+    refusals as 402 too.
+    """
+    message = _QUOTA_MESSAGES.get(code) or _PERMISSION_MESSAGES.get(code)
     return ApiError(
         status=402,
         code=code,
-        message=_QUOTA_MESSAGES.get(code, f"The request was refused before charging: {code}."),
+        message=message or f"The request was refused before charging: {code}.",
         type="insufficient_quota_error",
+        param="model" if code == "key_model_not_allowed" else None,
         fallback_suggestion="https://ai.odkkk.com/apiv1/dashboard/billing",
     )
 
 
-def permission_denied(code: str = "key_model_not_allowed") -> ApiError:
-    """Return the gateway's 403 refusal with the string *code*."""
+def permission_denied(code: str | None = None) -> ApiError:
+    """Return the documented 403 (code 403), or one with the string gateway *code*."""
+    if code is None:
+        return ApiError(
+            status=403,
+            message="Access denied for this model",
+            type="permission_error",
+            param="model",
+        )
     return ApiError(
         status=403,
         code=code,

@@ -47,11 +47,12 @@ kind                        endpoints           effect
 ``http_402``                create              402 ``insufficient_quota_error`` with the
                                                 gateway code ``error_code`` (default
                                                 ``insufficient_quota``; e.g.
-                                                ``quota_not_enough``); a pre-charge refusal:
-                                                no task, nothing billed
-``http_403``                create, task        403 ``permission_error`` with the gateway code
-                                                ``error_code`` (default
-                                                ``key_model_not_allowed``); on create, no task
+                                                ``quota_not_enough``, ``key_disabled``: the
+                                                family's key refusals come as 402 too); a
+                                                pre-charge refusal: no task, nothing billed
+``http_403``                create, task        403 ``permission_error``: the documented one
+                                                (code 403), or with the gateway code
+                                                ``error_code``; on create, no task
 ``null_fields``             create, task,       optional fields sent as ``null``, in the shape
                             callback            ``null_shape`` (see ``_nulls``; default
                                                 ``absent``); waits for a body the shape applies

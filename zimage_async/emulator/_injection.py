@@ -155,7 +155,7 @@ def error_reply(rule: FaultRule) -> web.Response | None:
     if kind == "http_402":
         return error_response(insufficient_quota(rule.error_code or "insufficient_quota"))
     if kind == "http_403":
-        return error_response(permission_denied(rule.error_code or "key_model_not_allowed"))
+        return error_response(permission_denied(rule.error_code))
     factory = _ERRORS.get(kind)
     return error_response(factory()) if factory is not None else None
 
